@@ -1,0 +1,330 @@
+//! Loading: defaults < file < `HODEI_*` variables < flags, then validation.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized};
+use figment::value::Value;
+use serde_saphyr::figment::Yaml;
+
+use crate::env::key_for;
+use crate::schema::Config;
+use crate::validate::{ValidationError, validate};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("invalid configuration:\n{}", render(.0))]
+    Invalid(Vec<ValidationError>),
+}
+
+impl ConfigError {
+    /// Every problem found, one per line, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::File { .. } => vec![self.to_string()],
+            ConfigError::Invalid(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+fn render(errors: &[ValidationError]) -> String {
+    errors
+        .iter()
+        .map(|error| format!("  {error}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Builds a [`Config`] from its layers. The environment is passed in rather than read
+/// here, so that precedence is testable without touching the process environment.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigLoader {
+    file: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    flags: Vec<(String, String)>,
+}
+
+impl ConfigLoader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// The process environment; only variables of [`crate::ENV_VARIABLES`] are used.
+    pub fn env_vars(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.env = vars.into_iter().collect();
+        self
+    }
+
+    /// A command-line override of one key (`server.port`, `8081`); the highest layer.
+    pub fn flag(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.flags.push((key.to_string(), value.into()));
+        self
+    }
+
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &self.file {
+            if !path.is_file() {
+                return Err(ConfigError::File {
+                    path: path.clone(),
+                    message: "no such file".to_string(),
+                });
+            }
+            figment = figment.merge(Yaml::file_exact(path));
+        }
+        // (key, what set it) for every override, to name the culprit of a bad value.
+        let mut sources: Vec<(String, String)> = Vec::new();
+        for (name, raw_value) in &self.env {
+            let Some(key) = key_for(name) else { continue };
+            figment = figment.merge(Serialized::default(key, parse_value(raw_value)));
+            sources.push((key.to_string(), format!("environment variable {name}")));
+        }
+        for (key, raw_value) in &self.flags {
+            figment = figment.merge(Serialized::default(key, parse_value(raw_value)));
+            sources.push((key.clone(), "command-line flag".to_string()));
+        }
+        let config: Config = figment
+            .extract()
+            .map_err(|error| extraction_errors(error, self.file.as_deref(), &sources))?;
+        let problems = validate(&config);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+fn parse_value(raw_value: &str) -> Value {
+    raw_value
+        .parse::<Value>()
+        .unwrap_or_else(|never| match never {})
+}
+
+fn extraction_errors(
+    error: figment::Error,
+    file: Option<&Path>,
+    sources: &[(String, String)],
+) -> ConfigError {
+    let mut problems = Vec::new();
+    for single in error {
+        let key = single.path.join(".");
+        let origin = sources
+            .iter()
+            .rev()
+            .find(|(source_key, _)| *source_key == key)
+            .map(|(_, origin)| origin.clone())
+            .or_else(|| file.map(|path| format!("file {}", path.display())));
+        let mut rule = single.kind.to_string();
+        if let Some(origin) = origin {
+            rule = format!("{rule} (set by {origin})");
+        }
+        problems.push(ValidationError::new(
+            if key.is_empty() { "<root>" } else { &key },
+            rule,
+        ));
+    }
+    ConfigError::Invalid(problems)
+}
+
+/// The effective configuration as YAML, with every secret replaced by `<redacted>`.
+pub fn redacted_yaml(config: &Config) -> String {
+    let mut printable = config.clone();
+    if printable.server.admin_token.is_some() {
+        printable.server.admin_token = Some("<redacted>".to_string());
+    }
+    serde_saphyr::to_string(&printable)
+        .unwrap_or_else(|error| format!("# could not render the configuration: {error}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::schema::LogFormat;
+
+    fn yaml_file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_specifications() {
+        let config = ConfigLoader::new().load().unwrap();
+        assert_eq!(config.server.port, 8080);
+        assert_eq!(config.server.grpc_port, 9090);
+        assert_eq!(config.metrics.prometheus.port, 9091);
+        assert_eq!(config.metrics.prometheus.path, "/metrics");
+        assert_eq!(config.multi_tenancy.default_tenant_quota.cpu_m, 4000);
+        assert_eq!(config.multi_tenancy.default_tenant_quota.memory_mb, 8192);
+        assert_eq!(
+            config.multi_tenancy.default_tenant_quota.max_concurrent_jobs,
+            10
+        );
+        assert_eq!(config.burst_capacity.max_overage_percentage, 150);
+        assert_eq!(config.burst_capacity.burst_duration_minutes, 60);
+        assert_eq!(config.cost_tracking.retention_days, 90);
+        assert_eq!(config.resource_pools.pools[0].id, "pool-default");
+        assert_eq!(config.resource_pools.pools[0].min_size, 2);
+        assert_eq!(config.resource_pools.pools[0].max_size, 20);
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_keeps_the_rest() {
+        let file = yaml_file("server:\n  port: 7000\nburst_capacity:\n  max_overage_percentage: 200\n");
+        let config = ConfigLoader::new().file(file.path()).load().unwrap();
+        assert_eq!(config.server.port, 7000);
+        assert_eq!(config.server.grpc_port, 9090);
+        assert_eq!(config.burst_capacity.max_overage_percentage, 200);
+        assert_eq!(config.burst_capacity.burst_duration_minutes, 60);
+    }
+
+    #[test]
+    fn env_overrides_file_and_flag_overrides_env() {
+        let file = yaml_file(
+            "metrics:\n  prometheus:\n    port: 9500\nmulti_tenancy:\n  default_tenant_quota:\n    cpu_m: 1000\n",
+        );
+        let loader = ConfigLoader::new().file(file.path()).env_vars(env(&[
+            ("HODEI_PROMETHEUS_PORT", "9600"),
+            ("HODEI_DEFAULT_TENANT_QUOTA_CPU", "2000"),
+            ("HODEI_BURST_CAPACITY_ENABLED", "false"),
+            ("HODEI_LOG_FORMAT", "json"),
+            ("PATH", "/usr/bin"),
+        ]));
+        let from_env = loader.load().unwrap();
+        assert_eq!(from_env.metrics.prometheus.port, 9600);
+        assert_eq!(from_env.multi_tenancy.default_tenant_quota.cpu_m, 2000);
+        assert!(!from_env.burst_capacity.enabled);
+        assert_eq!(from_env.server.log_format, LogFormat::Json);
+
+        let from_flag = loader
+            .clone()
+            .flag("metrics.prometheus.port", "9700")
+            .load()
+            .unwrap();
+        assert_eq!(from_flag.metrics.prometheus.port, 9700);
+        assert_eq!(from_flag.multi_tenancy.default_tenant_quota.cpu_m, 2000);
+    }
+
+    #[test]
+    fn every_specification_variable_reaches_its_key() {
+        let config = ConfigLoader::new()
+            .env_vars(env(&[
+                ("HODEI_RESOURCE_POOLS_ENABLED", "false"),
+                ("HODEI_RESOURCE_POOL_TYPE", "dynamic"),
+                ("HODEI_AUTO_SCALING_ENABLED", "false"),
+                ("HODEI_MULTI_TENANCY_ENABLED", "false"),
+                ("HODEI_DEFAULT_TENANT_QUOTA_MEMORY", "4096"),
+                ("HODEI_BURST_MAX_OVERAGE", "175"),
+                ("HODEI_BURST_DURATION_MINUTES", "30"),
+                ("HODEI_COST_TRACKING_ENABLED", "false"),
+                ("HODEI_COST_RETENTION_DAYS", "30"),
+                ("HODEI_PROMETHEUS_ENABLED", "false"),
+                ("HODEI_GRAFANA_ENABLED", "false"),
+                ("HODEI_ALERTING_ENABLED", "false"),
+            ]))
+            .load()
+            .unwrap();
+        assert!(!config.resource_pools.enabled);
+        assert_eq!(
+            config.resource_pools.default_pool_type,
+            crate::PoolType::Dynamic
+        );
+        assert!(!config.resource_pools.auto_scaling_enabled);
+        assert!(!config.multi_tenancy.enabled);
+        assert_eq!(config.multi_tenancy.default_tenant_quota.memory_mb, 4096);
+        assert_eq!(config.burst_capacity.max_overage_percentage, 175);
+        assert_eq!(config.burst_capacity.burst_duration_minutes, 30);
+        assert!(!config.cost_tracking.enabled);
+        assert_eq!(config.cost_tracking.retention_days, 30);
+        assert!(!config.metrics.prometheus.enabled);
+        assert!(!config.observability.grafana.enabled);
+        assert!(!config.observability.alerting.enabled);
+    }
+
+    #[test]
+    fn validation_reports_every_bad_key_with_its_rule() {
+        let file = yaml_file(
+            "burst_capacity:\n  max_overage_percentage: 50\nserver:\n  port: 9090\n  grpc_port: 9090\n",
+        );
+        let error = ConfigLoader::new().file(file.path()).load().unwrap_err();
+        let problems = error.problems();
+        assert!(
+            problems.contains(
+                &"burst_capacity.max_overage_percentage: must be >= 100, got 50".to_string()
+            ),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.starts_with("server.grpc_port: must differ from server.port")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let file = yaml_file("server:\n  prot: 8080\n");
+        let problems = ConfigLoader::new()
+            .file(file.path())
+            .load()
+            .unwrap_err()
+            .problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("prot"), "{problems:?}");
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let problems = ConfigLoader::new()
+            .env_vars(env(&[("HODEI_PROMETHEUS_PORT", "not-a-port")]))
+            .load()
+            .unwrap_err()
+            .problems();
+        assert!(
+            problems[0].starts_with("metrics.prometheus.port:")
+                && problems[0].contains("HODEI_PROMETHEUS_PORT"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let error = ConfigLoader::new()
+            .file("/nonexistent/hodei.yaml")
+            .load()
+            .unwrap_err();
+        assert!(error.to_string().contains("no such file"));
+    }
+
+    #[test]
+    fn printed_config_redacts_secrets_and_reloads() {
+        let config = ConfigLoader::new()
+            .env_vars(env(&[("HODEI_ADMIN_TOKEN", "s3cret")]))
+            .load()
+            .unwrap();
+        let printed = redacted_yaml(&config);
+        assert!(!printed.contains("s3cret"));
+        assert!(printed.contains("<redacted>"));
+        let file = yaml_file(&printed);
+        let reloaded = ConfigLoader::new().file(file.path()).load().unwrap();
+        assert_eq!(reloaded.server.port, config.server.port);
+    }
+}

@@ -1,0 +1,303 @@
+//! The configuration tree. Every struct denies unknown keys so a typo is an error, and
+//! every field has the default the specification or `DOMAIN.md` gives.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub cluster: ClusterConfig,
+    pub resource_pools: ResourcePoolsConfig,
+    pub multi_tenancy: MultiTenancyConfig,
+    pub burst_capacity: BurstCapacityConfig,
+    pub cost_tracking: CostTrackingConfig,
+    pub metrics: MetricsConfig,
+    pub observability: ObservabilityConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the REST and gRPC listeners bind to.
+    pub host: String,
+    pub port: u16,
+    pub grpc_port: u16,
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long a request may wait for a leader before it fails with 503.
+    pub leader_wait_ms: u64,
+    /// The principal of a request that names none (`admin` or `tenant:<id>`), until
+    /// token authentication exists.
+    pub default_principal: String,
+    pub log_format: LogFormat,
+    /// Token that authenticates admins once authentication is enabled; redacted when printed.
+    pub admin_token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_string(),
+            port: 8080,
+            grpc_port: 9090,
+            max_body_bytes: 1024 * 1024,
+            leader_wait_ms: 5_000,
+            default_principal: "admin".to_string(),
+            log_format: LogFormat::Text,
+            admin_token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's Raft id, unique in the cluster and never reused.
+    pub node_id: u64,
+    /// Where sled keeps the Raft log, vote, state machine and snapshots.
+    pub data_dir: PathBuf,
+    /// The gRPC address other nodes reach this one at; defaults to `server.host:grpc_port`.
+    pub advertise_addr: Option<String>,
+    /// gRPC addresses of the other founding members, for a cluster formed from config.
+    pub peers: Vec<String>,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and compact the log behind it) every this many applied entries.
+    pub snapshot_every_entries: u64,
+    /// Entries kept behind a snapshot so that slightly lagging followers need no snapshot.
+    pub log_entries_kept_after_snapshot: u64,
+    /// Most commands a single Raft entry carries (group commit).
+    pub max_commands_per_entry: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            data_dir: PathBuf::from("./.hodei/data"),
+            advertise_addr: None,
+            peers: Vec::new(),
+            heartbeat_ms: 150,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1_000,
+            snapshot_every_entries: 10_000,
+            log_entries_kept_after_snapshot: 1_000,
+            max_commands_per_entry: 4_096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolType {
+    #[default]
+    Static,
+    Dynamic,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourcePoolsConfig {
+    pub enabled: bool,
+    pub default_pool_type: PoolType,
+    /// Global switch: when false no pool autoscales, whatever its own setting.
+    pub auto_scaling_enabled: bool,
+    pub pools: Vec<PoolConfig>,
+}
+
+impl Default for ResourcePoolsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            default_pool_type: PoolType::Static,
+            auto_scaling_enabled: true,
+            pools: vec![PoolConfig::default()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub pool_type: PoolType,
+    pub min_size: u32,
+    pub max_size: u32,
+    pub auto_scaling_enabled: bool,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            id: "pool-default".to_string(),
+            pool_type: PoolType::Static,
+            min_size: 2,
+            max_size: 20,
+            auto_scaling_enabled: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MultiTenancyConfig {
+    pub enabled: bool,
+    pub default_tenant_quota: TenantQuotaConfig,
+}
+
+impl Default for MultiTenancyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            default_tenant_quota: TenantQuotaConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantQuotaConfig {
+    pub cpu_m: u64,
+    pub memory_mb: u64,
+    pub gpu: u32,
+    pub max_concurrent_jobs: u32,
+    pub max_pending_jobs: u32,
+}
+
+impl Default for TenantQuotaConfig {
+    fn default() -> Self {
+        Self {
+            cpu_m: 4_000,
+            memory_mb: 8_192,
+            gpu: 0,
+            max_concurrent_jobs: 10,
+            max_pending_jobs: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BurstCapacityConfig {
+    pub enabled: bool,
+    /// The ceiling during a burst as a percentage of the quota (150 = 1.5x).
+    pub max_overage_percentage: u32,
+    /// The longest burst session.
+    pub burst_duration_minutes: u32,
+}
+
+impl Default for BurstCapacityConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_overage_percentage: 150,
+            burst_duration_minutes: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CostTrackingConfig {
+    pub enabled: bool,
+    pub track_by_tenant: bool,
+    pub track_by_job: bool,
+    pub retention_days: u32,
+}
+
+impl Default for CostTrackingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            track_by_tenant: true,
+            track_by_job: true,
+            retention_days: 90,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub prometheus: PrometheusConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusConfig {
+    pub enabled: bool,
+    pub port: u16,
+    pub path: String,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 9091,
+            path: "/metrics".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityConfig {
+    pub grafana: GrafanaConfig,
+    pub alerting: AlertingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrafanaConfig {
+    pub enabled: bool,
+    pub dashboards_dir: PathBuf,
+}
+
+impl Default for GrafanaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dashboards_dir: PathBuf::from("/etc/hodei/dashboards"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingConfig {
+    pub enabled: bool,
+    pub prometheus_alerts_dir: PathBuf,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            prometheus_alerts_dir: PathBuf::from("/etc/hodei/alerts"),
+        }
+    }
+}
+
+impl Config {
+    /// The gRPC address other nodes and workers use to reach this node.
+    pub fn advertise_addr(&self) -> String {
+        match &self.cluster.advertise_addr {
+            Some(addr) => addr.clone(),
+            None => format!("{}:{}", self.server.host, self.server.grpc_port),
+        }
+    }
+}

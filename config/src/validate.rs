@@ -1,0 +1,224 @@
+//! Semantic checks that the types alone cannot express. Every problem is collected, not
+//! only the first, and each names its key and the rule it broke.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::schema::Config;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    pub key: String,
+    pub rule: String,
+}
+
+impl ValidationError {
+    pub fn new(key: impl Into<String>, rule: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}: {}", self.key, self.rule)
+    }
+}
+
+struct Problems(Vec<ValidationError>);
+
+impl Problems {
+    fn at_least(&mut self, key: &str, value: u64, minimum: u64) {
+        if value < minimum {
+            self.0.push(ValidationError::new(
+                key,
+                format!("must be >= {minimum}, got {value}"),
+            ));
+        }
+    }
+
+    fn at_most(&mut self, key: &str, value: u64, maximum: u64) {
+        if value > maximum {
+            self.0.push(ValidationError::new(
+                key,
+                format!("must be <= {maximum}, got {value}"),
+            ));
+        }
+    }
+
+    fn rule(&mut self, holds: bool, key: &str, rule: String) {
+        if !holds {
+            self.0.push(ValidationError::new(key, rule));
+        }
+    }
+}
+
+fn is_slug(text: &str) -> bool {
+    let mut chars = text.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    text.len() <= 63
+        && (first.is_ascii_lowercase() || first.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
+    let mut problems = Problems(Vec::new());
+
+    let server = &config.server;
+    problems.at_least("server.port", u64::from(server.port), 1);
+    problems.at_least("server.grpc_port", u64::from(server.grpc_port), 1);
+    problems.rule(
+        server.port != server.grpc_port,
+        "server.grpc_port",
+        format!("must differ from server.port, both are {}", server.port),
+    );
+    problems.at_least("server.max_body_bytes", server.max_body_bytes as u64, 1024);
+    problems.at_most(
+        "server.max_body_bytes",
+        server.max_body_bytes as u64,
+        64 * 1024 * 1024,
+    );
+    problems.rule(
+        server.default_principal == "admin"
+            || server
+                .default_principal
+                .strip_prefix("tenant:")
+                .is_some_and(is_slug),
+        "server.default_principal",
+        format!(
+            "must be `admin` or `tenant:<tenant id>`, got `{}`",
+            server.default_principal
+        ),
+    );
+
+    let cluster = &config.cluster;
+    problems.at_least("cluster.node_id", cluster.node_id, 1);
+    problems.at_least("cluster.heartbeat_ms", cluster.heartbeat_ms, 10);
+    problems.rule(
+        cluster.election_timeout_min_ms > cluster.heartbeat_ms * 2,
+        "cluster.election_timeout_min_ms",
+        format!(
+            "must be more than twice cluster.heartbeat_ms ({}), got {}",
+            cluster.heartbeat_ms, cluster.election_timeout_min_ms
+        ),
+    );
+    problems.rule(
+        cluster.election_timeout_max_ms > cluster.election_timeout_min_ms,
+        "cluster.election_timeout_max_ms",
+        format!(
+            "must be greater than cluster.election_timeout_min_ms ({}), got {}",
+            cluster.election_timeout_min_ms, cluster.election_timeout_max_ms
+        ),
+    );
+    problems.at_least("cluster.snapshot_every_entries", cluster.snapshot_every_entries, 10);
+    problems.at_least(
+        "cluster.max_commands_per_entry",
+        cluster.max_commands_per_entry as u64,
+        1,
+    );
+    problems.rule(
+        !cluster.data_dir.as_os_str().is_empty(),
+        "cluster.data_dir",
+        "must not be empty".to_string(),
+    );
+
+    let mut pool_ids = BTreeSet::new();
+    for (index, pool) in config.resource_pools.pools.iter().enumerate() {
+        let key = format!("resource_pools.pools[{index}]");
+        problems.rule(
+            is_slug(&pool.id),
+            &format!("{key}.id"),
+            format!(
+                "must match [a-z0-9][a-z0-9-]{{0,62}}, got `{}`",
+                pool.id
+            ),
+        );
+        problems.rule(
+            pool_ids.insert(pool.id.clone()),
+            &format!("{key}.id"),
+            format!("duplicate pool id `{}`", pool.id),
+        );
+        problems.rule(
+            pool.min_size <= pool.max_size,
+            &format!("{key}.min_size"),
+            format!(
+                "must be <= max_size ({}), got {}",
+                pool.max_size, pool.min_size
+            ),
+        );
+        problems.at_least(&format!("{key}.max_size"), u64::from(pool.max_size), 1);
+    }
+
+    let quota = &config.multi_tenancy.default_tenant_quota;
+    problems.at_least(
+        "multi_tenancy.default_tenant_quota.cpu_m",
+        quota.cpu_m,
+        1,
+    );
+    problems.at_least(
+        "multi_tenancy.default_tenant_quota.memory_mb",
+        quota.memory_mb,
+        1,
+    );
+    problems.at_least(
+        "multi_tenancy.default_tenant_quota.max_concurrent_jobs",
+        u64::from(quota.max_concurrent_jobs),
+        1,
+    );
+    problems.at_least(
+        "multi_tenancy.default_tenant_quota.max_pending_jobs",
+        u64::from(quota.max_pending_jobs),
+        1,
+    );
+
+    let burst = &config.burst_capacity;
+    problems.at_least(
+        "burst_capacity.max_overage_percentage",
+        u64::from(burst.max_overage_percentage),
+        100,
+    );
+    problems.at_most(
+        "burst_capacity.max_overage_percentage",
+        u64::from(burst.max_overage_percentage),
+        1000,
+    );
+    problems.at_least(
+        "burst_capacity.burst_duration_minutes",
+        u64::from(burst.burst_duration_minutes),
+        1,
+    );
+    problems.at_most(
+        "burst_capacity.burst_duration_minutes",
+        u64::from(burst.burst_duration_minutes),
+        7 * 24 * 60,
+    );
+
+    problems.at_least(
+        "cost_tracking.retention_days",
+        u64::from(config.cost_tracking.retention_days),
+        1,
+    );
+
+    let prometheus = &config.metrics.prometheus;
+    if prometheus.enabled {
+        problems.rule(
+            prometheus.port != server.port && prometheus.port != server.grpc_port,
+            "metrics.prometheus.port",
+            format!(
+                "must differ from server.port and server.grpc_port, got {}",
+                prometheus.port
+            ),
+        );
+        problems.rule(
+            prometheus.path.starts_with('/'),
+            "metrics.prometheus.path",
+            format!("must start with `/`, got `{}`", prometheus.path),
+        );
+    }
+
+    problems.0
+}
