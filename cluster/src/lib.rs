@@ -1,1 +1,29 @@
+//! Hodei's consensus layer: openraft 0.9 with its log, vote and state machine in a
+//! [`Storage`] (sled), a gRPC transport, and group commit. It replicates an opaque state
+//! machine that the node supplies through [`StateMachine`] and knows nothing of tenants
+//! or jobs.
 
+mod error;
+mod log_store;
+mod network;
+mod proposer;
+mod raft_node;
+mod raft_types;
+mod sled_storage;
+mod state_machine;
+pub mod storage;
+pub mod storage_conformance;
+
+pub use error::ClusterError;
+pub use log_store::LogStore;
+pub use network::{GrpcNetworkFactory, RaftGrpcService};
+pub use raft_node::{
+    ClusterMemberStatus, ClusterSettings, ClusterStatus, RaftNode, STATE_KEYSPACE,
+};
+pub use raft_types::{CommandBatch, NodeId, TypeConfig};
+pub use sled_storage::SledStorage;
+pub use state_machine::{RESERVED_PREFIX, StateMachine, StateMachineStore};
+pub use storage::{KeyValue, Keyspace, Storage, StorageError, WriteBatch};
+
+#[cfg(test)]
+mod raft_store_tests;

@@ -15,8 +15,14 @@ const fn var(name: &'static str, key: &'static str) -> EnvVariable {
 /// Every variable Hodei reads. The first block is the specification's list, verbatim.
 pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("HODEI_RESOURCE_POOLS_ENABLED", "resource_pools.enabled"),
-    var("HODEI_RESOURCE_POOL_TYPE", "resource_pools.default_pool_type"),
-    var("HODEI_AUTO_SCALING_ENABLED", "resource_pools.auto_scaling_enabled"),
+    var(
+        "HODEI_RESOURCE_POOL_TYPE",
+        "resource_pools.default_pool_type",
+    ),
+    var(
+        "HODEI_AUTO_SCALING_ENABLED",
+        "resource_pools.auto_scaling_enabled",
+    ),
     var("HODEI_MULTI_TENANCY_ENABLED", "multi_tenancy.enabled"),
     var(
         "HODEI_DEFAULT_TENANT_QUOTA_CPU",

@@ -174,7 +174,10 @@ mod tests {
         assert_eq!(config.multi_tenancy.default_tenant_quota.cpu_m, 4000);
         assert_eq!(config.multi_tenancy.default_tenant_quota.memory_mb, 8192);
         assert_eq!(
-            config.multi_tenancy.default_tenant_quota.max_concurrent_jobs,
+            config
+                .multi_tenancy
+                .default_tenant_quota
+                .max_concurrent_jobs,
             10
         );
         assert_eq!(config.burst_capacity.max_overage_percentage, 150);
@@ -187,7 +190,8 @@ mod tests {
 
     #[test]
     fn file_overrides_defaults_and_keeps_the_rest() {
-        let file = yaml_file("server:\n  port: 7000\nburst_capacity:\n  max_overage_percentage: 200\n");
+        let file =
+            yaml_file("server:\n  port: 7000\nburst_capacity:\n  max_overage_percentage: 200\n");
         let config = ConfigLoader::new().file(file.path()).load().unwrap();
         assert_eq!(config.server.port, 7000);
         assert_eq!(config.server.grpc_port, 9090);
@@ -272,9 +276,9 @@ mod tests {
             "{problems:?}"
         );
         assert!(
-            problems
-                .iter()
-                .any(|problem| problem.starts_with("server.grpc_port: must differ from server.port")),
+            problems.iter().any(
+                |problem| problem.starts_with("server.grpc_port: must differ from server.port")
+            ),
             "{problems:?}"
         );
     }

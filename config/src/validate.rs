@@ -114,7 +114,11 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
             cluster.election_timeout_min_ms, cluster.election_timeout_max_ms
         ),
     );
-    problems.at_least("cluster.snapshot_every_entries", cluster.snapshot_every_entries, 10);
+    problems.at_least(
+        "cluster.snapshot_every_entries",
+        cluster.snapshot_every_entries,
+        10,
+    );
     problems.at_least(
         "cluster.max_commands_per_entry",
         cluster.max_commands_per_entry as u64,
@@ -132,10 +136,7 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         problems.rule(
             is_slug(&pool.id),
             &format!("{key}.id"),
-            format!(
-                "must match [a-z0-9][a-z0-9-]{{0,62}}, got `{}`",
-                pool.id
-            ),
+            format!("must match [a-z0-9][a-z0-9-]{{0,62}}, got `{}`", pool.id),
         );
         problems.rule(
             pool_ids.insert(pool.id.clone()),
@@ -154,11 +155,7 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
     }
 
     let quota = &config.multi_tenancy.default_tenant_quota;
-    problems.at_least(
-        "multi_tenancy.default_tenant_quota.cpu_m",
-        quota.cpu_m,
-        1,
-    );
+    problems.at_least("multi_tenancy.default_tenant_quota.cpu_m", quota.cpu_m, 1);
     problems.at_least(
         "multi_tenancy.default_tenant_quota.memory_mb",
         quota.memory_mb,

@@ -1,0 +1,93 @@
+//! Group commit in front of Raft. openraft 0.9 flushes one log entry per `client_write`
+//! on the leader, so throughput would equal the disk's serial fsync rate. The proposer
+//! keeps one proposal in flight and drains every command queued meanwhile into the next
+//! entry, then answers each caller from that entry's results.
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ClusterError;
+use crate::raft_types::{CommandBatch, NodeId, Raft};
+
+struct Proposal {
+    command: String,
+    reply: oneshot::Sender<Result<String, ClusterError>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Proposer {
+    sender: mpsc::Sender<Proposal>,
+}
+
+impl Proposer {
+    pub fn start(raft: Raft, max_commands_per_entry: usize) -> Self {
+        let (sender, receiver) = mpsc::channel(max_commands_per_entry.max(1) * 4);
+        tokio::spawn(run(raft, receiver, max_commands_per_entry.max(1)));
+        Self { sender }
+    }
+
+    /// Replicates one command and returns the state machine's response once it is
+    /// committed and applied on this node.
+    pub async fn propose(&self, command: String) -> Result<String, ClusterError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Proposal { command, reply })
+            .await
+            .map_err(|_| ClusterError::Fatal("the proposer has stopped".to_string()))?;
+        answer
+            .await
+            .map_err(|_| ClusterError::Fatal("the proposer dropped the request".to_string()))?
+    }
+}
+
+async fn run(raft: Raft, mut receiver: mpsc::Receiver<Proposal>, max_commands_per_entry: usize) {
+    while let Some(first) = receiver.recv().await {
+        let mut proposals = vec![first];
+        while proposals.len() < max_commands_per_entry {
+            match receiver.try_recv() {
+                Ok(next) => proposals.push(next),
+                Err(_) => break,
+            }
+        }
+        let (commands, replies): (Vec<String>, Vec<_>) = proposals
+            .into_iter()
+            .map(|proposal| (proposal.command, proposal.reply))
+            .unzip();
+        let outcome = raft.client_write(CommandBatch { commands }).await;
+        match outcome {
+            Ok(written) => {
+                debug_assert_eq!(
+                    written.data.len(),
+                    replies.len(),
+                    "one response per command"
+                );
+                for (reply, response) in replies.into_iter().zip(written.data) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Err(error) => {
+                let error = client_write_error(error);
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn client_write_error(
+    error: RaftError<NodeId, ClientWriteError<NodeId, openraft::BasicNode>>,
+) -> ClusterError {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            ClusterError::NotLeader {
+                leader_id: forward.leader_id,
+                leader_addr: forward.leader_node.map(|node| node.addr),
+            }
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
+            ClusterError::Invalid(error.to_string())
+        }
+        RaftError::Fatal(fatal) => ClusterError::Fatal(fatal.to_string()),
+    }
+}
