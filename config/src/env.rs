@@ -68,6 +68,7 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("HODEI_NODE_ID", "cluster.node_id"),
     var("HODEI_DATA_DIR", "cluster.data_dir"),
     var("HODEI_ADVERTISE_ADDR", "cluster.advertise_addr"),
+    var("HODEI_CLUSTER_BOOTSTRAP", "cluster.bootstrap"),
 ];
 
 /// The key a variable overrides, if Hodei reads it.

@@ -71,6 +71,9 @@ pub struct ClusterConfig {
     pub advertise_addr: Option<String>,
     /// gRPC addresses of the other founding members, for a cluster formed from config.
     pub peers: Vec<String>,
+    /// What a node that belongs to no cluster yet does at start: `single` forms a
+    /// one-node cluster (the embedded default); `join` waits to be initialised or joined.
+    pub bootstrap: BootstrapMode,
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -89,6 +92,7 @@ impl Default for ClusterConfig {
             data_dir: PathBuf::from("./.hodei/data"),
             advertise_addr: None,
             peers: Vec::new(),
+            bootstrap: BootstrapMode::Single,
             heartbeat_ms: 150,
             election_timeout_min_ms: 500,
             election_timeout_max_ms: 1_000,
@@ -97,6 +101,14 @@ impl Default for ClusterConfig {
             max_commands_per_entry: 4_096,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BootstrapMode {
+    #[default]
+    Single,
+    Join,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -1,0 +1,229 @@
+//! The ControlSupervisor: while this node is the Raft leader it runs one controller
+//! actor per tenant (queues and pools come later), reconciled against the state machine;
+//! when leadership is lost it stops them. A controller that fails is restarted and
+//! reloads from the state machine. On a fresh cluster it also proposes the bootstrap
+//! command that creates the default tenant.
+
+use std::collections::BTreeMap;
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tracing::{info, warn};
+
+use crate::actors::tenant_actor::{TenantActor, TenantMsg};
+use crate::actors::{NodeContext, now_ms};
+use crate::domain::tenant::{Tenant, TenantId};
+use crate::state::{Command, CommandV1, DomainEvent};
+
+pub enum ControlMsg {
+    /// Bring the running controllers in line with leadership and the state.
+    Reconcile,
+    /// A state change; reconciles, and tells the tenant's actor to reload.
+    Event(DomainEvent),
+    GetObservableState(RpcReplyPort<ControlObservableState>),
+    /// The tenant actor of `id`, if it runs (for tests and later features).
+    TenantActor(TenantId, RpcReplyPort<Option<ActorRef<TenantMsg>>>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlObservableState {
+    pub leading: bool,
+    pub tenant_actors: Vec<TenantId>,
+    pub restarts: u64,
+}
+
+pub struct ControlSupervisor;
+
+pub struct ControlState {
+    node: NodeContext,
+    leading: bool,
+    bootstrap_proposed: bool,
+    tenants: BTreeMap<TenantId, ActorRef<TenantMsg>>,
+    restarts: u64,
+}
+
+impl ControlState {
+    fn tenant_of(&self, cell: &ActorCell) -> Option<TenantId> {
+        self.tenants
+            .iter()
+            .find(|(_, actor)| actor.get_id() == cell.get_id())
+            .map(|(id, _)| id.clone())
+    }
+}
+
+async fn start_tenant_actor(
+    supervisor: &ActorRef<ControlMsg>,
+    state: &mut ControlState,
+    id: TenantId,
+) {
+    match Actor::spawn_linked(
+        None,
+        TenantActor,
+        (id.clone(), state.node.clone()),
+        supervisor.get_cell(),
+    )
+    .await
+    {
+        Ok((actor, _)) => {
+            state.tenants.insert(id, actor);
+        }
+        Err(error) => warn!(tenant = %id, %error, "tenant actor did not start"),
+    }
+}
+
+async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) {
+    let leading = state.node.raft.is_leader();
+    if leading != state.leading {
+        info!(leading, "leadership changed; reconciling controllers");
+        state.leading = leading;
+        state.bootstrap_proposed = false;
+    }
+    let desired: Vec<TenantId> = if leading {
+        state.node.read(|hodei| hodei.tenant_ids())
+    } else {
+        Vec::new()
+    };
+    let surplus: Vec<TenantId> = state
+        .tenants
+        .keys()
+        .filter(|id| !desired.contains(id))
+        .cloned()
+        .collect();
+    for id in surplus {
+        if let Some(actor) = state.tenants.remove(&id) {
+            actor.stop(Some("not desired".to_string()));
+        }
+    }
+    for id in desired {
+        if !state.tenants.contains_key(&id) {
+            start_tenant_actor(supervisor, state, id).await;
+        }
+    }
+    if leading && !state.bootstrap_proposed {
+        let has_default = state
+            .node
+            .read(|hodei| hodei.tenant(&TenantId::default_tenant()).is_some());
+        if !has_default {
+            state.bootstrap_proposed = true;
+            let node = state.node.clone();
+            let myself = supervisor.clone();
+            tokio::spawn(async move {
+                let command = Command::V1(CommandV1::Bootstrap {
+                    default_tenant: Tenant::default_tenant(now_ms()),
+                });
+                if let Err(error) = node.raft.propose(command.encode()).await {
+                    warn!(%error, "bootstrap proposal failed; will retry on the next reconcile");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    let _ = myself.cast(ControlMsg::Reconcile);
+                }
+            });
+        }
+    }
+}
+
+impl Actor for ControlSupervisor {
+    type Msg = ControlMsg;
+    type State = ControlState;
+    type Arguments = NodeContext;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        node: NodeContext,
+    ) -> Result<ControlState, ActorProcessingErr> {
+        // Forward state events and Raft role changes into the mailbox.
+        let mut events = node.read(|state| state.subscribe());
+        let events_target = myself.clone();
+        tokio::spawn(async move {
+            loop {
+                let message = match events.recv().await {
+                    Ok(event) => ControlMsg::Event(event),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        ControlMsg::Reconcile
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
+                if events_target.cast(message).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server_state = node.raft.watch_server_state();
+        let role_target = myself.clone();
+        tokio::spawn(async move {
+            while server_state.changed().await.is_ok() {
+                if role_target.cast(ControlMsg::Reconcile).is_err() {
+                    break;
+                }
+            }
+        });
+        myself.cast(ControlMsg::Reconcile)?;
+        Ok(ControlState {
+            node,
+            leading: false,
+            bootstrap_proposed: false,
+            tenants: BTreeMap::new(),
+            restarts: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: ControlMsg,
+        state: &mut ControlState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ControlMsg::Reconcile => reconcile(&myself, state).await,
+            ControlMsg::Event(event) => {
+                if let DomainEvent::TenantUpdated(id) = &event {
+                    if let Some(actor) = state.tenants.get(id) {
+                        let _ = actor.cast(TenantMsg::Refresh);
+                    }
+                }
+                if event == DomainEvent::StateReplaced {
+                    for actor in state.tenants.values() {
+                        let _ = actor.cast(TenantMsg::Refresh);
+                    }
+                }
+                reconcile(&myself, state).await;
+            }
+            ControlMsg::GetObservableState(reply) => {
+                let _ = reply.send(ControlObservableState {
+                    leading: state.leading,
+                    tenant_actors: state.tenants.keys().cloned().collect(),
+                    restarts: state.restarts,
+                });
+            }
+            ControlMsg::TenantActor(id, reply) => {
+                let _ = reply.send(state.tenants.get(&id).cloned());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut ControlState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                if let Some(id) = state.tenant_of(&cell) {
+                    warn!(tenant = %id, %error, "tenant actor failed; restarting it");
+                    state.tenants.remove(&id);
+                    state.restarts += 1;
+                    // Reconcile restarts it if the tenant still exists and we still lead.
+                    reconcile(&myself, state).await;
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                if let Some(id) = state.tenant_of(&cell) {
+                    state.tenants.remove(&id);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

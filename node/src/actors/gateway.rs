@@ -1,0 +1,423 @@
+//! The gateway: the one entry point both APIs use. It authorises the principal,
+//! validates and canonicalises input, chooses timestamps, and either proposes a command
+//! or reads the state. Its mailbox never waits on a round trip: each request is carried
+//! out in its own task, which answers the caller's reply port when done.
+
+use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use hodei_cluster::{ClusterError, ClusterStatus};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::actors::{NodeContext, now_ms};
+use crate::api::model::{
+    CreateTenantInput, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageInput, UpdateTenantInput,
+};
+use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
+use crate::domain::DomainError;
+use crate::domain::tenant::{NewTenant, Tenant, TenantId, TenantPatch, TenantStatus, Tier};
+use crate::state::{Command, CommandOutcome, CommandResult, CommandV1};
+
+pub type Reply<T> = RpcReplyPort<Result<T, ApiError>>;
+
+pub enum GatewayMsg {
+    CreateTenant {
+        context: RequestContext,
+        input: CreateTenantInput,
+        reply: Reply<Tenant>,
+    },
+    GetTenant {
+        context: RequestContext,
+        id: String,
+        consistency: Consistency,
+        reply: Reply<Tenant>,
+    },
+    ListTenants {
+        context: RequestContext,
+        page: PageInput,
+        consistency: Consistency,
+        reply: Reply<Page<Tenant>>,
+    },
+    UpdateTenant {
+        context: RequestContext,
+        id: String,
+        input: UpdateTenantInput,
+        reply: Reply<Tenant>,
+    },
+    DeleteTenant {
+        context: RequestContext,
+        id: String,
+        cascade: bool,
+        reply: Reply<TenantId>,
+    },
+    ClusterStatus {
+        reply: RpcReplyPort<ClusterStatus>,
+    },
+}
+
+pub struct GatewayActor;
+
+/// How the API adapters reach the gateway. It follows a restart of the gateway actor, so
+/// adapters never hold a dead reference.
+#[derive(Clone)]
+pub struct GatewayHandle {
+    current: Arc<RwLock<ActorRef<GatewayMsg>>>,
+    call_timeout: Arc<RwLock<Duration>>,
+}
+
+impl GatewayHandle {
+    pub fn new(gateway: ActorRef<GatewayMsg>) -> Self {
+        Self {
+            current: Arc::new(RwLock::new(gateway)),
+            call_timeout: Arc::new(RwLock::new(Duration::from_secs(30))),
+        }
+    }
+
+    pub fn current(&self) -> ActorRef<GatewayMsg> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn replace(&self, gateway: ActorRef<GatewayMsg>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = gateway;
+    }
+
+    /// Upper bound on one request's time inside the node.
+    pub fn set_call_timeout(&self, timeout: Duration) {
+        *self
+            .call_timeout
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = timeout;
+    }
+
+    /// Sends one request and waits for its answer.
+    pub async fn ask<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<Result<T, ApiError>>) -> GatewayMsg,
+    ) -> Result<T, ApiError> {
+        let timeout = *self
+            .call_timeout
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        match self.current().call(build, Some(timeout)).await {
+            Ok(CallResult::Success(result)) => result,
+            Ok(CallResult::Timeout) => Err(ApiError::new(
+                ErrorCode::Timeout,
+                format!("no answer within {} ms", timeout.as_millis()),
+            )),
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(ApiError::unavailable("the gateway is restarting", 1))
+            }
+        }
+    }
+
+    /// This node's view of the cluster.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ApiError> {
+        match self
+            .current()
+            .call(
+                |reply| GatewayMsg::ClusterStatus { reply },
+                Some(Duration::from_secs(5)),
+            )
+            .await
+        {
+            Ok(CallResult::Success(status)) => Ok(status),
+            _ => Err(ApiError::unavailable("the gateway is restarting", 1)),
+        }
+    }
+}
+
+impl Actor for GatewayActor {
+    type Msg = GatewayMsg;
+    type State = NodeContext;
+    type Arguments = NodeContext;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        context: NodeContext,
+    ) -> Result<NodeContext, ActorProcessingErr> {
+        Ok(context)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: GatewayMsg,
+        node: &mut NodeContext,
+    ) -> Result<(), ActorProcessingErr> {
+        let node = node.clone();
+        match message {
+            GatewayMsg::CreateTenant {
+                context,
+                input,
+                reply,
+            } => {
+                answer(reply, create_tenant(node, context, input));
+            }
+            GatewayMsg::GetTenant {
+                context,
+                id,
+                consistency,
+                reply,
+            } => answer(reply, get_tenant(node, context, id, consistency)),
+            GatewayMsg::ListTenants {
+                context,
+                page,
+                consistency,
+                reply,
+            } => answer(reply, list_tenants(node, context, page, consistency)),
+            GatewayMsg::UpdateTenant {
+                context,
+                id,
+                input,
+                reply,
+            } => answer(reply, update_tenant(node, context, id, input)),
+            GatewayMsg::DeleteTenant {
+                context,
+                id,
+                cascade,
+                reply,
+            } => answer(reply, delete_tenant(node, context, id, cascade)),
+            GatewayMsg::ClusterStatus { reply } => {
+                let _ = reply.send(node.raft.status());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `work` in its own task and sends its result to `reply`.
+fn answer<T, F>(reply: RpcReplyPort<T>, work: F)
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let result = work.await;
+        // The caller may have timed out and gone; nothing to do then.
+        let _ = reply.send(result);
+    });
+}
+
+fn require_admin(context: &RequestContext, action: &str) -> Result<(), ApiError> {
+    if context.principal.is_admin() {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden(format!(
+            "{action} requires an admin; this request acts as {}",
+            context.principal
+        ))
+        .into())
+    }
+}
+
+fn require_access(context: &RequestContext, tenant: &TenantId) -> Result<(), ApiError> {
+    if context.principal.may_access(tenant) {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden(format!(
+            "{} may not access tenant `{tenant}`",
+            context.principal
+        ))
+        .into())
+    }
+}
+
+/// Waits (up to the configured time) for a leader to be known, so that a request made
+/// during an election is served after it instead of failing at once.
+async fn await_leader(node: &NodeContext) -> Result<(), ApiError> {
+    if !node.raft.is_initialized().await.map_err(ApiError::from)? {
+        return Err(ClusterError::NotInitialized.into());
+    }
+    node.raft
+        .wait_for_leader(node.leader_wait)
+        .await
+        .map(|_| ())
+        .map_err(|error| ApiError::unavailable(error.to_string(), 1))
+}
+
+/// Proposes a command and decodes the state machine's result.
+async fn propose(node: &NodeContext, command: CommandV1) -> Result<CommandOutcome, ApiError> {
+    await_leader(node).await?;
+    let response = node.raft.propose(Command::V1(command).encode()).await?;
+    let result: CommandResult = serde_json::from_str(&response).map_err(|error| {
+        ApiError::internal(format!("undecodable state machine response: {error}"))
+    })?;
+    result.map_err(ApiError::from)
+}
+
+async fn read_barrier(node: &NodeContext, consistency: Consistency) -> Result<(), ApiError> {
+    match consistency {
+        Consistency::Stale => Ok(()),
+        Consistency::Linearizable => {
+            await_leader(node).await?;
+            node.raft
+                .ensure_linearizable()
+                .await
+                .map_err(ApiError::from)
+        }
+    }
+}
+
+fn unexpected(outcome: CommandOutcome) -> ApiError {
+    ApiError::internal(format!("unexpected state machine outcome: {outcome:?}"))
+}
+
+fn parse_tenant_id(raw: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(raw).map_err(ApiError::from)
+}
+
+async fn create_tenant(
+    node: NodeContext,
+    context: RequestContext,
+    input: CreateTenantInput,
+) -> Result<Tenant, ApiError> {
+    require_admin(&context, "creating a tenant")?;
+    let tier = match input.tier.as_deref() {
+        None | Some("") => Tier::default(),
+        Some(raw) => Tier::parse("tier", raw)?,
+    };
+    let new_tenant = NewTenant {
+        id: parse_tenant_id(&input.id)?,
+        display_name: input.display_name.filter(|name| !name.is_empty()),
+        tier,
+        weight: input.weight,
+        labels: input.labels,
+    };
+    let tenant = new_tenant.into_tenant(now_ms())?;
+    match propose(&node, CommandV1::CreateTenant { tenant }).await? {
+        CommandOutcome::Tenant(tenant) => Ok(tenant),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn get_tenant(
+    node: NodeContext,
+    context: RequestContext,
+    id: String,
+    consistency: Consistency,
+) -> Result<Tenant, ApiError> {
+    let id = parse_tenant_id(&id)?;
+    require_access(&context, &id)?;
+    read_barrier(&node, consistency).await?;
+    node.read(|state| state.tenant(&id).cloned())
+        .ok_or_else(|| DomainError::not_found("tenant", id.to_string()).into())
+}
+
+async fn list_tenants(
+    node: NodeContext,
+    context: RequestContext,
+    page: PageInput,
+    consistency: Consistency,
+) -> Result<Page<Tenant>, ApiError> {
+    let limit = match page.limit {
+        None => DEFAULT_PAGE_SIZE,
+        Some(limit) if (1..=MAX_PAGE_SIZE).contains(&limit) => limit,
+        Some(limit) => {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
+            ));
+        }
+    } as usize;
+    let after = match page.cursor.as_deref() {
+        None | Some("") => None,
+        Some(cursor) => Some(
+            TenantId::parse(cursor)
+                .map_err(|_| ApiError::invalid("cursor", "not a cursor this list returned"))?,
+        ),
+    };
+    read_barrier(&node, consistency).await?;
+    let mut items = match &context.principal {
+        Principal::Admin => node.read(|state| state.tenants_after(after.as_ref(), limit + 1)),
+        Principal::Tenant(own) => node.read(|state| {
+            let visible = after.as_ref().is_none_or(|after| own > after);
+            state
+                .tenant(own)
+                .filter(|_| visible)
+                .cloned()
+                .into_iter()
+                .collect()
+        }),
+    };
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|tenant| tenant.id.to_string())
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+async fn update_tenant(
+    node: NodeContext,
+    context: RequestContext,
+    id: String,
+    input: UpdateTenantInput,
+) -> Result<Tenant, ApiError> {
+    let id = parse_tenant_id(&id)?;
+    require_admin(&context, "updating a tenant")?;
+    let patch = TenantPatch {
+        display_name: input.display_name,
+        tier: input
+            .tier
+            .as_deref()
+            .map(|raw| Tier::parse("tier", raw))
+            .transpose()?,
+        weight: input.weight,
+        labels: input.labels,
+        status: input
+            .status
+            .as_deref()
+            .map(|raw| TenantStatus::parse("status", raw))
+            .transpose()?,
+    };
+    if patch.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::Unprocessable,
+            "the update sets no field: give at least one of display_name, tier, weight, labels, status",
+        ));
+    }
+    patch.validate()?;
+    match propose(
+        &node,
+        CommandV1::UpdateTenant {
+            id,
+            patch,
+            at_ms: now_ms(),
+        },
+    )
+    .await?
+    {
+        CommandOutcome::Tenant(tenant) => Ok(tenant),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn delete_tenant(
+    node: NodeContext,
+    context: RequestContext,
+    id: String,
+    cascade: bool,
+) -> Result<TenantId, ApiError> {
+    let id = parse_tenant_id(&id)?;
+    require_admin(&context, "deleting a tenant")?;
+    match propose(
+        &node,
+        CommandV1::DeleteTenant {
+            id,
+            cascade,
+            at_ms: now_ms(),
+        },
+    )
+    .await?
+    {
+        CommandOutcome::TenantDeleted { id } => Ok(id),
+        other => Err(unexpected(other)),
+    }
+}

@@ -1,0 +1,48 @@
+//! The actor tree of a node:
+//!
+//! ```text
+//! RootSupervisor
+//! ├── GatewayActor            every node: requests -> validation -> Raft / read view
+//! └── ControlSupervisor       starts controllers while this node leads, stops them after
+//!     └── TenantActor         one per tenant
+//! ```
+
+pub mod control;
+pub mod gateway;
+pub mod root;
+pub mod tenant_actor;
+
+use std::time::Duration;
+
+use hodei_cluster::RaftNode;
+
+use crate::state::SharedState;
+
+/// What every actor of a node shares: the Raft handle and the read view of the state.
+#[derive(Clone)]
+pub struct NodeContext {
+    pub raft: RaftNode,
+    pub state: SharedState,
+    /// How long a request waits for a leader before it fails with 503.
+    pub leader_wait: Duration,
+}
+
+impl NodeContext {
+    /// Runs `read` against the read view. The lock is held only for the closure, which
+    /// must be quick (copy out what is needed).
+    pub fn read<T>(&self, read: impl FnOnce(&crate::state::HodeiState) -> T) -> T {
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        read(&state)
+    }
+}
+
+/// Milliseconds since the Unix epoch, for the timestamps the gateway puts in commands.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,72 @@
+//! The gRPC adapter (tonic). Same gateway messages as REST; the principal comes from the
+//! `x-hodei-principal` metadata entry and the trace id from `traceparent`, and every
+//! reply, success or error, carries `x-trace-id`.
+
+mod cluster;
+mod tenants;
+
+use tonic::metadata::MetadataValue;
+
+pub use self::cluster::ClusterGrpc;
+pub use self::tenants::TenantGrpc;
+use crate::api::principal::PRINCIPAL_HEADER;
+use crate::api::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER};
+use crate::api::{ApiError, Principal, RequestContext, TraceId};
+
+/// Reads the principal and trace id of a call.
+pub fn request_context<T>(
+    request: &tonic::Request<T>,
+    default_principal: &Principal,
+) -> Result<RequestContext, tonic::Status> {
+    let metadata = request.metadata();
+    let traceparent = metadata
+        .get(TRACEPARENT_HEADER)
+        .and_then(|value| value.to_str().ok());
+    let trace_id = TraceId::from_header_or_new(traceparent);
+    let principal = match metadata.get(PRINCIPAL_HEADER) {
+        None => default_principal.clone(),
+        Some(value) => {
+            let parsed = value
+                .to_str()
+                .map_err(|_| ApiError::invalid(PRINCIPAL_HEADER, "must be ASCII"))
+                .and_then(Principal::parse);
+            parsed.map_err(|error| with_trace_status(&error, &trace_id))?
+        }
+    };
+    Ok(RequestContext {
+        principal,
+        trace_id,
+    })
+}
+
+fn trace_value(trace_id: &TraceId) -> Option<MetadataValue<tonic::metadata::Ascii>> {
+    MetadataValue::try_from(trace_id.as_str()).ok()
+}
+
+pub fn with_trace_status(error: &ApiError, trace_id: &TraceId) -> tonic::Status {
+    let mut status = error.to_status();
+    if let Some(value) = trace_value(trace_id) {
+        status.metadata_mut().insert(TRACE_ID_HEADER, value);
+    }
+    status
+}
+
+pub fn with_trace<T>(message: T, trace_id: &TraceId) -> tonic::Response<T> {
+    let mut response = tonic::Response::new(message);
+    if let Some(value) = trace_value(trace_id) {
+        response.metadata_mut().insert(TRACE_ID_HEADER, value);
+    }
+    response
+}
+
+/// Turns a gateway answer into a traced gRPC reply.
+pub fn reply<T, U>(
+    result: Result<T, ApiError>,
+    trace_id: &TraceId,
+    encode: impl FnOnce(T) -> U,
+) -> Result<tonic::Response<U>, tonic::Status> {
+    match result {
+        Ok(value) => Ok(with_trace(encode(value), trace_id)),
+        Err(error) => Err(with_trace_status(&error, trace_id)),
+    }
+}

@@ -1,0 +1,190 @@
+//! Extractors whose failures are problem documents naming the field at fault.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::api::principal::PRINCIPAL_HEADER;
+use crate::api::rest::RestState;
+use crate::api::{ApiError, ErrorCode, Principal, RequestContext, TraceId};
+
+/// The principal and trace id of a request.
+pub struct Context(pub RequestContext);
+
+impl FromRequestParts<RestState> for Context {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &RestState,
+    ) -> Result<Self, Self::Rejection> {
+        let trace_id = parts
+            .extensions
+            .get::<TraceId>()
+            .cloned()
+            .unwrap_or_else(TraceId::generate);
+        let principal = match parts.headers.get(PRINCIPAL_HEADER) {
+            None => state.default_principal.clone(),
+            Some(value) => {
+                let raw = value
+                    .to_str()
+                    .map_err(|_| ApiError::invalid(PRINCIPAL_HEADER, "must be ASCII"))?;
+                Principal::parse(raw)?
+            }
+        };
+        Ok(Context(RequestContext {
+            principal,
+            trace_id,
+        }))
+    }
+}
+
+/// A JSON body. Not JSON: 400; wrong content type: 415; too large: 413; a field of the
+/// wrong type, missing or unknown: 422 naming it.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<RestState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &RestState) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim();
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "the body must be JSON with `content-type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                let status = rejection.status();
+                if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        "the body is larger than the server accepts (server.max_body_bytes)",
+                    )
+                } else {
+                    ApiError::new(
+                        ErrorCode::BadRequest,
+                        format!("could not read the body: {}", rejection.body_text()),
+                    )
+                }
+            })?;
+        decode_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Decodes a JSON document, naming the path of the value at fault.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let decoded: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let value = match decoded {
+        Ok(value) => value,
+        Err(error) => {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            return Err(match inner.classify() {
+                serde_json::error::Category::Syntax
+                | serde_json::error::Category::Eof
+                | serde_json::error::Category::Io => ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("the body is not valid JSON: {inner}"),
+                ),
+                serde_json::error::Category::Data => data_error(&path, &inner),
+            });
+        }
+    };
+    deserializer.end().map_err(|error| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("the body is not valid JSON: {error}"),
+        )
+    })?;
+    Ok(value)
+}
+
+fn data_error(path: &str, error: &serde_json::Error) -> ApiError {
+    // serde's message ends with " at line L column C": keep the rule only.
+    let message = error.to_string();
+    let rule = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_string();
+    let unknown_field = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|prefix| rule.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_string);
+    let field = match (path, unknown_field) {
+        (".", Some(name)) => name,
+        (_, Some(name)) => format!("{path}.{name}"),
+        (".", None) => "body".to_string(),
+        (path, None) => path.to_string(),
+    };
+    ApiError::invalid(field, rule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::model::CreateTenantInput;
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let error =
+            decode_json::<CreateTenantInput>(br#"{"id":"a","weight":"heavy"}"#).unwrap_err();
+        assert_eq!(error.code, ErrorCode::Unprocessable);
+        assert_eq!(error.field.as_deref(), Some("weight"));
+        assert!(error.detail.contains("invalid type"), "{}", error.detail);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let error = decode_json::<CreateTenantInput>(br#"{"id":"a","colour":"red"}"#).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("colour"));
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let error = decode_json::<CreateTenantInput>(br#"{"tier":"free"}"#).unwrap_err();
+        assert_eq!(error.code, ErrorCode::Unprocessable);
+        assert_eq!(error.field.as_deref(), Some("id"));
+        assert!(
+            error.detail.contains("missing field `id`"),
+            "{}",
+            error.detail
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_bad_request() {
+        for body in [&b"{\"id\":"[..], b"not json", b"{\"id\":\"a\"} trailing"] {
+            let error = decode_json::<CreateTenantInput>(body).unwrap_err();
+            assert_eq!(
+                error.code,
+                ErrorCode::BadRequest,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn nested_label_of_wrong_type_names_its_path() {
+        let error =
+            decode_json::<CreateTenantInput>(br#"{"id":"a","labels":{"team":5}}"#).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("labels.team"));
+    }
+}

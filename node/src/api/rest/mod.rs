@@ -1,0 +1,198 @@
+//! The REST adapter (axum). Handlers decode, send one gateway message and encode; the
+//! middleware gives every request a trace id and turns every error into
+//! `application/problem+json`.
+
+mod cluster;
+mod extract;
+mod tenants;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use self::extract::{ApiJson, Context};
+use crate::actors::gateway::GatewayHandle;
+use crate::api::model::ProblemView;
+use crate::api::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER};
+use crate::api::{ApiError, ErrorCode, Principal, TraceId};
+
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct RestState {
+    pub gateway: GatewayHandle,
+    pub default_principal: Principal,
+    pub openapi_json: Arc<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Hodei", description = "Multi-tenant job-scheduling control plane", version = "v1"),
+    tags((name = "tenants", description = "Tenant management (US-09.1.1)"), (name = "cluster", description = "Health and cluster status"))
+)]
+struct ApiDoc;
+
+/// Every REST route and the OpenAPI document that describes exactly them.
+pub fn router(
+    gateway: GatewayHandle,
+    default_principal: Principal,
+    max_body_bytes: usize,
+) -> Router {
+    let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(tenants::routes())
+        .merge(cluster::routes())
+        .split_for_parts();
+    let openapi_json = Arc::new(
+        openapi
+            .to_pretty_json()
+            .unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}")),
+    );
+    let state = RestState {
+        gateway,
+        default_principal,
+        openapi_json,
+    };
+    routes
+        .route("/api/v1/openapi.json", axum::routing::get(openapi_document))
+        .fallback(unknown_route)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(trace_and_problems))
+}
+
+async fn openapi_document(State(state): State<RestState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi_json.as_str().to_string(),
+    )
+        .into_response()
+}
+
+async fn unknown_route(request: Request) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route {} {}", request.method(), request.uri().path()),
+    )
+}
+
+/// Gives the request its trace id (from `traceparent` or new), runs it in a span that
+/// carries the id, echoes it in `x-trace-id`, and rewrites any error that is not yet a
+/// problem document (axum's own 404, 405, 413 ...) into one.
+async fn trace_and_problems(mut request: Request, next: Next) -> Response {
+    let traceparent = request
+        .headers()
+        .get(TRACEPARENT_HEADER)
+        .and_then(|value| value.to_str().ok());
+    let trace_id = TraceId::from_header_or_new(traceparent);
+    request.extensions_mut().insert(trace_id.clone());
+    let span = tracing::info_span!("request", trace_id = %trace_id, method = %request.method(), path = %request.uri().path());
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+        response = problem_response(&error, &trace_id);
+    } else if status.is_client_error() || status.is_server_error() {
+        let is_problem = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|value| {
+                value
+                    .as_bytes()
+                    .starts_with(PROBLEM_CONTENT_TYPE.as_bytes())
+            });
+        if !is_problem {
+            let error = ApiError::new(
+                code_for_status(status),
+                status.canonical_reason().unwrap_or("error").to_lowercase(),
+            );
+            response = problem_response(&error, &trace_id);
+        }
+    }
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "request served"));
+    if let Ok(value) = HeaderValue::from_str(trace_id.as_str()) {
+        response.headers_mut().insert(TRACE_ID_HEADER, value);
+    }
+    response
+}
+
+fn code_for_status(status: StatusCode) -> ErrorCode {
+    match status.as_u16() {
+        400 => ErrorCode::BadRequest,
+        401 => ErrorCode::Unauthenticated,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        409 => ErrorCode::Conflict,
+        413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        422 => ErrorCode::Unprocessable,
+        429 => ErrorCode::TooManyRequests,
+        503 => ErrorCode::Unavailable,
+        504 => ErrorCode::Timeout,
+        _ if status.is_client_error() => ErrorCode::BadRequest,
+        _ => ErrorCode::Internal,
+    }
+}
+
+/// Errors leave handlers as a marker the middleware renders, because only the
+/// middleware knows the trace id for certain.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.code.http_status().into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+pub fn problem_response(error: &ApiError, trace_id: &TraceId) -> Response {
+    let status = error.code.http_status();
+    if error.code == ErrorCode::Internal {
+        tracing::error!(trace_id = %trace_id, detail = %error.detail, "internal error");
+    }
+    let body = ProblemView {
+        problem_type: format!("urn:hodei:problem:{}", error.code.slug()),
+        title: error.code.title().to_string(),
+        status: status.as_u16(),
+        detail: error.detail.clone(),
+        field: error.field.clone(),
+        trace_id: trace_id.to_string(),
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE)
+        .body(Body::from(json))
+        .unwrap_or_else(|_| status.into_response());
+    if let Some(seconds) = error.retry_after_s {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// A JSON success body with the request's `trace_id` added to the top-level object.
+pub fn json_reply<T: Serialize>(status: StatusCode, trace_id: &TraceId, body: &T) -> Response {
+    let mut value = match serde_json::to_value(body) {
+        Ok(value) => value,
+        Err(error) => {
+            return ApiError::internal(format!("unencodable response: {error}")).into_response();
+        }
+    };
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "trace_id".to_string(),
+            serde_json::Value::String(trace_id.to_string()),
+        );
+    }
+    (status, axum::Json(value)).into_response()
+}

@@ -1,0 +1,32 @@
+//! The `hodei` command line.
+
+pub mod config_cmd;
+pub mod node_cmd;
+pub mod tenant_cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hodei",
+    version,
+    about = "Hodei: a multi-tenant job-scheduling control plane"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run a node from a config file (and HODEI_* variables, and flags).
+    Server(node_cmd::ServerArgs),
+    /// Run a single-node cluster with its data under ./.hodei: the embedded default.
+    Dev(node_cmd::DevArgs),
+    /// Check or print configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Manage tenants on a running node.
+    #[command(subcommand)]
+    Tenant(tenant_cmd::TenantCommand),
+}

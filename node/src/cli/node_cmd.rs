@@ -1,0 +1,145 @@
+//! `hodei server` and `hodei dev`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use hodei_config::{Config, ConfigLoader, LogFormat};
+
+/// Flags that override configuration keys (the highest layer).
+#[derive(Debug, Args, Default)]
+pub struct OverrideFlags {
+    /// This node's Raft id (cluster.node_id).
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// Where the node keeps its data (cluster.data_dir).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on (server.host).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// REST port (server.port).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// gRPC port (server.grpc_port).
+    #[arg(long)]
+    pub grpc_port: Option<u16>,
+    /// Log format: text or json (server.log_format).
+    #[arg(long, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+}
+
+impl OverrideFlags {
+    pub fn apply(&self, mut loader: ConfigLoader) -> ConfigLoader {
+        if let Some(node_id) = self.node_id {
+            loader = loader.flag("cluster.node_id", node_id.to_string());
+        }
+        if let Some(data_dir) = &self.data_dir {
+            loader = loader.flag("cluster.data_dir", data_dir.display().to_string());
+        }
+        if let Some(host) = &self.host {
+            loader = loader.flag("server.host", host.clone());
+        }
+        if let Some(port) = self.port {
+            loader = loader.flag("server.port", port.to_string());
+        }
+        if let Some(grpc_port) = self.grpc_port {
+            loader = loader.flag("server.grpc_port", grpc_port.to_string());
+        }
+        if let Some(log_format) = &self.log_format {
+            loader = loader.flag("server.log_format", log_format.clone());
+        }
+        loader
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The config.yaml to read (optional: defaults apply without one).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: OverrideFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// An optional config.yaml; dev only changes the data dir's default to ./.hodei/data.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: OverrideFlags,
+}
+
+pub fn load_config(
+    config: Option<&PathBuf>,
+    overrides: &OverrideFlags,
+    dev: bool,
+) -> Result<Config, hodei_config::ConfigError> {
+    let mut loader = ConfigLoader::new().env_vars(std::env::vars());
+    if let Some(path) = config {
+        loader = loader.file(path);
+    }
+    if dev {
+        // Dev always forms its own single-node cluster.
+        loader = loader.flag("cluster.bootstrap", "single");
+    }
+    overrides.apply(loader).load()
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,tower=warn,h2=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Runs a node until Ctrl-C or SIGTERM.
+pub async fn run_node(config: Config, announce: bool) -> anyhow::Result<()> {
+    init_logging(config.server.log_format);
+    let node = crate::server::start(&config).await?;
+    if announce {
+        let rest = node.rest_addr;
+        println!(
+            "Hodei is running (single-node cluster, data in {})",
+            config.cluster.data_dir.display()
+        );
+        println!("  REST:     http://{rest}/api/v1");
+        println!("  gRPC:     {}", node.grpc_addr);
+        println!("  OpenAPI:  http://{rest}/api/v1/openapi.json");
+        println!("  Try:      curl -s http://{rest}/api/v1/tenants");
+        println!("Press Ctrl-C to stop.");
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

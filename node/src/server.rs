@@ -1,0 +1,186 @@
+//! Assembles a node: storage, Raft, the actor tree, and the REST and gRPC listeners.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hodei_cluster::{ClusterSettings, RaftNode, SledStorage};
+use hodei_config::{BootstrapMode, Config};
+use hodei_proto::v1::cluster_service_server::ClusterServiceServer;
+use hodei_proto::v1::tenant_service_server::TenantServiceServer;
+use ractor::{Actor, ActorRef};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+use crate::actors::NodeContext;
+use crate::actors::control::ControlMsg;
+use crate::actors::gateway::GatewayHandle;
+use crate::actors::root::{RootMsg, RootSupervisor};
+use crate::api::Principal;
+use crate::api::grpc::{ClusterGrpc, TenantGrpc};
+use crate::state::HodeiState;
+
+/// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
+pub struct NodeHandle {
+    pub rest_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub raft: RaftNode,
+    pub gateway: GatewayHandle,
+    pub control: ActorRef<ControlMsg>,
+    root: ActorRef<RootMsg>,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+}
+
+async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("cannot listen for {what} on {host}:{port}"))
+}
+
+/// Starts a node from its configuration. With `cluster.bootstrap: single`, a node that
+/// belongs to no cluster forms a one-node cluster.
+pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
+    let rest_listener = bind(&config.server.host, config.server.port, "REST").await?;
+    let grpc_listener = bind(&config.server.host, config.server.grpc_port, "gRPC").await?;
+    let rest_addr = rest_listener.local_addr()?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let advertise_addr = config
+        .cluster
+        .advertise_addr
+        .clone()
+        .unwrap_or_else(|| grpc_addr.to_string());
+
+    std::fs::create_dir_all(&config.cluster.data_dir).with_context(|| {
+        format!(
+            "cannot create data dir {}",
+            config.cluster.data_dir.display()
+        )
+    })?;
+    let storage = SledStorage::open(&config.cluster.data_dir).with_context(|| {
+        format!(
+            "cannot open storage in {}",
+            config.cluster.data_dir.display()
+        )
+    })?;
+    let settings = ClusterSettings {
+        node_id: config.cluster.node_id,
+        advertise_addr,
+        heartbeat_ms: config.cluster.heartbeat_ms,
+        election_timeout_min_ms: config.cluster.election_timeout_min_ms,
+        election_timeout_max_ms: config.cluster.election_timeout_max_ms,
+        snapshot_every_entries: config.cluster.snapshot_every_entries,
+        log_entries_kept_after_snapshot: config.cluster.log_entries_kept_after_snapshot,
+        max_commands_per_entry: config.cluster.max_commands_per_entry,
+    };
+    let (events, _) = broadcast::channel(1024);
+    let (raft, state) = RaftNode::start(settings, &storage, |keyspace| {
+        HodeiState::load(keyspace, events.clone())
+    })
+    .await
+    .context("cannot start raft")?;
+    if config.cluster.bootstrap == BootstrapMode::Single {
+        let cluster_id = uuid::Uuid::now_v7().to_string();
+        if raft.initialize_single(&cluster_id).await? {
+            info!(%cluster_id, "initialised a new single-node cluster");
+        }
+    }
+
+    let leader_wait = Duration::from_millis(config.server.leader_wait_ms);
+    let node_context = NodeContext {
+        raft: raft.clone(),
+        state,
+        leader_wait,
+    };
+    let (root, _) = Actor::spawn(None, RootSupervisor, node_context).await?;
+    let gateway = root
+        .call(RootMsg::Gateway, None)
+        .await?
+        .expect("root answers");
+    gateway.set_call_timeout(leader_wait + Duration::from_secs(10));
+    let control = root
+        .call(RootMsg::Control, None)
+        .await?
+        .expect("root answers");
+
+    let default_principal = Principal::parse(&config.server.default_principal)
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let (stop, stopped) = watch::channel(false);
+    let rest_app = crate::api::rest::router(
+        gateway.clone(),
+        default_principal.clone(),
+        config.server.max_body_bytes,
+    );
+    let mut rest_stopped = stopped.clone();
+    let rest_server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = rest_stopped.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(rest_listener, rest_app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%error, "REST server failed");
+        }
+    });
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<TenantServiceServer<TenantGrpc>>()
+        .await;
+    health_reporter
+        .set_serving::<ClusterServiceServer<ClusterGrpc>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(hodei_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let grpc_router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(raft.grpc_service())
+        .add_service(TenantServiceServer::new(TenantGrpc::new(
+            gateway.clone(),
+            default_principal,
+        )))
+        .add_service(ClusterServiceServer::new(ClusterGrpc::new(gateway.clone())));
+    let mut grpc_stopped = stopped;
+    let grpc_server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = grpc_stopped.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = grpc_router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown)
+            .await
+        {
+            tracing::error!(%error, "gRPC server failed");
+        }
+    });
+
+    info!(rest = %rest_addr, grpc = %grpc_addr, node_id = config.cluster.node_id, "node started");
+    Ok(NodeHandle {
+        rest_addr,
+        grpc_addr,
+        raft,
+        gateway,
+        control,
+        root,
+        stop,
+        servers: vec![rest_server, grpc_server],
+    })
+}
+
+impl NodeHandle {
+    /// Stops the listeners, the actors and Raft, in that order.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for server in self.servers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+        self.root.stop(Some("node shutdown".to_string()));
+        self.raft.shutdown().await;
+    }
+}
