@@ -1,1 +1,194 @@
+//! Test harness: real `hodei` processes on loopback ports, each with its own data dir
+//! and log file, and helpers to wait on conditions with a deadline (never a fixed sleep).
 
+use std::fs::File;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The `hodei` binary of this build: `$HODEI_BIN`, or `target/<profile>/hodei` next to
+/// the test executable (built on demand if missing).
+pub fn hodei_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("HODEI_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let test_exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/hodei
+    let profile_dir = test_exe
+        .parent()
+        .and_then(Path::parent)
+        .context("unexpected test executable location")?;
+    let binary = profile_dir.join("hodei");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "hodei-node", "--bin", "hodei"])
+            .status()
+            .context("cannot run cargo build for the hodei binary")?;
+        if !status.success() {
+            bail!("cargo build of the hodei binary failed");
+        }
+    }
+    Ok(binary)
+}
+
+/// A port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `check` until it returns `Ok(Some(value))` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(error) => last_error = Some(error),
+        }
+        if Instant::now() >= deadline {
+            match last_error {
+                Some(error) => bail!("timed out after {timeout:?} waiting for {what}: {error:#}"),
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One `hodei server` process.
+pub struct NodeProcess {
+    pub node_id: u64,
+    pub rest_port: u16,
+    pub grpc_port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl NodeProcess {
+    /// Writes a config for a single-node cluster in `dir` and starts the node.
+    pub fn start(dir: &Path, node_id: u64, extra_config: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let rest_port = free_port();
+        let grpc_port = free_port();
+        let config = format!(
+            "server:\n  host: 127.0.0.1\n  port: {rest_port}\n  grpc_port: {grpc_port}\n  log_format: json\n\
+             cluster:\n  node_id: {node_id}\n  data_dir: {data}\n\
+             metrics:\n  prometheus:\n    enabled: false\n{extra_config}",
+            data = dir.join("data").display(),
+        );
+        std::fs::write(dir.join("config.yaml"), config)?;
+        let mut node = Self {
+            node_id,
+            rest_port,
+            grpc_port,
+            dir: dir.to_path_buf(),
+            child: None,
+            starts: 0,
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        self.starts += 1;
+        let log = File::create(self.dir.join(format!("node-{}.log", self.starts)))?;
+        let child = Command::new(hodei_binary()?)
+            .arg("server")
+            .arg("--config")
+            .arg(self.dir.join("config.yaml"))
+            .env("RUST_LOG", "info,openraft=info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start hodei")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn rest_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.rest_port)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits until the node answers health with a known leader.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let url = self.rest_url("/api/v1/health");
+        let result = eventually(timeout, "the node to be ready", || {
+            let request = client.get(&url).send();
+            async move {
+                let Ok(response) = request.await else {
+                    return Ok(None);
+                };
+                let body: serde_json::Value = response.json().await?;
+                Ok((body["ready"] == true).then_some(()))
+            }
+        })
+        .await;
+        if let Err(error) = result {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    bail!("hodei exited with {status}; log:\n{}", self.log_tail());
+                }
+            }
+            bail!("{error:#}; log:\n{}", self.log_tail());
+        }
+        Ok(())
+    }
+
+    /// The last lines of the current run's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let path = self.dir.join(format!("node-{}.log", self.starts));
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// SIGKILL: the process gets no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same data dir and ports.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.spawn()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

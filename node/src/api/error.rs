@@ -13,7 +13,9 @@ pub enum ErrorCode {
     Forbidden,
     NotFound,
     MethodNotAllowed,
-    /// Duplicate id, or the current state forbids the change.
+    /// The id is taken.
+    AlreadyExists,
+    /// The current state forbids the change.
     Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -35,7 +37,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::AlreadyExists | ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
@@ -54,6 +56,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => Code::PermissionDenied,
             ErrorCode::NotFound => Code::NotFound,
             ErrorCode::MethodNotAllowed | ErrorCode::UnsupportedMediaType => Code::Unimplemented,
+            ErrorCode::AlreadyExists => Code::AlreadyExists,
             ErrorCode::Conflict => Code::FailedPrecondition,
             ErrorCode::PayloadTooLarge => Code::OutOfRange,
             ErrorCode::TooManyRequests => Code::ResourceExhausted,
@@ -71,6 +74,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not found",
             ErrorCode::MethodNotAllowed => "method not allowed",
+            ErrorCode::AlreadyExists => "already exists",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload too large",
             ErrorCode::UnsupportedMediaType => "unsupported media type",
@@ -90,6 +94,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not-found",
             ErrorCode::MethodNotAllowed => "method-not-allowed",
+            ErrorCode::AlreadyExists => "already-exists",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload-too-large",
             ErrorCode::UnsupportedMediaType => "unsupported-media-type",
@@ -159,9 +164,10 @@ impl From<DomainError> for ApiError {
         match &error {
             DomainError::Invalid { field, rule } => ApiError::invalid(field.clone(), rule.clone()),
             DomainError::NotFound { .. } => ApiError::new(ErrorCode::NotFound, error.to_string()),
-            DomainError::AlreadyExists { .. } | DomainError::Conflict(_) => {
-                ApiError::new(ErrorCode::Conflict, error.to_string())
+            DomainError::AlreadyExists { .. } => {
+                ApiError::new(ErrorCode::AlreadyExists, error.to_string())
             }
+            DomainError::Conflict(_) => ApiError::new(ErrorCode::Conflict, error.to_string()),
             DomainError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, error.to_string()),
         }
     }
@@ -194,6 +200,7 @@ mod tests {
             ErrorCode::Forbidden,
             ErrorCode::NotFound,
             ErrorCode::MethodNotAllowed,
+            ErrorCode::AlreadyExists,
             ErrorCode::Conflict,
             ErrorCode::PayloadTooLarge,
             ErrorCode::UnsupportedMediaType,

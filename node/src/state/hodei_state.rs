@@ -297,7 +297,7 @@ mod tests {
     #[test]
     fn default_tenant_cannot_be_deleted() {
         let mut state = state();
-        apply(
+        let _ = apply(
             &mut state,
             1,
             CommandV1::Bootstrap {
@@ -394,7 +394,7 @@ mod tests {
     fn tenants_after_pages_in_id_order() {
         let mut state = state();
         for (index, id) in ["d", "b", "a", "c"].iter().enumerate() {
-            apply(
+            let _ = apply(
                 &mut state,
                 index as u64 + 1,
                 CommandV1::CreateTenant { tenant: tenant(id) },

@@ -127,8 +127,12 @@ fn data_error(path: &str, error: &serde_json::Error) -> ApiError {
         .find_map(|prefix| rule.strip_prefix(prefix))
         .and_then(|rest| rest.split('`').next())
         .map(str::to_string);
+    // serde_path_to_error puts an unknown field in the path, but a missing one not.
     let field = match (path, unknown_field) {
         (".", Some(name)) => name,
+        (path, Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_string()
+        }
         (_, Some(name)) => format!("{path}.{name}"),
         (".", None) => "body".to_string(),
         (path, None) => path.to_string(),

@@ -1,0 +1,60 @@
+//! The `hodei` binary's offline commands. (This integration test also makes cargo build
+//! the binary, which the process tests of `hodei-tests` run.)
+
+use std::process::Command;
+
+fn hodei() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hodei"))
+}
+
+#[test]
+fn config_check_accepts_the_example_config() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/hodei.example.yaml");
+    let output = hodei().args(["config", "check", example]).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn config_check_lists_every_problem_and_fails() {
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "burst_capacity:\n  max_overage_percentage: 50\ncluster:\n  node_id: 0\n",
+    )
+    .unwrap();
+    let output = hodei()
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("burst_capacity.max_overage_percentage: must be >= 100, got 50"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cluster.node_id: must be >= 1, got 0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_print_applies_env_and_redacts_secrets() {
+    let output = hodei()
+        .args(["config", "print"])
+        .env("HODEI_PROMETHEUS_PORT", "9999")
+        .env("HODEI_ADMIN_TOKEN", "top-secret")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("9999"), "{stdout}");
+    assert!(!stdout.contains("top-secret"), "{stdout}");
+    assert!(stdout.contains("<redacted>"), "{stdout}");
+}

@@ -1,0 +1,3 @@
+//! Integration tests against real `hodei` processes. One test binary for the crate.
+
+mod foundation;
