@@ -162,7 +162,7 @@ fn scan_prefix_stops_at_the_prefix(storage: &dyn Storage) {
         vec![b"tenant/a".to_vec(), b"tenant/b".to_vec()],
         "scan_prefix"
     );
-    let all_high = vec![0xff_u8, 0xff];
+    let all_high = [0xff_u8, 0xff];
     put(storage, "conformance-prefix", &[(&all_high[..], b"5")]);
     assert_eq!(
         keyspace.scan_prefix(&[0xff]).unwrap().len(),

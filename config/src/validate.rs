@@ -69,10 +69,9 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
     let mut problems = Problems(Vec::new());
 
     let server = &config.server;
-    problems.at_least("server.port", u64::from(server.port), 1);
-    problems.at_least("server.grpc_port", u64::from(server.grpc_port), 1);
+    // Port 0 asks the operating system for a free port (tests use it).
     problems.rule(
-        server.port != server.grpc_port,
+        server.port == 0 || server.port != server.grpc_port,
         "server.grpc_port",
         format!("must differ from server.port, both are {}", server.port),
     );
@@ -203,7 +202,8 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
     let prometheus = &config.metrics.prometheus;
     if prometheus.enabled {
         problems.rule(
-            prometheus.port != server.port && prometheus.port != server.grpc_port,
+            prometheus.port == 0
+                || (prometheus.port != server.port && prometheus.port != server.grpc_port),
             "metrics.prometheus.port",
             format!(
                 "must differ from server.port and server.grpc_port, got {}",

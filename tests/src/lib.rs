@@ -148,10 +148,10 @@ impl NodeProcess {
         })
         .await;
         if let Err(error) = result {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    bail!("hodei exited with {status}; log:\n{}", self.log_tail());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                bail!("hodei exited with {status}; log:\n{}", self.log_tail());
             }
             bail!("{error:#}; log:\n{}", self.log_tail());
         }

@@ -175,10 +175,10 @@ impl Actor for ControlSupervisor {
         match message {
             ControlMsg::Reconcile => reconcile(&myself, state).await,
             ControlMsg::Event(event) => {
-                if let DomainEvent::TenantUpdated(id) = &event {
-                    if let Some(actor) = state.tenants.get(id) {
-                        let _ = actor.cast(TenantMsg::Refresh);
-                    }
+                if let DomainEvent::TenantUpdated(id) = &event
+                    && let Some(actor) = state.tenants.get(id)
+                {
+                    let _ = actor.cast(TenantMsg::Refresh);
                 }
                 if event == DomainEvent::StateReplaced {
                     for actor in state.tenants.values() {
@@ -225,5 +225,138 @@ impl Actor for ControlSupervisor {
             _ => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use hodei_config::ConfigLoader;
+
+    use super::*;
+    use crate::actors::gateway::GatewayMsg;
+    use crate::actors::tenant_actor::TenantObservableState;
+    use crate::api::model::CreateTenantInput;
+    use crate::api::{Principal, RequestContext, TraceId};
+
+    async fn start_node(folder: &std::path::Path) -> crate::server::NodeHandle {
+        let config = ConfigLoader::new()
+            .flag("server.port", "0")
+            .flag("server.grpc_port", "0")
+            .flag("metrics.prometheus.enabled", "false")
+            .flag("cluster.data_dir", folder.display().to_string())
+            .load()
+            .unwrap();
+        crate::server::start(&config).await.unwrap()
+    }
+
+    async fn observe(control: &ActorRef<ControlMsg>) -> ControlObservableState {
+        control
+            .call(ControlMsg::GetObservableState, None)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !condition().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn tenant_actor(control: &ActorRef<ControlMsg>, id: &str) -> Option<ActorRef<TenantMsg>> {
+        let id = TenantId::parse(id).unwrap();
+        control
+            .call(|reply| ControlMsg::TenantActor(id, reply), None)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn leader_runs_one_actor_per_tenant_and_restarts_a_failed_one() {
+        let folder = tempfile::tempdir().unwrap();
+        let node = start_node(folder.path()).await;
+        let control = node.control.clone();
+
+        // Bootstrap creates the default tenant, and the leader runs its actor.
+        wait_until("the default tenant's actor", async || {
+            observe(&control).await.tenant_actors.len() == 1
+        })
+        .await;
+        assert!(observe(&control).await.leading);
+
+        let context = RequestContext {
+            principal: Principal::Admin,
+            trace_id: TraceId::generate(),
+        };
+        let input = CreateTenantInput {
+            id: "acme".to_string(),
+            display_name: None,
+            tier: None,
+            weight: None,
+            labels: Default::default(),
+        };
+        node.gateway
+            .ask(|reply| GatewayMsg::CreateTenant {
+                context,
+                input,
+                reply,
+            })
+            .await
+            .unwrap();
+        wait_until("acme's actor", async || {
+            tenant_actor(&control, "acme").await.is_some()
+        })
+        .await;
+
+        let first = tenant_actor(&control, "acme").await.unwrap();
+        let held: TenantObservableState = first
+            .call(TenantMsg::GetObservableState, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(held.tenant.id.as_str(), "acme");
+
+        // A failing actor is restarted by its supervisor and reloads from the state.
+        first.cast(TenantMsg::Fail).unwrap();
+        wait_until("acme's actor to be restarted", async || {
+            tenant_actor(&control, "acme")
+                .await
+                .is_some_and(|actor| actor.get_id() != first.get_id())
+        })
+        .await;
+        assert_eq!(observe(&control).await.restarts, 1);
+        let restarted = tenant_actor(&control, "acme").await.unwrap();
+        let reloaded: TenantObservableState = restarted
+            .call(TenantMsg::GetObservableState, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reloaded.tenant, held.tenant);
+
+        // Deleting the tenant stops its actor.
+        let context = RequestContext {
+            principal: Principal::Admin,
+            trace_id: TraceId::generate(),
+        };
+        node.gateway
+            .ask(|reply| GatewayMsg::DeleteTenant {
+                context,
+                id: "acme".to_string(),
+                cascade: false,
+                reply,
+            })
+            .await
+            .unwrap();
+        wait_until("acme's actor to stop", async || {
+            tenant_actor(&control, "acme").await.is_none()
+        })
+        .await;
+
+        node.shutdown().await;
     }
 }
