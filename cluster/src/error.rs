@@ -1,9 +1,12 @@
+use serde::{Deserialize, Serialize};
+
 use crate::raft_types::NodeId;
 
-/// Why the cluster could not carry out a request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why the cluster could not carry out a request. It crosses the wire between nodes
+/// (forwarded writes and admin operations), so it is plain data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ClusterError {
-    /// This node is not the leader; `leader` names the one it knows of, if any.
+    /// This node is not the leader; it names the one it knows of, if any.
     #[error("this node is not the leader (leader: {})", leader_text(.leader_id, .leader_addr))]
     NotLeader {
         leader_id: Option<NodeId>,
@@ -12,14 +15,23 @@ pub enum ClusterError {
     /// No leader is known or the cluster cannot reach a quorum right now.
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
-    #[error("cluster is not initialised: run `hodei cluster init` or start with `hodei dev`")]
+    #[error(
+        "this node belongs to no cluster yet: run `hodei cluster init` on it, or add it to a cluster with `hodei cluster join`"
+    )]
     NotInitialized,
+    #[error("node {0} is already a member of this cluster")]
+    AlreadyMember(NodeId),
+    #[error("node {0} is not a member of this cluster")]
+    NotMember(NodeId),
+    /// The request is valid but the cluster's state forbids it.
+    #[error("{0}")]
+    Refused(String),
+    #[error("invalid cluster request: {0}")]
+    Invalid(String),
     #[error("cluster storage: {0}")]
     Storage(String),
     #[error("raft stopped: {0}")]
     Fatal(String),
-    #[error("invalid cluster request: {0}")]
-    Invalid(String),
 }
 
 fn leader_text(leader_id: &Option<NodeId>, leader_addr: &Option<String>) -> String {

@@ -8,10 +8,12 @@
 #![allow(clippy::result_large_err)]
 
 mod error;
+mod identity;
 mod log_store;
 mod network;
 mod proposer;
 mod raft_node;
+mod raft_service;
 mod raft_types;
 mod sled_storage;
 mod state_machine;
@@ -20,10 +22,11 @@ pub mod storage_conformance;
 
 pub use error::ClusterError;
 pub use log_store::LogStore;
-pub use network::{GrpcNetworkFactory, RaftGrpcService};
+pub use network::{AdminRequest, GrpcNetworkFactory, NodeInfo, PeerClients};
 pub use raft_node::{
     ClusterMemberStatus, ClusterSettings, ClusterStatus, RaftNode, STATE_KEYSPACE,
 };
+pub use raft_service::RaftGrpcService;
 pub use raft_types::{CommandBatch, NodeId, TypeConfig};
 pub use sled_storage::SledStorage;
 pub use state_machine::{RESERVED_PREFIX, StateMachine, StateMachineStore};

@@ -1,12 +1,12 @@
-//! The Raft transport over gRPC: a client per peer for openraft's `RaftNetwork`, and the
-//! `RaftService` server that hands incoming RPCs to the local Raft. Payloads are openraft's
-//! request and response types in JSON.
+//! The client side of node-to-node traffic: openraft's `RaftNetwork` over gRPC, and the
+//! calls a node makes to the leader (forwarded writes, read index, admin operations).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hodei_proto::v1::RaftPayload;
 use hodei_proto::v1::raft_service_client::RaftServiceClient;
-use hodei_proto::v1::raft_service_server::RaftService;
+use hodei_proto::v1::{ForwardRequest, RaftPayload};
 use openraft::BasicNode;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -16,21 +16,183 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::raft_types::{NodeId, Raft, TypeConfig};
+use crate::error::ClusterError;
+use crate::identity::ClusterIdentity;
+use crate::raft_types::{NodeId, TypeConfig};
 
-/// Creates one [`GrpcPeer`] per target node.
-#[derive(Debug, Clone, Default)]
-pub struct GrpcNetworkFactory {
+/// One lazily connected channel per peer address, shared by every caller.
+#[derive(Debug, Clone)]
+pub struct PeerClients {
+    channels: Arc<Mutex<HashMap<String, RaftServiceClient<Channel>>>>,
+    identity: Arc<ClusterIdentity>,
     connect_timeout: Duration,
 }
 
+/// Membership and leadership operations, carried out by the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    AddMember {
+        node_id: NodeId,
+        addr: String,
+    },
+    RemoveMember {
+        node_id: NodeId,
+    },
+    TransferLeader {
+        node_id: NodeId,
+    },
+    /// Sent by the leader to the node it hands leadership to: start an election now.
+    Elect,
+}
+
+/// Who a node is, as it answers `Hello`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub node_id: NodeId,
+    pub addr: String,
+    pub cluster_id: Option<String>,
+    pub initialized: bool,
+}
+
+fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
+    let url = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    Endpoint::from_shared(url)
+        .map(|endpoint| endpoint.connect_timeout(connect_timeout).tcp_nodelay(true))
+        .map_err(|error| format!("bad address {addr}: {error}"))
+}
+
+impl PeerClients {
+    pub fn new(identity: Arc<ClusterIdentity>, connect_timeout: Duration) -> Self {
+        Self {
+            channels: Arc::new(Mutex::new(HashMap::new())),
+            identity,
+            connect_timeout,
+        }
+    }
+
+    pub fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = channels.get(addr) {
+            return Ok(client.clone());
+        }
+        let client = RaftServiceClient::new(endpoint(addr, self.connect_timeout)?.connect_lazy())
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024);
+        channels.insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    fn payload<T: Serialize>(&self, value: &T) -> Result<RaftPayload, ClusterError> {
+        Ok(RaftPayload {
+            json: serde_json::to_vec(value)
+                .map_err(|error| ClusterError::Invalid(error.to_string()))?,
+            cluster_id: self.identity.get().unwrap_or_default(),
+        })
+    }
+
+    /// Proposes `command` on the leader at `addr`. A `NotLeader` or connection failure
+    /// means the command was not proposed there; any other error leaves it unknown.
+    pub async fn forward(
+        &self,
+        addr: &str,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<String, ClusterError> {
+        let mut client = self.client(addr).map_err(ClusterError::Unavailable)?;
+        let mut request = tonic::Request::new(ForwardRequest {
+            command: command.to_string(),
+            cluster_id: self.identity.get().unwrap_or_default(),
+        });
+        request.set_timeout(timeout);
+        let reply = client
+            .forward(request)
+            .await
+            .map_err(|status| status_error(addr, status))?;
+        decode_result(&reply.into_inner().json)
+    }
+
+    /// The leader's read index: every write committed before the call is at or below it.
+    pub async fn read_index(
+        &self,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<Option<u64>, ClusterError> {
+        let mut client = self.client(addr).map_err(ClusterError::Unavailable)?;
+        let mut request = tonic::Request::new(self.payload(&())?);
+        request.set_timeout(timeout);
+        let reply = client
+            .read_index(request)
+            .await
+            .map_err(|status| status_error(addr, status))?;
+        decode_result(&reply.into_inner().json)
+    }
+
+    pub async fn admin(
+        &self,
+        addr: &str,
+        admin: &AdminRequest,
+        timeout: Duration,
+    ) -> Result<(), ClusterError> {
+        let mut client = self.client(addr).map_err(ClusterError::Unavailable)?;
+        let mut request = tonic::Request::new(self.payload(admin)?);
+        request.set_timeout(timeout);
+        let reply = client
+            .admin(request)
+            .await
+            .map_err(|status| status_error(addr, status))?;
+        decode_result(&reply.into_inner().json)
+    }
+
+    pub async fn hello(&self, addr: &str, timeout: Duration) -> Result<NodeInfo, ClusterError> {
+        let mut client = self.client(addr).map_err(ClusterError::Unavailable)?;
+        let mut request = tonic::Request::new(RaftPayload {
+            json: b"null".to_vec(),
+            // Hello is how a node is vetted before it joins: it must not be refused for
+            // lacking or differing in cluster id, so the id is not sent.
+            cluster_id: String::new(),
+        });
+        request.set_timeout(timeout);
+        let reply = client
+            .hello(request)
+            .await
+            .map_err(|status| status_error(addr, status))?;
+        decode_result(&reply.into_inner().json)
+    }
+}
+
+fn status_error(addr: &str, status: tonic::Status) -> ClusterError {
+    match status.code() {
+        tonic::Code::Unavailable => {
+            ClusterError::Unavailable(format!("node at {addr} unreachable: {}", status.message()))
+        }
+        tonic::Code::FailedPrecondition => ClusterError::Refused(status.message().to_string()),
+        _ => ClusterError::Unavailable(format!("node at {addr}: {}", status.message())),
+    }
+}
+
+fn decode_result<T: DeserializeOwned>(json: &[u8]) -> Result<T, ClusterError> {
+    let result: Result<T, ClusterError> = serde_json::from_slice(json)
+        .map_err(|error| ClusterError::Invalid(format!("undecodable reply: {error}")))?;
+    result
+}
+
+/// Creates one [`GrpcPeer`] per target node for openraft.
+#[derive(Debug, Clone)]
+pub struct GrpcNetworkFactory {
+    clients: PeerClients,
+}
+
 impl GrpcNetworkFactory {
-    pub fn new(connect_timeout: Duration) -> Self {
-        Self { connect_timeout }
+    pub fn new(clients: PeerClients) -> Self {
+        Self { clients }
     }
 }
 
@@ -38,25 +200,19 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
     type Network = GrpcPeer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        let endpoint = Endpoint::from_shared(format!("http://{}", node.addr)).map(|endpoint| {
-            endpoint
-                .connect_timeout(self.connect_timeout)
-                .tcp_nodelay(true)
-        });
-        let client = endpoint.map(|endpoint| RaftServiceClient::new(endpoint.connect_lazy()));
         GrpcPeer {
             target,
             addr: node.addr.clone(),
-            client: client.map_err(|error| error.to_string()),
+            clients: self.clients.clone(),
         }
     }
 }
 
-/// The connection to one peer.
+/// openraft's connection to one peer.
 pub struct GrpcPeer {
     target: NodeId,
     addr: String,
-    client: Result<RaftServiceClient<Channel>, String>,
+    clients: PeerClients,
 }
 
 type PeerError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
@@ -65,11 +221,18 @@ fn unreachable<E: std::error::Error>(message: String) -> PeerError<E> {
     RPCError::Unreachable(Unreachable::new(&std::io::Error::other(message)))
 }
 
+#[derive(Debug, Clone, Copy)]
+enum RaftMethod {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
 impl GrpcPeer {
     async fn call<Req, Resp, E>(
         &mut self,
         method: RaftMethod,
-        request: &Req,
+        rpc: &Req,
         option: &RPCOption,
     ) -> Result<Resp, PeerError<E>>
     where
@@ -77,22 +240,26 @@ impl GrpcPeer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let client = match &mut self.client {
-            Ok(client) => client,
-            Err(error) => return Err(unreachable(format!("bad address {}: {error}", self.addr))),
-        };
-        let json = serde_json::to_vec(request)
+        let mut client = self.clients.client(&self.addr).map_err(unreachable)?;
+        let payload = self
+            .clients
+            .payload(rpc)
             .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
-        let mut grpc_request = tonic::Request::new(RaftPayload { json });
-        grpc_request.set_timeout(option.hard_ttl());
+        let mut request = tonic::Request::new(payload);
+        request.set_timeout(option.hard_ttl());
         let reply = match method {
-            RaftMethod::AppendEntries => client.append_entries(grpc_request).await,
-            RaftMethod::Vote => client.vote(grpc_request).await,
-            RaftMethod::InstallSnapshot => client.install_snapshot(grpc_request).await,
+            RaftMethod::AppendEntries => client.append_entries(request).await,
+            RaftMethod::Vote => client.vote(request).await,
+            RaftMethod::InstallSnapshot => client.install_snapshot(request).await,
         };
         let payload = match reply {
             Ok(reply) => reply.into_inner(),
-            Err(status) if status.code() == tonic::Code::Unavailable => {
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::FailedPrecondition
+                ) =>
+            {
                 return Err(unreachable(format!(
                     "node {} at {}: {}",
                     self.target,
@@ -106,13 +273,6 @@ impl GrpcPeer {
             .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
         outcome.map_err(|error| RPCError::RemoteError(RemoteError::new(self.target, error)))
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum RaftMethod {
-    AppendEntries,
-    Vote,
-    InstallSnapshot,
 }
 
 impl RaftNetwork<TypeConfig> for GrpcPeer {
@@ -138,59 +298,5 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, PeerError> {
         self.call(RaftMethod::Vote, &rpc, &option).await
-    }
-}
-
-/// The server side of the transport: decodes, calls the local Raft, encodes its answer
-/// (including Raft-level refusals, which the client turns back into openraft errors).
-#[derive(Clone)]
-pub struct RaftGrpcService {
-    raft: Raft,
-}
-
-impl RaftGrpcService {
-    pub fn new(raft: Raft) -> Self {
-        Self { raft }
-    }
-}
-
-fn decode_request<T: DeserializeOwned>(
-    request: tonic::Request<RaftPayload>,
-) -> Result<T, tonic::Status> {
-    serde_json::from_slice(&request.into_inner().json).map_err(|error| {
-        tonic::Status::invalid_argument(format!("undecodable raft payload: {error}"))
-    })
-}
-
-fn encode_reply<T: Serialize>(value: &T) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
-    serde_json::to_vec(value)
-        .map(|json| tonic::Response::new(RaftPayload { json }))
-        .map_err(|error| tonic::Status::internal(format!("unencodable raft reply: {error}")))
-}
-
-#[tonic::async_trait]
-impl RaftService for RaftGrpcService {
-    async fn append_entries(
-        &self,
-        request: tonic::Request<RaftPayload>,
-    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = decode_request(request)?;
-        encode_reply(&self.raft.append_entries(rpc).await)
-    }
-
-    async fn vote(
-        &self,
-        request: tonic::Request<RaftPayload>,
-    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
-        let rpc: VoteRequest<NodeId> = decode_request(request)?;
-        encode_reply(&self.raft.vote(rpc).await)
-    }
-
-    async fn install_snapshot(
-        &self,
-        request: tonic::Request<RaftPayload>,
-    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> = decode_request(request)?;
-        encode_reply(&self.raft.install_snapshot(rpc).await)
     }
 }

@@ -86,7 +86,7 @@ fn client_write_error(
             }
         }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
-            ClusterError::Invalid(error.to_string())
+            ClusterError::Refused(error.to_string())
         }
         RaftError::Fatal(fatal) => ClusterError::Fatal(fatal.to_string()),
     }

@@ -1,28 +1,31 @@
-//! One member of a Hodei cluster: openraft over [`Storage`], the gRPC transport, and group
-//! commit, around a [`StateMachine`] the caller supplies.
+//! One member of a Hodei cluster: openraft over [`Storage`], the gRPC transport, group
+//! commit, forwarding to the leader, and membership, around a [`StateMachine`] the caller
+//! supplies. Any node accepts any request: writes and linearizable reads that need the
+//! leader reach it from here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hodei_proto::v1::raft_service_server::RaftServiceServer;
-use openraft::error::{CheckIsLeaderError, RaftError};
-use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
 use crate::error::ClusterError;
+use crate::identity::ClusterIdentity;
 use crate::log_store::LogStore;
-use crate::network::{GrpcNetworkFactory, RaftGrpcService};
+use crate::network::{AdminRequest, GrpcNetworkFactory, NodeInfo, PeerClients};
 use crate::proposer::Proposer;
+use crate::raft_service::RaftGrpcService;
 use crate::raft_types::{NodeId, Raft};
 use crate::state_machine::{StateMachine, StateMachineStore};
-use crate::storage::{Keyspace, Storage, StorageError, WriteBatch};
+use crate::storage::{Keyspace, Storage, StorageError};
 
 pub const STATE_KEYSPACE: &str = "state";
 const LOG_KEYSPACE: &str = "raft_log";
 const META_KEYSPACE: &str = "raft_meta";
 const SNAPSHOT_KEYSPACE: &str = "raft_snapshot";
-const CLUSTER_ID_KEY: &[u8] = b"cluster_id";
 
 /// Timings and limits of one node; the node's config supplies them.
 #[derive(Debug, Clone)]
@@ -35,6 +38,8 @@ pub struct ClusterSettings {
     pub snapshot_every_entries: u64,
     pub log_entries_kept_after_snapshot: u64,
     pub max_commands_per_entry: usize,
+    /// How long a request waits for a leader (and for a forwarded call) before it fails.
+    pub leader_wait_ms: u64,
 }
 
 /// What a node knows about the cluster right now.
@@ -42,6 +47,8 @@ pub struct ClusterSettings {
 pub struct ClusterStatus {
     pub cluster_id: Option<String>,
     pub node_id: NodeId,
+    pub addr: String,
+    pub initialized: bool,
     pub role: &'static str,
     pub term: u64,
     pub leader_id: Option<NodeId>,
@@ -56,7 +63,10 @@ pub struct ClusterMemberStatus {
     pub node_id: NodeId,
     pub addr: String,
     pub voter: bool,
+    /// Leader's view: the last index known replicated to this member.
     pub matched_index: Option<u64>,
+    /// Leader's view: how many entries this member is behind.
+    pub lag: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -64,11 +74,35 @@ pub struct RaftNode {
     raft: Raft,
     settings: ClusterSettings,
     proposer: Proposer,
-    meta: Arc<dyn Keyspace>,
+    identity: Arc<ClusterIdentity>,
+    peers: PeerClients,
 }
 
 fn storage_error(error: StorageError) -> ClusterError {
     ClusterError::Storage(error.to_string())
+}
+
+fn write_error(error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ClusterError {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            ClusterError::NotLeader {
+                leader_id: forward.leader_id,
+                leader_addr: forward.leader_node.map(|node| node.addr),
+            }
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
+            ClusterError::Refused(error.to_string())
+        }
+        RaftError::Fatal(fatal) => ClusterError::Fatal(fatal.to_string()),
+    }
+}
+
+/// Whether a failed attempt certainly did not take effect, so it may be tried again.
+fn retryable(error: &ClusterError) -> bool {
+    matches!(
+        error,
+        ClusterError::NotLeader { .. } | ClusterError::Unavailable(_)
+    )
 }
 
 impl RaftNode {
@@ -88,10 +122,8 @@ impl RaftNode {
             load(state_keyspace.as_ref()).map_err(ClusterError::Storage)?,
         ));
         let meta = storage.keyspace(META_KEYSPACE).map_err(storage_error)?;
-        let log_store = LogStore::new(
-            storage.keyspace(LOG_KEYSPACE).map_err(storage_error)?,
-            meta.clone(),
-        );
+        let identity = Arc::new(ClusterIdentity::load(meta.clone())?);
+        let log_store = LogStore::new(storage.keyspace(LOG_KEYSPACE).map_err(storage_error)?, meta);
         let state_machine = StateMachineStore::open(
             state.clone(),
             state_keyspace,
@@ -109,8 +141,11 @@ impl RaftNode {
         }
         .validate()
         .map_err(|error| ClusterError::Invalid(error.to_string()))?;
-        let network =
-            GrpcNetworkFactory::new(Duration::from_millis(settings.election_timeout_min_ms));
+        let peers = PeerClients::new(
+            identity.clone(),
+            Duration::from_millis(settings.election_timeout_min_ms),
+        );
+        let network = GrpcNetworkFactory::new(peers.clone());
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
@@ -125,7 +160,8 @@ impl RaftNode {
             raft,
             settings,
             proposer,
-            meta,
+            identity,
+            peers,
         };
         Ok((node, state))
     }
@@ -134,13 +170,21 @@ impl RaftNode {
         self.settings.node_id
     }
 
-    /// The id chosen when the cluster was initialised; `None` before that.
+    pub fn addr(&self) -> &str {
+        &self.settings.advertise_addr
+    }
+
+    pub(crate) fn identity(&self) -> &ClusterIdentity {
+        &self.identity
+    }
+
+    fn leader_wait(&self) -> Duration {
+        Duration::from_millis(self.settings.leader_wait_ms)
+    }
+
+    /// The id chosen when the cluster was initialised; `None` before this node knew one.
     pub fn cluster_id(&self) -> Option<String> {
-        self.meta
-            .get(CLUSTER_ID_KEY)
-            .ok()
-            .flatten()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
+        self.identity.get()
     }
 
     pub async fn is_initialized(&self) -> Result<bool, ClusterError> {
@@ -150,30 +194,58 @@ impl RaftNode {
             .map_err(|error| ClusterError::Fatal(error.to_string()))
     }
 
-    /// Makes this node the single voter of a new cluster with id `cluster_id`. Returns
-    /// false, changing nothing, when the node already belongs to a cluster.
-    pub async fn initialize_single(&self, cluster_id: &str) -> Result<bool, ClusterError> {
-        if self.is_initialized().await? {
-            return Ok(false);
-        }
-        let mut batch = WriteBatch::new();
-        batch.put(CLUSTER_ID_KEY.to_vec(), cluster_id.as_bytes().to_vec());
-        self.meta.write(batch).map_err(storage_error)?;
-        self.meta.flush().map_err(storage_error)?;
-        let members = BTreeMap::from([(
-            self.settings.node_id,
-            BasicNode {
-                addr: self.settings.advertise_addr.clone(),
-            },
-        )]);
-        self.raft
-            .initialize(members)
-            .await
-            .map_err(|error| ClusterError::Invalid(error.to_string()))?;
-        Ok(true)
+    /// Makes this node the first member of a new cluster with id `cluster_id`.
+    pub async fn initialize_single(&self, cluster_id: &str) -> Result<(), ClusterError> {
+        let members =
+            BTreeMap::from([(self.settings.node_id, self.settings.advertise_addr.clone())]);
+        self.initialize(cluster_id, members).await
     }
 
-    /// Waits until some node is known as leader, up to `timeout`.
+    /// Forms a new cluster of `members` (id to gRPC address), this node among them. The
+    /// others need not run yet; they join as they come up.
+    pub async fn initialize(
+        &self,
+        cluster_id: &str,
+        members: BTreeMap<NodeId, String>,
+    ) -> Result<(), ClusterError> {
+        if !members.contains_key(&self.settings.node_id) {
+            return Err(ClusterError::Invalid(format!(
+                "the members must include this node ({})",
+                self.settings.node_id
+            )));
+        }
+        if self.is_initialized().await? {
+            return Err(ClusterError::Refused(format!(
+                "node {} already belongs to cluster {}",
+                self.settings.node_id,
+                self.cluster_id()
+                    .unwrap_or_else(|| "(unknown id)".to_string())
+            )));
+        }
+        self.identity.adopt(cluster_id)?;
+        let nodes: BTreeMap<NodeId, BasicNode> = members
+            .into_iter()
+            .map(|(node_id, addr)| (node_id, BasicNode { addr }))
+            .collect();
+        self.raft
+            .initialize(nodes)
+            .await
+            .map_err(|error| ClusterError::Refused(error.to_string()))
+    }
+
+    /// The leader this node knows of, with its address.
+    fn leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader_id = metrics.current_leader?;
+        let addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader_id)
+            .map(|node| node.addr.clone())?;
+        Some((leader_id, addr))
+    }
+
+    /// Waits (up to `timeout`) until some node is known as leader.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, ClusterError> {
         let metrics = self
             .raft
@@ -194,17 +266,100 @@ impl RaftNode {
             .ok_or_else(|| ClusterError::Unavailable("no leader".to_string()))
     }
 
-    /// Replicates one command through group commit and returns the state machine's
-    /// response once it is applied on this node.
+    /// Runs `attempt` against the current leader until it succeeds, fails for good, or
+    /// the leader wait runs out. `attempt` gets `None` when this node leads.
+    async fn with_leader<T, F, Fut>(&self, mut attempt: F) -> Result<T, ClusterError>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: Future<Output = Result<T, ClusterError>>,
+    {
+        if !self.is_initialized().await? {
+            return Err(ClusterError::NotInitialized);
+        }
+        let deadline = Instant::now() + self.leader_wait();
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let outcome = match self.leader() {
+                Some((leader_id, _)) if leader_id == self.settings.node_id => attempt(None).await,
+                Some((_, addr)) => attempt(Some(addr)).await,
+                None => {
+                    // No leader known: wait for one, then try again.
+                    self.wait_for_leader(remaining).await?;
+                    continue;
+                }
+            };
+            match outcome {
+                Err(error) if retryable(&error) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20).min(remaining)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Replicates one command (forwarded to the leader when this node is not it) and
+    /// returns the state machine's response once it is applied.
     pub async fn propose(&self, command: String) -> Result<String, ClusterError> {
+        let wait = self.leader_wait();
+        self.with_leader(|leader_addr| {
+            let command = command.clone();
+            async move {
+                match leader_addr {
+                    None => self.proposer.propose(command).await,
+                    Some(addr) => self.peers.forward(&addr, &command, wait).await,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Proposes on this node, which must lead (the receiving end of a forward).
+    pub(crate) async fn propose_here(&self, command: String) -> Result<String, ClusterError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
         self.proposer.propose(command).await
     }
 
+    fn not_leader(&self) -> ClusterError {
+        let leader = self.leader();
+        ClusterError::NotLeader {
+            leader_id: leader.as_ref().map(|(id, _)| *id),
+            leader_addr: leader.map(|(_, addr)| addr),
+        }
+    }
+
     /// Returns once this node's state machine reflects every write committed before the
-    /// call (Raft read-index): reads after it are linearizable.
+    /// call (Raft read-index, asked of the leader): reads after it are linearizable.
     pub async fn ensure_linearizable(&self) -> Result<(), ClusterError> {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
+        let wait = self.leader_wait();
+        let read_index = self
+            .with_leader(|leader_addr| async move {
+                match leader_addr {
+                    None => self.read_index_here().await,
+                    Some(addr) => self.peers.read_index(&addr, wait).await,
+                }
+            })
+            .await?;
+        let Some(read_index) = read_index else {
+            return Ok(());
+        };
+        self.raft
+            .wait(Some(wait))
+            .applied_index_at_least(Some(read_index), "applied up to the read index")
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                ClusterError::Unavailable(format!(
+                    "this node did not apply up to index {read_index} in time"
+                ))
+            })
+    }
+
+    /// The read index of this node, which must lead.
+    pub(crate) async fn read_index_here(&self) -> Result<Option<u64>, ClusterError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read_log_id, _applied)) => Ok(read_log_id.map(|log_id| log_id.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
                 Err(ClusterError::NotLeader {
                     leader_id: forward.leader_id,
@@ -218,10 +373,203 @@ impl RaftNode {
         }
     }
 
+    /// Adds a node: it joins as a learner, catches up (by snapshot if the log was
+    /// compacted), then is promoted to voter. Carried out by the leader.
+    pub async fn add_member(&self, node_id: NodeId, addr: String) -> Result<(), ClusterError> {
+        self.admin(AdminRequest::AddMember { node_id, addr }).await
+    }
+
+    /// Removes a node from the cluster (refused for the last voter).
+    pub async fn remove_member(&self, node_id: NodeId) -> Result<(), ClusterError> {
+        self.admin(AdminRequest::RemoveMember { node_id }).await
+    }
+
+    /// Hands leadership to another voter.
+    pub async fn transfer_leader(&self, node_id: NodeId) -> Result<(), ClusterError> {
+        self.admin(AdminRequest::TransferLeader { node_id }).await
+    }
+
+    async fn admin(&self, admin: AdminRequest) -> Result<(), ClusterError> {
+        // Membership changes wait for a learner to catch up, which may take a while.
+        let timeout = self.leader_wait() * 12;
+        self.with_leader(|leader_addr| {
+            let admin = admin.clone();
+            async move {
+                match leader_addr {
+                    None => self.admin_here(admin).await,
+                    Some(addr) => self.peers.admin(&addr, &admin, timeout).await,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Carries out an admin request on this node (the leader, except for `Elect`).
+    pub(crate) async fn admin_here(&self, admin: AdminRequest) -> Result<(), ClusterError> {
+        if admin == AdminRequest::Elect {
+            return self
+                .raft
+                .trigger()
+                .elect()
+                .await
+                .map_err(|error| ClusterError::Fatal(error.to_string()));
+        }
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        match admin {
+            AdminRequest::AddMember { node_id, addr } => self.add_member_here(node_id, addr).await,
+            AdminRequest::RemoveMember { node_id } => self.remove_member_here(node_id).await,
+            AdminRequest::TransferLeader { node_id } => self.transfer_leader_here(node_id).await,
+            AdminRequest::Elect => Ok(()),
+        }
+    }
+
+    fn membership(&self) -> (BTreeSet<NodeId>, BTreeMap<NodeId, String>) {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters = membership.voter_ids().collect();
+        let nodes = membership
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect();
+        (voters, nodes)
+    }
+
+    async fn add_member_here(&self, node_id: NodeId, addr: String) -> Result<(), ClusterError> {
+        let (voters, nodes) = self.membership();
+        if voters.contains(&node_id) {
+            return Err(ClusterError::AlreadyMember(node_id));
+        }
+        if let Some((other, _)) = nodes
+            .iter()
+            .find(|(id, node_addr)| **node_addr == addr && **id != node_id)
+        {
+            return Err(ClusterError::Refused(format!(
+                "address {addr} is already used by node {other}"
+            )));
+        }
+        let info =
+            self.peers
+                .hello(&addr, self.leader_wait())
+                .await
+                .map_err(|error| match error {
+                    ClusterError::Unavailable(message) => {
+                        ClusterError::Unavailable(format!("cannot reach the new node: {message}"))
+                    }
+                    other => other,
+                })?;
+        if info.node_id != node_id {
+            return Err(ClusterError::Invalid(format!(
+                "the node at {addr} is node {}, not node {node_id}",
+                info.node_id
+            )));
+        }
+        let own_cluster = self.cluster_id();
+        if let (Some(theirs), Some(ours)) = (&info.cluster_id, &own_cluster)
+            && theirs != ours
+        {
+            return Err(ClusterError::Refused(format!(
+                "node {node_id} at {addr} belongs to cluster {theirs}; this is cluster {ours}"
+            )));
+        }
+        self.raft
+            .add_learner(node_id, BasicNode { addr }, true)
+            .await
+            .map_err(write_error)?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), false)
+            .await
+            .map_err(write_error)?;
+        tracing::info!(node_id, "node joined the cluster as a voter");
+        Ok(())
+    }
+
+    async fn remove_member_here(&self, node_id: NodeId) -> Result<(), ClusterError> {
+        let (voters, nodes) = self.membership();
+        if !nodes.contains_key(&node_id) {
+            return Err(ClusterError::NotMember(node_id));
+        }
+        let change = if voters.contains(&node_id) {
+            if voters.len() == 1 {
+                return Err(ClusterError::Refused(format!(
+                    "node {node_id} is the last voter: removing it would leave no cluster"
+                )));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(write_error)?;
+        tracing::info!(node_id, "node left the cluster");
+        Ok(())
+    }
+
+    async fn transfer_leader_here(&self, target: NodeId) -> Result<(), ClusterError> {
+        if target == self.settings.node_id {
+            return Ok(());
+        }
+        let (voters, nodes) = self.membership();
+        if !voters.contains(&target) {
+            return Err(match nodes.contains_key(&target) {
+                true => ClusterError::Refused(format!(
+                    "node {target} is a learner; only a voter can lead"
+                )),
+                false => ClusterError::NotMember(target),
+            });
+        }
+        let wait = self.leader_wait();
+        // The target must hold every entry, or it cannot win the election.
+        let last_log_index = self.raft.metrics().borrow().last_log_index;
+        self.raft
+            .wait(Some(wait))
+            .metrics(
+                |metrics| {
+                    metrics
+                        .replication
+                        .as_ref()
+                        .and_then(|replication| replication.get(&target).cloned().flatten())
+                        .map(|log_id| log_id.index)
+                        >= last_log_index
+                },
+                "the target caught up",
+            )
+            .await
+            .map_err(|_| {
+                ClusterError::Unavailable(format!("node {target} did not catch up in time"))
+            })?;
+        let addr = nodes.get(&target).cloned().unwrap_or_default();
+        self.peers.admin(&addr, &AdminRequest::Elect, wait).await?;
+        self.raft
+            .wait(Some(wait))
+            .metrics(
+                |metrics| metrics.current_leader == Some(target),
+                "the target leads",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                ClusterError::Unavailable(format!("node {target} did not take leadership in time"))
+            })
+    }
+
     pub fn is_leader(&self) -> bool {
         let metrics = self.raft.metrics().borrow().clone();
         metrics.current_leader == Some(self.settings.node_id)
             && metrics.state == ServerState::Leader
+    }
+
+    /// Who this node is, as it tells a leader vetting it before a join.
+    pub async fn info(&self) -> NodeInfo {
+        NodeInfo {
+            node_id: self.settings.node_id,
+            addr: self.settings.advertise_addr.clone(),
+            cluster_id: self.cluster_id(),
+            initialized: self.is_initialized().await.unwrap_or(false),
+        }
     }
 
     /// Changes of role, term and leader, for actors that start and stop with leadership.
@@ -236,20 +584,33 @@ impl RaftNode {
         let membership = metrics.membership_config.membership();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
         let replication = metrics.replication.clone().unwrap_or_default();
-        let members = membership
+        let members: Vec<ClusterMemberStatus> = membership
             .nodes()
-            .map(|(node_id, node)| ClusterMemberStatus {
-                node_id: *node_id,
-                addr: node.addr.clone(),
-                voter: voters.contains(node_id),
-                matched_index: replication
+            .map(|(node_id, node)| {
+                let matched_index = replication
                     .get(node_id)
-                    .and_then(|matched| matched.as_ref().map(|log_id| log_id.index)),
+                    .and_then(|matched| matched.as_ref().map(|log_id| log_id.index));
+                let lag = match (metrics.state, matched_index) {
+                    (ServerState::Leader, Some(matched)) => metrics
+                        .last_log_index
+                        .map(|last| last.saturating_sub(matched)),
+                    (ServerState::Leader, None) => metrics.last_log_index,
+                    _ => None,
+                };
+                ClusterMemberStatus {
+                    node_id: *node_id,
+                    addr: node.addr.clone(),
+                    voter: voters.contains(node_id),
+                    matched_index,
+                    lag,
+                }
             })
             .collect();
         ClusterStatus {
             cluster_id: self.cluster_id(),
             node_id: self.settings.node_id,
+            addr: self.settings.advertise_addr.clone(),
+            initialized: !members.is_empty(),
             role: match metrics.state {
                 ServerState::Leader => "leader",
                 ServerState::Follower => "follower",
@@ -266,14 +627,24 @@ impl RaftNode {
         }
     }
 
-    /// The gRPC service other nodes call to replicate to this one.
+    /// The gRPC service other nodes call to replicate to and forward through this one.
     pub fn grpc_service(&self) -> RaftServiceServer<RaftGrpcService> {
-        RaftServiceServer::new(RaftGrpcService::new(self.raft.clone()))
+        RaftServiceServer::new(RaftGrpcService::new(self.clone()))
             .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024)
     }
 
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// Asks Raft to build a snapshot now (and compact the log behind it).
+    pub async fn trigger_snapshot(&self) -> Result<(), ClusterError> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|error| ClusterError::Fatal(error.to_string()))
     }
 
     pub async fn shutdown(&self) {

@@ -310,6 +310,31 @@ mod tests {
     }
 
     #[test]
+    fn peers_are_node_id_at_address() {
+        let file = yaml_file(
+            "cluster:\n  node_id: 1\n  peers: [\"2@127.0.0.1:9092\", \"127.0.0.1:9093\", \"1@h:1\"]\n",
+        );
+        let problems = ConfigLoader::new()
+            .file(file.path())
+            .load()
+            .unwrap_err()
+            .problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("cluster.peers[1]: expected <node id>@<host>:<port>"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("cluster.peers[2]: node id 1 appears twice"),
+            "{problems:?}"
+        );
+        assert_eq!(
+            crate::parse_peer("3@node-c:9090").unwrap(),
+            (3, "node-c:9090".to_string())
+        );
+    }
+
+    #[test]
     fn missing_file_is_an_error() {
         let error = ConfigLoader::new()
             .file("/nonexistent/hodei.yaml")

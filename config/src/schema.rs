@@ -69,7 +69,8 @@ pub struct ClusterConfig {
     pub data_dir: PathBuf,
     /// The gRPC address other nodes reach this one at; defaults to `server.host:grpc_port`.
     pub advertise_addr: Option<String>,
-    /// gRPC addresses of the other founding members, for a cluster formed from config.
+    /// The other founding members, `<node id>@<host>:<grpc port>`, for a cluster formed
+    /// from config: the lowest id initialises it with all of them.
     pub peers: Vec<String>,
     /// What a node that belongs to no cluster yet does at start: `single` forms a
     /// one-node cluster (the embedded default); `join` waits to be initialised or joined.

@@ -65,6 +65,25 @@ fn is_slug(text: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// Parses a peer `<node id>@<host>:<port>`.
+pub fn parse_peer(peer: &str) -> Result<(u64, String), String> {
+    let (id, addr) = peer
+        .split_once('@')
+        .ok_or_else(|| format!("expected <node id>@<host>:<port>, got `{peer}`"))?;
+    let node_id: u64 = id
+        .parse()
+        .ok()
+        .filter(|id| *id >= 1)
+        .ok_or_else(|| format!("the node id of `{peer}` must be a whole number >= 1"))?;
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("the address of `{peer}` needs a port"))?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |port| port == 0) {
+        return Err(format!("`{addr}` is not <host>:<port>"));
+    }
+    Ok((node_id, addr.to_string()))
+}
+
 pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
     let mut problems = Problems(Vec::new());
 
@@ -123,6 +142,20 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         cluster.max_commands_per_entry as u64,
         1,
     );
+    let mut peer_ids = BTreeSet::from([cluster.node_id]);
+    for (index, peer) in cluster.peers.iter().enumerate() {
+        match parse_peer(peer) {
+            Ok((node_id, _)) => problems.rule(
+                peer_ids.insert(node_id),
+                &format!("cluster.peers[{index}]"),
+                format!(
+                    "node id {node_id} appears twice (this node is {})",
+                    cluster.node_id
+                ),
+            ),
+            Err(rule) => problems.rule(false, &format!("cluster.peers[{index}]"), rule),
+        }
+    }
     problems.rule(
         !cluster.data_dir.as_os_str().is_empty(),
         "cluster.data_dir",

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use hodei_node::cli::{Cli, Commands, config_cmd, node_cmd, tenant_cmd};
+use hodei_node::cli::{Cli, Commands, cluster_cmd, config_cmd, node_cmd, tenant_cmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             }
         }
         Commands::Tenant(command) => runtime.block_on(tenant_cmd::run(command)),
+        Commands::Cluster(command) => runtime.block_on(cluster_cmd::run(command)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! Assembles a node: storage, Raft, the actor tree, and the REST and gRPC listeners.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -75,6 +76,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         snapshot_every_entries: config.cluster.snapshot_every_entries,
         log_entries_kept_after_snapshot: config.cluster.log_entries_kept_after_snapshot,
         max_commands_per_entry: config.cluster.max_commands_per_entry,
+        leader_wait_ms: config.server.leader_wait_ms,
     };
     let (events, _) = broadcast::channel(1024);
     let (raft, state) = RaftNode::start(settings, &storage, |keyspace| {
@@ -82,12 +84,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     })
     .await
     .context("cannot start raft")?;
-    if config.cluster.bootstrap == BootstrapMode::Single {
-        let cluster_id = uuid::Uuid::now_v7().to_string();
-        if raft.initialize_single(&cluster_id).await? {
-            info!(%cluster_id, "initialised a new single-node cluster");
-        }
-    }
+    bootstrap(config, &raft).await?;
 
     let leader_wait = Duration::from_millis(config.server.leader_wait_ms);
     let node_context = NodeContext {
@@ -144,9 +141,12 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         .add_service(raft.grpc_service())
         .add_service(TenantServiceServer::new(TenantGrpc::new(
             gateway.clone(),
-            default_principal,
+            default_principal.clone(),
         )))
-        .add_service(ClusterServiceServer::new(ClusterGrpc::new(gateway.clone())));
+        .add_service(ClusterServiceServer::new(ClusterGrpc::new(
+            gateway.clone(),
+            default_principal.clone(),
+        )));
     let mut grpc_stopped = stopped;
     let grpc_server = tokio::spawn(async move {
         let shutdown = async move {
@@ -171,6 +171,37 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         stop,
         servers: vec![rest_server, grpc_server],
     })
+}
+
+/// Forms a cluster at first start when the config says so: alone without peers, or with
+/// every founding member when `cluster.peers` lists them (the lowest id initialises, the
+/// others are contacted by it). A node that already belongs to a cluster resumes it.
+async fn bootstrap(config: &Config, raft: &RaftNode) -> anyhow::Result<()> {
+    if config.cluster.bootstrap != BootstrapMode::Single || raft.is_initialized().await? {
+        return Ok(());
+    }
+    let mut members = BTreeMap::from([(config.cluster.node_id, raft.addr().to_string())]);
+    for peer in &config.cluster.peers {
+        let (node_id, addr) = hodei_config::parse_peer(peer)
+            .map_err(|error| anyhow::anyhow!("cluster.peers: {error}"))?;
+        members.insert(node_id, addr);
+    }
+    let lowest = members
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or(config.cluster.node_id);
+    if lowest != config.cluster.node_id {
+        info!(
+            initialiser = lowest,
+            "waiting to be contacted by the founding member with the lowest id"
+        );
+        return Ok(());
+    }
+    let cluster_id = uuid::Uuid::now_v7().to_string();
+    raft.initialize(&cluster_id, members.clone()).await?;
+    info!(%cluster_id, members = ?members.keys().collect::<Vec<_>>(), "initialised a new cluster");
+    Ok(())
 }
 
 impl NodeHandle {

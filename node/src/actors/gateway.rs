@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use hodei_cluster::{ClusterError, ClusterStatus};
+use hodei_cluster::ClusterStatus;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -54,6 +54,28 @@ pub enum GatewayMsg {
     },
     ClusterStatus {
         reply: RpcReplyPort<ClusterStatus>,
+    },
+    ClusterAdmin {
+        context: RequestContext,
+        operation: ClusterOperation,
+        reply: Reply<ClusterStatus>,
+    },
+}
+
+/// Membership and leadership changes (admin only); each answers with the status after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterOperation {
+    /// Make this uninitialised node the first member of a new cluster.
+    Init,
+    AddMember {
+        node_id: u64,
+        addr: String,
+    },
+    RemoveMember {
+        node_id: u64,
+    },
+    TransferLeader {
+        node_id: u64,
     },
 }
 
@@ -183,6 +205,11 @@ impl Actor for GatewayActor {
                 cascade,
                 reply,
             } => answer(reply, delete_tenant(node, context, id, cascade)),
+            GatewayMsg::ClusterAdmin {
+                context,
+                operation,
+                reply,
+            } => answer(reply, cluster_admin(node, context, operation)),
             GatewayMsg::ClusterStatus { reply } => {
                 let _ = reply.send(node.raft.status());
             }
@@ -228,22 +255,9 @@ fn require_access(context: &RequestContext, tenant: &TenantId) -> Result<(), Api
     }
 }
 
-/// Waits (up to the configured time) for a leader to be known, so that a request made
-/// during an election is served after it instead of failing at once.
-async fn await_leader(node: &NodeContext) -> Result<(), ApiError> {
-    if !node.raft.is_initialized().await.map_err(ApiError::from)? {
-        return Err(ClusterError::NotInitialized.into());
-    }
-    node.raft
-        .wait_for_leader(node.leader_wait)
-        .await
-        .map(|_| ())
-        .map_err(|error| ApiError::unavailable(error.to_string(), 1))
-}
-
-/// Proposes a command and decodes the state machine's result.
+/// Proposes a command (through the leader, waiting for one during an election) and
+/// decodes the state machine's result.
 async fn propose(node: &NodeContext, command: CommandV1) -> Result<CommandOutcome, ApiError> {
-    await_leader(node).await?;
     let response = node.raft.propose(Command::V1(command).encode()).await?;
     let result: CommandResult = serde_json::from_str(&response).map_err(|error| {
         ApiError::internal(format!("undecodable state machine response: {error}"))
@@ -254,13 +268,11 @@ async fn propose(node: &NodeContext, command: CommandV1) -> Result<CommandOutcom
 async fn read_barrier(node: &NodeContext, consistency: Consistency) -> Result<(), ApiError> {
     match consistency {
         Consistency::Stale => Ok(()),
-        Consistency::Linearizable => {
-            await_leader(node).await?;
-            node.raft
-                .ensure_linearizable()
-                .await
-                .map_err(ApiError::from)
-        }
+        Consistency::Linearizable => node
+            .raft
+            .ensure_linearizable()
+            .await
+            .map_err(ApiError::from),
     }
 }
 
@@ -420,4 +432,30 @@ async fn delete_tenant(
         CommandOutcome::TenantDeleted { id } => Ok(id),
         other => Err(unexpected(other)),
     }
+}
+
+async fn cluster_admin(
+    node: NodeContext,
+    context: RequestContext,
+    operation: ClusterOperation,
+) -> Result<ClusterStatus, ApiError> {
+    require_admin(&context, "changing the cluster")?;
+    match operation {
+        ClusterOperation::Init => {
+            let cluster_id = uuid::Uuid::now_v7().to_string();
+            node.raft.initialize_single(&cluster_id).await?;
+            node.raft.wait_for_leader(node.leader_wait).await?;
+        }
+        ClusterOperation::AddMember { node_id, addr } => {
+            if node_id == 0 {
+                return Err(ApiError::invalid("node_id", "must be >= 1"));
+            }
+            hodei_config::parse_peer(&format!("{node_id}@{addr}"))
+                .map_err(|rule| ApiError::invalid("addr", rule))?;
+            node.raft.add_member(node_id, addr).await?;
+        }
+        ClusterOperation::RemoveMember { node_id } => node.raft.remove_member(node_id).await?,
+        ClusterOperation::TransferLeader { node_id } => node.raft.transfer_leader(node_id).await?,
+    }
+    Ok(node.raft.status())
 }

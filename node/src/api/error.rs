@@ -180,7 +180,12 @@ impl From<ClusterError> for ApiError {
                 ApiError::unavailable(error.to_string(), 1)
             }
             ClusterError::NotInitialized => ApiError::unavailable(error.to_string(), 5),
-            ClusterError::Invalid(_) => ApiError::new(ErrorCode::Conflict, error.to_string()),
+            ClusterError::AlreadyMember(_) => {
+                ApiError::new(ErrorCode::AlreadyExists, error.to_string())
+            }
+            ClusterError::NotMember(_) => ApiError::new(ErrorCode::NotFound, error.to_string()),
+            ClusterError::Refused(_) => ApiError::new(ErrorCode::Conflict, error.to_string()),
+            ClusterError::Invalid(_) => ApiError::new(ErrorCode::Unprocessable, error.to_string()),
             ClusterError::Storage(_) | ClusterError::Fatal(_) => {
                 ApiError::internal(error.to_string())
             }

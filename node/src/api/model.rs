@@ -100,13 +100,20 @@ pub struct ClusterMemberView {
     pub addr: String,
     /// voter | learner
     pub role: String,
+    /// Leader's view: the last log index known replicated to this member.
     pub matched_index: Option<u64>,
+    /// Leader's view: entries this member is behind.
+    pub lag: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterStatusView {
     pub cluster_id: Option<String>,
     pub node_id: u64,
+    /// This node's gRPC address as the cluster knows it.
+    pub addr: String,
+    /// Whether this node belongs to a cluster.
+    pub initialized: bool,
     /// leader | follower | candidate | learner | shutdown
     pub role: String,
     pub term: u64,
@@ -122,6 +129,8 @@ impl From<&hodei_cluster::ClusterStatus> for ClusterStatusView {
         Self {
             cluster_id: status.cluster_id.clone(),
             node_id: status.node_id,
+            addr: status.addr.clone(),
+            initialized: status.initialized,
             role: status.role.to_string(),
             term: status.term,
             leader_id: status.leader_id,
@@ -136,6 +145,7 @@ impl From<&hodei_cluster::ClusterStatus> for ClusterStatusView {
                     addr: member.addr.clone(),
                     role: if member.voter { "voter" } else { "learner" }.to_string(),
                     matched_index: member.matched_index,
+                    lag: member.lag,
                 })
                 .collect(),
         }
@@ -166,4 +176,18 @@ pub struct ProblemView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     pub trace_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberInput {
+    pub node_id: u64,
+    /// The new node's gRPC address, `host:port`.
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferLeaderInput {
+    pub node_id: u64,
 }

@@ -1,5 +1,6 @@
 //! The `hodei` command line.
 
+pub mod cluster_cmd;
 pub mod config_cmd;
 pub mod node_cmd;
 pub mod tenant_cmd;
@@ -26,6 +27,9 @@ pub enum Commands {
     /// Check or print configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Cluster membership: init, join, leave, status, transfer-leader.
+    #[command(subcommand)]
+    Cluster(cluster_cmd::ClusterCommand),
     /// Manage tenants on a running node.
     #[command(subcommand)]
     Tenant(tenant_cmd::TenantCommand),

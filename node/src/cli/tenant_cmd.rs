@@ -88,18 +88,26 @@ fn parse_label(raw: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected key=value, got `{raw}`"))
 }
 
-async fn client(connection: &Connection) -> anyhow::Result<TenantServiceClient<Channel>> {
-    let addr = if connection.addr.contains("://") {
-        connection.addr.clone()
+/// A channel to a node's gRPC address (`host:port` or a URL).
+pub async fn grpc_channel(addr: &str) -> anyhow::Result<Channel> {
+    let url = if addr.contains("://") {
+        addr.to_string()
     } else {
-        format!("http://{}", connection.addr)
+        format!("http://{addr}")
     };
-    TenantServiceClient::connect(addr.clone())
+    tonic::transport::Endpoint::from_shared(url.clone())?
+        .connect()
         .await
-        .map_err(|error| anyhow::anyhow!("cannot reach {addr}: {error}"))
+        .map_err(|error| anyhow::anyhow!("cannot reach {url}: {error}"))
 }
 
-fn request<T>(message: T, connection: &Connection) -> anyhow::Result<tonic::Request<T>> {
+async fn client(connection: &Connection) -> anyhow::Result<TenantServiceClient<Channel>> {
+    Ok(TenantServiceClient::new(
+        grpc_channel(&connection.addr).await?,
+    ))
+}
+
+pub fn request<T>(message: T, connection: &Connection) -> anyhow::Result<tonic::Request<T>> {
     let mut request = tonic::Request::new(message);
     if let Some(principal) = &connection.principal {
         request
@@ -129,7 +137,7 @@ fn print_tenant(tenant: &pb::Tenant) {
     );
 }
 
-fn status_error(status: tonic::Status) -> anyhow::Error {
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 

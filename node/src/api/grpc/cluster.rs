@@ -1,52 +1,111 @@
 //! `hodei.v1.ClusterService`.
 
+use hodei_cluster::ClusterStatus;
 use hodei_proto::v1 as pb;
 use hodei_proto::v1::cluster_service_server::ClusterService;
 
-use crate::actors::gateway::GatewayHandle;
-use crate::api::TraceId;
-use crate::api::grpc::reply;
+use crate::actors::gateway::{ClusterOperation, GatewayHandle, GatewayMsg};
+use crate::api::Principal;
+use crate::api::grpc::{reply, request_context};
 
 pub struct ClusterGrpc {
     gateway: GatewayHandle,
+    default_principal: Principal,
 }
 
 impl ClusterGrpc {
-    pub fn new(gateway: GatewayHandle) -> Self {
-        Self { gateway }
+    pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
+        Self {
+            gateway,
+            default_principal,
+        }
+    }
+
+    async fn change<T>(
+        &self,
+        request: tonic::Request<T>,
+        operation: impl FnOnce(T) -> ClusterOperation,
+    ) -> Result<tonic::Response<pb::ClusterStatus>, tonic::Status> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let operation = operation(request.into_inner());
+        let result = self
+            .gateway
+            .ask(|reply| GatewayMsg::ClusterAdmin {
+                context,
+                operation,
+                reply,
+            })
+            .await;
+        reply(result, &trace_id, |status| status_message(&status))
     }
 }
+
+pub fn status_message(status: &ClusterStatus) -> pb::ClusterStatus {
+    pb::ClusterStatus {
+        cluster_id: status.cluster_id.clone().unwrap_or_default(),
+        node_id: status.node_id,
+        role: status.role.to_string(),
+        term: status.term,
+        leader_id: status.leader_id,
+        last_log_index: status.last_log_index,
+        last_applied_index: status.last_applied_index,
+        snapshot_index: status.snapshot_index,
+        initialized: status.initialized,
+        addr: status.addr.clone(),
+        members: status
+            .members
+            .iter()
+            .map(|member| pb::ClusterMember {
+                node_id: member.node_id,
+                addr: member.addr.clone(),
+                role: if member.voter { "voter" } else { "learner" }.to_string(),
+                matched_index: member.matched_index,
+                lag: member.lag,
+            })
+            .collect(),
+    }
+}
+
+type StatusReply = Result<tonic::Response<pb::ClusterStatus>, tonic::Status>;
 
 #[tonic::async_trait]
 impl ClusterService for ClusterGrpc {
     async fn get_status(
         &self,
         request: tonic::Request<pb::GetClusterStatusRequest>,
-    ) -> Result<tonic::Response<pb::ClusterStatus>, tonic::Status> {
-        let traceparent = request
-            .metadata()
-            .get("traceparent")
-            .and_then(|value| value.to_str().ok());
-        let trace_id = TraceId::from_header_or_new(traceparent);
+    ) -> StatusReply {
+        let context = request_context(&request, &self.default_principal)?;
         let result = self.gateway.cluster_status().await;
-        reply(result, &trace_id, |status| pb::ClusterStatus {
-            cluster_id: status.cluster_id.unwrap_or_default(),
-            node_id: status.node_id,
-            role: status.role.to_string(),
-            term: status.term,
-            leader_id: status.leader_id,
-            last_log_index: status.last_log_index,
-            last_applied_index: status.last_applied_index,
-            members: status
-                .members
-                .into_iter()
-                .map(|member| pb::ClusterMember {
-                    node_id: member.node_id,
-                    addr: member.addr,
-                    role: if member.voter { "voter" } else { "learner" }.to_string(),
-                    matched_index: member.matched_index,
-                })
-                .collect(),
+        reply(result, &context.trace_id, |status| status_message(&status))
+    }
+
+    async fn init(&self, request: tonic::Request<pb::InitClusterRequest>) -> StatusReply {
+        self.change(request, |_| ClusterOperation::Init).await
+    }
+
+    async fn add_member(&self, request: tonic::Request<pb::AddMemberRequest>) -> StatusReply {
+        self.change(request, |message| ClusterOperation::AddMember {
+            node_id: message.node_id,
+            addr: message.addr,
         })
+        .await
+    }
+
+    async fn remove_member(&self, request: tonic::Request<pb::RemoveMemberRequest>) -> StatusReply {
+        self.change(request, |message| ClusterOperation::RemoveMember {
+            node_id: message.node_id,
+        })
+        .await
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: tonic::Request<pb::TransferLeaderRequest>,
+    ) -> StatusReply {
+        self.change(request, |message| ClusterOperation::TransferLeader {
+            node_id: message.node_id,
+        })
+        .await
     }
 }

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# A 3-node Hodei cluster on 127.0.0.1, the way to try HA on a laptop.
+#
+#   deploy/local/cluster.sh up [DIR]      start nodes 1-3 (data and logs under DIR, default ./.hodei/local)
+#   deploy/local/cluster.sh status [DIR]  members, leader, term, match index and lag
+#   deploy/local/cluster.sh down [DIR]    stop them (SIGTERM, then SIGKILL after 10 s)
+#
+# Node i serves REST on 127.0.0.1:808i and gRPC on 127.0.0.1:909i (i = 1..3); the three
+# form one cluster from `cluster.peers` (node 1, the lowest id, initialises it).
+# HODEI_BIN selects the binary; otherwise target/release/hodei is built if missing.
+set -euo pipefail
+
+command="${1:-}"
+dir="${2:-./.hodei/local}"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+nodes=(1 2 3)
+
+rest_port() { echo $((8080 + $1)); }
+grpc_port() { echo $((9090 + $1)); }
+
+binary() {
+  if [ -n "${HODEI_BIN:-}" ]; then echo "$HODEI_BIN"; return; fi
+  if [ ! -x "$root/target/release/hodei" ]; then
+    echo "building hodei (release)..." >&2
+    (cd "$root" && cargo build --release -p hodei-node --bin hodei >&2)
+  fi
+  echo "$root/target/release/hodei"
+}
+
+write_config() {
+  local id=$1 peers=""
+  for other in "${nodes[@]}"; do
+    [ "$other" = "$id" ] && continue
+    peers="$peers\"$other@127.0.0.1:$(grpc_port "$other")\", "
+  done
+  mkdir -p "$dir/node$id"
+  cat > "$dir/node$id/config.yaml" <<YAML
+server:
+  host: 127.0.0.1
+  port: $(rest_port "$id")
+  grpc_port: $(grpc_port "$id")
+  log_format: json
+cluster:
+  node_id: $id
+  data_dir: $dir/node$id/data
+  peers: [${peers%, }]
+metrics:
+  prometheus:
+    enabled: false
+YAML
+}
+
+up() {
+  local hodei
+  hodei="$(binary)"
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  for id in "${nodes[@]}"; do
+    if [ -f "$dir/node$id/pid" ] && kill -0 "$(cat "$dir/node$id/pid")" 2>/dev/null; then
+      echo "node $id already running (pid $(cat "$dir/node$id/pid"))"
+      continue
+    fi
+    write_config "$id"
+    nohup "$hodei" server --config "$dir/node$id/config.yaml" >> "$dir/node$id/node.log" 2>&1 &
+    echo $! > "$dir/node$id/pid"
+    echo "node $id: pid $!, REST http://127.0.0.1:$(rest_port "$id")/api/v1, gRPC 127.0.0.1:$(grpc_port "$id"), log $dir/node$id/node.log"
+  done
+  for attempt in $(seq 1 100); do
+    ready=0
+    for id in "${nodes[@]}"; do
+      if curl -sf "http://127.0.0.1:$(rest_port "$id")/api/v1/health" | grep -q '"ready":true'; then
+        ready=$((ready + 1))
+      fi
+    done
+    if [ "$ready" = "${#nodes[@]}" ]; then
+      echo "cluster ready"
+      status
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "the cluster did not become ready within 20 s; see the logs under $dir" >&2
+  return 1
+}
+
+status() {
+  "$(binary)" cluster status --addr "127.0.0.1:$(grpc_port 1)" 2>/dev/null \
+    || "$(binary)" cluster status --addr "127.0.0.1:$(grpc_port 2)" 2>/dev/null \
+    || "$(binary)" cluster status --addr "127.0.0.1:$(grpc_port 3)"
+}
+
+down() {
+  for id in "${nodes[@]}"; do
+    local pid_file="$dir/node$id/pid"
+    [ -f "$pid_file" ] || continue
+    local pid
+    pid="$(cat "$pid_file")"
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid"
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+      echo "node $id stopped"
+    fi
+    rm -f "$pid_file"
+  done
+}
+
+case "$command" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status [DIR]" >&2; exit 2 ;;
+esac

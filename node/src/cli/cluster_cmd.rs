@@ -1,0 +1,148 @@
+//! `hodei cluster init|join|leave|status|transfer-leader`, over gRPC.
+
+use clap::Subcommand;
+use hodei_proto::v1 as pb;
+use hodei_proto::v1::cluster_service_client::ClusterServiceClient;
+use tonic::transport::Channel;
+
+use crate::cli::tenant_cmd::{Connection, grpc_channel, request, status_error};
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Make the node at --addr (started with `cluster.bootstrap: join`) the first member
+    /// of a new cluster.
+    Init {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Add the node at --addr to the cluster that the node at --via belongs to. It joins as
+    /// a learner, catches up, then is promoted to voter.
+    Join {
+        /// gRPC address of any member of the cluster to join.
+        #[arg(long)]
+        via: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Remove a node from the cluster (by default the node at --addr).
+    Leave {
+        #[arg(long)]
+        node: Option<u64>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Members, roles, leader, term, and each member's match index and lag.
+    Status {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Hand leadership to another voter.
+    TransferLeader {
+        #[arg(long)]
+        to: u64,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+async fn client(addr: &str) -> anyhow::Result<ClusterServiceClient<Channel>> {
+    Ok(ClusterServiceClient::new(grpc_channel(addr).await?))
+}
+
+fn print_status(status: &pb::ClusterStatus) {
+    let or_dash =
+        |value: Option<u64>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
+    println!(
+        "cluster {}  node {} ({})  role {}  term {}  leader {}  last log {}  applied {}  snapshot {}",
+        if status.cluster_id.is_empty() {
+            "(none)"
+        } else {
+            &status.cluster_id
+        },
+        status.node_id,
+        status.addr,
+        status.role,
+        status.term,
+        or_dash(status.leader_id),
+        or_dash(status.last_log_index),
+        or_dash(status.last_applied_index),
+        or_dash(status.snapshot_index),
+    );
+    println!(
+        "{:<8} {:<24} {:<8} {:>8} {:>8}",
+        "NODE", "ADDRESS", "ROLE", "MATCHED", "LAG"
+    );
+    for member in &status.members {
+        let leader = if Some(member.node_id) == status.leader_id {
+            " (leader)"
+        } else {
+            ""
+        };
+        println!(
+            "{:<8} {:<24} {:<8} {:>8} {:>8}{leader}",
+            member.node_id,
+            member.addr,
+            member.role,
+            or_dash(member.matched_index),
+            or_dash(member.lag),
+        );
+    }
+}
+
+pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
+    let status = match command {
+        ClusterCommand::Init { connection } => client(&connection.addr)
+            .await?
+            .init(request(pb::InitClusterRequest {}, &connection)?)
+            .await
+            .map_err(status_error)?,
+        ClusterCommand::Join { via, connection } => {
+            let joining = client(&connection.addr)
+                .await?
+                .get_status(request(pb::GetClusterStatusRequest {}, &connection)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let message = pb::AddMemberRequest {
+                node_id: joining.node_id,
+                addr: joining.addr,
+            };
+            client(&via)
+                .await?
+                .add_member(request(message, &connection)?)
+                .await
+                .map_err(status_error)?
+        }
+        ClusterCommand::Leave { node, connection } => {
+            let mut grpc = client(&connection.addr).await?;
+            let node_id = match node {
+                Some(node_id) => node_id,
+                None => {
+                    grpc.get_status(request(pb::GetClusterStatusRequest {}, &connection)?)
+                        .await
+                        .map_err(status_error)?
+                        .into_inner()
+                        .node_id
+                }
+            };
+            grpc.remove_member(request(pb::RemoveMemberRequest { node_id }, &connection)?)
+                .await
+                .map_err(status_error)?
+        }
+        ClusterCommand::Status { connection } => client(&connection.addr)
+            .await?
+            .get_status(request(pb::GetClusterStatusRequest {}, &connection)?)
+            .await
+            .map_err(status_error)?,
+        ClusterCommand::TransferLeader { to, connection } => client(&connection.addr)
+            .await?
+            .transfer_leader(request(
+                pb::TransferLeaderRequest { node_id: to },
+                &connection,
+            )?)
+            .await
+            .map_err(status_error)?,
+    };
+    print_status(status.get_ref());
+    Ok(())
+}
