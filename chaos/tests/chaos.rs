@@ -36,7 +36,7 @@ async fn all_tenant_ids(node: &NodeProcess) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_writes_loses_no_acknowledged_tenant() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = NodeProcess::start(dir.path(), 1, "").unwrap();
+    let mut node = NodeProcess::start(dir.path(), 1).unwrap();
     node.wait_ready(Duration::from_secs(30)).await.unwrap();
     let preexisting = all_tenant_ids(&node).await;
 

@@ -542,18 +542,45 @@ impl RaftNode {
                 ClusterError::Unavailable(format!("node {target} did not catch up in time"))
             })?;
         let addr = nodes.get(&target).cloned().unwrap_or_default();
-        self.peers.admin(&addr, &AdminRequest::Elect, wait).await?;
-        self.raft
-            .wait(Some(wait))
-            .metrics(
-                |metrics| metrics.current_leader == Some(target),
-                "the target leads",
-            )
-            .await
-            .map(|_| ())
-            .map_err(|_| {
-                ClusterError::Unavailable(format!("node {target} did not take leadership in time"))
-            })
+        // openraft 0.9 has no leadership transfer, and voters refuse to vote while the
+        // leader's lease (election_timeout_max since its last heartbeat) holds. So the
+        // leader falls silent for one lease, then has the target call an election, which
+        // its complete log lets it win.
+        self.raft.enable_heartbeat(false);
+        let handover = async {
+            let lease = Duration::from_millis(
+                self.settings.election_timeout_max_ms + self.settings.heartbeat_ms,
+            );
+            tokio::time::sleep(lease).await;
+            self.peers.admin(&addr, &AdminRequest::Elect, wait).await?;
+            let metrics = self
+                .raft
+                .wait(Some(wait))
+                .metrics(
+                    |metrics| {
+                        metrics
+                            .current_leader
+                            .is_some_and(|leader| leader != self.settings.node_id)
+                    },
+                    "leadership moved",
+                )
+                .await
+                .map_err(|_| {
+                    ClusterError::Unavailable(format!(
+                        "node {target} did not take leadership in time"
+                    ))
+                })?;
+            match metrics.current_leader {
+                Some(leader) if leader == target => Ok(()),
+                other => Err(ClusterError::Unavailable(format!(
+                    "leadership moved to node {} instead of node {target}; try again",
+                    other.map_or_else(|| "?".to_string(), |id| id.to_string())
+                ))),
+            }
+        };
+        let outcome = handover.await;
+        self.raft.enable_heartbeat(true);
+        outcome
     }
 
     pub fn is_leader(&self) -> bool {

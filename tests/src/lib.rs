@@ -78,23 +78,71 @@ pub struct NodeProcess {
     starts: u32,
 }
 
+/// How to start one node.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub node_id: u64,
+    pub rest_port: u16,
+    pub grpc_port: u16,
+    /// Other founding members, `<id>@127.0.0.1:<grpc port>`.
+    pub peers: Vec<String>,
+    /// `single` (form a cluster) or `join` (wait to be added).
+    pub bootstrap: &'static str,
+    /// Extra `cluster:` keys, one `key: value` per line.
+    pub cluster_extra: Vec<String>,
+}
+
+impl NodeSpec {
+    pub fn new(node_id: u64) -> Self {
+        Self {
+            node_id,
+            rest_port: free_port(),
+            grpc_port: free_port(),
+            peers: Vec::new(),
+            bootstrap: "single",
+            cluster_extra: Vec::new(),
+        }
+    }
+
+    pub fn grpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc_port)
+    }
+}
+
 impl NodeProcess {
     /// Writes a config for a single-node cluster in `dir` and starts the node.
-    pub fn start(dir: &Path, node_id: u64, extra_config: &str) -> anyhow::Result<Self> {
+    pub fn start(dir: &Path, node_id: u64) -> anyhow::Result<Self> {
+        Self::start_spec(dir, &NodeSpec::new(node_id))
+    }
+
+    /// Writes the config `spec` describes in `dir` and starts the node.
+    pub fn start_spec(dir: &Path, spec: &NodeSpec) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let rest_port = free_port();
-        let grpc_port = free_port();
+        let peers = spec
+            .peers
+            .iter()
+            .map(|peer| format!("\"{peer}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut cluster_extra = String::new();
+        for line in &spec.cluster_extra {
+            cluster_extra.push_str(&format!("  {line}\n"));
+        }
         let config = format!(
-            "server:\n  host: 127.0.0.1\n  port: {rest_port}\n  grpc_port: {grpc_port}\n  log_format: json\n\
-             cluster:\n  node_id: {node_id}\n  data_dir: {data}\n\
-             metrics:\n  prometheus:\n    enabled: false\n{extra_config}",
+            "server:\n  host: 127.0.0.1\n  port: {rest}\n  grpc_port: {grpc}\n  log_format: json\n\
+             cluster:\n  node_id: {node_id}\n  data_dir: {data}\n  bootstrap: {bootstrap}\n  peers: [{peers}]\n{cluster_extra}\
+             metrics:\n  prometheus:\n    enabled: false\n",
+            rest = spec.rest_port,
+            grpc = spec.grpc_port,
+            node_id = spec.node_id,
             data = dir.join("data").display(),
+            bootstrap = spec.bootstrap,
         );
         std::fs::write(dir.join("config.yaml"), config)?;
         let mut node = Self {
-            node_id,
-            rest_port,
-            grpc_port,
+            node_id: spec.node_id,
+            rest_port: spec.rest_port,
+            grpc_port: spec.grpc_port,
             dir: dir.to_path_buf(),
             child: None,
             starts: 0,
@@ -126,6 +174,18 @@ impl NodeProcess {
 
     pub fn grpc_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub fn grpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// This node's `/api/v1/cluster/status`, if it answers.
+    pub async fn status(&self) -> Option<serde_json::Value> {
+        let response = reqwest::get(self.rest_url("/api/v1/cluster/status"))
+            .await
+            .ok()?;
+        response.json().await.ok()
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -190,5 +250,73 @@ impl NodeProcess {
 impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Several `hodei` processes forming one cluster from `cluster.peers`.
+pub struct ProcessCluster {
+    pub root: PathBuf,
+    pub nodes: std::collections::BTreeMap<u64, NodeProcess>,
+}
+
+impl ProcessCluster {
+    /// Starts nodes `1..=size` in subfolders of `root` and waits until every one of them
+    /// knows the same leader.
+    pub async fn start(root: &Path, size: u64, cluster_extra: &[&str]) -> anyhow::Result<Self> {
+        let specs: Vec<NodeSpec> = (1..=size).map(NodeSpec::new).collect();
+        let mut nodes = std::collections::BTreeMap::new();
+        for spec in &specs {
+            let mut spec = spec.clone();
+            spec.peers = specs
+                .iter()
+                .filter(|other| other.node_id != spec.node_id)
+                .map(|other| format!("{}@{}", other.node_id, other.grpc_addr()))
+                .collect();
+            spec.cluster_extra = cluster_extra.iter().map(|line| line.to_string()).collect();
+            let node = NodeProcess::start_spec(&root.join(format!("node{}", spec.node_id)), &spec)?;
+            nodes.insert(spec.node_id, node);
+        }
+        let mut cluster = Self {
+            root: root.to_path_buf(),
+            nodes,
+        };
+        for node in cluster.nodes.values_mut() {
+            node.wait_ready(Duration::from_secs(30)).await?;
+        }
+        cluster.leader(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    pub fn node(&mut self, node_id: u64) -> &mut NodeProcess {
+        self.nodes
+            .get_mut(&node_id)
+            .expect("a node of this cluster")
+    }
+
+    /// The leader every running node agrees on, waiting up to `timeout` for one.
+    pub async fn leader(&mut self, timeout: Duration) -> anyhow::Result<u64> {
+        let running: Vec<u64> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|(id, node)| node.is_running().then_some(*id))
+            .collect();
+        let nodes = &self.nodes;
+        eventually(timeout, "one leader known to every running node", || {
+            let running = running.clone();
+            async move {
+                let mut leaders = std::collections::BTreeSet::new();
+                for id in &running {
+                    let Some(status) = nodes[id].status().await else {
+                        return Ok(None);
+                    };
+                    match status["leader_id"].as_u64() {
+                        Some(leader) if running.contains(&leader) => leaders.insert(leader),
+                        _ => return Ok(None),
+                    };
+                }
+                Ok((leaders.len() == 1).then(|| *leaders.iter().next().expect("one leader")))
+            }
+        })
+        .await
     }
 }

@@ -31,7 +31,7 @@ async fn rest_tenant(node: &NodeProcess, id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_over_rest_and_grpc_survive_kill_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = NodeProcess::start(dir.path(), 1, "").unwrap();
+    let mut node = NodeProcess::start(dir.path(), 1).unwrap();
     node.wait_ready(READY).await.unwrap();
     let http = reqwest::Client::new();
 
@@ -242,7 +242,7 @@ fn bad(
 async fn bad_input_gets_problem_documents_and_never_breaks_the_node() {
     use reqwest::Method;
     let dir = tempfile::tempdir().unwrap();
-    let mut node = NodeProcess::start(dir.path(), 1, "").unwrap();
+    let mut node = NodeProcess::start(dir.path(), 1).unwrap();
     node.wait_ready(READY).await.unwrap();
     let http = reqwest::Client::new();
     http.post(node.rest_url("/api/v1/tenants"))
@@ -675,7 +675,7 @@ async fn bad_input_gets_problem_documents_and_never_breaks_the_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_covers_every_route() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = NodeProcess::start(dir.path(), 1, "").unwrap();
+    let mut node = NodeProcess::start(dir.path(), 1).unwrap();
     node.wait_ready(READY).await.unwrap();
     let document: Value = reqwest::get(node.rest_url("/api/v1/openapi.json"))
         .await
@@ -735,7 +735,7 @@ async fn grpc_health_and_reflection_list_the_services() {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut node = NodeProcess::start(dir.path(), 1, "").unwrap();
+    let mut node = NodeProcess::start(dir.path(), 1).unwrap();
     node.wait_ready(READY).await.unwrap();
 
     let channel = tonic::transport::Endpoint::from_shared(node.grpc_url())

@@ -1,3 +1,4 @@
 //! Integration tests against real `hodei` processes. One test binary for the crate.
 
+mod cluster;
 mod foundation;
