@@ -546,7 +546,7 @@ impl RaftNode {
         // leader's lease (election_timeout_max since its last heartbeat) holds. So the
         // leader falls silent for one lease, then has the target call an election, which
         // its complete log lets it win.
-        self.raft.enable_heartbeat(false);
+        self.raft.runtime_config().heartbeat(false);
         let handover = async {
             let lease = Duration::from_millis(
                 self.settings.election_timeout_max_ms + self.settings.heartbeat_ms,
@@ -579,7 +579,7 @@ impl RaftNode {
             }
         };
         let outcome = handover.await;
-        self.raft.enable_heartbeat(true);
+        self.raft.runtime_config().heartbeat(true);
         outcome
     }
 

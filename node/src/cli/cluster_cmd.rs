@@ -49,10 +49,14 @@ async fn client(addr: &str) -> anyhow::Result<ClusterServiceClient<Channel>> {
     Ok(ClusterServiceClient::new(grpc_channel(addr).await?))
 }
 
+/// Prints the status table. Write errors (a closed pipe) are ignored: nothing to tell.
 fn print_status(status: &pb::ClusterStatus) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
     let or_dash =
         |value: Option<u64>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
-    println!(
+    let _ = writeln!(
+        out,
         "cluster {}  node {} ({})  role {}  term {}  leader {}  last log {}  applied {}  snapshot {}",
         if status.cluster_id.is_empty() {
             "(none)"
@@ -78,7 +82,8 @@ fn print_status(status: &pb::ClusterStatus) {
         } else {
             ""
         };
-        println!(
+        let _ = writeln!(
+            out,
             "{:<8} {:<24} {:<8} {:>8} {:>8}{leader}",
             member.node_id,
             member.addr,
@@ -129,11 +134,36 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(status_error)?
         }
-        ClusterCommand::Status { connection } => client(&connection.addr)
-            .await?
-            .get_status(request(pb::GetClusterStatusRequest {}, &connection)?)
-            .await
-            .map_err(status_error)?,
+        ClusterCommand::Status { connection } => {
+            let local = client(&connection.addr)
+                .await?
+                .get_status(request(pb::GetClusterStatusRequest {}, &connection)?)
+                .await
+                .map_err(status_error)?;
+            // Match indexes and lag are the leader's view: ask it when this node is not it.
+            let leader_addr = local
+                .get_ref()
+                .leader_id
+                .filter(|leader| *leader != local.get_ref().node_id)
+                .and_then(|leader| {
+                    local
+                        .get_ref()
+                        .members
+                        .iter()
+                        .find(|member| member.node_id == leader)
+                })
+                .map(|member| member.addr.clone());
+            match leader_addr {
+                Some(addr) => match client(&addr).await {
+                    Ok(mut leader) => leader
+                        .get_status(request(pb::GetClusterStatusRequest {}, &connection)?)
+                        .await
+                        .unwrap_or(local),
+                    Err(_) => local,
+                },
+                None => local,
+            }
+        }
         ClusterCommand::TransferLeader { to, connection } => client(&connection.addr)
             .await?
             .transfer_leader(request(
