@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+pub mod stats;
+
 /// What a client saw for one write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

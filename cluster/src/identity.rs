@@ -39,6 +39,16 @@ impl ClusterIdentity {
         if cluster_id.is_empty() {
             return Ok(());
         }
+        // Every message between members passes here: decide under the read lock.
+        if let Some(own) = self.cluster_id.read().unwrap_or_else(PoisonError::into_inner).as_deref() {
+            return if own == cluster_id {
+                Ok(())
+            } else {
+                Err(ClusterError::Refused(format!(
+                    "this node belongs to cluster {own}, not {cluster_id}"
+                )))
+            };
+        }
         let mut current = self
             .cluster_id
             .write()

@@ -90,6 +90,24 @@ impl PeerClients {
         Ok(client)
     }
 
+    /// Drops the cached channel of a peer that could not be reached. tonic would
+    /// otherwise retry the connection with a growing back-off, and a node that comes back
+    /// (a restarted leader, a voter needed for an election) would stay unreachable for
+    /// seconds after it is up again.
+    pub fn forget(&self, addr: &str) {
+        self.channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(addr);
+    }
+
+    fn failed(&self, addr: &str, status: tonic::Status) -> ClusterError {
+        if status.code() == tonic::Code::Unavailable {
+            self.forget(addr);
+        }
+        status_error(addr, status)
+    }
+
     fn payload<T: Serialize>(&self, value: &T) -> Result<RaftPayload, ClusterError> {
         Ok(RaftPayload {
             json: serde_json::to_vec(value)
@@ -115,7 +133,7 @@ impl PeerClients {
         let reply = client
             .forward(request)
             .await
-            .map_err(|status| status_error(addr, status))?;
+            .map_err(|status| self.failed(addr, status))?;
         decode_result(&reply.into_inner().json)
     }
 
@@ -131,7 +149,7 @@ impl PeerClients {
         let reply = client
             .read_index(request)
             .await
-            .map_err(|status| status_error(addr, status))?;
+            .map_err(|status| self.failed(addr, status))?;
         decode_result(&reply.into_inner().json)
     }
 
@@ -147,7 +165,7 @@ impl PeerClients {
         let reply = client
             .admin(request)
             .await
-            .map_err(|status| status_error(addr, status))?;
+            .map_err(|status| self.failed(addr, status))?;
         decode_result(&reply.into_inner().json)
     }
 
@@ -163,7 +181,7 @@ impl PeerClients {
         let reply = client
             .hello(request)
             .await
-            .map_err(|status| status_error(addr, status))?;
+            .map_err(|status| self.failed(addr, status))?;
         decode_result(&reply.into_inner().json)
     }
 }
@@ -252,6 +270,9 @@ impl GrpcPeer {
             RaftMethod::Vote => client.vote(request).await,
             RaftMethod::InstallSnapshot => client.install_snapshot(request).await,
         };
+        if matches!(&reply, Err(status) if status.code() == tonic::Code::Unavailable) {
+            self.clients.forget(&self.addr);
+        }
         let payload = match reply {
             Ok(reply) => reply.into_inner(),
             Err(status)

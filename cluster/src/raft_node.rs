@@ -235,7 +235,8 @@ impl RaftNode {
 
     /// The leader this node knows of, with its address.
     fn leader(&self) -> Option<(NodeId, String)> {
-        let metrics = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
         let leader_id = metrics.current_leader?;
         let addr = metrics
             .membership_config
@@ -584,9 +585,9 @@ impl RaftNode {
     }
 
     pub fn is_leader(&self) -> bool {
-        let metrics = self.raft.metrics().borrow().clone();
-        metrics.current_leader == Some(self.settings.node_id)
-            && metrics.state == ServerState::Leader
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.current_leader == Some(self.settings.node_id) && metrics.state == ServerState::Leader
     }
 
     /// Who this node is, as it tells a leader vetting it before a join.

@@ -13,6 +13,8 @@ use ractor::{Actor, ActorRef};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
+use axum::serve::ListenerExt;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
@@ -116,6 +118,10 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         let shutdown = async move {
             let _ = rest_stopped.wait_for(|stop| *stop).await;
         };
+        // Small request/response exchanges: Nagle's algorithm would hold replies back.
+        let rest_listener = rest_listener.tap_io(|stream| {
+            let _ = stream.set_nodelay(true);
+        });
         if let Err(error) = axum::serve(rest_listener, rest_app)
             .with_graceful_shutdown(shutdown)
             .await
@@ -147,13 +153,20 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
             gateway.clone(),
             default_principal.clone(),
         )));
+    // Raft and forwarded writes are many small messages: Nagle's algorithm with delayed
+    // ACKs would stall them by tens of milliseconds.
+    let incoming = TcpListenerStream::new(grpc_listener).map(|stream| {
+        stream.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    });
     let mut grpc_stopped = stopped;
     let grpc_server = tokio::spawn(async move {
         let shutdown = async move {
             let _ = grpc_stopped.wait_for(|stop| *stop).await;
         };
         if let Err(error) = grpc_router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
         {
             tracing::error!(%error, "gRPC server failed");

@@ -16,12 +16,14 @@ pub fn hodei_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("HODEI_BIN") {
         return Ok(PathBuf::from(path));
     }
-    let test_exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> -> target/<profile>/hodei
-    let profile_dir = test_exe
-        .parent()
-        .and_then(Path::parent)
-        .context("unexpected test executable location")?;
+    let exe = std::env::current_exe()?;
+    // A binary in target/<profile>/ has hodei beside it; a test in target/<profile>/deps/
+    // one level up.
+    let beside = exe.parent().context("unexpected executable location")?;
+    if beside.join("hodei").exists() {
+        return Ok(beside.join("hodei"));
+    }
+    let profile_dir = beside.parent().context("unexpected executable location")?;
     let binary = profile_dir.join("hodei");
     if !binary.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
@@ -318,5 +320,39 @@ impl ProcessCluster {
             }
         })
         .await
+    }
+
+    /// Waits until the cluster is in a steady state: one leader known to every running
+    /// node, and every member replicated up to the leader's last log index.
+    pub async fn wait_caught_up(&mut self, timeout: Duration) -> anyhow::Result<u64> {
+        let leader = self.leader(timeout).await?;
+        let running: Vec<u64> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|(id, node)| node.is_running().then_some(*id))
+            .collect();
+        let nodes = &self.nodes;
+        eventually(timeout, "every running node to catch up with the leader", || {
+            let running = running.clone();
+            async move {
+                let Some(status) = nodes[&leader].status().await else {
+                    return Ok(None);
+                };
+                let last_log_index = status["last_log_index"].as_u64();
+                for id in &running {
+                    let Some(node_status) = nodes[id].status().await else {
+                        return Ok(None);
+                    };
+                    if node_status["leader_id"].as_u64() != Some(leader)
+                        || node_status["last_applied_index"].as_u64() < last_log_index
+                    {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(()))
+            }
+        })
+        .await?;
+        Ok(leader)
     }
 }

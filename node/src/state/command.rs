@@ -31,6 +31,11 @@ pub enum CommandV1 {
         cascade: bool,
         at_ms: u64,
     },
+    /// Changes nothing but goes through the whole replication path: measures the Raft
+    /// layer alone, and checks that writes are possible.
+    Probe {
+        payload: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +43,7 @@ pub enum CommandOutcome {
     Bootstrapped { created: bool },
     Tenant(Tenant),
     TenantDeleted { id: TenantId },
+    Probed { bytes: usize },
 }
 
 pub type CommandResult = Result<CommandOutcome, DomainError>;

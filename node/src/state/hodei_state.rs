@@ -153,6 +153,9 @@ impl HodeiState {
                 self.emit(DomainEvent::TenantUpdated(id));
                 Ok(CommandOutcome::Tenant(updated))
             }
+            CommandV1::Probe { payload } => Ok(CommandOutcome::Probed {
+                bytes: payload.len(),
+            }),
             CommandV1::DeleteTenant {
                 id,
                 cascade: _,

@@ -1,0 +1,217 @@
+//! `hodei-chaos`: measurements that need real processes and real faults.
+//!
+//! - `failover`: starts a 3-node cluster, then N times kills the leader with SIGKILL and
+//!   measures the time to the first acknowledged write through a surviving node.
+//! - `raft-throughput`: starts a 3-node cluster (or uses `--leader`), and drives the Raft
+//!   layer alone (forwarded probe commands over gRPC, fsync on) from many writers.
+//!
+//! Both print a progress line while they run and a JSON result at the end.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use hodei_chaos::stats::{millis, summarize};
+use hodei_proto::v1::ForwardRequest;
+use hodei_proto::v1::raft_service_client::RaftServiceClient;
+use hodei_tests::ProcessCluster;
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+#[command(name = "hodei-chaos", about = "Failover and Raft throughput measurements on real process clusters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Kill -9 the leader of a 3-node cluster repeatedly; time to the first acknowledged write.
+    Failover {
+        /// How many kills.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        kills: u32,
+        /// Where to write the JSON result.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Keep the nodes' data and logs in this folder (default: a temporary one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Replicated writes per second through the Raft layer of a 3-node cluster.
+    RaftThroughput {
+        /// Concurrent writers, each with one request in flight.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        writers: u32,
+        /// Measured seconds (after one second of warm-up).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        seconds: u64,
+        /// Bytes of payload per write.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
+        size: u32,
+        /// Where to write the JSON result.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn write_result(result: &serde_json::Value, out: Option<&PathBuf>) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(result)?;
+    println!("{text}");
+    if let Some(path) = out {
+        std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Failover { kills, out, dir } => failover(kills, out.as_ref(), dir).await,
+        Command::RaftThroughput {
+            writers,
+            seconds,
+            size,
+            out,
+        } => raft_throughput(writers, seconds, size as usize, out.as_ref()).await,
+    }
+}
+
+async fn failover(kills: u32, out: Option<&PathBuf>, keep: Option<PathBuf>) -> anyhow::Result<()> {
+    let temporary = tempfile::tempdir()?;
+    let root = keep.unwrap_or_else(|| temporary.path().to_path_buf());
+    let mut cluster = ProcessCluster::start(&root, 3, &[]).await?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let mut samples = Vec::new();
+    for round in 1..=kills {
+        // Measure from a steady state: every node follows the leader and is caught up.
+        let leader = cluster.wait_caught_up(Duration::from_secs(30)).await?;
+        let survivor = if leader == 1 { 2 } else { 1 };
+        let url = cluster.nodes[&survivor].rest_url("/api/v1/tenants");
+        // The cluster takes writes before the fault.
+        let warm = client.post(&url).json(&json!({ "id": format!("warm-{round}") })).send().await?;
+        if warm.status() != 201 {
+            bail!("round {round}: write before the kill failed with {}", warm.status());
+        }
+        let killed_at = Instant::now();
+        cluster.node(leader).kill9();
+        let mut attempt = 0;
+        let elapsed = loop {
+            attempt += 1;
+            let response = client
+                .post(&url)
+                .json(&json!({ "id": format!("after-kill-{round}-{attempt}") }))
+                .send()
+                .await;
+            if matches!(&response, Ok(response) if response.status() == 201) {
+                break killed_at.elapsed();
+            }
+            if killed_at.elapsed() > Duration::from_secs(30) {
+                bail!("round {round}: no acknowledged write within 30 s of the kill");
+            }
+        };
+        samples.push(elapsed);
+        eprintln!("kill {round}/{kills}: node {leader} killed, first acknowledged write after {:.0} ms", millis(elapsed));
+        cluster.node(leader).restart()?;
+        cluster.node(leader).wait_ready(Duration::from_secs(30)).await?;
+    }
+    let summary = summarize(samples.clone());
+    write_result(
+        &json!({
+            "scenario": "failover",
+            "kills": kills,
+            "median_ms": millis(summary.p50),
+            "p95_ms": millis(summary.p95),
+            "max_ms": millis(summary.max),
+            "mean_ms": millis(summary.mean),
+            "samples_ms": samples.iter().map(|sample| millis(*sample)).collect::<Vec<_>>(),
+        }),
+        out,
+    )
+}
+
+async fn raft_throughput(writers: u32, seconds: u64, size: usize, out: Option<&PathBuf>) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = ProcessCluster::start(dir.path(), 3, &[]).await?;
+    let leader = cluster.leader(Duration::from_secs(30)).await?;
+    let status = cluster.nodes[&leader].status().await.context("leader status")?;
+    let cluster_id = status["cluster_id"].as_str().unwrap_or_default().to_string();
+    let endpoint = tonic::transport::Endpoint::from_shared(cluster.nodes[&leader].grpc_url())?.tcp_nodelay(true);
+    // A few connections shared by the writers, as clients of a real service would be.
+    let mut channels = Vec::new();
+    for _ in 0..writers.min(8) {
+        channels.push(endpoint.connect().await?);
+    }
+    let command = json!({ "V1": { "Probe": { "payload": "x".repeat(size) } } }).to_string();
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for writer in 0..writers as usize {
+        let mut client = RaftServiceClient::new(channels[writer % channels.len()].clone());
+        let request = ForwardRequest {
+            command: command.clone(),
+            cluster_id: cluster_id.clone(),
+        };
+        let measuring = measuring.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let outcome = client.forward(request.clone()).await;
+                let latency = started.elapsed();
+                let ok = outcome.is_ok_and(|reply| reply.get_ref().json.starts_with(b"{\"Ok\""));
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        latencies.push(latency);
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    for second in 1..=seconds {
+        tokio::time::sleep_until((started + Duration::from_secs(second)).into()).await;
+        eprintln!("raft-throughput: {second}/{seconds} s");
+    }
+    measuring.store(false, Ordering::Relaxed);
+    let measured = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (writer_latencies, writer_errors) = task.await?;
+        latencies.extend(writer_latencies);
+        errors += writer_errors;
+    }
+    let summary = summarize(latencies);
+    let final_status = cluster.nodes[&leader].status().await.unwrap_or_default();
+    write_result(
+        &json!({
+            "scenario": "raft-throughput",
+            "nodes": 3,
+            "writers": writers,
+            "payload_bytes": size,
+            "seconds": measured.as_secs_f64(),
+            "writes": summary.count,
+            "errors": errors,
+            "writes_per_second": summary.count as f64 / measured.as_secs_f64(),
+            "p50_ms": millis(summary.p50),
+            "p95_ms": millis(summary.p95),
+            "p99_ms": millis(summary.p99),
+            "max_ms": millis(summary.max),
+            "raft_last_log_index": final_status["last_log_index"],
+        }),
+        out,
+    )
+}
