@@ -52,6 +52,9 @@ enum Command {
         /// Bytes of payload per write.
         #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
         size: u32,
+        /// gRPC connections the writers share.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        connections: u32,
         /// Where to write the JSON result.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -76,8 +79,9 @@ async fn main() -> anyhow::Result<()> {
             writers,
             seconds,
             size,
+            connections,
             out,
-        } => raft_throughput(writers, seconds, size as usize, out.as_ref()).await,
+        } => raft_throughput(writers, seconds, size as usize, connections, out.as_ref()).await,
     }
 }
 
@@ -134,7 +138,13 @@ async fn failover(kills: u32, out: Option<&PathBuf>, keep: Option<PathBuf>) -> a
     )
 }
 
-async fn raft_throughput(writers: u32, seconds: u64, size: usize, out: Option<&PathBuf>) -> anyhow::Result<()> {
+async fn raft_throughput(
+    writers: u32,
+    seconds: u64,
+    size: usize,
+    connections: u32,
+    out: Option<&PathBuf>,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut cluster = ProcessCluster::start(dir.path(), 3, &[]).await?;
     let leader = cluster.leader(Duration::from_secs(30)).await?;
@@ -143,7 +153,7 @@ async fn raft_throughput(writers: u32, seconds: u64, size: usize, out: Option<&P
     let endpoint = tonic::transport::Endpoint::from_shared(cluster.nodes[&leader].grpc_url())?.tcp_nodelay(true);
     // A few connections shared by the writers, as clients of a real service would be.
     let mut channels = Vec::new();
-    for _ in 0..writers.min(8) {
+    for _ in 0..writers.min(connections) {
         channels.push(endpoint.connect().await?);
     }
     let command = json!({ "V1": { "Probe": { "payload": "x".repeat(size) } } }).to_string();
@@ -201,6 +211,7 @@ async fn raft_throughput(writers: u32, seconds: u64, size: usize, out: Option<&P
             "scenario": "raft-throughput",
             "nodes": 3,
             "writers": writers,
+            "connections": writers.min(connections),
             "payload_bytes": size,
             "seconds": measured.as_secs_f64(),
             "writes": summary.count,
