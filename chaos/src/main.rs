@@ -21,7 +21,10 @@ use hodei_tests::ProcessCluster;
 use serde_json::json;
 
 #[derive(Debug, Parser)]
-#[command(name = "hodei-chaos", about = "Failover and Raft throughput measurements on real process clusters")]
+#[command(
+    name = "hodei-chaos",
+    about = "Failover and Raft throughput measurements on real process clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -89,7 +92,9 @@ async fn failover(kills: u32, out: Option<&PathBuf>, keep: Option<PathBuf>) -> a
     let temporary = tempfile::tempdir()?;
     let root = keep.unwrap_or_else(|| temporary.path().to_path_buf());
     let mut cluster = ProcessCluster::start(&root, 3, &[]).await?;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let mut samples = Vec::new();
     for round in 1..=kills {
         // Measure from a steady state: every node follows the leader and is caught up.
@@ -97,9 +102,16 @@ async fn failover(kills: u32, out: Option<&PathBuf>, keep: Option<PathBuf>) -> a
         let survivor = if leader == 1 { 2 } else { 1 };
         let url = cluster.nodes[&survivor].rest_url("/api/v1/tenants");
         // The cluster takes writes before the fault.
-        let warm = client.post(&url).json(&json!({ "id": format!("warm-{round}") })).send().await?;
+        let warm = client
+            .post(&url)
+            .json(&json!({ "id": format!("warm-{round}") }))
+            .send()
+            .await?;
         if warm.status() != 201 {
-            bail!("round {round}: write before the kill failed with {}", warm.status());
+            bail!(
+                "round {round}: write before the kill failed with {}",
+                warm.status()
+            );
         }
         let killed_at = Instant::now();
         cluster.node(leader).kill9();
@@ -119,9 +131,15 @@ async fn failover(kills: u32, out: Option<&PathBuf>, keep: Option<PathBuf>) -> a
             }
         };
         samples.push(elapsed);
-        eprintln!("kill {round}/{kills}: node {leader} killed, first acknowledged write after {:.0} ms", millis(elapsed));
+        eprintln!(
+            "kill {round}/{kills}: node {leader} killed, first acknowledged write after {:.0} ms",
+            millis(elapsed)
+        );
         cluster.node(leader).restart()?;
-        cluster.node(leader).wait_ready(Duration::from_secs(30)).await?;
+        cluster
+            .node(leader)
+            .wait_ready(Duration::from_secs(30))
+            .await?;
     }
     let summary = summarize(samples.clone());
     write_result(
@@ -148,9 +166,16 @@ async fn raft_throughput(
     let dir = tempfile::tempdir()?;
     let mut cluster = ProcessCluster::start(dir.path(), 3, &[]).await?;
     let leader = cluster.leader(Duration::from_secs(30)).await?;
-    let status = cluster.nodes[&leader].status().await.context("leader status")?;
-    let cluster_id = status["cluster_id"].as_str().unwrap_or_default().to_string();
-    let endpoint = tonic::transport::Endpoint::from_shared(cluster.nodes[&leader].grpc_url())?.tcp_nodelay(true);
+    let status = cluster.nodes[&leader]
+        .status()
+        .await
+        .context("leader status")?;
+    let cluster_id = status["cluster_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let endpoint = tonic::transport::Endpoint::from_shared(cluster.nodes[&leader].grpc_url())?
+        .tcp_nodelay(true);
     // A few connections shared by the writers, as clients of a real service would be.
     let mut channels = Vec::new();
     for _ in 0..writers.min(connections) {

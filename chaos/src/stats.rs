@@ -31,7 +31,11 @@ pub fn summarize(mut samples: Vec<Duration>) -> Summary {
         p95: percentile(&samples, 95.0),
         p99: percentile(&samples, 99.0),
         max: samples.last().copied().unwrap_or(Duration::ZERO),
-        mean: if samples.is_empty() { Duration::ZERO } else { total / samples.len() as u32 },
+        mean: if samples.is_empty() {
+            Duration::ZERO
+        } else {
+            total / samples.len() as u32
+        },
     }
 }
 

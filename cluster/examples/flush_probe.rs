@@ -1,5 +1,5 @@
-use std::time::Instant;
 use hodei_cluster::{SledStorage, Storage, WriteBatch};
+use std::time::Instant;
 fn main() {
     let dir = std::env::args().nth(1).unwrap_or("/tmp/flushprobe".into());
     let _ = std::fs::remove_dir_all(&dir);
@@ -20,11 +20,20 @@ fn main() {
     let per = started.elapsed() / n as u32;
     println!("write+flush per append: {per:?}");
     let started = Instant::now();
-    for _ in 0..n { log.flush().unwrap(); }
+    for _ in 0..n {
+        log.flush().unwrap();
+    }
     println!("empty flush: {:?}", started.elapsed() / n as u32);
-    let f = std::fs::OpenOptions::new().create(true).write(true).open("/tmp/fsync_probe").unwrap();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .open("/tmp/fsync_probe")
+        .unwrap();
     use std::io::Write;
     let started = Instant::now();
-    for _ in 0..n { (&f).write_all(&[1u8; 9000]).unwrap(); f.sync_data().unwrap(); }
+    for _ in 0..n {
+        (&f).write_all(&[1u8; 9000]).unwrap();
+        f.sync_data().unwrap();
+    }
     println!("raw write+fdatasync: {:?}", started.elapsed() / n as u32);
 }

@@ -40,7 +40,12 @@ impl ClusterIdentity {
             return Ok(());
         }
         // Every message between members passes here: decide under the read lock.
-        if let Some(own) = self.cluster_id.read().unwrap_or_else(PoisonError::into_inner).as_deref() {
+        if let Some(own) = self
+            .cluster_id
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_deref()
+        {
             return if own == cluster_id {
                 Ok(())
             } else {

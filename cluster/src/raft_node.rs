@@ -587,7 +587,8 @@ impl RaftNode {
     pub fn is_leader(&self) -> bool {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
-        metrics.current_leader == Some(self.settings.node_id) && metrics.state == ServerState::Leader
+        metrics.current_leader == Some(self.settings.node_id)
+            && metrics.state == ServerState::Leader
     }
 
     /// Who this node is, as it tells a leader vetting it before a join.

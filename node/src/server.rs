@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt;
 use hodei_cluster::{ClusterSettings, RaftNode, SledStorage};
 use hodei_config::{BootstrapMode, Config};
 use hodei_proto::v1::cluster_service_server::ClusterServiceServer;
@@ -13,7 +14,6 @@ use ractor::{Actor, ActorRef};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
-use axum::serve::ListenerExt;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;

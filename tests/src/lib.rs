@@ -332,26 +332,30 @@ impl ProcessCluster {
             .filter_map(|(id, node)| node.is_running().then_some(*id))
             .collect();
         let nodes = &self.nodes;
-        eventually(timeout, "every running node to catch up with the leader", || {
-            let running = running.clone();
-            async move {
-                let Some(status) = nodes[&leader].status().await else {
-                    return Ok(None);
-                };
-                let last_log_index = status["last_log_index"].as_u64();
-                for id in &running {
-                    let Some(node_status) = nodes[id].status().await else {
+        eventually(
+            timeout,
+            "every running node to catch up with the leader",
+            || {
+                let running = running.clone();
+                async move {
+                    let Some(status) = nodes[&leader].status().await else {
                         return Ok(None);
                     };
-                    if node_status["leader_id"].as_u64() != Some(leader)
-                        || node_status["last_applied_index"].as_u64() < last_log_index
-                    {
-                        return Ok(None);
+                    let last_log_index = status["last_log_index"].as_u64();
+                    for id in &running {
+                        let Some(node_status) = nodes[id].status().await else {
+                            return Ok(None);
+                        };
+                        if node_status["leader_id"].as_u64() != Some(leader)
+                            || node_status["last_applied_index"].as_u64() < last_log_index
+                        {
+                            return Ok(None);
+                        }
                     }
+                    Ok(Some(()))
                 }
-                Ok(Some(()))
-            }
-        })
+            },
+        )
         .await?;
         Ok(leader)
     }
