@@ -1,7 +1,11 @@
 //! Pure, deterministic rules: no async, no I/O, no clock (time is a parameter).
 
+pub mod admission;
+pub mod burst;
 pub mod error;
 pub mod labels;
+pub mod quota;
+pub mod resources;
 pub mod tenant;
 
 pub use error::DomainError;
