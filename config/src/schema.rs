@@ -150,6 +150,26 @@ pub struct PoolConfig {
     pub min_size: u32,
     pub max_size: u32,
     pub auto_scaling_enabled: bool,
+    /// The capacity of one worker of this pool.
+    pub worker_shape: WorkerShapeConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerShapeConfig {
+    pub cpu_m: u64,
+    pub memory_mb: u64,
+    pub gpu: u64,
+}
+
+impl Default for WorkerShapeConfig {
+    fn default() -> Self {
+        Self {
+            cpu_m: 4_000,
+            memory_mb: 8_192,
+            gpu: 0,
+        }
+    }
 }
 
 impl Default for PoolConfig {
@@ -160,6 +180,7 @@ impl Default for PoolConfig {
             min_size: 2,
             max_size: 20,
             auto_scaling_enabled: true,
+            worker_shape: WorkerShapeConfig::default(),
         }
     }
 }
@@ -210,6 +231,17 @@ pub struct BurstCapacityConfig {
     pub max_overage_percentage: u32,
     /// The longest burst session.
     pub burst_duration_minutes: u32,
+    /// How long a tenant waits after a session ends before it may start another.
+    pub cooldown_minutes: u32,
+    /// Sessions a tenant may request in any 24 hours.
+    pub max_sessions_per_day: u32,
+    /// The global burst pool: every active session's overage together stays within this
+    /// percentage of the pools' total capacity.
+    pub global_pool_percentage: u32,
+    /// Requests with a ceiling above this wait for an admin's approval.
+    pub auto_approve_up_to_percentage: u32,
+    /// Burst usage is billed at this percentage of the normal price.
+    pub premium_percentage: u32,
 }
 
 impl Default for BurstCapacityConfig {
@@ -218,6 +250,11 @@ impl Default for BurstCapacityConfig {
             enabled: true,
             max_overage_percentage: 150,
             burst_duration_minutes: 60,
+            cooldown_minutes: 30,
+            max_sessions_per_day: 3,
+            global_pool_percentage: 20,
+            auto_approve_up_to_percentage: 130,
+            premium_percentage: 150,
         }
     }
 }

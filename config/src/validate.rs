@@ -227,6 +227,22 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
     );
 
     problems.at_least(
+        "burst_capacity.max_sessions_per_day",
+        u64::from(burst.max_sessions_per_day),
+        1,
+    );
+    problems.at_most(
+        "burst_capacity.global_pool_percentage",
+        u64::from(burst.global_pool_percentage),
+        100,
+    );
+    problems.at_least(
+        "burst_capacity.premium_percentage",
+        u64::from(burst.premium_percentage),
+        100,
+    );
+
+    problems.at_least(
         "cost_tracking.retention_days",
         u64::from(config.cost_tracking.retention_days),
         1,

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,12 +19,16 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
-use crate::actors::NodeContext;
 use crate::actors::control::ControlMsg;
 use crate::actors::gateway::GatewayHandle;
 use crate::actors::root::{RootMsg, RootSupervisor};
+use crate::actors::violations::ViolationLog;
+use crate::actors::{LimitSettings, NodeContext};
 use crate::api::Principal;
 use crate::api::grpc::{ClusterGrpc, TenantGrpc};
+use crate::domain::burst::BurstPolicy;
+use crate::domain::quota::Quota;
+use crate::domain::resources::Resources;
 use crate::state::HodeiState;
 
 /// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
@@ -93,6 +98,8 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         raft: raft.clone(),
         state,
         leader_wait,
+        limits: Arc::new(limit_settings(config)),
+        violations: ViolationLog::default(),
     };
     let (root, _) = Actor::spawn(None, RootSupervisor, node_context).await?;
     let gateway = root
@@ -184,6 +191,57 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         stop,
         servers: vec![rest_server, grpc_server],
     })
+}
+
+/// The limits of `config` in the domain's terms.
+pub fn limit_settings(config: &Config) -> LimitSettings {
+    let quota = &config.multi_tenancy.default_tenant_quota;
+    let burst = &config.burst_capacity;
+    let capacity = config
+        .resource_pools
+        .pools
+        .iter()
+        .map(|pool| {
+            let size = u64::from(pool.max_size);
+            Resources::new(
+                pool.worker_shape.cpu_m.saturating_mul(size),
+                pool.worker_shape.memory_mb.saturating_mul(size),
+                pool.worker_shape.gpu.saturating_mul(size),
+            )
+        })
+        .fold(Resources::ZERO, Resources::saturating_add);
+    LimitSettings {
+        default_quota: Quota {
+            cpu_m: quota.cpu_m,
+            memory_mb: quota.memory_mb,
+            gpu: u64::from(quota.gpu),
+            max_concurrent_jobs: u64::from(quota.max_concurrent_jobs),
+            max_pending_jobs: u64::from(quota.max_pending_jobs),
+            ..Quota::default()
+        },
+        burst: BurstPolicy {
+            enabled: burst.enabled,
+            max_overage_percentage: u64::from(burst.max_overage_percentage),
+            max_duration_ms: u64::from(burst.burst_duration_minutes) * 60_000,
+            cooldown_ms: u64::from(burst.cooldown_minutes) * 60_000,
+            max_sessions_per_day: u64::from(burst.max_sessions_per_day),
+            global_pool_percentage: u64::from(burst.global_pool_percentage),
+            auto_approve_up_to_percentage: u64::from(burst.auto_approve_up_to_percentage),
+            capacity,
+        },
+        worker_shapes: config
+            .resource_pools
+            .pools
+            .iter()
+            .map(|pool| {
+                let shape = &pool.worker_shape;
+                (
+                    pool.id.clone(),
+                    Resources::new(shape.cpu_m, shape.memory_mb, shape.gpu),
+                )
+            })
+            .collect(),
+    }
 }
 
 /// Forms a cluster at first start when the config says so: alone without peers, or with

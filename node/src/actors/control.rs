@@ -108,7 +108,10 @@ async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) 
             let myself = supervisor.clone();
             tokio::spawn(async move {
                 let command = Command::V1(CommandV1::Bootstrap {
-                    default_tenant: Tenant::default_tenant(now_ms()),
+                    default_tenant: Tenant::default_tenant(
+                        now_ms(),
+                        node.limits.default_quota.clone(),
+                    ),
                 });
                 if let Err(error) = node.raft.propose(command.encode()).await {
                     warn!(%error, "bootstrap proposal failed; will retry on the next reconcile");
@@ -175,7 +178,7 @@ impl Actor for ControlSupervisor {
         match message {
             ControlMsg::Reconcile => reconcile(&myself, state).await,
             ControlMsg::Event(event) => {
-                if let DomainEvent::TenantUpdated(id) = &event
+                if let DomainEvent::TenantUpdated(id) | DomainEvent::BurstChanged(id) = &event
                     && let Some(actor) = state.tenants.get(id)
                 {
                     let _ = actor.cast(TenantMsg::Refresh);

@@ -11,6 +11,7 @@ use hodei_cluster::ClusterStatus;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use crate::actors::gateway_limits::{LimitsReply, LimitsRequest};
 use crate::actors::{NodeContext, now_ms};
 use crate::api::model::{
     CreateTenantInput, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageInput, UpdateTenantInput,
@@ -59,6 +60,12 @@ pub enum GatewayMsg {
         context: RequestContext,
         operation: ClusterOperation,
         reply: Reply<ClusterStatus>,
+    },
+    /// Quotas, enforcement and burst capacity.
+    Limits {
+        context: RequestContext,
+        request: LimitsRequest,
+        reply: Reply<LimitsReply>,
     },
 }
 
@@ -210,6 +217,14 @@ impl Actor for GatewayActor {
                 operation,
                 reply,
             } => answer(reply, cluster_admin(node, context, operation)),
+            GatewayMsg::Limits {
+                context,
+                request,
+                reply,
+            } => answer(
+                reply,
+                crate::actors::gateway_limits::handle(node, context, request),
+            ),
             GatewayMsg::ClusterStatus { reply } => {
                 let _ = reply.send(node.raft.status());
             }
@@ -231,7 +246,7 @@ where
     });
 }
 
-fn require_admin(context: &RequestContext, action: &str) -> Result<(), ApiError> {
+pub(crate) fn require_admin(context: &RequestContext, action: &str) -> Result<(), ApiError> {
     if context.principal.is_admin() {
         Ok(())
     } else {
@@ -243,7 +258,7 @@ fn require_admin(context: &RequestContext, action: &str) -> Result<(), ApiError>
     }
 }
 
-fn require_access(context: &RequestContext, tenant: &TenantId) -> Result<(), ApiError> {
+pub(crate) fn require_access(context: &RequestContext, tenant: &TenantId) -> Result<(), ApiError> {
     if context.principal.may_access(tenant) {
         Ok(())
     } else {
@@ -257,7 +272,10 @@ fn require_access(context: &RequestContext, tenant: &TenantId) -> Result<(), Api
 
 /// Proposes a command (through the leader, waiting for one during an election) and
 /// decodes the state machine's result.
-async fn propose(node: &NodeContext, command: CommandV1) -> Result<CommandOutcome, ApiError> {
+pub(crate) async fn propose(
+    node: &NodeContext,
+    command: CommandV1,
+) -> Result<CommandOutcome, ApiError> {
     let response = node.raft.propose(Command::V1(command).encode()).await?;
     let result: CommandResult = serde_json::from_str(&response).map_err(|error| {
         ApiError::internal(format!("undecodable state machine response: {error}"))
@@ -265,7 +283,10 @@ async fn propose(node: &NodeContext, command: CommandV1) -> Result<CommandOutcom
     result.map_err(ApiError::from)
 }
 
-async fn read_barrier(node: &NodeContext, consistency: Consistency) -> Result<(), ApiError> {
+pub(crate) async fn read_barrier(
+    node: &NodeContext,
+    consistency: Consistency,
+) -> Result<(), ApiError> {
     match consistency {
         Consistency::Stale => Ok(()),
         Consistency::Linearizable => node
@@ -300,6 +321,7 @@ async fn create_tenant(
         tier,
         weight: input.weight,
         labels: input.labels,
+        quota: node.limits.default_quota.clone(),
     };
     let tenant = new_tenant.into_tenant(now_ms())?;
     match propose(&node, CommandV1::CreateTenant { tenant }).await? {

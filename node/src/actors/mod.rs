@@ -9,14 +9,31 @@
 
 pub mod control;
 pub mod gateway;
+pub mod gateway_limits;
 pub mod root;
 pub mod tenant_actor;
+pub mod violations;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hodei_cluster::RaftNode;
 
+use crate::actors::violations::ViolationLog;
+use crate::domain::burst::BurstPolicy;
+use crate::domain::quota::Quota;
 use crate::state::SharedState;
+
+/// The configured limits the gateway and controllers apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitSettings {
+    /// The quota of a new tenant (`multi_tenancy.default_tenant_quota`).
+    pub default_quota: Quota,
+    /// The burst governance (`burst_capacity`), with the pools' total capacity.
+    pub burst: BurstPolicy,
+    /// One worker's capacity, per configured pool.
+    pub worker_shapes: std::collections::BTreeMap<String, crate::domain::resources::Resources>,
+}
 
 /// What every actor of a node shares: the Raft handle and the read view of the state.
 #[derive(Clone)]
@@ -25,6 +42,8 @@ pub struct NodeContext {
     pub state: SharedState,
     /// How long a request waits for a leader before it fails with 503.
     pub leader_wait: Duration,
+    pub limits: Arc<LimitSettings>,
+    pub violations: ViolationLog,
 }
 
 impl NodeContext {

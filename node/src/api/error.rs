@@ -116,6 +116,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Seconds after which a retry may succeed (sent as `Retry-After`).
     pub retry_after_s: Option<u64>,
+    /// The governance rule that refused the request, where one did.
+    pub rule: Option<String>,
 }
 
 impl ApiError {
@@ -125,6 +127,7 @@ impl ApiError {
             detail: detail.into(),
             field: None,
             retry_after_s: None,
+            rule: None,
         }
     }
 
@@ -136,6 +139,7 @@ impl ApiError {
             detail: format!("{field}: {rule}"),
             field: Some(field),
             retry_after_s: None,
+            rule: None,
         }
     }
 
@@ -169,6 +173,10 @@ impl From<DomainError> for ApiError {
             }
             DomainError::Conflict(_) => ApiError::new(ErrorCode::Conflict, error.to_string()),
             DomainError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, error.to_string()),
+            DomainError::BurstRefused(refusal) => ApiError {
+                rule: Some(refusal.rule.as_str().to_string()),
+                ..ApiError::new(ErrorCode::Conflict, refusal.to_string())
+            },
         }
     }
 }

@@ -175,6 +175,9 @@ pub struct ProblemView {
     /// The request field at fault, where there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The governance rule that refused the request (burst capacity), where one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     pub trace_id: String,
 }
 
@@ -190,4 +193,264 @@ pub struct AddMemberInput {
 #[serde(deny_unknown_fields)]
 pub struct TransferLeaderInput {
     pub node_id: u64,
+}
+
+/// Resource amounts: millicores, MiB, GPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesView {
+    #[serde(default)]
+    pub cpu_m: u64,
+    #[serde(default)]
+    pub memory_mb: u64,
+    #[serde(default)]
+    pub gpu: u64,
+}
+
+impl From<crate::domain::resources::Resources> for ResourcesView {
+    fn from(resources: crate::domain::resources::Resources) -> Self {
+        Self {
+            cpu_m: resources.cpu_m,
+            memory_mb: resources.memory_mb,
+            gpu: resources.gpu,
+        }
+    }
+}
+
+impl From<ResourcesView> for crate::domain::resources::Resources {
+    fn from(view: ResourcesView) -> Self {
+        Self::new(view.cpu_m, view.memory_mb, view.gpu)
+    }
+}
+
+/// A tenant's quota. `PUT` replaces it: a field left out takes the configured default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaInput {
+    pub cpu_m: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub gpu: Option<u64>,
+    pub max_concurrent_jobs: Option<u64>,
+    pub max_pending_jobs: Option<u64>,
+    /// Caps on running resources per pool id.
+    pub pool_limits: Option<std::collections::BTreeMap<String, ResourcesView>>,
+    /// Daily cost budget in US dollars (warnings at 80% and 95%).
+    pub daily_cost_budget_usd: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QuotaView {
+    pub tenant: String,
+    pub cpu_m: u64,
+    pub memory_mb: u64,
+    pub gpu: u64,
+    pub max_concurrent_jobs: u64,
+    pub max_pending_jobs: u64,
+    pub pool_limits: std::collections::BTreeMap<String, ResourcesView>,
+    pub daily_cost_budget_usd: Option<f64>,
+    /// Where running jobs already exceed this quota (allowed; nothing is stopped).
+    pub warnings: Vec<String>,
+}
+
+impl QuotaView {
+    pub fn new(
+        tenant: &crate::domain::tenant::TenantId,
+        quota: &crate::domain::quota::Quota,
+        warnings: Vec<String>,
+    ) -> Self {
+        Self {
+            tenant: tenant.to_string(),
+            cpu_m: quota.cpu_m,
+            memory_mb: quota.memory_mb,
+            gpu: quota.gpu,
+            max_concurrent_jobs: quota.max_concurrent_jobs,
+            max_pending_jobs: quota.max_pending_jobs,
+            pool_limits: quota
+                .pool_limits
+                .iter()
+                .map(|(pool, limit)| (pool.clone(), ResourcesView::from(*limit)))
+                .collect(),
+            daily_cost_budget_usd: quota
+                .daily_cost_budget_micros
+                .map(|micros| micros as f64 / 1_000_000.0),
+            warnings,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DimensionUsageView {
+    /// cpu | memory | gpu | concurrent_jobs
+    pub dimension: String,
+    pub used: u64,
+    pub quota: u64,
+    /// The limit while the active burst session lasts.
+    pub burst_ceiling: Option<u64>,
+    /// What can still be admitted now (against the burst ceiling when one is active).
+    pub available: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UsageView {
+    pub tenant: String,
+    pub dimensions: Vec<DimensionUsageView>,
+    pub pending_jobs: u64,
+    pub max_pending_jobs: u64,
+    pub burst: Option<BurstView>,
+}
+
+/// A hypothetical job, for `POST /api/v1/quotas/enforce`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnforceInput {
+    /// Defaults to the principal's tenant (or `default` for an admin).
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub cpu_m: u64,
+    #[serde(default)]
+    pub memory_mb: u64,
+    #[serde(default)]
+    pub gpu: u64,
+    /// The pool the job would run in, for per-pool limits.
+    pub pool: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReasonView {
+    /// exceeds_ceiling | exceeds_pool_limit | exceeds_worker | backlog_full | tenant_suspended | quota | burst_ceiling | pool_limit
+    pub code: String,
+    pub dimension: Option<String>,
+    pub used: u64,
+    pub requested: u64,
+    pub limit: u64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DecisionView {
+    pub tenant: String,
+    /// allow | allow_burst | queue | deny
+    pub verdict: String,
+    pub reasons: Vec<ReasonView>,
+}
+
+impl DecisionView {
+    pub fn new(
+        tenant: &crate::domain::tenant::TenantId,
+        decision: &crate::domain::admission::Decision,
+    ) -> Self {
+        Self {
+            tenant: tenant.to_string(),
+            verdict: decision.verdict.as_str().to_string(),
+            reasons: decision
+                .reasons
+                .iter()
+                .map(|reason| ReasonView {
+                    code: reason.code.as_str().to_string(),
+                    dimension: reason
+                        .dimension
+                        .map(|dimension| dimension.as_str().to_string()),
+                    used: reason.used,
+                    requested: reason.requested,
+                    limit: reason.limit,
+                    message: reason.message.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ViolationView {
+    pub at_ms: u64,
+    pub tenant: String,
+    pub verdict: String,
+    pub source: String,
+    pub reasons: Vec<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ViolationCountView {
+    pub tenant: String,
+    pub reason: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ViolationsView {
+    /// Most recent first.
+    pub items: Vec<ViolationView>,
+    pub counts: Vec<ViolationCountView>,
+}
+
+/// A burst request: a ceiling above 100% of quota, for a time, with a reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BurstInput {
+    /// The ceiling as a percentage of the quota, e.g. 150 for 1.5x.
+    pub ceiling_percentage: u64,
+    /// How long; give this or `duration_minutes`.
+    pub duration_seconds: Option<u64>,
+    pub duration_minutes: Option<u64>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BurstView {
+    pub id: String,
+    pub tenant: String,
+    pub ceiling_percentage: u64,
+    pub duration_ms: u64,
+    pub reason: String,
+    /// awaiting_approval | active | ended
+    pub status: String,
+    pub requested_by: String,
+    pub requested_at_ms: u64,
+    pub approved_by: Option<String>,
+    pub starts_at_ms: Option<u64>,
+    pub ends_at_ms: Option<u64>,
+    pub ended_at_ms: Option<u64>,
+    /// expired | ended_early | withdrawn
+    pub end_reason: Option<String>,
+    pub ended_by: Option<String>,
+}
+
+impl From<&crate::domain::burst::BurstSession> for BurstView {
+    fn from(session: &crate::domain::burst::BurstSession) -> Self {
+        use crate::domain::burst::EndReason;
+        Self {
+            id: session.id.clone(),
+            tenant: session.tenant.to_string(),
+            ceiling_percentage: session.ceiling_percentage,
+            duration_ms: session.duration_ms,
+            reason: session.reason.clone(),
+            status: crate::state::burst_status_text(session.status).to_string(),
+            requested_by: session.requested_by.clone(),
+            requested_at_ms: session.requested_at_ms,
+            approved_by: session.approved_by.clone(),
+            starts_at_ms: session.starts_at_ms,
+            ends_at_ms: session.ends_at_ms,
+            ended_at_ms: session.ended_at_ms,
+            end_reason: session.end_reason.map(|reason| {
+                match reason {
+                    EndReason::Expired => "expired",
+                    EndReason::EndedEarly => "ended_early",
+                    EndReason::Withdrawn => "withdrawn",
+                }
+                .to_string()
+            }),
+            ended_by: session.ended_by.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BurstListView {
+    pub tenant: String,
+    /// The open session (active or awaiting approval), if any.
+    pub current: Option<BurstView>,
+    /// Every session, newest first.
+    pub history: Vec<BurstView>,
 }

@@ -17,6 +17,9 @@ pub enum DomainError {
     /// The principal may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// A burst request broke a governance rule.
+    #[error("{0}")]
+    BurstRefused(crate::domain::burst::BurstRefusal),
 }
 
 impl DomainError {

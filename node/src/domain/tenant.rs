@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::DomainError;
 use crate::domain::labels::{Labels, validate_labels};
+use crate::domain::quota::Quota;
 
 pub const DEFAULT_TENANT_ID: &str = "default";
 pub const MIN_WEIGHT: f64 = 0.1;
@@ -149,6 +150,9 @@ pub struct Tenant {
     pub weight: f64,
     pub labels: Labels,
     pub status: TenantStatus,
+    /// What the tenant may run; set from the configured default when it is created.
+    #[serde(default)]
+    pub quota: Quota,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
 }
@@ -161,6 +165,7 @@ pub struct NewTenant {
     pub tier: Tier,
     pub weight: Option<f64>,
     pub labels: Labels,
+    pub quota: Quota,
 }
 
 /// A partial update; `None` leaves a field as it is.
@@ -212,6 +217,7 @@ impl NewTenant {
             weight,
             labels: self.labels,
             status: TenantStatus::Active,
+            quota: self.quota,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
         })
@@ -240,7 +246,7 @@ impl TenantPatch {
 
 impl Tenant {
     /// The default tenant bootstrap creates: every request that names no tenant acts for it.
-    pub fn default_tenant(now_ms: u64) -> Tenant {
+    pub fn default_tenant(now_ms: u64, quota: Quota) -> Tenant {
         Tenant {
             id: TenantId::default_tenant(),
             display_name: "Default tenant".to_string(),
@@ -248,6 +254,7 @@ impl Tenant {
             weight: Tier::Standard.default_weight(),
             labels: Labels::new(),
             status: TenantStatus::Active,
+            quota,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
         }
@@ -293,6 +300,7 @@ mod tests {
             tier: Tier::Standard,
             weight: None,
             labels: Labels::new(),
+            quota: Quota::default(),
         }
     }
 

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::DomainError;
+use crate::domain::burst::{BurstPolicy, BurstRequest, BurstSession, EndReason};
+use crate::domain::quota::Quota;
 use crate::domain::tenant::{Tenant, TenantId, TenantPatch};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,14 +38,58 @@ pub enum CommandV1 {
     Probe {
         payload: String,
     },
+    SetQuota {
+        id: TenantId,
+        quota: Quota,
+        at_ms: u64,
+    },
+    /// Apply checks every governance rule against the replicated sessions; the policy
+    /// (from config) travels in the command so every node decides alike.
+    RequestBurst {
+        tenant: TenantId,
+        session_id: String,
+        request: BurstRequest,
+        requested_by: String,
+        policy: BurstPolicy,
+        at_ms: u64,
+    },
+    ApproveBurst {
+        tenant: TenantId,
+        session_id: String,
+        approved_by: String,
+        policy: BurstPolicy,
+        at_ms: u64,
+    },
+    /// Ends an open session: at its end time (decided by the leader's tenant actor), early
+    /// on request, or withdrawn before approval. Ending an ended session changes nothing.
+    EndBurst {
+        tenant: TenantId,
+        session_id: String,
+        reason: EndReason,
+        ended_by: String,
+        at_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CommandOutcome {
-    Bootstrapped { created: bool },
+    Bootstrapped {
+        created: bool,
+    },
     Tenant(Tenant),
-    TenantDeleted { id: TenantId },
-    Probed { bytes: usize },
+    TenantDeleted {
+        id: TenantId,
+    },
+    Probed {
+        bytes: usize,
+    },
+    QuotaSet {
+        tenant: Tenant,
+        warnings: Vec<String>,
+    },
+    Burst(BurstSession),
+    /// The session had already ended; nothing changed.
+    BurstAlreadyEnded(BurstSession),
 }
 
 pub type CommandResult = Result<CommandOutcome, DomainError>;

@@ -10,10 +10,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::domain::DomainError;
+use crate::domain::burst::BurstSession;
+use crate::domain::quota::Usage;
 use crate::domain::tenant::{DEFAULT_TENANT_ID, Tenant, TenantId};
 use crate::state::command::{Command, CommandOutcome, CommandResult, CommandV1};
 
 const TENANT_PREFIX: &str = "tenant/";
+pub(super) const BURST_PREFIX: &str = "burst/";
 
 /// What changed, for the controllers on the leader. Sent after apply; a lagging receiver
 /// may miss some, so receivers reconcile against the state rather than count events.
@@ -22,6 +25,8 @@ pub enum DomainEvent {
     TenantCreated(TenantId),
     TenantUpdated(TenantId),
     TenantDeleted(TenantId),
+    /// A burst session of the tenant was requested, approved or ended.
+    BurstChanged(TenantId),
     /// The whole state was replaced by a snapshot.
     StateReplaced,
 }
@@ -29,10 +34,16 @@ pub enum DomainEvent {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct SnapshotData {
     tenants: Vec<Tenant>,
+    #[serde(default)]
+    bursts: Vec<BurstSession>,
 }
 
 pub struct HodeiState {
-    tenants: BTreeMap<TenantId, Tenant>,
+    pub(super) tenants: BTreeMap<TenantId, Tenant>,
+    /// Every tenant's burst sessions, oldest first.
+    pub(super) bursts: BTreeMap<TenantId, Vec<BurstSession>>,
+    /// Running resources and job counts per tenant (maintained by the job commands).
+    pub(super) usage: BTreeMap<TenantId, Usage>,
     last_applied_index: u64,
     events: broadcast::Sender<DomainEvent>,
 }
@@ -43,7 +54,7 @@ fn tenant_key(id: &TenantId) -> Vec<u8> {
     format!("{TENANT_PREFIX}{id}").into_bytes()
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("state entities always serialize")
 }
 
@@ -51,6 +62,8 @@ impl HodeiState {
     pub fn new(events: broadcast::Sender<DomainEvent>) -> Self {
         Self {
             tenants: BTreeMap::new(),
+            bursts: BTreeMap::new(),
+            usage: BTreeMap::new(),
             last_applied_index: 0,
             events,
         }
@@ -70,6 +83,27 @@ impl HodeiState {
                 format!("corrupt tenant {}: {error}", String::from_utf8_lossy(&key))
             })?;
             state.tenants.insert(tenant.id.clone(), tenant);
+        }
+        let stored = keyspace
+            .scan_prefix(BURST_PREFIX.as_bytes())
+            .map_err(|error| error.to_string())?;
+        for (key, value) in stored {
+            let session: BurstSession = serde_json::from_slice(&value).map_err(|error| {
+                format!(
+                    "corrupt burst session {}: {error}",
+                    String::from_utf8_lossy(&key)
+                )
+            })?;
+            state
+                .bursts
+                .entry(session.tenant.clone())
+                .or_default()
+                .push(session);
+        }
+        for sessions in state.bursts.values_mut() {
+            sessions.sort_by(|left, right| {
+                (left.requested_at_ms, &left.id).cmp(&(right.requested_at_ms, &right.id))
+            });
         }
         Ok(state)
     }
@@ -109,12 +143,12 @@ impl HodeiState {
         self.last_applied_index
     }
 
-    fn emit(&self, event: DomainEvent) {
+    pub(super) fn emit(&self, event: DomainEvent) {
         // No receiver is fine: followers run no controllers.
         let _ = self.events.send(event);
     }
 
-    fn put_tenant(&mut self, tenant: Tenant, writes: &mut WriteBatch) {
+    pub(super) fn put_tenant(&mut self, tenant: Tenant, writes: &mut WriteBatch) {
         writes.put(tenant_key(&tenant.id), encode(&tenant));
         self.tenants.insert(tenant.id.clone(), tenant);
     }
@@ -156,6 +190,41 @@ impl HodeiState {
             CommandV1::Probe { payload } => Ok(CommandOutcome::Probed {
                 bytes: payload.len(),
             }),
+            CommandV1::SetQuota { id, quota, at_ms } => {
+                self.apply_set_quota(id, quota, at_ms, writes)
+            }
+            CommandV1::RequestBurst {
+                tenant,
+                session_id,
+                request,
+                requested_by,
+                policy,
+                at_ms,
+            } => self.apply_request_burst(
+                tenant,
+                session_id,
+                request,
+                requested_by,
+                &policy,
+                at_ms,
+                writes,
+            ),
+            CommandV1::ApproveBurst {
+                tenant,
+                session_id,
+                approved_by,
+                policy,
+                at_ms,
+            } => {
+                self.apply_approve_burst(&tenant, &session_id, approved_by, &policy, at_ms, writes)
+            }
+            CommandV1::EndBurst {
+                tenant,
+                session_id,
+                reason,
+                ended_by,
+                at_ms,
+            } => self.apply_end_burst(&tenant, &session_id, reason, ended_by, at_ms, writes),
             CommandV1::DeleteTenant {
                 id,
                 cascade: _,
@@ -173,6 +242,10 @@ impl HodeiState {
                 // delete unless `cascade` cancels them first.
                 self.tenants.remove(&id);
                 writes.delete(tenant_key(&id));
+                for session in self.bursts.remove(&id).unwrap_or_default() {
+                    writes.delete(super::tenant_limits::burst_key(&session));
+                }
+                self.usage.remove(&id);
                 self.emit(DomainEvent::TenantDeleted(id.clone()));
                 Ok(CommandOutcome::TenantDeleted { id })
             }
@@ -197,6 +270,7 @@ impl StateMachine for HodeiState {
     fn snapshot(&self) -> Result<Vec<u8>, String> {
         let data = SnapshotData {
             tenants: self.tenants.values().cloned().collect(),
+            bursts: self.bursts.values().flatten().cloned().collect(),
         };
         serde_json::to_vec(&data).map_err(|error| error.to_string())
     }
@@ -205,8 +279,16 @@ impl StateMachine for HodeiState {
         let data: SnapshotData =
             serde_json::from_slice(snapshot).map_err(|error| error.to_string())?;
         self.tenants.clear();
+        self.bursts.clear();
         for tenant in data.tenants {
             self.put_tenant(tenant, writes);
+        }
+        for session in data.bursts {
+            writes.put(super::tenant_limits::burst_key(&session), encode(&session));
+            self.bursts
+                .entry(session.tenant.clone())
+                .or_default()
+                .push(session);
         }
         self.emit(DomainEvent::StateReplaced);
         Ok(())
@@ -232,6 +314,7 @@ mod tests {
             tier: Tier::Free,
             weight: None,
             labels: Labels::new(),
+            quota: crate::domain::quota::Quota::default(),
         }
         .into_tenant(1)
         .unwrap()
@@ -304,7 +387,7 @@ mod tests {
             &mut state,
             1,
             CommandV1::Bootstrap {
-                default_tenant: Tenant::default_tenant(0),
+                default_tenant: Tenant::default_tenant(0, Default::default()),
             },
         );
         let (delete, _) = apply(
@@ -326,14 +409,14 @@ mod tests {
             &mut state,
             1,
             CommandV1::Bootstrap {
-                default_tenant: Tenant::default_tenant(0),
+                default_tenant: Tenant::default_tenant(0, Default::default()),
             },
         );
         let (second, _) = apply(
             &mut state,
             2,
             CommandV1::Bootstrap {
-                default_tenant: Tenant::default_tenant(9),
+                default_tenant: Tenant::default_tenant(9, Default::default()),
             },
         );
         assert_eq!(first, Ok(CommandOutcome::Bootstrapped { created: true }));

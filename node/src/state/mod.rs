@@ -3,6 +3,8 @@
 
 pub mod command;
 pub mod hodei_state;
+mod tenant_limits;
 
 pub use command::{Command, CommandOutcome, CommandResult, CommandV1};
 pub use hodei_state::{DomainEvent, HodeiState, SharedState};
+pub use tenant_limits::status_text as burst_status_text;

@@ -4,8 +4,12 @@ use hodei_proto::v1 as pb;
 use hodei_proto::v1::tenant_service_server::TenantService;
 
 use crate::actors::gateway::{GatewayHandle, GatewayMsg};
+use crate::actors::gateway_limits::{LimitsReply, LimitsRequest};
 use crate::api::grpc::{reply, request_context, with_trace_status};
-use crate::api::model::{CreateTenantInput, PageInput, UpdateTenantInput};
+use crate::api::model::{
+    BurstInput, BurstView, CreateTenantInput, EnforceInput, PageInput, QuotaInput, QuotaView,
+    ResourcesView, UpdateTenantInput,
+};
 use crate::api::{Consistency, Principal};
 use crate::domain::tenant::Tenant;
 
@@ -41,6 +45,69 @@ fn non_empty(text: String) -> Option<String> {
 }
 
 type GrpcResult<T> = Result<tonic::Response<T>, tonic::Status>;
+
+fn quota_message(view: QuotaView) -> pb::Quota {
+    pb::Quota {
+        tenant: view.tenant,
+        cpu_m: view.cpu_m,
+        memory_mb: view.memory_mb,
+        gpu: view.gpu,
+        max_concurrent_jobs: view.max_concurrent_jobs,
+        max_pending_jobs: view.max_pending_jobs,
+        pool_limits: view
+            .pool_limits
+            .into_iter()
+            .map(|(pool, limit)| {
+                let limit = pb::Resources {
+                    cpu_m: limit.cpu_m,
+                    memory_mb: limit.memory_mb,
+                    gpu: limit.gpu,
+                };
+                (pool, limit)
+            })
+            .collect(),
+        daily_cost_budget_usd: view.daily_cost_budget_usd,
+        warnings: view.warnings,
+    }
+}
+
+fn burst_message(view: BurstView) -> pb::BurstSession {
+    pb::BurstSession {
+        id: view.id,
+        tenant: view.tenant,
+        ceiling_percentage: view.ceiling_percentage,
+        duration_ms: view.duration_ms,
+        reason: view.reason,
+        status: view.status,
+        requested_by: view.requested_by,
+        requested_at_ms: view.requested_at_ms,
+        approved_by: view.approved_by,
+        starts_at_ms: view.starts_at_ms,
+        ends_at_ms: view.ends_at_ms,
+        ended_at_ms: view.ended_at_ms,
+        end_reason: view.end_reason,
+    }
+}
+
+impl TenantGrpc {
+    async fn limits(
+        &self,
+        context: crate::api::RequestContext,
+        request: LimitsRequest,
+    ) -> Result<LimitsReply, crate::api::ApiError> {
+        self.gateway
+            .ask(|reply| GatewayMsg::Limits {
+                context,
+                request,
+                reply,
+            })
+            .await
+    }
+}
+
+fn unexpected() -> crate::api::ApiError {
+    crate::api::ApiError::internal("unexpected gateway reply")
+}
 
 #[tonic::async_trait]
 impl TenantService for TenantGrpc {
@@ -146,6 +213,160 @@ impl TenantService for TenantGrpc {
             })
             .await;
         reply(result, &trace_id, |tenant| tenant_message(&tenant))
+    }
+
+    async fn set_quota(
+        &self,
+        request: tonic::Request<pb::SetQuotaRequest>,
+    ) -> GrpcResult<pb::Quota> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let input = QuotaInput {
+            cpu_m: message.cpu_m,
+            memory_mb: message.memory_mb,
+            gpu: message.gpu,
+            max_concurrent_jobs: message.max_concurrent_jobs,
+            max_pending_jobs: message.max_pending_jobs,
+            pool_limits: (!message.pool_limits.is_empty()).then(|| {
+                message
+                    .pool_limits
+                    .into_iter()
+                    .map(|(pool, limit)| {
+                        let limit = ResourcesView {
+                            cpu_m: limit.cpu_m,
+                            memory_mb: limit.memory_mb,
+                            gpu: limit.gpu,
+                        };
+                        (pool, limit)
+                    })
+                    .collect()
+            }),
+            daily_cost_budget_usd: message.daily_cost_budget_usd,
+        };
+        let result = self
+            .limits(
+                context,
+                LimitsRequest::SetQuota {
+                    tenant: message.tenant,
+                    input,
+                },
+            )
+            .await
+            .and_then(|reply| match reply {
+                LimitsReply::Quota(view) => Ok(view),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, quota_message)
+    }
+
+    async fn get_tenant_metrics(
+        &self,
+        request: tonic::Request<pb::GetTenantMetricsRequest>,
+    ) -> GrpcResult<pb::TenantMetrics> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let consistency = Consistency::parse(Some(&message.consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
+        let result = self
+            .limits(
+                context,
+                LimitsRequest::GetUsage {
+                    tenant: message.tenant,
+                    consistency,
+                },
+            )
+            .await
+            .and_then(|reply| match reply {
+                LimitsReply::Usage(view) => Ok(view),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, |view| pb::TenantMetrics {
+            tenant: view.tenant,
+            dimensions: view
+                .dimensions
+                .into_iter()
+                .map(|dimension| pb::DimensionUsage {
+                    dimension: dimension.dimension,
+                    used: dimension.used,
+                    quota: dimension.quota,
+                    burst_ceiling: dimension.burst_ceiling,
+                    available: dimension.available,
+                })
+                .collect(),
+            pending_jobs: view.pending_jobs,
+            max_pending_jobs: view.max_pending_jobs,
+            burst: view.burst.map(burst_message),
+        })
+    }
+
+    async fn enforce_quota(
+        &self,
+        request: tonic::Request<pb::EnforceQuotaRequest>,
+    ) -> GrpcResult<pb::QuotaDecision> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let input = EnforceInput {
+            tenant: non_empty(message.tenant),
+            cpu_m: message.cpu_m,
+            memory_mb: message.memory_mb,
+            gpu: message.gpu,
+            pool: message.pool,
+        };
+        let result = self
+            .limits(context, LimitsRequest::Enforce { input })
+            .await
+            .and_then(|reply| match reply {
+                LimitsReply::Decision(view) => Ok(view),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, |view| pb::QuotaDecision {
+            tenant: view.tenant,
+            verdict: view.verdict,
+            reasons: view
+                .reasons
+                .into_iter()
+                .map(|reason| pb::QuotaReason {
+                    code: reason.code,
+                    dimension: reason.dimension,
+                    used: reason.used,
+                    requested: reason.requested,
+                    limit: reason.limit,
+                    message: reason.message,
+                })
+                .collect(),
+        })
+    }
+
+    async fn request_burst_capacity(
+        &self,
+        request: tonic::Request<pb::RequestBurstRequest>,
+    ) -> GrpcResult<pb::BurstSession> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let input = BurstInput {
+            ceiling_percentage: message.ceiling_percentage,
+            duration_seconds: (message.duration_seconds != 0).then_some(message.duration_seconds),
+            duration_minutes: None,
+            reason: message.reason,
+        };
+        let result = self
+            .limits(
+                context,
+                LimitsRequest::RequestBurst {
+                    tenant: message.tenant,
+                    input,
+                },
+            )
+            .await
+            .and_then(|reply| match reply {
+                LimitsReply::Burst(view) => Ok(view),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, burst_message)
     }
 
     async fn delete_tenant(

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod extract;
+mod limits;
 mod tenants;
 
 use std::sync::Arc;
@@ -38,7 +39,12 @@ pub struct RestState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Hodei", description = "Multi-tenant job-scheduling control plane", version = "v1"),
-    tags((name = "tenants", description = "Tenant management (US-09.1.1)"), (name = "cluster", description = "Health and cluster status"))
+    tags(
+        (name = "tenants", description = "Tenant management (US-09.1.1)"),
+        (name = "quotas", description = "Quotas, usage and enforcement (US-09.1.2, US-09.1.3)"),
+        (name = "burst", description = "Burst capacity (US-09.1.4)"),
+        (name = "cluster", description = "Health, status and membership")
+    )
 )]
 struct ApiDoc;
 
@@ -50,6 +56,7 @@ pub fn router(
 ) -> Router {
     let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::routes())
+        .merge(limits::routes())
         .merge(cluster::routes())
         .split_for_parts();
     let openapi_json = Arc::new(
@@ -164,6 +171,7 @@ pub fn problem_response(error: &ApiError, trace_id: &TraceId) -> Response {
         status: status.as_u16(),
         detail: error.detail.clone(),
         field: error.field.clone(),
+        rule: error.rule.clone(),
         trace_id: trace_id.to_string(),
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();

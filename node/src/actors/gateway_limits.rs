@@ -1,0 +1,497 @@
+//! The gateway's quota, enforcement and burst operations (US-09.1.2 - US-09.1.4).
+
+use crate::actors::gateway::{propose, read_barrier, require_access, require_admin};
+use crate::actors::violations::Violation;
+use crate::actors::{NodeContext, now_ms};
+use crate::api::model::{
+    BurstInput, BurstListView, BurstView, DecisionView, DimensionUsageView, EnforceInput,
+    QuotaInput, QuotaView, UsageView, ViolationCountView, ViolationView, ViolationsView,
+};
+use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
+use crate::domain::DomainError;
+use crate::domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
+use crate::domain::burst::{BurstRequest, BurstStatus, EndReason};
+use crate::domain::quota::Quota;
+use crate::domain::resources::{Dimension, Resources};
+use crate::domain::tenant::{Tenant, TenantId, TenantStatus};
+use crate::state::{CommandOutcome, CommandV1};
+
+pub enum LimitsRequest {
+    GetQuota {
+        tenant: String,
+        consistency: Consistency,
+    },
+    SetQuota {
+        tenant: String,
+        input: QuotaInput,
+    },
+    GetUsage {
+        tenant: String,
+        consistency: Consistency,
+    },
+    Enforce {
+        input: EnforceInput,
+    },
+    Violations {
+        tenant: Option<String>,
+        limit: Option<u32>,
+    },
+    RequestBurst {
+        tenant: String,
+        input: BurstInput,
+    },
+    GetBurst {
+        tenant: String,
+        consistency: Consistency,
+    },
+    EndBurst {
+        tenant: String,
+    },
+    ApproveBurst {
+        tenant: String,
+        session: String,
+    },
+}
+
+pub enum LimitsReply {
+    Quota(QuotaView),
+    Usage(UsageView),
+    Decision(DecisionView),
+    Violations(ViolationsView),
+    Burst(BurstView),
+    Bursts(BurstListView),
+}
+
+pub async fn handle(
+    node: NodeContext,
+    context: RequestContext,
+    request: LimitsRequest,
+) -> Result<LimitsReply, ApiError> {
+    match request {
+        LimitsRequest::GetQuota {
+            tenant,
+            consistency,
+        } => {
+            let tenant = readable_tenant(&node, &context, &tenant, consistency).await?;
+            Ok(LimitsReply::Quota(QuotaView::new(
+                &tenant.id,
+                &tenant.quota,
+                Vec::new(),
+            )))
+        }
+        LimitsRequest::SetQuota { tenant, input } => {
+            set_quota(&node, &context, &tenant, input).await
+        }
+        LimitsRequest::GetUsage {
+            tenant,
+            consistency,
+        } => {
+            let tenant = readable_tenant(&node, &context, &tenant, consistency).await?;
+            Ok(LimitsReply::Usage(usage_view(&node, &tenant)))
+        }
+        LimitsRequest::Enforce { input } => enforce(&node, &context, input).await,
+        LimitsRequest::Violations { tenant, limit } => violations(&node, &context, tenant, limit),
+        LimitsRequest::RequestBurst { tenant, input } => {
+            request_burst(&node, &context, &tenant, input).await
+        }
+        LimitsRequest::GetBurst {
+            tenant,
+            consistency,
+        } => {
+            let tenant = readable_tenant(&node, &context, &tenant, consistency).await?;
+            let history: Vec<BurstView> = node.read(|state| {
+                state
+                    .burst_sessions(&tenant.id)
+                    .iter()
+                    .rev()
+                    .map(BurstView::from)
+                    .collect()
+            });
+            let current = history
+                .iter()
+                .find(|session| session.status == "active" || session.status == "awaiting_approval")
+                .cloned();
+            Ok(LimitsReply::Bursts(BurstListView {
+                tenant: tenant.id.to_string(),
+                current,
+                history,
+            }))
+        }
+        LimitsRequest::EndBurst { tenant } => end_burst(&node, &context, &tenant).await,
+        LimitsRequest::ApproveBurst { tenant, session } => {
+            approve_burst(&node, &context, &tenant, session).await
+        }
+    }
+}
+
+fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(raw).map_err(ApiError::from)
+}
+
+/// The tenant, after the principal check and the read barrier.
+async fn readable_tenant(
+    node: &NodeContext,
+    context: &RequestContext,
+    raw: &str,
+    consistency: Consistency,
+) -> Result<Tenant, ApiError> {
+    let id = parse_tenant(raw)?;
+    require_access(context, &id)?;
+    read_barrier(node, consistency).await?;
+    node.read(|state| state.tenant(&id).cloned())
+        .ok_or_else(|| DomainError::not_found("tenant", id.to_string()).into())
+}
+
+fn usage_view(node: &NodeContext, tenant: &Tenant) -> UsageView {
+    let (usage, active) = node.read(|state| {
+        (
+            state.usage(&tenant.id),
+            state.active_burst(&tenant.id).cloned(),
+        )
+    });
+    let quota = &tenant.quota;
+    let ceiling_percent = active.as_ref().map(|session| session.ceiling_percentage);
+    let ceiling = ceiling_percent.map(|percent| quota.resources().scaled_percent(percent));
+    let mut dimensions: Vec<DimensionUsageView> = usage
+        .running
+        .dimensions()
+        .into_iter()
+        .zip(quota.resources().dimensions())
+        .enumerate()
+        .map(|(position, ((dimension, used), (_, limit)))| {
+            let burst_ceiling = ceiling.map(|ceiling| ceiling.dimensions()[position].1);
+            DimensionUsageView {
+                dimension: dimension.as_str().to_string(),
+                used,
+                quota: limit,
+                burst_ceiling,
+                available: burst_ceiling.unwrap_or(limit).saturating_sub(used),
+            }
+        })
+        .collect();
+    let jobs_ceiling =
+        ceiling_percent.map(|percent| quota.max_concurrent_jobs.saturating_mul(percent) / 100);
+    dimensions.push(DimensionUsageView {
+        dimension: Dimension::ConcurrentJobs.as_str().to_string(),
+        used: usage.running_jobs,
+        quota: quota.max_concurrent_jobs,
+        burst_ceiling: jobs_ceiling,
+        available: jobs_ceiling
+            .unwrap_or(quota.max_concurrent_jobs)
+            .saturating_sub(usage.running_jobs),
+    });
+    UsageView {
+        tenant: tenant.id.to_string(),
+        dimensions,
+        pending_jobs: usage.pending_jobs,
+        max_pending_jobs: quota.max_pending_jobs,
+        burst: active.as_ref().map(BurstView::from),
+    }
+}
+
+fn quota_from_input(defaults: &Quota, input: QuotaInput) -> Result<Quota, ApiError> {
+    let daily_cost_budget_micros = match input.daily_cost_budget_usd {
+        None => None,
+        Some(usd) if usd.is_finite() && (0.0..=1e9).contains(&usd) => {
+            Some((usd * 1_000_000.0).round() as u64)
+        }
+        Some(usd) => {
+            return Err(ApiError::invalid(
+                "daily_cost_budget_usd",
+                format!("must be between 0 and 1000000000, got {usd}"),
+            ));
+        }
+    };
+    let quota = Quota {
+        cpu_m: input.cpu_m.unwrap_or(defaults.cpu_m),
+        memory_mb: input.memory_mb.unwrap_or(defaults.memory_mb),
+        gpu: input.gpu.unwrap_or(defaults.gpu),
+        max_concurrent_jobs: input
+            .max_concurrent_jobs
+            .unwrap_or(defaults.max_concurrent_jobs),
+        max_pending_jobs: input.max_pending_jobs.unwrap_or(defaults.max_pending_jobs),
+        pool_limits: input
+            .pool_limits
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(pool, limit)| (pool, Resources::from(limit)))
+            .collect(),
+        daily_cost_budget_micros,
+    };
+    quota.validate()?;
+    Ok(quota)
+}
+
+async fn set_quota(
+    node: &NodeContext,
+    context: &RequestContext,
+    raw: &str,
+    input: QuotaInput,
+) -> Result<LimitsReply, ApiError> {
+    let id = parse_tenant(raw)?;
+    require_admin(context, "setting a quota")?;
+    let quota = quota_from_input(&node.limits.default_quota, input)?;
+    match propose(
+        node,
+        CommandV1::SetQuota {
+            id,
+            quota,
+            at_ms: now_ms(),
+        },
+    )
+    .await?
+    {
+        CommandOutcome::QuotaSet { tenant, warnings } => Ok(LimitsReply::Quota(QuotaView::new(
+            &tenant.id,
+            &tenant.quota,
+            warnings,
+        ))),
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+async fn enforce(
+    node: &NodeContext,
+    context: &RequestContext,
+    input: EnforceInput,
+) -> Result<LimitsReply, ApiError> {
+    let raw = match (&input.tenant, &context.principal) {
+        (Some(raw), _) => raw.clone(),
+        (None, Principal::Tenant(own)) => own.to_string(),
+        (None, Principal::Admin) => crate::domain::tenant::DEFAULT_TENANT_ID.to_string(),
+    };
+    let tenant = readable_tenant(node, context, &raw, Consistency::Linearizable).await?;
+    let requested = Resources::new(input.cpu_m, input.memory_mb, input.gpu);
+    if requested == Resources::ZERO {
+        return Err(ApiError::new(
+            ErrorCode::Unprocessable,
+            "the job requests no resources: give cpu_m, memory_mb or gpu",
+        ));
+    }
+    let largest_worker = match &input.pool {
+        Some(pool) => Some(
+            *node
+                .limits
+                .worker_shapes
+                .get(pool)
+                .ok_or_else(|| ApiError::from(DomainError::not_found("pool", pool.clone())))?,
+        ),
+        None => node
+            .limits
+            .worker_shapes
+            .values()
+            .copied()
+            .reduce(|largest, shape| Resources {
+                cpu_m: largest.cpu_m.max(shape.cpu_m),
+                memory_mb: largest.memory_mb.max(shape.memory_mb),
+                gpu: largest.gpu.max(shape.gpu),
+            }),
+    };
+    let (usage, active) = node.read(|state| {
+        (
+            state.usage(&tenant.id),
+            state.active_burst(&tenant.id).cloned(),
+        )
+    });
+    let request = JobRequest {
+        resources: requested,
+        pool: input.pool.clone(),
+    };
+    let policy = &node.limits.burst;
+    let decision = admit(&AdmissionInput {
+        quota: &tenant.quota,
+        usage: &usage,
+        tenant_active: tenant.status == TenantStatus::Active,
+        active_burst_percent: active.map(|session| session.ceiling_percentage),
+        max_burst_percent: policy.enabled.then_some(policy.max_overage_percentage),
+        largest_worker,
+        request: &request,
+    });
+    if matches!(decision.verdict, Verdict::Queue | Verdict::Deny) {
+        node.violations.record(Violation {
+            at_ms: now_ms(),
+            tenant: tenant.id.to_string(),
+            verdict: decision.verdict.as_str().to_string(),
+            source: "enforce".to_string(),
+            reasons: decision
+                .reasons
+                .iter()
+                .map(|reason| reason.code.as_str().to_string())
+                .collect(),
+            message: decision
+                .reasons
+                .iter()
+                .map(|reason| reason.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
+    Ok(LimitsReply::Decision(DecisionView::new(
+        &tenant.id, &decision,
+    )))
+}
+
+fn violations(
+    node: &NodeContext,
+    context: &RequestContext,
+    tenant: Option<String>,
+    limit: Option<u32>,
+) -> Result<LimitsReply, ApiError> {
+    let tenant = match (&context.principal, tenant) {
+        (Principal::Admin, tenant) => tenant.filter(|tenant| !tenant.is_empty()),
+        (Principal::Tenant(own), None) => Some(own.to_string()),
+        (Principal::Tenant(own), Some(asked)) => {
+            let asked = parse_tenant(&asked)?;
+            require_access(context, &asked)?;
+            Some(own.to_string())
+        }
+    };
+    if let Some(tenant) = &tenant {
+        parse_tenant(tenant)?;
+    }
+    let limit = match limit {
+        None => 100,
+        Some(limit) if (1..=1000).contains(&limit) => limit as usize,
+        Some(limit) => {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("must be between 1 and 1000, got {limit}"),
+            ));
+        }
+    };
+    let items = node
+        .violations
+        .recent(tenant.as_deref(), limit)
+        .into_iter()
+        .map(|violation| ViolationView {
+            at_ms: violation.at_ms,
+            tenant: violation.tenant,
+            verdict: violation.verdict,
+            source: violation.source,
+            reasons: violation.reasons,
+            message: violation.message,
+        })
+        .collect();
+    let counts = node
+        .violations
+        .counts(tenant.as_deref())
+        .into_iter()
+        .map(|(tenant, reason, count)| ViolationCountView {
+            tenant,
+            reason,
+            count,
+        })
+        .collect();
+    Ok(LimitsReply::Violations(ViolationsView { items, counts }))
+}
+
+async fn request_burst(
+    node: &NodeContext,
+    context: &RequestContext,
+    raw: &str,
+    input: BurstInput,
+) -> Result<LimitsReply, ApiError> {
+    let tenant = parse_tenant(raw)?;
+    require_access(context, &tenant)?;
+    let duration_ms = match (input.duration_seconds, input.duration_minutes) {
+        (Some(seconds), None) => seconds.saturating_mul(1000),
+        (None, Some(minutes)) => minutes.saturating_mul(60_000),
+        (None, None) => node.limits.burst.max_duration_ms,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "duration_seconds",
+                "give duration_seconds or duration_minutes, not both",
+            ));
+        }
+    };
+    if input.reason.len() > 500 {
+        return Err(ApiError::invalid("reason", "at most 500 bytes"));
+    }
+    let command = CommandV1::RequestBurst {
+        tenant: tenant.clone(),
+        session_id: uuid::Uuid::now_v7().to_string(),
+        request: BurstRequest {
+            ceiling_percentage: input.ceiling_percentage,
+            duration_ms,
+            reason: input.reason,
+        },
+        requested_by: context.principal.to_string(),
+        policy: node.limits.burst.clone(),
+        at_ms: now_ms(),
+    };
+    match propose(node, command).await {
+        Ok(CommandOutcome::Burst(session)) => Ok(LimitsReply::Burst(BurstView::from(&session))),
+        Ok(other) => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+        Err(error) => {
+            if let Some(rule) = &error.rule {
+                node.violations.record(Violation {
+                    at_ms: now_ms(),
+                    tenant: tenant.to_string(),
+                    verdict: "refused".to_string(),
+                    source: "burst".to_string(),
+                    reasons: vec![rule.clone()],
+                    message: error.detail.clone(),
+                });
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn end_burst(
+    node: &NodeContext,
+    context: &RequestContext,
+    raw: &str,
+) -> Result<LimitsReply, ApiError> {
+    let tenant = readable_tenant(node, context, raw, Consistency::Linearizable).await?;
+    let open = node.read(|state| {
+        state
+            .burst_sessions(&tenant.id)
+            .iter()
+            .find(|session| session.is_open())
+            .map(|session| session.id.clone())
+    });
+    let Some(session_id) = open else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("tenant `{}` has no open burst session", tenant.id),
+        ));
+    };
+    let command = CommandV1::EndBurst {
+        tenant: tenant.id.clone(),
+        session_id,
+        reason: EndReason::EndedEarly,
+        ended_by: context.principal.to_string(),
+        at_ms: now_ms(),
+    };
+    match propose(node, command).await? {
+        CommandOutcome::Burst(session) | CommandOutcome::BurstAlreadyEnded(session) => {
+            Ok(LimitsReply::Burst(BurstView::from(&session)))
+        }
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+async fn approve_burst(
+    node: &NodeContext,
+    context: &RequestContext,
+    raw: &str,
+    session_id: String,
+) -> Result<LimitsReply, ApiError> {
+    let tenant = parse_tenant(raw)?;
+    require_admin(context, "approving a burst session")?;
+    let command = CommandV1::ApproveBurst {
+        tenant,
+        session_id,
+        approved_by: context.principal.to_string(),
+        policy: node.limits.burst.clone(),
+        at_ms: now_ms(),
+    };
+    match propose(node, command).await? {
+        CommandOutcome::Burst(session) => {
+            debug_assert_eq!(session.status, BurstStatus::Active);
+            Ok(LimitsReply::Burst(BurstView::from(&session)))
+        }
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}

@@ -1,0 +1,279 @@
+//! Quotas (US-09.1.2), enforcement (US-09.1.3) and burst capacity (US-09.1.4).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::actors::gateway::GatewayMsg;
+use crate::actors::gateway_limits::{LimitsReply, LimitsRequest};
+use crate::api::model::{
+    BurstInput, BurstListView, BurstView, DecisionView, EnforceInput, ProblemView, QuotaInput,
+    QuotaView, UsageView, ViolationsView,
+};
+use crate::api::rest::{ApiJson, Context, RestState, json_reply};
+use crate::api::{ApiError, Consistency, RequestContext};
+
+pub fn routes() -> OpenApiRouter<RestState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_quota, set_quota))
+        .routes(routes!(get_usage))
+        .routes(routes!(enforce))
+        .routes(routes!(violations))
+        .routes(routes!(request_burst, get_burst, end_burst))
+        .routes(routes!(approve_burst))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReadParams {
+    /// `linearizable` (default) or `stale`.
+    consistency: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ViolationParams {
+    /// Only this tenant's (a tenant principal always sees only its own).
+    tenant: Option<String>,
+    /// At most this many, 1–1000 (default 100).
+    limit: Option<String>,
+}
+
+type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+fn query<T>(params: QueryResult<T>) -> Result<T, ApiError> {
+    params.map(|Query(params)| params).map_err(|rejection| {
+        ApiError::invalid(
+            "query",
+            rejection
+                .body_text()
+                .replace("Failed to deserialize query string: ", ""),
+        )
+    })
+}
+
+fn consistency(params: QueryResult<ReadParams>) -> Result<Consistency, ApiError> {
+    Consistency::parse(query(params)?.consistency.as_deref())
+}
+
+async fn ask(
+    state: &RestState,
+    context: RequestContext,
+    request: LimitsRequest,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let trace_id = context.trace_id.clone();
+    let reply = state
+        .gateway
+        .ask(|reply| GatewayMsg::Limits {
+            context,
+            request,
+            reply,
+        })
+        .await?;
+    Ok(match reply {
+        LimitsReply::Quota(view) => json_reply(status, &trace_id, &view),
+        LimitsReply::Usage(view) => json_reply(status, &trace_id, &view),
+        LimitsReply::Decision(view) => json_reply(status, &trace_id, &view),
+        LimitsReply::Violations(view) => json_reply(status, &trace_id, &view),
+        LimitsReply::Burst(view) => json_reply(status, &trace_id, &view),
+        LimitsReply::Bursts(view) => json_reply(status, &trace_id, &view),
+    })
+}
+
+/// A tenant's quota (admin, or the tenant itself).
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/quotas", tag = "quotas", params(("id" = String, Path, description = "Tenant id"), ReadParams),
+    responses((status = 200, body = QuotaView), (status = 404, body = ProblemView)))]
+async fn get_quota(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(tenant): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let consistency = consistency(params)?;
+    ask(
+        &state,
+        context,
+        LimitsRequest::GetQuota {
+            tenant,
+            consistency,
+        },
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Replace a tenant's quota (admin). Fields left out take the configured default. A quota
+/// below what already runs is accepted; `warnings` says where running jobs exceed it.
+#[utoipa::path(put, path = "/api/v1/tenants/{id}/quotas", tag = "quotas", params(("id" = String, Path, description = "Tenant id")), request_body = QuotaInput,
+    responses((status = 200, body = QuotaView), (status = 404, body = ProblemView), (status = 422, body = ProblemView)))]
+async fn set_quota(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(tenant): Path<String>,
+    ApiJson(input): ApiJson<QuotaInput>,
+) -> Result<Response, ApiError> {
+    ask(
+        &state,
+        context,
+        LimitsRequest::SetQuota { tenant, input },
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Running usage against quota and burst ceiling, per dimension, and the pending backlog.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/usage", tag = "quotas", params(("id" = String, Path, description = "Tenant id"), ReadParams),
+    responses((status = 200, body = UsageView), (status = 404, body = ProblemView)))]
+async fn get_usage(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(tenant): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let consistency = consistency(params)?;
+    ask(
+        &state,
+        context,
+        LimitsRequest::GetUsage {
+            tenant,
+            consistency,
+        },
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Would this job be admitted now? `allow | allow_burst | queue | deny`, with every reason
+/// and its numbers. Changes nothing; queue and deny answers are counted as violations.
+#[utoipa::path(post, path = "/api/v1/quotas/enforce", tag = "quotas", request_body = EnforceInput,
+    responses((status = 200, body = DecisionView), (status = 404, body = ProblemView), (status = 422, body = ProblemView)))]
+async fn enforce(
+    State(state): State<RestState>,
+    Context(context): Context,
+    ApiJson(input): ApiJson<EnforceInput>,
+) -> Result<Response, ApiError> {
+    ask(
+        &state,
+        context,
+        LimitsRequest::Enforce { input },
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Recent decisions that refused or queued, most recent first, and counts by tenant and
+/// reason, as this node made them.
+#[utoipa::path(get, path = "/api/v1/quotas/violations", tag = "quotas", params(ViolationParams),
+    responses((status = 200, body = ViolationsView), (status = 422, body = ProblemView)))]
+async fn violations(
+    State(state): State<RestState>,
+    Context(context): Context,
+    params: QueryResult<ViolationParams>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    let limit = params
+        .limit
+        .as_deref()
+        .map(|raw| {
+            raw.parse::<u32>().map_err(|_| {
+                ApiError::invalid(
+                    "limit",
+                    format!("must be a whole number between 1 and 1000, got `{raw}`"),
+                )
+            })
+        })
+        .transpose()?;
+    ask(
+        &state,
+        context,
+        LimitsRequest::Violations {
+            tenant: params.tenant,
+            limit,
+        },
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Request a burst session for the tenant (admin, or the tenant itself). Refusals are 409
+/// and name the governance rule in `rule`.
+#[utoipa::path(post, path = "/api/v1/tenants/{id}/burst", tag = "burst", params(("id" = String, Path, description = "Tenant id")), request_body = BurstInput,
+    responses((status = 201, body = BurstView), (status = 409, description = "Refused by a governance rule", body = ProblemView), (status = 422, body = ProblemView)))]
+async fn request_burst(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(tenant): Path<String>,
+    ApiJson(input): ApiJson<BurstInput>,
+) -> Result<Response, ApiError> {
+    ask(
+        &state,
+        context,
+        LimitsRequest::RequestBurst { tenant, input },
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+/// The tenant's open burst session, if any, and its history.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/burst", tag = "burst", params(("id" = String, Path, description = "Tenant id"), ReadParams),
+    responses((status = 200, body = BurstListView), (status = 404, body = ProblemView)))]
+async fn get_burst(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(tenant): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let consistency = consistency(params)?;
+    ask(
+        &state,
+        context,
+        LimitsRequest::GetBurst {
+            tenant,
+            consistency,
+        },
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// End the tenant's open session early (or withdraw it before approval).
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}/burst", tag = "burst", params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = BurstView), (status = 404, description = "No open session", body = ProblemView)))]
+async fn end_burst(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(tenant): Path<String>,
+) -> Result<Response, ApiError> {
+    ask(
+        &state,
+        context,
+        LimitsRequest::EndBurst { tenant },
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Approve a session awaiting approval (admin); it runs from now for its duration.
+#[utoipa::path(post, path = "/api/v1/tenants/{id}/burst/{session}/approve", tag = "burst",
+    params(("id" = String, Path, description = "Tenant id"), ("session" = String, Path, description = "Session id")),
+    responses((status = 200, body = BurstView), (status = 404, body = ProblemView), (status = 409, body = ProblemView)))]
+async fn approve_burst(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path((tenant, session)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    ask(
+        &state,
+        context,
+        LimitsRequest::ApproveBurst { tenant, session },
+        StatusCode::OK,
+    )
+    .await
+}
