@@ -92,6 +92,8 @@ pub struct NodeSpec {
     pub bootstrap: &'static str,
     /// Extra `cluster:` keys, one `key: value` per line.
     pub cluster_extra: Vec<String>,
+    /// Extra top-level sections (not `server`, `cluster` or `metrics`), as YAML.
+    pub extra_yaml: String,
 }
 
 impl NodeSpec {
@@ -103,6 +105,7 @@ impl NodeSpec {
             peers: Vec::new(),
             bootstrap: "single",
             cluster_extra: Vec::new(),
+            extra_yaml: String::new(),
         }
     }
 
@@ -133,12 +136,13 @@ impl NodeProcess {
         let config = format!(
             "server:\n  host: 127.0.0.1\n  port: {rest}\n  grpc_port: {grpc}\n  log_format: json\n\
              cluster:\n  node_id: {node_id}\n  data_dir: {data}\n  bootstrap: {bootstrap}\n  peers: [{peers}]\n{cluster_extra}\
-             metrics:\n  prometheus:\n    enabled: false\n",
+             metrics:\n  prometheus:\n    enabled: false\n{extra_yaml}",
             rest = spec.rest_port,
             grpc = spec.grpc_port,
             node_id = spec.node_id,
             data = dir.join("data").display(),
             bootstrap = spec.bootstrap,
+            extra_yaml = spec.extra_yaml,
         );
         std::fs::write(dir.join("config.yaml"), config)?;
         let mut node = Self {

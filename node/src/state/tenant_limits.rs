@@ -269,7 +269,7 @@ mod tests {
             }
             .into_tenant(0)
             .unwrap();
-            run(&mut state, CommandV1::CreateTenant { tenant });
+            run(&mut state, CommandV1::CreateTenant { tenant }).unwrap();
         }
         state
     }
