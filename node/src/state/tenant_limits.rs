@@ -443,6 +443,47 @@ mod tests {
     }
 
     #[test]
+    fn a_quota_below_running_usage_is_accepted_with_warnings() {
+        let mut state = state_with(&["acme"]);
+        let tenant = TenantId::parse("acme").unwrap();
+        // What the job commands maintain once jobs run: 3 jobs using 3,000 m.
+        state.usage.insert(
+            tenant.clone(),
+            Usage {
+                running: Resources::new(3_000, 2_048, 0),
+                running_jobs: 3,
+                pending_jobs: 0,
+                running_by_pool: Default::default(),
+            },
+        );
+        let lowered = Quota {
+            cpu_m: 1_000,
+            max_concurrent_jobs: 2,
+            ..Quota::default()
+        };
+        let outcome = run(
+            &mut state,
+            CommandV1::SetQuota {
+                id: tenant.clone(),
+                quota: lowered.clone(),
+                at_ms: 5,
+            },
+        )
+        .unwrap();
+        let CommandOutcome::QuotaSet {
+            tenant: updated,
+            warnings,
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(updated.quota, lowered, "the quota is set all the same");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("3000 m of cpu"), "{warnings:?}");
+        assert_eq!(state.tenant(&tenant).unwrap().quota, lowered);
+    }
+
+    #[test]
     fn ending_before_approval_is_a_withdrawal() {
         let mut state = state_with(&["acme"]);
         request(&mut state, "acme", "s1", 150, 0).unwrap();
