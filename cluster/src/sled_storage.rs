@@ -137,7 +137,17 @@ mod tests {
             keyspace.write(batch).unwrap();
             keyspace.flush().unwrap();
         }
-        let storage = SledStorage::open(folder.path()).unwrap();
+        // sled's background flusher may hold the file lock for a moment after the drop.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let storage = loop {
+            match SledStorage::open(folder.path()) {
+                Ok(storage) => break storage,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(error) => panic!("{error}"),
+            }
+        };
         let keyspace = storage.keyspace("durable").unwrap();
         assert_eq!(keyspace.get(b"key").unwrap(), Some(b"value".to_vec()));
     }

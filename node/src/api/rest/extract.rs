@@ -1,14 +1,58 @@
 //! Extractors whose failures are problem documents naming the field at fault.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header;
 use axum::http::request::Parts;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 
 use crate::api::principal::PRINCIPAL_HEADER;
 use crate::api::rest::RestState;
-use crate::api::{ApiError, ErrorCode, Principal, RequestContext, TraceId};
+use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext, TraceId};
+
+/// A query string, or why it could not be read (an unknown parameter, a wrong type).
+pub type QueryResult<T> = Result<Query<T>, QueryRejection>;
+
+/// The parameters, or a 422 that says what was wrong with them.
+pub fn query<T>(params: QueryResult<T>) -> Result<T, ApiError> {
+    params.map(|Query(params)| params).map_err(|rejection| {
+        ApiError::invalid(
+            "query",
+            rejection
+                .body_text()
+                .replace("Failed to deserialize query string: ", ""),
+        )
+    })
+}
+
+/// The query of a read: how fresh it must be.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReadParams {
+    /// `linearizable` (default) or `stale`.
+    pub consistency: Option<String>,
+}
+
+pub fn consistency(params: QueryResult<ReadParams>) -> Result<Consistency, ApiError> {
+    Consistency::parse(query(params)?.consistency.as_deref())
+}
+
+/// A `limit` query parameter: a whole number (its range is checked by the gateway).
+pub fn page_limit(raw: Option<&str>) -> Result<Option<u32>, ApiError> {
+    raw.map(|raw| {
+        raw.parse::<u32>().map_err(|_| {
+            ApiError::invalid(
+                "limit",
+                format!("must be a whole number between 1 and 1000, got `{raw}`"),
+            )
+        })
+    })
+    .transpose()
+}
 
 /// The principal and trace id of a request.
 pub struct Context(pub RequestContext);

@@ -1,6 +1,6 @@
 //! Quotas (US-09.1.2), enforcement (US-09.1.3) and burst capacity (US-09.1.4).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -14,8 +14,11 @@ use crate::api::model::{
     BurstInput, BurstListView, BurstView, DecisionView, EnforceInput, ProblemView, QuotaInput,
     QuotaView, UsageView, ViolationsView,
 };
-use crate::api::rest::{ApiJson, Context, RestState, json_reply};
-use crate::api::{ApiError, Consistency, RequestContext};
+use crate::api::rest::{
+    ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply, page_limit,
+    query,
+};
+use crate::api::{ApiError, RequestContext};
 
 pub fn routes() -> OpenApiRouter<RestState> {
     OpenApiRouter::new()
@@ -30,36 +33,11 @@ pub fn routes() -> OpenApiRouter<RestState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ReadParams {
-    /// `linearizable` (default) or `stale`.
-    consistency: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
 pub struct ViolationParams {
     /// Only this tenant's (a tenant principal always sees only its own).
     tenant: Option<String>,
     /// At most this many, 1–1000 (default 100).
     limit: Option<String>,
-}
-
-type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
-
-fn query<T>(params: QueryResult<T>) -> Result<T, ApiError> {
-    params.map(|Query(params)| params).map_err(|rejection| {
-        ApiError::invalid(
-            "query",
-            rejection
-                .body_text()
-                .replace("Failed to deserialize query string: ", ""),
-        )
-    })
-}
-
-fn consistency(params: QueryResult<ReadParams>) -> Result<Consistency, ApiError> {
-    Consistency::parse(query(params)?.consistency.as_deref())
 }
 
 async fn ask(
@@ -178,18 +156,7 @@ async fn violations(
     params: QueryResult<ViolationParams>,
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
-    let limit = params
-        .limit
-        .as_deref()
-        .map(|raw| {
-            raw.parse::<u32>().map_err(|_| {
-                ApiError::invalid(
-                    "limit",
-                    format!("must be a whole number between 1 and 1000, got `{raw}`"),
-                )
-            })
-        })
-        .transpose()?;
+    let limit = page_limit(params.limit.as_deref())?;
     ask(
         &state,
         context,

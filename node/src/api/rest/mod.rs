@@ -20,7 +20,9 @@ use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use self::extract::{ApiJson, Context};
+pub use self::extract::{
+    ApiJson, Context, QueryResult, ReadParams, consistency, page_limit, query,
+};
 use crate::actors::gateway::GatewayHandle;
 use crate::api::model::ProblemView;
 use crate::api::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER};

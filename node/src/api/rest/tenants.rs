@@ -1,6 +1,6 @@
 //! `/api/v1/tenants`: tenant management (US-09.1.1).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -12,7 +12,9 @@ use crate::actors::gateway::GatewayMsg;
 use crate::api::model::{
     CreateTenantInput, PageInput, ProblemView, TenantPageView, TenantView, UpdateTenantInput,
 };
-use crate::api::rest::{ApiJson, Context, RestState, json_reply};
+use crate::api::rest::{
+    ApiJson, Context, QueryResult, ReadParams, RestState, json_reply, page_limit, query,
+};
 use crate::api::{ApiError, Consistency};
 
 pub fn routes() -> OpenApiRouter<RestState> {
@@ -36,26 +38,9 @@ pub struct ListParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ReadParams {
-    /// `linearizable` (default) or `stale`.
-    consistency: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
 pub struct DeleteParams {
     /// `cancel`: cancel the tenant's pending and running jobs first.
     cascade: Option<String>,
-}
-
-fn query_error(rejection: axum::extract::rejection::QueryRejection) -> ApiError {
-    ApiError::invalid(
-        "query",
-        rejection
-            .body_text()
-            .replace("Failed to deserialize query string: ", ""),
-    )
 }
 
 /// Create a tenant.
@@ -92,21 +77,10 @@ async fn create_tenant(
 async fn list_tenants(
     State(state): State<RestState>,
     Context(context): Context,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    params: QueryResult<ListParams>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(query_error)?;
-    let limit = params
-        .limit
-        .as_deref()
-        .map(|raw| {
-            raw.parse::<u32>().map_err(|_| {
-                ApiError::invalid(
-                    "limit",
-                    format!("must be a whole number between 1 and 1000, got `{raw}`"),
-                )
-            })
-        })
-        .transpose()?;
+    let params = query(params)?;
+    let limit = page_limit(params.limit.as_deref())?;
     let consistency = Consistency::parse(params.consistency.as_deref())?;
     let page = PageInput {
         limit,
@@ -136,9 +110,9 @@ async fn get_tenant(
     State(state): State<RestState>,
     Context(context): Context,
     Path(id): Path<String>,
-    params: Result<Query<ReadParams>, axum::extract::rejection::QueryRejection>,
+    params: QueryResult<ReadParams>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(query_error)?;
+    let params = query(params)?;
     let consistency = Consistency::parse(params.consistency.as_deref())?;
     let trace_id = context.trace_id.clone();
     let tenant = state
@@ -191,9 +165,9 @@ async fn delete_tenant(
     State(state): State<RestState>,
     Context(context): Context,
     Path(id): Path<String>,
-    params: Result<Query<DeleteParams>, axum::extract::rejection::QueryRejection>,
+    params: QueryResult<DeleteParams>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(query_error)?;
+    let params = query(params)?;
     let cascade = match params.cascade.as_deref() {
         None => false,
         Some("cancel") => true,
