@@ -10,6 +10,7 @@ use std::time::Duration;
 use hodei_cluster::ClusterStatus;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::{Instrument, info};
 
 use crate::actors::gateway_limits::{LimitsReply, LimitsRequest};
 use crate::actors::{NodeContext, now_ms};
@@ -239,11 +240,17 @@ where
     T: Send + 'static,
     F: Future<Output = T> + Send + 'static,
 {
-    tokio::spawn(async move {
-        let result = work.await;
-        // The caller may have timed out and gone; nothing to do then.
-        let _ = reply.send(result);
-    });
+    // The request's span (ractor carries it into the handler) goes with the work, so
+    // what the work logs carries the request's trace id.
+    let span = tracing::Span::current();
+    tokio::spawn(
+        async move {
+            let result = work.await;
+            // The caller may have timed out and gone; nothing to do then.
+            let _ = reply.send(result);
+        }
+        .instrument(span),
+    );
 }
 
 pub(crate) fn require_admin(context: &RequestContext, action: &str) -> Result<(), ApiError> {
@@ -325,7 +332,10 @@ async fn create_tenant(
     };
     let tenant = new_tenant.into_tenant(now_ms())?;
     match propose(&node, CommandV1::CreateTenant { tenant }).await? {
-        CommandOutcome::Tenant(tenant) => Ok(tenant),
+        CommandOutcome::Tenant(tenant) => {
+            info!(tenant = %tenant.id, principal = %context.principal, "tenant created");
+            Ok(tenant)
+        }
         other => Err(unexpected(other)),
     }
 }
@@ -428,7 +438,10 @@ async fn update_tenant(
     )
     .await?
     {
-        CommandOutcome::Tenant(tenant) => Ok(tenant),
+        CommandOutcome::Tenant(tenant) => {
+            info!(tenant = %tenant.id, principal = %context.principal, "tenant updated");
+            Ok(tenant)
+        }
         other => Err(unexpected(other)),
     }
 }
@@ -451,7 +464,10 @@ async fn delete_tenant(
     )
     .await?
     {
-        CommandOutcome::TenantDeleted { id } => Ok(id),
+        CommandOutcome::TenantDeleted { id } => {
+            info!(tenant = %id, principal = %context.principal, cascade, "tenant deleted");
+            Ok(id)
+        }
         other => Err(unexpected(other)),
     }
 }
@@ -469,6 +485,7 @@ async fn cluster_admin(
             node.raft.wait_for_leader(node.leader_wait).await?;
         }
         ClusterOperation::AddMember { node_id, addr } => {
+            info!(node_id, %addr, principal = %context.principal, "adding a cluster member");
             if node_id == 0 {
                 return Err(ApiError::invalid("node_id", "must be >= 1"));
             }
@@ -476,8 +493,14 @@ async fn cluster_admin(
                 .map_err(|rule| ApiError::invalid("addr", rule))?;
             node.raft.add_member(node_id, addr).await?;
         }
-        ClusterOperation::RemoveMember { node_id } => node.raft.remove_member(node_id).await?,
-        ClusterOperation::TransferLeader { node_id } => node.raft.transfer_leader(node_id).await?,
+        ClusterOperation::RemoveMember { node_id } => {
+            info!(node_id, principal = %context.principal, "removing a cluster member");
+            node.raft.remove_member(node_id).await?;
+        }
+        ClusterOperation::TransferLeader { node_id } => {
+            info!(node_id, principal = %context.principal, "transferring leadership");
+            node.raft.transfer_leader(node_id).await?;
+        }
     }
     Ok(node.raft.status())
 }

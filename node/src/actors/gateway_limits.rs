@@ -1,5 +1,7 @@
 //! The gateway's quota, enforcement and burst operations (US-09.1.2 - US-09.1.4).
 
+use tracing::info;
+
 use crate::actors::gateway::{propose, read_barrier, require_access, require_admin};
 use crate::actors::violations::Violation;
 use crate::actors::{NodeContext, now_ms};
@@ -241,11 +243,14 @@ async fn set_quota(
     )
     .await?
     {
-        CommandOutcome::QuotaSet { tenant, warnings } => Ok(LimitsReply::Quota(QuotaView::new(
-            &tenant.id,
-            &tenant.quota,
-            warnings,
-        ))),
+        CommandOutcome::QuotaSet { tenant, warnings } => {
+            info!(tenant = %tenant.id, principal = %context.principal, warnings = warnings.len(), "quota set");
+            Ok(LimitsReply::Quota(QuotaView::new(
+                &tenant.id,
+                &tenant.quota,
+                warnings,
+            )))
+        }
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     }
 }
@@ -420,9 +425,13 @@ async fn request_burst(
         at_ms: now_ms(),
     };
     match propose(node, command).await {
-        Ok(CommandOutcome::Burst(session)) => Ok(LimitsReply::Burst(BurstView::from(&session))),
+        Ok(CommandOutcome::Burst(session)) => {
+            info!(tenant = %session.tenant, session = %session.id, ceiling = session.ceiling_percentage, status = ?session.status, principal = %context.principal, "burst requested");
+            Ok(LimitsReply::Burst(BurstView::from(&session)))
+        }
         Ok(other) => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
         Err(error) => {
+            info!(tenant = %tenant, rule = ?error.rule, principal = %context.principal, "burst refused");
             if let Some(rule) = &error.rule {
                 node.violations.record(Violation {
                     at_ms: now_ms(),
@@ -466,6 +475,7 @@ async fn end_burst(
     };
     match propose(node, command).await? {
         CommandOutcome::Burst(session) | CommandOutcome::BurstAlreadyEnded(session) => {
+            info!(tenant = %session.tenant, session = %session.id, principal = %context.principal, "burst ended early");
             Ok(LimitsReply::Burst(BurstView::from(&session)))
         }
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
@@ -490,6 +500,7 @@ async fn approve_burst(
     match propose(node, command).await? {
         CommandOutcome::Burst(session) => {
             debug_assert_eq!(session.status, BurstStatus::Active);
+            info!(tenant = %session.tenant, session = %session.id, principal = %context.principal, "burst approved");
             Ok(LimitsReply::Burst(BurstView::from(&session)))
         }
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),

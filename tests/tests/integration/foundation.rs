@@ -807,3 +807,77 @@ async fn grpc_health_and_reflection_list_the_services() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_logs_carry_the_trace_id_of_rest_and_grpc_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start(dir.path(), 1).unwrap();
+    node.wait_ready(READY).await.unwrap();
+
+    // REST with a caller's traceparent.
+    let created = reqwest::Client::new()
+        .post(node.rest_url("/api/v1/tenants"))
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .json(&json!({"id": "logged-rest"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+
+    // gRPC without one: the node makes one up and returns it.
+    let mut grpc = TenantServiceClient::connect(node.grpc_url()).await.unwrap();
+    let reply = grpc
+        .create_tenant(pb::CreateTenantRequest {
+            id: "logged-grpc".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let grpc_trace = reply
+        .metadata()
+        .get("x-trace-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    let log_lines = |tenant: &'static str| {
+        let dir = dir.path().to_path_buf();
+        move || {
+            let log = std::fs::read_to_string(dir.join("node-1.log")).unwrap_or_default();
+            log.lines()
+                .filter(|line| line.contains("tenant created") && line.contains(tenant))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        }
+    };
+    let rest_lines = hodei_tests::eventually(READY, "the REST create in the log", || {
+        let lines = log_lines("logged-rest")();
+        async move { Ok((!lines.is_empty()).then_some(lines)) }
+    })
+    .await
+    .unwrap();
+    let line: Value = serde_json::from_str(&rest_lines[0]).unwrap();
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["principal"], "admin");
+    assert!(
+        rest_lines[0].contains("0af7651916cd43dd8448eb211c80319c"),
+        "{}",
+        rest_lines[0]
+    );
+
+    let grpc_lines = hodei_tests::eventually(READY, "the gRPC create in the log", || {
+        let lines = log_lines("logged-grpc")();
+        async move { Ok((!lines.is_empty()).then_some(lines)) }
+    })
+    .await
+    .unwrap();
+    assert!(
+        grpc_lines[0].contains(&grpc_trace),
+        "{} does not carry {grpc_trace}",
+        grpc_lines[0]
+    );
+}
