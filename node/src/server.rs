@@ -21,6 +21,7 @@ use tracing::info;
 
 use crate::actors::control::ControlMsg;
 use crate::actors::gateway::GatewayHandle;
+use crate::actors::metrics::{MetricsHub, MetricsMsg};
 use crate::actors::root::{RootMsg, RootSupervisor};
 use crate::actors::violations::ViolationLog;
 use crate::actors::{LimitSettings, NodeContext};
@@ -35,6 +36,8 @@ use crate::state::HodeiState;
 pub struct NodeHandle {
     pub rest_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
+    /// Where Prometheus scrapes this node, when metrics are enabled.
+    pub metrics_addr: Option<SocketAddr>,
     pub raft: RaftNode,
     pub gateway: GatewayHandle,
     pub control: ActorRef<ControlMsg>,
@@ -94,13 +97,17 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     bootstrap(config, &raft).await?;
 
     let leader_wait = Duration::from_millis(config.server.leader_wait_ms);
+    let hub =
+        MetricsHub::new().map_err(|error| anyhow::anyhow!("cannot set up metrics: {error}"))?;
     let node_context = NodeContext {
         raft: raft.clone(),
         state,
         leader_wait,
         limits: Arc::new(limit_settings(config)),
         violations: ViolationLog::default(),
+        metrics: hub.metrics.clone(),
     };
+    hub.observe_node(&node_context);
     let (root, _) = Actor::spawn(None, RootSupervisor, node_context).await?;
     let gateway = root
         .call(RootMsg::Gateway, None)
@@ -111,11 +118,43 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         .call(RootMsg::Control, None)
         .await?
         .expect("root answers");
+    root.call(|reply| RootMsg::StartMetrics(hub.clone(), reply), None)
+        .await?
+        .expect("root answers")
+        .map_err(|error| anyhow::anyhow!("cannot start the metrics actor: {error}"))?;
 
     let default_principal = Principal::parse(&config.server.default_principal)
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     let (stop, stopped) = watch::channel(false);
+    let metrics_addr = if config.metrics.prometheus.enabled {
+        let listener = bind(
+            &config.server.host,
+            config.metrics.prometheus.port,
+            "metrics",
+        )
+        .await?;
+        let addr = listener.local_addr()?;
+        let app = axum::Router::new()
+            .route(&config.metrics.prometheus.path, axum::routing::get(scrape))
+            .with_state(root.clone());
+        let mut metrics_stopped = stopped.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = metrics_stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%error, "metrics server failed");
+            }
+        });
+        Some(addr)
+    } else {
+        None
+    };
     let rest_app = crate::api::rest::router(
+        hub.metrics.clone(),
         gateway.clone(),
         default_principal.clone(),
         config.server.max_body_bytes,
@@ -197,6 +236,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     Ok(NodeHandle {
         rest_addr,
         grpc_addr,
+        metrics_addr,
         raft,
         gateway,
         control,
@@ -204,6 +244,44 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         stop,
         servers: vec![rest_server, grpc_server],
     })
+}
+
+/// `GET /metrics`: the Prometheus text exposition, from the metrics actor.
+async fn scrape(
+    axum::extract::State(root): axum::extract::State<ActorRef<RootMsg>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let actor = match root
+        .call(RootMsg::Metrics, Some(Duration::from_secs(5)))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(Some(actor))) => actor,
+        _ => {
+            return (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "metrics are restarting\n",
+            )
+                .into_response();
+        }
+    };
+    match actor
+        .call(MetricsMsg::Scrape, Some(Duration::from_secs(10)))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(Ok(text))) => (
+            [(
+                http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        _ => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "metrics are unavailable\n",
+        )
+            .into_response(),
+    }
 }
 
 /// Raft and forwarding traffic between nodes: not client requests, and on the hot path.

@@ -216,6 +216,7 @@ impl Actor for ControlSupervisor {
                     warn!(tenant = %id, %error, "tenant actor failed; restarting it");
                     state.tenants.remove(&id);
                     state.restarts += 1;
+                    state.node.metrics.actor_restarted("tenant");
                     // Reconcile restarts it if the tenant still exists and we still lead.
                     reconcile(&myself, state).await;
                 }

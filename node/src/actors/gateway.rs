@@ -187,51 +187,109 @@ impl Actor for GatewayActor {
                 input,
                 reply,
             } => {
-                answer(reply, create_tenant(node, context, input));
+                answer_measured(
+                    &node.clone(),
+                    "create_tenant",
+                    reply,
+                    create_tenant(node, context, input),
+                );
             }
             GatewayMsg::GetTenant {
                 context,
                 id,
                 consistency,
                 reply,
-            } => answer(reply, get_tenant(node, context, id, consistency)),
+            } => answer_measured(
+                &node.clone(),
+                "get_tenant",
+                reply,
+                get_tenant(node, context, id, consistency),
+            ),
             GatewayMsg::ListTenants {
                 context,
                 page,
                 consistency,
                 reply,
-            } => answer(reply, list_tenants(node, context, page, consistency)),
+            } => answer_measured(
+                &node.clone(),
+                "list_tenants",
+                reply,
+                list_tenants(node, context, page, consistency),
+            ),
             GatewayMsg::UpdateTenant {
                 context,
                 id,
                 input,
                 reply,
-            } => answer(reply, update_tenant(node, context, id, input)),
+            } => answer_measured(
+                &node.clone(),
+                "update_tenant",
+                reply,
+                update_tenant(node, context, id, input),
+            ),
             GatewayMsg::DeleteTenant {
                 context,
                 id,
                 cascade,
                 reply,
-            } => answer(reply, delete_tenant(node, context, id, cascade)),
+            } => answer_measured(
+                &node.clone(),
+                "delete_tenant",
+                reply,
+                delete_tenant(node, context, id, cascade),
+            ),
             GatewayMsg::ClusterAdmin {
                 context,
                 operation,
                 reply,
-            } => answer(reply, cluster_admin(node, context, operation)),
+            } => answer_measured(
+                &node.clone(),
+                "cluster_admin",
+                reply,
+                cluster_admin(node, context, operation),
+            ),
             GatewayMsg::Limits {
                 context,
                 request,
                 reply,
-            } => answer(
-                reply,
-                crate::actors::gateway_limits::handle(node, context, request),
-            ),
+            } => {
+                let operation = request.operation();
+                answer_measured(
+                    &node.clone(),
+                    operation,
+                    reply,
+                    crate::actors::gateway_limits::handle(node, context, request),
+                );
+            }
             GatewayMsg::ClusterStatus { reply } => {
                 let _ = reply.send(node.raft.status());
             }
         }
         Ok(())
     }
+}
+
+/// Like [`answer`], and counts the operation and its outcome in the metrics.
+fn answer_measured<T, F>(
+    node: &NodeContext,
+    operation: &'static str,
+    reply: RpcReplyPort<Result<T, ApiError>>,
+    work: F,
+) where
+    T: Send + 'static,
+    F: Future<Output = Result<T, ApiError>> + Send + 'static,
+{
+    let metrics = node.metrics.clone();
+    let started = std::time::Instant::now();
+    answer(reply, async move {
+        let result = work.await;
+        let code = match &result {
+            Ok(_) => "ok",
+            Err(error) => error.code.slug(),
+        };
+        metrics.gateway_request(operation, code, started.elapsed().as_secs_f64());
+        result
+    });
 }
 
 /// Runs `work` in its own task and sends its result to `reply`.

@@ -55,6 +55,23 @@ pub enum LimitsRequest {
     },
 }
 
+impl LimitsRequest {
+    /// The operation's name in metrics.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            LimitsRequest::GetQuota { .. } => "get_quota",
+            LimitsRequest::SetQuota { .. } => "set_quota",
+            LimitsRequest::GetUsage { .. } => "get_usage",
+            LimitsRequest::Enforce { .. } => "enforce_quota",
+            LimitsRequest::Violations { .. } => "list_violations",
+            LimitsRequest::RequestBurst { .. } => "request_burst",
+            LimitsRequest::GetBurst { .. } => "get_burst",
+            LimitsRequest::EndBurst { .. } => "end_burst",
+            LimitsRequest::ApproveBurst { .. } => "approve_burst",
+        }
+    }
+}
+
 pub enum LimitsReply {
     Quota(QuotaView),
     Usage(UsageView),
@@ -312,6 +329,8 @@ async fn enforce(
         largest_worker,
         request: &request,
     });
+    node.metrics
+        .quota_decision(tenant.id.as_str(), decision.verdict.as_str());
     if matches!(decision.verdict, Verdict::Queue | Verdict::Deny) {
         node.violations.record(Violation {
             at_ms: now_ms(),
@@ -433,6 +452,7 @@ async fn request_burst(
         Err(error) => {
             info!(tenant = %tenant, rule = ?error.rule, principal = %context.principal, "burst refused");
             if let Some(rule) = &error.rule {
+                node.metrics.burst_refused(tenant.as_str(), rule);
                 node.violations.record(Violation {
                     at_ms: now_ms(),
                     tenant: tenant.to_string(),

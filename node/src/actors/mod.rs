@@ -10,6 +10,7 @@
 pub mod control;
 pub mod gateway;
 pub mod gateway_limits;
+pub mod metrics;
 pub mod root;
 pub mod tenant_actor;
 pub mod violations;
@@ -44,6 +45,7 @@ pub struct NodeContext {
     pub leader_wait: Duration,
     pub limits: Arc<LimitSettings>,
     pub violations: ViolationLog,
+    pub metrics: crate::actors::metrics::Metrics,
 }
 
 impl NodeContext {

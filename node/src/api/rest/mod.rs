@@ -52,6 +52,7 @@ struct ApiDoc;
 
 /// Every REST route and the OpenAPI document that describes exactly them.
 pub fn router(
+    metrics: crate::actors::metrics::Metrics,
     gateway: GatewayHandle,
     default_principal: Principal,
     max_body_bytes: usize,
@@ -73,10 +74,34 @@ pub fn router(
     };
     routes
         .route("/api/v1/openapi.json", axum::routing::get(openapi_document))
+        .route_layer(middleware::from_fn_with_state(metrics, record_metrics))
         .fallback(unknown_route)
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(trace_and_problems))
+}
+
+/// Counts every routed request by its route template (bounded), method and status.
+async fn record_metrics(
+    State(metrics): State<crate::actors::metrics::Metrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|path| path.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics.api_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 async fn openapi_document(State(state): State<RestState>) -> Response {

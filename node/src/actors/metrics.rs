@@ -1,0 +1,320 @@
+//! The MetricsActor owns the OpenTelemetry meter provider and its Prometheus exporter; it
+//! answers scrapes of `metrics.prometheus.path` on `metrics.prometheus.port`. The rest of
+//! the node reports through [`Metrics`], shared instruments that take no lock on the
+//! request path; gauges of state (Raft, tenants, burst sessions) are read at scrape time.
+//!
+//! Every series is `hodei_*` in base units, counters end in `_total`, and labels are
+//! bounded (route, method, status, operation, code, tenant, reason, role, actor): never a
+//! job or request id.
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use prometheus::{Encoder, TextEncoder};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::actors::NodeContext;
+use crate::domain::burst::BurstStatus;
+use crate::domain::tenant::TenantStatus;
+
+/// Instruments the node reports to. Cloning shares them.
+#[derive(Clone)]
+pub struct Metrics {
+    api_requests: Counter<u64>,
+    api_duration: Histogram<f64>,
+    gateway_requests: Counter<u64>,
+    gateway_duration: Histogram<f64>,
+    actor_restarts: Counter<u64>,
+    quota_decisions: Counter<u64>,
+    burst_refusals: Counter<u64>,
+}
+
+/// Latency buckets in seconds, from 1 ms to 10 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+impl Metrics {
+    fn new(meter: &Meter) -> Self {
+        Self {
+            api_requests: meter
+                .u64_counter("hodei_api_requests")
+                .with_description("REST requests by route template, method and status")
+                .build(),
+            api_duration: meter
+                .f64_histogram("hodei_api_request_duration_seconds")
+                .with_description("REST request latency by route template and method")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            gateway_requests: meter
+                .u64_counter("hodei_gateway_requests")
+                .with_description(
+                    "Gateway operations (REST and gRPC alike) by operation and outcome code",
+                )
+                .build(),
+            gateway_duration: meter
+                .f64_histogram("hodei_gateway_request_duration_seconds")
+                .with_description(
+                    "Gateway operation latency, including Raft commit or read barrier",
+                )
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            actor_restarts: meter
+                .u64_counter("hodei_actor_restarts")
+                .with_description("Actors restarted by their supervisor, by actor kind")
+                .build(),
+            quota_decisions: meter
+                .u64_counter("hodei_quota_decisions")
+                .with_description("Admission decisions by tenant and verdict")
+                .build(),
+            burst_refusals: meter
+                .u64_counter("hodei_burst_refusals")
+                .with_description("Burst requests refused, by tenant and governance rule")
+                .build(),
+        }
+    }
+
+    /// Instruments that record nowhere (metrics disabled, unit tests).
+    pub fn disabled() -> Self {
+        Self::new(&SdkMeterProvider::builder().build().meter("hodei"))
+    }
+
+    pub fn api_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let labels = [
+            KeyValue::new("route", route.to_string()),
+            KeyValue::new("method", method.to_string()),
+        ];
+        self.api_duration.record(seconds, &labels);
+        let [route, method] = labels;
+        self.api_requests.add(
+            1,
+            &[route, method, KeyValue::new("status", i64::from(status))],
+        );
+    }
+
+    pub fn gateway_request(&self, operation: &'static str, code: &'static str, seconds: f64) {
+        self.gateway_requests.add(
+            1,
+            &[
+                KeyValue::new("operation", operation),
+                KeyValue::new("code", code),
+            ],
+        );
+        self.gateway_duration
+            .record(seconds, &[KeyValue::new("operation", operation)]);
+    }
+
+    pub fn actor_restarted(&self, actor: &'static str) {
+        self.actor_restarts.add(1, &[KeyValue::new("actor", actor)]);
+    }
+
+    pub fn quota_decision(&self, tenant: &str, verdict: &'static str) {
+        self.quota_decisions.add(
+            1,
+            &[
+                KeyValue::new("tenant", tenant.to_string()),
+                KeyValue::new("verdict", verdict),
+            ],
+        );
+    }
+
+    pub fn burst_refused(&self, tenant: &str, rule: &str) {
+        self.burst_refusals.add(
+            1,
+            &[
+                KeyValue::new("tenant", tenant.to_string()),
+                KeyValue::new("rule", rule.to_string()),
+            ],
+        );
+    }
+}
+
+/// The provider, its registry and the instruments; built before the actors so that
+/// every actor can be given the instruments.
+#[derive(Clone)]
+pub struct MetricsHub {
+    provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+    meter: Meter,
+    pub metrics: Metrics,
+}
+
+impl MetricsHub {
+    pub fn new() -> Result<Self, String> {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_target_info()
+            .build()
+            .map_err(|error| error.to_string())?;
+        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        let meter = provider.meter("hodei");
+        let metrics = Metrics::new(&meter);
+        Ok(Self {
+            provider,
+            registry,
+            meter,
+            metrics,
+        })
+    }
+
+    /// Gauges read from the node's state at each scrape.
+    pub fn observe_node(&self, node: &NodeContext) {
+        let raft = node.raft.clone();
+        self.meter
+            .u64_observable_gauge("hodei_raft_term")
+            .with_description("The Raft term this node is in")
+            .with_callback(move |observer| observer.observe(raft.status().term, &[]))
+            .build();
+        let raft = node.raft.clone();
+        self.meter
+            .u64_observable_gauge("hodei_raft_is_leader")
+            .with_description("1 while this node is the Raft leader")
+            .with_callback(move |observer| observer.observe(u64::from(raft.is_leader()), &[]))
+            .build();
+        let raft = node.raft.clone();
+        self.meter
+            .u64_observable_gauge("hodei_raft_index")
+            .with_description("Raft log indexes of this node: last_log, applied, snapshot")
+            .with_callback(move |observer| {
+                let status = raft.status();
+                for (kind, index) in [
+                    ("last_log", status.last_log_index),
+                    ("applied", status.last_applied_index),
+                    ("snapshot", status.snapshot_index),
+                ] {
+                    observer.observe(index.unwrap_or(0), &[KeyValue::new("kind", kind)]);
+                }
+            })
+            .build();
+        let raft = node.raft.clone();
+        self.meter
+            .u64_observable_gauge("hodei_raft_replication_lag_entries")
+            .with_description("Entries each follower is behind the leader (reported by the leader)")
+            .with_callback(move |observer| {
+                let status = raft.status();
+                for member in status
+                    .members
+                    .iter()
+                    .filter(|member| member.node_id != status.node_id)
+                {
+                    if let Some(lag) = member.lag {
+                        observer.observe(
+                            lag,
+                            &[KeyValue::new("follower", member.node_id.to_string())],
+                        );
+                    }
+                }
+            })
+            .build();
+        let raft = node.raft.clone();
+        self.meter
+            .u64_observable_gauge("hodei_cluster_members")
+            .with_description("Cluster members by role (voter, learner)")
+            .with_callback(move |observer| {
+                let members = raft.status().members;
+                let voters = members.iter().filter(|member| member.voter).count() as u64;
+                observer.observe(voters, &[KeyValue::new("role", "voter")]);
+                observer.observe(
+                    members.len() as u64 - voters,
+                    &[KeyValue::new("role", "learner")],
+                );
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_gauge("hodei_tenants")
+            .with_description("Tenants by status")
+            .with_callback(move |observer| {
+                let (active, suspended) = state.read(|hodei| {
+                    hodei
+                        .tenant_ids()
+                        .iter()
+                        .filter_map(|id| hodei.tenant(id))
+                        .fold((0u64, 0u64), |(active, suspended), tenant| {
+                            match tenant.status {
+                                TenantStatus::Active => (active + 1, suspended),
+                                TenantStatus::Suspended => (active, suspended + 1),
+                            }
+                        })
+                });
+                observer.observe(active, &[KeyValue::new("status", "active")]);
+                observer.observe(suspended, &[KeyValue::new("status", "suspended")]);
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_gauge("hodei_burst_sessions")
+            .with_description("Open burst sessions by status (active, awaiting_approval)")
+            .with_callback(move |observer| {
+                let (active, awaiting) = state.read(|hodei| {
+                    hodei
+                        .tenant_ids()
+                        .iter()
+                        .flat_map(|id| hodei.burst_sessions(id).iter())
+                        .fold((0u64, 0u64), |(active, awaiting), session| {
+                            match session.status {
+                                BurstStatus::Active => (active + 1, awaiting),
+                                BurstStatus::AwaitingApproval => (active, awaiting + 1),
+                                BurstStatus::Ended => (active, awaiting),
+                            }
+                        })
+                });
+                observer.observe(active, &[KeyValue::new("status", "active")]);
+                observer.observe(awaiting, &[KeyValue::new("status", "awaiting_approval")]);
+            })
+            .build();
+    }
+
+    fn encode(&self) -> Result<String, String> {
+        let mut text = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut text)
+            .map_err(|error| error.to_string())?;
+        String::from_utf8(text).map_err(|error| error.to_string())
+    }
+}
+
+pub enum MetricsMsg {
+    /// The Prometheus text exposition of every series.
+    Scrape(RpcReplyPort<Result<String, String>>),
+}
+
+pub struct MetricsActor;
+
+impl Actor for MetricsActor {
+    type Msg = MetricsMsg;
+    type State = MetricsHub;
+    type Arguments = MetricsHub;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        hub: MetricsHub,
+    ) -> Result<MetricsHub, ActorProcessingErr> {
+        Ok(hub)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: MetricsMsg,
+        hub: &mut MetricsHub,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            MetricsMsg::Scrape(reply) => {
+                let _ = reply.send(hub.encode());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        hub: &mut MetricsHub,
+    ) -> Result<(), ActorProcessingErr> {
+        let _ = hub.provider.shutdown();
+        Ok(())
+    }
+}
