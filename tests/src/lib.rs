@@ -94,6 +94,8 @@ pub struct NodeSpec {
     pub cluster_extra: Vec<String>,
     /// Extra top-level sections (not `server`, `cluster` or `metrics`), as YAML.
     pub extra_yaml: String,
+    /// Serve Prometheus metrics on this port (off when `None`).
+    pub metrics_port: Option<u16>,
 }
 
 impl NodeSpec {
@@ -106,6 +108,7 @@ impl NodeSpec {
             bootstrap: "single",
             cluster_extra: Vec::new(),
             extra_yaml: String::new(),
+            metrics_port: None,
         }
     }
 
@@ -136,13 +139,15 @@ impl NodeProcess {
         let config = format!(
             "server:\n  host: 127.0.0.1\n  port: {rest}\n  grpc_port: {grpc}\n  log_format: json\n\
              cluster:\n  node_id: {node_id}\n  data_dir: {data}\n  bootstrap: {bootstrap}\n  peers: [{peers}]\n{cluster_extra}\
-             metrics:\n  prometheus:\n    enabled: false\n{extra_yaml}",
+             metrics:\n  prometheus:\n    enabled: {metrics_enabled}\n    port: {metrics_port}\n{extra_yaml}",
             rest = spec.rest_port,
             grpc = spec.grpc_port,
             node_id = spec.node_id,
             data = dir.join("data").display(),
             bootstrap = spec.bootstrap,
             extra_yaml = spec.extra_yaml,
+            metrics_enabled = spec.metrics_port.is_some(),
+            metrics_port = spec.metrics_port.unwrap_or(9091),
         );
         std::fs::write(dir.join("config.yaml"), config)?;
         let mut node = Self {

@@ -3,3 +3,4 @@
 mod cluster;
 mod foundation;
 mod limits;
+mod metrics;

@@ -1,0 +1,318 @@
+//! Metrics: what `/metrics` shows after a workload, bounded label sets, and a real
+//! Prometheus (Debian's `prometheus` package) ingesting the series.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hodei_tests::{NodeProcess, NodeSpec, eventually, free_port};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn scrape(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the one sample of `name` whose labels include every `label="value"`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+fn series(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.rsplit_once(' ').map(|(series, _)| series.to_string()))
+        .collect()
+}
+
+async fn node_with_metrics(dir: &std::path::Path) -> (NodeProcess, u16) {
+    let mut spec = NodeSpec::new(1);
+    let metrics_port = free_port();
+    spec.metrics_port = Some(metrics_port);
+    let mut node = NodeProcess::start_spec(dir, &spec).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    (node, metrics_port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_what_the_workload_did_with_bounded_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, metrics_port) = node_with_metrics(dir.path()).await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| http.post(node.rest_url(path)).json(&body).send();
+    for id in ["m1", "m2", "m3"] {
+        assert_eq!(
+            post("/api/v1/tenants", json!({ "id": id }))
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+    }
+    assert_eq!(
+        post("/api/v1/tenants", json!({"id": "m1"}))
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+    assert_eq!(
+        post(
+            "/api/v1/quotas/enforce",
+            json!({"tenant": "m1", "cpu_m": 5000})
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    assert_eq!(
+        post(
+            "/api/v1/quotas/enforce",
+            json!({"tenant": "m1", "cpu_m": 100})
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    let refused = post(
+        "/api/v1/tenants/m2/burst",
+        json!({"ceiling_percentage": 500, "duration_seconds": 60}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 409);
+
+    let text = scrape(metrics_port).await;
+    let value = |name: &str, labels: &[&str]| {
+        sample(&text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"))
+    };
+    assert_eq!(
+        value(
+            "hodei_api_requests_total",
+            &[
+                r#"route="/api/v1/tenants""#,
+                r#"method="POST""#,
+                r#"status="201""#
+            ]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            "hodei_api_requests_total",
+            &[r#"route="/api/v1/tenants""#, r#"status="409""#]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "hodei_gateway_requests_total",
+            &[r#"operation="create_tenant""#, r#"code="ok""#]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            "hodei_gateway_requests_total",
+            &[r#"operation="create_tenant""#, r#"code="already-exists""#]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "hodei_api_request_duration_seconds_count",
+            &[r#"route="/api/v1/tenants""#, r#"method="POST""#]
+        ),
+        4.0
+    );
+    assert_eq!(
+        value("hodei_tenants", &[r#"status="active""#]),
+        4.0,
+        "three plus the default tenant"
+    );
+    assert_eq!(
+        value(
+            "hodei_quota_decisions_total",
+            &[r#"tenant="m1""#, r#"verdict="deny""#]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "hodei_quota_decisions_total",
+            &[r#"tenant="m1""#, r#"verdict="allow""#]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "hodei_burst_refusals_total",
+            &[r#"tenant="m2""#, r#"rule="ceiling""#]
+        ),
+        1.0
+    );
+    assert_eq!(value("hodei_raft_is_leader", &[]), 1.0);
+    assert_eq!(value("hodei_cluster_members", &[r#"role="voter""#]), 1.0);
+    assert!(value("hodei_raft_index", &[r#"kind="applied""#]) >= 4.0);
+
+    // Bounded cardinality: a thousand distinct ids in paths add no series.
+    let before = series(&scrape(metrics_port).await);
+    for index in 0..1000 {
+        let response = http
+            .get(node.rest_url(&format!("/api/v1/tenants/ghost-{index}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+    }
+    let after = series(&scrape(metrics_port).await);
+    let added: Vec<&String> = after.difference(&before).collect();
+    assert!(
+        added.len() <= 40,
+        "{} new series for 1000 requests: {added:?}",
+        added.len()
+    );
+    assert!(
+        after.iter().all(|series| !series.contains("ghost-")),
+        "an id leaked into a label"
+    );
+}
+
+/// Debian's prometheus, started on a free port with a config that scrapes the node.
+struct Prometheus {
+    child: Child,
+    port: u16,
+}
+
+impl Prometheus {
+    fn start(dir: &std::path::Path, target_port: u16) -> Self {
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: hodei\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("Debian's `prometheus` package must be installed (.ci/run installs it)");
+        Self { child, port }
+    }
+
+    async fn query(&self, expression: &str) -> Vec<Value> {
+        let encoded: String = expression
+            .bytes()
+            .map(|byte| match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (byte as char).to_string()
+                }
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+        let url = format!(
+            "http://127.0.0.1:{}/api/v1/query?query={encoded}",
+            self.port
+        );
+        let Ok(response) = reqwest::get(url).await else {
+            return Vec::new();
+        };
+        let response: Value = response.json().await.unwrap_or(Value::Null);
+        response["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_ingests_the_series_and_promtool_accepts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, metrics_port) = node_with_metrics(&dir.path().join("node")).await;
+    let created = reqwest::Client::new()
+        .post(node.rest_url("/api/v1/tenants"))
+        .json(&json!({"id": "scraped"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+
+    // The exposition passes promtool's linter.
+    let text = scrape(metrics_port).await;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package) must be installed");
+    std::io::Write::write_all(promtool.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let prometheus = Prometheus::start(dir.path(), metrics_port);
+    let ingested = eventually(Duration::from_secs(60), "prometheus to ingest hodei_api_requests_total", || async {
+        let found = prometheus
+            .query(r#"hodei_api_requests_total{route="/api/v1/tenants",method="POST",status="201"}"#)
+            .await;
+        Ok((!found.is_empty()).then_some(found))
+    })
+    .await
+    .unwrap();
+    assert_eq!(ingested[0]["metric"]["job"], "hodei");
+    assert_eq!(ingested[0]["value"][1], "1");
+    for expression in [
+        "hodei_raft_is_leader == 1",
+        r#"hodei_tenants{status="active"} == 2"#,
+        r#"hodei_gateway_requests_total{operation="create_tenant",code="ok"}"#,
+        "hodei_raft_term",
+        r#"hodei_api_request_duration_seconds_bucket{route="/api/v1/tenants",le="+Inf"}"#,
+    ] {
+        let found = eventually(TIMEOUT, expression, || async {
+            let found = prometheus.query(expression).await;
+            Ok((!found.is_empty()).then_some(found))
+        })
+        .await
+        .unwrap();
+        assert!(!found.is_empty(), "{expression}");
+    }
+    let up = prometheus.query(r#"up{job="hodei"}"#).await;
+    assert_eq!(up[0]["value"][1], "1", "the scrape target is healthy");
+}
