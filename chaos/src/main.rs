@@ -73,7 +73,7 @@ fn write_result(result: &serde_json::Value, out: Option<&PathBuf>) -> anyhow::Re
     Ok(())
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
