@@ -332,6 +332,10 @@ async fn enforce(
     node.metrics
         .quota_decision(tenant.id.as_str(), decision.verdict.as_str());
     if matches!(decision.verdict, Verdict::Queue | Verdict::Deny) {
+        for reason in &decision.reasons {
+            node.metrics
+                .quota_violation(tenant.id.as_str(), reason.code.as_str());
+        }
         node.violations.record(Violation {
             at_ms: now_ms(),
             tenant: tenant.id.to_string(),

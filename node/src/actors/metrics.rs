@@ -26,6 +26,7 @@ pub struct Metrics {
     gateway_duration: Histogram<f64>,
     actor_restarts: Counter<u64>,
     quota_decisions: Counter<u64>,
+    quota_violations: Counter<u64>,
     burst_refusals: Counter<u64>,
 }
 
@@ -66,6 +67,10 @@ impl Metrics {
             quota_decisions: meter
                 .u64_counter("hodei_quota_decisions")
                 .with_description("Admission decisions by tenant and verdict")
+                .build(),
+            quota_violations: meter
+                .u64_counter("hodei_quota_violations")
+                .with_description("Admission decisions that queued or denied, by tenant and reason")
                 .build(),
             burst_refusals: meter
                 .u64_counter("hodei_burst_refusals")
@@ -114,6 +119,16 @@ impl Metrics {
             &[
                 KeyValue::new("tenant", tenant.to_string()),
                 KeyValue::new("verdict", verdict),
+            ],
+        );
+    }
+
+    pub fn quota_violation(&self, tenant: &str, reason: &str) {
+        self.quota_violations.add(
+            1,
+            &[
+                KeyValue::new("tenant", tenant.to_string()),
+                KeyValue::new("reason", reason.to_string()),
             ],
         );
     }
@@ -240,6 +255,55 @@ impl MetricsHub {
                 });
                 observer.observe(active, &[KeyValue::new("status", "active")]);
                 observer.observe(suspended, &[KeyValue::new("status", "suspended")]);
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .f64_observable_gauge("hodei_quota_usage_ratio")
+            .with_description("Running usage over quota, per tenant and dimension (1.0 = at quota)")
+            .with_callback(move |observer| {
+                let ratios: Vec<(String, &'static str, f64)> = state.read(|hodei| {
+                    hodei
+                        .tenant_ids()
+                        .iter()
+                        .filter_map(|id| hodei.tenant(id).map(|tenant| (tenant, hodei.usage(id))))
+                        .flat_map(|(tenant, usage)| {
+                            let quota = tenant.quota.resources();
+                            let mut ratios: Vec<(String, &'static str, f64)> = usage
+                                .running
+                                .dimensions()
+                                .into_iter()
+                                .zip(quota.dimensions())
+                                .filter(|(_, (_, limit))| *limit > 0)
+                                .map(|((dimension, used), (_, limit))| {
+                                    (
+                                        tenant.id.to_string(),
+                                        dimension.as_str(),
+                                        used as f64 / limit as f64,
+                                    )
+                                })
+                                .collect();
+                            if tenant.quota.max_concurrent_jobs > 0 {
+                                ratios.push((
+                                    tenant.id.to_string(),
+                                    "concurrent_jobs",
+                                    usage.running_jobs as f64
+                                        / tenant.quota.max_concurrent_jobs as f64,
+                                ));
+                            }
+                            ratios
+                        })
+                        .collect()
+                });
+                for (tenant, dimension, ratio) in ratios {
+                    observer.observe(
+                        ratio,
+                        &[
+                            KeyValue::new("tenant", tenant),
+                            KeyValue::new("dimension", dimension),
+                        ],
+                    );
+                }
             })
             .build();
         let state = node.clone();
