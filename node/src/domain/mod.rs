@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod burst;
 pub mod error;
+pub mod job;
 pub mod labels;
 pub mod quota;
 pub mod resources;

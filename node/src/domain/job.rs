@@ -1,0 +1,538 @@
+//! Jobs: what a tenant submits, its states and the legal moves between them
+//! (`../shared/docs/DOMAIN.md`, Jobs). Pure rules; the state machine and the dispatcher
+//! build on them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::DomainError;
+use crate::domain::labels::{Labels, validate_labels};
+use crate::domain::resources::Resources;
+use crate::domain::tenant::TenantId;
+
+pub const MAX_ARGV: usize = 1_024;
+pub const MAX_ARG_BYTES: usize = 128 * 1024;
+pub const MAX_ENV: usize = 256;
+pub const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
+pub const MAX_RETRIES: u32 = 100;
+pub const MAX_SIMULATED_MS: u64 = 24 * 3600 * 1000;
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Critical,
+    High,
+    #[default]
+    Normal,
+    Low,
+    Batch,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 5] = [
+        Priority::Critical,
+        Priority::High,
+        Priority::Normal,
+        Priority::Low,
+        Priority::Batch,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+            Priority::Batch => "batch",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        Self::ALL
+            .into_iter()
+            .find(|priority| priority.as_str() == raw)
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    "priority",
+                    format!("must be one of critical, high, normal, low, batch, got `{raw}`"),
+                )
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    Assigned,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Assigned => "assigned",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::TimedOut => "timed_out",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::TimedOut | JobState::Cancelled
+        )
+    }
+
+    /// `pending -> assigned -> running -> succeeded | failed | timed_out`; `cancelled` from
+    /// any non-final state; back to `pending` from `assigned` or `running` when the worker
+    /// is lost (a retry).
+    pub fn can_become(self, next: JobState) -> bool {
+        use JobState::*;
+        match (self, next) {
+            (current, _) if current.is_final() => false,
+            (_, Cancelled) => true,
+            (Pending, Assigned) => true,
+            // A worker lost before the job started: another attempt, or failed for good.
+            (Assigned, Running | Pending | Failed) => true,
+            (Running, Succeeded | Failed | TimedOut | Pending) => true,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandSpec {
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+}
+
+/// For simulated pools: how long the job "runs" and how it exits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Simulation {
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub exit_code: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub tenant: TenantId,
+    pub queue: String,
+    pub priority: Priority,
+    pub resources: Resources,
+    pub command: CommandSpec,
+    pub simulate: Option<Simulation>,
+    pub labels: Labels,
+    pub max_retries: u32,
+    pub idempotency_key: Option<String>,
+    /// Pool ids the job may run in; empty means any pool of its queue.
+    pub pool_selector: Vec<String>,
+}
+
+fn invalid(field: &str, rule: impl Into<String>) -> DomainError {
+    DomainError::invalid(field, rule)
+}
+
+impl JobSpec {
+    /// Checks every field; the first problem is returned, naming its field.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        if self.command.argv.is_empty() && self.simulate.is_none() {
+            return Err(invalid(
+                "command.argv",
+                "must name the program to run (or give `simulate` for a simulated pool)",
+            ));
+        }
+        if self.command.argv.len() > MAX_ARGV {
+            return Err(invalid(
+                "command.argv",
+                format!("at most {MAX_ARGV} arguments"),
+            ));
+        }
+        if self
+            .command
+            .argv
+            .first()
+            .is_some_and(|program| program.trim().is_empty())
+        {
+            return Err(invalid("command.argv[0]", "the program must not be blank"));
+        }
+        if self.command.argv.iter().map(String::len).sum::<usize>() > MAX_ARG_BYTES {
+            return Err(invalid(
+                "command.argv",
+                format!("at most {MAX_ARG_BYTES} bytes in all"),
+            ));
+        }
+        if self
+            .command
+            .argv
+            .iter()
+            .any(|argument| argument.contains('\0'))
+        {
+            return Err(invalid(
+                "command.argv",
+                "arguments must not contain NUL bytes",
+            ));
+        }
+        if self.command.env.len() > MAX_ENV {
+            return Err(invalid(
+                "command.env",
+                format!("at most {MAX_ENV} variables"),
+            ));
+        }
+        for name in self.command.env.keys() {
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(invalid(
+                    &format!("command.env.{name}"),
+                    "variable names are [A-Za-z_][A-Za-z0-9_]*",
+                ));
+            }
+        }
+        if let Some(timeout_s) = self.command.timeout_s
+            && !(1..=MAX_TIMEOUT_S).contains(&timeout_s)
+        {
+            return Err(invalid(
+                "command.timeout_s",
+                format!("must be between 1 and {MAX_TIMEOUT_S}, got {timeout_s}"),
+            ));
+        }
+        if self.resources.cpu_m == 0 {
+            return Err(invalid("resources.cpu_m", "must be at least 1"));
+        }
+        if self.resources.memory_mb == 0 {
+            return Err(invalid("resources.memory_mb", "must be at least 1"));
+        }
+        if let Some(simulation) = self.simulate
+            && simulation.duration_ms > MAX_SIMULATED_MS
+        {
+            return Err(invalid(
+                "simulate.duration_ms",
+                format!("must be at most {MAX_SIMULATED_MS}"),
+            ));
+        }
+        if self.max_retries > MAX_RETRIES {
+            return Err(invalid(
+                "max_retries",
+                format!("must be at most {MAX_RETRIES}, got {}", self.max_retries),
+            ));
+        }
+        if let Some(key) = &self.idempotency_key
+            && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY)
+        {
+            return Err(invalid(
+                "idempotency_key",
+                format!("1 to {MAX_IDEMPOTENCY_KEY} bytes"),
+            ));
+        }
+        validate_labels("labels", &self.labels)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub state: JobState,
+    pub at_ms: u64,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// A uuid v7, chosen by the gateway.
+    pub id: String,
+    pub spec: JobSpec,
+    pub state: JobState,
+    /// 1 for the first run; a retry after a lost worker adds one.
+    pub attempt: u32,
+    pub worker: Option<String>,
+    /// Admitted above quota under a burst session (billed at the premium).
+    pub burst: bool,
+    pub exit_code: Option<i32>,
+    pub submitted_at_ms: u64,
+    pub transitions: Vec<Transition>,
+}
+
+impl Job {
+    pub fn new(id: String, spec: JobSpec, submitted_at_ms: u64) -> Self {
+        Self {
+            id,
+            spec,
+            state: JobState::Pending,
+            attempt: 1,
+            worker: None,
+            burst: false,
+            exit_code: None,
+            submitted_at_ms,
+            transitions: vec![Transition {
+                state: JobState::Pending,
+                at_ms: submitted_at_ms,
+                reason: None,
+            }],
+        }
+    }
+
+    /// Moves the job to `next` at `at_ms`, or refuses an illegal move naming the state.
+    pub fn transition(
+        &mut self,
+        next: JobState,
+        at_ms: u64,
+        reason: Option<String>,
+    ) -> Result<(), DomainError> {
+        if !self.state.can_become(next) {
+            return Err(DomainError::Conflict(format!(
+                "job {} is {}; it cannot become {}",
+                self.id,
+                self.state.as_str(),
+                next.as_str()
+            )));
+        }
+        self.state = next;
+        if matches!(next, JobState::Pending | JobState::Cancelled) {
+            self.worker = None;
+        }
+        self.transitions.push(Transition {
+            state: next,
+            at_ms,
+            reason,
+        });
+        Ok(())
+    }
+
+    /// Its worker was lost: back to pending for another attempt, or failed once
+    /// `max_retries` are spent.
+    pub fn worker_lost(&mut self, at_ms: u64) -> Result<(), DomainError> {
+        if self.attempt > self.spec.max_retries {
+            let reason = format!(
+                "worker lost; {} attempt(s), max_retries {}",
+                self.attempt, self.spec.max_retries
+            );
+            return self.transition(JobState::Failed, at_ms, Some(reason));
+        }
+        self.transition(
+            JobState::Pending,
+            at_ms,
+            Some("worker lost; re-queued".to_string()),
+        )?;
+        self.attempt += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            tenant: TenantId::parse("acme").unwrap(),
+            queue: "default".to_string(),
+            priority: Priority::Normal,
+            resources: Resources::new(500, 256, 0),
+            command: CommandSpec {
+                argv: vec!["echo".to_string(), "hello".to_string()],
+                ..CommandSpec::default()
+            },
+            simulate: None,
+            labels: Labels::new(),
+            max_retries: 1,
+            idempotency_key: None,
+            pool_selector: Vec::new(),
+        }
+    }
+
+    fn field_of(error: DomainError) -> String {
+        match error {
+            DomainError::Invalid { field, .. } => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plain_command_is_valid() {
+        assert!(spec().validate().is_ok());
+    }
+
+    #[test]
+    fn bad_specs_name_their_field() {
+        let cases: Vec<(JobSpec, &str)> = vec![
+            (
+                JobSpec {
+                    command: CommandSpec::default(),
+                    ..spec()
+                },
+                "command.argv",
+            ),
+            (
+                JobSpec {
+                    command: CommandSpec {
+                        argv: vec![" ".into()],
+                        ..CommandSpec::default()
+                    },
+                    ..spec()
+                },
+                "command.argv[0]",
+            ),
+            (
+                JobSpec {
+                    resources: Resources::new(0, 256, 0),
+                    ..spec()
+                },
+                "resources.cpu_m",
+            ),
+            (
+                JobSpec {
+                    resources: Resources::new(500, 0, 0),
+                    ..spec()
+                },
+                "resources.memory_mb",
+            ),
+            (
+                JobSpec {
+                    command: CommandSpec {
+                        timeout_s: Some(0),
+                        ..spec().command
+                    },
+                    ..spec()
+                },
+                "command.timeout_s",
+            ),
+            (
+                JobSpec {
+                    command: CommandSpec {
+                        env: BTreeMap::from([("1BAD".to_string(), String::new())]),
+                        ..spec().command
+                    },
+                    ..spec()
+                },
+                "command.env.1BAD",
+            ),
+            (
+                JobSpec {
+                    max_retries: 101,
+                    ..spec()
+                },
+                "max_retries",
+            ),
+            (
+                JobSpec {
+                    idempotency_key: Some(String::new()),
+                    ..spec()
+                },
+                "idempotency_key",
+            ),
+        ];
+        for (bad, field) in cases {
+            assert_eq!(field_of(bad.validate().unwrap_err()), field);
+        }
+        let simulated = JobSpec {
+            command: CommandSpec::default(),
+            simulate: Some(Simulation {
+                duration_ms: 10,
+                exit_code: 0,
+            }),
+            ..spec()
+        };
+        assert!(
+            simulated.validate().is_ok(),
+            "a simulated job needs no argv"
+        );
+    }
+
+    #[test]
+    fn the_happy_path_and_its_timestamps() {
+        let mut job = Job::new("j".to_string(), spec(), 1);
+        job.transition(JobState::Assigned, 2, None).unwrap();
+        job.transition(JobState::Running, 3, None).unwrap();
+        job.transition(JobState::Succeeded, 4, None).unwrap();
+        let states: Vec<(JobState, u64)> = job
+            .transitions
+            .iter()
+            .map(|step| (step.state, step.at_ms))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (JobState::Pending, 1),
+                (JobState::Assigned, 2),
+                (JobState::Running, 3),
+                (JobState::Succeeded, 4)
+            ]
+        );
+        assert!(matches!(
+            job.transition(JobState::Cancelled, 5, None),
+            Err(DomainError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn a_lost_worker_requeues_until_retries_are_spent() {
+        let mut job = Job::new("j".to_string(), spec(), 1);
+        job.transition(JobState::Assigned, 2, None).unwrap();
+        job.transition(JobState::Running, 3, None).unwrap();
+        job.worker_lost(4).unwrap();
+        assert_eq!((job.state, job.attempt), (JobState::Pending, 2));
+        job.transition(JobState::Assigned, 5, None).unwrap();
+        job.worker_lost(6).unwrap();
+        assert_eq!(
+            job.state,
+            JobState::Failed,
+            "max_retries 1: the second loss fails it"
+        );
+    }
+
+    fn state() -> impl Strategy<Value = JobState> {
+        prop_oneof![
+            Just(JobState::Pending),
+            Just(JobState::Assigned),
+            Just(JobState::Running),
+            Just(JobState::Succeeded),
+            Just(JobState::Failed),
+            Just(JobState::TimedOut),
+            Just(JobState::Cancelled),
+        ]
+    }
+
+    proptest! {
+        /// Whatever is attempted, a final state is never left, and only legal moves land.
+        #[test]
+        fn final_states_are_final(moves in proptest::collection::vec(state(), 0..40)) {
+            let mut job = Job::new("j".to_string(), spec(), 0);
+            let mut moves_made = 0;
+            for (step, next) in moves.into_iter().enumerate() {
+                let before = job.state;
+                let moved = job.transition(next, step as u64 + 1, None).is_ok();
+                prop_assert_eq!(moved, before.can_become(next));
+                if moved {
+                    moves_made += 1;
+                    prop_assert_eq!(job.state, next);
+                } else {
+                    prop_assert_eq!(job.state, before);
+                }
+            }
+            prop_assert_eq!(job.transitions.len(), moves_made + 1, "every move is recorded, once");
+        }
+    }
+}
