@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod burst;
+pub mod dispatch;
 pub mod error;
 pub mod job;
 pub mod labels;
