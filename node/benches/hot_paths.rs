@@ -1,0 +1,139 @@
+//! The pure hot paths: quota admission, the dispatch decision at scale, and applying a
+//! batch of commands to the state machine. `cargo bench -p hodei-node --bench hot_paths`
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use hodei_cluster::{StateMachine, WriteBatch};
+use hodei_node::domain::admission::{AdmissionInput, JobRequest, admit};
+use hodei_node::domain::dispatch::{PendingJob, TenantSnapshot, WorkerSlot, next_assignments};
+use hodei_node::domain::quota::{Quota, Usage};
+use hodei_node::domain::resources::Resources;
+use hodei_node::domain::tenant::{NewTenant, TenantId, Tier};
+use hodei_node::state::{Command, CommandV1, HodeiState};
+
+fn admission(criterion: &mut Criterion) {
+    let quota = Quota::default();
+    let usage = Usage {
+        running: Resources::new(3_000, 6_000, 0),
+        running_jobs: 6,
+        pending_jobs: 20,
+        running_by_pool: BTreeMap::new(),
+    };
+    let request = JobRequest {
+        resources: Resources::new(500, 1_024, 0),
+        pool: None,
+    };
+    criterion.bench_function("admission/one_decision", |bencher| {
+        bencher.iter(|| {
+            admit(black_box(&AdmissionInput {
+                quota: &quota,
+                usage: &usage,
+                tenant_active: true,
+                active_burst_percent: Some(150),
+                max_burst_percent: Some(150),
+                largest_worker: Some(Resources::new(8_000, 16_384, 0)),
+                request: &request,
+            }))
+        })
+    });
+}
+
+/// 100,000 pending jobs from 1,000 tenants, 500 workers of 8 cores: one decision that
+/// places as many jobs as fit (8,000 of 500 m: 16 per worker).
+fn dispatch(criterion: &mut Criterion) {
+    let tenants: BTreeMap<TenantId, TenantSnapshot> = (0..1_000)
+        .map(|index| {
+            let snapshot = TenantSnapshot {
+                quota: Quota {
+                    cpu_m: 16_000,
+                    memory_mb: 32_768,
+                    max_concurrent_jobs: 64,
+                    ..Quota::default()
+                },
+                usage: Usage::default(),
+                active: true,
+                burst_percent: None,
+            };
+            (
+                TenantId::parse(&format!("tenant-{index}")).unwrap(),
+                snapshot,
+            )
+        })
+        .collect();
+    let ids: Vec<TenantId> = tenants.keys().cloned().collect();
+    let pending: Vec<PendingJob> = (0..100_000u64)
+        .map(|index| PendingJob {
+            id: format!("job-{index:06}"),
+            tenant: ids[(index % 1_000) as usize].clone(),
+            resources: Resources::new(500, 512, 0),
+            submitted_at_ms: index,
+            pools: Vec::new(),
+        })
+        .collect();
+    let workers: Vec<WorkerSlot> = (0..500)
+        .map(|index| WorkerSlot {
+            id: format!("worker-{index}"),
+            pool: "pool-default".to_string(),
+            capacity: Resources::new(8_000, 16_384, 0),
+            used: Resources::ZERO,
+            schedulable: true,
+        })
+        .collect();
+    let placed = next_assignments(&pending, &workers, &tenants, usize::MAX).len();
+    println!("dispatch/100k_pending_1k_tenants_500_workers places {placed} jobs per decision");
+    let mut group = criterion.benchmark_group("dispatch");
+    group.sample_size(10);
+    group.bench_function("100k_pending_1k_tenants_500_workers", |bencher| {
+        bencher.iter(|| {
+            next_assignments(
+                black_box(&pending),
+                black_box(&workers),
+                black_box(&tenants),
+                usize::MAX,
+            )
+        })
+    });
+    group.finish();
+}
+
+/// Applying one Raft entry's worth of commands (1,000 tenant creations) to the state.
+fn apply_batch(criterion: &mut Criterion) {
+    let commands: Vec<String> = (0..1_000)
+        .map(|index| {
+            let tenant = NewTenant {
+                id: TenantId::parse(&format!("bench-{index}")).unwrap(),
+                display_name: None,
+                tier: Tier::Standard,
+                weight: None,
+                labels: Default::default(),
+                quota: Quota::default(),
+            }
+            .into_tenant(1)
+            .unwrap();
+            Command::V1(CommandV1::CreateTenant { tenant }).encode()
+        })
+        .collect();
+    criterion.bench_function("state/apply_batch_of_1000_commands", |bencher| {
+        bencher.iter_batched(
+            || HodeiState::new(tokio::sync::broadcast::channel(16).0),
+            |mut state| {
+                let mut writes = WriteBatch::new();
+                for (index, command) in commands.iter().enumerate() {
+                    black_box(StateMachine::apply(
+                        &mut state,
+                        index as u64 + 1,
+                        command,
+                        &mut writes,
+                    ));
+                }
+                writes
+            },
+            BatchSize::LargeInput,
+        )
+    });
+}
+
+criterion_group!(benches, admission, dispatch, apply_batch);
+criterion_main!(benches);
