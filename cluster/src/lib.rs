@@ -29,7 +29,9 @@ pub use raft_node::{
 pub use raft_service::RaftGrpcService;
 pub use raft_types::{CommandBatch, NodeId, TypeConfig};
 pub use sled_storage::SledStorage;
-pub use state_machine::{RESERVED_PREFIX, StateMachine, StateMachineStore};
+pub use state_machine::{
+    ApplyStats, ApplyStatsReading, RESERVED_PREFIX, StateMachine, StateMachineStore,
+};
 pub use storage::{KeyValue, Keyspace, Storage, StorageError, WriteBatch};
 
 #[cfg(test)]

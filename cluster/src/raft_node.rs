@@ -19,7 +19,7 @@ use crate::network::{AdminRequest, GrpcNetworkFactory, NodeInfo, PeerClients};
 use crate::proposer::Proposer;
 use crate::raft_service::RaftGrpcService;
 use crate::raft_types::{NodeId, Raft};
-use crate::state_machine::{StateMachine, StateMachineStore};
+use crate::state_machine::{ApplyStats, ApplyStatsReading, StateMachine, StateMachineStore};
 use crate::storage::{Keyspace, Storage, StorageError};
 
 pub const STATE_KEYSPACE: &str = "state";
@@ -76,6 +76,7 @@ pub struct RaftNode {
     proposer: Proposer,
     identity: Arc<ClusterIdentity>,
     peers: PeerClients,
+    apply_stats: Arc<ApplyStats>,
 }
 
 fn storage_error(error: StorageError) -> ClusterError {
@@ -130,6 +131,7 @@ impl RaftNode {
             storage.keyspace(SNAPSHOT_KEYSPACE).map_err(storage_error)?,
         )
         .map_err(|error| ClusterError::Storage(error.to_string()))?;
+        let apply_stats = state_machine.stats();
         let config = openraft::Config {
             cluster_name: "hodei".to_string(),
             heartbeat_interval: settings.heartbeat_ms,
@@ -162,6 +164,7 @@ impl RaftNode {
             proposer,
             identity,
             peers,
+            apply_stats,
         };
         Ok((node, state))
     }
@@ -661,6 +664,11 @@ impl RaftNode {
         RaftServiceServer::new(RaftGrpcService::new(self.clone()))
             .max_decoding_message_size(64 * 1024 * 1024)
             .max_encoding_message_size(64 * 1024 * 1024)
+    }
+
+    /// Entries and commands applied, time spent applying, snapshots built and installed.
+    pub fn apply_stats(&self) -> ApplyStatsReading {
+        self.apply_stats.read()
     }
 
     pub fn raft(&self) -> &Raft {

@@ -2,7 +2,9 @@
 //! state-machine storage that drives it.
 
 use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError};
@@ -70,6 +72,40 @@ pub struct StateMachineStore<S: StateMachine> {
     snapshots: Arc<dyn Keyspace>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
+    stats: Arc<ApplyStats>,
+}
+
+/// Counters of the state machine's work, for metrics: cheap atomics, read at scrape time.
+#[derive(Debug, Default)]
+pub struct ApplyStats {
+    entries: AtomicU64,
+    commands: AtomicU64,
+    apply_micros: AtomicU64,
+    snapshots_built: AtomicU64,
+    snapshots_installed: AtomicU64,
+}
+
+/// A reading of [`ApplyStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyStatsReading {
+    pub entries: u64,
+    pub commands: u64,
+    /// Time spent applying, summed over every apply call.
+    pub apply_micros: u64,
+    pub snapshots_built: u64,
+    pub snapshots_installed: u64,
+}
+
+impl ApplyStats {
+    pub fn read(&self) -> ApplyStatsReading {
+        ApplyStatsReading {
+            entries: self.entries.load(Ordering::Relaxed),
+            commands: self.commands.load(Ordering::Relaxed),
+            apply_micros: self.apply_micros.load(Ordering::Relaxed),
+            snapshots_built: self.snapshots_built.load(Ordering::Relaxed),
+            snapshots_installed: self.snapshots_installed.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl<S: StateMachine> StateMachineStore<S> {
@@ -103,7 +139,13 @@ impl<S: StateMachine> StateMachineStore<S> {
             snapshots,
             last_applied,
             membership,
+            stats: Arc::new(ApplyStats::default()),
         })
+    }
+
+    /// The counters this store updates.
+    pub fn stats(&self) -> Arc<ApplyStats> {
+        self.stats.clone()
     }
 
     fn put_progress(&self, writes: &mut WriteBatch) -> Result<(), RaftStorageError> {
@@ -155,6 +197,7 @@ impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<S> {
             data,
         };
         self.save_snapshot(&stored)?;
+        self.stats.snapshots_built.fetch_add(1, Ordering::Relaxed);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(stored.data)),
@@ -176,8 +219,10 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         I: IntoIterator<Item = crate::raft_types::Entry> + Send,
         I::IntoIter: Send,
     {
+        let started = Instant::now();
         let mut writes = WriteBatch::new();
         let mut responses = Vec::new();
+        let mut commands = 0u64;
         {
             let mut state = self
                 .state
@@ -188,6 +233,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
                 match entry.payload {
                     EntryPayload::Blank => responses.push(Vec::new()),
                     EntryPayload::Normal(batch) => {
+                        commands += batch.commands.len() as u64;
                         let replies = batch
                             .commands
                             .iter()
@@ -214,6 +260,13 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         self.keyspace
             .write(writes)
             .map_err(|error| sm_error(ErrorVerb::Write, error))?;
+        self.stats
+            .entries
+            .fetch_add(responses.len() as u64, Ordering::Relaxed);
+        self.stats.commands.fetch_add(commands, Ordering::Relaxed);
+        self.stats
+            .apply_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         Ok(responses)
     }
 
@@ -224,6 +277,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             snapshots: self.snapshots.clone(),
             last_applied: self.last_applied,
             membership: self.membership.clone(),
+            stats: self.stats.clone(),
         }
     }
 
@@ -267,6 +321,9 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         self.keyspace
             .flush()
             .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
+        self.stats
+            .snapshots_installed
+            .fetch_add(1, Ordering::Relaxed);
         self.save_snapshot(&StoredSnapshot {
             meta: meta.clone(),
             data,

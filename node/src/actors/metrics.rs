@@ -224,6 +224,41 @@ impl MetricsHub {
             .build();
         let raft = node.raft.clone();
         self.meter
+            .u64_observable_counter("hodei_raft_applied_commands")
+            .with_description("Commands applied to this node's state machine")
+            .with_callback(move |observer| observer.observe(raft.apply_stats().commands, &[]))
+            .build();
+        let raft = node.raft.clone();
+        self.meter
+            .u64_observable_counter("hodei_raft_applied_entries")
+            .with_description("Raft entries applied to this node's state machine")
+            .with_callback(move |observer| observer.observe(raft.apply_stats().entries, &[]))
+            .build();
+        let raft = node.raft.clone();
+        self.meter
+            .f64_observable_counter("hodei_raft_apply_seconds")
+            .with_description(
+                "Time spent applying entries; divided by applied entries, the mean apply latency",
+            )
+            .with_callback(move |observer| {
+                observer.observe(raft.apply_stats().apply_micros as f64 / 1e6, &[])
+            })
+            .build();
+        let raft = node.raft.clone();
+        self.meter
+            .u64_observable_counter("hodei_raft_snapshots")
+            .with_description("Snapshots built by this node or installed from the leader")
+            .with_callback(move |observer| {
+                let stats = raft.apply_stats();
+                observer.observe(stats.snapshots_built, &[KeyValue::new("kind", "built")]);
+                observer.observe(
+                    stats.snapshots_installed,
+                    &[KeyValue::new("kind", "installed")],
+                );
+            })
+            .build();
+        let raft = node.raft.clone();
+        self.meter
             .u64_observable_gauge("hodei_cluster_members")
             .with_description("Cluster members by role (voter, learner)")
             .with_callback(move |observer| {

@@ -169,6 +169,15 @@ async fn metrics_show_what_the_workload_did_with_bounded_labels() {
     assert_eq!(value("hodei_raft_is_leader", &[]), 1.0);
     assert_eq!(value("hodei_cluster_members", &[r#"role="voter""#]), 1.0);
     assert!(value("hodei_raft_index", &[r#"kind="applied""#]) >= 4.0);
+    assert!(
+        value("hodei_raft_applied_commands_total", &[]) >= 4.0,
+        "bootstrap and three creations"
+    );
+    assert!(value("hodei_raft_apply_seconds_total", &[]) > 0.0);
+    assert_eq!(
+        value("hodei_raft_snapshots_total", &[r#"kind="installed""#]),
+        0.0
+    );
 
     // Bounded cardinality: a thousand distinct ids in paths add no series.
     let before = series(&scrape(metrics_port).await);
