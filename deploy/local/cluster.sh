@@ -5,8 +5,9 @@
 #   deploy/local/cluster.sh status [DIR]  members, leader, term, match index and lag
 #   deploy/local/cluster.sh down [DIR]    stop them (SIGTERM, then SIGKILL after 10 s)
 #
-# Node i serves REST on 127.0.0.1:808i and gRPC on 127.0.0.1:909i (i = 1..3); the three
-# form one cluster from `cluster.peers` (node 1, the lowest id, initialises it).
+# Node i serves REST on 127.0.0.1:808i, gRPC on 127.0.0.1:909i and Prometheus metrics on
+# 127.0.0.1:919i (i = 1..3); the three form one cluster from `cluster.peers` (node 1, the
+# lowest id, initialises it). deploy/prometheus/prometheus.yml scrapes them.
 # HODEI_BIN selects the binary; otherwise target/release/hodei is built if missing.
 set -euo pipefail
 
@@ -17,6 +18,7 @@ nodes=(1 2 3)
 
 rest_port() { echo $((8080 + $1)); }
 grpc_port() { echo $((9090 + $1)); }
+metrics_port() { echo $((9190 + $1)); }
 
 binary() {
   if [ -n "${HODEI_BIN:-}" ]; then echo "$HODEI_BIN"; return; fi
@@ -46,7 +48,8 @@ cluster:
   peers: [${peers%, }]
 metrics:
   prometheus:
-    enabled: false
+    enabled: true
+    port: $(metrics_port "$id")
 YAML
 }
 
@@ -63,7 +66,7 @@ up() {
     write_config "$id"
     nohup "$hodei" server --config "$dir/node$id/config.yaml" >> "$dir/node$id/node.log" 2>&1 &
     echo $! > "$dir/node$id/pid"
-    echo "node $id: pid $!, REST http://127.0.0.1:$(rest_port "$id")/api/v1, gRPC 127.0.0.1:$(grpc_port "$id"), log $dir/node$id/node.log"
+    echo "node $id: pid $!, REST http://127.0.0.1:$(rest_port "$id")/api/v1, gRPC 127.0.0.1:$(grpc_port "$id"), metrics http://127.0.0.1:$(metrics_port "$id")/metrics, log $dir/node$id/node.log"
   done
   for attempt in $(seq 1 100); do
     ready=0

@@ -266,6 +266,24 @@ impl Drop for Prometheus {
     }
 }
 
+#[test]
+fn the_shipped_prometheus_config_is_valid() {
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/prometheus/prometheus.yml"
+    );
+    let checked = Command::new("promtool")
+        .args(["check", "config", config])
+        .output()
+        .expect("promtool (Debian's prometheus package) must be installed");
+    assert!(
+        checked.status.success(),
+        "promtool check config: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_ingests_the_series_and_promtool_accepts_them() {
     let dir = tempfile::tempdir().unwrap();
