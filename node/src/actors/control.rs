@@ -17,6 +17,8 @@ use crate::state::{Command, CommandV1, DomainEvent};
 pub enum ControlMsg {
     /// Bring the running controllers in line with leadership and the state.
     Reconcile,
+    /// The bootstrap proposal failed: propose it again on the next reconcile.
+    BootstrapFailed,
     /// A state change; reconciles, and tells the tenant's actor to reload.
     Event(DomainEvent),
     GetObservableState(RpcReplyPort<ControlObservableState>),
@@ -116,7 +118,7 @@ async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) 
                 if let Err(error) = node.raft.propose(command.encode()).await {
                     warn!(%error, "bootstrap proposal failed; will retry on the next reconcile");
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    let _ = myself.cast(ControlMsg::Reconcile);
+                    let _ = myself.cast(ControlMsg::BootstrapFailed);
                 }
             });
         }
@@ -177,6 +179,10 @@ impl Actor for ControlSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ControlMsg::Reconcile => reconcile(&myself, state).await,
+            ControlMsg::BootstrapFailed => {
+                state.bootstrap_proposed = false;
+                reconcile(&myself, state).await;
+            }
             ControlMsg::Event(event) => {
                 if let DomainEvent::TenantUpdated(id) | DomainEvent::BurstChanged(id) = &event
                     && let Some(actor) = state.tenants.get(id)
