@@ -188,19 +188,6 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let grpc_router = tonic::transport::Server::builder()
-        .layer(tower::ServiceBuilder::new().map_request(ensure_traceparent).layer(
-            tower_http::trace::TraceLayer::new_for_grpc().make_span_with(|request: &http::Request<_>| {
-                if is_node_to_node(request) {
-                    return tracing::Span::none();
-                }
-                let traceparent = request
-                    .headers()
-                    .get(crate::api::trace::TRACEPARENT_HEADER)
-                    .and_then(|value| value.to_str().ok());
-                let trace_id = crate::api::TraceId::from_header_or_new(traceparent);
-                tracing::info_span!("grpc", trace_id = %trace_id, path = %request.uri().path())
-            }),
-        ))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(raft.grpc_service())
@@ -282,35 +269,6 @@ async fn scrape(
         )
             .into_response(),
     }
-}
-
-/// Raft and forwarding traffic between nodes: not client requests, and on the hot path.
-fn is_node_to_node<B>(request: &http::Request<B>) -> bool {
-    request.uri().path().starts_with("/hodei.v1.RaftService/")
-}
-
-/// Gives a gRPC request without a valid W3C `traceparent` one, so that its log span and
-/// the `x-trace-id` its handler returns name the same trace.
-fn ensure_traceparent<B>(mut request: http::Request<B>) -> http::Request<B> {
-    if is_node_to_node(&request) {
-        return request;
-    }
-    let valid = request
-        .headers()
-        .get(crate::api::trace::TRACEPARENT_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(crate::api::TraceId::from_traceparent)
-        .is_some();
-    if !valid {
-        let trace_id = crate::api::TraceId::generate();
-        let span_id = &uuid::Uuid::new_v4().simple().to_string()[..16];
-        if let Ok(value) = http::HeaderValue::from_str(&format!("00-{trace_id}-{span_id}-01")) {
-            request
-                .headers_mut()
-                .insert(crate::api::trace::TRACEPARENT_HEADER, value);
-        }
-    }
-    request
 }
 
 /// The limits of `config` in the domain's terms.

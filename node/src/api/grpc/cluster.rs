@@ -6,7 +6,9 @@ use hodei_proto::v1::cluster_service_server::ClusterService;
 
 use crate::actors::gateway::{ClusterOperation, GatewayHandle, GatewayMsg};
 use crate::api::Principal;
-use crate::api::grpc::{reply, request_context};
+use tracing::Instrument;
+
+use crate::api::grpc::{grpc_span, reply, request_context};
 
 pub struct ClusterGrpc {
     gateway: GatewayHandle,
@@ -36,6 +38,7 @@ impl ClusterGrpc {
                 operation,
                 reply,
             })
+            .instrument(grpc_span(&trace_id))
             .await;
         reply(result, &trace_id, |status| status_message(&status))
     }

@@ -43,6 +43,11 @@ fn trace_value(trace_id: &TraceId) -> Option<MetadataValue<tonic::metadata::Asci
     MetadataValue::try_from(trace_id.as_str()).ok()
 }
 
+/// The span a gRPC request's work runs in: its logs carry the trace id.
+pub fn grpc_span(trace_id: &TraceId) -> tracing::Span {
+    tracing::info_span!("grpc", trace_id = %trace_id)
+}
+
 pub fn with_trace_status(error: &ApiError, trace_id: &TraceId) -> tonic::Status {
     let mut status = error.to_status();
     if let Some(value) = trace_value(trace_id) {

@@ -5,7 +5,9 @@ use hodei_proto::v1::tenant_service_server::TenantService;
 
 use crate::actors::gateway::{GatewayHandle, GatewayMsg};
 use crate::actors::gateway_limits::{LimitsReply, LimitsRequest};
-use crate::api::grpc::{reply, request_context, with_trace_status};
+use tracing::Instrument;
+
+use crate::api::grpc::{grpc_span, reply, request_context, with_trace_status};
 use crate::api::model::{
     BurstInput, BurstView, CreateTenantInput, EnforceInput, PageInput, QuotaInput, QuotaView,
     ResourcesView, UpdateTenantInput,
@@ -95,12 +97,14 @@ impl TenantGrpc {
         context: crate::api::RequestContext,
         request: LimitsRequest,
     ) -> Result<LimitsReply, crate::api::ApiError> {
+        let span = grpc_span(&context.trace_id);
         self.gateway
             .ask(|reply| GatewayMsg::Limits {
                 context,
                 request,
                 reply,
             })
+            .instrument(span)
             .await
     }
 }
@@ -132,6 +136,7 @@ impl TenantService for TenantGrpc {
                 input,
                 reply,
             })
+            .instrument(grpc_span(&trace_id))
             .await;
         reply(result, &trace_id, |tenant| tenant_message(&tenant))
     }
@@ -154,6 +159,7 @@ impl TenantService for TenantGrpc {
                 consistency,
                 reply,
             })
+            .instrument(grpc_span(&trace_id))
             .await;
         reply(result, &trace_id, |tenant| tenant_message(&tenant))
     }
@@ -179,6 +185,7 @@ impl TenantService for TenantGrpc {
                 consistency,
                 reply,
             })
+            .instrument(grpc_span(&trace_id))
             .await;
         reply(result, &trace_id, |page| pb::ListTenantsResponse {
             tenants: page.items.iter().map(tenant_message).collect(),
@@ -211,6 +218,7 @@ impl TenantService for TenantGrpc {
                 input,
                 reply,
             })
+            .instrument(grpc_span(&trace_id))
             .await;
         reply(result, &trace_id, |tenant| tenant_message(&tenant))
     }
@@ -385,6 +393,7 @@ impl TenantService for TenantGrpc {
                 cascade,
                 reply,
             })
+            .instrument(grpc_span(&trace_id))
             .await;
         reply(result, &trace_id, |id| pb::DeleteTenantResponse {
             id: id.to_string(),
