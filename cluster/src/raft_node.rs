@@ -190,6 +190,18 @@ impl RaftNode {
         self.identity.get()
     }
 
+    /// Whether this node knows a membership, i.e. belongs to a cluster.
+    fn has_membership(&self) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .next()
+            .is_some()
+    }
+
     pub async fn is_initialized(&self) -> Result<bool, ClusterError> {
         self.raft
             .is_initialized()
@@ -277,7 +289,9 @@ impl RaftNode {
         F: FnMut(Option<String>) -> Fut,
         Fut: Future<Output = Result<T, ClusterError>>,
     {
-        if !self.is_initialized().await? {
+        // Every request passes here: read the membership from the metrics rather than
+        // asking the Raft core (a round trip through its mailbox).
+        if !self.has_membership() {
             return Err(ClusterError::NotInitialized);
         }
         let deadline = Instant::now() + self.leader_wait();
@@ -673,15 +687,6 @@ impl RaftNode {
 
     pub fn raft(&self) -> &Raft {
         &self.raft
-    }
-
-    /// Asks Raft to build a snapshot now (and compact the log behind it).
-    pub async fn trigger_snapshot(&self) -> Result<(), ClusterError> {
-        self.raft
-            .trigger()
-            .snapshot()
-            .await
-            .map_err(|error| ClusterError::Fatal(error.to_string()))
     }
 
     pub async fn shutdown(&self) {

@@ -44,7 +44,6 @@ pub struct HodeiState {
     pub(super) bursts: BTreeMap<TenantId, Vec<BurstSession>>,
     /// Running resources and job counts per tenant (maintained by the job commands).
     pub(super) usage: BTreeMap<TenantId, Usage>,
-    last_applied_index: u64,
     events: broadcast::Sender<DomainEvent>,
 }
 
@@ -64,7 +63,6 @@ impl HodeiState {
             tenants: BTreeMap::new(),
             bursts: BTreeMap::new(),
             usage: BTreeMap::new(),
-            last_applied_index: 0,
             events,
         }
     }
@@ -116,10 +114,6 @@ impl HodeiState {
         self.tenants.get(id)
     }
 
-    pub fn tenant_count(&self) -> usize {
-        self.tenants.len()
-    }
-
     /// Up to `limit` tenants whose id sorts after `after`, in id order.
     pub fn tenants_after(&self, after: Option<&TenantId>, limit: usize) -> Vec<Tenant> {
         let range = match after {
@@ -137,10 +131,6 @@ impl HodeiState {
 
     pub fn tenant_ids(&self) -> Vec<TenantId> {
         self.tenants.keys().cloned().collect()
-    }
-
-    pub fn last_applied_index(&self) -> u64 {
-        self.last_applied_index
     }
 
     pub(super) fn emit(&self, event: DomainEvent) {
@@ -254,8 +244,7 @@ impl HodeiState {
 }
 
 impl StateMachine for HodeiState {
-    fn apply(&mut self, index: u64, command: &str, writes: &mut WriteBatch) -> String {
-        self.last_applied_index = index;
+    fn apply(&mut self, _index: u64, command: &str, writes: &mut WriteBatch) -> String {
         let result: CommandResult = match serde_json::from_str::<Command>(command) {
             Ok(command) => self.apply_command(command, writes),
             // A command this version cannot read is refused identically on every node.
