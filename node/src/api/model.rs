@@ -419,28 +419,20 @@ pub struct BurstView {
 
 impl From<&crate::domain::burst::BurstSession> for BurstView {
     fn from(session: &crate::domain::burst::BurstSession) -> Self {
-        use crate::domain::burst::EndReason;
         Self {
             id: session.id.clone(),
             tenant: session.tenant.to_string(),
             ceiling_percentage: session.ceiling_percentage,
             duration_ms: session.duration_ms,
             reason: session.reason.clone(),
-            status: crate::state::burst_status_text(session.status).to_string(),
+            status: session.status.as_str().to_string(),
             requested_by: session.requested_by.clone(),
             requested_at_ms: session.requested_at_ms,
             approved_by: session.approved_by.clone(),
             starts_at_ms: session.starts_at_ms,
             ends_at_ms: session.ends_at_ms,
             ended_at_ms: session.ended_at_ms,
-            end_reason: session.end_reason.map(|reason| {
-                match reason {
-                    EndReason::Expired => "expired",
-                    EndReason::EndedEarly => "ended_early",
-                    EndReason::Withdrawn => "withdrawn",
-                }
-                .to_string()
-            }),
+            end_reason: session.end_reason.map(|reason| reason.as_str().to_string()),
             ended_by: session.ended_by.clone(),
         }
     }

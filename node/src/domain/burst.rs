@@ -44,6 +44,16 @@ pub enum BurstStatus {
     Ended,
 }
 
+impl BurstStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BurstStatus::AwaitingApproval => "awaiting_approval",
+            BurstStatus::Active => "active",
+            BurstStatus::Ended => "ended",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
@@ -53,6 +63,16 @@ pub enum EndReason {
     EndedEarly,
     /// Withdrawn before it was approved.
     Withdrawn,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Expired => "expired",
+            EndReason::EndedEarly => "ended_early",
+            EndReason::Withdrawn => "withdrawn",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +139,25 @@ pub struct BurstRequest {
 }
 
 /// The overage a session adds above quota.
+impl BurstPolicy {
+    /// The configured defaults (150% ceiling, 60 min, 30 min cooldown, 3 a day, 20% pool,
+    /// auto-approve up to 130%) over `capacity`: for tests of the rules.
+    #[cfg(test)]
+    pub(crate) fn defaults_for_tests(capacity: Resources) -> Self {
+        const MINUTE: u64 = 60_000;
+        Self {
+            enabled: true,
+            max_overage_percentage: 150,
+            max_duration_ms: 60 * MINUTE,
+            cooldown_ms: 30 * MINUTE,
+            max_sessions_per_day: 3,
+            global_pool_percentage: 20,
+            auto_approve_up_to_percentage: 130,
+            capacity,
+        }
+    }
+}
+
 pub fn overage(quota: &Quota, ceiling_percentage: u64) -> Resources {
     quota
         .resources()
@@ -180,10 +219,10 @@ pub fn check_request(
         return Err(refuse(
             BurstRule::OneSession,
             format!(
-                "session {} is still {:?}; end it first",
-                open.id, open.status
-            )
-            .to_lowercase(),
+                "session {} is still {}; end it first",
+                open.id,
+                open.status.as_str()
+            ),
         ));
     }
     let last_end = tenant_sessions
@@ -265,16 +304,7 @@ mod tests {
     const MINUTE: u64 = 60_000;
 
     fn policy() -> BurstPolicy {
-        BurstPolicy {
-            enabled: true,
-            max_overage_percentage: 150,
-            max_duration_ms: 60 * MINUTE,
-            cooldown_ms: 30 * MINUTE,
-            max_sessions_per_day: 3,
-            global_pool_percentage: 20,
-            auto_approve_up_to_percentage: 130,
-            capacity: Resources::new(80_000, 163_840, 0),
-        }
+        BurstPolicy::defaults_for_tests(Resources::new(80_000, 163_840, 0))
     }
 
     fn request(ceiling_percentage: u64, duration_ms: u64) -> BurstRequest {

@@ -7,4 +7,3 @@ mod tenant_limits;
 
 pub use command::{Command, CommandOutcome, CommandResult, CommandV1};
 pub use hodei_state::{DomainEvent, HodeiState, SharedState};
-pub use tenant_limits::status_text as burst_status_text;

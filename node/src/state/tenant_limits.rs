@@ -165,7 +165,7 @@ impl HodeiState {
         if session.status != BurstStatus::AwaitingApproval {
             return Err(DomainError::Conflict(format!(
                 "session {session_id} is {}, not awaiting approval",
-                status_text(session.status)
+                session.status.as_str()
             )));
         }
         // Capacity may have been taken since the request: check the pool again.
@@ -224,14 +224,6 @@ impl HodeiState {
     }
 }
 
-pub fn status_text(status: BurstStatus) -> &'static str {
-    match status {
-        BurstStatus::AwaitingApproval => "awaiting_approval",
-        BurstStatus::Active => "active",
-        BurstStatus::Ended => "ended",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use tokio::sync::broadcast;
@@ -244,16 +236,7 @@ mod tests {
     const MINUTE: u64 = 60_000;
 
     fn policy() -> BurstPolicy {
-        BurstPolicy {
-            enabled: true,
-            max_overage_percentage: 150,
-            max_duration_ms: 60 * MINUTE,
-            cooldown_ms: 30 * MINUTE,
-            max_sessions_per_day: 3,
-            global_pool_percentage: 20,
-            auto_approve_up_to_percentage: 130,
-            capacity: Resources::new(10_000, 20_480, 0),
-        }
+        BurstPolicy::defaults_for_tests(Resources::new(10_000, 20_480, 0))
     }
 
     fn state_with(tenants: &[&str]) -> HodeiState {
