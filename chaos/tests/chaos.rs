@@ -145,6 +145,9 @@ async fn writes_survive(fault: Fault) {
     .await
     .unwrap();
 
+    let term_before = cluster.nodes[&leader].status().await.unwrap()["term"]
+        .as_u64()
+        .unwrap();
     let pid = cluster.nodes[&leader].pid().unwrap().to_string();
     match fault {
         Fault::Kill => {
@@ -191,6 +194,14 @@ async fn writes_survive(fault: Fault) {
         .wait_caught_up(Duration::from_secs(60))
         .await
         .unwrap();
+    // The fault must have bitten: the cluster elected a leader in a later term.
+    let term_after = cluster.nodes[&final_leader].status().await.unwrap()["term"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        term_after > term_before,
+        "{fault:?} caused no election: term {term_before} -> {term_after}"
+    );
     let history = history.lock().await;
     for node in cluster.nodes.values() {
         let final_ids = all_tenant_ids(node).await;
