@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 3] = [
+const PROTOS: [&str; 4] = [
+    "hodei/v1/job.proto",
     "hodei/v1/tenant.proto",
     "hodei/v1/cluster.proto",
     "hodei/v1/raft.proto",

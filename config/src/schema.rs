@@ -5,17 +5,37 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
     pub cluster: ClusterConfig,
     pub resource_pools: ResourcePoolsConfig,
+    /// The queues a fresh cluster starts with.
+    pub queues: Vec<QueueConfig>,
+    pub workers: WorkersConfig,
     pub multi_tenancy: MultiTenancyConfig,
     pub burst_capacity: BurstCapacityConfig,
     pub cost_tracking: CostTrackingConfig,
     pub metrics: MetricsConfig,
     pub observability: ObservabilityConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            cluster: ClusterConfig::default(),
+            resource_pools: ResourcePoolsConfig::default(),
+            queues: vec![QueueConfig::default()],
+            workers: WorkersConfig::default(),
+            multi_tenancy: MultiTenancyConfig::default(),
+            burst_capacity: BurstCapacityConfig::default(),
+            cost_tracking: CostTrackingConfig::default(),
+            metrics: MetricsConfig::default(),
+            observability: ObservabilityConfig::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -112,6 +132,54 @@ pub enum BootstrapMode {
     Join,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    pub id: String,
+    pub pools: Vec<String>,
+    /// weighted_fair | strict_priority | fifo | edf
+    pub policy: String,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            id: "default".to_string(),
+            pools: vec!["pool-default".to_string()],
+            policy: "weighted_fair".to_string(),
+        }
+    }
+}
+
+/// Worker agents' liveness: a worker that misses `missed_heartbeats` beats in a row is
+/// declared lost and its jobs re-queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    pub heartbeat_interval_ms: u64,
+    pub missed_heartbeats: u32,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 5_000,
+            missed_heartbeats: 3,
+        }
+    }
+}
+
+/// Where a pool's workers come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolProviderConfig {
+    /// Operators start `hodei worker` agents.
+    #[default]
+    Static,
+    /// `min_size` virtual workers inside the leader (load tests, demos).
+    Simulated,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum PoolType {
@@ -147,6 +215,7 @@ pub struct PoolConfig {
     pub id: String,
     #[serde(rename = "type")]
     pub pool_type: PoolType,
+    pub provider: PoolProviderConfig,
     pub min_size: u32,
     pub max_size: u32,
     pub auto_scaling_enabled: bool,
@@ -177,6 +246,7 @@ impl Default for PoolConfig {
         Self {
             id: "pool-default".to_string(),
             pool_type: PoolType::Static,
+            provider: PoolProviderConfig::Static,
             min_size: 2,
             max_size: 20,
             auto_scaling_enabled: true,

@@ -186,6 +186,51 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         problems.at_least(&format!("{key}.max_size"), u64::from(pool.max_size), 1);
     }
 
+    let mut queue_ids = BTreeSet::new();
+    for (index, queue) in config.queues.iter().enumerate() {
+        let key = format!("queues[{index}]");
+        problems.rule(
+            is_slug(&queue.id),
+            &format!("{key}.id"),
+            format!("must match [a-z0-9][a-z0-9-]{{0,62}}, got `{}`", queue.id),
+        );
+        problems.rule(
+            queue_ids.insert(queue.id.clone()),
+            &format!("{key}.id"),
+            format!("duplicate queue id `{}`", queue.id),
+        );
+        problems.rule(
+            !queue.pools.is_empty(),
+            &format!("{key}.pools"),
+            "must name at least one pool".to_string(),
+        );
+        for (pool_index, pool) in queue.pools.iter().enumerate() {
+            problems.rule(
+                pool_ids.contains(pool),
+                &format!("{key}.pools[{pool_index}]"),
+                format!("`{pool}` is not a pool in resource_pools.pools"),
+            );
+        }
+        problems.rule(
+            ["weighted_fair", "strict_priority", "fifo", "edf"].contains(&queue.policy.as_str()),
+            &format!("{key}.policy"),
+            format!(
+                "must be one of weighted_fair, strict_priority, fifo, edf, got `{}`",
+                queue.policy
+            ),
+        );
+    }
+    problems.at_least(
+        "workers.heartbeat_interval_ms",
+        config.workers.heartbeat_interval_ms,
+        50,
+    );
+    problems.at_least(
+        "workers.missed_heartbeats",
+        u64::from(config.workers.missed_heartbeats),
+        1,
+    );
+
     let quota = &config.multi_tenancy.default_tenant_quota;
     problems.at_least("multi_tenancy.default_tenant_quota.cpu_m", quota.cpu_m, 1);
     problems.at_least(

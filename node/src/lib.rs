@@ -7,3 +7,4 @@ pub mod cli;
 pub mod domain;
 pub mod server;
 pub mod state;
+pub mod worker;

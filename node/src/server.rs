@@ -8,9 +8,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::serve::ListenerExt;
 use hodei_cluster::{ClusterSettings, RaftNode, SledStorage};
-use hodei_config::{BootstrapMode, Config};
+use hodei_config::{BootstrapMode, Config, PoolProviderConfig};
 use hodei_proto::v1::cluster_service_server::ClusterServiceServer;
+use hodei_proto::v1::job_service_server::JobServiceServer;
+use hodei_proto::v1::queue_service_server::QueueServiceServer;
 use hodei_proto::v1::tenant_service_server::TenantServiceServer;
+use hodei_proto::v1::worker_service_server::WorkerServiceServer;
 use ractor::{Actor, ActorRef};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
@@ -24,13 +27,17 @@ use crate::actors::gateway::GatewayHandle;
 use crate::actors::metrics::{MetricsHub, MetricsMsg};
 use crate::actors::root::{RootMsg, RootSupervisor};
 use crate::actors::violations::ViolationLog;
-use crate::actors::{LimitSettings, NodeContext};
+use crate::actors::{Catalog, LimitSettings, NodeContext};
 use crate::api::Principal;
-use crate::api::grpc::{ClusterGrpc, TenantGrpc};
+use crate::api::grpc::{ClusterGrpc, JobGrpc, QueueGrpc, TenantGrpc};
 use crate::domain::burst::BurstPolicy;
+use crate::domain::pool::{Pool, PoolProvider};
+use crate::domain::queue::{Queue, QueuePolicy};
 use crate::domain::quota::Quota;
 use crate::domain::resources::Resources;
 use crate::state::HodeiState;
+use crate::worker::hub::{HeartbeatSettings, WorkerHub};
+use crate::worker::service::WorkerGrpc;
 
 /// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
 pub struct NodeHandle {
@@ -44,6 +51,8 @@ pub struct NodeHandle {
     root: ActorRef<RootMsg>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
+    /// The worker hub and the simulator (they act only while this node leads).
+    leader_loops: Vec<JoinHandle<()>>,
 }
 
 async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
@@ -88,7 +97,8 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         max_commands_per_entry: config.cluster.max_commands_per_entry,
         leader_wait_ms: config.server.leader_wait_ms,
     };
-    let (events, _) = broadcast::channel(1024);
+    // Per-job events come in bursts of thousands; receivers that lag resynchronise.
+    let (events, _) = broadcast::channel(16_384);
     let (raft, state) = RaftNode::start(settings, &storage, |keyspace| {
         HodeiState::load(keyspace, events.clone())
     })
@@ -106,8 +116,18 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         limits: Arc::new(limit_settings(config)),
         violations: ViolationLog::default(),
         metrics: hub.metrics.clone(),
+        catalog: Arc::new(catalog(config)),
     };
     hub.observe_node(&node_context);
+    let worker_hub = WorkerHub::new(HeartbeatSettings {
+        interval: Duration::from_millis(config.workers.heartbeat_interval_ms),
+        missed_beats: config.workers.missed_heartbeats,
+    });
+    let leader_loops = vec![
+        tokio::spawn(worker_hub.clone().run(node_context.clone())),
+        tokio::spawn(crate::worker::simulated::run(node_context.clone())),
+    ];
+    let worker_service = WorkerGrpc::new(node_context.clone(), worker_hub.clone());
     let (root, _) = Actor::spawn(None, RootSupervisor, node_context).await?;
     let gateway = root
         .call(RootMsg::Gateway, None)
@@ -183,6 +203,9 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     health_reporter
         .set_serving::<ClusterServiceServer<ClusterGrpc>>()
         .await;
+    health_reporter
+        .set_serving::<JobServiceServer<JobGrpc>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(hodei_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -196,6 +219,15 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
             default_principal.clone(),
         )))
         .add_service(ClusterServiceServer::new(ClusterGrpc::new(
+            gateway.clone(),
+            default_principal.clone(),
+        )))
+        .add_service(WorkerServiceServer::new(worker_service))
+        .add_service(JobServiceServer::new(JobGrpc::new(
+            gateway.clone(),
+            default_principal.clone(),
+        )))
+        .add_service(QueueServiceServer::new(QueueGrpc::new(
             gateway.clone(),
             default_principal.clone(),
         )));
@@ -230,6 +262,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         root,
         stop,
         servers: vec![rest_server, grpc_server],
+        leader_loops,
     })
 }
 
@@ -322,6 +355,43 @@ pub fn limit_settings(config: &Config) -> LimitSettings {
     }
 }
 
+/// The configured pools and queues in the domain's terms (config validation already
+/// checked ids, references and policies).
+pub fn catalog(config: &Config) -> Catalog {
+    let pools = config
+        .resource_pools
+        .pools
+        .iter()
+        .map(|pool| Pool {
+            id: pool.id.clone(),
+            provider: match pool.provider {
+                PoolProviderConfig::Static => PoolProvider::Static,
+                PoolProviderConfig::Simulated => PoolProvider::Simulated,
+            },
+            worker_shape: Resources::new(
+                pool.worker_shape.cpu_m,
+                pool.worker_shape.memory_mb,
+                pool.worker_shape.gpu,
+            ),
+            min_size: pool.min_size,
+            max_size: pool.max_size,
+            created_at_ms: 0,
+        })
+        .collect();
+    let queues = config
+        .queues
+        .iter()
+        .map(|queue| Queue {
+            id: queue.id.clone(),
+            pools: queue.pools.clone(),
+            policy: QueuePolicy::parse("policy", &queue.policy).unwrap_or_default(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        })
+        .collect();
+    Catalog { pools, queues }
+}
+
 /// Forms a cluster at first start when the config says so: alone without peers, or with
 /// every founding member when `cluster.peers` lists them (the lowest id initialises, the
 /// others are contacted by it). A node that already belongs to a cluster resumes it.
@@ -357,6 +427,9 @@ impl NodeHandle {
     /// Stops the listeners, the actors and Raft, in that order.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        for leader_loop in self.leader_loops {
+            leader_loop.abort();
+        }
         for server in self.servers {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         }

@@ -1,14 +1,15 @@
 //! The ControlSupervisor: while this node is the Raft leader it runs one controller
-//! actor per tenant (queues and pools come later), reconciled against the state machine;
+//! actor per tenant and per queue, reconciled against the state machine;
 //! when leadership is lost it stops them. A controller that fails is restarted and
 //! reloads from the state machine. On a fresh cluster it also proposes the bootstrap
-//! command that creates the default tenant.
+//! commands that create the default tenant and the configured pools and queues.
 
 use std::collections::BTreeMap;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tracing::{info, warn};
 
+use crate::actors::queue_actor::{QueueActor, QueueMsg};
 use crate::actors::tenant_actor::{TenantActor, TenantMsg};
 use crate::actors::{NodeContext, now_ms};
 use crate::domain::tenant::{Tenant, TenantId};
@@ -30,6 +31,7 @@ pub enum ControlMsg {
 pub struct ControlObservableState {
     pub leading: bool,
     pub tenant_actors: Vec<TenantId>,
+    pub queue_actors: Vec<String>,
     pub restarts: u64,
 }
 
@@ -40,6 +42,7 @@ pub struct ControlState {
     leading: bool,
     bootstrap_proposed: bool,
     tenants: BTreeMap<TenantId, ActorRef<TenantMsg>>,
+    queues: BTreeMap<String, ActorRef<QueueMsg>>,
     restarts: u64,
 }
 
@@ -49,6 +52,41 @@ impl ControlState {
             .iter()
             .find(|(_, actor)| actor.get_id() == cell.get_id())
             .map(|(id, _)| id.clone())
+    }
+
+    fn queue_of(&self, cell: &ActorCell) -> Option<String> {
+        self.queues
+            .iter()
+            .find(|(_, actor)| actor.get_id() == cell.get_id())
+            .map(|(id, _)| id.clone())
+    }
+
+    fn nudge_queues(&self, only: Option<&str>) {
+        for (id, actor) in &self.queues {
+            if only.is_none_or(|only| only == id) {
+                let _ = actor.cast(QueueMsg::Nudge);
+            }
+        }
+    }
+}
+
+async fn start_queue_actor(
+    supervisor: &ActorRef<ControlMsg>,
+    state: &mut ControlState,
+    id: String,
+) {
+    match Actor::spawn_linked(
+        None,
+        QueueActor,
+        (id.clone(), state.node.clone()),
+        supervisor.get_cell(),
+    )
+    .await
+    {
+        Ok((actor, _)) => {
+            state.queues.insert(id, actor);
+        }
+        Err(error) => warn!(queue = %id, %error, "queue actor did not start"),
     }
 }
 
@@ -100,25 +138,66 @@ async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) 
             start_tenant_actor(supervisor, state, id).await;
         }
     }
-    if leading && !state.bootstrap_proposed {
-        let has_default = state
+    let desired_queues: Vec<String> = if leading {
+        state
             .node
-            .read(|hodei| hodei.tenant(&TenantId::default_tenant()).is_some());
-        if !has_default {
+            .read(|hodei| hodei.queues().map(|queue| queue.id.clone()).collect())
+    } else {
+        Vec::new()
+    };
+    let surplus: Vec<String> = state
+        .queues
+        .keys()
+        .filter(|id| !desired_queues.contains(id))
+        .cloned()
+        .collect();
+    for id in surplus {
+        if let Some(actor) = state.queues.remove(&id) {
+            actor.stop(Some("not desired".to_string()));
+        }
+    }
+    for id in desired_queues {
+        if !state.queues.contains_key(&id) {
+            start_queue_actor(supervisor, state, id).await;
+        }
+    }
+    if leading && !state.bootstrap_proposed {
+        let catalog = &state.node.catalog;
+        let (has_default, has_catalog) = state.node.read(|hodei| {
+            (
+                hodei.tenant(&TenantId::default_tenant()).is_some(),
+                catalog
+                    .pools
+                    .iter()
+                    .all(|pool| hodei.pool(&pool.id).is_some())
+                    && catalog
+                        .queues
+                        .iter()
+                        .all(|queue| hodei.queue(&queue.id).is_some()),
+            )
+        });
+        if !has_default || !has_catalog {
             state.bootstrap_proposed = true;
             let node = state.node.clone();
             let myself = supervisor.clone();
             tokio::spawn(async move {
-                let command = Command::V1(CommandV1::Bootstrap {
+                let default_tenant = Command::V1(CommandV1::Bootstrap {
                     default_tenant: Tenant::default_tenant(
                         now_ms(),
                         node.limits.default_quota.clone(),
                     ),
                 });
-                if let Err(error) = node.raft.propose(command.encode()).await {
-                    warn!(%error, "bootstrap proposal failed; will retry on the next reconcile");
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    let _ = myself.cast(ControlMsg::BootstrapFailed);
+                let catalog = Command::V1(CommandV1::EnsureQueuesAndPools {
+                    pools: node.catalog.pools.clone(),
+                    queues: node.catalog.queues.clone(),
+                });
+                for command in [default_tenant, catalog] {
+                    if let Err(error) = node.raft.propose(command.encode()).await {
+                        warn!(%error, "bootstrap proposal failed; will retry on the next reconcile");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        let _ = myself.cast(ControlMsg::BootstrapFailed);
+                        return;
+                    }
                 }
             });
         }
@@ -141,6 +220,12 @@ impl Actor for ControlSupervisor {
         tokio::spawn(async move {
             loop {
                 let message = match events.recv().await {
+                    // Per-job chatter is for watchers and the worker hub, not controllers.
+                    Ok(
+                        DomainEvent::JobChanged(_)
+                        | DomainEvent::JobsAssigned(_)
+                        | DomainEvent::JobCancelled { .. },
+                    ) => continue,
                     Ok(event) => ControlMsg::Event(event),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         ControlMsg::Reconcile
@@ -167,6 +252,7 @@ impl Actor for ControlSupervisor {
             leading: false,
             bootstrap_proposed: false,
             tenants: BTreeMap::new(),
+            queues: BTreeMap::new(),
             restarts: 0,
         })
     }
@@ -178,12 +264,32 @@ impl Actor for ControlSupervisor {
         state: &mut ControlState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ControlMsg::Reconcile => reconcile(&myself, state).await,
+            ControlMsg::Reconcile => {
+                reconcile(&myself, state).await;
+                state.nudge_queues(None);
+            }
             ControlMsg::BootstrapFailed => {
                 state.bootstrap_proposed = false;
                 reconcile(&myself, state).await;
             }
+            ControlMsg::Event(DomainEvent::JobsQueued(queue)) => {
+                state.nudge_queues(Some(&queue));
+            }
+            ControlMsg::Event(DomainEvent::CapacityFreed) => state.nudge_queues(None),
+            ControlMsg::Event(
+                DomainEvent::JobChanged(_)
+                | DomainEvent::JobsAssigned(_)
+                | DomainEvent::JobCancelled { .. },
+            ) => {}
             ControlMsg::Event(event) => {
+                if matches!(
+                    event,
+                    DomainEvent::TenantUpdated(_)
+                        | DomainEvent::BurstChanged(_)
+                        | DomainEvent::StateReplaced
+                ) {
+                    state.nudge_queues(None);
+                }
                 if let DomainEvent::TenantUpdated(id) | DomainEvent::BurstChanged(id) = &event
                     && let Some(actor) = state.tenants.get(id)
                 {
@@ -200,6 +306,7 @@ impl Actor for ControlSupervisor {
                 let _ = reply.send(ControlObservableState {
                     leading: state.leading,
                     tenant_actors: state.tenants.keys().cloned().collect(),
+                    queue_actors: state.queues.keys().cloned().collect(),
                     restarts: state.restarts,
                 });
             }
@@ -226,10 +333,20 @@ impl Actor for ControlSupervisor {
                     // Reconcile restarts it if the tenant still exists and we still lead.
                     reconcile(&myself, state).await;
                 }
+                if let Some(id) = state.queue_of(&cell) {
+                    warn!(queue = %id, %error, "queue actor failed; restarting it");
+                    state.queues.remove(&id);
+                    state.restarts += 1;
+                    state.node.metrics.actor_restarted("queue");
+                    reconcile(&myself, state).await;
+                }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 if let Some(id) = state.tenant_of(&cell) {
                     state.tenants.remove(&id);
+                }
+                if let Some(id) = state.queue_of(&cell) {
+                    state.queues.remove(&id);
                 }
             }
             _ => {}

@@ -62,6 +62,12 @@ pub enum GatewayMsg {
         operation: ClusterOperation,
         reply: Reply<ClusterStatus>,
     },
+    /// Jobs, queues and workers.
+    Jobs {
+        context: RequestContext,
+        request: crate::actors::gateway_jobs::JobsRequest,
+        reply: Reply<crate::actors::gateway_jobs::JobsReply>,
+    },
     /// Quotas, enforcement and burst capacity.
     Limits {
         context: RequestContext,
@@ -259,6 +265,19 @@ impl Actor for GatewayActor {
                     operation,
                     reply,
                     crate::actors::gateway_limits::handle(node, context, request),
+                );
+            }
+            GatewayMsg::Jobs {
+                context,
+                request,
+                reply,
+            } => {
+                let operation = request.operation();
+                answer_measured(
+                    &node.clone(),
+                    operation,
+                    reply,
+                    crate::actors::gateway_jobs::handle(node, context, request),
                 );
             }
             GatewayMsg::ClusterStatus { reply } => {

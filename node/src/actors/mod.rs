@@ -4,13 +4,16 @@
 //! RootSupervisor
 //! ├── GatewayActor            every node: requests -> validation -> Raft / read view
 //! └── ControlSupervisor       starts controllers while this node leads, stops them after
-//!     └── TenantActor         one per tenant
+//!     ├── TenantActor         one per tenant
+//!     └── QueueActor          one per queue: dispatch
 //! ```
 
 pub mod control;
 pub mod gateway;
+pub mod gateway_jobs;
 pub mod gateway_limits;
 pub mod metrics;
+pub mod queue_actor;
 pub mod root;
 pub mod tenant_actor;
 pub mod violations;
@@ -46,6 +49,15 @@ pub struct NodeContext {
     pub limits: Arc<LimitSettings>,
     pub violations: ViolationLog,
     pub metrics: crate::actors::metrics::Metrics,
+    /// The pools and queues a fresh cluster starts with (from config).
+    pub catalog: Arc<Catalog>,
+}
+
+/// The configured pools and queues, created at bootstrap if missing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Catalog {
+    pub pools: Vec<crate::domain::pool::Pool>,
+    pub queues: Vec<crate::domain::queue::Queue>,
 }
 
 impl NodeContext {

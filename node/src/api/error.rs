@@ -173,6 +173,9 @@ impl From<DomainError> for ApiError {
             }
             DomainError::Conflict(_) => ApiError::new(ErrorCode::Conflict, error.to_string()),
             DomainError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, error.to_string()),
+            DomainError::Exhausted(_) => {
+                ApiError::new(ErrorCode::TooManyRequests, error.to_string())
+            }
             DomainError::BurstRefused(refusal) => ApiError {
                 rule: Some(refusal.rule.as_str().to_string()),
                 ..ApiError::new(ErrorCode::Conflict, refusal.to_string())

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod grpc;
+pub mod job_model;
 pub mod model;
 pub mod principal;
 pub mod rest;

@@ -45,7 +45,7 @@ pub struct TenantSnapshot {
     pub burst_percent: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Assignment {
     pub job: String,
     pub worker: String,

@@ -17,6 +17,9 @@ pub enum DomainError {
     /// The principal may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// A limit on how much may wait is reached (a full backlog); retry later.
+    #[error("{0}")]
+    Exhausted(String),
     /// A burst request broke a governance rule.
     #[error("{0}")]
     BurstRefused(crate::domain::burst::BurstRefusal),

@@ -266,6 +266,9 @@ pub struct Job {
     /// 1 for the first run; a retry after a lost worker adds one.
     pub attempt: u32,
     pub worker: Option<String>,
+    /// The pool of its worker while it holds one.
+    #[serde(default)]
+    pub pool: Option<String>,
     /// Admitted above quota under a burst session (billed at the premium).
     pub burst: bool,
     pub exit_code: Option<i32>,
@@ -281,6 +284,7 @@ impl Job {
             state: JobState::Pending,
             attempt: 1,
             worker: None,
+            pool: None,
             burst: false,
             exit_code: None,
             submitted_at_ms,
@@ -310,6 +314,7 @@ impl Job {
         self.state = next;
         if matches!(next, JobState::Pending | JobState::Cancelled) {
             self.worker = None;
+            self.pool = None;
         }
         self.transitions.push(Transition {
             state: next,

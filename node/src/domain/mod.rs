@@ -6,8 +6,11 @@ pub mod dispatch;
 pub mod error;
 pub mod job;
 pub mod labels;
+pub mod pool;
+pub mod queue;
 pub mod quota;
 pub mod resources;
 pub mod tenant;
+pub mod worker;
 
 pub use error::DomainError;

@@ -98,6 +98,15 @@ impl Resources {
         }
     }
 
+    /// The larger of the two in each dimension.
+    pub fn max_per_dimension(self, other: Resources) -> Resources {
+        Resources {
+            cpu_m: self.cpu_m.max(other.cpu_m),
+            memory_mb: self.memory_mb.max(other.memory_mb),
+            gpu: self.gpu.max(other.gpu),
+        }
+    }
+
     /// Whether every dimension of `self` is at most `limit`'s.
     pub fn fits_within(self, limit: Resources) -> bool {
         self.cpu_m <= limit.cpu_m && self.memory_mb <= limit.memory_mb && self.gpu <= limit.gpu

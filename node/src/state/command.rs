@@ -6,8 +6,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::DomainError;
 use crate::domain::burst::{BurstPolicy, BurstRequest, BurstSession, EndReason};
+use crate::domain::dispatch::Assignment;
+use crate::domain::job::Job;
+use crate::domain::pool::Pool;
+use crate::domain::queue::{Queue, QueuePolicy};
 use crate::domain::quota::Quota;
 use crate::domain::tenant::{Tenant, TenantId, TenantPatch};
+use crate::domain::worker::Worker;
+use crate::state::jobs::{RunReport, SubmittedJob, WorkerRegistration};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
@@ -69,6 +75,59 @@ pub enum CommandV1 {
         ended_by: String,
         at_ms: u64,
     },
+    /// Creates the configured pools and queues that do not exist yet (at bootstrap).
+    EnsureQueuesAndPools {
+        pools: Vec<Pool>,
+        queues: Vec<Queue>,
+    },
+    CreateQueue {
+        queue: Queue,
+    },
+    UpdateQueue {
+        id: String,
+        pools: Option<Vec<String>>,
+        policy: Option<QueuePolicy>,
+        at_ms: u64,
+    },
+    DeleteQueue {
+        id: String,
+    },
+    /// One or many jobs (a batch is one entry); each is accepted or refused on its own.
+    /// `max_burst_percent` is the configured burst ceiling, so every node refuses alike
+    /// a job larger than its tenant could ever run.
+    SubmitJobs {
+        jobs: Vec<Job>,
+        max_burst_percent: Option<u64>,
+    },
+    /// A dispatch plan; apply re-checks every assignment.
+    AssignJobs {
+        assignments: Vec<Assignment>,
+        at_ms: u64,
+    },
+    JobStarted {
+        job: String,
+        attempt: u32,
+        worker: String,
+        at_ms: u64,
+    },
+    JobFinished {
+        report: RunReport,
+    },
+    CancelJob {
+        id: String,
+        cancelled_by: String,
+        at_ms: u64,
+    },
+    RegisterWorker {
+        registration: WorkerRegistration,
+        at_ms: u64,
+    },
+    /// The worker missed its heartbeats (decided by the leader).
+    WorkerLost {
+        worker: String,
+        reason: String,
+        at_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +149,33 @@ pub enum CommandOutcome {
     Burst(BurstSession),
     /// The session had already ended; nothing changed.
     BurstAlreadyEnded(BurstSession),
+    Ensured {
+        created: usize,
+    },
+    Queue(Queue),
+    QueueDeleted {
+        id: String,
+    },
+    JobsSubmitted(Vec<Result<SubmittedJob, DomainError>>),
+    JobsAssigned {
+        assigned: usize,
+        rejected: usize,
+    },
+    /// Whether a worker's report changed the job (a stale or repeated one does not).
+    RunReported {
+        applied: bool,
+    },
+    Job(Job),
+    WorkerRegistered {
+        worker: Worker,
+        /// The reported running jobs it should keep; it stops the others.
+        keep: Vec<String>,
+        /// Jobs it no longer runs that went back to pending.
+        requeued: usize,
+    },
+    WorkerLost {
+        requeued: usize,
+    },
 }
 
 pub type CommandResult = Result<CommandOutcome, DomainError>;

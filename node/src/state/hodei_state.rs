@@ -2,7 +2,7 @@
 //! Each entity is also written to the state keyspace under its own key so a restarted
 //! node loads it back without replaying the whole log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use hodei_cluster::{Keyspace, StateMachine, WriteBatch};
@@ -11,11 +11,36 @@ use tokio::sync::broadcast;
 
 use crate::domain::DomainError;
 use crate::domain::burst::BurstSession;
+use crate::domain::job::Job;
+use crate::domain::pool::Pool;
+use crate::domain::queue::Queue;
 use crate::domain::quota::Usage;
 use crate::domain::tenant::{DEFAULT_TENANT_ID, Tenant, TenantId};
+use crate::domain::worker::Worker;
 use crate::state::command::{Command, CommandOutcome, CommandResult, CommandV1};
 
 const TENANT_PREFIX: &str = "tenant/";
+use crate::state::jobs::{
+    JOB_LOG_PREFIX, JOB_PREFIX, POOL_PREFIX, QUEUE_PREFIX, WORKER_PREFIX, key as jobs_key,
+};
+
+fn load_all<T: serde::de::DeserializeOwned>(
+    keyspace: &dyn Keyspace,
+    prefix: &str,
+    kind: &str,
+) -> Result<Vec<T>, String> {
+    let stored = keyspace
+        .scan_prefix(prefix.as_bytes())
+        .map_err(|error| error.to_string())?;
+    stored
+        .into_iter()
+        .map(|(key, value)| {
+            serde_json::from_slice(&value).map_err(|error| {
+                format!("corrupt {kind} {}: {error}", String::from_utf8_lossy(&key))
+            })
+        })
+        .collect()
+}
 pub(super) const BURST_PREFIX: &str = "burst/";
 
 /// What changed, for the controllers on the leader. Sent after apply; a lagging receiver
@@ -29,6 +54,21 @@ pub enum DomainEvent {
     BurstChanged(TenantId),
     /// The whole state was replaced by a snapshot.
     StateReplaced,
+    /// A queue or pool was created, changed or deleted.
+    QueuesChanged,
+    /// Jobs became pending in the queue (submitted or re-queued).
+    JobsQueued(String),
+    /// Jobs were assigned to these workers.
+    JobsAssigned(BTreeSet<String>),
+    /// Room was freed on some worker or a worker (re)joined.
+    CapacityFreed,
+    /// A job held by `worker` was cancelled: the worker must stop it.
+    JobCancelled {
+        job: String,
+        worker: String,
+    },
+    /// The job's state changed.
+    JobChanged(String),
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,14 +76,35 @@ struct SnapshotData {
     tenants: Vec<Tenant>,
     #[serde(default)]
     bursts: Vec<BurstSession>,
+    #[serde(default)]
+    jobs: Vec<Job>,
+    #[serde(default)]
+    job_logs: BTreeMap<String, String>,
+    #[serde(default)]
+    queues: Vec<Queue>,
+    #[serde(default)]
+    pools: Vec<Pool>,
+    #[serde(default)]
+    workers: Vec<Worker>,
 }
 
 pub struct HodeiState {
     pub(super) tenants: BTreeMap<TenantId, Tenant>,
     /// Every tenant's burst sessions, oldest first.
     pub(super) bursts: BTreeMap<TenantId, Vec<BurstSession>>,
-    /// Running resources and job counts per tenant (maintained by the job commands).
+    /// Running resources and job counts per tenant (derived from the jobs).
     pub(super) usage: BTreeMap<TenantId, Usage>,
+    /// Every job by id (uuid v7, so in submit order).
+    pub(super) jobs: BTreeMap<String, Job>,
+    /// The output tail of finished runs.
+    pub(super) job_logs: BTreeMap<String, String>,
+    /// Pending job ids per queue (derived from the jobs).
+    pub(super) pending: BTreeMap<String, BTreeSet<String>>,
+    /// (tenant, idempotency key) -> job id (derived from the jobs).
+    pub(super) idempotency: BTreeMap<(TenantId, String), String>,
+    pub(super) queues: BTreeMap<String, Queue>,
+    pub(super) pools: BTreeMap<String, Pool>,
+    pub(super) workers: BTreeMap<String, Worker>,
     events: broadcast::Sender<DomainEvent>,
 }
 
@@ -63,6 +124,13 @@ impl HodeiState {
             tenants: BTreeMap::new(),
             bursts: BTreeMap::new(),
             usage: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            job_logs: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            idempotency: BTreeMap::new(),
+            queues: BTreeMap::new(),
+            pools: BTreeMap::new(),
+            workers: BTreeMap::new(),
             events,
         }
     }
@@ -103,6 +171,28 @@ impl HodeiState {
                 (left.requested_at_ms, &left.id).cmp(&(right.requested_at_ms, &right.id))
             });
         }
+        for job in load_all::<Job>(keyspace, JOB_PREFIX, "job")? {
+            state.jobs.insert(job.id.clone(), job);
+        }
+        for queue in load_all::<Queue>(keyspace, QUEUE_PREFIX, "queue")? {
+            state.queues.insert(queue.id.clone(), queue);
+        }
+        for pool in load_all::<Pool>(keyspace, POOL_PREFIX, "pool")? {
+            state.pools.insert(pool.id.clone(), pool);
+        }
+        for worker in load_all::<Worker>(keyspace, WORKER_PREFIX, "worker")? {
+            state.workers.insert(worker.id.clone(), worker);
+        }
+        let logs = keyspace
+            .scan_prefix(JOB_LOG_PREFIX.as_bytes())
+            .map_err(|error| error.to_string())?;
+        for (key, value) in logs {
+            let id = String::from_utf8_lossy(&key[JOB_LOG_PREFIX.len()..]).into_owned();
+            state
+                .job_logs
+                .insert(id, String::from_utf8_lossy(&value).into_owned());
+        }
+        state.rebuild_job_indices();
         Ok(state)
     }
 
@@ -215,6 +305,45 @@ impl HodeiState {
                 ended_by,
                 at_ms,
             } => self.apply_end_burst(&tenant, &session_id, reason, ended_by, at_ms, writes),
+            CommandV1::EnsureQueuesAndPools { pools, queues } => {
+                self.apply_ensure_queues_and_pools(pools, queues, writes)
+            }
+            CommandV1::CreateQueue { queue } => self.apply_create_queue(queue, writes),
+            CommandV1::UpdateQueue {
+                id,
+                pools,
+                policy,
+                at_ms,
+            } => self.apply_update_queue(&id, pools, policy, at_ms, writes),
+            CommandV1::DeleteQueue { id } => self.apply_delete_queue(&id, writes),
+            CommandV1::SubmitJobs {
+                jobs,
+                max_burst_percent,
+            } => self.apply_submit_jobs(jobs, max_burst_percent, writes),
+            CommandV1::AssignJobs { assignments, at_ms } => {
+                self.apply_assign_jobs(assignments, at_ms, writes)
+            }
+            CommandV1::JobStarted {
+                job,
+                attempt,
+                worker,
+                at_ms,
+            } => self.apply_job_started(&job, attempt, &worker, at_ms, writes),
+            CommandV1::JobFinished { report } => self.apply_job_finished(report, writes),
+            CommandV1::CancelJob {
+                id,
+                cancelled_by,
+                at_ms,
+            } => self.apply_cancel_job(&id, &cancelled_by, at_ms, writes),
+            CommandV1::RegisterWorker {
+                registration,
+                at_ms,
+            } => self.apply_register_worker(registration, at_ms, writes),
+            CommandV1::WorkerLost {
+                worker,
+                reason,
+                at_ms,
+            } => self.apply_worker_lost(&worker, &reason, at_ms, writes),
             CommandV1::DeleteTenant {
                 id,
                 cascade: _,
@@ -228,8 +357,16 @@ impl HodeiState {
                         "the default tenant cannot be deleted: requests that name no tenant act for it".to_string(),
                     ));
                 }
-                // Jobs do not exist yet; when they do, pending or running jobs refuse the
-                // delete unless `cascade` cancels them first.
+                let live = self
+                    .jobs
+                    .values()
+                    .filter(|job| job.spec.tenant == id && !job.state.is_final())
+                    .count();
+                if live > 0 {
+                    return Err(DomainError::Conflict(format!(
+                        "tenant `{id}` still has {live} pending or running job(s); cancel them first"
+                    )));
+                }
                 self.tenants.remove(&id);
                 writes.delete(tenant_key(&id));
                 for session in self.bursts.remove(&id).unwrap_or_default() {
@@ -260,6 +397,11 @@ impl StateMachine for HodeiState {
         let data = SnapshotData {
             tenants: self.tenants.values().cloned().collect(),
             bursts: self.bursts.values().flatten().cloned().collect(),
+            jobs: self.jobs.values().cloned().collect(),
+            job_logs: self.job_logs.clone(),
+            queues: self.queues.values().cloned().collect(),
+            pools: self.pools.values().cloned().collect(),
+            workers: self.workers.values().cloned().collect(),
         };
         serde_json::to_vec(&data).map_err(|error| error.to_string())
     }
@@ -269,6 +411,11 @@ impl StateMachine for HodeiState {
             serde_json::from_slice(snapshot).map_err(|error| error.to_string())?;
         self.tenants.clear();
         self.bursts.clear();
+        self.jobs.clear();
+        self.job_logs.clear();
+        self.queues.clear();
+        self.pools.clear();
+        self.workers.clear();
         for tenant in data.tenants {
             self.put_tenant(tenant, writes);
         }
@@ -279,6 +426,27 @@ impl StateMachine for HodeiState {
                 .or_default()
                 .push(session);
         }
+        for job in data.jobs {
+            writes.put(jobs_key(JOB_PREFIX, &job.id), encode(&job));
+            self.jobs.insert(job.id.clone(), job);
+        }
+        for (id, tail) in data.job_logs {
+            writes.put(jobs_key(JOB_LOG_PREFIX, &id), tail.clone().into_bytes());
+            self.job_logs.insert(id, tail);
+        }
+        for queue in data.queues {
+            writes.put(jobs_key(QUEUE_PREFIX, &queue.id), encode(&queue));
+            self.queues.insert(queue.id.clone(), queue);
+        }
+        for pool in data.pools {
+            writes.put(jobs_key(POOL_PREFIX, &pool.id), encode(&pool));
+            self.pools.insert(pool.id.clone(), pool);
+        }
+        for worker in data.workers {
+            writes.put(jobs_key(WORKER_PREFIX, &worker.id), encode(&worker));
+            self.workers.insert(worker.id.clone(), worker);
+        }
+        self.rebuild_job_indices();
         self.emit(DomainEvent::StateReplaced);
         Ok(())
     }

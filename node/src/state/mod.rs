@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod hodei_state;
+pub mod jobs;
 mod tenant_limits;
 
 pub use command::{Command, CommandOutcome, CommandResult, CommandV1};

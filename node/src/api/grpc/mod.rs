@@ -3,11 +3,13 @@
 //! reply, success or error, carries `x-trace-id`.
 
 mod cluster;
+mod jobs;
 mod tenants;
 
 use tonic::metadata::MetadataValue;
 
 pub use self::cluster::ClusterGrpc;
+pub use self::jobs::{JobGrpc, QueueGrpc, job_message, submit_input};
 pub use self::tenants::TenantGrpc;
 use crate::api::principal::PRINCIPAL_HEADER;
 use crate::api::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER};

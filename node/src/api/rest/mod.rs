@@ -4,6 +4,7 @@
 
 mod cluster;
 mod extract;
+mod jobs;
 mod limits;
 mod tenants;
 
@@ -45,6 +46,9 @@ pub struct RestState {
         (name = "tenants", description = "Tenant management (US-09.1.1)"),
         (name = "quotas", description = "Quotas, usage and enforcement (US-09.1.2, US-09.1.3)"),
         (name = "burst", description = "Burst capacity (US-09.1.4)"),
+        (name = "jobs", description = "Jobs: submit, read, cancel, logs"),
+        (name = "queues", description = "Queues and the pools they dispatch to"),
+        (name = "workers", description = "Registered workers"),
         (name = "cluster", description = "Health, status and membership")
     )
 )]
@@ -61,6 +65,7 @@ pub fn router(
         .merge(tenants::routes())
         .merge(limits::routes())
         .merge(cluster::routes())
+        .merge(jobs::routes())
         .split_for_parts();
     let openapi_json = Arc::new(
         openapi

@@ -1,0 +1,645 @@
+//! The gateway's job, queue and worker operations: submit (one or a batch, one Raft entry
+//! either way), read, list, cancel, logs and watch; queue CRUD; the worker list.
+
+use tokio::sync::{broadcast, mpsc};
+use tracing::info;
+
+use crate::actors::gateway::{propose, read_barrier, require_access, require_admin};
+use crate::actors::{NodeContext, now_ms};
+use crate::api::job_model::{
+    BatchItemView, BatchView, CreateQueueInput, JobFilter, JobLogsView, JobPageView, JobView,
+    MAX_BATCH, QueueListView, QueueView, SubmitJobInput, SubmittedJobView, UpdateQueueInput,
+    WorkerListView, WorkerView,
+};
+use crate::api::model::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageInput};
+use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
+use crate::domain::DomainError;
+use crate::domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
+use crate::domain::job::{CommandSpec, Job, JobSpec, JobState, Priority, Simulation};
+use crate::domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy};
+use crate::domain::resources::Resources;
+use crate::domain::tenant::{TenantId, TenantStatus};
+use crate::state::jobs::SubmittedJob;
+use crate::state::{CommandOutcome, CommandV1, DomainEvent, HodeiState};
+
+/// What a job asks for when it names no resources.
+pub const DEFAULT_JOB_RESOURCES: Resources = Resources {
+    cpu_m: 1_000,
+    memory_mb: 512,
+    gpu: 0,
+};
+
+pub enum JobsRequest {
+    Submit {
+        input: SubmitJobInput,
+    },
+    SubmitBatch {
+        inputs: Vec<SubmitJobInput>,
+    },
+    Get {
+        id: String,
+        consistency: Consistency,
+    },
+    List {
+        filter: JobFilter,
+        page: PageInput,
+        consistency: Consistency,
+    },
+    Cancel {
+        id: String,
+    },
+    Logs {
+        id: String,
+        consistency: Consistency,
+    },
+    /// The job now, then each change until it is final, on the returned channel.
+    Watch {
+        id: String,
+    },
+    CreateQueue {
+        input: CreateQueueInput,
+    },
+    GetQueue {
+        id: String,
+        consistency: Consistency,
+    },
+    ListQueues {
+        consistency: Consistency,
+    },
+    UpdateQueue {
+        id: String,
+        input: UpdateQueueInput,
+    },
+    DeleteQueue {
+        id: String,
+    },
+    ListWorkers {
+        pool: Option<String>,
+        consistency: Consistency,
+    },
+}
+
+impl JobsRequest {
+    /// The operation's name in metrics.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            JobsRequest::Submit { .. } => "submit_job",
+            JobsRequest::SubmitBatch { .. } => "submit_jobs",
+            JobsRequest::Get { .. } => "get_job",
+            JobsRequest::List { .. } => "list_jobs",
+            JobsRequest::Cancel { .. } => "cancel_job",
+            JobsRequest::Logs { .. } => "job_logs",
+            JobsRequest::Watch { .. } => "watch_job",
+            JobsRequest::CreateQueue { .. } => "create_queue",
+            JobsRequest::GetQueue { .. } => "get_queue",
+            JobsRequest::ListQueues { .. } => "list_queues",
+            JobsRequest::UpdateQueue { .. } => "update_queue",
+            JobsRequest::DeleteQueue { .. } => "delete_queue",
+            JobsRequest::ListWorkers { .. } => "list_workers",
+        }
+    }
+}
+
+pub enum JobsReply {
+    Submitted(SubmittedJobView),
+    Batch(BatchView),
+    Job(JobView),
+    Jobs(JobPageView),
+    Logs(JobLogsView),
+    Watch(mpsc::Receiver<JobView>),
+    Queue(QueueView),
+    Queues(QueueListView),
+    QueueDeleted(String),
+    Workers(WorkerListView),
+}
+
+pub async fn handle(
+    node: NodeContext,
+    context: RequestContext,
+    request: JobsRequest,
+) -> Result<JobsReply, ApiError> {
+    match request {
+        JobsRequest::Submit { input } => submit(&node, &context, input).await,
+        JobsRequest::SubmitBatch { inputs } => submit_batch(&node, &context, inputs).await,
+        JobsRequest::Get { id, consistency } => {
+            read_barrier(&node, consistency).await?;
+            let view = node
+                .read(|state| readable_job(state, &context, &id).map(|job| job_view(state, job)))?;
+            Ok(JobsReply::Job(view))
+        }
+        JobsRequest::List {
+            filter,
+            page,
+            consistency,
+        } => list_jobs(&node, &context, filter, page, consistency).await,
+        JobsRequest::Cancel { id } => {
+            node.read(|state| readable_job(state, &context, &id).map(|_| ()))?;
+            let command = CommandV1::CancelJob {
+                id,
+                cancelled_by: context.principal.to_string(),
+                at_ms: now_ms(),
+            };
+            match propose(&node, command).await? {
+                CommandOutcome::Job(job) => {
+                    info!(job = %job.id, principal = %context.principal, "job cancelled");
+                    Ok(JobsReply::Job(node.read(|state| job_view(state, &job))))
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        JobsRequest::Logs { id, consistency } => {
+            read_barrier(&node, consistency).await?;
+            let view = node.read(|state| {
+                readable_job(state, &context, &id).map(|job| JobLogsView {
+                    id: job.id.clone(),
+                    state: job.state.as_str().to_string(),
+                    output_tail: state.job_output(&job.id).unwrap_or_default().to_string(),
+                })
+            })?;
+            Ok(JobsReply::Logs(view))
+        }
+        JobsRequest::Watch { id } => watch(&node, &context, id),
+        JobsRequest::CreateQueue { input } => create_queue(&node, &context, input).await,
+        JobsRequest::GetQueue { id, consistency } => {
+            read_barrier(&node, consistency).await?;
+            node.read(|state| {
+                state
+                    .queue(&id)
+                    .map(|queue| JobsReply::Queue(queue_view(state, queue)))
+                    .ok_or_else(|| DomainError::not_found("queue", id.clone()).into())
+            })
+        }
+        JobsRequest::ListQueues { consistency } => {
+            read_barrier(&node, consistency).await?;
+            Ok(JobsReply::Queues(node.read(|state| {
+                QueueListView {
+                    items: state
+                        .queues()
+                        .map(|queue| queue_view(state, queue))
+                        .collect(),
+                }
+            })))
+        }
+        JobsRequest::UpdateQueue { id, input } => {
+            require_admin(&context, "changing a queue")?;
+            let policy = input
+                .policy
+                .as_deref()
+                .map(|raw| QueuePolicy::parse("policy", raw))
+                .transpose()?;
+            if input.pools.is_none() && policy.is_none() {
+                return Err(ApiError::new(
+                    ErrorCode::Unprocessable,
+                    "the update sets no field: give pools or policy",
+                ));
+            }
+            let command = CommandV1::UpdateQueue {
+                id,
+                pools: input.pools,
+                policy,
+                at_ms: now_ms(),
+            };
+            match propose(&node, command).await? {
+                CommandOutcome::Queue(queue) => Ok(JobsReply::Queue(
+                    node.read(|state| queue_view(state, &queue)),
+                )),
+                other => Err(unexpected(other)),
+            }
+        }
+        JobsRequest::DeleteQueue { id } => {
+            require_admin(&context, "deleting a queue")?;
+            match propose(&node, CommandV1::DeleteQueue { id }).await? {
+                CommandOutcome::QueueDeleted { id } => Ok(JobsReply::QueueDeleted(id)),
+                other => Err(unexpected(other)),
+            }
+        }
+        JobsRequest::ListWorkers { pool, consistency } => {
+            read_barrier(&node, consistency).await?;
+            Ok(JobsReply::Workers(node.read(|state| {
+                WorkerListView {
+                    items: state
+                        .workers()
+                        .filter(|worker| pool.as_ref().is_none_or(|pool| &worker.pool == pool))
+                        .map(WorkerView::from)
+                        .collect(),
+                }
+            })))
+        }
+    }
+}
+
+fn unexpected(outcome: CommandOutcome) -> ApiError {
+    ApiError::internal(format!("unexpected state machine outcome: {outcome:?}"))
+}
+
+fn readable_job<'a>(
+    state: &'a HodeiState,
+    context: &RequestContext,
+    id: &str,
+) -> Result<&'a Job, ApiError> {
+    let job = state
+        .job(id)
+        .ok_or_else(|| ApiError::from(DomainError::not_found("job", id)))?;
+    // A job of another tenant is reported as missing, not forbidden: ids are not leaked.
+    if !context.principal.may_access(&job.spec.tenant) {
+        return Err(DomainError::not_found("job", id).into());
+    }
+    Ok(job)
+}
+
+/// Why a pending job is not running yet, from the state now.
+fn pending_reason(state: &HodeiState, job: &Job) -> Option<String> {
+    if job.state != JobState::Pending {
+        return None;
+    }
+    let tenant = state.tenant(&job.spec.tenant)?;
+    if tenant.status != TenantStatus::Active {
+        return Some("tenant_suspended: the tenant is suspended".to_string());
+    }
+    let usage = state.usage(&job.spec.tenant);
+    let decision = admit(&AdmissionInput {
+        quota: &tenant.quota,
+        usage: &usage,
+        tenant_active: true,
+        active_burst_percent: state
+            .active_burst(&job.spec.tenant)
+            .map(|session| session.ceiling_percentage),
+        max_burst_percent: None,
+        largest_worker: None,
+        request: &JobRequest {
+            resources: job.spec.resources,
+            pool: None,
+        },
+    });
+    if decision.verdict == Verdict::Queue
+        && let Some(first) = decision.reasons.first()
+    {
+        return Some(format!("quota: {}", first.message));
+    }
+    let pools: Vec<String> = match state.queue(&job.spec.queue) {
+        Some(queue) if job.spec.pool_selector.is_empty() => queue.pools.clone(),
+        Some(_) => job.spec.pool_selector.clone(),
+        None => return Some("no_queue: its queue was deleted".to_string()),
+    };
+    let live: Vec<_> = state
+        .workers()
+        .filter(|worker| worker.is_live() && pools.contains(&worker.pool))
+        .collect();
+    if live.is_empty() {
+        return Some(format!(
+            "no_workers: no live worker in pool(s) {}",
+            pools.join(", ")
+        ));
+    }
+    if !live
+        .iter()
+        .any(|worker| job.spec.resources.fits_within(worker.free()))
+    {
+        return Some("no_capacity: every worker of its pools is full".to_string());
+    }
+    Some("dispatching: a worker has room; the dispatcher places it next".to_string())
+}
+
+pub fn job_view(state: &HodeiState, job: &Job) -> JobView {
+    JobView::new(
+        job,
+        state.queue_position(job).map(|position| position as u64),
+        pending_reason(state, job),
+    )
+}
+
+fn queue_view(state: &HodeiState, queue: &Queue) -> QueueView {
+    QueueView::new(queue, state.pending_in(&queue.id).count() as u64)
+}
+
+/// Turns an input into a job: defaults, the tenant the principal may use, validation.
+fn build_job(
+    node: &NodeContext,
+    context: &RequestContext,
+    input: SubmitJobInput,
+) -> Result<Job, ApiError> {
+    let tenant = match (input.tenant.as_deref(), &context.principal) {
+        (Some(raw), _) if !raw.is_empty() => TenantId::parse(raw).map_err(ApiError::from)?,
+        (_, Principal::Tenant(own)) => own.clone(),
+        (_, Principal::Admin) => TenantId::default_tenant(),
+    };
+    require_access(context, &tenant)?;
+    let priority = match input.priority.as_deref() {
+        None | Some("") => Priority::default(),
+        Some(raw) => Priority::parse(raw)?,
+    };
+    let command = input.command.unwrap_or_default();
+    let spec = JobSpec {
+        tenant,
+        queue: input
+            .queue
+            .filter(|queue| !queue.is_empty())
+            .unwrap_or_else(|| DEFAULT_QUEUE_ID.to_string()),
+        priority,
+        resources: input
+            .resources
+            .map(Resources::from)
+            .unwrap_or(DEFAULT_JOB_RESOURCES),
+        command: CommandSpec {
+            argv: command.argv,
+            env: command.env,
+            working_dir: command.working_dir,
+            timeout_s: command.timeout_s,
+        },
+        simulate: input.simulate.map(|simulation| Simulation {
+            duration_ms: simulation.duration_ms,
+            exit_code: simulation.exit_code,
+        }),
+        labels: input.labels,
+        max_retries: input.max_retries.unwrap_or(0),
+        idempotency_key: input.idempotency_key,
+        pool_selector: input.pool_selector,
+    };
+    spec.validate()?;
+    let max_burst = max_burst_percent(node);
+    node.read(|state| {
+        state.check_placement(&spec)?;
+        state.check_tenant_admits(&spec, max_burst)
+    })?;
+    Ok(Job::new(uuid::Uuid::now_v7().to_string(), spec, now_ms()))
+}
+
+fn max_burst_percent(node: &NodeContext) -> Option<u64> {
+    node.limits
+        .burst
+        .enabled
+        .then_some(node.limits.burst.max_overage_percentage)
+}
+
+fn submitted_view(node: &NodeContext, submitted: &SubmittedJob) -> SubmittedJobView {
+    SubmittedJobView {
+        job: node.read(|state| job_view(state, &submitted.job)),
+        duplicate: submitted.duplicate,
+    }
+}
+
+async fn submit(
+    node: &NodeContext,
+    context: &RequestContext,
+    input: SubmitJobInput,
+) -> Result<JobsReply, ApiError> {
+    let job = build_job(node, context, input)?;
+    let command = CommandV1::SubmitJobs {
+        jobs: vec![job],
+        max_burst_percent: max_burst_percent(node),
+    };
+    match propose(node, command).await? {
+        CommandOutcome::JobsSubmitted(mut results) if results.len() == 1 => {
+            let submitted = results.remove(0)?;
+            Ok(JobsReply::Submitted(submitted_view(node, &submitted)))
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn submit_batch(
+    node: &NodeContext,
+    context: &RequestContext,
+    inputs: Vec<SubmitJobInput>,
+) -> Result<JobsReply, ApiError> {
+    if inputs.len() > MAX_BATCH {
+        return Err(ApiError {
+            field: Some("jobs".to_string()),
+            ..ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "jobs: at most {MAX_BATCH} jobs in one batch, got {}",
+                    inputs.len()
+                ),
+            )
+        });
+    }
+    if inputs.is_empty() {
+        return Err(ApiError::invalid("jobs", "must hold at least one job"));
+    }
+    let mut results: Vec<Option<Result<SubmittedJob, ApiError>>> = Vec::new();
+    let mut jobs = Vec::new();
+    for input in inputs {
+        match build_job(node, context, input) {
+            Ok(job) => {
+                jobs.push(job);
+                results.push(None);
+            }
+            Err(error) => results.push(Some(Err(error))),
+        }
+    }
+    if !jobs.is_empty() {
+        let command = CommandV1::SubmitJobs {
+            jobs,
+            max_burst_percent: max_burst_percent(node),
+        };
+        let CommandOutcome::JobsSubmitted(applied) = propose(node, command).await? else {
+            return Err(ApiError::internal("unexpected state machine outcome"));
+        };
+        let mut applied = applied.into_iter();
+        for slot in results.iter_mut().filter(|slot| slot.is_none()) {
+            *slot = applied.next().map(|result| result.map_err(ApiError::from));
+        }
+    }
+    let mut view = BatchView {
+        accepted: 0,
+        refused: 0,
+        results: Vec::with_capacity(results.len()),
+    };
+    for (index, result) in results.into_iter().enumerate() {
+        match result {
+            Some(Ok(submitted)) => {
+                view.accepted += 1;
+                let submitted = submitted_view(node, &submitted);
+                view.results.push(BatchItemView {
+                    index,
+                    job: Some(submitted.job),
+                    duplicate: submitted.duplicate,
+                    status: None,
+                    error: None,
+                    field: None,
+                });
+            }
+            Some(Err(error)) => {
+                view.refused += 1;
+                view.results.push(BatchItemView {
+                    index,
+                    job: None,
+                    duplicate: false,
+                    status: Some(error.code.http_status().as_u16()),
+                    error: Some(error.detail.clone()),
+                    field: error.field.clone(),
+                });
+            }
+            None => return Err(ApiError::internal("a batch result is missing")),
+        }
+    }
+    info!(accepted = view.accepted, refused = view.refused, principal = %context.principal, "job batch submitted");
+    Ok(JobsReply::Batch(view))
+}
+
+async fn list_jobs(
+    node: &NodeContext,
+    context: &RequestContext,
+    filter: JobFilter,
+    page: PageInput,
+    consistency: Consistency,
+) -> Result<JobsReply, ApiError> {
+    let limit = match page.limit {
+        None => DEFAULT_PAGE_SIZE,
+        Some(limit) if (1..=MAX_PAGE_SIZE).contains(&limit) => limit,
+        Some(limit) => {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
+            ));
+        }
+    } as usize;
+    let tenant = filter
+        .tenant
+        .as_deref()
+        .filter(|raw| !raw.is_empty())
+        .map(TenantId::parse)
+        .transpose()?;
+    let tenant = match (&context.principal, tenant) {
+        (Principal::Tenant(own), Some(asked)) if own != &asked => {
+            return Err(DomainError::Forbidden(format!(
+                "{} may not list the jobs of tenant `{asked}`",
+                context.principal
+            ))
+            .into());
+        }
+        (Principal::Tenant(own), _) => Some(own.clone()),
+        (Principal::Admin, asked) => asked,
+    };
+    let state_filter = match filter.state.as_deref().filter(|raw| !raw.is_empty()) {
+        None => None,
+        Some(raw) => Some(
+            [
+                JobState::Pending,
+                JobState::Assigned,
+                JobState::Running,
+                JobState::Succeeded,
+                JobState::Failed,
+                JobState::TimedOut,
+                JobState::Cancelled,
+            ]
+            .into_iter()
+            .find(|state| state.as_str() == raw)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "state",
+                    format!("must be one of pending, assigned, running, succeeded, failed, timed_out, cancelled, got `{raw}`"),
+                )
+            })?,
+        ),
+    };
+    let label = match filter.label.as_deref().filter(|raw| !raw.is_empty()) {
+        None => None,
+        Some(raw) => Some(
+            raw.split_once('=')
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .ok_or_else(|| ApiError::invalid("label", "must be `key=value`"))?,
+        ),
+    };
+    let queue = filter.queue.filter(|queue| !queue.is_empty());
+    let cursor = page.cursor.filter(|cursor| !cursor.is_empty());
+    if let Some(cursor) = &cursor
+        && uuid::Uuid::parse_str(cursor).is_err()
+    {
+        return Err(ApiError::invalid(
+            "cursor",
+            "not a cursor this list returned",
+        ));
+    }
+    read_barrier(node, consistency).await?;
+    let (items, more) = node.read(|state| {
+        let mut found = state.jobs_after(cursor.as_deref(), limit + 1, |job| {
+            tenant
+                .as_ref()
+                .is_none_or(|tenant| &job.spec.tenant == tenant)
+                && queue.as_ref().is_none_or(|queue| &job.spec.queue == queue)
+                && state_filter.is_none_or(|wanted| job.state == wanted)
+                && label.as_ref().is_none_or(|(key, value)| {
+                    job.spec.labels.get(key).is_some_and(|found| found == value)
+                })
+        });
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let views: Vec<JobView> = found.iter().map(|job| job_view(state, job)).collect();
+        (views, more)
+    });
+    let next_cursor = more
+        .then(|| items.last().map(|job| job.id.clone()))
+        .flatten();
+    Ok(JobsReply::Jobs(JobPageView { items, next_cursor }))
+}
+
+fn watch(node: &NodeContext, context: &RequestContext, id: String) -> Result<JobsReply, ApiError> {
+    // Subscribe before reading, so no change between the two is missed.
+    let mut events = node.read(|state| state.subscribe());
+    let first =
+        node.read(|state| readable_job(state, context, &id).map(|job| job_view(state, job)))?;
+    let (sender, receiver) = mpsc::channel(64);
+    let node = node.clone();
+    tokio::spawn(async move {
+        let mut last = first;
+        if sender.send(last.clone()).await.is_err() {
+            return;
+        }
+        while !matches!(
+            last.state.as_str(),
+            "succeeded" | "failed" | "timed_out" | "cancelled"
+        ) {
+            match events.recv().await {
+                Ok(DomainEvent::JobChanged(changed)) if changed == id => {}
+                Ok(DomainEvent::StateReplaced) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+            let Some(now) = node.read(|state| state.job(&id).map(|job| job_view(state, job)))
+            else {
+                return;
+            };
+            if now.state != last.state || now.attempt != last.attempt {
+                if sender.send(now.clone()).await.is_err() {
+                    return;
+                }
+                last = now;
+            }
+        }
+    });
+    Ok(JobsReply::Watch(receiver))
+}
+
+async fn create_queue(
+    node: &NodeContext,
+    context: &RequestContext,
+    input: CreateQueueInput,
+) -> Result<JobsReply, ApiError> {
+    require_admin(context, "creating a queue")?;
+    let policy = match input.policy.as_deref() {
+        None | Some("") => QueuePolicy::default(),
+        Some(raw) => QueuePolicy::parse("policy", raw)?,
+    };
+    let at_ms = now_ms();
+    let queue = Queue {
+        id: input.id,
+        pools: input
+            .pools
+            .unwrap_or_else(|| vec!["pool-default".to_string()]),
+        policy,
+        created_at_ms: at_ms,
+        updated_at_ms: at_ms,
+    };
+    queue.validate()?;
+    match propose(node, CommandV1::CreateQueue { queue }).await? {
+        CommandOutcome::Queue(queue) => {
+            info!(queue = %queue.id, principal = %context.principal, "queue created");
+            Ok(JobsReply::Queue(
+                node.read(|state| queue_view(state, &queue)),
+            ))
+        }
+        other => Err(unexpected(other)),
+    }
+}

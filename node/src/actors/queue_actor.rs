@@ -1,0 +1,199 @@
+//! One actor per queue on the leader: the dispatcher. It reads a snapshot of the queue's
+//! pending jobs, the live workers of its pools and the tenants' quotas, asks the pure
+//! [`next_assignments`] for a plan, and proposes it as one `AssignJobs` command (apply
+//! re-checks every part). One plan is in flight at a time; the proposal runs in its own
+//! task so the mailbox never waits on Raft, and its end is a message.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::warn;
+
+use crate::actors::gateway::propose;
+use crate::actors::{NodeContext, now_ms};
+use crate::domain::dispatch::{PendingJob, TenantSnapshot, WorkerSlot, next_assignments};
+use crate::domain::tenant::TenantStatus;
+use crate::state::{CommandOutcome, CommandV1, HodeiState};
+
+/// The most assignments in one plan (one Raft entry).
+const MAX_PLAN: usize = 2_000;
+/// The most pending jobs one pass looks at, oldest first.
+const MAX_SCAN: usize = 20_000;
+/// A pass runs at least this often, whatever the events say.
+const SAFETY_TICK: Duration = Duration::from_secs(1);
+
+pub enum QueueMsg {
+    /// Something changed that may allow dispatch: plan now (or after the plan in flight).
+    Nudge,
+    /// The plan in flight was applied (or failed).
+    PlanDone {
+        assigned: usize,
+    },
+    GetObservableState(RpcReplyPort<QueueObservableState>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueObservableState {
+    pub queue: String,
+    pub plans: u64,
+    pub assigned: u64,
+    pub in_flight: bool,
+}
+
+pub struct QueueActor;
+
+pub struct QueueActorState {
+    node: NodeContext,
+    observable: QueueObservableState,
+    /// A nudge arrived while a plan was in flight.
+    dirty: bool,
+}
+
+struct Snapshot {
+    pending: Vec<PendingJob>,
+    workers: Vec<WorkerSlot>,
+    tenants: BTreeMap<crate::domain::tenant::TenantId, TenantSnapshot>,
+}
+
+fn snapshot(state: &HodeiState, queue_id: &str) -> Option<Snapshot> {
+    let queue = state.queue(queue_id)?;
+    let pending: Vec<PendingJob> = state
+        .pending_in(queue_id)
+        .take(MAX_SCAN)
+        .map(|job| PendingJob {
+            id: job.id.clone(),
+            tenant: job.spec.tenant.clone(),
+            resources: job.spec.resources,
+            submitted_at_ms: job.submitted_at_ms,
+            pools: if job.spec.pool_selector.is_empty() {
+                queue.pools.clone()
+            } else {
+                job.spec.pool_selector.clone()
+            },
+        })
+        .collect();
+    if pending.is_empty() {
+        return None;
+    }
+    let workers: Vec<WorkerSlot> = state
+        .workers()
+        .filter(|worker| worker.is_live() && queue.pools.contains(&worker.pool))
+        .map(|worker| WorkerSlot {
+            id: worker.id.clone(),
+            pool: worker.pool.clone(),
+            capacity: worker.capacity,
+            used: worker.used,
+            schedulable: true,
+        })
+        .collect();
+    let mut tenants = BTreeMap::new();
+    for job in &pending {
+        if tenants.contains_key(&job.tenant) {
+            continue;
+        }
+        let Some(tenant) = state.tenant(&job.tenant) else {
+            continue;
+        };
+        tenants.insert(
+            job.tenant.clone(),
+            TenantSnapshot {
+                quota: tenant.quota.clone(),
+                usage: state.usage(&job.tenant),
+                active: tenant.status == TenantStatus::Active,
+                burst_percent: state
+                    .active_burst(&job.tenant)
+                    .map(|session| session.ceiling_percentage),
+            },
+        );
+    }
+    Some(Snapshot {
+        pending,
+        workers,
+        tenants,
+    })
+}
+
+fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
+    if state.observable.in_flight {
+        state.dirty = true;
+        return;
+    }
+    state.dirty = false;
+    let queue_id = state.observable.queue.clone();
+    let Some(found) = state.node.read(|hodei| snapshot(hodei, &queue_id)) else {
+        return;
+    };
+    let assignments = next_assignments(&found.pending, &found.workers, &found.tenants, MAX_PLAN);
+    if assignments.is_empty() {
+        return;
+    }
+    state.observable.in_flight = true;
+    state.observable.plans += 1;
+    let node = state.node.clone();
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let command = CommandV1::AssignJobs {
+            assignments,
+            at_ms: now_ms(),
+        };
+        let assigned = match propose(&node, command).await {
+            Ok(CommandOutcome::JobsAssigned { assigned, .. }) => assigned,
+            Ok(_) => 0,
+            Err(error) => {
+                warn!(queue = %queue_id, %error, "dispatch plan not committed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                0
+            }
+        };
+        let _ = myself.cast(QueueMsg::PlanDone { assigned });
+    });
+}
+
+impl Actor for QueueActor {
+    type Msg = QueueMsg;
+    type State = QueueActorState;
+    type Arguments = (String, NodeContext);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        (queue, node): (String, NodeContext),
+    ) -> Result<QueueActorState, ActorProcessingErr> {
+        myself.send_interval(SAFETY_TICK, || QueueMsg::Nudge);
+        myself.cast(QueueMsg::Nudge)?;
+        Ok(QueueActorState {
+            node,
+            observable: QueueObservableState {
+                queue,
+                plans: 0,
+                assigned: 0,
+                in_flight: false,
+            },
+            dirty: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: QueueMsg,
+        state: &mut QueueActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            QueueMsg::Nudge => plan(&myself, state),
+            QueueMsg::PlanDone { assigned } => {
+                state.observable.in_flight = false;
+                state.observable.assigned += assigned as u64;
+                // A full plan may have left more to place; a nudge may have come meanwhile.
+                if assigned > 0 || state.dirty {
+                    plan(&myself, state);
+                }
+            }
+            QueueMsg::GetObservableState(reply) => {
+                let _ = reply.send(state.observable.clone());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,442 @@
+//! `hodei.v1.JobService` and `hodei.v1.QueueService`: the same gateway messages as REST.
+
+use std::pin::Pin;
+
+use hodei_proto::v1 as pb;
+use hodei_proto::v1::job_service_server::JobService;
+use hodei_proto::v1::queue_service_server::QueueService;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
+
+use crate::actors::gateway::{GatewayHandle, GatewayMsg};
+use crate::actors::gateway_jobs::{JobsReply, JobsRequest};
+use crate::api::grpc::{grpc_span, reply, request_context, with_trace, with_trace_status};
+use crate::api::job_model::{
+    CommandInput, CreateQueueInput, JobFilter, JobView, QueueView, SimulationInput, SubmitJobInput,
+    UpdateQueueInput,
+};
+use crate::api::model::{PageInput, ResourcesView};
+use crate::api::{ApiError, Consistency, Principal, RequestContext};
+
+type GrpcResult<T> = Result<tonic::Response<T>, tonic::Status>;
+
+fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+pub fn submit_input(spec: pb::JobSpec) -> SubmitJobInput {
+    let command = spec.command.unwrap_or_default();
+    SubmitJobInput {
+        tenant: non_empty(spec.tenant),
+        queue: non_empty(spec.queue),
+        priority: non_empty(spec.priority),
+        resources: spec.resources.map(|resources| ResourcesView {
+            cpu_m: resources.cpu_m,
+            memory_mb: resources.memory_mb,
+            gpu: resources.gpu,
+        }),
+        command: Some(CommandInput {
+            argv: command.argv,
+            env: command.env.into_iter().collect(),
+            working_dir: command.working_dir,
+            timeout_s: command.timeout_s,
+        }),
+        simulate: spec.simulate.map(|simulation| SimulationInput {
+            duration_ms: simulation.duration_ms,
+            exit_code: simulation.exit_code,
+        }),
+        labels: spec.labels.into_iter().collect(),
+        max_retries: spec.max_retries,
+        idempotency_key: spec.idempotency_key,
+        pool_selector: spec.pool_selector,
+    }
+}
+
+pub fn job_message(view: JobView) -> pb::Job {
+    pb::Job {
+        id: view.id,
+        spec: Some(pb::JobSpec {
+            tenant: view.tenant,
+            queue: view.queue,
+            priority: view.priority,
+            resources: Some(pb::JobResources {
+                cpu_m: view.resources.cpu_m,
+                memory_mb: view.resources.memory_mb,
+                gpu: view.resources.gpu,
+            }),
+            command: Some(pb::JobCommand {
+                argv: view.command.argv,
+                env: view.command.env.into_iter().collect(),
+                working_dir: view.command.working_dir,
+                timeout_s: view.command.timeout_s,
+            }),
+            simulate: view.simulate.map(|simulation| pb::JobSimulation {
+                duration_ms: simulation.duration_ms,
+                exit_code: simulation.exit_code,
+            }),
+            labels: view.labels.into_iter().collect(),
+            max_retries: Some(view.max_retries),
+            idempotency_key: view.idempotency_key,
+            pool_selector: view.pool_selector,
+        }),
+        state: view.state,
+        attempt: view.attempt,
+        worker: view.worker,
+        pool: view.pool,
+        exit_code: view.exit_code,
+        submitted_at_ms: view.submitted_at_ms,
+        transitions: view
+            .transitions
+            .into_iter()
+            .map(|step| pb::JobTransition {
+                state: step.state,
+                at_ms: step.at_ms,
+                reason: step.reason,
+            })
+            .collect(),
+        queue_position: view.queue_position,
+        burst: view.burst,
+    }
+}
+
+fn queue_message(view: QueueView) -> pb::QueueInfo {
+    pb::QueueInfo {
+        id: view.id,
+        pools: view.pools,
+        policy: view.policy,
+        pending: view.pending,
+        created_at_ms: view.created_at_ms,
+        updated_at_ms: view.updated_at_ms,
+    }
+}
+
+async fn ask(
+    gateway: &GatewayHandle,
+    context: RequestContext,
+    request: JobsRequest,
+) -> Result<JobsReply, ApiError> {
+    let span = grpc_span(&context.trace_id);
+    gateway
+        .ask(|reply| GatewayMsg::Jobs {
+            context,
+            request,
+            reply,
+        })
+        .instrument(span)
+        .await
+}
+
+fn unexpected() -> ApiError {
+    ApiError::internal("unexpected gateway reply")
+}
+
+pub struct JobGrpc {
+    gateway: GatewayHandle,
+    default_principal: Principal,
+}
+
+impl JobGrpc {
+    pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
+        Self {
+            gateway,
+            default_principal,
+        }
+    }
+}
+
+type JobStream = Pin<Box<dyn Stream<Item = Result<pb::Job, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl JobService for JobGrpc {
+    type WatchJobStream = JobStream;
+
+    async fn submit_job(
+        &self,
+        request: tonic::Request<pb::SubmitJobRequest>,
+    ) -> GrpcResult<pb::SubmitJobResponse> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let input = submit_input(request.into_inner().job.unwrap_or_default());
+        let result = ask(&self.gateway, context, JobsRequest::Submit { input })
+            .await
+            .and_then(|answer| match answer {
+                JobsReply::Submitted(submitted) => Ok(submitted),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, |submitted| pb::SubmitJobResponse {
+            job: Some(job_message(submitted.job)),
+            duplicate: submitted.duplicate,
+        })
+    }
+
+    async fn submit_jobs(
+        &self,
+        request: tonic::Request<pb::SubmitJobsRequest>,
+    ) -> GrpcResult<pb::SubmitJobsResponse> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let inputs = request
+            .into_inner()
+            .jobs
+            .into_iter()
+            .map(submit_input)
+            .collect();
+        let result = ask(&self.gateway, context, JobsRequest::SubmitBatch { inputs })
+            .await
+            .and_then(|answer| match answer {
+                JobsReply::Batch(batch) => Ok(batch),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, |batch| pb::SubmitJobsResponse {
+            accepted: batch.accepted as u32,
+            refused: batch.refused as u32,
+            results: batch
+                .results
+                .into_iter()
+                .map(|item| pb::SubmitJobResult {
+                    job: item.job.map(job_message),
+                    duplicate: item.duplicate,
+                    error: item.error,
+                    field: item.field,
+                })
+                .collect(),
+        })
+    }
+
+    async fn get_job(&self, request: tonic::Request<pb::GetJobRequest>) -> GrpcResult<pb::Job> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let result = match Consistency::parse(Some(&message.consistency)) {
+            Ok(consistency) => ask(
+                &self.gateway,
+                context,
+                JobsRequest::Get {
+                    id: message.id,
+                    consistency,
+                },
+            )
+            .await
+            .and_then(|answer| match answer {
+                JobsReply::Job(job) => Ok(job),
+                _ => Err(unexpected()),
+            }),
+            Err(error) => Err(error),
+        };
+        reply(result, &trace_id, job_message)
+    }
+
+    async fn list_jobs(
+        &self,
+        request: tonic::Request<pb::ListJobsRequest>,
+    ) -> GrpcResult<pb::ListJobsResponse> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let consistency = Consistency::parse(Some(&message.consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
+        let list = JobsRequest::List {
+            filter: JobFilter {
+                tenant: non_empty(message.tenant),
+                queue: non_empty(message.queue),
+                state: non_empty(message.state),
+                label: non_empty(message.label),
+            },
+            page: PageInput {
+                limit: message.limit,
+                cursor: non_empty(message.cursor),
+            },
+            consistency,
+        };
+        let result = ask(&self.gateway, context, list)
+            .await
+            .and_then(|answer| match answer {
+                JobsReply::Jobs(page) => Ok(page),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, |page| pb::ListJobsResponse {
+            items: page.items.into_iter().map(job_message).collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    async fn cancel_job(
+        &self,
+        request: tonic::Request<pb::CancelJobRequest>,
+    ) -> GrpcResult<pb::Job> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let id = request.into_inner().id;
+        let result = ask(&self.gateway, context, JobsRequest::Cancel { id })
+            .await
+            .and_then(|answer| match answer {
+                JobsReply::Job(job) => Ok(job),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, job_message)
+    }
+
+    async fn get_job_logs(
+        &self,
+        request: tonic::Request<pb::GetJobRequest>,
+    ) -> GrpcResult<pb::JobLogs> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let consistency = Consistency::parse(Some(&message.consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
+        let logs = JobsRequest::Logs {
+            id: message.id,
+            consistency,
+        };
+        let result = ask(&self.gateway, context, logs)
+            .await
+            .and_then(|answer| match answer {
+                JobsReply::Logs(logs) => Ok(logs),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, |logs| pb::JobLogs {
+            id: logs.id,
+            state: logs.state,
+            output_tail: logs.output_tail,
+        })
+    }
+
+    async fn watch_job(&self, request: tonic::Request<pb::GetJobRequest>) -> GrpcResult<JobStream> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let id = request.into_inner().id;
+        let receiver = match ask(&self.gateway, context, JobsRequest::Watch { id }).await {
+            Ok(JobsReply::Watch(receiver)) => receiver,
+            Ok(_) => return Err(with_trace_status(&unexpected(), &trace_id)),
+            Err(error) => return Err(with_trace_status(&error, &trace_id)),
+        };
+        let stream = tokio_stream::StreamExt::map(ReceiverStream::new(receiver), |view| {
+            Ok(job_message(view))
+        });
+        Ok(with_trace(Box::pin(stream) as JobStream, &trace_id))
+    }
+}
+
+pub struct QueueGrpc {
+    gateway: GatewayHandle,
+    default_principal: Principal,
+}
+
+impl QueueGrpc {
+    pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
+        Self {
+            gateway,
+            default_principal,
+        }
+    }
+
+    async fn queue_call(
+        &self,
+        context: RequestContext,
+        request: JobsRequest,
+    ) -> GrpcResult<pb::QueueInfo> {
+        let trace_id = context.trace_id.clone();
+        let result = ask(&self.gateway, context, request)
+            .await
+            .and_then(|answer| match answer {
+                JobsReply::Queue(queue) => Ok(queue),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, queue_message)
+    }
+}
+
+#[tonic::async_trait]
+impl QueueService for QueueGrpc {
+    async fn create_queue(
+        &self,
+        request: tonic::Request<pb::CreateQueueRequest>,
+    ) -> GrpcResult<pb::QueueInfo> {
+        let context = request_context(&request, &self.default_principal)?;
+        let message = request.into_inner();
+        let input = CreateQueueInput {
+            id: message.id,
+            pools: (!message.pools.is_empty()).then_some(message.pools),
+            policy: non_empty(message.policy),
+        };
+        self.queue_call(context, JobsRequest::CreateQueue { input })
+            .await
+    }
+
+    async fn get_queue(
+        &self,
+        request: tonic::Request<pb::GetQueueRequest>,
+    ) -> GrpcResult<pb::QueueInfo> {
+        let context = request_context(&request, &self.default_principal)?;
+        let id = request.into_inner().id;
+        self.queue_call(
+            context,
+            JobsRequest::GetQueue {
+                id,
+                consistency: Consistency::Linearizable,
+            },
+        )
+        .await
+    }
+
+    async fn list_queues(
+        &self,
+        request: tonic::Request<pb::ListQueuesRequest>,
+    ) -> GrpcResult<pb::ListQueuesResponse> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let result = ask(
+            &self.gateway,
+            context,
+            JobsRequest::ListQueues {
+                consistency: Consistency::Linearizable,
+            },
+        )
+        .await
+        .and_then(|answer| match answer {
+            JobsReply::Queues(queues) => Ok(queues),
+            _ => Err(unexpected()),
+        });
+        reply(result, &trace_id, |queues| pb::ListQueuesResponse {
+            items: queues.items.into_iter().map(queue_message).collect(),
+        })
+    }
+
+    async fn update_queue(
+        &self,
+        request: tonic::Request<pb::UpdateQueueRequest>,
+    ) -> GrpcResult<pb::QueueInfo> {
+        let context = request_context(&request, &self.default_principal)?;
+        let message = request.into_inner();
+        let input = UpdateQueueInput {
+            pools: (!message.pools.is_empty()).then_some(message.pools),
+            policy: non_empty(message.policy),
+        };
+        self.queue_call(
+            context,
+            JobsRequest::UpdateQueue {
+                id: message.id,
+                input,
+            },
+        )
+        .await
+    }
+
+    async fn delete_queue(
+        &self,
+        request: tonic::Request<pb::GetQueueRequest>,
+    ) -> GrpcResult<pb::DeleteQueueResponse> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let id = request.into_inner().id;
+        let result = ask(&self.gateway, context, JobsRequest::DeleteQueue { id })
+            .await
+            .and_then(|answer| match answer {
+                JobsReply::QueueDeleted(id) => Ok(id),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, |id| pb::DeleteQueueResponse { id })
+    }
+}

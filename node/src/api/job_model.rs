@@ -1,0 +1,297 @@
+//! Request and response bodies of jobs, queues and workers, shared by REST and gRPC.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::model::ResourcesView;
+use crate::domain::job::Job;
+use crate::domain::labels::Labels;
+use crate::domain::queue::Queue;
+use crate::domain::worker::Worker;
+
+/// The most jobs in one batch submit.
+pub const MAX_BATCH: usize = 1_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandInput {
+    /// The program and its arguments; not run through a shell.
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Relative paths are taken from the worker's work directory.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// Killed (with everything it started) after this many seconds.
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimulationInput {
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub exit_code: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJobInput {
+    /// Defaults to the caller's tenant (`default` for an admin).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Defaults to `default`.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// critical | high | normal (default) | low | batch
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// Defaults to 1000 m CPU and 512 MiB.
+    #[serde(default)]
+    pub resources: Option<ResourcesView>,
+    /// Required unless `simulate` is given.
+    #[serde(default)]
+    pub command: Option<CommandInput>,
+    /// For simulated pools: how long the job "runs" and its exit code.
+    #[serde(default)]
+    pub simulate: Option<SimulationInput>,
+    #[serde(default)]
+    pub labels: Labels,
+    /// Attempts after a lost worker before the job fails (default 0).
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// A repeat with the same key (per tenant) returns the first job.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// Pool ids of the queue the job may run in (default: any of them).
+    #[serde(default)]
+    pub pool_selector: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSubmitInput {
+    pub jobs: Vec<SubmitJobInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TransitionView {
+    pub state: String,
+    pub at_ms: u64,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    pub id: String,
+    pub tenant: String,
+    pub queue: String,
+    pub priority: String,
+    pub resources: ResourcesView,
+    pub command: CommandInput,
+    pub simulate: Option<SimulationInput>,
+    pub labels: Labels,
+    pub max_retries: u32,
+    pub idempotency_key: Option<String>,
+    pub pool_selector: Vec<String>,
+    /// pending | assigned | running | succeeded | failed | timed_out | cancelled
+    pub state: String,
+    pub attempt: u32,
+    pub worker: Option<String>,
+    pub pool: Option<String>,
+    /// Admitted above quota under a burst session.
+    pub burst: bool,
+    pub exit_code: Option<i32>,
+    pub submitted_at_ms: u64,
+    pub transitions: Vec<TransitionView>,
+    /// While pending: how many jobs of its queue are ahead of it.
+    pub queue_position: Option<u64>,
+    /// While pending: why it is not running yet.
+    pub pending_reason: Option<String>,
+}
+
+impl JobView {
+    pub fn new(job: &Job, queue_position: Option<u64>, pending_reason: Option<String>) -> Self {
+        let spec = &job.spec;
+        Self {
+            id: job.id.clone(),
+            tenant: spec.tenant.to_string(),
+            queue: spec.queue.clone(),
+            priority: spec.priority.as_str().to_string(),
+            resources: spec.resources.into(),
+            command: CommandInput {
+                argv: spec.command.argv.clone(),
+                env: spec.command.env.clone(),
+                working_dir: spec.command.working_dir.clone(),
+                timeout_s: spec.command.timeout_s,
+            },
+            simulate: spec.simulate.map(|simulation| SimulationInput {
+                duration_ms: simulation.duration_ms,
+                exit_code: simulation.exit_code,
+            }),
+            labels: spec.labels.clone(),
+            max_retries: spec.max_retries,
+            idempotency_key: spec.idempotency_key.clone(),
+            pool_selector: spec.pool_selector.clone(),
+            state: job.state.as_str().to_string(),
+            attempt: job.attempt,
+            worker: job.worker.clone(),
+            pool: job.pool.clone(),
+            burst: job.burst,
+            exit_code: job.exit_code,
+            submitted_at_ms: job.submitted_at_ms,
+            transitions: job
+                .transitions
+                .iter()
+                .map(|step| TransitionView {
+                    state: step.state.as_str().to_string(),
+                    at_ms: step.at_ms,
+                    reason: step.reason.clone(),
+                })
+                .collect(),
+            queue_position,
+            pending_reason,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SubmittedJobView {
+    pub job: JobView,
+    /// An earlier job had the same idempotency key; it is returned and nothing was created.
+    pub duplicate: bool,
+}
+
+/// One job of a batch: accepted (with the job) or refused (with why).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchItemView {
+    pub index: usize,
+    pub job: Option<JobView>,
+    pub duplicate: bool,
+    /// The refusal's HTTP status, when refused.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchView {
+    pub accepted: usize,
+    pub refused: usize,
+    pub results: Vec<BatchItemView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobPageView {
+    pub items: Vec<JobView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobLogsView {
+    pub id: String,
+    pub state: String,
+    /// The last 64 KiB of stdout and stderr, once the run has ended.
+    pub output_tail: String,
+}
+
+/// Filters of the job list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub tenant: Option<String>,
+    pub queue: Option<String>,
+    pub state: Option<String>,
+    /// `key=value`
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateQueueInput {
+    /// `[a-z0-9][a-z0-9-]{0,62}`
+    pub id: String,
+    /// Pool ids, in preference order (default: `pool-default`).
+    #[serde(default)]
+    pub pools: Option<Vec<String>>,
+    /// weighted_fair (default) | strict_priority | fifo | edf
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateQueueInput {
+    #[serde(default)]
+    pub pools: Option<Vec<String>>,
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QueueView {
+    pub id: String,
+    pub pools: Vec<String>,
+    pub policy: String,
+    /// Jobs pending in it now.
+    pub pending: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+impl QueueView {
+    pub fn new(queue: &Queue, pending: u64) -> Self {
+        Self {
+            id: queue.id.clone(),
+            pools: queue.pools.clone(),
+            policy: queue.policy.as_str().to_string(),
+            pending,
+            created_at_ms: queue.created_at_ms,
+            updated_at_ms: queue.updated_at_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QueueListView {
+    pub items: Vec<QueueView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerView {
+    pub id: String,
+    pub pool: String,
+    /// idle | busy | lost
+    pub state: String,
+    pub capacity: ResourcesView,
+    pub used: ResourcesView,
+    pub jobs: Vec<String>,
+    pub labels: Labels,
+    pub simulated: bool,
+    pub registered_at_ms: u64,
+    pub state_changed_at_ms: u64,
+}
+
+impl From<&Worker> for WorkerView {
+    fn from(worker: &Worker) -> Self {
+        Self {
+            id: worker.id.clone(),
+            pool: worker.pool.clone(),
+            state: worker.state.as_str().to_string(),
+            capacity: worker.capacity.into(),
+            used: worker.used.into(),
+            jobs: worker.jobs.iter().cloned().collect(),
+            labels: worker.labels.clone(),
+            simulated: worker.simulated,
+            registered_at_ms: worker.registered_at_ms,
+            state_changed_at_ms: worker.state_changed_at_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerListView {
+    pub items: Vec<WorkerView>,
+}

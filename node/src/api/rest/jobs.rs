@@ -1,0 +1,326 @@
+//! `/api/v1/jobs`, `/api/v1/queues` and `/api/v1/workers`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::actors::gateway::GatewayMsg;
+use crate::actors::gateway_jobs::{JobsReply, JobsRequest};
+use crate::api::job_model::{
+    BatchSubmitInput, BatchView, CreateQueueInput, JobFilter, JobLogsView, JobPageView, JobView,
+    QueueListView, QueueView, SubmitJobInput, SubmittedJobView, UpdateQueueInput, WorkerListView,
+};
+use crate::api::model::{PageInput, ProblemView};
+use crate::api::rest::{
+    ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply, page_limit,
+    query,
+};
+use crate::api::{ApiError, Consistency, RequestContext};
+
+pub fn routes() -> OpenApiRouter<RestState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit_job, list_jobs))
+        .routes(routes!(submit_batch))
+        .routes(routes!(get_job))
+        .routes(routes!(cancel_job))
+        .routes(routes!(job_logs))
+        .routes(routes!(create_queue, list_queues))
+        .routes(routes!(get_queue, update_queue, delete_queue))
+        .routes(routes!(list_workers))
+}
+
+async fn ask(
+    state: &RestState,
+    context: RequestContext,
+    request: JobsRequest,
+) -> Result<JobsReply, ApiError> {
+    state
+        .gateway
+        .ask(|reply| GatewayMsg::Jobs {
+            context,
+            request,
+            reply,
+        })
+        .await
+}
+
+fn unexpected() -> ApiError {
+    ApiError::internal("unexpected gateway reply")
+}
+
+/// Submit a job. 202: it is accepted and pending; 200: an earlier job with the same
+/// idempotency key is returned.
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", request_body = SubmitJobInput,
+    responses(
+        (status = 202, description = "Accepted", body = SubmittedJobView),
+        (status = 200, description = "A repeat of an idempotency key", body = SubmittedJobView),
+        (status = 404, description = "Unknown tenant, queue or pool", body = ProblemView),
+        (status = 422, description = "A field breaks a rule", body = ProblemView),
+        (status = 429, description = "The tenant's backlog is full", body = ProblemView),
+    ))]
+async fn submit_job(
+    State(state): State<RestState>,
+    Context(context): Context,
+    ApiJson(input): ApiJson<SubmitJobInput>,
+) -> Result<Response, ApiError> {
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Submitted(submitted) =
+        ask(&state, context, JobsRequest::Submit { input }).await?
+    else {
+        return Err(unexpected());
+    };
+    let status = if submitted.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok(json_reply(status, &trace_id, &submitted))
+}
+
+/// Submit up to 1,000 jobs in one request (one Raft entry); each is accepted or refused
+/// on its own.
+#[utoipa::path(post, path = "/api/v1/jobs/batch", tag = "jobs", request_body = BatchSubmitInput,
+    responses(
+        (status = 202, description = "Each job's result", body = BatchView),
+        (status = 413, description = "More than 1,000 jobs", body = ProblemView),
+        (status = 422, description = "No job", body = ProblemView),
+    ))]
+async fn submit_batch(
+    State(state): State<RestState>,
+    Context(context): Context,
+    ApiJson(input): ApiJson<BatchSubmitInput>,
+) -> Result<Response, ApiError> {
+    let trace_id = context.trace_id.clone();
+    let request = JobsRequest::SubmitBatch { inputs: input.jobs };
+    let JobsReply::Batch(batch) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::ACCEPTED, &trace_id, &batch))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListJobsParams {
+    tenant: Option<String>,
+    queue: Option<String>,
+    /// pending | assigned | running | succeeded | failed | timed_out | cancelled
+    state: Option<String>,
+    /// `key=value`
+    label: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// `linearizable` (default) or `stale`.
+    consistency: Option<String>,
+}
+
+/// List jobs in submit order, a page at a time. A tenant principal sees only its own.
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(ListJobsParams),
+    responses((status = 200, body = JobPageView), (status = 422, body = ProblemView)))]
+async fn list_jobs(
+    State(state): State<RestState>,
+    Context(context): Context,
+    params: QueryResult<ListJobsParams>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    let request = JobsRequest::List {
+        filter: JobFilter {
+            tenant: params.tenant,
+            queue: params.queue,
+            state: params.state,
+            label: params.label,
+        },
+        page: PageInput {
+            limit: page_limit(params.limit.as_deref())?,
+            cursor: params.cursor,
+        },
+        consistency: Consistency::parse(params.consistency.as_deref())?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Jobs(page) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &page))
+}
+
+/// Get one job: its state, every transition, and while pending its queue position and why.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id"), ReadParams),
+    responses((status = 200, body = JobView), (status = 404, body = ProblemView)))]
+async fn get_job(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::Get {
+        id,
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Job(job) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &job))
+}
+
+/// Cancel a pending, assigned or running job (a running process is killed).
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 404, body = ProblemView), (status = 409, description = "Already final", body = ProblemView)))]
+async fn cancel_job(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Job(job) = ask(&state, context, JobsRequest::Cancel { id }).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &job))
+}
+
+/// The last 64 KiB of the job's stdout and stderr, once its run has ended.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "Job id"), ReadParams),
+    responses((status = 200, body = JobLogsView), (status = 404, body = ProblemView)))]
+async fn job_logs(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::Logs {
+        id,
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Logs(logs) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &logs))
+}
+
+/// Create a queue (admin).
+#[utoipa::path(post, path = "/api/v1/queues", tag = "queues", request_body = CreateQueueInput,
+    responses((status = 201, body = QueueView), (status = 404, description = "Unknown pool", body = ProblemView),
+        (status = 409, description = "The id is taken", body = ProblemView), (status = 422, body = ProblemView)))]
+async fn create_queue(
+    State(state): State<RestState>,
+    Context(context): Context,
+    ApiJson(input): ApiJson<CreateQueueInput>,
+) -> Result<Response, ApiError> {
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Queue(queue) = ask(&state, context, JobsRequest::CreateQueue { input }).await?
+    else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::CREATED, &trace_id, &queue))
+}
+
+/// List the queues.
+#[utoipa::path(get, path = "/api/v1/queues", tag = "queues", params(ReadParams),
+    responses((status = 200, body = QueueListView)))]
+async fn list_queues(
+    State(state): State<RestState>,
+    Context(context): Context,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::ListQueues {
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Queues(queues) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &queues))
+}
+
+/// Get one queue.
+#[utoipa::path(get, path = "/api/v1/queues/{id}", tag = "queues", params(("id" = String, Path, description = "Queue id"), ReadParams),
+    responses((status = 200, body = QueueView), (status = 404, body = ProblemView)))]
+async fn get_queue(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::GetQueue {
+        id,
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Queue(queue) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &queue))
+}
+
+/// Change a queue's pools or policy (admin).
+#[utoipa::path(patch, path = "/api/v1/queues/{id}", tag = "queues", params(("id" = String, Path, description = "Queue id")),
+    request_body = UpdateQueueInput,
+    responses((status = 200, body = QueueView), (status = 404, body = ProblemView), (status = 422, body = ProblemView)))]
+async fn update_queue(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<UpdateQueueInput>,
+) -> Result<Response, ApiError> {
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Queue(queue) =
+        ask(&state, context, JobsRequest::UpdateQueue { id, input }).await?
+    else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &queue))
+}
+
+/// Delete a queue with no pending or running job (admin; not `default`).
+#[utoipa::path(delete, path = "/api/v1/queues/{id}", tag = "queues", params(("id" = String, Path, description = "Queue id")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ProblemView), (status = 409, body = ProblemView)))]
+async fn delete_queue(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let JobsReply::QueueDeleted(_) = ask(&state, context, JobsRequest::DeleteQueue { id }).await?
+    else {
+        return Err(unexpected());
+    };
+    Ok(axum::response::IntoResponse::into_response(
+        StatusCode::NO_CONTENT,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListWorkersParams {
+    /// Only the workers of this pool.
+    pool: Option<String>,
+    /// `linearizable` (default) or `stale`.
+    consistency: Option<String>,
+}
+
+/// List the registered workers, live and lost.
+#[utoipa::path(get, path = "/api/v1/workers", tag = "workers", params(ListWorkersParams),
+    responses((status = 200, body = WorkerListView)))]
+async fn list_workers(
+    State(state): State<RestState>,
+    Context(context): Context,
+    params: QueryResult<ListWorkersParams>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    let request = JobsRequest::ListWorkers {
+        pool: params.pool.filter(|pool| !pool.is_empty()),
+        consistency: Consistency::parse(params.consistency.as_deref())?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Workers(workers) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &workers))
+}

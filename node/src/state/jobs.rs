@@ -1,0 +1,907 @@
+//! The replicated side of jobs, queues, pools and workers. Apply re-checks every part of
+//! a plan against the current state (job still pending, worker still live with the room,
+//! tenant still under quota), so a stale plan can never oversubscribe a worker or a quota.
+//! Tenant usage (pending count, running resources) is derived from the jobs and kept in
+//! step by the helpers here; it is rebuilt from the jobs on load and restore.
+
+use std::collections::BTreeSet;
+
+use hodei_cluster::WriteBatch;
+use serde::{Deserialize, Serialize};
+
+use super::hodei_state::{DomainEvent, HodeiState, encode};
+use crate::domain::DomainError;
+use crate::domain::admission::{AdmissionInput, JobRequest, ReasonCode, Verdict, admit};
+use crate::domain::dispatch::Assignment;
+use crate::domain::job::{Job, JobSpec, JobState};
+use crate::domain::labels::Labels;
+use crate::domain::pool::Pool;
+use crate::domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy, validate_pool_list};
+use crate::domain::resources::Resources;
+use crate::domain::tenant::{TenantId, TenantStatus};
+use crate::domain::worker::{Worker, WorkerState, validate_worker_id};
+use crate::state::command::{CommandOutcome, CommandResult};
+
+pub(super) const JOB_PREFIX: &str = "job/";
+pub(super) const JOB_LOG_PREFIX: &str = "joblog/";
+pub(super) const QUEUE_PREFIX: &str = "queue/";
+pub(super) const POOL_PREFIX: &str = "pool/";
+pub(super) const WORKER_PREFIX: &str = "worker/";
+
+/// The most output kept per job (the tail).
+pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
+
+pub(super) fn key(prefix: &str, id: &str) -> Vec<u8> {
+    format!("{prefix}{id}").into_bytes()
+}
+
+/// How a run ended, as its worker reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Exited with code 0.
+    Succeeded,
+    /// Exited with another code, was killed by a signal, or could not start.
+    Failed,
+    /// Killed after its `timeout_s`.
+    TimedOut,
+}
+
+/// A worker's report that a run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub job: String,
+    pub attempt: u32,
+    pub worker: String,
+    pub outcome: RunOutcome,
+    pub exit_code: Option<i32>,
+    pub output_tail: String,
+    pub at_ms: u64,
+}
+
+/// What a worker declares when it (re-)registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRegistration {
+    pub id: String,
+    pub pool: String,
+    pub capacity: Resources,
+    pub labels: Labels,
+    pub simulated: bool,
+    /// The jobs it is running now (after a reconnect).
+    pub running: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmittedJob {
+    pub job: Job,
+    /// An earlier job with the same idempotency key; nothing new was created.
+    pub duplicate: bool,
+}
+
+impl HodeiState {
+    pub fn job(&self, id: &str) -> Option<&Job> {
+        self.jobs.get(id)
+    }
+
+    pub fn job_output(&self, id: &str) -> Option<&str> {
+        self.job_logs.get(id).map(String::as_str)
+    }
+
+    /// Up to `limit` jobs after `after` (ids are time-ordered uuid v7) that pass `keep`.
+    pub fn jobs_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&Job) -> bool,
+    ) -> Vec<Job> {
+        let range = match after {
+            Some(after) => self
+                .jobs
+                .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => self.jobs.range::<str, _>(..),
+        };
+        range
+            .map(|(_, job)| job)
+            .filter(|job| keep(job))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// The ids of the queue's pending jobs, oldest first.
+    pub fn pending_in(&self, queue: &str) -> impl Iterator<Item = &Job> {
+        self.pending
+            .get(queue)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.jobs.get(id))
+    }
+
+    /// Where the job stands in its queue's pending list (0 = next), while pending.
+    pub fn queue_position(&self, job: &Job) -> Option<usize> {
+        if job.state != JobState::Pending {
+            return None;
+        }
+        self.pending.get(&job.spec.queue).map(|ids| {
+            ids.range::<str, _>((
+                std::ops::Bound::Unbounded,
+                std::ops::Bound::Excluded(job.id.as_str()),
+            ))
+            .count()
+        })
+    }
+
+    pub fn queue(&self, id: &str) -> Option<&Queue> {
+        self.queues.get(id)
+    }
+
+    pub fn queues(&self) -> impl Iterator<Item = &Queue> {
+        self.queues.values()
+    }
+
+    pub fn pool(&self, id: &str) -> Option<&Pool> {
+        self.pools.get(id)
+    }
+
+    pub fn pools(&self) -> impl Iterator<Item = &Pool> {
+        self.pools.values()
+    }
+
+    pub fn worker(&self, id: &str) -> Option<&Worker> {
+        self.workers.get(id)
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = &Worker> {
+        self.workers.values()
+    }
+
+    /// Jobs the worker holds, with their state and attempt.
+    pub fn jobs_of_worker(&self, worker: &str) -> Vec<&Job> {
+        self.workers
+            .get(worker)
+            .map(|found| {
+                found
+                    .jobs
+                    .iter()
+                    .filter_map(|id| self.jobs.get(id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Checks that the job could ever be placed: its queue exists, the pools it selects
+    /// belong to the queue, and some pool's worker is large enough. Names the field and
+    /// the limit; the gateway calls it for an early answer, apply calls it again.
+    pub fn check_placement(&self, spec: &JobSpec) -> Result<Vec<String>, DomainError> {
+        let Some(queue) = self.queues.get(&spec.queue) else {
+            return Err(DomainError::not_found("queue", spec.queue.clone()));
+        };
+        for (index, pool) in spec.pool_selector.iter().enumerate() {
+            if !self.pools.contains_key(pool) {
+                return Err(DomainError::not_found("pool", pool.clone()));
+            }
+            if !queue.pools.contains(pool) {
+                return Err(DomainError::invalid(
+                    format!("pool_selector[{index}]"),
+                    format!(
+                        "pool `{pool}` is not one of queue `{}`'s pools ({})",
+                        queue.id,
+                        queue.pools.join(", ")
+                    ),
+                ));
+            }
+        }
+        let candidates: Vec<String> = queue
+            .pools
+            .iter()
+            .filter(|pool| spec.pool_selector.is_empty() || spec.pool_selector.contains(pool))
+            .filter(|pool| self.pools.contains_key(*pool))
+            .cloned()
+            .collect();
+        let largest = candidates
+            .iter()
+            .filter_map(|pool| self.pools.get(pool))
+            .map(|pool| pool.worker_shape)
+            .fold(Resources::ZERO, Resources::max_per_dimension);
+        for ((dimension, requested), (_, limit)) in spec
+            .resources
+            .dimensions()
+            .into_iter()
+            .zip(largest.dimensions())
+        {
+            if requested > limit {
+                let field = match dimension {
+                    crate::domain::resources::Dimension::Cpu => "resources.cpu_m",
+                    crate::domain::resources::Dimension::Memory => "resources.memory_mb",
+                    _ => "resources.gpu",
+                };
+                return Err(DomainError::invalid(
+                    field,
+                    format!(
+                        "must be at most {limit}{unit}, the largest worker in the pools of queue `{}`; got {requested}{unit}",
+                        queue.id,
+                        unit = dimension.unit()
+                    ),
+                ));
+            }
+        }
+        Ok(candidates)
+    }
+
+    /// Checks the job against its tenant: exists, and the job is not larger than the
+    /// tenant could ever run (quota, or the burst ceiling), and the backlog has room.
+    pub fn check_tenant_admits(
+        &self,
+        spec: &JobSpec,
+        max_burst_percent: Option<u64>,
+    ) -> Result<(), DomainError> {
+        let Some(tenant) = self.tenants.get(&spec.tenant) else {
+            return Err(DomainError::not_found("tenant", spec.tenant.to_string()));
+        };
+        let usage = self.usage(&spec.tenant);
+        let request = JobRequest {
+            resources: spec.resources,
+            pool: None,
+        };
+        let decision = admit(&AdmissionInput {
+            quota: &tenant.quota,
+            usage: &usage,
+            tenant_active: true,
+            active_burst_percent: None,
+            max_burst_percent,
+            largest_worker: None,
+            request: &request,
+        });
+        if decision.verdict != Verdict::Deny {
+            return Ok(());
+        }
+        if let Some(full) = decision
+            .reasons
+            .iter()
+            .find(|reason| reason.code == ReasonCode::BacklogFull)
+            && decision.reasons.len() == 1
+        {
+            return Err(DomainError::Exhausted(format!(
+                "tenant `{}`: {}",
+                spec.tenant, full.message
+            )));
+        }
+        let first = decision
+            .reasons
+            .iter()
+            .find(|reason| reason.code != ReasonCode::BacklogFull)
+            .or(decision.reasons.first())
+            .expect("a denial has a reason");
+        let field = match first.dimension {
+            Some(crate::domain::resources::Dimension::Cpu) => "resources.cpu_m",
+            Some(crate::domain::resources::Dimension::Memory) => "resources.memory_mb",
+            Some(crate::domain::resources::Dimension::Gpu) => "resources.gpu",
+            _ => "tenant",
+        };
+        Err(DomainError::invalid(field, first.message.clone()))
+    }
+
+    fn put_job(&self, job: &Job, writes: &mut WriteBatch) {
+        writes.put(key(JOB_PREFIX, &job.id), encode(job));
+    }
+
+    fn put_worker(&self, worker: &Worker, writes: &mut WriteBatch) {
+        writes.put(key(WORKER_PREFIX, &worker.id), encode(worker));
+    }
+
+    fn put_queue(&mut self, queue: Queue, writes: &mut WriteBatch) {
+        writes.put(key(QUEUE_PREFIX, &queue.id), encode(&queue));
+        self.queues.insert(queue.id.clone(), queue);
+    }
+
+    fn usage_add_pending(&mut self, tenant: &TenantId, delta: i64) {
+        let usage = self.usage.entry(tenant.clone()).or_default();
+        usage.pending_jobs = usage.pending_jobs.saturating_add_signed(delta);
+    }
+
+    fn usage_hold(&mut self, tenant: &TenantId, resources: Resources, pool: &str) {
+        let usage = self.usage.entry(tenant.clone()).or_default();
+        usage.running = usage.running.saturating_add(resources);
+        usage.running_jobs += 1;
+        let in_pool = usage.running_by_pool.entry(pool.to_string()).or_default();
+        *in_pool = in_pool.saturating_add(resources);
+    }
+
+    fn usage_release(&mut self, tenant: &TenantId, resources: Resources, pool: &str) {
+        let usage = self.usage.entry(tenant.clone()).or_default();
+        usage.running = usage.running.saturating_sub(resources);
+        usage.running_jobs = usage.running_jobs.saturating_sub(1);
+        if let Some(in_pool) = usage.running_by_pool.get_mut(pool) {
+            *in_pool = in_pool.saturating_sub(resources);
+            if *in_pool == Resources::ZERO {
+                usage.running_by_pool.remove(pool);
+            }
+        }
+    }
+
+    /// Rebuilds what is derived from the jobs: pending lists, the idempotency index and
+    /// every tenant's usage.
+    pub(super) fn rebuild_job_indices(&mut self) {
+        self.pending.clear();
+        self.idempotency.clear();
+        self.usage.clear();
+        let jobs: Vec<Job> = self.jobs.values().cloned().collect();
+        for job in jobs {
+            if let Some(idempotency_key) = &job.spec.idempotency_key {
+                self.idempotency.insert(
+                    (job.spec.tenant.clone(), idempotency_key.clone()),
+                    job.id.clone(),
+                );
+            }
+            match job.state {
+                JobState::Pending => {
+                    self.pending
+                        .entry(job.spec.queue.clone())
+                        .or_default()
+                        .insert(job.id.clone());
+                    self.usage_add_pending(&job.spec.tenant, 1);
+                }
+                JobState::Assigned | JobState::Running => {
+                    let pool = job.pool.clone().unwrap_or_default();
+                    self.usage_hold(&job.spec.tenant, job.spec.resources, &pool);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The job leaves its worker (finished, cancelled, or the worker was lost): its
+    /// resources are free again on the worker and in the tenant's usage.
+    fn release_job(&mut self, job: &Job, at_ms: u64, writes: &mut WriteBatch) {
+        let Some(worker_id) = &job.worker else {
+            return;
+        };
+        let pool = job.pool.clone().unwrap_or_default();
+        self.usage_release(&job.spec.tenant, job.spec.resources, &pool);
+        if let Some(worker) = self.workers.get_mut(worker_id) {
+            worker.release(&job.id, job.spec.resources, at_ms);
+            let worker = worker.clone();
+            self.put_worker(&worker, writes);
+        }
+    }
+
+    fn enqueue(&mut self, job: &Job) {
+        self.pending
+            .entry(job.spec.queue.clone())
+            .or_default()
+            .insert(job.id.clone());
+        self.usage_add_pending(&job.spec.tenant, 1);
+        self.emit(DomainEvent::JobsQueued(job.spec.queue.clone()));
+    }
+
+    fn dequeue(&mut self, job: &Job) {
+        if let Some(ids) = self.pending.get_mut(&job.spec.queue) {
+            ids.remove(&job.id);
+        }
+        self.usage_add_pending(&job.spec.tenant, -1);
+    }
+
+    pub(super) fn apply_ensure_queues_and_pools(
+        &mut self,
+        pools: Vec<Pool>,
+        queues: Vec<Queue>,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let mut created = 0;
+        for pool in pools {
+            if !self.pools.contains_key(&pool.id) {
+                writes.put(key(POOL_PREFIX, &pool.id), encode(&pool));
+                self.pools.insert(pool.id.clone(), pool);
+                created += 1;
+            }
+        }
+        for queue in queues {
+            if !self.queues.contains_key(&queue.id) {
+                self.put_queue(queue, writes);
+                created += 1;
+            }
+        }
+        if created > 0 {
+            self.emit(DomainEvent::QueuesChanged);
+        }
+        Ok(CommandOutcome::Ensured { created })
+    }
+
+    fn check_pools_exist(&self, pools: &[String]) -> Result<(), DomainError> {
+        validate_pool_list(pools)?;
+        match pools.iter().find(|pool| !self.pools.contains_key(*pool)) {
+            Some(missing) => Err(DomainError::not_found("pool", missing.clone())),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn apply_create_queue(
+        &mut self,
+        queue: Queue,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        queue.validate()?;
+        if self.queues.contains_key(&queue.id) {
+            return Err(DomainError::already_exists("queue", queue.id));
+        }
+        self.check_pools_exist(&queue.pools)?;
+        self.put_queue(queue.clone(), writes);
+        self.emit(DomainEvent::QueuesChanged);
+        Ok(CommandOutcome::Queue(queue))
+    }
+
+    pub(super) fn apply_update_queue(
+        &mut self,
+        id: &str,
+        pools: Option<Vec<String>>,
+        policy: Option<QueuePolicy>,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(current) = self.queues.get(id) else {
+            return Err(DomainError::not_found("queue", id));
+        };
+        let mut updated = current.clone();
+        if let Some(pools) = pools {
+            self.check_pools_exist(&pools)?;
+            updated.pools = pools;
+        }
+        if let Some(policy) = policy {
+            updated.policy = policy;
+        }
+        updated.updated_at_ms = at_ms;
+        self.put_queue(updated.clone(), writes);
+        self.emit(DomainEvent::QueuesChanged);
+        Ok(CommandOutcome::Queue(updated))
+    }
+
+    pub(super) fn apply_delete_queue(
+        &mut self,
+        id: &str,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        if !self.queues.contains_key(id) {
+            return Err(DomainError::not_found("queue", id));
+        }
+        if id == DEFAULT_QUEUE_ID {
+            return Err(DomainError::Conflict(
+                "the default queue cannot be deleted: jobs that name no queue go to it".to_string(),
+            ));
+        }
+        let live = self
+            .jobs
+            .values()
+            .filter(|job| job.spec.queue == id && !job.state.is_final())
+            .count();
+        if live > 0 {
+            return Err(DomainError::Conflict(format!(
+                "queue `{id}` still has {live} pending or running job(s); cancel them or let them finish first"
+            )));
+        }
+        self.queues.remove(id);
+        self.pending.remove(id);
+        writes.delete(key(QUEUE_PREFIX, id));
+        self.emit(DomainEvent::QueuesChanged);
+        Ok(CommandOutcome::QueueDeleted { id: id.to_string() })
+    }
+
+    pub(super) fn apply_submit_jobs(
+        &mut self,
+        jobs: Vec<Job>,
+        max_burst_percent: Option<u64>,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let results = jobs
+            .into_iter()
+            .map(|job| self.submit_one(job, max_burst_percent, writes))
+            .collect();
+        Ok(CommandOutcome::JobsSubmitted(results))
+    }
+
+    fn submit_one(
+        &mut self,
+        job: Job,
+        max_burst_percent: Option<u64>,
+        writes: &mut WriteBatch,
+    ) -> Result<SubmittedJob, DomainError> {
+        if let Some(idempotency_key) = &job.spec.idempotency_key
+            && let Some(first) = self
+                .idempotency
+                .get(&(job.spec.tenant.clone(), idempotency_key.clone()))
+                .and_then(|id| self.jobs.get(id))
+        {
+            return Ok(SubmittedJob {
+                job: first.clone(),
+                duplicate: true,
+            });
+        }
+        job.spec.validate()?;
+        if self.jobs.contains_key(&job.id) {
+            return Err(DomainError::already_exists("job", job.id));
+        }
+        self.check_tenant_admits(&job.spec, max_burst_percent)?;
+        self.check_placement(&job.spec)?;
+        debug_assert_eq!(job.state, JobState::Pending);
+        if let Some(idempotency_key) = &job.spec.idempotency_key {
+            self.idempotency.insert(
+                (job.spec.tenant.clone(), idempotency_key.clone()),
+                job.id.clone(),
+            );
+        }
+        self.put_job(&job, writes);
+        self.jobs.insert(job.id.clone(), job.clone());
+        self.enqueue(&job);
+        self.emit(DomainEvent::JobChanged(job.id.clone()));
+        Ok(SubmittedJob {
+            job,
+            duplicate: false,
+        })
+    }
+
+    /// Applies a dispatch plan. Each assignment is checked again; the ones that no longer
+    /// hold are skipped (the dispatcher plans again from the new state).
+    pub(super) fn apply_assign_jobs(
+        &mut self,
+        assignments: Vec<Assignment>,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let mut assigned = 0;
+        let mut rejected = 0;
+        let mut workers = BTreeSet::new();
+        for assignment in assignments {
+            match self.assign_one(&assignment, at_ms, writes) {
+                Ok(()) => {
+                    assigned += 1;
+                    workers.insert(assignment.worker);
+                }
+                Err(_) => rejected += 1,
+            }
+        }
+        if !workers.is_empty() {
+            self.emit(DomainEvent::JobsAssigned(workers));
+        }
+        Ok(CommandOutcome::JobsAssigned { assigned, rejected })
+    }
+
+    fn assign_one(
+        &mut self,
+        assignment: &Assignment,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> Result<(), DomainError> {
+        let job = self
+            .jobs
+            .get(&assignment.job)
+            .filter(|job| job.state == JobState::Pending)
+            .ok_or_else(|| DomainError::Conflict("job is not pending".to_string()))?;
+        let worker = self
+            .workers
+            .get(&assignment.worker)
+            .filter(|worker| worker.is_live())
+            .ok_or_else(|| DomainError::Conflict("worker is not live".to_string()))?;
+        let queue = self
+            .queues
+            .get(&job.spec.queue)
+            .ok_or_else(|| DomainError::not_found("queue", job.spec.queue.clone()))?;
+        let pool_allowed = queue.pools.contains(&worker.pool)
+            && (job.spec.pool_selector.is_empty() || job.spec.pool_selector.contains(&worker.pool));
+        if !pool_allowed || !job.spec.resources.fits_within(worker.free()) {
+            return Err(DomainError::Conflict(
+                "the worker cannot take it".to_string(),
+            ));
+        }
+        let tenant = self
+            .tenants
+            .get(&job.spec.tenant)
+            .ok_or_else(|| DomainError::not_found("tenant", job.spec.tenant.to_string()))?;
+        let usage = self.usage(&job.spec.tenant);
+        let request = JobRequest {
+            resources: job.spec.resources,
+            pool: Some(worker.pool.clone()),
+        };
+        let decision = admit(&AdmissionInput {
+            quota: &tenant.quota,
+            usage: &usage,
+            tenant_active: tenant.status == TenantStatus::Active,
+            active_burst_percent: self
+                .active_burst(&job.spec.tenant)
+                .map(|session| session.ceiling_percentage),
+            max_burst_percent: None,
+            largest_worker: None,
+            request: &request,
+        });
+        let burst = match decision.verdict {
+            Verdict::Allow => false,
+            Verdict::AllowBurst => true,
+            Verdict::Queue | Verdict::Deny => {
+                return Err(DomainError::Conflict(
+                    "the tenant is at its quota".to_string(),
+                ));
+            }
+        };
+        let mut job = job.clone();
+        let pool = worker.pool.clone();
+        job.transition(JobState::Assigned, at_ms, None)?;
+        job.worker = Some(assignment.worker.clone());
+        job.pool = Some(pool.clone());
+        job.burst = burst;
+        self.dequeue(&job);
+        self.usage_hold(&job.spec.tenant, job.spec.resources, &pool);
+        let worker = self
+            .workers
+            .get_mut(&assignment.worker)
+            .expect("checked above");
+        worker.hold(&job.id, job.spec.resources, at_ms);
+        let worker = worker.clone();
+        self.put_worker(&worker, writes);
+        self.put_job(&job, writes);
+        self.emit(DomainEvent::JobChanged(job.id.clone()));
+        self.jobs.insert(job.id.clone(), job);
+        Ok(())
+    }
+
+    /// The job's current run on `worker`, if `attempt` is the current one and it still
+    /// runs there; reports about older runs are ignored.
+    fn current_run(&self, job: &str, attempt: u32, worker: &str) -> Option<Job> {
+        self.jobs
+            .get(job)
+            .filter(|found| {
+                found.attempt == attempt
+                    && found.worker.as_deref() == Some(worker)
+                    && matches!(found.state, JobState::Assigned | JobState::Running)
+            })
+            .cloned()
+    }
+
+    pub(super) fn apply_job_started(
+        &mut self,
+        job: &str,
+        attempt: u32,
+        worker: &str,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(mut found) = self.current_run(job, attempt, worker) else {
+            return Ok(CommandOutcome::RunReported { applied: false });
+        };
+        if found.state != JobState::Assigned {
+            return Ok(CommandOutcome::RunReported { applied: false });
+        }
+        found.transition(JobState::Running, at_ms, None)?;
+        self.put_job(&found, writes);
+        self.emit(DomainEvent::JobChanged(found.id.clone()));
+        self.jobs.insert(found.id.clone(), found);
+        Ok(CommandOutcome::RunReported { applied: true })
+    }
+
+    pub(super) fn apply_job_finished(
+        &mut self,
+        report: RunReport,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(mut found) = self.current_run(&report.job, report.attempt, &report.worker) else {
+            return Ok(CommandOutcome::RunReported { applied: false });
+        };
+        if found.state == JobState::Assigned {
+            // The start report was lost (a failover between the two): the run did start.
+            found.transition(JobState::Running, report.at_ms, None)?;
+        }
+        let (next, reason) = match report.outcome {
+            RunOutcome::Succeeded => (JobState::Succeeded, None),
+            RunOutcome::Failed => (
+                JobState::Failed,
+                Some(match report.exit_code {
+                    Some(code) => format!("exited with code {code}"),
+                    None => "killed by a signal or could not start".to_string(),
+                }),
+            ),
+            RunOutcome::TimedOut => (
+                JobState::TimedOut,
+                Some(format!(
+                    "ran past its timeout of {} s and was killed",
+                    found.spec.command.timeout_s.unwrap_or_default()
+                )),
+            ),
+        };
+        self.release_job(&found, report.at_ms, writes);
+        found.transition(next, report.at_ms, reason)?;
+        found.exit_code = report.exit_code;
+        let mut tail = report.output_tail;
+        if tail.len() > OUTPUT_TAIL_BYTES {
+            let mut cut = tail.len() - OUTPUT_TAIL_BYTES;
+            while !tail.is_char_boundary(cut) {
+                cut += 1;
+            }
+            tail = tail.split_off(cut);
+        }
+        writes.put(key(JOB_LOG_PREFIX, &found.id), tail.clone().into_bytes());
+        self.job_logs.insert(found.id.clone(), tail);
+        self.put_job(&found, writes);
+        self.emit(DomainEvent::JobChanged(found.id.clone()));
+        self.emit(DomainEvent::CapacityFreed);
+        self.jobs.insert(found.id.clone(), found);
+        Ok(CommandOutcome::RunReported { applied: true })
+    }
+
+    pub(super) fn apply_cancel_job(
+        &mut self,
+        id: &str,
+        cancelled_by: &str,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(found) = self.jobs.get(id) else {
+            return Err(DomainError::not_found("job", id));
+        };
+        if found.state.is_final() {
+            return Err(DomainError::Conflict(format!(
+                "job {id} is already {}; only pending, assigned or running jobs can be cancelled",
+                found.state.as_str()
+            )));
+        }
+        let mut job = found.clone();
+        let worker = job.worker.clone();
+        match job.state {
+            JobState::Pending => self.dequeue(&job),
+            _ => self.release_job(&job, at_ms, writes),
+        }
+        job.transition(
+            JobState::Cancelled,
+            at_ms,
+            Some(format!("cancelled by {cancelled_by}")),
+        )?;
+        self.put_job(&job, writes);
+        self.emit(DomainEvent::JobChanged(job.id.clone()));
+        if let Some(worker) = worker {
+            self.emit(DomainEvent::JobCancelled {
+                job: job.id.clone(),
+                worker,
+            });
+            self.emit(DomainEvent::CapacityFreed);
+        }
+        self.jobs.insert(job.id.clone(), job.clone());
+        Ok(CommandOutcome::Job(job))
+    }
+
+    /// Registers a new worker, or a known one again after a restart or a reconnect: its
+    /// running jobs that it no longer reports are lost (another attempt, or failed);
+    /// assigned jobs it has not started stay assigned and are sent to it again.
+    pub(super) fn apply_register_worker(
+        &mut self,
+        registration: WorkerRegistration,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        validate_worker_id(&registration.id)?;
+        if !self.pools.contains_key(&registration.pool) {
+            return Err(DomainError::not_found("pool", registration.pool));
+        }
+        if registration.capacity.cpu_m == 0 || registration.capacity.memory_mb == 0 {
+            return Err(DomainError::invalid(
+                "capacity",
+                "a worker needs at least 1 cpu_m and 1 memory_mb",
+            ));
+        }
+        let claimed: BTreeSet<String> = registration.running.iter().cloned().collect();
+        let mut lost_jobs = Vec::new();
+        let mut keep = Vec::new();
+        if let Some(existing) = self.workers.get(&registration.id) {
+            if existing.pool != registration.pool {
+                return Err(DomainError::Conflict(format!(
+                    "worker `{}` is registered in pool `{}`, not `{}`",
+                    registration.id, existing.pool, registration.pool
+                )));
+            }
+            for job in existing.jobs.iter().filter_map(|id| self.jobs.get(id)) {
+                if claimed.contains(&job.id) {
+                    keep.push(job.id.clone());
+                } else if job.state == JobState::Running {
+                    lost_jobs.push(job.clone());
+                }
+            }
+        }
+        let requeued = self.lose_jobs(lost_jobs, "its worker restarted", at_ms, writes);
+        let worker = match self.workers.get_mut(&registration.id) {
+            Some(existing) => {
+                existing.capacity = registration.capacity;
+                existing.labels = registration.labels;
+                if existing.state == WorkerState::Lost {
+                    existing.state = WorkerState::Idle;
+                    existing.state_changed_at_ms = at_ms;
+                    existing.registered_at_ms = at_ms;
+                }
+                existing.clone()
+            }
+            None => {
+                let worker = Worker {
+                    id: registration.id.clone(),
+                    pool: registration.pool,
+                    capacity: registration.capacity,
+                    labels: registration.labels,
+                    state: WorkerState::Idle,
+                    simulated: registration.simulated,
+                    used: Resources::ZERO,
+                    jobs: BTreeSet::new(),
+                    registered_at_ms: at_ms,
+                    state_changed_at_ms: at_ms,
+                };
+                self.workers.insert(worker.id.clone(), worker.clone());
+                worker
+            }
+        };
+        self.put_worker(&worker, writes);
+        self.emit(DomainEvent::CapacityFreed);
+        Ok(CommandOutcome::WorkerRegistered {
+            worker,
+            keep,
+            requeued,
+        })
+    }
+
+    /// Every job of the worker goes back to pending (or fails once its retries are
+    /// spent); the worker holds nothing until it registers again.
+    pub(super) fn apply_worker_lost(
+        &mut self,
+        worker_id: &str,
+        reason: &str,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(worker) = self.workers.get(worker_id) else {
+            return Err(DomainError::not_found("worker", worker_id));
+        };
+        if worker.state == WorkerState::Lost {
+            return Ok(CommandOutcome::WorkerLost { requeued: 0 });
+        }
+        let jobs: Vec<Job> = worker
+            .jobs
+            .iter()
+            .filter_map(|id| self.jobs.get(id))
+            .cloned()
+            .collect();
+        let requeued = self.lose_jobs(jobs, reason, at_ms, writes);
+        let worker = self.workers.get_mut(worker_id).expect("checked above");
+        worker.state = WorkerState::Lost;
+        worker.state_changed_at_ms = at_ms;
+        let worker = worker.clone();
+        self.put_worker(&worker, writes);
+        Ok(CommandOutcome::WorkerLost { requeued })
+    }
+
+    fn lose_jobs(
+        &mut self,
+        jobs: Vec<Job>,
+        reason: &str,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> usize {
+        let mut requeued = 0;
+        for mut job in jobs {
+            self.release_job(&job, at_ms, writes);
+            if job.worker_lost(at_ms).is_err() {
+                continue;
+            }
+            if let Some(last) = job.transitions.last_mut() {
+                last.reason = Some(match last.state {
+                    JobState::Pending => format!("{reason}; re-queued as attempt {}", job.attempt),
+                    _ => format!(
+                        "{reason}; {} attempt(s) made, max_retries {}",
+                        job.attempt, job.spec.max_retries
+                    ),
+                });
+            }
+            if job.state == JobState::Pending {
+                requeued += 1;
+                self.enqueue(&job);
+            }
+            self.put_job(&job, writes);
+            self.emit(DomainEvent::JobChanged(job.id.clone()));
+            self.jobs.insert(job.id.clone(), job);
+        }
+        if requeued > 0 {
+            self.emit(DomainEvent::CapacityFreed);
+        }
+        requeued
+    }
+}

@@ -1,0 +1,375 @@
+//! The worker agent (`hodei worker`): registers with a pool, holds one stream to the
+//! leader (following it after a failover), runs each assigned job as a child process and
+//! reports its start and end. Reports wait in an outbox until the leader acknowledges
+//! that they are committed, so none is lost across a failover.
+//!
+//! Fencing: a worker that has not reached a leader for longer than the heartbeat timeout
+//! has been declared lost and its jobs re-queued, so it stops them (silently: the control
+//! plane already gave them another attempt). A job therefore never runs twice at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hodei_proto::v1 as pb;
+use hodei_proto::v1::worker_service_client::WorkerServiceClient;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{info, warn};
+
+use crate::actors::now_ms;
+use crate::domain::labels::Labels;
+use crate::domain::resources::Resources;
+use crate::state::jobs::RunOutcome;
+use crate::worker::process::{ProcessEnd, ProcessSpec, run_process};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSettings {
+    pub worker_id: String,
+    pub pool: String,
+    /// gRPC addresses of the nodes (any of them; the leader is found from there).
+    pub servers: Vec<String>,
+    pub capacity: Resources,
+    pub labels: Labels,
+    /// Where jobs run unless they name a working directory.
+    pub work_dir: PathBuf,
+}
+
+struct Run {
+    attempt: u32,
+    cancel: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Default)]
+struct AgentState {
+    runs: BTreeMap<String, Run>,
+    /// Reports not yet acknowledged, by report id.
+    outbox: BTreeMap<u64, pb::WorkerMessage>,
+    next_report: u64,
+    /// The leader's heartbeat interval (from the last registration).
+    heartbeat_interval: Duration,
+}
+
+#[derive(Clone)]
+struct Shared {
+    state: Arc<Mutex<AgentState>>,
+    /// Rung when the outbox grows.
+    reports: Arc<Notify>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AgentState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn queue_report(&self, build: impl FnOnce(u64) -> pb::worker_message::Kind) {
+        let mut state = self.lock();
+        state.next_report += 1;
+        let id = state.next_report;
+        state.outbox.insert(
+            id,
+            pb::WorkerMessage {
+                kind: Some(build(id)),
+            },
+        );
+        drop(state);
+        self.reports.notify_one();
+    }
+
+    fn running(&self) -> Vec<String> {
+        self.lock().runs.keys().cloned().collect()
+    }
+
+    /// Stops runs; their ends are not reported.
+    fn stop_runs(&self, keep: impl Fn(&str) -> bool) -> usize {
+        let mut state = self.lock();
+        let mut stopped = 0;
+        for (job, run) in state.runs.iter_mut() {
+            if !keep(job)
+                && let Some(cancel) = run.cancel.take()
+            {
+                let _ = cancel.send(());
+                stopped += 1;
+            }
+        }
+        stopped
+    }
+}
+
+fn outcome_name(outcome: RunOutcome) -> &'static str {
+    match outcome {
+        RunOutcome::Succeeded => "succeeded",
+        RunOutcome::Failed => "failed",
+        RunOutcome::TimedOut => "timed_out",
+    }
+}
+
+fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssignment) {
+    let mut state = shared.lock();
+    if state.runs.contains_key(&assignment.job_id) {
+        return;
+    }
+    let (cancel, cancelled) = oneshot::channel();
+    state.runs.insert(
+        assignment.job_id.clone(),
+        Run {
+            attempt: assignment.attempt,
+            cancel: Some(cancel),
+        },
+    );
+    drop(state);
+    let command = assignment.command.unwrap_or_default();
+    let working_dir = match command.working_dir {
+        Some(dir) if PathBuf::from(&dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) => settings.work_dir.join(dir),
+        None => settings.work_dir.clone(),
+    };
+    let spec = ProcessSpec {
+        argv: command.argv,
+        env: command.env.into_iter().collect(),
+        working_dir,
+        timeout: command.timeout_s.map(Duration::from_secs),
+    };
+    let shared = shared.clone();
+    let job = assignment.job_id;
+    let attempt = assignment.attempt;
+    tokio::spawn(async move {
+        info!(%job, attempt, "starting run");
+        let on_start = {
+            let shared = shared.clone();
+            let job = job.clone();
+            move || {
+                shared.queue_report(|report_id| {
+                    pb::worker_message::Kind::Started(pb::RunStarted {
+                        report_id,
+                        job_id: job,
+                        attempt,
+                        at_ms: now_ms(),
+                    })
+                })
+            }
+        };
+        let end = run_process(spec, cancelled, on_start).await;
+        let still_ours = shared
+            .lock()
+            .runs
+            .remove(&job)
+            .is_some_and(|run| run.attempt == attempt);
+        match end {
+            ProcessEnd::Finished {
+                outcome,
+                exit_code,
+                output_tail,
+            } if still_ours => {
+                info!(%job, attempt, outcome = outcome_name(outcome), ?exit_code, "run ended");
+                shared.queue_report(|report_id| {
+                    pb::worker_message::Kind::Finished(pb::RunFinished {
+                        report_id,
+                        job_id: job,
+                        attempt,
+                        outcome: outcome_name(outcome).to_string(),
+                        exit_code,
+                        output_tail,
+                        at_ms: now_ms(),
+                    })
+                });
+            }
+            _ => info!(%job, attempt, "run stopped"),
+        }
+    });
+}
+
+enum SessionEnd {
+    /// Connect to this address next (the leader, as a follower said).
+    Redirect(Option<String>),
+    Broken(String),
+}
+
+/// Runs the agent until `shutdown` resolves; then stops every run.
+pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Output = ()>) {
+    let shared = Shared {
+        state: Arc::new(Mutex::new(AgentState {
+            heartbeat_interval: Duration::from_secs(5),
+            ..AgentState::default()
+        })),
+        reports: Arc::new(Notify::new()),
+    };
+    tokio::select! {
+        _ = connect_forever(&settings, &shared) => {}
+        _ = shutdown => info!("worker shutting down; stopping its runs"),
+    }
+    shared.stop_runs(|_| false);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+async fn connect_forever(settings: &AgentSettings, shared: &Shared) {
+    let mut next_server = 0usize;
+    let mut hint: Option<String> = None;
+    let mut last_contact = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let addr = match hint.take() {
+            Some(addr) => addr,
+            None => {
+                let addr = settings.servers[next_server % settings.servers.len()].clone();
+                next_server += 1;
+                addr
+            }
+        };
+        let end = session(settings, shared, &addr, &mut last_contact).await;
+        match end {
+            SessionEnd::Redirect(leader) => {
+                hint = leader;
+                backoff = Duration::from_millis(100);
+            }
+            SessionEnd::Broken(reason) => {
+                warn!(server = %addr, %reason, "no session with the leader; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+        let lost_after = shared.lock().heartbeat_interval * 3;
+        if last_contact.elapsed() > lost_after {
+            let stopped = shared.stop_runs(|_| false);
+            if stopped > 0 {
+                warn!(
+                    stopped,
+                    "no leader reached within the heartbeat timeout: stopped every run (the control plane re-queues them)"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn endpoint(addr: &str) -> String {
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// One session: register, then serve assignments and send reports until the stream
+/// breaks or the node turns out not to lead.
+async fn session(
+    settings: &AgentSettings,
+    shared: &Shared,
+    addr: &str,
+    last_contact: &mut Instant,
+) -> SessionEnd {
+    let channel = match tonic::transport::Endpoint::from_shared(endpoint(addr)) {
+        Ok(endpoint) => endpoint
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true),
+        Err(error) => return SessionEnd::Broken(format!("bad address `{addr}`: {error}")),
+    };
+    let channel = match channel.connect().await {
+        Ok(channel) => channel,
+        Err(error) => return SessionEnd::Broken(error.to_string()),
+    };
+    let mut client = WorkerServiceClient::new(channel);
+    let (outbound, receiver) = mpsc::channel::<pb::WorkerMessage>(1024);
+    let register = pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Register(pb::RegisterWorker {
+            worker_id: settings.worker_id.clone(),
+            pool: settings.pool.clone(),
+            cpu_m: settings.capacity.cpu_m,
+            memory_mb: settings.capacity.memory_mb,
+            gpu: settings.capacity.gpu,
+            labels: settings.labels.clone().into_iter().collect(),
+            running: shared.running(),
+        })),
+    };
+    let _ = outbound.send(register).await;
+    let mut inbound = match client.session(ReceiverStream::new(receiver)).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return SessionEnd::Broken(status.message().to_string()),
+    };
+    let first = match inbound.message().await {
+        Ok(Some(first)) => first,
+        Ok(None) => return SessionEnd::Broken("the node closed the stream".to_string()),
+        Err(status) => return SessionEnd::Broken(status.message().to_string()),
+    };
+    match first.kind {
+        Some(pb::server_message::Kind::Registered(registered)) => {
+            *last_contact = Instant::now();
+            let keep: BTreeSet<String> = registered.keep.into_iter().collect();
+            let stopped = shared.stop_runs(|job| keep.contains(job));
+            if stopped > 0 {
+                warn!(
+                    stopped,
+                    "the leader no longer gives this worker some runs; stopped them"
+                );
+            }
+            shared.lock().heartbeat_interval =
+                Duration::from_millis(registered.heartbeat_interval_ms.max(100));
+            info!(server = %addr, worker = %settings.worker_id, pool = %settings.pool, "registered with the leader");
+        }
+        Some(pb::server_message::Kind::NotLeader(not_leader)) => {
+            return SessionEnd::Redirect(not_leader.leader_addr);
+        }
+        _ => return SessionEnd::Broken("unexpected first message".to_string()),
+    }
+
+    let mut sent_up_to = 0u64;
+    let heartbeat_interval = shared.lock().heartbeat_interval;
+    let mut heartbeat = tokio::time::interval(heartbeat_interval);
+    loop {
+        // Send every report not sent on this session yet (all of them after a reconnect).
+        let pending: Vec<(u64, pb::WorkerMessage)> = shared
+            .lock()
+            .outbox
+            .range(sent_up_to + 1..)
+            .map(|(id, report)| (*id, report.clone()))
+            .collect();
+        for (id, report) in pending {
+            if outbound.send(report).await.is_err() {
+                return SessionEnd::Broken("the stream closed".to_string());
+            }
+            sent_up_to = id;
+        }
+        tokio::select! {
+            message = inbound.message() => match message {
+                Ok(Some(message)) => {
+                    *last_contact = Instant::now();
+                    match message.kind {
+                        Some(pb::server_message::Kind::Assign(assignment)) => {
+                            start_run(shared, settings, assignment);
+                        }
+                        Some(pb::server_message::Kind::Cancel(cancel)) => {
+                            let job = cancel.job_id;
+                            if shared.stop_runs(|running| running != job) > 0 {
+                                info!(%job, "run cancelled by the leader");
+                            }
+                        }
+                        Some(pb::server_message::Kind::Ack(report_id)) => {
+                            shared.lock().outbox.remove(&report_id);
+                        }
+                        Some(pb::server_message::Kind::NotLeader(not_leader)) => {
+                            return SessionEnd::Redirect(not_leader.leader_addr);
+                        }
+                        Some(pb::server_message::Kind::Registered(_)) | None => {}
+                    }
+                }
+                Ok(None) => return SessionEnd::Broken("the leader closed the stream".to_string()),
+                Err(status) => return SessionEnd::Broken(status.message().to_string()),
+            },
+            _ = heartbeat.tick() => {
+                if last_contact.elapsed() > heartbeat_interval * 2 {
+                    return SessionEnd::Broken("the leader stopped answering heartbeats".to_string());
+                }
+                let beat = pb::WorkerMessage {
+                    kind: Some(pb::worker_message::Kind::Heartbeat(pb::WorkerHeartbeat {
+                        running: shared.running(),
+                    })),
+                };
+                if outbound.send(beat).await.is_err() {
+                    return SessionEnd::Broken("the stream closed".to_string());
+                }
+            }
+            _ = shared.reports.notified() => {}
+        }
+    }
+}

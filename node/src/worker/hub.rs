@@ -1,0 +1,286 @@
+//! The leader's side of the worker agents: one session per connected worker (its outbound
+//! stream), delivery of assignments and cancellations, and lost-worker detection.
+//!
+//! Delivery does not trust events alone (a lagging receiver may miss some): each pass
+//! compares the jobs the state says a worker holds with what this session already sent,
+//! and sends the difference. The same pass runs on every event and on a timer.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hodei_proto::v1 as pb;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::actors::{NodeContext, now_ms};
+use crate::domain::job::{Job, JobState};
+use crate::state::{CommandV1, DomainEvent};
+
+/// How often workers heartbeat and how many beats may be missed before a worker is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatSettings {
+    pub interval: Duration,
+    pub missed_beats: u32,
+}
+
+impl HeartbeatSettings {
+    pub fn lost_after(&self) -> Duration {
+        self.interval * self.missed_beats
+    }
+}
+
+struct Session {
+    number: u64,
+    outbound: mpsc::Sender<Result<pb::ServerMessage, tonic::Status>>,
+    last_seen: Instant,
+    /// (job, attempt) already sent to this session.
+    sent: BTreeSet<(String, u32)>,
+}
+
+#[derive(Default)]
+struct HubState {
+    sessions: HashMap<String, Session>,
+    next_session: u64,
+    /// When this node last became leader: no worker is judged before a full timeout
+    /// has passed since then.
+    leading_since: Option<Instant>,
+    /// Workers whose loss is being proposed.
+    losing: BTreeSet<String>,
+}
+
+#[derive(Clone)]
+pub struct WorkerHub {
+    state: Arc<Mutex<HubState>>,
+    pub heartbeat: HeartbeatSettings,
+}
+
+pub type Outbound = mpsc::Sender<Result<pb::ServerMessage, tonic::Status>>;
+
+fn assignment_message(job: &Job) -> pb::ServerMessage {
+    pb::ServerMessage {
+        kind: Some(pb::server_message::Kind::Assign(pb::RunAssignment {
+            job_id: job.id.clone(),
+            attempt: job.attempt,
+            command: Some(pb::JobCommand {
+                argv: job.spec.command.argv.clone(),
+                env: job.spec.command.env.clone().into_iter().collect(),
+                working_dir: job.spec.command.working_dir.clone(),
+                timeout_s: job.spec.command.timeout_s,
+            }),
+            resources: Some(pb::JobResources {
+                cpu_m: job.spec.resources.cpu_m,
+                memory_mb: job.spec.resources.memory_mb,
+                gpu: job.spec.resources.gpu,
+            }),
+        })),
+    }
+}
+
+pub fn cancel_message(job: &str) -> pb::ServerMessage {
+    pb::ServerMessage {
+        kind: Some(pb::server_message::Kind::Cancel(pb::CancelRun {
+            job_id: job.to_string(),
+        })),
+    }
+}
+
+impl WorkerHub {
+    pub fn new(heartbeat: HeartbeatSettings) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(HubState::default())),
+            heartbeat,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A worker registered on this stream; a previous session of it is replaced.
+    pub fn attach(&self, worker: &str, outbound: Outbound) -> u64 {
+        let mut hub = self.lock();
+        hub.next_session += 1;
+        let number = hub.next_session;
+        hub.sessions.insert(
+            worker.to_string(),
+            Session {
+                number,
+                outbound,
+                last_seen: Instant::now(),
+                sent: BTreeSet::new(),
+            },
+        );
+        hub.losing.remove(worker);
+        number
+    }
+
+    /// The stream of session `number` ended.
+    pub fn detach(&self, worker: &str, number: u64) {
+        let mut hub = self.lock();
+        if hub
+            .sessions
+            .get(worker)
+            .is_some_and(|session| session.number == number)
+        {
+            hub.sessions.remove(worker);
+        }
+    }
+
+    pub fn seen(&self, worker: &str, number: u64) {
+        if let Some(session) = self
+            .lock()
+            .sessions
+            .get_mut(worker)
+            .filter(|session| session.number == number)
+        {
+            session.last_seen = Instant::now();
+        }
+    }
+
+    pub fn connected(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Sends each connected worker the assignments it holds and has not been sent.
+    fn deliver(&self, node: &NodeContext, only: Option<&BTreeSet<String>>) {
+        let mut hub = self.lock();
+        let workers: Vec<String> = hub
+            .sessions
+            .keys()
+            .filter(|worker| only.is_none_or(|only| only.contains(*worker)))
+            .cloned()
+            .collect();
+        for worker in workers {
+            let held: Vec<Job> = node.read(|state| {
+                state
+                    .jobs_of_worker(&worker)
+                    .into_iter()
+                    .filter(|job| job.state == JobState::Assigned)
+                    .cloned()
+                    .collect()
+            });
+            let session = hub.sessions.get_mut(&worker).expect("listed above");
+            for job in held {
+                let sent_key = (job.id.clone(), job.attempt);
+                if session.sent.contains(&sent_key) {
+                    continue;
+                }
+                match session.outbound.try_send(Ok(assignment_message(&job))) {
+                    Ok(()) => {
+                        session.sent.insert(sent_key);
+                    }
+                    // Full: the next pass sends it. Closed: the session is going away.
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    /// Sends one worker what it has not been sent yet (right after it registers).
+    pub fn deliver_now(&self, node: &NodeContext, worker: &str) {
+        self.deliver(node, Some(&BTreeSet::from([worker.to_string()])));
+    }
+
+    /// Tells the worker to stop a job (best effort: its heartbeat reconciles too).
+    fn cancel(&self, worker: &str, job: &str) {
+        if let Some(session) = self.lock().sessions.get(worker) {
+            let _ = session.outbound.try_send(Ok(cancel_message(job)));
+        }
+    }
+
+    /// Closes every session: this node no longer leads, so workers must find the leader.
+    fn drop_all(&self) {
+        let mut hub = self.lock();
+        if !hub.sessions.is_empty() {
+            info!(
+                sessions = hub.sessions.len(),
+                "not leading: closing worker sessions"
+            );
+        }
+        hub.sessions.clear();
+        hub.leading_since = None;
+        hub.losing.clear();
+    }
+
+    /// Workers to declare lost now: registered real workers not seen for the timeout.
+    fn overdue(&self, node: &NodeContext) -> Vec<String> {
+        let lost_after = self.heartbeat.lost_after();
+        let mut hub = self.lock();
+        let leading_since = *hub.leading_since.get_or_insert_with(Instant::now);
+        if leading_since.elapsed() < lost_after {
+            return Vec::new();
+        }
+        let live: Vec<String> = node.read(|state| {
+            state
+                .workers()
+                .filter(|worker| worker.is_live() && !worker.simulated)
+                .map(|worker| worker.id.clone())
+                .collect()
+        });
+        let mut overdue = Vec::new();
+        for worker in live {
+            let silent = hub
+                .sessions
+                .get(&worker)
+                .is_none_or(|session| session.last_seen.elapsed() >= lost_after);
+            if silent && hub.losing.insert(worker.clone()) {
+                overdue.push(worker);
+            }
+        }
+        overdue
+    }
+
+    fn lost_done(&self, worker: &str) {
+        self.lock().losing.remove(worker);
+    }
+
+    /// The leader's loop: delivery on events and timer; lost detection on the timer.
+    pub async fn run(self, node: NodeContext) {
+        let mut events = node.read(|state| state.subscribe());
+        let mut ticker = tokio::time::interval(Duration::from_millis(250));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let only = tokio::select! {
+                event = events.recv() => match event {
+                    Ok(DomainEvent::JobsAssigned(workers)) => Some(workers),
+                    Ok(DomainEvent::JobCancelled { job, worker }) => {
+                        self.cancel(&worker, &job);
+                        continue;
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => None,
+                    Err(RecvError::Closed) => return,
+                },
+                _ = ticker.tick() => {
+                    if !node.raft.is_leader() {
+                        self.drop_all();
+                        continue;
+                    }
+                    for worker in self.overdue(&node) {
+                        let node = node.clone();
+                        let hub = self.clone();
+                        tokio::spawn(async move {
+                            let missed = hub.heartbeat.missed_beats;
+                            warn!(%worker, missed, "worker missed its heartbeats; declaring it lost");
+                            let command = CommandV1::WorkerLost {
+                                worker: worker.clone(),
+                                reason: format!("worker missed {missed} heartbeats"),
+                                at_ms: now_ms(),
+                            };
+                            if let Err(error) = crate::actors::gateway::propose(&node, command).await {
+                                warn!(%worker, %error, "could not declare the worker lost; will retry");
+                            }
+                            hub.lost_done(&worker);
+                        });
+                    }
+                    None
+                }
+            };
+            if node.raft.is_leader() {
+                self.deliver(&node, only.as_ref());
+            }
+        }
+    }
+}

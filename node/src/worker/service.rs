@@ -1,0 +1,238 @@
+//! `hodei.v1.WorkerService`: the stream a worker agent holds to the leader. The first
+//! message registers the worker (one committed command); after it, heartbeats refresh
+//! the session, and run reports become `JobStarted` / `JobFinished` commands, each
+//! acknowledged once committed so the worker can forget it.
+
+use std::pin::Pin;
+
+use hodei_proto::v1 as pb;
+use hodei_proto::v1::worker_service_server::WorkerService;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{info, warn};
+
+use crate::actors::gateway::propose;
+use crate::actors::{NodeContext, now_ms};
+use crate::api::ApiError;
+use crate::domain::labels::Labels;
+use crate::domain::resources::Resources;
+use crate::state::jobs::{RunOutcome, RunReport, WorkerRegistration};
+use crate::state::{CommandOutcome, CommandV1};
+use crate::worker::hub::{Outbound, WorkerHub, cancel_message};
+
+pub struct WorkerGrpc {
+    node: NodeContext,
+    hub: WorkerHub,
+}
+
+impl WorkerGrpc {
+    pub fn new(node: NodeContext, hub: WorkerHub) -> Self {
+        Self { node, hub }
+    }
+}
+
+fn message(kind: pb::server_message::Kind) -> Result<pb::ServerMessage, tonic::Status> {
+    Ok(pb::ServerMessage { kind: Some(kind) })
+}
+
+fn leader_addr(node: &NodeContext) -> Option<String> {
+    let status = node.raft.status();
+    let leader = status.leader_id?;
+    status
+        .members
+        .into_iter()
+        .find(|member| member.node_id == leader)
+        .map(|member| member.addr)
+}
+
+fn parse_outcome(raw: &str) -> Result<RunOutcome, tonic::Status> {
+    match raw {
+        "succeeded" => Ok(RunOutcome::Succeeded),
+        "failed" => Ok(RunOutcome::Failed),
+        "timed_out" => Ok(RunOutcome::TimedOut),
+        other => Err(tonic::Status::invalid_argument(format!(
+            "outcome: must be succeeded, failed or timed_out, got `{other}`"
+        ))),
+    }
+}
+
+/// Proposes a run report and acknowledges it once committed. A report that fails to
+/// commit is not acknowledged: the worker sends it again after it reconnects.
+fn report(node: &NodeContext, outbound: &Outbound, report_id: u64, command: CommandV1) {
+    let node = node.clone();
+    let outbound = outbound.clone();
+    tokio::spawn(async move {
+        match propose(&node, command).await {
+            Ok(_) => {
+                let _ = outbound
+                    .send(message(pb::server_message::Kind::Ack(report_id)))
+                    .await;
+            }
+            Err(error) => {
+                warn!(%error, report_id, "run report not committed; the worker will resend it")
+            }
+        }
+    });
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::ServerMessage, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl WorkerService for WorkerGrpc {
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        request: tonic::Request<tonic::Streaming<pb::WorkerMessage>>,
+    ) -> Result<tonic::Response<SessionStream>, tonic::Status> {
+        let mut inbound = request.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| tonic::Status::invalid_argument("the stream ended before `register`"))?;
+        let Some(pb::worker_message::Kind::Register(register)) = first.kind else {
+            return Err(tonic::Status::invalid_argument(
+                "the first message must be `register`",
+            ));
+        };
+        let (outbound, receiver) = mpsc::channel(4096);
+        if !self.node.raft.is_leader() {
+            let _ = outbound
+                .send(message(pb::server_message::Kind::NotLeader(
+                    pb::NotLeader {
+                        leader_addr: leader_addr(&self.node),
+                    },
+                )))
+                .await;
+            return Ok(tonic::Response::new(Box::pin(ReceiverStream::new(
+                receiver,
+            ))));
+        }
+        let worker_id = register.worker_id.clone();
+        let labels = Labels::from_iter(register.labels);
+        crate::domain::labels::validate_labels("labels", &labels)
+            .map_err(|error| ApiError::from(error).to_status())?;
+        let registration = WorkerRegistration {
+            id: register.worker_id,
+            pool: register.pool,
+            capacity: Resources::new(register.cpu_m, register.memory_mb, register.gpu),
+            labels,
+            simulated: false,
+            running: register.running,
+        };
+        let command = CommandV1::RegisterWorker {
+            registration,
+            at_ms: now_ms(),
+        };
+        let keep = match propose(&self.node, command).await {
+            Ok(CommandOutcome::WorkerRegistered {
+                keep,
+                requeued,
+                worker,
+            }) => {
+                info!(worker = %worker.id, pool = %worker.pool, requeued, "worker registered");
+                keep
+            }
+            Ok(other) => {
+                return Err(tonic::Status::internal(format!(
+                    "unexpected state machine outcome: {other:?}"
+                )));
+            }
+            Err(error) => return Err(error.to_status()),
+        };
+        let number = self.hub.attach(&worker_id, outbound.clone());
+        let _ = outbound
+            .send(message(pb::server_message::Kind::Registered(
+                pb::Registered {
+                    worker_id: worker_id.clone(),
+                    keep,
+                    heartbeat_interval_ms: self.hub.heartbeat.interval.as_millis() as u64,
+                },
+            )))
+            .await;
+
+        self.hub.deliver_now(&self.node, &worker_id);
+        let node = self.node.clone();
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = match inbound.message().await {
+                    Ok(Some(next)) => next,
+                    Ok(None) => break,
+                    Err(error) => {
+                        info!(worker = %worker_id, %error, "worker stream broke");
+                        break;
+                    }
+                };
+                hub.seen(&worker_id, number);
+                match next.kind {
+                    Some(pb::worker_message::Kind::Heartbeat(beat)) => {
+                        // Runs the state no longer gives this worker (cancelled, or
+                        // re-queued while it was away) are stopped.
+                        let stale: Vec<String> = node.read(|state| {
+                            beat.running
+                                .iter()
+                                .filter(|job| {
+                                    state.job(job).is_none_or(|found| {
+                                        found.worker.as_deref() != Some(worker_id.as_str())
+                                            || found.state.is_final()
+                                    })
+                                })
+                                .cloned()
+                                .collect()
+                        });
+                        for job in stale {
+                            let _ = outbound.try_send(Ok(cancel_message(&job)));
+                        }
+                        // Ack 0 answers a heartbeat: the worker knows the leader is alive.
+                        let _ = outbound.try_send(message(pb::server_message::Kind::Ack(0)));
+                    }
+                    Some(pb::worker_message::Kind::Started(started)) => report(
+                        &node,
+                        &outbound,
+                        started.report_id,
+                        CommandV1::JobStarted {
+                            job: started.job_id,
+                            attempt: started.attempt,
+                            worker: worker_id.clone(),
+                            at_ms: now_ms(),
+                        },
+                    ),
+                    Some(pb::worker_message::Kind::Finished(finished)) => {
+                        let outcome = match parse_outcome(&finished.outcome) {
+                            Ok(outcome) => outcome,
+                            Err(error) => {
+                                warn!(worker = %worker_id, %error, "bad run report");
+                                continue;
+                            }
+                        };
+                        report(
+                            &node,
+                            &outbound,
+                            finished.report_id,
+                            CommandV1::JobFinished {
+                                report: RunReport {
+                                    job: finished.job_id,
+                                    attempt: finished.attempt,
+                                    worker: worker_id.clone(),
+                                    outcome,
+                                    exit_code: finished.exit_code,
+                                    output_tail: finished.output_tail,
+                                    at_ms: now_ms(),
+                                },
+                            },
+                        );
+                    }
+                    Some(pb::worker_message::Kind::Register(_)) | None => {
+                        warn!(worker = %worker_id, "unexpected message on an open session");
+                    }
+                }
+            }
+            hub.detach(&worker_id, number);
+        });
+        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(
+            receiver,
+        ))))
+    }
+}
