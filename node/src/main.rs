@@ -1,7 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use hodei_node::cli::{Cli, Commands, cluster_cmd, config_cmd, node_cmd, tenant_cmd};
+use hodei_node::cli::{
+    Cli, Commands, cluster_cmd, config_cmd, job_cmd, node_cmd, tenant_cmd, worker_cmd,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -19,7 +21,7 @@ fn main() -> ExitCode {
         Commands::Config(command) => return ExitCode::from(config_cmd::run(command) as u8),
         Commands::Server(args) => {
             match node_cmd::load_config(args.config.as_ref(), &args.overrides, false) {
-                Ok(config) => runtime.block_on(node_cmd::run_node(config, false)),
+                Ok(config) => runtime.block_on(node_cmd::run_node(config, false, 0)),
                 Err(error) => Err(anyhow::anyhow!("{error}")),
             }
         }
@@ -28,12 +30,17 @@ fn main() -> ExitCode {
                 args.overrides.data_dir = Some("./.hodei/data".into());
             }
             match node_cmd::load_config(args.config.as_ref(), &args.overrides, true) {
-                Ok(config) => runtime.block_on(node_cmd::run_node(config, true)),
+                Ok(config) => runtime.block_on(node_cmd::run_node(config, true, args.workers)),
                 Err(error) => Err(anyhow::anyhow!("{error}")),
             }
         }
         Commands::Tenant(command) => runtime.block_on(tenant_cmd::run(command)),
         Commands::Cluster(command) => runtime.block_on(cluster_cmd::run(command)),
+        Commands::Worker(args) => runtime.block_on(worker_cmd::run_worker(args)),
+        Commands::Job(command) => match runtime.block_on(job_cmd::run(command)) {
+            Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
+            Err(error) => Err(error),
+        },
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

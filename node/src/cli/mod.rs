@@ -2,8 +2,10 @@
 
 pub mod cluster_cmd;
 pub mod config_cmd;
+pub mod job_cmd;
 pub mod node_cmd;
 pub mod tenant_cmd;
+pub mod worker_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -33,4 +35,9 @@ pub enum Commands {
     /// Manage tenants on a running node.
     #[command(subcommand)]
     Tenant(tenant_cmd::TenantCommand),
+    /// Submit and follow jobs.
+    #[command(subcommand)]
+    Job(job_cmd::JobCommand),
+    /// Run a worker agent that joins a pool and runs jobs as child processes.
+    Worker(worker_cmd::WorkerArgs),
 }

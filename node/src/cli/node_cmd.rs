@@ -66,6 +66,9 @@ pub struct DevArgs {
     /// An optional config.yaml; dev only changes the data dir's default to ./.hodei/data.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// Local `hodei worker` processes to start in pool-default.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
     #[command(flatten)]
     pub overrides: OverrideFlags,
 }
@@ -99,10 +102,47 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// Runs a node until Ctrl-C or SIGTERM.
-pub async fn run_node(config: Config, announce: bool) -> anyhow::Result<()> {
+/// Starts `count` worker agents as child processes of this one, in the first pool, with
+/// their work directories under the data dir. They stop when this process does.
+fn start_local_workers(
+    config: &Config,
+    grpc_addr: std::net::SocketAddr,
+    count: usize,
+) -> anyhow::Result<Vec<tokio::process::Child>> {
+    let program = std::env::current_exe()?;
+    let pool = config
+        .resource_pools
+        .pools
+        .first()
+        .map(|pool| pool.id.clone())
+        .unwrap_or_else(|| "pool-default".to_string());
+    let mut children = Vec::new();
+    for index in 1..=count {
+        let work_dir = config
+            .cluster
+            .data_dir
+            .join("..")
+            .join(format!("work-{index}"));
+        std::fs::create_dir_all(&work_dir)?;
+        let child = tokio::process::Command::new(&program)
+            .arg("worker")
+            .args(["--pool", &pool])
+            .args(["--servers", &grpc_addr.to_string()])
+            .args(["--id", &format!("dev-worker-{index}")])
+            .arg("--work-dir")
+            .arg(&work_dir)
+            .kill_on_drop(true)
+            .spawn()?;
+        children.push(child);
+    }
+    Ok(children)
+}
+
+/// Runs a node until Ctrl-C or SIGTERM; `local_workers` worker agents run beside it.
+pub async fn run_node(config: Config, announce: bool, local_workers: usize) -> anyhow::Result<()> {
     init_logging(config.server.log_format);
     let node = crate::server::start(&config).await?;
+    let mut workers = start_local_workers(&config, node.grpc_addr, local_workers)?;
     if announce {
         let rest = node.rest_addr;
         println!(
@@ -112,16 +152,21 @@ pub async fn run_node(config: Config, announce: bool) -> anyhow::Result<()> {
         println!("  REST:     http://{rest}/api/v1");
         println!("  gRPC:     {}", node.grpc_addr);
         println!("  OpenAPI:  http://{rest}/api/v1/openapi.json");
+        println!("  Workers:  {local_workers} local worker process(es) in the first pool");
         println!("  Try:      curl -s http://{rest}/api/v1/tenants");
+        println!("            cargo run --release -- job submit --wait -- echo hello");
         println!("Press Ctrl-C to stop.");
     }
     wait_for_signal().await;
     tracing::info!("shutting down");
+    for worker in &mut workers {
+        let _ = worker.start_kill();
+    }
     node.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

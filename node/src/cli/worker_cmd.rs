@@ -1,0 +1,81 @@
+//! `hodei worker`: the worker agent.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::domain::labels::Labels;
+use crate::domain::resources::Resources;
+use crate::worker::agent::{AgentSettings, run};
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The pool to join.
+    #[arg(long, default_value = "pool-default")]
+    pub pool: String,
+    /// gRPC addresses of the nodes, comma-separated (any node; the leader is found).
+    #[arg(
+        long,
+        env = "HODEI_SERVERS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:9090"
+    )]
+    pub servers: Vec<String>,
+    /// CPU this worker offers, in millicores.
+    #[arg(long, default_value_t = 4_000)]
+    pub cpu_m: u64,
+    /// Memory this worker offers, in MiB.
+    #[arg(long, default_value_t = 8_192)]
+    pub memory_mb: u64,
+    #[arg(long, default_value_t = 0)]
+    pub gpu: u64,
+    /// A label, `key=value` (repeatable).
+    #[arg(long = "labels", value_delimiter = ',', value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// A stable id: a restarted worker with the same id has its old runs reported lost at
+    /// once. Default: host name and process id.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Where jobs run unless they name a directory (default: the current directory).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+fn parse_label(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .ok_or_else(|| format!("expected key=value, got `{raw}`"))
+}
+
+fn default_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    crate::cli::node_cmd::init_logging(hodei_config::LogFormat::Text);
+    if args.servers.is_empty() {
+        anyhow::bail!("--servers: give at least one node address");
+    }
+    let work_dir = match args.work_dir {
+        Some(dir) => dir,
+        None => std::env::current_dir()?,
+    };
+    let settings = AgentSettings {
+        worker_id: args.id.unwrap_or_else(default_id),
+        pool: args.pool,
+        servers: args.servers,
+        capacity: Resources::new(args.cpu_m, args.memory_mb, args.gpu),
+        labels: args.labels.into_iter().collect::<Labels>(),
+        work_dir,
+    };
+    crate::domain::worker::validate_worker_id(&settings.worker_id)
+        .map_err(|error| anyhow::anyhow!("--id: {error}"))?;
+    tracing::info!(worker = %settings.worker_id, pool = %settings.pool, "worker starting");
+    run(settings, crate::cli::node_cmd::wait_for_signal()).await;
+    Ok(())
+}
