@@ -274,6 +274,16 @@ impl ProcessCluster {
     /// Starts nodes `1..=size` in subfolders of `root` and waits until every one of them
     /// knows the same leader.
     pub async fn start(root: &Path, size: u64, cluster_extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(root, size, cluster_extra, "").await
+    }
+
+    /// Like [`ProcessCluster::start`], with `extra_yaml` appended to every node's config.
+    pub async fn start_with(
+        root: &Path,
+        size: u64,
+        cluster_extra: &[&str],
+        extra_yaml: &str,
+    ) -> anyhow::Result<Self> {
         let specs: Vec<NodeSpec> = (1..=size).map(NodeSpec::new).collect();
         let mut nodes = std::collections::BTreeMap::new();
         for spec in &specs {
@@ -284,6 +294,7 @@ impl ProcessCluster {
                 .map(|other| format!("{}@{}", other.node_id, other.grpc_addr()))
                 .collect();
             spec.cluster_extra = cluster_extra.iter().map(|line| line.to_string()).collect();
+            spec.extra_yaml = extra_yaml.to_string();
             let node = NodeProcess::start_spec(&root.join(format!("node{}", spec.node_id)), &spec)?;
             nodes.insert(spec.node_id, node);
         }
@@ -367,5 +378,89 @@ impl ProcessCluster {
         )
         .await?;
         Ok(leader)
+    }
+}
+
+/// One `hodei worker` agent process.
+pub struct WorkerProcess {
+    pub id: String,
+    pub dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl WorkerProcess {
+    /// Starts a worker `id` in `pool` offering `cpu_m`/`memory_mb`, talking to `servers`
+    /// (gRPC addresses); it runs jobs in `dir/work` and logs to `dir`.
+    pub fn start(
+        dir: &Path,
+        id: &str,
+        pool: &str,
+        servers: &[String],
+        cpu_m: u64,
+        memory_mb: u64,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir.join("work"))?;
+        let args = vec![
+            "worker".to_string(),
+            "--id".to_string(),
+            id.to_string(),
+            "--pool".to_string(),
+            pool.to_string(),
+            "--servers".to_string(),
+            servers.join(","),
+            "--cpu-m".to_string(),
+            cpu_m.to_string(),
+            "--memory-mb".to_string(),
+            memory_mb.to_string(),
+            "--work-dir".to_string(),
+            dir.join("work").display().to_string(),
+        ];
+        let mut worker = Self {
+            id: id.to_string(),
+            dir: dir.to_path_buf(),
+            args,
+            child: None,
+            starts: 0,
+        };
+        worker.spawn()?;
+        Ok(worker)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        self.starts += 1;
+        let log = File::create(self.dir.join(format!("worker-{}.log", self.starts)))?;
+        let child = Command::new(hodei_binary()?)
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start hodei worker")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: the agent dies without a word to the leader.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let path = self.dir.join(format!("worker-{}.log", self.starts));
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill9();
     }
 }

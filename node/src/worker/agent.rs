@@ -49,7 +49,14 @@ struct AgentState {
     next_report: u64,
     /// The leader's heartbeat interval (from the last registration).
     heartbeat_interval: Duration,
+    /// Runs (job, attempt) this agent has started, most recent last: an assignment sent
+    /// again after a failover (its start not yet committed) must not run a second time.
+    started: std::collections::VecDeque<(String, u32)>,
+    started_index: std::collections::HashSet<(String, u32)>,
 }
+
+/// How many started runs an agent remembers for de-duplication.
+const STARTED_MEMORY: usize = 100_000;
 
 #[derive(Clone)]
 struct Shared {
@@ -77,8 +84,18 @@ impl Shared {
         self.reports.notify_one();
     }
 
+    /// The jobs this worker answers for: runs in progress, and finished runs whose end
+    /// the leader has not acknowledged yet (their report is still to be committed; the
+    /// leader must not take them for lost).
     fn running(&self) -> Vec<String> {
-        self.lock().runs.keys().cloned().collect()
+        let state = self.lock();
+        let mut jobs: BTreeSet<String> = state.runs.keys().cloned().collect();
+        for report in state.outbox.values() {
+            if let Some(pb::worker_message::Kind::Finished(finished)) = &report.kind {
+                jobs.insert(finished.job_id.clone());
+            }
+        }
+        jobs.into_iter().collect()
     }
 
     /// Stops runs; their ends are not reported.
@@ -107,8 +124,16 @@ fn outcome_name(outcome: RunOutcome) -> &'static str {
 
 fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssignment) {
     let mut state = shared.lock();
-    if state.runs.contains_key(&assignment.job_id) {
+    let run_key = (assignment.job_id.clone(), assignment.attempt);
+    if state.runs.contains_key(&assignment.job_id) || state.started_index.contains(&run_key) {
         return;
+    }
+    state.started.push_back(run_key.clone());
+    state.started_index.insert(run_key);
+    if state.started.len() > STARTED_MEMORY
+        && let Some(oldest) = state.started.pop_front()
+    {
+        state.started_index.remove(&oldest);
     }
     let (cancel, cancelled) = oneshot::channel();
     state.runs.insert(

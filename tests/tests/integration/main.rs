@@ -2,5 +2,6 @@
 
 mod cluster;
 mod foundation;
+mod jobs;
 mod limits;
 mod metrics;

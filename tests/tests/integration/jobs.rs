@@ -1,0 +1,619 @@
+//! Jobs on real workers (issue: jobs run on workers): real `hodei worker` processes run
+//! real shell commands; failures are real kill -9s of nodes and workers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use hodei_tests::{NodeProcess, NodeSpec, ProcessCluster, WorkerProcess, eventually};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Room for many concurrent jobs in the default tenant, and quick lost-worker detection.
+const JOB_YAML: &str = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 200000\n    memory_mb: 400000\n    max_concurrent_jobs: 1000\n    max_pending_jobs: 100000\nworkers:\n  heartbeat_interval_ms: 500\n  missed_heartbeats: 3\n";
+
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    principal: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(principal) = principal {
+        request = request.header("x-hodei-principal", principal);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+async fn post(node: &NodeProcess, path: &str, body: Value) -> (u16, Value) {
+    call(reqwest::Method::POST, node.rest_url(path), None, Some(body)).await
+}
+
+async fn get(node: &NodeProcess, path: &str) -> (u16, Value) {
+    call(reqwest::Method::GET, node.rest_url(path), None, None).await
+}
+
+fn is_final(state: &str) -> bool {
+    matches!(state, "succeeded" | "failed" | "timed_out" | "cancelled")
+}
+
+/// Waits until `count` workers are registered and live.
+async fn wait_for_workers(node: &NodeProcess, count: usize) -> anyhow::Result<()> {
+    eventually(TIMEOUT, "the workers to register", || async {
+        let (_, body) = get(node, "/api/v1/workers").await;
+        let live = body["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|worker| worker["state"] != "lost")
+                    .count()
+            })
+            .unwrap_or(0);
+        Ok((live >= count).then_some(()))
+    })
+    .await
+}
+
+/// Waits until the job is final and returns it.
+async fn wait_final(node: &NodeProcess, id: &str) -> anyhow::Result<Value> {
+    eventually(TIMEOUT, &format!("job {id} to finish"), || async {
+        let (_, job) = get(node, &format!("/api/v1/jobs/{id}")).await;
+        Ok(job["state"]
+            .as_str()
+            .filter(|state| is_final(state))
+            .map(|_| job.clone()))
+    })
+    .await
+}
+
+fn process_running(marker: &str) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-f", marker])
+        .output()
+        .map(|output| !output.stdout.is_empty())
+        .unwrap_or(false)
+}
+
+fn shell(script: &str) -> Value {
+    json!({ "argv": ["sh", "-c", script] })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_real_jobs_on_two_workers_end_as_their_commands_did() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let spec = NodeSpec {
+        extra_yaml: JOB_YAML.to_string(),
+        ..NodeSpec::new(1)
+    };
+    let mut node = NodeProcess::start_spec(&root.path().join("node"), &spec)?;
+    node.wait_ready(TIMEOUT).await?;
+    let servers = [node.grpc_addr()];
+    let _first = WorkerProcess::start(
+        &root.path().join("w1"),
+        "w1",
+        "pool-default",
+        &servers,
+        4000,
+        8192,
+    )?;
+    let _second = WorkerProcess::start(
+        &root.path().join("w2"),
+        "w2",
+        "pool-default",
+        &servers,
+        4000,
+        8192,
+    )?;
+    wait_for_workers(&node, 2).await?;
+
+    let out = root.path().join("out");
+    std::fs::create_dir_all(&out)?;
+    let jobs: Vec<Value> = (0..50)
+        .map(|index| {
+            let script = format!(
+                "echo written-{index} > {dir}/file-{index}; echo line-{index}; echo err-{index} >&2; exit {code}",
+                dir = out.display(),
+                code = index % 3
+            );
+            json!({ "command": shell(&script), "resources": { "cpu_m": 500, "memory_mb": 128 } })
+        })
+        .collect();
+    let (status, batch) = post(&node, "/api/v1/jobs/batch", json!({ "jobs": jobs })).await;
+    assert_eq!(status, 202, "{batch}");
+    assert_eq!(batch["accepted"], 50);
+    let ids: Vec<String> = batch["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["job"]["id"].as_str().unwrap().to_string())
+        .collect();
+
+    let mut workers_used = std::collections::BTreeSet::new();
+    for (index, id) in ids.iter().enumerate() {
+        let job = wait_final(&node, id).await?;
+        let code = (index % 3) as i64;
+        let expected = if code == 0 { "succeeded" } else { "failed" };
+        assert_eq!(job["state"], expected, "job {index}: {job}");
+        assert_eq!(job["exit_code"], code, "job {index}");
+        let states: Vec<&str> = job["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| step["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["pending", "assigned", "running", expected]);
+        workers_used.insert(job["worker"].as_str().unwrap().to_string());
+        let (_, logs) = get(&node, &format!("/api/v1/jobs/{id}/logs")).await;
+        let tail = logs["output_tail"].as_str().unwrap();
+        assert!(
+            tail.contains(&format!("line-{index}")) && tail.contains(&format!("err-{index}")),
+            "{tail}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join(format!("file-{index}")))?,
+            format!("written-{index}\n")
+        );
+    }
+    assert_eq!(workers_used.len(), 2, "both workers ran jobs");
+
+    // A job that sleeps past its timeout is timed_out and its process is gone.
+    let (status, submitted) = post(
+        &node,
+        "/api/v1/jobs",
+        json!({ "command": { "argv": ["sleep", "31.7"], "timeout_s": 1 } }),
+    )
+    .await;
+    assert_eq!(status, 202, "{submitted}");
+    let job = wait_final(&node, submitted["job"]["id"].as_str().unwrap()).await?;
+    assert_eq!(job["state"], "timed_out", "{job}");
+    assert!(
+        !process_running("sleep 31.7"),
+        "the timed-out process is gone"
+    );
+
+    // Cancelling a running job kills its process.
+    let (_, submitted) = post(
+        &node,
+        "/api/v1/jobs",
+        json!({ "command": { "argv": ["sleep", "32.9"] } }),
+    )
+    .await;
+    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    eventually(TIMEOUT, "the job to run", || async {
+        let (_, job) = get(&node, &format!("/api/v1/jobs/{id}")).await;
+        Ok((job["state"] == "running" && process_running("sleep 32.9")).then_some(()))
+    })
+    .await?;
+    let (status, cancelled) = post(&node, &format!("/api/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(
+        (status, cancelled["state"].as_str()),
+        (200, Some("cancelled"))
+    );
+    eventually(TIMEOUT, "the cancelled process to die", || async {
+        Ok((!process_running("sleep 32.9")).then_some(()))
+    })
+    .await?;
+    let (status, again) = post(&node, &format!("/api/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(status, 409, "cancelling a final job: {again}");
+
+    // Filters and pagination of the list.
+    let (_, failed) = get(&node, "/api/v1/jobs?state=failed&limit=1000").await;
+    assert_eq!(failed["items"].as_array().unwrap().len(), 33);
+    let mut seen = 0;
+    let mut cursor = String::new();
+    loop {
+        let (_, page) = get(&node, &format!("/api/v1/jobs?limit=7&cursor={cursor}")).await;
+        seen += page["items"].as_array().unwrap().len();
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 52);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_job_input_is_refused_naming_the_field_and_rule() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let spec = NodeSpec {
+        extra_yaml: JOB_YAML.to_string(),
+        ..NodeSpec::new(1)
+    };
+    let mut node = NodeProcess::start_spec(&root.path().join("node"), &spec)?;
+    node.wait_ready(TIMEOUT).await?;
+    eventually(TIMEOUT, "the default queue", || async {
+        Ok((get(&node, "/api/v1/queues/default").await.0 == 200).then_some(()))
+    })
+    .await?;
+
+    let cases = [
+        (json!({ "command": { "argv": [] } }), 422, "command.argv"),
+        (
+            json!({ "command": shell("true"), "resources": { "cpu_m": 0, "memory_mb": 10 } }),
+            422,
+            "resources.cpu_m",
+        ),
+        (
+            json!({ "command": shell("true"), "resources": { "cpu_m": 100, "memory_mb": 0 } }),
+            422,
+            "resources.memory_mb",
+        ),
+        (
+            json!({ "command": shell("true"), "resources": { "cpu_m": -5, "memory_mb": 10 } }),
+            422,
+            "resources.cpu_m",
+        ),
+        (
+            json!({ "command": shell("true"), "resources": { "cpu_m": 64000, "memory_mb": 10 } }),
+            422,
+            "resources.cpu_m",
+        ),
+        (
+            json!({ "command": shell("true"), "queue": "nope" }),
+            404,
+            "",
+        ),
+        (
+            json!({ "command": shell("true"), "pool_selector": ["pool-nope"] }),
+            404,
+            "",
+        ),
+        (
+            json!({ "command": shell("true"), "priority": "urgent" }),
+            422,
+            "priority",
+        ),
+        (
+            json!({ "command": { "argv": ["true"], "timeout_s": 0 } }),
+            422,
+            "command.timeout_s",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let (got, problem) = post(&node, "/api/v1/jobs", body.clone()).await;
+        assert_eq!(got, status, "{body} -> {problem}");
+        if !field.is_empty() {
+            assert_eq!(problem["field"], field, "{body} -> {problem}");
+        }
+    }
+    let (_, too_big) = post(
+        &node,
+        "/api/v1/jobs",
+        json!({ "command": shell("true"), "resources": { "cpu_m": 64000, "memory_mb": 10 } }),
+    )
+    .await;
+    assert!(
+        too_big["detail"].as_str().unwrap().contains("at most 4000"),
+        "the refusal names the limit: {too_big}"
+    );
+
+    let batch: Vec<Value> = (0..1001)
+        .map(|_| json!({ "command": shell("true") }))
+        .collect();
+    let (status, problem) = post(&node, "/api/v1/jobs/batch", json!({ "jobs": batch })).await;
+    assert_eq!(status, 413, "{problem}");
+    let (status, _) = post(&node, "/api/v1/jobs/batch", json!({ "jobs": [] })).await;
+    assert_eq!(status, 422);
+    let (status, mixed) = post(
+        &node,
+        "/api/v1/jobs/batch",
+        json!({ "jobs": [{ "command": shell("true") }, { "command": { "argv": [] } }] }),
+    )
+    .await;
+    assert_eq!(
+        (
+            status,
+            mixed["accepted"].as_u64(),
+            mixed["refused"].as_u64()
+        ),
+        (202, Some(1), Some(1))
+    );
+    assert_eq!(mixed["results"][1]["field"], "command.argv");
+
+    // An idempotency key returns the first job.
+    let body = json!({ "command": shell("true"), "idempotency_key": "nightly-42" });
+    let (first_status, first) = post(&node, "/api/v1/jobs", body.clone()).await;
+    let (second_status, second) = post(&node, "/api/v1/jobs", body).await;
+    assert_eq!((first_status, second_status), (202, 200));
+    assert_eq!(first["job"]["id"], second["job"]["id"]);
+    assert_eq!(second["duplicate"], true);
+    // No worker: the job says why it waits, and where it stands.
+    let (_, pending) = get(
+        &node,
+        &format!("/api/v1/jobs/{}", first["job"]["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(pending["state"], "pending");
+    assert!(
+        pending["pending_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no_workers"),
+        "{pending}"
+    );
+    assert!(pending["queue_position"].is_u64());
+
+    // A tenant sees only its own jobs.
+    let (status, _) = call(
+        reqwest::Method::POST,
+        node.rest_url("/api/v1/tenants"),
+        None,
+        Some(json!({ "id": "acme" })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = call(
+        reqwest::Method::GET,
+        node.rest_url(&format!(
+            "/api/v1/jobs/{}",
+            first["job"]["id"].as_str().unwrap()
+        )),
+        Some("tenant:acme"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "another tenant's job is not visible");
+    let (status, listed) = call(
+        reqwest::Method::GET,
+        node.rest_url("/api/v1/jobs"),
+        Some("tenant:acme"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, listed["items"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let (status, _) = call(
+        reqwest::Method::POST,
+        node.rest_url("/api/v1/jobs"),
+        Some("tenant:acme"),
+        Some(json!({ "tenant": "default", "command": shell("true") })),
+    )
+    .await;
+    assert_eq!(status, 403, "a tenant cannot submit for another");
+
+    // Queues: create on a known pool, refuse unknown pools and the default's deletion.
+    let (status, queue) = post(
+        &node,
+        "/api/v1/queues",
+        json!({ "id": "batch", "pools": ["pool-default"], "policy": "fifo" }),
+    )
+    .await;
+    assert_eq!((status, queue["policy"].as_str()), (201, Some("fifo")));
+    let (status, _) = post(
+        &node,
+        "/api/v1/queues",
+        json!({ "id": "ghost", "pools": ["pool-nope"] }),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        node.rest_url("/api/v1/queues/default"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        node.rest_url("/api/v1/queues/batch"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    Ok(())
+}
+
+/// Submits with an idempotency key to any node until one acknowledges it; `None` if
+/// none did (then the job may or may not exist: it was never acknowledged).
+async fn submit_until_acknowledged(
+    cluster: &ProcessCluster,
+    body: &Value,
+    tries: usize,
+) -> Option<String> {
+    for attempt in 0..tries {
+        for node in cluster.nodes.values() {
+            let (status, answer) = post(node, "/api/v1/jobs", body.clone()).await;
+            if status == 202 || status == 200 {
+                return answer["job"]["id"].as_str().map(str::to_string);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100 * (attempt as u64 + 1))).await;
+    }
+    None
+}
+
+async fn any_get(cluster: &ProcessCluster, path: &str) -> Option<Value> {
+    for node in cluster.nodes.values() {
+        let (status, body) = get(node, path).await;
+        if status == 200 {
+            return Some(body);
+        }
+    }
+    None
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_with_200_jobs_in_flight_every_acknowledged_job_runs_exactly_once()
+-> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let yaml = JOB_YAML.replace("heartbeat_interval_ms: 500", "heartbeat_interval_ms: 1000");
+    let mut cluster = ProcessCluster::start_with(root.path(), 3, &[], &yaml).await?;
+    let servers: Vec<String> = cluster.nodes.values().map(NodeProcess::grpc_addr).collect();
+    let _workers = [
+        WorkerProcess::start(
+            &root.path().join("w1"),
+            "w1",
+            "pool-default",
+            &servers,
+            4000,
+            8192,
+        )?,
+        WorkerProcess::start(
+            &root.path().join("w2"),
+            "w2",
+            "pool-default",
+            &servers,
+            4000,
+            8192,
+        )?,
+    ];
+    let leader = cluster.leader(TIMEOUT).await?;
+    wait_for_workers(&cluster.nodes[&leader], 2).await?;
+    let out = root.path().join("out");
+    std::fs::create_dir_all(&out)?;
+
+    let body = |key: &str| {
+        json!({
+            "idempotency_key": key,
+            "resources": { "cpu_m": 250, "memory_mb": 64 },
+            "command": {
+                "argv": ["sh", "-c", "echo $$ >> \"$OUT/$KEY.starts\"; sleep 0.4; echo done >> \"$OUT/$KEY.ends\""],
+                "env": { "OUT": out.display().to_string(), "KEY": key },
+            },
+        })
+    };
+    let mut acknowledged: BTreeMap<String, String> = BTreeMap::new();
+    for index in 0..200 {
+        let key = format!("job-{index}");
+        if index == 100 {
+            // Half of the jobs are submitted and many still run: kill the leader.
+            let (_, page) = get(&cluster.nodes[&leader], "/api/v1/jobs?limit=1000").await;
+            let in_flight = page["items"]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter(|job| !job["state"].as_str().is_some_and(is_final))
+                        .count()
+                })
+                .unwrap_or(0);
+            assert!(in_flight > 0, "jobs are in flight when the leader dies");
+            cluster.node(leader).kill9();
+        }
+        if let Some(id) = submit_until_acknowledged(&cluster, &body(&key), 60).await {
+            acknowledged.insert(key, id);
+        }
+    }
+    assert!(
+        acknowledged.len() >= 190,
+        "most submissions are acknowledged: {}",
+        acknowledged.len()
+    );
+
+    for (key, id) in &acknowledged {
+        let job = eventually(TIMEOUT, &format!("job {key} to finish"), || async {
+            let job = any_get(&cluster, &format!("/api/v1/jobs/{id}")).await;
+            Ok(job.filter(|job| job["state"].as_str().is_some_and(is_final)))
+        })
+        .await?;
+        assert_eq!(job["state"], "succeeded", "{key}: {job}");
+        assert_eq!(
+            lines(&out.join(format!("{key}.starts"))),
+            1,
+            "{key} started exactly once"
+        );
+        assert_eq!(
+            lines(&out.join(format!("{key}.ends"))),
+            1,
+            "{key} finished exactly once"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_has_its_running_jobs_requeued_and_finished_elsewhere() -> anyhow::Result<()>
+{
+    let root = tempfile::tempdir()?;
+    let mut cluster = ProcessCluster::start_with(root.path(), 3, &[], JOB_YAML).await?;
+    let servers: Vec<String> = cluster.nodes.values().map(NodeProcess::grpc_addr).collect();
+    let mut doomed = WorkerProcess::start(
+        &root.path().join("w1"),
+        "w1",
+        "pool-default",
+        &servers,
+        4000,
+        8192,
+    )?;
+    let leader = cluster.leader(TIMEOUT).await?;
+    let node = &cluster.nodes[&leader];
+    wait_for_workers(node, 1).await?;
+
+    // Two jobs fill the only worker.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, submitted) = post(
+            node,
+            "/api/v1/jobs",
+            json!({ "max_retries": 1, "resources": { "cpu_m": 2000, "memory_mb": 64 }, "command": { "argv": ["sleep", "1.5"] } }),
+        )
+        .await;
+        assert_eq!(status, 202, "{submitted}");
+        ids.push(submitted["job"]["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        eventually(TIMEOUT, "the job to run on w1", || async {
+            let (_, job) = get(node, &format!("/api/v1/jobs/{id}")).await;
+            Ok((job["state"] == "running" && job["worker"] == "w1").then_some(()))
+        })
+        .await?;
+    }
+    doomed.kill9();
+    let _survivor = WorkerProcess::start(
+        &root.path().join("w2"),
+        "w2",
+        "pool-default",
+        &servers,
+        4000,
+        8192,
+    )?;
+    for id in &ids {
+        let job = wait_final(node, id).await?;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        assert_eq!(job["worker"], "w2", "{job}");
+        assert_eq!(job["attempt"], 2, "{job}");
+        let reasons: Vec<&str> = job["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|step| step["reason"].as_str())
+            .collect();
+        assert!(
+            reasons
+                .iter()
+                .any(|reason| reason.contains("missed 3 heartbeats")),
+            "{job}"
+        );
+    }
+    let (_, workers) = get(node, "/api/v1/workers").await;
+    let lost = workers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|worker| worker["id"] == "w1")
+        .unwrap();
+    assert_eq!(lost["state"], "lost");
+    Ok(())
+}
