@@ -59,11 +59,11 @@ impl Worker {
 
     /// Takes a job: its resources count against this worker until it is released.
     pub fn hold(&mut self, job: &str, resources: Resources, at_ms: u64) {
-        debug_assert!(
-            resources.fits_within(self.free()),
-            "a worker is never oversubscribed"
-        );
         if self.jobs.insert(job.to_string()) {
+            debug_assert!(
+                resources.fits_within(self.free()),
+                "a worker is never oversubscribed"
+            );
             self.used = self.used.saturating_add(resources);
         }
         self.refresh_state(at_ms);
