@@ -142,7 +142,7 @@ pub async fn handle(
             match propose(&node, command).await? {
                 CommandOutcome::Job(job) => {
                     info!(job = %job.id, principal = %context.principal, "job cancelled");
-                    Ok(JobsReply::Job(node.read(|state| job_view(state, &job))))
+                    Ok(JobsReply::Job(job_summary_view(&job)))
                 }
                 other => Err(unexpected(other)),
             }
@@ -300,12 +300,20 @@ fn pending_reason(state: &HodeiState, job: &Job) -> Option<String> {
     Some("dispatching: a worker has room; the dispatcher places it next".to_string())
 }
 
+/// The job as a reader of one job sees it: with its queue position and why it waits.
+/// The position costs a walk of the queue ahead of it, so lists and submit answers use
+/// [`job_summary_view`] instead.
 pub fn job_view(state: &HodeiState, job: &Job) -> JobView {
     JobView::new(
         job,
         state.queue_position(job).map(|position| position as u64),
         pending_reason(state, job),
     )
+}
+
+/// The job without the costly position; lists and submit answers.
+pub fn job_summary_view(job: &Job) -> JobView {
+    JobView::new(job, None, None)
 }
 
 fn queue_view(state: &HodeiState, queue: &Queue) -> QueueView {
@@ -371,9 +379,9 @@ fn max_burst_percent(node: &NodeContext) -> Option<u64> {
         .then_some(node.limits.burst.max_overage_percentage)
 }
 
-fn submitted_view(node: &NodeContext, submitted: &SubmittedJob) -> SubmittedJobView {
+fn submitted_view(submitted: &SubmittedJob) -> SubmittedJobView {
     SubmittedJobView {
-        job: node.read(|state| job_view(state, &submitted.job)),
+        job: job_summary_view(&submitted.job),
         duplicate: submitted.duplicate,
     }
 }
@@ -391,7 +399,7 @@ async fn submit(
     match propose(node, command).await? {
         CommandOutcome::JobsSubmitted(mut results) if results.len() == 1 => {
             let submitted = results.remove(0)?;
-            Ok(JobsReply::Submitted(submitted_view(node, &submitted)))
+            Ok(JobsReply::Submitted(submitted_view(&submitted)))
         }
         other => Err(unexpected(other)),
     }
@@ -450,7 +458,7 @@ async fn submit_batch(
         match result {
             Some(Ok(submitted)) => {
                 view.accepted += 1;
-                let submitted = submitted_view(node, &submitted);
+                let submitted = submitted_view(&submitted);
                 view.results.push(BatchItemView {
                     index,
                     job: Some(submitted.job),
@@ -566,7 +574,7 @@ async fn list_jobs(
         });
         let more = found.len() > limit;
         found.truncate(limit);
-        let views: Vec<JobView> = found.iter().map(|job| job_view(state, job)).collect();
+        let views: Vec<JobView> = found.iter().map(job_summary_view).collect();
         (views, more)
     });
     let next_cursor = more

@@ -13,6 +13,7 @@ use tracing::warn;
 use crate::actors::gateway::propose;
 use crate::actors::{NodeContext, now_ms};
 use crate::domain::dispatch::{PendingJob, TenantSnapshot, WorkerSlot, next_assignments};
+use crate::domain::resources::Resources;
 use crate::domain::tenant::TenantStatus;
 use crate::state::{CommandOutcome, CommandV1, HodeiState};
 
@@ -22,10 +23,14 @@ const MAX_PLAN: usize = 2_000;
 const MAX_SCAN: usize = 20_000;
 /// A pass runs at least this often, whatever the events say.
 const SAFETY_TICK: Duration = Duration::from_secs(1);
+/// Nudges within this window share one pass: a burst of submissions costs one snapshot.
+const COALESCE: Duration = Duration::from_millis(5);
 
 pub enum QueueMsg {
-    /// Something changed that may allow dispatch: plan now (or after the plan in flight).
+    /// Something changed that may allow dispatch: plan soon (or after the plan in flight).
     Nudge,
+    /// The coalescing window of the nudges has passed: plan now.
+    Plan,
     /// The plan in flight was applied (or failed).
     PlanDone {
         assigned: usize,
@@ -48,6 +53,8 @@ pub struct QueueActorState {
     observable: QueueObservableState,
     /// A nudge arrived while a plan was in flight.
     dirty: bool,
+    /// A `Plan` message is on its way.
+    scheduled: bool,
 }
 
 struct Snapshot {
@@ -58,6 +65,14 @@ struct Snapshot {
 
 fn snapshot(state: &HodeiState, queue_id: &str) -> Option<Snapshot> {
     let queue = state.queue(queue_id)?;
+    // Cheap checks first: nothing to plan without a pending job and a worker with room.
+    state.pending_in(queue_id).next()?;
+    let has_room = state.workers().any(|worker| {
+        worker.is_live() && queue.pools.contains(&worker.pool) && worker.free() != Resources::ZERO
+    });
+    if !has_room {
+        return None;
+    }
     let pending: Vec<PendingJob> = state
         .pending_in(queue_id)
         .take(MAX_SCAN)
@@ -171,6 +186,7 @@ impl Actor for QueueActor {
                 in_flight: false,
             },
             dirty: false,
+            scheduled: false,
         })
     }
 
@@ -181,7 +197,16 @@ impl Actor for QueueActor {
         state: &mut QueueActorState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            QueueMsg::Nudge => plan(&myself, state),
+            QueueMsg::Nudge => {
+                if !state.scheduled {
+                    state.scheduled = true;
+                    myself.send_after(COALESCE, || QueueMsg::Plan);
+                }
+            }
+            QueueMsg::Plan => {
+                state.scheduled = false;
+                plan(&myself, state);
+            }
             QueueMsg::PlanDone { assigned } => {
                 state.observable.in_flight = false;
                 state.observable.assigned += assigned as u64;

@@ -107,9 +107,9 @@ pub struct JobView {
     pub exit_code: Option<i32>,
     pub submitted_at_ms: u64,
     pub transitions: Vec<TransitionView>,
-    /// While pending: how many jobs of its queue are ahead of it.
+    /// While pending: how many jobs of its queue are ahead of it (on `GET` of one job).
     pub queue_position: Option<u64>,
-    /// While pending: why it is not running yet.
+    /// While pending: why it is not running yet (on `GET` of one job).
     pub pending_reason: Option<String>,
 }
 
