@@ -609,7 +609,7 @@ fn watch(node: &NodeContext, context: &RequestContext, id: String) -> Result<Job
             else {
                 return;
             };
-            if now.state != last.state || now.attempt != last.attempt {
+            if now.transitions.len() != last.transitions.len() {
                 if sender.send(now.clone()).await.is_err() {
                     return;
                 }

@@ -196,14 +196,26 @@ pub async fn run(command: JobCommand) -> anyhow::Result<i32> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
+            println!("{}", job.id);
             let mut last = job;
+            let mut shown = 0;
             while let Some(update) = stream.message().await.map_err(status_error)? {
-                println!("{}", summary(&update));
+                // Every transition once, even when several happened between two updates.
+                for step in update.transitions.iter().skip(shown) {
+                    match &step.reason {
+                        Some(reason) => {
+                            println!("  {:<9} at {} ({reason})", step.state, step.at_ms)
+                        }
+                        None => println!("  {:<9} at {}", step.state, step.at_ms),
+                    }
+                }
+                shown = update.transitions.len();
                 last = update;
                 if is_final(&last.state) {
                     break;
                 }
             }
+            println!("{}", summary(&last));
             if !is_final(&last.state) {
                 anyhow::bail!("the watch ended before job {} finished", last.id);
             }

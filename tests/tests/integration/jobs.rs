@@ -617,3 +617,141 @@ async fn a_killed_worker_has_its_running_jobs_requeued_and_finished_elsewhere() 
     assert_eq!(lost["state"], "lost");
     Ok(())
 }
+
+/// A static pool with a real worker and a simulated pool, each behind its own queue.
+const TWO_POOLS_YAML: &str = "resource_pools:\n  pools:\n    - id: pool-default\n      min_size: 1\n      max_size: 2\n    - id: pool-sim\n      provider: simulated\n      min_size: 3\n      max_size: 3\n      worker_shape: { cpu_m: 1000, memory_mb: 1024, gpu: 0 }\nqueues:\n  - id: default\n    pools: [pool-default]\n  - id: sim\n    pools: [pool-sim]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_pools_grpc_watch_and_the_cli_follow_jobs_to_their_end() -> anyhow::Result<()> {
+    use hodei_proto::v1 as pb;
+    use hodei_proto::v1::job_service_client::JobServiceClient;
+
+    let root = tempfile::tempdir()?;
+    let spec = NodeSpec {
+        extra_yaml: format!("{JOB_YAML}{TWO_POOLS_YAML}"),
+        ..NodeSpec::new(1)
+    };
+    let mut node = NodeProcess::start_spec(&root.path().join("node"), &spec)?;
+    node.wait_ready(TIMEOUT).await?;
+    let _worker = WorkerProcess::start(
+        &root.path().join("w1"),
+        "w1",
+        "pool-default",
+        &[node.grpc_addr()],
+        4000,
+        8192,
+    )?;
+    wait_for_workers(&node, 4).await?;
+    let (_, workers) = get(&node, "/api/v1/workers?pool=pool-sim").await;
+    assert_eq!(
+        workers["items"].as_array().unwrap().len(),
+        3,
+        "three virtual workers: {workers}"
+    );
+
+    // Simulated jobs over gRPC: 30 of 400 m on 3 workers of 1000 m, two at a time on each.
+    let mut client = JobServiceClient::connect(node.grpc_url()).await?;
+    let jobs = (0..30)
+        .map(|index| pb::JobSpec {
+            queue: "sim".into(),
+            resources: Some(pb::JobResources {
+                cpu_m: 400,
+                memory_mb: 64,
+                gpu: 0,
+            }),
+            simulate: Some(pb::JobSimulation {
+                duration_ms: 200,
+                exit_code: if index % 10 == 9 { 2 } else { 0 },
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let batch = client
+        .submit_jobs(pb::SubmitJobsRequest { jobs })
+        .await?
+        .into_inner();
+    assert_eq!((batch.accepted, batch.refused), (30, 0));
+    let watched = batch.results[9].job.clone().unwrap().id;
+    let mut stream = client
+        .watch_job(pb::GetJobRequest {
+            id: watched.clone(),
+            consistency: String::new(),
+        })
+        .await?
+        .into_inner();
+    let mut last = None;
+    while let Some(update) = stream.message().await? {
+        last = Some(update);
+    }
+    let last = last.expect("the watch sends the job");
+    let states: Vec<&str> = last
+        .transitions
+        .iter()
+        .map(|step| step.state.as_str())
+        .collect();
+    assert_eq!(
+        states,
+        ["pending", "assigned", "running", "failed"],
+        "the stream ends at the final state"
+    );
+    for result in &batch.results {
+        let id = result.job.as_ref().unwrap().id.clone();
+        let job = wait_final(&node, &id).await?;
+        let expected = if job["simulate"]["exit_code"] == 2 {
+            "failed"
+        } else {
+            "succeeded"
+        };
+        assert_eq!(job["state"], expected, "{job}");
+        assert!(
+            job["worker"].as_str().unwrap().starts_with("pool-sim-sim-"),
+            "{job}"
+        );
+    }
+
+    // The CLI: `job submit --wait` shows the states and exits with the job's code.
+    let output = std::process::Command::new(hodei_tests::hodei_binary()?)
+        .args([
+            "job",
+            "submit",
+            "--wait",
+            "--addr",
+            &node.grpc_url(),
+            "--",
+            "sh",
+            "-c",
+            "echo from-cli; exit 4",
+        ])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(4),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("running") && stdout.contains("failed") && stdout.contains("from-cli"),
+        "{stdout}"
+    );
+    let output = std::process::Command::new(hodei_tests::hodei_binary()?)
+        .args([
+            "job",
+            "list",
+            "--addr",
+            &node.grpc_url(),
+            "--state",
+            "failed",
+        ])
+        .output()?;
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        listed
+            .lines()
+            .filter(|line| line.contains("failed"))
+            .count(),
+        4,
+        "{listed}"
+    );
+    Ok(())
+}
