@@ -344,11 +344,7 @@ impl HodeiState {
                 reason,
                 at_ms,
             } => self.apply_worker_lost(&worker, &reason, at_ms, writes),
-            CommandV1::DeleteTenant {
-                id,
-                cascade: _,
-                at_ms: _,
-            } => {
+            CommandV1::DeleteTenant { id, cascade, at_ms } => {
                 if !self.tenants.contains_key(&id) {
                     return Err(DomainError::not_found("tenant", id.to_string()));
                 }
@@ -357,15 +353,20 @@ impl HodeiState {
                         "the default tenant cannot be deleted: requests that name no tenant act for it".to_string(),
                     ));
                 }
-                let live = self
+                let live: Vec<String> = self
                     .jobs
                     .values()
                     .filter(|job| job.spec.tenant == id && !job.state.is_final())
-                    .count();
-                if live > 0 {
+                    .map(|job| job.id.clone())
+                    .collect();
+                if !live.is_empty() && !cascade {
                     return Err(DomainError::Conflict(format!(
-                        "tenant `{id}` still has {live} pending or running job(s); cancel them first"
+                        "tenant `{id}` still has {} pending or running job(s); cancel them first, or delete with cascade=cancel",
+                        live.len()
                     )));
+                }
+                for job in live {
+                    self.apply_cancel_job(&job, "the deletion of its tenant", at_ms, writes)?;
                 }
                 self.tenants.remove(&id);
                 writes.delete(tenant_key(&id));

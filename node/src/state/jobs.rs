@@ -1271,6 +1271,36 @@ mod tests {
         assert_eq!(loaded.worker("w0").unwrap().used.cpu_m, 300);
     }
 
+    #[test]
+    fn deleting_a_tenant_with_live_jobs_needs_cascade_which_cancels_them() {
+        let mut state = setup(Quota::default(), 1);
+        submit(&mut state, vec![job("a", 300, 0), job("b", 300, 0)]);
+        assign(&mut state, &[("a", "w0")]);
+        let refused = apply(
+            &mut state,
+            CommandV1::DeleteTenant {
+                id: acme(),
+                cascade: false,
+                at_ms: 5,
+            },
+        );
+        assert!(matches!(refused, Err(DomainError::Conflict(_))));
+        let deleted = apply(
+            &mut state,
+            CommandV1::DeleteTenant {
+                id: acme(),
+                cascade: true,
+                at_ms: 5,
+            },
+        );
+        assert!(matches!(deleted, Ok(CommandOutcome::TenantDeleted { .. })));
+        for id in ["a", "b"] {
+            assert_eq!(state.job(id).unwrap().state, JobState::Cancelled);
+        }
+        assert_eq!(state.worker("w0").unwrap().used, Resources::ZERO);
+        assert_eq!(state.pending_in("q").count(), 0);
+    }
+
     #[derive(Debug, Clone)]
     enum Step {
         Submit(u64),
