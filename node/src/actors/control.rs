@@ -223,6 +223,7 @@ impl Actor for ControlSupervisor {
                     // Per-job chatter is for watchers and the worker hub, not controllers.
                     Ok(
                         DomainEvent::JobChanged(_)
+                        | DomainEvent::JobEnded { .. }
                         | DomainEvent::JobsAssigned(_)
                         | DomainEvent::JobCancelled { .. },
                     ) => continue,
@@ -278,6 +279,7 @@ impl Actor for ControlSupervisor {
             ControlMsg::Event(DomainEvent::CapacityFreed) => state.nudge_queues(None),
             ControlMsg::Event(
                 DomainEvent::JobChanged(_)
+                | DomainEvent::JobEnded { .. }
                 | DomainEvent::JobsAssigned(_)
                 | DomainEvent::JobCancelled { .. },
             ) => {}

@@ -7,6 +7,8 @@
 //! bounded (route, method, status, operation, code, tenant, reason, role, actor): never a
 //! job or request id.
 
+use std::collections::BTreeMap;
+
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -16,6 +18,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::actors::NodeContext;
 use crate::domain::burst::BurstStatus;
 use crate::domain::tenant::TenantStatus;
+use crate::state::DomainEvent;
 
 /// Instruments the node reports to. Cloning shares them.
 #[derive(Clone)]
@@ -28,7 +31,19 @@ pub struct Metrics {
     quota_decisions: Counter<u64>,
     quota_violations: Counter<u64>,
     burst_refusals: Counter<u64>,
+    job_wait: Histogram<f64>,
+    job_run: Histogram<f64>,
+    dispatch_plans: Counter<u64>,
+    dispatch_assignments: Counter<u64>,
+    dispatch_duration: Histogram<f64>,
+    workers_lost: Counter<u64>,
 }
+
+/// Job wait and run time buckets in seconds, from 10 ms to a day.
+const JOB_TIME_BUCKETS: [f64; 15] = [
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0,
+    86400.0,
+];
 
 /// Latency buckets in seconds, from 1 ms to 10 s.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -76,7 +91,79 @@ impl Metrics {
                 .u64_counter("hodei_burst_refusals")
                 .with_description("Burst requests refused, by tenant and governance rule")
                 .build(),
+            job_wait: meter
+                .f64_histogram("hodei_job_wait_seconds")
+                .with_description("From submission to the start of the run that ended the job, by queue")
+                .with_boundaries(JOB_TIME_BUCKETS.to_vec())
+                .build(),
+            job_run: meter
+                .f64_histogram("hodei_job_run_seconds")
+                .with_description("Duration of the run that ended the job, by queue and final state")
+                .with_boundaries(JOB_TIME_BUCKETS.to_vec())
+                .build(),
+            dispatch_plans: meter
+                .u64_counter("hodei_dispatch_plans")
+                .with_description("Dispatch plans proposed by the leader, by queue")
+                .build(),
+            dispatch_assignments: meter
+                .u64_counter("hodei_dispatch_assignments")
+                .with_description(
+                    "Planned assignments by queue and outcome (assigned, or rejected by the state machine's re-check)",
+                )
+                .build(),
+            dispatch_duration: meter
+                .f64_histogram("hodei_dispatch_decision_duration_seconds")
+                .with_description("Time to read the snapshot and decide one dispatch plan, by queue")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            workers_lost: meter
+                .u64_counter("hodei_workers_lost")
+                .with_description("Workers declared lost after missed heartbeats, by pool (leader)")
+                .build(),
         }
+    }
+
+    pub fn job_ended(
+        &self,
+        queue: &str,
+        state: &'static str,
+        wait_ms: Option<u64>,
+        run_ms: Option<u64>,
+    ) {
+        let queue = KeyValue::new("queue", queue.to_string());
+        if let Some(wait_ms) = wait_ms {
+            self.job_wait
+                .record(wait_ms as f64 / 1000.0, std::slice::from_ref(&queue));
+        }
+        if let Some(run_ms) = run_ms {
+            self.job_run.record(
+                run_ms as f64 / 1000.0,
+                &[queue, KeyValue::new("state", state)],
+            );
+        }
+    }
+
+    pub fn dispatch_plan(&self, queue: &str, seconds: f64) {
+        let queue = KeyValue::new("queue", queue.to_string());
+        self.dispatch_plans.add(1, std::slice::from_ref(&queue));
+        self.dispatch_duration.record(seconds, &[queue]);
+    }
+
+    pub fn dispatch_outcome(&self, queue: &str, assigned: usize, rejected: usize) {
+        for (outcome, count) in [("assigned", assigned), ("rejected", rejected)] {
+            self.dispatch_assignments.add(
+                count as u64,
+                &[
+                    KeyValue::new("queue", queue.to_string()),
+                    KeyValue::new("outcome", outcome),
+                ],
+            );
+        }
+    }
+
+    pub fn worker_lost(&self, pool: &str) {
+        self.workers_lost
+            .add(1, &[KeyValue::new("pool", pool.to_string())]);
     }
 
     /// Instruments that record nowhere (metrics disabled, unit tests).
@@ -175,6 +262,7 @@ impl MetricsHub {
 
     /// Gauges read from the node's state at each scrape.
     pub fn observe_node(&self, node: &NodeContext) {
+        self.observe_jobs(node);
         let raft = node.raft.clone();
         self.meter
             .u64_observable_gauge("hodei_raft_term")
@@ -363,6 +451,126 @@ impl MetricsHub {
                 observer.observe(awaiting, &[KeyValue::new("status", "awaiting_approval")]);
             })
             .build();
+    }
+
+    /// Jobs and workers, read from the state at each scrape, and the wait and run time
+    /// histograms fed by the state's events.
+    fn observe_jobs(&self, node: &NodeContext) {
+        let state = node.clone();
+        self.meter
+            .u64_observable_gauge("hodei_jobs")
+            .with_description(
+                "Jobs not yet final, by queue, tenant and state (pending, assigned, running)",
+            )
+            .with_callback(move |observer| {
+                let live: Vec<(String, String, &'static str, u64)> = state.read(|hodei| {
+                    hodei
+                        .job_tally()
+                        .iter()
+                        .filter(|((_, _, job_state), _)| !job_state.is_final())
+                        .map(|((queue, tenant, job_state), count)| {
+                            (
+                                queue.clone(),
+                                tenant.to_string(),
+                                job_state.as_str(),
+                                *count,
+                            )
+                        })
+                        .collect()
+                });
+                for (queue, tenant, job_state, count) in live {
+                    observer.observe(
+                        count,
+                        &[
+                            KeyValue::new("queue", queue),
+                            KeyValue::new("tenant", tenant),
+                            KeyValue::new("state", job_state),
+                        ],
+                    );
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_counter("hodei_jobs_finished")
+            .with_description("Jobs that reached a final state, by tenant and state (succeeded, failed, timed_out, cancelled)")
+            .with_callback(move |observer| {
+                let finished: BTreeMap<(String, &'static str), u64> = state.read(|hodei| {
+                    let mut finished = BTreeMap::new();
+                    for ((_, tenant, job_state), count) in hodei.job_tally() {
+                        if job_state.is_final() {
+                            *finished.entry((tenant.to_string(), job_state.as_str())).or_default() += count;
+                        }
+                    }
+                    finished
+                });
+                for ((tenant, job_state), count) in finished {
+                    observer.observe(
+                        count,
+                        &[KeyValue::new("tenant", tenant), KeyValue::new("state", job_state)],
+                    );
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_counter("hodei_jobs_submitted")
+            .with_description("Jobs accepted, by tenant")
+            .with_callback(move |observer| {
+                let submitted: BTreeMap<String, u64> = state.read(|hodei| {
+                    let mut submitted = BTreeMap::new();
+                    for ((_, tenant, _), count) in hodei.job_tally() {
+                        *submitted.entry(tenant.to_string()).or_default() += count;
+                    }
+                    submitted
+                });
+                for (tenant, count) in submitted {
+                    observer.observe(count, &[KeyValue::new("tenant", tenant)]);
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_gauge("hodei_workers")
+            .with_description("Registered workers by pool and state (idle, busy, lost)")
+            .with_callback(move |observer| {
+                let workers: BTreeMap<(String, &'static str), u64> = state.read(|hodei| {
+                    let mut workers = BTreeMap::new();
+                    for worker in hodei.workers() {
+                        *workers
+                            .entry((worker.pool.clone(), worker.state.as_str()))
+                            .or_default() += 1;
+                    }
+                    workers
+                });
+                for ((pool, worker_state), count) in workers {
+                    observer.observe(
+                        count,
+                        &[
+                            KeyValue::new("pool", pool),
+                            KeyValue::new("state", worker_state),
+                        ],
+                    );
+                }
+            })
+            .build();
+        let metrics = self.metrics.clone();
+        let mut events = node.read(|hodei| hodei.subscribe());
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(DomainEvent::JobEnded {
+                        queue,
+                        state,
+                        wait_ms,
+                        run_ms,
+                        ..
+                    }) => metrics.job_ended(&queue, state.as_str(), wait_ms, run_ms),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
     }
 
     fn encode(&self) -> Result<String, String> {

@@ -136,6 +136,7 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
     }
     state.dirty = false;
     let queue_id = state.observable.queue.clone();
+    let deciding = std::time::Instant::now();
     let Some(found) = state.node.read(|hodei| snapshot(hodei, &queue_id)) else {
         return;
     };
@@ -143,6 +144,10 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
     if assignments.is_empty() {
         return;
     }
+    state
+        .node
+        .metrics
+        .dispatch_plan(&queue_id, deciding.elapsed().as_secs_f64());
     state.observable.in_flight = true;
     state.observable.plans += 1;
     let node = state.node.clone();
@@ -153,7 +158,10 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
             at_ms: now_ms(),
         };
         let assigned = match propose(&node, command).await {
-            Ok(CommandOutcome::JobsAssigned { assigned, .. }) => assigned,
+            Ok(CommandOutcome::JobsAssigned { assigned, rejected }) => {
+                node.metrics.dispatch_outcome(&queue_id, assigned, rejected);
+                assigned
+            }
             Ok(_) => 0,
             Err(error) => {
                 warn!(queue = %queue_id, %error, "dispatch plan not committed");

@@ -69,6 +69,16 @@ pub enum DomainEvent {
     },
     /// The job's state changed.
     JobChanged(String),
+    /// A job reached a final state: what the metrics of wait and run time need.
+    JobEnded {
+        queue: String,
+        tenant: TenantId,
+        state: crate::domain::job::JobState,
+        /// From submission to the start of its last run, if it ran.
+        wait_ms: Option<u64>,
+        /// The last run's duration, if it ran.
+        run_ms: Option<u64>,
+    },
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +112,8 @@ pub struct HodeiState {
     pub(super) pending: BTreeMap<String, BTreeSet<String>>,
     /// (tenant, idempotency key) -> job id (derived from the jobs).
     pub(super) idempotency: BTreeMap<(TenantId, String), String>,
+    /// Jobs per (queue, tenant, state) (derived from the jobs).
+    pub(super) job_tally: BTreeMap<(String, TenantId, crate::domain::job::JobState), u64>,
     pub(super) queues: BTreeMap<String, Queue>,
     pub(super) pools: BTreeMap<String, Pool>,
     pub(super) workers: BTreeMap<String, Worker>,
@@ -128,6 +140,7 @@ impl HodeiState {
             job_logs: BTreeMap::new(),
             pending: BTreeMap::new(),
             idempotency: BTreeMap::new(),
+            job_tally: BTreeMap::new(),
             queues: BTreeMap::new(),
             pools: BTreeMap::new(),
             workers: BTreeMap::new(),

@@ -4,7 +4,7 @@
 //! Tenant usage (pending count, running resources) is derived from the jobs and kept in
 //! step by the helpers here; it is rebuilt from the jobs on load and restore.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hodei_cluster::WriteBatch;
 use serde::{Deserialize, Serialize};
@@ -281,8 +281,53 @@ impl HodeiState {
         Err(DomainError::invalid(field, first.message.clone()))
     }
 
-    fn put_job(&self, job: &Job, writes: &mut WriteBatch) {
-        writes.put(key(JOB_PREFIX, &job.id), encode(job));
+    /// Stores the job's new version and keeps the per-(queue, tenant, state) tally.
+    fn store_job(&mut self, job: Job, writes: &mut WriteBatch) {
+        writes.put(key(JOB_PREFIX, &job.id), encode(&job));
+        let was_final = self
+            .jobs
+            .get(&job.id)
+            .is_some_and(|previous| previous.state.is_final());
+        if job.state.is_final() && !was_final {
+            let started_at = job
+                .transitions
+                .iter()
+                .rev()
+                .find(|step| step.state == JobState::Running)
+                .map(|step| step.at_ms);
+            let ended_at = job
+                .transitions
+                .last()
+                .map(|step| step.at_ms)
+                .unwrap_or_default();
+            self.emit(DomainEvent::JobEnded {
+                queue: job.spec.queue.clone(),
+                tenant: job.spec.tenant.clone(),
+                state: job.state,
+                wait_ms: started_at.map(|at| at.saturating_sub(job.submitted_at_ms)),
+                run_ms: started_at.map(|at| ended_at.saturating_sub(at)),
+            });
+        }
+        if let Some(previous) = self.jobs.get(&job.id) {
+            let tally_key = (
+                previous.spec.queue.clone(),
+                previous.spec.tenant.clone(),
+                previous.state,
+            );
+            if let Some(count) = self.job_tally.get_mut(&tally_key) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        *self
+            .job_tally
+            .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
+            .or_default() += 1;
+        self.jobs.insert(job.id.clone(), job);
+    }
+
+    /// How many jobs are in each (queue, tenant, state), finished ones included.
+    pub fn job_tally(&self) -> &BTreeMap<(String, TenantId, JobState), u64> {
+        &self.job_tally
     }
 
     fn put_worker(&self, worker: &Worker, writes: &mut WriteBatch) {
@@ -325,6 +370,7 @@ impl HodeiState {
         self.pending.clear();
         self.idempotency.clear();
         self.usage.clear();
+        self.job_tally.clear();
         let jobs: Vec<Job> = self.jobs.values().cloned().collect();
         for job in jobs {
             if let Some(idempotency_key) = &job.spec.idempotency_key {
@@ -333,6 +379,10 @@ impl HodeiState {
                     job.id.clone(),
                 );
             }
+            *self
+                .job_tally
+                .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
+                .or_default() += 1;
             match job.state {
                 JobState::Pending => {
                     self.pending
@@ -528,8 +578,7 @@ impl HodeiState {
                 job.id.clone(),
             );
         }
-        self.put_job(&job, writes);
-        self.jobs.insert(job.id.clone(), job.clone());
+        self.store_job(job.clone(), writes);
         self.enqueue(&job);
         self.emit(DomainEvent::JobChanged(job.id.clone()));
         Ok(SubmittedJob {
@@ -635,9 +684,8 @@ impl HodeiState {
         worker.hold(&job.id, job.spec.resources, at_ms);
         let worker = worker.clone();
         self.put_worker(&worker, writes);
-        self.put_job(&job, writes);
         self.emit(DomainEvent::JobChanged(job.id.clone()));
-        self.jobs.insert(job.id.clone(), job);
+        self.store_job(job, writes);
         Ok(())
     }
 
@@ -669,9 +717,8 @@ impl HodeiState {
             return Ok(CommandOutcome::RunReported { applied: false });
         }
         found.transition(JobState::Running, at_ms, None)?;
-        self.put_job(&found, writes);
         self.emit(DomainEvent::JobChanged(found.id.clone()));
-        self.jobs.insert(found.id.clone(), found);
+        self.store_job(found, writes);
         Ok(CommandOutcome::RunReported { applied: true })
     }
 
@@ -717,10 +764,9 @@ impl HodeiState {
         }
         writes.put(key(JOB_LOG_PREFIX, &found.id), tail.clone().into_bytes());
         self.job_logs.insert(found.id.clone(), tail);
-        self.put_job(&found, writes);
         self.emit(DomainEvent::JobChanged(found.id.clone()));
         self.emit(DomainEvent::CapacityFreed);
-        self.jobs.insert(found.id.clone(), found);
+        self.store_job(found, writes);
         Ok(CommandOutcome::RunReported { applied: true })
     }
 
@@ -751,7 +797,6 @@ impl HodeiState {
             at_ms,
             Some(format!("cancelled by {cancelled_by}")),
         )?;
-        self.put_job(&job, writes);
         self.emit(DomainEvent::JobChanged(job.id.clone()));
         if let Some(worker) = worker {
             self.emit(DomainEvent::JobCancelled {
@@ -760,7 +805,7 @@ impl HodeiState {
             });
             self.emit(DomainEvent::CapacityFreed);
         }
-        self.jobs.insert(job.id.clone(), job.clone());
+        self.store_job(job.clone(), writes);
         Ok(CommandOutcome::Job(job))
     }
 
@@ -895,9 +940,8 @@ impl HodeiState {
                 requeued += 1;
                 self.enqueue(&job);
             }
-            self.put_job(&job, writes);
             self.emit(DomainEvent::JobChanged(job.id.clone()));
-            self.jobs.insert(job.id.clone(), job);
+            self.store_job(job, writes);
         }
         if requeued > 0 {
             self.emit(DomainEvent::CapacityFreed);
@@ -1382,6 +1426,10 @@ mod tests {
                 prop_assert_eq!(rebuilt.usage(&acme()).running_jobs, usage.running_jobs);
                 prop_assert_eq!(rebuilt.usage(&acme()).pending_jobs, usage.pending_jobs);
                 prop_assert_eq!(rebuilt.usage(&acme()).running, usage.running);
+                let nonzero = |hodei: &HodeiState| -> Vec<((String, TenantId, JobState), u64)> {
+                    hodei.job_tally().iter().filter(|(_, count)| **count > 0).map(|(key, count)| (key.clone(), *count)).collect()
+                };
+                prop_assert_eq!(nonzero(&rebuilt), nonzero(&state));
             }
         }
     }

@@ -269,8 +269,12 @@ impl WorkerHub {
                                 reason: format!("worker missed {missed} heartbeats"),
                                 at_ms: now_ms(),
                             };
-                            if let Err(error) = crate::actors::gateway::propose(&node, command).await {
-                                warn!(%worker, %error, "could not declare the worker lost; will retry");
+                            match crate::actors::gateway::propose(&node, command).await {
+                                Ok(_) => {
+                                    let pool = node.read(|state| state.worker(&worker).map(|found| found.pool.clone()));
+                                    node.metrics.worker_lost(&pool.unwrap_or_default());
+                                }
+                                Err(error) => warn!(%worker, %error, "could not declare the worker lost; will retry"),
                             }
                             hub.lost_done(&worker);
                         });

@@ -343,3 +343,140 @@ async fn a_real_prometheus_ingests_the_series_and_promtool_accepts_them() {
     let up = prometheus.query(r#"up{job="hodei"}"#).await;
     assert_eq!(up[0]["value"][1], "1", "the scrape target is healthy");
 }
+
+/// A simulated pool of ten large virtual workers and room for many jobs.
+const SIMULATED_YAML: &str = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 100000000\n    memory_mb: 100000000\n    max_concurrent_jobs: 1000000\n    max_pending_jobs: 1000000\nresource_pools:\n  pools:\n    - id: pool-default\n      provider: simulated\n      min_size: 10\n      max_size: 10\n      worker_shape: { cpu_m: 64000, memory_mb: 262144, gpu: 0 }\n";
+
+async fn submit_simulated(node: &NodeProcess, count: usize, failing_every: usize) {
+    let http = reqwest::Client::new();
+    let mut left = count;
+    let mut index = 0;
+    while left > 0 {
+        let size = left.min(1000);
+        let jobs: Vec<Value> = (0..size)
+            .map(|_| {
+                index += 1;
+                let exit_code = i32::from(failing_every > 0 && index % failing_every == 0);
+                json!({
+                    "resources": { "cpu_m": 100, "memory_mb": 64 },
+                    "simulate": { "duration_ms": 5, "exit_code": exit_code },
+                })
+            })
+            .collect();
+        let response = http
+            .post(node.rest_url("/api/v1/jobs/batch"))
+            .json(&json!({ "jobs": jobs }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        left -= size;
+    }
+}
+
+async fn wait_finished(metrics_port: u16, total: f64) -> String {
+    eventually(
+        Duration::from_secs(120),
+        "every job to finish",
+        || async move {
+            let text = scrape(metrics_port).await;
+            let finished: f64 = ["succeeded", "failed"]
+                .iter()
+                .filter_map(|state| {
+                    sample(
+                        &text,
+                        "hodei_jobs_finished_total",
+                        &[&format!("state=\"{state}\"")],
+                    )
+                })
+                .sum();
+            Ok((finished >= total).then_some(text))
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_metrics_count_what_ran_and_ten_thousand_jobs_add_no_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = free_port();
+    let spec = NodeSpec {
+        metrics_port: Some(metrics_port),
+        extra_yaml: SIMULATED_YAML.to_string(),
+        ..NodeSpec::new(1)
+    };
+    let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    eventually(TIMEOUT, "the virtual workers", || async {
+        let text = scrape(metrics_port).await;
+        Ok((sample(
+            &text,
+            "hodei_workers",
+            &["pool=\"pool-default\"", "state=\"idle\""],
+        ) == Some(10.0))
+        .then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // 100 jobs, every fourth failing: the counters say exactly that.
+    submit_simulated(&node, 100, 4).await;
+    let text = wait_finished(metrics_port, 100.0).await;
+    let finished = |state: &str| {
+        sample(
+            &text,
+            "hodei_jobs_finished_total",
+            &["tenant=\"default\"", &format!("state=\"{state}\"")],
+        )
+    };
+    assert_eq!(finished("succeeded"), Some(75.0));
+    assert_eq!(finished("failed"), Some(25.0));
+    assert_eq!(
+        sample(&text, "hodei_jobs_submitted_total", &["tenant=\"default\""]),
+        Some(100.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "hodei_job_run_seconds_count",
+            &["queue=\"default\"", "state=\"succeeded\""]
+        ),
+        Some(75.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "hodei_job_wait_seconds_count",
+            &["queue=\"default\""]
+        ),
+        Some(100.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "hodei_dispatch_assignments_total",
+            &["queue=\"default\"", "outcome=\"assigned\""]
+        ),
+        Some(100.0)
+    );
+    assert!(
+        sample(&text, "hodei_dispatch_plans_total", &["queue=\"default\""]).unwrap_or(0.0) >= 1.0
+    );
+    let before = series(&text);
+
+    // 10,000 more jobs: the values grow, the set of series does not.
+    submit_simulated(&node, 10_000, 0).await;
+    let text = wait_finished(metrics_port, 10_100.0).await;
+    assert_eq!(
+        sample(
+            &text,
+            "hodei_jobs_finished_total",
+            &["tenant=\"default\"", "state=\"succeeded\""]
+        ),
+        Some(10_075.0)
+    );
+    let after = series(&text);
+    let added: Vec<&String> = after.difference(&before).collect();
+    assert!(added.is_empty(), "10,000 jobs added series: {added:?}");
+}
