@@ -138,7 +138,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         .call(RootMsg::Control, None)
         .await?
         .expect("root answers");
-    root.call(|reply| RootMsg::StartMetrics(hub.clone(), reply), None)
+    root.call(|reply| RootMsg::StartMetrics(Box::new(hub.clone()), reply), None)
         .await?
         .expect("root answers")
         .map_err(|error| anyhow::anyhow!("cannot start the metrics actor: {error}"))?;

@@ -14,7 +14,7 @@ pub enum RootMsg {
     Control(RpcReplyPort<ActorRef<ControlMsg>>),
     /// Start the metrics actor under this supervisor with `hub`, and return it.
     StartMetrics(
-        MetricsHub,
+        Box<MetricsHub>,
         RpcReplyPort<Result<ActorRef<MetricsMsg>, String>>,
     ),
     /// The metrics actor as it is now (it may have been restarted).
@@ -67,6 +67,7 @@ impl Actor for RootSupervisor {
                 let _ = reply.send(state.control.clone());
             }
             RootMsg::StartMetrics(hub, reply) => {
+                let hub = *hub;
                 let started =
                     Actor::spawn_linked(None, MetricsActor, hub.clone(), myself.get_cell())
                         .await
