@@ -138,10 +138,13 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         .call(RootMsg::Control, None)
         .await?
         .expect("root answers");
-    root.call(|reply| RootMsg::StartMetrics(Box::new(hub.clone()), reply), None)
-        .await?
-        .expect("root answers")
-        .map_err(|error| anyhow::anyhow!("cannot start the metrics actor: {error}"))?;
+    root.call(
+        |reply| RootMsg::StartMetrics(Box::new(hub.clone()), reply),
+        None,
+    )
+    .await?
+    .expect("root answers")
+    .map_err(|error| anyhow::anyhow!("cannot start the metrics actor: {error}"))?;
 
     let default_principal = Principal::parse(&config.server.default_principal)
         .map_err(|error| anyhow::anyhow!("{error}"))?;

@@ -400,6 +400,25 @@ async fn bad_job_input_is_refused_naming_the_field_and_rule() -> anyhow::Result<
     )
     .await;
     assert_eq!(status, 404);
+    let (status, patched) = call(
+        reqwest::Method::PATCH,
+        node.rest_url("/api/v1/queues/batch"),
+        None,
+        Some(json!({ "policy": "strict_priority" })),
+    )
+    .await;
+    assert_eq!(
+        (status, patched["policy"].as_str()),
+        (200, Some("strict_priority"))
+    );
+    let (status, problem) = call(
+        reqwest::Method::PATCH,
+        node.rest_url("/api/v1/queues/batch"),
+        None,
+        Some(json!({ "policy": "random" })),
+    )
+    .await;
+    assert_eq!((status, problem["field"].as_str()), (422, Some("policy")));
     let (status, _) = call(
         reqwest::Method::DELETE,
         node.rest_url("/api/v1/queues/default"),
@@ -753,5 +772,63 @@ async fn simulated_pools_grpc_watch_and_the_cli_follow_jobs_to_their_end() -> an
         4,
         "{listed}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hodei_dev_runs_a_job_on_its_local_workers_and_stops_them_with_it() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let (rest_port, grpc_port) = (hodei_tests::free_port(), hodei_tests::free_port());
+    let data_dir = root.path().join("data");
+    let mut dev = std::process::Command::new(hodei_tests::hodei_binary()?)
+        .args([
+            "dev",
+            "--port",
+            &rest_port.to_string(),
+            "--grpc-port",
+            &grpc_port.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env("HODEI_PROMETHEUS_ENABLED", "false")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(root.path().join("dev.log")).map(std::process::Stdio::from)?)
+        .spawn()?;
+    let grpc = format!("127.0.0.1:{grpc_port}");
+    let workers_url = format!("http://127.0.0.1:{rest_port}/api/v1/workers");
+    eventually(TIMEOUT, "the two local workers", || async {
+        let Ok(response) = reqwest::get(&workers_url).await else {
+            return Ok(None);
+        };
+        let body: Value = response.json().await.unwrap_or_default();
+        Ok((body["items"].as_array().map(Vec::len) == Some(2)).then_some(()))
+    })
+    .await?;
+    let output = std::process::Command::new(hodei_tests::hodei_binary()?)
+        .args([
+            "job", "submit", "--wait", "--addr", &grpc, "--", "echo", "hello",
+        ])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("succeeded") && stdout.contains("hello"),
+        "{stdout}"
+    );
+
+    let marker = root.path().display().to_string();
+    assert!(
+        process_running(&marker),
+        "the workers run as child processes"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dev.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    dev.wait()?;
+    eventually(TIMEOUT, "the local workers to stop", || async {
+        Ok((!process_running(&marker)).then_some(()))
+    })
+    .await?;
     Ok(())
 }
