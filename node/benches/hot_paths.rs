@@ -7,7 +7,11 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use hodei_cluster::{StateMachine, WriteBatch};
 use hodei_node::domain::admission::{AdmissionInput, JobRequest, admit};
-use hodei_node::domain::dispatch::{PendingJob, TenantSnapshot, WorkerSlot, next_assignments};
+use hodei_node::domain::dispatch::{
+    DispatchProblem, PendingJob, TenantSnapshot, Urgency, WorkerSlot, next_assignments,
+};
+use hodei_node::domain::job::Priority;
+use hodei_node::domain::queue::QueuePolicy;
 use hodei_node::domain::quota::{Quota, Usage};
 use hodei_node::domain::resources::Resources;
 use hodei_node::domain::tenant::{NewTenant, TenantId, Tier};
@@ -55,6 +59,9 @@ fn dispatch(criterion: &mut Criterion) {
                 usage: Usage::default(),
                 active: true,
                 burst_percent: None,
+                weight: 1.0 + (index % 5) as f64,
+                running_in_pools: Resources::ZERO,
+                boosted: false,
             };
             (
                 TenantId::parse(&format!("tenant-{index}")).unwrap(),
@@ -70,6 +77,9 @@ fn dispatch(criterion: &mut Criterion) {
             resources: Resources::new(500, 512, 0),
             submitted_at_ms: index,
             pools: Vec::new(),
+            priority: Priority::ALL[(index % 5) as usize],
+            urgency: Urgency::OnTrack,
+            deadline_ms: None,
         })
         .collect();
     let workers: Vec<WorkerSlot> = (0..500)
@@ -81,20 +91,28 @@ fn dispatch(criterion: &mut Criterion) {
             schedulable: true,
         })
         .collect();
-    let placed = next_assignments(&pending, &workers, &tenants, usize::MAX).len();
-    println!("dispatch/100k_pending_1k_tenants_500_workers places {placed} jobs per decision");
+    let capacity = Resources::new(8_000 * 500, 16_384 * 500, 0);
     let mut group = criterion.benchmark_group("dispatch");
     group.sample_size(10);
-    group.bench_function("100k_pending_1k_tenants_500_workers", |bencher| {
-        bencher.iter(|| {
-            next_assignments(
-                black_box(&pending),
-                black_box(&workers),
-                black_box(&tenants),
-                usize::MAX,
-            )
-        })
-    });
+    for policy in QueuePolicy::ALL {
+        let problem = DispatchProblem {
+            policy,
+            pending: &pending,
+            workers: &workers,
+            tenants: &tenants,
+            capacity,
+            limit: usize::MAX,
+        };
+        let placed = next_assignments(&problem).len();
+        println!(
+            "dispatch/{}/100k_pending_1k_tenants_500_workers places {placed} jobs per decision",
+            policy.as_str()
+        );
+        group.bench_function(
+            format!("{}/100k_pending_1k_tenants_500_workers", policy.as_str()),
+            |bencher| bencher.iter(|| next_assignments(black_box(&problem))),
+        );
+    }
     group.finish();
 }
 

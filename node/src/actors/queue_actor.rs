@@ -1,10 +1,10 @@
 //! One actor per queue on the leader: the dispatcher. It reads a snapshot of the queue's
-//! pending jobs, the live workers of its pools and the tenants' quotas, asks the pure
-//! [`next_assignments`] for a plan, and proposes it as one `AssignJobs` command (apply
+//! pending jobs, the live workers of its pools and the tenants' quotas, weights and shares,
+//! keeps the starvation guard's clock, asks the pure [`next_assignments`] for a plan, and proposes it as one `AssignJobs` command (apply
 //! re-checks every part). One plan is in flight at a time; the proposal runs in its own
 //! task so the mailbox never waits on Raft, and its end is a message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -12,9 +12,12 @@ use tracing::warn;
 
 use crate::actors::gateway::propose;
 use crate::actors::{NodeContext, now_ms};
-use crate::domain::dispatch::{PendingJob, TenantSnapshot, WorkerSlot, next_assignments};
+use crate::domain::dispatch::{
+    DispatchProblem, PendingJob, TenantSnapshot, Urgency, WorkerSlot, dominant_share,
+    next_assignments,
+};
 use crate::domain::resources::Resources;
-use crate::domain::tenant::TenantStatus;
+use crate::domain::tenant::{TenantId, TenantStatus};
 use crate::state::{CommandOutcome, CommandV1, HodeiState};
 
 /// The most assignments in one plan (one Raft entry).
@@ -23,6 +26,8 @@ const MAX_PLAN: usize = 2_000;
 const MAX_SCAN: usize = 20_000;
 /// A pass runs at least this often, whatever the events say.
 const SAFETY_TICK: Duration = Duration::from_secs(1);
+/// How long a backlogged tenant may stay below its fair share before it is boosted.
+const STARVATION_GUARD: Duration = Duration::from_secs(300);
 /// Nudges within this window share one pass: a burst of submissions costs one snapshot.
 const COALESCE: Duration = Duration::from_millis(5);
 
@@ -55,15 +60,23 @@ pub struct QueueActorState {
     dirty: bool,
     /// A `Plan` message is on its way.
     scheduled: bool,
+    /// Since when each backlogged tenant has been below its fair share.
+    below_fair_share_since: BTreeMap<TenantId, std::time::Instant>,
+    /// Tenants the starvation guard serves first.
+    boosted: BTreeSet<TenantId>,
+    /// How long below its fair share before a tenant is boosted.
+    starvation: Duration,
 }
 
 struct Snapshot {
+    policy: crate::domain::queue::QueuePolicy,
     pending: Vec<PendingJob>,
     workers: Vec<WorkerSlot>,
-    tenants: BTreeMap<crate::domain::tenant::TenantId, TenantSnapshot>,
+    tenants: BTreeMap<TenantId, TenantSnapshot>,
+    capacity: Resources,
 }
 
-fn snapshot(state: &HodeiState, queue_id: &str) -> Option<Snapshot> {
+fn snapshot(state: &HodeiState, queue_id: &str, boosted: &BTreeSet<TenantId>) -> Option<Snapshot> {
     let queue = state.queue(queue_id)?;
     // Cheap checks first: nothing to plan without a pending job and a worker with room.
     state.pending_in(queue_id).next()?;
@@ -86,22 +99,31 @@ fn snapshot(state: &HodeiState, queue_id: &str) -> Option<Snapshot> {
             } else {
                 job.spec.pool_selector.clone()
             },
+            priority: job.spec.priority,
+            urgency: Urgency::OnTrack,
+            deadline_ms: None,
         })
         .collect();
-    if pending.is_empty() {
-        return None;
-    }
-    let workers: Vec<WorkerSlot> = state
+    let mut workers = Vec::new();
+    let mut capacity = Resources::ZERO;
+    let mut running_in_pools: BTreeMap<TenantId, Resources> = BTreeMap::new();
+    for worker in state
         .workers()
         .filter(|worker| worker.is_live() && queue.pools.contains(&worker.pool))
-        .map(|worker| WorkerSlot {
+    {
+        capacity = capacity.saturating_add(worker.capacity);
+        for job in state.jobs_of_worker(&worker.id) {
+            let running = running_in_pools.entry(job.spec.tenant.clone()).or_default();
+            *running = running.saturating_add(job.spec.resources);
+        }
+        workers.push(WorkerSlot {
             id: worker.id.clone(),
             pool: worker.pool.clone(),
             capacity: worker.capacity,
             used: worker.used,
             schedulable: true,
-        })
-        .collect();
+        });
+    }
     let mut tenants = BTreeMap::new();
     for job in &pending {
         if tenants.contains_key(&job.tenant) {
@@ -119,14 +141,49 @@ fn snapshot(state: &HodeiState, queue_id: &str) -> Option<Snapshot> {
                 burst_percent: state
                     .active_burst(&job.tenant)
                     .map(|session| session.ceiling_percentage),
+                weight: tenant.weight,
+                running_in_pools: running_in_pools
+                    .get(&job.tenant)
+                    .copied()
+                    .unwrap_or_default(),
+                boosted: boosted.contains(&job.tenant),
             },
         );
     }
     Some(Snapshot {
+        policy: queue.policy,
         pending,
         workers,
         tenants,
+        capacity,
     })
+}
+
+/// The starvation guard: a backlogged tenant whose dominant share has stayed below 90% of
+/// its fair share (w_i / sum of the backlogged tenants' weights) for `starvation` is
+/// boosted until it catches up.
+fn update_starvation(
+    below_since: &mut BTreeMap<TenantId, std::time::Instant>,
+    found: &Snapshot,
+    starvation: Duration,
+) -> BTreeSet<TenantId> {
+    let total_weight: f64 = found.tenants.values().map(|tenant| tenant.weight).sum();
+    let now = std::time::Instant::now();
+    below_since.retain(|tenant, _| found.tenants.contains_key(tenant));
+    let mut boosted = BTreeSet::new();
+    for (id, tenant) in &found.tenants {
+        let fair = tenant.weight / total_weight.max(f64::MIN_POSITIVE);
+        let actual = dominant_share(tenant.running_in_pools, found.capacity);
+        if actual >= fair * 0.9 {
+            below_since.remove(id);
+            continue;
+        }
+        let since = *below_since.entry(id.clone()).or_insert(now);
+        if now.duration_since(since) >= starvation {
+            boosted.insert(id.clone());
+        }
+    }
+    boosted
 }
 
 fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
@@ -137,10 +194,25 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
     state.dirty = false;
     let queue_id = state.observable.queue.clone();
     let deciding = std::time::Instant::now();
-    let Some(found) = state.node.read(|hodei| snapshot(hodei, &queue_id)) else {
+    let boosted = state.boosted.clone();
+    let Some(mut found) = state
+        .node
+        .read(|hodei| snapshot(hodei, &queue_id, &boosted))
+    else {
         return;
     };
-    let assignments = next_assignments(&found.pending, &found.workers, &found.tenants, MAX_PLAN);
+    state.boosted = update_starvation(&mut state.below_fair_share_since, &found, state.starvation);
+    for (id, tenant) in found.tenants.iter_mut() {
+        tenant.boosted = state.boosted.contains(id);
+    }
+    let assignments = next_assignments(&DispatchProblem {
+        policy: found.policy,
+        pending: &found.pending,
+        workers: &found.workers,
+        tenants: &found.tenants,
+        capacity: found.capacity,
+        limit: MAX_PLAN,
+    });
     if assignments.is_empty() {
         return;
     }
@@ -195,6 +267,9 @@ impl Actor for QueueActor {
             },
             dirty: false,
             scheduled: false,
+            below_fair_share_since: BTreeMap::new(),
+            boosted: BTreeSet::new(),
+            starvation: STARVATION_GUARD,
         })
     }
 
