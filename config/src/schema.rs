@@ -14,6 +14,7 @@ pub struct Config {
     /// The queues a fresh cluster starts with.
     pub queues: Vec<QueueConfig>,
     pub workers: WorkersConfig,
+    pub scheduling: SchedulingConfig,
     pub multi_tenancy: MultiTenancyConfig,
     pub burst_capacity: BurstCapacityConfig,
     pub cost_tracking: CostTrackingConfig,
@@ -29,6 +30,7 @@ impl Default for Config {
             resource_pools: ResourcePoolsConfig::default(),
             queues: vec![QueueConfig::default()],
             workers: WorkersConfig::default(),
+            scheduling: SchedulingConfig::default(),
             multi_tenancy: MultiTenancyConfig::default(),
             burst_capacity: BurstCapacityConfig::default(),
             cost_tracking: CostTrackingConfig::default(),
@@ -165,6 +167,50 @@ impl Default for WorkersConfig {
         Self {
             heartbeat_interval_ms: 5_000,
             missed_heartbeats: 3,
+        }
+    }
+}
+
+/// Fair sharing and service levels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulingConfig {
+    /// A backlogged tenant below its fair share this long is served first.
+    pub starvation_guard_s: u64,
+    /// The window of the fair-share report and of the observed dispatch rate.
+    pub fair_share_window_s: u64,
+    /// Time-to-start target per SLA level.
+    pub sla_targets_s: SlaTargetsConfig,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> Self {
+        Self {
+            starvation_guard_s: 300,
+            fair_share_window_s: 60,
+            sla_targets_s: SlaTargetsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlaTargetsConfig {
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+    pub best_effort: u64,
+}
+
+impl Default for SlaTargetsConfig {
+    fn default() -> Self {
+        Self {
+            critical: 300,
+            high: 900,
+            medium: 3_600,
+            low: 14_400,
+            best_effort: 86_400,
         }
     }
 }

@@ -225,6 +225,17 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         config.workers.heartbeat_interval_ms,
         50,
     );
+    let scheduling = &config.scheduling;
+    problems.at_least("scheduling.fair_share_window_s", scheduling.fair_share_window_s, 1);
+    for (level, seconds) in [
+        ("critical", scheduling.sla_targets_s.critical),
+        ("high", scheduling.sla_targets_s.high),
+        ("medium", scheduling.sla_targets_s.medium),
+        ("low", scheduling.sla_targets_s.low),
+        ("best_effort", scheduling.sla_targets_s.best_effort),
+    ] {
+        problems.at_least(&format!("scheduling.sla_targets_s.{level}"), seconds, 1);
+    }
     problems.at_least(
         "workers.missed_heartbeats",
         u64::from(config.workers.missed_heartbeats),

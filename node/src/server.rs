@@ -35,6 +35,7 @@ use crate::domain::pool::{Pool, PoolProvider};
 use crate::domain::queue::{Queue, QueuePolicy};
 use crate::domain::quota::Quota;
 use crate::domain::resources::Resources;
+use crate::domain::sla::SlaTargets;
 use crate::state::HodeiState;
 use crate::worker::hub::{HeartbeatSettings, WorkerHub};
 use crate::worker::service::WorkerGrpc;
@@ -343,6 +344,15 @@ pub fn limit_settings(config: &Config) -> LimitSettings {
             auto_approve_up_to_percentage: u64::from(burst.auto_approve_up_to_percentage),
             capacity,
         },
+        sla_targets: SlaTargets {
+            critical_ms: config.scheduling.sla_targets_s.critical * 1_000,
+            high_ms: config.scheduling.sla_targets_s.high * 1_000,
+            medium_ms: config.scheduling.sla_targets_s.medium * 1_000,
+            low_ms: config.scheduling.sla_targets_s.low * 1_000,
+            best_effort_ms: config.scheduling.sla_targets_s.best_effort * 1_000,
+        },
+        starvation_guard: Duration::from_secs(config.scheduling.starvation_guard_s),
+        fair_share_window: Duration::from_secs(config.scheduling.fair_share_window_s),
         worker_shapes: config
             .resource_pools
             .pools
@@ -379,6 +389,7 @@ pub fn catalog(config: &Config) -> Catalog {
             min_size: pool.min_size,
             max_size: pool.max_size,
             created_at_ms: 0,
+            state: Default::default(),
         })
         .collect();
     let queues = config

@@ -11,14 +11,18 @@ use crate::api::job_model::{
     MAX_BATCH, QueueListView, QueueView, SubmitJobInput, SubmittedJobView, UpdateQueueInput,
     WorkerListView, WorkerView,
 };
+use crate::actors::gateway_reports;
 use crate::api::model::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageInput};
+use crate::api::report_model::{
+    FairShareView, JobPositionView, JobSlaView, QueueStatusListView, SlaSummaryView,
+};
 use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
 use crate::domain::DomainError;
-use crate::domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
-use crate::domain::job::{CommandSpec, Job, JobSpec, JobState, Priority, Simulation};
+use crate::domain::job::{CommandSpec, Job, JobSpec, JobState, Priority, SlaChange, Simulation};
+use crate::domain::sla::{SlaLevel, SlaSpec, SlaStatus};
 use crate::domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy};
 use crate::domain::resources::Resources;
-use crate::domain::tenant::{TenantId, TenantStatus};
+use crate::domain::tenant::TenantId;
 use crate::state::jobs::SubmittedJob;
 use crate::state::{CommandOutcome, CommandV1, DomainEvent, HodeiState};
 
@@ -77,6 +81,29 @@ pub enum JobsRequest {
         pool: Option<String>,
         consistency: Consistency,
     },
+    FairShare {
+        queue: String,
+        window_s: Option<u64>,
+        consistency: Consistency,
+    },
+    /// One queue's status, or every queue's.
+    QueueStatus {
+        queue: Option<String>,
+        consistency: Consistency,
+    },
+    Position {
+        id: String,
+        consistency: Consistency,
+    },
+    JobSla {
+        id: String,
+        consistency: Consistency,
+    },
+    SlaSummary {
+        tenant: Option<String>,
+        level: Option<String>,
+        consistency: Consistency,
+    },
 }
 
 impl JobsRequest {
@@ -96,6 +123,11 @@ impl JobsRequest {
             JobsRequest::UpdateQueue { .. } => "update_queue",
             JobsRequest::DeleteQueue { .. } => "delete_queue",
             JobsRequest::ListWorkers { .. } => "list_workers",
+            JobsRequest::FairShare { .. } => "fair_share",
+            JobsRequest::QueueStatus { .. } => "queue_status",
+            JobsRequest::Position { .. } => "job_position",
+            JobsRequest::JobSla { .. } => "job_sla",
+            JobsRequest::SlaSummary { .. } => "sla_summary",
         }
     }
 }
@@ -111,6 +143,11 @@ pub enum JobsReply {
     Queues(QueueListView),
     QueueDeleted(String),
     Workers(WorkerListView),
+    FairShare(FairShareView),
+    QueueStatus(QueueStatusListView),
+    Position(JobPositionView),
+    JobSla(JobSlaView),
+    SlaSummary(SlaSummaryView),
 }
 
 pub async fn handle(
@@ -213,6 +250,104 @@ pub async fn handle(
                 other => Err(unexpected(other)),
             }
         }
+        JobsRequest::FairShare {
+            queue,
+            window_s,
+            consistency,
+        } => {
+            let window_ms = match window_s {
+                None => node.limits.fair_share_window.as_millis() as u64,
+                Some(seconds) if (1..=86_400).contains(&seconds) => seconds * 1_000,
+                Some(seconds) => {
+                    return Err(ApiError::invalid(
+                        "window_s",
+                        format!("must be between 1 and 86400, got {seconds}"),
+                    ));
+                }
+            };
+            read_barrier(&node, consistency).await?;
+            node.read(|state| {
+                let found = state
+                    .queue(&queue)
+                    .ok_or_else(|| ApiError::from(DomainError::not_found("queue", queue.clone())))?;
+                Ok(JobsReply::FairShare(gateway_reports::fair_share(
+                    state,
+                    found,
+                    now_ms(),
+                    window_ms,
+                )))
+            })
+        }
+        JobsRequest::QueueStatus { queue, consistency } => {
+            read_barrier(&node, consistency).await?;
+            let window_ms = node.limits.fair_share_window.as_millis() as u64;
+            node.read(|state| {
+                let queues: Vec<&Queue> = match &queue {
+                    Some(id) => vec![state.queue(id).ok_or_else(|| {
+                        ApiError::from(DomainError::not_found("queue", id.clone()))
+                    })?],
+                    None => state.queues().collect(),
+                };
+                let now = now_ms();
+                Ok(JobsReply::QueueStatus(QueueStatusListView {
+                    items: queues
+                        .into_iter()
+                        .map(|found| gateway_reports::queue_status(state, found, now, window_ms))
+                        .collect(),
+                }))
+            })
+        }
+        JobsRequest::Position { id, consistency } => {
+            read_barrier(&node, consistency).await?;
+            node.read(|state| {
+                let job = gateway_reports::visible_job(state, &context, &id)?;
+                Ok(JobsReply::Position(JobPositionView {
+                    id: job.id.clone(),
+                    state: job.state.as_str().to_string(),
+                    queue: job.spec.queue.clone(),
+                    position: state.queue_position(job).map(|position| position as u64),
+                    reasons: gateway_reports::pending_reasons(state, job),
+                }))
+            })
+        }
+        JobsRequest::JobSla { id, consistency } => {
+            read_barrier(&node, consistency).await?;
+            let window_ms = node.limits.fair_share_window.as_millis() as u64;
+            node.read(|state| {
+                let job = gateway_reports::visible_job(state, &context, &id)?;
+                gateway_reports::job_sla(state, job, now_ms(), window_ms)
+                    .map(JobsReply::JobSla)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::NotFound,
+                            format!("job `{id}` has no SLA: give `sla` when submitting it"),
+                        )
+                    })
+            })
+        }
+        JobsRequest::SlaSummary {
+            tenant,
+            level,
+            consistency,
+        } => {
+            let tenant = tenant
+                .as_deref()
+                .filter(|raw| !raw.is_empty())
+                .map(TenantId::parse)
+                .transpose()?;
+            if let Some(tenant) = &tenant {
+                require_access(&context, tenant)?;
+            }
+            let level = level
+                .as_deref()
+                .filter(|raw| !raw.is_empty())
+                .map(|raw| SlaLevel::parse("level", raw))
+                .transpose()?;
+            read_barrier(&node, consistency).await?;
+            Ok(JobsReply::SlaSummary(node.read(|state| {
+                gateway_reports::sla_summary(state, &context.principal, tenant.as_ref(), level)
+            })))
+        }
         JobsRequest::ListWorkers { pool, consistency } => {
             read_barrier(&node, consistency).await?;
             Ok(JobsReply::Workers(node.read(|state| {
@@ -247,68 +382,11 @@ fn readable_job<'a>(
     Ok(job)
 }
 
-/// Why a pending job is not running yet, from the state now.
-fn pending_reason(state: &HodeiState, job: &Job) -> Option<String> {
-    if job.state != JobState::Pending {
-        return None;
-    }
-    let tenant = state.tenant(&job.spec.tenant)?;
-    if tenant.status != TenantStatus::Active {
-        return Some("tenant_suspended: the tenant is suspended".to_string());
-    }
-    let usage = state.usage(&job.spec.tenant);
-    let decision = admit(&AdmissionInput {
-        quota: &tenant.quota,
-        usage: &usage,
-        tenant_active: true,
-        active_burst_percent: state
-            .active_burst(&job.spec.tenant)
-            .map(|session| session.ceiling_percentage),
-        max_burst_percent: None,
-        largest_worker: None,
-        request: &JobRequest {
-            resources: job.spec.resources,
-            pool: None,
-        },
-    });
-    if decision.verdict == Verdict::Queue
-        && let Some(first) = decision.reasons.first()
-    {
-        return Some(format!("quota: {}", first.message));
-    }
-    let pools: Vec<String> = match state.queue(&job.spec.queue) {
-        Some(queue) if job.spec.pool_selector.is_empty() => queue.pools.clone(),
-        Some(_) => job.spec.pool_selector.clone(),
-        None => return Some("no_queue: its queue was deleted".to_string()),
-    };
-    let live: Vec<_> = state
-        .workers()
-        .filter(|worker| worker.is_live() && pools.contains(&worker.pool))
-        .collect();
-    if live.is_empty() {
-        return Some(format!(
-            "no_workers: no live worker in pool(s) {}",
-            pools.join(", ")
-        ));
-    }
-    if !live
-        .iter()
-        .any(|worker| job.spec.resources.fits_within(worker.free()))
-    {
-        return Some("no_capacity: every worker of its pools is full".to_string());
-    }
-    Some("dispatching: a worker has room; the dispatcher places it next".to_string())
-}
-
 /// The job as a reader of one job sees it: with its queue position and why it waits.
 /// The position costs a walk of the queue ahead of it, so lists and submit answers use
 /// [`job_summary_view`] instead.
 pub fn job_view(state: &HodeiState, job: &Job) -> JobView {
-    JobView::new(
-        job,
-        state.queue_position(job).map(|position| position as u64),
-        pending_reason(state, job),
-    )
+    crate::actors::gateway_reports::full_job_view(state, job)
 }
 
 /// The job without the costly position; lists and submit answers.
@@ -362,14 +440,37 @@ fn build_job(
         max_retries: input.max_retries.unwrap_or(0),
         idempotency_key: input.idempotency_key,
         pool_selector: input.pool_selector,
+        sla: input
+            .sla
+            .map(|sla| -> Result<SlaSpec, ApiError> {
+                Ok(SlaSpec {
+                    level: SlaLevel::parse("sla.level", &sla.level)?,
+                    start_by_ms: sla.start_by_ms,
+                    finish_by_ms: sla.finish_by_ms,
+                })
+            })
+            .transpose()?,
     };
     spec.validate()?;
+    let submitted_at_ms = now_ms();
+    if let Some(sla) = &spec.sla {
+        sla.validate(submitted_at_ms)?;
+    }
     let max_burst = max_burst_percent(node);
     node.read(|state| {
         state.check_placement(&spec)?;
         state.check_tenant_admits(&spec, max_burst)
     })?;
-    Ok(Job::new(uuid::Uuid::now_v7().to_string(), spec, now_ms()))
+    let targets = node.limits.sla_targets;
+    let mut job = Job::new(uuid::Uuid::now_v7().to_string(), spec, submitted_at_ms);
+    if let Some(sla) = job.spec.sla {
+        job.sla_target_start_ms = Some(sla.start_target_ms(submitted_at_ms, &targets));
+        job.sla_history.push(SlaChange {
+            status: SlaStatus::OnTrack,
+            at_ms: submitted_at_ms,
+        });
+    }
+    Ok(job)
 }
 
 fn max_burst_percent(node: &NodeContext) -> Option<u64> {

@@ -11,6 +11,7 @@
 pub mod control;
 pub mod gateway;
 pub mod gateway_jobs;
+pub mod gateway_reports;
 pub mod gateway_limits;
 pub mod metrics;
 pub mod queue_actor;
@@ -37,6 +38,12 @@ pub struct LimitSettings {
     pub burst: BurstPolicy,
     /// One worker's capacity, per configured pool.
     pub worker_shapes: std::collections::BTreeMap<String, crate::domain::resources::Resources>,
+    /// Time-to-start target per SLA level.
+    pub sla_targets: crate::domain::sla::SlaTargets,
+    /// How long a backlogged tenant may stay below its fair share before it is boosted.
+    pub starvation_guard: Duration,
+    /// The window of the fair-share report and of the observed dispatch rate.
+    pub fair_share_window: Duration,
 }
 
 /// What every actor of a node shares: the Raft handle and the read view of the state.

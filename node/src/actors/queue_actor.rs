@@ -18,6 +18,8 @@ use crate::domain::dispatch::{
 };
 use crate::domain::resources::Resources;
 use crate::domain::tenant::{TenantId, TenantStatus};
+use crate::domain::sla::{SlaStatus, evaluate};
+use crate::state::command::SlaUpdate;
 use crate::state::{CommandOutcome, CommandV1, HodeiState};
 
 /// The most assignments in one plan (one Raft entry).
@@ -26,8 +28,6 @@ const MAX_PLAN: usize = 2_000;
 const MAX_SCAN: usize = 20_000;
 /// A pass runs at least this often, whatever the events say.
 const SAFETY_TICK: Duration = Duration::from_secs(1);
-/// How long a backlogged tenant may stay below its fair share before it is boosted.
-const STARVATION_GUARD: Duration = Duration::from_secs(300);
 /// Nudges within this window share one pass: a burst of submissions costs one snapshot.
 const COALESCE: Duration = Duration::from_millis(5);
 
@@ -66,9 +66,13 @@ pub struct QueueActorState {
     boosted: BTreeSet<TenantId>,
     /// How long below its fair share before a tenant is boosted.
     starvation: Duration,
+    /// When SLA status changes were last proposed.
+    last_sla_record: Option<std::time::Instant>,
 }
 
 struct Snapshot {
+    /// SLA statuses that changed since they were last recorded.
+    sla_changes: Vec<SlaUpdate>,
     policy: crate::domain::queue::QueuePolicy,
     pending: Vec<PendingJob>,
     workers: Vec<WorkerSlot>,
@@ -76,15 +80,62 @@ struct Snapshot {
     capacity: Resources,
 }
 
-fn snapshot(state: &HodeiState, queue_id: &str, boosted: &BTreeSet<TenantId>) -> Option<Snapshot> {
+/// The SLA statuses of the queue's pending jobs now, with the predicted start: the job's
+/// position in the queue divided by the observed dispatch rate. Changes from the last
+/// recorded status are returned for the leader to commit.
+fn sla_statuses(
+    state: &HodeiState,
+    queue_id: &str,
+    now_ms: u64,
+    window: Duration,
+) -> (BTreeMap<String, SlaStatus>, Vec<SlaUpdate>) {
+    let rate = state.dispatch_rate(queue_id, now_ms, window.as_millis() as u64);
+    let mut statuses = BTreeMap::new();
+    let mut changes = Vec::new();
+    for (position, job) in state.pending_in(queue_id).take(MAX_SCAN).enumerate() {
+        let predicted = (rate > 0.0).then(|| now_ms + (position as f64 / rate * 1_000.0) as u64);
+        let Some(clock) = job.sla_clock(now_ms, predicted) else {
+            continue;
+        };
+        let status = evaluate(&clock);
+        statuses.insert(job.id.clone(), status);
+        if job.sla_status() != Some(status) {
+            changes.push(SlaUpdate {
+                job: job.id.clone(),
+                status,
+                at_ms: now_ms,
+            });
+        }
+    }
+    (statuses, changes)
+}
+
+fn snapshot(
+    state: &HodeiState,
+    queue_id: &str,
+    boosted: &BTreeSet<TenantId>,
+    window: Duration,
+) -> Option<Snapshot> {
     let queue = state.queue(queue_id)?;
-    // Cheap checks first: nothing to plan without a pending job and a worker with room.
+    // Cheap checks first: nothing to plan without a pending job.
     state.pending_in(queue_id).next()?;
+    let (statuses, sla_changes) = sla_statuses(state, queue_id, now_ms(), window);
+    let accepts = |pool: &str| state.pool(pool).is_none_or(|found| found.accepts_work());
     let has_room = state.workers().any(|worker| {
-        worker.is_live() && queue.pools.contains(&worker.pool) && worker.free() != Resources::ZERO
+        worker.is_live()
+            && queue.pools.contains(&worker.pool)
+            && accepts(&worker.pool)
+            && worker.free() != Resources::ZERO
     });
     if !has_room {
-        return None;
+        return Some(Snapshot {
+            sla_changes,
+            policy: queue.policy,
+            pending: Vec::new(),
+            workers: Vec::new(),
+            tenants: BTreeMap::new(),
+            capacity: Resources::ZERO,
+        });
     }
     let pending: Vec<PendingJob> = state
         .pending_in(queue_id)
@@ -100,8 +151,11 @@ fn snapshot(state: &HodeiState, queue_id: &str, boosted: &BTreeSet<TenantId>) ->
                 job.spec.pool_selector.clone()
             },
             priority: job.spec.priority,
-            urgency: Urgency::OnTrack,
-            deadline_ms: None,
+            urgency: statuses
+                .get(&job.id)
+                .map(|status| status.urgency())
+                .unwrap_or(Urgency::OnTrack),
+            deadline_ms: job.sla_target_start_ms,
         })
         .collect();
     let mut workers = Vec::new();
@@ -121,7 +175,7 @@ fn snapshot(state: &HodeiState, queue_id: &str, boosted: &BTreeSet<TenantId>) ->
             pool: worker.pool.clone(),
             capacity: worker.capacity,
             used: worker.used,
-            schedulable: true,
+            schedulable: accepts(&worker.pool),
         });
     }
     let mut tenants = BTreeMap::new();
@@ -151,6 +205,7 @@ fn snapshot(state: &HodeiState, queue_id: &str, boosted: &BTreeSet<TenantId>) ->
         );
     }
     Some(Snapshot {
+        sla_changes,
         policy: queue.policy,
         pending,
         workers,
@@ -186,6 +241,25 @@ fn update_starvation(
     boosted
 }
 
+/// Commits the SLA status changes the last pass saw, one command at a time, at most once
+/// a second (a status moves in steps of seconds or more).
+fn record_sla_changes(state: &mut QueueActorState, changes: Vec<SlaUpdate>) {
+    let due = state
+        .last_sla_record
+        .is_none_or(|last| last.elapsed() >= Duration::from_secs(1));
+    if changes.is_empty() || !due {
+        return;
+    }
+    state.last_sla_record = Some(std::time::Instant::now());
+    let node = state.node.clone();
+    let queue = state.observable.queue.clone();
+    tokio::spawn(async move {
+        if let Err(error) = propose(&node, CommandV1::RecordSla { changes }).await {
+            warn!(%queue, %error, "SLA status changes not committed; the next pass retries");
+        }
+    });
+}
+
 fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
     if state.observable.in_flight {
         state.dirty = true;
@@ -195,12 +269,17 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
     let queue_id = state.observable.queue.clone();
     let deciding = std::time::Instant::now();
     let boosted = state.boosted.clone();
+    let window = state.node.limits.fair_share_window;
     let Some(mut found) = state
         .node
-        .read(|hodei| snapshot(hodei, &queue_id, &boosted))
+        .read(|hodei| snapshot(hodei, &queue_id, &boosted, window))
     else {
         return;
     };
+    record_sla_changes(state, std::mem::take(&mut found.sla_changes));
+    if found.pending.is_empty() {
+        return;
+    }
     state.boosted = update_starvation(&mut state.below_fair_share_since, &found, state.starvation);
     for (id, tenant) in found.tenants.iter_mut() {
         tenant.boosted = state.boosted.contains(id);
@@ -255,6 +334,7 @@ impl Actor for QueueActor {
         myself: ActorRef<Self::Msg>,
         (queue, node): (String, NodeContext),
     ) -> Result<QueueActorState, ActorProcessingErr> {
+        let node_starvation = node.limits.starvation_guard;
         myself.send_interval(SAFETY_TICK, || QueueMsg::Nudge);
         myself.cast(QueueMsg::Nudge)?;
         Ok(QueueActorState {
@@ -269,7 +349,8 @@ impl Actor for QueueActor {
             scheduled: false,
             below_fair_share_since: BTreeMap::new(),
             boosted: BTreeSet::new(),
-            starvation: STARVATION_GUARD,
+            starvation: node_starvation,
+            last_sla_record: None,
         })
     }
 

@@ -37,6 +37,19 @@ pub struct SimulationInput {
     pub exit_code: i32,
 }
 
+/// A job's service level: a level (its time-to-start target) or explicit times.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlaInput {
+    /// critical (5 min) | high (15 min) | medium (1 h) | low (4 h) | best_effort (24 h)
+    pub level: String,
+    /// Start by this time (ms since the epoch) instead of the level's target.
+    #[serde(default)]
+    pub start_by_ms: Option<u64>,
+    #[serde(default)]
+    pub finish_by_ms: Option<u64>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitJobInput {
@@ -69,6 +82,9 @@ pub struct SubmitJobInput {
     /// Pool ids of the queue the job may run in (default: any of them).
     #[serde(default)]
     pub pool_selector: Vec<String>,
+    /// Its service level (default: none tracked).
+    #[serde(default)]
+    pub sla: Option<SlaInput>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
@@ -97,6 +113,9 @@ pub struct JobView {
     pub max_retries: u32,
     pub idempotency_key: Option<String>,
     pub pool_selector: Vec<String>,
+    pub sla: Option<SlaInput>,
+    /// The last recorded SLA status: on_track | at_risk | critical | violated | met.
+    pub sla_status: Option<String>,
     /// pending | assigned | running | succeeded | failed | timed_out | cancelled
     pub state: String,
     pub attempt: u32,
@@ -136,6 +155,12 @@ impl JobView {
             max_retries: spec.max_retries,
             idempotency_key: spec.idempotency_key.clone(),
             pool_selector: spec.pool_selector.clone(),
+            sla: spec.sla.map(|sla| SlaInput {
+                level: sla.level.as_str().to_string(),
+                start_by_ms: sla.start_by_ms,
+                finish_by_ms: sla.finish_by_ms,
+            }),
+            sla_status: job.sla_status().map(|status| status.as_str().to_string()),
             state: job.state.as_str().to_string(),
             attempt: job.attempt,
             worker: job.worker.clone(),

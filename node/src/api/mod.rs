@@ -4,6 +4,7 @@
 pub mod error;
 pub mod grpc;
 pub mod job_model;
+pub mod report_model;
 pub mod model;
 pub mod principal;
 pub mod rest;

@@ -41,6 +41,9 @@ pub enum JobCommand {
         /// Where the job runs (relative paths are taken from the worker's work dir).
         #[arg(long)]
         working_dir: Option<String>,
+        /// Service level: critical | high | medium | low | best_effort.
+        #[arg(long)]
+        sla: Option<String>,
         /// Show each state change and exit with the job's exit code.
         #[arg(long)]
         wait: bool,
@@ -145,6 +148,7 @@ pub async fn run(command: JobCommand) -> anyhow::Result<i32> {
             idempotency_key,
             env,
             working_dir,
+            sla,
             wait,
             connection,
             argv,
@@ -170,6 +174,11 @@ pub async fn run(command: JobCommand) -> anyhow::Result<i32> {
                 max_retries,
                 idempotency_key,
                 pool_selector: Vec::new(),
+                sla: sla.map(|level| pb::JobSla {
+                    level,
+                    start_by_ms: None,
+                    finish_by_ms: None,
+                }),
             };
             let mut jobs = client(&connection).await?;
             let submitted = jobs

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::DomainError;
 use crate::domain::labels::{Labels, validate_labels};
 use crate::domain::resources::Resources;
+use crate::domain::sla::{SlaClock, SlaSpec, SlaStatus};
 use crate::domain::tenant::TenantId;
 
 pub const MAX_ARGV: usize = 1_024;
@@ -155,6 +156,9 @@ pub struct JobSpec {
     pub idempotency_key: Option<String>,
     /// Pool ids the job may run in; empty means any pool of its queue.
     pub pool_selector: Vec<String>,
+    /// Its service level, if it has one.
+    #[serde(default)]
+    pub sla: Option<SlaSpec>,
 }
 
 fn invalid(field: &str, rule: impl Into<String>) -> DomainError {
@@ -284,6 +288,18 @@ pub struct Job {
     pub exit_code: Option<i32>,
     pub submitted_at_ms: u64,
     pub transitions: Vec<Transition>,
+    /// When it must start (from its SLA), fixed at submission.
+    #[serde(default)]
+    pub sla_target_start_ms: Option<u64>,
+    /// Every change of its SLA status, oldest first.
+    #[serde(default)]
+    pub sla_history: Vec<SlaChange>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaChange {
+    pub status: SlaStatus,
+    pub at_ms: u64,
 }
 
 impl Job {
@@ -303,7 +319,58 @@ impl Job {
                 at_ms: submitted_at_ms,
                 reason: None,
             }],
+            sla_target_start_ms: None,
+            sla_history: Vec::new(),
         }
+    }
+
+    /// When its last run started, if it ran.
+    pub fn started_at_ms(&self) -> Option<u64> {
+        self.transitions
+            .iter()
+            .rev()
+            .find(|step| step.state == JobState::Running)
+            .map(|step| step.at_ms)
+    }
+
+    /// When it reached its final state, if it did.
+    pub fn finished_at_ms(&self) -> Option<u64> {
+        self.transitions
+            .last()
+            .filter(|step| step.state.is_final())
+            .map(|step| step.at_ms)
+    }
+
+    /// Its SLA clock at `now_ms`, if it has an SLA.
+    pub fn sla_clock(&self, now_ms: u64, predicted_start_ms: Option<u64>) -> Option<SlaClock> {
+        let start_target_ms = self.sla_target_start_ms?;
+        Some(SlaClock {
+            submitted_at_ms: self.submitted_at_ms,
+            start_target_ms,
+            finish_by_ms: self.spec.sla.and_then(|sla| sla.finish_by_ms),
+            started_at_ms: self.started_at_ms(),
+            finished_at_ms: self.finished_at_ms(),
+            now_ms,
+            predicted_start_ms,
+        })
+    }
+
+    /// The last recorded SLA status.
+    pub fn sla_status(&self) -> Option<SlaStatus> {
+        self.sla_history.last().map(|change| change.status)
+    }
+
+    /// Records `status` at `at_ms` if it differs from the last one; a verdict is final.
+    pub fn record_sla(&mut self, status: SlaStatus, at_ms: u64) -> bool {
+        let last = self.sla_status();
+        if last == Some(status) || last.is_some_and(SlaStatus::is_verdict) && status != SlaStatus::Violated {
+            return false;
+        }
+        if last == Some(SlaStatus::Violated) {
+            return false;
+        }
+        self.sla_history.push(SlaChange { status, at_ms });
+        true
     }
 
     /// Moves the job to `next` at `at_ms`, or refuses an illegal move naming the state.
@@ -375,6 +442,7 @@ mod tests {
             max_retries: 1,
             idempotency_key: None,
             pool_selector: Vec::new(),
+            sla: None,
         }
     }
 

@@ -4,12 +4,14 @@ pub mod admission;
 pub mod burst;
 pub mod dispatch;
 pub mod error;
+pub mod fairness;
 pub mod job;
 pub mod labels;
 pub mod pool;
 pub mod queue;
 pub mod quota;
 pub mod resources;
+pub mod sla;
 pub mod tenant;
 pub mod worker;
 

@@ -122,12 +122,24 @@ pub enum CommandV1 {
         registration: WorkerRegistration,
         at_ms: u64,
     },
+    /// SLA status changes of pending jobs, decided by the leader's dispatcher from the clock
+    /// and its prediction; a job's start and end are judged in apply itself.
+    RecordSla {
+        changes: Vec<SlaUpdate>,
+    },
     /// The worker missed its heartbeats (decided by the leader).
     WorkerLost {
         worker: String,
         reason: String,
         at_ms: u64,
     },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaUpdate {
+    pub job: String,
+    pub status: crate::domain::sla::SlaStatus,
+    pub at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,6 +187,9 @@ pub enum CommandOutcome {
     },
     WorkerLost {
         requeued: usize,
+    },
+    SlaRecorded {
+        changed: usize,
     },
 }
 

@@ -112,6 +112,9 @@ pub struct HodeiState {
     pub(super) pending: BTreeMap<String, BTreeSet<String>>,
     /// (tenant, idempotency key) -> job id (derived from the jobs).
     pub(super) idempotency: BTreeMap<(TenantId, String), String>,
+    /// Assignments per queue over the last minutes, (at_ms, count), for the observed
+    /// dispatch rate (derived from the jobs).
+    pub(super) dispatch_log: BTreeMap<String, std::collections::VecDeque<(u64, u64)>>,
     /// Jobs per (queue, tenant, state) (derived from the jobs).
     pub(super) job_tally: BTreeMap<(String, TenantId, crate::domain::job::JobState), u64>,
     pub(super) queues: BTreeMap<String, Queue>,
@@ -141,6 +144,7 @@ impl HodeiState {
             pending: BTreeMap::new(),
             idempotency: BTreeMap::new(),
             job_tally: BTreeMap::new(),
+            dispatch_log: BTreeMap::new(),
             queues: BTreeMap::new(),
             pools: BTreeMap::new(),
             workers: BTreeMap::new(),
@@ -357,6 +361,7 @@ impl HodeiState {
                 reason,
                 at_ms,
             } => self.apply_worker_lost(&worker, &reason, at_ms, writes),
+            CommandV1::RecordSla { changes } => self.apply_record_sla(changes, writes),
             CommandV1::DeleteTenant { id, cascade, at_ms } => {
                 if !self.tenants.contains_key(&id) {
                     return Err(DomainError::not_found("tenant", id.to_string()));

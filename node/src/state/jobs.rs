@@ -28,6 +28,9 @@ pub(super) const QUEUE_PREFIX: &str = "queue/";
 pub(super) const POOL_PREFIX: &str = "pool/";
 pub(super) const WORKER_PREFIX: &str = "worker/";
 
+/// How far back the dispatch log of each queue reaches.
+const DISPATCH_LOG_MS: u64 = 10 * 60_000;
+
 /// The most output kept per job (the tail).
 pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
 
@@ -371,6 +374,21 @@ impl HodeiState {
         self.idempotency.clear();
         self.usage.clear();
         self.job_tally.clear();
+        self.dispatch_log.clear();
+        let mut assignments: Vec<(u64, String)> = self
+            .jobs
+            .values()
+            .flat_map(|job| {
+                job.transitions
+                    .iter()
+                    .filter(|step| step.state == JobState::Assigned)
+                    .map(move |step| (step.at_ms, job.spec.queue.clone()))
+            })
+            .collect();
+        assignments.sort();
+        for (at_ms, queue) in assignments {
+            self.log_dispatch(&queue, at_ms, 1);
+        }
         let jobs: Vec<Job> = self.jobs.values().cloned().collect();
         for job in jobs {
             if let Some(idempotency_key) = &job.spec.idempotency_key {
@@ -598,6 +616,10 @@ impl HodeiState {
         let mut assigned = 0;
         let mut rejected = 0;
         let mut workers = BTreeSet::new();
+        let queue_of_plan = assignments
+            .first()
+            .and_then(|assignment| self.jobs.get(&assignment.job))
+            .map(|job| job.spec.queue.clone());
         for assignment in assignments {
             match self.assign_one(&assignment, at_ms, writes) {
                 Ok(()) => {
@@ -609,6 +631,9 @@ impl HodeiState {
         }
         if !workers.is_empty() {
             self.emit(DomainEvent::JobsAssigned(workers));
+        }
+        if let Some(queue) = queue_of_plan {
+            self.log_dispatch(&queue, at_ms, assigned as u64);
         }
         Ok(CommandOutcome::JobsAssigned { assigned, rejected })
     }
@@ -633,7 +658,12 @@ impl HodeiState {
             .queues
             .get(&job.spec.queue)
             .ok_or_else(|| DomainError::not_found("queue", job.spec.queue.clone()))?;
-        let pool_allowed = queue.pools.contains(&worker.pool)
+        let pool_accepts = self
+            .pools
+            .get(&worker.pool)
+            .is_some_and(|pool| pool.accepts_work());
+        let pool_allowed = pool_accepts
+            && queue.pools.contains(&worker.pool)
             && (job.spec.pool_selector.is_empty() || job.spec.pool_selector.contains(&worker.pool));
         if !pool_allowed || !job.spec.resources.fits_within(worker.free()) {
             return Err(DomainError::Conflict(
@@ -702,6 +732,67 @@ impl HodeiState {
             .cloned()
     }
 
+    /// Judges the job's SLA at `at_ms` (its start or its end) and records a verdict.
+    fn judge_sla(job: &mut Job, at_ms: u64) {
+        if let Some(clock) = job.sla_clock(at_ms, None) {
+            let status = crate::domain::sla::evaluate(&clock);
+            if status.is_verdict() {
+                job.record_sla(status, at_ms);
+            }
+        }
+    }
+
+    pub(super) fn apply_record_sla(
+        &mut self,
+        changes: Vec<crate::state::command::SlaUpdate>,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let mut changed = 0;
+        for change in changes {
+            let Some(job) = self.jobs.get(&change.job) else {
+                continue;
+            };
+            if job.state.is_final() || job.sla_target_start_ms.is_none() {
+                continue;
+            }
+            let mut job = job.clone();
+            if job.record_sla(change.status, change.at_ms) {
+                changed += 1;
+                self.emit(DomainEvent::JobChanged(job.id.clone()));
+                self.store_job(job, writes);
+            }
+        }
+        Ok(CommandOutcome::SlaRecorded { changed })
+    }
+
+    fn log_dispatch(&mut self, queue: &str, at_ms: u64, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let log = self.dispatch_log.entry(queue.to_string()).or_default();
+        log.push_back((at_ms, count));
+        while log
+            .front()
+            .is_some_and(|(oldest, _)| at_ms.saturating_sub(*oldest) > DISPATCH_LOG_MS)
+        {
+            log.pop_front();
+        }
+    }
+
+    /// Jobs assigned per second in the queue over the `window_ms` before `now_ms`.
+    pub fn dispatch_rate(&self, queue: &str, now_ms: u64, window_ms: u64) -> f64 {
+        let since = now_ms.saturating_sub(window_ms);
+        let count: u64 = self
+            .dispatch_log
+            .get(queue)
+            .into_iter()
+            .flatten()
+            .filter(|(at_ms, _)| *at_ms > since)
+            .map(|(_, count)| count)
+            .sum();
+        count as f64 * 1_000.0 / window_ms.max(1) as f64
+    }
+
     pub(super) fn apply_job_started(
         &mut self,
         job: &str,
@@ -717,6 +808,7 @@ impl HodeiState {
             return Ok(CommandOutcome::RunReported { applied: false });
         }
         found.transition(JobState::Running, at_ms, None)?;
+        Self::judge_sla(&mut found, at_ms);
         self.emit(DomainEvent::JobChanged(found.id.clone()));
         self.store_job(found, writes);
         Ok(CommandOutcome::RunReported { applied: true })
@@ -733,6 +825,7 @@ impl HodeiState {
         if found.state == JobState::Assigned {
             // The start report was lost (a failover between the two): the run did start.
             found.transition(JobState::Running, report.at_ms, None)?;
+            Self::judge_sla(&mut found, report.at_ms);
         }
         let (next, reason) = match report.outcome {
             RunOutcome::Succeeded => (JobState::Succeeded, None),
@@ -754,6 +847,7 @@ impl HodeiState {
         self.release_job(&found, report.at_ms, writes);
         found.transition(next, report.at_ms, reason)?;
         found.exit_code = report.exit_code;
+        Self::judge_sla(&mut found, report.at_ms);
         let mut tail = report.output_tail;
         if tail.len() > OUTPUT_TAIL_BYTES {
             let mut cut = tail.len() - OUTPUT_TAIL_BYTES;
@@ -991,6 +1085,7 @@ mod tests {
             min_size: 0,
             max_size: 10,
             created_at_ms: 0,
+            state: Default::default(),
         };
         let queue = Queue {
             id: "q".into(),

@@ -50,6 +50,11 @@ pub fn submit_input(spec: pb::JobSpec) -> SubmitJobInput {
         max_retries: spec.max_retries,
         idempotency_key: spec.idempotency_key,
         pool_selector: spec.pool_selector,
+        sla: spec.sla.map(|sla| crate::api::job_model::SlaInput {
+            level: sla.level,
+            start_by_ms: sla.start_by_ms,
+            finish_by_ms: sla.finish_by_ms,
+        }),
     }
 }
 
@@ -79,7 +84,13 @@ pub fn job_message(view: JobView) -> pb::Job {
             max_retries: Some(view.max_retries),
             idempotency_key: view.idempotency_key,
             pool_selector: view.pool_selector,
+            sla: view.sla.map(|sla| pb::JobSla {
+                level: sla.level,
+                start_by_ms: sla.start_by_ms,
+                finish_by_ms: sla.finish_by_ms,
+            }),
         }),
+        sla_status: view.sla_status,
         state: view.state,
         attempt: view.attempt,
         worker: view.worker,
