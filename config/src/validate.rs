@@ -226,7 +226,11 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         50,
     );
     let scheduling = &config.scheduling;
-    problems.at_least("scheduling.fair_share_window_s", scheduling.fair_share_window_s, 1);
+    problems.at_least(
+        "scheduling.fair_share_window_s",
+        scheduling.fair_share_window_s,
+        1,
+    );
     for (level, seconds) in [
         ("critical", scheduling.sla_targets_s.critical),
         ("high", scheduling.sla_targets_s.high),

@@ -5,23 +5,23 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::info;
 
 use crate::actors::gateway::{propose, read_barrier, require_access, require_admin};
+use crate::actors::gateway_reports;
 use crate::actors::{NodeContext, now_ms};
 use crate::api::job_model::{
     BatchItemView, BatchView, CreateQueueInput, JobFilter, JobLogsView, JobPageView, JobView,
     MAX_BATCH, QueueListView, QueueView, SubmitJobInput, SubmittedJobView, UpdateQueueInput,
     WorkerListView, WorkerView,
 };
-use crate::actors::gateway_reports;
 use crate::api::model::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageInput};
 use crate::api::report_model::{
     FairShareView, JobPositionView, JobSlaView, QueueStatusListView, SlaSummaryView,
 };
 use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
 use crate::domain::DomainError;
-use crate::domain::job::{CommandSpec, Job, JobSpec, JobState, Priority, SlaChange, Simulation};
-use crate::domain::sla::{SlaLevel, SlaSpec, SlaStatus};
+use crate::domain::job::{CommandSpec, Job, JobSpec, JobState, Priority, Simulation, SlaChange};
 use crate::domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy};
 use crate::domain::resources::Resources;
+use crate::domain::sla::{SlaLevel, SlaSpec, SlaStatus};
 use crate::domain::tenant::TenantId;
 use crate::state::jobs::SubmittedJob;
 use crate::state::{CommandOutcome, CommandV1, DomainEvent, HodeiState};
@@ -267,9 +267,9 @@ pub async fn handle(
             };
             read_barrier(&node, consistency).await?;
             node.read(|state| {
-                let found = state
-                    .queue(&queue)
-                    .ok_or_else(|| ApiError::from(DomainError::not_found("queue", queue.clone())))?;
+                let found = state.queue(&queue).ok_or_else(|| {
+                    ApiError::from(DomainError::not_found("queue", queue.clone()))
+                })?;
                 Ok(JobsReply::FairShare(gateway_reports::fair_share(
                     state,
                     found,

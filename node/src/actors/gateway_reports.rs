@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use crate::actors::gateway::require_access;
 use crate::api::job_model::JobView;
 use crate::api::report_model::{
-    CountView, FairShareView, JobSlaView, PendingReasonView, PredictionView,
-    QueueStatusView, SlaChangeView, SlaSummaryItemView, SlaSummaryView, TenantShareView,
+    CountView, FairShareView, JobSlaView, PendingReasonView, PredictionView, QueueStatusView,
+    SlaChangeView, SlaSummaryItemView, SlaSummaryView, TenantShareView,
 };
 use crate::api::{ApiError, Principal, RequestContext};
 use crate::domain::DomainError;
@@ -70,12 +70,7 @@ fn pending_within(job: &Job, from_ms: u64, to_ms: u64) -> bool {
     pending_since.is_some_and(|since| since < to_ms)
 }
 
-pub fn fair_share(
-    state: &HodeiState,
-    queue: &Queue,
-    now_ms: u64,
-    window_ms: u64,
-) -> FairShareView {
+pub fn fair_share(state: &HodeiState, queue: &Queue, now_ms: u64, window_ms: u64) -> FairShareView {
     let from_ms = now_ms.saturating_sub(window_ms);
     let capacity = pool_capacity(state, queue);
     let mut resource_time: BTreeMap<TenantId, f64> = BTreeMap::new();
@@ -261,12 +256,18 @@ pub fn pending_reasons(state: &HodeiState, job: &Job) -> Vec<PendingReasonView> 
     }
     let mut reasons = Vec::new();
     let Some(tenant) = state.tenant(&job.spec.tenant) else {
-        return vec![reason("tenant_deleted", "its tenant no longer exists".to_string())];
+        return vec![reason(
+            "tenant_deleted",
+            "its tenant no longer exists".to_string(),
+        )];
     };
     if tenant.status != TenantStatus::Active {
         reasons.push(reason(
             "tenant_suspended",
-            format!("tenant `{}` is suspended: nothing of it is dispatched", tenant.id),
+            format!(
+                "tenant `{}` is suspended: nothing of it is dispatched",
+                tenant.id
+            ),
         ));
     }
     let usage = state.usage(&job.spec.tenant);
@@ -395,7 +396,10 @@ fn ahead_of(state: &HodeiState, queue: &Queue, job: &Job) -> Ahead {
         }
     }
     let share_of = |tenant: &TenantId| {
-        let weight = state.tenant(tenant).map(|found| found.weight).unwrap_or(1.0);
+        let weight = state
+            .tenant(tenant)
+            .map(|found| found.weight)
+            .unwrap_or(1.0);
         weighted_dominant_share(
             running.get(tenant).copied().unwrap_or_default(),
             capacity,

@@ -11,8 +11,8 @@
 pub mod control;
 pub mod gateway;
 pub mod gateway_jobs;
-pub mod gateway_reports;
 pub mod gateway_limits;
+pub mod gateway_reports;
 pub mod metrics;
 pub mod queue_actor;
 pub mod root;

@@ -17,8 +17,8 @@ use crate::domain::dispatch::{
     next_assignments,
 };
 use crate::domain::resources::Resources;
-use crate::domain::tenant::{TenantId, TenantStatus};
 use crate::domain::sla::{SlaStatus, evaluate};
+use crate::domain::tenant::{TenantId, TenantStatus};
 use crate::state::command::SlaUpdate;
 use crate::state::{CommandOutcome, CommandV1, HodeiState};
 
@@ -276,8 +276,10 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
     else {
         return;
     };
-    record_sla_changes(state, std::mem::take(&mut found.sla_changes));
+    let sla_changes = std::mem::take(&mut found.sla_changes);
     if found.pending.is_empty() {
+        // No worker has room: nothing to plan (and the starvation clocks keep running).
+        record_sla_changes(state, sla_changes);
         return;
     }
     state.boosted = update_starvation(&mut state.below_fair_share_since, &found, state.starvation);
@@ -293,6 +295,7 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
         limit: MAX_PLAN,
     });
     if assignments.is_empty() {
+        record_sla_changes(state, sla_changes);
         return;
     }
     state
@@ -307,6 +310,7 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
         let command = CommandV1::AssignJobs {
             assignments,
             at_ms: now_ms(),
+            sla_changes,
         };
         let assigned = match propose(&node, command).await {
             Ok(CommandOutcome::JobsAssigned { assigned, rejected }) => {

@@ -4,9 +4,9 @@
 pub mod error;
 pub mod grpc;
 pub mod job_model;
-pub mod report_model;
 pub mod model;
 pub mod principal;
+pub mod report_model;
 pub mod rest;
 pub mod trace;
 

@@ -38,7 +38,10 @@ mod tests {
         // One tenant got everything of three: 1/3.
         let index = jain_index(&[3.0, 0.0, 0.0]).unwrap();
         assert!((index - 1.0 / 3.0).abs() < 1e-9);
-        assert_eq!(fair_shares(&[1.0, 2.0, 3.0]), vec![1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0]);
+        assert_eq!(
+            fair_shares(&[1.0, 2.0, 3.0]),
+            vec![1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0]
+        );
     }
 
     proptest! {

@@ -363,7 +363,9 @@ impl Job {
     /// Records `status` at `at_ms` if it differs from the last one; a verdict is final.
     pub fn record_sla(&mut self, status: SlaStatus, at_ms: u64) -> bool {
         let last = self.sla_status();
-        if last == Some(status) || last.is_some_and(SlaStatus::is_verdict) && status != SlaStatus::Violated {
+        if last == Some(status)
+            || last.is_some_and(SlaStatus::is_verdict) && status != SlaStatus::Violated
+        {
             return false;
         }
         if last == Some(SlaStatus::Violated) {

@@ -70,6 +70,12 @@ impl Queue {
                 "queue ids match [a-z0-9][a-z0-9-]{0,62}",
             ));
         }
+        if self.id == "status" {
+            return Err(DomainError::invalid(
+                "id",
+                "`status` is reserved (GET /api/v1/queues/status reports every queue)",
+            ));
+        }
         validate_pool_list(&self.pools)
     }
 }

@@ -244,7 +244,11 @@ mod tests {
     #[test]
     fn a_pending_job_moves_through_the_thresholds() {
         assert_eq!(evaluate(&clock(7_999)), SlaStatus::OnTrack);
-        assert_eq!(evaluate(&clock(8_000)), SlaStatus::AtRisk, "70% of 10 s spent");
+        assert_eq!(
+            evaluate(&clock(8_000)),
+            SlaStatus::AtRisk,
+            "70% of 10 s spent"
+        );
         assert_eq!(evaluate(&clock(10_000)), SlaStatus::Critical, "90% spent");
         assert_eq!(evaluate(&clock(11_001)), SlaStatus::Violated);
         let predicted_late = SlaClock {
@@ -289,7 +293,10 @@ mod tests {
         };
         assert_eq!(explicit.start_target_ms(0, &targets), 5);
         assert!(explicit.validate(10).is_err());
-        assert_eq!(SlaLevel::parse("sla.level", "best_effort"), Ok(SlaLevel::BestEffort));
+        assert_eq!(
+            SlaLevel::parse("sla.level", "best_effort"),
+            Ok(SlaLevel::BestEffort)
+        );
     }
 
     proptest! {

@@ -99,10 +99,13 @@ pub enum CommandV1 {
         jobs: Vec<Job>,
         max_burst_percent: Option<u64>,
     },
-    /// A dispatch plan; apply re-checks every assignment.
+    /// A dispatch plan; apply re-checks every assignment. The SLA status changes the
+    /// dispatcher saw while planning ride along, recorded before the assignments.
     AssignJobs {
         assignments: Vec<Assignment>,
         at_ms: u64,
+        #[serde(default)]
+        sla_changes: Vec<SlaUpdate>,
     },
     JobStarted {
         job: String,

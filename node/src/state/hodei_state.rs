@@ -337,7 +337,12 @@ impl HodeiState {
                 jobs,
                 max_burst_percent,
             } => self.apply_submit_jobs(jobs, max_burst_percent, writes),
-            CommandV1::AssignJobs { assignments, at_ms } => {
+            CommandV1::AssignJobs {
+                assignments,
+                at_ms,
+                sla_changes,
+            } => {
+                self.apply_record_sla(sla_changes, writes)?;
                 self.apply_assign_jobs(assignments, at_ms, writes)
             }
             CommandV1::JobStarted {

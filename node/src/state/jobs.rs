@@ -1139,6 +1139,7 @@ mod tests {
                 max_retries,
                 idempotency_key: None,
                 pool_selector: Vec::new(),
+                sla: None,
             },
             2,
         )
@@ -1171,6 +1172,7 @@ mod tests {
             CommandV1::AssignJobs {
                 assignments,
                 at_ms: 3,
+                sla_changes: Vec::new(),
             },
         ) {
             Ok(CommandOutcome::JobsAssigned { assigned, rejected }) => (assigned, rejected),
@@ -1385,6 +1387,7 @@ mod tests {
                 burst: false,
             }],
             at_ms: 3,
+            sla_changes: Vec::new(),
         });
         // Replay everything into a stored state.
         let mut stored = HodeiState::new(broadcast::channel(16).0);
@@ -1438,6 +1441,62 @@ mod tests {
         }
         assert_eq!(state.worker("w0").unwrap().used, Resources::ZERO);
         assert_eq!(state.pending_in("q").count(), 0);
+    }
+
+    #[test]
+    fn sla_is_judged_at_start_and_recorded_changes_stick() {
+        use crate::domain::sla::{SlaLevel, SlaSpec, SlaStatus};
+        let mut state = setup(Quota::default(), 1);
+        let with_sla = |id: &str, target: u64| {
+            let mut found = job(id, 100, 0);
+            found.spec.sla = Some(SlaSpec {
+                level: SlaLevel::Critical,
+                start_by_ms: Some(target),
+                finish_by_ms: None,
+            });
+            found.sla_target_start_ms = Some(target);
+            found
+        };
+        submit(
+            &mut state,
+            vec![with_sla("on-time", 10), with_sla("late", 3)],
+        );
+        let recorded = apply(
+            &mut state,
+            CommandV1::RecordSla {
+                changes: vec![crate::state::command::SlaUpdate {
+                    job: "late".into(),
+                    status: SlaStatus::AtRisk,
+                    at_ms: 2,
+                }],
+            },
+        );
+        assert_eq!(recorded, Ok(CommandOutcome::SlaRecorded { changed: 1 }));
+        assign(&mut state, &[("on-time", "w0"), ("late", "w0")]);
+        for id in ["on-time", "late"] {
+            apply(
+                &mut state,
+                CommandV1::JobStarted {
+                    job: id.into(),
+                    attempt: 1,
+                    worker: "w0".into(),
+                    at_ms: 5,
+                },
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            state.job("on-time").unwrap().sla_status(),
+            Some(SlaStatus::Met)
+        );
+        let late: Vec<SlaStatus> = state
+            .job("late")
+            .unwrap()
+            .sla_history
+            .iter()
+            .map(|change| change.status)
+            .collect();
+        assert_eq!(late, [SlaStatus::AtRisk, SlaStatus::Violated]);
     }
 
     #[derive(Debug, Clone)]

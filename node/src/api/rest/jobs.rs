@@ -15,6 +15,10 @@ use crate::api::job_model::{
     QueueListView, QueueView, SubmitJobInput, SubmittedJobView, UpdateQueueInput, WorkerListView,
 };
 use crate::api::model::{PageInput, ProblemView};
+use crate::api::report_model::{
+    FairShareView, JobPositionView, JobSlaView, QueueStatusListView, QueueStatusView,
+    SlaSummaryView,
+};
 use crate::api::rest::{
     ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply, page_limit,
     query,
@@ -31,6 +35,12 @@ pub fn routes() -> OpenApiRouter<RestState> {
         .routes(routes!(create_queue, list_queues))
         .routes(routes!(get_queue, update_queue, delete_queue))
         .routes(routes!(list_workers))
+        .routes(routes!(fair_share))
+        .routes(routes!(all_queue_status))
+        .routes(routes!(queue_status))
+        .routes(routes!(job_position))
+        .routes(routes!(job_sla))
+        .routes(routes!(sla_summary))
 }
 
 async fn ask(
@@ -323,4 +333,165 @@ async fn list_workers(
         return Err(unexpected());
     };
     Ok(json_reply(StatusCode::OK, &trace_id, &workers))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FairShareParams {
+    /// The window in seconds, 1–86400 (default `scheduling.fair_share_window_s`, 60).
+    window_s: Option<String>,
+    /// `linearizable` (default) or `stale`.
+    consistency: Option<String>,
+}
+
+/// Each tenant's weight, fair share, actual share of the queue's pools over the window,
+/// backlog, and Jain's index over the backlogged tenants.
+#[utoipa::path(get, path = "/api/v1/queues/{id}/fair-share", tag = "queues", params(("id" = String, Path, description = "Queue id"), FairShareParams),
+    responses((status = 200, body = FairShareView), (status = 404, body = ProblemView), (status = 422, body = ProblemView)))]
+async fn fair_share(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    params: QueryResult<FairShareParams>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    let window_s = params
+        .window_s
+        .as_deref()
+        .map(|raw| {
+            raw.parse::<u64>().map_err(|_| {
+                ApiError::invalid(
+                    "window_s",
+                    format!("must be a whole number of seconds, got `{raw}`"),
+                )
+            })
+        })
+        .transpose()?;
+    let request = JobsRequest::FairShare {
+        queue: id,
+        window_s,
+        consistency: Consistency::parse(params.consistency.as_deref())?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::FairShare(report) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &report))
+}
+
+/// The status of every queue.
+#[utoipa::path(get, path = "/api/v1/queues/status", tag = "queues", params(ReadParams),
+    responses((status = 200, body = QueueStatusListView)))]
+async fn all_queue_status(
+    State(state): State<RestState>,
+    Context(context): Context,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::QueueStatus {
+        queue: None,
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::QueueStatus(report) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &report))
+}
+
+/// One queue's status: pending and running by tenant and priority, oldest pending age,
+/// dispatch rate and estimated wait.
+#[utoipa::path(get, path = "/api/v1/queues/{id}/status", tag = "queues", params(("id" = String, Path, description = "Queue id"), ReadParams),
+    responses((status = 200, body = QueueStatusView), (status = 404, body = ProblemView)))]
+async fn queue_status(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::QueueStatus {
+        queue: Some(id),
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::QueueStatus(mut report) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    let Some(one) = report.items.pop() else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &one))
+}
+
+/// The job's position in its queue and every reason it is still pending.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/position", tag = "jobs", params(("id" = String, Path, description = "Job id"), ReadParams),
+    responses((status = 200, body = JobPositionView), (status = 404, body = ProblemView)))]
+async fn job_position(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::Position {
+        id,
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Position(report) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &report))
+}
+
+/// The job's SLA: level, target, status now, predicted start and how it was predicted,
+/// and every recorded status change.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/sla", tag = "jobs", params(("id" = String, Path, description = "Job id"), ReadParams),
+    responses((status = 200, body = JobSlaView), (status = 404, description = "No such job, or it has no SLA", body = ProblemView)))]
+async fn job_sla(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::JobSla {
+        id,
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::JobSla(report) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &report))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SlaSummaryParams {
+    tenant: Option<String>,
+    /// critical | high | medium | low | best_effort
+    level: Option<String>,
+    /// `linearizable` (default) or `stale`.
+    consistency: Option<String>,
+}
+
+/// SLA compliance by tenant and level: met, violated, still open by status, and the ratio.
+#[utoipa::path(get, path = "/api/v1/sla/summary", tag = "jobs", params(SlaSummaryParams),
+    responses((status = 200, body = SlaSummaryView), (status = 422, body = ProblemView)))]
+async fn sla_summary(
+    State(state): State<RestState>,
+    Context(context): Context,
+    params: QueryResult<SlaSummaryParams>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    let request = JobsRequest::SlaSummary {
+        tenant: params.tenant,
+        level: params.level,
+        consistency: Consistency::parse(params.consistency.as_deref())?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::SlaSummary(report) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &report))
 }
