@@ -390,6 +390,7 @@ pub fn catalog(config: &Config) -> Catalog {
             max_size: pool.max_size,
             created_at_ms: 0,
             state: Default::default(),
+            history: Vec::new(),
         })
         .collect();
     let queues = config

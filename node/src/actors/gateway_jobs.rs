@@ -9,8 +9,8 @@ use crate::actors::gateway_reports;
 use crate::actors::{NodeContext, now_ms};
 use crate::api::job_model::{
     BatchItemView, BatchView, CreateQueueInput, JobFilter, JobLogsView, JobPageView, JobView,
-    MAX_BATCH, QueueListView, QueueView, SubmitJobInput, SubmittedJobView, UpdateQueueInput,
-    WorkerListView, WorkerView,
+    MAX_BATCH, PoolActionInput, PoolLifecycleView, PoolListView, PoolView, QueueListView,
+    QueueView, SubmitJobInput, SubmittedJobView, UpdateQueueInput, WorkerListView, WorkerView,
 };
 use crate::api::model::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageInput};
 use crate::api::report_model::{
@@ -19,6 +19,7 @@ use crate::api::report_model::{
 use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
 use crate::domain::DomainError;
 use crate::domain::job::{CommandSpec, Job, JobSpec, JobState, Priority, Simulation, SlaChange};
+use crate::domain::pool::PoolAction;
 use crate::domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy};
 use crate::domain::resources::Resources;
 use crate::domain::sla::{SlaLevel, SlaSpec, SlaStatus};
@@ -81,6 +82,21 @@ pub enum JobsRequest {
         pool: Option<String>,
         consistency: Consistency,
     },
+    ListPools {
+        consistency: Consistency,
+    },
+    GetPool {
+        id: String,
+        consistency: Consistency,
+    },
+    PoolLifecycle {
+        id: String,
+        consistency: Consistency,
+    },
+    PoolAction {
+        id: String,
+        input: PoolActionInput,
+    },
     FairShare {
         queue: String,
         window_s: Option<u64>,
@@ -123,6 +139,10 @@ impl JobsRequest {
             JobsRequest::UpdateQueue { .. } => "update_queue",
             JobsRequest::DeleteQueue { .. } => "delete_queue",
             JobsRequest::ListWorkers { .. } => "list_workers",
+            JobsRequest::ListPools { .. } => "list_pools",
+            JobsRequest::GetPool { .. } => "get_pool",
+            JobsRequest::PoolLifecycle { .. } => "pool_lifecycle",
+            JobsRequest::PoolAction { .. } => "pool_action",
             JobsRequest::FairShare { .. } => "fair_share",
             JobsRequest::QueueStatus { .. } => "queue_status",
             JobsRequest::Position { .. } => "job_position",
@@ -143,6 +163,9 @@ pub enum JobsReply {
     Queues(QueueListView),
     QueueDeleted(String),
     Workers(WorkerListView),
+    Pools(PoolListView),
+    Pool(PoolView),
+    Lifecycle(PoolLifecycleView),
     FairShare(FairShareView),
     QueueStatus(QueueStatusListView),
     Position(JobPositionView),
@@ -247,6 +270,48 @@ pub async fn handle(
             require_admin(&context, "deleting a queue")?;
             match propose(&node, CommandV1::DeleteQueue { id }).await? {
                 CommandOutcome::QueueDeleted { id } => Ok(JobsReply::QueueDeleted(id)),
+                other => Err(unexpected(other)),
+            }
+        }
+        JobsRequest::ListPools { consistency } => {
+            read_barrier(&node, consistency).await?;
+            Ok(JobsReply::Pools(node.read(|state| PoolListView {
+                items: state.pools().map(|pool| pool_view(state, pool)).collect(),
+            })))
+        }
+        JobsRequest::GetPool { id, consistency } => {
+            read_barrier(&node, consistency).await?;
+            node.read(|state| {
+                state
+                    .pool(&id)
+                    .map(|pool| JobsReply::Pool(pool_view(state, pool)))
+                    .ok_or_else(|| DomainError::not_found("pool", id.clone()).into())
+            })
+        }
+        JobsRequest::PoolLifecycle { id, consistency } => {
+            read_barrier(&node, consistency).await?;
+            node.read(|state| {
+                state
+                    .pool(&id)
+                    .map(|pool| JobsReply::Lifecycle(PoolLifecycleView::from(pool)))
+                    .ok_or_else(|| DomainError::not_found("pool", id.clone()).into())
+            })
+        }
+        JobsRequest::PoolAction { id, input } => {
+            require_admin(&context, "changing a pool's lifecycle")?;
+            let action = PoolAction::parse("action", &input.action)?;
+            let command = CommandV1::PoolLifecycle {
+                pool: id,
+                action,
+                by: context.principal.to_string(),
+                reason: input.reason.unwrap_or_default(),
+                at_ms: now_ms(),
+            };
+            match propose(&node, command).await? {
+                CommandOutcome::Pool(pool) => {
+                    info!(pool = %pool.id, action = action.as_str(), state = pool.state.as_str(), principal = %context.principal, "pool lifecycle changed");
+                    Ok(JobsReply::Lifecycle(PoolLifecycleView::from(&pool)))
+                }
                 other => Err(unexpected(other)),
             }
         }
@@ -392,6 +457,16 @@ pub fn job_view(state: &HodeiState, job: &Job) -> JobView {
 /// The job without the costly position; lists and submit answers.
 pub fn job_summary_view(job: &Job) -> JobView {
     JobView::new(job, None, None)
+}
+
+fn pool_view(state: &HodeiState, pool: &crate::domain::pool::Pool) -> PoolView {
+    let mut workers = std::collections::BTreeMap::new();
+    for worker in state.workers().filter(|worker| worker.pool == pool.id) {
+        *workers
+            .entry(worker.state.as_str().to_string())
+            .or_default() += 1;
+    }
+    PoolView::new(pool, workers)
 }
 
 fn queue_view(state: &HodeiState, queue: &Queue) -> QueueView {

@@ -320,3 +320,94 @@ impl From<&Worker> for WorkerView {
 pub struct WorkerListView {
     pub items: Vec<WorkerView>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PoolView {
+    pub id: String,
+    /// static | simulated
+    pub provider: String,
+    /// creating | active | suspended | draining | decommissioned | degraded
+    pub state: String,
+    pub worker_shape: ResourcesView,
+    pub min_size: u32,
+    pub max_size: u32,
+    /// Registered workers by state.
+    pub workers: BTreeMap<String, u64>,
+    pub created_at_ms: u64,
+}
+
+impl PoolView {
+    pub fn new(pool: &crate::domain::pool::Pool, workers: BTreeMap<String, u64>) -> Self {
+        Self {
+            id: pool.id.clone(),
+            provider: pool.provider.as_str().to_string(),
+            state: pool.state.as_str().to_string(),
+            worker_shape: pool.worker_shape.into(),
+            min_size: pool.min_size,
+            max_size: pool.max_size,
+            workers,
+            created_at_ms: pool.created_at_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PoolListView {
+    pub items: Vec<PoolView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PoolTransitionView {
+    pub from: String,
+    pub to: String,
+    pub action: Option<String>,
+    pub by: String,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PoolLifecycleView {
+    pub pool: String,
+    pub state: String,
+    /// The actions allowed from the current state.
+    pub allowed_actions: Vec<String>,
+    pub history: Vec<PoolTransitionView>,
+}
+
+impl From<&crate::domain::pool::Pool> for PoolLifecycleView {
+    fn from(pool: &crate::domain::pool::Pool) -> Self {
+        Self {
+            pool: pool.id.clone(),
+            state: pool.state.as_str().to_string(),
+            allowed_actions: pool
+                .state
+                .allowed_actions()
+                .into_iter()
+                .map(|action| action.as_str().to_string())
+                .collect(),
+            history: pool
+                .history
+                .iter()
+                .map(|step| PoolTransitionView {
+                    from: step.from.as_str().to_string(),
+                    to: step.to.as_str().to_string(),
+                    action: step.action.map(|action| action.as_str().to_string()),
+                    by: step.by.clone(),
+                    reason: step.reason.clone(),
+                    at_ms: step.at_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolActionInput {
+    /// activate | suspend | resume | drain | decommission
+    pub action: String,
+    /// Why, for the history.
+    #[serde(default)]
+    pub reason: Option<String>,
+}

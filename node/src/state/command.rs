@@ -125,6 +125,14 @@ pub enum CommandV1 {
         registration: WorkerRegistration,
         at_ms: u64,
     },
+    /// A lifecycle action on a pool (activate, suspend, resume, drain, decommission).
+    PoolLifecycle {
+        pool: String,
+        action: crate::domain::pool::PoolAction,
+        by: String,
+        reason: String,
+        at_ms: u64,
+    },
     /// SLA status changes of pending jobs, decided by the leader's dispatcher from the clock
     /// and its prediction; a job's start and end are judged in apply itself.
     RecordSla {
@@ -194,6 +202,7 @@ pub enum CommandOutcome {
     SlaRecorded {
         changed: usize,
     },
+    Pool(Pool),
 }
 
 pub type CommandResult = Result<CommandOutcome, DomainError>;

@@ -367,6 +367,13 @@ impl HodeiState {
                 at_ms,
             } => self.apply_worker_lost(&worker, &reason, at_ms, writes),
             CommandV1::RecordSla { changes } => self.apply_record_sla(changes, writes),
+            CommandV1::PoolLifecycle {
+                pool,
+                action,
+                by,
+                reason,
+                at_ms,
+            } => self.apply_pool_lifecycle(&pool, action, &by, &reason, at_ms, writes),
             CommandV1::DeleteTenant { id, cascade, at_ms } => {
                 if !self.tenants.contains_key(&id) {
                     return Err(DomainError::not_found("tenant", id.to_string()));

@@ -449,6 +449,27 @@ impl HodeiState {
         self.usage_add_pending(&job.spec.tenant, -1);
     }
 
+    pub(super) fn apply_pool_lifecycle(
+        &mut self,
+        pool_id: &str,
+        action: crate::domain::pool::PoolAction,
+        by: &str,
+        reason: &str,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(pool) = self.pools.get_mut(pool_id) else {
+            return Err(DomainError::not_found("pool", pool_id));
+        };
+        pool.apply_action(action, by, reason, at_ms)?;
+        let pool = pool.clone();
+        writes.put(key(POOL_PREFIX, &pool.id), encode(&pool));
+        self.emit(DomainEvent::QueuesChanged);
+        // Resuming may let jobs run again.
+        self.emit(DomainEvent::CapacityFreed);
+        Ok(CommandOutcome::Pool(pool))
+    }
+
     pub(super) fn apply_ensure_queues_and_pools(
         &mut self,
         pools: Vec<Pool>,
@@ -1086,6 +1107,7 @@ mod tests {
             max_size: 10,
             created_at_ms: 0,
             state: Default::default(),
+            history: Vec::new(),
         };
         let queue = Queue {
             id: "q".into(),

@@ -12,7 +12,8 @@ use crate::actors::gateway::GatewayMsg;
 use crate::actors::gateway_jobs::{JobsReply, JobsRequest};
 use crate::api::job_model::{
     BatchSubmitInput, BatchView, CreateQueueInput, JobFilter, JobLogsView, JobPageView, JobView,
-    QueueListView, QueueView, SubmitJobInput, SubmittedJobView, UpdateQueueInput, WorkerListView,
+    PoolActionInput, PoolLifecycleView, PoolListView, PoolView, QueueListView, QueueView,
+    SubmitJobInput, SubmittedJobView, UpdateQueueInput, WorkerListView,
 };
 use crate::api::model::{PageInput, ProblemView};
 use crate::api::report_model::{
@@ -35,6 +36,9 @@ pub fn routes() -> OpenApiRouter<RestState> {
         .routes(routes!(create_queue, list_queues))
         .routes(routes!(get_queue, update_queue, delete_queue))
         .routes(routes!(list_workers))
+        .routes(routes!(list_pools))
+        .routes(routes!(get_pool))
+        .routes(routes!(pool_lifecycle, pool_action))
         .routes(routes!(fair_share))
         .routes(routes!(all_queue_status))
         .routes(routes!(queue_status))
@@ -494,4 +498,83 @@ async fn sla_summary(
         return Err(unexpected());
     };
     Ok(json_reply(StatusCode::OK, &trace_id, &report))
+}
+
+/// List the pools with their state and workers by state.
+#[utoipa::path(get, path = "/api/v1/pools", tag = "pools", params(ReadParams),
+    responses((status = 200, body = PoolListView)))]
+async fn list_pools(
+    State(state): State<RestState>,
+    Context(context): Context,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::ListPools {
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Pools(pools) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &pools))
+}
+
+/// Get one pool.
+#[utoipa::path(get, path = "/api/v1/pools/{id}", tag = "pools", params(("id" = String, Path, description = "Pool id"), ReadParams),
+    responses((status = 200, body = PoolView), (status = 404, body = ProblemView)))]
+async fn get_pool(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::GetPool {
+        id,
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Pool(pool) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &pool))
+}
+
+/// The pool's lifecycle state, the actions allowed from it, and every transition with who
+/// and why.
+#[utoipa::path(get, path = "/api/v1/pools/{id}/lifecycle", tag = "pools", params(("id" = String, Path, description = "Pool id"), ReadParams),
+    responses((status = 200, body = PoolLifecycleView), (status = 404, body = ProblemView)))]
+async fn pool_lifecycle(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::PoolLifecycle {
+        id,
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Lifecycle(lifecycle) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &lifecycle))
+}
+
+/// Act on the pool's lifecycle (admin): activate, suspend, resume, drain, decommission.
+/// An illegal move is a 409 naming the current state and the allowed actions.
+#[utoipa::path(post, path = "/api/v1/pools/{id}/lifecycle", tag = "pools", params(("id" = String, Path, description = "Pool id")),
+    request_body = PoolActionInput,
+    responses((status = 200, body = PoolLifecycleView), (status = 404, body = ProblemView), (status = 409, body = ProblemView), (status = 422, body = ProblemView)))]
+async fn pool_action(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<PoolActionInput>,
+) -> Result<Response, ApiError> {
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Lifecycle(lifecycle) =
+        ask(&state, context, JobsRequest::PoolAction { id, input }).await?
+    else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &lifecycle))
 }

@@ -49,6 +49,7 @@ pub struct RestState {
         (name = "jobs", description = "Jobs: submit, read, cancel, logs"),
         (name = "queues", description = "Queues and the pools they dispatch to"),
         (name = "workers", description = "Registered workers"),
+        (name = "pools", description = "Resource pools and their lifecycle"),
         (name = "cluster", description = "Health, status and membership")
     )
 )]
