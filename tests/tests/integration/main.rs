@@ -5,3 +5,4 @@ mod foundation;
 mod jobs;
 mod limits;
 mod metrics;
+mod scheduling;
