@@ -36,7 +36,7 @@ pub const DEFAULT_JOB_RESOURCES: Resources = Resources {
 
 pub enum JobsRequest {
     Submit {
-        input: SubmitJobInput,
+        input: Box<SubmitJobInput>,
     },
     SubmitBatch {
         inputs: Vec<SubmitJobInput>,
@@ -179,7 +179,7 @@ pub async fn handle(
     request: JobsRequest,
 ) -> Result<JobsReply, ApiError> {
     match request {
-        JobsRequest::Submit { input } => submit(&node, &context, input).await,
+        JobsRequest::Submit { input } => submit(&node, &context, *input).await,
         JobsRequest::SubmitBatch { inputs } => submit_batch(&node, &context, inputs).await,
         JobsRequest::Get { id, consistency } => {
             read_barrier(&node, consistency).await?;

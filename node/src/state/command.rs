@@ -188,7 +188,7 @@ pub enum CommandOutcome {
     RunReported {
         applied: bool,
     },
-    Job(Job),
+    Job(Box<Job>),
     WorkerRegistered {
         worker: Worker,
         /// The reported running jobs it should keep; it stops the others.

@@ -921,7 +921,7 @@ impl HodeiState {
             self.emit(DomainEvent::CapacityFreed);
         }
         self.store_job(job.clone(), writes);
-        Ok(CommandOutcome::Job(job))
+        Ok(CommandOutcome::Job(Box::new(job)))
     }
 
     /// Registers a new worker, or a known one again after a restart or a reconnect: its

@@ -169,12 +169,18 @@ impl JobService for JobGrpc {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
         let input = submit_input(request.into_inner().job.unwrap_or_default());
-        let result = ask(&self.gateway, context, JobsRequest::Submit { input })
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::Submitted(submitted) => Ok(submitted),
-                _ => Err(unexpected()),
-            });
+        let result = ask(
+            &self.gateway,
+            context,
+            JobsRequest::Submit {
+                input: Box::new(input),
+            },
+        )
+        .await
+        .and_then(|answer| match answer {
+            JobsReply::Submitted(submitted) => Ok(submitted),
+            _ => Err(unexpected()),
+        });
         reply(result, &trace_id, |submitted| pb::SubmitJobResponse {
             job: Some(job_message(submitted.job)),
             duplicate: submitted.duplicate,

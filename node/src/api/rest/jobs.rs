@@ -82,8 +82,14 @@ async fn submit_job(
     ApiJson(input): ApiJson<SubmitJobInput>,
 ) -> Result<Response, ApiError> {
     let trace_id = context.trace_id.clone();
-    let JobsReply::Submitted(submitted) =
-        ask(&state, context, JobsRequest::Submit { input }).await?
+    let JobsReply::Submitted(submitted) = ask(
+        &state,
+        context,
+        JobsRequest::Submit {
+            input: Box::new(input),
+        },
+    )
+    .await?
     else {
         return Err(unexpected());
     };
