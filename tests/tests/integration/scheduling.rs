@@ -486,4 +486,79 @@ async fn every_reason_a_job_is_pending_is_reported() {
             .starts_with("tenant_suspended"),
         "{job}"
     );
+
+    // The same reports over gRPC.
+    use hodei_proto::v1 as pb;
+    let mut jobs = pb::job_service_client::JobServiceClient::connect(node.grpc_url())
+        .await
+        .unwrap();
+    let position = jobs
+        .get_job_position(pb::GetJobRequest {
+            id: behind.clone(),
+            consistency: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(position.position, Some(2));
+    assert!(
+        position
+            .reasons
+            .iter()
+            .any(|reason| reason.code == "behind_smaller_share")
+    );
+    let no_sla = jobs
+        .get_job_sla(pb::GetJobRequest {
+            id: behind.clone(),
+            consistency: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(no_sla.code(), tonic::Code::NotFound);
+    let bad_level = jobs
+        .get_sla_summary(pb::SlaSummaryRequest {
+            tenant: String::new(),
+            level: "urgent".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_level.code(), tonic::Code::InvalidArgument);
+    let mut queues = pb::queue_service_client::QueueServiceClient::connect(node.grpc_url())
+        .await
+        .unwrap();
+    let fair = queues
+        .get_fair_share(pb::FairShareRequest {
+            queue: "default".into(),
+            window_s: Some(30),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        fair.tenants
+            .iter()
+            .any(|share| share.tenant == "y" && share.backlogged)
+    );
+    let status = queues
+        .get_queue_status(pb::GetQueueRequest {
+            id: "default".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((status.pending, status.running), (3, 1));
+    let all = queues
+        .list_queue_status(pb::ListQueuesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.items.len(), 3);
+    let missing = queues
+        .get_fair_share(pb::FairShareRequest {
+            queue: "nope".into(),
+            window_s: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
 }

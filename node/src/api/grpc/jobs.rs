@@ -320,6 +320,77 @@ impl JobService for JobGrpc {
         })
     }
 
+    async fn get_job_position(
+        &self,
+        request: tonic::Request<pb::GetJobRequest>,
+    ) -> GrpcResult<pb::JobPosition> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let consistency = Consistency::parse(Some(&message.consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
+        let result = ask(
+            &self.gateway,
+            context,
+            JobsRequest::Position {
+                id: message.id,
+                consistency,
+            },
+        )
+        .await
+        .and_then(|answer| match answer {
+            JobsReply::Position(view) => Ok(view),
+            _ => Err(unexpected()),
+        });
+        reply(result, &trace_id, position_message)
+    }
+
+    async fn get_job_sla(
+        &self,
+        request: tonic::Request<pb::GetJobRequest>,
+    ) -> GrpcResult<pb::JobSlaReport> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let consistency = Consistency::parse(Some(&message.consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
+        let result = ask(
+            &self.gateway,
+            context,
+            JobsRequest::JobSla {
+                id: message.id,
+                consistency,
+            },
+        )
+        .await
+        .and_then(|answer| match answer {
+            JobsReply::JobSla(view) => Ok(view),
+            _ => Err(unexpected()),
+        });
+        reply(result, &trace_id, sla_message)
+    }
+
+    async fn get_sla_summary(
+        &self,
+        request: tonic::Request<pb::SlaSummaryRequest>,
+    ) -> GrpcResult<pb::SlaSummary> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let summary = JobsRequest::SlaSummary {
+            tenant: non_empty(message.tenant),
+            level: non_empty(message.level),
+            consistency: Consistency::Linearizable,
+        };
+        let result = ask(&self.gateway, context, summary)
+            .await
+            .and_then(|answer| match answer {
+                JobsReply::SlaSummary(view) => Ok(view),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, summary_message)
+    }
+
     async fn watch_job(&self, request: tonic::Request<pb::GetJobRequest>) -> GrpcResult<JobStream> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
@@ -441,6 +512,69 @@ impl QueueService for QueueGrpc {
         .await
     }
 
+    async fn get_fair_share(
+        &self,
+        request: tonic::Request<pb::FairShareRequest>,
+    ) -> GrpcResult<pb::FairShare> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let fair_share = JobsRequest::FairShare {
+            queue: message.queue,
+            window_s: message.window_s,
+            consistency: Consistency::Linearizable,
+        };
+        let result =
+            ask(&self.gateway, context, fair_share)
+                .await
+                .and_then(|answer| match answer {
+                    JobsReply::FairShare(view) => Ok(view),
+                    _ => Err(unexpected()),
+                });
+        reply(result, &trace_id, fair_share_message)
+    }
+
+    async fn get_queue_status(
+        &self,
+        request: tonic::Request<pb::GetQueueRequest>,
+    ) -> GrpcResult<pb::QueueStatus> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let id = request.into_inner().id;
+        let status = JobsRequest::QueueStatus {
+            queue: Some(id),
+            consistency: Consistency::Linearizable,
+        };
+        let result = ask(&self.gateway, context, status)
+            .await
+            .and_then(|answer| match answer {
+                JobsReply::QueueStatus(mut list) => list.items.pop().ok_or_else(unexpected),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, status_message)
+    }
+
+    async fn list_queue_status(
+        &self,
+        request: tonic::Request<pb::ListQueuesRequest>,
+    ) -> GrpcResult<pb::ListQueueStatusResponse> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let status = JobsRequest::QueueStatus {
+            queue: None,
+            consistency: Consistency::Linearizable,
+        };
+        let result = ask(&self.gateway, context, status)
+            .await
+            .and_then(|answer| match answer {
+                JobsReply::QueueStatus(list) => Ok(list),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, |list| pb::ListQueueStatusResponse {
+            items: list.items.into_iter().map(status_message).collect(),
+        })
+    }
+
     async fn delete_queue(
         &self,
         request: tonic::Request<pb::GetQueueRequest>,
@@ -455,5 +589,117 @@ impl QueueService for QueueGrpc {
                 _ => Err(unexpected()),
             });
         reply(result, &trace_id, |id| pb::DeleteQueueResponse { id })
+    }
+}
+
+fn position_message(view: crate::api::report_model::JobPositionView) -> pb::JobPosition {
+    pb::JobPosition {
+        id: view.id,
+        state: view.state,
+        queue: view.queue,
+        position: view.position,
+        reasons: view
+            .reasons
+            .into_iter()
+            .map(|reason| pb::PendingReason {
+                code: reason.code,
+                message: reason.message,
+            })
+            .collect(),
+    }
+}
+
+fn sla_message(view: crate::api::report_model::JobSlaView) -> pb::JobSlaReport {
+    pb::JobSlaReport {
+        id: view.id,
+        level: view.level,
+        target_start_ms: view.target_start_ms,
+        finish_by_ms: view.finish_by_ms,
+        status: view.status,
+        predicted_start_ms: view.predicted_start_ms,
+        prediction_position: view.prediction.as_ref().map(|found| found.position),
+        prediction_dispatch_rate_per_s: view.prediction.map(|found| found.dispatch_rate_per_s),
+        history: view
+            .history
+            .into_iter()
+            .map(|change| pb::SlaChange {
+                status: change.status,
+                at_ms: change.at_ms,
+            })
+            .collect(),
+    }
+}
+
+fn summary_message(view: crate::api::report_model::SlaSummaryView) -> pb::SlaSummary {
+    pb::SlaSummary {
+        items: view
+            .items
+            .into_iter()
+            .map(|item| pb::SlaSummaryItem {
+                tenant: item.tenant,
+                level: item.level,
+                jobs: item.jobs,
+                met: item.met,
+                violated: item.violated,
+                on_track: item.on_track,
+                at_risk: item.at_risk,
+                critical: item.critical,
+                compliance_ratio: item.compliance_ratio,
+            })
+            .collect(),
+    }
+}
+
+fn fair_share_message(view: crate::api::report_model::FairShareView) -> pb::FairShare {
+    pb::FairShare {
+        queue: view.queue,
+        policy: view.policy,
+        window_s: view.window_s,
+        capacity: Some(pb::JobResources {
+            cpu_m: view.capacity.cpu_m,
+            memory_mb: view.capacity.memory_mb,
+            gpu: view.capacity.gpu,
+        }),
+        tenants: view
+            .tenants
+            .into_iter()
+            .map(|share| pb::TenantShare {
+                tenant: share.tenant,
+                weight: share.weight,
+                backlogged: share.backlogged,
+                fair_share: share.fair_share,
+                actual_share: share.actual_share,
+                normalized_share: share.normalized_share,
+                pending: share.pending,
+                running: share.running,
+            })
+            .collect(),
+        jain_index: view.jain_index,
+    }
+}
+
+fn counts(views: Vec<crate::api::report_model::CountView>) -> Vec<pb::StatusCount> {
+    views
+        .into_iter()
+        .map(|count| pb::StatusCount {
+            key: count.key,
+            pending: count.pending,
+            running: count.running,
+        })
+        .collect()
+}
+
+fn status_message(view: crate::api::report_model::QueueStatusView) -> pb::QueueStatus {
+    pb::QueueStatus {
+        queue: view.queue,
+        policy: view.policy,
+        pools: view.pools,
+        pending: view.pending,
+        running: view.running,
+        by_tenant: counts(view.by_tenant),
+        by_priority: counts(view.by_priority),
+        oldest_pending_age_s: view.oldest_pending_age_s,
+        dispatch_rate_per_s: view.dispatch_rate_per_s,
+        estimated_wait_s: view.estimated_wait_s,
     }
 }
