@@ -554,6 +554,67 @@ impl MetricsHub {
                 }
             })
             .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_gauge("hodei_sla_jobs")
+            .with_description("Jobs with an SLA by tenant, level and last status (on_track, at_risk, critical, violated, met)")
+            .with_callback(move |observer| {
+                let counts: Vec<(String, &'static str, &'static str, u64)> = state.read(|hodei| {
+                    hodei
+                        .sla_tally()
+                        .iter()
+                        .map(|((tenant, level, status), count)| {
+                            (tenant.to_string(), level.as_str(), status.as_str(), *count)
+                        })
+                        .collect()
+                });
+                for (tenant, level, status, count) in counts {
+                    observer.observe(
+                        count,
+                        &[
+                            KeyValue::new("tenant", tenant),
+                            KeyValue::new("level", level),
+                            KeyValue::new("status", status),
+                        ],
+                    );
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .f64_observable_gauge("hodei_sla_compliance_ratio")
+            .with_description(
+                "Met over met plus violated, by tenant and SLA level (jobs with a verdict)",
+            )
+            .with_callback(move |observer| {
+                let verdicts: BTreeMap<(String, &'static str), (u64, u64)> = state.read(|hodei| {
+                    let mut verdicts = BTreeMap::new();
+                    for ((tenant, level, status), count) in hodei.sla_tally() {
+                        let entry: &mut (u64, u64) = verdicts
+                            .entry((tenant.to_string(), level.as_str()))
+                            .or_default();
+                        match status {
+                            crate::domain::sla::SlaStatus::Met => entry.0 += count,
+                            crate::domain::sla::SlaStatus::Violated => entry.1 += count,
+                            _ => {}
+                        }
+                    }
+                    verdicts
+                });
+                for ((tenant, level), (met, violated)) in verdicts {
+                    if met + violated == 0 {
+                        continue;
+                    }
+                    observer.observe(
+                        met as f64 / (met + violated) as f64,
+                        &[
+                            KeyValue::new("tenant", tenant),
+                            KeyValue::new("level", level),
+                        ],
+                    );
+                }
+            })
+            .build();
         let metrics = self.metrics.clone();
         let mut events = node.read(|hodei| hodei.subscribe());
         tokio::spawn(async move {

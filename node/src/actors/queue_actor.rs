@@ -390,3 +390,56 @@ impl Actor for QueueActor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::quota::{Quota, Usage};
+
+    fn tenant(weight: f64, running_cpu_m: u64) -> TenantSnapshot {
+        TenantSnapshot {
+            quota: Quota::default(),
+            usage: Usage::default(),
+            active: true,
+            burst_percent: None,
+            weight,
+            running_in_pools: Resources::new(running_cpu_m, 0, 0),
+            boosted: false,
+        }
+    }
+
+    fn found(tenants: Vec<(&str, TenantSnapshot)>) -> Snapshot {
+        Snapshot {
+            sla_changes: Vec::new(),
+            policy: crate::domain::queue::QueuePolicy::WeightedFair,
+            pending: Vec::new(),
+            workers: Vec::new(),
+            tenants: tenants
+                .into_iter()
+                .map(|(id, snapshot)| (TenantId::parse(id).unwrap(), snapshot))
+                .collect(),
+            capacity: Resources::new(10_000, 10_000, 0),
+        }
+    }
+
+    #[test]
+    fn a_tenant_below_its_fair_share_for_the_guard_period_is_boosted_until_it_catches_up() {
+        let mut below_since = BTreeMap::new();
+        let starving = found(vec![
+            ("rich", tenant(1.0, 9_000)),
+            ("poor", tenant(1.0, 1_000)),
+        ]);
+        // Below its share (0.1 < 0.9 x 0.5), but not for long enough yet.
+        assert!(update_starvation(&mut below_since, &starving, Duration::from_secs(60)).is_empty());
+        // With no guard period it is boosted at once; the other is not.
+        let boosted = update_starvation(&mut below_since, &starving, Duration::ZERO);
+        assert_eq!(boosted, BTreeSet::from([TenantId::parse("poor").unwrap()]));
+        // Once it has its share, the clock resets.
+        let even = found(vec![
+            ("rich", tenant(1.0, 5_000)),
+            ("poor", tenant(1.0, 5_000)),
+        ]);
+        assert!(update_starvation(&mut below_since, &even, Duration::ZERO).is_empty());
+        assert!(below_since.is_empty());
+    }
+}

@@ -115,6 +115,15 @@ pub struct HodeiState {
     /// Assignments per queue over the last minutes, (at_ms, count), for the observed
     /// dispatch rate (derived from the jobs).
     pub(super) dispatch_log: BTreeMap<String, std::collections::VecDeque<(u64, u64)>>,
+    /// Jobs with an SLA per (tenant, level, last status) (derived from the jobs).
+    pub(super) sla_tally: BTreeMap<
+        (
+            TenantId,
+            crate::domain::sla::SlaLevel,
+            crate::domain::sla::SlaStatus,
+        ),
+        u64,
+    >,
     /// Jobs per (queue, tenant, state) (derived from the jobs).
     pub(super) job_tally: BTreeMap<(String, TenantId, crate::domain::job::JobState), u64>,
     pub(super) queues: BTreeMap<String, Queue>,
@@ -144,6 +153,7 @@ impl HodeiState {
             pending: BTreeMap::new(),
             idempotency: BTreeMap::new(),
             job_tally: BTreeMap::new(),
+            sla_tally: BTreeMap::new(),
             dispatch_log: BTreeMap::new(),
             queues: BTreeMap::new(),
             pools: BTreeMap::new(),

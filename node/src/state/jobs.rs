@@ -311,6 +311,21 @@ impl HodeiState {
                 run_ms: started_at.map(|at| ended_at.saturating_sub(at)),
             });
         }
+        let sla_key = |found: &Job| {
+            found
+                .spec
+                .sla
+                .zip(found.sla_status())
+                .map(|(sla, status)| (found.spec.tenant.clone(), sla.level, status))
+        };
+        if let Some(previous) = self.jobs.get(&job.id).and_then(sla_key)
+            && let Some(count) = self.sla_tally.get_mut(&previous)
+        {
+            *count = count.saturating_sub(1);
+        }
+        if let Some(current) = sla_key(&job) {
+            *self.sla_tally.entry(current).or_default() += 1;
+        }
         if let Some(previous) = self.jobs.get(&job.id) {
             let tally_key = (
                 previous.spec.queue.clone(),
@@ -326,6 +341,20 @@ impl HodeiState {
             .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
             .or_default() += 1;
         self.jobs.insert(job.id.clone(), job);
+    }
+
+    /// How many jobs with an SLA are in each (tenant, level, last status).
+    pub fn sla_tally(
+        &self,
+    ) -> &BTreeMap<
+        (
+            TenantId,
+            crate::domain::sla::SlaLevel,
+            crate::domain::sla::SlaStatus,
+        ),
+        u64,
+    > {
+        &self.sla_tally
     }
 
     /// How many jobs are in each (queue, tenant, state), finished ones included.
@@ -374,6 +403,7 @@ impl HodeiState {
         self.idempotency.clear();
         self.usage.clear();
         self.job_tally.clear();
+        self.sla_tally.clear();
         self.dispatch_log.clear();
         let mut assignments: Vec<(u64, String)> = self
             .jobs
@@ -401,6 +431,12 @@ impl HodeiState {
                 .job_tally
                 .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
                 .or_default() += 1;
+            if let Some((sla, status)) = job.spec.sla.zip(job.sla_status()) {
+                *self
+                    .sla_tally
+                    .entry((job.spec.tenant.clone(), sla.level, status))
+                    .or_default() += 1;
+            }
             match job.state {
                 JobState::Pending => {
                     self.pending

@@ -45,8 +45,10 @@ async fn post(node: &NodeProcess, path: &str, body: Value) -> Value {
 async fn start(extra_yaml: String) -> (tempfile::TempDir, NodeProcess) {
     let spec = NodeSpec {
         extra_yaml,
+        metrics_port: Some(hodei_tests::free_port()),
         ..NodeSpec::new(1)
     };
+    // The metrics port is in the node's config; the tests read it back from there.
     let dir = tempfile::tempdir().unwrap();
     let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
     node.wait_ready(TIMEOUT).await.unwrap();
@@ -312,6 +314,35 @@ async fn a_job_starved_by_quota_is_violated_and_the_summary_counts_it() {
         "{summary}"
     );
     assert_eq!(item["compliance_ratio"], 0.0, "{summary}");
+    let config = std::fs::read_to_string(node.dir.join("config.yaml")).unwrap();
+    let metrics_port = config
+        .lines()
+        .skip_while(|line| !line.contains("prometheus:"))
+        .find_map(|line| line.trim().strip_prefix("port: "))
+        .unwrap()
+        .to_string();
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("hodei_sla_compliance_ratio{")
+                && line.contains("tenant=\"starved\"")
+                && line.ends_with(" 0")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("hodei_sla_jobs{")
+                && line.contains("status=\"violated\"")
+                && line.contains("tenant=\"starved\"")
+                && line.ends_with(" 1"))
+    );
     let (status, problem) = call(
         reqwest::Method::GET,
         &node,
@@ -485,6 +516,22 @@ async fn every_reason_a_job_is_pending_is_reported() {
             .unwrap()
             .starts_with("tenant_suspended"),
         "{job}"
+    );
+
+    // A draining pool takes nothing new either.
+    post(
+        &node,
+        "/api/v1/pools/pool-pause/lifecycle",
+        json!({ "action": "drain", "reason": "retire" }),
+    )
+    .await;
+    let drained = submit_one(&node, "x", "pause", 100, 100).await;
+    let found = reasons(&node, &drained).await;
+    assert!(
+        found
+            .iter()
+            .any(|(code, message)| code == "pool_unavailable" && message.contains("draining")),
+        "{found:?}"
     );
 
     // The same reports over gRPC.
