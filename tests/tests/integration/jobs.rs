@@ -340,7 +340,7 @@ async fn bad_job_input_is_refused_naming_the_field_and_rule() -> anyhow::Result<
         pending["pending_reason"]
             .as_str()
             .unwrap()
-            .starts_with("no_workers"),
+            .starts_with("no_matching_pool"),
         "{pending}"
     );
     assert!(pending["queue_position"].is_u64());
