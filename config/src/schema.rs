@@ -224,6 +224,8 @@ pub enum PoolProviderConfig {
     Static,
     /// `min_size` virtual workers inside the leader (load tests, demos).
     Simulated,
+    /// `hodei worker` child processes of the leader, started and stopped by the pool.
+    Process,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

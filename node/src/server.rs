@@ -31,13 +31,14 @@ use crate::actors::{Catalog, LimitSettings, NodeContext};
 use crate::api::Principal;
 use crate::api::grpc::{ClusterGrpc, JobGrpc, QueueGrpc, TenantGrpc};
 use crate::domain::burst::BurstPolicy;
-use crate::domain::pool::{Pool, PoolProvider};
+use crate::domain::pool::{Pool, PoolProvider, PoolType};
 use crate::domain::queue::{Queue, QueuePolicy};
 use crate::domain::quota::Quota;
 use crate::domain::resources::Resources;
 use crate::domain::sla::SlaTargets;
 use crate::state::HodeiState;
 use crate::worker::hub::{HeartbeatSettings, WorkerHub};
+use crate::worker::process_provider::ProcessProvider;
 use crate::worker::service::WorkerGrpc;
 
 /// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
@@ -54,6 +55,7 @@ pub struct NodeHandle {
     servers: Vec<JoinHandle<()>>,
     /// The worker hub and the simulator (they act only while this node leads).
     leader_loops: Vec<JoinHandle<()>>,
+    processes: ProcessProvider,
 }
 
 async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
@@ -118,7 +120,12 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         violations: ViolationLog::default(),
         metrics: hub.metrics.clone(),
         catalog: Arc::new(catalog(config)),
+        processes: ProcessProvider::new(
+            std::env::current_exe().context("cannot find the hodei binary for worker processes")?,
+            config.cluster.data_dir.join("workers"),
+        ),
     };
+    let processes = node_context.processes.clone();
     hub.observe_node(&node_context);
     let worker_hub = WorkerHub::new(HeartbeatSettings {
         interval: Duration::from_millis(config.workers.heartbeat_interval_ms),
@@ -267,6 +274,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         stop,
         servers: vec![rest_server, grpc_server],
         leader_loops,
+        processes,
     })
 }
 
@@ -375,22 +383,31 @@ pub fn catalog(config: &Config) -> Catalog {
         .resource_pools
         .pools
         .iter()
-        .map(|pool| Pool {
-            id: pool.id.clone(),
-            provider: match pool.provider {
+        .map(|pool| {
+            let provider = match pool.provider {
                 PoolProviderConfig::Static => PoolProvider::Static,
                 PoolProviderConfig::Simulated => PoolProvider::Simulated,
-            },
-            worker_shape: Resources::new(
-                pool.worker_shape.cpu_m,
-                pool.worker_shape.memory_mb,
-                pool.worker_shape.gpu,
-            ),
-            min_size: pool.min_size,
-            max_size: pool.max_size,
-            created_at_ms: 0,
-            state: Default::default(),
-            history: Vec::new(),
+                PoolProviderConfig::Process => PoolProvider::Process,
+            };
+            // A pool whose provider starts workers is dynamic whatever its `type` says.
+            let pool_type = if provider == PoolProvider::Static {
+                PoolType::Static
+            } else {
+                PoolType::Dynamic
+            };
+            Pool::new(
+                &pool.id,
+                pool_type,
+                provider,
+                Resources::new(
+                    pool.worker_shape.cpu_m,
+                    pool.worker_shape.memory_mb,
+                    pool.worker_shape.gpu,
+                ),
+                pool.min_size,
+                pool.max_size,
+                0,
+            )
         })
         .collect();
     let queues = config
@@ -445,6 +462,7 @@ impl NodeHandle {
         for leader_loop in self.leader_loops {
             leader_loop.abort();
         }
+        self.processes.stop_all();
         for server in self.servers {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tracing::{info, warn};
 
+use crate::actors::pool_actor::{PoolActor, PoolMsg};
 use crate::actors::queue_actor::{QueueActor, QueueMsg};
 use crate::actors::tenant_actor::{TenantActor, TenantMsg};
 use crate::actors::{NodeContext, now_ms};
@@ -32,6 +33,7 @@ pub struct ControlObservableState {
     pub leading: bool,
     pub tenant_actors: Vec<TenantId>,
     pub queue_actors: Vec<String>,
+    pub pool_actors: Vec<String>,
     pub restarts: u64,
 }
 
@@ -43,6 +45,7 @@ pub struct ControlState {
     bootstrap_proposed: bool,
     tenants: BTreeMap<TenantId, ActorRef<TenantMsg>>,
     queues: BTreeMap<String, ActorRef<QueueMsg>>,
+    pools: BTreeMap<String, ActorRef<PoolMsg>>,
     restarts: u64,
 }
 
@@ -61,12 +64,35 @@ impl ControlState {
             .map(|(id, _)| id.clone())
     }
 
+    fn pool_of(&self, cell: &ActorCell) -> Option<String> {
+        self.pools
+            .iter()
+            .find(|(_, actor)| actor.get_id() == cell.get_id())
+            .map(|(id, _)| id.clone())
+    }
+
     fn nudge_queues(&self, only: Option<&str>) {
         for (id, actor) in &self.queues {
             if only.is_none_or(|only| only == id) {
                 let _ = actor.cast(QueueMsg::Nudge);
             }
         }
+    }
+}
+
+async fn start_pool_actor(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState, id: String) {
+    match Actor::spawn_linked(
+        None,
+        PoolActor,
+        (id.clone(), state.node.clone()),
+        supervisor.get_cell(),
+    )
+    .await
+    {
+        Ok((actor, _)) => {
+            state.pools.insert(id, actor);
+        }
+        Err(error) => warn!(pool = %id, %error, "pool actor did not start"),
     }
 }
 
@@ -161,6 +187,29 @@ async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) 
             start_queue_actor(supervisor, state, id).await;
         }
     }
+    let desired_pools: Vec<String> = if leading {
+        state
+            .node
+            .read(|hodei| hodei.pools().map(|pool| pool.id.clone()).collect())
+    } else {
+        Vec::new()
+    };
+    let surplus: Vec<String> = state
+        .pools
+        .keys()
+        .filter(|id| !desired_pools.contains(id))
+        .cloned()
+        .collect();
+    for id in surplus {
+        if let Some(actor) = state.pools.remove(&id) {
+            actor.stop(Some("not desired".to_string()));
+        }
+    }
+    for id in desired_pools {
+        if !state.pools.contains_key(&id) {
+            start_pool_actor(supervisor, state, id).await;
+        }
+    }
     if leading && !state.bootstrap_proposed {
         let catalog = &state.node.catalog;
         let (has_default, has_catalog) = state.node.read(|hodei| {
@@ -225,6 +274,7 @@ impl Actor for ControlSupervisor {
                         DomainEvent::JobChanged(_)
                         | DomainEvent::JobEnded { .. }
                         | DomainEvent::JobsAssigned(_)
+                        | DomainEvent::WorkerStopped { .. }
                         | DomainEvent::JobCancelled { .. },
                     ) => continue,
                     Ok(event) => ControlMsg::Event(event),
@@ -254,6 +304,7 @@ impl Actor for ControlSupervisor {
             bootstrap_proposed: false,
             tenants: BTreeMap::new(),
             queues: BTreeMap::new(),
+            pools: BTreeMap::new(),
             restarts: 0,
         })
     }
@@ -281,6 +332,7 @@ impl Actor for ControlSupervisor {
                 DomainEvent::JobChanged(_)
                 | DomainEvent::JobEnded { .. }
                 | DomainEvent::JobsAssigned(_)
+                | DomainEvent::WorkerStopped { .. }
                 | DomainEvent::JobCancelled { .. },
             ) => {}
             ControlMsg::Event(event) => {
@@ -309,6 +361,7 @@ impl Actor for ControlSupervisor {
                     leading: state.leading,
                     tenant_actors: state.tenants.keys().cloned().collect(),
                     queue_actors: state.queues.keys().cloned().collect(),
+                    pool_actors: state.pools.keys().cloned().collect(),
                     restarts: state.restarts,
                 });
             }
@@ -335,6 +388,13 @@ impl Actor for ControlSupervisor {
                     // Reconcile restarts it if the tenant still exists and we still lead.
                     reconcile(&myself, state).await;
                 }
+                if let Some(id) = state.pool_of(&cell) {
+                    warn!(pool = %id, %error, "pool actor failed; restarting it");
+                    state.pools.remove(&id);
+                    state.restarts += 1;
+                    state.node.metrics.actor_restarted("pool");
+                    reconcile(&myself, state).await;
+                }
                 if let Some(id) = state.queue_of(&cell) {
                     warn!(queue = %id, %error, "queue actor failed; restarting it");
                     state.queues.remove(&id);
@@ -349,6 +409,9 @@ impl Actor for ControlSupervisor {
                 }
                 if let Some(id) = state.queue_of(&cell) {
                     state.queues.remove(&id);
+                }
+                if let Some(id) = state.pool_of(&cell) {
+                    state.pools.remove(&id);
                 }
             }
             _ => {}

@@ -37,6 +37,7 @@ pub struct Metrics {
     dispatch_assignments: Counter<u64>,
     dispatch_duration: Histogram<f64>,
     workers_lost: Counter<u64>,
+    pool_provisioning: Counter<u64>,
 }
 
 /// Job wait and run time buckets in seconds, from 10 ms to a day.
@@ -116,6 +117,10 @@ impl Metrics {
                 .with_description("Time to read the snapshot and decide one dispatch plan, by queue")
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build(),
+            pool_provisioning: meter
+                .u64_counter("hodei_pool_provisioning")
+                .with_description("Worker starts by pool and outcome (succeeded, failed, timed_out) (leader)")
+                .build(),
             workers_lost: meter
                 .u64_counter("hodei_workers_lost")
                 .with_description("Workers declared lost after missed heartbeats, by pool (leader)")
@@ -159,6 +164,16 @@ impl Metrics {
                 ],
             );
         }
+    }
+
+    pub fn pool_provisioning(&self, pool: &str, outcome: &'static str) {
+        self.pool_provisioning.add(
+            1,
+            &[
+                KeyValue::new("pool", pool.to_string()),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
     }
 
     pub fn worker_lost(&self, pool: &str) {
@@ -549,6 +564,64 @@ impl MetricsHub {
                         &[
                             KeyValue::new("pool", pool),
                             KeyValue::new("state", worker_state),
+                        ],
+                    );
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_gauge("hodei_pool_size")
+            .with_description("Pool sizes: live workers (current), desired, min and max, by pool")
+            .with_callback(move |observer| {
+                let sizes: Vec<(String, [(&'static str, u64); 4], &'static str)> =
+                    state.read(|hodei| {
+                        hodei
+                            .pools()
+                            .map(|pool| {
+                                (
+                                    pool.id.clone(),
+                                    [
+                                        ("current", hodei.live_workers_of(&pool.id) as u64),
+                                        ("desired", u64::from(pool.desired_size)),
+                                        ("min", u64::from(pool.min_size)),
+                                        ("max", u64::from(pool.max_size)),
+                                    ],
+                                    pool.state.as_str(),
+                                )
+                            })
+                            .collect()
+                    });
+                for (pool, values, _) in sizes {
+                    for (kind, value) in values {
+                        observer.observe(
+                            value,
+                            &[
+                                KeyValue::new("pool", pool.clone()),
+                                KeyValue::new("kind", kind),
+                            ],
+                        );
+                    }
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_gauge("hodei_pool_state")
+            .with_description("1 for the pool's lifecycle state, by pool and state")
+            .with_callback(move |observer| {
+                let states: Vec<(String, &'static str)> = state.read(|hodei| {
+                    hodei
+                        .pools()
+                        .map(|pool| (pool.id.clone(), pool.state.as_str()))
+                        .collect()
+                });
+                for (pool, pool_state) in states {
+                    observer.observe(
+                        1,
+                        &[
+                            KeyValue::new("pool", pool),
+                            KeyValue::new("state", pool_state),
                         ],
                     );
                 }

@@ -5,7 +5,8 @@
 //! ├── GatewayActor            every node: requests -> validation -> Raft / read view
 //! └── ControlSupervisor       starts controllers while this node leads, stops them after
 //!     ├── TenantActor         one per tenant
-//!     └── QueueActor          one per queue: dispatch
+//!     ├── QueueActor          one per queue: dispatch
+//!     └── PoolActor           one per pool: health, scaling through its provider, drains
 //! ```
 
 pub mod control;
@@ -14,6 +15,7 @@ pub mod gateway_jobs;
 pub mod gateway_limits;
 pub mod gateway_reports;
 pub mod metrics;
+pub mod pool_actor;
 pub mod queue_actor;
 pub mod root;
 pub mod tenant_actor;
@@ -58,6 +60,8 @@ pub struct NodeContext {
     pub metrics: crate::actors::metrics::Metrics,
     /// The pools and queues a fresh cluster starts with (from config).
     pub catalog: Arc<Catalog>,
+    /// The worker processes this node started for `process` pools.
+    pub processes: crate::worker::process_provider::ProcessProvider,
 }
 
 /// The configured pools and queues, created at bootstrap if missing.

@@ -14,16 +14,118 @@ pub enum PoolProvider {
     Static,
     /// Virtual workers inside the leader that "run" a job for its simulated duration.
     Simulated,
+    /// `hodei worker` child processes the leader starts and stops.
+    Process,
 }
 
 impl PoolProvider {
+    pub const ALL: [PoolProvider; 3] = [
+        PoolProvider::Static,
+        PoolProvider::Simulated,
+        PoolProvider::Process,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PoolProvider::Static => "static",
             PoolProvider::Simulated => "simulated",
+            PoolProvider::Process => "process",
+        }
+    }
+
+    pub fn parse(field: &str, raw: &str) -> Result<Self, DomainError> {
+        Self::ALL
+            .into_iter()
+            .find(|provider| provider.as_str() == raw)
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    field,
+                    format!("must be one of static, simulated, process, got `{raw}`"),
+                )
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolType {
+    /// A fixed set of workers an operator runs.
+    #[default]
+    Static,
+    /// Sized between min and max by the control plane through its provider.
+    Dynamic,
+}
+
+impl PoolType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolType::Static => "static",
+            PoolType::Dynamic => "dynamic",
+        }
+    }
+
+    pub fn parse(field: &str, raw: &str) -> Result<Self, DomainError> {
+        match raw {
+            "static" => Ok(PoolType::Static),
+            "dynamic" => Ok(PoolType::Dynamic),
+            other => Err(DomainError::invalid(
+                field,
+                format!("must be static or dynamic, got `{other}`"),
+            )),
         }
     }
 }
+
+/// US-09.3.2: a static pool's expected size and workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StaticSettings {
+    /// Fewer healthy workers than this and the pool is `degraded`.
+    pub size: u32,
+    /// The worker ids the operator runs (informational; any worker of the pool counts).
+    pub expected_workers: Vec<String>,
+    pub health_check_interval_s: u64,
+}
+
+impl Default for StaticSettings {
+    fn default() -> Self {
+        Self {
+            size: 0,
+            expected_workers: Vec::new(),
+            health_check_interval_s: 5,
+        }
+    }
+}
+
+/// US-09.3.3: how a dynamic pool grows and shrinks (defaults from DOMAIN.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DynamicSettings {
+    /// Idle workers beyond `min_size` are stopped after this long.
+    pub idle_timeout_s: u64,
+    /// A worker that has not registered this long after it was started is replaced.
+    pub provision_timeout_s: u64,
+    /// At most this many workers starting at once.
+    pub max_provisioning: u32,
+    /// A drain re-queues the jobs still running after this long.
+    pub drain_timeout_s: u64,
+    /// Start `min_size` workers as soon as the pool exists.
+    pub prewarm: bool,
+}
+
+impl Default for DynamicSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout_s: 300,
+            provision_timeout_s: 120,
+            max_provisioning: 5,
+            drain_timeout_s: 60,
+            prewarm: false,
+        }
+    }
+}
+
+pub const MAX_POOL_SIZE: u32 = 10_000;
 
 /// The lifecycle of a pool (`../shared/docs/DOMAIN.md`, Pools and workers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -68,6 +170,17 @@ pub struct Pool {
     /// Every lifecycle transition, oldest first.
     #[serde(default)]
     pub history: Vec<PoolTransition>,
+    #[serde(default)]
+    pub pool_type: PoolType,
+    #[serde(default)]
+    pub labels: crate::domain::labels::Labels,
+    /// How many workers a dynamic pool should have now (within [min, max]).
+    #[serde(default)]
+    pub desired_size: u32,
+    #[serde(default)]
+    pub static_settings: StaticSettings,
+    #[serde(default)]
+    pub dynamic_settings: DynamicSettings,
 }
 
 /// What an operator asks of a pool's lifecycle.
@@ -151,6 +264,122 @@ impl PoolState {
 }
 
 impl Pool {
+    /// A new active pool with default settings.
+    pub fn new(
+        id: &str,
+        pool_type: PoolType,
+        provider: PoolProvider,
+        worker_shape: Resources,
+        min_size: u32,
+        max_size: u32,
+        created_at_ms: u64,
+    ) -> Self {
+        Self {
+            id: id.to_string(),
+            provider,
+            worker_shape,
+            min_size,
+            max_size,
+            created_at_ms,
+            state: PoolState::Active,
+            history: Vec::new(),
+            pool_type,
+            labels: Default::default(),
+            desired_size: min_size,
+            static_settings: StaticSettings {
+                size: min_size,
+                ..StaticSettings::default()
+            },
+            dynamic_settings: DynamicSettings::default(),
+        }
+    }
+
+    /// Checks the values a caller set; names the field.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        crate::domain::worker::validate_pool_id("id", &self.id)?;
+        if self.max_size == 0 || self.max_size > MAX_POOL_SIZE {
+            return Err(DomainError::invalid(
+                "max_size",
+                format!(
+                    "must be between 1 and {MAX_POOL_SIZE}, got {}",
+                    self.max_size
+                ),
+            ));
+        }
+        if self.min_size > self.max_size {
+            return Err(DomainError::invalid(
+                "min_size",
+                format!(
+                    "must be <= max_size ({}), got {}",
+                    self.max_size, self.min_size
+                ),
+            ));
+        }
+        if !(self.min_size..=self.max_size).contains(&self.desired_size) {
+            return Err(DomainError::invalid(
+                "desired",
+                format!(
+                    "must be between min_size ({}) and max_size ({}), got {}",
+                    self.min_size, self.max_size, self.desired_size
+                ),
+            ));
+        }
+        if self.worker_shape.cpu_m == 0 || self.worker_shape.memory_mb == 0 {
+            return Err(DomainError::invalid(
+                "worker_shape",
+                "a worker needs at least 1 cpu_m and 1 memory_mb",
+            ));
+        }
+        if self.pool_type == PoolType::Static && self.provider != PoolProvider::Static {
+            return Err(DomainError::invalid(
+                "provider",
+                format!(
+                    "a static pool's workers are run by an operator: its provider is static, got {}",
+                    self.provider.as_str()
+                ),
+            ));
+        }
+        if self.pool_type == PoolType::Dynamic && self.provider == PoolProvider::Static {
+            return Err(DomainError::invalid(
+                "provider",
+                "a dynamic pool needs a provider that starts workers: process or simulated",
+            ));
+        }
+        let dynamic = &self.dynamic_settings;
+        for (field, value) in [
+            ("dynamic.idle_timeout_s", dynamic.idle_timeout_s),
+            ("dynamic.provision_timeout_s", dynamic.provision_timeout_s),
+            ("dynamic.drain_timeout_s", dynamic.drain_timeout_s),
+            (
+                "static.health_check_interval_s",
+                self.static_settings.health_check_interval_s,
+            ),
+        ] {
+            if value == 0 || value > 86_400 {
+                return Err(DomainError::invalid(
+                    field,
+                    format!("must be between 1 and 86400 seconds, got {value}"),
+                ));
+            }
+        }
+        if dynamic.max_provisioning == 0 || dynamic.max_provisioning > 1_000 {
+            return Err(DomainError::invalid(
+                "dynamic.max_provisioning",
+                format!(
+                    "must be between 1 and 1000, got {}",
+                    dynamic.max_provisioning
+                ),
+            ));
+        }
+        if self.static_settings.size > MAX_POOL_SIZE {
+            return Err(DomainError::invalid(
+                "static.size",
+                format!("must be at most {MAX_POOL_SIZE}"),
+            ));
+        }
+        crate::domain::labels::validate_labels("labels", &self.labels)
+    }
+
     /// Applies a lifecycle action, recording it; an illegal one is a conflict naming the
     /// current state and the actions it allows.
     pub fn apply_action(
@@ -207,16 +436,59 @@ mod tests {
     use super::*;
 
     fn pool() -> Pool {
-        Pool {
-            id: "p".into(),
-            provider: PoolProvider::Static,
-            worker_shape: Resources::new(1_000, 1_000, 0),
-            min_size: 0,
-            max_size: 1,
-            created_at_ms: 0,
-            state: PoolState::Active,
-            history: Vec::new(),
-        }
+        Pool::new(
+            "p",
+            PoolType::Static,
+            PoolProvider::Static,
+            Resources::new(1_000, 1_000, 0),
+            0,
+            1,
+            0,
+        )
+    }
+
+    #[test]
+    fn pool_rules_name_their_field() {
+        let field = |pool: Pool| match pool.validate() {
+            Err(DomainError::Invalid { field, .. }) => field,
+            other => panic!("expected invalid, got {other:?}"),
+        };
+        assert!(pool().validate().is_ok());
+        assert_eq!(
+            field(Pool {
+                max_size: 0,
+                ..pool()
+            }),
+            "max_size"
+        );
+        assert_eq!(
+            field(Pool {
+                min_size: 2,
+                ..pool()
+            }),
+            "min_size"
+        );
+        assert_eq!(
+            field(Pool {
+                desired_size: 5,
+                ..pool()
+            }),
+            "desired"
+        );
+        assert_eq!(
+            field(Pool {
+                provider: PoolProvider::Process,
+                ..pool()
+            }),
+            "provider"
+        );
+        assert_eq!(
+            field(Pool {
+                pool_type: PoolType::Dynamic,
+                ..pool()
+            }),
+            "provider"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum WorkerState {
     Busy,
     /// Missed its heartbeats; holds no job until it registers again.
     Lost,
+    /// Stopped by its pool (scale-down or drain); holds no job.
+    Terminated,
 }
 
 impl WorkerState {
@@ -27,6 +29,7 @@ impl WorkerState {
             WorkerState::Idle => "idle",
             WorkerState::Busy => "busy",
             WorkerState::Lost => "lost",
+            WorkerState::Terminated => "terminated",
         }
     }
 }
@@ -54,7 +57,7 @@ impl Worker {
     }
 
     pub fn is_live(&self) -> bool {
-        self.state != WorkerState::Lost
+        matches!(self.state, WorkerState::Idle | WorkerState::Busy)
     }
 
     /// Takes a job: its resources count against this worker until it is released.
@@ -77,7 +80,7 @@ impl Worker {
     }
 
     fn refresh_state(&mut self, at_ms: u64) {
-        if self.state == WorkerState::Lost {
+        if !self.is_live() {
             return;
         }
         let next = if self.jobs.is_empty() {

@@ -125,6 +125,34 @@ pub enum CommandV1 {
         registration: WorkerRegistration,
         at_ms: u64,
     },
+    CreatePool {
+        pool: Pool,
+    },
+    UpdatePool {
+        id: String,
+        patch: crate::state::pools::PoolPatch,
+    },
+    DeletePool {
+        id: String,
+    },
+    /// The leader's health count of a pool (static pools go degraded and back).
+    PoolHealth {
+        pool: String,
+        healthy: u32,
+        at_ms: u64,
+    },
+    /// Stop an idle worker (scale-down or the end of a drain).
+    StopWorker {
+        worker: String,
+        reason: String,
+        at_ms: u64,
+    },
+    /// A drain timed out: re-queue the pool's running jobs and stop its workers.
+    ReleasePool {
+        pool: String,
+        reason: String,
+        at_ms: u64,
+    },
     /// A lifecycle action on a pool (activate, suspend, resume, drain, decommission).
     PoolLifecycle {
         pool: String,
@@ -203,6 +231,12 @@ pub enum CommandOutcome {
         changed: usize,
     },
     Pool(Pool),
+    PoolDeleted {
+        id: String,
+    },
+    WorkerStopped {
+        worker: Worker,
+    },
 }
 
 pub type CommandResult = Result<CommandOutcome, DomainError>;

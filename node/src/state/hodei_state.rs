@@ -69,6 +69,10 @@ pub enum DomainEvent {
     },
     /// The job's state changed.
     JobChanged(String),
+    /// A worker was stopped by its pool: its agent must exit.
+    WorkerStopped {
+        worker: String,
+    },
     /// A job reached a final state: what the metrics of wait and run time need.
     JobEnded {
         queue: String,
@@ -377,6 +381,24 @@ impl HodeiState {
                 at_ms,
             } => self.apply_worker_lost(&worker, &reason, at_ms, writes),
             CommandV1::RecordSla { changes } => self.apply_record_sla(changes, writes),
+            CommandV1::CreatePool { pool } => self.apply_create_pool(pool, writes),
+            CommandV1::UpdatePool { id, patch } => self.apply_update_pool(&id, patch, writes),
+            CommandV1::DeletePool { id } => self.apply_delete_pool(&id, writes),
+            CommandV1::PoolHealth {
+                pool,
+                healthy,
+                at_ms,
+            } => self.apply_pool_health(&pool, healthy, at_ms, writes),
+            CommandV1::StopWorker {
+                worker,
+                reason,
+                at_ms,
+            } => self.apply_stop_worker(&worker, &reason, at_ms, writes),
+            CommandV1::ReleasePool {
+                pool,
+                reason,
+                at_ms,
+            } => self.apply_release_pool(&pool, &reason, at_ms, writes),
             CommandV1::PoolLifecycle {
                 pool,
                 action,

@@ -26,7 +26,7 @@ pub(super) const JOB_PREFIX: &str = "job/";
 pub(super) const JOB_LOG_PREFIX: &str = "joblog/";
 pub(super) const QUEUE_PREFIX: &str = "queue/";
 pub(super) const POOL_PREFIX: &str = "pool/";
-pub(super) const WORKER_PREFIX: &str = "worker/";
+pub(crate) const WORKER_PREFIX: &str = "worker/";
 
 /// How far back the dispatch log of each queue reaches.
 const DISPATCH_LOG_MS: u64 = 10 * 60_000;
@@ -970,8 +970,14 @@ impl HodeiState {
         writes: &mut WriteBatch,
     ) -> CommandResult {
         validate_worker_id(&registration.id)?;
-        if !self.pools.contains_key(&registration.pool) {
+        let Some(pool) = self.pools.get(&registration.pool) else {
             return Err(DomainError::not_found("pool", registration.pool));
+        };
+        if pool.state == crate::domain::pool::PoolState::Decommissioned {
+            return Err(DomainError::Conflict(format!(
+                "pool `{}` is decommissioned: it takes no worker",
+                pool.id
+            )));
         }
         if registration.capacity.cpu_m == 0 || registration.capacity.memory_mb == 0 {
             return Err(DomainError::invalid(
@@ -1002,7 +1008,7 @@ impl HodeiState {
             Some(existing) => {
                 existing.capacity = registration.capacity;
                 existing.labels = registration.labels;
-                if existing.state == WorkerState::Lost {
+                if !existing.is_live() {
                     existing.state = WorkerState::Idle;
                     existing.state_changed_at_ms = at_ms;
                     existing.registered_at_ms = at_ms;
@@ -1047,7 +1053,7 @@ impl HodeiState {
         let Some(worker) = self.workers.get(worker_id) else {
             return Err(DomainError::not_found("worker", worker_id));
         };
-        if worker.state == WorkerState::Lost {
+        if !worker.is_live() {
             return Ok(CommandOutcome::WorkerLost { requeued: 0 });
         }
         let jobs: Vec<Job> = worker
@@ -1065,7 +1071,7 @@ impl HodeiState {
         Ok(CommandOutcome::WorkerLost { requeued })
     }
 
-    fn lose_jobs(
+    pub(super) fn lose_jobs(
         &mut self,
         jobs: Vec<Job>,
         reason: &str,
@@ -1135,16 +1141,15 @@ mod tests {
         .into_tenant(0)
         .unwrap();
         apply(&mut state, CommandV1::CreateTenant { tenant }).unwrap();
-        let pool = Pool {
-            id: "p".into(),
-            provider: PoolProvider::Static,
-            worker_shape: Resources::new(1_000, 1_000, 0),
-            min_size: 0,
-            max_size: 10,
-            created_at_ms: 0,
-            state: Default::default(),
-            history: Vec::new(),
-        };
+        let pool = Pool::new(
+            "p",
+            crate::domain::pool::PoolType::Static,
+            PoolProvider::Static,
+            Resources::new(1_000, 1_000, 0),
+            0,
+            10,
+            0,
+        );
         let queue = Queue {
             id: "q".into(),
             pools: vec!["p".into()],

@@ -4,6 +4,7 @@
 pub mod command;
 pub mod hodei_state;
 pub mod jobs;
+pub mod pools;
 mod tenant_limits;
 
 pub use command::{Command, CommandOutcome, CommandResult, CommandV1};

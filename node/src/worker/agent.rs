@@ -209,6 +209,8 @@ enum SessionEnd {
     /// Connect to this address next (the leader, as a follower said).
     Redirect(Option<String>),
     Broken(String),
+    /// The pool stopped this worker: exit.
+    Stopped(String),
 }
 
 /// Runs the agent until `shutdown` resolves; then stops every run.
@@ -247,6 +249,10 @@ async fn connect_forever(settings: &AgentSettings, shared: &Shared) {
             SessionEnd::Redirect(leader) => {
                 hint = leader;
                 backoff = Duration::from_millis(100);
+            }
+            SessionEnd::Stopped(reason) => {
+                info!(%reason, "stopped by the control plane; exiting");
+                return;
             }
             SessionEnd::Broken(reason) => {
                 warn!(server = %addr, %reason, "no session with the leader; retrying");
@@ -374,6 +380,9 @@ async fn session(
                         }
                         Some(pb::server_message::Kind::NotLeader(not_leader)) => {
                             return SessionEnd::Redirect(not_leader.leader_addr);
+                        }
+                        Some(pb::server_message::Kind::Stop(reason)) => {
+                            return SessionEnd::Stopped(reason);
                         }
                         Some(pb::server_message::Kind::Registered(_)) | None => {}
                     }

@@ -190,6 +190,17 @@ impl WorkerHub {
         }
     }
 
+    /// Tells a stopped worker to exit.
+    fn stop(&self, worker: &str) {
+        if let Some(session) = self.lock().sessions.get(worker) {
+            let _ = session.outbound.try_send(Ok(pb::ServerMessage {
+                kind: Some(pb::server_message::Kind::Stop(
+                    "stopped by its pool".to_string(),
+                )),
+            }));
+        }
+    }
+
     /// Closes every session: this node no longer leads, so workers must find the leader.
     fn drop_all(&self) {
         let mut hub = self.lock();
@@ -247,6 +258,10 @@ impl WorkerHub {
                     Ok(DomainEvent::JobsAssigned(workers)) => Some(workers),
                     Ok(DomainEvent::JobCancelled { job, worker }) => {
                         self.cancel(&worker, &job);
+                        continue;
+                    }
+                    Ok(DomainEvent::WorkerStopped { worker }) => {
+                        self.stop(&worker);
                         continue;
                     }
                     Ok(_) => continue,

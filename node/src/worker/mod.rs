@@ -4,5 +4,6 @@
 pub mod agent;
 pub mod hub;
 pub mod process;
+pub mod process_provider;
 pub mod service;
 pub mod simulated;

@@ -75,7 +75,7 @@ fn kill_group(pid: Option<u32>) {
 /// Asks the kernel to kill the child if this worker dies (even by kill -9), so a job never
 /// outlives the agent that reports on it. Grandchildren in the group are not covered.
 #[allow(unsafe_code)]
-fn die_with_parent(command: &mut tokio::process::Command) {
+pub(crate) fn die_with_parent(command: &mut tokio::process::Command) {
     // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
     // which is async-signal-safe; it touches no memory of the parent.
     unsafe {

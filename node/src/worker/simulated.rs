@@ -15,7 +15,6 @@ use crate::actors::gateway::propose;
 use crate::actors::{NodeContext, now_ms};
 use crate::domain::job::{Job, JobState};
 use crate::domain::pool::PoolProvider;
-use crate::domain::worker::WorkerState;
 use crate::state::jobs::{RunOutcome, RunReport, WorkerRegistration};
 use crate::state::{CommandV1, DomainEvent};
 
@@ -42,11 +41,9 @@ impl Simulator {
                 .pools()
                 .filter(|pool| pool.provider == PoolProvider::Simulated)
                 .flat_map(|pool| {
-                    (0..pool.min_size).filter_map(move |index| {
+                    (0..pool.desired_size).filter_map(move |index| {
                         let id = pool.simulated_worker_id(index);
-                        let present = state
-                            .worker(&id)
-                            .is_some_and(|worker| worker.state != WorkerState::Lost);
+                        let present = state.worker(&id).is_some_and(|worker| worker.is_live());
                         (!present).then(|| WorkerRegistration {
                             id,
                             pool: pool.id.clone(),

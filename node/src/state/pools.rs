@@ -1,0 +1,270 @@
+//! The replicated side of pools (US-09.3.1 - US-09.3.4): create, change and delete them,
+//! their static and dynamic settings, health (active <-> degraded), and stopping workers.
+//! Decisions that need the clock or a provider (when to scale, when a drain is done) are
+//! made by the leader's pool actor and arrive here as commands.
+
+use hodei_cluster::WriteBatch;
+use serde::{Deserialize, Serialize};
+
+use super::hodei_state::{DomainEvent, HodeiState, encode};
+use super::jobs::{POOL_PREFIX, key};
+use crate::domain::DomainError;
+use crate::domain::job::Job;
+use crate::domain::labels::Labels;
+use crate::domain::pool::{
+    DynamicSettings, Pool, PoolProvider, PoolState, PoolTransition, PoolType, StaticSettings,
+};
+use crate::domain::resources::Resources;
+use crate::domain::worker::WorkerState;
+use crate::state::command::{CommandOutcome, CommandResult};
+
+/// The fields of a pool a caller may change; `None` keeps the current value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolPatch {
+    pub min_size: Option<u32>,
+    pub max_size: Option<u32>,
+    pub worker_shape: Option<Resources>,
+    pub labels: Option<Labels>,
+    pub provider: Option<PoolProvider>,
+    pub desired_size: Option<u32>,
+    pub static_settings: Option<StaticSettings>,
+    pub dynamic_settings: Option<DynamicSettings>,
+}
+
+impl PoolPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == PoolPatch::default()
+    }
+}
+
+pub(super) fn system_transition(pool: &mut Pool, to: PoolState, reason: String, at_ms: u64) {
+    pool.history.push(PoolTransition {
+        from: pool.state,
+        to,
+        action: None,
+        by: "hodei".to_string(),
+        reason,
+        at_ms,
+    });
+    pool.state = to;
+}
+
+impl HodeiState {
+    fn put_pool(&mut self, pool: Pool, writes: &mut WriteBatch) {
+        writes.put(key(POOL_PREFIX, &pool.id), encode(&pool));
+        self.pools.insert(pool.id.clone(), pool);
+        self.emit(DomainEvent::QueuesChanged);
+    }
+
+    /// Live workers of the pool.
+    pub fn live_workers_of(&self, pool: &str) -> usize {
+        self.workers
+            .values()
+            .filter(|worker| worker.pool == pool && worker.is_live())
+            .count()
+    }
+
+    pub(super) fn apply_create_pool(
+        &mut self,
+        pool: Pool,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        pool.validate()?;
+        if self.pools.contains_key(&pool.id) {
+            return Err(DomainError::already_exists("pool", pool.id));
+        }
+        self.put_pool(pool.clone(), writes);
+        Ok(CommandOutcome::Pool(pool))
+    }
+
+    pub(super) fn apply_update_pool(
+        &mut self,
+        id: &str,
+        patch: PoolPatch,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(current) = self.pools.get(id) else {
+            return Err(DomainError::not_found("pool", id));
+        };
+        if current.state == PoolState::Decommissioned {
+            return Err(DomainError::Conflict(format!(
+                "pool `{id}` is decommissioned: it can only be deleted"
+            )));
+        }
+        let mut updated = current.clone();
+        if patch.static_settings.is_some() && updated.pool_type != PoolType::Static {
+            return Err(DomainError::Conflict(format!(
+                "pool `{id}` is dynamic: it has no static settings (use /dynamic)"
+            )));
+        }
+        if (patch.dynamic_settings.is_some()
+            || patch.desired_size.is_some()
+            || patch.provider.is_some())
+            && updated.pool_type != PoolType::Dynamic
+        {
+            return Err(DomainError::Conflict(format!(
+                "pool `{id}` is static: it has no dynamic settings (use /static)"
+            )));
+        }
+        let resized = patch.min_size.is_some() || patch.max_size.is_some();
+        updated.min_size = patch.min_size.unwrap_or(updated.min_size);
+        updated.max_size = patch.max_size.unwrap_or(updated.max_size);
+        updated.worker_shape = patch.worker_shape.unwrap_or(updated.worker_shape);
+        updated.labels = patch.labels.unwrap_or(updated.labels);
+        updated.provider = patch.provider.unwrap_or(updated.provider);
+        if let Some(settings) = patch.static_settings {
+            updated.static_settings = settings;
+        }
+        if let Some(settings) = patch.dynamic_settings {
+            updated.dynamic_settings = settings;
+        }
+        match patch.desired_size {
+            Some(desired) => updated.desired_size = desired,
+            // New bounds carry the desired size with them.
+            None if resized => {
+                updated.desired_size = updated
+                    .desired_size
+                    .clamp(updated.min_size, updated.max_size.max(updated.min_size))
+            }
+            None => {}
+        }
+        updated.validate()?;
+        self.put_pool(updated.clone(), writes);
+        self.emit(DomainEvent::CapacityFreed);
+        Ok(CommandOutcome::Pool(updated))
+    }
+
+    pub(super) fn apply_delete_pool(&mut self, id: &str, writes: &mut WriteBatch) -> CommandResult {
+        let Some(pool) = self.pools.get(id) else {
+            return Err(DomainError::not_found("pool", id));
+        };
+        if let Some(queue) = self
+            .queues
+            .values()
+            .find(|queue| queue.pools.iter().any(|pool| pool == id))
+        {
+            return Err(DomainError::Conflict(format!(
+                "pool `{id}` is used by queue `{}`: take it out of the queue first",
+                queue.id
+            )));
+        }
+        let live = self.live_workers_of(id);
+        let held: usize = self
+            .workers
+            .values()
+            .filter(|worker| worker.pool == id)
+            .map(|worker| worker.jobs.len())
+            .sum();
+        if pool.state != PoolState::Decommissioned && (live > 0 || held > 0) {
+            return Err(DomainError::Conflict(format!(
+                "pool `{id}` is {} with {live} live worker(s) and {held} running job(s): drain it first",
+                pool.state.as_str()
+            )));
+        }
+        let workers: Vec<String> = self
+            .workers
+            .values()
+            .filter(|worker| worker.pool == id)
+            .map(|worker| worker.id.clone())
+            .collect();
+        for worker in workers {
+            self.workers.remove(&worker);
+            writes.delete(key(super::jobs::WORKER_PREFIX, &worker));
+        }
+        self.pools.remove(id);
+        writes.delete(key(POOL_PREFIX, id));
+        self.emit(DomainEvent::QueuesChanged);
+        Ok(CommandOutcome::PoolDeleted { id: id.to_string() })
+    }
+
+    /// The leader counted `healthy` live workers: a static pool below its size is degraded,
+    /// and active again once it has them back.
+    pub(super) fn apply_pool_health(
+        &mut self,
+        id: &str,
+        healthy: u32,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(pool) = self.pools.get(id) else {
+            return Err(DomainError::not_found("pool", id));
+        };
+        let size = match pool.pool_type {
+            PoolType::Static => pool.static_settings.size,
+            PoolType::Dynamic => pool.min_size,
+        };
+        let next = match pool.state {
+            PoolState::Active if healthy < size => PoolState::Degraded,
+            PoolState::Degraded if healthy >= size => PoolState::Active,
+            _ => return Ok(CommandOutcome::Pool(pool.clone())),
+        };
+        let mut pool = pool.clone();
+        system_transition(
+            &mut pool,
+            next,
+            format!("{healthy} of {size} workers healthy"),
+            at_ms,
+        );
+        self.put_pool(pool.clone(), writes);
+        Ok(CommandOutcome::Pool(pool))
+    }
+
+    /// Stops an idle worker (scale-down, or the end of a drain): it takes nothing more.
+    pub(super) fn apply_stop_worker(
+        &mut self,
+        worker_id: &str,
+        reason: &str,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(worker) = self.workers.get_mut(worker_id) else {
+            return Err(DomainError::not_found("worker", worker_id));
+        };
+        if !worker.jobs.is_empty() {
+            return Err(DomainError::Conflict(format!(
+                "worker `{worker_id}` runs {} job(s): only an idle worker is stopped",
+                worker.jobs.len()
+            )));
+        }
+        worker.state = WorkerState::Terminated;
+        worker.state_changed_at_ms = at_ms;
+        let worker = worker.clone();
+        writes.put(key(super::jobs::WORKER_PREFIX, &worker.id), encode(&worker));
+        tracing::debug!(worker = %worker.id, reason, "worker stopped");
+        self.emit(DomainEvent::WorkerStopped {
+            worker: worker.id.clone(),
+        });
+        Ok(CommandOutcome::WorkerStopped { worker })
+    }
+
+    /// The drain timeout passed: the jobs still running in the pool go back to pending
+    /// (or fail once their retries are spent) and its workers are stopped.
+    pub(super) fn apply_release_pool(
+        &mut self,
+        pool_id: &str,
+        reason: &str,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        if !self.pools.contains_key(pool_id) {
+            return Err(DomainError::not_found("pool", pool_id));
+        }
+        let workers: Vec<String> = self
+            .workers
+            .values()
+            .filter(|worker| worker.pool == pool_id && worker.is_live())
+            .map(|worker| worker.id.clone())
+            .collect();
+        let mut requeued = 0;
+        for worker_id in workers {
+            let jobs: Vec<Job> = self
+                .jobs_of_worker(&worker_id)
+                .into_iter()
+                .cloned()
+                .collect();
+            requeued += self.lose_jobs(jobs, reason, at_ms, writes);
+            self.apply_stop_worker(&worker_id, reason, at_ms, writes)?;
+        }
+        Ok(CommandOutcome::WorkerLost { requeued })
+    }
+}
