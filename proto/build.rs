@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 4] = [
+const PROTOS: [&str; 5] = [
+    "hodei/v1/pool.proto",
     "hodei/v1/job.proto",
     "hodei/v1/tenant.proto",
     "hodei/v1/cluster.proto",

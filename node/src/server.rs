@@ -12,6 +12,7 @@ use hodei_config::{BootstrapMode, Config, PoolProviderConfig};
 use hodei_proto::v1::cluster_service_server::ClusterServiceServer;
 use hodei_proto::v1::job_service_server::JobServiceServer;
 use hodei_proto::v1::queue_service_server::QueueServiceServer;
+use hodei_proto::v1::resource_pool_service_server::ResourcePoolServiceServer;
 use hodei_proto::v1::tenant_service_server::TenantServiceServer;
 use hodei_proto::v1::worker_service_server::WorkerServiceServer;
 use ractor::{Actor, ActorRef};
@@ -29,7 +30,7 @@ use crate::actors::root::{RootMsg, RootSupervisor};
 use crate::actors::violations::ViolationLog;
 use crate::actors::{Catalog, LimitSettings, NodeContext};
 use crate::api::Principal;
-use crate::api::grpc::{ClusterGrpc, JobGrpc, QueueGrpc, TenantGrpc};
+use crate::api::grpc::{ClusterGrpc, JobGrpc, PoolGrpc, QueueGrpc, TenantGrpc};
 use crate::domain::burst::BurstPolicy;
 use crate::domain::pool::{Pool, PoolProvider, PoolType};
 use crate::domain::queue::{Queue, QueuePolicy};
@@ -239,6 +240,10 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
             default_principal.clone(),
         )))
         .add_service(QueueServiceServer::new(QueueGrpc::new(
+            gateway.clone(),
+            default_principal.clone(),
+        )))
+        .add_service(ResourcePoolServiceServer::new(PoolGrpc::new(
             gateway.clone(),
             default_principal.clone(),
         )));

@@ -8,9 +8,11 @@ use crate::actors::gateway::{propose, read_barrier, require_access, require_admi
 use crate::actors::gateway_reports;
 use crate::actors::{NodeContext, now_ms};
 use crate::api::job_model::{
-    BatchItemView, BatchView, CreateQueueInput, JobFilter, JobLogsView, JobPageView, JobView,
-    MAX_BATCH, PoolActionInput, PoolLifecycleView, PoolListView, PoolView, QueueListView,
-    QueueView, SubmitJobInput, SubmittedJobView, UpdateQueueInput, WorkerListView, WorkerView,
+    BatchItemView, BatchView, CreatePoolInput, CreateQueueInput, DynamicInput, DynamicSettingsView,
+    JobFilter, JobLogsView, JobPageView, JobView, MAX_BATCH, PoolActionInput, PoolLifecycleView,
+    PoolListView, PoolView, QueueListView, QueueView, StaticInput, StaticSettingsView,
+    SubmitJobInput, SubmittedJobView, UpdatePoolInput, UpdateQueueInput, WorkerListView,
+    WorkerView,
 };
 use crate::api::model::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageInput};
 use crate::api::report_model::{
@@ -19,12 +21,14 @@ use crate::api::report_model::{
 use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
 use crate::domain::DomainError;
 use crate::domain::job::{CommandSpec, Job, JobSpec, JobState, Priority, Simulation, SlaChange};
-use crate::domain::pool::PoolAction;
+use crate::domain::pool::{Pool, PoolAction, PoolProvider, PoolType, StaticSettings};
 use crate::domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy};
 use crate::domain::resources::Resources;
 use crate::domain::sla::{SlaLevel, SlaSpec, SlaStatus};
 use crate::domain::tenant::TenantId;
+use crate::domain::worker::validate_worker_id;
 use crate::state::jobs::SubmittedJob;
+use crate::state::pools::PoolPatch;
 use crate::state::{CommandOutcome, CommandV1, DomainEvent, HodeiState};
 
 /// What a job asks for when it names no resources.
@@ -97,6 +101,32 @@ pub enum JobsRequest {
         id: String,
         input: PoolActionInput,
     },
+    CreatePool {
+        input: Box<CreatePoolInput>,
+    },
+    UpdatePool {
+        id: String,
+        input: UpdatePoolInput,
+    },
+    DeletePool {
+        id: String,
+    },
+    SetStatic {
+        id: String,
+        input: StaticInput,
+    },
+    SetDynamic {
+        id: String,
+        input: DynamicInput,
+    },
+    GetStatic {
+        id: String,
+        consistency: Consistency,
+    },
+    GetDynamic {
+        id: String,
+        consistency: Consistency,
+    },
     FairShare {
         queue: String,
         window_s: Option<u64>,
@@ -143,6 +173,13 @@ impl JobsRequest {
             JobsRequest::GetPool { .. } => "get_pool",
             JobsRequest::PoolLifecycle { .. } => "pool_lifecycle",
             JobsRequest::PoolAction { .. } => "pool_action",
+            JobsRequest::CreatePool { .. } => "create_pool",
+            JobsRequest::UpdatePool { .. } => "update_pool",
+            JobsRequest::DeletePool { .. } => "delete_pool",
+            JobsRequest::SetStatic { .. } => "set_static_pool",
+            JobsRequest::SetDynamic { .. } => "set_dynamic_pool",
+            JobsRequest::GetStatic { .. } => "get_static_pool",
+            JobsRequest::GetDynamic { .. } => "get_dynamic_pool",
             JobsRequest::FairShare { .. } => "fair_share",
             JobsRequest::QueueStatus { .. } => "queue_status",
             JobsRequest::Position { .. } => "job_position",
@@ -166,6 +203,9 @@ pub enum JobsReply {
     Pools(PoolListView),
     Pool(PoolView),
     Lifecycle(PoolLifecycleView),
+    PoolDeleted(String),
+    Static(StaticSettingsView),
+    Dynamic(DynamicSettingsView),
     FairShare(FairShareView),
     QueueStatus(QueueStatusListView),
     Position(JobPositionView),
@@ -315,6 +355,103 @@ pub async fn handle(
                 other => Err(unexpected(other)),
             }
         }
+        JobsRequest::CreatePool { input } => create_pool(&node, &context, *input).await,
+        JobsRequest::UpdatePool { id, input } => {
+            require_admin(&context, "changing a pool")?;
+            let patch = PoolPatch {
+                min_size: input.min_size,
+                max_size: input.max_size,
+                worker_shape: input.worker_shape.map(Resources::from),
+                labels: input.labels,
+                ..PoolPatch::default()
+            };
+            if patch.is_empty() {
+                return Err(ApiError::new(
+                    ErrorCode::Unprocessable,
+                    "the update sets no field: give min_size, max_size, worker_shape or labels",
+                ));
+            }
+            update_pool(&node, id, patch).await
+        }
+        JobsRequest::DeletePool { id } => {
+            require_admin(&context, "deleting a pool")?;
+            match propose(&node, CommandV1::DeletePool { id }).await? {
+                CommandOutcome::PoolDeleted { id } => {
+                    info!(pool = %id, principal = %context.principal, "pool deleted");
+                    Ok(JobsReply::PoolDeleted(id))
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        JobsRequest::SetStatic { id, input } => {
+            require_admin(&context, "changing a pool")?;
+            let defaults = StaticSettings::default();
+            let settings = StaticSettings {
+                size: input.size.unwrap_or(defaults.size),
+                expected_workers: input.expected_workers.unwrap_or_default(),
+                health_check_interval_s: input
+                    .health_check_interval_s
+                    .unwrap_or(defaults.health_check_interval_s),
+            };
+            for (index, worker) in settings.expected_workers.iter().enumerate() {
+                validate_worker_id(worker).map_err(|_| {
+                    ApiError::invalid(
+                        format!("expected_workers[{index}]"),
+                        "1-128 characters of [A-Za-z0-9._-]",
+                    )
+                })?;
+            }
+            let patch = PoolPatch {
+                static_settings: Some(settings),
+                ..PoolPatch::default()
+            };
+            update_pool(&node, id.clone(), patch).await?;
+            node.read(|state| static_view(state, &id))
+        }
+        JobsRequest::SetDynamic { id, input } => {
+            require_admin(&context, "changing a pool")?;
+            let current = node
+                .read(|state| state.pool(&id).cloned())
+                .ok_or_else(|| ApiError::from(DomainError::not_found("pool", id.clone())))?;
+            let mut settings = current.dynamic_settings.clone();
+            settings.idle_timeout_s = input.idle_timeout_s.unwrap_or(settings.idle_timeout_s);
+            settings.provision_timeout_s = input
+                .provision_timeout_s
+                .unwrap_or(settings.provision_timeout_s);
+            settings.max_provisioning = input.max_provisioning.unwrap_or(settings.max_provisioning);
+            settings.drain_timeout_s = input.drain_timeout_s.unwrap_or(settings.drain_timeout_s);
+            settings.prewarm = input.prewarm.unwrap_or(settings.prewarm);
+            let provider = input
+                .provider
+                .as_deref()
+                .map(|raw| PoolProvider::parse("provider", raw))
+                .transpose()?;
+            if provider == Some(PoolProvider::Static) {
+                return Err(ApiError::invalid(
+                    "provider",
+                    "a dynamic pool needs a provider that starts workers: process or simulated",
+                ));
+            }
+            let patch = PoolPatch {
+                min_size: input.min_size,
+                max_size: input.max_size,
+                worker_shape: input.worker_shape.map(Resources::from),
+                provider,
+                desired_size: input.desired,
+                dynamic_settings: Some(settings),
+                ..PoolPatch::default()
+            };
+            update_pool(&node, id.clone(), patch).await?;
+            node.read(|state| dynamic_view(state, &id))
+        }
+        JobsRequest::GetStatic { id, consistency } => {
+            read_barrier(&node, consistency).await?;
+            node.read(|state| static_view(state, &id))
+        }
+        JobsRequest::GetDynamic { id, consistency } => {
+            read_barrier(&node, consistency).await?;
+            node.read(|state| dynamic_view(state, &id))
+        }
         JobsRequest::FairShare {
             queue,
             window_s,
@@ -415,6 +552,11 @@ pub async fn handle(
         }
         JobsRequest::ListWorkers { pool, consistency } => {
             read_barrier(&node, consistency).await?;
+            if let Some(pool) = &pool
+                && node.read(|state| state.pool(pool).is_none())
+            {
+                return Err(DomainError::not_found("pool", pool.clone()).into());
+            }
             Ok(JobsReply::Workers(node.read(|state| {
                 WorkerListView {
                     items: state
@@ -457,6 +599,126 @@ pub fn job_view(state: &HodeiState, job: &Job) -> JobView {
 /// The job without the costly position; lists and submit answers.
 pub fn job_summary_view(job: &Job) -> JobView {
     JobView::new(job, None, None)
+}
+
+fn static_view(state: &HodeiState, id: &str) -> Result<JobsReply, ApiError> {
+    let pool = state
+        .pool(id)
+        .ok_or_else(|| ApiError::from(DomainError::not_found("pool", id)))?;
+    if pool.pool_type != PoolType::Static {
+        return Err(DomainError::Conflict(format!(
+            "pool `{id}` is dynamic: it has no static settings"
+        ))
+        .into());
+    }
+    Ok(JobsReply::Static(StaticSettingsView {
+        size: pool.static_settings.size,
+        expected_workers: pool.static_settings.expected_workers.clone(),
+        health_check_interval_s: pool.static_settings.health_check_interval_s,
+        healthy_workers: state.live_workers_of(id) as u64,
+    }))
+}
+
+fn dynamic_view(state: &HodeiState, id: &str) -> Result<JobsReply, ApiError> {
+    let pool = state
+        .pool(id)
+        .ok_or_else(|| ApiError::from(DomainError::not_found("pool", id)))?;
+    if pool.pool_type != PoolType::Dynamic {
+        return Err(DomainError::Conflict(format!(
+            "pool `{id}` is static: it has no dynamic settings"
+        ))
+        .into());
+    }
+    let settings = &pool.dynamic_settings;
+    Ok(JobsReply::Dynamic(DynamicSettingsView {
+        provider: pool.provider.as_str().to_string(),
+        min_size: pool.min_size,
+        max_size: pool.max_size,
+        desired: pool.desired_size,
+        worker_shape: pool.worker_shape.into(),
+        idle_timeout_s: settings.idle_timeout_s,
+        provision_timeout_s: settings.provision_timeout_s,
+        max_provisioning: settings.max_provisioning,
+        drain_timeout_s: settings.drain_timeout_s,
+        prewarm: settings.prewarm,
+        current: state.live_workers_of(id) as u64,
+    }))
+}
+
+async fn update_pool(
+    node: &NodeContext,
+    id: String,
+    patch: PoolPatch,
+) -> Result<JobsReply, ApiError> {
+    match propose(node, CommandV1::UpdatePool { id, patch }).await? {
+        CommandOutcome::Pool(pool) => {
+            Ok(JobsReply::Pool(node.read(|state| pool_view(state, &pool))))
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn create_pool(
+    node: &NodeContext,
+    context: &RequestContext,
+    input: CreatePoolInput,
+) -> Result<JobsReply, ApiError> {
+    require_admin(context, "creating a pool")?;
+    let provider = match input.provider.as_deref() {
+        None | Some("") => PoolProvider::Static,
+        Some(raw) => PoolProvider::parse("provider", raw)?,
+    };
+    let pool_type = match input.pool_type.as_deref() {
+        None | Some("") if provider == PoolProvider::Static => PoolType::Static,
+        None | Some("") => PoolType::Dynamic,
+        Some(raw) => PoolType::parse("type", raw)?,
+    };
+    let (default_min, default_max) = match pool_type {
+        PoolType::Static => (0, 20),
+        PoolType::Dynamic => (0, 100),
+    };
+    let min_size = input.min_size.unwrap_or(default_min);
+    let mut pool = Pool::new(
+        &input.id,
+        pool_type,
+        provider,
+        input
+            .worker_shape
+            .map(Resources::from)
+            .unwrap_or(Resources::new(4_000, 8_192, 0)),
+        min_size,
+        input.max_size.unwrap_or(default_max.max(min_size)),
+        now_ms(),
+    );
+    pool.labels = input.labels;
+    pool.desired_size = input.desired.unwrap_or(min_size);
+    if let Some(settings) = input.static_settings {
+        pool.static_settings.size = settings.size.unwrap_or(pool.static_settings.size);
+        pool.static_settings.expected_workers = settings.expected_workers.unwrap_or_default();
+        pool.static_settings.health_check_interval_s = settings
+            .health_check_interval_s
+            .unwrap_or(pool.static_settings.health_check_interval_s);
+    }
+    if let Some(settings) = input.dynamic {
+        let dynamic = &mut pool.dynamic_settings;
+        dynamic.idle_timeout_s = settings.idle_timeout_s.unwrap_or(dynamic.idle_timeout_s);
+        dynamic.provision_timeout_s = settings
+            .provision_timeout_s
+            .unwrap_or(dynamic.provision_timeout_s);
+        dynamic.max_provisioning = settings
+            .max_provisioning
+            .unwrap_or(dynamic.max_provisioning);
+        dynamic.drain_timeout_s = settings.drain_timeout_s.unwrap_or(dynamic.drain_timeout_s);
+        dynamic.prewarm = settings.prewarm.unwrap_or(dynamic.prewarm);
+    }
+    pool.validate()?;
+    match propose(node, CommandV1::CreatePool { pool }).await? {
+        CommandOutcome::Pool(pool) => {
+            info!(pool = %pool.id, principal = %context.principal, "pool created");
+            Ok(JobsReply::Pool(node.read(|state| pool_view(state, &pool))))
+        }
+        other => Err(unexpected(other)),
+    }
 }
 
 fn pool_view(state: &HodeiState, pool: &crate::domain::pool::Pool) -> PoolView {

@@ -322,15 +322,46 @@ pub struct WorkerListView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StaticSettingsView {
+    /// Fewer healthy workers than this and the pool is degraded.
+    pub size: u32,
+    pub expected_workers: Vec<String>,
+    pub health_check_interval_s: u64,
+    /// Live workers now.
+    pub healthy_workers: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DynamicSettingsView {
+    pub provider: String,
+    pub min_size: u32,
+    pub max_size: u32,
+    pub desired: u32,
+    pub worker_shape: ResourcesView,
+    pub idle_timeout_s: u64,
+    pub provision_timeout_s: u64,
+    pub max_provisioning: u32,
+    pub drain_timeout_s: u64,
+    pub prewarm: bool,
+    /// Live workers now.
+    pub current: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PoolView {
     pub id: String,
-    /// static | simulated
+    /// static | dynamic
+    #[serde(rename = "type")]
+    pub pool_type: String,
+    /// static | simulated | process
     pub provider: String,
     /// creating | active | suspended | draining | decommissioned | degraded
     pub state: String,
     pub worker_shape: ResourcesView,
     pub min_size: u32,
     pub max_size: u32,
+    pub desired_size: u32,
+    pub labels: Labels,
     /// Registered workers by state.
     pub workers: BTreeMap<String, u64>,
     pub created_at_ms: u64,
@@ -340,15 +371,97 @@ impl PoolView {
     pub fn new(pool: &crate::domain::pool::Pool, workers: BTreeMap<String, u64>) -> Self {
         Self {
             id: pool.id.clone(),
+            pool_type: pool.pool_type.as_str().to_string(),
             provider: pool.provider.as_str().to_string(),
             state: pool.state.as_str().to_string(),
             worker_shape: pool.worker_shape.into(),
             min_size: pool.min_size,
             max_size: pool.max_size,
+            desired_size: pool.desired_size,
+            labels: pool.labels.clone(),
             workers,
             created_at_ms: pool.created_at_ms,
         }
     }
+}
+
+/// A new pool. Defaults: a static pool of the static provider; min 0, max 100 and the
+/// desired size at min for a dynamic one; workers of 4000 m / 8192 MiB.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePoolInput {
+    pub id: String,
+    /// static | dynamic (default: dynamic when the provider starts workers, else static)
+    #[serde(default, rename = "type")]
+    pub pool_type: Option<String>,
+    /// static (default) | simulated | process
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub min_size: Option<u32>,
+    #[serde(default)]
+    pub max_size: Option<u32>,
+    #[serde(default)]
+    pub desired: Option<u32>,
+    #[serde(default)]
+    pub worker_shape: Option<ResourcesView>,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default, rename = "static")]
+    pub static_settings: Option<StaticInput>,
+    #[serde(default)]
+    pub dynamic: Option<DynamicInput>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePoolInput {
+    #[serde(default)]
+    pub min_size: Option<u32>,
+    #[serde(default)]
+    pub max_size: Option<u32>,
+    #[serde(default)]
+    pub worker_shape: Option<ResourcesView>,
+    #[serde(default)]
+    pub labels: Option<Labels>,
+}
+
+/// A static pool's settings (PUT replaces them; omitted fields take their defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticInput {
+    #[serde(default)]
+    pub size: Option<u32>,
+    #[serde(default)]
+    pub expected_workers: Option<Vec<String>>,
+    #[serde(default)]
+    pub health_check_interval_s: Option<u64>,
+}
+
+/// A dynamic pool's settings (PUT changes the fields given; `desired` resizes now).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicInput {
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub min_size: Option<u32>,
+    #[serde(default)]
+    pub max_size: Option<u32>,
+    #[serde(default)]
+    pub desired: Option<u32>,
+    #[serde(default)]
+    pub worker_shape: Option<ResourcesView>,
+    #[serde(default)]
+    pub idle_timeout_s: Option<u64>,
+    #[serde(default)]
+    pub provision_timeout_s: Option<u64>,
+    #[serde(default)]
+    pub max_provisioning: Option<u32>,
+    #[serde(default)]
+    pub drain_timeout_s: Option<u64>,
+    #[serde(default)]
+    pub prewarm: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -4,12 +4,14 @@
 
 mod cluster;
 mod jobs;
+mod pools;
 mod tenants;
 
 use tonic::metadata::MetadataValue;
 
 pub use self::cluster::ClusterGrpc;
 pub use self::jobs::{JobGrpc, QueueGrpc, job_message, submit_input};
+pub use self::pools::PoolGrpc;
 pub use self::tenants::TenantGrpc;
 use crate::api::principal::PRINCIPAL_HEADER;
 use crate::api::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER};

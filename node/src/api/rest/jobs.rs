@@ -11,9 +11,11 @@ use utoipa_axum::routes;
 use crate::actors::gateway::GatewayMsg;
 use crate::actors::gateway_jobs::{JobsReply, JobsRequest};
 use crate::api::job_model::{
-    BatchSubmitInput, BatchView, CreateQueueInput, JobFilter, JobLogsView, JobPageView, JobView,
-    PoolActionInput, PoolLifecycleView, PoolListView, PoolView, QueueListView, QueueView,
-    SubmitJobInput, SubmittedJobView, UpdateQueueInput, WorkerListView,
+    BatchSubmitInput, BatchView, CreatePoolInput, CreateQueueInput, DynamicInput,
+    DynamicSettingsView, JobFilter, JobLogsView, JobPageView, JobView, PoolActionInput,
+    PoolLifecycleView, PoolListView, PoolView, QueueListView, QueueView, StaticInput,
+    StaticSettingsView, SubmitJobInput, SubmittedJobView, UpdatePoolInput, UpdateQueueInput,
+    WorkerListView,
 };
 use crate::api::model::{PageInput, ProblemView};
 use crate::api::report_model::{
@@ -36,8 +38,11 @@ pub fn routes() -> OpenApiRouter<RestState> {
         .routes(routes!(create_queue, list_queues))
         .routes(routes!(get_queue, update_queue, delete_queue))
         .routes(routes!(list_workers))
-        .routes(routes!(list_pools))
-        .routes(routes!(get_pool))
+        .routes(routes!(create_pool, list_pools))
+        .routes(routes!(get_pool, update_pool, delete_pool))
+        .routes(routes!(pool_workers))
+        .routes(routes!(get_static, put_static))
+        .routes(routes!(get_dynamic, put_dynamic))
         .routes(routes!(pool_lifecycle, pool_action))
         .routes(routes!(fair_share))
         .routes(routes!(all_queue_status))
@@ -583,4 +588,156 @@ async fn pool_action(
         return Err(unexpected());
     };
     Ok(json_reply(StatusCode::OK, &trace_id, &lifecycle))
+}
+
+/// Create a pool (admin).
+#[utoipa::path(post, path = "/api/v1/pools", tag = "pools", request_body = CreatePoolInput,
+    responses((status = 201, body = PoolView), (status = 409, description = "The id is taken", body = ProblemView), (status = 422, body = ProblemView)))]
+async fn create_pool(
+    State(state): State<RestState>,
+    Context(context): Context,
+    ApiJson(input): ApiJson<CreatePoolInput>,
+) -> Result<Response, ApiError> {
+    let trace_id = context.trace_id.clone();
+    let request = JobsRequest::CreatePool {
+        input: Box::new(input),
+    };
+    let JobsReply::Pool(pool) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::CREATED, &trace_id, &pool))
+}
+
+/// Change a pool's sizes, worker shape or labels (admin).
+#[utoipa::path(patch, path = "/api/v1/pools/{id}", tag = "pools", params(("id" = String, Path, description = "Pool id")),
+    request_body = UpdatePoolInput,
+    responses((status = 200, body = PoolView), (status = 404, body = ProblemView), (status = 409, body = ProblemView), (status = 422, body = ProblemView)))]
+async fn update_pool(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<UpdatePoolInput>,
+) -> Result<Response, ApiError> {
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Pool(pool) = ask(&state, context, JobsRequest::UpdatePool { id, input }).await?
+    else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &pool))
+}
+
+/// Delete a pool (admin): refused while it has live workers or running jobs, unless it
+/// was drained, and while a queue uses it.
+#[utoipa::path(delete, path = "/api/v1/pools/{id}", tag = "pools", params(("id" = String, Path, description = "Pool id")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ProblemView), (status = 409, body = ProblemView)))]
+async fn delete_pool(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let JobsReply::PoolDeleted(_) = ask(&state, context, JobsRequest::DeletePool { id }).await?
+    else {
+        return Err(unexpected());
+    };
+    Ok(axum::response::IntoResponse::into_response(
+        StatusCode::NO_CONTENT,
+    ))
+}
+
+/// The pool's registered workers, live and not.
+#[utoipa::path(get, path = "/api/v1/pools/{id}/workers", tag = "pools", params(("id" = String, Path, description = "Pool id"), ReadParams),
+    responses((status = 200, body = WorkerListView), (status = 404, body = ProblemView)))]
+async fn pool_workers(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::ListWorkers {
+        pool: Some(id),
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Workers(workers) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &workers))
+}
+
+/// A static pool's size, expected workers and health-check interval.
+#[utoipa::path(get, path = "/api/v1/pools/{id}/static", tag = "pools", params(("id" = String, Path, description = "Pool id"), ReadParams),
+    responses((status = 200, body = StaticSettingsView), (status = 404, body = ProblemView), (status = 409, description = "A dynamic pool", body = ProblemView)))]
+async fn get_static(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::GetStatic {
+        id,
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Static(settings) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &settings))
+}
+
+/// Replace a static pool's settings (admin).
+#[utoipa::path(put, path = "/api/v1/pools/{id}/static", tag = "pools", params(("id" = String, Path, description = "Pool id")),
+    request_body = StaticInput,
+    responses((status = 200, body = StaticSettingsView), (status = 404, body = ProblemView), (status = 409, body = ProblemView), (status = 422, body = ProblemView)))]
+async fn put_static(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<StaticInput>,
+) -> Result<Response, ApiError> {
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Static(settings) =
+        ask(&state, context, JobsRequest::SetStatic { id, input }).await?
+    else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &settings))
+}
+
+/// A dynamic pool's provider, sizes, worker shape and timings.
+#[utoipa::path(get, path = "/api/v1/pools/{id}/dynamic", tag = "pools", params(("id" = String, Path, description = "Pool id"), ReadParams),
+    responses((status = 200, body = DynamicSettingsView), (status = 404, body = ProblemView), (status = 409, description = "A static pool", body = ProblemView)))]
+async fn get_dynamic(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::GetDynamic {
+        id,
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Dynamic(settings) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &settings))
+}
+
+/// Change a dynamic pool's settings (admin); `desired` resizes it now.
+#[utoipa::path(put, path = "/api/v1/pools/{id}/dynamic", tag = "pools", params(("id" = String, Path, description = "Pool id")),
+    request_body = DynamicInput,
+    responses((status = 200, body = DynamicSettingsView), (status = 404, body = ProblemView), (status = 409, body = ProblemView), (status = 422, body = ProblemView)))]
+async fn put_dynamic(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<DynamicInput>,
+) -> Result<Response, ApiError> {
+    let trace_id = context.trace_id.clone();
+    let JobsReply::Dynamic(settings) =
+        ask(&state, context, JobsRequest::SetDynamic { id, input }).await?
+    else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &settings))
 }
