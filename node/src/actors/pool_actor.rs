@@ -209,14 +209,7 @@ fn scale(
             lowered += 1;
         }
     }
-    for worker in stopping {
-        round.commands.push(CommandV1::StopWorker {
-            worker: worker.id.clone(),
-            reason: "scale-down: idle".to_string(),
-            at_ms: now_ms,
-        });
-        round.kill.push(worker.id.clone());
-    }
+    // The desired size is lowered first, so that nothing starts a replacement.
     if lowered > 0 {
         let desired_now = desired.saturating_sub(lowered).max(pool.min_size);
         if desired_now != pool.desired_size {
@@ -228,6 +221,14 @@ fn scale(
                 },
             });
         }
+    }
+    for worker in stopping {
+        round.commands.push(CommandV1::StopWorker {
+            worker: worker.id.clone(),
+            reason: "scale-down: idle".to_string(),
+            at_ms: now_ms,
+        });
+        round.kill.push(worker.id.clone());
     }
 }
 

@@ -5,4 +5,5 @@ mod foundation;
 mod jobs;
 mod limits;
 mod metrics;
+mod pools;
 mod scheduling;

@@ -1,0 +1,583 @@
+//! Resource pools (US-09.3.1 - US-09.3.4) on a real node: a `process` pool that starts
+//! and stops real `hodei worker` processes (checked in the process table), a drain, a
+//! static pool that degrades and recovers, and the refusals over REST and gRPC.
+
+use std::time::Duration;
+
+use hodei_proto::v1 as pb;
+use hodei_proto::v1::resource_pool_service_client::ResourcePoolServiceClient;
+use hodei_tests::{NodeProcess, NodeSpec, WorkerProcess, eventually};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+const YAML: &str = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 1000000\n    memory_mb: 1000000\n    max_concurrent_jobs: 10000\n    max_pending_jobs: 100000\nworkers:\n  heartbeat_interval_ms: 500\n  missed_heartbeats: 3\n";
+
+async fn call(
+    method: reqwest::Method,
+    node: &NodeProcess,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, node.rest_url(path));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("the node answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(node: &NodeProcess, path: &str) -> Value {
+    let (status, body) = call(reqwest::Method::GET, node, path, None).await;
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
+async fn send(node: &NodeProcess, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let (status, answer) = call(method.clone(), node, path, Some(body.clone())).await;
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path} {body}: {status} {answer}"
+    );
+    answer
+}
+
+async fn start(extra_yaml: &str) -> (tempfile::TempDir, NodeProcess) {
+    let spec = NodeSpec {
+        extra_yaml: format!("{YAML}{extra_yaml}"),
+        ..NodeSpec::new(1)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    (dir, node)
+}
+
+/// How many `hodei worker` processes of `pool` run now (the process table, not the API).
+fn worker_processes(pool: &str) -> usize {
+    let output = std::process::Command::new("pgrep")
+        .args(["-f", &format!("worker --id {pool}-")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).lines().count()
+}
+
+async fn wait_processes(pool: &str, count: usize) {
+    eventually(
+        TIMEOUT,
+        &format!("{count} worker processes of {pool}"),
+        || async { Ok((worker_processes(pool) == count).then_some(())) },
+    )
+    .await
+    .unwrap();
+}
+
+async fn job_states(node: &NodeProcess, ids: &[String]) -> Vec<String> {
+    let mut states = Vec::new();
+    for id in ids {
+        states.push(
+            get(node, &format!("/api/v1/jobs/{id}")).await["state"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    states
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_pool_grows_to_run_parallel_jobs_and_shrinks_back_when_idle() {
+    let (_dir, node) = start("").await;
+    let pool = send(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        json!({
+            "id": "grow", "provider": "process", "min_size": 2, "max_size": 6,
+            "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 },
+            "dynamic": { "idle_timeout_s": 4, "provision_timeout_s": 30 },
+        }),
+    )
+    .await;
+    assert_eq!(
+        (pool["type"].as_str(), pool["state"].as_str()),
+        (Some("dynamic"), Some("active"))
+    );
+    send(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        json!({ "id": "grow-q", "pools": ["grow"] }),
+    )
+    .await;
+    wait_processes("grow", 2).await;
+
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let submitted = send(
+            &node,
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            json!({ "queue": "grow-q", "resources": { "cpu_m": 1000, "memory_mb": 100 }, "command": { "argv": ["sleep", "8"] } }),
+        )
+        .await;
+        ids.push(submitted["job"]["id"].as_str().unwrap().to_string());
+    }
+    let resized = send(
+        &node,
+        reqwest::Method::PUT,
+        "/api/v1/pools/grow/dynamic",
+        json!({ "desired": 6 }),
+    )
+    .await;
+    assert_eq!(resized["desired"], 6);
+    wait_processes("grow", 6).await;
+    eventually(TIMEOUT, "six jobs running at once", || async {
+        let states = job_states(&node, &ids).await;
+        Ok((states.iter().all(|state| state == "running")).then_some(()))
+    })
+    .await
+    .unwrap();
+    eventually(TIMEOUT, "the jobs to succeed", || async {
+        let states = job_states(&node, &ids).await;
+        Ok((states.iter().all(|state| state == "succeeded")).then_some(()))
+    })
+    .await
+    .unwrap();
+    // Idle beyond min for the idle timeout: back to two processes, and the desired size too.
+    wait_processes("grow", 2).await;
+    eventually(TIMEOUT, "the pool to be back at two", || async {
+        let dynamic = get(&node, "/api/v1/pools/grow/dynamic").await;
+        Ok((dynamic["current"] == 2 && dynamic["desired"] == 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    let workers = get(&node, "/api/v1/pools/grow/workers").await;
+    let terminated = workers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|worker| worker["state"] == "terminated")
+        .count();
+    assert_eq!(terminated, 4, "{workers}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_lets_running_jobs_finish_then_stops_the_workers_and_decommissions() {
+    let (_dir, node) = start("").await;
+    send(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        json!({ "id": "drainme", "provider": "process", "min_size": 1, "max_size": 2, "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 } }),
+    )
+    .await;
+    send(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        json!({ "id": "dq", "pools": ["drainme"] }),
+    )
+    .await;
+    wait_processes("drainme", 1).await;
+    let running = send(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/jobs",
+        json!({ "queue": "dq", "resources": { "cpu_m": 500, "memory_mb": 100 }, "command": { "argv": ["sleep", "3"] } }),
+    )
+    .await["job"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually(TIMEOUT, "the job to run", || async {
+        Ok((job_states(&node, std::slice::from_ref(&running)).await[0] == "running").then_some(()))
+    })
+    .await
+    .unwrap();
+
+    let drained = send(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools/drainme/lifecycle",
+        json!({ "action": "drain", "reason": "retire" }),
+    )
+    .await;
+    assert_eq!(drained["state"], "draining");
+    // No new dispatch: a job submitted now waits, with the reason.
+    let waiting = send(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/jobs",
+        json!({ "queue": "dq", "resources": { "cpu_m": 100, "memory_mb": 10 }, "command": { "argv": ["true"] } }),
+    )
+    .await["job"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let position = get(&node, &format!("/api/v1/jobs/{waiting}/position")).await;
+    assert!(
+        position["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|reason| reason["code"] == "pool_unavailable"),
+        "{position}"
+    );
+    let lifecycle = eventually(TIMEOUT, "the pool to be decommissioned", || async {
+        let lifecycle = get(&node, "/api/v1/pools/drainme/lifecycle").await;
+        Ok((lifecycle["state"] == "decommissioned").then_some(lifecycle))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        job_states(&node, std::slice::from_ref(&running)).await,
+        ["succeeded"]
+    );
+    assert_eq!(
+        job_states(&node, std::slice::from_ref(&waiting)).await,
+        ["pending"]
+    );
+    wait_processes("drainme", 0).await;
+    let history: Vec<(String, String, String)> = lifecycle["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| {
+            (
+                step["to"].as_str().unwrap().to_string(),
+                step["by"].as_str().unwrap().to_string(),
+                step["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(history.len(), 2, "{lifecycle}");
+    assert_eq!(
+        (
+            history[0].0.as_str(),
+            history[0].1.as_str(),
+            history[0].2.as_str()
+        ),
+        ("draining", "admin", "retire")
+    );
+    assert_eq!(
+        (history[1].0.as_str(), history[1].1.as_str()),
+        ("decommissioned", "hodei")
+    );
+    assert!(lifecycle["allowed_actions"].as_array().unwrap().is_empty());
+
+    // Deleting: refused while a queue uses it; after, allowed (it was drained).
+    let (status, problem) = call(
+        reqwest::Method::DELETE,
+        &node,
+        "/api/v1/pools/drainme",
+        None,
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("queue `dq`"),
+        "{problem}"
+    );
+    send(
+        &node,
+        reqwest::Method::POST,
+        &format!("/api/v1/jobs/{waiting}/cancel"),
+        json!({}),
+    )
+    .await;
+    let (status, _) = call(reqwest::Method::DELETE, &node, "/api/v1/queues/dq", None).await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        &node,
+        "/api/v1/pools/drainme",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(reqwest::Method::GET, &node, "/api/v1/pools/drainme", None).await;
+    assert_eq!(status, 404);
+}
+
+const STATIC_POOL: &str =
+    "resource_pools:\n  pools:\n    - id: pool-default\n      min_size: 2\n      max_size: 2\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_pool_is_degraded_when_a_worker_dies_and_active_when_one_returns() {
+    let (dir, node) = start(STATIC_POOL).await;
+    let servers = [node.grpc_addr()];
+    let _first = WorkerProcess::start(
+        &dir.path().join("w1"),
+        "s1",
+        "pool-default",
+        &servers,
+        1000,
+        1024,
+    )
+    .unwrap();
+    let mut second = WorkerProcess::start(
+        &dir.path().join("w2"),
+        "s2",
+        "pool-default",
+        &servers,
+        1000,
+        1024,
+    )
+    .unwrap();
+    let state = |expected: &'static str| {
+        let node = &node;
+        async move {
+            eventually(
+                TIMEOUT,
+                &format!("pool-default to be {expected}"),
+                || async {
+                    let pool = get(node, "/api/v1/pools/pool-default").await;
+                    Ok((pool["state"] == expected).then_some(()))
+                },
+            )
+            .await
+            .unwrap();
+        }
+    };
+    eventually(TIMEOUT, "both workers healthy", || async {
+        let settings = get(&node, "/api/v1/pools/pool-default/static").await;
+        Ok((settings["healthy_workers"] == 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    state("active").await;
+    let static_settings = get(&node, "/api/v1/pools/pool-default/static").await;
+    assert_eq!(
+        (
+            static_settings["size"].as_u64(),
+            static_settings["healthy_workers"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    second.kill9();
+    state("degraded").await;
+    let lifecycle = get(&node, "/api/v1/pools/pool-default/lifecycle").await;
+    let last = lifecycle["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["to"].as_str(), last["reason"].as_str()),
+        (Some("degraded"), Some("1 of 2 workers healthy")),
+        "{lifecycle}"
+    );
+    let _back = WorkerProcess::start(
+        &dir.path().join("w3"),
+        "s2",
+        "pool-default",
+        &servers,
+        1000,
+        1024,
+    )
+    .unwrap();
+    state("active").await;
+    // A smaller expected size makes one worker enough.
+    let settings = send(
+        &node,
+        reqwest::Method::PUT,
+        "/api/v1/pools/pool-default/static",
+        json!({ "size": 1, "expected_workers": ["s1"] }),
+    )
+    .await;
+    assert_eq!(settings["size"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_refusals_over_rest_and_grpc() {
+    let (_dir, node) = start("").await;
+    let cases = [
+        (json!({ "id": "Bad Id" }), 422, "id"),
+        (
+            json!({ "id": "p1", "min_size": 5, "max_size": 2 }),
+            422,
+            "min_size",
+        ),
+        (json!({ "id": "p1", "max_size": 0 }), 422, "max_size"),
+        (json!({ "id": "p1", "provider": "cloud" }), 422, "provider"),
+        (
+            json!({ "id": "p1", "type": "static", "provider": "process" }),
+            422,
+            "provider",
+        ),
+        (
+            json!({ "id": "p1", "type": "dynamic", "provider": "static" }),
+            422,
+            "provider",
+        ),
+        (
+            json!({ "id": "p1", "worker_shape": { "cpu_m": 0, "memory_mb": 10 } }),
+            422,
+            "worker_shape",
+        ),
+        (json!({ "id": "pool-default" }), 409, ""),
+    ];
+    for (body, status, field) in cases {
+        let (got, problem) = call(
+            reqwest::Method::POST,
+            &node,
+            "/api/v1/pools",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(got, status, "{body}: {problem}");
+        if !field.is_empty() {
+            assert_eq!(problem["field"], field, "{body}: {problem}");
+        }
+    }
+    send(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        json!({ "id": "sim", "provider": "simulated", "min_size": 1, "max_size": 2 }),
+    )
+    .await;
+    let (status, problem) = call(
+        reqwest::Method::PUT,
+        &node,
+        "/api/v1/pools/sim/dynamic",
+        Some(json!({ "desired": 5 })),
+    )
+    .await;
+    assert_eq!((status, problem["field"].as_str()), (422, Some("desired")));
+    let (status, _) = call(
+        reqwest::Method::GET,
+        &node,
+        "/api/v1/pools/sim/static",
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "a dynamic pool has no static settings");
+    let (status, _) = call(
+        reqwest::Method::GET,
+        &node,
+        "/api/v1/pools/nope/workers",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    eventually(TIMEOUT, "the virtual worker", || async {
+        Ok((get(&node, "/api/v1/pools/sim").await["workers"]["idle"] == 1).then_some(()))
+    })
+    .await
+    .unwrap();
+    let (status, problem) = call(reqwest::Method::DELETE, &node, "/api/v1/pools/sim", None).await;
+    assert_eq!(status, 409, "a pool with a live worker: {problem}");
+    let (status, problem) = call(
+        reqwest::Method::POST,
+        &node,
+        "/api/v1/pools/sim/lifecycle",
+        Some(json!({ "action": "resume" })),
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("is active"),
+        "{problem}"
+    );
+    let (status, problem) = call(
+        reqwest::Method::POST,
+        &node,
+        "/api/v1/pools/sim/lifecycle",
+        Some(json!({ "action": "explode" })),
+    )
+    .await;
+    assert_eq!((status, problem["field"].as_str()), (422, Some("action")));
+
+    let mut pools = ResourcePoolServiceClient::connect(node.grpc_url())
+        .await
+        .unwrap();
+    let created = pools
+        .create_pool(pb::CreatePoolRequest {
+            id: "g1".into(),
+            provider: "simulated".into(),
+            min_size: Some(0),
+            max_size: Some(3),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (created.r#type.as_str(), created.state.as_str()),
+        ("dynamic", "active")
+    );
+    let listed = pools
+        .list_pools(pb::ListPoolsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.items.iter().any(|pool| pool.id == "g1"));
+    let bad = pools
+        .create_pool(pb::CreatePoolRequest {
+            id: "g2".into(),
+            min_size: Some(4),
+            max_size: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let duplicate = pools
+        .create_pool(pb::CreatePoolRequest {
+            id: "g1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(duplicate.code(), tonic::Code::AlreadyExists);
+    let busy = pools
+        .delete_pool(pb::GetPoolRequest { id: "sim".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(busy.code(), tonic::Code::FailedPrecondition);
+    let illegal = pools
+        .apply_pool_action(pb::PoolActionRequest {
+            id: "g1".into(),
+            action: "decommission".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(illegal.code(), tonic::Code::FailedPrecondition);
+    let updated = pools
+        .update_pool(pb::UpdatePoolRequest {
+            id: "g1".into(),
+            max_size: Some(5),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.max_size, 5);
+    let missing = pools
+        .get_pool(pb::GetPoolRequest { id: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let suspended = pools
+        .apply_pool_action(pb::PoolActionRequest {
+            id: "g1".into(),
+            action: "suspend".into(),
+            reason: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(suspended.state, "suspended");
+    assert_eq!(suspended.allowed_actions, ["resume", "drain"]);
+    let deleted = pools
+        .delete_pool(pb::GetPoolRequest { id: "g1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.id, "g1", "no worker and no job: it may go");
+}
