@@ -40,6 +40,9 @@ pub struct Metrics {
     pool_provisioning: Counter<u64>,
 }
 
+/// A pool's sizes by kind (current, desired, min, max).
+type PoolSizes = [(&'static str, u64); 4];
+
 /// Job wait and run time buckets in seconds, from 10 ms to a day.
 const JOB_TIME_BUCKETS: [f64; 15] = [
     0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0,
@@ -574,24 +577,23 @@ impl MetricsHub {
             .u64_observable_gauge("hodei_pool_size")
             .with_description("Pool sizes: live workers (current), desired, min and max, by pool")
             .with_callback(move |observer| {
-                let sizes: Vec<(String, [(&'static str, u64); 4], &'static str)> =
-                    state.read(|hodei| {
-                        hodei
-                            .pools()
-                            .map(|pool| {
-                                (
-                                    pool.id.clone(),
-                                    [
-                                        ("current", hodei.live_workers_of(&pool.id) as u64),
-                                        ("desired", u64::from(pool.desired_size)),
-                                        ("min", u64::from(pool.min_size)),
-                                        ("max", u64::from(pool.max_size)),
-                                    ],
-                                    pool.state.as_str(),
-                                )
-                            })
-                            .collect()
-                    });
+                let sizes: Vec<(String, PoolSizes, &'static str)> = state.read(|hodei| {
+                    hodei
+                        .pools()
+                        .map(|pool| {
+                            (
+                                pool.id.clone(),
+                                [
+                                    ("current", hodei.live_workers_of(&pool.id) as u64),
+                                    ("desired", u64::from(pool.desired_size)),
+                                    ("min", u64::from(pool.min_size)),
+                                    ("max", u64::from(pool.max_size)),
+                                ],
+                                pool.state.as_str(),
+                            )
+                        })
+                        .collect()
+                });
                 for (pool, values, _) in sizes {
                     for (kind, value) in values {
                         observer.observe(

@@ -581,3 +581,53 @@ async fn pool_refusals_over_rest_and_grpc() {
         .into_inner();
     assert_eq!(deleted.id, "g1", "no worker and no job: it may go");
 }
+
+const PROCESS_POOL: &str = "resource_pools:\n  pools:\n    - id: pool-default\n      min_size: 0\n      max_size: 2\n    - id: fo\n      provider: process\n      min_size: 2\n      max_size: 4\n      worker_shape: { cpu_m: 1000, memory_mb: 1024, gpu: 0 }\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_leader_failover_the_process_pool_returns_to_its_size_with_no_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = hodei_tests::ProcessCluster::start_with(
+        dir.path(),
+        3,
+        &[],
+        &format!("{YAML}{PROCESS_POOL}"),
+    )
+    .await
+    .unwrap();
+    let leader = cluster.leader(TIMEOUT).await.unwrap();
+    let leader_pid = cluster.nodes[&leader].pid().unwrap();
+    wait_processes("fo", 2).await;
+    let children_of = |pid: u32| {
+        let output = std::process::Command::new("pgrep")
+            .args(["-P", &pid.to_string(), "-f", "worker --id fo-"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).lines().count()
+    };
+    assert_eq!(
+        children_of(leader_pid),
+        2,
+        "the leader runs the pool's processes"
+    );
+
+    cluster.node(leader).kill9();
+    // The dead leader's workers die with it; the new leader replaces them.
+    let new_leader = cluster.leader(TIMEOUT).await.unwrap();
+    assert_ne!(new_leader, leader);
+    let new_pid = cluster.nodes[&new_leader].pid().unwrap();
+    eventually(TIMEOUT, "two workers started by the new leader", || async {
+        Ok((children_of(new_pid) == 2 && worker_processes("fo") == 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    let node = &cluster.nodes[&new_leader];
+    eventually(TIMEOUT, "the pool to have two live workers", || async {
+        let pool = get(node, "/api/v1/pools/fo/dynamic").await;
+        Ok((pool["current"] == 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    drop(cluster);
+    wait_processes("fo", 0).await;
+}
