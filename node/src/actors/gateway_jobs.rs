@@ -104,6 +104,10 @@ pub enum JobsRequest {
     CreatePool {
         input: Box<CreatePoolInput>,
     },
+    PoolMetrics {
+        id: String,
+        consistency: Consistency,
+    },
     UpdatePool {
         id: String,
         input: UpdatePoolInput,
@@ -174,6 +178,7 @@ impl JobsRequest {
             JobsRequest::PoolLifecycle { .. } => "pool_lifecycle",
             JobsRequest::PoolAction { .. } => "pool_action",
             JobsRequest::CreatePool { .. } => "create_pool",
+            JobsRequest::PoolMetrics { .. } => "pool_metrics",
             JobsRequest::UpdatePool { .. } => "update_pool",
             JobsRequest::DeletePool { .. } => "delete_pool",
             JobsRequest::SetStatic { .. } => "set_static_pool",
@@ -204,6 +209,7 @@ pub enum JobsReply {
     Pool(PoolView),
     Lifecycle(PoolLifecycleView),
     PoolDeleted(String),
+    PoolMetrics(Box<crate::api::report_model::PoolMetricsView>),
     Static(StaticSettingsView),
     Dynamic(DynamicSettingsView),
     FairShare(FairShareView),
@@ -356,6 +362,17 @@ pub async fn handle(
             }
         }
         JobsRequest::CreatePool { input } => create_pool(&node, &context, *input).await,
+        JobsRequest::PoolMetrics { id, consistency } => {
+            read_barrier(&node, consistency).await?;
+            node.read(|state| {
+                state
+                    .pool(&id)
+                    .map(|pool| {
+                        JobsReply::PoolMetrics(Box::new(gateway_reports::pool_metrics(state, pool)))
+                    })
+                    .ok_or_else(|| DomainError::not_found("pool", id.clone()).into())
+            })
+        }
         JobsRequest::UpdatePool { id, input } => {
             require_admin(&context, "changing a pool")?;
             let patch = PoolPatch {

@@ -548,3 +548,116 @@ pub fn full_job_view(state: &HodeiState, job: &Job) -> JobView {
         first_pending_reason(state, job),
     )
 }
+
+/// How many recent assignments the allocation-latency percentiles cover.
+const LATENCY_SAMPLES: usize = 1_000;
+
+fn percentile(sorted: &[u64], fraction: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((sorted.len() as f64 * fraction).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+pub fn pool_metrics(
+    state: &HodeiState,
+    pool: &crate::domain::pool::Pool,
+) -> crate::api::report_model::PoolMetricsView {
+    use crate::api::report_model::{
+        LatencyView, PoolJobsView, PoolMetricsView, PoolSizeView, ProvisioningView, UtilizationView,
+    };
+    let mut workers: BTreeMap<String, u64> = BTreeMap::new();
+    let mut capacity = Resources::ZERO;
+    let mut used = Resources::ZERO;
+    let mut running = 0u64;
+    for worker in state.workers().filter(|worker| worker.pool == pool.id) {
+        *workers
+            .entry(worker.state.as_str().to_string())
+            .or_default() += 1;
+        if worker.is_live() {
+            capacity = capacity.saturating_add(worker.capacity);
+            used = used.saturating_add(worker.used);
+            running += worker.jobs.len() as u64;
+        }
+    }
+    let ratio = |used: u64, total: u64| (total > 0).then(|| used as f64 / total as f64);
+    let queued = state
+        .queues()
+        .filter(|queue| queue.pools.contains(&pool.id))
+        .flat_map(|queue| state.pending_in(&queue.id))
+        .filter(|job| {
+            job.spec.pool_selector.is_empty() || job.spec.pool_selector.contains(&pool.id)
+        })
+        .count() as u64;
+    let mut finished = 0u64;
+    let mut latencies: Vec<(u64, u64)> = Vec::new();
+    for job in state.jobs_after(None, usize::MAX, |job| {
+        job.pool.as_deref() == Some(pool.id.as_str())
+            || job
+                .transitions
+                .iter()
+                .any(|step| step.state == JobState::Assigned)
+    }) {
+        if job.pool.as_deref() == Some(pool.id.as_str()) && job.state.is_final() {
+            finished += 1;
+        }
+        if job.pool.as_deref() != Some(pool.id.as_str()) {
+            continue;
+        }
+        // The last wait: from the last pending transition to the assignment after it.
+        let mut pending_since = None;
+        for step in &job.transitions {
+            match step.state {
+                JobState::Pending => pending_since = Some(step.at_ms),
+                JobState::Assigned => {
+                    if let Some(since) = pending_since.take() {
+                        latencies.push((step.at_ms, step.at_ms.saturating_sub(since)));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    latencies.sort_unstable();
+    let recent: Vec<u64> = latencies
+        .iter()
+        .rev()
+        .take(LATENCY_SAMPLES)
+        .map(|(_, latency)| *latency)
+        .collect();
+    let mut sorted = recent;
+    sorted.sort_unstable();
+    PoolMetricsView {
+        pool: pool.id.clone(),
+        state: pool.state.as_str().to_string(),
+        size: PoolSizeView {
+            current: state.live_workers_of(&pool.id) as u64,
+            desired: pool.desired_size,
+            min: pool.min_size,
+            max: pool.max_size,
+        },
+        workers,
+        utilization: UtilizationView {
+            cpu: ratio(used.cpu_m, capacity.cpu_m),
+            memory: ratio(used.memory_mb, capacity.memory_mb),
+            gpu: ratio(used.gpu, capacity.gpu),
+        },
+        jobs: PoolJobsView {
+            queued,
+            running,
+            finished,
+        },
+        allocation_latency: LatencyView {
+            samples: sorted.len() as u64,
+            p50_ms: percentile(&sorted, 0.50),
+            p95_ms: percentile(&sorted, 0.95),
+            p99_ms: percentile(&sorted, 0.99),
+        },
+        provisioning: ProvisioningView {
+            succeeded: pool.provisioning.succeeded,
+            failed: pool.provisioning.failed,
+            success_rate: pool.provisioning.success_rate(),
+        },
+    }
+}

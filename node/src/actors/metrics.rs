@@ -17,6 +17,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::actors::NodeContext;
 use crate::domain::burst::BurstStatus;
+use crate::domain::resources::Resources;
 use crate::domain::tenant::TenantStatus;
 use crate::state::DomainEvent;
 
@@ -604,6 +605,76 @@ impl MetricsHub {
                             ],
                         );
                     }
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .f64_observable_gauge("hodei_pool_utilization_ratio")
+            .with_description(
+                "Used over capacity of a pool's live workers, by pool and resource (cpu, memory)",
+            )
+            .with_callback(move |observer| {
+                let ratios: Vec<(String, &'static str, f64)> = state.read(|hodei| {
+                    hodei
+                        .pools()
+                        .flat_map(|pool| {
+                            let (used, capacity) = hodei
+                                .workers()
+                                .filter(|worker| worker.pool == pool.id && worker.is_live())
+                                .fold(
+                                    (Resources::ZERO, Resources::ZERO),
+                                    |(used, capacity), worker| {
+                                        (
+                                            used.saturating_add(worker.used),
+                                            capacity.saturating_add(worker.capacity),
+                                        )
+                                    },
+                                );
+                            [
+                                ("cpu", used.cpu_m, capacity.cpu_m),
+                                ("memory", used.memory_mb, capacity.memory_mb),
+                            ]
+                            .into_iter()
+                            .filter(|(_, _, total)| *total > 0)
+                            .map(|(resource, used, total)| {
+                                (pool.id.clone(), resource, used as f64 / total as f64)
+                            })
+                            .collect::<Vec<_>>()
+                        })
+                        .collect()
+                });
+                for (pool, resource, ratio) in ratios {
+                    observer.observe(
+                        ratio,
+                        &[
+                            KeyValue::new("pool", pool),
+                            KeyValue::new("resource", resource),
+                        ],
+                    );
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_gauge("hodei_jobs_burst")
+            .with_description(
+                "Jobs assigned or running under a burst session (above quota), by tenant",
+            )
+            .with_callback(move |observer| {
+                let bursting: BTreeMap<String, u64> = state.read(|hodei| {
+                    let mut bursting = BTreeMap::new();
+                    for worker in hodei.workers() {
+                        for job in hodei.jobs_of_worker(&worker.id) {
+                            if job.burst {
+                                *bursting.entry(job.spec.tenant.to_string()).or_default() += 1;
+                            }
+                        }
+                    }
+                    bursting
+                });
+                for (tenant, count) in bursting {
+                    observer.observe(count, &[KeyValue::new("tenant", tenant)]);
                 }
             })
             .build();

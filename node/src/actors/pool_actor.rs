@@ -53,6 +53,8 @@ pub struct PoolActorState {
     next_start: Instant,
     /// Workers this actor started that have registered (for the success count).
     seen_registered: BTreeSet<String>,
+    /// Provisioning outcomes not yet recorded in the state: (succeeded, failed).
+    unreported: (u64, u64),
 }
 
 /// What one round decided.
@@ -261,6 +263,7 @@ fn tick(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
             .any(|found| &found.id == worker && found.is_live());
         if registered && state.seen_registered.insert(worker.clone()) {
             state.observable.provisioned += 1;
+            state.unreported.0 += 1;
             state.node.metrics.pool_provisioning(&pool.id, "succeeded");
         }
     }
@@ -288,6 +291,7 @@ fn tick(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
         if never_registered {
             warn!(pool = %pool.id, %worker, "a worker did not register within the provision timeout; replacing it");
             state.observable.provision_failures += 1;
+            state.unreported.1 += 1;
             state.node.metrics.pool_provisioning(&pool.id, "timed_out");
             let backoff = Duration::from_secs(1 << state.observable.provision_failures.min(5));
             state.next_start = Instant::now() + backoff;
@@ -316,6 +320,7 @@ fn tick(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
                 Err(error) => {
                     warn!(pool = %pool.id, %error, "could not start a worker process");
                     state.observable.provision_failures += 1;
+                    state.unreported.1 += 1;
                     state.node.metrics.pool_provisioning(&pool.id, "failed");
                     state.next_start = Instant::now()
                         + Duration::from_secs(1 << state.observable.provision_failures.min(5));
@@ -323,6 +328,15 @@ fn tick(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
                 }
             }
         }
+    }
+    let mut round = round;
+    if state.unreported != (0, 0) {
+        let (succeeded, failed) = std::mem::take(&mut state.unreported);
+        round.commands.push(CommandV1::CountProvisioning {
+            pool: pool.id.clone(),
+            succeeded,
+            failed,
+        });
     }
     if round.commands.is_empty() {
         return;
@@ -384,6 +398,7 @@ impl Actor for PoolActor {
             in_flight: false,
             next_start: Instant::now(),
             seen_registered: BTreeSet::new(),
+            unreported: (0, 0),
         })
     }
 

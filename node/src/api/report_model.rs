@@ -134,3 +134,60 @@ pub struct SlaSummaryItemView {
 pub struct SlaSummaryView {
     pub items: Vec<SlaSummaryItemView>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PoolSizeView {
+    /// Live workers now.
+    pub current: u64,
+    pub desired: u32,
+    pub min: u32,
+    pub max: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UtilizationView {
+    /// Used over capacity of the live workers, per resource (absent without capacity).
+    pub cpu: Option<f64>,
+    pub memory: Option<f64>,
+    pub gpu: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PoolJobsView {
+    /// Pending jobs that may run in this pool.
+    pub queued: u64,
+    /// Assigned to or running on its workers.
+    pub running: u64,
+    /// Jobs that ran in it and ended.
+    pub finished: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LatencyView {
+    /// How many assignments the percentiles cover (the most recent, at most 1,000).
+    pub samples: u64,
+    pub p50_ms: Option<u64>,
+    pub p95_ms: Option<u64>,
+    pub p99_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProvisioningView {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub success_rate: Option<f64>,
+}
+
+/// US-09.5.1: a pool's size, workers, utilization, jobs, allocation latency (pending to
+/// assigned) and provisioning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PoolMetricsView {
+    pub pool: String,
+    pub state: String,
+    pub size: PoolSizeView,
+    pub workers: std::collections::BTreeMap<String, u64>,
+    pub utilization: UtilizationView,
+    pub jobs: PoolJobsView,
+    pub allocation_latency: LatencyView,
+    pub provisioning: ProvisioningView,
+}

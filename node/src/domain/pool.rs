@@ -181,6 +181,25 @@ pub struct Pool {
     pub static_settings: StaticSettings,
     #[serde(default)]
     pub dynamic_settings: DynamicSettings,
+    /// Worker starts by the provider, by outcome (recorded by the leader's pool actor).
+    #[serde(default)]
+    pub provisioning: ProvisioningCounts,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisioningCounts {
+    /// Started and registered.
+    pub succeeded: u64,
+    /// Could not start, or did not register within the provision timeout.
+    pub failed: u64,
+}
+
+impl ProvisioningCounts {
+    /// succeeded / (succeeded + failed), when anything was provisioned.
+    pub fn success_rate(&self) -> Option<f64> {
+        let total = self.succeeded + self.failed;
+        (total > 0).then(|| self.succeeded as f64 / total as f64)
+    }
 }
 
 /// What an operator asks of a pool's lifecycle.
@@ -291,6 +310,7 @@ impl Pool {
                 ..StaticSettings::default()
             },
             dynamic_settings: DynamicSettings::default(),
+            provisioning: ProvisioningCounts::default(),
         }
     }
 

@@ -147,6 +147,12 @@ pub enum CommandV1 {
         reason: String,
         at_ms: u64,
     },
+    /// Worker starts observed by the leader's pool actor since its last report.
+    CountProvisioning {
+        pool: String,
+        succeeded: u64,
+        failed: u64,
+    },
     /// A drain timed out: re-queue the pool's running jobs and stop its workers.
     ReleasePool {
         pool: String,

@@ -389,6 +389,11 @@ impl HodeiState {
                 healthy,
                 at_ms,
             } => self.apply_pool_health(&pool, healthy, at_ms, writes),
+            CommandV1::CountProvisioning {
+                pool,
+                succeeded,
+                failed,
+            } => self.apply_count_provisioning(&pool, succeeded, failed, writes),
             CommandV1::StopWorker {
                 worker,
                 reason,

@@ -209,6 +209,23 @@ impl HodeiState {
         Ok(CommandOutcome::Pool(pool))
     }
 
+    pub(super) fn apply_count_provisioning(
+        &mut self,
+        id: &str,
+        succeeded: u64,
+        failed: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(pool) = self.pools.get(id) else {
+            return Err(DomainError::not_found("pool", id));
+        };
+        let mut pool = pool.clone();
+        pool.provisioning.succeeded += succeeded;
+        pool.provisioning.failed += failed;
+        self.put_pool(pool.clone(), writes);
+        Ok(CommandOutcome::Pool(pool))
+    }
+
     /// Stops an idle worker (scale-down, or the end of a drain): it takes nothing more.
     pub(super) fn apply_stop_worker(
         &mut self,

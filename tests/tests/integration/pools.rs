@@ -153,6 +153,27 @@ async fn a_process_pool_grows_to_run_parallel_jobs_and_shrinks_back_when_idle() 
     })
     .await
     .unwrap();
+    let metrics = get(&node, "/api/v1/pools/grow/metrics").await;
+    assert_eq!(metrics["jobs"]["finished"], 6, "{metrics}");
+    assert_eq!(metrics["jobs"]["running"], 0, "{metrics}");
+    assert_eq!(metrics["allocation_latency"]["samples"], 6, "{metrics}");
+    assert!(
+        metrics["allocation_latency"]["p99_ms"].as_u64().unwrap()
+            >= metrics["allocation_latency"]["p50_ms"].as_u64().unwrap()
+    );
+    assert_eq!(
+        metrics["provisioning"]["succeeded"], 6,
+        "two at first, four for the resize: {metrics}"
+    );
+    assert_eq!(metrics["provisioning"]["success_rate"], 1.0, "{metrics}");
+    assert_eq!(
+        (
+            metrics["size"]["current"].as_u64(),
+            metrics["size"]["max"].as_u64()
+        ),
+        (Some(2), Some(6))
+    );
+    assert_eq!(metrics["utilization"]["cpu"], 0.0, "{metrics}");
     let workers = get(&node, "/api/v1/pools/grow/workers").await;
     let terminated = workers["items"]
         .as_array()
@@ -562,6 +583,20 @@ async fn pool_refusals_over_rest_and_grpc() {
         .get_pool(pb::GetPoolRequest { id: "nope".into() })
         .await
         .unwrap_err();
+    let metrics = pools
+        .get_pool_metrics(pb::GetPoolRequest { id: "sim".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (metrics.current_size, metrics.state.as_str()),
+        (1, "active")
+    );
+    let no_metrics = pools
+        .get_pool_metrics(pb::GetPoolRequest { id: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(no_metrics.code(), tonic::Code::NotFound);
     assert_eq!(missing.code(), tonic::Code::NotFound);
     let suspended = pools
         .apply_pool_action(pb::PoolActionRequest {

@@ -236,6 +236,47 @@ impl ResourcePoolService for PoolGrpc {
         reply(result, &trace_id, lifecycle_message)
     }
 
+    async fn get_pool_metrics(
+        &self,
+        request: tonic::Request<pb::GetPoolRequest>,
+    ) -> GrpcResult<pb::PoolMetrics> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let request = JobsRequest::PoolMetrics {
+            id: request.into_inner().id,
+            consistency: Consistency::Linearizable,
+        };
+        let result = self
+            .ask(context, request)
+            .await
+            .and_then(|answer| match answer {
+                JobsReply::PoolMetrics(metrics) => Ok(metrics),
+                _ => Err(unexpected()),
+            });
+        reply(result, &trace_id, |metrics| pb::PoolMetrics {
+            pool: metrics.pool,
+            state: metrics.state,
+            current_size: metrics.size.current,
+            desired_size: metrics.size.desired,
+            min_size: metrics.size.min,
+            max_size: metrics.size.max,
+            workers: metrics.workers.into_iter().collect(),
+            cpu_utilization: metrics.utilization.cpu,
+            memory_utilization: metrics.utilization.memory,
+            gpu_utilization: metrics.utilization.gpu,
+            jobs_queued: metrics.jobs.queued,
+            jobs_running: metrics.jobs.running,
+            jobs_finished: metrics.jobs.finished,
+            allocation_latency_samples: metrics.allocation_latency.samples,
+            allocation_latency_p50_ms: metrics.allocation_latency.p50_ms,
+            allocation_latency_p95_ms: metrics.allocation_latency.p95_ms,
+            allocation_latency_p99_ms: metrics.allocation_latency.p99_ms,
+            provisioning_succeeded: metrics.provisioning.succeeded,
+            provisioning_failed: metrics.provisioning.failed,
+            provisioning_success_rate: metrics.provisioning.success_rate,
+        })
+    }
+
     async fn get_pool_lifecycle(
         &self,
         request: tonic::Request<pb::GetPoolRequest>,

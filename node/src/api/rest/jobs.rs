@@ -41,6 +41,7 @@ pub fn routes() -> OpenApiRouter<RestState> {
         .routes(routes!(create_pool, list_pools))
         .routes(routes!(get_pool, update_pool, delete_pool))
         .routes(routes!(pool_workers))
+        .routes(routes!(pool_metrics))
         .routes(routes!(get_static, put_static))
         .routes(routes!(get_dynamic, put_dynamic))
         .routes(routes!(pool_lifecycle, pool_action))
@@ -740,4 +741,25 @@ async fn put_dynamic(
         return Err(unexpected());
     };
     Ok(json_reply(StatusCode::OK, &trace_id, &settings))
+}
+
+/// US-09.5.1: the pool's size, workers by state, utilization, jobs, allocation latency
+/// (pending to assigned, p50/p95/p99 of the last 1,000 assignments) and provisioning.
+#[utoipa::path(get, path = "/api/v1/pools/{id}/metrics", tag = "pools", params(("id" = String, Path, description = "Pool id"), ReadParams),
+    responses((status = 200, body = crate::api::report_model::PoolMetricsView), (status = 404, body = ProblemView)))]
+async fn pool_metrics(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(id): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, ApiError> {
+    let request = JobsRequest::PoolMetrics {
+        id,
+        consistency: consistency(params)?,
+    };
+    let trace_id = context.trace_id.clone();
+    let JobsReply::PoolMetrics(metrics) = ask(&state, context, request).await? else {
+        return Err(unexpected());
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &metrics))
 }
