@@ -287,7 +287,22 @@ fn the_shipped_prometheus_config_is_valid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_ingests_the_series_and_promtool_accepts_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, metrics_port) = node_with_metrics(&dir.path().join("node")).await;
+    let metrics_port = free_port();
+    let spec = NodeSpec {
+        metrics_port: Some(metrics_port),
+        extra_yaml: SIMULATED_YAML.to_string(),
+        ..NodeSpec::new(1)
+    };
+    let mut node = NodeProcess::start_spec(&dir.path().join("node"), &spec).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    eventually(TIMEOUT, "the virtual workers", || async {
+        let text = scrape(metrics_port).await;
+        Ok((sample(&text, "hodei_workers", &["state=\"idle\""]) == Some(10.0)).then_some(()))
+    })
+    .await
+    .unwrap();
+    submit_simulated(&node, 3, 0).await;
+    wait_finished(metrics_port, 3.0).await;
     let created = reqwest::Client::new()
         .post(node.rest_url("/api/v1/tenants"))
         .json(&json!({"id": "scraped"}))
@@ -331,6 +346,16 @@ async fn a_real_prometheus_ingests_the_series_and_promtool_accepts_them() {
         r#"hodei_gateway_requests_total{operation="create_tenant",code="ok"}"#,
         "hodei_raft_term",
         r#"hodei_api_request_duration_seconds_bucket{route="/api/v1/tenants",le="+Inf"}"#,
+        r#"hodei_jobs_finished_total{tenant="default",state="succeeded"} == 3"#,
+        r#"hodei_jobs_submitted_total{tenant="default"} == 3"#,
+        r#"hodei_job_run_seconds_count{queue="default",state="succeeded"} == 3"#,
+        r#"hodei_job_wait_seconds_bucket{queue="default",le="+Inf"} == 3"#,
+        r#"hodei_dispatch_assignments_total{queue="default",outcome="assigned"} == 3"#,
+        r#"hodei_workers{pool="pool-default",state="idle"} == 10"#,
+        r#"hodei_pool_size{pool="pool-default",kind="current"} == 10"#,
+        r#"hodei_pool_state{pool="pool-default",state="active"} == 1"#,
+        r#"hodei_pool_utilization_ratio{pool="pool-default",resource="cpu"} == 0"#,
+        r#"hodei_quota_usage_ratio{tenant="default",dimension="cpu"}"#,
     ] {
         let found = eventually(TIMEOUT, expression, || async {
             let found = prometheus.query(expression).await;
