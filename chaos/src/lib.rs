@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+pub mod bench;
 pub mod stats;
 
 /// What a client saw for one write.

@@ -8,6 +8,9 @@
 //! - `submit-throughput`: starts a 3-node cluster and submits jobs through the public
 //!   gRPC `JobService` from many clients, one job per call or in batches.
 //!
+//! - `bench`: drives a running cluster (`submit`, `read`, `mixed`, `soak`); see
+//!   `hodei_chaos::bench` and `deploy/local/bench.sh`.
+//!
 //! All print a progress line while they run and a JSON result at the end.
 
 use std::path::PathBuf;
@@ -65,6 +68,39 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Drive a running cluster: submit | read | mixed | soak (10,000 jobs running at once).
+    Bench {
+        /// submit | read | mixed | soak
+        scenario: String,
+        /// gRPC addresses of the nodes, comma-separated (clients spread over them).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093"
+        )]
+        nodes: Vec<String>,
+        /// Concurrent clients, each with one call in flight.
+        #[arg(long, default_value_t = 64)]
+        clients: u32,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Jobs per submit call (1: SubmitJob; up to 1000: SubmitJobs).
+        #[arg(long, default_value_t = 1)]
+        batch: u32,
+        /// Tenants the load is spread over.
+        #[arg(long, default_value_t = 10)]
+        tenants: u32,
+        /// Simulated run time of each job, in milliseconds.
+        #[arg(long, default_value_t = 1_000)]
+        job_ms: u64,
+        /// soak: jobs to hold running at once.
+        #[arg(long, default_value_t = 10_000)]
+        target: u64,
+        /// Where to write the JSON result.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Accepted jobs per second through `JobService.SubmitJob(s)` into a 3-node cluster.
     SubmitThroughput {
         /// Concurrent clients, each with one request in flight.
@@ -109,6 +145,30 @@ async fn main() -> anyhow::Result<()> {
             connections,
             out,
         } => raft_throughput(writers, seconds, size as usize, connections, out.as_ref()).await,
+        Command::Bench {
+            scenario,
+            nodes,
+            clients,
+            seconds,
+            batch,
+            tenants,
+            job_ms,
+            target,
+            out,
+        } => {
+            let settings = hodei_chaos::bench::BenchSettings {
+                scenario: hodei_chaos::bench::Scenario::parse(&scenario)?,
+                nodes,
+                clients,
+                seconds,
+                batch,
+                tenants,
+                job_ms,
+                target,
+            };
+            let result = hodei_chaos::bench::run(settings).await?;
+            write_result(&result, out.as_ref())
+        }
         Command::SubmitThroughput {
             clients,
             batch,

@@ -115,11 +115,11 @@ fn snapshot(
     queue_id: &str,
     boosted: &BTreeSet<TenantId>,
     window: Duration,
+    sla_due: bool,
 ) -> Option<Snapshot> {
     let queue = state.queue(queue_id)?;
     // Cheap checks first: nothing to plan without a pending job.
     state.pending_in(queue_id).next()?;
-    let (statuses, sla_changes) = sla_statuses(state, queue_id, now_ms(), window);
     let accepts = |pool: &str| state.pool(pool).is_none_or(|found| found.accepts_work());
     let has_room = state.workers().any(|worker| {
         worker.is_live()
@@ -127,6 +127,11 @@ fn snapshot(
             && accepts(&worker.pool)
             && worker.free() != Resources::ZERO
     });
+    if !has_room && !sla_due {
+        return None;
+    }
+    // The SLA statuses walk the pending jobs: only when planning, or when they are due.
+    let (statuses, sla_changes) = sla_statuses(state, queue_id, now_ms(), window);
     if !has_room {
         return Some(Snapshot {
             sla_changes,
@@ -241,16 +246,12 @@ fn update_starvation(
     boosted
 }
 
-/// Commits the SLA status changes the last pass saw, one command at a time, at most once
-/// a second (a status moves in steps of seconds or more).
-fn record_sla_changes(state: &mut QueueActorState, changes: Vec<SlaUpdate>) {
-    let due = state
-        .last_sla_record
-        .is_none_or(|last| last.elapsed() >= Duration::from_secs(1));
+/// Commits the SLA status changes a due pass saw (at most one a second: a status moves in
+/// steps of seconds or more).
+fn record_sla_changes(state: &QueueActorState, changes: Vec<SlaUpdate>, due: bool) {
     if changes.is_empty() || !due {
         return;
     }
-    state.last_sla_record = Some(std::time::Instant::now());
     let node = state.node.clone();
     let queue = state.observable.queue.clone();
     tokio::spawn(async move {
@@ -270,16 +271,22 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
     let deciding = std::time::Instant::now();
     let boosted = state.boosted.clone();
     let window = state.node.limits.fair_share_window;
+    let sla_due = state
+        .last_sla_record
+        .is_none_or(|last| last.elapsed() >= Duration::from_secs(1));
+    if sla_due {
+        state.last_sla_record = Some(std::time::Instant::now());
+    }
     let Some(mut found) = state
         .node
-        .read(|hodei| snapshot(hodei, &queue_id, &boosted, window))
+        .read(|hodei| snapshot(hodei, &queue_id, &boosted, window, sla_due))
     else {
         return;
     };
     let sla_changes = std::mem::take(&mut found.sla_changes);
     if found.pending.is_empty() {
         // No worker has room: nothing to plan (and the starvation clocks keep running).
-        record_sla_changes(state, sla_changes);
+        record_sla_changes(state, sla_changes, sla_due);
         return;
     }
     state.boosted = update_starvation(&mut state.below_fair_share_since, &found, state.starvation);
@@ -295,7 +302,7 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
         limit: MAX_PLAN,
     });
     if assignments.is_empty() {
-        record_sla_changes(state, sla_changes);
+        record_sla_changes(state, sla_changes, sla_due);
         return;
     }
     state

@@ -1,0 +1,725 @@
+//! `hodei-chaos bench`: drives a running cluster over its public gRPC API with many
+//! concurrent clients and reports throughput and latency percentiles per operation.
+//!
+//! Scenarios:
+//! - `submit`: `SubmitJob` (or `SubmitJobs` with `--batch`), jobs that stay pending unless
+//!   a pool runs them;
+//! - `read`: `GetJob`, `ListJobs`, `GetTenantMetrics` and `GetQueueStatus` over jobs
+//!   submitted first;
+//! - `mixed`: half the clients submit, half read, while a simulated pool completes jobs;
+//! - `soak`: holds `--target` jobs running at once on a simulated pool across many
+//!   tenants (new jobs arrive as old ones finish), and reports the concurrency reached,
+//!   the dispatch latency (pending to assigned) and the API latency during it.
+//!
+//! The bench sets up what it needs through the API: tenants `bench-0..` with quotas large
+//! enough, and a simulated pool and a queue `bench-<scenario>` on it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hodei_proto::v1 as pb;
+use hodei_proto::v1::job_service_client::JobServiceClient;
+use hodei_proto::v1::queue_service_client::QueueServiceClient;
+use hodei_proto::v1::resource_pool_service_client::ResourcePoolServiceClient;
+use hodei_proto::v1::tenant_service_client::TenantServiceClient;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use crate::stats::{millis, summarize};
+
+/// Each scenario has its own queue and simulated pool, `bench-<scenario>`.
+fn queue_id(scenario: Scenario) -> String {
+    format!("bench-{}", scenario.as_str())
+}
+/// One virtual worker: 64 cores, 256 GiB.
+const WORKER_CPU_M: u64 = 64_000;
+const WORKER_MEMORY_MB: u64 = 262_144;
+/// One bench job: 100 m, 64 MiB (640 per virtual worker).
+const JOB_CPU_M: u64 = 100;
+const JOB_MEMORY_MB: u64 = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Submit,
+    Read,
+    Mixed,
+    Soak,
+}
+
+impl Scenario {
+    pub fn parse(raw: &str) -> anyhow::Result<Self> {
+        match raw {
+            "submit" => Ok(Scenario::Submit),
+            "read" => Ok(Scenario::Read),
+            "mixed" => Ok(Scenario::Mixed),
+            "soak" | "soak-10k" => Ok(Scenario::Soak),
+            other => bail!("unknown scenario `{other}`: use submit, read, mixed or soak"),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Submit => "submit",
+            Scenario::Read => "read",
+            Scenario::Mixed => "mixed",
+            Scenario::Soak => "soak",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchSettings {
+    pub scenario: Scenario,
+    /// gRPC addresses of the nodes; clients spread over them.
+    pub nodes: Vec<String>,
+    pub clients: u32,
+    pub seconds: u64,
+    /// Jobs per submit call (1 = SubmitJob).
+    pub batch: u32,
+    pub tenants: u32,
+    /// Simulated run time of each job.
+    pub job_ms: u64,
+    /// `soak`: jobs to hold running at once.
+    pub target: u64,
+}
+
+impl BenchSettings {
+    /// Checks the combination of arguments; each problem names its flag.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.nodes.is_empty() || self.nodes.iter().any(|node| node.trim().is_empty()) {
+            bail!("--nodes: give at least one gRPC address, e.g. 127.0.0.1:9091,127.0.0.1:9092");
+        }
+        if !(1..=1000).contains(&self.batch) {
+            bail!(
+                "--batch: must be between 1 and 1000 (the server's limit), got {}",
+                self.batch
+            );
+        }
+        if !(1..=4096).contains(&self.clients) {
+            bail!(
+                "--clients: must be between 1 and 4096, got {}",
+                self.clients
+            );
+        }
+        if self.seconds == 0 {
+            bail!("--seconds: must be at least 1");
+        }
+        if !(1..=1000).contains(&self.tenants) {
+            bail!(
+                "--tenants: must be between 1 and 1000, got {}",
+                self.tenants
+            );
+        }
+        if self.scenario == Scenario::Soak && self.target == 0 {
+            bail!("--target: the soak needs at least 1 job to hold running");
+        }
+        if self.scenario == Scenario::Mixed && self.clients < 2 {
+            bail!("--clients: mixed needs at least 2 (half submit, half read)");
+        }
+        Ok(())
+    }
+
+    /// Virtual workers needed to hold the soak's target (with a margin of a tenth).
+    pub fn soak_workers(&self) -> u32 {
+        let per_worker = WORKER_CPU_M / JOB_CPU_M;
+        (self.target.saturating_mul(11) / 10)
+            .div_ceil(per_worker)
+            .max(1) as u32
+    }
+}
+
+fn endpoint(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+async fn connect(addr: &str) -> anyhow::Result<Channel> {
+    tonic::transport::Endpoint::from_shared(endpoint(addr))?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {addr}"))
+}
+
+/// Latencies and errors per operation, for one client; merged at the end.
+#[derive(Default)]
+struct Recorder {
+    latencies: BTreeMap<&'static str, Vec<Duration>>,
+    errors: BTreeMap<&'static str, u64>,
+    jobs: u64,
+}
+
+impl Recorder {
+    fn record<T, E>(&mut self, operation: &'static str, started: Instant, outcome: &Result<T, E>) {
+        match outcome {
+            Ok(_) => self
+                .latencies
+                .entry(operation)
+                .or_default()
+                .push(started.elapsed()),
+            Err(_) => *self.errors.entry(operation).or_default() += 1,
+        }
+    }
+
+    fn merge(&mut self, other: Recorder) {
+        for (operation, samples) in other.latencies {
+            self.latencies.entry(operation).or_default().extend(samples);
+        }
+        for (operation, count) in other.errors {
+            *self.errors.entry(operation).or_default() += count;
+        }
+        self.jobs += other.jobs;
+    }
+
+    fn report(self, seconds: f64) -> Value {
+        let mut operations = serde_json::Map::new();
+        let names: Vec<&'static str> = self
+            .latencies
+            .keys()
+            .chain(self.errors.keys())
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for name in names {
+            let samples = self.latencies.get(name).cloned().unwrap_or_default();
+            let summary = summarize(samples);
+            operations.insert(
+                name.to_string(),
+                json!({
+                    "count": summary.count,
+                    "errors": self.errors.get(name).copied().unwrap_or(0),
+                    "per_second": summary.count as f64 / seconds,
+                    "p50_ms": millis(summary.p50),
+                    "p95_ms": millis(summary.p95),
+                    "p99_ms": millis(summary.p99),
+                    "max_ms": millis(summary.max),
+                }),
+            );
+        }
+        json!({ "operations": operations, "jobs_accepted": self.jobs, "jobs_per_second": self.jobs as f64 / seconds })
+    }
+}
+
+fn job(tenant: &str, queue: &str, job_ms: u64) -> pb::JobSpec {
+    pb::JobSpec {
+        tenant: tenant.to_string(),
+        queue: queue.to_string(),
+        resources: Some(pb::JobResources {
+            cpu_m: JOB_CPU_M,
+            memory_mb: JOB_MEMORY_MB,
+            gpu: 0,
+        }),
+        command: Some(pb::JobCommand {
+            argv: vec!["true".to_string()],
+            ..Default::default()
+        }),
+        simulate: Some(pb::JobSimulation {
+            duration_ms: job_ms,
+            exit_code: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+fn tenant_name(index: u32) -> String {
+    format!("bench-{index}")
+}
+
+/// Tenants with quotas that refuse nothing, the simulated pool and the queue.
+async fn set_up(channel: Channel, settings: &BenchSettings, workers: u32) -> anyhow::Result<()> {
+    let mut tenants = TenantServiceClient::new(channel.clone());
+    for index in 0..settings.tenants {
+        let id = tenant_name(index);
+        let created = tenants
+            .create_tenant(pb::CreateTenantRequest {
+                id: id.clone(),
+                ..Default::default()
+            })
+            .await;
+        if let Err(status) = &created
+            && status.code() != tonic::Code::AlreadyExists
+        {
+            bail!("cannot create tenant {id}: {}", status.message());
+        }
+        tenants
+            .set_quota(pb::SetQuotaRequest {
+                tenant: id.clone(),
+                cpu_m: Some(100_000_000),
+                memory_mb: Some(10_000_000_000),
+                max_concurrent_jobs: Some(10_000_000),
+                max_pending_jobs: Some(100_000_000),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot set the quota of {id}"))?;
+    }
+    let mut pools = ResourcePoolServiceClient::new(channel.clone());
+    let created = pools
+        .create_pool(pb::CreatePoolRequest {
+            id: queue_id(settings.scenario),
+            provider: "simulated".to_string(),
+            min_size: Some(workers),
+            max_size: Some(workers.max(1)),
+            desired: Some(workers),
+            worker_shape: Some(pb::PoolShape {
+                cpu_m: WORKER_CPU_M,
+                memory_mb: WORKER_MEMORY_MB,
+                gpu: 0,
+            }),
+            ..Default::default()
+        })
+        .await;
+    if let Err(status) = &created
+        && status.code() != tonic::Code::AlreadyExists
+    {
+        bail!("cannot create the bench pool: {}", status.message());
+    }
+    let mut queues = QueueServiceClient::new(channel);
+    let created = queues
+        .create_queue(pb::CreateQueueRequest {
+            id: queue_id(settings.scenario),
+            pools: vec![queue_id(settings.scenario)],
+            policy: "weighted_fair".to_string(),
+        })
+        .await;
+    if let Err(status) = &created
+        && status.code() != tonic::Code::AlreadyExists
+    {
+        bail!("cannot create the bench queue: {}", status.message());
+    }
+    Ok(())
+}
+
+async fn submit_once(
+    client: &mut JobServiceClient<Channel>,
+    recorder: &mut Recorder,
+    tenant: &str,
+    queue: &str,
+    batch: u32,
+    job_ms: u64,
+) -> Vec<String> {
+    let started = Instant::now();
+    if batch == 1 {
+        let outcome = client
+            .submit_job(pb::SubmitJobRequest {
+                job: Some(job(tenant, queue, job_ms)),
+            })
+            .await;
+        recorder.record("submit_job", started, &outcome);
+        return match outcome {
+            Ok(reply) => {
+                recorder.jobs += 1;
+                reply
+                    .into_inner()
+                    .job
+                    .map(|job| vec![job.id])
+                    .unwrap_or_default()
+            }
+            Err(_) => Vec::new(),
+        };
+    }
+    let jobs = (0..batch).map(|_| job(tenant, queue, job_ms)).collect();
+    let outcome = client.submit_jobs(pb::SubmitJobsRequest { jobs }).await;
+    recorder.record("submit_jobs", started, &outcome);
+    match outcome {
+        Ok(reply) => {
+            let reply = reply.into_inner();
+            recorder.jobs += u64::from(reply.accepted);
+            reply
+                .results
+                .into_iter()
+                .filter_map(|result| result.job.map(|job| job.id))
+                .collect()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn read_once(
+    channel: &Channel,
+    queue: &str,
+    recorder: &mut Recorder,
+    ids: &[String],
+    tenant: &str,
+    turn: u64,
+) {
+    let mut jobs = JobServiceClient::new(channel.clone());
+    // Without jobs to read (the soak reads what the cluster holds), skip the job reads.
+    let turn = if ids.is_empty() && turn % 4 == 0 {
+        turn + 1
+    } else {
+        turn
+    };
+    match turn % 4 {
+        0 => {
+            let id = ids
+                .get((turn as usize / 4) % ids.len().max(1))
+                .cloned()
+                .unwrap_or_default();
+            let started = Instant::now();
+            let outcome = jobs
+                .get_job(pb::GetJobRequest {
+                    id,
+                    consistency: String::new(),
+                })
+                .await;
+            recorder.record("get_job", started, &outcome);
+        }
+        1 => {
+            let started = Instant::now();
+            let outcome = jobs
+                .list_jobs(pb::ListJobsRequest {
+                    tenant: tenant.to_string(),
+                    limit: Some(50),
+                    ..Default::default()
+                })
+                .await;
+            recorder.record("list_jobs", started, &outcome);
+        }
+        2 => {
+            let started = Instant::now();
+            let outcome = TenantServiceClient::new(channel.clone())
+                .get_tenant_metrics(pb::GetTenantMetricsRequest {
+                    tenant: tenant.to_string(),
+                    consistency: String::new(),
+                })
+                .await;
+            recorder.record("tenant_usage", started, &outcome);
+        }
+        _ => {
+            let started = Instant::now();
+            let outcome = QueueServiceClient::new(channel.clone())
+                .get_queue_status(pb::GetQueueRequest {
+                    id: queue.to_string(),
+                })
+                .await;
+            recorder.record("queue_status", started, &outcome);
+        }
+    }
+}
+
+async fn queue_status(channel: &Channel, queue: &str) -> Option<pb::QueueStatus> {
+    QueueServiceClient::new(channel.clone())
+        .get_queue_status(pb::GetQueueRequest {
+            id: queue.to_string(),
+        })
+        .await
+        .ok()
+        .map(|reply| reply.into_inner())
+}
+
+/// Runs the scenario and returns its JSON result.
+pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
+    settings.validate()?;
+    let mut channels = Vec::new();
+    for node in &settings.nodes {
+        channels.push(connect(node).await?);
+    }
+    let workers = match settings.scenario {
+        Scenario::Submit | Scenario::Read => 0,
+        Scenario::Mixed => 4,
+        Scenario::Soak => settings.soak_workers(),
+    };
+    set_up(channels[0].clone(), &settings, workers).await?;
+    // Jobs to read: a first batch per tenant.
+    let mut seeded = Vec::new();
+    if matches!(settings.scenario, Scenario::Read | Scenario::Mixed) {
+        let mut client = JobServiceClient::new(channels[0].clone());
+        let mut recorder = Recorder::default();
+        for index in 0..settings.tenants.min(10) {
+            seeded.extend(
+                submit_once(
+                    &mut client,
+                    &mut recorder,
+                    &tenant_name(index),
+                    &queue_id(settings.scenario),
+                    100,
+                    3_600_000,
+                )
+                .await,
+            );
+        }
+    }
+    let seeded = Arc::new(seeded);
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
+    // Soak: how many more jobs the submitters may send now (topped up each second).
+    let allowance = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for client_index in 0..settings.clients {
+        let channel = channels[client_index as usize % channels.len()].clone();
+        let settings = settings.clone();
+        let stop = stop.clone();
+        let measuring = measuring.clone();
+        let seeded = seeded.clone();
+        let allowance = allowance.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut recorder = Recorder::default();
+            let mut discarded = Recorder::default();
+            let mut client = JobServiceClient::new(channel.clone());
+            let tenant = tenant_name(client_index % settings.tenants);
+            let queue = queue_id(settings.scenario);
+            let reader = match settings.scenario {
+                Scenario::Read => true,
+                Scenario::Mixed => client_index % 2 == 1,
+                Scenario::Soak => client_index % 4 == 3,
+                Scenario::Submit => false,
+            };
+            let mut turn = u64::from(client_index);
+            while !stop.load(Ordering::Relaxed) {
+                let target = if measuring.load(Ordering::Relaxed) {
+                    &mut recorder
+                } else {
+                    &mut discarded
+                };
+                if reader {
+                    read_once(&channel, &queue, target, &seeded, &tenant, turn).await;
+                    turn += 1;
+                    if settings.scenario == Scenario::Soak {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    continue;
+                }
+                if settings.scenario == Scenario::Soak {
+                    let wanted = u64::from(settings.batch);
+                    let granted = allowance
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                            left.checked_sub(wanted)
+                        })
+                        .is_ok();
+                    if !granted {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                }
+                submit_once(
+                    &mut client,
+                    target,
+                    &tenant,
+                    &queue,
+                    settings.batch,
+                    settings.job_ms,
+                )
+                .await;
+            }
+            recorder
+        }));
+    }
+
+    // Warm-up, then the measured seconds, with a progress line and the soak's feeder.
+    let monitor = channels[0].clone();
+    let queue = queue_id(settings.scenario);
+    let mut concurrency = Vec::new();
+    let feed = |status: &Option<pb::QueueStatus>| {
+        if let Some(status) = status {
+            // Keep a pending cushion of a fifth of the target on top of what runs.
+            let wanted = settings.target + settings.target / 5;
+            let have = status.running + status.pending;
+            allowance.store(wanted.saturating_sub(have), Ordering::Relaxed);
+        }
+    };
+    let warm_up = if settings.scenario == Scenario::Soak {
+        // Fill up to the target before measuring.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let status = queue_status(&monitor, &queue).await;
+            feed(&status);
+            let running = status.as_ref().map(|found| found.running).unwrap_or(0);
+            eprintln!(
+                "bench soak: filling, {running} running of {}",
+                settings.target
+            );
+            if running >= settings.target * 95 / 100 || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Duration::ZERO
+    } else {
+        Duration::from_secs(1)
+    };
+    tokio::time::sleep(warm_up).await;
+    let pool_metrics = |channel: Channel, pool: String| async move {
+        ResourcePoolServiceClient::new(channel)
+            .get_pool_metrics(pb::GetPoolRequest { id: pool })
+            .await
+            .map(|reply| reply.into_inner())
+            .ok()
+    };
+    let finished_before = pool_metrics(monitor.clone(), queue.clone())
+        .await
+        .map(|pool| pool.jobs_finished);
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    for second in 1..=settings.seconds {
+        tokio::time::sleep_until((started + Duration::from_secs(second)).into()).await;
+        let status = queue_status(&monitor, &queue).await;
+        if settings.scenario == Scenario::Soak {
+            feed(&status);
+        }
+        let (running, pending) = status
+            .as_ref()
+            .map(|found| (found.running, found.pending))
+            .unwrap_or((0, 0));
+        concurrency.push(running);
+        eprintln!(
+            "bench {}: {second}/{} s, {running} running, {pending} pending",
+            settings.scenario.as_str(),
+            settings.seconds
+        );
+    }
+    measuring.store(false, Ordering::Relaxed);
+    let measured = started.elapsed().as_secs_f64();
+    let pool = pool_metrics(monitor.clone(), queue.clone()).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Recorder::default();
+    for task in tasks {
+        total.merge(task.await?);
+    }
+    let mut result = total.report(measured);
+    result["scenario"] = json!(settings.scenario.as_str());
+    result["nodes"] = json!(settings.nodes);
+    result["clients"] = json!(settings.clients);
+    result["jobs_per_call"] = json!(settings.batch);
+    result["seconds"] = json!(measured);
+    if matches!(settings.scenario, Scenario::Soak | Scenario::Mixed) {
+        let finished = pool
+            .as_ref()
+            .map(|pool| pool.jobs_finished)
+            .zip(finished_before)
+            .map(|(after, before)| after.saturating_sub(before));
+        let mean = concurrency.iter().sum::<u64>() as f64 / concurrency.len().max(1) as f64;
+        result["concurrency"] = json!({
+            "target": settings.target,
+            "min": concurrency.iter().min(),
+            "mean": mean,
+            "max": concurrency.iter().max(),
+            "samples": concurrency,
+        });
+        result["virtual_workers"] = json!(workers);
+        result["job_ms"] = json!(settings.job_ms);
+        if let Some(pool) = pool {
+            result["dispatch_latency_ms"] = json!({
+                "what": "pending to assigned, the pool's last 1,000 assignments",
+                "p50": pool.allocation_latency_p50_ms,
+                "p95": pool.allocation_latency_p95_ms,
+                "p99": pool.allocation_latency_p99_ms,
+            });
+        }
+        result["jobs_finished"] = json!(finished);
+        result["completions_per_second"] = json!(finished.map(|count| count as f64 / measured));
+    }
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> BenchSettings {
+        BenchSettings {
+            scenario: Scenario::Submit,
+            nodes: vec!["127.0.0.1:9091".to_string()],
+            clients: 64,
+            seconds: 10,
+            batch: 1,
+            tenants: 10,
+            job_ms: 1_000,
+            target: 10_000,
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_naming_the_flag() {
+        let cases = [
+            (
+                BenchSettings {
+                    nodes: Vec::new(),
+                    ..settings()
+                },
+                "--nodes",
+            ),
+            (
+                BenchSettings {
+                    batch: 0,
+                    ..settings()
+                },
+                "--batch",
+            ),
+            (
+                BenchSettings {
+                    batch: 1001,
+                    ..settings()
+                },
+                "--batch",
+            ),
+            (
+                BenchSettings {
+                    clients: 0,
+                    ..settings()
+                },
+                "--clients",
+            ),
+            (
+                BenchSettings {
+                    seconds: 0,
+                    ..settings()
+                },
+                "--seconds",
+            ),
+            (
+                BenchSettings {
+                    tenants: 0,
+                    ..settings()
+                },
+                "--tenants",
+            ),
+            (
+                BenchSettings {
+                    scenario: Scenario::Soak,
+                    target: 0,
+                    ..settings()
+                },
+                "--target",
+            ),
+        ];
+        for (bad, flag) in cases {
+            let error = bad.validate().unwrap_err().to_string();
+            assert!(error.starts_with(flag), "{error}");
+        }
+        assert!(settings().validate().is_ok());
+        assert!(Scenario::parse("chaos").is_err());
+        assert_eq!(Scenario::parse("soak-10k").unwrap(), Scenario::Soak);
+    }
+
+    #[test]
+    fn the_soak_has_room_for_its_target() {
+        let soak = BenchSettings {
+            scenario: Scenario::Soak,
+            ..settings()
+        };
+        // 640 jobs per virtual worker, a tenth more than the target.
+        assert_eq!(soak.soak_workers(), 18);
+        assert!(u64::from(soak.soak_workers()) * 640 >= 11_000);
+    }
+
+    #[test]
+    fn the_recorder_reports_each_operation() {
+        let mut recorder = Recorder::default();
+        let started = Instant::now();
+        recorder.record::<(), ()>("get_job", started, &Ok(()));
+        recorder.record::<(), ()>("get_job", started, &Err(()));
+        recorder.jobs = 5;
+        let report = recorder.report(2.0);
+        assert_eq!(report["operations"]["get_job"]["count"], 1);
+        assert_eq!(report["operations"]["get_job"]["errors"], 1);
+        assert_eq!(report["jobs_per_second"], 2.5);
+    }
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Measures a 3-node Hodei cluster on 127.0.0.1 with the load generator, scenario by
+# scenario, each on a fresh cluster, and leaves the JSON results in DIR/results.
+#
+#   deploy/local/bench.sh [DIR] [SCENARIO...]
+#
+# DIR defaults to ./.hodei/bench; scenarios default to every one below. Each is
+#   submit-single  64 clients, one job per call
+#   submit-batch   4 clients, 1,000 jobs per call
+#   read           64 clients reading jobs, tenant usage and queue status
+#   mixed          64 clients, half submitting, half reading, jobs completed by a simulated pool
+#   soak-10k       10,000 jobs of 20 s running at once for 300 s, new ones arriving as old finish
+# SOAK_SECONDS shortens the soak (e.g. SOAK_SECONDS=60 for a quick look).
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+dir="${1:-./.hodei/bench}"
+shift || true
+scenarios=("$@")
+if [ "${#scenarios[@]}" -eq 0 ]; then
+  scenarios=(submit-single submit-batch read mixed soak-10k)
+fi
+mkdir -p "$dir/results"
+dir="$(cd "$dir" && pwd)"
+
+(cd "$root" && cargo build --release -p hodei-node -p hodei-chaos >&2)
+export HODEI_BIN="$root/target/release/hodei"
+chaos="$root/target/release/hodei-chaos"
+nodes="127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093"
+
+run() {
+  local name=$1
+  shift
+  local cluster="$dir/cluster-$name"
+  rm -rf "$cluster"
+  "$root/deploy/local/cluster.sh" up "$cluster" >&2
+  trap '"$root/deploy/local/cluster.sh" down "$cluster" >&2' EXIT
+  "$chaos" bench "$@" --nodes "$nodes" --out "$dir/results/$name.json"
+  "$root/deploy/local/cluster.sh" down "$cluster" >&2
+  trap - EXIT
+}
+
+for scenario in "${scenarios[@]}"; do
+  case "$scenario" in
+    submit-single) run "$scenario" submit --clients 64 --seconds 10 ;;
+    submit-batch) run "$scenario" submit --clients 4 --batch 1000 --seconds 10 ;;
+    read) run "$scenario" read --clients 64 --seconds 10 ;;
+    mixed) run "$scenario" mixed --clients 64 --seconds 10 --job-ms 500 ;;
+    soak-10k) run "$scenario" soak --clients 16 --batch 500 --tenants 20 --target 10000 --job-ms 20000 --seconds "${SOAK_SECONDS:-300}" ;;
+    *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+  esac
+done
+echo "results in $dir/results" >&2
