@@ -276,7 +276,7 @@ async fn a_job_starved_by_quota_is_violated_and_the_summary_counts_it() {
             "tenant": "starved",
             "resources": { "cpu_m": 100, "memory_mb": 10 },
             "simulate": { "duration_ms": 100 },
-            "sla": { "level": "critical", "start_by_ms": now_ms() + 2_500 },
+            "sla": { "level": "critical", "start_by_ms": now_ms() + 8_000 },
         }),
     )
     .await;
