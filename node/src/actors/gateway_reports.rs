@@ -206,7 +206,7 @@ pub fn queue_status(
         .workers()
         .filter(|worker| queue.pools.contains(&worker.pool))
     {
-        for job in state.jobs_of_worker(&worker.id) {
+        for job in worker.jobs.iter().filter_map(|id| state.job(id)) {
             if job.spec.queue == queue.id {
                 by_priority.entry(job.spec.priority).or_default().1 += 1;
             }

@@ -165,16 +165,11 @@ fn snapshot(
         .collect();
     let mut workers = Vec::new();
     let mut capacity = Resources::ZERO;
-    let mut running_in_pools: BTreeMap<TenantId, Resources> = BTreeMap::new();
     for worker in state
         .workers()
         .filter(|worker| worker.is_live() && queue.pools.contains(&worker.pool))
     {
         capacity = capacity.saturating_add(worker.capacity);
-        for job in state.jobs_of_worker(&worker.id) {
-            let running = running_in_pools.entry(job.spec.tenant.clone()).or_default();
-            *running = running.saturating_add(job.spec.resources);
-        }
         workers.push(WorkerSlot {
             id: worker.id.clone(),
             pool: worker.pool.clone(),
@@ -191,20 +186,26 @@ fn snapshot(
         let Some(tenant) = state.tenant(&job.tenant) else {
             continue;
         };
+        let usage = state.usage(&job.tenant);
+        // What the tenant runs in the queue's pools, from its usage per pool.
+        let running_in_pools = queue
+            .pools
+            .iter()
+            .filter_map(|pool| usage.running_by_pool.get(pool))
+            .fold(Resources::ZERO, |total, running| {
+                total.saturating_add(*running)
+            });
         tenants.insert(
             job.tenant.clone(),
             TenantSnapshot {
                 quota: tenant.quota.clone(),
-                usage: state.usage(&job.tenant),
+                usage,
                 active: tenant.status == TenantStatus::Active,
                 burst_percent: state
                     .active_burst(&job.tenant)
                     .map(|session| session.ceiling_percentage),
                 weight: tenant.weight,
-                running_in_pools: running_in_pools
-                    .get(&job.tenant)
-                    .copied()
-                    .unwrap_or_default(),
+                running_in_pools,
                 boosted: boosted.contains(&job.tenant),
             },
         );

@@ -75,27 +75,26 @@ impl Simulator {
         }
     }
 
-    /// Starts a run for every job held by a virtual worker that has none yet.
+    /// Starts a run for every job held by a virtual worker that has none yet. Only the
+    /// new ones are copied out of the state (this runs on every assignment).
     fn start_runs(&mut self, node: &NodeContext) {
         self.runs.retain(|_, run| !run.is_finished());
-        let held: Vec<(String, Job)> = node.read(|state| {
+        let runs = &self.runs;
+        let new: Vec<(String, Job)> = node.read(|state| {
             state
                 .workers()
                 .filter(|worker| worker.simulated && worker.is_live())
                 .flat_map(|worker| {
-                    state
-                        .jobs_of_worker(&worker.id)
-                        .into_iter()
-                        .map(|job| (worker.id.clone(), job.clone()))
-                        .collect::<Vec<_>>()
+                    worker.jobs.iter().filter_map(move |id| {
+                        let job = state.job(id)?;
+                        (!runs.contains_key(&(job.id.clone(), job.attempt)))
+                            .then(|| (worker.id.clone(), job.clone()))
+                    })
                 })
                 .collect()
         });
-        for (worker, job) in held {
+        for (worker, job) in new {
             let run_key = (job.id.clone(), job.attempt);
-            if self.runs.contains_key(&run_key) {
-                continue;
-            }
             let run = tokio::spawn(simulate(node.clone(), worker, job));
             self.runs.insert(run_key, run);
         }
