@@ -134,8 +134,17 @@ fn write_result(result: &serde_json::Value, out: Option<&PathBuf>) -> anyhow::Re
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Failover { kills, out, dir } => failover(kills, out.as_ref(), dir).await,
         Command::RaftThroughput {
