@@ -352,7 +352,7 @@ async fn read_once(
 ) {
     let mut jobs = JobServiceClient::new(channel.clone());
     // Without jobs to read (the soak reads what the cluster holds), skip the job reads.
-    let turn = if ids.is_empty() && turn % 4 == 0 {
+    let turn = if ids.is_empty() && turn.is_multiple_of(4) {
         turn + 1
     } else {
         turn
