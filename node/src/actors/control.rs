@@ -269,14 +269,7 @@ impl Actor for ControlSupervisor {
         tokio::spawn(async move {
             loop {
                 let message = match events.recv().await {
-                    // Per-job chatter is for watchers and the worker hub, not controllers.
-                    Ok(
-                        DomainEvent::JobChanged(_)
-                        | DomainEvent::JobEnded { .. }
-                        | DomainEvent::JobsAssigned(_)
-                        | DomainEvent::WorkerStopped { .. }
-                        | DomainEvent::JobCancelled { .. },
-                    ) => continue,
+                    Ok(event) if event.is_job_chatter() => continue,
                     Ok(event) => ControlMsg::Event(event),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         ControlMsg::Reconcile
@@ -328,13 +321,7 @@ impl Actor for ControlSupervisor {
                 state.nudge_queues(Some(&queue));
             }
             ControlMsg::Event(DomainEvent::CapacityFreed) => state.nudge_queues(None),
-            ControlMsg::Event(
-                DomainEvent::JobChanged(_)
-                | DomainEvent::JobEnded { .. }
-                | DomainEvent::JobsAssigned(_)
-                | DomainEvent::WorkerStopped { .. }
-                | DomainEvent::JobCancelled { .. },
-            ) => {}
+            ControlMsg::Event(event) if event.is_job_chatter() => {}
             ControlMsg::Event(event) => {
                 if matches!(
                     event,

@@ -229,8 +229,10 @@ pub async fn handle(
         JobsRequest::SubmitBatch { inputs } => submit_batch(&node, &context, inputs).await,
         JobsRequest::Get { id, consistency } => {
             read_barrier(&node, consistency).await?;
-            let view = node
-                .read(|state| readable_job(state, &context, &id).map(|job| job_view(state, job)))?;
+            let view = node.read(|state| {
+                gateway_reports::visible_job(state, &context, &id)
+                    .map(|job| gateway_reports::full_job_view(state, job))
+            })?;
             Ok(JobsReply::Job(view))
         }
         JobsRequest::List {
@@ -239,7 +241,7 @@ pub async fn handle(
             consistency,
         } => list_jobs(&node, &context, filter, page, consistency).await,
         JobsRequest::Cancel { id } => {
-            node.read(|state| readable_job(state, &context, &id).map(|_| ()))?;
+            node.read(|state| gateway_reports::visible_job(state, &context, &id).map(|_| ()))?;
             let command = CommandV1::CancelJob {
                 id,
                 cancelled_by: context.principal.to_string(),
@@ -256,7 +258,7 @@ pub async fn handle(
         JobsRequest::Logs { id, consistency } => {
             read_barrier(&node, consistency).await?;
             let view = node.read(|state| {
-                readable_job(state, &context, &id).map(|job| JobLogsView {
+                gateway_reports::visible_job(state, &context, &id).map(|job| JobLogsView {
                     id: job.id.clone(),
                     state: job.state.as_str().to_string(),
                     output_tail: state.job_output(&job.id).unwrap_or_default().to_string(),
@@ -589,28 +591,6 @@ pub async fn handle(
 
 fn unexpected(outcome: CommandOutcome) -> ApiError {
     ApiError::internal(format!("unexpected state machine outcome: {outcome:?}"))
-}
-
-fn readable_job<'a>(
-    state: &'a HodeiState,
-    context: &RequestContext,
-    id: &str,
-) -> Result<&'a Job, ApiError> {
-    let job = state
-        .job(id)
-        .ok_or_else(|| ApiError::from(DomainError::not_found("job", id)))?;
-    // A job of another tenant is reported as missing, not forbidden: ids are not leaked.
-    if !context.principal.may_access(&job.spec.tenant) {
-        return Err(DomainError::not_found("job", id).into());
-    }
-    Ok(job)
-}
-
-/// The job as a reader of one job sees it: with its queue position and why it waits.
-/// The position costs a walk of the queue ahead of it, so lists and submit answers use
-/// [`job_summary_view`] instead.
-pub fn job_view(state: &HodeiState, job: &Job) -> JobView {
-    crate::actors::gateway_reports::full_job_view(state, job)
 }
 
 /// The job without the costly position; lists and submit answers.
@@ -1041,8 +1021,10 @@ async fn list_jobs(
 fn watch(node: &NodeContext, context: &RequestContext, id: String) -> Result<JobsReply, ApiError> {
     // Subscribe before reading, so no change between the two is missed.
     let mut events = node.read(|state| state.subscribe());
-    let first =
-        node.read(|state| readable_job(state, context, &id).map(|job| job_view(state, job)))?;
+    let first = node.read(|state| {
+        gateway_reports::visible_job(state, context, &id)
+            .map(|job| gateway_reports::full_job_view(state, job))
+    })?;
     let (sender, receiver) = mpsc::channel(64);
     let node = node.clone();
     tokio::spawn(async move {
@@ -1060,8 +1042,11 @@ fn watch(node: &NodeContext, context: &RequestContext, id: String) -> Result<Job
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Closed) => return,
             }
-            let Some(now) = node.read(|state| state.job(&id).map(|job| job_view(state, job)))
-            else {
+            let Some(now) = node.read(|state| {
+                state
+                    .job(&id)
+                    .map(|job| gateway_reports::full_job_view(state, job))
+            }) else {
                 return;
             };
             if now.transitions.len() != last.transitions.len() {

@@ -517,7 +517,8 @@ pub fn sla_summary(
     SlaSummaryView { items }
 }
 
-/// Reads a job the caller may see; another tenant's job is reported missing.
+/// Reads a job the caller may see; another tenant's job is reported missing, not
+/// forbidden, so that job ids of other tenants are not leaked.
 pub fn visible_job<'a>(
     state: &'a HodeiState,
     context: &RequestContext,
@@ -540,7 +541,9 @@ pub fn first_pending_reason(state: &HodeiState, job: &Job) -> Option<String> {
         .map(|found| format!("{}: {}", found.code, found.message))
 }
 
-/// The job view of one job with its position and first pending reason.
+/// The job as a reader of one job sees it: with its queue position and why it waits.
+/// The position costs a walk of the queue ahead of it, so lists and submit answers use
+/// `job_summary_view` instead.
 pub fn full_job_view(state: &HodeiState, job: &Job) -> JobView {
     JobView::new(
         job,

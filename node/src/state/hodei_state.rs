@@ -85,6 +85,21 @@ pub enum DomainEvent {
     },
 }
 
+impl DomainEvent {
+    /// Per-job chatter: for watchers, the worker hub and the metrics, not for the
+    /// controllers that reconcile against the state.
+    pub fn is_job_chatter(&self) -> bool {
+        matches!(
+            self,
+            DomainEvent::JobChanged(_)
+                | DomainEvent::JobEnded { .. }
+                | DomainEvent::JobsAssigned(_)
+                | DomainEvent::WorkerStopped { .. }
+                | DomainEvent::JobCancelled { .. }
+        )
+    }
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct SnapshotData {
     tenants: Vec<Tenant>,

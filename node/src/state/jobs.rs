@@ -362,7 +362,7 @@ impl HodeiState {
         &self.job_tally
     }
 
-    fn put_worker(&self, worker: &Worker, writes: &mut WriteBatch) {
+    pub(super) fn put_worker(&self, worker: &Worker, writes: &mut WriteBatch) {
         writes.put(key(WORKER_PREFIX, &worker.id), encode(worker));
     }
 
@@ -499,7 +499,7 @@ impl HodeiState {
         };
         pool.apply_action(action, by, reason, at_ms)?;
         let pool = pool.clone();
-        writes.put(key(POOL_PREFIX, &pool.id), encode(&pool));
+        self.put_pool(pool.clone(), writes);
         self.emit(DomainEvent::QueuesChanged);
         // Resuming may let jobs run again.
         self.emit(DomainEvent::CapacityFreed);
@@ -515,8 +515,7 @@ impl HodeiState {
         let mut created = 0;
         for pool in pools {
             if !self.pools.contains_key(&pool.id) {
-                writes.put(key(POOL_PREFIX, &pool.id), encode(&pool));
-                self.pools.insert(pool.id.clone(), pool);
+                self.put_pool(pool, writes);
                 created += 1;
             }
         }

@@ -50,10 +50,9 @@ pub(super) fn system_transition(pool: &mut Pool, to: PoolState, reason: String, 
 }
 
 impl HodeiState {
-    fn put_pool(&mut self, pool: Pool, writes: &mut WriteBatch) {
+    pub(super) fn put_pool(&mut self, pool: Pool, writes: &mut WriteBatch) {
         writes.put(key(POOL_PREFIX, &pool.id), encode(&pool));
         self.pools.insert(pool.id.clone(), pool);
-        self.emit(DomainEvent::QueuesChanged);
     }
 
     /// Live workers of the pool.
@@ -74,6 +73,7 @@ impl HodeiState {
             return Err(DomainError::already_exists("pool", pool.id));
         }
         self.put_pool(pool.clone(), writes);
+        self.emit(DomainEvent::QueuesChanged);
         Ok(CommandOutcome::Pool(pool))
     }
 
@@ -130,6 +130,7 @@ impl HodeiState {
         }
         updated.validate()?;
         self.put_pool(updated.clone(), writes);
+        self.emit(DomainEvent::QueuesChanged);
         self.emit(DomainEvent::CapacityFreed);
         Ok(CommandOutcome::Pool(updated))
     }
@@ -246,7 +247,7 @@ impl HodeiState {
         worker.state = WorkerState::Terminated;
         worker.state_changed_at_ms = at_ms;
         let worker = worker.clone();
-        writes.put(key(super::jobs::WORKER_PREFIX, &worker.id), encode(&worker));
+        self.put_worker(&worker, writes);
         tracing::debug!(worker = %worker.id, reason, "worker stopped");
         self.emit(DomainEvent::WorkerStopped {
             worker: worker.id.clone(),
