@@ -597,16 +597,9 @@ pub fn pool_metrics(
     let mut latencies: Vec<(u64, u64)> = Vec::new();
     for job in state.jobs_after(None, usize::MAX, |job| {
         job.pool.as_deref() == Some(pool.id.as_str())
-            || job
-                .transitions
-                .iter()
-                .any(|step| step.state == JobState::Assigned)
     }) {
-        if job.pool.as_deref() == Some(pool.id.as_str()) && job.state.is_final() {
+        if job.state.is_final() {
             finished += 1;
-        }
-        if job.pool.as_deref() != Some(pool.id.as_str()) {
-            continue;
         }
         // The last wait: from the last pending transition to the assignment after it.
         let mut pending_since = None;
