@@ -464,3 +464,76 @@ impl Drop for WorkerProcess {
         self.kill9();
     }
 }
+
+/// A REST client for one node: each call answers the status and the JSON body (`Null` if
+/// none); a node that does not answer gives status 0, so a test can try another node.
+#[derive(Clone)]
+pub struct RestApi {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl RestApi {
+    pub fn new(node: &NodeProcess) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: node.rest_url(""),
+        }
+    }
+
+    /// `principal` goes in `x-hodei-principal` (`admin` or `tenant:<id>`).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        principal: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(principal) = principal {
+            request = request.header("x-hodei-principal", principal);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (
+                    status,
+                    response.json().await.unwrap_or(serde_json::Value::Null),
+                )
+            }
+            Err(_) => (0, serde_json::Value::Null),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, None, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, None, Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::PUT, path, None, Some(body))
+            .await
+    }
+
+    /// A call that must succeed (2xx): its body, or a panic naming the call and answer.
+    pub async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let (status, answer) = self.call(method.clone(), path, None, body.clone()).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} {body:?}: {status} {answer}"
+        );
+        answer
+    }
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use hodei_tests::{NodeProcess, NodeSpec, ProcessCluster, WorkerProcess, eventually};
+use hodei_tests::{NodeProcess, NodeSpec, ProcessCluster, RestApi, WorkerProcess, eventually};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -13,34 +13,12 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// Room for many concurrent jobs in the default tenant, and quick lost-worker detection.
 const JOB_YAML: &str = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 200000\n    memory_mb: 400000\n    max_concurrent_jobs: 1000\n    max_pending_jobs: 100000\nworkers:\n  heartbeat_interval_ms: 500\n  missed_heartbeats: 3\n";
 
-async fn call(
-    method: reqwest::Method,
-    url: String,
-    principal: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = reqwest::Client::new().request(method, url);
-    if let Some(principal) = principal {
-        request = request.header("x-hodei-principal", principal);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    match request.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            (status, response.json().await.unwrap_or(Value::Null))
-        }
-        Err(_) => (0, Value::Null),
-    }
-}
-
 async fn post(node: &NodeProcess, path: &str, body: Value) -> (u16, Value) {
-    call(reqwest::Method::POST, node.rest_url(path), None, Some(body)).await
+    RestApi::new(node).post(path, body).await
 }
 
 async fn get(node: &NodeProcess, path: &str) -> (u16, Value) {
-    call(reqwest::Method::GET, node.rest_url(path), None, None).await
+    RestApi::new(node).get(path).await
 }
 
 fn is_final(state: &str) -> bool {
@@ -346,43 +324,44 @@ async fn bad_job_input_is_refused_naming_the_field_and_rule() -> anyhow::Result<
     assert!(pending["queue_position"].is_u64());
 
     // A tenant sees only its own jobs.
-    let (status, _) = call(
-        reqwest::Method::POST,
-        node.rest_url("/api/v1/tenants"),
-        None,
-        Some(json!({ "id": "acme" })),
-    )
-    .await;
+    let (status, _) = RestApi::new(&node)
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/tenants",
+            None,
+            Some(json!({ "id": "acme" })),
+        )
+        .await;
     assert_eq!(status, 201);
-    let (status, _) = call(
-        reqwest::Method::GET,
-        node.rest_url(&format!(
-            "/api/v1/jobs/{}",
-            first["job"]["id"].as_str().unwrap()
-        )),
-        Some("tenant:acme"),
-        None,
-    )
-    .await;
+    let (status, _) = RestApi::new(&node)
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/jobs/{}", first["job"]["id"].as_str().unwrap()),
+            Some("tenant:acme"),
+            None,
+        )
+        .await;
     assert_eq!(status, 404, "another tenant's job is not visible");
-    let (status, listed) = call(
-        reqwest::Method::GET,
-        node.rest_url("/api/v1/jobs"),
-        Some("tenant:acme"),
-        None,
-    )
-    .await;
+    let (status, listed) = RestApi::new(&node)
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/jobs",
+            Some("tenant:acme"),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, listed["items"].as_array().map(Vec::len)),
         (200, Some(0))
     );
-    let (status, _) = call(
-        reqwest::Method::POST,
-        node.rest_url("/api/v1/jobs"),
-        Some("tenant:acme"),
-        Some(json!({ "tenant": "default", "command": shell("true") })),
-    )
-    .await;
+    let (status, _) = RestApi::new(&node)
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            Some("tenant:acme"),
+            Some(json!({ "tenant": "default", "command": shell("true") })),
+        )
+        .await;
     assert_eq!(status, 403, "a tenant cannot submit for another");
 
     // Queues: create on a known pool, refuse unknown pools and the default's deletion.
@@ -400,40 +379,39 @@ async fn bad_job_input_is_refused_naming_the_field_and_rule() -> anyhow::Result<
     )
     .await;
     assert_eq!(status, 404);
-    let (status, patched) = call(
-        reqwest::Method::PATCH,
-        node.rest_url("/api/v1/queues/batch"),
-        None,
-        Some(json!({ "policy": "strict_priority" })),
-    )
-    .await;
+    let (status, patched) = RestApi::new(&node)
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/queues/batch",
+            None,
+            Some(json!({ "policy": "strict_priority" })),
+        )
+        .await;
     assert_eq!(
         (status, patched["policy"].as_str()),
         (200, Some("strict_priority"))
     );
-    let (status, problem) = call(
-        reqwest::Method::PATCH,
-        node.rest_url("/api/v1/queues/batch"),
-        None,
-        Some(json!({ "policy": "random" })),
-    )
-    .await;
+    let (status, problem) = RestApi::new(&node)
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/queues/batch",
+            None,
+            Some(json!({ "policy": "random" })),
+        )
+        .await;
     assert_eq!((status, problem["field"].as_str()), (422, Some("policy")));
-    let (status, _) = call(
-        reqwest::Method::DELETE,
-        node.rest_url("/api/v1/queues/default"),
-        None,
-        None,
-    )
-    .await;
+    let (status, _) = RestApi::new(&node)
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/queues/default",
+            None,
+            None,
+        )
+        .await;
     assert_eq!(status, 409);
-    let (status, _) = call(
-        reqwest::Method::DELETE,
-        node.rest_url("/api/v1/queues/batch"),
-        None,
-        None,
-    )
-    .await;
+    let (status, _) = RestApi::new(&node)
+        .call(reqwest::Method::DELETE, "/api/v1/queues/batch", None, None)
+        .await;
     assert_eq!(status, 204);
     Ok(())
 }

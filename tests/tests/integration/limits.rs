@@ -4,60 +4,13 @@ use std::time::Duration;
 
 use hodei_proto::v1 as pb;
 use hodei_proto::v1::tenant_service_client::TenantServiceClient;
-use hodei_tests::{NodeProcess, NodeSpec, ProcessCluster, eventually};
+use hodei_tests::{NodeProcess, NodeSpec, ProcessCluster, RestApi as Api, eventually};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Two workers of 4000 m / 8192 MiB: the global burst pool is 20% of 8000 m = 1600 m.
 const SMALL_POOLS: &str = "resource_pools:\n  pools:\n    - id: pool-default\n      min_size: 1\n      max_size: 2\n      worker_shape: { cpu_m: 4000, memory_mb: 8192, gpu: 0 }\n";
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    fn new(node: &NodeProcess) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: node.rest_url(""),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        principal: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(principal) = principal {
-            request = request.header("x-hodei-principal", principal);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, None, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, None, Some(body))
-            .await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::PUT, path, None, Some(body))
-            .await
-    }
-}
 
 fn assert_problem(
     name: &str,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hodei_proto::v1 as pb;
 use hodei_proto::v1::resource_pool_service_client::ResourcePoolServiceClient;
-use hodei_tests::{NodeProcess, NodeSpec, WorkerProcess, eventually};
+use hodei_tests::{NodeProcess, NodeSpec, RestApi, WorkerProcess, eventually};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -19,28 +19,17 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = reqwest::Client::new().request(method, node.rest_url(path));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("the node answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    RestApi::new(node).call(method, path, None, body).await
 }
 
 async fn get(node: &NodeProcess, path: &str) -> Value {
-    let (status, body) = call(reqwest::Method::GET, node, path, None).await;
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
+    RestApi::new(node)
+        .ok(reqwest::Method::GET, path, None)
+        .await
 }
 
 async fn send(node: &NodeProcess, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let (status, answer) = call(method.clone(), node, path, Some(body.clone())).await;
-    assert!(
-        (200..300).contains(&status),
-        "{method} {path} {body}: {status} {answer}"
-    );
-    answer
+    RestApi::new(node).ok(method, path, Some(body)).await
 }
 
 async fn start(extra_yaml: &str) -> (tempfile::TempDir, NodeProcess) {

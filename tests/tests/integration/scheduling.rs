@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use hodei_tests::{NodeProcess, NodeSpec, eventually};
+use hodei_tests::{NodeProcess, NodeSpec, RestApi, eventually};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -17,28 +17,19 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = reqwest::Client::new().request(method, node.rest_url(path));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("the node answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    RestApi::new(node).call(method, path, None, body).await
 }
 
 async fn get(node: &NodeProcess, path: &str) -> Value {
-    let (status, body) = call(reqwest::Method::GET, node, path, None).await;
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
+    RestApi::new(node)
+        .ok(reqwest::Method::GET, path, None)
+        .await
 }
 
 async fn post(node: &NodeProcess, path: &str, body: Value) -> Value {
-    let (status, answer) = call(reqwest::Method::POST, node, path, Some(body.clone())).await;
-    assert!(
-        (200..300).contains(&status),
-        "POST {path} {body}: {status} {answer}"
-    );
-    answer
+    RestApi::new(node)
+        .ok(reqwest::Method::POST, path, Some(body))
+        .await
 }
 
 /// A node in a temporary folder (removed when the returned guard drops).
