@@ -84,6 +84,8 @@ pub struct BenchSettings {
     pub job_ms: u64,
     /// `soak`: jobs to hold running at once.
     pub target: u64,
+    /// Virtual workers of the bench pool; `None` takes the scenario's default.
+    pub workers: Option<u32>,
 }
 
 impl BenchSettings {
@@ -422,11 +424,11 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
     for node in &settings.nodes {
         channels.push(connect(node).await?);
     }
-    let workers = match settings.scenario {
+    let workers = settings.workers.unwrap_or(match settings.scenario {
         Scenario::Submit | Scenario::Read => 0,
         Scenario::Mixed => 4,
         Scenario::Soak => settings.soak_workers(),
-    };
+    });
     set_up(channels[0].clone(), &settings, workers).await?;
     // Jobs to read: a first batch per tenant.
     let mut seeded = Vec::new();
@@ -633,6 +635,7 @@ mod tests {
             tenants: 10,
             job_ms: 1_000,
             target: 10_000,
+            workers: None,
         }
     }
 

@@ -97,6 +97,10 @@ enum Command {
         /// soak: jobs to hold running at once.
         #[arg(long, default_value_t = 10_000)]
         target: u64,
+        /// Virtual workers of the bench pool (default: none for submit and read, 4 for
+        /// mixed, enough for the target for soak).
+        #[arg(long)]
+        workers: Option<u32>,
         /// Where to write the JSON result.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -163,6 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tenants,
             job_ms,
             target,
+            workers,
             out,
         } => {
             let settings = hodei_chaos::bench::BenchSettings {
@@ -174,6 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tenants,
                 job_ms,
                 target,
+                workers,
             };
             let result = hodei_chaos::bench::run(settings).await?;
             write_result(&result, out.as_ref())
@@ -363,39 +369,8 @@ async fn raft_throughput(
     )
 }
 
-/// Room for every job the run submits, and optionally a simulated pool that runs them.
-fn submit_yaml(simulated_workers: u32) -> String {
-    let mut yaml = String::from(
-        "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 100000000\n    memory_mb: 1000000000\n    max_concurrent_jobs: 10000000\n    max_pending_jobs: 100000000\n",
-    );
-    if simulated_workers > 0 {
-        yaml.push_str(&format!(
-            "resource_pools:\n  pools:\n    - id: pool-default\n      provider: simulated\n      min_size: {simulated_workers}\n      max_size: {simulated_workers}\n      worker_shape: {{ cpu_m: 64000, memory_mb: 262144, gpu: 0 }}\n"
-        ));
-    }
-    yaml
-}
-
-fn load_job(client: usize, sequence: u64) -> hodei_proto::v1::JobSpec {
-    hodei_proto::v1::JobSpec {
-        resources: Some(hodei_proto::v1::JobResources {
-            cpu_m: 100,
-            memory_mb: 64,
-            gpu: 0,
-        }),
-        command: Some(hodei_proto::v1::JobCommand {
-            argv: vec!["true".to_string()],
-            ..Default::default()
-        }),
-        simulate: Some(hodei_proto::v1::JobSimulation {
-            duration_ms: 1_000,
-            exit_code: 0,
-        }),
-        idempotency_key: Some(format!("load-{client}-{sequence}")),
-        ..Default::default()
-    }
-}
-
+/// Starts a 3-node cluster and runs the load generator's `submit` scenario on it, against
+/// the leader or spread over every node.
 async fn submit_throughput(
     clients: u32,
     batch: u32,
@@ -404,116 +379,30 @@ async fn submit_throughput(
     simulated_workers: u32,
     out: Option<&PathBuf>,
 ) -> anyhow::Result<()> {
-    use hodei_proto::v1::job_service_client::JobServiceClient;
-    use hodei_proto::v1::{SubmitJobRequest, SubmitJobsRequest};
-
     let dir = tempfile::tempdir()?;
-    let mut cluster =
-        ProcessCluster::start_with(dir.path(), 3, &[], &submit_yaml(simulated_workers)).await?;
+    let mut cluster = ProcessCluster::start(dir.path(), 3, &[]).await?;
     let leader = cluster.leader(Duration::from_secs(30)).await?;
-    // Wait until bootstrap created the default queue.
-    let queue_url = cluster.nodes[&leader].rest_url("/api/v1/queues/default");
-    hodei_tests::eventually(Duration::from_secs(30), "the default queue", || {
-        let url = queue_url.clone();
-        async move { Ok(reqwest::get(url).await?.status().is_success().then_some(())) }
+    let nodes = if spread {
+        cluster
+            .nodes
+            .values()
+            .map(|node| node.grpc_addr())
+            .collect()
+    } else {
+        vec![cluster.nodes[&leader].grpc_addr()]
+    };
+    let mut result = hodei_chaos::bench::run(hodei_chaos::bench::BenchSettings {
+        scenario: hodei_chaos::bench::Scenario::Submit,
+        nodes,
+        clients,
+        seconds,
+        batch,
+        tenants: 10,
+        job_ms: 1_000,
+        target: 0,
+        workers: Some(simulated_workers),
     })
     .await?;
-    let targets: Vec<String> = if spread {
-        cluster.nodes.values().map(|node| node.grpc_url()).collect()
-    } else {
-        vec![cluster.nodes[&leader].grpc_url()]
-    };
-    let mut channels = Vec::new();
-    for index in 0..clients.min(8 * targets.len() as u32) as usize {
-        let endpoint =
-            tonic::transport::Endpoint::from_shared(targets[index % targets.len()].clone())?
-                .tcp_nodelay(true);
-        channels.push(endpoint.connect().await?);
-    }
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for client_index in 0..clients as usize {
-        let mut client = JobServiceClient::new(channels[client_index % channels.len()].clone());
-        let measuring = measuring.clone();
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut accepted = 0u64;
-            let mut errors = 0u64;
-            let mut sequence = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let jobs_ok = if batch == 1 {
-                    sequence += 1;
-                    let request = SubmitJobRequest {
-                        job: Some(load_job(client_index, sequence)),
-                    };
-                    client.submit_job(request).await.map(|_| 1).unwrap_or(0)
-                } else {
-                    let jobs = (0..batch)
-                        .map(|_| {
-                            sequence += 1;
-                            load_job(client_index, sequence)
-                        })
-                        .collect();
-                    client
-                        .submit_jobs(SubmitJobsRequest { jobs })
-                        .await
-                        .map(|reply| u64::from(reply.get_ref().accepted))
-                        .unwrap_or(0)
-                };
-                let latency = started.elapsed();
-                if measuring.load(Ordering::Relaxed) {
-                    if jobs_ok > 0 {
-                        latencies.push(latency);
-                        accepted += jobs_ok;
-                    } else {
-                        errors += 1;
-                    }
-                }
-            }
-            (latencies, accepted, errors)
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    for second in 1..=seconds {
-        tokio::time::sleep_until((started + Duration::from_secs(second)).into()).await;
-        eprintln!("submit-throughput: {second}/{seconds} s");
-    }
-    measuring.store(false, Ordering::Relaxed);
-    let measured = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    let mut accepted = 0;
-    let mut errors = 0;
-    for task in tasks {
-        let (client_latencies, client_accepted, client_errors) = task.await?;
-        latencies.extend(client_latencies);
-        accepted += client_accepted;
-        errors += client_errors;
-    }
-    let summary = summarize(latencies);
-    write_result(
-        &json!({
-            "scenario": "submit-throughput",
-            "nodes": 3,
-            "clients": clients,
-            "jobs_per_request": batch,
-            "target": if spread { "all" } else { "leader" },
-            "simulated_workers": simulated_workers,
-            "seconds": measured.as_secs_f64(),
-            "requests": summary.count,
-            "jobs_accepted": accepted,
-            "failed_requests": errors,
-            "jobs_per_second": accepted as f64 / measured.as_secs_f64(),
-            "request_p50_ms": millis(summary.p50),
-            "request_p95_ms": millis(summary.p95),
-            "request_p99_ms": millis(summary.p99),
-            "request_max_ms": millis(summary.max),
-        }),
-        out,
-    )
+    result["target"] = json!(if spread { "all" } else { "leader" });
+    write_result(&result, out)
 }
