@@ -28,7 +28,7 @@ use hodei_proto::v1::tenant_service_client::TenantServiceClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-use crate::stats::{millis, summarize};
+use crate::stats::{bucket_delta, histogram_buckets, histogram_quantile, millis, summarize};
 
 /// Each scenario has its own queue and simulated pool, `bench-<scenario>`.
 fn queue_id(scenario: Scenario) -> String {
@@ -86,6 +86,9 @@ pub struct BenchSettings {
     pub target: u64,
     /// Virtual workers of the bench pool; `None` takes the scenario's default.
     pub workers: Option<u32>,
+    /// Prometheus endpoints (host:port) of the nodes, scraped for the dispatch latency the
+    /// leader observes; empty: not reported.
+    pub metrics: Vec<String>,
 }
 
 impl BenchSettings {
@@ -209,6 +212,20 @@ impl Recorder {
     }
 }
 
+/// A run time drawn uniformly from [job_ms / 2, 3 job_ms / 2] (mean `job_ms`), so that
+/// runs started together do not all end together.
+fn spread_run_time(job_ms: u64) -> u64 {
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    // splitmix64 of a counter: well spread, reproducible, no dependency.
+    let mut x = DRAWS
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    job_ms / 2 + x % (job_ms + 1)
+}
+
 fn job(tenant: &str, queue: &str, job_ms: u64) -> pb::JobSpec {
     pb::JobSpec {
         tenant: tenant.to_string(),
@@ -223,7 +240,7 @@ fn job(tenant: &str, queue: &str, job_ms: u64) -> pb::JobSpec {
             ..Default::default()
         }),
         simulate: Some(pb::JobSimulation {
-            duration_ms: job_ms,
+            duration_ms: spread_run_time(job_ms),
             exit_code: 0,
         }),
         ..Default::default()
@@ -418,6 +435,25 @@ async fn queue_status(channel: &Channel, queue: &str) -> Option<pb::QueueStatus>
 }
 
 /// Runs the scenario and returns its JSON result.
+/// The buckets of `hodei_dispatch_latency_seconds` for `queue`, summed over the nodes'
+/// Prometheus endpoints (only the leader observes it).
+async fn dispatch_latency_buckets(endpoints: &[String], queue: &str) -> Vec<(f64, f64)> {
+    let client = reqwest::Client::new();
+    let mut exposition = String::new();
+    for endpoint in endpoints {
+        let url = format!("http://{endpoint}/metrics");
+        match client.get(&url).timeout(Duration::from_secs(5)).send().await {
+            Ok(reply) => exposition.push_str(&reply.text().await.unwrap_or_default()),
+            Err(error) => eprintln!("bench: cannot scrape {url}: {error}"),
+        }
+    }
+    histogram_buckets(
+        &exposition,
+        "hodei_dispatch_latency_seconds",
+        &[("queue", queue)],
+    )
+}
+
 pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
     settings.validate()?;
     let mut channels = Vec::new();
@@ -558,6 +594,7 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
     let finished_before = pool_metrics(monitor.clone(), queue.clone())
         .await
         .map(|pool| pool.jobs_finished);
+    let latency_before = dispatch_latency_buckets(&settings.metrics, &queue).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     for second in 1..=settings.seconds {
@@ -580,6 +617,7 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
     measuring.store(false, Ordering::Relaxed);
     let measured = started.elapsed().as_secs_f64();
     let pool = pool_metrics(monitor.clone(), queue.clone()).await;
+    let latency_after = dispatch_latency_buckets(&settings.metrics, &queue).await;
     stop.store(true, Ordering::Relaxed);
     let mut total = Recorder::default();
     for task in tasks {
@@ -608,11 +646,22 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
         result["virtual_workers"] = json!(workers);
         result["job_ms"] = json!(settings.job_ms);
         if let Some(pool) = pool {
-            result["dispatch_latency_ms"] = json!({
-                "what": "pending to assigned, the pool's last 1,000 assignments",
+            result["wait_latency_ms"] = json!({
+                "what": "pending to assigned (queueing for room included), the pool's last 1,000 assignments",
                 "p50": pool.allocation_latency_p50_ms,
                 "p95": pool.allocation_latency_p95_ms,
                 "p99": pool.allocation_latency_p99_ms,
+            });
+        }
+        if !settings.metrics.is_empty() {
+            let measured_buckets = bucket_delta(&latency_before, &latency_after);
+            let quantile = |q: f64| histogram_quantile(q, &measured_buckets).map(|s| s * 1000.0);
+            result["dispatch_latency_ms"] = json!({
+                "what": "a run's end freeing room while jobs wait, to the commit of the assignment filling it (hodei_dispatch_latency_seconds, interpolated in its buckets)",
+                "samples": measured_buckets.last().map(|(_, count)| *count),
+                "p50": quantile(0.50),
+                "p95": quantile(0.95),
+                "p99": quantile(0.99),
             });
         }
         result["jobs_finished"] = json!(finished);
@@ -636,6 +685,7 @@ mod tests {
             job_ms: 1_000,
             target: 10_000,
             workers: None,
+            metrics: Vec::new(),
         }
     }
 
@@ -711,6 +761,17 @@ mod tests {
         // 640 jobs per virtual worker, a tenth more than the target.
         assert_eq!(soak.soak_workers(), 18);
         assert!(u64::from(soak.soak_workers()) * 640 >= 11_000);
+    }
+
+    #[test]
+    fn run_times_are_spread_around_the_mean() {
+        let draws: Vec<u64> = (0..10_000).map(|_| spread_run_time(1_000)).collect();
+        assert!(draws.iter().all(|ms| (500..=1_500).contains(ms)));
+        let mean = draws.iter().sum::<u64>() as f64 / draws.len() as f64;
+        assert!((mean - 1_000.0).abs() < 20.0, "mean {mean}");
+        // Both halves of the range are used.
+        assert!(draws.iter().filter(|ms| **ms < 1_000).count() > 4_000);
+        assert!(draws.iter().filter(|ms| **ms > 1_000).count() > 4_000);
     }
 
     #[test]

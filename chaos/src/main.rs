@@ -91,7 +91,8 @@ enum Command {
         /// Tenants the load is spread over.
         #[arg(long, default_value_t = 10)]
         tenants: u32,
-        /// Simulated run time of each job, in milliseconds.
+        /// Mean simulated run time of a job, in milliseconds (each drawn uniformly from
+        /// half to one and a half times it).
         #[arg(long, default_value_t = 1_000)]
         job_ms: u64,
         /// soak: jobs to hold running at once.
@@ -101,6 +102,10 @@ enum Command {
         /// mixed, enough for the target for soak).
         #[arg(long)]
         workers: Option<u32>,
+        /// Prometheus endpoints of the nodes (host:port, comma-separated), scraped for the
+        /// dispatch latency of mixed and soak; none: not reported.
+        #[arg(long, value_delimiter = ',')]
+        metrics: Vec<String>,
         /// Where to write the JSON result.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -168,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             job_ms,
             target,
             workers,
+            metrics,
             out,
         } => {
             let settings = hodei_chaos::bench::BenchSettings {
@@ -180,6 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 job_ms,
                 target,
                 workers,
+                metrics,
             };
             let result = hodei_chaos::bench::run(settings).await?;
             write_result(&result, out.as_ref())
@@ -401,6 +408,7 @@ async fn submit_throughput(
         job_ms: 1_000,
         target: 0,
         workers: Some(simulated_workers),
+        metrics: Vec::new(),
     })
     .await?;
     result["target"] = json!(if spread { "all" } else { "leader" });

@@ -27,6 +27,7 @@ dir="$(cd "$dir" && pwd)"
 export HODEI_BIN="$root/target/release/hodei"
 chaos="$root/target/release/hodei-chaos"
 nodes="127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093"
+metrics="127.0.0.1:9191,127.0.0.1:9192,127.0.0.1:9193"
 
 run() {
   local name=$1
@@ -35,7 +36,7 @@ run() {
   rm -rf "$cluster"
   "$root/deploy/local/cluster.sh" up "$cluster" >&2
   trap '"$root/deploy/local/cluster.sh" down "$cluster" >&2' EXIT
-  "$chaos" bench "$@" --nodes "$nodes" --out "$dir/results/$name.json"
+  "$chaos" bench "$@" --nodes "$nodes" --metrics "$metrics" --out "$dir/results/$name.json"
   "$root/deploy/local/cluster.sh" down "$cluster" >&2
   trap - EXIT
 }

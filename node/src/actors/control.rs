@@ -320,7 +320,20 @@ impl Actor for ControlSupervisor {
             ControlMsg::Event(DomainEvent::JobsQueued(queue)) => {
                 state.nudge_queues(Some(&queue));
             }
-            ControlMsg::Event(DomainEvent::CapacityFreed) => state.nudge_queues(None),
+            ControlMsg::Event(DomainEvent::CapacityFreed {
+                ended_in: Some(pool),
+            }) => {
+                let at = std::time::Instant::now();
+                for actor in state.queues.values() {
+                    let _ = actor.cast(QueueMsg::RunEnded {
+                        pool: pool.clone(),
+                        at,
+                    });
+                }
+            }
+            ControlMsg::Event(DomainEvent::CapacityFreed { ended_in: None }) => {
+                state.nudge_queues(None)
+            }
             ControlMsg::Event(event) if event.is_job_chatter() => {}
             ControlMsg::Event(event) => {
                 if matches!(

@@ -37,6 +37,7 @@ pub struct Metrics {
     dispatch_plans: Counter<u64>,
     dispatch_assignments: Counter<u64>,
     dispatch_duration: Histogram<f64>,
+    dispatch_latency: Histogram<f64>,
     workers_lost: Counter<u64>,
     pool_provisioning: Counter<u64>,
 }
@@ -53,6 +54,12 @@ const JOB_TIME_BUCKETS: [f64; 15] = [
 /// Latency buckets in seconds, from 1 ms to 10 s.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Fine buckets for the dispatch latency, whose target is counted in milliseconds.
+const DISPATCH_LATENCY_BUCKETS: [f64; 19] = [
+    0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+    1.0, 2.5, 5.0, 10.0,
 ];
 
 impl Metrics {
@@ -121,6 +128,14 @@ impl Metrics {
                 .with_description("Time to read the snapshot and decide one dispatch plan, by queue")
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build(),
+            dispatch_latency: meter
+                .f64_histogram("hodei_dispatch_latency_seconds")
+                .with_description(
+                    "From a run's end freeing room while jobs wait to the commit of the \
+                     assignment that fills it, by queue (observed by the leader)",
+                )
+                .with_boundaries(DISPATCH_LATENCY_BUCKETS.to_vec())
+                .build(),
             pool_provisioning: meter
                 .u64_counter("hodei_pool_provisioning")
                 .with_description("Worker starts by pool and outcome (succeeded, failed, timed_out) (leader)")
@@ -156,6 +171,11 @@ impl Metrics {
         let queue = KeyValue::new("queue", queue.to_string());
         self.dispatch_plans.add(1, std::slice::from_ref(&queue));
         self.dispatch_duration.record(seconds, &[queue]);
+    }
+
+    pub fn dispatch_latency(&self, queue: &str, seconds: f64) {
+        self.dispatch_latency
+            .record(seconds, &[KeyValue::new("queue", queue.to_string())]);
     }
 
     pub fn dispatch_outcome(&self, queue: &str, assigned: usize, rejected: usize) {

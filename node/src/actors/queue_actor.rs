@@ -3,8 +3,13 @@
 //! keeps the starvation guard's clock, asks the pure [`next_assignments`] for a plan, and proposes it as one `AssignJobs` command (apply
 //! re-checks every part). One plan is in flight at a time; the proposal runs in its own
 //! task so the mailbox never waits on Raft, and its end is a message.
+//!
+//! It also measures the dispatch latency: from the moment a run in one of its pools ends
+//! while jobs wait (the room is free) to the commit of the plan that fills that room.
+//! Freed rooms are matched to assignments first in, first out.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -30,10 +35,18 @@ const MAX_SCAN: usize = 20_000;
 const SAFETY_TICK: Duration = Duration::from_secs(1);
 /// Nudges within this window share one pass: a burst of submissions costs one snapshot.
 const COALESCE: Duration = Duration::from_millis(5);
+/// The most freed rooms waiting to be matched with an assignment (the oldest go first).
+const MAX_FREED: usize = 100_000;
 
 pub enum QueueMsg {
     /// Something changed that may allow dispatch: plan soon (or after the plan in flight).
     Nudge,
+    /// A run ended in `pool` at `at`, freeing its room: a nudge, and the start of a
+    /// dispatch latency if the room is one of this queue's and jobs wait.
+    RunEnded {
+        pool: String,
+        at: Instant,
+    },
     /// The coalescing window of the nudges has passed: plan now.
     Plan,
     /// The plan in flight was applied (or failed).
@@ -68,6 +81,39 @@ pub struct QueueActorState {
     starvation: Duration,
     /// When SLA status changes were last proposed.
     last_sla_record: Option<std::time::Instant>,
+    /// When each room freed while jobs waited was freed, oldest first, until an
+    /// assignment fills it.
+    freed: VecDeque<Instant>,
+}
+
+impl QueueActorState {
+    fn room_freed(&mut self, pool: &str, at: Instant) {
+        let queue = &self.observable.queue;
+        let waiting = self.node.read(|state| {
+            state
+                .queue(queue)
+                .is_some_and(|found| found.pools.iter().any(|id| id == pool))
+                && state.pending_in(queue).next().is_some()
+        });
+        if !waiting {
+            return;
+        }
+        if self.freed.len() == MAX_FREED {
+            self.freed.pop_front();
+        }
+        self.freed.push_back(at);
+    }
+
+    /// `assigned` rooms were filled now: each is a dispatch latency sample.
+    fn rooms_filled(&mut self, assigned: usize) {
+        let now = Instant::now();
+        let filled = assigned.min(self.freed.len());
+        for at in self.freed.drain(..filled) {
+            self.node
+                .metrics
+                .dispatch_latency(&self.observable.queue, now.duration_since(at).as_secs_f64());
+        }
+    }
 }
 
 struct Snapshot {
@@ -282,6 +328,13 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
         .node
         .read(|hodei| snapshot(hodei, &queue_id, &boosted, window, sla_due))
     else {
+        // Rooms freed with nothing waiting any more are no one's latency.
+        if state
+            .node
+            .read(|hodei| hodei.pending_in(&queue_id).next().is_none())
+        {
+            state.freed.clear();
+        }
         return;
     };
     let sla_changes = std::mem::take(&mut found.sla_changes);
@@ -363,6 +416,7 @@ impl Actor for QueueActor {
             boosted: BTreeSet::new(),
             starvation: node_starvation,
             last_sla_record: None,
+            freed: VecDeque::new(),
         })
     }
 
@@ -379,6 +433,13 @@ impl Actor for QueueActor {
                     myself.send_after(COALESCE, || QueueMsg::Plan);
                 }
             }
+            QueueMsg::RunEnded { pool, at } => {
+                state.room_freed(&pool, at);
+                if !state.scheduled {
+                    state.scheduled = true;
+                    myself.send_after(COALESCE, || QueueMsg::Plan);
+                }
+            }
             QueueMsg::Plan => {
                 state.scheduled = false;
                 plan(&myself, state);
@@ -386,6 +447,7 @@ impl Actor for QueueActor {
             QueueMsg::PlanDone { assigned } => {
                 state.observable.in_flight = false;
                 state.observable.assigned += assigned as u64;
+                state.rooms_filled(assigned);
                 // A full plan may have left more to place; a nudge may have come meanwhile.
                 if assigned > 0 || state.dirty {
                     plan(&myself, state);

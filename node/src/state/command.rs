@@ -116,6 +116,12 @@ pub enum CommandV1 {
     JobFinished {
         report: RunReport,
     },
+    /// Many run reports in one command (the simulator's, which runs thousands of jobs at
+    /// once): the starts, then the ends, each applied as its single command would be.
+    RunReports {
+        started: Vec<StartReport>,
+        finished: Vec<RunReport>,
+    },
     CancelJob {
         id: String,
         cancelled_by: String,
@@ -180,6 +186,15 @@ pub enum CommandV1 {
     },
 }
 
+/// A worker's report that it started a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartReport {
+    pub job: String,
+    pub attempt: u32,
+    pub worker: String,
+    pub at_ms: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlaUpdate {
     pub job: String,
@@ -221,6 +236,10 @@ pub enum CommandOutcome {
     /// Whether a worker's report changed the job (a stale or repeated one does not).
     RunReported {
         applied: bool,
+    },
+    /// How many reports of a `RunReports` batch changed their job.
+    RunsReported {
+        applied: usize,
     },
     Job(Box<Job>),
     WorkerRegistered {

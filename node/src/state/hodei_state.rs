@@ -60,8 +60,10 @@ pub enum DomainEvent {
     JobsQueued(String),
     /// Jobs were assigned to these workers.
     JobsAssigned(BTreeSet<String>),
-    /// Room was freed on some worker or a worker (re)joined.
-    CapacityFreed,
+    /// Room was freed on some worker or a worker (re)joined. `ended_in` names the pool
+    /// when the room is that of a run that ended: the dispatch latency (room freed to
+    /// its next assignment) is measured from these.
+    CapacityFreed { ended_in: Option<String> },
     /// A job held by `worker` was cancelled: the worker must stop it.
     JobCancelled {
         job: String,
@@ -381,6 +383,9 @@ impl HodeiState {
                 at_ms,
             } => self.apply_job_started(&job, attempt, &worker, at_ms, writes),
             CommandV1::JobFinished { report } => self.apply_job_finished(report, writes),
+            CommandV1::RunReports { started, finished } => {
+                self.apply_run_reports(started, finished, writes)
+            }
             CommandV1::CancelJob {
                 id,
                 cancelled_by,

@@ -20,7 +20,7 @@ use crate::domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy, validate_pool_l
 use crate::domain::resources::Resources;
 use crate::domain::tenant::{TenantId, TenantStatus};
 use crate::domain::worker::{Worker, WorkerState, validate_worker_id};
-use crate::state::command::{CommandOutcome, CommandResult};
+use crate::state::command::{CommandOutcome, CommandResult, StartReport};
 
 pub(super) const JOB_PREFIX: &str = "job/";
 pub(super) const JOB_LOG_PREFIX: &str = "joblog/";
@@ -502,7 +502,7 @@ impl HodeiState {
         self.put_pool(pool.clone(), writes);
         self.emit(DomainEvent::QueuesChanged);
         // Resuming may let jobs run again.
-        self.emit(DomainEvent::CapacityFreed);
+        self.emit(DomainEvent::CapacityFreed { ended_in: None });
         Ok(CommandOutcome::Pool(pool))
     }
 
@@ -915,9 +915,32 @@ impl HodeiState {
         writes.put(key(JOB_LOG_PREFIX, &found.id), tail.clone().into_bytes());
         self.job_logs.insert(found.id.clone(), tail);
         self.emit(DomainEvent::JobChanged(found.id.clone()));
-        self.emit(DomainEvent::CapacityFreed);
+        let pool = self.workers.get(&report.worker).map(|worker| worker.pool.clone());
+        self.emit(DomainEvent::CapacityFreed { ended_in: pool });
         self.store_job(found, writes);
         Ok(CommandOutcome::RunReported { applied: true })
+    }
+
+    pub(super) fn apply_run_reports(
+        &mut self,
+        started: Vec<StartReport>,
+        finished: Vec<RunReport>,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let mut applied = 0;
+        for start in started {
+            let outcome =
+                self.apply_job_started(&start.job, start.attempt, &start.worker, start.at_ms, writes);
+            if outcome == Ok(CommandOutcome::RunReported { applied: true }) {
+                applied += 1;
+            }
+        }
+        for report in finished {
+            if self.apply_job_finished(report, writes) == Ok(CommandOutcome::RunReported { applied: true }) {
+                applied += 1;
+            }
+        }
+        Ok(CommandOutcome::RunsReported { applied })
     }
 
     pub(super) fn apply_cancel_job(
@@ -953,7 +976,7 @@ impl HodeiState {
                 job: job.id.clone(),
                 worker,
             });
-            self.emit(DomainEvent::CapacityFreed);
+            self.emit(DomainEvent::CapacityFreed { ended_in: None });
         }
         self.store_job(job.clone(), writes);
         Ok(CommandOutcome::Job(Box::new(job)))
@@ -1032,7 +1055,7 @@ impl HodeiState {
             }
         };
         self.put_worker(&worker, writes);
-        self.emit(DomainEvent::CapacityFreed);
+        self.emit(DomainEvent::CapacityFreed { ended_in: None });
         Ok(CommandOutcome::WorkerRegistered {
             worker,
             keep,
@@ -1100,7 +1123,7 @@ impl HodeiState {
             self.store_job(job, writes);
         }
         if requeued > 0 {
-            self.emit(DomainEvent::CapacityFreed);
+            self.emit(DomainEvent::CapacityFreed { ended_in: None });
         }
         requeued
     }

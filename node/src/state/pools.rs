@@ -131,7 +131,7 @@ impl HodeiState {
         updated.validate()?;
         self.put_pool(updated.clone(), writes);
         self.emit(DomainEvent::QueuesChanged);
-        self.emit(DomainEvent::CapacityFreed);
+        self.emit(DomainEvent::CapacityFreed { ended_in: None });
         Ok(CommandOutcome::Pool(updated))
     }
 

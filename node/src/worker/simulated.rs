@@ -1,37 +1,59 @@
 //! The `simulated` provider: virtual workers inside the leader. Each simulated pool gets
 //! `min_size` workers, registered through the same command as real agents; a job assigned
 //! to one "runs" for its `simulate.duration_ms` and ends with its `simulate.exit_code`,
-//! through the same start and finish commands a real worker's reports become. Used for
-//! load tests and demos with thousands of concurrent jobs.
+//! reported through the same apply paths a real worker's reports take. Used for load
+//! tests and demos with thousands of concurrent jobs.
+//!
+//! One loop runs every virtual run: a timer heap of the runs' ends, and the starts and
+//! ends due at each moment proposed together as one `RunReports` command (so ten
+//! thousand runs cost a few commands a second, not two each).
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
-use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::actors::gateway::propose;
 use crate::actors::{NodeContext, now_ms};
-use crate::domain::job::{Job, JobState};
+use crate::domain::job::JobState;
 use crate::domain::pool::PoolProvider;
+use crate::state::command::StartReport;
 use crate::state::jobs::{RunOutcome, RunReport, WorkerRegistration};
 use crate::state::{CommandV1, DomainEvent};
 
-type RunKey = (String, u32);
+/// The most reports in one command.
+const MAX_REPORTS: usize = 5_000;
+
+/// A run's end, ordered by when it is due.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct DueEnd {
+    at: Instant,
+    job: String,
+    attempt: u32,
+    worker: String,
+    exit_code: i32,
+    duration_ms: u64,
+}
 
 #[derive(Default)]
 struct Simulator {
-    runs: HashMap<RunKey, JoinHandle<()>>,
+    /// Every run this leader simulates (job and attempt), from its assignment to its
+    /// reported end.
+    runs: HashMap<String, u32>,
+    ends: BinaryHeap<Reverse<DueEnd>>,
+    /// Starts not yet committed.
+    starts: Vec<StartReport>,
+    /// Ends due and not yet committed.
+    finished: Vec<RunReport>,
     registering: BTreeSet<String>,
 }
 
 impl Simulator {
     fn stop_all(&mut self) {
-        for (_, run) in self.runs.drain() {
-            run.abort();
-        }
-        self.registering.clear();
+        *self = Self::default();
     }
 
     /// Registers the missing (or lost) virtual workers of every simulated pool.
@@ -75,68 +97,111 @@ impl Simulator {
         }
     }
 
-    /// Starts a run for every job held by a virtual worker that has none yet. Only the
-    /// new ones are copied out of the state (this runs on every assignment).
-    fn start_runs(&mut self, node: &NodeContext) {
-        self.runs.retain(|_, run| !run.is_finished());
-        let runs = &self.runs;
-        let new: Vec<(String, Job)> = node.read(|state| {
-            state
-                .workers()
-                .filter(|worker| worker.simulated && worker.is_live())
-                .flat_map(|worker| {
-                    worker.jobs.iter().filter_map(move |id| {
-                        let job = state.job(id)?;
-                        (!runs.contains_key(&(job.id.clone(), job.attempt)))
-                            .then(|| (worker.id.clone(), job.clone()))
-                    })
-                })
-                .collect()
+    /// Starts a run for every job held by a virtual worker (of `only`, or of all) that has
+    /// none yet: its start is reported at once and its end scheduled.
+    fn start_runs(&mut self, node: &NodeContext, only: Option<&BTreeSet<String>>) {
+        let now = Instant::now();
+        let at_ms = now_ms();
+        let runs = &mut self.runs;
+        let starts = &mut self.starts;
+        let ends = &mut self.ends;
+        node.read(|state| {
+            let workers: Box<dyn Iterator<Item = _>> = match only {
+                Some(ids) => Box::new(ids.iter().filter_map(|id| state.worker(id))),
+                None => Box::new(state.workers()),
+            };
+            for worker in workers.filter(|worker| worker.simulated && worker.is_live()) {
+                for job in worker.jobs.iter().filter_map(|id| state.job(id)) {
+                    if runs.get(&job.id) == Some(&job.attempt) {
+                        continue;
+                    }
+                    runs.insert(job.id.clone(), job.attempt);
+                    if job.state == JobState::Assigned {
+                        starts.push(StartReport {
+                            job: job.id.clone(),
+                            attempt: job.attempt,
+                            worker: worker.id.clone(),
+                            at_ms,
+                        });
+                    }
+                    let simulation = job.spec.simulate.unwrap_or_default();
+                    ends.push(Reverse(DueEnd {
+                        at: now + Duration::from_millis(simulation.duration_ms),
+                        job: job.id.clone(),
+                        attempt: job.attempt,
+                        worker: worker.id.clone(),
+                        exit_code: simulation.exit_code,
+                        duration_ms: simulation.duration_ms,
+                    }));
+                }
+            }
         });
-        for (worker, job) in new {
-            let run_key = (job.id.clone(), job.attempt);
-            let run = tokio::spawn(simulate(node.clone(), worker, job));
-            self.runs.insert(run_key, run);
-        }
     }
-}
 
-async fn simulate(node: NodeContext, worker: String, job: Job) {
-    let simulation = job.spec.simulate.unwrap_or_default();
-    if job.state == JobState::Assigned {
-        let started = CommandV1::JobStarted {
-            job: job.id.clone(),
-            attempt: job.attempt,
-            worker: worker.clone(),
-            at_ms: now_ms(),
-        };
-        if let Err(error) = propose(&node, started).await {
-            warn!(job = %job.id, %error, "simulated start not committed");
-            return;
+    /// Moves the ends due by now into the reports to send.
+    fn collect_due(&mut self) {
+        let now = Instant::now();
+        let at_ms = now_ms();
+        while let Some(Reverse(next)) = self.ends.peek()
+            && next.at <= now
+        {
+            let Some(Reverse(due)) = self.ends.pop() else {
+                break;
+            };
+            self.finished.push(RunReport {
+                job: due.job,
+                attempt: due.attempt,
+                worker: due.worker,
+                outcome: if due.exit_code == 0 {
+                    RunOutcome::Succeeded
+                } else {
+                    RunOutcome::Failed
+                },
+                exit_code: Some(due.exit_code),
+                output_tail: format!(
+                    "simulated run of {} ms, exit code {}\n",
+                    due.duration_ms, due.exit_code
+                ),
+                at_ms,
+            });
         }
     }
-    tokio::time::sleep(Duration::from_millis(simulation.duration_ms)).await;
-    let outcome = if simulation.exit_code == 0 {
-        RunOutcome::Succeeded
-    } else {
-        RunOutcome::Failed
-    };
-    let finished = CommandV1::JobFinished {
-        report: RunReport {
-            job: job.id.clone(),
-            attempt: job.attempt,
-            worker,
-            outcome,
-            exit_code: Some(simulation.exit_code),
-            output_tail: format!(
-                "simulated run of {} ms, exit code {}\n",
-                simulation.duration_ms, simulation.exit_code
-            ),
-            at_ms: now_ms(),
-        },
-    };
-    if let Err(error) = propose(&node, finished).await {
-        warn!(job = %job.id, %error, "simulated finish not committed");
+
+    fn next_end(&self) -> Option<Instant> {
+        self.ends.peek().map(|Reverse(next)| next.at)
+    }
+
+    /// Commits the pending reports, a batch at a time. Reports that fail stay for the next
+    /// round; a run whose end is committed is forgotten.
+    async fn report(&mut self, node: &NodeContext) {
+        while !self.starts.is_empty() || !self.finished.is_empty() {
+            let starts_taken = self.starts.len().min(MAX_REPORTS);
+            let started: Vec<StartReport> = self.starts.drain(..starts_taken).collect();
+            let finished_taken = self
+                .finished
+                .len()
+                .min(MAX_REPORTS.saturating_sub(starts_taken));
+            let finished: Vec<RunReport> = self.finished.drain(..finished_taken).collect();
+            let command = CommandV1::RunReports {
+                started: started.clone(),
+                finished: finished.clone(),
+            };
+            match propose(node, command).await {
+                Ok(_) => {
+                    for report in &finished {
+                        if self.runs.get(&report.job) == Some(&report.attempt) {
+                            self.runs.remove(&report.job);
+                        }
+                    }
+                }
+                Err(error) => {
+                    warn!(%error, "simulated run reports not committed; retrying");
+                    self.starts.splice(0..0, started);
+                    self.finished.splice(0..0, finished);
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -147,22 +212,42 @@ pub async fn run(node: NodeContext) {
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let tick = tokio::select! {
+        let next_end = simulator.next_end();
+        let wake = async {
+            match next_end {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        enum Woken {
+            Assigned(Option<BTreeSet<String>>),
+            Tick,
+            Due,
+        }
+        let woken = tokio::select! {
             event = events.recv() => match event {
-                Ok(DomainEvent::JobsAssigned(_)) | Err(RecvError::Lagged(_)) => false,
+                Ok(DomainEvent::JobsAssigned(workers)) => Woken::Assigned(Some(workers)),
+                Err(RecvError::Lagged(_)) => Woken::Assigned(None),
                 Ok(_) => continue,
                 Err(RecvError::Closed) => return,
             },
-            _ = ticker.tick() => true,
+            _ = ticker.tick() => Woken::Tick,
+            _ = wake => Woken::Due,
         };
         if !node.raft.is_leader() {
             simulator.stop_all();
             continue;
         }
-        if tick {
-            simulator.registering.clear();
-            simulator.ensure_workers(&node);
+        match woken {
+            Woken::Tick => {
+                simulator.registering.clear();
+                simulator.ensure_workers(&node);
+                simulator.start_runs(&node, None);
+            }
+            Woken::Assigned(workers) => simulator.start_runs(&node, workers.as_ref()),
+            Woken::Due => {}
         }
-        simulator.start_runs(&node);
+        simulator.collect_due();
+        simulator.report(&node).await;
     }
 }
