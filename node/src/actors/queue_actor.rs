@@ -5,8 +5,9 @@
 //! task so the mailbox never waits on Raft, and its end is a message.
 //!
 //! It also measures the dispatch latency: from the moment a run in one of its pools ends
-//! while jobs wait (the room is free) to the commit of the plan that fills that room.
-//! Freed rooms are matched to assignments first in, first out.
+//! while the queue is short of room (its last pass left jobs it could not place) to the
+//! commit of the plan that fills that room. Freed rooms are matched to assignments first
+//! in, first out; those left when a pass places every pending job are dropped.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
@@ -52,6 +53,8 @@ pub enum QueueMsg {
     /// The plan in flight was applied (or failed).
     PlanDone {
         assigned: usize,
+        /// The plan placed every pending job it saw.
+        placed_all: bool,
     },
     GetObservableState(RpcReplyPort<QueueObservableState>),
 }
@@ -81,21 +84,25 @@ pub struct QueueActorState {
     starvation: Duration,
     /// When SLA status changes were last proposed.
     last_sla_record: Option<std::time::Instant>,
-    /// When each room freed while jobs waited was freed, oldest first, until an
-    /// assignment fills it.
+    /// When each room freed while the queue was short of room was freed, oldest first,
+    /// until an assignment fills it.
     freed: VecDeque<Instant>,
+    /// The last pass left pending jobs it could not place.
+    short_of_room: bool,
 }
 
 impl QueueActorState {
     fn room_freed(&mut self, pool: &str, at: Instant) {
+        if !self.short_of_room {
+            return;
+        }
         let queue = &self.observable.queue;
-        let waiting = self.node.read(|state| {
+        let ours = self.node.read(|state| {
             state
                 .queue(queue)
                 .is_some_and(|found| found.pools.iter().any(|id| id == pool))
-                && state.pending_in(queue).next().is_some()
         });
-        if !waiting {
+        if !ours {
             return;
         }
         if self.freed.len() == MAX_FREED {
@@ -334,12 +341,14 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
             .read(|hodei| hodei.pending_in(&queue_id).next().is_none())
         {
             state.freed.clear();
+            state.short_of_room = false;
         }
         return;
     };
     let sla_changes = std::mem::take(&mut found.sla_changes);
     if found.pending.is_empty() {
         // No worker has room: nothing to plan (and the starvation clocks keep running).
+        state.short_of_room = true;
         record_sla_changes(state, sla_changes, sla_due);
         return;
     }
@@ -356,9 +365,11 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
         limit: MAX_PLAN,
     });
     if assignments.is_empty() {
+        state.short_of_room = true;
         record_sla_changes(state, sla_changes, sla_due);
         return;
     }
+    let placed_all = assignments.len() >= found.pending.len();
     state
         .node
         .metrics
@@ -385,7 +396,10 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
                 0
             }
         };
-        let _ = myself.cast(QueueMsg::PlanDone { assigned });
+        let _ = myself.cast(QueueMsg::PlanDone {
+            assigned,
+            placed_all,
+        });
     });
 }
 
@@ -417,6 +431,7 @@ impl Actor for QueueActor {
             starvation: node_starvation,
             last_sla_record: None,
             freed: VecDeque::new(),
+            short_of_room: false,
         })
     }
 
@@ -444,10 +459,18 @@ impl Actor for QueueActor {
                 state.scheduled = false;
                 plan(&myself, state);
             }
-            QueueMsg::PlanDone { assigned } => {
+            QueueMsg::PlanDone {
+                assigned,
+                placed_all,
+            } => {
                 state.observable.in_flight = false;
                 state.observable.assigned += assigned as u64;
                 state.rooms_filled(assigned);
+                state.short_of_room = !placed_all;
+                if placed_all {
+                    // Rooms freed beyond what the jobs needed waited for no one.
+                    state.freed.clear();
+                }
                 // A full plan may have left more to place; a nudge may have come meanwhile.
                 if assigned > 0 || state.dirty {
                     plan(&myself, state);
