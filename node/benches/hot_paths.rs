@@ -1,5 +1,5 @@
-//! The pure hot paths: quota admission, the dispatch decision at scale, and applying a
-//! batch of commands to the state machine. `cargo bench -p hodei-node --bench hot_paths`
+//! The pure hot paths: quota admission, the dispatch decision at scale, applying a batch
+//! of commands to the state machine, and cost accrual. `cargo bench -p hodei-node --bench hot_paths`
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -7,6 +7,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use hodei_cluster::{StateMachine, WriteBatch};
 use hodei_node::domain::admission::{AdmissionInput, JobRequest, admit};
+use hodei_node::domain::cost::{Pricing, run_cost_nanos};
 use hodei_node::domain::dispatch::{
     DispatchProblem, PendingJob, TenantSnapshot, Urgency, WorkerSlot, next_assignments,
 };
@@ -153,5 +154,34 @@ fn apply_batch(criterion: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, admission, dispatch, apply_batch);
+/// Cost accrual: pricing 10,000 ended runs (mixed shapes, some under burst) and adding each
+/// to its tenant's and its pool's ledger, as a cost report over them does.
+fn cost_accrual(criterion: &mut Criterion) {
+    let pricing = Pricing::default();
+    let runs: Vec<(String, String, Resources, u64, bool)> = (0..10_000u64)
+        .map(|index| {
+            (
+                format!("tenant-{}", index % 100),
+                format!("pool-{}", index % 4),
+                Resources::new(100 + index % 8 * 250, 64 + index % 5 * 512, index % 50 / 49),
+                1_000 + index * 37 % 600_000,
+                index % 10 == 0,
+            )
+        })
+        .collect();
+    criterion.bench_function("cost/accrue_10k_runs", |bencher| {
+        bencher.iter(|| {
+            let mut by_tenant: BTreeMap<&str, u64> = BTreeMap::new();
+            let mut by_pool: BTreeMap<&str, u64> = BTreeMap::new();
+            for (tenant, pool, resources, run_ms, burst) in &runs {
+                let cost = run_cost_nanos(*resources, &pricing, *run_ms, *burst);
+                *by_tenant.entry(tenant).or_default() += cost;
+                *by_pool.entry(pool).or_default() += cost;
+            }
+            black_box((by_tenant, by_pool))
+        })
+    });
+}
+
+criterion_group!(benches, admission, dispatch, apply_batch, cost_accrual);
 criterion_main!(benches);

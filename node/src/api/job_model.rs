@@ -124,6 +124,9 @@ pub struct JobView {
     /// Admitted above quota under a burst session.
     pub burst: bool,
     pub exit_code: Option<i32>,
+    /// What its last run cost, in nano-dollars (resources x the pool's prices x run time,
+    /// x the burst premium when admitted under burst), once it ended.
+    pub cost_nanos: Option<u64>,
     pub submitted_at_ms: u64,
     pub transitions: Vec<TransitionView>,
     /// While pending: how many jobs of its queue are ahead of it (on `GET` of one job).
@@ -167,6 +170,7 @@ impl JobView {
             pool: job.pool.clone(),
             burst: job.burst,
             exit_code: job.exit_code,
+            cost_nanos: job.cost_nanos,
             submitted_at_ms: job.submitted_at_ms,
             transitions: job
                 .transitions

@@ -294,6 +294,9 @@ pub struct Job {
     /// Every change of its SLA status, oldest first.
     #[serde(default)]
     pub sla_history: Vec<SlaChange>,
+    /// What its last run cost, in nano-dollars (see `domain::cost`), once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_nanos: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +324,7 @@ impl Job {
             }],
             sla_target_start_ms: None,
             sla_history: Vec::new(),
+            cost_nanos: None,
         }
     }
 

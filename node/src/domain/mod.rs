@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod burst;
+pub mod cost;
 pub mod dispatch;
 pub mod error;
 pub mod fairness;

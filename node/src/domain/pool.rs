@@ -184,6 +184,9 @@ pub struct Pool {
     /// Worker starts by the provider, by outcome (recorded by the leader's pool actor).
     #[serde(default)]
     pub provisioning: ProvisioningCounts,
+    /// The prices its jobs are billed at.
+    #[serde(default)]
+    pub pricing: crate::domain::cost::Pricing,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,6 +314,7 @@ impl Pool {
             },
             dynamic_settings: DynamicSettings::default(),
             provisioning: ProvisioningCounts::default(),
+            pricing: crate::domain::cost::Pricing::default(),
         }
     }
 

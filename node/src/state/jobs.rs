@@ -20,6 +20,7 @@ use crate::domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy, validate_pool_l
 use crate::domain::resources::Resources;
 use crate::domain::tenant::{TenantId, TenantStatus};
 use crate::domain::worker::{Worker, WorkerState, validate_worker_id};
+use crate::domain::cost::run_cost_nanos;
 use crate::state::command::{CommandOutcome, CommandResult, StartReport};
 
 pub(super) const JOB_PREFIX: &str = "job/";
@@ -901,6 +902,25 @@ impl HodeiState {
             ),
         };
         self.release_job(&found, report.at_ms, writes);
+        let started_at = found
+            .transitions
+            .iter()
+            .rev()
+            .find(|step| step.state == JobState::Running)
+            .map(|step| step.at_ms)
+            .unwrap_or(report.at_ms);
+        let pricing = found
+            .pool
+            .as_deref()
+            .and_then(|pool| self.pools.get(pool))
+            .map(|pool| pool.pricing)
+            .unwrap_or_default();
+        found.cost_nanos = Some(run_cost_nanos(
+            found.spec.resources,
+            &pricing,
+            report.at_ms.saturating_sub(started_at),
+            found.burst,
+        ));
         found.transition(next, report.at_ms, reason)?;
         found.exit_code = report.exit_code;
         Self::judge_sla(&mut found, report.at_ms);
@@ -1353,6 +1373,45 @@ mod tests {
         assert_eq!(state.job_output("a"), Some("ok\n"));
         assert_eq!(state.worker("w0").unwrap().used, Resources::ZERO);
         assert_eq!(state.usage(&acme()).running_jobs, 0);
+    }
+
+    #[test]
+    fn batched_run_reports_start_and_end_runs_and_bill_their_run_time() {
+        let mut state = setup(Quota::default(), 1);
+        submit(&mut state, vec![job("a", 500, 0), job("b", 500, 0)]);
+        assert_eq!(assign(&mut state, &[("a", "w0"), ("b", "w0")]), (2, 0));
+        let start = |job: &str| StartReport {
+            job: job.into(),
+            attempt: 1,
+            worker: "w0".into(),
+            at_ms: 1_000,
+        };
+        let end = |job: &str, at_ms: u64| RunReport {
+            job: job.into(),
+            attempt: 1,
+            worker: "w0".into(),
+            outcome: RunOutcome::Succeeded,
+            exit_code: Some(0),
+            output_tail: String::new(),
+            at_ms,
+        };
+        // Both start; `a` ends an hour later in the same batch, and a report for a job
+        // the worker does not run is ignored without spoiling the rest.
+        let outcome = apply(
+            &mut state,
+            CommandV1::RunReports {
+                started: vec![start("a"), start("b"), start("zz")],
+                finished: vec![end("a", 3_601_000)],
+            },
+        );
+        assert_eq!(outcome, Ok(CommandOutcome::RunsReported { applied: 3 }));
+        assert_eq!(state.job("a").unwrap().state, JobState::Succeeded);
+        assert_eq!(state.job("b").unwrap().state, JobState::Running);
+        // Half a core and 10 MB for an hour at the default prices: 0.025 + 0.01 x 10/1024
+        // USD.
+        assert_eq!(state.job("a").unwrap().cost_nanos, Some(25_097_656));
+        assert_eq!(state.job("b").unwrap().cost_nanos, None);
+        assert_eq!(state.usage(&acme()).running_jobs, 1);
     }
 
     #[test]

@@ -108,6 +108,7 @@ pub fn job_message(view: JobView) -> pb::Job {
             .collect(),
         queue_position: view.queue_position,
         burst: view.burst,
+        cost_nanos: view.cost_nanos,
     }
 }
 
