@@ -131,6 +131,16 @@ async fn fifty_real_jobs_on_two_workers_end_as_their_commands_did() -> anyhow::R
             .map(|step| step["state"].as_str().unwrap())
             .collect();
         assert_eq!(states, ["pending", "assigned", "running", expected]);
+        // Billed for its real run time at the default prices (0.05 USD per core-hour,
+        // 0.01 per GB-hour): 500 m and 128 MB, in nano-dollars.
+        let at = |step: usize| job["transitions"][step]["at_ms"].as_u64().unwrap();
+        let run_ms = (at(3) - at(2)) as f64;
+        let expected_cost = (0.5 * 0.05 + 0.125 * 0.01) * 1e9 * run_ms / 3_600_000.0;
+        let cost = job["cost_nanos"].as_u64().unwrap_or_default() as f64;
+        assert!(
+            (cost - expected_cost).abs() <= 1.0,
+            "job {index}: cost {cost} for {run_ms} ms, expected {expected_cost}"
+        );
         workers_used.insert(job["worker"].as_str().unwrap().to_string());
         let (_, logs) = get(&node, &format!("/api/v1/jobs/{id}/logs")).await;
         let tail = logs["output_tail"].as_str().unwrap();
