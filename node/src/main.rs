@@ -5,6 +5,12 @@ use hodei_node::cli::{
     Cli, Commands, cluster_cmd, config_cmd, job_cmd, node_cmd, tenant_cmd, worker_cmd,
 };
 
+/// The node allocates and frees many short-lived buffers of every size (commands, job
+/// records, log entries): mimalloc does it with less time and fragmentation than glibc's
+/// allocator (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
