@@ -442,7 +442,12 @@ async fn dispatch_latency_buckets(endpoints: &[String], queue: &str) -> Vec<(f64
     let mut exposition = String::new();
     for endpoint in endpoints {
         let url = format!("http://{endpoint}/metrics");
-        match client.get(&url).timeout(Duration::from_secs(5)).send().await {
+        match client
+            .get(&url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+        {
             Ok(reply) => exposition.push_str(&reply.text().await.unwrap_or_default()),
             Err(error) => eprintln!("bench: cannot scrape {url}: {error}"),
         }

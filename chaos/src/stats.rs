@@ -121,7 +121,11 @@ pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
                 return Some(lower);
             }
             let inside = count - below;
-            let fraction = if inside > 0.0 { (rank - below) / inside } else { 1.0 };
+            let fraction = if inside > 0.0 {
+                (rank - below) / inside
+            } else {
+                1.0
+            };
             return Some(lower + (bound - lower) * fraction);
         }
         lower = *bound;
@@ -168,7 +172,10 @@ mod tests {
         assert!(close(histogram_quantile(0.5, &buckets).unwrap(), 0.05));
         assert!(close(histogram_quantile(0.95, &buckets).unwrap(), 0.095));
         assert!(close(histogram_quantile(0.99, &buckets).unwrap(), 0.099));
-        assert_eq!(histogram_quantile(0.5, &[(0.1, 0.0), (f64::INFINITY, 0.0)]), None);
+        assert_eq!(
+            histogram_quantile(0.5, &[(0.1, 0.0), (f64::INFINITY, 0.0)]),
+            None
+        );
         // Past the last finite bound: the bound itself.
         let tail = [(0.1, 50.0), (f64::INFINITY, 100.0)];
         assert_eq!(histogram_quantile(0.99, &tail), Some(0.1));
@@ -186,10 +193,21 @@ mod tests {
                  x_sum{{queue=\"a\"}} 3\n"
             )
         };
-        let before = histogram_buckets(&format!("{}{}", node(1, 2), node(0, 0)), "x", &[("queue", "a")]);
+        let before = histogram_buckets(
+            &format!("{}{}", node(1, 2), node(0, 0)),
+            "x",
+            &[("queue", "a")],
+        );
         assert_eq!(before, vec![(0.01, 1.0), (f64::INFINITY, 2.0)]);
-        let after = histogram_buckets(&format!("{}{}", node(5, 8), node(2, 2)), "x", &[("queue", "a")]);
+        let after = histogram_buckets(
+            &format!("{}{}", node(5, 8), node(2, 2)),
+            "x",
+            &[("queue", "a")],
+        );
         assert_eq!(after, vec![(0.01, 7.0), (f64::INFINITY, 10.0)]);
-        assert_eq!(bucket_delta(&before, &after), vec![(0.01, 6.0), (f64::INFINITY, 8.0)]);
+        assert_eq!(
+            bucket_delta(&before, &after),
+            vec![(0.01, 6.0), (f64::INFINITY, 8.0)]
+        );
     }
 }

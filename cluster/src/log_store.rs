@@ -1,5 +1,6 @@
-//! openraft's log storage on a [`Keyspace`]: entries keyed by big-endian index, and the
-//! vote, committed id and last purged id in a metadata keyspace. An append is one atomic
+//! openraft's log storage on a [`Keyspace`]: entries keyed by big-endian index (in the
+//! binary form of [`crate::codec`]), and the vote, committed id and last purged id (JSON)
+//! in a metadata keyspace. An append is one atomic
 //! batch and one flush before openraft is told it is durable.
 
 use std::fmt::Debug;
@@ -46,6 +47,16 @@ fn logs_error(verb: ErrorVerb, error: StorageError) -> RaftStorageError {
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RaftStorageError> {
     serde_json::from_slice(bytes)
         .map_err(|error| io_error(ErrorSubject::Store, ErrorVerb::Read, error))
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<Entry, RaftStorageError> {
+    crate::codec::decode(bytes)
+        .map_err(|error| logs_error(ErrorVerb::Read, StorageError::new("decode", error)))
+}
+
+fn encode_entry(entry: &Entry) -> Result<Vec<u8>, RaftStorageError> {
+    crate::codec::encode(entry)
+        .map_err(|error| logs_error(ErrorVerb::Write, StorageError::new("encode", error)))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, RaftStorageError> {
@@ -117,7 +128,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .entries
             .range(start, end, usize::MAX)
             .map_err(|error| logs_error(ErrorVerb::Read, error))?;
-        found.iter().map(|(_, value)| decode(value)).collect()
+        found.iter().map(|(_, value)| decode_entry(value)).collect()
     }
 }
 
@@ -131,7 +142,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .last()
             .map_err(|error| logs_error(ErrorVerb::Read, error))?;
         let last_log_id = match last_entry {
-            Some((_, value)) => Some(decode::<Entry>(&value)?.log_id),
+            Some((_, value)) => Some(decode_entry(&value)?.log_id),
             None => last_purged_log_id,
         };
         Ok(LogState {
@@ -179,7 +190,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = WriteBatch::new();
         for entry in entries {
-            batch.put(index_key(entry.log_id.index), encode(&entry)?);
+            batch.put(index_key(entry.log_id.index), encode_entry(&entry)?);
         }
         self.entries
             .write(batch)

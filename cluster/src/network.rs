@@ -116,6 +116,15 @@ impl PeerClients {
         })
     }
 
+    /// A payload in the binary form of [`crate::codec`] (for `AppendEntries`, which carries
+    /// the commands in bulk).
+    fn binary_payload<T: Serialize>(&self, value: &T) -> Result<RaftPayload, ClusterError> {
+        Ok(RaftPayload {
+            json: crate::codec::encode(value).map_err(ClusterError::Invalid)?,
+            cluster_id: self.identity.get().unwrap_or_default(),
+        })
+    }
+
     /// Proposes `command` on the leader at `addr`. A `NotLeader` or connection failure
     /// means the command was not proposed there; any other error leaves it unknown.
     pub async fn forward(
@@ -259,10 +268,11 @@ impl GrpcPeer {
         E: std::error::Error + DeserializeOwned,
     {
         let mut client = self.clients.client(&self.addr).map_err(unreachable)?;
-        let payload = self
-            .clients
-            .payload(rpc)
-            .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        let payload = match method {
+            RaftMethod::AppendEntries => self.clients.binary_payload(rpc),
+            RaftMethod::Vote | RaftMethod::InstallSnapshot => self.clients.payload(rpc),
+        }
+        .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
         let mut request = tonic::Request::new(payload);
         request.set_timeout(option.hard_ttl());
         let reply = match method {

@@ -53,7 +53,10 @@ impl RaftService for RaftGrpcService {
     async fn append_entries(&self, request: tonic::Request<RaftPayload>) -> Reply {
         let payload = request.into_inner();
         self.admit(&payload.cluster_id)?;
-        let rpc: AppendEntriesRequest<TypeConfig> = decode(&payload)?;
+        let rpc: AppendEntriesRequest<TypeConfig> =
+            crate::codec::decode(&payload.json).map_err(|error| {
+                tonic::Status::invalid_argument(format!("undecodable entries: {error}"))
+            })?;
         encode(&self.node.raft().append_entries(rpc).await)
     }
 

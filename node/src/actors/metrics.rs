@@ -58,8 +58,8 @@ const LATENCY_BUCKETS: [f64; 14] = [
 
 /// Fine buckets for the dispatch latency, whose target is counted in milliseconds.
 const DISPATCH_LATENCY_BUCKETS: [f64; 19] = [
-    0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
-    1.0, 2.5, 5.0, 10.0,
+    0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,
+    2.5, 5.0, 10.0,
 ];
 
 impl Metrics {

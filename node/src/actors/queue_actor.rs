@@ -10,8 +10,8 @@
 //! in, first out; those left when a pass places every pending job are dropped.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::Instant;
 use std::time::Duration;
+use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::warn;

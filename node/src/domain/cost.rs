@@ -78,20 +78,42 @@ mod tests {
     fn an_hour_of_each_resource_costs_its_price() {
         let pricing = Pricing::default();
         let hour = 3_600_000;
-        assert_eq!(run_cost_nanos(Resources::new(1_000, 0, 0), &pricing, hour, false), 50_000_000);
-        assert_eq!(run_cost_nanos(Resources::new(0, 1_024, 0), &pricing, hour, false), 10_000_000);
-        assert_eq!(run_cost_nanos(Resources::new(0, 0, 1), &pricing, hour, false), 2_500_000_000);
+        assert_eq!(
+            run_cost_nanos(Resources::new(1_000, 0, 0), &pricing, hour, false),
+            50_000_000
+        );
+        assert_eq!(
+            run_cost_nanos(Resources::new(0, 1_024, 0), &pricing, hour, false),
+            10_000_000
+        );
+        assert_eq!(
+            run_cost_nanos(Resources::new(0, 0, 1), &pricing, hour, false),
+            2_500_000_000
+        );
         // 4 cores, 8 GB, one GPU for 90 minutes: (0.20 + 0.08 + 2.50) x 1.5 = 4.17 USD.
         assert_eq!(
-            run_cost_nanos(Resources::new(4_000, 8_192, 1), &pricing, hour * 3 / 2, false),
+            run_cost_nanos(
+                Resources::new(4_000, 8_192, 1),
+                &pricing,
+                hour * 3 / 2,
+                false
+            ),
             4_170_000_000
         );
         // The same under burst pays the premium.
         assert_eq!(
-            run_cost_nanos(Resources::new(4_000, 8_192, 1), &pricing, hour * 3 / 2, true),
+            run_cost_nanos(
+                Resources::new(4_000, 8_192, 1),
+                &pricing,
+                hour * 3 / 2,
+                true
+            ),
             6_255_000_000
         );
-        assert_eq!(run_cost_nanos(Resources::new(4_000, 8_192, 1), &pricing, 0, true), 0);
+        assert_eq!(
+            run_cost_nanos(Resources::new(4_000, 8_192, 1), &pricing, 0, true),
+            0
+        );
     }
 
     #[test]

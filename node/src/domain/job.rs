@@ -127,11 +127,11 @@ impl JobState {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandSpec {
     pub argv: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<u64>,
 }
 
@@ -150,14 +150,18 @@ pub struct JobSpec {
     pub priority: Priority,
     pub resources: Resources,
     pub command: CommandSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulate: Option<Simulation>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: Labels,
     pub max_retries: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     /// Pool ids the job may run in; empty means any pool of its queue.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pool_selector: Vec<String>,
     /// Its service level, if it has one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sla: Option<SlaSpec>,
 }
 
@@ -268,6 +272,7 @@ impl JobSpec {
 pub struct Transition {
     pub state: JobState,
     pub at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
@@ -279,20 +284,22 @@ pub struct Job {
     pub state: JobState,
     /// 1 for the first run; a retry after a lost worker adds one.
     pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
     /// The pool of its worker while it holds one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
     /// Admitted above quota under a burst session (billed at the premium).
     pub burst: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     pub submitted_at_ms: u64,
     pub transitions: Vec<Transition>,
     /// When it must start (from its SLA), fixed at submission.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sla_target_start_ms: Option<u64>,
     /// Every change of its SLA status, oldest first.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sla_history: Vec<SlaChange>,
     /// What its last run cost, in nano-dollars (see `domain::cost`), once it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -63,7 +63,9 @@ pub enum DomainEvent {
     /// Room was freed on some worker or a worker (re)joined. `ended_in` names the pool
     /// when the room is that of a run that ended: the dispatch latency (room freed to
     /// its next assignment) is measured from these.
-    CapacityFreed { ended_in: Option<String> },
+    CapacityFreed {
+        ended_in: Option<String>,
+    },
     /// A job held by `worker` was cancelled: the worker must stop it.
     JobCancelled {
         job: String,

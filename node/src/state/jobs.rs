@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::hodei_state::{DomainEvent, HodeiState, encode};
 use crate::domain::DomainError;
 use crate::domain::admission::{AdmissionInput, JobRequest, ReasonCode, Verdict, admit};
+use crate::domain::cost::run_cost_nanos;
 use crate::domain::dispatch::Assignment;
 use crate::domain::job::{Job, JobSpec, JobState};
 use crate::domain::labels::Labels;
@@ -20,7 +21,6 @@ use crate::domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy, validate_pool_l
 use crate::domain::resources::Resources;
 use crate::domain::tenant::{TenantId, TenantStatus};
 use crate::domain::worker::{Worker, WorkerState, validate_worker_id};
-use crate::domain::cost::run_cost_nanos;
 use crate::state::command::{CommandOutcome, CommandResult, StartReport};
 
 pub(super) const JOB_PREFIX: &str = "job/";
@@ -935,7 +935,10 @@ impl HodeiState {
         writes.put(key(JOB_LOG_PREFIX, &found.id), tail.clone().into_bytes());
         self.job_logs.insert(found.id.clone(), tail);
         self.emit(DomainEvent::JobChanged(found.id.clone()));
-        let pool = self.workers.get(&report.worker).map(|worker| worker.pool.clone());
+        let pool = self
+            .workers
+            .get(&report.worker)
+            .map(|worker| worker.pool.clone());
         self.emit(DomainEvent::CapacityFreed { ended_in: pool });
         self.store_job(found, writes);
         Ok(CommandOutcome::RunReported { applied: true })
@@ -949,14 +952,21 @@ impl HodeiState {
     ) -> CommandResult {
         let mut applied = 0;
         for start in started {
-            let outcome =
-                self.apply_job_started(&start.job, start.attempt, &start.worker, start.at_ms, writes);
+            let outcome = self.apply_job_started(
+                &start.job,
+                start.attempt,
+                &start.worker,
+                start.at_ms,
+                writes,
+            );
             if outcome == Ok(CommandOutcome::RunReported { applied: true }) {
                 applied += 1;
             }
         }
         for report in finished {
-            if self.apply_job_finished(report, writes) == Ok(CommandOutcome::RunReported { applied: true }) {
+            if self.apply_job_finished(report, writes)
+                == Ok(CommandOutcome::RunReported { applied: true })
+            {
                 applied += 1;
             }
         }
