@@ -12,6 +12,11 @@ use hodei_node::cli::{
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Transparent huge pages cost more than they give here: the allocator returns and takes
+    // back memory all the time, and each fault on a huge page zeroes 2 MiB (a fifth of the
+    // CPU under batch submissions, BENCHMARKS.md). Best effort: an old kernel may refuse.
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
