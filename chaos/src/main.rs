@@ -305,7 +305,10 @@ async fn raft_throughput(
     for _ in 0..writers.min(connections) {
         channels.push(endpoint.connect().await?);
     }
-    let command = json!({ "V1": { "Probe": { "payload": "x".repeat(size) } } }).to_string();
+    // The JSON form of the command, which the node accepts as well as its binary one.
+    let command = json!({ "V1": { "Probe": { "payload": "x".repeat(size) } } })
+        .to_string()
+        .into_bytes();
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();

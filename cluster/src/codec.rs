@@ -1,9 +1,12 @@
-//! The encoding of what carries commands in bulk: log entries on disk and `AppendEntries`
-//! on the wire. A Raft entry holds a batch of commands that are themselves encoded
-//! strings; JSON would escape every quote of them on each write and unescape it on each
-//! read (a tenth of the CPU under batch submissions), so these use a compact binary form
-//! (postcard) behind a version byte. Bytes that start with `{` are the JSON of earlier
-//! builds and still decode, so a log written before stays readable.
+//! The binary encoding of what is stored and replicated in bulk: log entries on disk and
+//! `AppendEntries` on the wire here, and the node's commands and stored entities. JSON
+//! costs a tenth of the CPU of a batch submission in escaping alone and four times the
+//! bytes; this is postcard behind a version byte. Bytes that start with `{` decode as
+//! JSON, so a hand-written JSON command (the Raft benchmark's probe) is accepted too.
+//!
+//! postcard does not name fields: a type stored this way changes shape only with a new
+//! version byte (or a new enum variant at the end), and cannot use
+//! `skip_serializing_if`.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -35,7 +38,10 @@ mod tests {
         Entry {
             log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(3, 2), 41),
             payload: openraft::EntryPayload::Normal(CommandBatch {
-                commands: commands.iter().map(|command| command.to_string()).collect(),
+                commands: commands
+                    .iter()
+                    .map(|command| command.as_bytes().to_vec())
+                    .collect(),
             }),
         }
     }
@@ -56,7 +62,7 @@ mod tests {
     }
 
     #[test]
-    fn json_written_by_earlier_builds_still_decodes() {
+    fn json_still_decodes() {
         let original = entry(&[r#"{"V1":{}}"#]);
         let json = serde_json::to_vec(&original).unwrap();
         assert_eq!(decode::<Entry>(&json).unwrap(), original);

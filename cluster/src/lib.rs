@@ -7,7 +7,7 @@
 // helpers return what those traits need, so boxing it would only add conversions.
 #![allow(clippy::result_large_err)]
 
-mod codec;
+pub mod codec;
 mod error;
 mod identity;
 mod log_store;

@@ -332,7 +332,7 @@ mod tests {
         Entry {
             log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
             payload: openraft::EntryPayload::Normal(CommandBatch {
-                commands: vec![format!("command {index}")],
+                commands: vec![format!("command {index}").into_bytes()],
             }),
         }
     }

@@ -130,12 +130,12 @@ impl PeerClients {
     pub async fn forward(
         &self,
         addr: &str,
-        command: &str,
+        command: &[u8],
         timeout: Duration,
     ) -> Result<String, ClusterError> {
         let mut client = self.client(addr).map_err(ClusterError::Unavailable)?;
         let mut request = tonic::Request::new(ForwardRequest {
-            command: command.to_string(),
+            command: command.to_vec(),
             cluster_id: self.identity.get().unwrap_or_default(),
         });
         request.set_timeout(timeout);

@@ -10,7 +10,7 @@ use crate::error::ClusterError;
 use crate::raft_types::{CommandBatch, NodeId, Raft};
 
 struct Proposal {
-    command: String,
+    command: Vec<u8>,
     reply: oneshot::Sender<Result<String, ClusterError>>,
 }
 
@@ -28,7 +28,7 @@ impl Proposer {
 
     /// Replicates one command and returns the state machine's response once it is
     /// committed and applied on this node.
-    pub async fn propose(&self, command: String) -> Result<String, ClusterError> {
+    pub async fn propose(&self, command: Vec<u8>) -> Result<String, ClusterError> {
         let (reply, answer) = oneshot::channel();
         self.sender
             .send(Proposal { command, reply })
@@ -49,7 +49,7 @@ async fn run(raft: Raft, mut receiver: mpsc::Receiver<Proposal>, max_commands_pe
                 Err(_) => break,
             }
         }
-        let (commands, replies): (Vec<String>, Vec<_>) = proposals
+        let (commands, replies): (Vec<Vec<u8>>, Vec<_>) = proposals
             .into_iter()
             .map(|proposal| (proposal.command, proposal.reply))
             .unzip();

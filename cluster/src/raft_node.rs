@@ -317,7 +317,7 @@ impl RaftNode {
 
     /// Replicates one command (forwarded to the leader when this node is not it) and
     /// returns the state machine's response once it is applied.
-    pub async fn propose(&self, command: String) -> Result<String, ClusterError> {
+    pub async fn propose(&self, command: Vec<u8>) -> Result<String, ClusterError> {
         let wait = self.leader_wait();
         self.with_leader(|leader_addr| {
             let command = command.clone();
@@ -332,7 +332,7 @@ impl RaftNode {
     }
 
     /// Proposes on this node, which must lead (the receiving end of a forward).
-    pub(crate) async fn propose_here(&self, command: String) -> Result<String, ClusterError> {
+    pub(crate) async fn propose_here(&self, command: Vec<u8>) -> Result<String, ClusterError> {
         if !self.is_leader() {
             return Err(self.not_leader());
         }

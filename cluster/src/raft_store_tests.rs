@@ -17,12 +17,10 @@ struct RecordingMachine {
 }
 
 impl StateMachine for RecordingMachine {
-    fn apply(&mut self, index: u64, command: &str, writes: &mut WriteBatch) -> String {
-        self.applied.push(command.to_string());
-        writes.put(
-            format!("cmd/{index:020}").into_bytes(),
-            command.as_bytes().to_vec(),
-        );
+    fn apply(&mut self, index: u64, command: &[u8], writes: &mut WriteBatch) -> String {
+        self.applied
+            .push(String::from_utf8_lossy(command).into_owned());
+        writes.put(format!("cmd/{index:020}").into_bytes(), command.to_vec());
         format!("applied {index}")
     }
 

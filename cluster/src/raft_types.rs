@@ -1,6 +1,7 @@
 //! The openraft type configuration. The cluster replicates opaque commands: each Raft
-//! entry carries a batch of JSON-encoded commands (group commit) and yields one JSON
-//! response per command; only the state machine the node supplies understands them.
+//! entry carries a batch of encoded commands (group commit, bytes the cluster does not
+//! read) and yields one JSON response per command; only the state machine the node
+//! supplies understands them.
 
 use std::io::Cursor;
 
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// The commands of one Raft entry, applied in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandBatch {
-    pub commands: Vec<String>,
+    pub commands: Vec<Vec<u8>>,
 }
 
 openraft::declare_raft_types!(

@@ -26,8 +26,8 @@ const SNAPSHOT_KEY: &[u8] = b"snapshot";
 /// draws no random number and does no I/O except the writes it puts in `writes`, which
 /// the cluster commits atomically with the applied log id.
 pub trait StateMachine: Send + Sync + 'static {
-    /// Applies one JSON command at log `index` and returns the JSON response.
-    fn apply(&mut self, index: u64, command: &str, writes: &mut WriteBatch) -> String;
+    /// Applies one encoded command at log `index` and returns the JSON response.
+    fn apply(&mut self, index: u64, command: &[u8], writes: &mut WriteBatch) -> String;
 
     /// The whole state, encoded.
     fn snapshot(&self) -> Result<Vec<u8>, String>;

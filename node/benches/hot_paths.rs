@@ -119,7 +119,7 @@ fn dispatch(criterion: &mut Criterion) {
 
 /// Applying one Raft entry's worth of commands (1,000 tenant creations) to the state.
 fn apply_batch(criterion: &mut Criterion) {
-    let commands: Vec<String> = (0..1_000)
+    let commands: Vec<Vec<u8>> = (0..1_000)
         .map(|index| {
             let tenant = NewTenant {
                 id: TenantId::parse(&format!("bench-{index}")).unwrap(),

@@ -127,11 +127,11 @@ impl JobState {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandSpec {
     pub argv: Vec<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub env: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub working_dir: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub timeout_s: Option<u64>,
 }
 
@@ -150,18 +150,18 @@ pub struct JobSpec {
     pub priority: Priority,
     pub resources: Resources,
     pub command: CommandSpec,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub simulate: Option<Simulation>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub labels: Labels,
     pub max_retries: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub idempotency_key: Option<String>,
     /// Pool ids the job may run in; empty means any pool of its queue.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub pool_selector: Vec<String>,
     /// Its service level, if it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub sla: Option<SlaSpec>,
 }
 
@@ -272,7 +272,7 @@ impl JobSpec {
 pub struct Transition {
     pub state: JobState,
     pub at_ms: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reason: Option<String>,
 }
 
@@ -284,25 +284,25 @@ pub struct Job {
     pub state: JobState,
     /// 1 for the first run; a retry after a lost worker adds one.
     pub attempt: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub worker: Option<String>,
     /// The pool of its worker while it holds one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub pool: Option<String>,
     /// Admitted above quota under a burst session (billed at the premium).
     pub burst: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub exit_code: Option<i32>,
     pub submitted_at_ms: u64,
     pub transitions: Vec<Transition>,
     /// When it must start (from its SLA), fixed at submission.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub sla_target_start_ms: Option<u64>,
     /// Every change of its SLA status, oldest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub sla_history: Vec<SlaChange>,
     /// What its last run cost, in nano-dollars (see `domain::cost`), once it ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub cost_nanos: Option<u64>,
 }
 

@@ -267,7 +267,13 @@ pub enum CommandOutcome {
 pub type CommandResult = Result<CommandOutcome, DomainError>;
 
 impl Command {
-    pub fn encode(&self) -> String {
-        serde_json::to_string(self).expect("commands always serialize")
+    /// The binary form carried in the Raft log ([`hodei_cluster::codec`]).
+    pub fn encode(&self) -> Vec<u8> {
+        hodei_cluster::codec::encode(self).expect("commands always serialize")
+    }
+
+    /// Reads the binary form, or JSON.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        hodei_cluster::codec::decode(bytes)
     }
 }

@@ -35,7 +35,7 @@ fn load_all<T: serde::de::DeserializeOwned>(
     stored
         .into_iter()
         .map(|(key, value)| {
-            serde_json::from_slice(&value).map_err(|error| {
+            hodei_cluster::codec::decode(&value).map_err(|error| {
                 format!("corrupt {kind} {}: {error}", String::from_utf8_lossy(&key))
             })
         })
@@ -162,7 +162,7 @@ fn tenant_key(id: &TenantId) -> Vec<u8> {
 }
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("state entities always serialize")
+    hodei_cluster::codec::encode(value).expect("state entities always serialize")
 }
 
 impl HodeiState {
@@ -195,7 +195,7 @@ impl HodeiState {
             .scan_prefix(TENANT_PREFIX.as_bytes())
             .map_err(|error| error.to_string())?;
         for (key, value) in stored {
-            let tenant: Tenant = serde_json::from_slice(&value).map_err(|error| {
+            let tenant: Tenant = hodei_cluster::codec::decode(&value).map_err(|error| {
                 format!("corrupt tenant {}: {error}", String::from_utf8_lossy(&key))
             })?;
             state.tenants.insert(tenant.id.clone(), tenant);
@@ -204,7 +204,7 @@ impl HodeiState {
             .scan_prefix(BURST_PREFIX.as_bytes())
             .map_err(|error| error.to_string())?;
         for (key, value) in stored {
-            let session: BurstSession = serde_json::from_slice(&value).map_err(|error| {
+            let session: BurstSession = hodei_cluster::codec::decode(&value).map_err(|error| {
                 format!(
                     "corrupt burst session {}: {error}",
                     String::from_utf8_lossy(&key)
@@ -471,8 +471,8 @@ impl HodeiState {
 }
 
 impl StateMachine for HodeiState {
-    fn apply(&mut self, _index: u64, command: &str, writes: &mut WriteBatch) -> String {
-        let result: CommandResult = match serde_json::from_str::<Command>(command) {
+    fn apply(&mut self, _index: u64, command: &[u8], writes: &mut WriteBatch) -> String {
+        let result: CommandResult = match Command::decode(command) {
             Ok(command) => self.apply_command(command, writes),
             // A command this version cannot read is refused identically on every node.
             Err(error) => Err(DomainError::invalid(
@@ -681,7 +681,7 @@ mod tests {
     fn undecodable_command_is_refused_not_panicking() {
         let mut state = state();
         let mut writes = WriteBatch::new();
-        let response = StateMachine::apply(&mut state, 1, "{\"V9\":{}}", &mut writes);
+        let response = StateMachine::apply(&mut state, 1, b"{\"V9\":{}}", &mut writes);
         let result: CommandResult = serde_json::from_str(&response).unwrap();
         assert!(
             matches!(result, Err(DomainError::Invalid { ref field, .. }) if field == "command")
