@@ -180,7 +180,6 @@ pub fn queue_status(
     let mut by_priority: BTreeMap<Priority, (u64, u64)> = BTreeMap::new();
     let mut pending = 0;
     let mut running = 0;
-    let mut oldest: Option<u64> = None;
     for ((queue_id, tenant, job_state), count) in state.job_tally() {
         if queue_id != &queue.id || *count == 0 {
             continue;
@@ -198,20 +197,22 @@ pub fn queue_status(
             _ => {}
         }
     }
-    for job in state.pending_in(&queue.id) {
-        by_priority.entry(job.spec.priority).or_default().0 += 1;
-        oldest = Some(oldest.map_or(job.submitted_at_ms, |seen| seen.min(job.submitted_at_ms)));
-    }
-    for worker in state
-        .workers()
-        .filter(|worker| queue.pools.contains(&worker.pool))
-    {
-        for job in worker.jobs.iter().filter_map(|id| state.job(id)) {
-            if job.spec.queue == queue.id {
-                by_priority.entry(job.spec.priority).or_default().1 += 1;
-            }
+    for ((queue_id, priority, job_state), count) in state.priority_tally() {
+        if queue_id != &queue.id || *count == 0 {
+            continue;
+        }
+        let entry = by_priority.entry(*priority).or_default();
+        match job_state {
+            JobState::Pending => entry.0 += count,
+            JobState::Assigned | JobState::Running => entry.1 += count,
+            _ => {}
         }
     }
+    // Pending ids are uuid v7s made at submission: the first is the oldest.
+    let oldest = state
+        .pending_in(&queue.id)
+        .next()
+        .map(|job| job.submitted_at_ms);
     let rate = state.dispatch_rate(&queue.id, now_ms, window_ms);
     QueueStatusView {
         queue: queue.id.clone(),

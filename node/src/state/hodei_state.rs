@@ -149,6 +149,15 @@ pub struct HodeiState {
     >,
     /// Jobs per (queue, tenant, state) (derived from the jobs).
     pub(super) job_tally: BTreeMap<(String, TenantId, crate::domain::job::JobState), u64>,
+    /// How many jobs are in each (queue, priority, state): the queue status reads it.
+    pub(super) priority_tally: BTreeMap<
+        (
+            String,
+            crate::domain::job::Priority,
+            crate::domain::job::JobState,
+        ),
+        u64,
+    >,
     pub(super) queues: BTreeMap<String, Queue>,
     pub(super) pools: BTreeMap<String, Pool>,
     pub(super) workers: BTreeMap<String, Worker>,
@@ -176,6 +185,7 @@ impl HodeiState {
             pending: BTreeMap::new(),
             idempotency: BTreeMap::new(),
             job_tally: BTreeMap::new(),
+            priority_tally: BTreeMap::new(),
             sla_tally: BTreeMap::new(),
             dispatch_log: BTreeMap::new(),
             queues: BTreeMap::new(),

@@ -14,7 +14,7 @@ use crate::domain::DomainError;
 use crate::domain::admission::{AdmissionInput, JobRequest, ReasonCode, Verdict, admit};
 use crate::domain::cost::run_cost_nanos;
 use crate::domain::dispatch::Assignment;
-use crate::domain::job::{Job, JobSpec, JobState};
+use crate::domain::job::{Job, JobSpec, JobState, Priority};
 use crate::domain::labels::Labels;
 use crate::domain::pool::Pool;
 use crate::domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy, validate_pool_list};
@@ -336,7 +336,19 @@ impl HodeiState {
             if let Some(count) = self.job_tally.get_mut(&tally_key) {
                 *count = count.saturating_sub(1);
             }
+            let priority_key = (
+                previous.spec.queue.clone(),
+                previous.spec.priority,
+                previous.state,
+            );
+            if let Some(count) = self.priority_tally.get_mut(&priority_key) {
+                *count = count.saturating_sub(1);
+            }
         }
+        *self
+            .priority_tally
+            .entry((job.spec.queue.clone(), job.spec.priority, job.state))
+            .or_default() += 1;
         *self
             .job_tally
             .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
@@ -361,6 +373,11 @@ impl HodeiState {
     /// How many jobs are in each (queue, tenant, state), finished ones included.
     pub fn job_tally(&self) -> &BTreeMap<(String, TenantId, JobState), u64> {
         &self.job_tally
+    }
+
+    /// How many jobs are in each (queue, priority, state).
+    pub fn priority_tally(&self) -> &BTreeMap<(String, Priority, JobState), u64> {
+        &self.priority_tally
     }
 
     pub(super) fn put_worker(&self, worker: &Worker, writes: &mut WriteBatch) {
@@ -404,6 +421,7 @@ impl HodeiState {
         self.idempotency.clear();
         self.usage.clear();
         self.job_tally.clear();
+        self.priority_tally.clear();
         self.sla_tally.clear();
         self.dispatch_log.clear();
         let mut assignments: Vec<(u64, String)> = self
@@ -431,6 +449,10 @@ impl HodeiState {
             *self
                 .job_tally
                 .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
+                .or_default() += 1;
+            *self
+                .priority_tally
+                .entry((job.spec.queue.clone(), job.spec.priority, job.state))
                 .or_default() += 1;
             if let Some((sla, status)) = job.spec.sla.zip(job.sla_status()) {
                 *self
@@ -1166,7 +1188,7 @@ mod tests {
     use tokio::sync::broadcast;
 
     use super::*;
-    use crate::domain::job::{CommandSpec, Priority};
+    use crate::domain::job::CommandSpec;
     use crate::domain::pool::PoolProvider;
     use crate::domain::quota::Quota;
     use crate::domain::tenant::{NewTenant, Tier};
@@ -1738,6 +1760,10 @@ mod tests {
                     hodei.job_tally().iter().filter(|(_, count)| **count > 0).map(|(key, count)| (key.clone(), *count)).collect()
                 };
                 prop_assert_eq!(nonzero(&rebuilt), nonzero(&state));
+                let by_priority = |hodei: &HodeiState| -> Vec<((String, Priority, JobState), u64)> {
+                    hodei.priority_tally().iter().filter(|(_, count)| **count > 0).map(|(key, count)| (key.clone(), *count)).collect()
+                };
+                prop_assert_eq!(by_priority(&rebuilt), by_priority(&state));
             }
         }
     }
