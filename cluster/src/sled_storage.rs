@@ -6,6 +6,11 @@ use std::sync::Arc;
 
 use crate::storage::{KeyValue, Keyspace, Storage, StorageError, WriteBatch, WriteOperation};
 
+/// sled's page cache. The node keeps its active state in memory and reads sled back only
+/// at start (and the log's tail is cached above sled), so a large cache (sled's default
+/// is 1 GiB) would only hold copies of what memory already has.
+const CACHE_BYTES: u64 = 64 << 20;
+
 #[derive(Debug, Clone)]
 pub struct SledStorage {
     db: sled::Db,
@@ -16,6 +21,7 @@ impl SledStorage {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|error| StorageError::new("open", error))?;
         Ok(Self { db })
