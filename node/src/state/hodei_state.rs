@@ -128,7 +128,9 @@ pub struct HodeiState {
     /// Running resources and job counts per tenant (derived from the jobs).
     pub(super) usage: BTreeMap<TenantId, Usage>,
     /// Every job by id (uuid v7, so in submit order).
-    pub(super) jobs: BTreeMap<String, Job>,
+    /// Boxed: the map's nodes then hold pointers, not whole jobs (a third less memory per
+    /// job, BENCHMARKS.md).
+    pub(super) jobs: BTreeMap<String, Box<Job>>,
     /// The output tail of finished runs.
     pub(super) job_logs: BTreeMap<String, String>,
     /// Pending job ids per queue (derived from the jobs).
@@ -232,7 +234,7 @@ impl HodeiState {
             });
         }
         for job in load_all::<Job>(keyspace, JOB_PREFIX, "job")? {
-            state.jobs.insert(job.id.clone(), job);
+            state.jobs.insert(job.id.clone(), Box::new(job));
         }
         for queue in load_all::<Queue>(keyspace, QUEUE_PREFIX, "queue")? {
             state.queues.insert(queue.id.clone(), queue);
@@ -497,7 +499,7 @@ impl StateMachine for HodeiState {
         let data = SnapshotData {
             tenants: self.tenants.values().cloned().collect(),
             bursts: self.bursts.values().flatten().cloned().collect(),
-            jobs: self.jobs.values().cloned().collect(),
+            jobs: self.jobs.values().map(|job| job.as_ref().clone()).collect(),
             job_logs: self.job_logs.clone(),
             queues: self.queues.values().cloned().collect(),
             pools: self.pools.values().cloned().collect(),
@@ -528,7 +530,7 @@ impl StateMachine for HodeiState {
         }
         for job in data.jobs {
             writes.put(jobs_key(JOB_PREFIX, &job.id), encode(&job));
-            self.jobs.insert(job.id.clone(), job);
+            self.jobs.insert(job.id.clone(), Box::new(job));
         }
         for (id, tail) in data.job_logs {
             writes.put(jobs_key(JOB_LOG_PREFIX, &id), tail.clone().into_bytes());

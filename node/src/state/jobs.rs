@@ -84,7 +84,7 @@ pub struct SubmittedJob {
 
 impl HodeiState {
     pub fn job(&self, id: &str) -> Option<&Job> {
-        self.jobs.get(id)
+        self.jobs.get(id).map(|job| &**job)
     }
 
     pub fn job_output(&self, id: &str) -> Option<&str> {
@@ -105,7 +105,7 @@ impl HodeiState {
             None => self.jobs.range::<str, _>(..),
         };
         range
-            .map(|(_, job)| job)
+            .map(|(_, job)| job.as_ref())
             .filter(|job| keep(job))
             .take(limit)
             .cloned()
@@ -118,7 +118,7 @@ impl HodeiState {
             .get(queue)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.jobs.get(id))
+            .filter_map(|id| self.job(id))
     }
 
     /// Where the job stands in its queue's pending list (0 = next), while pending.
@@ -167,7 +167,7 @@ impl HodeiState {
                 found
                     .jobs
                     .iter()
-                    .filter_map(|id| self.jobs.get(id))
+                    .filter_map(|id| self.job(id))
                     .collect()
             })
             .unwrap_or_default()
@@ -319,7 +319,7 @@ impl HodeiState {
                 .zip(found.sla_status())
                 .map(|(sla, status)| (found.spec.tenant.clone(), sla.level, status))
         };
-        if let Some(previous) = self.jobs.get(&job.id).and_then(sla_key)
+        if let Some(previous) = self.job(&job.id).and_then(sla_key)
             && let Some(count) = self.sla_tally.get_mut(&previous)
         {
             *count = count.saturating_sub(1);
@@ -353,7 +353,7 @@ impl HodeiState {
             .job_tally
             .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
             .or_default() += 1;
-        self.jobs.insert(job.id.clone(), job);
+        self.jobs.insert(job.id.clone(), Box::new(job));
     }
 
     /// How many jobs with an SLA are in each (tenant, level, last status).
@@ -438,7 +438,7 @@ impl HodeiState {
         for (at_ms, queue) in assignments {
             self.log_dispatch(&queue, at_ms, 1);
         }
-        let jobs: Vec<Job> = self.jobs.values().cloned().collect();
+        let jobs: Vec<Job> = self.jobs.values().map(|job| job.as_ref().clone()).collect();
         for job in jobs {
             if let Some(idempotency_key) = &job.spec.idempotency_key {
                 self.idempotency.insert(
@@ -655,7 +655,7 @@ impl HodeiState {
             && let Some(first) = self
                 .idempotency
                 .get(&(job.spec.tenant.clone(), idempotency_key.clone()))
-                .and_then(|id| self.jobs.get(id))
+                .and_then(|id| self.job(id))
         {
             return Ok(SubmittedJob {
                 job: first.clone(),
@@ -697,7 +697,7 @@ impl HodeiState {
         let mut workers = BTreeSet::new();
         let queue_of_plan = assignments
             .first()
-            .and_then(|assignment| self.jobs.get(&assignment.job))
+            .and_then(|assignment| self.job(&assignment.job))
             .map(|job| job.spec.queue.clone());
         for assignment in assignments {
             match self.assign_one(&assignment, at_ms, writes) {
@@ -778,7 +778,7 @@ impl HodeiState {
                 ));
             }
         };
-        let mut job = job.clone();
+        let mut job = job.as_ref().clone();
         let pool = worker.pool.clone();
         job.transition(JobState::Assigned, at_ms, None)?;
         job.worker = Some(assignment.worker.clone());
@@ -808,7 +808,7 @@ impl HodeiState {
                     && found.worker.as_deref() == Some(worker)
                     && matches!(found.state, JobState::Assigned | JobState::Running)
             })
-            .cloned()
+            .map(|found| found.as_ref().clone())
     }
 
     /// Judges the job's SLA at `at_ms` (its start or its end) and records a verdict.
@@ -828,7 +828,7 @@ impl HodeiState {
     ) -> CommandResult {
         let mut changed = 0;
         for change in changes {
-            let Some(job) = self.jobs.get(&change.job) else {
+            let Some(job) = self.job(&change.job) else {
                 continue;
             };
             if job.state.is_final() || job.sla_target_start_ms.is_none() {
@@ -1002,7 +1002,7 @@ impl HodeiState {
         at_ms: u64,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let Some(found) = self.jobs.get(id) else {
+        let Some(found) = self.job(id) else {
             return Err(DomainError::not_found("job", id));
         };
         if found.state.is_final() {
@@ -1069,7 +1069,7 @@ impl HodeiState {
                     registration.id, existing.pool, registration.pool
                 )));
             }
-            for job in existing.jobs.iter().filter_map(|id| self.jobs.get(id)) {
+            for job in existing.jobs.iter().filter_map(|id| self.job(id)) {
                 if claimed.contains(&job.id) {
                     keep.push(job.id.clone());
                 } else if job.state == JobState::Running {
@@ -1133,7 +1133,7 @@ impl HodeiState {
         let jobs: Vec<Job> = worker
             .jobs
             .iter()
-            .filter_map(|id| self.jobs.get(id))
+            .filter_map(|id| self.job(id))
             .cloned()
             .collect();
         let requeued = self.lose_jobs(jobs, reason, at_ms, writes);
