@@ -10,6 +10,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
@@ -27,22 +28,20 @@ use crate::state::{CommandV1, DomainEvent};
 /// The most reports in one command.
 const MAX_REPORTS: usize = 5_000;
 
-/// A run's end, ordered by when it is due.
+/// A run's end, ordered by when it is due. Kept small (tens of thousands are held at
+/// once): the worker, exit code and duration are read from the job when it ends.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct DueEnd {
     at: Instant,
-    job: String,
+    job: Arc<str>,
     attempt: u32,
-    worker: String,
-    exit_code: i32,
-    duration_ms: u64,
 }
 
 #[derive(Default)]
 struct Simulator {
     /// Every run this leader simulates (job and attempt), from its assignment to its
     /// reported end.
-    runs: HashMap<String, u32>,
+    runs: HashMap<Arc<str>, u32>,
     ends: BinaryHeap<Reverse<DueEnd>>,
     /// Starts not yet committed.
     starts: Vec<StartReport>,
@@ -112,10 +111,11 @@ impl Simulator {
             };
             for worker in workers.filter(|worker| worker.simulated && worker.is_live()) {
                 for job in worker.jobs.iter().filter_map(|id| state.job(id)) {
-                    if runs.get(&job.id) == Some(&job.attempt) {
+                    if runs.get(job.id.as_str()) == Some(&job.attempt) {
                         continue;
                     }
-                    runs.insert(job.id.clone(), job.attempt);
+                    let id: Arc<str> = Arc::from(job.id.as_str());
+                    runs.insert(id.clone(), job.attempt);
                     if job.state == JobState::Assigned {
                         starts.push(StartReport {
                             job: job.id.clone(),
@@ -127,44 +127,66 @@ impl Simulator {
                     let simulation = job.spec.simulate.unwrap_or_default();
                     ends.push(Reverse(DueEnd {
                         at: now + Duration::from_millis(simulation.duration_ms),
-                        job: job.id.clone(),
+                        job: id,
                         attempt: job.attempt,
-                        worker: worker.id.clone(),
-                        exit_code: simulation.exit_code,
-                        duration_ms: simulation.duration_ms,
                     }));
                 }
             }
         });
     }
 
-    /// Moves the ends due by now into the reports to send.
-    fn collect_due(&mut self) {
+    /// Moves the ends due by now into the reports to send. A run whose job has moved on
+    /// (cancelled, or its worker lost) ends without a report.
+    fn collect_due(&mut self, node: &NodeContext) {
         let now = Instant::now();
         let at_ms = now_ms();
+        let mut due = Vec::new();
         while let Some(Reverse(next)) = self.ends.peek()
             && next.at <= now
         {
-            let Some(Reverse(due)) = self.ends.pop() else {
+            let Some(Reverse(end)) = self.ends.pop() else {
                 break;
             };
-            self.finished.push(RunReport {
-                job: due.job,
-                attempt: due.attempt,
-                worker: due.worker,
-                outcome: if due.exit_code == 0 {
-                    RunOutcome::Succeeded
-                } else {
-                    RunOutcome::Failed
-                },
-                exit_code: Some(due.exit_code),
-                output_tail: format!(
-                    "simulated run of {} ms, exit code {}\n",
-                    due.duration_ms, due.exit_code
-                ),
-                at_ms,
-            });
+            due.push(end);
         }
+        if due.is_empty() {
+            return;
+        }
+        let runs = &mut self.runs;
+        let finished = &mut self.finished;
+        node.read(|state| {
+            for end in due {
+                let current = state.job(&end.job).filter(|job| {
+                    job.attempt == end.attempt
+                        && matches!(job.state, JobState::Assigned | JobState::Running)
+                });
+                let Some(job) = current else {
+                    runs.remove(&end.job);
+                    continue;
+                };
+                let Some(worker) = job.worker.clone() else {
+                    runs.remove(&end.job);
+                    continue;
+                };
+                let simulation = job.spec.simulate.unwrap_or_default();
+                finished.push(RunReport {
+                    job: job.id.clone(),
+                    attempt: end.attempt,
+                    worker,
+                    outcome: if simulation.exit_code == 0 {
+                        RunOutcome::Succeeded
+                    } else {
+                        RunOutcome::Failed
+                    },
+                    exit_code: Some(simulation.exit_code),
+                    output_tail: format!(
+                        "simulated run of {} ms, exit code {}\n",
+                        simulation.duration_ms, simulation.exit_code
+                    ),
+                    at_ms,
+                });
+            }
+        });
     }
 
     fn next_end(&self) -> Option<Instant> {
@@ -189,8 +211,8 @@ impl Simulator {
             match propose(node, command).await {
                 Ok(_) => {
                     for report in &finished {
-                        if self.runs.get(&report.job) == Some(&report.attempt) {
-                            self.runs.remove(&report.job);
+                        if self.runs.get(report.job.as_str()) == Some(&report.attempt) {
+                            self.runs.remove(report.job.as_str());
                         }
                     }
                 }
@@ -247,7 +269,7 @@ pub async fn run(node: NodeContext) {
             Woken::Assigned(workers) => simulator.start_runs(&node, workers.as_ref()),
             Woken::Due => {}
         }
-        simulator.collect_due();
+        simulator.collect_due(&node);
         simulator.report(&node).await;
     }
 }
