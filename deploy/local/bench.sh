@@ -6,9 +6,11 @@
 #
 # DIR defaults to ./.hodei/bench; scenarios default to every one below. Each is
 #   submit-single  64 clients, one job per call
-#   submit-batch   4 clients, 1,000 jobs per call
+#   submit-batch   8 clients, 1,000 jobs per call
 #   read           64 clients reading jobs, tenant usage and queue status
 #   mixed          64 clients, half submitting, half reading, jobs completed by a simulated pool
+#   end-to-end     jobs submitted in batches of 200 and run (200 ms on average) on 8 virtual
+#                  workers while 4 clients read: completions per second
 #   soak-10k       10,000 jobs of 20 s running at once for 300 s, new ones arriving as old finish
 # SOAK_SECONDS shortens the soak (e.g. SOAK_SECONDS=60 for a quick look).
 set -euo pipefail
@@ -18,7 +20,7 @@ dir="${1:-./.hodei/bench}"
 shift || true
 scenarios=("$@")
 if [ "${#scenarios[@]}" -eq 0 ]; then
-  scenarios=(submit-single submit-batch read mixed soak-10k)
+  scenarios=(submit-single submit-batch read mixed end-to-end soak-10k)
 fi
 mkdir -p "$dir/results"
 dir="$(cd "$dir" && pwd)"
@@ -44,9 +46,10 @@ run() {
 for scenario in "${scenarios[@]}"; do
   case "$scenario" in
     submit-single) run "$scenario" submit --clients 64 --seconds 10 ;;
-    submit-batch) run "$scenario" submit --clients 4 --batch 1000 --seconds 10 ;;
+    submit-batch) run "$scenario" submit --clients 8 --batch 1000 --seconds 10 ;;
     read) run "$scenario" read --clients 64 --seconds 10 ;;
     mixed) run "$scenario" mixed --clients 64 --seconds 10 --job-ms 500 ;;
+    end-to-end) run "$scenario" mixed --clients 8 --batch 200 --job-ms 200 --workers 8 --seconds 15 ;;
     soak-10k) run "$scenario" soak --clients 16 --batch 500 --tenants 20 --target 10000 --job-ms 20000 --seconds "${SOAK_SECONDS:-300}" ;;
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
   esac

@@ -104,6 +104,18 @@ impl DomainEvent {
     }
 }
 
+/// [`SnapshotData`] by reference, field for field, for encoding.
+#[derive(Serialize)]
+struct SnapshotView<'a> {
+    tenants: Vec<&'a Tenant>,
+    bursts: Vec<&'a BurstSession>,
+    jobs: Vec<&'a Job>,
+    job_logs: &'a BTreeMap<String, String>,
+    queues: Vec<&'a Queue>,
+    pools: Vec<&'a Pool>,
+    workers: Vec<&'a Worker>,
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct SnapshotData {
     tenants: Vec<Tenant>,
@@ -496,21 +508,22 @@ impl StateMachine for HodeiState {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, String> {
-        let data = SnapshotData {
-            tenants: self.tenants.values().cloned().collect(),
-            bursts: self.bursts.values().flatten().cloned().collect(),
-            jobs: self.jobs.values().map(|job| job.as_ref().clone()).collect(),
-            job_logs: self.job_logs.clone(),
-            queues: self.queues.values().cloned().collect(),
-            pools: self.pools.values().cloned().collect(),
-            workers: self.workers.values().cloned().collect(),
+        // Encoded from references: no copy of the state is made while the lock is held.
+        let data = SnapshotView {
+            tenants: self.tenants.values().collect(),
+            bursts: self.bursts.values().flatten().collect(),
+            jobs: self.jobs.values().map(|job| job.as_ref()).collect(),
+            job_logs: &self.job_logs,
+            queues: self.queues.values().collect(),
+            pools: self.pools.values().collect(),
+            workers: self.workers.values().collect(),
         };
-        serde_json::to_vec(&data).map_err(|error| error.to_string())
+        hodei_cluster::codec::encode(&data)
     }
 
     fn restore(&mut self, snapshot: &[u8], writes: &mut WriteBatch) -> Result<(), String> {
         let data: SnapshotData =
-            serde_json::from_slice(snapshot).map_err(|error| error.to_string())?;
+            hodei_cluster::codec::decode(snapshot)?;
         self.tenants.clear();
         self.bursts.clear();
         self.jobs.clear();
