@@ -58,9 +58,15 @@ run_round() {
     --clients 4 --batch 500 --tenants 20 --workers 540 >/dev/null
 }
 
-rm -rf "$cluster"
-"$root/deploy/local/cluster.sh" up "$cluster" >&2
+# Each kind on a fresh cluster, so that one's jobs do not weigh on the other's figures.
+fresh_cluster() {
+  "$root/deploy/local/cluster.sh" down "$cluster" >&2 2>/dev/null || true
+  rm -rf "$cluster"
+  "$root/deploy/local/cluster.sh" up "$cluster" >&2
+}
 trap '"$root/deploy/local/cluster.sh" down "$cluster" >&2' EXIT
+fresh_cluster
 pending=$(measure pending bench-submit submit_round)
+fresh_cluster
 running=$(measure running bench-soak run_round)
 echo "[$pending, $running]" | tee "$dir/results/memory.json"

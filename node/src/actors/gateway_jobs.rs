@@ -814,10 +814,12 @@ fn max_burst_percent(node: &NodeContext) -> Option<u64> {
         .then_some(node.limits.burst.max_overage_percentage)
 }
 
-fn submitted_view(submitted: &SubmittedJob) -> SubmittedJobView {
+/// The job a caller gets back: the one it submitted, or the earlier one its idempotency
+/// key repeats.
+fn submitted_view(sent: &Job, submitted: &SubmittedJob) -> SubmittedJobView {
     SubmittedJobView {
-        job: job_summary_view(&submitted.job),
-        duplicate: submitted.duplicate,
+        job: job_summary_view(submitted.earlier.as_deref().unwrap_or(sent)),
+        duplicate: submitted.is_duplicate(),
     }
 }
 
@@ -828,13 +830,13 @@ async fn submit(
 ) -> Result<JobsReply, ApiError> {
     let job = build_job(node, context, input)?;
     let command = CommandV1::SubmitJobs {
-        jobs: vec![job],
+        jobs: vec![job.clone()],
         max_burst_percent: max_burst_percent(node),
     };
     match propose(node, command).await? {
         CommandOutcome::JobsSubmitted(mut results) if results.len() == 1 => {
             let submitted = results.remove(0)?;
-            Ok(JobsReply::Submitted(submitted_view(&submitted)))
+            Ok(JobsReply::Submitted(submitted_view(&job, &submitted)))
         }
         other => Err(unexpected(other)),
     }
@@ -860,7 +862,7 @@ async fn submit_batch(
     if inputs.is_empty() {
         return Err(ApiError::invalid("jobs", "must hold at least one job"));
     }
-    let mut results: Vec<Option<Result<SubmittedJob, ApiError>>> = Vec::new();
+    let mut results: Vec<Option<Result<SubmittedJobView, ApiError>>> = Vec::new();
     let mut jobs = Vec::new();
     for input in inputs {
         match build_job(node, context, input) {
@@ -873,15 +875,19 @@ async fn submit_batch(
     }
     if !jobs.is_empty() {
         let command = CommandV1::SubmitJobs {
-            jobs,
+            jobs: jobs.clone(),
             max_burst_percent: max_burst_percent(node),
         };
         let CommandOutcome::JobsSubmitted(applied) = propose(node, command).await? else {
             return Err(ApiError::internal("unexpected state machine outcome"));
         };
-        let mut applied = applied.into_iter();
+        let mut applied = applied.into_iter().zip(&jobs);
         for slot in results.iter_mut().filter(|slot| slot.is_none()) {
-            *slot = applied.next().map(|result| result.map_err(ApiError::from));
+            *slot = applied.next().map(|(result, sent)| {
+                result
+                    .map(|submitted| submitted_view(sent, &submitted))
+                    .map_err(ApiError::from)
+            });
         }
     }
     let mut view = BatchView {
@@ -893,7 +899,6 @@ async fn submit_batch(
         match result {
             Some(Ok(submitted)) => {
                 view.accepted += 1;
-                let submitted = submitted_view(&submitted);
                 view.results.push(BatchItemView {
                     index,
                     job: Some(submitted.job),

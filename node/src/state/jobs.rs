@@ -75,11 +75,20 @@ pub struct WorkerRegistration {
     pub running: Vec<String>,
 }
 
+/// What apply says of one accepted job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmittedJob {
-    pub job: Job,
-    /// An earlier job with the same idempotency key; nothing new was created.
-    pub duplicate: bool,
+    /// The earlier job whose idempotency key this one repeats (nothing new was created);
+    /// `None` when the job was stored exactly as submitted. The proposer has that job, so
+    /// it is not sent back: every node computes the answer, and a batch's would otherwise
+    /// carry all its jobs again.
+    pub earlier: Option<Box<Job>>,
+}
+
+impl SubmittedJob {
+    pub fn is_duplicate(&self) -> bool {
+        self.earlier.is_some()
+    }
 }
 
 impl HodeiState {
@@ -658,8 +667,7 @@ impl HodeiState {
                 .and_then(|id| self.job(id))
         {
             return Ok(SubmittedJob {
-                job: first.clone(),
-                duplicate: true,
+                earlier: Some(Box::new(first.clone())),
             });
         }
         job.spec.validate()?;
@@ -678,10 +686,7 @@ impl HodeiState {
         self.store_job(job.clone(), writes);
         self.enqueue(&job);
         self.emit(DomainEvent::JobChanged(job.id.clone()));
-        Ok(SubmittedJob {
-            job,
-            duplicate: false,
-        })
+        Ok(SubmittedJob { earlier: None })
     }
 
     /// Applies a dispatch plan. Each assignment is checked again; the ones that no longer
@@ -1527,8 +1532,10 @@ mod tests {
             &mut state,
             vec![keyed, repeat, job("x", 100, 0), job("y", 100, 0)],
         );
-        assert!(matches!(&results[0], Ok(first) if !first.duplicate));
-        assert!(matches!(&results[1], Ok(again) if again.duplicate && again.job.id == "k1"));
+        assert!(matches!(&results[0], Ok(first) if !first.is_duplicate()));
+        assert!(
+            matches!(&results[1], Ok(again) if again.earlier.as_ref().is_some_and(|job| job.id == "k1"))
+        );
         assert!(results[2].is_ok());
         assert!(
             matches!(results[3], Err(DomainError::Exhausted(_))),
