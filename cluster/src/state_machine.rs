@@ -346,8 +346,8 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         let Some(bytes) = bytes else {
             return Ok(None);
         };
-        let stored: StoredSnapshot = crate::codec::decode(&bytes)
-            .map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
+        let stored: StoredSnapshot =
+            crate::codec::decode(&bytes).map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
         Ok(Some(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),

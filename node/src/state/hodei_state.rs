@@ -522,8 +522,7 @@ impl StateMachine for HodeiState {
     }
 
     fn restore(&mut self, snapshot: &[u8], writes: &mut WriteBatch) -> Result<(), String> {
-        let data: SnapshotData =
-            hodei_cluster::codec::decode(snapshot)?;
+        let data: SnapshotData = hodei_cluster::codec::decode(snapshot)?;
         self.tenants.clear();
         self.bursts.clear();
         self.jobs.clear();

@@ -172,13 +172,7 @@ impl HodeiState {
     pub fn jobs_of_worker(&self, worker: &str) -> Vec<&Job> {
         self.workers
             .get(worker)
-            .map(|found| {
-                found
-                    .jobs
-                    .iter()
-                    .filter_map(|id| self.job(id))
-                    .collect()
-            })
+            .map(|found| found.jobs.iter().filter_map(|id| self.job(id)).collect())
             .unwrap_or_default()
     }
 
