@@ -84,16 +84,52 @@ pub struct QueueActorState {
     starvation: Duration,
     /// When SLA status changes were last proposed.
     last_sla_record: Option<std::time::Instant>,
-    /// When each room freed while the queue was short of room was freed, oldest first,
-    /// until an assignment fills it.
-    freed: VecDeque<Instant>,
+    freed: FreedRooms,
+}
+
+/// The dispatch latency's clock: rooms freed while the queue was short of room, oldest
+/// first, each waiting for the assignment that fills it.
+#[derive(Debug, Default)]
+struct FreedRooms {
+    at: VecDeque<Instant>,
     /// The last pass left pending jobs it could not place.
     short_of_room: bool,
 }
 
+impl FreedRooms {
+    /// A room was freed `at`; it counts only while the queue is short of room.
+    fn freed(&mut self, at: Instant) {
+        if !self.short_of_room {
+            return;
+        }
+        if self.at.len() == MAX_FREED {
+            self.at.pop_front();
+        }
+        self.at.push_back(at);
+    }
+
+    /// A plan filled `assigned` rooms at `now`: the latency of each, oldest room first.
+    fn filled(&mut self, assigned: usize, now: Instant) -> Vec<Duration> {
+        let filled = assigned.min(self.at.len());
+        self.at
+            .drain(..filled)
+            .map(|at| now.duration_since(at))
+            .collect()
+    }
+
+    /// What a pass found: with every pending job placed (or none left), rooms still
+    /// counted waited for no one.
+    fn pass_ended(&mut self, short_of_room: bool) {
+        self.short_of_room = short_of_room;
+        if !short_of_room {
+            self.at.clear();
+        }
+    }
+}
+
 impl QueueActorState {
     fn room_freed(&mut self, pool: &str, at: Instant) {
-        if !self.short_of_room {
+        if !self.freed.short_of_room {
             return;
         }
         let queue = &self.observable.queue;
@@ -102,23 +138,17 @@ impl QueueActorState {
                 .queue(queue)
                 .is_some_and(|found| found.pools.iter().any(|id| id == pool))
         });
-        if !ours {
-            return;
+        if ours {
+            self.freed.freed(at);
         }
-        if self.freed.len() == MAX_FREED {
-            self.freed.pop_front();
-        }
-        self.freed.push_back(at);
     }
 
     /// `assigned` rooms were filled now: each is a dispatch latency sample.
     fn rooms_filled(&mut self, assigned: usize) {
-        let now = Instant::now();
-        let filled = assigned.min(self.freed.len());
-        for at in self.freed.drain(..filled) {
+        for latency in self.freed.filled(assigned, Instant::now()) {
             self.node
                 .metrics
-                .dispatch_latency(&self.observable.queue, now.duration_since(at).as_secs_f64());
+                .dispatch_latency(&self.observable.queue, latency.as_secs_f64());
         }
     }
 }
@@ -340,15 +370,14 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
             .node
             .read(|hodei| hodei.pending_in(&queue_id).next().is_none())
         {
-            state.freed.clear();
-            state.short_of_room = false;
+            state.freed.pass_ended(false);
         }
         return;
     };
     let sla_changes = std::mem::take(&mut found.sla_changes);
     if found.pending.is_empty() {
         // No worker has room: nothing to plan (and the starvation clocks keep running).
-        state.short_of_room = true;
+        state.freed.pass_ended(true);
         record_sla_changes(state, sla_changes, sla_due);
         return;
     }
@@ -365,7 +394,7 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
         limit: MAX_PLAN,
     });
     if assignments.is_empty() {
-        state.short_of_room = true;
+        state.freed.pass_ended(true);
         record_sla_changes(state, sla_changes, sla_due);
         return;
     }
@@ -430,8 +459,7 @@ impl Actor for QueueActor {
             boosted: BTreeSet::new(),
             starvation: node_starvation,
             last_sla_record: None,
-            freed: VecDeque::new(),
-            short_of_room: false,
+            freed: FreedRooms::default(),
         })
     }
 
@@ -466,11 +494,7 @@ impl Actor for QueueActor {
                 state.observable.in_flight = false;
                 state.observable.assigned += assigned as u64;
                 state.rooms_filled(assigned);
-                state.short_of_room = !placed_all;
-                if placed_all {
-                    // Rooms freed beyond what the jobs needed waited for no one.
-                    state.freed.clear();
-                }
+                state.freed.pass_ended(!placed_all);
                 // A full plan may have left more to place; a nudge may have come meanwhile.
                 if assigned > 0 || state.dirty {
                     plan(&myself, state);
@@ -513,6 +537,35 @@ mod tests {
                 .collect(),
             capacity: Resources::new(10_000, 10_000, 0),
         }
+    }
+
+    #[test]
+    fn dispatch_latency_counts_rooms_freed_while_short_of_room_oldest_first() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut rooms = FreedRooms::default();
+        // Room freed while nothing waited for it: not a latency.
+        rooms.freed(at(0));
+        assert!(rooms.filled(1, at(5)).is_empty());
+        // Short of room: three rooms freed, a plan fills two (the oldest), then one.
+        rooms.pass_ended(true);
+        rooms.freed(at(10));
+        rooms.freed(at(20));
+        rooms.freed(at(30));
+        assert_eq!(
+            rooms.filled(2, at(40)),
+            vec![Duration::from_millis(30), Duration::from_millis(20)]
+        );
+        assert_eq!(rooms.filled(5, at(45)), vec![Duration::from_millis(15)]);
+        // A pass that places everything drops what is left over.
+        rooms.freed(at(50));
+        rooms.pass_ended(false);
+        assert!(rooms.filled(1, at(60)).is_empty());
+        rooms.freed(at(70));
+        assert!(
+            rooms.filled(1, at(80)).is_empty(),
+            "no longer short of room"
+        );
     }
 
     #[test]
