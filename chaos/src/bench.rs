@@ -89,6 +89,9 @@ pub struct BenchSettings {
     /// Prometheus endpoints (host:port) of the nodes, scraped for the dispatch latency the
     /// leader observes; empty: not reported.
     pub metrics: Vec<String>,
+    /// Stop the measurement after this many calls (of every operation, all clients
+    /// together) if `seconds` have not passed first.
+    pub count: Option<u64>,
 }
 
 impl BenchSettings {
@@ -111,6 +114,9 @@ impl BenchSettings {
         }
         if self.seconds == 0 {
             bail!("--seconds: must be at least 1");
+        }
+        if self.count == Some(0) {
+            bail!("--count: must be at least 1 call");
         }
         if !(1..=1000).contains(&self.tenants) {
             bail!(
@@ -493,6 +499,8 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
     let seeded = Arc::new(seeded);
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
+    // Calls completed while measuring, all clients together (for `--count`).
+    let calls = Arc::new(AtomicU64::new(0));
     // Soak: how many more jobs the submitters may send now (topped up each second).
     let allowance = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -501,6 +509,7 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
         let settings = settings.clone();
         let stop = stop.clone();
         let measuring = measuring.clone();
+        let calls = calls.clone();
         let seeded = seeded.clone();
         let allowance = allowance.clone();
         tasks.push(tokio::spawn(async move {
@@ -517,13 +526,17 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
             };
             let mut turn = u64::from(client_index);
             while !stop.load(Ordering::Relaxed) {
-                let target = if measuring.load(Ordering::Relaxed) {
+                let counted = measuring.load(Ordering::Relaxed);
+                let target = if counted {
                     &mut recorder
                 } else {
                     &mut discarded
                 };
                 if reader {
                     read_once(&channel, &queue, target, &seeded, &tenant, turn).await;
+                    if counted {
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
                     turn += 1;
                     if settings.scenario == Scenario::Soak {
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -551,6 +564,9 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
                     settings.job_ms,
                 )
                 .await;
+                if counted {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
             }
             recorder
         }));
@@ -602,8 +618,16 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
     let latency_before = dispatch_latency_buckets(&settings.metrics, &queue).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
+    let counted_out = || {
+        settings
+            .count
+            .is_some_and(|count| calls.load(Ordering::Relaxed) >= count)
+    };
     for second in 1..=settings.seconds {
-        tokio::time::sleep_until((started + Duration::from_secs(second)).into()).await;
+        let next = started + Duration::from_secs(second);
+        while Instant::now() < next && !counted_out() {
+            tokio::time::sleep(Duration::from_millis(10).min(next - Instant::now())).await;
+        }
         let status = queue_status(&monitor, &queue).await;
         if settings.scenario == Scenario::Soak {
             feed(&status);
@@ -618,6 +642,14 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
             settings.scenario.as_str(),
             settings.seconds
         );
+        if counted_out() {
+            eprintln!(
+                "bench {}: {} calls made, stopping",
+                settings.scenario.as_str(),
+                calls.load(Ordering::Relaxed)
+            );
+            break;
+        }
     }
     measuring.store(false, Ordering::Relaxed);
     let measured = started.elapsed().as_secs_f64();
@@ -691,6 +723,7 @@ mod tests {
             target: 10_000,
             workers: None,
             metrics: Vec::new(),
+            count: None,
         }
     }
 
@@ -724,6 +757,13 @@ mod tests {
                     ..settings()
                 },
                 "--clients",
+            ),
+            (
+                BenchSettings {
+                    count: Some(0),
+                    ..settings()
+                },
+                "--count",
             ),
             (
                 BenchSettings {

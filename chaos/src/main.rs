@@ -82,9 +82,13 @@ enum Command {
         /// Concurrent clients, each with one call in flight.
         #[arg(long, default_value_t = 64)]
         clients: u32,
-        /// Measured seconds.
+        /// Measured seconds (at most, with --count).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Stop after this many measured calls (all operations, all clients), if --seconds
+        /// have not passed first.
+        #[arg(long)]
+        count: Option<u64>,
         /// Jobs per submit call (1: SubmitJob; up to 1000: SubmitJobs).
         #[arg(long, default_value_t = 1)]
         batch: u32,
@@ -174,6 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             target,
             workers,
             metrics,
+            count,
             out,
         } => {
             let settings = hodei_chaos::bench::BenchSettings {
@@ -187,6 +192,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 target,
                 workers,
                 metrics,
+                count,
             };
             let result = hodei_chaos::bench::run(settings).await?;
             write_result(&result, out.as_ref())
@@ -412,6 +418,7 @@ async fn submit_throughput(
         target: 0,
         workers: Some(simulated_workers),
         metrics: Vec::new(),
+        count: None,
     })
     .await?;
     result["target"] = json!(if spread { "all" } else { "leader" });
