@@ -13,6 +13,8 @@
 #                  workers while 4 clients read: completions per second
 #   soak-10k       10,000 jobs of 20 s running at once for 300 s, new ones arriving as old finish
 # SOAK_SECONDS shortens the soak (e.g. SOAK_SECONDS=60 for a quick look).
+# Each scenario's cluster data is deleted when it stops (a 5-minute soak writes about 3 GB
+# per node); its node logs stay in DIR/cluster-<scenario>.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -41,6 +43,8 @@ run() {
   "$chaos" bench "$@" --nodes "$nodes" --metrics "$metrics" --out "$dir/results/$name.json"
   "$root/deploy/local/cluster.sh" down "$cluster" >&2
   trap - EXIT
+  # A soak leaves gigabytes of sled files per node; keep the logs and configs only.
+  rm -rf "$cluster"/node*/data
 }
 
 for scenario in "${scenarios[@]}"; do
