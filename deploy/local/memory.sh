@@ -5,8 +5,7 @@
 #
 # For each kind, the leader's resident memory (RSS) is read at three sizes of the active
 # set and the cost of a job is the slope between the two larger ones: by then sled's page
-# cache (64 MiB) and the log's in-memory tail (64 MiB) are full, so what remains is what
-# each further job costs. Pending jobs: submitted in batches to a queue with no workers.
+# cache (64 MiB) is full, so what remains is what each further job costs. Pending jobs: submitted in batches to a queue with no workers.
 # Running jobs: held running for two hours on simulated pools. Results go to stdout and to
 # DIR/results/memory.json.
 set -euo pipefail
