@@ -156,16 +156,20 @@ impl Simulator {
         let finished = &mut self.finished;
         node.read(|state| {
             for end in due {
+                // The run is over for the simulator whether or not its report commits: if
+                // it does not, the job is still held by its worker and the next tick
+                // simulates it again.
+                if runs.get(&end.job) == Some(&end.attempt) {
+                    runs.remove(&end.job);
+                }
                 let current = state.job(&end.job).filter(|job| {
                     job.attempt == end.attempt
                         && matches!(job.state, JobState::Assigned | JobState::Running)
                 });
                 let Some(job) = current else {
-                    runs.remove(&end.job);
                     continue;
                 };
                 let Some(worker) = job.worker.clone() else {
-                    runs.remove(&end.job);
                     continue;
                 };
                 let simulation = job.spec.simulate.unwrap_or_default();
@@ -193,35 +197,25 @@ impl Simulator {
         self.ends.peek().map(|Reverse(next)| next.at)
     }
 
-    /// Commits the pending reports, a batch at a time. Reports that fail stay for the next
-    /// round; a run whose end is committed is forgotten.
+    /// Commits the pending reports, a batch at a time. Reports that fail are dropped: an
+    /// uncommitted start is implied by the end (apply accepts an end of an assigned job),
+    /// and a run whose end did not commit is simulated again from the next tick.
     async fn report(&mut self, node: &NodeContext) {
         while !self.starts.is_empty() || !self.finished.is_empty() {
             let starts_taken = self.starts.len().min(MAX_REPORTS);
-            let started: Vec<StartReport> = self.starts.drain(..starts_taken).collect();
             let finished_taken = self
                 .finished
                 .len()
                 .min(MAX_REPORTS.saturating_sub(starts_taken));
-            let finished: Vec<RunReport> = self.finished.drain(..finished_taken).collect();
             let command = CommandV1::RunReports {
-                started: started.clone(),
-                finished: finished.clone(),
+                started: self.starts.drain(..starts_taken).collect(),
+                finished: self.finished.drain(..finished_taken).collect(),
             };
-            match propose(node, command).await {
-                Ok(_) => {
-                    for report in &finished {
-                        if self.runs.get(report.job.as_str()) == Some(&report.attempt) {
-                            self.runs.remove(report.job.as_str());
-                        }
-                    }
-                }
-                Err(error) => {
-                    warn!(%error, "simulated run reports not committed; retrying");
-                    self.starts.splice(0..0, started);
-                    self.finished.splice(0..0, finished);
-                    return;
-                }
+            if let Err(error) = propose(node, command).await {
+                warn!(%error, "simulated run reports not committed; their runs are simulated again");
+                self.starts.clear();
+                self.finished.clear();
+                return;
             }
         }
     }

@@ -136,7 +136,10 @@ async fn fifty_real_jobs_on_two_workers_end_as_their_commands_did() -> anyhow::R
         let at = |step: usize| job["transitions"][step]["at_ms"].as_u64().unwrap();
         let run_ms = (at(3) - at(2)) as f64;
         let expected_cost = (0.5 * 0.05 + 0.125 * 0.01) * 1e9 * run_ms / 3_600_000.0;
-        let cost = job["cost_nanos"].as_u64().unwrap_or_default() as f64;
+        let Some(cost) = job["cost_nanos"].as_u64() else {
+            panic!("job {index} ended without a cost: {job}");
+        };
+        let cost = cost as f64;
         assert!(
             (cost - expected_cost).abs() <= 1.0,
             "job {index}: cost {cost} for {run_ms} ms, expected {expected_cost}"
