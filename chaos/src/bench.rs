@@ -70,28 +70,54 @@ impl Scenario {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// The `bench` command's arguments (also built directly by the other measurements).
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct BenchSettings {
+    /// submit | read | mixed | soak (or soak-10k)
+    #[arg(value_parser = parse_scenario)]
     pub scenario: Scenario,
-    /// gRPC addresses of the nodes; clients spread over them.
+    /// gRPC addresses of the nodes, comma-separated (clients spread over them).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093"
+    )]
     pub nodes: Vec<String>,
+    /// Concurrent clients, each with one call in flight.
+    #[arg(long, default_value_t = 64)]
     pub clients: u32,
+    /// Measured seconds (at most, with --count).
+    #[arg(long, default_value_t = 10)]
     pub seconds: u64,
-    /// Jobs per submit call (1 = SubmitJob).
+    /// Jobs per submit call (1: SubmitJob; up to 1000: SubmitJobs).
+    #[arg(long, default_value_t = 1)]
     pub batch: u32,
+    /// Tenants the load is spread over.
+    #[arg(long, default_value_t = 10)]
     pub tenants: u32,
-    /// Simulated run time of each job.
+    /// Mean simulated run time of a job, in milliseconds (each drawn uniformly from half to
+    /// one and a half times it).
+    #[arg(long, default_value_t = 1_000)]
     pub job_ms: u64,
-    /// `soak`: jobs to hold running at once.
+    /// soak: jobs to hold running at once.
+    #[arg(long, default_value_t = 10_000)]
     pub target: u64,
-    /// Virtual workers of the bench pool; `None` takes the scenario's default.
+    /// Virtual workers of the bench pool (default: none for submit and read, 4 for mixed,
+    /// enough for the target for soak).
+    #[arg(long)]
     pub workers: Option<u32>,
-    /// Prometheus endpoints (host:port) of the nodes, scraped for the dispatch latency the
-    /// leader observes; empty: not reported.
+    /// Prometheus endpoints of the nodes (host:port, comma-separated), scraped for the
+    /// dispatch latency the leader observes; none: not reported.
+    #[arg(long, value_delimiter = ',')]
     pub metrics: Vec<String>,
-    /// Stop the measurement after this many calls (of every operation, all clients
-    /// together) if `seconds` have not passed first.
+    /// Stop after this many measured calls (all operations, all clients), if --seconds
+    /// have not passed first.
+    #[arg(long)]
     pub count: Option<u64>,
+}
+
+fn parse_scenario(raw: &str) -> Result<Scenario, String> {
+    Scenario::parse(raw).map_err(|error| error.to_string())
 }
 
 impl BenchSettings {

@@ -70,46 +70,8 @@ enum Command {
     },
     /// Drive a running cluster: submit | read | mixed | soak (10,000 jobs running at once).
     Bench {
-        /// submit | read | mixed | soak
-        scenario: String,
-        /// gRPC addresses of the nodes, comma-separated (clients spread over them).
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093"
-        )]
-        nodes: Vec<String>,
-        /// Concurrent clients, each with one call in flight.
-        #[arg(long, default_value_t = 64)]
-        clients: u32,
-        /// Measured seconds (at most, with --count).
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        /// Stop after this many measured calls (all operations, all clients), if --seconds
-        /// have not passed first.
-        #[arg(long)]
-        count: Option<u64>,
-        /// Jobs per submit call (1: SubmitJob; up to 1000: SubmitJobs).
-        #[arg(long, default_value_t = 1)]
-        batch: u32,
-        /// Tenants the load is spread over.
-        #[arg(long, default_value_t = 10)]
-        tenants: u32,
-        /// Mean simulated run time of a job, in milliseconds (each drawn uniformly from
-        /// half to one and a half times it).
-        #[arg(long, default_value_t = 1_000)]
-        job_ms: u64,
-        /// soak: jobs to hold running at once.
-        #[arg(long, default_value_t = 10_000)]
-        target: u64,
-        /// Virtual workers of the bench pool (default: none for submit and read, 4 for
-        /// mixed, enough for the target for soak).
-        #[arg(long)]
-        workers: Option<u32>,
-        /// Prometheus endpoints of the nodes (host:port, comma-separated), scraped for the
-        /// dispatch latency of mixed and soak; none: not reported.
-        #[arg(long, value_delimiter = ',')]
-        metrics: Vec<String>,
+        #[command(flatten)]
+        settings: hodei_chaos::bench::BenchSettings,
         /// Where to write the JSON result.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -167,33 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             connections,
             out,
         } => raft_throughput(writers, seconds, size as usize, connections, out.as_ref()).await,
-        Command::Bench {
-            scenario,
-            nodes,
-            clients,
-            seconds,
-            batch,
-            tenants,
-            job_ms,
-            target,
-            workers,
-            metrics,
-            count,
-            out,
-        } => {
-            let settings = hodei_chaos::bench::BenchSettings {
-                scenario: hodei_chaos::bench::Scenario::parse(&scenario)?,
-                nodes,
-                clients,
-                seconds,
-                batch,
-                tenants,
-                job_ms,
-                target,
-                workers,
-                metrics,
-                count,
-            };
+        Command::Bench { settings, out } => {
             let result = hodei_chaos::bench::run(settings).await?;
             write_result(&result, out.as_ref())
         }
