@@ -259,6 +259,7 @@ async fn raft_throughput(
         let request = ForwardRequest {
             command: command.clone(),
             cluster_id: cluster_id.clone(),
+            request_id: String::new(),
         };
         let measuring = measuring.clone();
         let stop = stop.clone();
@@ -269,7 +270,12 @@ async fn raft_throughput(
                 let started = Instant::now();
                 let outcome = client.forward(request.clone()).await;
                 let latency = started.elapsed();
-                let ok = outcome.is_ok_and(|reply| reply.get_ref().json.starts_with(b"{\"Ok\""));
+                let ok = outcome.is_ok_and(|reply| {
+                    hodei_cluster::codec::decode::<Result<Vec<u8>, hodei_cluster::ClusterError>>(
+                        &reply.get_ref().json,
+                    )
+                    .is_ok_and(|result| result.is_ok())
+                });
                 if measuring.load(Ordering::Relaxed) {
                     if ok {
                         latencies.push(latency);

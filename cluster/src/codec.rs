@@ -20,6 +20,25 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// The binary form with another first byte, for a type whose shape changed: its
+/// readers tell the old shape from the new by that byte (see [`decode_tagged`]).
+pub fn encode_tagged<T: Serialize>(tag: u8, value: &T) -> Result<Vec<u8>, String> {
+    let mut bytes = vec![tag];
+    postcard::to_io(value, &mut bytes).map_err(|error| error.to_string())?;
+    Ok(bytes)
+}
+
+/// Decodes what [`encode_tagged`] wrote with `tag`; `None` when the bytes carry
+/// another tag (an older shape, for the caller to read as such).
+pub fn decode_tagged<T: DeserializeOwned>(tag: u8, bytes: &[u8]) -> Option<Result<T, String>> {
+    match bytes.split_first() {
+        Some((&first, rest)) if first == tag => {
+            Some(postcard::from_bytes(rest).map_err(|error| error.to_string()))
+        }
+        _ => None,
+    }
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     match bytes.first() {
         Some(&BINARY_V1) => postcard::from_bytes(&bytes[1..]).map_err(|error| error.to_string()),
@@ -32,15 +51,19 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft_types::{CommandBatch, Entry};
+    use crate::raft_types::{CommandBatch, Entry, LegacyCommandBatch, ProposedCommand};
 
     fn entry(commands: &[&str]) -> Entry {
         Entry {
             log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(3, 2), 41),
             payload: openraft::EntryPayload::Normal(CommandBatch {
+                proposed_at_ms: 1_700_000_000_000,
                 commands: commands
                     .iter()
-                    .map(|command| command.as_bytes().to_vec())
+                    .map(|command| ProposedCommand {
+                        request_id: Some(format!("r-{command}")),
+                        command: command.as_bytes().to_vec(),
+                    })
                     .collect(),
             }),
         }
@@ -59,6 +82,33 @@ mod tests {
                 .any(|window| window == command.as_bytes())
         );
         assert_eq!(decode::<Entry>(&bytes).unwrap(), original);
+    }
+
+    #[test]
+    fn a_version_1_log_entry_is_read_as_commands_without_request_ids() {
+        let legacy = openraft::Entry::<crate::raft_types::LegacyTypeConfig> {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(3, 2), 41),
+            payload: openraft::EntryPayload::Normal(LegacyCommandBatch {
+                commands: vec![b"one".to_vec(), b"two".to_vec()],
+            }),
+        };
+        let bytes = encode(&legacy).unwrap();
+        let upgraded = crate::log_store::decode_entry(&bytes).unwrap();
+        let openraft::EntryPayload::Normal(batch) = upgraded.payload else {
+            panic!("a normal entry stays normal");
+        };
+        assert_eq!(batch.commands.len(), 2);
+        assert_eq!(batch.commands[1].command, b"two");
+        assert!(
+            batch
+                .commands
+                .iter()
+                .all(|command| command.request_id.is_none())
+        );
+        // Today's entries carry their own first byte and round trip with their ids.
+        let current = entry(&["x"]);
+        let bytes = crate::log_store::encode_entry(&current).unwrap();
+        assert_eq!(crate::log_store::decode_entry(&bytes).unwrap(), current);
     }
 
     #[test]

@@ -32,6 +32,25 @@ pub enum ClusterError {
     Storage(String),
     #[error("raft stopped: {0}")]
     Fatal(String),
+    /// The command may or may not have been applied: its reply was lost (a timeout, a
+    /// connection broken after it was sent, the leader stopping). Retrying with the same
+    /// request id is safe: a repeat is answered with the first outcome.
+    #[error("the outcome of request {} is unknown: {detail}; retry with the same request id", .request_id.as_deref().unwrap_or("(no id)"))]
+    OutcomeUnknown {
+        request_id: Option<String>,
+        detail: String,
+    },
+}
+
+impl ClusterError {
+    /// Whether the failed attempt certainly did not reach any log, so it may be tried
+    /// again as if it had never been made.
+    pub fn certainly_not_applied(&self) -> bool {
+        matches!(
+            self,
+            ClusterError::NotLeader { .. } | ClusterError::Unavailable(_)
+        )
+    }
 }
 
 fn leader_text(leader_id: &Option<NodeId>, leader_addr: &Option<String>) -> String {

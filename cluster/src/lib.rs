@@ -16,7 +16,9 @@ mod proposer;
 mod raft_node;
 mod raft_service;
 mod raft_types;
+mod recent_requests;
 mod sled_storage;
+mod state_digest;
 mod state_machine;
 pub mod storage;
 pub mod storage_conformance;
@@ -28,12 +30,17 @@ pub use raft_node::{
     ClusterMemberStatus, ClusterSettings, ClusterStatus, RaftNode, STATE_KEYSPACE,
 };
 pub use raft_service::RaftGrpcService;
-pub use raft_types::{CommandBatch, NodeId, TypeConfig};
+pub use raft_types::{CommandBatch, CommandResponse, NodeId, ProposedCommand, TypeConfig};
+pub use recent_requests::{DedupLimits, RecentRequest, RecentRequests};
 pub use sled_storage::SledStorage;
+pub use state_digest::StateDigest;
 pub use state_machine::{
-    ApplyStats, ApplyStatsReading, RESERVED_PREFIX, StateMachine, StateMachineStore,
+    ApplyStats, ApplyStatsReading, DigestReading, ExactSnapshotBuilder, RESERVED_PREFIX,
+    StateMachine, StateMachineStore,
 };
 pub use storage::{KeyValue, Keyspace, Storage, StorageError, WriteBatch};
 
 #[cfg(test)]
 mod raft_store_tests;
+#[cfg(test)]
+mod snapshot_consistency_tests;

@@ -49,13 +49,21 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RaftStorageError> {
         .map_err(|error| io_error(ErrorSubject::Store, ErrorVerb::Read, error))
 }
 
-fn decode_entry(bytes: &[u8]) -> Result<Entry, RaftStorageError> {
-    crate::codec::decode(bytes)
-        .map_err(|error| logs_error(ErrorVerb::Read, StorageError::new("decode", error)))
+/// The first byte of an entry whose commands carry request ids (log version 2); entries
+/// of version 1 start with the codec's own version byte and are upgraded when read.
+pub(crate) const ENTRY_V2: u8 = 2;
+
+pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, RaftStorageError> {
+    let decoded = match crate::codec::decode_tagged::<Entry>(ENTRY_V2, bytes) {
+        Some(current) => current,
+        None => crate::codec::decode::<openraft::Entry<crate::raft_types::LegacyTypeConfig>>(bytes)
+            .map(crate::raft_types::upgrade_legacy_entry),
+    };
+    decoded.map_err(|error| logs_error(ErrorVerb::Read, StorageError::new("decode", error)))
 }
 
-fn encode_entry(entry: &Entry) -> Result<Vec<u8>, RaftStorageError> {
-    crate::codec::encode(entry)
+pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, RaftStorageError> {
+    crate::codec::encode_tagged(ENTRY_V2, entry)
         .map_err(|error| logs_error(ErrorVerb::Write, StorageError::new("encode", error)))
 }
 

@@ -22,7 +22,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ClusterError;
 use crate::identity::ClusterIdentity;
-use crate::raft_types::{NodeId, TypeConfig};
+use crate::raft_types::{CommandResponse, NodeId, ProposedCommand, TypeConfig};
 
 /// One lazily connected channel per peer address, shared by every caller.
 #[derive(Debug, Clone)]
@@ -125,25 +125,42 @@ impl PeerClients {
         })
     }
 
-    /// Proposes `command` on the leader at `addr`. A `NotLeader` or connection failure
-    /// means the command was not proposed there; any other error leaves it unknown.
+    /// Proposes `command` on the leader at `addr`. A `NotLeader` answer or a connection
+    /// that could not be made means the command was not proposed there; any other
+    /// failure (a timeout, a connection lost after sending) leaves its outcome unknown.
     pub async fn forward(
         &self,
         addr: &str,
-        command: &[u8],
+        command: ProposedCommand,
         timeout: Duration,
-    ) -> Result<String, ClusterError> {
+    ) -> Result<CommandResponse, ClusterError> {
         let mut client = self.client(addr).map_err(ClusterError::Unavailable)?;
+        let request_id = command.request_id.clone();
         let mut request = tonic::Request::new(ForwardRequest {
-            command: command.to_vec(),
+            command: command.command,
             cluster_id: self.identity.get().unwrap_or_default(),
+            request_id: command.request_id.unwrap_or_default(),
         });
         request.set_timeout(timeout);
-        let reply = client
-            .forward(request)
-            .await
-            .map_err(|status| self.failed(addr, status))?;
-        decode_result(&reply.into_inner().json)
+        let reply = match client.forward(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) if never_sent(&status) => return Err(self.failed(addr, status)),
+            Err(status) => {
+                if status.code() == tonic::Code::Unavailable {
+                    self.forget(addr);
+                }
+                return Err(ClusterError::OutcomeUnknown {
+                    request_id,
+                    detail: format!("forwarded to the leader at {addr}: {}", status.message()),
+                });
+            }
+        };
+        let result: Result<CommandResponse, ClusterError> = crate::codec::decode(&reply.json)
+            .map_err(|error| ClusterError::OutcomeUnknown {
+                request_id: request_id.clone(),
+                detail: format!("undecodable reply from the leader at {addr}: {error}"),
+            })?;
+        result
     }
 
     /// The leader's read index: every write committed before the call is at or below it.
@@ -193,6 +210,41 @@ impl PeerClients {
             .map_err(|status| self.failed(addr, status))?;
         decode_result(&reply.into_inner().json)
     }
+}
+
+/// Whether a failed call certainly never reached the peer's handler: the connection was
+/// refused or could not be made, or the peer refused it before handling (another
+/// cluster, a bad secret).
+fn never_sent(status: &tonic::Status) -> bool {
+    if matches!(
+        status.code(),
+        tonic::Code::FailedPrecondition | tonic::Code::Unauthenticated
+    ) {
+        return true;
+    }
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::NotFound
+            )
+        {
+            return true;
+        }
+        let text = error.to_string();
+        if text.contains("tcp connect error") || text.contains("error trying to connect") {
+            return true;
+        }
+        source = error.source();
+    }
+    let message = status.message();
+    message.contains("tcp connect error") || message.contains("Connection refused")
 }
 
 fn status_error(addr: &str, status: tonic::Status) -> ClusterError {

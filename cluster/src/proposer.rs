@@ -3,15 +3,17 @@
 //! keeps one proposal in flight and drains every command queued meanwhile into the next
 //! entry, then answers each caller from that entry's results.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ClusterError;
-use crate::raft_types::{CommandBatch, NodeId, Raft};
+use crate::raft_types::{CommandBatch, CommandResponse, NodeId, ProposedCommand, Raft};
 
 struct Proposal {
-    command: Vec<u8>,
-    reply: oneshot::Sender<Result<String, ClusterError>>,
+    command: ProposedCommand,
+    reply: oneshot::Sender<Result<CommandResponse, ClusterError>>,
 }
 
 #[derive(Debug, Clone)]
@@ -28,15 +30,16 @@ impl Proposer {
 
     /// Replicates one command and returns the state machine's response once it is
     /// committed and applied on this node.
-    pub async fn propose(&self, command: Vec<u8>) -> Result<String, ClusterError> {
+    pub async fn propose(&self, command: ProposedCommand) -> Result<CommandResponse, ClusterError> {
         let (reply, answer) = oneshot::channel();
         self.sender
             .send(Proposal { command, reply })
             .await
             .map_err(|_| ClusterError::Fatal("the proposer has stopped".to_string()))?;
-        answer
-            .await
-            .map_err(|_| ClusterError::Fatal("the proposer dropped the request".to_string()))?
+        answer.await.map_err(|_| ClusterError::OutcomeUnknown {
+            request_id: None,
+            detail: "the proposer stopped with the command in flight".to_string(),
+        })?
     }
 }
 
@@ -49,11 +52,19 @@ async fn run(raft: Raft, mut receiver: mpsc::Receiver<Proposal>, max_commands_pe
                 Err(_) => break,
             }
         }
-        let (commands, replies): (Vec<Vec<u8>>, Vec<_>) = proposals
+        let (commands, replies): (Vec<ProposedCommand>, Vec<_>) = proposals
             .into_iter()
             .map(|proposal| (proposal.command, proposal.reply))
             .unzip();
-        let outcome = raft.client_write(CommandBatch { commands }).await;
+        let request_ids: Vec<Option<String>> = commands
+            .iter()
+            .map(|command| command.request_id.clone())
+            .collect();
+        let batch = CommandBatch {
+            proposed_at_ms: wall_clock_ms(),
+            commands,
+        };
+        let outcome = raft.client_write(batch).await;
         match outcome {
             Ok(written) => {
                 debug_assert_eq!(
@@ -67,12 +78,28 @@ async fn run(raft: Raft, mut receiver: mpsc::Receiver<Proposal>, max_commands_pe
             }
             Err(error) => {
                 let error = client_write_error(error);
-                for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
+                for (reply, request_id) in replies.into_iter().zip(request_ids) {
+                    let error = match &error {
+                        ClusterError::OutcomeUnknown { detail, .. } => {
+                            ClusterError::OutcomeUnknown {
+                                request_id,
+                                detail: detail.clone(),
+                            }
+                        }
+                        certain => certain.clone(),
+                    };
+                    let _ = reply.send(Err(error));
                 }
             }
         }
     }
+}
+
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn client_write_error(
@@ -88,6 +115,11 @@ fn client_write_error(
         RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
             ClusterError::Refused(error.to_string())
         }
-        RaftError::Fatal(fatal) => ClusterError::Fatal(fatal.to_string()),
+        // openraft answers ForwardToLeader only for an entry it did not append or has
+        // truncated; a Raft that stopped may have replicated the entry before it did.
+        RaftError::Fatal(fatal) => ClusterError::OutcomeUnknown {
+            request_id: None,
+            detail: format!("raft stopped: {fatal}"),
+        },
     }
 }

@@ -18,7 +18,8 @@ use crate::log_store::LogStore;
 use crate::network::{AdminRequest, GrpcNetworkFactory, NodeInfo, PeerClients};
 use crate::proposer::Proposer;
 use crate::raft_service::RaftGrpcService;
-use crate::raft_types::{NodeId, Raft};
+use crate::raft_types::{CommandResponse, NodeId, ProposedCommand, Raft};
+use crate::recent_requests::DedupLimits;
 use crate::state_machine::{ApplyStats, ApplyStatsReading, StateMachine, StateMachineStore};
 use crate::storage::{Keyspace, Storage, StorageError};
 
@@ -55,6 +56,10 @@ pub struct ClusterStatus {
     pub last_log_index: Option<u64>,
     pub last_applied_index: Option<u64>,
     pub snapshot_index: Option<u64>,
+    /// The digest of this node's replicated state (32 hex digits) at `digest_index`:
+    /// replicas at the same index agree on it.
+    pub state_digest: String,
+    pub digest_index: Option<u64>,
     pub members: Vec<ClusterMemberStatus>,
 }
 
@@ -98,14 +103,6 @@ fn write_error(error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) ->
     }
 }
 
-/// Whether a failed attempt certainly did not take effect, so it may be tried again.
-fn retryable(error: &ClusterError) -> bool {
-    matches!(
-        error,
-        ClusterError::NotLeader { .. } | ClusterError::Unavailable(_)
-    )
-}
-
 impl RaftNode {
     /// Opens this node's storage, lets `load` rebuild the application state from the
     /// state keyspace, and starts Raft. A node that was part of a cluster resumes it.
@@ -129,6 +126,7 @@ impl RaftNode {
             state.clone(),
             state_keyspace,
             storage.keyspace(SNAPSHOT_KEYSPACE).map_err(storage_error)?,
+            DedupLimits::default(),
         )
         .map_err(|error| ClusterError::Storage(error.to_string()))?;
         let apply_stats = state_machine.stats();
@@ -307,7 +305,7 @@ impl RaftNode {
                 }
             };
             match outcome {
-                Err(error) if retryable(&error) && Instant::now() < deadline => {
+                Err(error) if error.certainly_not_applied() && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20).min(remaining)).await;
                 }
                 other => return other,
@@ -316,15 +314,27 @@ impl RaftNode {
     }
 
     /// Replicates one command (forwarded to the leader when this node is not it) and
-    /// returns the state machine's response once it is applied.
-    pub async fn propose(&self, command: Vec<u8>) -> Result<String, ClusterError> {
+    /// returns the state machine's response once it is applied. An attempt is tried again
+    /// only when it certainly reached no log (no leader, not the leader, connection
+    /// refused); when its outcome cannot be known the caller gets
+    /// [`ClusterError::OutcomeUnknown`]. A command with a `request_id` applies at most
+    /// once: a repeat of the id is answered with the first response.
+    pub async fn propose(
+        &self,
+        command: Vec<u8>,
+        request_id: Option<String>,
+    ) -> Result<CommandResponse, ClusterError> {
         let wait = self.leader_wait();
+        let proposed = ProposedCommand {
+            request_id,
+            command,
+        };
         self.with_leader(|leader_addr| {
-            let command = command.clone();
+            let proposed = proposed.clone();
             async move {
                 match leader_addr {
-                    None => self.proposer.propose(command).await,
-                    Some(addr) => self.peers.forward(&addr, &command, wait).await,
+                    None => self.proposer.propose(proposed).await,
+                    Some(addr) => self.peers.forward(&addr, proposed, wait).await,
                 }
             }
         })
@@ -332,7 +342,10 @@ impl RaftNode {
     }
 
     /// Proposes on this node, which must lead (the receiving end of a forward).
-    pub(crate) async fn propose_here(&self, command: Vec<u8>) -> Result<String, ClusterError> {
+    pub(crate) async fn propose_here(
+        &self,
+        command: ProposedCommand,
+    ) -> Result<CommandResponse, ClusterError> {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
@@ -627,6 +640,7 @@ impl RaftNode {
 
     pub fn status(&self) -> ClusterStatus {
         let metrics = self.raft.metrics().borrow().clone();
+        let digest = self.apply_stats.digest();
         let membership = metrics.membership_config.membership();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
         let replication = metrics.replication.clone().unwrap_or_default();
@@ -669,6 +683,8 @@ impl RaftNode {
             last_log_index: metrics.last_log_index,
             last_applied_index: metrics.last_applied.map(|log_id| log_id.index),
             snapshot_index: metrics.snapshot.map(|log_id| log_id.index),
+            state_digest: digest.digest.to_hex(),
+            digest_index: digest.index,
             members,
         }
     }
@@ -678,6 +694,11 @@ impl RaftNode {
         RaftServiceServer::new(RaftGrpcService::new(self.clone()))
             .max_decoding_message_size(64 * 1024 * 1024)
             .max_encoding_message_size(64 * 1024 * 1024)
+    }
+
+    /// This node's state digests at its last applied indexes, oldest first.
+    pub fn recent_digests(&self) -> Vec<crate::DigestReading> {
+        self.apply_stats.recent_digests()
     }
 
     /// Entries and commands applied, time spent applying, snapshots built and installed.

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::network::AdminRequest;
 use crate::raft_node::RaftNode;
-use crate::raft_types::{NodeId, TypeConfig};
+use crate::raft_types::{NodeId, ProposedCommand, TypeConfig};
 
 #[derive(Clone)]
 pub struct RaftGrpcService {
@@ -77,7 +77,19 @@ impl RaftService for RaftGrpcService {
     async fn forward(&self, request: tonic::Request<ForwardRequest>) -> Reply {
         let forwarded = request.into_inner();
         self.admit(&forwarded.cluster_id)?;
-        encode(&self.node.propose_here(forwarded.command).await)
+        let command = ProposedCommand {
+            request_id: Some(forwarded.request_id).filter(|id| !id.is_empty()),
+            command: forwarded.command,
+        };
+        let outcome = self.node.propose_here(command).await;
+        crate::codec::encode(&outcome)
+            .map(|json| {
+                tonic::Response::new(RaftPayload {
+                    json,
+                    cluster_id: String::new(),
+                })
+            })
+            .map_err(|error| tonic::Status::internal(format!("unencodable reply: {error}")))
     }
 
     async fn read_index(&self, request: tonic::Request<RaftPayload>) -> Reply {

@@ -17,11 +17,11 @@ struct RecordingMachine {
 }
 
 impl StateMachine for RecordingMachine {
-    fn apply(&mut self, index: u64, command: &[u8], writes: &mut WriteBatch) -> String {
+    fn apply(&mut self, index: u64, command: &[u8], writes: &mut WriteBatch) -> Vec<u8> {
         self.applied
             .push(String::from_utf8_lossy(command).into_owned());
         writes.put(format!("cmd/{index:020}").into_bytes(), command.to_vec());
-        format!("applied {index}")
+        format!("applied {index}").into_bytes()
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, String> {
@@ -60,8 +60,12 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore<RecordingMachine>, tem
         let keyspace = |name: &str| storage.keyspace(name).expect("keyspace");
         let log_store = LogStore::new(keyspace("raft_log"), keyspace("raft_meta"));
         let state = Arc::new(RwLock::new(RecordingMachine::default()));
-        let state_machine =
-            StateMachineStore::open(state, keyspace("state"), keyspace("raft_snapshot"))?;
+        let state_machine = StateMachineStore::open(
+            state,
+            keyspace("state"),
+            keyspace("raft_snapshot"),
+            crate::recent_requests::DedupLimits::default(),
+        )?;
         Ok((folder, log_store, state_machine))
     }
 }

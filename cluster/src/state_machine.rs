@@ -3,7 +3,7 @@
 
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use openraft::storage::RaftStateMachine;
@@ -11,23 +11,31 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Stora
 use serde::{Deserialize, Serialize};
 
 use crate::raft_types::{
-    LogId, RaftStorageError, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
+    CommandBatch, CommandResponse, LogId, RaftStorageError, Snapshot, SnapshotMeta,
+    StoredMembership, TypeConfig,
 };
+use crate::recent_requests::{DedupLimits, RecentRequest, RecentRequests};
+use crate::state_digest::StateDigest;
 use crate::storage::{Keyspace, WriteBatch};
 
 /// Keys under this prefix of the state keyspace belong to the cluster (applied log id,
-/// membership); the application's keys must not start with it.
+/// membership, digest, recent request ids); the application's keys must not start with it.
 pub const RESERVED_PREFIX: &[u8] = b"\x00raft/";
-const LAST_APPLIED_KEY: &[u8] = b"\x00raft/last_applied";
-const MEMBERSHIP_KEY: &[u8] = b"\x00raft/membership";
+pub(crate) const LAST_APPLIED_KEY: &[u8] = b"\x00raft/last_applied";
+pub(crate) const MEMBERSHIP_KEY: &[u8] = b"\x00raft/membership";
+pub(crate) const DIGEST_KEY: &[u8] = b"\x00raft/digest";
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
+/// The first byte of a snapshot's data that holds the recent request ids and the digest
+/// beside the application's state; older snapshots are the application's state alone.
+const SNAPSHOT_V2: u8 = 2;
 
 /// The application's replicated state. `apply` must be deterministic: it reads no clock,
 /// draws no random number and does no I/O except the writes it puts in `writes`, which
-/// the cluster commits atomically with the applied log id.
+/// the cluster commits atomically with the applied log id. It must not panic: a command
+/// it cannot carry out is answered with a refusal that changes nothing.
 pub trait StateMachine: Send + Sync + 'static {
-    /// Applies one encoded command at log `index` and returns the JSON response.
-    fn apply(&mut self, index: u64, command: &[u8], writes: &mut WriteBatch) -> String;
+    /// Applies one encoded command at log `index` and returns its encoded response.
+    fn apply(&mut self, index: u64, command: &[u8], writes: &mut WriteBatch) -> Vec<u8>;
 
     /// The whole state, encoded.
     fn snapshot(&self) -> Result<Vec<u8>, String>;
@@ -42,6 +50,32 @@ pub trait StateMachine: Send + Sync + 'static {
 struct StoredSnapshot {
     meta: SnapshotMeta,
     data: Vec<u8>,
+}
+
+/// What a snapshot's data holds: everything a replica's state keyspace holds at the
+/// snapshot's last log id.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotContent {
+    application: Vec<u8>,
+    requests: Vec<RecentRequest>,
+    request_clock_ms: u64,
+    /// The digest of the state it holds, which the installer checks.
+    digest: u128,
+}
+
+impl SnapshotContent {
+    fn decode(data: &[u8]) -> Result<Self, String> {
+        match crate::codec::decode_tagged::<Self>(SNAPSHOT_V2, data) {
+            Some(content) => content,
+            // A snapshot of an older version: the application's state alone.
+            None => Ok(Self {
+                application: data.to_vec(),
+                requests: Vec::new(),
+                request_clock_ms: 0,
+                digest: 0,
+            }),
+        }
+    }
 }
 
 fn sm_error(verb: ErrorVerb, error: impl std::fmt::Display) -> RaftStorageError {
@@ -72,17 +106,40 @@ pub struct StateMachineStore<S: StateMachine> {
     snapshots: Arc<dyn Keyspace>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
+    recent: RecentRequests,
+    digest: StateDigest,
     stats: Arc<ApplyStats>,
 }
 
-/// Counters of the state machine's work, for metrics: cheap atomics, read at scrape time.
+/// Counters of the state machine's work, for metrics: cheap atomics, read at scrape time;
+/// and the digest of the state at the last applied index.
 #[derive(Debug, Default)]
 pub struct ApplyStats {
     entries: AtomicU64,
     commands: AtomicU64,
+    repeated_requests: AtomicU64,
     apply_micros: AtomicU64,
     snapshots_built: AtomicU64,
     snapshots_installed: AtomicU64,
+    digest: Mutex<DigestHistory>,
+}
+
+/// How many recent digests a node keeps, for tests and tools that compare replicas at
+/// the same index (nodes apply in batches of their own, so their latest readings are
+/// seldom at the same index while writes go on).
+const DIGEST_HISTORY: usize = 4096;
+
+#[derive(Debug, Default)]
+struct DigestHistory {
+    latest: DigestReading,
+    recent: std::collections::VecDeque<DigestReading>,
+}
+
+/// The state's digest at an applied index, read together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DigestReading {
+    pub index: Option<u64>,
+    pub digest: StateDigest,
 }
 
 /// A reading of [`ApplyStats`].
@@ -90,10 +147,13 @@ pub struct ApplyStats {
 pub struct ApplyStatsReading {
     pub entries: u64,
     pub commands: u64,
+    /// Commands answered from the recent request ids instead of applied again.
+    pub repeated_requests: u64,
     /// Time spent applying, summed over every apply call.
     pub apply_micros: u64,
     pub snapshots_built: u64,
     pub snapshots_installed: u64,
+    pub digest: DigestReading,
 }
 
 impl ApplyStats {
@@ -101,27 +161,54 @@ impl ApplyStats {
         ApplyStatsReading {
             entries: self.entries.load(Ordering::Relaxed),
             commands: self.commands.load(Ordering::Relaxed),
+            repeated_requests: self.repeated_requests.load(Ordering::Relaxed),
             apply_micros: self.apply_micros.load(Ordering::Relaxed),
             snapshots_built: self.snapshots_built.load(Ordering::Relaxed),
             snapshots_installed: self.snapshots_installed.load(Ordering::Relaxed),
+            digest: self.digest(),
         }
+    }
+
+    pub fn digest(&self) -> DigestReading {
+        self.digest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .latest
+    }
+
+    /// The digests at the last applied indexes, oldest first.
+    pub fn recent_digests(&self) -> Vec<DigestReading> {
+        let history = self.digest.lock().unwrap_or_else(PoisonError::into_inner);
+        history.recent.iter().copied().collect()
+    }
+
+    fn publish_digest(&self, index: Option<u64>, digest: StateDigest) {
+        let reading = DigestReading { index, digest };
+        let mut history = self.digest.lock().unwrap_or_else(PoisonError::into_inner);
+        history.latest = reading;
+        if history.recent.len() == DIGEST_HISTORY {
+            history.recent.pop_front();
+        }
+        history.recent.push_back(reading);
     }
 }
 
 impl<S: StateMachine> StateMachineStore<S> {
     /// Opens the store over a state that the application has already loaded from
-    /// `keyspace`; the applied log id and membership are read back from it.
+    /// `keyspace`; the applied log id, membership, recent request ids and digest are read
+    /// back from it.
     pub fn open(
         state: Arc<RwLock<S>>,
         keyspace: Arc<dyn Keyspace>,
         snapshots: Arc<dyn Keyspace>,
+        dedup_limits: DedupLimits,
     ) -> Result<Self, RaftStorageError> {
         let read = |key: &[u8]| {
             keyspace
                 .get(key)
                 .map_err(|error| sm_error(ErrorVerb::Read, error))
         };
-        let last_applied = match read(LAST_APPLIED_KEY)? {
+        let last_applied: Option<LogId> = match read(LAST_APPLIED_KEY)? {
             Some(bytes) => {
                 serde_json::from_slice(&bytes).map_err(|error| sm_error(ErrorVerb::Read, error))?
             }
@@ -133,13 +220,28 @@ impl<S: StateMachine> StateMachineStore<S> {
             }
             None => StoredMembership::default(),
         };
+        let digest = match read(DIGEST_KEY)?
+            .as_deref()
+            .and_then(StateDigest::from_bytes)
+        {
+            Some(digest) => digest,
+            // A store written before digests existed: count it once.
+            None => StateDigest::of_keyspace(keyspace.as_ref())
+                .map_err(|error| sm_error(ErrorVerb::Read, error))?,
+        };
+        let recent = RecentRequests::load(keyspace.as_ref(), dedup_limits)
+            .map_err(|error| sm_error(ErrorVerb::Read, error))?;
+        let stats = Arc::new(ApplyStats::default());
+        stats.publish_digest(last_applied.map(|log_id| log_id.index), digest);
         Ok(Self {
             state,
             keyspace,
             snapshots,
             last_applied,
             membership,
-            stats: Arc::new(ApplyStats::default()),
+            recent,
+            digest,
+            stats,
         })
     }
 
@@ -148,73 +250,151 @@ impl<S: StateMachine> StateMachineStore<S> {
         self.stats.clone()
     }
 
-    fn put_progress(&self, writes: &mut WriteBatch) -> Result<(), RaftStorageError> {
+    /// Writes `writes` with the applied log id, membership and the digest moved over
+    /// them, atomically, and publishes the digest.
+    fn commit(&mut self, mut writes: WriteBatch) -> Result<(), RaftStorageError> {
+        debug_assert!(
+            writes.operations().iter().all(|operation| match operation {
+                crate::storage::WriteOperation::Put { key, .. }
+                | crate::storage::WriteOperation::Delete { key } =>
+                    !key.starts_with(RESERVED_PREFIX)
+                        || key.starts_with(crate::recent_requests::REQUEST_PREFIX)
+                        || key == crate::recent_requests::REQUEST_CLOCK_KEY
+                        || key == LAST_APPLIED_KEY
+                        || key == MEMBERSHIP_KEY,
+            }),
+            "the state machine wrote a key under the cluster's reserved prefix"
+        );
+        let mut digest = self.digest;
+        digest
+            .apply_writes(&writes, self.keyspace.as_ref())
+            .map_err(|error| sm_error(ErrorVerb::Write, error))?;
         let last_applied = serde_json::to_vec(&self.last_applied)
             .map_err(|error| sm_error(ErrorVerb::Write, error))?;
         let membership = serde_json::to_vec(&self.membership)
             .map_err(|error| sm_error(ErrorVerb::Write, error))?;
         writes.put(LAST_APPLIED_KEY.to_vec(), last_applied);
         writes.put(MEMBERSHIP_KEY.to_vec(), membership);
+        writes.put(DIGEST_KEY.to_vec(), digest.to_bytes().to_vec());
+        self.keyspace
+            .write(writes)
+            .map_err(|error| sm_error(ErrorVerb::Write, error))?;
+        self.digest = digest;
+        self.stats
+            .publish_digest(self.last_applied.map(|log_id| log_id.index), digest);
         Ok(())
     }
 
-    fn save_snapshot(&self, stored: &StoredSnapshot) -> Result<(), RaftStorageError> {
-        // Binary: in JSON the data's bytes would be an array of numbers, several times
-        // larger and slower to write than the state itself.
-        let bytes = crate::codec::encode(stored)
-            .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
-        let mut batch = WriteBatch::new();
-        batch.put(SNAPSHOT_KEY.to_vec(), bytes);
-        self.snapshots
-            .write(batch)
-            .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
-        self.snapshots
-            .flush()
-            .map_err(|error| snapshot_error(ErrorVerb::Write, error))
+    /// Applies one batch of commands at log `index`: a command whose request id is
+    /// remembered gets its first response and is not applied again.
+    fn apply_batch(
+        &mut self,
+        state: &mut S,
+        index: u64,
+        batch: &CommandBatch,
+        writes: &mut WriteBatch,
+    ) -> Result<Vec<CommandResponse>, RaftStorageError> {
+        self.recent.advance(batch.proposed_at_ms, writes);
+        let mut responses = Vec::with_capacity(batch.commands.len());
+        for proposed in &batch.commands {
+            if let Some(request_id) = &proposed.request_id
+                && let Some(first) = self.recent.response(request_id)
+            {
+                self.stats.repeated_requests.fetch_add(1, Ordering::Relaxed);
+                responses.push(first.to_vec());
+                continue;
+            }
+            let response = state.apply(index, &proposed.command, writes);
+            if let Some(request_id) = &proposed.request_id {
+                self.recent
+                    .record(request_id, index, &response, writes)
+                    .map_err(|error| sm_error(ErrorVerb::Write, error))?;
+            }
+            responses.push(response);
+        }
+        Ok(responses)
     }
-}
 
-impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<S> {
-    async fn build_snapshot(&mut self) -> Result<Snapshot, RaftStorageError> {
-        let started = Instant::now();
-        let data = {
+    /// The snapshot of the state as it is now, at `last_applied`: taken in one go, so
+    /// no apply can slip in between the state, its log id and its membership.
+    fn prepare_snapshot(&self) -> Result<StoredSnapshot, String> {
+        let application = {
             let state = self
                 .state
                 .read()
-                .map_err(|_| snapshot_error(ErrorVerb::Read, "state lock poisoned"))?;
-            state
-                .snapshot()
-                .map_err(|error| snapshot_error(ErrorVerb::Read, error))?
+                .map_err(|_| "state lock poisoned".to_string())?;
+            state.snapshot()?
         };
+        let content = SnapshotContent {
+            application,
+            requests: self.recent.entries(),
+            request_clock_ms: self.recent.clock_ms(),
+            digest: self.digest.0,
+        };
+        let data = crate::codec::encode_tagged(SNAPSHOT_V2, &content)?;
         let snapshot_id = match &self.last_applied {
             Some(log_id) => format!("{}-{}-{}", log_id.leader_id, log_id.index, data.len()),
             None => format!("empty-{}", data.len()),
         };
-        let meta = SnapshotMeta {
-            last_log_id: self.last_applied,
-            last_membership: self.membership.clone(),
-            snapshot_id,
-        };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
+        Ok(StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: self.last_applied,
+                last_membership: self.membership.clone(),
+                snapshot_id,
+            },
             data,
-        };
-        self.save_snapshot(&stored)?;
+        })
+    }
+}
+
+fn save_snapshot(
+    snapshots: &dyn Keyspace,
+    stored: &StoredSnapshot,
+) -> Result<(), RaftStorageError> {
+    // Binary: in JSON the data's bytes would be an array of numbers, several times larger
+    // and slower to write than the state itself.
+    let bytes =
+        crate::codec::encode(stored).map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
+    let mut batch = WriteBatch::new();
+    batch.put(SNAPSHOT_KEY.to_vec(), bytes);
+    snapshots
+        .write(batch)
+        .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
+    snapshots
+        .flush()
+        .map_err(|error| snapshot_error(ErrorVerb::Write, error))
+}
+
+/// Builds a snapshot from the copy taken when it was asked for: applies that go on
+/// meanwhile do not reach it.
+pub struct ExactSnapshotBuilder {
+    prepared: Result<StoredSnapshot, String>,
+    snapshots: Arc<dyn Keyspace>,
+    stats: Arc<ApplyStats>,
+    started: Instant,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for ExactSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, RaftStorageError> {
+        let prepared = std::mem::replace(&mut self.prepared, Err("already built".to_string()));
+        let stored = prepared.map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
+        save_snapshot(self.snapshots.as_ref(), &stored)?;
         self.stats.snapshots_built.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             bytes = stored.data.len(),
-            millis = started.elapsed().as_millis() as u64,
+            index = stored.meta.last_log_id.map(|log_id| log_id.index),
+            millis = self.started.elapsed().as_millis() as u64,
             "snapshot built and stored"
         );
         Ok(Snapshot {
-            meta,
+            meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
         })
     }
 }
 
 impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
-    type SnapshotBuilder = Self;
+    type SnapshotBuilder = ExactSnapshotBuilder;
 
     async fn applied_state(
         &mut self,
@@ -222,7 +402,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         Ok((self.last_applied, self.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<String>>, RaftStorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<CommandResponse>>, RaftStorageError>
     where
         I: IntoIterator<Item = crate::raft_types::Entry> + Send,
         I::IntoIter: Send,
@@ -232,8 +412,8 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         let mut responses = Vec::new();
         let mut commands = 0u64;
         {
-            let mut state = self
-                .state
+            let state_lock = self.state.clone();
+            let mut state = state_lock
                 .write()
                 .map_err(|_| sm_error(ErrorVerb::Write, "state lock poisoned"))?;
             for entry in entries {
@@ -242,11 +422,8 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
                     EntryPayload::Blank => responses.push(Vec::new()),
                     EntryPayload::Normal(batch) => {
                         commands += batch.commands.len() as u64;
-                        let replies = batch
-                            .commands
-                            .iter()
-                            .map(|command| state.apply(entry.log_id.index, command, &mut writes))
-                            .collect();
+                        let replies =
+                            self.apply_batch(&mut state, entry.log_id.index, &batch, &mut writes)?;
                         responses.push(replies);
                     }
                     EntryPayload::Membership(membership) => {
@@ -256,18 +433,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
                 }
             }
         }
-        debug_assert!(
-            writes.operations().iter().all(|operation| match operation {
-                crate::storage::WriteOperation::Put { key, .. }
-                | crate::storage::WriteOperation::Delete { key } =>
-                    !key.starts_with(RESERVED_PREFIX),
-            }),
-            "the state machine wrote a key under the cluster's reserved prefix"
-        );
-        self.put_progress(&mut writes)?;
-        self.keyspace
-            .write(writes)
-            .map_err(|error| sm_error(ErrorVerb::Write, error))?;
+        self.commit(writes)?;
         self.stats
             .entries
             .fetch_add(responses.len() as u64, Ordering::Relaxed);
@@ -279,13 +445,13 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        Self {
-            state: self.state.clone(),
-            keyspace: self.keyspace.clone(),
+        // Called between applies: the copy is the state at exactly `last_applied`.
+        let started = Instant::now();
+        ExactSnapshotBuilder {
+            prepared: self.prepare_snapshot(),
             snapshots: self.snapshots.clone(),
-            last_applied: self.last_applied,
-            membership: self.membership.clone(),
             stats: self.stats.clone(),
+            started,
         }
     }
 
@@ -299,6 +465,8 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), RaftStorageError> {
         let data = snapshot.into_inner();
+        let content = SnapshotContent::decode(&data)
+            .map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
         let mut writes = WriteBatch::new();
         let existing = self
             .keyspace
@@ -317,25 +485,36 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
                 .write()
                 .map_err(|_| sm_error(ErrorVerb::Write, "state lock poisoned"))?;
             state
-                .restore(&data, &mut writes)
+                .restore(&content.application, &mut writes)
                 .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
         }
+        self.recent
+            .restore(content.requests, content.request_clock_ms, &mut writes)
+            .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.put_progress(&mut writes)?;
-        self.keyspace
-            .write(writes)
-            .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
+        self.commit(writes)?;
+        if content.digest != 0 && content.digest != self.digest.0 {
+            tracing::error!(
+                snapshot = %meta.snapshot_id,
+                expected = %StateDigest(content.digest).to_hex(),
+                installed = %self.digest.to_hex(),
+                "the installed snapshot's state differs from the state it was taken from"
+            );
+        }
         self.keyspace
             .flush()
             .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
         self.stats
             .snapshots_installed
             .fetch_add(1, Ordering::Relaxed);
-        self.save_snapshot(&StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        })
+        save_snapshot(
+            self.snapshots.as_ref(),
+            &StoredSnapshot {
+                meta: meta.clone(),
+                data,
+            },
+        )
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, RaftStorageError> {

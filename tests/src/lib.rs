@@ -381,6 +381,139 @@ impl ProcessCluster {
     }
 }
 
+/// What comparing the replicas' state digests found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DigestCheck {
+    /// (node, node, index) triples compared and found equal.
+    pub compared: usize,
+    /// Running nodes that shared no index with any other (still catching up, removed).
+    pub without_overlap: Vec<u64>,
+}
+
+/// The state digest a node reported at each of its recent applied indexes.
+async fn node_digests(node: &NodeProcess) -> Option<std::collections::BTreeMap<u64, String>> {
+    let response = reqwest::get(node.rest_url("/api/v1/cluster/digests"))
+        .await
+        .ok()?;
+    let body: serde_json::Value = response.json().await.ok()?;
+    Some(
+        body["digests"]
+            .as_array()?
+            .iter()
+            .filter_map(|reading| {
+                Some((
+                    reading["index"].as_u64()?,
+                    reading["state_digest"].as_str()?.to_string(),
+                ))
+            })
+            .collect(),
+    )
+}
+
+impl ProcessCluster {
+    /// Compares the running replicas' state digests at every applied index two of them
+    /// share: any difference is an error at once (the replicas diverged). Waits up to
+    /// `timeout` for every running node to answer and to share an index with another.
+    pub async fn check_digests(&mut self, timeout: Duration) -> anyhow::Result<DigestCheck> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let running: Vec<u64> = self
+                .nodes
+                .iter_mut()
+                .filter_map(|(id, node)| node.is_running().then_some(*id))
+                .collect();
+            let mut readings = std::collections::BTreeMap::new();
+            for id in &running {
+                if let Some(digests) = node_digests(&self.nodes[id]).await {
+                    readings.insert(*id, digests);
+                }
+            }
+            let mut check = DigestCheck::default();
+            for (node, digests) in &readings {
+                let mut overlaps = false;
+                for (other, other_digests) in &readings {
+                    if other == node {
+                        continue;
+                    }
+                    for (index, digest) in digests {
+                        let Some(other_digest) = other_digests.get(index) else {
+                            continue;
+                        };
+                        overlaps = true;
+                        if digest != other_digest {
+                            bail!(
+                                "replicas diverged: at index {index} node {node} has state digest {digest}, node {other} has {other_digest}"
+                            );
+                        }
+                        if node < other {
+                            check.compared += 1;
+                        }
+                    }
+                }
+                if !overlaps && readings.len() > 1 {
+                    check.without_overlap.push(*node);
+                }
+            }
+            let everyone_answered = readings.len() == running.len();
+            if everyone_answered && check.without_overlap.is_empty() {
+                return Ok(check);
+            }
+            if Instant::now() >= deadline {
+                return Ok(check);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// [`ProcessCluster::check_digests`], also failing when some running node could not
+    /// be compared with any other.
+    pub async fn assert_digests_agree(&mut self, timeout: Duration) -> anyhow::Result<usize> {
+        let check = self.check_digests(timeout).await?;
+        if !check.without_overlap.is_empty() {
+            bail!(
+                "nodes {:?} shared no applied index with the others within {timeout:?}",
+                check.without_overlap
+            );
+        }
+        if check.compared == 0 && self.nodes.len() > 1 {
+            bail!("no two replicas could be compared within {timeout:?}");
+        }
+        Ok(check.compared)
+    }
+}
+
+/// Every cluster a test started is checked as it is dropped: replicas that diverged fail
+/// the test, even one that checked nothing itself.
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() || self.nodes.len() < 2 {
+            return;
+        }
+        let outcome = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(self.check_digests(Duration::from_secs(15)))
+                })
+                .join()
+        });
+        match outcome {
+            Ok(Ok(check)) => {
+                if !check.without_overlap.is_empty() {
+                    eprintln!(
+                        "digest check: nodes {:?} shared no applied index with the others",
+                        check.without_overlap
+                    );
+                }
+            }
+            Ok(Err(error)) => panic!("{error:#}"),
+            Err(_) => panic!("the digest check panicked"),
+        }
+    }
+}
+
 /// One `hodei worker` agent process.
 pub struct WorkerProcess {
     pub id: String,

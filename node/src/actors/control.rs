@@ -241,7 +241,7 @@ async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) 
                     queues: node.catalog.queues.clone(),
                 });
                 for command in [default_tenant, catalog] {
-                    if let Err(error) = node.raft.propose(command.encode()).await {
+                    if let Err(error) = node.raft.propose(command.encode(), None).await {
                         warn!(%error, "bootstrap proposal failed; will retry on the next reconcile");
                         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                         let _ = myself.cast(ControlMsg::BootstrapFailed);
@@ -481,10 +481,7 @@ mod tests {
         .await;
         assert!(observe(&control).await.leading);
 
-        let context = RequestContext {
-            principal: Principal::Admin,
-            trace_id: TraceId::generate(),
-        };
+        let context = RequestContext::new(Principal::Admin, TraceId::generate());
         let input = CreateTenantInput {
             id: "acme".to_string(),
             display_name: None,
@@ -531,10 +528,7 @@ mod tests {
         assert_eq!(reloaded.tenant, held.tenant);
 
         // Deleting the tenant stops its actor.
-        let context = RequestContext {
-            principal: Principal::Admin,
-            trace_id: TraceId::generate(),
-        };
+        let context = RequestContext::new(Principal::Admin, TraceId::generate());
         node.gateway
             .ask(|reply| GatewayMsg::DeleteTenant {
                 context,

@@ -20,7 +20,7 @@ use crate::api::model::{
 use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
 use crate::domain::DomainError;
 use crate::domain::tenant::{NewTenant, Tenant, TenantId, TenantPatch, TenantStatus, Tier};
-use crate::state::{Command, CommandOutcome, CommandResult, CommandV1};
+use crate::state::{Command, CommandOutcome, CommandV1};
 
 pub type Reply<T> = RpcReplyPort<Result<T, ApiError>>;
 
@@ -56,6 +56,10 @@ pub enum GatewayMsg {
     },
     ClusterStatus {
         reply: RpcReplyPort<ClusterStatus>,
+    },
+    /// The state digests at this node's last applied indexes.
+    ClusterDigests {
+        reply: RpcReplyPort<Vec<hodei_cluster::DigestReading>>,
     },
     ClusterAdmin {
         context: RequestContext,
@@ -152,6 +156,20 @@ impl GatewayHandle {
     }
 
     /// This node's view of the cluster.
+    pub async fn cluster_digests(&self) -> Result<Vec<hodei_cluster::DigestReading>, ApiError> {
+        match self
+            .current()
+            .call(
+                |reply| GatewayMsg::ClusterDigests { reply },
+                Some(Duration::from_secs(5)),
+            )
+            .await
+        {
+            Ok(CallResult::Success(digests)) => Ok(digests),
+            _ => Err(ApiError::unavailable("the gateway is restarting", 1)),
+        }
+    }
+
     pub async fn cluster_status(&self) -> Result<ClusterStatus, ApiError> {
         match self
             .current()
@@ -283,6 +301,9 @@ impl Actor for GatewayActor {
             GatewayMsg::ClusterStatus { reply } => {
                 let _ = reply.send(node.raft.status());
             }
+            GatewayMsg::ClusterDigests { reply } => {
+                let _ = reply.send(node.raft.recent_digests());
+            }
         }
         Ok(())
     }
@@ -354,14 +375,37 @@ pub(crate) fn require_access(context: &RequestContext, tenant: &TenantId) -> Res
     }
 }
 
-/// Proposes a command (through the leader, waiting for one during an election) and
-/// decodes the state machine's result.
+/// Proposes a command of the node's own (a controller's plan, a worker's report) through
+/// the leader, waiting for one during an election, and decodes the state machine's
+/// result. It carries no request id: its outcome, when unknown, is found by the next
+/// reconcile.
 pub(crate) async fn propose(
     node: &NodeContext,
     command: CommandV1,
 ) -> Result<CommandOutcome, ApiError> {
-    let response = node.raft.propose(Command::V1(command).encode()).await?;
-    let result: CommandResult = serde_json::from_str(&response).map_err(|error| {
+    propose_with_id(node, command, None).await
+}
+
+/// Proposes a caller's write under the caller's request id, so that it applies at most
+/// once however often it is retried.
+pub(crate) async fn propose_for(
+    node: &NodeContext,
+    context: &RequestContext,
+    command: CommandV1,
+) -> Result<CommandOutcome, ApiError> {
+    propose_with_id(node, command, Some(context.dedup_id())).await
+}
+
+async fn propose_with_id(
+    node: &NodeContext,
+    command: CommandV1,
+    request_id: Option<String>,
+) -> Result<CommandOutcome, ApiError> {
+    let response = node
+        .raft
+        .propose(Command::V1(command).encode(), request_id)
+        .await?;
+    let result = crate::state::decode_result(&response).map_err(|error| {
         ApiError::internal(format!("undecodable state machine response: {error}"))
     })?;
     result.map_err(ApiError::from)
@@ -408,7 +452,7 @@ async fn create_tenant(
         quota: node.limits.default_quota.clone(),
     };
     let tenant = new_tenant.into_tenant(now_ms())?;
-    match propose(&node, CommandV1::CreateTenant { tenant }).await? {
+    match propose_for(&node, &context, CommandV1::CreateTenant { tenant }).await? {
         CommandOutcome::Tenant(tenant) => {
             info!(tenant = %tenant.id, principal = %context.principal, "tenant created");
             Ok(tenant)
@@ -505,8 +549,9 @@ async fn update_tenant(
         ));
     }
     patch.validate()?;
-    match propose(
+    match propose_for(
         &node,
+        &context,
         CommandV1::UpdateTenant {
             id,
             patch,
@@ -531,8 +576,9 @@ async fn delete_tenant(
 ) -> Result<TenantId, ApiError> {
     let id = parse_tenant_id(&id)?;
     require_admin(&context, "deleting a tenant")?;
-    match propose(
+    match propose_for(
         &node,
+        &context,
         CommandV1::DeleteTenant {
             id,
             cascade,

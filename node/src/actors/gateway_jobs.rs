@@ -4,7 +4,7 @@
 use tokio::sync::{broadcast, mpsc};
 use tracing::info;
 
-use crate::actors::gateway::{propose, read_barrier, require_access, require_admin};
+use crate::actors::gateway::{propose_for, read_barrier, require_access, require_admin};
 use crate::actors::gateway_reports;
 use crate::actors::{NodeContext, now_ms};
 use crate::api::job_model::{
@@ -247,7 +247,7 @@ pub async fn handle(
                 cancelled_by: context.principal.to_string(),
                 at_ms: now_ms(),
             };
-            match propose(&node, command).await? {
+            match propose_for(&node, &context, command).await? {
                 CommandOutcome::Job(job) => {
                     info!(job = %job.id, principal = %context.principal, "job cancelled");
                     Ok(JobsReply::Job(job_summary_view(&job)))
@@ -307,7 +307,7 @@ pub async fn handle(
                 policy,
                 at_ms: now_ms(),
             };
-            match propose(&node, command).await? {
+            match propose_for(&node, &context, command).await? {
                 CommandOutcome::Queue(queue) => Ok(JobsReply::Queue(
                     node.read(|state| queue_view(state, &queue)),
                 )),
@@ -316,7 +316,7 @@ pub async fn handle(
         }
         JobsRequest::DeleteQueue { id } => {
             require_admin(&context, "deleting a queue")?;
-            match propose(&node, CommandV1::DeleteQueue { id }).await? {
+            match propose_for(&node, &context, CommandV1::DeleteQueue { id }).await? {
                 CommandOutcome::QueueDeleted { id } => Ok(JobsReply::QueueDeleted(id)),
                 other => Err(unexpected(other)),
             }
@@ -355,7 +355,7 @@ pub async fn handle(
                 reason: input.reason.unwrap_or_default(),
                 at_ms: now_ms(),
             };
-            match propose(&node, command).await? {
+            match propose_for(&node, &context, command).await? {
                 CommandOutcome::Pool(pool) => {
                     info!(pool = %pool.id, action = action.as_str(), state = pool.state.as_str(), principal = %context.principal, "pool lifecycle changed");
                     Ok(JobsReply::Lifecycle(PoolLifecycleView::from(&pool)))
@@ -390,11 +390,11 @@ pub async fn handle(
                     "the update sets no field: give min_size, max_size, worker_shape or labels",
                 ));
             }
-            update_pool(&node, id, patch).await
+            update_pool(&node, &context, id, patch).await
         }
         JobsRequest::DeletePool { id } => {
             require_admin(&context, "deleting a pool")?;
-            match propose(&node, CommandV1::DeletePool { id }).await? {
+            match propose_for(&node, &context, CommandV1::DeletePool { id }).await? {
                 CommandOutcome::PoolDeleted { id } => {
                     info!(pool = %id, principal = %context.principal, "pool deleted");
                     Ok(JobsReply::PoolDeleted(id))
@@ -424,7 +424,7 @@ pub async fn handle(
                 static_settings: Some(settings),
                 ..PoolPatch::default()
             };
-            update_pool(&node, id.clone(), patch).await?;
+            update_pool(&node, &context, id.clone(), patch).await?;
             node.read(|state| static_view(state, &id))
         }
         JobsRequest::SetDynamic { id, input } => {
@@ -460,7 +460,7 @@ pub async fn handle(
                 dynamic_settings: Some(settings),
                 ..PoolPatch::default()
             };
-            update_pool(&node, id.clone(), patch).await?;
+            update_pool(&node, &context, id.clone(), patch).await?;
             node.read(|state| dynamic_view(state, &id))
         }
         JobsRequest::GetStatic { id, consistency } => {
@@ -644,10 +644,11 @@ fn dynamic_view(state: &HodeiState, id: &str) -> Result<JobsReply, ApiError> {
 
 async fn update_pool(
     node: &NodeContext,
+    context: &RequestContext,
     id: String,
     patch: PoolPatch,
 ) -> Result<JobsReply, ApiError> {
-    match propose(node, CommandV1::UpdatePool { id, patch }).await? {
+    match propose_for(node, context, CommandV1::UpdatePool { id, patch }).await? {
         CommandOutcome::Pool(pool) => {
             Ok(JobsReply::Pool(node.read(|state| pool_view(state, &pool))))
         }
@@ -709,7 +710,7 @@ async fn create_pool(
         dynamic.prewarm = settings.prewarm.unwrap_or(dynamic.prewarm);
     }
     pool.validate()?;
-    match propose(node, CommandV1::CreatePool { pool }).await? {
+    match propose_for(node, context, CommandV1::CreatePool { pool }).await? {
         CommandOutcome::Pool(pool) => {
             info!(pool = %pool.id, principal = %context.principal, "pool created");
             Ok(JobsReply::Pool(node.read(|state| pool_view(state, &pool))))
@@ -833,7 +834,7 @@ async fn submit(
         jobs: vec![job.clone()],
         max_burst_percent: max_burst_percent(node),
     };
-    match propose(node, command).await? {
+    match propose_for(node, context, command).await? {
         CommandOutcome::JobsSubmitted(mut results) if results.len() == 1 => {
             let submitted = results.remove(0)?;
             Ok(JobsReply::Submitted(submitted_view(&job, &submitted)))
@@ -878,7 +879,8 @@ async fn submit_batch(
             jobs: jobs.clone(),
             max_burst_percent: max_burst_percent(node),
         };
-        let CommandOutcome::JobsSubmitted(applied) = propose(node, command).await? else {
+        let CommandOutcome::JobsSubmitted(applied) = propose_for(node, context, command).await?
+        else {
             return Err(ApiError::internal("unexpected state machine outcome"));
         };
         let mut applied = applied.into_iter().zip(&jobs);
@@ -1086,7 +1088,7 @@ async fn create_queue(
         updated_at_ms: at_ms,
     };
     queue.validate()?;
-    match propose(node, CommandV1::CreateQueue { queue }).await? {
+    match propose_for(node, context, CommandV1::CreateQueue { queue }).await? {
         CommandOutcome::Queue(queue) => {
             info!(queue = %queue.id, principal = %context.principal, "queue created");
             Ok(JobsReply::Queue(

@@ -2,7 +2,7 @@
 
 use tracing::info;
 
-use crate::actors::gateway::{propose, read_barrier, require_access, require_admin};
+use crate::actors::gateway::{propose_for, read_barrier, require_access, require_admin};
 use crate::actors::violations::Violation;
 use crate::actors::{NodeContext, now_ms};
 use crate::api::model::{
@@ -250,8 +250,9 @@ async fn set_quota(
     let id = parse_tenant(raw)?;
     require_admin(context, "setting a quota")?;
     let quota = quota_from_input(&node.limits.default_quota, input)?;
-    match propose(
+    match propose_for(
         node,
+        context,
         CommandV1::SetQuota {
             id,
             quota,
@@ -447,7 +448,7 @@ async fn request_burst(
         policy: node.limits.burst.clone(),
         at_ms: now_ms(),
     };
-    match propose(node, command).await {
+    match propose_for(node, context, command).await {
         Ok(CommandOutcome::Burst(session)) => {
             info!(tenant = %session.tenant, session = %session.id, ceiling = session.ceiling_percentage, status = ?session.status, principal = %context.principal, "burst requested");
             Ok(LimitsReply::Burst(BurstView::from(&session)))
@@ -497,7 +498,7 @@ async fn end_burst(
         ended_by: context.principal.to_string(),
         at_ms: now_ms(),
     };
-    match propose(node, command).await? {
+    match propose_for(node, context, command).await? {
         CommandOutcome::Burst(session) | CommandOutcome::BurstAlreadyEnded(session) => {
             info!(tenant = %session.tenant, session = %session.id, principal = %context.principal, "burst ended early");
             Ok(LimitsReply::Burst(BurstView::from(&session)))
@@ -521,7 +522,7 @@ async fn approve_burst(
         policy: node.limits.burst.clone(),
         at_ms: now_ms(),
     };
-    match propose(node, command).await? {
+    match propose_for(node, context, command).await? {
         CommandOutcome::Burst(session) => {
             debug_assert_eq!(session.status, BurstStatus::Active);
             info!(tenant = %session.tenant, session = %session.id, principal = %context.principal, "burst approved");

@@ -93,7 +93,7 @@ fn expire(myself: &ActorRef<TenantMsg>, state: &mut TenantActorState, session_id
             ended_by: format!("leader (node {})", node.raft.node_id()),
             at_ms: now_ms(),
         });
-        match node.raft.propose(command.encode()).await {
+        match node.raft.propose(command.encode(), None).await {
             Ok(_) => info!(tenant = %tenant, session = %session_id, "burst session expired"),
             Err(error) => {
                 warn!(tenant = %tenant, session = %session_id, %error, "burst expiry not committed; retrying");

@@ -25,6 +25,9 @@ pub enum ErrorCode {
     /// No leader or no quorum right now; retry later.
     Unavailable,
     Timeout,
+    /// A write's outcome cannot be known (its reply was lost); retrying with the same
+    /// request id is safe.
+    OutcomeUnknown,
     Internal,
 }
 
@@ -43,7 +46,7 @@ impl ErrorCode {
             ErrorCode::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::Timeout | ErrorCode::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,6 +65,7 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => Code::ResourceExhausted,
             ErrorCode::Unavailable => Code::Unavailable,
             ErrorCode::Timeout => Code::DeadlineExceeded,
+            ErrorCode::OutcomeUnknown => Code::Unknown,
             ErrorCode::Internal => Code::Internal,
         }
     }
@@ -82,6 +86,7 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => "too many requests",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::OutcomeUnknown => "outcome unknown",
             ErrorCode::Internal => "internal error",
         }
     }
@@ -102,6 +107,7 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => "too-many-requests",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::OutcomeUnknown => "outcome_unknown",
             ErrorCode::Internal => "internal",
         }
     }
@@ -118,6 +124,8 @@ pub struct ApiError {
     pub retry_after_s: Option<u64>,
     /// The governance rule that refused the request, where one did.
     pub rule: Option<String>,
+    /// The request id to retry with, for an outcome that cannot be known.
+    pub request_id: Option<String>,
 }
 
 impl ApiError {
@@ -128,6 +136,7 @@ impl ApiError {
             field: None,
             retry_after_s: None,
             rule: None,
+            request_id: None,
         }
     }
 
@@ -140,6 +149,7 @@ impl ApiError {
             field: Some(field),
             retry_after_s: None,
             rule: None,
+            request_id: None,
         }
     }
 
@@ -156,6 +166,9 @@ impl ApiError {
 
     pub fn to_status(&self) -> tonic::Status {
         let mut message = self.detail.clone();
+        if let Some(request_id) = &self.request_id {
+            message.push_str(&format!(" (request id {request_id})"));
+        }
         if let Some(retry_after_s) = self.retry_after_s {
             message.push_str(&format!(" (retry after {retry_after_s} s)"));
         }
@@ -200,6 +213,12 @@ impl From<ClusterError> for ApiError {
             ClusterError::Storage(_) | ClusterError::Fatal(_) => {
                 ApiError::internal(error.to_string())
             }
+            ClusterError::OutcomeUnknown { request_id, .. } => ApiError {
+                request_id: request_id
+                    .as_deref()
+                    .map(|id| id.split_once('/').map_or(id, |(_, own)| own).to_string()),
+                ..ApiError::new(ErrorCode::OutcomeUnknown, error.to_string())
+            },
         }
     }
 }
@@ -224,6 +243,7 @@ mod tests {
             ErrorCode::TooManyRequests,
             ErrorCode::Unavailable,
             ErrorCode::Timeout,
+            ErrorCode::OutcomeUnknown,
             ErrorCode::Internal,
         ];
         for code in codes {

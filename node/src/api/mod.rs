@@ -14,11 +14,59 @@ pub use error::{ApiError, ErrorCode};
 pub use principal::Principal;
 pub use trace::TraceId;
 
-/// Who is asking and under which trace: what every gateway message carries.
+/// The header (REST) and metadata key (gRPC) of a client's request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Who is asking, under which trace, and the request's id: what every gateway message
+/// carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
     pub principal: Principal,
     pub trace_id: TraceId,
+    /// The client's `x-request-id`, or one the gateway drew. A write proposed with it
+    /// applies at most once: a client told `outcome_unknown` retries with this id.
+    pub request_id: String,
+}
+
+impl RequestContext {
+    pub fn new(principal: Principal, trace_id: TraceId) -> Self {
+        Self {
+            principal,
+            trace_id,
+            request_id: uuid::Uuid::now_v7().simple().to_string(),
+        }
+    }
+
+    /// With the client's request id, when it sent one.
+    pub fn with_request_id(mut self, raw: Option<&str>) -> Result<Self, ApiError> {
+        if let Some(raw) = raw {
+            self.request_id = parse_request_id(raw)?;
+        }
+        Ok(self)
+    }
+
+    /// The id the state machine remembers the write by: the principal's own, so that
+    /// two callers choosing the same id never see each other's result.
+    pub fn dedup_id(&self) -> String {
+        format!("{}/{}", self.principal, self.request_id)
+    }
+}
+
+/// A client's request id: 1 to 128 characters of letters, digits, `-`, `_`, `.`, `:`.
+pub fn parse_request_id(raw: &str) -> Result<String, ApiError> {
+    let allowed = |character: char| {
+        character.is_ascii_alphanumeric() || matches!(character, '-' | '_' | '.' | ':')
+    };
+    if raw.is_empty() || raw.len() > 128 || !raw.chars().all(allowed) {
+        return Err(ApiError::invalid(
+            REQUEST_ID_HEADER,
+            format!(
+                "must be 1 to 128 letters, digits, `-`, `_`, `.` or `:`, got `{}`",
+                raw.chars().take(140).collect::<String>()
+            ),
+        ));
+    }
+    Ok(raw.to_string())
 }
 
 /// How fresh a read must be.

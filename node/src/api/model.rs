@@ -121,7 +121,24 @@ pub struct ClusterStatusView {
     pub last_log_index: Option<u64>,
     pub last_applied_index: Option<u64>,
     pub snapshot_index: Option<u64>,
+    /// The digest of this node's replicated state (32 hex digits) at `digest_index`:
+    /// replicas at the same index agree on it.
+    pub state_digest: String,
+    pub digest_index: Option<u64>,
     pub members: Vec<ClusterMemberView>,
+}
+
+/// A node's state digests at its last applied indexes.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClusterDigestsView {
+    pub node_id: u64,
+    pub digests: Vec<DigestView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DigestView {
+    pub index: u64,
+    pub state_digest: String,
 }
 
 impl From<&hodei_cluster::ClusterStatus> for ClusterStatusView {
@@ -137,6 +154,8 @@ impl From<&hodei_cluster::ClusterStatus> for ClusterStatusView {
             last_log_index: status.last_log_index,
             last_applied_index: status.last_applied_index,
             snapshot_index: status.snapshot_index,
+            state_digest: status.state_digest.clone(),
+            digest_index: status.digest_index,
             members: status
                 .members
                 .iter()
@@ -178,6 +197,10 @@ pub struct ProblemView {
     /// The governance rule that refused the request (burst capacity), where one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// For `outcome_unknown`: the request id to send again as `x-request-id`; a retry
+    /// with it is answered with the first attempt's outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub trace_id: String,
 }
 

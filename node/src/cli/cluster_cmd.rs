@@ -57,7 +57,7 @@ fn print_status(status: &pb::ClusterStatus) {
         |value: Option<u64>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
     let _ = writeln!(
         out,
-        "cluster {}  node {} ({})  role {}  term {}  leader {}  last log {}  applied {}  snapshot {}",
+        "cluster {}  node {} ({})  role {}  term {}  leader {}  last log {}  applied {}  snapshot {}  digest {} at {}",
         if status.cluster_id.is_empty() {
             "(none)"
         } else {
@@ -71,6 +71,12 @@ fn print_status(status: &pb::ClusterStatus) {
         or_dash(status.last_log_index),
         or_dash(status.last_applied_index),
         or_dash(status.snapshot_index),
+        if status.state_digest.is_empty() {
+            "-"
+        } else {
+            &status.state_digest
+        },
+        or_dash(status.digest_index),
     );
     println!(
         "{:<8} {:<24} {:<8} {:>8} {:>8}",

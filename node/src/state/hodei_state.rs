@@ -495,7 +495,7 @@ impl HodeiState {
 }
 
 impl StateMachine for HodeiState {
-    fn apply(&mut self, _index: u64, command: &[u8], writes: &mut WriteBatch) -> String {
+    fn apply(&mut self, _index: u64, command: &[u8], writes: &mut WriteBatch) -> Vec<u8> {
         let result: CommandResult = match Command::decode(command) {
             Ok(command) => self.apply_command(command, writes),
             // A command this version cannot read is refused identically on every node.
@@ -504,7 +504,7 @@ impl StateMachine for HodeiState {
                 format!("undecodable command: {error}"),
             )),
         };
-        serde_json::to_string(&result).expect("results always serialize")
+        super::encode_result(&result)
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, String> {
@@ -599,7 +599,7 @@ mod tests {
         let mut writes = WriteBatch::new();
         let response =
             StateMachine::apply(state, index, &Command::V1(command).encode(), &mut writes);
-        (serde_json::from_str(&response).unwrap(), writes)
+        (crate::state::decode_result(&response).unwrap(), writes)
     }
 
     #[test]
@@ -706,7 +706,7 @@ mod tests {
         let mut state = state();
         let mut writes = WriteBatch::new();
         let response = StateMachine::apply(&mut state, 1, b"{\"V9\":{}}", &mut writes);
-        let result: CommandResult = serde_json::from_str(&response).unwrap();
+        let result: CommandResult = crate::state::decode_result(&response).unwrap();
         assert!(
             matches!(result, Err(DomainError::Invalid { ref field, .. }) if field == "command")
         );

@@ -1196,7 +1196,7 @@ mod tests {
     fn apply(state: &mut HodeiState, command: CommandV1) -> CommandResult {
         let mut writes = WriteBatch::new();
         let response = StateMachine::apply(state, 1, &Command::V1(command).encode(), &mut writes);
-        serde_json::from_str(&response).unwrap()
+        crate::state::decode_result(&response).unwrap()
     }
 
     /// A state with tenant `acme` (the given quota), pool `p` of 1000 m workers, queue `q`

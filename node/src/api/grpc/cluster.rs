@@ -56,6 +56,8 @@ pub fn status_message(status: &ClusterStatus) -> pb::ClusterStatus {
         snapshot_index: status.snapshot_index,
         initialized: status.initialized,
         addr: status.addr.clone(),
+        state_digest: status.state_digest.clone(),
+        digest_index: status.digest_index,
         members: status
             .members
             .iter()

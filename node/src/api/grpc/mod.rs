@@ -37,10 +37,18 @@ pub fn request_context<T>(
             parsed.map_err(|error| with_trace_status(&error, &trace_id))?
         }
     };
-    Ok(RequestContext {
-        principal,
-        trace_id,
-    })
+    let request_id = metadata
+        .get(crate::api::REQUEST_ID_HEADER)
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| ApiError::invalid(crate::api::REQUEST_ID_HEADER, "must be ASCII"))
+        })
+        .transpose()
+        .map_err(|error| with_trace_status(&error, &trace_id))?;
+    RequestContext::new(principal, trace_id.clone())
+        .with_request_id(request_id)
+        .map_err(|error| with_trace_status(&error, &trace_id))
 }
 
 fn trace_value(trace_id: &TraceId) -> Option<MetadataValue<tonic::metadata::Ascii>> {

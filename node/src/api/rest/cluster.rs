@@ -8,7 +8,8 @@ use utoipa_axum::routes;
 
 use crate::actors::gateway::{ClusterOperation, GatewayMsg};
 use crate::api::model::{
-    AddMemberInput, ClusterStatusView, HealthView, ProblemView, TransferLeaderInput,
+    AddMemberInput, ClusterDigestsView, ClusterStatusView, DigestView, HealthView, ProblemView,
+    TransferLeaderInput,
 };
 use crate::api::rest::{ApiJson, Context, RestState, json_reply};
 use crate::api::{ApiError, RequestContext, TraceId};
@@ -17,6 +18,7 @@ pub fn routes() -> OpenApiRouter<RestState> {
     OpenApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(cluster_status))
+        .routes(routes!(cluster_digests))
         .routes(routes!(init_cluster))
         .routes(routes!(add_member))
         .routes(routes!(remove_member))
@@ -55,6 +57,30 @@ async fn cluster_status(
         &trace_id,
         &ClusterStatusView::from(&status),
     ))
+}
+
+/// The digest of this node's replicated state at each of its last applied indexes
+/// (up to 4,096, oldest first): replicas agree at every index they share.
+#[utoipa::path(get, path = "/api/v1/cluster/digests", tag = "cluster", responses((status = 200, body = ClusterDigestsView)))]
+async fn cluster_digests(
+    State(state): State<RestState>,
+    Extension(trace_id): Extension<TraceId>,
+) -> Result<Response, ApiError> {
+    let status = state.gateway.cluster_status().await?;
+    let digests = state.gateway.cluster_digests().await?;
+    let body = ClusterDigestsView {
+        node_id: status.node_id,
+        digests: digests
+            .into_iter()
+            .filter_map(|reading| {
+                reading.index.map(|index| DigestView {
+                    index,
+                    state_digest: reading.digest.to_hex(),
+                })
+            })
+            .collect(),
+    };
+    Ok(json_reply(StatusCode::OK, &trace_id, &body))
 }
 
 async fn change(

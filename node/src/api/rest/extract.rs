@@ -78,10 +78,16 @@ impl FromRequestParts<RestState> for Context {
                 Principal::parse(raw)?
             }
         };
-        Ok(Context(RequestContext {
-            principal,
-            trace_id,
-        }))
+        let request_id =
+            match parts.headers.get(crate::api::REQUEST_ID_HEADER) {
+                None => None,
+                Some(value) => Some(value.to_str().map_err(|_| {
+                    ApiError::invalid(crate::api::REQUEST_ID_HEADER, "must be ASCII")
+                })?),
+            };
+        Ok(Context(
+            RequestContext::new(principal, trace_id).with_request_id(request_id)?,
+        ))
     }
 }
 

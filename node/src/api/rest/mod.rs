@@ -205,6 +205,7 @@ pub fn problem_response(error: &ApiError, trace_id: &TraceId) -> Response {
         detail: error.detail.clone(),
         field: error.field.clone(),
         rule: error.rule.clone(),
+        request_id: error.request_id.clone(),
         trace_id: trace_id.to_string(),
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();

@@ -1,0 +1,221 @@
+//! Snapshots are exact and replicas never diverge: snapshots taken while commands go on
+//! applying, each installed on a fresh store that then replays the rest of the log, give
+//! the same state digest as the original at every index; and a repeated request id is
+//! answered with its first response on every replica, also across a snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
+
+use crate::raft_types::{CommandBatch, Entry, ProposedCommand};
+use crate::recent_requests::DedupLimits;
+use crate::sled_storage::SledStorage;
+use crate::state_machine::{StateMachine, StateMachineStore};
+use crate::storage::{Storage, WriteBatch};
+
+/// Counts: a command adds its amount to a running total and records itself, so a
+/// command applied twice shows in the total.
+#[derive(Debug, Default)]
+struct Tally {
+    total: u64,
+    commands: BTreeMap<u64, u64>,
+}
+
+impl StateMachine for Tally {
+    fn apply(&mut self, index: u64, command: &[u8], writes: &mut WriteBatch) -> Vec<u8> {
+        let amount = command.len() as u64;
+        self.total += amount;
+        let key = index * 1_000 + self.commands.len() as u64 % 1_000;
+        self.commands.insert(key, amount);
+        writes.put(b"total".to_vec(), self.total.to_le_bytes().to_vec());
+        writes.put(
+            format!("cmd/{key:020}").into_bytes(),
+            amount.to_le_bytes().to_vec(),
+        );
+        self.total.to_le_bytes().to_vec()
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        crate::codec::encode(&(self.total, &self.commands))
+    }
+
+    fn restore(&mut self, snapshot: &[u8], writes: &mut WriteBatch) -> Result<(), String> {
+        let (total, commands): (u64, BTreeMap<u64, u64>) = crate::codec::decode(snapshot)?;
+        self.total = total;
+        self.commands = commands;
+        writes.put(b"total".to_vec(), total.to_le_bytes().to_vec());
+        for (key, amount) in &self.commands {
+            writes.put(
+                format!("cmd/{key:020}").into_bytes(),
+                amount.to_le_bytes().to_vec(),
+            );
+        }
+        Ok(())
+    }
+}
+
+struct Replica {
+    _folder: tempfile::TempDir,
+    store: StateMachineStore<Tally>,
+}
+
+fn replica() -> Replica {
+    let folder = tempfile::tempdir().unwrap();
+    let storage = SledStorage::open(folder.path()).unwrap();
+    let state = Arc::new(RwLock::new(Tally::default()));
+    let store = StateMachineStore::open(
+        state,
+        storage.keyspace("state").unwrap(),
+        storage.keyspace("raft_snapshot").unwrap(),
+        DedupLimits::default(),
+    )
+    .unwrap();
+    Replica {
+        _folder: folder,
+        store,
+    }
+}
+
+fn entry(index: u64, commands: Vec<ProposedCommand>) -> Entry {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(CommandBatch {
+            proposed_at_ms: 1_000 + index,
+            commands,
+        }),
+    }
+}
+
+fn command(request_id: Option<String>, amount: usize) -> ProposedCommand {
+    ProposedCommand {
+        request_id,
+        command: vec![b'x'; amount],
+    }
+}
+
+/// A log of `entries` entries with a few commands each; every fifth command repeats
+/// the request id of one a little earlier (a client's retry).
+fn log(entries: u64) -> Vec<Entry> {
+    (1..=entries)
+        .map(|index| {
+            let commands = (0..4)
+                .map(|position| {
+                    let request = index * 4 + position;
+                    let request_id = if request % 5 == 0 && request > 8 {
+                        Some(format!("req-{}", request - 7))
+                    } else {
+                        Some(format!("req-{request}"))
+                    };
+                    command(request_id, 1 + (request % 7) as usize)
+                })
+                .collect();
+            entry(index, commands)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_taken_while_applying_replay_to_the_same_digest_at_every_index() {
+    const ENTRIES: u64 = 1_500;
+    const SNAPSHOT_EVERY: u64 = 150;
+    let log = log(ENTRIES);
+    let mut original = replica();
+    let mut digests = BTreeMap::new();
+    let mut builds = Vec::new();
+    let mut waiting = Vec::new();
+    for entry in &log {
+        let index = entry.log_id.index;
+        original.store.apply([entry.clone()]).await.unwrap();
+        let reading = original.store.stats().digest();
+        assert_eq!(reading.index, Some(index));
+        digests.insert(index, reading.digest);
+        // A builder asked for a few entries ago starts building now, while the next
+        // entries apply, as openraft does; so its state must not be read at build time.
+        for (asked_at, builder) in std::mem::take(&mut waiting) {
+            if index < asked_at + 3 {
+                waiting.push((asked_at, builder));
+                continue;
+            }
+            let mut builder: crate::state_machine::ExactSnapshotBuilder = builder;
+            builds.push(tokio::spawn(async move { builder.build_snapshot().await }));
+        }
+        if index % SNAPSHOT_EVERY == 0 {
+            waiting.push((index, original.store.get_snapshot_builder().await));
+        }
+    }
+    assert!(builds.len() >= 9);
+    for build in builds {
+        let snapshot = build.await.unwrap().unwrap();
+        let last = snapshot.meta.last_log_id.unwrap().index;
+        let mut follower = replica();
+        follower
+            .store
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(
+            follower.store.stats().digest().digest,
+            digests[&last],
+            "the snapshot at {last} holds exactly the state at {last}"
+        );
+        for entry in &log[last as usize..] {
+            let index = entry.log_id.index;
+            follower.store.apply([entry.clone()]).await.unwrap();
+            assert_eq!(
+                follower.store.stats().digest().digest,
+                digests[&index],
+                "a follower that installed the snapshot at {last} diverged at {index}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_request_id_gets_the_first_response_and_changes_nothing() {
+    let mut replica = replica();
+    let first = replica
+        .store
+        .apply([entry(1, vec![command(Some("a".into()), 3)])])
+        .await
+        .unwrap();
+    let digest = replica.store.stats().digest().digest;
+    let again = replica
+        .store
+        .apply([entry(2, vec![command(Some("a".into()), 5)])])
+        .await
+        .unwrap();
+    assert_eq!(
+        first, again,
+        "the repeat is answered with the first response"
+    );
+    assert_eq!(replica.store.stats().read().repeated_requests, 1);
+    assert_ne!(
+        replica.store.stats().digest().digest,
+        digest,
+        "the table's clock moved"
+    );
+    // Without an id, the same bytes apply again.
+    let other = replica
+        .store
+        .apply([entry(3, vec![command(None, 3)])])
+        .await
+        .unwrap();
+    assert_ne!(first, other);
+    // A follower that installs a snapshot taken now answers the repeat the same way.
+    let mut builder = replica.store.get_snapshot_builder().await;
+    let snapshot = builder.build_snapshot().await.unwrap();
+    let mut follower = self::replica();
+    follower
+        .store
+        .install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .unwrap();
+    let from_follower = follower
+        .store
+        .apply([entry(4, vec![command(Some("a".into()), 9)])])
+        .await
+        .unwrap();
+    assert_eq!(from_follower, first);
+}
