@@ -240,7 +240,9 @@ async fn raft_throughput(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let endpoint = tonic::transport::Endpoint::from_shared(cluster.nodes[&leader].grpc_url())?
+    // Forward is served on the peer port, to members presenting the cluster secret: the
+    // writers present it under the leader's own node id.
+    let endpoint = tonic::transport::Endpoint::from_shared(cluster.nodes[&leader].peer_url())?
         .tcp_nodelay(true);
     // A few connections shared by the writers, as clients of a real service would be.
     let mut channels = Vec::new();
@@ -268,7 +270,14 @@ async fn raft_throughput(
             let mut errors = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                let outcome = client.forward(request.clone()).await;
+                let mut call = tonic::Request::new(request.clone());
+                call.metadata_mut().insert(
+                    hodei_cluster::SECRET_METADATA,
+                    tonic::metadata::MetadataValue::from_static(hodei_tests::CLUSTER_SECRET),
+                );
+                call.metadata_mut()
+                    .insert(hodei_cluster::NODE_ID_METADATA, leader.into());
+                let outcome = client.forward(call).await;
                 let latency = started.elapsed();
                 let ok = outcome.is_ok_and(|reply| {
                     hodei_cluster::codec::decode::<Result<Vec<u8>, hodei_cluster::ClusterError>>(

@@ -25,7 +25,10 @@ pub mod storage_conformance;
 
 pub use error::ClusterError;
 pub use log_store::LogStore;
-pub use network::{AdminRequest, GrpcNetworkFactory, NodeInfo, PeerClients};
+pub use network::{
+    AdminRequest, GrpcNetworkFactory, NODE_ID_METADATA, NodeInfo, PeerClients, PeerCredentials,
+    SECRET_METADATA,
+};
 pub use raft_node::{
     ClusterMemberStatus, ClusterSettings, ClusterStatus, RaftNode, STATE_KEYSPACE,
 };

@@ -24,11 +24,49 @@ use crate::error::ClusterError;
 use crate::identity::ClusterIdentity;
 use crate::raft_types::{CommandResponse, NodeId, ProposedCommand, TypeConfig};
 
+/// The metadata key of the cluster secret a member presents on every peer call.
+pub const SECRET_METADATA: &str = "x-hodei-cluster-secret";
+/// The metadata key of the calling member's node id.
+pub const NODE_ID_METADATA: &str = "x-hodei-node-id";
+
+/// Who this node is to its peers: its id and the cluster's shared secret.
+#[derive(Clone)]
+pub struct PeerCredentials {
+    pub node_id: NodeId,
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for PeerCredentials {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PeerCredentials")
+            .field("node_id", &self.node_id)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl PeerCredentials {
+    /// Puts the credentials on an outgoing call.
+    pub fn sign<T>(&self, request: &mut tonic::Request<T>) {
+        let metadata = request.metadata_mut();
+        if let Ok(value) = self.node_id.to_string().parse() {
+            metadata.insert(NODE_ID_METADATA, value);
+        }
+        if let Some(secret) = &self.secret
+            && let Ok(value) = secret.parse()
+        {
+            metadata.insert(SECRET_METADATA, value);
+        }
+    }
+}
+
 /// One lazily connected channel per peer address, shared by every caller.
 #[derive(Debug, Clone)]
 pub struct PeerClients {
     channels: Arc<Mutex<HashMap<String, RaftServiceClient<Channel>>>>,
     identity: Arc<ClusterIdentity>,
+    credentials: PeerCredentials,
     connect_timeout: Duration,
 }
 
@@ -53,7 +91,11 @@ pub enum AdminRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub node_id: NodeId,
+    /// Its peer address.
     pub addr: String,
+    /// Its public gRPC address, for clients and workers.
+    #[serde(default)]
+    pub api_addr: String,
     pub cluster_id: Option<String>,
     pub initialized: bool,
 }
@@ -70,12 +112,25 @@ fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
 }
 
 impl PeerClients {
-    pub fn new(identity: Arc<ClusterIdentity>, connect_timeout: Duration) -> Self {
+    pub fn new(
+        identity: Arc<ClusterIdentity>,
+        credentials: PeerCredentials,
+        connect_timeout: Duration,
+    ) -> Self {
         Self {
             channels: Arc::new(Mutex::new(HashMap::new())),
             identity,
+            credentials,
             connect_timeout,
         }
+    }
+
+    /// A request to a peer, with this node's credentials and a deadline.
+    fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(timeout);
+        self.credentials.sign(&mut request);
+        request
     }
 
     pub fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
@@ -136,12 +191,14 @@ impl PeerClients {
     ) -> Result<CommandResponse, ClusterError> {
         let mut client = self.client(addr).map_err(ClusterError::Unavailable)?;
         let request_id = command.request_id.clone();
-        let mut request = tonic::Request::new(ForwardRequest {
-            command: command.command,
-            cluster_id: self.identity.get().unwrap_or_default(),
-            request_id: command.request_id.unwrap_or_default(),
-        });
-        request.set_timeout(timeout);
+        let request = self.request(
+            ForwardRequest {
+                command: command.command,
+                cluster_id: self.identity.get().unwrap_or_default(),
+                request_id: command.request_id.unwrap_or_default(),
+            },
+            timeout,
+        );
         let reply = match client.forward(request).await {
             Ok(reply) => reply.into_inner(),
             Err(status) if never_sent(&status) => return Err(self.failed(addr, status)),
@@ -170,8 +227,7 @@ impl PeerClients {
         timeout: Duration,
     ) -> Result<Option<u64>, ClusterError> {
         let mut client = self.client(addr).map_err(ClusterError::Unavailable)?;
-        let mut request = tonic::Request::new(self.payload(&())?);
-        request.set_timeout(timeout);
+        let request = self.request(self.payload(&())?, timeout);
         let reply = client
             .read_index(request)
             .await
@@ -186,8 +242,7 @@ impl PeerClients {
         timeout: Duration,
     ) -> Result<(), ClusterError> {
         let mut client = self.client(addr).map_err(ClusterError::Unavailable)?;
-        let mut request = tonic::Request::new(self.payload(admin)?);
-        request.set_timeout(timeout);
+        let request = self.request(self.payload(admin)?, timeout);
         let reply = client
             .admin(request)
             .await
@@ -197,13 +252,15 @@ impl PeerClients {
 
     pub async fn hello(&self, addr: &str, timeout: Duration) -> Result<NodeInfo, ClusterError> {
         let mut client = self.client(addr).map_err(ClusterError::Unavailable)?;
-        let mut request = tonic::Request::new(RaftPayload {
-            json: b"null".to_vec(),
-            // Hello is how a node is vetted before it joins: it must not be refused for
-            // lacking or differing in cluster id, so the id is not sent.
-            cluster_id: String::new(),
-        });
-        request.set_timeout(timeout);
+        let request = self.request(
+            RaftPayload {
+                json: b"null".to_vec(),
+                // Hello is how a node is vetted before it joins: it must not be refused
+                // for lacking or differing in cluster id, so the id is not sent.
+                cluster_id: String::new(),
+            },
+            timeout,
+        );
         let reply = client
             .hello(request)
             .await
@@ -218,7 +275,9 @@ impl PeerClients {
 fn never_sent(status: &tonic::Status) -> bool {
     if matches!(
         status.code(),
-        tonic::Code::FailedPrecondition | tonic::Code::Unauthenticated
+        tonic::Code::FailedPrecondition
+            | tonic::Code::Unauthenticated
+            | tonic::Code::PermissionDenied
     ) {
         return true;
     }
@@ -252,7 +311,9 @@ fn status_error(addr: &str, status: tonic::Status) -> ClusterError {
         tonic::Code::Unavailable => {
             ClusterError::Unavailable(format!("node at {addr} unreachable: {}", status.message()))
         }
-        tonic::Code::FailedPrecondition => ClusterError::Refused(status.message().to_string()),
+        tonic::Code::FailedPrecondition
+        | tonic::Code::Unauthenticated
+        | tonic::Code::PermissionDenied => ClusterError::Refused(status.message().to_string()),
         _ => ClusterError::Unavailable(format!("node at {addr}: {}", status.message())),
     }
 }
@@ -325,8 +386,7 @@ impl GrpcPeer {
             RaftMethod::Vote | RaftMethod::InstallSnapshot => self.clients.payload(rpc),
         }
         .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
-        let mut request = tonic::Request::new(payload);
-        request.set_timeout(option.hard_ttl());
+        let request = self.clients.request(payload, option.hard_ttl());
         let reply = match method {
             RaftMethod::AppendEntries => client.append_entries(request).await,
             RaftMethod::Vote => client.vote(request).await,
@@ -340,7 +400,10 @@ impl GrpcPeer {
             Err(status)
                 if matches!(
                     status.code(),
-                    tonic::Code::Unavailable | tonic::Code::FailedPrecondition
+                    tonic::Code::Unavailable
+                        | tonic::Code::FailedPrecondition
+                        | tonic::Code::Unauthenticated
+                        | tonic::Code::PermissionDenied
                 ) =>
             {
                 return Err(unreachable(format!(

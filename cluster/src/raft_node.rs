@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::error::ClusterError;
 use crate::identity::ClusterIdentity;
 use crate::log_store::LogStore;
-use crate::network::{AdminRequest, GrpcNetworkFactory, NodeInfo, PeerClients};
+use crate::network::{AdminRequest, GrpcNetworkFactory, NodeInfo, PeerClients, PeerCredentials};
 use crate::proposer::Proposer;
 use crate::raft_service::RaftGrpcService;
 use crate::raft_types::{CommandResponse, NodeId, ProposedCommand, Raft};
@@ -32,7 +32,13 @@ const SNAPSHOT_KEYSPACE: &str = "raft_snapshot";
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
     pub node_id: NodeId,
+    /// The peer address other members reach this node at (its Raft service).
     pub advertise_addr: String,
+    /// The public gRPC address clients and workers reach this node at.
+    pub api_addr: String,
+    /// The secret every member presents on the peer port; `None` admits any caller
+    /// that knows the cluster id (loopback-only setups).
+    pub secret: Option<String>,
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -66,7 +72,10 @@ pub struct ClusterStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterMemberStatus {
     pub node_id: NodeId,
+    /// The member's peer address.
     pub addr: String,
+    /// The member's public gRPC address, once this node has learnt it.
+    pub api_addr: Option<String>,
     pub voter: bool,
     /// Leader's view: the last index known replicated to this member.
     pub matched_index: Option<u64>,
@@ -82,6 +91,9 @@ pub struct RaftNode {
     identity: Arc<ClusterIdentity>,
     peers: PeerClients,
     apply_stats: Arc<ApplyStats>,
+    /// Members' public gRPC addresses (membership holds their peer addresses), learnt by
+    /// asking each; clients and workers are sent to these.
+    api_addrs: Arc<std::sync::Mutex<BTreeMap<NodeId, String>>>,
 }
 
 fn storage_error(error: StorageError) -> ClusterError {
@@ -143,6 +155,10 @@ impl RaftNode {
         .map_err(|error| ClusterError::Invalid(error.to_string()))?;
         let peers = PeerClients::new(
             identity.clone(),
+            PeerCredentials {
+                node_id: settings.node_id,
+                secret: settings.secret.clone(),
+            },
             Duration::from_millis(settings.election_timeout_min_ms),
         );
         let network = GrpcNetworkFactory::new(peers.clone());
@@ -156,6 +172,10 @@ impl RaftNode {
         .await
         .map_err(|error| ClusterError::Fatal(error.to_string()))?;
         let proposer = Proposer::start(raft.clone(), settings.max_commands_per_entry);
+        let api_addrs = Arc::new(std::sync::Mutex::new(BTreeMap::from([(
+            settings.node_id,
+            settings.api_addr.clone(),
+        )])));
         let node = Self {
             raft,
             settings,
@@ -163,8 +183,118 @@ impl RaftNode {
             identity,
             peers,
             apply_stats,
+            api_addrs,
         };
+        tokio::spawn(node.clone().watch_membership());
         Ok((node, state))
+    }
+
+    /// Follows the membership: learns each member's public address, and stops this
+    /// node's Raft core once it sees itself removed, so that it neither campaigns nor
+    /// answers as a member.
+    async fn watch_membership(self) {
+        let mut metrics = self.raft.metrics();
+        let mut was_member = false;
+        loop {
+            let (members, state) = {
+                let current = metrics.borrow_and_update();
+                let members: BTreeMap<NodeId, String> = current
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(id, node)| (*id, node.addr.clone()))
+                    .collect();
+                (members, current.state)
+            };
+            if state == ServerState::Shutdown {
+                return;
+            }
+            let is_member = members.contains_key(&self.settings.node_id);
+            if is_member {
+                was_member = true;
+            } else if was_member && !members.is_empty() {
+                tracing::warn!(
+                    node_id = self.settings.node_id,
+                    "this node was removed from the cluster: stopping its raft core"
+                );
+                self.shutdown().await;
+                return;
+            }
+            let unknown: Vec<(NodeId, String)> = {
+                let known = self
+                    .api_addrs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                members
+                    .into_iter()
+                    .filter(|(id, _)| !known.contains_key(id))
+                    .collect()
+            };
+            for (node_id, addr) in unknown {
+                if let Ok(info) = self.peers.hello(&addr, self.leader_wait()).await
+                    && info.node_id == node_id
+                    && !info.api_addr.is_empty()
+                {
+                    self.api_addrs
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(node_id, info.api_addr);
+                }
+            }
+            let still_unknown = {
+                let known = self
+                    .api_addrs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                metrics
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .any(|(id, _)| !known.contains_key(id))
+            };
+            let changed = if still_unknown {
+                // Ask again in a while: the member may not be up yet.
+                tokio::time::timeout(Duration::from_secs(1), metrics.changed())
+                    .await
+                    .unwrap_or(Ok(()))
+            } else {
+                metrics.changed().await
+            };
+            if changed.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The public gRPC address of a member, if known.
+    pub fn api_addr_of(&self, node_id: NodeId) -> Option<String> {
+        self.api_addrs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&node_id)
+            .cloned()
+    }
+
+    /// The leader's public gRPC address, if a leader and its address are known.
+    pub fn leader_api_addr(&self) -> Option<String> {
+        let leader = self.raft.metrics().borrow().current_leader?;
+        self.api_addr_of(leader)
+    }
+
+    pub(crate) fn secret(&self) -> Option<&str> {
+        self.settings.secret.as_deref()
+    }
+
+    /// Whether a peer call from `node_id` is admitted: it is a member (voter or
+    /// learner) of this node's membership, or this node knows no membership yet (it is
+    /// being added, and hears from the leader first).
+    pub(crate) fn admits_member(&self, node_id: NodeId) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let mut nodes = membership.nodes().peekable();
+        nodes.peek().is_none() || membership.get_node(&node_id).is_some()
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -626,6 +756,7 @@ impl RaftNode {
         NodeInfo {
             node_id: self.settings.node_id,
             addr: self.settings.advertise_addr.clone(),
+            api_addr: self.settings.api_addr.clone(),
             cluster_id: self.cluster_id(),
             initialized: self.is_initialized().await.unwrap_or(false),
         }
@@ -660,6 +791,7 @@ impl RaftNode {
                 ClusterMemberStatus {
                     node_id: *node_id,
                     addr: node.addr.clone(),
+                    api_addr: self.api_addr_of(*node_id),
                     voter: voters.contains(node_id),
                     matched_index,
                     lag,

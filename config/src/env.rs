@@ -68,6 +68,8 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("HODEI_NODE_ID", "cluster.node_id"),
     var("HODEI_DATA_DIR", "cluster.data_dir"),
     var("HODEI_ADVERTISE_ADDR", "cluster.advertise_addr"),
+    var("HODEI_PEER_PORT", "cluster.peer_port"),
+    var("HODEI_CLUSTER_SECRET", "cluster.secret"),
     var("HODEI_CLUSTER_BOOTSTRAP", "cluster.bootstrap"),
 ];
 

@@ -140,6 +140,9 @@ pub fn redacted_yaml(config: &Config) -> String {
     if printable.server.admin_token.is_some() {
         printable.server.admin_token = Some("<redacted>".to_string());
     }
+    if printable.cluster.secret.is_some() {
+        printable.cluster.secret = Some("<redacted>".to_string());
+    }
     serde_saphyr::to_string(&printable)
         .unwrap_or_else(|error| format!("# could not render the configuration: {error}\n"))
 }

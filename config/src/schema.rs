@@ -89,9 +89,17 @@ pub struct ClusterConfig {
     pub node_id: u64,
     /// Where sled keeps the Raft log, vote, state machine and snapshots.
     pub data_dir: PathBuf,
-    /// The gRPC address other nodes reach this one at; defaults to `server.host:grpc_port`.
+    /// The port of the peer listener: Raft traffic, forwarded writes and membership
+    /// changes between members, apart from the public API ports.
+    pub peer_port: u16,
+    /// The address other nodes reach this one's peer listener at; defaults to
+    /// `server.host:peer_port`.
     pub advertise_addr: Option<String>,
-    /// The other founding members, `<node id>@<host>:<grpc port>`, for a cluster formed
+    /// The secret every member presents on the peer port (at least 16 characters; set it
+    /// with `HODEI_CLUSTER_SECRET` rather than in a file). Required when the node listens
+    /// on a non-loopback address.
+    pub secret: Option<String>,
+    /// The other founding members, `<node id>@<host>:<peer port>`, for a cluster formed
     /// from config: the lowest id initialises it with all of them.
     pub peers: Vec<String>,
     /// What a node that belongs to no cluster yet does at start: `single` forms a
@@ -113,7 +121,9 @@ impl Default for ClusterConfig {
         Self {
             node_id: 1,
             data_dir: PathBuf::from("./.hodei/data"),
+            peer_port: 9190,
             advertise_addr: None,
+            secret: None,
             peers: Vec::new(),
             bootstrap: BootstrapMode::Single,
             heartbeat_ms: 100,
@@ -461,11 +471,11 @@ impl Default for AlertingConfig {
 }
 
 impl Config {
-    /// The gRPC address other nodes and workers use to reach this node.
+    /// The peer address other nodes use to reach this node.
     pub fn advertise_addr(&self) -> String {
         match &self.cluster.advertise_addr {
             Some(addr) => addr.clone(),
-            None => format!("{}:{}", self.server.host, self.server.grpc_port),
+            None => format!("{}:{}", self.server.host, self.cluster.peer_port),
         }
     }
 }

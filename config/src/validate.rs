@@ -55,6 +55,13 @@ impl Problems {
     }
 }
 
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
 fn is_slug(text: &str) -> bool {
     let mut chars = text.chars();
     let Some(first) = chars.next() else {
@@ -160,6 +167,33 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         !cluster.data_dir.as_os_str().is_empty(),
         "cluster.data_dir",
         "must not be empty".to_string(),
+    );
+    problems.rule(
+        cluster.peer_port == 0
+            || (cluster.peer_port != server.port && cluster.peer_port != server.grpc_port),
+        "cluster.peer_port",
+        format!(
+            "must differ from server.port ({}) and server.grpc_port ({}), got {}",
+            server.port, server.grpc_port, cluster.peer_port
+        ),
+    );
+    if let Some(secret) = &cluster.secret {
+        problems.rule(
+            secret.chars().count() >= 16,
+            "cluster.secret",
+            format!(
+                "must be at least 16 characters, got {}",
+                secret.chars().count()
+            ),
+        );
+    }
+    problems.rule(
+        cluster.secret.is_some() || is_loopback_host(&server.host),
+        "cluster.secret",
+        format!(
+            "is required when the node listens on a non-loopback address (server.host is `{}`): any process that reaches the peer port could otherwise change the cluster; set HODEI_CLUSTER_SECRET on every member",
+            server.host
+        ),
     );
 
     let mut pool_ids = BTreeSet::new();

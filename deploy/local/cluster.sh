@@ -5,9 +5,11 @@
 #   deploy/local/cluster.sh status [DIR]  members, leader, term, match index and lag
 #   deploy/local/cluster.sh down [DIR]    stop them (SIGTERM, then SIGKILL after 10 s)
 #
-# Node i serves REST on 127.0.0.1:808i, gRPC on 127.0.0.1:909i and Prometheus metrics on
-# 127.0.0.1:919i (i = 1..3); the three form one cluster from `cluster.peers` (node 1, the
-# lowest id, initialises it). deploy/prometheus/prometheus.yml scrapes them.
+# Node i serves REST on 127.0.0.1:808i, gRPC on 127.0.0.1:909i, Prometheus metrics on
+# 127.0.0.1:919i and its peer port (Raft between members) on 127.0.0.1:929i (i = 1..3);
+# the three form one cluster from `cluster.peers` (node 1, the lowest id, initialises it).
+# The members share a cluster secret, drawn once into DIR/cluster-secret.
+# deploy/prometheus/prometheus.yml scrapes them.
 # HODEI_BIN selects the binary; otherwise target/release/hodei is built if missing.
 set -euo pipefail
 
@@ -19,6 +21,7 @@ nodes=(1 2 3)
 rest_port() { echo $((8080 + $1)); }
 grpc_port() { echo $((9090 + $1)); }
 metrics_port() { echo $((9190 + $1)); }
+peer_port() { echo $((9290 + $1)); }
 
 binary() {
   if [ -n "${HODEI_BIN:-}" ]; then echo "$HODEI_BIN"; return; fi
@@ -33,7 +36,7 @@ write_config() {
   local id=$1 peers=""
   for other in "${nodes[@]}"; do
     [ "$other" = "$id" ] && continue
-    peers="$peers\"$other@127.0.0.1:$(grpc_port "$other")\", "
+    peers="$peers\"$other@127.0.0.1:$(peer_port "$other")\", "
   done
   mkdir -p "$dir/node$id"
   cat > "$dir/node$id/config.yaml" <<YAML
@@ -44,6 +47,7 @@ server:
   log_format: json
 cluster:
   node_id: $id
+  peer_port: $(peer_port "$id")
   data_dir: $dir/node$id/data
   peers: [${peers%, }]
 metrics:
@@ -58,15 +62,18 @@ up() {
   hodei="$(binary)"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
+  if [ ! -s "$dir/cluster-secret" ]; then
+    (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/cluster-secret")
+  fi
   for id in "${nodes[@]}"; do
     if [ -f "$dir/node$id/pid" ] && kill -0 "$(cat "$dir/node$id/pid")" 2>/dev/null; then
       echo "node $id already running (pid $(cat "$dir/node$id/pid"))"
       continue
     fi
     write_config "$id"
-    nohup "$hodei" server --config "$dir/node$id/config.yaml" >> "$dir/node$id/node.log" 2>&1 &
+    HODEI_CLUSTER_SECRET="$(cat "$dir/cluster-secret")" nohup "$hodei" server --config "$dir/node$id/config.yaml" >> "$dir/node$id/node.log" 2>&1 &
     echo $! > "$dir/node$id/pid"
-    echo "node $id: pid $!, REST http://127.0.0.1:$(rest_port "$id")/api/v1, gRPC 127.0.0.1:$(grpc_port "$id"), metrics http://127.0.0.1:$(metrics_port "$id")/metrics, log $dir/node$id/node.log"
+    echo "node $id: pid $!, REST http://127.0.0.1:$(rest_port "$id")/api/v1, gRPC 127.0.0.1:$(grpc_port "$id"), peers 127.0.0.1:$(peer_port "$id"), metrics http://127.0.0.1:$(metrics_port "$id")/metrics, log $dir/node$id/node.log"
   done
   for attempt in $(seq 1 100); do
     ready=0

@@ -70,13 +70,24 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
 pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     let rest_listener = bind(&config.server.host, config.server.port, "REST").await?;
     let grpc_listener = bind(&config.server.host, config.server.grpc_port, "gRPC").await?;
+    let peer_listener = bind(&config.server.host, config.cluster.peer_port, "peers").await?;
     let rest_addr = rest_listener.local_addr()?;
     let grpc_addr = grpc_listener.local_addr()?;
+    let peer_addr = peer_listener.local_addr()?;
     let advertise_addr = config
         .cluster
         .advertise_addr
         .clone()
-        .unwrap_or_else(|| grpc_addr.to_string());
+        .unwrap_or_else(|| peer_addr.to_string());
+    // Clients and workers are sent to a member's public gRPC port: on the advertised
+    // host when one is set, else where it listens.
+    let api_addr = match config.cluster.advertise_addr.as_deref() {
+        Some(advertised) => match advertised.rsplit_once(':') {
+            Some((host, _)) => format!("{host}:{}", grpc_addr.port()),
+            None => grpc_addr.to_string(),
+        },
+        None => grpc_addr.to_string(),
+    };
 
     std::fs::create_dir_all(&config.cluster.data_dir).with_context(|| {
         format!(
@@ -93,6 +104,8 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     let settings = ClusterSettings {
         node_id: config.cluster.node_id,
         advertise_addr,
+        api_addr,
+        secret: config.cluster.secret.clone(),
         heartbeat_ms: config.cluster.heartbeat_ms,
         election_timeout_min_ms: config.cluster.election_timeout_min_ms,
         election_timeout_max_ms: config.cluster.election_timeout_max_ms,
@@ -225,7 +238,6 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     let grpc_router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(raft.grpc_service())
         .add_service(TenantServiceServer::new(TenantGrpc::new(
             gateway.clone(),
             default_principal.clone(),
@@ -254,6 +266,26 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
             let _ = stream.set_nodelay(true);
         })
     });
+    // Raft, forwarded writes and membership changes on their own port: the public
+    // ports serve only the API, and the peer service admits only members.
+    let peer_router = tonic::transport::Server::builder().add_service(raft.grpc_service());
+    let peer_incoming = TcpListenerStream::new(peer_listener).map(|stream| {
+        stream.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    });
+    let mut peer_stopped = stopped.clone();
+    let peer_server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = peer_stopped.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = peer_router
+            .serve_with_incoming_shutdown(peer_incoming, shutdown)
+            .await
+        {
+            tracing::error!(%error, "peer server failed");
+        }
+    });
     let mut grpc_stopped = stopped;
     let grpc_server = tokio::spawn(async move {
         let shutdown = async move {
@@ -267,7 +299,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         }
     });
 
-    info!(rest = %rest_addr, grpc = %grpc_addr, node_id = config.cluster.node_id, "node started");
+    info!(rest = %rest_addr, grpc = %grpc_addr, peers = %peer_addr, node_id = config.cluster.node_id, "node started");
     Ok(NodeHandle {
         rest_addr,
         grpc_addr,
@@ -277,7 +309,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         control,
         root,
         stop,
-        servers: vec![rest_server, grpc_server],
+        servers: vec![rest_server, grpc_server, peer_server],
         leader_loops,
         processes,
     })

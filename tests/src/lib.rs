@@ -71,10 +71,15 @@ where
 }
 
 /// One `hodei server` process.
+/// The cluster secret every node the harness starts shares (the peer port refuses
+/// callers without it).
+pub const CLUSTER_SECRET: &str = "harness-cluster-secret-0123456789";
+
 pub struct NodeProcess {
     pub node_id: u64,
     pub rest_port: u16,
     pub grpc_port: u16,
+    pub peer_port: u16,
     pub dir: PathBuf,
     child: Option<Child>,
     starts: u32,
@@ -86,7 +91,8 @@ pub struct NodeSpec {
     pub node_id: u64,
     pub rest_port: u16,
     pub grpc_port: u16,
-    /// Other founding members, `<id>@127.0.0.1:<grpc port>`.
+    pub peer_port: u16,
+    /// Other founding members, `<id>@127.0.0.1:<peer port>`.
     pub peers: Vec<String>,
     /// `single` (form a cluster) or `join` (wait to be added).
     pub bootstrap: &'static str,
@@ -104,6 +110,7 @@ impl NodeSpec {
             node_id,
             rest_port: free_port(),
             grpc_port: free_port(),
+            peer_port: free_port(),
             peers: Vec::new(),
             bootstrap: "single",
             cluster_extra: Vec::new(),
@@ -114,6 +121,11 @@ impl NodeSpec {
 
     pub fn grpc_addr(&self) -> String {
         format!("127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// The address members reach this node's peer port at.
+    pub fn peer_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.peer_port)
     }
 }
 
@@ -138,10 +150,11 @@ impl NodeProcess {
         }
         let config = format!(
             "server:\n  host: 127.0.0.1\n  port: {rest}\n  grpc_port: {grpc}\n  log_format: json\n\
-             cluster:\n  node_id: {node_id}\n  data_dir: {data}\n  bootstrap: {bootstrap}\n  peers: [{peers}]\n{cluster_extra}\
+             cluster:\n  node_id: {node_id}\n  peer_port: {peer}\n  data_dir: {data}\n  bootstrap: {bootstrap}\n  peers: [{peers}]\n{cluster_extra}\
              metrics:\n  prometheus:\n    enabled: {metrics_enabled}\n    port: {metrics_port}\n{extra_yaml}",
             rest = spec.rest_port,
             grpc = spec.grpc_port,
+            peer = spec.peer_port,
             node_id = spec.node_id,
             data = dir.join("data").display(),
             bootstrap = spec.bootstrap,
@@ -154,6 +167,7 @@ impl NodeProcess {
             node_id: spec.node_id,
             rest_port: spec.rest_port,
             grpc_port: spec.grpc_port,
+            peer_port: spec.peer_port,
             dir: dir.to_path_buf(),
             child: None,
             starts: 0,
@@ -170,6 +184,7 @@ impl NodeProcess {
             .arg("--config")
             .arg(self.dir.join("config.yaml"))
             .env("RUST_LOG", "info,openraft=info")
+            .env("HODEI_CLUSTER_SECRET", CLUSTER_SECRET)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -189,6 +204,15 @@ impl NodeProcess {
 
     pub fn grpc_addr(&self) -> String {
         format!("127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// Where members reach this node (its Raft service).
+    pub fn peer_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
     }
 
     /// This node's `/api/v1/cluster/status`, if it answers.
@@ -291,7 +315,7 @@ impl ProcessCluster {
             spec.peers = specs
                 .iter()
                 .filter(|other| other.node_id != spec.node_id)
-                .map(|other| format!("{}@{}", other.node_id, other.grpc_addr()))
+                .map(|other| format!("{}@{}", other.node_id, other.peer_addr()))
                 .collect();
             spec.cluster_extra = cluster_extra.iter().map(|line| line.to_string()).collect();
             spec.extra_yaml = extra_yaml.to_string();

@@ -97,7 +97,10 @@ pub struct TenantPageView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterMemberView {
     pub node_id: u64,
+    /// The member's peer address (Raft traffic between members).
     pub addr: String,
+    /// The member's public gRPC address, once this node has learnt it.
+    pub api_addr: Option<String>,
     /// voter | learner
     pub role: String,
     /// Leader's view: the last log index known replicated to this member.
@@ -162,6 +165,7 @@ impl From<&hodei_cluster::ClusterStatus> for ClusterStatusView {
                 .map(|member| ClusterMemberView {
                     node_id: member.node_id,
                     addr: member.addr.clone(),
+                    api_addr: member.api_addr.clone(),
                     role: if member.voter { "voter" } else { "learner" }.to_string(),
                     matched_index: member.matched_index,
                     lag: member.lag,

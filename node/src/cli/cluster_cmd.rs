@@ -158,7 +158,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                         .iter()
                         .find(|member| member.node_id == leader)
                 })
-                .map(|member| member.addr.clone());
+                .and_then(|member| member.api_addr.clone());
             match leader_addr {
                 Some(addr) => match client(&addr).await {
                     Ok(mut leader) => leader

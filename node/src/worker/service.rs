@@ -36,14 +36,9 @@ fn message(kind: pb::server_message::Kind) -> Result<pb::ServerMessage, tonic::S
     Ok(pb::ServerMessage { kind: Some(kind) })
 }
 
+/// Where a worker finds the leader: its public gRPC address.
 fn leader_addr(node: &NodeContext) -> Option<String> {
-    let status = node.raft.status();
-    let leader = status.leader_id?;
-    status
-        .members
-        .into_iter()
-        .find(|member| member.node_id == leader)
-        .map(|member| member.addr)
+    node.raft.leader_api_addr()
 }
 
 fn parse_outcome(raw: &str) -> Result<RunOutcome, tonic::Status> {

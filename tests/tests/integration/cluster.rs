@@ -176,7 +176,7 @@ async fn a_joining_node_catches_up_by_snapshot_and_a_leaving_node_keeps_quorum()
         .await
         .add_member(pb::AddMemberRequest {
             node_id: 4,
-            addr: spec.grpc_addr(),
+            addr: spec.peer_addr(),
         })
         .await
         .unwrap()
@@ -278,7 +278,7 @@ async fn membership_refusals_are_clear() {
     let again = client
         .add_member(pb::AddMemberRequest {
             node_id: 1,
-            addr: first.grpc_addr(),
+            addr: first.peer_addr(),
         })
         .await
         .unwrap_err();
@@ -323,7 +323,7 @@ async fn membership_refusals_are_clear() {
     let foreign = client
         .add_member(pb::AddMemberRequest {
             node_id: 7,
-            addr: other_cluster.grpc_addr(),
+            addr: other_cluster.peer_addr(),
         })
         .await
         .unwrap_err();
@@ -343,7 +343,7 @@ async fn membership_refusals_are_clear() {
     let mismatch = client
         .add_member(pb::AddMemberRequest {
             node_id: 5,
-            addr: uninitialised.grpc_addr(),
+            addr: uninitialised.peer_addr(),
         })
         .await
         .unwrap_err();
@@ -382,7 +382,7 @@ async fn membership_refusals_are_clear() {
     let http = reqwest::Client::new();
     let rest_again = http
         .post(first.rest_url("/api/v1/cluster/members"))
-        .json(&json!({"node_id": 1, "addr": first.grpc_addr()}))
+        .json(&json!({"node_id": 1, "addr": first.peer_addr()}))
         .send()
         .await
         .unwrap();

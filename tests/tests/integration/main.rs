@@ -5,5 +5,6 @@ mod foundation;
 mod jobs;
 mod limits;
 mod metrics;
+mod peers;
 mod pools;
 mod scheduling;

@@ -64,6 +64,7 @@ pub fn status_message(status: &ClusterStatus) -> pb::ClusterStatus {
             .map(|member| pb::ClusterMember {
                 node_id: member.node_id,
                 addr: member.addr.clone(),
+                api_addr: member.api_addr.clone(),
                 role: if member.voter { "voter" } else { "learner" }.to_string(),
                 matched_index: member.matched_index,
                 lag: member.lag,
