@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod proxy;
+
 /// The `hodei` binary of this build: `$HODEI_BIN`, or `target/<profile>/hodei` next to
 /// the test executable (built on demand if missing).
 pub fn hodei_binary() -> anyhow::Result<PathBuf> {
@@ -309,17 +311,29 @@ impl ProcessCluster {
         extra_yaml: &str,
     ) -> anyhow::Result<Self> {
         let specs: Vec<NodeSpec> = (1..=size).map(NodeSpec::new).collect();
+        let specs = specs
+            .iter()
+            .map(|spec| {
+                let mut spec = spec.clone();
+                spec.peers = specs
+                    .iter()
+                    .filter(|other| other.node_id != spec.node_id)
+                    .map(|other| format!("{}@{}", other.node_id, other.peer_addr()))
+                    .collect();
+                spec.cluster_extra = cluster_extra.iter().map(|line| line.to_string()).collect();
+                spec.extra_yaml = extra_yaml.to_string();
+                spec
+            })
+            .collect();
+        Self::start_specs(root, specs).await
+    }
+
+    /// Starts one node per spec (each in `root/node<id>`), its peers as the spec says,
+    /// and waits until every one of them knows the same leader.
+    pub async fn start_specs(root: &Path, specs: Vec<NodeSpec>) -> anyhow::Result<Self> {
         let mut nodes = std::collections::BTreeMap::new();
         for spec in &specs {
-            let mut spec = spec.clone();
-            spec.peers = specs
-                .iter()
-                .filter(|other| other.node_id != spec.node_id)
-                .map(|other| format!("{}@{}", other.node_id, other.peer_addr()))
-                .collect();
-            spec.cluster_extra = cluster_extra.iter().map(|line| line.to_string()).collect();
-            spec.extra_yaml = extra_yaml.to_string();
-            let node = NodeProcess::start_spec(&root.join(format!("node{}", spec.node_id)), &spec)?;
+            let node = NodeProcess::start_spec(&root.join(format!("node{}", spec.node_id)), spec)?;
             nodes.insert(spec.node_id, node);
         }
         let mut cluster = Self {

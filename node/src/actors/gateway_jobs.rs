@@ -824,6 +824,22 @@ fn submitted_view(sent: &Job, submitted: &SubmittedJob) -> SubmittedJobView {
     }
 }
 
+/// The job a submission stored. It is the one sent, unless the answer came from the
+/// recent request ids (this call repeats one whose reply was lost): then the first
+/// attempt's job, read here once this node has applied it.
+async fn stored_job(
+    node: &NodeContext,
+    sent: &Job,
+    submitted: &SubmittedJob,
+) -> Result<Job, ApiError> {
+    if submitted.earlier.is_some() || submitted.id == sent.id {
+        return Ok(sent.clone());
+    }
+    read_barrier(node, Consistency::Linearizable).await?;
+    node.read(|state| state.job(&submitted.id).cloned())
+        .ok_or_else(|| ApiError::from(DomainError::not_found("job", submitted.id.clone())))
+}
+
 async fn submit(
     node: &NodeContext,
     context: &RequestContext,
@@ -837,7 +853,8 @@ async fn submit(
     match propose_for(node, context, command).await? {
         CommandOutcome::JobsSubmitted(mut results) if results.len() == 1 => {
             let submitted = results.remove(0)?;
-            Ok(JobsReply::Submitted(submitted_view(&job, &submitted)))
+            let stored = stored_job(node, &job, &submitted).await?;
+            Ok(JobsReply::Submitted(submitted_view(&stored, &submitted)))
         }
         other => Err(unexpected(other)),
     }
@@ -885,10 +902,14 @@ async fn submit_batch(
         };
         let mut applied = applied.into_iter().zip(&jobs);
         for slot in results.iter_mut().filter(|slot| slot.is_none()) {
-            *slot = applied.next().map(|(result, sent)| {
-                result
-                    .map(|submitted| submitted_view(sent, &submitted))
-                    .map_err(ApiError::from)
+            let Some((result, sent)) = applied.next() else {
+                break;
+            };
+            *slot = Some(match result {
+                Ok(submitted) => stored_job(node, sent, &submitted)
+                    .await
+                    .map(|stored| submitted_view(&stored, &submitted)),
+                Err(error) => Err(ApiError::from(error)),
             });
         }
     }

@@ -306,13 +306,15 @@ fn tick(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
         processes.stop(worker);
     }
     if round.start > 0 && Instant::now() >= state.next_start {
+        // Workers speak to the members' public gRPC ports (the membership holds their
+        // peer addresses).
         let servers: Vec<String> = state
             .node
             .raft
             .status()
             .members
             .into_iter()
-            .map(|member| member.addr)
+            .filter_map(|member| member.api_addr)
             .collect();
         for _ in 0..round.start {
             match processes.spawn(&pool, &servers) {

@@ -83,6 +83,10 @@ pub struct SubmittedJob {
     /// it is not sent back: every node computes the answer, and a batch's would otherwise
     /// carry all its jobs again.
     pub earlier: Option<Box<Job>>,
+    /// The id of the job stored. A proposer whose command was answered from the recent
+    /// request ids (a retry after a lost reply) sent a job with another id: it reads the
+    /// stored one by this id.
+    pub id: String,
 }
 
 impl SubmittedJob {
@@ -662,6 +666,7 @@ impl HodeiState {
         {
             return Ok(SubmittedJob {
                 earlier: Some(Box::new(first.clone())),
+                id: first.id.clone(),
             });
         }
         job.spec.validate()?;
@@ -680,7 +685,10 @@ impl HodeiState {
         self.store_job(job.clone(), writes);
         self.enqueue(&job);
         self.emit(DomainEvent::JobChanged(job.id.clone()));
-        Ok(SubmittedJob { earlier: None })
+        Ok(SubmittedJob {
+            earlier: None,
+            id: job.id.clone(),
+        })
     }
 
     /// Applies a dispatch plan. Each assignment is checked again; the ones that no longer

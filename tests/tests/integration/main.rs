@@ -1,6 +1,7 @@
 //! Integration tests against real `hodei` processes. One test binary for the crate.
 
 mod cluster;
+mod exactly_once;
 mod foundation;
 mod jobs;
 mod limits;
