@@ -156,6 +156,16 @@ fn breaches(
         .collect()
 }
 
+/// `found` with its message replaced by `describe(found, dimension)`. Every reason from
+/// [`breaches`] names its dimension; one that did not would keep its message rather than
+/// panic (admission runs inside apply, where a panic would stop every replica).
+fn reworded(mut found: Reason, describe: impl Fn(&Reason, Dimension) -> String) -> Reason {
+    if let Some(dimension) = found.dimension {
+        found.message = describe(&found, dimension);
+    }
+    found
+}
+
 pub fn admit(input: &AdmissionInput<'_>) -> Decision {
     let quota = input.quota;
     let usage = input.usage;
@@ -171,15 +181,15 @@ pub fn admit(input: &AdmissionInput<'_>) -> Decision {
     };
     let mut deny: Vec<Reason> = breaches(ReasonCode::ExceedsCeiling, "", Resources::ZERO, requested, ceiling)
         .into_iter()
-        .map(|mut found| {
-            let dimension = found.dimension.expect("resource breaches name a dimension");
-            found.message = format!(
-                "the job needs {}{unit} of {dimension}, more than the tenant's {ceiling_label} of {}{unit}: it could never run",
-                found.requested,
-                found.limit,
-                unit = dimension.unit()
-            );
-            found
+        .map(|found| {
+            reworded(found, |found, dimension| {
+                format!(
+                    "the job needs {}{unit} of {dimension}, more than the tenant's {ceiling_label} of {}{unit}: it could never run",
+                    found.requested,
+                    found.limit,
+                    unit = dimension.unit()
+                )
+            })
         })
         .collect();
     let concurrency_ceiling = quota.max_concurrent_jobs.saturating_mul(ceiling_percent) / 100;
@@ -199,39 +209,39 @@ pub fn admit(input: &AdmissionInput<'_>) -> Decision {
         .as_ref()
         .and_then(|pool| quota.pool_limits.get(pool).map(|limit| (pool, *limit)));
     if let Some((pool, limit)) = pool_limit {
-        for mut found in breaches(
+        for found in breaches(
             ReasonCode::ExceedsPoolLimit,
             "",
             Resources::ZERO,
             requested,
             limit,
         ) {
-            let dimension = found.dimension.expect("resource breaches name a dimension");
-            found.message = format!(
-                "the job needs {}{unit} of {dimension}, more than the tenant's limit of {}{unit} in pool {pool}",
-                found.requested,
-                found.limit,
-                unit = dimension.unit()
-            );
-            deny.push(found);
+            deny.push(reworded(found, |found, dimension| {
+                format!(
+                    "the job needs {}{unit} of {dimension}, more than the tenant's limit of {}{unit} in pool {pool}",
+                    found.requested,
+                    found.limit,
+                    unit = dimension.unit()
+                )
+            }));
         }
     }
     if let Some(worker) = input.largest_worker {
-        for mut found in breaches(
+        for found in breaches(
             ReasonCode::ExceedsWorker,
             "",
             Resources::ZERO,
             requested,
             worker,
         ) {
-            let dimension = found.dimension.expect("resource breaches name a dimension");
-            found.message = format!(
-                "the job needs {}{unit} of {dimension}, more than the largest worker has ({}{unit})",
-                found.requested,
-                found.limit,
-                unit = dimension.unit()
-            );
-            deny.push(found);
+            deny.push(reworded(found, |found, dimension| {
+                format!(
+                    "the job needs {}{unit} of {dimension}, more than the largest worker has ({}{unit})",
+                    found.requested,
+                    found.limit,
+                    unit = dimension.unit()
+                )
+            }));
         }
     }
     if usage.pending_jobs >= quota.max_pending_jobs {

@@ -178,7 +178,7 @@ impl<'a> Placement<'a> {
         })?;
         *room = room.saturating_sub(job.resources);
         usage.running = usage.running.saturating_add(job.resources);
-        usage.running_jobs += 1;
+        usage.running_jobs = usage.running_jobs.saturating_add(1);
         usage.pending_jobs = usage.pending_jobs.saturating_sub(1);
         Some(Assignment {
             job: job.id.clone(),

@@ -429,7 +429,7 @@ impl Job {
             at_ms,
             Some("worker lost; re-queued".to_string()),
         )?;
-        self.attempt += 1;
+        self.attempt = self.attempt.saturating_add(1);
         Ok(())
     }
 }

@@ -200,8 +200,9 @@ pub struct ProvisioningCounts {
 impl ProvisioningCounts {
     /// succeeded / (succeeded + failed), when anything was provisioned.
     pub fn success_rate(&self) -> Option<f64> {
-        let total = self.succeeded + self.failed;
-        (total > 0).then(|| self.succeeded as f64 / total as f64)
+        // In floating point: the counts saturate at u64::MAX, and their sum must not overflow.
+        let (succeeded, failed) = (self.succeeded as f64, self.failed as f64);
+        (self.succeeded > 0 || self.failed > 0).then(|| succeeded / (succeeded + failed))
     }
 }
 

@@ -211,13 +211,13 @@ pub fn evaluate(clock: &SlaClock) -> SlaStatus {
         .saturating_sub(clock.submitted_at_ms)
         .max(1);
     let spent = reference.saturating_sub(clock.submitted_at_ms);
-    if spent * 10 >= window * 9 {
+    if spent.saturating_mul(10) >= window.saturating_mul(9) {
         return SlaStatus::Critical;
     }
     let predicted_late = clock
         .predicted_start_ms
         .is_some_and(|predicted| predicted > clock.start_target_ms);
-    if spent * 10 >= window * 7 || predicted_late {
+    if spent.saturating_mul(10) >= window.saturating_mul(7) || predicted_late {
         return SlaStatus::AtRisk;
     }
     SlaStatus::OnTrack

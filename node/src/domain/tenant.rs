@@ -245,6 +245,26 @@ impl TenantPatch {
 }
 
 impl Tenant {
+    /// Checks every field of a tenant as it will be stored: the id, what
+    /// [`NewTenant::into_tenant`] checks, and the quota. The gateway builds tenants through
+    /// `into_tenant`; apply calls this on `CreateTenant` too, since a forwarded or raw
+    /// command reaches it without having passed the gateway.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        // A decoded id is a slug already (`TenantId` is parsed on deserialization); checked
+        // again so that the rule does not depend on how the value was built.
+        TenantId::parse(self.id.as_str())?;
+        validate_display_name(&self.display_name)?;
+        validate_weight(self.weight)?;
+        validate_labels("labels", &self.labels)?;
+        self.quota.validate().map_err(|error| match error {
+            DomainError::Invalid { field, rule } => DomainError::Invalid {
+                field: format!("quota.{field}"),
+                rule,
+            },
+            other => other,
+        })
+    }
+
     /// The default tenant bootstrap creates: every request that names no tenant acts for it.
     pub fn default_tenant(now_ms: u64, quota: Quota) -> Tenant {
         Tenant {

@@ -21,7 +21,7 @@ use crate::state::command::{Command, CommandOutcome, CommandResult, CommandV1};
 
 const TENANT_PREFIX: &str = "tenant/";
 use crate::state::jobs::{
-    JOB_LOG_PREFIX, JOB_PREFIX, POOL_PREFIX, QUEUE_PREFIX, WORKER_PREFIX, key as jobs_key,
+    JOB_LOG_PREFIX, JOB_PREFIX, POOL_PREFIX, QUEUE_PREFIX, Release, WORKER_PREFIX, key as jobs_key,
 };
 
 fn load_all<T: serde::de::DeserializeOwned>(
@@ -184,8 +184,19 @@ fn tenant_key(id: &TenantId) -> Vec<u8> {
     format!("{TENANT_PREFIX}{id}").into_bytes()
 }
 
-pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    hodei_cluster::codec::encode(value).expect("state entities always serialize")
+/// Puts an entity's stored form into `writes`. Entities are plain data, which the codec
+/// always encodes; should one ever fail, apply must still not panic (every replica would
+/// stop on the same entry), so that write is left out and logged: the entity stays in
+/// memory and in snapshots, and is written again at its next change.
+pub(super) fn put_encoded<T: Serialize>(writes: &mut WriteBatch, key: Vec<u8>, value: &T) {
+    match hodei_cluster::codec::encode(value) {
+        Ok(bytes) => writes.put(key, bytes),
+        Err(error) => tracing::error!(
+            key = %String::from_utf8_lossy(&key),
+            %error,
+            "a state entity could not be encoded: its write is left out"
+        ),
+    }
 }
 
 impl HodeiState {
@@ -303,7 +314,7 @@ impl HodeiState {
     }
 
     pub(super) fn put_tenant(&mut self, tenant: Tenant, writes: &mut WriteBatch) {
-        writes.put(tenant_key(&tenant.id), encode(&tenant));
+        put_encoded(writes, tenant_key(&tenant.id), &tenant);
         self.tenants.insert(tenant.id.clone(), tenant);
     }
 
@@ -322,6 +333,9 @@ impl HodeiState {
                 Ok(CommandOutcome::Bootstrapped { created: true })
             }
             CommandV1::CreateTenant { tenant } => {
+                // The gateway validated it, but a forwarded or raw command may not have
+                // passed the gateway: the same rules are checked again here.
+                tenant.validate()?;
                 if self.tenants.contains_key(&tenant.id) {
                     return Err(DomainError::already_exists("tenant", tenant.id.to_string()));
                 }
@@ -458,39 +472,65 @@ impl HodeiState {
                 at_ms,
             } => self.apply_pool_lifecycle(&pool, action, &by, &reason, at_ms, writes),
             CommandV1::DeleteTenant { id, cascade, at_ms } => {
-                if !self.tenants.contains_key(&id) {
-                    return Err(DomainError::not_found("tenant", id.to_string()));
-                }
-                if id.as_str() == DEFAULT_TENANT_ID {
-                    return Err(DomainError::Conflict(
-                        "the default tenant cannot be deleted: requests that name no tenant act for it".to_string(),
-                    ));
-                }
-                let live: Vec<String> = self
-                    .jobs
-                    .values()
-                    .filter(|job| job.spec.tenant == id && !job.state.is_final())
-                    .map(|job| job.id.clone())
-                    .collect();
-                if !live.is_empty() && !cascade {
-                    return Err(DomainError::Conflict(format!(
-                        "tenant `{id}` still has {} pending or running job(s); cancel them first, or delete with cascade=cancel",
-                        live.len()
-                    )));
-                }
-                for job in live {
-                    self.apply_cancel_job(&job, "the deletion of its tenant", at_ms, writes)?;
-                }
-                self.tenants.remove(&id);
-                writes.delete(tenant_key(&id));
-                for session in self.bursts.remove(&id).unwrap_or_default() {
-                    writes.delete(super::tenant_limits::burst_key(&session));
-                }
-                self.usage.remove(&id);
-                self.emit(DomainEvent::TenantDeleted(id.clone()));
-                Ok(CommandOutcome::TenantDeleted { id })
+                self.apply_delete_tenant(id, cascade, at_ms, writes)
             }
         }
+    }
+
+    /// Deletes a tenant; with `cascade`, its pending and running jobs are cancelled first.
+    /// All or nothing: every cancel is checked (and its release computed) before the first
+    /// is applied, so a job that cannot be cancelled leaves every other one as it was.
+    fn apply_delete_tenant(
+        &mut self,
+        id: TenantId,
+        cascade: bool,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        if !self.tenants.contains_key(&id) {
+            return Err(DomainError::not_found("tenant", id.to_string()));
+        }
+        if id.as_str() == DEFAULT_TENANT_ID {
+            return Err(DomainError::Conflict(
+                "the default tenant cannot be deleted: requests that name no tenant act for it"
+                    .to_string(),
+            ));
+        }
+        let live: Vec<&str> = self
+            .jobs
+            .values()
+            .filter(|job| job.spec.tenant == id && !job.state.is_final())
+            .map(|job| job.id.as_str())
+            .collect();
+        if !live.is_empty() && !cascade {
+            return Err(DomainError::Conflict(format!(
+                "tenant `{id}` still has {} pending or running job(s); cancel them first, or delete with cascade=cancel",
+                live.len()
+            )));
+        }
+        let mut release = Release::default();
+        let mut cancels = Vec::with_capacity(live.len());
+        for job in live {
+            cancels.push(self.plan_cancel(
+                &mut release,
+                job,
+                "the deletion of its tenant",
+                at_ms,
+            )?);
+        }
+        // Everything is checked: from here on nothing refuses.
+        self.commit_release(release, writes);
+        for cancel in cancels {
+            self.commit_cancel(cancel, writes);
+        }
+        self.tenants.remove(&id);
+        writes.delete(tenant_key(&id));
+        for session in self.bursts.remove(&id).unwrap_or_default() {
+            writes.delete(super::tenant_limits::burst_key(&session));
+        }
+        self.usage.remove(&id);
+        self.emit(DomainEvent::TenantDeleted(id.clone()));
+        Ok(CommandOutcome::TenantDeleted { id })
     }
 }
 
@@ -534,14 +574,14 @@ impl StateMachine for HodeiState {
             self.put_tenant(tenant, writes);
         }
         for session in data.bursts {
-            writes.put(super::tenant_limits::burst_key(&session), encode(&session));
+            put_encoded(writes, super::tenant_limits::burst_key(&session), &session);
             self.bursts
                 .entry(session.tenant.clone())
                 .or_default()
                 .push(session);
         }
         for job in data.jobs {
-            writes.put(jobs_key(JOB_PREFIX, &job.id), encode(&job));
+            put_encoded(writes, jobs_key(JOB_PREFIX, &job.id), &job);
             self.jobs.insert(job.id.clone(), Box::new(job));
         }
         for (id, tail) in data.job_logs {
@@ -549,15 +589,15 @@ impl StateMachine for HodeiState {
             self.job_logs.insert(id, tail);
         }
         for queue in data.queues {
-            writes.put(jobs_key(QUEUE_PREFIX, &queue.id), encode(&queue));
+            put_encoded(writes, jobs_key(QUEUE_PREFIX, &queue.id), &queue);
             self.queues.insert(queue.id.clone(), queue);
         }
         for pool in data.pools {
-            writes.put(jobs_key(POOL_PREFIX, &pool.id), encode(&pool));
+            put_encoded(writes, jobs_key(POOL_PREFIX, &pool.id), &pool);
             self.pools.insert(pool.id.clone(), pool);
         }
         for worker in data.workers {
-            writes.put(jobs_key(WORKER_PREFIX, &worker.id), encode(&worker));
+            put_encoded(writes, jobs_key(WORKER_PREFIX, &worker.id), &worker);
             self.workers.insert(worker.id.clone(), worker);
         }
         self.rebuild_job_indices();

@@ -4,12 +4,13 @@
 //! Tenant usage (pending count, running resources) is derived from the jobs and kept in
 //! step by the helpers here; it is rebuilt from the jobs on load and restore.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use hodei_cluster::WriteBatch;
 use serde::{Deserialize, Serialize};
 
-use super::hodei_state::{DomainEvent, HodeiState, encode};
+use super::hodei_state::{DomainEvent, HodeiState, put_encoded};
 use crate::domain::DomainError;
 use crate::domain::admission::{AdmissionInput, JobRequest, ReasonCode, Verdict, admit};
 use crate::domain::cost::run_cost_nanos;
@@ -18,6 +19,7 @@ use crate::domain::job::{Job, JobSpec, JobState, Priority};
 use crate::domain::labels::Labels;
 use crate::domain::pool::Pool;
 use crate::domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy, validate_pool_list};
+use crate::domain::quota::Usage;
 use crate::domain::resources::Resources;
 use crate::domain::tenant::{TenantId, TenantStatus};
 use crate::domain::worker::{Worker, WorkerState, validate_worker_id};
@@ -37,6 +39,44 @@ pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
 
 pub(super) fn key(prefix: &str, id: &str) -> Vec<u8> {
     format!("{prefix}{id}").into_bytes()
+}
+
+/// Adds one to a tally; saturating, since nothing in apply may overflow.
+fn count_one(count: &mut u64) {
+    *count = count.saturating_add(1);
+}
+
+/// Takes a run's resources back from its tenant's usage.
+fn release_usage(usage: &mut Usage, resources: Resources, pool: &str) {
+    usage.running = usage.running.saturating_sub(resources);
+    usage.running_jobs = usage.running_jobs.saturating_sub(1);
+    if let Some(in_pool) = usage.running_by_pool.get_mut(pool) {
+        *in_pool = in_pool.saturating_sub(resources);
+        if *in_pool == Resources::ZERO {
+            usage.running_by_pool.remove(pool);
+        }
+    }
+}
+
+/// What ending a set of runs takes back from their workers and tenants, computed against
+/// the current state before any of it is applied, so that a check failing on the third
+/// run leaves the first two untouched. Each entry is the next version of that worker or
+/// tenant usage, with every run of the set released from it.
+#[derive(Debug, Default)]
+pub(super) struct Release {
+    workers: BTreeMap<String, Worker>,
+    usage: BTreeMap<TenantId, Usage>,
+}
+
+/// A cancellation checked against the current state, not yet applied.
+#[derive(Debug)]
+pub(super) struct PlannedCancel {
+    /// The job as it will be stored: cancelled.
+    job: Job,
+    /// It was pending: it leaves its queue (no worker held it).
+    was_pending: bool,
+    /// The worker that held it, which must stop it.
+    worker: Option<String>,
 }
 
 /// How a run ended, as its worker reports it.
@@ -277,12 +317,17 @@ impl HodeiState {
                 spec.tenant, full.message
             )));
         }
-        let first = decision
+        let Some(first) = decision
             .reasons
             .iter()
             .find(|reason| reason.code != ReasonCode::BacklogFull)
             .or(decision.reasons.first())
-            .expect("a denial has a reason");
+        else {
+            // Admission gives every denial a reason; this check runs inside apply, so a
+            // denial without one is refused and logged rather than a panic.
+            tracing::error!(tenant = %spec.tenant, "admission denied a job without a reason");
+            return Err(DomainError::invalid("tenant", "admission refused the job"));
+        };
         let field = match first.dimension {
             Some(crate::domain::resources::Dimension::Cpu) => "resources.cpu_m",
             Some(crate::domain::resources::Dimension::Memory) => "resources.memory_mb",
@@ -294,7 +339,7 @@ impl HodeiState {
 
     /// Stores the job's new version and keeps the per-(queue, tenant, state) tally.
     fn store_job(&mut self, job: Job, writes: &mut WriteBatch) {
-        writes.put(key(JOB_PREFIX, &job.id), encode(&job));
+        put_encoded(writes, key(JOB_PREFIX, &job.id), &job);
         let was_final = self
             .jobs
             .get(&job.id)
@@ -332,7 +377,7 @@ impl HodeiState {
             *count = count.saturating_sub(1);
         }
         if let Some(current) = sla_key(&job) {
-            *self.sla_tally.entry(current).or_default() += 1;
+            count_one(self.sla_tally.entry(current).or_default());
         }
         if let Some(previous) = self.jobs.get(&job.id) {
             let tally_key = (
@@ -352,14 +397,16 @@ impl HodeiState {
                 *count = count.saturating_sub(1);
             }
         }
-        *self
-            .priority_tally
-            .entry((job.spec.queue.clone(), job.spec.priority, job.state))
-            .or_default() += 1;
-        *self
-            .job_tally
-            .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
-            .or_default() += 1;
+        count_one(
+            self.priority_tally
+                .entry((job.spec.queue.clone(), job.spec.priority, job.state))
+                .or_default(),
+        );
+        count_one(
+            self.job_tally
+                .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
+                .or_default(),
+        );
         self.jobs.insert(job.id.clone(), Box::new(job));
     }
 
@@ -388,11 +435,11 @@ impl HodeiState {
     }
 
     pub(super) fn put_worker(&self, worker: &Worker, writes: &mut WriteBatch) {
-        writes.put(key(WORKER_PREFIX, &worker.id), encode(worker));
+        put_encoded(writes, key(WORKER_PREFIX, &worker.id), worker);
     }
 
     fn put_queue(&mut self, queue: Queue, writes: &mut WriteBatch) {
-        writes.put(key(QUEUE_PREFIX, &queue.id), encode(&queue));
+        put_encoded(writes, key(QUEUE_PREFIX, &queue.id), &queue);
         self.queues.insert(queue.id.clone(), queue);
     }
 
@@ -404,21 +451,9 @@ impl HodeiState {
     fn usage_hold(&mut self, tenant: &TenantId, resources: Resources, pool: &str) {
         let usage = self.usage.entry(tenant.clone()).or_default();
         usage.running = usage.running.saturating_add(resources);
-        usage.running_jobs += 1;
+        usage.running_jobs = usage.running_jobs.saturating_add(1);
         let in_pool = usage.running_by_pool.entry(pool.to_string()).or_default();
         *in_pool = in_pool.saturating_add(resources);
-    }
-
-    fn usage_release(&mut self, tenant: &TenantId, resources: Resources, pool: &str) {
-        let usage = self.usage.entry(tenant.clone()).or_default();
-        usage.running = usage.running.saturating_sub(resources);
-        usage.running_jobs = usage.running_jobs.saturating_sub(1);
-        if let Some(in_pool) = usage.running_by_pool.get_mut(pool) {
-            *in_pool = in_pool.saturating_sub(resources);
-            if *in_pool == Resources::ZERO {
-                usage.running_by_pool.remove(pool);
-            }
-        }
     }
 
     /// Rebuilds what is derived from the jobs: pending lists, the idempotency index and
@@ -453,19 +488,22 @@ impl HodeiState {
                     job.id.clone(),
                 );
             }
-            *self
-                .job_tally
-                .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
-                .or_default() += 1;
-            *self
-                .priority_tally
-                .entry((job.spec.queue.clone(), job.spec.priority, job.state))
-                .or_default() += 1;
+            count_one(
+                self.job_tally
+                    .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
+                    .or_default(),
+            );
+            count_one(
+                self.priority_tally
+                    .entry((job.spec.queue.clone(), job.spec.priority, job.state))
+                    .or_default(),
+            );
             if let Some((sla, status)) = job.spec.sla.zip(job.sla_status()) {
-                *self
-                    .sla_tally
-                    .entry((job.spec.tenant.clone(), sla.level, status))
-                    .or_default() += 1;
+                count_one(
+                    self.sla_tally
+                        .entry((job.spec.tenant.clone(), sla.level, status))
+                        .or_default(),
+                );
             }
             match job.state {
                 JobState::Pending => {
@@ -484,18 +522,63 @@ impl HodeiState {
         }
     }
 
-    /// The job leaves its worker (finished, cancelled, or the worker was lost): its
-    /// resources are free again on the worker and in the tenant's usage.
-    fn release_job(&mut self, job: &Job, at_ms: u64, writes: &mut WriteBatch) {
+    /// Adds the end of `job`'s run (finished, cancelled, or lost with its worker) to
+    /// `release`: its resources become free on its worker and in its tenant's usage. The
+    /// usage is derived from the jobs, so it always holds the run; if it does not, the state
+    /// is inconsistent and the run end is refused and logged, rather than released from a
+    /// usage that never held it (a saturating release would hide the error).
+    fn plan_release(
+        &self,
+        release: &mut Release,
+        job: &Job,
+        at_ms: u64,
+    ) -> Result<(), DomainError> {
         let Some(worker_id) = &job.worker else {
-            return;
+            // No worker holds it (pending): there is nothing to take back.
+            return Ok(());
         };
-        let pool = job.pool.clone().unwrap_or_default();
-        self.usage_release(&job.spec.tenant, job.spec.resources, &pool);
-        if let Some(worker) = self.workers.get_mut(worker_id) {
+        let tenant = &job.spec.tenant;
+        let usage = release
+            .usage
+            .entry(tenant.clone())
+            .or_insert_with(|| self.usage(tenant));
+        if usage.running_jobs == 0 || !job.spec.resources.fits_within(usage.running) {
+            tracing::error!(
+                job = %job.id,
+                tenant = %tenant,
+                running_jobs = usage.running_jobs,
+                "the tenant's usage does not hold the run being ended: the command is refused"
+            );
+            return Err(DomainError::Conflict(format!(
+                "job {} cannot end its run: the usage of tenant `{tenant}` does not hold it (an inconsistent state, logged)",
+                job.id
+            )));
+        }
+        release_usage(
+            usage,
+            job.spec.resources,
+            job.pool.as_deref().unwrap_or_default(),
+        );
+        // A worker deleted with its pool is no longer there to release from.
+        let worker = match release.workers.entry(worker_id.clone()) {
+            Entry::Occupied(planned) => Some(planned.into_mut()),
+            Entry::Vacant(slot) => self
+                .workers
+                .get(worker_id)
+                .map(|current| slot.insert(current.clone())),
+        };
+        if let Some(worker) = worker {
             worker.release(&job.id, job.spec.resources, at_ms);
-            let worker = worker.clone();
+        }
+        Ok(())
+    }
+
+    /// Applies a release computed by [`Self::plan_release`].
+    pub(super) fn commit_release(&mut self, release: Release, writes: &mut WriteBatch) {
+        self.usage.extend(release.usage);
+        for (id, worker) in release.workers {
             self.put_worker(&worker, writes);
+            self.workers.insert(id, worker);
         }
     }
 
@@ -670,12 +753,23 @@ impl HodeiState {
             });
         }
         job.spec.validate()?;
+        // The gateway builds jobs with `Job::new`; a forwarded or raw command may carry
+        // anything, and a job stored running with no worker holding it would never end.
+        if job.state != JobState::Pending
+            || job.attempt != 1
+            || job.worker.is_some()
+            || job.pool.is_some()
+        {
+            return Err(DomainError::invalid(
+                "state",
+                "a job is submitted pending, on its first attempt, held by no worker",
+            ));
+        }
         if self.jobs.contains_key(&job.id) {
             return Err(DomainError::already_exists("job", job.id));
         }
         self.check_placement(&job.spec)?;
         self.check_tenant_admits(&job.spec, max_burst_percent)?;
-        debug_assert_eq!(job.state, JobState::Pending);
         if let Some(idempotency_key) = &job.spec.idempotency_key {
             self.idempotency.insert(
                 (job.spec.tenant.clone(), idempotency_key.clone()),
@@ -786,20 +880,17 @@ impl HodeiState {
             }
         };
         let mut job = job.as_ref().clone();
-        let pool = worker.pool.clone();
+        let mut worker = worker.clone();
         job.transition(JobState::Assigned, at_ms, None)?;
-        job.worker = Some(assignment.worker.clone());
-        job.pool = Some(pool.clone());
+        job.worker = Some(worker.id.clone());
+        job.pool = Some(worker.pool.clone());
         job.burst = burst;
-        self.dequeue(&job);
-        self.usage_hold(&job.spec.tenant, job.spec.resources, &pool);
-        let worker = self
-            .workers
-            .get_mut(&assignment.worker)
-            .expect("checked above");
         worker.hold(&job.id, job.spec.resources, at_ms);
-        let worker = worker.clone();
+        // Everything is checked: from here on nothing refuses.
+        self.dequeue(&job);
+        self.usage_hold(&job.spec.tenant, job.spec.resources, &worker.pool);
         self.put_worker(&worker, writes);
+        self.workers.insert(worker.id.clone(), worker);
         self.emit(DomainEvent::JobChanged(job.id.clone()));
         self.store_job(job, writes);
         Ok(())
@@ -868,14 +959,13 @@ impl HodeiState {
     /// Jobs assigned per second in the queue over the `window_ms` before `now_ms`.
     pub fn dispatch_rate(&self, queue: &str, now_ms: u64, window_ms: u64) -> f64 {
         let since = now_ms.saturating_sub(window_ms);
-        let count: u64 = self
+        let count = self
             .dispatch_log
             .get(queue)
             .into_iter()
             .flatten()
             .filter(|(at_ms, _)| *at_ms > since)
-            .map(|(_, count)| count)
-            .sum();
+            .fold(0u64, |total, (_, count)| total.saturating_add(*count));
         count as f64 * 1_000.0 / window_ms.max(1) as f64
     }
 
@@ -913,6 +1003,8 @@ impl HodeiState {
             found.transition(JobState::Running, report.at_ms, None)?;
             Self::judge_sla(&mut found, report.at_ms);
         }
+        // The whole end is computed on the copy and its release planned before anything
+        // changes: a step that refuses leaves the worker and the tenant's usage as they were.
         let (next, reason) = match report.outcome {
             RunOutcome::Succeeded => (JobState::Succeeded, None),
             RunOutcome::Failed => (
@@ -930,14 +1022,7 @@ impl HodeiState {
                 )),
             ),
         };
-        self.release_job(&found, report.at_ms, writes);
-        let started_at = found
-            .transitions
-            .iter()
-            .rev()
-            .find(|step| step.state == JobState::Running)
-            .map(|step| step.at_ms)
-            .unwrap_or(report.at_ms);
+        let started_at = found.started_at_ms().unwrap_or(report.at_ms);
         let pricing = found
             .pool
             .as_deref()
@@ -955,19 +1040,24 @@ impl HodeiState {
         Self::judge_sla(&mut found, report.at_ms);
         let mut tail = report.output_tail;
         if tail.len() > OUTPUT_TAIL_BYTES {
-            let mut cut = tail.len() - OUTPUT_TAIL_BYTES;
+            let mut cut = tail.len().saturating_sub(OUTPUT_TAIL_BYTES);
             while !tail.is_char_boundary(cut) {
-                cut += 1;
+                cut = cut.saturating_add(1);
             }
             tail = tail.split_off(cut);
         }
-        writes.put(key(JOB_LOG_PREFIX, &found.id), tail.clone().into_bytes());
-        self.job_logs.insert(found.id.clone(), tail);
-        self.emit(DomainEvent::JobChanged(found.id.clone()));
+        // A finished job keeps its worker and pool: the release is that of its run.
+        let mut release = Release::default();
+        self.plan_release(&mut release, &found, report.at_ms)?;
         let pool = self
             .workers
             .get(&report.worker)
             .map(|worker| worker.pool.clone());
+        // Everything is checked: from here on nothing refuses.
+        self.commit_release(release, writes);
+        writes.put(key(JOB_LOG_PREFIX, &found.id), tail.clone().into_bytes());
+        self.job_logs.insert(found.id.clone(), tail);
+        self.emit(DomainEvent::JobChanged(found.id.clone()));
         self.emit(DomainEvent::CapacityFreed { ended_in: pool });
         self.store_job(found, writes);
         Ok(CommandOutcome::RunReported { applied: true })
@@ -1009,6 +1099,25 @@ impl HodeiState {
         at_ms: u64,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let mut release = Release::default();
+        let cancel = self.plan_cancel(&mut release, id, cancelled_by, at_ms)?;
+        // Everything is checked: from here on nothing refuses.
+        self.commit_release(release, writes);
+        let job = self.commit_cancel(cancel, writes);
+        Ok(CommandOutcome::Job(Box::new(job)))
+    }
+
+    /// Checks that the job can be cancelled now and computes the cancel, adding the release
+    /// of its run (if a worker holds it) to `release`; changes nothing. Several cancels
+    /// planned into one release are applied together or not at all (a tenant's deletion);
+    /// each job is planned once.
+    pub(super) fn plan_cancel(
+        &self,
+        release: &mut Release,
+        id: &str,
+        cancelled_by: &str,
+        at_ms: u64,
+    ) -> Result<PlannedCancel, DomainError> {
         let Some(found) = self.job(id) else {
             return Err(DomainError::not_found("job", id));
         };
@@ -1018,17 +1127,36 @@ impl HodeiState {
                 found.state.as_str()
             )));
         }
+        let was_pending = found.state == JobState::Pending;
         let mut job = found.clone();
         let worker = job.worker.clone();
-        match job.state {
-            JobState::Pending => self.dequeue(&job),
-            _ => self.release_job(&job, at_ms, writes),
-        }
         job.transition(
             JobState::Cancelled,
             at_ms,
             Some(format!("cancelled by {cancelled_by}")),
         )?;
+        if !was_pending {
+            // Planned from the job as it is: the cancelled copy no longer names its worker.
+            self.plan_release(release, found, at_ms)?;
+        }
+        Ok(PlannedCancel {
+            job,
+            was_pending,
+            worker,
+        })
+    }
+
+    /// Applies a cancel computed by [`Self::plan_cancel`] (after its release was committed);
+    /// returns the job as stored.
+    pub(super) fn commit_cancel(&mut self, cancel: PlannedCancel, writes: &mut WriteBatch) -> Job {
+        let PlannedCancel {
+            job,
+            was_pending,
+            worker,
+        } = cancel;
+        if was_pending {
+            self.dequeue(&job);
+        }
         self.emit(DomainEvent::JobChanged(job.id.clone()));
         if let Some(worker) = worker {
             self.emit(DomainEvent::JobCancelled {
@@ -1038,7 +1166,7 @@ impl HodeiState {
             self.emit(DomainEvent::CapacityFreed { ended_in: None });
         }
         self.store_job(job.clone(), writes);
-        Ok(CommandOutcome::Job(Box::new(job)))
+        job
     }
 
     /// Registers a new worker, or a known one again after a restart or a reconnect: its
@@ -1067,7 +1195,10 @@ impl HodeiState {
             ));
         }
         let claimed: BTreeSet<String> = registration.running.iter().cloned().collect();
-        let mut lost_jobs = Vec::new();
+        // The runs it no longer reports are lost: computed, with the worker's next version,
+        // before anything changes.
+        let mut release = Release::default();
+        let mut lost = Vec::new();
         let mut keep = Vec::new();
         if let Some(existing) = self.workers.get(&registration.id) {
             if existing.pool != registration.pool {
@@ -1080,13 +1211,21 @@ impl HodeiState {
                 if claimed.contains(&job.id) {
                     keep.push(job.id.clone());
                 } else if job.state == JobState::Running {
-                    lost_jobs.push(job.clone());
+                    lost.push(self.plan_lost_run(
+                        &mut release,
+                        job,
+                        "its worker restarted",
+                        at_ms,
+                    )?);
                 }
             }
         }
-        let requeued = self.lose_jobs(lost_jobs, "its worker restarted", at_ms, writes);
-        let worker = match self.workers.get_mut(&registration.id) {
-            Some(existing) => {
+        let known = release
+            .workers
+            .remove(&registration.id)
+            .or_else(|| self.workers.get(&registration.id).cloned());
+        let worker = match known {
+            Some(mut existing) => {
                 existing.capacity = registration.capacity;
                 existing.labels = registration.labels;
                 if !existing.is_live() {
@@ -1094,26 +1233,24 @@ impl HodeiState {
                     existing.state_changed_at_ms = at_ms;
                     existing.registered_at_ms = at_ms;
                 }
-                existing.clone()
+                existing
             }
-            None => {
-                let worker = Worker {
-                    id: registration.id.clone(),
-                    pool: registration.pool,
-                    capacity: registration.capacity,
-                    labels: registration.labels,
-                    state: WorkerState::Idle,
-                    simulated: registration.simulated,
-                    used: Resources::ZERO,
-                    jobs: BTreeSet::new(),
-                    registered_at_ms: at_ms,
-                    state_changed_at_ms: at_ms,
-                };
-                self.workers.insert(worker.id.clone(), worker.clone());
-                worker
-            }
+            None => Worker {
+                id: registration.id,
+                pool: registration.pool,
+                capacity: registration.capacity,
+                labels: registration.labels,
+                state: WorkerState::Idle,
+                simulated: registration.simulated,
+                used: Resources::ZERO,
+                jobs: BTreeSet::new(),
+                registered_at_ms: at_ms,
+                state_changed_at_ms: at_ms,
+            },
         };
-        self.put_worker(&worker, writes);
+        release.workers.insert(worker.id.clone(), worker.clone());
+        // Everything is checked: from here on nothing refuses.
+        let requeued = self.commit_lost_runs(release, lost, writes);
         self.emit(DomainEvent::CapacityFreed { ended_in: None });
         Ok(CommandOutcome::WorkerRegistered {
             worker,
@@ -1137,45 +1274,101 @@ impl HodeiState {
         if !worker.is_live() {
             return Ok(CommandOutcome::WorkerLost { requeued: 0 });
         }
-        let jobs: Vec<Job> = worker
-            .jobs
-            .iter()
-            .filter_map(|id| self.job(id))
-            .cloned()
-            .collect();
-        let requeued = self.lose_jobs(jobs, reason, at_ms, writes);
-        let worker = self.workers.get_mut(worker_id).expect("checked above");
-        worker.state = WorkerState::Lost;
-        worker.state_changed_at_ms = at_ms;
-        let worker = worker.clone();
-        self.put_worker(&worker, writes);
+        let mut release = Release::default();
+        let lost = self.plan_worker_loss(&mut release, worker, WorkerState::Lost, reason, at_ms)?;
+        // Everything is checked: from here on nothing refuses.
+        let requeued = self.commit_lost_runs(release, lost, writes);
         Ok(CommandOutcome::WorkerLost { requeued })
     }
 
-    pub(super) fn lose_jobs(
-        &mut self,
-        jobs: Vec<Job>,
+    /// Computes the loss of every run `worker` holds, and its next version in `next_state`
+    /// (lost, or terminated by its pool), into `release`; changes nothing. Every job it
+    /// holds must exist and name it as its worker: otherwise the state is inconsistent (a
+    /// run could not be released from it) and the command is refused and logged.
+    pub(super) fn plan_worker_loss(
+        &self,
+        release: &mut Release,
+        worker: &Worker,
+        next_state: WorkerState,
         reason: &str,
         at_ms: u64,
+    ) -> Result<Vec<Job>, DomainError> {
+        let mut lost = Vec::with_capacity(worker.jobs.len());
+        for job_id in &worker.jobs {
+            let held = self
+                .job(job_id)
+                .filter(|job| job.worker.as_deref() == Some(worker.id.as_str()));
+            let Some(job) = held else {
+                tracing::error!(
+                    worker = %worker.id,
+                    job = %job_id,
+                    "a worker holds a job that does not exist or names another worker: the command is refused"
+                );
+                return Err(DomainError::Conflict(format!(
+                    "worker `{}` holds job {job_id}, which does not name it as its worker (an inconsistent state, logged)",
+                    worker.id
+                )));
+            };
+            lost.push(self.plan_lost_run(release, job, reason, at_ms)?);
+        }
+        // Every job it held was released from its planned version above.
+        let mut next = release
+            .workers
+            .remove(&worker.id)
+            .unwrap_or_else(|| worker.clone());
+        next.state = next_state;
+        next.state_changed_at_ms = at_ms;
+        release.workers.insert(next.id.clone(), next);
+        Ok(lost)
+    }
+
+    /// Computes the loss of `job`'s run with its worker into `release`: back to pending for
+    /// another attempt, or failed once its retries are spent. Returns the job as it will be
+    /// stored; changes nothing. A job that is neither assigned nor running cannot be held by
+    /// a worker: an inconsistent state, refused and logged.
+    fn plan_lost_run(
+        &self,
+        release: &mut Release,
+        job: &Job,
+        reason: &str,
+        at_ms: u64,
+    ) -> Result<Job, DomainError> {
+        let mut lost = job.clone();
+        if let Err(error) = lost.worker_lost(at_ms) {
+            tracing::error!(
+                job = %job.id,
+                state = job.state.as_str(),
+                "a worker holds a job that is neither assigned nor running: the command is refused"
+            );
+            return Err(error);
+        }
+        if let Some(last) = lost.transitions.last_mut() {
+            last.reason = Some(match last.state {
+                JobState::Pending => format!("{reason}; re-queued as attempt {}", lost.attempt),
+                _ => format!(
+                    "{reason}; {} attempt(s) made, max_retries {}",
+                    lost.attempt, lost.spec.max_retries
+                ),
+            });
+        }
+        // Planned from the job as it is: the re-queued copy no longer names its worker.
+        self.plan_release(release, job, at_ms)?;
+        Ok(lost)
+    }
+
+    /// Applies `release` and stores the runs lost with it (computed by
+    /// [`Self::plan_lost_run`]); returns how many went back to pending.
+    pub(super) fn commit_lost_runs(
+        &mut self,
+        release: Release,
+        lost: Vec<Job>,
         writes: &mut WriteBatch,
     ) -> usize {
-        let mut requeued = 0;
-        for mut job in jobs {
-            self.release_job(&job, at_ms, writes);
-            if job.worker_lost(at_ms).is_err() {
-                continue;
-            }
-            if let Some(last) = job.transitions.last_mut() {
-                last.reason = Some(match last.state {
-                    JobState::Pending => format!("{reason}; re-queued as attempt {}", job.attempt),
-                    _ => format!(
-                        "{reason}; {} attempt(s) made, max_retries {}",
-                        job.attempt, job.spec.max_retries
-                    ),
-                });
-            }
+        self.commit_release(release, writes);
+        let mut requeued = 0usize;
+        for job in lost {
             if job.state == JobState::Pending {
-                requeued += 1;
+                requeued = requeued.saturating_add(1);
                 self.enqueue(&job);
             }
             self.emit(DomainEvent::JobChanged(job.id.clone()));

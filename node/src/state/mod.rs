@@ -7,6 +7,9 @@ pub mod jobs;
 pub mod pools;
 mod tenant_limits;
 
+#[cfg(test)]
+mod refusal_tests;
+
 pub use command::{Command, CommandOutcome, CommandResult, CommandV1};
 pub use hodei_state::{DomainEvent, HodeiState, SharedState};
 

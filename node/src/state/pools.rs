@@ -6,10 +6,9 @@
 use hodei_cluster::WriteBatch;
 use serde::{Deserialize, Serialize};
 
-use super::hodei_state::{DomainEvent, HodeiState, encode};
-use super::jobs::{POOL_PREFIX, key};
+use super::hodei_state::{DomainEvent, HodeiState, put_encoded};
+use super::jobs::{POOL_PREFIX, Release, key};
 use crate::domain::DomainError;
-use crate::domain::job::Job;
 use crate::domain::labels::Labels;
 use crate::domain::pool::{
     DynamicSettings, Pool, PoolProvider, PoolState, PoolTransition, PoolType, StaticSettings,
@@ -51,7 +50,7 @@ pub(super) fn system_transition(pool: &mut Pool, to: PoolState, reason: String, 
 
 impl HodeiState {
     pub(super) fn put_pool(&mut self, pool: Pool, writes: &mut WriteBatch) {
-        writes.put(key(POOL_PREFIX, &pool.id), encode(&pool));
+        put_encoded(writes, key(POOL_PREFIX, &pool.id), &pool);
         self.pools.insert(pool.id.clone(), pool);
     }
 
@@ -178,18 +177,29 @@ impl HodeiState {
         Ok(CommandOutcome::PoolDeleted { id: id.to_string() })
     }
 
-    /// The leader counted `healthy` live workers: a static pool below its size is degraded,
-    /// and active again once it has them back.
+    /// A pool below its size is degraded, and active again once it has its workers back.
+    /// The leader's count (`reported_healthy`) is only what prompted the command: the count
+    /// that decides is the pool's live workers in the replicated state, so a count made from
+    /// a stale view (a worker registered or lost since) cannot flip the pool the wrong way.
     pub(super) fn apply_pool_health(
         &mut self,
         id: &str,
-        healthy: u32,
+        reported_healthy: u32,
         at_ms: u64,
         writes: &mut WriteBatch,
     ) -> CommandResult {
         let Some(pool) = self.pools.get(id) else {
             return Err(DomainError::not_found("pool", id));
         };
+        let healthy = u32::try_from(self.live_workers_of(id)).unwrap_or(u32::MAX);
+        if healthy != reported_healthy {
+            tracing::debug!(
+                pool = id,
+                reported_healthy,
+                healthy,
+                "the leader's health count differs from the replicated live workers: the live workers decide"
+            );
+        }
         let size = match pool.pool_type {
             PoolType::Static => pool.static_settings.size,
             PoolType::Dynamic => pool.min_size,
@@ -221,8 +231,9 @@ impl HodeiState {
             return Err(DomainError::not_found("pool", id));
         };
         let mut pool = pool.clone();
-        pool.provisioning.succeeded += succeeded;
-        pool.provisioning.failed += failed;
+        // Counters only: they saturate rather than overflow (apply must not panic).
+        pool.provisioning.succeeded = pool.provisioning.succeeded.saturating_add(succeeded);
+        pool.provisioning.failed = pool.provisioning.failed.saturating_add(failed);
         self.put_pool(pool.clone(), writes);
         Ok(CommandOutcome::Pool(pool))
     }
@@ -256,7 +267,9 @@ impl HodeiState {
     }
 
     /// The drain timeout passed: the jobs still running in the pool go back to pending
-    /// (or fail once their retries are spent) and its workers are stopped.
+    /// (or fail once their retries are spent) and its workers are stopped. Only while the
+    /// pool still drains: the leader decided on its view, and a release committed after
+    /// the pool left draining would stop the workers of a pool meant to run.
     pub(super) fn apply_release_pool(
         &mut self,
         pool_id: &str,
@@ -264,24 +277,39 @@ impl HodeiState {
         at_ms: u64,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        if !self.pools.contains_key(pool_id) {
+        let Some(pool) = self.pools.get(pool_id) else {
             return Err(DomainError::not_found("pool", pool_id));
+        };
+        if pool.state != PoolState::Draining {
+            return Err(DomainError::Conflict(format!(
+                "pool `{pool_id}` is {}, not draining: only a draining pool's runs are released at its drain timeout",
+                pool.state.as_str()
+            )));
         }
-        let workers: Vec<String> = self
+        // Every worker's runs and its stop are computed first: one that cannot be emptied
+        // refuses the release before any run is re-queued.
+        let mut release = Release::default();
+        let mut lost = Vec::new();
+        let mut stopped = Vec::new();
+        for worker in self
             .workers
             .values()
             .filter(|worker| worker.pool == pool_id && worker.is_live())
-            .map(|worker| worker.id.clone())
-            .collect();
-        let mut requeued = 0;
-        for worker_id in workers {
-            let jobs: Vec<Job> = self
-                .jobs_of_worker(&worker_id)
-                .into_iter()
-                .cloned()
-                .collect();
-            requeued += self.lose_jobs(jobs, reason, at_ms, writes);
-            self.apply_stop_worker(&worker_id, reason, at_ms, writes)?;
+        {
+            lost.extend(self.plan_worker_loss(
+                &mut release,
+                worker,
+                WorkerState::Terminated,
+                reason,
+                at_ms,
+            )?);
+            stopped.push(worker.id.clone());
+        }
+        // Everything is checked: from here on nothing refuses.
+        let requeued = self.commit_lost_runs(release, lost, writes);
+        for worker in stopped {
+            tracing::debug!(worker = %worker, reason, "worker stopped");
+            self.emit(DomainEvent::WorkerStopped { worker });
         }
         Ok(CommandOutcome::WorkerLost { requeued })
     }

@@ -4,7 +4,7 @@
 
 use hodei_cluster::WriteBatch;
 
-use super::hodei_state::{BURST_PREFIX, DomainEvent, HodeiState, encode};
+use super::hodei_state::{BURST_PREFIX, DomainEvent, HodeiState, put_encoded};
 use crate::domain::DomainError;
 use crate::domain::burst::{
     BurstPolicy, BurstRequest, BurstSession, BurstStatus, EndReason, check_global_pool,
@@ -63,7 +63,7 @@ impl HodeiState {
     }
 
     fn put_session(&mut self, session: BurstSession, writes: &mut WriteBatch) {
-        writes.put(burst_key(&session), encode(&session));
+        put_encoded(writes, burst_key(&session), &session);
         let tenant = session.tenant.clone();
         let sessions = self.bursts.entry(tenant.clone()).or_default();
         match sessions
