@@ -30,7 +30,7 @@ pub use network::{
     SECRET_METADATA,
 };
 pub use raft_node::{
-    ClusterMemberStatus, ClusterSettings, ClusterStatus, RaftNode, STATE_KEYSPACE,
+    ClusterMemberStatus, ClusterSettings, ClusterStatus, CoreStop, RaftNode, STATE_KEYSPACE,
 };
 pub use raft_service::RaftGrpcService;
 pub use raft_types::{CommandBatch, CommandResponse, NodeId, ProposedCommand, TypeConfig};

@@ -11,6 +11,13 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::ClusterError;
 use crate::raft_types::{CommandBatch, CommandResponse, NodeId, ProposedCommand, Raft};
 
+/// The bytes of commands one entry gathers before it is closed (one command larger than
+/// this still travels alone): entries stay well below the peer transport's limit.
+const MAX_ENTRY_BYTES: usize = 2 * 1024 * 1024;
+
+/// The largest command accepted: an entry must fit in one message to a follower.
+pub const MAX_COMMAND_BYTES: usize = 32 * 1024 * 1024;
+
 struct Proposal {
     command: ProposedCommand,
     reply: oneshot::Sender<Result<CommandResponse, ClusterError>>,
@@ -31,6 +38,12 @@ impl Proposer {
     /// Replicates one command and returns the state machine's response once it is
     /// committed and applied on this node.
     pub async fn propose(&self, command: ProposedCommand) -> Result<CommandResponse, ClusterError> {
+        if command.command.len() > MAX_COMMAND_BYTES {
+            return Err(ClusterError::Invalid(format!(
+                "a command of {} bytes is larger than the {MAX_COMMAND_BYTES} bytes one entry may carry",
+                command.command.len()
+            )));
+        }
         let (reply, answer) = oneshot::channel();
         self.sender
             .send(Proposal { command, reply })
@@ -44,11 +57,28 @@ impl Proposer {
 }
 
 async fn run(raft: Raft, mut receiver: mpsc::Receiver<Proposal>, max_commands_per_entry: usize) {
-    while let Some(first) = receiver.recv().await {
+    // A proposal that would have made the last entry too large opens the next one.
+    let mut carried: Option<Proposal> = None;
+    loop {
+        let first = match carried.take() {
+            Some(proposal) => proposal,
+            None => match receiver.recv().await {
+                Some(proposal) => proposal,
+                None => break,
+            },
+        };
+        let mut entry_bytes = first.command.command.len();
         let mut proposals = vec![first];
-        while proposals.len() < max_commands_per_entry {
+        while proposals.len() < max_commands_per_entry && entry_bytes < MAX_ENTRY_BYTES {
             match receiver.try_recv() {
-                Ok(next) => proposals.push(next),
+                Ok(next) if entry_bytes + next.command.command.len() > MAX_ENTRY_BYTES => {
+                    carried = Some(next);
+                    break;
+                }
+                Ok(next) => {
+                    entry_bytes += next.command.command.len();
+                    proposals.push(next);
+                }
                 Err(_) => break,
             }
         }

@@ -67,6 +67,8 @@ pub struct ClusterStatus {
     pub state_digest: String,
     pub digest_index: Option<u64>,
     pub members: Vec<ClusterMemberStatus>,
+    /// Set when this node's Raft core stopped without being asked to.
+    pub core_stop: Option<CoreStop>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +96,19 @@ pub struct RaftNode {
     /// Members' public gRPC addresses (membership holds their peer addresses), learnt by
     /// asking each; clients and workers are sent to these.
     api_addrs: Arc<std::sync::Mutex<BTreeMap<NodeId, String>>>,
+    /// Set once this node saw itself removed from the membership and stopped its core.
+    removed: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when this node was asked to shut down (a stopped core is then no failure).
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Why a node's Raft core no longer runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreStop {
+    /// Removed from the cluster: it stopped on purpose.
+    Removed,
+    /// Storage or Raft failed: the node must not serve and should be restarted.
+    Failed(String),
 }
 
 fn storage_error(error: StorageError) -> ClusterError {
@@ -149,6 +164,12 @@ impl RaftNode {
             election_timeout_max: settings.election_timeout_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every_entries),
             max_in_snapshot_log_to_keep: settings.log_entries_kept_after_snapshot,
+            // Snapshots travel in chunks this size (binary), far below the message limit.
+            snapshot_max_chunk_size: 4 * 1024 * 1024,
+            // A chunk's deadline; the last one also covers installing the whole state
+            // (openraft's 200 ms would time every install of a sizeable state out, and
+            // the follower would be sent the snapshot again and again).
+            install_snapshot_timeout: (settings.election_timeout_max_ms * 20).max(10_000),
             ..Default::default()
         }
         .validate()
@@ -184,6 +205,8 @@ impl RaftNode {
             peers,
             apply_stats,
             api_addrs,
+            removed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         tokio::spawn(node.clone().watch_membership());
         Ok((node, state))
@@ -217,7 +240,11 @@ impl RaftNode {
                     node_id = self.settings.node_id,
                     "this node was removed from the cluster: stopping its raft core"
                 );
-                self.shutdown().await;
+                self.removed
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                if let Err(error) = self.raft.shutdown().await {
+                    tracing::warn!(%error, "raft did not shut down cleanly");
+                }
                 return;
             }
             let unknown: Vec<(NodeId, String)> = {
@@ -264,6 +291,41 @@ impl RaftNode {
             if changed.is_err() {
                 return;
             }
+        }
+    }
+
+    /// Why this node's Raft core stopped, if it did (and was not asked to).
+    pub fn core_stop(&self) -> Option<CoreStop> {
+        use std::sync::atomic::Ordering;
+        if self.removed.load(Ordering::SeqCst) {
+            return Some(CoreStop::Removed);
+        }
+        if self.apply_stats.write_failed() {
+            return Some(CoreStop::Failed(
+                "applied state could not be stored".to_string(),
+            ));
+        }
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if let Err(fatal) = &metrics.running_state {
+            return Some(CoreStop::Failed(fatal.to_string()));
+        }
+        if metrics.state == ServerState::Shutdown && !self.stopping.load(Ordering::SeqCst) {
+            return Some(CoreStop::Failed("the raft core stopped".to_string()));
+        }
+        None
+    }
+
+    /// Returns once this node's Raft core has stopped without being asked to (storage
+    /// failed, a task of the core died, or the node was removed).
+    pub async fn stopped(&self) -> CoreStop {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Some(stop) = self.core_stop() {
+                return stop;
+            }
+            // The metrics change when the core fails or stops; the write flag is polled.
+            let _ = tokio::time::timeout(Duration::from_millis(500), metrics.changed()).await;
         }
     }
 
@@ -818,14 +880,15 @@ impl RaftNode {
             state_digest: digest.digest.to_hex(),
             digest_index: digest.index,
             members,
+            core_stop: self.core_stop(),
         }
     }
 
     /// The gRPC service other nodes call to replicate to and forward through this one.
     pub fn grpc_service(&self) -> RaftServiceServer<RaftGrpcService> {
         RaftServiceServer::new(RaftGrpcService::new(self.clone()))
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(64 * 1024 * 1024)
+            .max_decoding_message_size(crate::network::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::network::MAX_MESSAGE_BYTES)
     }
 
     /// This node's state digests at its last applied indexes, oldest first.
@@ -843,6 +906,8 @@ impl RaftNode {
     }
 
     pub async fn shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft did not shut down cleanly");
         }

@@ -151,7 +151,10 @@ impl RaftService for RaftGrpcService {
     async fn install_snapshot(&self, request: tonic::Request<RaftPayload>) -> Reply {
         let cluster_id = request.get_ref().cluster_id.clone();
         let caller = self.admit(&request, &cluster_id)?;
-        let rpc: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = crate::codec::decode(&request.get_ref().json)
+            .map_err(|error| {
+                tonic::Status::invalid_argument(format!("undecodable snapshot chunk: {error}"))
+            })?;
         check_sender(caller, rpc.vote.leader_id().voted_for())?;
         encode(&self.node.raft().install_snapshot(rpc).await)
     }

@@ -1,8 +1,10 @@
 //! [`Storage`] on sled: one sled `Tree` per keyspace.
 
+use std::fs::File;
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use crate::storage::{KeyValue, Keyspace, Storage, StorageError, WriteBatch, WriteOperation};
 
@@ -14,6 +16,78 @@ const CACHE_BYTES: u64 = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct SledStorage {
     db: sled::Db,
+    durability: Option<Arc<Durability>>,
+}
+
+/// What makes a flush durable. sled 0.34 makes its log stable with `sync_file_range`,
+/// which persists neither the file's metadata nor the device's write cache, and writes
+/// values too large for a segment (Raft entries of batch submissions, snapshots) to
+/// files under `blobs/` without syncing them at all. After sled's flush, this syncs the
+/// data file with `fdatasync`, the blob files written since the last sync, and the blob
+/// directory, so that what a flush returned for survives a power loss.
+#[derive(Debug)]
+struct Durability {
+    db_file: File,
+    blobs: PathBuf,
+    /// When the last durable flush began: blob files modified since are synced.
+    last_sync: Mutex<SystemTime>,
+}
+
+impl Durability {
+    fn open(path: &Path) -> Result<Self, StorageError> {
+        let db_file = File::open(path.join("db"))
+            .map_err(|error| StorageError::new("open db file", error))?;
+        Ok(Self {
+            db_file,
+            blobs: path.join("blobs"),
+            last_sync: Mutex::new(SystemTime::UNIX_EPOCH),
+        })
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        // One sync at a time: the keyspaces flush from several tasks.
+        let mut last_sync = self
+            .last_sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let started = SystemTime::now();
+        self.db_file
+            .sync_data()
+            .map_err(|error| StorageError::new("fdatasync", error))?;
+        // A second of slack for file systems with coarse timestamps.
+        let since = last_sync
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        match std::fs::read_dir(&self.blobs) {
+            Ok(entries) => {
+                let mut synced_any = false;
+                for entry in entries.flatten() {
+                    let modified = entry
+                        .metadata()
+                        .and_then(|metadata| metadata.modified())
+                        .unwrap_or(SystemTime::now());
+                    if modified < since {
+                        continue;
+                    }
+                    // sled may have removed it meanwhile (a blob it no longer needs).
+                    if let Ok(blob) = File::open(entry.path()) {
+                        blob.sync_data()
+                            .map_err(|error| StorageError::new("fdatasync blob", error))?;
+                        synced_any = true;
+                    }
+                }
+                if synced_any {
+                    File::open(&self.blobs)
+                        .and_then(|directory| directory.sync_all())
+                        .map_err(|error| StorageError::new("fsync blob directory", error))?;
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(StorageError::new("list blobs", error)),
+        }
+        *last_sync = started;
+        Ok(())
+    }
 }
 
 impl SledStorage {
@@ -24,7 +98,15 @@ impl SledStorage {
             .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|error| StorageError::new("open", error))?;
-        Ok(Self { db })
+        let durability = Durability::open(path)?;
+        // The blob directory's own entry must be durable before any blob in it is.
+        File::open(path)
+            .and_then(|directory| directory.sync_all())
+            .map_err(|error| StorageError::new("fsync data dir", error))?;
+        Ok(Self {
+            db,
+            durability: Some(Arc::new(durability)),
+        })
     }
 
     /// A storage in a temporary folder that sled deletes when it is dropped; for tests.
@@ -33,7 +115,10 @@ impl SledStorage {
             .temporary(true)
             .open()
             .map_err(|error| StorageError::new("open", error))?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            durability: None,
+        })
     }
 }
 
@@ -43,13 +128,17 @@ impl Storage for SledStorage {
             .db
             .open_tree(name)
             .map_err(|error| StorageError::new("open keyspace", error))?;
-        Ok(Arc::new(SledKeyspace { tree }))
+        Ok(Arc::new(SledKeyspace {
+            tree,
+            durability: self.durability.clone(),
+        }))
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct SledKeyspace {
     tree: sled::Tree,
+    durability: Option<Arc<Durability>>,
 }
 
 fn pair(result: sled::Result<(sled::IVec, sled::IVec)>) -> Result<KeyValue, StorageError> {
@@ -117,8 +206,11 @@ impl Keyspace for SledKeyspace {
     fn flush(&self) -> Result<(), StorageError> {
         self.tree
             .flush()
-            .map(|_| ())
-            .map_err(|error| StorageError::new("flush", error))
+            .map_err(|error| StorageError::new("flush", error))?;
+        match &self.durability {
+            Some(durability) => durability.sync(),
+            None => Ok(()),
+        }
     }
 }
 

@@ -146,9 +146,24 @@ async fn snapshots_taken_while_applying_replay_to_the_same_digest_at_every_index
         }
     }
     assert!(builds.len() >= 9);
-    for build in builds {
+    // Installed over a store that already holds a state (and its digest), as on a
+    // follower that fell behind, and on fresh ones.
+    let mut behind = replica();
+    behind.store.apply(log[..10].to_vec()).await.unwrap();
+    for (position, build) in builds.into_iter().enumerate() {
         let snapshot = build.await.unwrap().unwrap();
         let last = snapshot.meta.last_log_id.unwrap().index;
+        if position == 0 {
+            behind
+                .store
+                .install_snapshot(
+                    &snapshot.meta,
+                    Box::new(std::io::Cursor::new(snapshot.snapshot.get_ref().clone())),
+                )
+                .await
+                .unwrap();
+            assert_eq!(behind.store.stats().digest().digest, digests[&last]);
+        }
         let mut follower = replica();
         follower
             .store

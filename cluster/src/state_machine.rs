@@ -122,6 +122,9 @@ pub struct ApplyStats {
     snapshots_built: AtomicU64,
     snapshots_installed: AtomicU64,
     digest: Mutex<DigestHistory>,
+    /// Set when a write of applied state failed: the in-memory state is then ahead of
+    /// what is stored, and must not be served.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 /// How many recent digests a node keeps, for tests and tools that compare replicas at
@@ -167,6 +170,11 @@ impl ApplyStats {
             snapshots_installed: self.snapshots_installed.load(Ordering::Relaxed),
             digest: self.digest(),
         }
+    }
+
+    /// Whether a write of applied state failed (the node must stop serving).
+    pub fn write_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
     }
 
     pub fn digest(&self) -> DigestReading {
@@ -261,7 +269,8 @@ impl<S: StateMachine> StateMachineStore<S> {
                         || key.starts_with(crate::recent_requests::REQUEST_PREFIX)
                         || key == crate::recent_requests::REQUEST_CLOCK_KEY
                         || key == LAST_APPLIED_KEY
-                        || key == MEMBERSHIP_KEY,
+                        || key == MEMBERSHIP_KEY
+                        || key == DIGEST_KEY,
             }),
             "the state machine wrote a key under the cluster's reserved prefix"
         );
@@ -276,9 +285,11 @@ impl<S: StateMachine> StateMachineStore<S> {
         writes.put(LAST_APPLIED_KEY.to_vec(), last_applied);
         writes.put(MEMBERSHIP_KEY.to_vec(), membership);
         writes.put(DIGEST_KEY.to_vec(), digest.to_bytes().to_vec());
-        self.keyspace
-            .write(writes)
-            .map_err(|error| sm_error(ErrorVerb::Write, error))?;
+        if let Err(error) = self.keyspace.write(writes) {
+            self.stats.failed.store(true, Ordering::SeqCst);
+            tracing::error!(%error, "applied state could not be stored: this node stops");
+            return Err(sm_error(ErrorVerb::Write, error));
+        }
         self.digest = digest;
         self.stats
             .publish_digest(self.last_applied.map(|log_id| log_id.index), digest);

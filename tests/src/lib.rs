@@ -107,6 +107,23 @@ pub struct NodeSpec {
 }
 
 impl NodeSpec {
+    /// The specs of nodes `1..=size` that form one cluster (each names the others).
+    pub fn cluster(size: u64) -> Vec<NodeSpec> {
+        let specs: Vec<NodeSpec> = (1..=size).map(NodeSpec::new).collect();
+        specs
+            .iter()
+            .map(|spec| {
+                let mut spec = spec.clone();
+                spec.peers = specs
+                    .iter()
+                    .filter(|other| other.node_id != spec.node_id)
+                    .map(|other| format!("{}@{}", other.node_id, other.peer_addr()))
+                    .collect();
+                spec
+            })
+            .collect()
+    }
+
     pub fn new(node_id: u64) -> Self {
         Self {
             node_id,
@@ -275,6 +292,28 @@ impl NodeProcess {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill9();
         self.spawn()
+    }
+
+    /// How the process ended, once it has (`None` while it runs).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
+    }
+
+    /// The process id of every thread of the process (for a tracer to attach to).
+    pub fn thread_ids(&self) -> Vec<u32> {
+        let Some(pid) = self.pid() else {
+            return Vec::new();
+        };
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn is_running(&mut self) -> bool {

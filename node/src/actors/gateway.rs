@@ -415,6 +415,18 @@ pub(crate) async fn read_barrier(
     node: &NodeContext,
     consistency: Consistency,
 ) -> Result<(), ApiError> {
+    // A node whose core stopped may hold applied state it could not store: it serves
+    // no read of it, stale or not.
+    if let Some(stop) = node.raft.core_stop() {
+        let reason = match stop {
+            hodei_cluster::CoreStop::Removed => "it was removed from the cluster".to_string(),
+            hodei_cluster::CoreStop::Failed(reason) => reason,
+        };
+        return Err(ApiError::unavailable(
+            format!("this node stopped serving: {reason}; ask another member"),
+            5,
+        ));
+    }
     match consistency {
         Consistency::Stale => Ok(()),
         Consistency::Linearizable => node

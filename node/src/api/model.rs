@@ -177,7 +177,8 @@ impl From<&hodei_cluster::ClusterStatus> for ClusterStatusView {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HealthView {
-    /// `ok` while the process serves requests.
+    /// `ok` while the process serves requests (a node whose Raft core stopped answers
+    /// 503 instead, and exits within seconds).
     pub status: String,
     /// Whether a leader is known, i.e. writes can be served.
     pub ready: bool,

@@ -157,13 +157,32 @@ pub async fn run_node(config: Config, announce: bool, local_workers: usize) -> a
         println!("            cargo run --release -- job submit --wait -- echo hello");
         println!("Press Ctrl-C to stop.");
     }
-    wait_for_signal().await;
-    tracing::info!("shutting down");
+    let stopped = tokio::select! {
+        () = wait_for_signal() => None,
+        stop = node.raft.stopped() => Some(stop),
+    };
     for worker in &mut workers {
         let _ = worker.start_kill();
     }
-    node.shutdown().await;
-    Ok(())
+    match stopped {
+        None => {
+            tracing::info!("shutting down");
+            node.shutdown().await;
+            Ok(())
+        }
+        // Fail-stop: a node that cannot store what it applies must not go on serving;
+        // exiting non-zero lets its supervisor restart it from what is stored.
+        Some(hodei_cluster::CoreStop::Failed(reason)) => {
+            tracing::error!(%reason, "the raft core stopped: exiting");
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), node.shutdown()).await;
+            anyhow::bail!("the raft core stopped: {reason}")
+        }
+        Some(hodei_cluster::CoreStop::Removed) => {
+            tracing::warn!("this node was removed from the cluster: exiting");
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), node.shutdown()).await;
+            Ok(())
+        }
+    }
 }
 
 pub async fn wait_for_signal() {

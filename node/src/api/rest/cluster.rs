@@ -25,14 +25,33 @@ pub fn routes() -> OpenApiRouter<RestState> {
         .routes(routes!(transfer_leader))
 }
 
-/// Liveness and readiness of this node: `status` is `ok` while it serves; `ready` says
-/// whether a leader is known, so writes can succeed.
-#[utoipa::path(get, path = "/api/v1/health", tag = "cluster", responses((status = 200, body = HealthView)))]
+/// Liveness and readiness of this node: `status` is `ok` while it serves (200); `ready`
+/// says whether a leader is known, so writes can succeed. A node whose Raft core stopped
+/// answers 503 with a problem document whose detail starts `node failed:` or
+/// `node removed:`.
+#[utoipa::path(get, path = "/api/v1/health", tag = "cluster", responses((status = 200, body = HealthView), (status = 503, body = ProblemView)))]
 async fn health(
     State(state): State<RestState>,
     Extension(trace_id): Extension<TraceId>,
 ) -> Result<Response, ApiError> {
     let status = state.gateway.cluster_status().await?;
+    match &status.core_stop {
+        None => {}
+        Some(hodei_cluster::CoreStop::Removed) => {
+            return Err(ApiError::unavailable(
+                "node removed: this node was removed from the cluster and stops",
+                5,
+            ));
+        }
+        Some(hodei_cluster::CoreStop::Failed(reason)) => {
+            return Err(ApiError::unavailable(
+                format!(
+                    "node failed: {reason}; it exits so that its supervisor restarts it from what it stored"
+                ),
+                5,
+            ));
+        }
+    }
     let body = HealthView {
         status: "ok".to_string(),
         ready: status.leader_id.is_some(),
