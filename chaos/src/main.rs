@@ -76,6 +76,26 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A follower killed during batch submissions and restarted while they go on: how
+    /// long it takes to catch up with the leader, and whether all replicas agree after.
+    Catchup {
+        /// Seconds of batch submissions in all.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(10..=3600))]
+        seconds: u64,
+        /// Seconds after the start at which the follower is killed, and again after which
+        /// it is restarted.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        down_after: u64,
+        /// Jobs per SubmitJobs call.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        batch: u32,
+        /// Concurrent submitting clients.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+        clients: u32,
+        /// Where to write the JSON result.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Accepted jobs per second through `JobService.SubmitJob(s)` into a 3-node cluster.
     SubmitThroughput {
         /// Concurrent clients, each with one request in flight.
@@ -133,6 +153,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = hodei_chaos::bench::run(settings).await?;
             write_result(&result, out.as_ref())
         }
+        Command::Catchup {
+            seconds,
+            down_after,
+            batch,
+            clients,
+            out,
+        } => catchup(seconds, down_after, batch, clients, out.as_ref()).await,
         Command::SubmitThroughput {
             clients,
             batch,
@@ -207,11 +234,17 @@ async fn failover(kills: u32, out: Option<&PathBuf>, keep: Option<PathBuf>) -> a
             .wait_ready(Duration::from_secs(30))
             .await?;
     }
+    // After every kill and restart, the replicas hold the same state.
+    cluster.wait_caught_up(Duration::from_secs(60)).await?;
+    let digests_compared = cluster
+        .assert_digests_agree(Duration::from_secs(60))
+        .await?;
     let summary = summarize(samples.clone());
     write_result(
         &json!({
             "scenario": "failover",
             "kills": kills,
+            "digests_compared": digests_compared,
             "median_ms": millis(summary.p50),
             "p95_ms": millis(summary.p95),
             "max_ms": millis(summary.max),
@@ -338,6 +371,102 @@ async fn raft_throughput(
 
 /// Starts a 3-node cluster and runs the load generator's `submit` scenario on it, against
 /// the leader or spread over every node.
+async fn catchup(
+    seconds: u64,
+    down_after: u64,
+    batch: u32,
+    clients: u32,
+    out: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    if down_after * 2 >= seconds {
+        bail!(
+            "--down-after {down_after}: the follower must be back before the submissions end (at most {})",
+            (seconds - 1) / 2
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let mut cluster = ProcessCluster::start(dir.path(), 3, &[]).await?;
+    let leader = cluster.wait_caught_up(Duration::from_secs(30)).await?;
+    let follower = (1..=3).find(|id| *id != leader).context("a follower")?;
+    let submissions = tokio::spawn(hodei_chaos::bench::run(hodei_chaos::bench::BenchSettings {
+        scenario: hodei_chaos::bench::Scenario::Submit,
+        nodes: vec![cluster.nodes[&leader].grpc_addr()],
+        clients,
+        seconds,
+        batch,
+        tenants: 10,
+        job_ms: 1_000,
+        target: 0,
+        workers: Some(0),
+        metrics: Vec::new(),
+        count: None,
+    }));
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(down_after)).await;
+    cluster.node(follower).kill9();
+    eprintln!(
+        "catchup: node {follower} killed at {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(down_after)).await;
+    let behind_at_restart = {
+        let status = cluster.nodes[&leader].status().await.unwrap_or_default();
+        status["last_log_index"].as_u64().unwrap_or(0)
+    };
+    cluster.node(follower).restart()?;
+    let restarted = Instant::now();
+    eprintln!(
+        "catchup: node {follower} restarted at {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // Caught up: the follower has applied what the leader had logged at the previous
+    // poll, 100 ms earlier (submissions go on, so it is never level for long).
+    let mut previous_leader_index = u64::MAX;
+    let caught_up = loop {
+        let leader_index = cluster.nodes[&leader]
+            .status()
+            .await
+            .and_then(|status| status["last_log_index"].as_u64())
+            .unwrap_or(u64::MAX);
+        let applied = cluster.nodes[&follower]
+            .status()
+            .await
+            .and_then(|status| status["last_applied_index"].as_u64());
+        if let Some(applied) = applied
+            && applied >= previous_leader_index
+        {
+            break Some(restarted.elapsed());
+        }
+        if restarted.elapsed() > Duration::from_secs(seconds) {
+            break None;
+        }
+        previous_leader_index = leader_index;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let follower_status = cluster.nodes[&follower].status().await.unwrap_or_default();
+    let submitted = submissions.await??;
+    cluster.wait_caught_up(Duration::from_secs(60)).await?;
+    let compared = cluster
+        .assert_digests_agree(Duration::from_secs(60))
+        .await?;
+    let result = json!({
+        "seconds": seconds,
+        "down_after_s": down_after,
+        "batch": batch,
+        "clients": clients,
+        "leader_last_log_index_at_restart": behind_at_restart,
+        "caught_up_s": caught_up.map(|elapsed| elapsed.as_secs_f64()),
+        "follower_snapshot_index": follower_status["snapshot_index"],
+        "digests_compared": compared,
+        "submissions": submitted,
+    });
+    write_result(&result, out)?;
+    if caught_up.is_none() {
+        bail!("node {follower} did not catch up while the submissions went on");
+    }
+    Ok(())
+}
+
 async fn submit_throughput(
     clients: u32,
     batch: u32,

@@ -223,6 +223,12 @@ async fn writes_survive(fault: Fault) {
             &violations[..violations.len().min(10)]
         );
     }
+    // And every replica holds the same state at the indexes they share.
+    let compared = cluster
+        .assert_digests_agree(Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(compared > 0);
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -1,4 +1,4 @@
-//! `hodei cluster init|join|leave|status|transfer-leader`, over gRPC.
+//! `hodei cluster init|join|leave|status|digests|transfer-leader`, over gRPC.
 
 use clap::Subcommand;
 use hodei_proto::v1 as pb;
@@ -33,6 +33,15 @@ pub enum ClusterCommand {
     },
     /// Members, roles, leader, term, and each member's match index and lag.
     Status {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The digest of the node's replicated state at each of its last applied indexes:
+    /// compare two nodes' lists, they agree at every index they share.
+    Digests {
+        /// Print only the last this many.
+        #[arg(long, default_value_t = 10)]
+        last: usize,
         #[command(flatten)]
         connection: Connection,
     },
@@ -102,6 +111,23 @@ fn print_status(status: &pb::ClusterStatus) {
 
 pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
     let status = match command {
+        ClusterCommand::Digests { last, connection } => {
+            let digests = client(&connection.addr)
+                .await?
+                .get_digests(request(pb::GetDigestsRequest {}, &connection)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "node {}", digests.node_id);
+            let _ = writeln!(out, "{:>12}  STATE DIGEST", "INDEX");
+            let skip = digests.digests.len().saturating_sub(last);
+            for reading in digests.digests.iter().skip(skip) {
+                let _ = writeln!(out, "{:>12}  {}", reading.index, reading.state_digest);
+            }
+            return Ok(());
+        }
         ClusterCommand::Init { connection } => client(&connection.addr)
             .await?
             .init(request(pb::InitClusterRequest {}, &connection)?)

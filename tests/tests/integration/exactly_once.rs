@@ -59,6 +59,7 @@ async fn jobs_by_request(node: &NodeProcess) -> Option<BTreeMap<String, Vec<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_replies_of_forwarded_writes_while_the_leader_dies_apply_exactly_once() {
+    let _heavy = crate::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut specs: Vec<NodeSpec> = (1..=3).map(NodeSpec::new).collect();
     // Node 1 is reached by the others only through the proxy.

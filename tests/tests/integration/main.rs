@@ -11,3 +11,7 @@ mod peers;
 mod pools;
 mod replication;
 mod scheduling;
+
+/// Tests that load the machine (thousands of jobs in batches, a disk filled up) take
+/// this lock, so that at most one of them runs at a time beside the others.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -211,6 +211,21 @@ async fn a_non_member_can_neither_forward_nor_vote_nor_change_membership() {
     // Nothing moved: same leader, term and members, and no forged write applied.
     assert_eq!(term_and_members(&cluster, leader).await, before);
     cluster.assert_digests_agree(TIMEOUT).await.unwrap();
+
+    // The CLI shows the same digests as REST.
+    let status: Value = cluster.nodes[&leader].status().await.unwrap();
+    let latest = status["state_digest"].as_str().unwrap().to_string();
+    let output = std::process::Command::new(hodei_tests::hodei_binary().unwrap())
+        .args(["cluster", "digests", "--last", "100", "--addr"])
+        .arg(cluster.nodes[&leader].grpc_addr())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        printed.contains(&latest) && printed.starts_with(&format!("node {leader}")),
+        "{printed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,7 @@ async fn submit_batch(url: &str, round: u64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_restarted_during_batch_submits_catches_up_and_agrees() {
+    let _heavy = crate::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = ProcessCluster::start_with(
         dir.path(),

@@ -86,6 +86,33 @@ impl ClusterService for ClusterGrpc {
         reply(result, &context.trace_id, |status| status_message(&status))
     }
 
+    async fn get_digests(
+        &self,
+        request: tonic::Request<pb::GetDigestsRequest>,
+    ) -> Result<tonic::Response<pb::ClusterDigests>, tonic::Status> {
+        let context = request_context(&request, &self.default_principal)?;
+        let result = async {
+            let status = self.gateway.cluster_status().await?;
+            let digests = self.gateway.cluster_digests().await?;
+            Ok((status.node_id, digests))
+        }
+        .await;
+        reply(result, &context.trace_id, |(node_id, digests)| {
+            pb::ClusterDigests {
+                node_id,
+                digests: digests
+                    .into_iter()
+                    .filter_map(|reading| {
+                        reading.index.map(|index| pb::StateDigestAt {
+                            index,
+                            state_digest: reading.digest.to_hex(),
+                        })
+                    })
+                    .collect(),
+            }
+        })
+    }
+
     async fn init(&self, request: tonic::Request<pb::InitClusterRequest>) -> StatusReply {
         self.change(request, |_| ClusterOperation::Init).await
     }
