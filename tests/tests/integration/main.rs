@@ -1,7 +1,6 @@
-//! Integration tests against real `hodei` processes. One test binary for the crate.
+//! Integration tests against real `hodei` processes (the heaviest are in `heavy`).
 
 mod cluster;
-mod durability;
 mod exactly_once;
 mod foundation;
 mod jobs;
@@ -9,9 +8,8 @@ mod limits;
 mod metrics;
 mod peers;
 mod pools;
-mod replication;
 mod scheduling;
 
-/// Tests that load the machine (thousands of jobs in batches, a disk filled up) take
-/// this lock, so that at most one of them runs at a time beside the others.
+/// Tests that load the machine take this lock, so that at most one of them runs at a
+/// time beside the others (the heaviest have a test binary of their own, `heavy`).
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -24,14 +24,25 @@ fn batch(size: usize, round: u64) -> Value {
     })
 }
 
+/// Whether every job of the batch was accepted (a refusal is printed).
 async fn submit_batch(url: &str, round: u64) -> bool {
-    reqwest::Client::new()
+    let response = reqwest::Client::new()
         .post(url)
         .json(&batch(50, round))
         .timeout(Duration::from_secs(30))
         .send()
-        .await
-        .is_ok_and(|response| response.status().is_success())
+        .await;
+    let Ok(response) = response else {
+        eprintln!("batch {round}: {response:?}");
+        return false;
+    };
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let accepted = status.is_success() && body["accepted"] == 50;
+    if !accepted {
+        eprintln!("batch {round}: {status} {body}");
+    }
+    accepted
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +74,15 @@ async fn a_follower_restarted_during_batch_submits_catches_up_and_agrees() {
         if status["snapshot_index"].as_u64().unwrap_or(0) >= 60 {
             break;
         }
-        assert!(round < 2_000, "no snapshot after {round} batches: {status}");
+        if round >= 2_000 {
+            let kept = dir.path().to_path_buf();
+            std::mem::forget(dir);
+            panic!(
+                "no snapshot after {round} batches: {status}\ndata kept in {}\nleader log:\n{}",
+                kept.display(),
+                cluster.nodes[&leader].log_tail()
+            );
+        }
     }
 
     // It comes back while submissions go on.
