@@ -419,6 +419,24 @@ impl ProcessCluster {
         .await
     }
 
+    /// Waits until the leader has committed the cluster's bootstrap (the default tenant,
+    /// queue and pools), which it proposes once it leads: writes before it find no queue.
+    pub async fn wait_bootstrapped(&mut self, timeout: Duration) -> anyhow::Result<u64> {
+        let leader = self.leader(timeout).await?;
+        let url = self.nodes[&leader].rest_url("/api/v1/queues/default");
+        eventually(timeout, "the default queue to exist", || {
+            let url = url.clone();
+            async move {
+                Ok(reqwest::get(url)
+                    .await
+                    .is_ok_and(|response| response.status() == 200)
+                    .then_some(()))
+            }
+        })
+        .await?;
+        self.wait_caught_up(timeout).await
+    }
+
     /// Waits until the cluster is in a steady state: one leader known to every running
     /// node, and every member replicated up to the leader's last log index.
     pub async fn wait_caught_up(&mut self, timeout: Duration) -> anyhow::Result<u64> {

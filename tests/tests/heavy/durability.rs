@@ -129,7 +129,7 @@ async fn a_node_whose_disk_fills_stops_and_catches_up_once_space_is_freed() {
     let mut cluster = ProcessCluster::start_specs(dir.path(), specs)
         .await
         .unwrap();
-    let mut leader = cluster.wait_caught_up(TIMEOUT).await.unwrap();
+    let mut leader = cluster.wait_bootstrapped(TIMEOUT).await.unwrap();
     if leader == 3 {
         let response = reqwest::Client::new()
             .post(cluster.nodes[&3].rest_url("/api/v1/cluster/transfer-leader"))

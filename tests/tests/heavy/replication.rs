@@ -60,7 +60,7 @@ async fn a_follower_restarted_during_batch_submits_catches_up_and_agrees() {
     )
     .await
     .unwrap();
-    let leader = cluster.wait_caught_up(TIMEOUT).await.unwrap();
+    let leader = cluster.wait_bootstrapped(TIMEOUT).await.unwrap();
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     let url = cluster.nodes[&leader].rest_url("/api/v1/jobs/batch");
     cluster.node(follower).kill9();

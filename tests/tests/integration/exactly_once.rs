@@ -84,7 +84,7 @@ async fn lost_replies_of_forwarded_writes_while_the_leader_dies_apply_exactly_on
     let mut cluster = ProcessCluster::start_specs(dir.path(), specs)
         .await
         .unwrap();
-    let mut leader = cluster.wait_caught_up(TIMEOUT).await.unwrap();
+    let mut leader = cluster.wait_bootstrapped(TIMEOUT).await.unwrap();
     if leader != 1 {
         let response = reqwest::Client::new()
             .post(cluster.nodes[&leader].rest_url("/api/v1/cluster/transfer-leader"))
