@@ -281,10 +281,26 @@ impl Actor for ControlSupervisor {
                 }
             }
         });
-        let mut server_state = node.raft.watch_server_state();
+        // Reconcile whenever this node starts or stops leading, read from the same
+        // metrics that `is_leader` reads: the server-state channel can announce a new
+        // leader before these show it, and a reconcile run in between would see no
+        // leadership and never bootstrap (seen: a fresh cluster that never created its
+        // default queue).
+        let mut metrics = node.raft.raft().metrics();
+        let node_id = node.raft.node_id();
         let role_target = myself.clone();
         tokio::spawn(async move {
-            while server_state.changed().await.is_ok() {
+            let mut leading: Option<bool> = None;
+            while metrics.changed().await.is_ok() {
+                let now_leading = {
+                    let current = metrics.borrow_and_update();
+                    current.state == openraft::ServerState::Leader
+                        && current.current_leader == Some(node_id)
+                };
+                if leading == Some(now_leading) {
+                    continue;
+                }
+                leading = Some(now_leading);
                 if role_target.cast(ControlMsg::Reconcile).is_err() {
                     break;
                 }

@@ -60,7 +60,14 @@ async fn a_follower_restarted_during_batch_submits_catches_up_and_agrees() {
     )
     .await
     .unwrap();
-    let leader = cluster.wait_bootstrapped(TIMEOUT).await.unwrap();
+    let leader = match cluster.wait_bootstrapped(TIMEOUT).await {
+        Ok(leader) => leader,
+        Err(error) => {
+            let kept = dir.path().to_path_buf();
+            std::mem::forget(dir);
+            panic!("{error:#}; data kept in {}", kept.display());
+        }
+    };
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     let url = cluster.nodes[&leader].rest_url("/api/v1/jobs/batch");
     cluster.node(follower).kill9();
