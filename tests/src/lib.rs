@@ -40,12 +40,24 @@ pub fn hodei_binary() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-/// A port free on 127.0.0.1 right now.
+/// A port free on 127.0.0.1 right now, and never handed out before by this process: the
+/// system may offer a port again once its listener is closed, and two ports of one node
+/// (or of two nodes) would then collide.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free loopback port")
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("a free loopback port");
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Polls `check` until it returns `Ok(Some(value))` or `timeout` passes.
