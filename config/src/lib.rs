@@ -10,4 +10,4 @@ mod validate;
 pub use env::{ENV_VARIABLES, EnvVariable};
 pub use load::{ConfigError, ConfigLoader, redacted_yaml};
 pub use schema::*;
-pub use validate::{ValidationError, parse_peer};
+pub use validate::{ValidationError, inert_settings, parse_peer};
