@@ -369,8 +369,8 @@ async fn raft_throughput(
     )
 }
 
-/// Starts a 3-node cluster and runs the load generator's `submit` scenario on it, against
-/// the leader or spread over every node.
+/// Starts a 3-node cluster, submits batches to the leader, kills a follower and restarts
+/// it while they go on, and reports how long it took to catch up.
 async fn catchup(
     seconds: u64,
     down_after: u64,
@@ -467,6 +467,8 @@ async fn catchup(
     Ok(())
 }
 
+/// Starts a 3-node cluster and runs the load generator's `submit` scenario on it, against
+/// the leader or spread over every node.
 async fn submit_throughput(
     clients: u32,
     batch: u32,

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use hodei_proto::v1::raft_service_server::RaftServiceServer;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
-use tokio::sync::watch;
 
 use crate::error::ClusterError;
 use crate::identity::ClusterIdentity;
@@ -822,13 +821,6 @@ impl RaftNode {
             cluster_id: self.cluster_id(),
             initialized: self.is_initialized().await.unwrap_or(false),
         }
-    }
-
-    /// Changes of role, term and leader, for actors that start and stop with leadership.
-    pub fn watch_server_state(
-        &self,
-    ) -> watch::Receiver<openraft::metrics::RaftServerMetrics<NodeId, BasicNode>> {
-        self.raft.server_metrics()
     }
 
     pub fn status(&self) -> ClusterStatus {

@@ -396,7 +396,8 @@ pub fn inert_settings(config: &Config) -> Vec<ValidationError> {
         "no cost ledger is kept yet",
     );
     refuse(
-        config.observability.grafana.dashboards_dir != defaults.observability.grafana.dashboards_dir,
+        config.observability.grafana.dashboards_dir
+            != defaults.observability.grafana.dashboards_dir,
         "observability.grafana.dashboards_dir",
         "no dashboards are shipped yet",
     );

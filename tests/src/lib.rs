@@ -361,16 +361,9 @@ impl ProcessCluster {
         cluster_extra: &[&str],
         extra_yaml: &str,
     ) -> anyhow::Result<Self> {
-        let specs: Vec<NodeSpec> = (1..=size).map(NodeSpec::new).collect();
-        let specs = specs
-            .iter()
-            .map(|spec| {
-                let mut spec = spec.clone();
-                spec.peers = specs
-                    .iter()
-                    .filter(|other| other.node_id != spec.node_id)
-                    .map(|other| format!("{}@{}", other.node_id, other.peer_addr()))
-                    .collect();
+        let specs = NodeSpec::cluster(size)
+            .into_iter()
+            .map(|mut spec| {
                 spec.cluster_extra = cluster_extra.iter().map(|line| line.to_string()).collect();
                 spec.extra_yaml = extra_yaml.to_string();
                 spec

@@ -411,21 +411,28 @@ async fn propose_with_id(
     result.map_err(ApiError::from)
 }
 
+/// What a caller is told by a node whose Raft core stopped (health and reads alike).
+pub fn core_stopped(stop: &hodei_cluster::CoreStop) -> ApiError {
+    let detail = match stop {
+        hodei_cluster::CoreStop::Removed => {
+            "node removed: this node was removed from the cluster and stops; ask another member"
+                .to_string()
+        }
+        hodei_cluster::CoreStop::Failed(reason) => format!(
+            "node failed: {reason}; it exits so that its supervisor restarts it from what it stored; ask another member"
+        ),
+    };
+    ApiError::unavailable(detail, 5)
+}
+
 pub(crate) async fn read_barrier(
     node: &NodeContext,
     consistency: Consistency,
 ) -> Result<(), ApiError> {
     // A node whose core stopped may hold applied state it could not store: it serves
     // no read of it, stale or not.
-    if let Some(stop) = node.raft.core_stop() {
-        let reason = match stop {
-            hodei_cluster::CoreStop::Removed => "it was removed from the cluster".to_string(),
-            hodei_cluster::CoreStop::Failed(reason) => reason,
-        };
-        return Err(ApiError::unavailable(
-            format!("this node stopped serving: {reason}; ask another member"),
-            5,
-        ));
+    if let Some(stop) = &node.raft.core_stop() {
+        return Err(core_stopped(stop));
     }
     match consistency {
         Consistency::Stale => Ok(()),

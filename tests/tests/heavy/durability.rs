@@ -208,7 +208,7 @@ async fn a_node_whose_disk_fills_stops_and_catches_up_once_space_is_freed() {
         );
     }
     let nodes = &cluster.nodes;
-    let held = eventually(TIMEOUT, "node 3 to hold every acknowledged job", || async {
+    eventually(TIMEOUT, "node 3 to hold every acknowledged job", || async {
         let Some(ids) = job_ids(&nodes[&3]).await else {
             return Ok(None);
         };
@@ -220,11 +220,10 @@ async fn a_node_whose_disk_fills_stops_and_catches_up_once_space_is_freed() {
                 nodes[&3].status().await
             );
         }
-        Ok((missing == 0).then_some(ids))
+        Ok((missing == 0).then_some(()))
     })
     .await
     .unwrap();
-    assert!(held.len() >= acknowledged.len());
     cluster.assert_digests_agree(TIMEOUT).await.unwrap();
     drop(cluster);
     drop(disk);

@@ -35,22 +35,8 @@ async fn health(
     Extension(trace_id): Extension<TraceId>,
 ) -> Result<Response, ApiError> {
     let status = state.gateway.cluster_status().await?;
-    match &status.core_stop {
-        None => {}
-        Some(hodei_cluster::CoreStop::Removed) => {
-            return Err(ApiError::unavailable(
-                "node removed: this node was removed from the cluster and stops",
-                5,
-            ));
-        }
-        Some(hodei_cluster::CoreStop::Failed(reason)) => {
-            return Err(ApiError::unavailable(
-                format!(
-                    "node failed: {reason}; it exits so that its supervisor restarts it from what it stored"
-                ),
-                5,
-            ));
-        }
+    if let Some(stop) = &status.core_stop {
+        return Err(crate::actors::gateway::core_stopped(stop));
     }
     let body = HealthView {
         status: "ok".to_string(),
