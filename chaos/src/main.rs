@@ -422,6 +422,7 @@ async fn catchup(
     // Caught up: the follower has applied what the leader had logged at the previous
     // poll, 100 ms earlier (submissions go on, so it is never level for long).
     let mut previous_leader_index = u64::MAX;
+    let mut last_progress = Instant::now();
     let caught_up = loop {
         let leader_index = cluster.nodes[&leader]
             .status()
@@ -439,6 +440,14 @@ async fn catchup(
         }
         if restarted.elapsed() > Duration::from_secs(seconds) {
             break None;
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            eprintln!(
+                "catchup: {:.1} s after restart, node {follower} applied {} of the leader's {leader_index}",
+                restarted.elapsed().as_secs_f64(),
+                applied.map_or_else(|| "(not answering)".to_string(), |index| index.to_string()),
+            );
         }
         previous_leader_index = leader_index;
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -138,6 +138,45 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .map_err(|error| logs_error(ErrorVerb::Read, error))?;
         found.iter().map(|(_, value)| decode_entry(value)).collect()
     }
+
+    /// What the leader sends a follower next: entries from `start`, up to about
+    /// [`crate::network::MAX_APPEND_BYTES`] (always at least one). openraft asks for up
+    /// to `max_payload_entries` at a time; a follower far behind during batch submissions
+    /// would otherwise have hundreds of megabytes read and decoded for every call, of
+    /// which one call carries a few.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, RaftStorageError> {
+        const READ_AHEAD: usize = 8;
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        let mut next = start;
+        while next < end && (entries.is_empty() || bytes < crate::network::MAX_APPEND_BYTES) {
+            let found = self
+                .entries
+                .range(
+                    Bound::Included(index_key(next)),
+                    Bound::Excluded(index_key(end)),
+                    READ_AHEAD,
+                )
+                .map_err(|error| logs_error(ErrorVerb::Read, error))?;
+            if found.is_empty() {
+                break;
+            }
+            for (_, value) in &found {
+                if !entries.is_empty() && bytes + value.len() > crate::network::MAX_APPEND_BYTES {
+                    return Ok(entries);
+                }
+                bytes += value.len();
+                let entry = decode_entry(value)?;
+                next = entry.log_id.index + 1;
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -221,5 +260,71 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // that get_log_state would not explain.
         self.write_meta(LAST_PURGED_KEY, &Some(log_id), true)?;
         self.delete_entries(Bound::Unbounded, Bound::Included(log_id.index))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::raft_types::{CommandBatch, ProposedCommand};
+    use crate::sled_storage::SledStorage;
+    use crate::storage::Storage;
+
+    fn store_entries(sizes: &[usize]) -> LogStore {
+        let storage = SledStorage::temporary().unwrap();
+        let entries = storage.keyspace("logs").unwrap();
+        let mut batch = WriteBatch::new();
+        for (position, bytes) in sizes.iter().enumerate() {
+            let entry = Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), position as u64 + 1),
+                payload: EntryPayload::Normal(CommandBatch {
+                    proposed_at_ms: 1,
+                    commands: vec![ProposedCommand {
+                        request_id: None,
+                        command: vec![7; *bytes],
+                    }],
+                }),
+            };
+            batch.put(index_key(entry.log_id.index), encode_entry(&entry).unwrap());
+        }
+        entries.write(batch).unwrap();
+        LogStore::new(entries, storage.keyspace("meta").unwrap())
+    }
+
+    fn indexes(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|entry| entry.log_id.index).collect()
+    }
+
+    #[tokio::test]
+    async fn what_a_follower_is_sent_is_bounded_in_bytes_not_only_in_entries() {
+        let budget = crate::network::MAX_APPEND_BYTES;
+        // Large entries: as many as fit in the budget, then the next call goes on.
+        let mut store = store_entries(&[budget * 2 / 5; 10]);
+        assert_eq!(
+            indexes(&store.limited_get_log_entries(1, 11).await.unwrap()),
+            vec![1, 2]
+        );
+        assert_eq!(
+            indexes(&store.limited_get_log_entries(3, 11).await.unwrap()),
+            vec![3, 4]
+        );
+        // An entry larger than the budget still goes, alone (the range is never empty).
+        let mut store = store_entries(&[budget + 1, 10, 10]);
+        assert_eq!(
+            indexes(&store.limited_get_log_entries(1, 4).await.unwrap()),
+            vec![1]
+        );
+        assert_eq!(
+            indexes(&store.limited_get_log_entries(2, 4).await.unwrap()),
+            vec![2, 3]
+        );
+        // Small entries: the whole range asked for, and nothing past its end.
+        let mut store = store_entries(&[100; 40]);
+        assert_eq!(
+            indexes(&store.limited_get_log_entries(5, 30).await.unwrap()),
+            (5..30).collect::<Vec<_>>()
+        );
     }
 }

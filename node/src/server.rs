@@ -95,6 +95,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
             config.cluster.data_dir.display()
         )
     })?;
+    let opening = std::time::Instant::now();
     let storage = SledStorage::open(&config.cluster.data_dir).with_context(|| {
         format!(
             "cannot open storage in {}",
@@ -116,11 +117,26 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     };
     // Per-job events come in bursts of thousands; receivers that lag resynchronise.
     let (events, _) = broadcast::channel(16_384);
+    info!(
+        elapsed_ms = opening.elapsed().as_millis() as u64,
+        "storage opened"
+    );
     let (raft, state) = RaftNode::start(settings, &storage, |keyspace| {
-        HodeiState::load(keyspace, events.clone())
+        let loading = std::time::Instant::now();
+        let state = HodeiState::load(keyspace, events.clone())?;
+        info!(
+            elapsed_ms = loading.elapsed().as_millis() as u64,
+            jobs = state.job_count(),
+            "replicated state loaded"
+        );
+        Ok(state)
     })
     .await
     .context("cannot start raft")?;
+    info!(
+        elapsed_ms = opening.elapsed().as_millis() as u64,
+        "raft started"
+    );
     bootstrap(config, &raft).await?;
 
     let leader_wait = Duration::from_millis(config.server.leader_wait_ms);

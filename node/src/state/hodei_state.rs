@@ -281,6 +281,11 @@ impl HodeiState {
         Ok(state)
     }
 
+    /// How many jobs the state holds (final ones included, until retention removes them).
+    pub fn job_count(&self) -> usize {
+        self.jobs.len()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<DomainEvent> {
         self.events.subscribe()
     }
