@@ -6,16 +6,16 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use hodei_cluster::{StateMachine, WriteBatch};
-use hodei_node::domain::admission::{AdmissionInput, JobRequest, admit};
-use hodei_node::domain::cost::{Pricing, run_cost_nanos};
-use hodei_node::domain::dispatch::{
+use hodei_domain::admission::{AdmissionInput, JobRequest, admit};
+use hodei_domain::cost::{Pricing, run_cost_nanos};
+use hodei_domain::dispatch::{
     DispatchProblem, PendingJob, TenantSnapshot, Urgency, WorkerSlot, next_assignments,
 };
-use hodei_node::domain::job::Priority;
-use hodei_node::domain::queue::QueuePolicy;
-use hodei_node::domain::quota::{Quota, Usage};
-use hodei_node::domain::resources::Resources;
-use hodei_node::domain::tenant::{NewTenant, TenantId, Tier};
+use hodei_domain::job::Priority;
+use hodei_domain::queue::QueuePolicy;
+use hodei_domain::quota::{Quota, Usage};
+use hodei_domain::resources::Resources;
+use hodei_domain::tenant::{NewTenant, TenantId, Tier};
 use hodei_node::state::{Command, CommandV1, HodeiState};
 
 fn admission(criterion: &mut Criterion) {

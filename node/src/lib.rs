@@ -4,7 +4,6 @@
 pub mod actors;
 pub mod api;
 pub mod cli;
-pub mod domain;
 pub mod server;
 pub mod state;
 pub mod worker;

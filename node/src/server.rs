@@ -31,16 +31,16 @@ use crate::actors::violations::ViolationLog;
 use crate::actors::{Catalog, LimitSettings, NodeContext};
 use crate::api::Principal;
 use crate::api::grpc::{ClusterGrpc, JobGrpc, PoolGrpc, QueueGrpc, TenantGrpc};
-use crate::domain::burst::BurstPolicy;
-use crate::domain::pool::{Pool, PoolProvider, PoolType};
-use crate::domain::queue::{Queue, QueuePolicy};
-use crate::domain::quota::Quota;
-use crate::domain::resources::Resources;
-use crate::domain::sla::SlaTargets;
 use crate::state::HodeiState;
 use crate::worker::hub::{HeartbeatSettings, WorkerHub};
 use crate::worker::process_provider::ProcessProvider;
 use crate::worker::service::WorkerGrpc;
+use hodei_domain::burst::BurstPolicy;
+use hodei_domain::pool::{Pool, PoolProvider, PoolType};
+use hodei_domain::queue::{Queue, QueuePolicy};
+use hodei_domain::quota::Quota;
+use hodei_domain::resources::Resources;
+use hodei_domain::sla::SlaTargets;
 
 /// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
 pub struct NodeHandle {

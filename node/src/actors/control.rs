@@ -13,8 +13,8 @@ use crate::actors::pool_actor::{PoolActor, PoolMsg};
 use crate::actors::queue_actor::{QueueActor, QueueMsg};
 use crate::actors::tenant_actor::{TenantActor, TenantMsg};
 use crate::actors::{NodeContext, now_ms};
-use crate::domain::tenant::{Tenant, TenantId};
 use crate::state::{Command, CommandV1, DomainEvent};
+use hodei_domain::tenant::{Tenant, TenantId};
 
 pub enum ControlMsg {
     /// Bring the running controllers in line with leadership and the state.

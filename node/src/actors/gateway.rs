@@ -18,9 +18,9 @@ use crate::api::model::{
     CreateTenantInput, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageInput, UpdateTenantInput,
 };
 use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
-use crate::domain::DomainError;
-use crate::domain::tenant::{NewTenant, Tenant, TenantId, TenantPatch, TenantStatus, Tier};
 use crate::state::{Command, CommandOutcome, CommandV1};
+use hodei_domain::DomainError;
+use hodei_domain::tenant::{NewTenant, Tenant, TenantId, TenantPatch, TenantStatus, Tier};
 
 pub type Reply<T> = RpcReplyPort<Result<T, ApiError>>;
 

@@ -19,17 +19,17 @@ use crate::api::report_model::{
     FairShareView, JobPositionView, JobSlaView, QueueStatusListView, SlaSummaryView,
 };
 use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
-use crate::domain::DomainError;
-use crate::domain::job::{CommandSpec, Job, JobSpec, JobState, Priority, Simulation, SlaChange};
-use crate::domain::pool::{Pool, PoolAction, PoolProvider, PoolType, StaticSettings};
-use crate::domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy};
-use crate::domain::resources::Resources;
-use crate::domain::sla::{SlaLevel, SlaSpec, SlaStatus};
-use crate::domain::tenant::TenantId;
-use crate::domain::worker::validate_worker_id;
 use crate::state::jobs::SubmittedJob;
 use crate::state::pools::PoolPatch;
 use crate::state::{CommandOutcome, CommandV1, DomainEvent, HodeiState};
+use hodei_domain::DomainError;
+use hodei_domain::job::{CommandSpec, Job, JobSpec, JobState, Priority, Simulation, SlaChange};
+use hodei_domain::pool::{Pool, PoolAction, PoolProvider, PoolType, StaticSettings};
+use hodei_domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy};
+use hodei_domain::resources::Resources;
+use hodei_domain::sla::{SlaLevel, SlaSpec, SlaStatus};
+use hodei_domain::tenant::TenantId;
+use hodei_domain::worker::validate_worker_id;
 
 /// What a job asks for when it names no resources.
 pub const DEFAULT_JOB_RESOURCES: Resources = Resources {
@@ -719,7 +719,7 @@ async fn create_pool(
     }
 }
 
-fn pool_view(state: &HodeiState, pool: &crate::domain::pool::Pool) -> PoolView {
+fn pool_view(state: &HodeiState, pool: &hodei_domain::pool::Pool) -> PoolView {
     let mut workers = std::collections::BTreeMap::new();
     for worker in state.workers().filter(|worker| worker.pool == pool.id) {
         *workers

@@ -10,13 +10,13 @@ use crate::api::model::{
     QuotaInput, QuotaView, UsageView, ViolationCountView, ViolationView, ViolationsView,
 };
 use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
-use crate::domain::DomainError;
-use crate::domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
-use crate::domain::burst::{BurstRequest, BurstStatus, EndReason};
-use crate::domain::quota::Quota;
-use crate::domain::resources::{Dimension, Resources};
-use crate::domain::tenant::{Tenant, TenantId, TenantStatus};
 use crate::state::{CommandOutcome, CommandV1};
+use hodei_domain::DomainError;
+use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
+use hodei_domain::burst::{BurstRequest, BurstStatus, EndReason};
+use hodei_domain::quota::Quota;
+use hodei_domain::resources::{Dimension, Resources};
+use hodei_domain::tenant::{Tenant, TenantId, TenantStatus};
 
 pub enum LimitsRequest {
     GetQuota {
@@ -281,7 +281,7 @@ async fn enforce(
     let raw = match (&input.tenant, &context.principal) {
         (Some(raw), _) => raw.clone(),
         (None, Principal::Tenant(own)) => own.to_string(),
-        (None, Principal::Admin) => crate::domain::tenant::DEFAULT_TENANT_ID.to_string(),
+        (None, Principal::Admin) => hodei_domain::tenant::DEFAULT_TENANT_ID.to_string(),
     };
     let tenant = readable_tenant(node, context, &raw, Consistency::Linearizable).await?;
     let requested = Resources::new(input.cpu_m, input.memory_mb, input.gpu);

@@ -10,16 +10,16 @@ use crate::api::report_model::{
     SlaChangeView, SlaSummaryItemView, SlaSummaryView, TenantShareView,
 };
 use crate::api::{ApiError, Principal, RequestContext};
-use crate::domain::DomainError;
-use crate::domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
-use crate::domain::dispatch::{dominant_share, weighted_dominant_share};
-use crate::domain::fairness::jain_index;
-use crate::domain::job::{Job, JobState, Priority};
-use crate::domain::queue::{Queue, QueuePolicy};
-use crate::domain::resources::Resources;
-use crate::domain::sla::{SlaLevel, SlaStatus, evaluate};
-use crate::domain::tenant::{TenantId, TenantStatus};
 use crate::state::HodeiState;
+use hodei_domain::DomainError;
+use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
+use hodei_domain::dispatch::{dominant_share, weighted_dominant_share};
+use hodei_domain::fairness::jain_index;
+use hodei_domain::job::{Job, JobState, Priority};
+use hodei_domain::queue::{Queue, QueuePolicy};
+use hodei_domain::resources::Resources;
+use hodei_domain::sla::{SlaLevel, SlaStatus, evaluate};
+use hodei_domain::tenant::{TenantId, TenantStatus};
 
 /// The capacity of the live workers of the queue's pools.
 fn pool_capacity(state: &HodeiState, queue: &Queue) -> Resources {
@@ -566,7 +566,7 @@ fn percentile(sorted: &[u64], fraction: f64) -> Option<u64> {
 
 pub fn pool_metrics(
     state: &HodeiState,
-    pool: &crate::domain::pool::Pool,
+    pool: &hodei_domain::pool::Pool,
 ) -> crate::api::report_model::PoolMetricsView {
     use crate::api::report_model::{
         LatencyView, PoolJobsView, PoolMetricsView, PoolSizeView, ProvisioningView, UtilizationView,

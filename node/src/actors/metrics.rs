@@ -16,10 +16,10 @@ use prometheus::{Encoder, TextEncoder};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::actors::NodeContext;
-use crate::domain::burst::BurstStatus;
-use crate::domain::resources::Resources;
-use crate::domain::tenant::TenantStatus;
 use crate::state::DomainEvent;
+use hodei_domain::burst::BurstStatus;
+use hodei_domain::resources::Resources;
+use hodei_domain::tenant::TenantStatus;
 
 /// Instruments the node reports to. Cloning shares them.
 #[derive(Clone)]
@@ -760,8 +760,8 @@ impl MetricsHub {
                             .entry((tenant.to_string(), level.as_str()))
                             .or_default();
                         match status {
-                            crate::domain::sla::SlaStatus::Met => entry.0 += count,
-                            crate::domain::sla::SlaStatus::Violated => entry.1 += count,
+                            hodei_domain::sla::SlaStatus::Met => entry.0 += count,
+                            hodei_domain::sla::SlaStatus::Violated => entry.1 += count,
                             _ => {}
                         }
                     }

@@ -27,9 +27,9 @@ use std::time::Duration;
 use hodei_cluster::RaftNode;
 
 use crate::actors::violations::ViolationLog;
-use crate::domain::burst::BurstPolicy;
-use crate::domain::quota::Quota;
 use crate::state::SharedState;
+use hodei_domain::burst::BurstPolicy;
+use hodei_domain::quota::Quota;
 
 /// The configured limits the gateway and controllers apply.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,9 +39,9 @@ pub struct LimitSettings {
     /// The burst governance (`burst_capacity`), with the pools' total capacity.
     pub burst: BurstPolicy,
     /// One worker's capacity, per configured pool.
-    pub worker_shapes: std::collections::BTreeMap<String, crate::domain::resources::Resources>,
+    pub worker_shapes: std::collections::BTreeMap<String, hodei_domain::resources::Resources>,
     /// Time-to-start target per SLA level.
-    pub sla_targets: crate::domain::sla::SlaTargets,
+    pub sla_targets: hodei_domain::sla::SlaTargets,
     /// How long a backlogged tenant may stay below its fair share before it is boosted.
     pub starvation_guard: Duration,
     /// The window of the fair-share report and of the observed dispatch rate.
@@ -67,8 +67,8 @@ pub struct NodeContext {
 /// The configured pools and queues, created at bootstrap if missing.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Catalog {
-    pub pools: Vec<crate::domain::pool::Pool>,
-    pub queues: Vec<crate::domain::queue::Queue>,
+    pub pools: Vec<hodei_domain::pool::Pool>,
+    pub queues: Vec<hodei_domain::queue::Queue>,
 }
 
 impl NodeContext {

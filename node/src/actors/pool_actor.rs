@@ -21,10 +21,10 @@ use tracing::{info, warn};
 
 use crate::actors::gateway::propose;
 use crate::actors::{NodeContext, now_ms};
-use crate::domain::pool::{Pool, PoolAction, PoolProvider, PoolState, PoolType};
-use crate::domain::worker::{Worker, WorkerState};
 use crate::state::CommandV1;
 use crate::state::pools::PoolPatch;
+use hodei_domain::pool::{Pool, PoolAction, PoolProvider, PoolState, PoolType};
+use hodei_domain::worker::{Worker, WorkerState};
 
 const TICK: Duration = Duration::from_millis(500);
 
@@ -426,8 +426,8 @@ mod tests {
     use std::collections::BTreeSet as Set;
 
     use super::*;
-    use crate::domain::labels::Labels;
-    use crate::domain::resources::Resources;
+    use hodei_domain::labels::Labels;
+    use hodei_domain::resources::Resources;
 
     fn worker(id: &str, state: WorkerState, since_ms: u64, jobs: usize) -> Worker {
         Worker {

@@ -18,15 +18,15 @@ use tracing::warn;
 
 use crate::actors::gateway::propose;
 use crate::actors::{NodeContext, now_ms};
-use crate::domain::dispatch::{
+use crate::state::command::SlaUpdate;
+use crate::state::{CommandOutcome, CommandV1, HodeiState};
+use hodei_domain::dispatch::{
     DispatchProblem, PendingJob, TenantSnapshot, Urgency, WorkerSlot, dominant_share,
     next_assignments,
 };
-use crate::domain::resources::Resources;
-use crate::domain::sla::{SlaStatus, evaluate};
-use crate::domain::tenant::{TenantId, TenantStatus};
-use crate::state::command::SlaUpdate;
-use crate::state::{CommandOutcome, CommandV1, HodeiState};
+use hodei_domain::resources::Resources;
+use hodei_domain::sla::{SlaStatus, evaluate};
+use hodei_domain::tenant::{TenantId, TenantStatus};
 
 /// The most assignments in one plan (one Raft entry).
 const MAX_PLAN: usize = 2_000;
@@ -156,7 +156,7 @@ impl QueueActorState {
 struct Snapshot {
     /// SLA statuses that changed since they were last recorded.
     sla_changes: Vec<SlaUpdate>,
-    policy: crate::domain::queue::QueuePolicy,
+    policy: hodei_domain::queue::QueuePolicy,
     pending: Vec<PendingJob>,
     workers: Vec<WorkerSlot>,
     tenants: BTreeMap<TenantId, TenantSnapshot>,
@@ -511,7 +511,7 @@ impl Actor for QueueActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::quota::{Quota, Usage};
+    use hodei_domain::quota::{Quota, Usage};
 
     fn tenant(weight: f64, running_cpu_m: u64) -> TenantSnapshot {
         TenantSnapshot {
@@ -528,7 +528,7 @@ mod tests {
     fn found(tenants: Vec<(&str, TenantSnapshot)>) -> Snapshot {
         Snapshot {
             sla_changes: Vec::new(),
-            policy: crate::domain::queue::QueuePolicy::WeightedFair,
+            policy: hodei_domain::queue::QueuePolicy::WeightedFair,
             pending: Vec::new(),
             workers: Vec::new(),
             tenants: tenants

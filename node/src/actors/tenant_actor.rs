@@ -9,9 +9,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{info, warn};
 
 use crate::actors::{NodeContext, now_ms};
-use crate::domain::burst::EndReason;
-use crate::domain::tenant::{Tenant, TenantId};
 use crate::state::{Command, CommandV1};
+use hodei_domain::burst::EndReason;
+use hodei_domain::tenant::{Tenant, TenantId};
 
 /// How soon a failed expiry proposal is tried again.
 const EXPIRY_RETRY: Duration = Duration::from_millis(200);

@@ -3,7 +3,7 @@
 
 use hodei_cluster::ClusterError;
 
-use crate::domain::DomainError;
+use hodei_domain::DomainError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {

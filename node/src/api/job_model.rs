@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::model::ResourcesView;
-use crate::domain::job::Job;
-use crate::domain::labels::Labels;
-use crate::domain::queue::Queue;
-use crate::domain::worker::Worker;
+use hodei_domain::job::Job;
+use hodei_domain::labels::Labels;
+use hodei_domain::queue::Queue;
+use hodei_domain::worker::Worker;
 
 /// The most jobs in one batch submit.
 pub const MAX_BATCH: usize = 1_000;
@@ -372,7 +372,7 @@ pub struct PoolView {
 }
 
 impl PoolView {
-    pub fn new(pool: &crate::domain::pool::Pool, workers: BTreeMap<String, u64>) -> Self {
+    pub fn new(pool: &hodei_domain::pool::Pool, workers: BTreeMap<String, u64>) -> Self {
         Self {
             id: pool.id.clone(),
             pool_type: pool.pool_type.as_str().to_string(),
@@ -492,8 +492,8 @@ pub struct PoolLifecycleView {
     pub history: Vec<PoolTransitionView>,
 }
 
-impl From<&crate::domain::pool::Pool> for PoolLifecycleView {
-    fn from(pool: &crate::domain::pool::Pool) -> Self {
+impl From<&hodei_domain::pool::Pool> for PoolLifecycleView {
+    fn from(pool: &hodei_domain::pool::Pool) -> Self {
         Self {
             pool: pool.id.clone(),
             state: pool.state.as_str().to_string(),

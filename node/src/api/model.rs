@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::labels::Labels;
-use crate::domain::tenant::Tenant;
+use hodei_domain::labels::Labels;
+use hodei_domain::tenant::Tenant;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -235,8 +235,8 @@ pub struct ResourcesView {
     pub gpu: u64,
 }
 
-impl From<crate::domain::resources::Resources> for ResourcesView {
-    fn from(resources: crate::domain::resources::Resources) -> Self {
+impl From<hodei_domain::resources::Resources> for ResourcesView {
+    fn from(resources: hodei_domain::resources::Resources) -> Self {
         Self {
             cpu_m: resources.cpu_m,
             memory_mb: resources.memory_mb,
@@ -245,7 +245,7 @@ impl From<crate::domain::resources::Resources> for ResourcesView {
     }
 }
 
-impl From<ResourcesView> for crate::domain::resources::Resources {
+impl From<ResourcesView> for hodei_domain::resources::Resources {
     fn from(view: ResourcesView) -> Self {
         Self::new(view.cpu_m, view.memory_mb, view.gpu)
     }
@@ -282,8 +282,8 @@ pub struct QuotaView {
 
 impl QuotaView {
     pub fn new(
-        tenant: &crate::domain::tenant::TenantId,
-        quota: &crate::domain::quota::Quota,
+        tenant: &hodei_domain::tenant::TenantId,
+        quota: &hodei_domain::quota::Quota,
         warnings: Vec<String>,
     ) -> Self {
         Self {
@@ -364,8 +364,8 @@ pub struct DecisionView {
 
 impl DecisionView {
     pub fn new(
-        tenant: &crate::domain::tenant::TenantId,
-        decision: &crate::domain::admission::Decision,
+        tenant: &hodei_domain::tenant::TenantId,
+        decision: &hodei_domain::admission::Decision,
     ) -> Self {
         Self {
             tenant: tenant.to_string(),
@@ -445,8 +445,8 @@ pub struct BurstView {
     pub ended_by: Option<String>,
 }
 
-impl From<&crate::domain::burst::BurstSession> for BurstView {
-    fn from(session: &crate::domain::burst::BurstSession) -> Self {
+impl From<&hodei_domain::burst::BurstSession> for BurstView {
+    fn from(session: &hodei_domain::burst::BurstSession) -> Self {
         Self {
             id: session.id.clone(),
             tenant: session.tenant.to_string(),

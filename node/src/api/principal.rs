@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::api::ApiError;
-use crate::domain::tenant::TenantId;
+use hodei_domain::tenant::TenantId;
 
 pub const PRINCIPAL_HEADER: &str = "x-hodei-principal";
 

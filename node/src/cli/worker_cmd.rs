@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::domain::labels::Labels;
-use crate::domain::resources::Resources;
 use crate::worker::agent::{AgentSettings, run};
+use hodei_domain::labels::Labels;
+use hodei_domain::resources::Resources;
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -73,7 +73,7 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         labels: args.labels.into_iter().collect::<Labels>(),
         work_dir,
     };
-    crate::domain::worker::validate_worker_id(&settings.worker_id)
+    hodei_domain::worker::validate_worker_id(&settings.worker_id)
         .map_err(|error| anyhow::anyhow!("--id: {error}"))?;
     tracing::info!(worker = %settings.worker_id, pool = %settings.pool, "worker starting");
     run(settings, crate::cli::node_cmd::wait_for_signal()).await;

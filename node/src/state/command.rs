@@ -4,16 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainError;
-use crate::domain::burst::{BurstPolicy, BurstRequest, BurstSession, EndReason};
-use crate::domain::dispatch::Assignment;
-use crate::domain::job::Job;
-use crate::domain::pool::Pool;
-use crate::domain::queue::{Queue, QueuePolicy};
-use crate::domain::quota::Quota;
-use crate::domain::tenant::{Tenant, TenantId, TenantPatch};
-use crate::domain::worker::Worker;
 use crate::state::jobs::{RunReport, SubmittedJob, WorkerRegistration};
+use hodei_domain::DomainError;
+use hodei_domain::burst::{BurstPolicy, BurstRequest, BurstSession, EndReason};
+use hodei_domain::dispatch::Assignment;
+use hodei_domain::job::Job;
+use hodei_domain::pool::Pool;
+use hodei_domain::queue::{Queue, QueuePolicy};
+use hodei_domain::quota::Quota;
+use hodei_domain::tenant::{Tenant, TenantId, TenantPatch};
+use hodei_domain::worker::Worker;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
@@ -168,7 +168,7 @@ pub enum CommandV1 {
     /// A lifecycle action on a pool (activate, suspend, resume, drain, decommission).
     PoolLifecycle {
         pool: String,
-        action: crate::domain::pool::PoolAction,
+        action: hodei_domain::pool::PoolAction,
         by: String,
         reason: String,
         at_ms: u64,
@@ -198,7 +198,7 @@ pub struct StartReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlaUpdate {
     pub job: String,
-    pub status: crate::domain::sla::SlaStatus,
+    pub status: hodei_domain::sla::SlaStatus,
     pub at_ms: u64,
 }
 

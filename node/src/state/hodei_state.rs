@@ -9,15 +9,15 @@ use hodei_cluster::{Keyspace, StateMachine, WriteBatch};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::domain::DomainError;
-use crate::domain::burst::BurstSession;
-use crate::domain::job::Job;
-use crate::domain::pool::Pool;
-use crate::domain::queue::Queue;
-use crate::domain::quota::Usage;
-use crate::domain::tenant::{DEFAULT_TENANT_ID, Tenant, TenantId};
-use crate::domain::worker::Worker;
 use crate::state::command::{Command, CommandOutcome, CommandResult, CommandV1};
+use hodei_domain::DomainError;
+use hodei_domain::burst::BurstSession;
+use hodei_domain::job::Job;
+use hodei_domain::pool::Pool;
+use hodei_domain::queue::Queue;
+use hodei_domain::quota::Usage;
+use hodei_domain::tenant::{DEFAULT_TENANT_ID, Tenant, TenantId};
+use hodei_domain::worker::Worker;
 
 const TENANT_PREFIX: &str = "tenant/";
 use crate::state::jobs::{
@@ -81,7 +81,7 @@ pub enum DomainEvent {
     JobEnded {
         queue: String,
         tenant: TenantId,
-        state: crate::domain::job::JobState,
+        state: hodei_domain::job::JobState,
         /// From submission to the start of its last run, if it ran.
         wait_ms: Option<u64>,
         /// The last run's duration, if it ran.
@@ -156,19 +156,19 @@ pub struct HodeiState {
     pub(super) sla_tally: BTreeMap<
         (
             TenantId,
-            crate::domain::sla::SlaLevel,
-            crate::domain::sla::SlaStatus,
+            hodei_domain::sla::SlaLevel,
+            hodei_domain::sla::SlaStatus,
         ),
         u64,
     >,
     /// Jobs per (queue, tenant, state) (derived from the jobs).
-    pub(super) job_tally: BTreeMap<(String, TenantId, crate::domain::job::JobState), u64>,
+    pub(super) job_tally: BTreeMap<(String, TenantId, hodei_domain::job::JobState), u64>,
     /// How many jobs are in each (queue, priority, state): the queue status reads it.
     pub(super) priority_tally: BTreeMap<
         (
             String,
-            crate::domain::job::Priority,
-            crate::domain::job::JobState,
+            hodei_domain::job::Priority,
+            hodei_domain::job::JobState,
         ),
         u64,
     >,
@@ -616,8 +616,8 @@ mod tests {
     use hodei_cluster::{SledStorage, Storage};
 
     use super::*;
-    use crate::domain::labels::Labels;
-    use crate::domain::tenant::{NewTenant, TenantPatch, Tier};
+    use hodei_domain::labels::Labels;
+    use hodei_domain::tenant::{NewTenant, TenantPatch, Tier};
 
     fn state() -> HodeiState {
         HodeiState::new(broadcast::channel(16).0)
@@ -630,7 +630,7 @@ mod tests {
             tier: Tier::Free,
             weight: None,
             labels: Labels::new(),
-            quota: crate::domain::quota::Quota::default(),
+            quota: hodei_domain::quota::Quota::default(),
         }
         .into_tenant(1)
         .unwrap()

@@ -11,19 +11,19 @@ use hodei_cluster::WriteBatch;
 use serde::{Deserialize, Serialize};
 
 use super::hodei_state::{DomainEvent, HodeiState, put_encoded};
-use crate::domain::DomainError;
-use crate::domain::admission::{AdmissionInput, JobRequest, ReasonCode, Verdict, admit};
-use crate::domain::cost::run_cost_nanos;
-use crate::domain::dispatch::Assignment;
-use crate::domain::job::{Job, JobSpec, JobState, Priority};
-use crate::domain::labels::Labels;
-use crate::domain::pool::Pool;
-use crate::domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy, validate_pool_list};
-use crate::domain::quota::Usage;
-use crate::domain::resources::Resources;
-use crate::domain::tenant::{TenantId, TenantStatus};
-use crate::domain::worker::{Worker, WorkerState, validate_worker_id};
 use crate::state::command::{CommandOutcome, CommandResult, StartReport};
+use hodei_domain::DomainError;
+use hodei_domain::admission::{AdmissionInput, JobRequest, ReasonCode, Verdict, admit};
+use hodei_domain::cost::run_cost_nanos;
+use hodei_domain::dispatch::Assignment;
+use hodei_domain::job::{Job, JobSpec, JobState, Priority};
+use hodei_domain::labels::Labels;
+use hodei_domain::pool::Pool;
+use hodei_domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy, validate_pool_list};
+use hodei_domain::quota::Usage;
+use hodei_domain::resources::Resources;
+use hodei_domain::tenant::{TenantId, TenantStatus};
+use hodei_domain::worker::{Worker, WorkerState, validate_worker_id};
 
 pub(super) const JOB_PREFIX: &str = "job/";
 pub(super) const JOB_LOG_PREFIX: &str = "joblog/";
@@ -262,8 +262,8 @@ impl HodeiState {
         {
             if requested > limit {
                 let field = match dimension {
-                    crate::domain::resources::Dimension::Cpu => "resources.cpu_m",
-                    crate::domain::resources::Dimension::Memory => "resources.memory_mb",
+                    hodei_domain::resources::Dimension::Cpu => "resources.cpu_m",
+                    hodei_domain::resources::Dimension::Memory => "resources.memory_mb",
                     _ => "resources.gpu",
                 };
                 return Err(DomainError::invalid(
@@ -329,9 +329,9 @@ impl HodeiState {
             return Err(DomainError::invalid("tenant", "admission refused the job"));
         };
         let field = match first.dimension {
-            Some(crate::domain::resources::Dimension::Cpu) => "resources.cpu_m",
-            Some(crate::domain::resources::Dimension::Memory) => "resources.memory_mb",
-            Some(crate::domain::resources::Dimension::Gpu) => "resources.gpu",
+            Some(hodei_domain::resources::Dimension::Cpu) => "resources.cpu_m",
+            Some(hodei_domain::resources::Dimension::Memory) => "resources.memory_mb",
+            Some(hodei_domain::resources::Dimension::Gpu) => "resources.gpu",
             _ => "tenant",
         };
         Err(DomainError::invalid(field, first.message.clone()))
@@ -416,8 +416,8 @@ impl HodeiState {
     ) -> &BTreeMap<
         (
             TenantId,
-            crate::domain::sla::SlaLevel,
-            crate::domain::sla::SlaStatus,
+            hodei_domain::sla::SlaLevel,
+            hodei_domain::sla::SlaStatus,
         ),
         u64,
     > {
@@ -601,7 +601,7 @@ impl HodeiState {
     pub(super) fn apply_pool_lifecycle(
         &mut self,
         pool_id: &str,
-        action: crate::domain::pool::PoolAction,
+        action: hodei_domain::pool::PoolAction,
         by: &str,
         reason: &str,
         at_ms: u64,
@@ -912,7 +912,7 @@ impl HodeiState {
     /// Judges the job's SLA at `at_ms` (its start or its end) and records a verdict.
     fn judge_sla(job: &mut Job, at_ms: u64) {
         if let Some(clock) = job.sla_clock(at_ms, None) {
-            let status = crate::domain::sla::evaluate(&clock);
+            let status = hodei_domain::sla::evaluate(&clock);
             if status.is_verdict() {
                 job.record_sla(status, at_ms);
             }
@@ -1182,7 +1182,7 @@ impl HodeiState {
         let Some(pool) = self.pools.get(&registration.pool) else {
             return Err(DomainError::not_found("pool", registration.pool));
         };
-        if pool.state == crate::domain::pool::PoolState::Decommissioned {
+        if pool.state == hodei_domain::pool::PoolState::Decommissioned {
             return Err(DomainError::Conflict(format!(
                 "pool `{}` is decommissioned: it takes no worker",
                 pool.id
@@ -1388,11 +1388,11 @@ mod tests {
     use tokio::sync::broadcast;
 
     use super::*;
-    use crate::domain::job::CommandSpec;
-    use crate::domain::pool::PoolProvider;
-    use crate::domain::quota::Quota;
-    use crate::domain::tenant::{NewTenant, Tier};
     use crate::state::{Command, CommandV1};
+    use hodei_domain::job::CommandSpec;
+    use hodei_domain::pool::PoolProvider;
+    use hodei_domain::quota::Quota;
+    use hodei_domain::tenant::{NewTenant, Tier};
 
     fn apply(state: &mut HodeiState, command: CommandV1) -> CommandResult {
         let mut writes = WriteBatch::new();
@@ -1417,7 +1417,7 @@ mod tests {
         apply(&mut state, CommandV1::CreateTenant { tenant }).unwrap();
         let pool = Pool::new(
             "p",
-            crate::domain::pool::PoolType::Static,
+            hodei_domain::pool::PoolType::Static,
             PoolProvider::Static,
             Resources::new(1_000, 1_000, 0),
             0,
@@ -1823,7 +1823,7 @@ mod tests {
 
     #[test]
     fn sla_is_judged_at_start_and_recorded_changes_stick() {
-        use crate::domain::sla::{SlaLevel, SlaSpec, SlaStatus};
+        use hodei_domain::sla::{SlaLevel, SlaSpec, SlaStatus};
         let mut state = setup(Quota::default(), 1);
         let with_sla = |id: &str, target: u64| {
             let mut found = job(id, 100, 0);

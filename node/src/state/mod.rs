@@ -22,7 +22,7 @@ pub fn encode_result(result: &CommandResult) -> Vec<u8> {
             // Every outcome is plain data; should one ever fail to encode, the caller
             // learns it from an error rather than every replica crashing on the entry.
             tracing::error!(%error, "a command's result could not be encoded");
-            let refusal: CommandResult = Err(crate::domain::DomainError::Conflict(format!(
+            let refusal: CommandResult = Err(hodei_domain::DomainError::Conflict(format!(
                 "the command's result could not be encoded: {error}"
             )));
             hodei_cluster::codec::encode(&refusal).unwrap_or_default()

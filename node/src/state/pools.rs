@@ -8,14 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use super::hodei_state::{DomainEvent, HodeiState, put_encoded};
 use super::jobs::{POOL_PREFIX, Release, key};
-use crate::domain::DomainError;
-use crate::domain::labels::Labels;
-use crate::domain::pool::{
+use crate::state::command::{CommandOutcome, CommandResult};
+use hodei_domain::DomainError;
+use hodei_domain::labels::Labels;
+use hodei_domain::pool::{
     DynamicSettings, Pool, PoolProvider, PoolState, PoolTransition, PoolType, StaticSettings,
 };
-use crate::domain::resources::Resources;
-use crate::domain::worker::WorkerState;
-use crate::state::command::{CommandOutcome, CommandResult};
+use hodei_domain::resources::Resources;
+use hodei_domain::worker::WorkerState;
 
 /// The fields of a pool a caller may change; `None` keeps the current value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

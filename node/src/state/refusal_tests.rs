@@ -8,21 +8,21 @@ use proptest::prelude::*;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::TryRecvError;
 
-use crate::domain::DomainError;
-use crate::domain::burst::{BurstPolicy, BurstRequest, EndReason};
-use crate::domain::dispatch::Assignment;
-use crate::domain::job::{CommandSpec, Job, JobSpec, JobState, Priority};
-use crate::domain::labels::Labels;
-use crate::domain::pool::{Pool, PoolAction, PoolProvider, PoolState, PoolType};
-use crate::domain::queue::{Queue, QueuePolicy};
-use crate::domain::quota::Quota;
-use crate::domain::resources::Resources;
-use crate::domain::tenant::{NewTenant, Tenant, TenantId, TenantPatch, Tier};
-use crate::domain::worker::WorkerState;
 use crate::state::command::{Command, CommandOutcome, CommandResult, CommandV1, StartReport};
 use crate::state::hodei_state::{DomainEvent, HodeiState};
 use crate::state::jobs::{RunOutcome, RunReport, WorkerRegistration};
 use crate::state::pools::PoolPatch;
+use hodei_domain::DomainError;
+use hodei_domain::burst::{BurstPolicy, BurstRequest, EndReason};
+use hodei_domain::dispatch::Assignment;
+use hodei_domain::job::{CommandSpec, Job, JobSpec, JobState, Priority};
+use hodei_domain::labels::Labels;
+use hodei_domain::pool::{Pool, PoolAction, PoolProvider, PoolState, PoolType};
+use hodei_domain::queue::{Queue, QueuePolicy};
+use hodei_domain::quota::Quota;
+use hodei_domain::resources::Resources;
+use hodei_domain::tenant::{NewTenant, Tenant, TenantId, TenantPatch, Tier};
+use hodei_domain::worker::WorkerState;
 
 const MINUTE: u64 = 60_000;
 

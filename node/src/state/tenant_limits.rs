@@ -5,15 +5,15 @@
 use hodei_cluster::WriteBatch;
 
 use super::hodei_state::{BURST_PREFIX, DomainEvent, HodeiState, put_encoded};
-use crate::domain::DomainError;
-use crate::domain::burst::{
+use crate::state::command::{CommandOutcome, CommandResult};
+use hodei_domain::DomainError;
+use hodei_domain::burst::{
     BurstPolicy, BurstRequest, BurstSession, BurstStatus, EndReason, check_global_pool,
     check_request, overage,
 };
-use crate::domain::quota::{Quota, Usage, exceeded_by_usage};
-use crate::domain::resources::Resources;
-use crate::domain::tenant::TenantId;
-use crate::state::command::{CommandOutcome, CommandResult};
+use hodei_domain::quota::{Quota, Usage, exceeded_by_usage};
+use hodei_domain::resources::Resources;
+use hodei_domain::tenant::TenantId;
 
 pub(super) fn burst_key(session: &BurstSession) -> Vec<u8> {
     format!("{BURST_PREFIX}{}/{}", session.tenant, session.id).into_bytes()
@@ -229,9 +229,9 @@ mod tests {
     use tokio::sync::broadcast;
 
     use super::*;
-    use crate::domain::burst::BurstRule;
-    use crate::domain::tenant::{NewTenant, Tier};
     use crate::state::command::{Command, CommandV1};
+    use hodei_domain::burst::BurstRule;
+    use hodei_domain::tenant::{NewTenant, Tier};
 
     const MINUTE: u64 = 60_000;
 

@@ -19,10 +19,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
 
 use crate::actors::now_ms;
-use crate::domain::labels::Labels;
-use crate::domain::resources::Resources;
 use crate::state::jobs::RunOutcome;
 use crate::worker::process::{ProcessEnd, ProcessSpec, run_process};
+use hodei_domain::labels::Labels;
+use hodei_domain::resources::Resources;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentSettings {

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::actors::{NodeContext, now_ms};
-use crate::domain::job::{Job, JobState};
 use crate::state::{CommandV1, DomainEvent};
+use hodei_domain::job::{Job, JobState};
 
 /// How often workers heartbeat and how many beats may be missed before a worker is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

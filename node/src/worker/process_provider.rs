@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use crate::domain::pool::Pool;
+use hodei_domain::pool::Pool;
 
 struct Spawned {
     pool: String,

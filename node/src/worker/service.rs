@@ -15,11 +15,11 @@ use tracing::{info, warn};
 use crate::actors::gateway::propose;
 use crate::actors::{NodeContext, now_ms};
 use crate::api::ApiError;
-use crate::domain::labels::Labels;
-use crate::domain::resources::Resources;
 use crate::state::jobs::{RunOutcome, RunReport, WorkerRegistration};
 use crate::state::{CommandOutcome, CommandV1};
 use crate::worker::hub::{Outbound, WorkerHub, cancel_message};
+use hodei_domain::labels::Labels;
+use hodei_domain::resources::Resources;
 
 pub struct WorkerGrpc {
     node: NodeContext,
@@ -106,7 +106,7 @@ impl WorkerService for WorkerGrpc {
         }
         let worker_id = register.worker_id.clone();
         let labels = Labels::from_iter(register.labels);
-        crate::domain::labels::validate_labels("labels", &labels)
+        hodei_domain::labels::validate_labels("labels", &labels)
             .map_err(|error| ApiError::from(error).to_status())?;
         let registration = WorkerRegistration {
             id: register.worker_id,

@@ -13,7 +13,7 @@ use crate::api::model::{
     ResourcesView, UpdateTenantInput,
 };
 use crate::api::{Consistency, Principal};
-use crate::domain::tenant::Tenant;
+use hodei_domain::tenant::Tenant;
 
 pub struct TenantGrpc {
     gateway: GatewayHandle,

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainError;
-use crate::domain::tenant::is_slug;
+use crate::DomainError;
+use crate::tenant::is_slug;
 
 pub const DEFAULT_QUEUE_ID: &str = "default";
 pub const MAX_QUEUE_POOLS: usize = 64;

@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainError;
-use crate::domain::labels::Labels;
-use crate::domain::resources::Resources;
-use crate::domain::tenant::is_slug;
+use crate::DomainError;
+use crate::labels::Labels;
+use crate::resources::Resources;
+use crate::tenant::is_slug;
 
 pub const MAX_WORKER_ID: usize = 128;
 

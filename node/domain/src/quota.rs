@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainError;
-use crate::domain::resources::Resources;
+use crate::DomainError;
+use crate::resources::Resources;
 
 /// Upper bounds that catch typos (a quota of 10^15 millicores is a mistake, not a plan).
 pub const MAX_CPU_M: u64 = 100_000_000;
@@ -78,7 +78,7 @@ impl Quota {
         }
         bounded("max_pending_jobs", self.max_pending_jobs, MAX_PENDING_JOBS)?;
         for (pool, limit) in &self.pool_limits {
-            if !crate::domain::tenant::is_slug(pool) {
+            if !crate::tenant::is_slug(pool) {
                 return Err(DomainError::invalid(
                     format!("pool_limits.{pool}"),
                     "pool ids match [a-z0-9][a-z0-9-]{0,62}",

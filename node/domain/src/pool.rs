@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainError;
-use crate::domain::resources::Resources;
+use crate::DomainError;
+use crate::resources::Resources;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -173,7 +173,7 @@ pub struct Pool {
     #[serde(default)]
     pub pool_type: PoolType,
     #[serde(default)]
-    pub labels: crate::domain::labels::Labels,
+    pub labels: crate::labels::Labels,
     /// How many workers a dynamic pool should have now (within [min, max]).
     #[serde(default)]
     pub desired_size: u32,
@@ -186,7 +186,7 @@ pub struct Pool {
     pub provisioning: ProvisioningCounts,
     /// The prices its jobs are billed at.
     #[serde(default)]
-    pub pricing: crate::domain::cost::Pricing,
+    pub pricing: crate::cost::Pricing,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -315,13 +315,13 @@ impl Pool {
             },
             dynamic_settings: DynamicSettings::default(),
             provisioning: ProvisioningCounts::default(),
-            pricing: crate::domain::cost::Pricing::default(),
+            pricing: crate::cost::Pricing::default(),
         }
     }
 
     /// Checks the values a caller set; names the field.
     pub fn validate(&self) -> Result<(), DomainError> {
-        crate::domain::worker::validate_pool_id("id", &self.id)?;
+        crate::worker::validate_pool_id("id", &self.id)?;
         if self.max_size == 0 || self.max_size > MAX_POOL_SIZE {
             return Err(DomainError::invalid(
                 "max_size",
@@ -402,7 +402,7 @@ impl Pool {
                 format!("must be at most {MAX_POOL_SIZE}"),
             ));
         }
-        crate::domain::labels::validate_labels("labels", &self.labels)
+        crate::labels::validate_labels("labels", &self.labels)
     }
 
     /// Applies a lifecycle action, recording it; an illegal one is a conflict naming the

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainError;
-use crate::domain::labels::{Labels, validate_labels};
-use crate::domain::resources::Resources;
-use crate::domain::sla::{SlaClock, SlaSpec, SlaStatus};
-use crate::domain::tenant::TenantId;
+use crate::DomainError;
+use crate::labels::{Labels, validate_labels};
+use crate::resources::Resources;
+use crate::sla::{SlaClock, SlaSpec, SlaStatus};
+use crate::tenant::TenantId;
 
 pub const MAX_ARGV: usize = 1_024;
 pub const MAX_ARG_BYTES: usize = 128 * 1024;

@@ -12,8 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::quota::{Quota, Usage};
-use crate::domain::resources::{Dimension, Resources};
+use crate::quota::{Quota, Usage};
+use crate::resources::{Dimension, Resources};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -4,9 +4,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainError;
-use crate::domain::labels::{Labels, validate_labels};
-use crate::domain::quota::Quota;
+use crate::DomainError;
+use crate::labels::{Labels, validate_labels};
+use crate::quota::Quota;
 
 pub const DEFAULT_TENANT_ID: &str = "default";
 pub const MIN_WEIGHT: f64 = 0.1;

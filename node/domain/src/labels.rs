@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::DomainError;
+use crate::DomainError;
 
 pub type Labels = BTreeMap<String, String>;
 

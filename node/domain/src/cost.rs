@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::resources::Resources;
+use crate::resources::Resources;
 
 const MS_PER_HOUR: u128 = 3_600_000;
 const MILLICORES_PER_CORE: u128 = 1_000;

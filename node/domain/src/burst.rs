@@ -17,9 +17,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::quota::Quota;
-use crate::domain::resources::Resources;
-use crate::domain::tenant::TenantId;
+use crate::quota::Quota;
+use crate::resources::Resources;
+use crate::tenant::TenantId;
 
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -142,8 +142,8 @@ pub struct BurstRequest {
 impl BurstPolicy {
     /// The configured defaults (150% ceiling, 60 min, 30 min cooldown, 3 a day, 20% pool,
     /// auto-approve up to 130%) over `capacity`: for tests of the rules.
-    #[cfg(test)]
-    pub(crate) fn defaults_for_tests(capacity: Resources) -> Self {
+    #[cfg(any(test, feature = "testing"))]
+    pub fn defaults_for_tests(capacity: Resources) -> Self {
         const MINUTE: u64 = 60_000;
         Self {
             enabled: true,

@@ -3,7 +3,7 @@
 //! (`../shared/docs/DOMAIN.md`, Queues and fair scheduling).
 //!
 //! Properties (each has a test):
-//! - every assignment is admitted by [`crate::domain::admission::admit`] against the
+//! - every assignment is admitted by [`crate::admission::admit`] against the
 //!   tenant's usage *including the assignments already planned*, and fits the free
 //!   capacity of its worker: a plan never oversubscribes a worker or exceeds a quota (the
 //!   state machine re-checks each assignment anyway, because the snapshot may be stale);
@@ -23,12 +23,12 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
-use crate::domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
-use crate::domain::job::Priority;
-use crate::domain::queue::QueuePolicy;
-use crate::domain::quota::{Quota, Usage};
-use crate::domain::resources::Resources;
-use crate::domain::tenant::TenantId;
+use crate::admission::{AdmissionInput, JobRequest, Verdict, admit};
+use crate::job::Priority;
+use crate::queue::QueuePolicy;
+use crate::quota::{Quota, Usage};
+use crate::resources::Resources;
+use crate::tenant::TenantId;
 
 /// How many jobs of one tenant are tried when its first cannot be placed.
 pub const LOOKAHEAD: usize = 16;

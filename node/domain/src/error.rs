@@ -22,7 +22,7 @@ pub enum DomainError {
     Exhausted(String),
     /// A burst request broke a governance rule.
     #[error("{0}")]
-    BurstRefused(crate::domain::burst::BurstRefusal),
+    BurstRefused(crate::burst::BurstRefusal),
 }
 
 impl DomainError {
