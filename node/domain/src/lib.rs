@@ -9,10 +9,12 @@ pub mod fairness;
 pub mod job;
 pub mod labels;
 pub mod pool;
+pub mod pool_sizing;
 pub mod queue;
 pub mod quota;
 pub mod resources;
 pub mod sla;
+pub mod starvation;
 pub mod tenant;
 pub mod worker;
 

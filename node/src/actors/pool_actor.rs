@@ -1,14 +1,7 @@
-//! One actor per pool on the leader. On a timer it brings the pool in line with its
-//! settings, through commands (the state machine records every decision):
-//! - static pool: fewer healthy workers than its size makes it `degraded`, and `active`
-//!   again when they return;
-//! - dynamic pool: starts workers through its provider until it has `desired_size`
-//!   (at most `max_provisioning` starting at once; a start that does not register within
-//!   `provision_timeout_s` is stopped, counted and retried with back-off), stops idle
-//!   workers beyond the desired size, and idle workers beyond `min_size` after
-//!   `idle_timeout_s` (lowering the desired size with them);
-//! - draining pool: once no job runs in it (or at `drain_timeout_s`, re-queueing what
-//!   still runs) its workers are stopped and it is `decommissioned`.
+//! One actor per pool on the leader. On a timer it reads the pool and its workers, asks
+//! the domain what to do (`hodei_domain::pool_sizing`: health, scaling, draining), starts
+//! and stops worker processes through the provider, and records every decision through
+//! commands (the state machine keeps them).
 //!
 //! Its decisions use the clock, so they live here, not in apply. The handler never awaits
 //! Raft: proposals run in tasks, with one round in flight at a time.
@@ -23,8 +16,9 @@ use crate::actors::gateway::propose;
 use crate::actors::{NodeContext, now_ms};
 use crate::state::CommandV1;
 use crate::state::pools::PoolPatch;
-use hodei_domain::pool::{Pool, PoolAction, PoolProvider, PoolState, PoolType};
-use hodei_domain::worker::{Worker, WorkerState};
+use hodei_domain::pool::{Pool, PoolAction, PoolProvider, PoolState};
+use hodei_domain::pool_sizing::{SizingDecision, Starting, decide};
+use hodei_domain::worker::Worker;
 
 const TICK: Duration = Duration::from_millis(500);
 
@@ -57,7 +51,7 @@ pub struct PoolActorState {
     unreported: (u64, u64),
 }
 
-/// What one round decided.
+/// One round: the domain's decision as commands, in the order it gives.
 #[derive(Debug, Default)]
 struct Round {
     commands: Vec<CommandV1>,
@@ -67,170 +61,51 @@ struct Round {
     start: u32,
 }
 
-fn idle_since_ms(worker: &Worker) -> Option<u64> {
-    (worker.state == WorkerState::Idle).then_some(worker.state_changed_at_ms)
-}
-
-/// The pool's decision for this round, from the state and the provider's children.
-fn decide(
-    pool: &Pool,
-    workers: &[Worker],
-    provisioning: &[(String, Instant)],
-    now_ms: u64,
-    provision_timeout_expired: &dyn Fn(&Instant) -> bool,
-) -> Round {
-    let mut round = Round::default();
-    let live: Vec<&Worker> = workers.iter().filter(|worker| worker.is_live()).collect();
-    let held: usize = workers.iter().map(|worker| worker.jobs.len()).sum();
-    match pool.state {
-        PoolState::Draining => {
-            let drain_started = pool
-                .history
-                .iter()
-                .rev()
-                .find(|step| step.to == PoolState::Draining)
-                .map(|step| step.at_ms)
-                .unwrap_or(now_ms);
-            let timed_out = now_ms.saturating_sub(drain_started)
-                >= pool.dynamic_settings.drain_timeout_s * 1_000;
-            if held > 0 && timed_out {
-                round.commands.push(CommandV1::ReleasePool {
-                    pool: pool.id.clone(),
-                    reason: format!(
-                        "drain timeout of {} s: re-queued",
-                        pool.dynamic_settings.drain_timeout_s
-                    ),
-                    at_ms: now_ms,
-                });
-            } else if held == 0 {
-                for worker in &live {
-                    round.commands.push(CommandV1::StopWorker {
-                        worker: worker.id.clone(),
-                        reason: "pool drained".to_string(),
-                        at_ms: now_ms,
-                    });
-                    round.kill.push(worker.id.clone());
-                }
-                round
-                    .kill
-                    .extend(provisioning.iter().map(|(worker, _)| worker.clone()));
-                round.commands.push(CommandV1::PoolLifecycle {
-                    pool: pool.id.clone(),
-                    action: PoolAction::Decommission,
-                    by: "hodei".to_string(),
-                    reason: "drained: no job runs in it and its workers are stopped".to_string(),
-                    at_ms: now_ms,
-                });
-            }
-        }
-        PoolState::Decommissioned => {
-            round
-                .kill
-                .extend(provisioning.iter().map(|(worker, _)| worker.clone()));
-        }
-        PoolState::Creating | PoolState::Suspended => {}
-        PoolState::Active | PoolState::Degraded => {
-            let size = match pool.pool_type {
-                PoolType::Static => pool.static_settings.size,
-                PoolType::Dynamic => pool.min_size,
-            };
-            let healthy = live.len() as u32;
-            let unhealthy = pool.state == PoolState::Active && healthy < size;
-            let recovered = pool.state == PoolState::Degraded && healthy >= size;
-            if pool.pool_type == PoolType::Static && (unhealthy || recovered) {
-                round.commands.push(CommandV1::PoolHealth {
-                    pool: pool.id.clone(),
-                    healthy,
-                    at_ms: now_ms,
-                });
-            }
-            if pool.pool_type == PoolType::Dynamic {
-                scale(
-                    pool,
-                    &live,
-                    provisioning,
-                    now_ms,
-                    provision_timeout_expired,
-                    &mut round,
-                );
-            }
-        }
-    }
-    round
-}
-
-fn scale(
-    pool: &Pool,
-    live: &[&Worker],
-    provisioning: &[(String, Instant)],
-    now_ms: u64,
-    provision_timeout_expired: &dyn Fn(&Instant) -> bool,
-    round: &mut Round,
-) {
-    let live_ids: BTreeSet<&str> = live.iter().map(|worker| worker.id.as_str()).collect();
-    let mut starting = 0u32;
-    for (worker, started) in provisioning {
-        if live_ids.contains(worker.as_str()) {
-            continue;
-        }
-        if provision_timeout_expired(started) {
-            round.kill.push(worker.clone());
-        } else {
-            starting += 1;
-        }
-    }
-    let desired = pool.desired_size.clamp(pool.min_size, pool.max_size);
-    let count = live.len() as u32;
-    if pool.provider == PoolProvider::Process && count + starting < desired {
-        let room = pool
-            .dynamic_settings
-            .max_provisioning
-            .saturating_sub(starting);
-        round.start = (desired - count - starting).min(room);
-    }
-    // Idle workers, longest idle first.
-    let mut idle: Vec<(&Worker, u64)> = live
-        .iter()
-        .filter_map(|worker| idle_since_ms(worker).map(|since| (*worker, since)))
-        .collect();
-    idle.sort_by_key(|(_, since)| *since);
-    let mut stopping = Vec::new();
-    // Above the desired size: stop idle workers now.
-    let surplus = count.saturating_sub(desired) as usize;
-    stopping.extend(idle.iter().take(surplus).map(|(worker, _)| *worker));
-    // Idle beyond min for longer than the idle timeout: stop, and lower the desired size.
-    let idle_timeout_ms = pool.dynamic_settings.idle_timeout_s * 1_000;
-    let mut lowered = 0u32;
-    for (worker, since) in idle.iter().skip(surplus) {
-        let remaining = count - stopping.len() as u32;
-        if remaining <= pool.min_size {
-            break;
-        }
-        if now_ms.saturating_sub(*since) >= idle_timeout_ms {
-            stopping.push(worker);
-            lowered += 1;
-        }
-    }
-    // The desired size is lowered first, so that nothing starts a replacement.
-    if lowered > 0 {
-        let desired_now = desired.saturating_sub(lowered).max(pool.min_size);
-        if desired_now != pool.desired_size {
-            round.commands.push(CommandV1::UpdatePool {
-                id: pool.id.clone(),
-                patch: PoolPatch {
-                    desired_size: Some(desired_now),
-                    ..PoolPatch::default()
-                },
-            });
-        }
-    }
-    for worker in stopping {
-        round.commands.push(CommandV1::StopWorker {
-            worker: worker.id.clone(),
-            reason: "scale-down: idle".to_string(),
+fn round_of(pool: &Pool, decision: SizingDecision, now_ms: u64) -> Round {
+    let mut commands = Vec::new();
+    if let Some(reason) = decision.release {
+        commands.push(CommandV1::ReleasePool {
+            pool: pool.id.clone(),
+            reason,
             at_ms: now_ms,
         });
-        round.kill.push(worker.id.clone());
+    }
+    if let Some(healthy) = decision.report_healthy {
+        commands.push(CommandV1::PoolHealth {
+            pool: pool.id.clone(),
+            healthy,
+            at_ms: now_ms,
+        });
+    }
+    if let Some(desired_size) = decision.lower_desired_to {
+        commands.push(CommandV1::UpdatePool {
+            id: pool.id.clone(),
+            patch: PoolPatch {
+                desired_size: Some(desired_size),
+                ..PoolPatch::default()
+            },
+        });
+    }
+    for (worker, reason) in decision.stop {
+        commands.push(CommandV1::StopWorker {
+            worker,
+            reason,
+            at_ms: now_ms,
+        });
+    }
+    if let Some(reason) = decision.decommission {
+        commands.push(CommandV1::PoolLifecycle {
+            pool: pool.id.clone(),
+            action: PoolAction::Decommission,
+            by: "hodei".to_string(),
+            reason,
+            at_ms: now_ms,
+        });
+    }
+    Round {
+        commands,
+        kill: decision.kill,
+        start: decision.start,
     }
 }
 
@@ -267,9 +142,15 @@ fn tick(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
             state.node.metrics.pool_provisioning(&pool.id, "succeeded");
         }
     }
-    let timeout = Duration::from_secs(pool.dynamic_settings.provision_timeout_s);
-    let expired = |started: &Instant| started.elapsed() >= timeout;
-    let round = decide(&pool, &workers, &provisioning, now_ms(), &expired);
+    let now = now_ms();
+    let starting: Vec<Starting> = provisioning
+        .iter()
+        .map(|(worker, started)| Starting {
+            worker: worker.clone(),
+            started_at_ms: now.saturating_sub(started.elapsed().as_millis() as u64),
+        })
+        .collect();
+    let round = round_of(&pool, decide(&pool, &workers, &starting, now), now);
     state.observable.provisioning = provisioning
         .iter()
         .filter(|(worker, _)| {
@@ -418,167 +299,5 @@ impl Actor for PoolActor {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet as Set;
-
-    use super::*;
-    use hodei_domain::labels::Labels;
-    use hodei_domain::resources::Resources;
-
-    fn worker(id: &str, state: WorkerState, since_ms: u64, jobs: usize) -> Worker {
-        Worker {
-            id: id.to_string(),
-            pool: "p".into(),
-            capacity: Resources::new(1_000, 1_000, 0),
-            labels: Labels::new(),
-            state,
-            simulated: false,
-            used: Resources::ZERO,
-            jobs: (0..jobs)
-                .map(|index| format!("{id}-job{index}"))
-                .collect::<Set<_>>(),
-            registered_at_ms: 0,
-            state_changed_at_ms: since_ms,
-        }
-    }
-
-    fn dynamic(min: u32, max: u32, desired: u32) -> Pool {
-        let mut pool = Pool::new(
-            "p",
-            PoolType::Dynamic,
-            PoolProvider::Process,
-            Resources::new(1_000, 1_000, 0),
-            min,
-            max,
-            0,
-        );
-        pool.desired_size = desired;
-        pool.dynamic_settings.idle_timeout_s = 10;
-        pool.dynamic_settings.max_provisioning = 3;
-        pool
-    }
-
-    fn never(_: &Instant) -> bool {
-        false
-    }
-
-    #[test]
-    fn grows_to_desired_with_at_most_max_provisioning_starting() {
-        let pool = dynamic(2, 6, 6);
-        let workers = [
-            worker("a", WorkerState::Busy, 0, 1),
-            worker("b", WorkerState::Busy, 0, 1),
-        ];
-        let round = decide(&pool, &workers, &[], 1_000, &never);
-        assert_eq!(round.start, 3, "4 missing, 3 at once");
-        let starting = [
-            ("c".to_string(), Instant::now()),
-            ("d".to_string(), Instant::now()),
-        ];
-        assert_eq!(decide(&pool, &workers, &starting, 1_000, &never).start, 1);
-    }
-
-    #[test]
-    fn idle_workers_beyond_min_stop_after_the_idle_timeout_and_desired_follows() {
-        let pool = dynamic(2, 6, 4);
-        let workers = [
-            worker("a", WorkerState::Idle, 0, 0),
-            worker("b", WorkerState::Idle, 0, 0),
-            worker("c", WorkerState::Idle, 9_000, 0),
-            worker("d", WorkerState::Busy, 0, 1),
-        ];
-        let round = decide(&pool, &workers, &[], 10_000, &never);
-        let stopped: Vec<&str> = round
-            .commands
-            .iter()
-            .filter_map(|command| match command {
-                CommandV1::StopWorker { worker, .. } => Some(worker.as_str()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(stopped, ["a", "b"], "c is idle for 1 s only; d is busy");
-        assert!(round.commands.iter().any(|command| matches!(
-            command,
-            CommandV1::UpdatePool { patch, .. } if patch.desired_size == Some(2)
-        )));
-    }
-
-    #[test]
-    fn a_start_that_times_out_is_killed_and_replaced() {
-        let pool = dynamic(1, 3, 1);
-        let always = |_: &Instant| true;
-        let round = decide(
-            &pool,
-            &[],
-            &[("slow".to_string(), Instant::now())],
-            0,
-            &always,
-        );
-        assert_eq!(round.kill, ["slow"]);
-        assert_eq!(round.start, 1);
-    }
-
-    #[test]
-    fn a_drain_waits_for_running_jobs_then_stops_workers_and_decommissions() {
-        let mut pool = dynamic(0, 3, 2);
-        pool.apply_action(PoolAction::Drain, "admin", "retire", 1_000)
-            .unwrap();
-        let busy = [
-            worker("a", WorkerState::Busy, 0, 1),
-            worker("b", WorkerState::Idle, 0, 0),
-        ];
-        assert!(decide(&pool, &busy, &[], 2_000, &never).commands.is_empty());
-        let at_timeout = decide(&pool, &busy, &[], 1_000 + 60_000, &never);
-        assert!(matches!(
-            at_timeout.commands[..],
-            [CommandV1::ReleasePool { .. }]
-        ));
-        let idle = [
-            worker("a", WorkerState::Idle, 0, 0),
-            worker("b", WorkerState::Idle, 0, 0),
-        ];
-        let done = decide(&pool, &idle, &[], 3_000, &never);
-        assert_eq!(done.kill, ["a", "b"]);
-        assert!(matches!(
-            done.commands.last(),
-            Some(CommandV1::PoolLifecycle {
-                action: PoolAction::Decommission,
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn a_static_pool_below_its_size_is_degraded_and_recovers() {
-        let mut pool = Pool::new(
-            "p",
-            PoolType::Static,
-            PoolProvider::Static,
-            Resources::new(1_000, 1_000, 0),
-            2,
-            2,
-            0,
-        );
-        let one = [
-            worker("a", WorkerState::Idle, 0, 0),
-            worker("b", WorkerState::Lost, 0, 0),
-        ];
-        assert!(matches!(
-            decide(&pool, &one, &[], 0, &never).commands[..],
-            [CommandV1::PoolHealth { healthy: 1, .. }]
-        ));
-        pool.state = PoolState::Degraded;
-        let two = [
-            worker("a", WorkerState::Idle, 0, 0),
-            worker("b", WorkerState::Idle, 0, 0),
-        ];
-        assert!(matches!(
-            decide(&pool, &two, &[], 0, &never).commands[..],
-            [CommandV1::PoolHealth { healthy: 2, .. }]
-        ));
     }
 }

@@ -21,11 +21,11 @@ use crate::actors::{NodeContext, now_ms};
 use crate::state::command::SlaUpdate;
 use crate::state::{CommandOutcome, CommandV1, HodeiState};
 use hodei_domain::dispatch::{
-    DispatchProblem, PendingJob, TenantSnapshot, Urgency, WorkerSlot, dominant_share,
-    next_assignments,
+    DispatchProblem, PendingJob, TenantSnapshot, Urgency, WorkerSlot, next_assignments,
 };
 use hodei_domain::resources::Resources;
 use hodei_domain::sla::{SlaStatus, evaluate};
+use hodei_domain::starvation::StarvationClock;
 use hodei_domain::tenant::{TenantId, TenantStatus};
 
 /// The most assignments in one plan (one Raft entry).
@@ -77,7 +77,7 @@ pub struct QueueActorState {
     /// A `Plan` message is on its way.
     scheduled: bool,
     /// Since when each backlogged tenant has been below its fair share.
-    below_fair_share_since: BTreeMap<TenantId, std::time::Instant>,
+    starvation_clock: StarvationClock,
     /// Tenants the starvation guard serves first.
     boosted: BTreeSet<TenantId>,
     /// How long below its fair share before a tenant is boosted.
@@ -303,33 +303,6 @@ fn snapshot(
     })
 }
 
-/// The starvation guard: a backlogged tenant whose dominant share has stayed below 90% of
-/// its fair share (w_i / sum of the backlogged tenants' weights) for `starvation` is
-/// boosted until it catches up.
-fn update_starvation(
-    below_since: &mut BTreeMap<TenantId, std::time::Instant>,
-    found: &Snapshot,
-    starvation: Duration,
-) -> BTreeSet<TenantId> {
-    let total_weight: f64 = found.tenants.values().map(|tenant| tenant.weight).sum();
-    let now = std::time::Instant::now();
-    below_since.retain(|tenant, _| found.tenants.contains_key(tenant));
-    let mut boosted = BTreeSet::new();
-    for (id, tenant) in &found.tenants {
-        let fair = tenant.weight / total_weight.max(f64::MIN_POSITIVE);
-        let actual = dominant_share(tenant.running_in_pools, found.capacity);
-        if actual >= fair * 0.9 {
-            below_since.remove(id);
-            continue;
-        }
-        let since = *below_since.entry(id.clone()).or_insert(now);
-        if now.duration_since(since) >= starvation {
-            boosted.insert(id.clone());
-        }
-    }
-    boosted
-}
-
 /// Commits the SLA status changes a due pass saw (at most one a second: a status moves in
 /// steps of seconds or more).
 fn record_sla_changes(state: &QueueActorState, changes: Vec<SlaUpdate>, due: bool) {
@@ -381,7 +354,12 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
         record_sla_changes(state, sla_changes, sla_due);
         return;
     }
-    state.boosted = update_starvation(&mut state.below_fair_share_since, &found, state.starvation);
+    state.boosted = state.starvation_clock.update(
+        &found.tenants,
+        found.capacity,
+        state.starvation.as_millis() as u64,
+        now_ms(),
+    );
     for (id, tenant) in found.tenants.iter_mut() {
         tenant.boosted = state.boosted.contains(id);
     }
@@ -455,7 +433,7 @@ impl Actor for QueueActor {
             },
             dirty: false,
             scheduled: false,
-            below_fair_share_since: BTreeMap::new(),
+            starvation_clock: StarvationClock::default(),
             boosted: BTreeSet::new(),
             starvation: node_starvation,
             last_sla_record: None,
@@ -511,33 +489,6 @@ impl Actor for QueueActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hodei_domain::quota::{Quota, Usage};
-
-    fn tenant(weight: f64, running_cpu_m: u64) -> TenantSnapshot {
-        TenantSnapshot {
-            quota: Quota::default(),
-            usage: Usage::default(),
-            active: true,
-            burst_percent: None,
-            weight,
-            running_in_pools: Resources::new(running_cpu_m, 0, 0),
-            boosted: false,
-        }
-    }
-
-    fn found(tenants: Vec<(&str, TenantSnapshot)>) -> Snapshot {
-        Snapshot {
-            sla_changes: Vec::new(),
-            policy: hodei_domain::queue::QueuePolicy::WeightedFair,
-            pending: Vec::new(),
-            workers: Vec::new(),
-            tenants: tenants
-                .into_iter()
-                .map(|(id, snapshot)| (TenantId::parse(id).unwrap(), snapshot))
-                .collect(),
-            capacity: Resources::new(10_000, 10_000, 0),
-        }
-    }
 
     #[test]
     fn dispatch_latency_counts_rooms_freed_while_short_of_room_oldest_first() {
@@ -566,26 +517,5 @@ mod tests {
             rooms.filled(1, at(80)).is_empty(),
             "no longer short of room"
         );
-    }
-
-    #[test]
-    fn a_tenant_below_its_fair_share_for_the_guard_period_is_boosted_until_it_catches_up() {
-        let mut below_since = BTreeMap::new();
-        let starving = found(vec![
-            ("rich", tenant(1.0, 9_000)),
-            ("poor", tenant(1.0, 1_000)),
-        ]);
-        // Below its share (0.1 < 0.9 x 0.5), but not for long enough yet.
-        assert!(update_starvation(&mut below_since, &starving, Duration::from_secs(60)).is_empty());
-        // With no guard period it is boosted at once; the other is not.
-        let boosted = update_starvation(&mut below_since, &starving, Duration::ZERO);
-        assert_eq!(boosted, BTreeSet::from([TenantId::parse("poor").unwrap()]));
-        // Once it has its share, the clock resets.
-        let even = found(vec![
-            ("rich", tenant(1.0, 5_000)),
-            ("poor", tenant(1.0, 5_000)),
-        ]);
-        assert!(update_starvation(&mut below_since, &even, Duration::ZERO).is_empty());
-        assert!(below_since.is_empty());
     }
 }
