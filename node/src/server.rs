@@ -28,13 +28,13 @@ use crate::actors::gateway::GatewayHandle;
 use crate::actors::metrics::{MetricsHub, MetricsMsg};
 use crate::actors::root::{RootMsg, RootSupervisor};
 use crate::actors::violations::ViolationLog;
+use crate::actors::workers::hub::{HeartbeatSettings, WorkerHub};
+use crate::actors::workers::process_provider::ProcessProvider;
+use crate::actors::workers::session::WorkerGrpc;
 use crate::actors::{Catalog, LimitSettings, NodeContext};
 use crate::api::Principal;
 use crate::api::grpc::{ClusterGrpc, JobGrpc, PoolGrpc, QueueGrpc, TenantGrpc};
 use crate::state::HodeiState;
-use crate::worker::hub::{HeartbeatSettings, WorkerHub};
-use crate::worker::process_provider::ProcessProvider;
-use crate::worker::service::WorkerGrpc;
 use hodei_domain::burst::BurstPolicy;
 use hodei_domain::pool::{Pool, PoolProvider, PoolType};
 use hodei_domain::queue::{Queue, QueuePolicy};
@@ -163,7 +163,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     });
     let leader_loops = vec![
         tokio::spawn(worker_hub.clone().run(node_context.clone())),
-        tokio::spawn(crate::worker::simulated::run(node_context.clone())),
+        tokio::spawn(crate::actors::workers::simulated::run(node_context.clone())),
     ];
     let worker_service = WorkerGrpc::new(node_context.clone(), worker_hub.clone());
     let (root, _) = Actor::spawn(None, RootSupervisor, node_context).await?;

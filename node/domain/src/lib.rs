@@ -13,6 +13,7 @@ pub mod pool_sizing;
 pub mod queue;
 pub mod quota;
 pub mod resources;
+pub mod run;
 pub mod sla;
 pub mod starvation;
 pub mod tenant;

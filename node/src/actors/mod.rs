@@ -20,6 +20,7 @@ pub mod queue_actor;
 pub mod root;
 pub mod tenant_actor;
 pub mod violations;
+pub mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +62,7 @@ pub struct NodeContext {
     /// The pools and queues a fresh cluster starts with (from config).
     pub catalog: Arc<Catalog>,
     /// The worker processes this node started for `process` pools.
-    pub processes: crate::worker::process_provider::ProcessProvider,
+    pub processes: crate::actors::workers::process_provider::ProcessProvider,
 }
 
 /// The configured pools and queues, created at bootstrap if missing.
@@ -83,10 +84,4 @@ impl NodeContext {
     }
 }
 
-/// Milliseconds since the Unix epoch, for the timestamps the gateway puts in commands.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;

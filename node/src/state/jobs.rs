@@ -17,7 +17,6 @@ use hodei_domain::admission::{AdmissionInput, JobRequest, ReasonCode, Verdict, a
 use hodei_domain::cost::run_cost_nanos;
 use hodei_domain::dispatch::Assignment;
 use hodei_domain::job::{Job, JobSpec, JobState, Priority};
-use hodei_domain::labels::Labels;
 use hodei_domain::pool::Pool;
 use hodei_domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy, validate_pool_list};
 use hodei_domain::quota::Usage;
@@ -34,8 +33,7 @@ pub(crate) const WORKER_PREFIX: &str = "worker/";
 /// How far back the dispatch log of each queue reaches.
 const DISPATCH_LOG_MS: u64 = 10 * 60_000;
 
-/// The most output kept per job (the tail).
-pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
+pub use hodei_domain::run::{OUTPUT_TAIL_BYTES, RunOutcome, RunReport, WorkerRegistration};
 
 pub(super) fn key(prefix: &str, id: &str) -> Vec<u8> {
     format!("{prefix}{id}").into_bytes()
@@ -77,42 +75,6 @@ pub(super) struct PlannedCancel {
     was_pending: bool,
     /// The worker that held it, which must stop it.
     worker: Option<String>,
-}
-
-/// How a run ended, as its worker reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunOutcome {
-    /// Exited with code 0.
-    Succeeded,
-    /// Exited with another code, was killed by a signal, or could not start.
-    Failed,
-    /// Killed after its `timeout_s`.
-    TimedOut,
-}
-
-/// A worker's report that a run ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunReport {
-    pub job: String,
-    pub attempt: u32,
-    pub worker: String,
-    pub outcome: RunOutcome,
-    pub exit_code: Option<i32>,
-    pub output_tail: String,
-    pub at_ms: u64,
-}
-
-/// What a worker declares when it (re-)registers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerRegistration {
-    pub id: String,
-    pub pool: String,
-    pub capacity: Resources,
-    pub labels: Labels,
-    pub simulated: bool,
-    /// The jobs it is running now (after a reconnect).
-    pub running: Vec<String>,
 }
 
 /// What apply says of one accepted job.
@@ -1390,6 +1352,7 @@ mod tests {
     use super::*;
     use crate::state::{Command, CommandV1};
     use hodei_domain::job::CommandSpec;
+    use hodei_domain::labels::Labels;
     use hodei_domain::pool::PoolProvider;
     use hodei_domain::quota::Quota;
     use hodei_domain::tenant::{NewTenant, Tier};

@@ -18,11 +18,11 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
 
-use crate::actors::now_ms;
-use crate::state::jobs::RunOutcome;
+use crate::clock::now_ms;
 use crate::worker::process::{ProcessEnd, ProcessSpec, run_process};
 use hodei_domain::labels::Labels;
 use hodei_domain::resources::Resources;
+use hodei_domain::run::RunOutcome;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentSettings {

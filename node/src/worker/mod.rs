@@ -1,9 +1,6 @@
-//! Workers: the agent (`hodei worker`) that runs jobs as child processes, the leader's
-//! side of its stream, and the simulated provider.
+//! The worker agent (`hodei worker`): it holds a stream to the leader, runs each job it is
+//! given as a child process and reports how it ended. It knows the wire (proto) and the
+//! domain only; the leader's side of the stream lives in `actors::workers`.
 
 pub mod agent;
-pub mod hub;
 pub mod process;
-pub mod process_provider;
-pub mod service;
-pub mod simulated;

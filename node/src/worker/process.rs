@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
 
-use crate::state::jobs::{OUTPUT_TAIL_BYTES, RunOutcome};
+use hodei_domain::run::{OUTPUT_TAIL_BYTES, RunOutcome};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessSpec {

@@ -13,11 +13,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
 
 use crate::actors::gateway::propose;
+use crate::actors::workers::hub::{Outbound, WorkerHub, cancel_message};
 use crate::actors::{NodeContext, now_ms};
 use crate::api::ApiError;
 use crate::state::jobs::{RunOutcome, RunReport, WorkerRegistration};
 use crate::state::{CommandOutcome, CommandV1};
-use crate::worker::hub::{Outbound, WorkerHub, cancel_message};
 use hodei_domain::labels::Labels;
 use hodei_domain::resources::Resources;
 
