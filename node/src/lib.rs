@@ -5,6 +5,7 @@ pub mod actors;
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod gateway;
 pub mod server;
 pub mod state;
 pub mod worker;

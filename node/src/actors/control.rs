@@ -445,8 +445,8 @@ mod tests {
     use super::*;
     use crate::actors::gateway::GatewayMsg;
     use crate::actors::tenant_actor::TenantObservableState;
-    use crate::api::model::CreateTenantInput;
-    use crate::api::{Principal, RequestContext, TraceId};
+    use crate::gateway::model::CreateTenantInput;
+    use crate::gateway::{Principal, RequestContext, TraceId};
 
     async fn start_node(folder: &std::path::Path) -> crate::server::NodeHandle {
         let config = ConfigLoader::new()

@@ -7,22 +7,24 @@ use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use hodei_cluster::ClusterStatus;
+use hodei_cluster::{ClusterStatus, CoreStop};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{Instrument, info};
 
 use crate::actors::gateway_limits::{LimitsReply, LimitsRequest};
 use crate::actors::{NodeContext, now_ms};
-use crate::api::model::{
-    CreateTenantInput, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageInput, UpdateTenantInput,
+use crate::gateway::model::{
+    ClusterDigestsView, ClusterMemberView, ClusterStatusView, CreateTenantInput, DEFAULT_PAGE_SIZE,
+    DigestView, HealthView, MAX_PAGE_SIZE, Page, PageInput, UpdateTenantInput,
 };
-use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
+use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestContext};
 use crate::state::{Command, CommandOutcome, CommandV1};
+use hodei_cluster::ClusterError;
 use hodei_domain::DomainError;
 use hodei_domain::tenant::{NewTenant, Tenant, TenantId, TenantPatch, TenantStatus, Tier};
 
-pub type Reply<T> = RpcReplyPort<Result<T, ApiError>>;
+pub type Reply<T> = RpcReplyPort<Result<T, GatewayError>>;
 
 pub enum GatewayMsg {
     CreateTenant {
@@ -54,17 +56,18 @@ pub enum GatewayMsg {
         cascade: bool,
         reply: Reply<TenantId>,
     },
+    /// This node's view of the cluster, and why its Raft core stopped if it did.
     ClusterStatus {
-        reply: RpcReplyPort<ClusterStatus>,
+        reply: RpcReplyPort<(ClusterStatusView, Option<CoreStop>)>,
     },
     /// The state digests at this node's last applied indexes.
     ClusterDigests {
-        reply: RpcReplyPort<Vec<hodei_cluster::DigestReading>>,
+        reply: RpcReplyPort<ClusterDigestsView>,
     },
     ClusterAdmin {
         context: RequestContext,
         operation: ClusterOperation,
-        reply: Reply<ClusterStatus>,
+        reply: Reply<ClusterStatusView>,
     },
     /// Jobs, queues and workers.
     Jobs {
@@ -137,26 +140,26 @@ impl GatewayHandle {
     /// Sends one request and waits for its answer.
     pub async fn ask<T: Send + 'static>(
         &self,
-        build: impl FnOnce(RpcReplyPort<Result<T, ApiError>>) -> GatewayMsg,
-    ) -> Result<T, ApiError> {
+        build: impl FnOnce(RpcReplyPort<Result<T, GatewayError>>) -> GatewayMsg,
+    ) -> Result<T, GatewayError> {
         let timeout = *self
             .call_timeout
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         match self.current().call(build, Some(timeout)).await {
             Ok(CallResult::Success(result)) => result,
-            Ok(CallResult::Timeout) => Err(ApiError::new(
+            Ok(CallResult::Timeout) => Err(GatewayError::new(
                 ErrorCode::Timeout,
                 format!("no answer within {} ms", timeout.as_millis()),
             )),
             Ok(CallResult::SenderError) | Err(_) => {
-                Err(ApiError::unavailable("the gateway is restarting", 1))
+                Err(GatewayError::unavailable("the gateway is restarting", 1))
             }
         }
     }
 
-    /// This node's view of the cluster.
-    pub async fn cluster_digests(&self) -> Result<Vec<hodei_cluster::DigestReading>, ApiError> {
+    /// The state digests at this node's last applied indexes.
+    pub async fn cluster_digests(&self) -> Result<ClusterDigestsView, GatewayError> {
         match self
             .current()
             .call(
@@ -166,11 +169,11 @@ impl GatewayHandle {
             .await
         {
             Ok(CallResult::Success(digests)) => Ok(digests),
-            _ => Err(ApiError::unavailable("the gateway is restarting", 1)),
+            _ => Err(GatewayError::unavailable("the gateway is restarting", 1)),
         }
     }
 
-    pub async fn cluster_status(&self) -> Result<ClusterStatus, ApiError> {
+    async fn status_and_stop(&self) -> Result<(ClusterStatusView, Option<CoreStop>), GatewayError> {
         match self
             .current()
             .call(
@@ -180,8 +183,29 @@ impl GatewayHandle {
             .await
         {
             Ok(CallResult::Success(status)) => Ok(status),
-            _ => Err(ApiError::unavailable("the gateway is restarting", 1)),
+            _ => Err(GatewayError::unavailable("the gateway is restarting", 1)),
         }
+    }
+
+    /// This node's view of the cluster.
+    pub async fn cluster_status(&self) -> Result<ClusterStatusView, GatewayError> {
+        Ok(self.status_and_stop().await?.0)
+    }
+
+    /// Whether this node serves: an error (503) once its Raft core stopped.
+    pub async fn health(&self) -> Result<HealthView, GatewayError> {
+        let (status, stop) = self.status_and_stop().await?;
+        if let Some(stop) = &stop {
+            return Err(core_stopped(stop));
+        }
+        Ok(HealthView {
+            status: "ok".to_string(),
+            ready: status.leader_id.is_some(),
+            node_id: status.node_id,
+            role: status.role,
+            leader_id: status.leader_id,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        })
     }
 }
 
@@ -299,10 +323,24 @@ impl Actor for GatewayActor {
                 );
             }
             GatewayMsg::ClusterStatus { reply } => {
-                let _ = reply.send(node.raft.status());
+                let status = node.raft.status();
+                let _ = reply.send((status_view(&status), status.core_stop));
             }
             GatewayMsg::ClusterDigests { reply } => {
-                let _ = reply.send(node.raft.recent_digests());
+                let _ = reply.send(ClusterDigestsView {
+                    node_id: node.raft.status().node_id,
+                    digests: node
+                        .raft
+                        .recent_digests()
+                        .into_iter()
+                        .filter_map(|reading| {
+                            reading.index.map(|index| DigestView {
+                                index,
+                                state_digest: reading.digest.to_hex(),
+                            })
+                        })
+                        .collect(),
+                });
             }
         }
         Ok(())
@@ -313,11 +351,11 @@ impl Actor for GatewayActor {
 fn answer_measured<T, F>(
     node: &NodeContext,
     operation: &'static str,
-    reply: RpcReplyPort<Result<T, ApiError>>,
+    reply: RpcReplyPort<Result<T, GatewayError>>,
     work: F,
 ) where
     T: Send + 'static,
-    F: Future<Output = Result<T, ApiError>> + Send + 'static,
+    F: Future<Output = Result<T, GatewayError>> + Send + 'static,
 {
     let metrics = node.metrics.clone();
     let started = std::time::Instant::now();
@@ -351,7 +389,7 @@ where
     );
 }
 
-pub(crate) fn require_admin(context: &RequestContext, action: &str) -> Result<(), ApiError> {
+pub(crate) fn require_admin(context: &RequestContext, action: &str) -> Result<(), GatewayError> {
     if context.principal.is_admin() {
         Ok(())
     } else {
@@ -363,7 +401,10 @@ pub(crate) fn require_admin(context: &RequestContext, action: &str) -> Result<()
     }
 }
 
-pub(crate) fn require_access(context: &RequestContext, tenant: &TenantId) -> Result<(), ApiError> {
+pub(crate) fn require_access(
+    context: &RequestContext,
+    tenant: &TenantId,
+) -> Result<(), GatewayError> {
     if context.principal.may_access(tenant) {
         Ok(())
     } else {
@@ -382,7 +423,7 @@ pub(crate) fn require_access(context: &RequestContext, tenant: &TenantId) -> Res
 pub(crate) async fn propose(
     node: &NodeContext,
     command: CommandV1,
-) -> Result<CommandOutcome, ApiError> {
+) -> Result<CommandOutcome, GatewayError> {
     propose_with_id(node, command, None).await
 }
 
@@ -392,7 +433,7 @@ pub(crate) async fn propose_for(
     node: &NodeContext,
     context: &RequestContext,
     command: CommandV1,
-) -> Result<CommandOutcome, ApiError> {
+) -> Result<CommandOutcome, GatewayError> {
     propose_with_id(node, command, Some(context.dedup_id())).await
 }
 
@@ -400,19 +441,19 @@ async fn propose_with_id(
     node: &NodeContext,
     command: CommandV1,
     request_id: Option<String>,
-) -> Result<CommandOutcome, ApiError> {
+) -> Result<CommandOutcome, GatewayError> {
     let response = node
         .raft
         .propose(Command::V1(command).encode(), request_id)
         .await?;
     let result = crate::state::decode_result(&response).map_err(|error| {
-        ApiError::internal(format!("undecodable state machine response: {error}"))
+        GatewayError::internal(format!("undecodable state machine response: {error}"))
     })?;
-    result.map_err(ApiError::from)
+    result.map_err(GatewayError::from)
 }
 
 /// What a caller is told by a node whose Raft core stopped (health and reads alike).
-pub fn core_stopped(stop: &hodei_cluster::CoreStop) -> ApiError {
+pub fn core_stopped(stop: &hodei_cluster::CoreStop) -> GatewayError {
     let detail = match stop {
         hodei_cluster::CoreStop::Removed => {
             "node removed: this node was removed from the cluster and stops; ask another member"
@@ -422,13 +463,13 @@ pub fn core_stopped(stop: &hodei_cluster::CoreStop) -> ApiError {
             "node failed: {reason}; it exits so that its supervisor restarts it from what it stored; ask another member"
         ),
     };
-    ApiError::unavailable(detail, 5)
+    GatewayError::unavailable(detail, 5)
 }
 
 pub(crate) async fn read_barrier(
     node: &NodeContext,
     consistency: Consistency,
-) -> Result<(), ApiError> {
+) -> Result<(), GatewayError> {
     // A node whose core stopped may hold applied state it could not store: it serves
     // no read of it, stale or not.
     if let Some(stop) = &node.raft.core_stop() {
@@ -440,23 +481,23 @@ pub(crate) async fn read_barrier(
             .raft
             .ensure_linearizable()
             .await
-            .map_err(ApiError::from),
+            .map_err(GatewayError::from),
     }
 }
 
-fn unexpected(outcome: CommandOutcome) -> ApiError {
-    ApiError::internal(format!("unexpected state machine outcome: {outcome:?}"))
+fn unexpected(outcome: CommandOutcome) -> GatewayError {
+    GatewayError::internal(format!("unexpected state machine outcome: {outcome:?}"))
 }
 
-fn parse_tenant_id(raw: &str) -> Result<TenantId, ApiError> {
-    TenantId::parse(raw).map_err(ApiError::from)
+fn parse_tenant_id(raw: &str) -> Result<TenantId, GatewayError> {
+    TenantId::parse(raw).map_err(GatewayError::from)
 }
 
 async fn create_tenant(
     node: NodeContext,
     context: RequestContext,
     input: CreateTenantInput,
-) -> Result<Tenant, ApiError> {
+) -> Result<Tenant, GatewayError> {
     require_admin(&context, "creating a tenant")?;
     let tier = match input.tier.as_deref() {
         None | Some("") => Tier::default(),
@@ -485,7 +526,7 @@ async fn get_tenant(
     context: RequestContext,
     id: String,
     consistency: Consistency,
-) -> Result<Tenant, ApiError> {
+) -> Result<Tenant, GatewayError> {
     let id = parse_tenant_id(&id)?;
     require_access(&context, &id)?;
     read_barrier(&node, consistency).await?;
@@ -498,12 +539,12 @@ async fn list_tenants(
     context: RequestContext,
     page: PageInput,
     consistency: Consistency,
-) -> Result<Page<Tenant>, ApiError> {
+) -> Result<Page<Tenant>, GatewayError> {
     let limit = match page.limit {
         None => DEFAULT_PAGE_SIZE,
         Some(limit) if (1..=MAX_PAGE_SIZE).contains(&limit) => limit,
         Some(limit) => {
-            return Err(ApiError::invalid(
+            return Err(GatewayError::invalid(
                 "limit",
                 format!("must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
             ));
@@ -513,7 +554,7 @@ async fn list_tenants(
         None | Some("") => None,
         Some(cursor) => Some(
             TenantId::parse(cursor)
-                .map_err(|_| ApiError::invalid("cursor", "not a cursor this list returned"))?,
+                .map_err(|_| GatewayError::invalid("cursor", "not a cursor this list returned"))?,
         ),
     };
     read_barrier(&node, consistency).await?;
@@ -543,7 +584,7 @@ async fn update_tenant(
     context: RequestContext,
     id: String,
     input: UpdateTenantInput,
-) -> Result<Tenant, ApiError> {
+) -> Result<Tenant, GatewayError> {
     let id = parse_tenant_id(&id)?;
     require_admin(&context, "updating a tenant")?;
     let patch = TenantPatch {
@@ -562,7 +603,7 @@ async fn update_tenant(
             .transpose()?,
     };
     if patch.is_empty() {
-        return Err(ApiError::new(
+        return Err(GatewayError::new(
             ErrorCode::Unprocessable,
             "the update sets no field: give at least one of display_name, tier, weight, labels, status",
         ));
@@ -592,7 +633,7 @@ async fn delete_tenant(
     context: RequestContext,
     id: String,
     cascade: bool,
-) -> Result<TenantId, ApiError> {
+) -> Result<TenantId, GatewayError> {
     let id = parse_tenant_id(&id)?;
     require_admin(&context, "deleting a tenant")?;
     match propose_for(
@@ -618,7 +659,7 @@ async fn cluster_admin(
     node: NodeContext,
     context: RequestContext,
     operation: ClusterOperation,
-) -> Result<ClusterStatus, ApiError> {
+) -> Result<ClusterStatusView, GatewayError> {
     require_admin(&context, "changing the cluster")?;
     match operation {
         ClusterOperation::Init => {
@@ -629,10 +670,10 @@ async fn cluster_admin(
         ClusterOperation::AddMember { node_id, addr } => {
             info!(node_id, %addr, principal = %context.principal, "adding a cluster member");
             if node_id == 0 {
-                return Err(ApiError::invalid("node_id", "must be >= 1"));
+                return Err(GatewayError::invalid("node_id", "must be >= 1"));
             }
             hodei_config::parse_peer(&format!("{node_id}@{addr}"))
-                .map_err(|rule| ApiError::invalid("addr", rule))?;
+                .map_err(|rule| GatewayError::invalid("addr", rule))?;
             node.raft.add_member(node_id, addr).await?;
         }
         ClusterOperation::RemoveMember { node_id } => {
@@ -644,5 +685,79 @@ async fn cluster_admin(
             node.raft.transfer_leader(node_id).await?;
         }
     }
-    Ok(node.raft.status())
+    Ok(status_view(&node.raft.status()))
+}
+
+/// Raft's view of the cluster as the gateway shows it.
+pub fn status_view(status: &ClusterStatus) -> ClusterStatusView {
+    ClusterStatusView {
+        cluster_id: status.cluster_id.clone(),
+        node_id: status.node_id,
+        addr: status.addr.clone(),
+        initialized: status.initialized,
+        role: status.role.to_string(),
+        term: status.term,
+        leader_id: status.leader_id,
+        last_log_index: status.last_log_index,
+        last_applied_index: status.last_applied_index,
+        snapshot_index: status.snapshot_index,
+        state_digest: status.state_digest.clone(),
+        digest_index: status.digest_index,
+        members: status
+            .members
+            .iter()
+            .map(|member| ClusterMemberView {
+                node_id: member.node_id,
+                addr: member.addr.clone(),
+                api_addr: member.api_addr.clone(),
+                role: if member.voter { "voter" } else { "learner" }.to_string(),
+                matched_index: member.matched_index,
+                lag: member.lag,
+            })
+            .collect(),
+    }
+}
+
+/// Raft's errors as the gateway reports them.
+impl From<ClusterError> for GatewayError {
+    fn from(error: ClusterError) -> Self {
+        match &error {
+            ClusterError::NotLeader { .. } | ClusterError::Unavailable(_) => {
+                GatewayError::unavailable(error.to_string(), 1)
+            }
+            ClusterError::NotInitialized => GatewayError::unavailable(error.to_string(), 5),
+            ClusterError::AlreadyMember(_) => {
+                GatewayError::new(ErrorCode::AlreadyExists, error.to_string())
+            }
+            ClusterError::NotMember(_) => GatewayError::new(ErrorCode::NotFound, error.to_string()),
+            ClusterError::Refused(_) => GatewayError::new(ErrorCode::Conflict, error.to_string()),
+            ClusterError::Invalid(_) => {
+                GatewayError::new(ErrorCode::Unprocessable, error.to_string())
+            }
+            ClusterError::Storage(_) | ClusterError::Fatal(_) => {
+                GatewayError::internal(error.to_string())
+            }
+            ClusterError::OutcomeUnknown { request_id, .. } => GatewayError {
+                request_id: request_id
+                    .as_deref()
+                    .map(|id| id.split_once('/').map_or(id, |(_, own)| own).to_string()),
+                ..GatewayError::new(ErrorCode::OutcomeUnknown, error.to_string())
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod cluster_error_tests {
+    use super::*;
+
+    #[test]
+    fn not_leader_is_retryable_unavailable() {
+        let error = GatewayError::from(ClusterError::NotLeader {
+            leader_id: None,
+            leader_addr: None,
+        });
+        assert_eq!(error.code, ErrorCode::Unavailable);
+        assert_eq!(error.retry_after_s, Some(1));
+    }
 }

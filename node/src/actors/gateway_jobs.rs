@@ -7,18 +7,18 @@ use tracing::info;
 use crate::actors::gateway::{propose_for, read_barrier, require_access, require_admin};
 use crate::actors::gateway_reports;
 use crate::actors::{NodeContext, now_ms};
-use crate::api::job_model::{
+use crate::gateway::job_model::{
     BatchItemView, BatchView, CreatePoolInput, CreateQueueInput, DynamicInput, DynamicSettingsView,
     JobFilter, JobLogsView, JobPageView, JobView, MAX_BATCH, PoolActionInput, PoolLifecycleView,
     PoolListView, PoolView, QueueListView, QueueView, StaticInput, StaticSettingsView,
     SubmitJobInput, SubmittedJobView, UpdatePoolInput, UpdateQueueInput, WorkerListView,
     WorkerView,
 };
-use crate::api::model::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageInput};
-use crate::api::report_model::{
+use crate::gateway::model::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageInput};
+use crate::gateway::report_model::{
     FairShareView, JobPositionView, JobSlaView, QueueStatusListView, SlaSummaryView,
 };
-use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
+use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestContext};
 use crate::state::jobs::SubmittedJob;
 use crate::state::pools::PoolPatch;
 use crate::state::{CommandOutcome, CommandV1, DomainEvent, HodeiState};
@@ -209,7 +209,7 @@ pub enum JobsReply {
     Pool(PoolView),
     Lifecycle(PoolLifecycleView),
     PoolDeleted(String),
-    PoolMetrics(Box<crate::api::report_model::PoolMetricsView>),
+    PoolMetrics(Box<crate::gateway::report_model::PoolMetricsView>),
     Static(StaticSettingsView),
     Dynamic(DynamicSettingsView),
     FairShare(FairShareView),
@@ -223,7 +223,7 @@ pub async fn handle(
     node: NodeContext,
     context: RequestContext,
     request: JobsRequest,
-) -> Result<JobsReply, ApiError> {
+) -> Result<JobsReply, GatewayError> {
     match request {
         JobsRequest::Submit { input } => submit(&node, &context, *input).await,
         JobsRequest::SubmitBatch { inputs } => submit_batch(&node, &context, inputs).await,
@@ -296,7 +296,7 @@ pub async fn handle(
                 .map(|raw| QueuePolicy::parse("policy", raw))
                 .transpose()?;
             if input.pools.is_none() && policy.is_none() {
-                return Err(ApiError::new(
+                return Err(GatewayError::new(
                     ErrorCode::Unprocessable,
                     "the update sets no field: give pools or policy",
                 ));
@@ -385,7 +385,7 @@ pub async fn handle(
                 ..PoolPatch::default()
             };
             if patch.is_empty() {
-                return Err(ApiError::new(
+                return Err(GatewayError::new(
                     ErrorCode::Unprocessable,
                     "the update sets no field: give min_size, max_size, worker_shape or labels",
                 ));
@@ -414,7 +414,7 @@ pub async fn handle(
             };
             for (index, worker) in settings.expected_workers.iter().enumerate() {
                 validate_worker_id(worker).map_err(|_| {
-                    ApiError::invalid(
+                    GatewayError::invalid(
                         format!("expected_workers[{index}]"),
                         "1-128 characters of [A-Za-z0-9._-]",
                     )
@@ -431,7 +431,7 @@ pub async fn handle(
             require_admin(&context, "changing a pool")?;
             let current = node
                 .read(|state| state.pool(&id).cloned())
-                .ok_or_else(|| ApiError::from(DomainError::not_found("pool", id.clone())))?;
+                .ok_or_else(|| GatewayError::from(DomainError::not_found("pool", id.clone())))?;
             let mut settings = current.dynamic_settings.clone();
             settings.idle_timeout_s = input.idle_timeout_s.unwrap_or(settings.idle_timeout_s);
             settings.provision_timeout_s = input
@@ -446,7 +446,7 @@ pub async fn handle(
                 .map(|raw| PoolProvider::parse("provider", raw))
                 .transpose()?;
             if provider == Some(PoolProvider::Static) {
-                return Err(ApiError::invalid(
+                return Err(GatewayError::invalid(
                     "provider",
                     "a dynamic pool needs a provider that starts workers: process or simulated",
                 ));
@@ -480,7 +480,7 @@ pub async fn handle(
                 None => node.limits.fair_share_window.as_millis() as u64,
                 Some(seconds) if (1..=86_400).contains(&seconds) => seconds * 1_000,
                 Some(seconds) => {
-                    return Err(ApiError::invalid(
+                    return Err(GatewayError::invalid(
                         "window_s",
                         format!("must be between 1 and 86400, got {seconds}"),
                     ));
@@ -489,7 +489,7 @@ pub async fn handle(
             read_barrier(&node, consistency).await?;
             node.read(|state| {
                 let found = state.queue(&queue).ok_or_else(|| {
-                    ApiError::from(DomainError::not_found("queue", queue.clone()))
+                    GatewayError::from(DomainError::not_found("queue", queue.clone()))
                 })?;
                 Ok(JobsReply::FairShare(gateway_reports::fair_share(
                     state,
@@ -505,7 +505,7 @@ pub async fn handle(
             node.read(|state| {
                 let queues: Vec<&Queue> = match &queue {
                     Some(id) => vec![state.queue(id).ok_or_else(|| {
-                        ApiError::from(DomainError::not_found("queue", id.clone()))
+                        GatewayError::from(DomainError::not_found("queue", id.clone()))
                     })?],
                     None => state.queues().collect(),
                 };
@@ -539,7 +539,7 @@ pub async fn handle(
                 gateway_reports::job_sla(state, job, now_ms(), window_ms)
                     .map(JobsReply::JobSla)
                     .ok_or_else(|| {
-                        ApiError::new(
+                        GatewayError::new(
                             ErrorCode::NotFound,
                             format!("job `{id}` has no SLA: give `sla` when submitting it"),
                         )
@@ -589,8 +589,8 @@ pub async fn handle(
     }
 }
 
-fn unexpected(outcome: CommandOutcome) -> ApiError {
-    ApiError::internal(format!("unexpected state machine outcome: {outcome:?}"))
+fn unexpected(outcome: CommandOutcome) -> GatewayError {
+    GatewayError::internal(format!("unexpected state machine outcome: {outcome:?}"))
 }
 
 /// The job without the costly position; lists and submit answers.
@@ -598,10 +598,10 @@ pub fn job_summary_view(job: &Job) -> JobView {
     JobView::new(job, None, None)
 }
 
-fn static_view(state: &HodeiState, id: &str) -> Result<JobsReply, ApiError> {
+fn static_view(state: &HodeiState, id: &str) -> Result<JobsReply, GatewayError> {
     let pool = state
         .pool(id)
-        .ok_or_else(|| ApiError::from(DomainError::not_found("pool", id)))?;
+        .ok_or_else(|| GatewayError::from(DomainError::not_found("pool", id)))?;
     if pool.pool_type != PoolType::Static {
         return Err(DomainError::Conflict(format!(
             "pool `{id}` is dynamic: it has no static settings"
@@ -616,10 +616,10 @@ fn static_view(state: &HodeiState, id: &str) -> Result<JobsReply, ApiError> {
     }))
 }
 
-fn dynamic_view(state: &HodeiState, id: &str) -> Result<JobsReply, ApiError> {
+fn dynamic_view(state: &HodeiState, id: &str) -> Result<JobsReply, GatewayError> {
     let pool = state
         .pool(id)
-        .ok_or_else(|| ApiError::from(DomainError::not_found("pool", id)))?;
+        .ok_or_else(|| GatewayError::from(DomainError::not_found("pool", id)))?;
     if pool.pool_type != PoolType::Dynamic {
         return Err(DomainError::Conflict(format!(
             "pool `{id}` is static: it has no dynamic settings"
@@ -647,7 +647,7 @@ async fn update_pool(
     context: &RequestContext,
     id: String,
     patch: PoolPatch,
-) -> Result<JobsReply, ApiError> {
+) -> Result<JobsReply, GatewayError> {
     match propose_for(node, context, CommandV1::UpdatePool { id, patch }).await? {
         CommandOutcome::Pool(pool) => {
             Ok(JobsReply::Pool(node.read(|state| pool_view(state, &pool))))
@@ -660,7 +660,7 @@ async fn create_pool(
     node: &NodeContext,
     context: &RequestContext,
     input: CreatePoolInput,
-) -> Result<JobsReply, ApiError> {
+) -> Result<JobsReply, GatewayError> {
     require_admin(context, "creating a pool")?;
     let provider = match input.provider.as_deref() {
         None | Some("") => PoolProvider::Static,
@@ -738,9 +738,9 @@ fn build_job(
     node: &NodeContext,
     context: &RequestContext,
     input: SubmitJobInput,
-) -> Result<Job, ApiError> {
+) -> Result<Job, GatewayError> {
     let tenant = match (input.tenant.as_deref(), &context.principal) {
-        (Some(raw), _) if !raw.is_empty() => TenantId::parse(raw).map_err(ApiError::from)?,
+        (Some(raw), _) if !raw.is_empty() => TenantId::parse(raw).map_err(GatewayError::from)?,
         (_, Principal::Tenant(own)) => own.clone(),
         (_, Principal::Admin) => TenantId::default_tenant(),
     };
@@ -777,7 +777,7 @@ fn build_job(
         pool_selector: input.pool_selector,
         sla: input
             .sla
-            .map(|sla| -> Result<SlaSpec, ApiError> {
+            .map(|sla| -> Result<SlaSpec, GatewayError> {
                 Ok(SlaSpec {
                     level: SlaLevel::parse("sla.level", &sla.level)?,
                     start_by_ms: sla.start_by_ms,
@@ -831,20 +831,20 @@ async fn stored_job(
     node: &NodeContext,
     sent: &Job,
     submitted: &SubmittedJob,
-) -> Result<Job, ApiError> {
+) -> Result<Job, GatewayError> {
     if submitted.earlier.is_some() || submitted.id == sent.id {
         return Ok(sent.clone());
     }
     read_barrier(node, Consistency::Linearizable).await?;
     node.read(|state| state.job(&submitted.id).cloned())
-        .ok_or_else(|| ApiError::from(DomainError::not_found("job", submitted.id.clone())))
+        .ok_or_else(|| GatewayError::from(DomainError::not_found("job", submitted.id.clone())))
 }
 
 async fn submit(
     node: &NodeContext,
     context: &RequestContext,
     input: SubmitJobInput,
-) -> Result<JobsReply, ApiError> {
+) -> Result<JobsReply, GatewayError> {
     let job = build_job(node, context, input)?;
     let command = CommandV1::SubmitJobs {
         jobs: vec![job.clone()],
@@ -864,11 +864,11 @@ async fn submit_batch(
     node: &NodeContext,
     context: &RequestContext,
     inputs: Vec<SubmitJobInput>,
-) -> Result<JobsReply, ApiError> {
+) -> Result<JobsReply, GatewayError> {
     if inputs.len() > MAX_BATCH {
-        return Err(ApiError {
+        return Err(GatewayError {
             field: Some("jobs".to_string()),
-            ..ApiError::new(
+            ..GatewayError::new(
                 ErrorCode::PayloadTooLarge,
                 format!(
                     "jobs: at most {MAX_BATCH} jobs in one batch, got {}",
@@ -878,9 +878,9 @@ async fn submit_batch(
         });
     }
     if inputs.is_empty() {
-        return Err(ApiError::invalid("jobs", "must hold at least one job"));
+        return Err(GatewayError::invalid("jobs", "must hold at least one job"));
     }
-    let mut results: Vec<Option<Result<SubmittedJobView, ApiError>>> = Vec::new();
+    let mut results: Vec<Option<Result<SubmittedJobView, GatewayError>>> = Vec::new();
     let mut jobs = Vec::new();
     for input in inputs {
         match build_job(node, context, input) {
@@ -898,7 +898,7 @@ async fn submit_batch(
         };
         let CommandOutcome::JobsSubmitted(applied) = propose_for(node, context, command).await?
         else {
-            return Err(ApiError::internal("unexpected state machine outcome"));
+            return Err(GatewayError::internal("unexpected state machine outcome"));
         };
         let mut applied = applied.into_iter().zip(&jobs);
         for slot in results.iter_mut().filter(|slot| slot.is_none()) {
@@ -909,7 +909,7 @@ async fn submit_batch(
                 Ok(submitted) => stored_job(node, sent, &submitted)
                     .await
                     .map(|stored| submitted_view(&stored, &submitted)),
-                Err(error) => Err(ApiError::from(error)),
+                Err(error) => Err(GatewayError::from(error)),
             });
         }
     }
@@ -942,7 +942,7 @@ async fn submit_batch(
                     field: error.field.clone(),
                 });
             }
-            None => return Err(ApiError::internal("a batch result is missing")),
+            None => return Err(GatewayError::internal("a batch result is missing")),
         }
     }
     info!(accepted = view.accepted, refused = view.refused, principal = %context.principal, "job batch submitted");
@@ -955,12 +955,12 @@ async fn list_jobs(
     filter: JobFilter,
     page: PageInput,
     consistency: Consistency,
-) -> Result<JobsReply, ApiError> {
+) -> Result<JobsReply, GatewayError> {
     let limit = match page.limit {
         None => DEFAULT_PAGE_SIZE,
         Some(limit) if (1..=MAX_PAGE_SIZE).contains(&limit) => limit,
         Some(limit) => {
-            return Err(ApiError::invalid(
+            return Err(GatewayError::invalid(
                 "limit",
                 format!("must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
             ));
@@ -998,7 +998,7 @@ async fn list_jobs(
             .into_iter()
             .find(|state| state.as_str() == raw)
             .ok_or_else(|| {
-                ApiError::invalid(
+                GatewayError::invalid(
                     "state",
                     format!("must be one of pending, assigned, running, succeeded, failed, timed_out, cancelled, got `{raw}`"),
                 )
@@ -1010,7 +1010,7 @@ async fn list_jobs(
         Some(raw) => Some(
             raw.split_once('=')
                 .map(|(key, value)| (key.to_string(), value.to_string()))
-                .ok_or_else(|| ApiError::invalid("label", "must be `key=value`"))?,
+                .ok_or_else(|| GatewayError::invalid("label", "must be `key=value`"))?,
         ),
     };
     let queue = filter.queue.filter(|queue| !queue.is_empty());
@@ -1018,7 +1018,7 @@ async fn list_jobs(
     if let Some(cursor) = &cursor
         && uuid::Uuid::parse_str(cursor).is_err()
     {
-        return Err(ApiError::invalid(
+        return Err(GatewayError::invalid(
             "cursor",
             "not a cursor this list returned",
         ));
@@ -1046,7 +1046,11 @@ async fn list_jobs(
     Ok(JobsReply::Jobs(JobPageView { items, next_cursor }))
 }
 
-fn watch(node: &NodeContext, context: &RequestContext, id: String) -> Result<JobsReply, ApiError> {
+fn watch(
+    node: &NodeContext,
+    context: &RequestContext,
+    id: String,
+) -> Result<JobsReply, GatewayError> {
     // Subscribe before reading, so no change between the two is missed.
     let mut events = node.read(|state| state.subscribe());
     let first = node.read(|state| {
@@ -1092,7 +1096,7 @@ async fn create_queue(
     node: &NodeContext,
     context: &RequestContext,
     input: CreateQueueInput,
-) -> Result<JobsReply, ApiError> {
+) -> Result<JobsReply, GatewayError> {
     require_admin(context, "creating a queue")?;
     let policy = match input.policy.as_deref() {
         None | Some("") => QueuePolicy::default(),

@@ -5,11 +5,11 @@ use tracing::info;
 use crate::actors::gateway::{propose_for, read_barrier, require_access, require_admin};
 use crate::actors::violations::Violation;
 use crate::actors::{NodeContext, now_ms};
-use crate::api::model::{
+use crate::gateway::model::{
     BurstInput, BurstListView, BurstView, DecisionView, DimensionUsageView, EnforceInput,
     QuotaInput, QuotaView, UsageView, ViolationCountView, ViolationView, ViolationsView,
 };
-use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext};
+use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestContext};
 use crate::state::{CommandOutcome, CommandV1};
 use hodei_domain::DomainError;
 use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
@@ -85,7 +85,7 @@ pub async fn handle(
     node: NodeContext,
     context: RequestContext,
     request: LimitsRequest,
-) -> Result<LimitsReply, ApiError> {
+) -> Result<LimitsReply, GatewayError> {
     match request {
         LimitsRequest::GetQuota {
             tenant,
@@ -143,8 +143,8 @@ pub async fn handle(
     }
 }
 
-fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
-    TenantId::parse(raw).map_err(ApiError::from)
+fn parse_tenant(raw: &str) -> Result<TenantId, GatewayError> {
+    TenantId::parse(raw).map_err(GatewayError::from)
 }
 
 /// The tenant, after the principal check and the read barrier.
@@ -153,7 +153,7 @@ async fn readable_tenant(
     context: &RequestContext,
     raw: &str,
     consistency: Consistency,
-) -> Result<Tenant, ApiError> {
+) -> Result<Tenant, GatewayError> {
     let id = parse_tenant(raw)?;
     require_access(context, &id)?;
     read_barrier(node, consistency).await?;
@@ -208,14 +208,14 @@ fn usage_view(node: &NodeContext, tenant: &Tenant) -> UsageView {
     }
 }
 
-fn quota_from_input(defaults: &Quota, input: QuotaInput) -> Result<Quota, ApiError> {
+fn quota_from_input(defaults: &Quota, input: QuotaInput) -> Result<Quota, GatewayError> {
     let daily_cost_budget_micros = match input.daily_cost_budget_usd {
         None => None,
         Some(usd) if usd.is_finite() && (0.0..=1e9).contains(&usd) => {
             Some((usd * 1_000_000.0).round() as u64)
         }
         Some(usd) => {
-            return Err(ApiError::invalid(
+            return Err(GatewayError::invalid(
                 "daily_cost_budget_usd",
                 format!("must be between 0 and 1000000000, got {usd}"),
             ));
@@ -246,7 +246,7 @@ async fn set_quota(
     context: &RequestContext,
     raw: &str,
     input: QuotaInput,
-) -> Result<LimitsReply, ApiError> {
+) -> Result<LimitsReply, GatewayError> {
     let id = parse_tenant(raw)?;
     require_admin(context, "setting a quota")?;
     let quota = quota_from_input(&node.limits.default_quota, input)?;
@@ -269,7 +269,9 @@ async fn set_quota(
                 warnings,
             )))
         }
-        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+        other => Err(GatewayError::internal(format!(
+            "unexpected outcome {other:?}"
+        ))),
     }
 }
 
@@ -277,7 +279,7 @@ async fn enforce(
     node: &NodeContext,
     context: &RequestContext,
     input: EnforceInput,
-) -> Result<LimitsReply, ApiError> {
+) -> Result<LimitsReply, GatewayError> {
     let raw = match (&input.tenant, &context.principal) {
         (Some(raw), _) => raw.clone(),
         (None, Principal::Tenant(own)) => own.to_string(),
@@ -286,30 +288,29 @@ async fn enforce(
     let tenant = readable_tenant(node, context, &raw, Consistency::Linearizable).await?;
     let requested = Resources::new(input.cpu_m, input.memory_mb, input.gpu);
     if requested == Resources::ZERO {
-        return Err(ApiError::new(
+        return Err(GatewayError::new(
             ErrorCode::Unprocessable,
             "the job requests no resources: give cpu_m, memory_mb or gpu",
         ));
     }
-    let largest_worker = match &input.pool {
-        Some(pool) => Some(
-            *node
+    let largest_worker =
+        match &input.pool {
+            Some(pool) => {
+                Some(*node.limits.worker_shapes.get(pool).ok_or_else(|| {
+                    GatewayError::from(DomainError::not_found("pool", pool.clone()))
+                })?)
+            }
+            None => node
                 .limits
                 .worker_shapes
-                .get(pool)
-                .ok_or_else(|| ApiError::from(DomainError::not_found("pool", pool.clone())))?,
-        ),
-        None => node
-            .limits
-            .worker_shapes
-            .values()
-            .copied()
-            .reduce(|largest, shape| Resources {
-                cpu_m: largest.cpu_m.max(shape.cpu_m),
-                memory_mb: largest.memory_mb.max(shape.memory_mb),
-                gpu: largest.gpu.max(shape.gpu),
-            }),
-    };
+                .values()
+                .copied()
+                .reduce(|largest, shape| Resources {
+                    cpu_m: largest.cpu_m.max(shape.cpu_m),
+                    memory_mb: largest.memory_mb.max(shape.memory_mb),
+                    gpu: largest.gpu.max(shape.gpu),
+                }),
+        };
     let (usage, active) = node.read(|state| {
         (
             state.usage(&tenant.id),
@@ -365,7 +366,7 @@ fn violations(
     context: &RequestContext,
     tenant: Option<String>,
     limit: Option<u32>,
-) -> Result<LimitsReply, ApiError> {
+) -> Result<LimitsReply, GatewayError> {
     let tenant = match (&context.principal, tenant) {
         (Principal::Admin, tenant) => tenant.filter(|tenant| !tenant.is_empty()),
         (Principal::Tenant(own), None) => Some(own.to_string()),
@@ -382,7 +383,7 @@ fn violations(
         None => 100,
         Some(limit) if (1..=1000).contains(&limit) => limit as usize,
         Some(limit) => {
-            return Err(ApiError::invalid(
+            return Err(GatewayError::invalid(
                 "limit",
                 format!("must be between 1 and 1000, got {limit}"),
             ));
@@ -419,7 +420,7 @@ async fn request_burst(
     context: &RequestContext,
     raw: &str,
     input: BurstInput,
-) -> Result<LimitsReply, ApiError> {
+) -> Result<LimitsReply, GatewayError> {
     let tenant = parse_tenant(raw)?;
     require_access(context, &tenant)?;
     let duration_ms = match (input.duration_seconds, input.duration_minutes) {
@@ -427,14 +428,14 @@ async fn request_burst(
         (None, Some(minutes)) => minutes.saturating_mul(60_000),
         (None, None) => node.limits.burst.max_duration_ms,
         (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
+            return Err(GatewayError::invalid(
                 "duration_seconds",
                 "give duration_seconds or duration_minutes, not both",
             ));
         }
     };
     if input.reason.len() > 500 {
-        return Err(ApiError::invalid("reason", "at most 500 bytes"));
+        return Err(GatewayError::invalid("reason", "at most 500 bytes"));
     }
     let command = CommandV1::RequestBurst {
         tenant: tenant.clone(),
@@ -453,7 +454,9 @@ async fn request_burst(
             info!(tenant = %session.tenant, session = %session.id, ceiling = session.ceiling_percentage, status = ?session.status, principal = %context.principal, "burst requested");
             Ok(LimitsReply::Burst(BurstView::from(&session)))
         }
-        Ok(other) => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+        Ok(other) => Err(GatewayError::internal(format!(
+            "unexpected outcome {other:?}"
+        ))),
         Err(error) => {
             info!(tenant = %tenant, rule = ?error.rule, principal = %context.principal, "burst refused");
             if let Some(rule) = &error.rule {
@@ -476,7 +479,7 @@ async fn end_burst(
     node: &NodeContext,
     context: &RequestContext,
     raw: &str,
-) -> Result<LimitsReply, ApiError> {
+) -> Result<LimitsReply, GatewayError> {
     let tenant = readable_tenant(node, context, raw, Consistency::Linearizable).await?;
     let open = node.read(|state| {
         state
@@ -486,7 +489,7 @@ async fn end_burst(
             .map(|session| session.id.clone())
     });
     let Some(session_id) = open else {
-        return Err(ApiError::new(
+        return Err(GatewayError::new(
             ErrorCode::NotFound,
             format!("tenant `{}` has no open burst session", tenant.id),
         ));
@@ -503,7 +506,9 @@ async fn end_burst(
             info!(tenant = %session.tenant, session = %session.id, principal = %context.principal, "burst ended early");
             Ok(LimitsReply::Burst(BurstView::from(&session)))
         }
-        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+        other => Err(GatewayError::internal(format!(
+            "unexpected outcome {other:?}"
+        ))),
     }
 }
 
@@ -512,7 +517,7 @@ async fn approve_burst(
     context: &RequestContext,
     raw: &str,
     session_id: String,
-) -> Result<LimitsReply, ApiError> {
+) -> Result<LimitsReply, GatewayError> {
     let tenant = parse_tenant(raw)?;
     require_admin(context, "approving a burst session")?;
     let command = CommandV1::ApproveBurst {
@@ -528,6 +533,8 @@ async fn approve_burst(
             info!(tenant = %session.tenant, session = %session.id, principal = %context.principal, "burst approved");
             Ok(LimitsReply::Burst(BurstView::from(&session)))
         }
-        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+        other => Err(GatewayError::internal(format!(
+            "unexpected outcome {other:?}"
+        ))),
     }
 }

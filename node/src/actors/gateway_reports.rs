@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 
 use crate::actors::gateway::require_access;
-use crate::api::job_model::JobView;
-use crate::api::report_model::{
+use crate::gateway::job_model::JobView;
+use crate::gateway::report_model::{
     CountView, FairShareView, JobSlaView, PendingReasonView, PredictionView, QueueStatusView,
     SlaChangeView, SlaSummaryItemView, SlaSummaryView, TenantShareView,
 };
-use crate::api::{ApiError, Principal, RequestContext};
+use crate::gateway::{GatewayError, Principal, RequestContext};
 use crate::state::HodeiState;
 use hodei_domain::DomainError;
 use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
@@ -524,10 +524,10 @@ pub fn visible_job<'a>(
     state: &'a HodeiState,
     context: &RequestContext,
     id: &str,
-) -> Result<&'a Job, ApiError> {
+) -> Result<&'a Job, GatewayError> {
     let job = state
         .job(id)
-        .ok_or_else(|| ApiError::from(DomainError::not_found("job", id)))?;
+        .ok_or_else(|| GatewayError::from(DomainError::not_found("job", id)))?;
     if require_access(context, &job.spec.tenant).is_err() {
         return Err(DomainError::not_found("job", id).into());
     }
@@ -567,8 +567,8 @@ fn percentile(sorted: &[u64], fraction: f64) -> Option<u64> {
 pub fn pool_metrics(
     state: &HodeiState,
     pool: &hodei_domain::pool::Pool,
-) -> crate::api::report_model::PoolMetricsView {
-    use crate::api::report_model::{
+) -> crate::gateway::report_model::PoolMetricsView {
+    use crate::gateway::report_model::{
         LatencyView, PoolJobsView, PoolMetricsView, PoolSizeView, ProvisioningView, UtilizationView,
     };
     let mut workers: BTreeMap<String, u64> = BTreeMap::new();

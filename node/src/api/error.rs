@@ -1,35 +1,7 @@
-//! One error type for both wires. Every failure a caller can see has an [`ErrorCode`]
-//! that maps to exactly one HTTP status and one gRPC code, so no handler picks them.
+//! The gateway's errors on the wires: each [`ErrorCode`] maps to exactly one HTTP status
+//! and one gRPC code.
 
-use hodei_cluster::ClusterError;
-
-use hodei_domain::DomainError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// Malformed request: not JSON, bad syntax.
-    BadRequest,
-    Unauthenticated,
-    Forbidden,
-    NotFound,
-    MethodNotAllowed,
-    /// The id is taken.
-    AlreadyExists,
-    /// The current state forbids the change.
-    Conflict,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    /// Well-formed but a value breaks a rule (the field is named).
-    Unprocessable,
-    TooManyRequests,
-    /// No leader or no quorum right now; retry later.
-    Unavailable,
-    Timeout,
-    /// A write's outcome cannot be known (its reply was lost); retrying with the same
-    /// request id is safe.
-    OutcomeUnknown,
-    Internal,
-}
+use crate::gateway::{ErrorCode, GatewayError};
 
 impl ErrorCode {
     pub fn http_status(self) -> http::StatusCode {
@@ -69,101 +41,9 @@ impl ErrorCode {
             ErrorCode::Internal => Code::Internal,
         }
     }
-
-    /// The problem type's short title (RFC 9457 `title`).
-    pub fn title(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad request",
-            ErrorCode::Unauthenticated => "unauthenticated",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not found",
-            ErrorCode::MethodNotAllowed => "method not allowed",
-            ErrorCode::AlreadyExists => "already exists",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::PayloadTooLarge => "payload too large",
-            ErrorCode::UnsupportedMediaType => "unsupported media type",
-            ErrorCode::Unprocessable => "invalid field",
-            ErrorCode::TooManyRequests => "too many requests",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::OutcomeUnknown => "outcome unknown",
-            ErrorCode::Internal => "internal error",
-        }
-    }
-
-    /// The problem type's identifier (RFC 9457 `type`).
-    pub fn slug(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad-request",
-            ErrorCode::Unauthenticated => "unauthenticated",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not-found",
-            ErrorCode::MethodNotAllowed => "method-not-allowed",
-            ErrorCode::AlreadyExists => "already-exists",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::PayloadTooLarge => "payload-too-large",
-            ErrorCode::UnsupportedMediaType => "unsupported-media-type",
-            ErrorCode::Unprocessable => "invalid-field",
-            ErrorCode::TooManyRequests => "too-many-requests",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::OutcomeUnknown => "outcome_unknown",
-            ErrorCode::Internal => "internal",
-        }
-    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{detail}")]
-pub struct ApiError {
-    pub code: ErrorCode,
-    pub detail: String,
-    /// The request field at fault, where there is one.
-    pub field: Option<String>,
-    /// Seconds after which a retry may succeed (sent as `Retry-After`).
-    pub retry_after_s: Option<u64>,
-    /// The governance rule that refused the request, where one did.
-    pub rule: Option<String>,
-    /// The request id to retry with, for an outcome that cannot be known.
-    pub request_id: Option<String>,
-}
-
-impl ApiError {
-    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self {
-            code,
-            detail: detail.into(),
-            field: None,
-            retry_after_s: None,
-            rule: None,
-            request_id: None,
-        }
-    }
-
-    pub fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
-        let field = field.into();
-        let rule = rule.into();
-        Self {
-            code: ErrorCode::Unprocessable,
-            detail: format!("{field}: {rule}"),
-            field: Some(field),
-            retry_after_s: None,
-            rule: None,
-            request_id: None,
-        }
-    }
-
-    pub fn internal(detail: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Internal, detail)
-    }
-
-    pub fn unavailable(detail: impl Into<String>, retry_after_s: u64) -> Self {
-        Self {
-            retry_after_s: Some(retry_after_s),
-            ..Self::new(ErrorCode::Unavailable, detail)
-        }
-    }
-
+impl GatewayError {
     pub fn to_status(&self) -> tonic::Status {
         let mut message = self.detail.clone();
         if let Some(request_id) = &self.request_id {
@@ -173,53 +53,6 @@ impl ApiError {
             message.push_str(&format!(" (retry after {retry_after_s} s)"));
         }
         tonic::Status::new(self.code.grpc_code(), message)
-    }
-}
-
-impl From<DomainError> for ApiError {
-    fn from(error: DomainError) -> Self {
-        match &error {
-            DomainError::Invalid { field, rule } => ApiError::invalid(field.clone(), rule.clone()),
-            DomainError::NotFound { .. } => ApiError::new(ErrorCode::NotFound, error.to_string()),
-            DomainError::AlreadyExists { .. } => {
-                ApiError::new(ErrorCode::AlreadyExists, error.to_string())
-            }
-            DomainError::Conflict(_) => ApiError::new(ErrorCode::Conflict, error.to_string()),
-            DomainError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, error.to_string()),
-            DomainError::Exhausted(_) => {
-                ApiError::new(ErrorCode::TooManyRequests, error.to_string())
-            }
-            DomainError::BurstRefused(refusal) => ApiError {
-                rule: Some(refusal.rule.as_str().to_string()),
-                ..ApiError::new(ErrorCode::Conflict, refusal.to_string())
-            },
-        }
-    }
-}
-
-impl From<ClusterError> for ApiError {
-    fn from(error: ClusterError) -> Self {
-        match &error {
-            ClusterError::NotLeader { .. } | ClusterError::Unavailable(_) => {
-                ApiError::unavailable(error.to_string(), 1)
-            }
-            ClusterError::NotInitialized => ApiError::unavailable(error.to_string(), 5),
-            ClusterError::AlreadyMember(_) => {
-                ApiError::new(ErrorCode::AlreadyExists, error.to_string())
-            }
-            ClusterError::NotMember(_) => ApiError::new(ErrorCode::NotFound, error.to_string()),
-            ClusterError::Refused(_) => ApiError::new(ErrorCode::Conflict, error.to_string()),
-            ClusterError::Invalid(_) => ApiError::new(ErrorCode::Unprocessable, error.to_string()),
-            ClusterError::Storage(_) | ClusterError::Fatal(_) => {
-                ApiError::internal(error.to_string())
-            }
-            ClusterError::OutcomeUnknown { request_id, .. } => ApiError {
-                request_id: request_id
-                    .as_deref()
-                    .map(|id| id.split_once('/').map_or(id, |(_, own)| own).to_string()),
-                ..ApiError::new(ErrorCode::OutcomeUnknown, error.to_string())
-            },
-        }
     }
 }
 
@@ -252,26 +85,5 @@ mod tests {
         }
         assert_eq!(ErrorCode::Unprocessable.http_status().as_u16(), 422);
         assert_eq!(ErrorCode::Conflict.http_status().as_u16(), 409);
-    }
-
-    #[test]
-    fn domain_errors_keep_their_field() {
-        let error = ApiError::from(DomainError::invalid(
-            "weight",
-            "must be between 0.1 and 100, got 0",
-        ));
-        assert_eq!(error.code, ErrorCode::Unprocessable);
-        assert_eq!(error.field.as_deref(), Some("weight"));
-        assert_eq!(error.detail, "weight: must be between 0.1 and 100, got 0");
-    }
-
-    #[test]
-    fn not_leader_is_retryable_unavailable() {
-        let error = ApiError::from(ClusterError::NotLeader {
-            leader_id: None,
-            leader_addr: None,
-        });
-        assert_eq!(error.code, ErrorCode::Unavailable);
-        assert_eq!(error.retry_after_s, Some(1));
     }
 }

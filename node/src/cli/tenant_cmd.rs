@@ -7,7 +7,7 @@ use hodei_proto::v1 as pb;
 use hodei_proto::v1::tenant_service_client::TenantServiceClient;
 use tonic::transport::Channel;
 
-use crate::api::principal::PRINCIPAL_HEADER;
+use crate::gateway::principal::PRINCIPAL_HEADER;
 
 #[derive(Debug, Args)]
 pub struct Connection {

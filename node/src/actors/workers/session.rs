@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::actors::gateway::propose;
 use crate::actors::workers::hub::{Outbound, WorkerHub, cancel_message};
 use crate::actors::{NodeContext, now_ms};
-use crate::api::ApiError;
+use crate::gateway::GatewayError;
 use crate::state::jobs::{RunOutcome, RunReport, WorkerRegistration};
 use crate::state::{CommandOutcome, CommandV1};
 use hodei_domain::labels::Labels;
@@ -107,7 +107,7 @@ impl WorkerService for WorkerGrpc {
         let worker_id = register.worker_id.clone();
         let labels = Labels::from_iter(register.labels);
         hodei_domain::labels::validate_labels("labels", &labels)
-            .map_err(|error| ApiError::from(error).to_status())?;
+            .map_err(|error| GatewayError::from(error).to_status())?;
         let registration = WorkerRegistration {
             id: register.worker_id,
             pool: register.pool,

@@ -1,11 +1,11 @@
 //! `hodei.v1.ClusterService`.
 
-use hodei_cluster::ClusterStatus;
 use hodei_proto::v1 as pb;
 use hodei_proto::v1::cluster_service_server::ClusterService;
 
 use crate::actors::gateway::{ClusterOperation, GatewayHandle, GatewayMsg};
-use crate::api::Principal;
+use crate::gateway::Principal;
+use crate::gateway::model::ClusterStatusView;
 use tracing::Instrument;
 
 use crate::api::grpc::{grpc_span, reply, request_context};
@@ -44,11 +44,11 @@ impl ClusterGrpc {
     }
 }
 
-pub fn status_message(status: &ClusterStatus) -> pb::ClusterStatus {
+pub fn status_message(status: &ClusterStatusView) -> pb::ClusterStatus {
     pb::ClusterStatus {
         cluster_id: status.cluster_id.clone().unwrap_or_default(),
         node_id: status.node_id,
-        role: status.role.to_string(),
+        role: status.role.clone(),
         term: status.term,
         leader_id: status.leader_id,
         last_log_index: status.last_log_index,
@@ -65,7 +65,7 @@ pub fn status_message(status: &ClusterStatus) -> pb::ClusterStatus {
                 node_id: member.node_id,
                 addr: member.addr.clone(),
                 api_addr: member.api_addr.clone(),
-                role: if member.voter { "voter" } else { "learner" }.to_string(),
+                role: member.role.clone(),
                 matched_index: member.matched_index,
                 lag: member.lag,
             })
@@ -91,25 +91,17 @@ impl ClusterService for ClusterGrpc {
         request: tonic::Request<pb::GetDigestsRequest>,
     ) -> Result<tonic::Response<pb::ClusterDigests>, tonic::Status> {
         let context = request_context(&request, &self.default_principal)?;
-        let result = async {
-            let status = self.gateway.cluster_status().await?;
-            let digests = self.gateway.cluster_digests().await?;
-            Ok((status.node_id, digests))
-        }
-        .await;
-        reply(result, &context.trace_id, |(node_id, digests)| {
-            pb::ClusterDigests {
-                node_id,
-                digests: digests
-                    .into_iter()
-                    .filter_map(|reading| {
-                        reading.index.map(|index| pb::StateDigestAt {
-                            index,
-                            state_digest: reading.digest.to_hex(),
-                        })
-                    })
-                    .collect(),
-            }
+        let result = self.gateway.cluster_digests().await;
+        reply(result, &context.trace_id, |view| pb::ClusterDigests {
+            node_id: view.node_id,
+            digests: view
+                .digests
+                .into_iter()
+                .map(|digest| pb::StateDigestAt {
+                    index: digest.index,
+                    state_digest: digest.state_digest,
+                })
+                .collect(),
         })
     }
 

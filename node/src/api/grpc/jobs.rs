@@ -12,12 +12,12 @@ use tracing::Instrument;
 use crate::actors::gateway::{GatewayHandle, GatewayMsg};
 use crate::actors::gateway_jobs::{JobsReply, JobsRequest};
 use crate::api::grpc::{grpc_span, reply, request_context, with_trace, with_trace_status};
-use crate::api::job_model::{
+use crate::gateway::job_model::{
     CommandInput, CreateQueueInput, JobFilter, JobView, QueueView, SimulationInput, SubmitJobInput,
     UpdateQueueInput,
 };
-use crate::api::model::{PageInput, ResourcesView};
-use crate::api::{ApiError, Consistency, Principal, RequestContext};
+use crate::gateway::model::{PageInput, ResourcesView};
+use crate::gateway::{Consistency, GatewayError, Principal, RequestContext};
 
 type GrpcResult<T> = Result<tonic::Response<T>, tonic::Status>;
 
@@ -50,7 +50,7 @@ pub fn submit_input(spec: pb::JobSpec) -> SubmitJobInput {
         max_retries: spec.max_retries,
         idempotency_key: spec.idempotency_key,
         pool_selector: spec.pool_selector,
-        sla: spec.sla.map(|sla| crate::api::job_model::SlaInput {
+        sla: spec.sla.map(|sla| crate::gateway::job_model::SlaInput {
             level: sla.level,
             start_by_ms: sla.start_by_ms,
             finish_by_ms: sla.finish_by_ms,
@@ -127,7 +127,7 @@ async fn ask(
     gateway: &GatewayHandle,
     context: RequestContext,
     request: JobsRequest,
-) -> Result<JobsReply, ApiError> {
+) -> Result<JobsReply, GatewayError> {
     let span = grpc_span(&context.trace_id);
     gateway
         .ask(|reply| GatewayMsg::Jobs {
@@ -139,8 +139,8 @@ async fn ask(
         .await
 }
 
-fn unexpected() -> ApiError {
-    ApiError::internal("unexpected gateway reply")
+fn unexpected() -> GatewayError {
+    GatewayError::internal("unexpected gateway reply")
 }
 
 pub struct JobGrpc {
@@ -593,7 +593,7 @@ impl QueueService for QueueGrpc {
     }
 }
 
-fn position_message(view: crate::api::report_model::JobPositionView) -> pb::JobPosition {
+fn position_message(view: crate::gateway::report_model::JobPositionView) -> pb::JobPosition {
     pb::JobPosition {
         id: view.id,
         state: view.state,
@@ -610,7 +610,7 @@ fn position_message(view: crate::api::report_model::JobPositionView) -> pb::JobP
     }
 }
 
-fn sla_message(view: crate::api::report_model::JobSlaView) -> pb::JobSlaReport {
+fn sla_message(view: crate::gateway::report_model::JobSlaView) -> pb::JobSlaReport {
     pb::JobSlaReport {
         id: view.id,
         level: view.level,
@@ -631,7 +631,7 @@ fn sla_message(view: crate::api::report_model::JobSlaView) -> pb::JobSlaReport {
     }
 }
 
-fn summary_message(view: crate::api::report_model::SlaSummaryView) -> pb::SlaSummary {
+fn summary_message(view: crate::gateway::report_model::SlaSummaryView) -> pb::SlaSummary {
     pb::SlaSummary {
         items: view
             .items
@@ -651,7 +651,7 @@ fn summary_message(view: crate::api::report_model::SlaSummaryView) -> pb::SlaSum
     }
 }
 
-fn fair_share_message(view: crate::api::report_model::FairShareView) -> pb::FairShare {
+fn fair_share_message(view: crate::gateway::report_model::FairShareView) -> pb::FairShare {
     pb::FairShare {
         queue: view.queue,
         policy: view.policy,
@@ -679,7 +679,7 @@ fn fair_share_message(view: crate::api::report_model::FairShareView) -> pb::Fair
     }
 }
 
-fn counts(views: Vec<crate::api::report_model::CountView>) -> Vec<pb::StatusCount> {
+fn counts(views: Vec<crate::gateway::report_model::CountView>) -> Vec<pb::StatusCount> {
     views
         .into_iter()
         .map(|count| pb::StatusCount {
@@ -690,7 +690,7 @@ fn counts(views: Vec<crate::api::report_model::CountView>) -> Vec<pb::StatusCoun
         .collect()
 }
 
-fn status_message(view: crate::api::report_model::QueueStatusView) -> pb::QueueStatus {
+fn status_message(view: crate::gateway::report_model::QueueStatusView) -> pb::QueueStatus {
     pb::QueueStatus {
         queue: view.queue,
         policy: view.policy,

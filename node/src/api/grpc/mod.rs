@@ -13,9 +13,9 @@ pub use self::cluster::ClusterGrpc;
 pub use self::jobs::{JobGrpc, QueueGrpc, job_message, submit_input};
 pub use self::pools::PoolGrpc;
 pub use self::tenants::TenantGrpc;
-use crate::api::principal::PRINCIPAL_HEADER;
-use crate::api::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER};
-use crate::api::{ApiError, Principal, RequestContext, TraceId};
+use crate::gateway::principal::PRINCIPAL_HEADER;
+use crate::gateway::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER};
+use crate::gateway::{GatewayError, Principal, RequestContext, TraceId};
 
 /// Reads the principal and trace id of a call.
 pub fn request_context<T>(
@@ -32,17 +32,17 @@ pub fn request_context<T>(
         Some(value) => {
             let parsed = value
                 .to_str()
-                .map_err(|_| ApiError::invalid(PRINCIPAL_HEADER, "must be ASCII"))
+                .map_err(|_| GatewayError::invalid(PRINCIPAL_HEADER, "must be ASCII"))
                 .and_then(Principal::parse);
             parsed.map_err(|error| with_trace_status(&error, &trace_id))?
         }
     };
     let request_id = metadata
-        .get(crate::api::REQUEST_ID_HEADER)
+        .get(crate::gateway::REQUEST_ID_HEADER)
         .map(|value| {
-            value
-                .to_str()
-                .map_err(|_| ApiError::invalid(crate::api::REQUEST_ID_HEADER, "must be ASCII"))
+            value.to_str().map_err(|_| {
+                GatewayError::invalid(crate::gateway::REQUEST_ID_HEADER, "must be ASCII")
+            })
         })
         .transpose()
         .map_err(|error| with_trace_status(&error, &trace_id))?;
@@ -60,7 +60,7 @@ pub fn grpc_span(trace_id: &TraceId) -> tracing::Span {
     tracing::info_span!("grpc", trace_id = %trace_id)
 }
 
-pub fn with_trace_status(error: &ApiError, trace_id: &TraceId) -> tonic::Status {
+pub fn with_trace_status(error: &GatewayError, trace_id: &TraceId) -> tonic::Status {
     let mut status = error.to_status();
     if let Some(value) = trace_value(trace_id) {
         status.metadata_mut().insert(TRACE_ID_HEADER, value);
@@ -78,7 +78,7 @@ pub fn with_trace<T>(message: T, trace_id: &TraceId) -> tonic::Response<T> {
 
 /// Turns a gateway answer into a traced gRPC reply.
 pub fn reply<T, U>(
-    result: Result<T, ApiError>,
+    result: Result<T, GatewayError>,
     trace_id: &TraceId,
     encode: impl FnOnce(T) -> U,
 ) -> Result<tonic::Response<U>, tonic::Status> {

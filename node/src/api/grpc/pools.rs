@@ -7,11 +7,11 @@ use tracing::Instrument;
 use crate::actors::gateway::{GatewayHandle, GatewayMsg};
 use crate::actors::gateway_jobs::{JobsReply, JobsRequest};
 use crate::api::grpc::{grpc_span, reply, request_context};
-use crate::api::job_model::{
+use crate::gateway::job_model::{
     CreatePoolInput, PoolActionInput, PoolLifecycleView, PoolView, UpdatePoolInput,
 };
-use crate::api::model::ResourcesView;
-use crate::api::{ApiError, Consistency, Principal, RequestContext};
+use crate::gateway::model::ResourcesView;
+use crate::gateway::{Consistency, GatewayError, Principal, RequestContext};
 
 type GrpcResult<T> = Result<tonic::Response<T>, tonic::Status>;
 
@@ -32,7 +32,7 @@ impl PoolGrpc {
         &self,
         context: RequestContext,
         request: JobsRequest,
-    ) -> Result<JobsReply, ApiError> {
+    ) -> Result<JobsReply, GatewayError> {
         let span = grpc_span(&context.trace_id);
         self.gateway
             .ask(|reply| GatewayMsg::Jobs {
@@ -45,8 +45,8 @@ impl PoolGrpc {
     }
 }
 
-fn unexpected() -> ApiError {
-    ApiError::internal("unexpected gateway reply")
+fn unexpected() -> GatewayError {
+    GatewayError::internal("unexpected gateway reply")
 }
 
 fn shape(view: ResourcesView) -> pb::PoolShape {
@@ -105,14 +105,14 @@ fn into_resources(shape: pb::PoolShape) -> ResourcesView {
     }
 }
 
-fn expect_pool(answer: JobsReply) -> Result<PoolView, ApiError> {
+fn expect_pool(answer: JobsReply) -> Result<PoolView, GatewayError> {
     match answer {
         JobsReply::Pool(pool) => Ok(pool),
         _ => Err(unexpected()),
     }
 }
 
-fn expect_lifecycle(answer: JobsReply) -> Result<PoolLifecycleView, ApiError> {
+fn expect_lifecycle(answer: JobsReply) -> Result<PoolLifecycleView, GatewayError> {
     match answer {
         JobsReply::Lifecycle(lifecycle) => Ok(lifecycle),
         _ => Err(unexpected()),

@@ -8,11 +8,11 @@ use crate::actors::gateway_limits::{LimitsReply, LimitsRequest};
 use tracing::Instrument;
 
 use crate::api::grpc::{grpc_span, reply, request_context, with_trace_status};
-use crate::api::model::{
+use crate::gateway::model::{
     BurstInput, BurstView, CreateTenantInput, EnforceInput, PageInput, QuotaInput, QuotaView,
     ResourcesView, UpdateTenantInput,
 };
-use crate::api::{Consistency, Principal};
+use crate::gateway::{Consistency, Principal};
 use hodei_domain::tenant::Tenant;
 
 pub struct TenantGrpc {
@@ -94,9 +94,9 @@ fn burst_message(view: BurstView) -> pb::BurstSession {
 impl TenantGrpc {
     async fn limits(
         &self,
-        context: crate::api::RequestContext,
+        context: crate::gateway::RequestContext,
         request: LimitsRequest,
-    ) -> Result<LimitsReply, crate::api::ApiError> {
+    ) -> Result<LimitsReply, crate::gateway::GatewayError> {
         let span = grpc_span(&context.trace_id);
         self.gateway
             .ask(|reply| GatewayMsg::Limits {
@@ -109,8 +109,8 @@ impl TenantGrpc {
     }
 }
 
-fn unexpected() -> crate::api::ApiError {
-    crate::api::ApiError::internal("unexpected gateway reply")
+fn unexpected() -> crate::gateway::GatewayError {
+    crate::gateway::GatewayError::internal("unexpected gateway reply")
 }
 
 #[tonic::async_trait]

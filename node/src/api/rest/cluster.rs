@@ -7,12 +7,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::actors::gateway::{ClusterOperation, GatewayMsg};
-use crate::api::model::{
-    AddMemberInput, ClusterDigestsView, ClusterStatusView, DigestView, HealthView, ProblemView,
+use crate::api::rest::{ApiJson, Context, RestState, json_reply};
+use crate::gateway::model::{
+    AddMemberInput, ClusterDigestsView, ClusterStatusView, HealthView, ProblemView,
     TransferLeaderInput,
 };
-use crate::api::rest::{ApiJson, Context, RestState, json_reply};
-use crate::api::{ApiError, RequestContext, TraceId};
+use crate::gateway::{GatewayError, RequestContext, TraceId};
 
 pub fn routes() -> OpenApiRouter<RestState> {
     OpenApiRouter::new()
@@ -33,19 +33,8 @@ pub fn routes() -> OpenApiRouter<RestState> {
 async fn health(
     State(state): State<RestState>,
     Extension(trace_id): Extension<TraceId>,
-) -> Result<Response, ApiError> {
-    let status = state.gateway.cluster_status().await?;
-    if let Some(stop) = &status.core_stop {
-        return Err(crate::actors::gateway::core_stopped(stop));
-    }
-    let body = HealthView {
-        status: "ok".to_string(),
-        ready: status.leader_id.is_some(),
-        node_id: status.node_id,
-        role: status.role.to_string(),
-        leader_id: status.leader_id,
-        version: env!("CARGO_PKG_VERSION").to_string(),
-    };
+) -> Result<Response, GatewayError> {
+    let body = state.gateway.health().await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &body))
 }
 
@@ -55,13 +44,9 @@ async fn health(
 async fn cluster_status(
     State(state): State<RestState>,
     Extension(trace_id): Extension<TraceId>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let status = state.gateway.cluster_status().await?;
-    Ok(json_reply(
-        StatusCode::OK,
-        &trace_id,
-        &ClusterStatusView::from(&status),
-    ))
+    Ok(json_reply(StatusCode::OK, &trace_id, &status))
 }
 
 /// The digest of this node's replicated state at each of its last applied indexes
@@ -70,21 +55,8 @@ async fn cluster_status(
 async fn cluster_digests(
     State(state): State<RestState>,
     Extension(trace_id): Extension<TraceId>,
-) -> Result<Response, ApiError> {
-    let status = state.gateway.cluster_status().await?;
-    let digests = state.gateway.cluster_digests().await?;
-    let body = ClusterDigestsView {
-        node_id: status.node_id,
-        digests: digests
-            .into_iter()
-            .filter_map(|reading| {
-                reading.index.map(|index| DigestView {
-                    index,
-                    state_digest: reading.digest.to_hex(),
-                })
-            })
-            .collect(),
-    };
+) -> Result<Response, GatewayError> {
+    let body = state.gateway.cluster_digests().await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &body))
 }
 
@@ -92,7 +64,7 @@ async fn change(
     state: &RestState,
     context: RequestContext,
     operation: ClusterOperation,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let status = state
         .gateway
@@ -102,11 +74,7 @@ async fn change(
             reply,
         })
         .await?;
-    Ok(json_reply(
-        StatusCode::OK,
-        &trace_id,
-        &ClusterStatusView::from(&status),
-    ))
+    Ok(json_reply(StatusCode::OK, &trace_id, &status))
 }
 
 /// Make this node (which belongs to no cluster) the first member of a new cluster.
@@ -115,7 +83,7 @@ async fn change(
 async fn init_cluster(
     State(state): State<RestState>,
     Context(context): Context,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     change(&state, context, ClusterOperation::Init).await
 }
 
@@ -126,7 +94,7 @@ async fn add_member(
     State(state): State<RestState>,
     Context(context): Context,
     ApiJson(input): ApiJson<AddMemberInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let operation = ClusterOperation::AddMember {
         node_id: input.node_id,
         addr: input.addr,
@@ -141,9 +109,9 @@ async fn remove_member(
     State(state): State<RestState>,
     Context(context): Context,
     Path(node_id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let node_id = node_id.parse().map_err(|_| {
-        ApiError::invalid(
+        GatewayError::invalid(
             "node_id",
             format!("must be a whole number, got `{node_id}`"),
         )
@@ -158,7 +126,7 @@ async fn transfer_leader(
     State(state): State<RestState>,
     Context(context): Context,
     ApiJson(input): ApiJson<TransferLeaderInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     change(
         &state,
         context,

@@ -9,17 +9,17 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
 
-use crate::api::principal::PRINCIPAL_HEADER;
 use crate::api::rest::RestState;
-use crate::api::{ApiError, Consistency, ErrorCode, Principal, RequestContext, TraceId};
+use crate::gateway::principal::PRINCIPAL_HEADER;
+use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestContext, TraceId};
 
 /// A query string, or why it could not be read (an unknown parameter, a wrong type).
 pub type QueryResult<T> = Result<Query<T>, QueryRejection>;
 
 /// The parameters, or a 422 that says what was wrong with them.
-pub fn query<T>(params: QueryResult<T>) -> Result<T, ApiError> {
+pub fn query<T>(params: QueryResult<T>) -> Result<T, GatewayError> {
     params.map(|Query(params)| params).map_err(|rejection| {
-        ApiError::invalid(
+        GatewayError::invalid(
             "query",
             rejection
                 .body_text()
@@ -37,15 +37,15 @@ pub struct ReadParams {
     pub consistency: Option<String>,
 }
 
-pub fn consistency(params: QueryResult<ReadParams>) -> Result<Consistency, ApiError> {
+pub fn consistency(params: QueryResult<ReadParams>) -> Result<Consistency, GatewayError> {
     Consistency::parse(query(params)?.consistency.as_deref())
 }
 
 /// A `limit` query parameter: a whole number (its range is checked by the gateway).
-pub fn page_limit(raw: Option<&str>) -> Result<Option<u32>, ApiError> {
+pub fn page_limit(raw: Option<&str>) -> Result<Option<u32>, GatewayError> {
     raw.map(|raw| {
         raw.parse::<u32>().map_err(|_| {
-            ApiError::invalid(
+            GatewayError::invalid(
                 "limit",
                 format!("must be a whole number between 1 and 1000, got `{raw}`"),
             )
@@ -58,7 +58,7 @@ pub fn page_limit(raw: Option<&str>) -> Result<Option<u32>, ApiError> {
 pub struct Context(pub RequestContext);
 
 impl FromRequestParts<RestState> for Context {
-    type Rejection = ApiError;
+    type Rejection = GatewayError;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -74,17 +74,16 @@ impl FromRequestParts<RestState> for Context {
             Some(value) => {
                 let raw = value
                     .to_str()
-                    .map_err(|_| ApiError::invalid(PRINCIPAL_HEADER, "must be ASCII"))?;
+                    .map_err(|_| GatewayError::invalid(PRINCIPAL_HEADER, "must be ASCII"))?;
                 Principal::parse(raw)?
             }
         };
-        let request_id =
-            match parts.headers.get(crate::api::REQUEST_ID_HEADER) {
-                None => None,
-                Some(value) => Some(value.to_str().map_err(|_| {
-                    ApiError::invalid(crate::api::REQUEST_ID_HEADER, "must be ASCII")
-                })?),
-            };
+        let request_id = match parts.headers.get(crate::gateway::REQUEST_ID_HEADER) {
+            None => None,
+            Some(value) => Some(value.to_str().map_err(|_| {
+                GatewayError::invalid(crate::gateway::REQUEST_ID_HEADER, "must be ASCII")
+            })?),
+        };
         Ok(Context(
             RequestContext::new(principal, trace_id).with_request_id(request_id)?,
         ))
@@ -96,7 +95,7 @@ impl FromRequestParts<RestState> for Context {
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<RestState> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = GatewayError;
 
     async fn from_request(request: Request, state: &RestState) -> Result<Self, Self::Rejection> {
         let is_json = request
@@ -110,7 +109,7 @@ impl<T: DeserializeOwned> FromRequest<RestState> for ApiJson<T> {
                     || (mime.starts_with("application/") && mime.ends_with("+json"))
             });
         if !is_json {
-            return Err(ApiError::new(
+            return Err(GatewayError::new(
                 ErrorCode::UnsupportedMediaType,
                 "the body must be JSON with `content-type: application/json`",
             ));
@@ -120,12 +119,12 @@ impl<T: DeserializeOwned> FromRequest<RestState> for ApiJson<T> {
             .map_err(|rejection| {
                 let status = rejection.status();
                 if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
+                    GatewayError::new(
                         ErrorCode::PayloadTooLarge,
                         "the body is larger than the server accepts (server.max_body_bytes)",
                     )
                 } else {
-                    ApiError::new(
+                    GatewayError::new(
                         ErrorCode::BadRequest,
                         format!("could not read the body: {}", rejection.body_text()),
                     )
@@ -136,7 +135,7 @@ impl<T: DeserializeOwned> FromRequest<RestState> for ApiJson<T> {
 }
 
 /// Decodes a JSON document, naming the path of the value at fault.
-pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let decoded: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     let value = match decoded {
@@ -147,7 +146,7 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             return Err(match inner.classify() {
                 serde_json::error::Category::Syntax
                 | serde_json::error::Category::Eof
-                | serde_json::error::Category::Io => ApiError::new(
+                | serde_json::error::Category::Io => GatewayError::new(
                     ErrorCode::BadRequest,
                     format!("the body is not valid JSON: {inner}"),
                 ),
@@ -156,7 +155,7 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
     };
     deserializer.end().map_err(|error| {
-        ApiError::new(
+        GatewayError::new(
             ErrorCode::BadRequest,
             format!("the body is not valid JSON: {error}"),
         )
@@ -164,7 +163,7 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-fn data_error(path: &str, error: &serde_json::Error) -> ApiError {
+fn data_error(path: &str, error: &serde_json::Error) -> GatewayError {
     // serde's message ends with " at line L column C": keep the rule only.
     let message = error.to_string();
     let rule = message
@@ -187,13 +186,13 @@ fn data_error(path: &str, error: &serde_json::Error) -> ApiError {
         (".", None) => "body".to_string(),
         (path, None) => path.to_string(),
     };
-    ApiError::invalid(field, rule)
+    GatewayError::invalid(field, rule)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::model::CreateTenantInput;
+    use crate::gateway::model::CreateTenantInput;
 
     #[test]
     fn wrong_type_names_the_field() {

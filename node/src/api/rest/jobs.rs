@@ -10,23 +10,23 @@ use utoipa_axum::routes;
 
 use crate::actors::gateway::GatewayMsg;
 use crate::actors::gateway_jobs::{JobsReply, JobsRequest};
-use crate::api::job_model::{
+use crate::api::rest::{
+    ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply, page_limit,
+    query,
+};
+use crate::gateway::job_model::{
     BatchSubmitInput, BatchView, CreatePoolInput, CreateQueueInput, DynamicInput,
     DynamicSettingsView, JobFilter, JobLogsView, JobPageView, JobView, PoolActionInput,
     PoolLifecycleView, PoolListView, PoolView, QueueListView, QueueView, StaticInput,
     StaticSettingsView, SubmitJobInput, SubmittedJobView, UpdatePoolInput, UpdateQueueInput,
     WorkerListView,
 };
-use crate::api::model::{PageInput, ProblemView};
-use crate::api::report_model::{
+use crate::gateway::model::{PageInput, ProblemView};
+use crate::gateway::report_model::{
     FairShareView, JobPositionView, JobSlaView, QueueStatusListView, QueueStatusView,
     SlaSummaryView,
 };
-use crate::api::rest::{
-    ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply, page_limit,
-    query,
-};
-use crate::api::{ApiError, Consistency, RequestContext};
+use crate::gateway::{Consistency, GatewayError, RequestContext};
 
 pub fn routes() -> OpenApiRouter<RestState> {
     OpenApiRouter::new()
@@ -57,7 +57,7 @@ async fn ask(
     state: &RestState,
     context: RequestContext,
     request: JobsRequest,
-) -> Result<JobsReply, ApiError> {
+) -> Result<JobsReply, GatewayError> {
     state
         .gateway
         .ask(|reply| GatewayMsg::Jobs {
@@ -68,8 +68,8 @@ async fn ask(
         .await
 }
 
-fn unexpected() -> ApiError {
-    ApiError::internal("unexpected gateway reply")
+fn unexpected() -> GatewayError {
+    GatewayError::internal("unexpected gateway reply")
 }
 
 /// Submit a job. 202: it is accepted and pending; 200: an earlier job with the same
@@ -86,7 +86,7 @@ async fn submit_job(
     State(state): State<RestState>,
     Context(context): Context,
     ApiJson(input): ApiJson<SubmitJobInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let JobsReply::Submitted(submitted) = ask(
         &state,
@@ -119,7 +119,7 @@ async fn submit_batch(
     State(state): State<RestState>,
     Context(context): Context,
     ApiJson(input): ApiJson<BatchSubmitInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let request = JobsRequest::SubmitBatch { inputs: input.jobs };
     let JobsReply::Batch(batch) = ask(&state, context, request).await? else {
@@ -153,7 +153,7 @@ async fn list_jobs(
     State(state): State<RestState>,
     Context(context): Context,
     params: QueryResult<ListJobsParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let params = query(params)?;
     let request = JobsRequest::List {
         filter: JobFilter {
@@ -183,7 +183,7 @@ async fn get_job(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::Get {
         id,
         consistency: consistency(params)?,
@@ -202,7 +202,7 @@ async fn cancel_job(
     State(state): State<RestState>,
     Context(context): Context,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let JobsReply::Job(job) = ask(&state, context, JobsRequest::Cancel { id }).await? else {
         return Err(unexpected());
@@ -218,7 +218,7 @@ async fn job_logs(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::Logs {
         id,
         consistency: consistency(params)?,
@@ -238,7 +238,7 @@ async fn create_queue(
     State(state): State<RestState>,
     Context(context): Context,
     ApiJson(input): ApiJson<CreateQueueInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let JobsReply::Queue(queue) = ask(&state, context, JobsRequest::CreateQueue { input }).await?
     else {
@@ -254,7 +254,7 @@ async fn list_queues(
     State(state): State<RestState>,
     Context(context): Context,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::ListQueues {
         consistency: consistency(params)?,
     };
@@ -273,7 +273,7 @@ async fn get_queue(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::GetQueue {
         id,
         consistency: consistency(params)?,
@@ -294,7 +294,7 @@ async fn update_queue(
     Context(context): Context,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UpdateQueueInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let JobsReply::Queue(queue) =
         ask(&state, context, JobsRequest::UpdateQueue { id, input }).await?
@@ -311,7 +311,7 @@ async fn delete_queue(
     State(state): State<RestState>,
     Context(context): Context,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let JobsReply::QueueDeleted(_) = ask(&state, context, JobsRequest::DeleteQueue { id }).await?
     else {
         return Err(unexpected());
@@ -338,7 +338,7 @@ async fn list_workers(
     State(state): State<RestState>,
     Context(context): Context,
     params: QueryResult<ListWorkersParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let params = query(params)?;
     let request = JobsRequest::ListWorkers {
         pool: params.pool.filter(|pool| !pool.is_empty()),
@@ -370,14 +370,14 @@ async fn fair_share(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<FairShareParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let params = query(params)?;
     let window_s = params
         .window_s
         .as_deref()
         .map(|raw| {
             raw.parse::<u64>().map_err(|_| {
-                ApiError::invalid(
+                GatewayError::invalid(
                     "window_s",
                     format!("must be a whole number of seconds, got `{raw}`"),
                 )
@@ -403,7 +403,7 @@ async fn all_queue_status(
     State(state): State<RestState>,
     Context(context): Context,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::QueueStatus {
         queue: None,
         consistency: consistency(params)?,
@@ -424,7 +424,7 @@ async fn queue_status(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::QueueStatus {
         queue: Some(id),
         consistency: consistency(params)?,
@@ -447,7 +447,7 @@ async fn job_position(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::Position {
         id,
         consistency: consistency(params)?,
@@ -468,7 +468,7 @@ async fn job_sla(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::JobSla {
         id,
         consistency: consistency(params)?,
@@ -498,7 +498,7 @@ async fn sla_summary(
     State(state): State<RestState>,
     Context(context): Context,
     params: QueryResult<SlaSummaryParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let params = query(params)?;
     let request = JobsRequest::SlaSummary {
         tenant: params.tenant,
@@ -519,7 +519,7 @@ async fn list_pools(
     State(state): State<RestState>,
     Context(context): Context,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::ListPools {
         consistency: consistency(params)?,
     };
@@ -538,7 +538,7 @@ async fn get_pool(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::GetPool {
         id,
         consistency: consistency(params)?,
@@ -559,7 +559,7 @@ async fn pool_lifecycle(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::PoolLifecycle {
         id,
         consistency: consistency(params)?,
@@ -581,7 +581,7 @@ async fn pool_action(
     Context(context): Context,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<PoolActionInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let JobsReply::Lifecycle(lifecycle) =
         ask(&state, context, JobsRequest::PoolAction { id, input }).await?
@@ -598,7 +598,7 @@ async fn create_pool(
     State(state): State<RestState>,
     Context(context): Context,
     ApiJson(input): ApiJson<CreatePoolInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let request = JobsRequest::CreatePool {
         input: Box::new(input),
@@ -618,7 +618,7 @@ async fn update_pool(
     Context(context): Context,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UpdatePoolInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let JobsReply::Pool(pool) = ask(&state, context, JobsRequest::UpdatePool { id, input }).await?
     else {
@@ -635,7 +635,7 @@ async fn delete_pool(
     State(state): State<RestState>,
     Context(context): Context,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let JobsReply::PoolDeleted(_) = ask(&state, context, JobsRequest::DeletePool { id }).await?
     else {
         return Err(unexpected());
@@ -653,7 +653,7 @@ async fn pool_workers(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::ListWorkers {
         pool: Some(id),
         consistency: consistency(params)?,
@@ -673,7 +673,7 @@ async fn get_static(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::GetStatic {
         id,
         consistency: consistency(params)?,
@@ -694,7 +694,7 @@ async fn put_static(
     Context(context): Context,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<StaticInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let JobsReply::Static(settings) =
         ask(&state, context, JobsRequest::SetStatic { id, input }).await?
@@ -712,7 +712,7 @@ async fn get_dynamic(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::GetDynamic {
         id,
         consistency: consistency(params)?,
@@ -733,7 +733,7 @@ async fn put_dynamic(
     Context(context): Context,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<DynamicInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let JobsReply::Dynamic(settings) =
         ask(&state, context, JobsRequest::SetDynamic { id, input }).await?
@@ -746,13 +746,13 @@ async fn put_dynamic(
 /// US-09.5.1: the pool's size, workers by state, utilization, jobs, allocation latency
 /// (pending to assigned, p50/p95/p99 of the last 1,000 assignments) and provisioning.
 #[utoipa::path(get, path = "/api/v1/pools/{id}/metrics", tag = "pools", params(("id" = String, Path, description = "Pool id"), ReadParams),
-    responses((status = 200, body = crate::api::report_model::PoolMetricsView), (status = 404, body = ProblemView)))]
+    responses((status = 200, body = crate::gateway::report_model::PoolMetricsView), (status = 404, body = ProblemView)))]
 async fn pool_metrics(
     State(state): State<RestState>,
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let request = JobsRequest::PoolMetrics {
         id,
         consistency: consistency(params)?,

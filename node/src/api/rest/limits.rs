@@ -10,15 +10,15 @@ use utoipa_axum::routes;
 
 use crate::actors::gateway::GatewayMsg;
 use crate::actors::gateway_limits::{LimitsReply, LimitsRequest};
-use crate::api::model::{
-    BurstInput, BurstListView, BurstView, DecisionView, EnforceInput, ProblemView, QuotaInput,
-    QuotaView, UsageView, ViolationsView,
-};
 use crate::api::rest::{
     ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply, page_limit,
     query,
 };
-use crate::api::{ApiError, RequestContext};
+use crate::gateway::model::{
+    BurstInput, BurstListView, BurstView, DecisionView, EnforceInput, ProblemView, QuotaInput,
+    QuotaView, UsageView, ViolationsView,
+};
+use crate::gateway::{GatewayError, RequestContext};
 
 pub fn routes() -> OpenApiRouter<RestState> {
     OpenApiRouter::new()
@@ -45,7 +45,7 @@ async fn ask(
     context: RequestContext,
     request: LimitsRequest,
     status: StatusCode,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let reply = state
         .gateway
@@ -73,7 +73,7 @@ async fn get_quota(
     Context(context): Context,
     Path(tenant): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let consistency = consistency(params)?;
     ask(
         &state,
@@ -96,7 +96,7 @@ async fn set_quota(
     Context(context): Context,
     Path(tenant): Path<String>,
     ApiJson(input): ApiJson<QuotaInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     ask(
         &state,
         context,
@@ -114,7 +114,7 @@ async fn get_usage(
     Context(context): Context,
     Path(tenant): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let consistency = consistency(params)?;
     ask(
         &state,
@@ -136,7 +136,7 @@ async fn enforce(
     State(state): State<RestState>,
     Context(context): Context,
     ApiJson(input): ApiJson<EnforceInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     ask(
         &state,
         context,
@@ -154,7 +154,7 @@ async fn violations(
     State(state): State<RestState>,
     Context(context): Context,
     params: QueryResult<ViolationParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let params = query(params)?;
     let limit = page_limit(params.limit.as_deref())?;
     ask(
@@ -178,7 +178,7 @@ async fn request_burst(
     Context(context): Context,
     Path(tenant): Path<String>,
     ApiJson(input): ApiJson<BurstInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     ask(
         &state,
         context,
@@ -196,7 +196,7 @@ async fn get_burst(
     Context(context): Context,
     Path(tenant): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let consistency = consistency(params)?;
     ask(
         &state,
@@ -217,7 +217,7 @@ async fn end_burst(
     State(state): State<RestState>,
     Context(context): Context,
     Path(tenant): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     ask(
         &state,
         context,
@@ -235,7 +235,7 @@ async fn approve_burst(
     State(state): State<RestState>,
     Context(context): Context,
     Path((tenant, session)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     ask(
         &state,
         context,

@@ -25,9 +25,9 @@ pub use self::extract::{
     ApiJson, Context, QueryResult, ReadParams, consistency, page_limit, query,
 };
 use crate::actors::gateway::GatewayHandle;
-use crate::api::model::ProblemView;
-use crate::api::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER};
-use crate::api::{ApiError, ErrorCode, Principal, TraceId};
+use crate::gateway::model::ProblemView;
+use crate::gateway::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER};
+use crate::gateway::{ErrorCode, GatewayError, Principal, TraceId};
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
@@ -118,8 +118,8 @@ async fn openapi_document(State(state): State<RestState>) -> Response {
         .into_response()
 }
 
-async fn unknown_route(request: Request) -> ApiError {
-    ApiError::new(
+async fn unknown_route(request: Request) -> GatewayError {
+    GatewayError::new(
         ErrorCode::NotFound,
         format!("no route {} {}", request.method(), request.uri().path()),
     )
@@ -138,7 +138,7 @@ async fn trace_and_problems(mut request: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", trace_id = %trace_id, method = %request.method(), path = %request.uri().path());
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
-    if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+    if let Some(error) = response.extensions_mut().remove::<GatewayError>() {
         response = problem_response(&error, &trace_id);
     } else if status.is_client_error() || status.is_server_error() {
         let is_problem = response
@@ -150,7 +150,7 @@ async fn trace_and_problems(mut request: Request, next: Next) -> Response {
                     .starts_with(PROBLEM_CONTENT_TYPE.as_bytes())
             });
         if !is_problem {
-            let error = ApiError::new(
+            let error = GatewayError::new(
                 code_for_status(status),
                 status.canonical_reason().unwrap_or("error").to_lowercase(),
             );
@@ -185,7 +185,7 @@ fn code_for_status(status: StatusCode) -> ErrorCode {
 
 /// Errors leave handlers as a marker the middleware renders, because only the
 /// middleware knows the trace id for certain.
-impl IntoResponse for ApiError {
+impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let mut response = self.code.http_status().into_response();
         response.extensions_mut().insert(self);
@@ -193,7 +193,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub fn problem_response(error: &ApiError, trace_id: &TraceId) -> Response {
+pub fn problem_response(error: &GatewayError, trace_id: &TraceId) -> Response {
     let status = error.code.http_status();
     if error.code == ErrorCode::Internal {
         tracing::error!(trace_id = %trace_id, detail = %error.detail, "internal error");
@@ -227,7 +227,8 @@ pub fn json_reply<T: Serialize>(status: StatusCode, trace_id: &TraceId, body: &T
     let mut value = match serde_json::to_value(body) {
         Ok(value) => value,
         Err(error) => {
-            return ApiError::internal(format!("unencodable response: {error}")).into_response();
+            return GatewayError::internal(format!("unencodable response: {error}"))
+                .into_response();
         }
     };
     if let Some(object) = value.as_object_mut() {

@@ -9,13 +9,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::actors::gateway::GatewayMsg;
-use crate::api::model::{
-    CreateTenantInput, PageInput, ProblemView, TenantPageView, TenantView, UpdateTenantInput,
-};
 use crate::api::rest::{
     ApiJson, Context, QueryResult, ReadParams, RestState, json_reply, page_limit, query,
 };
-use crate::api::{ApiError, Consistency};
+use crate::gateway::model::{
+    CreateTenantInput, PageInput, ProblemView, TenantPageView, TenantView, UpdateTenantInput,
+};
+use crate::gateway::{Consistency, GatewayError};
 
 pub fn routes() -> OpenApiRouter<RestState> {
     OpenApiRouter::new()
@@ -54,7 +54,7 @@ async fn create_tenant(
     State(state): State<RestState>,
     Context(context): Context,
     ApiJson(input): ApiJson<CreateTenantInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let tenant = state
         .gateway
@@ -78,7 +78,7 @@ async fn list_tenants(
     State(state): State<RestState>,
     Context(context): Context,
     params: QueryResult<ListParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let params = query(params)?;
     let limit = page_limit(params.limit.as_deref())?;
     let consistency = Consistency::parse(params.consistency.as_deref())?;
@@ -111,7 +111,7 @@ async fn get_tenant(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let params = query(params)?;
     let consistency = Consistency::parse(params.consistency.as_deref())?;
     let trace_id = context.trace_id.clone();
@@ -140,7 +140,7 @@ async fn update_tenant(
     Context(context): Context,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UpdateTenantInput>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let tenant = state
         .gateway
@@ -166,13 +166,13 @@ async fn delete_tenant(
     Context(context): Context,
     Path(id): Path<String>,
     params: QueryResult<DeleteParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let params = query(params)?;
     let cascade = match params.cascade.as_deref() {
         None => false,
         Some("cancel") => true,
         Some(other) => {
-            return Err(ApiError::invalid(
+            return Err(GatewayError::invalid(
                 "cascade",
                 format!("the only value is `cancel`, got `{other}`"),
             ));

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::model::ResourcesView;
+use crate::gateway::model::ResourcesView;
 use hodei_domain::job::Job;
 use hodei_domain::labels::Labels;
 use hodei_domain::queue::Queue;

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::api::ApiError;
+use crate::gateway::GatewayError;
 use hodei_domain::tenant::TenantId;
 
 pub const PRINCIPAL_HEADER: &str = "x-hodei-principal";
@@ -17,18 +17,18 @@ pub enum Principal {
 
 impl Principal {
     /// Parses `admin` or `tenant:<id>`.
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, GatewayError> {
         if raw == "admin" {
             return Ok(Principal::Admin);
         }
         let Some(id) = raw.strip_prefix("tenant:") else {
-            return Err(ApiError::invalid(
+            return Err(GatewayError::invalid(
                 PRINCIPAL_HEADER,
                 format!("must be `admin` or `tenant:<tenant id>`, got `{raw}`"),
             ));
         };
         TenantId::parse(id).map(Principal::Tenant).map_err(|_| {
-            ApiError::invalid(PRINCIPAL_HEADER, format!("`{id}` is not a valid tenant id"))
+            GatewayError::invalid(PRINCIPAL_HEADER, format!("`{id}` is not a valid tenant id"))
         })
     }
 

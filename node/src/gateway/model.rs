@@ -144,37 +144,6 @@ pub struct DigestView {
     pub state_digest: String,
 }
 
-impl From<&hodei_cluster::ClusterStatus> for ClusterStatusView {
-    fn from(status: &hodei_cluster::ClusterStatus) -> Self {
-        Self {
-            cluster_id: status.cluster_id.clone(),
-            node_id: status.node_id,
-            addr: status.addr.clone(),
-            initialized: status.initialized,
-            role: status.role.to_string(),
-            term: status.term,
-            leader_id: status.leader_id,
-            last_log_index: status.last_log_index,
-            last_applied_index: status.last_applied_index,
-            snapshot_index: status.snapshot_index,
-            state_digest: status.state_digest.clone(),
-            digest_index: status.digest_index,
-            members: status
-                .members
-                .iter()
-                .map(|member| ClusterMemberView {
-                    node_id: member.node_id,
-                    addr: member.addr.clone(),
-                    api_addr: member.api_addr.clone(),
-                    role: if member.voter { "voter" } else { "learner" }.to_string(),
-                    matched_index: member.matched_index,
-                    lag: member.lag,
-                })
-                .collect(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HealthView {
     /// `ok` while the process serves requests (a node whose Raft core stopped answers
