@@ -443,9 +443,9 @@ mod tests {
     use hodei_config::ConfigLoader;
 
     use super::*;
-    use crate::actors::gateway::GatewayMsg;
     use crate::actors::tenant_actor::TenantObservableState;
     use crate::gateway::model::CreateTenantInput;
+    use crate::gateway::operations::{CreateTenant, DeleteTenant};
     use crate::gateway::{Principal, RequestContext, TraceId};
 
     async fn start_node(folder: &std::path::Path) -> crate::server::NodeHandle {
@@ -506,11 +506,7 @@ mod tests {
             labels: Default::default(),
         };
         node.gateway
-            .ask(|reply| GatewayMsg::CreateTenant {
-                context,
-                input,
-                reply,
-            })
+            .call(context, CreateTenant { input })
             .await
             .unwrap();
         wait_until("acme's actor", async || {
@@ -546,12 +542,13 @@ mod tests {
         // Deleting the tenant stops its actor.
         let context = RequestContext::new(Principal::Admin, TraceId::generate());
         node.gateway
-            .ask(|reply| GatewayMsg::DeleteTenant {
+            .call(
                 context,
-                id: "acme".to_string(),
-                cascade: false,
-                reply,
-            })
+                DeleteTenant {
+                    id: "acme".to_string(),
+                    cascade: false,
+                },
+            )
             .await
             .unwrap();
         wait_until("acme's actor to stop", async || {

@@ -12,13 +12,16 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{Instrument, info};
 
-use crate::actors::gateway_limits::{LimitsReply, LimitsRequest};
 use crate::actors::{NodeContext, now_ms};
 use crate::gateway::model::{
     ClusterDigestsView, ClusterMemberView, ClusterStatusView, CreateTenantInput, DEFAULT_PAGE_SIZE,
     DigestView, HealthView, MAX_PAGE_SIZE, Page, PageInput, UpdateTenantInput,
 };
-use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestContext};
+use crate::gateway::operations::{
+    ChangeCluster, ClusterOperation, CreateTenant, DeleteTenant, GetTenant, ListTenants,
+    UpdateTenant,
+};
+use crate::gateway::{Consistency, ErrorCode, GatewayError, Operation, Principal, RequestContext};
 use crate::state::{Command, CommandOutcome, CommandV1};
 use hodei_cluster::ClusterError;
 use hodei_domain::DomainError;
@@ -27,35 +30,8 @@ use hodei_domain::tenant::{NewTenant, Tenant, TenantId, TenantPatch, TenantStatu
 pub type Reply<T> = RpcReplyPort<Result<T, GatewayError>>;
 
 pub enum GatewayMsg {
-    CreateTenant {
-        context: RequestContext,
-        input: CreateTenantInput,
-        reply: Reply<Tenant>,
-    },
-    GetTenant {
-        context: RequestContext,
-        id: String,
-        consistency: Consistency,
-        reply: Reply<Tenant>,
-    },
-    ListTenants {
-        context: RequestContext,
-        page: PageInput,
-        consistency: Consistency,
-        reply: Reply<Page<Tenant>>,
-    },
-    UpdateTenant {
-        context: RequestContext,
-        id: String,
-        input: UpdateTenantInput,
-        reply: Reply<Tenant>,
-    },
-    DeleteTenant {
-        context: RequestContext,
-        id: String,
-        cascade: bool,
-        reply: Reply<TenantId>,
-    },
+    /// One operation of the contract, with where its answer goes.
+    Run(Envelope),
     /// This node's view of the cluster, and why its Raft core stopped if it did.
     ClusterStatus {
         reply: RpcReplyPort<(ClusterStatusView, Option<CoreStop>)>,
@@ -64,40 +40,19 @@ pub enum GatewayMsg {
     ClusterDigests {
         reply: RpcReplyPort<ClusterDigestsView>,
     },
-    ClusterAdmin {
-        context: RequestContext,
-        operation: ClusterOperation,
-        reply: Reply<ClusterStatusView>,
-    },
-    /// Jobs, queues and workers.
-    Jobs {
-        context: RequestContext,
-        request: crate::actors::gateway_jobs::JobsRequest,
-        reply: Reply<crate::actors::gateway_jobs::JobsReply>,
-    },
-    /// Quotas, enforcement and burst capacity.
-    Limits {
-        context: RequestContext,
-        request: LimitsRequest,
-        reply: Reply<LimitsReply>,
-    },
 }
 
-/// Membership and leadership changes (admin only); each answers with the status after it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClusterOperation {
-    /// Make this uninitialised node the first member of a new cluster.
-    Init,
-    AddMember {
-        node_id: u64,
-        addr: String,
-    },
-    RemoveMember {
-        node_id: u64,
-    },
-    TransferLeader {
-        node_id: u64,
-    },
+/// An operation on its way to the gateway actor: started with the node's context, it
+/// runs in its own task and answers its caller.
+pub struct Envelope(Box<dyn FnOnce(NodeContext) + Send>);
+
+/// How the gateway actor runs one operation of the contract.
+pub trait Handler: Operation {
+    fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> impl Future<Output = Result<Self::Reply, GatewayError>> + Send;
 }
 
 pub struct GatewayActor;
@@ -156,6 +111,25 @@ impl GatewayHandle {
                 Err(GatewayError::unavailable("the gateway is restarting", 1))
             }
         }
+    }
+
+    /// Runs one operation of the contract and waits for its answer.
+    pub async fn call<O: Handler>(
+        &self,
+        context: RequestContext,
+        operation: O,
+    ) -> Result<O::Reply, GatewayError> {
+        self.ask(move |reply| {
+            GatewayMsg::Run(Envelope(Box::new(move |node: NodeContext| {
+                answer_measured(
+                    &node.clone(),
+                    O::NAME,
+                    reply,
+                    operation.handle(node, context),
+                );
+            })))
+        })
+        .await
     }
 
     /// The state digests at this node's last applied indexes.
@@ -230,98 +204,7 @@ impl Actor for GatewayActor {
     ) -> Result<(), ActorProcessingErr> {
         let node = node.clone();
         match message {
-            GatewayMsg::CreateTenant {
-                context,
-                input,
-                reply,
-            } => {
-                answer_measured(
-                    &node.clone(),
-                    "create_tenant",
-                    reply,
-                    create_tenant(node, context, input),
-                );
-            }
-            GatewayMsg::GetTenant {
-                context,
-                id,
-                consistency,
-                reply,
-            } => answer_measured(
-                &node.clone(),
-                "get_tenant",
-                reply,
-                get_tenant(node, context, id, consistency),
-            ),
-            GatewayMsg::ListTenants {
-                context,
-                page,
-                consistency,
-                reply,
-            } => answer_measured(
-                &node.clone(),
-                "list_tenants",
-                reply,
-                list_tenants(node, context, page, consistency),
-            ),
-            GatewayMsg::UpdateTenant {
-                context,
-                id,
-                input,
-                reply,
-            } => answer_measured(
-                &node.clone(),
-                "update_tenant",
-                reply,
-                update_tenant(node, context, id, input),
-            ),
-            GatewayMsg::DeleteTenant {
-                context,
-                id,
-                cascade,
-                reply,
-            } => answer_measured(
-                &node.clone(),
-                "delete_tenant",
-                reply,
-                delete_tenant(node, context, id, cascade),
-            ),
-            GatewayMsg::ClusterAdmin {
-                context,
-                operation,
-                reply,
-            } => answer_measured(
-                &node.clone(),
-                "cluster_admin",
-                reply,
-                cluster_admin(node, context, operation),
-            ),
-            GatewayMsg::Limits {
-                context,
-                request,
-                reply,
-            } => {
-                let operation = request.operation();
-                answer_measured(
-                    &node.clone(),
-                    operation,
-                    reply,
-                    crate::actors::gateway_limits::handle(node, context, request),
-                );
-            }
-            GatewayMsg::Jobs {
-                context,
-                request,
-                reply,
-            } => {
-                let operation = request.operation();
-                answer_measured(
-                    &node.clone(),
-                    operation,
-                    reply,
-                    crate::actors::gateway_jobs::handle(node, context, request),
-                );
-            }
+            GatewayMsg::Run(Envelope(start)) => start(node),
             GatewayMsg::ClusterStatus { reply } => {
                 let status = node.raft.status();
                 let _ = reply.send((status_view(&status), status.core_stop));
@@ -686,6 +569,66 @@ async fn cluster_admin(
         }
     }
     Ok(status_view(&node.raft.status()))
+}
+
+impl Handler for CreateTenant {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<Tenant, GatewayError> {
+        create_tenant(node, context, self.input).await
+    }
+}
+
+impl Handler for GetTenant {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<Tenant, GatewayError> {
+        get_tenant(node, context, self.id, self.consistency).await
+    }
+}
+
+impl Handler for ListTenants {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<Page<Tenant>, GatewayError> {
+        list_tenants(node, context, self.page, self.consistency).await
+    }
+}
+
+impl Handler for UpdateTenant {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<Tenant, GatewayError> {
+        update_tenant(node, context, self.id, self.input).await
+    }
+}
+
+impl Handler for DeleteTenant {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<TenantId, GatewayError> {
+        delete_tenant(node, context, self.id, self.cascade).await
+    }
+}
+
+impl Handler for ChangeCluster {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<ClusterStatusView, GatewayError> {
+        cluster_admin(node, context, self.operation).await
+    }
 }
 
 /// Raft's view of the cluster as the gateway shows it.

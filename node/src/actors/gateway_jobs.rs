@@ -4,19 +4,26 @@
 use tokio::sync::{broadcast, mpsc};
 use tracing::info;
 
-use crate::actors::gateway::{propose_for, read_barrier, require_access, require_admin};
+use crate::actors::gateway::{Handler, propose_for, read_barrier, require_access, require_admin};
 use crate::actors::gateway_reports;
 use crate::actors::{NodeContext, now_ms};
 use crate::gateway::job_model::{
-    BatchItemView, BatchView, CreatePoolInput, CreateQueueInput, DynamicInput, DynamicSettingsView,
-    JobFilter, JobLogsView, JobPageView, JobView, MAX_BATCH, PoolActionInput, PoolLifecycleView,
-    PoolListView, PoolView, QueueListView, QueueView, StaticInput, StaticSettingsView,
-    SubmitJobInput, SubmittedJobView, UpdatePoolInput, UpdateQueueInput, WorkerListView,
+    BatchItemView, BatchView, CreatePoolInput, CreateQueueInput, DynamicSettingsView, JobFilter,
+    JobLogsView, JobPageView, JobView, MAX_BATCH, PoolLifecycleView, PoolListView, PoolView,
+    QueueListView, QueueView, StaticSettingsView, SubmitJobInput, SubmittedJobView, WorkerListView,
     WorkerView,
 };
 use crate::gateway::model::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageInput};
+use crate::gateway::operations::{
+    CancelJob, ChangePoolLifecycle, CreatePool, CreateQueue, DeletePool, DeleteQueue,
+    GetDynamicSettings, GetFairShare, GetJob, GetJobLogs, GetJobPosition, GetJobSla, GetPool,
+    GetPoolLifecycle, GetPoolMetrics, GetQueue, GetQueueStatus, GetSlaSummary, GetStaticSettings,
+    ListJobs, ListPools, ListQueueStatus, ListQueues, ListWorkers, SetDynamicSettings,
+    SetStaticSettings, SubmitJob, SubmitJobs, UpdatePool, UpdateQueue, WatchJob,
+};
 use crate::gateway::report_model::{
-    FairShareView, JobPositionView, JobSlaView, QueueStatusListView, SlaSummaryView,
+    FairShareView, JobPositionView, JobSlaView, QueueStatusListView, QueueStatusView,
+    SlaSummaryView,
 };
 use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestContext};
 use crate::state::jobs::SubmittedJob;
@@ -38,554 +45,628 @@ pub const DEFAULT_JOB_RESOURCES: Resources = Resources {
     gpu: 0,
 };
 
-pub enum JobsRequest {
-    Submit {
-        input: Box<SubmitJobInput>,
-    },
-    SubmitBatch {
-        inputs: Vec<SubmitJobInput>,
-    },
-    Get {
-        id: String,
-        consistency: Consistency,
-    },
-    List {
-        filter: JobFilter,
-        page: PageInput,
-        consistency: Consistency,
-    },
-    Cancel {
-        id: String,
-    },
-    Logs {
-        id: String,
-        consistency: Consistency,
-    },
-    /// The job now, then each change until it is final, on the returned channel.
-    Watch {
-        id: String,
-    },
-    CreateQueue {
-        input: CreateQueueInput,
-    },
-    GetQueue {
-        id: String,
-        consistency: Consistency,
-    },
-    ListQueues {
-        consistency: Consistency,
-    },
-    UpdateQueue {
-        id: String,
-        input: UpdateQueueInput,
-    },
-    DeleteQueue {
-        id: String,
-    },
-    ListWorkers {
-        pool: Option<String>,
-        consistency: Consistency,
-    },
-    ListPools {
-        consistency: Consistency,
-    },
-    GetPool {
-        id: String,
-        consistency: Consistency,
-    },
-    PoolLifecycle {
-        id: String,
-        consistency: Consistency,
-    },
-    PoolAction {
-        id: String,
-        input: PoolActionInput,
-    },
-    CreatePool {
-        input: Box<CreatePoolInput>,
-    },
-    PoolMetrics {
-        id: String,
-        consistency: Consistency,
-    },
-    UpdatePool {
-        id: String,
-        input: UpdatePoolInput,
-    },
-    DeletePool {
-        id: String,
-    },
-    SetStatic {
-        id: String,
-        input: StaticInput,
-    },
-    SetDynamic {
-        id: String,
-        input: DynamicInput,
-    },
-    GetStatic {
-        id: String,
-        consistency: Consistency,
-    },
-    GetDynamic {
-        id: String,
-        consistency: Consistency,
-    },
-    FairShare {
-        queue: String,
-        window_s: Option<u64>,
-        consistency: Consistency,
-    },
-    /// One queue's status, or every queue's.
-    QueueStatus {
-        queue: Option<String>,
-        consistency: Consistency,
-    },
-    Position {
-        id: String,
-        consistency: Consistency,
-    },
-    JobSla {
-        id: String,
-        consistency: Consistency,
-    },
-    SlaSummary {
-        tenant: Option<String>,
-        level: Option<String>,
-        consistency: Consistency,
-    },
+impl Handler for SubmitJob {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<SubmittedJobView, GatewayError> {
+        let SubmitJob { input } = self;
+        submit(&node, &context, *input).await
+    }
 }
 
-impl JobsRequest {
-    /// The operation's name in metrics.
-    pub fn operation(&self) -> &'static str {
-        match self {
-            JobsRequest::Submit { .. } => "submit_job",
-            JobsRequest::SubmitBatch { .. } => "submit_jobs",
-            JobsRequest::Get { .. } => "get_job",
-            JobsRequest::List { .. } => "list_jobs",
-            JobsRequest::Cancel { .. } => "cancel_job",
-            JobsRequest::Logs { .. } => "job_logs",
-            JobsRequest::Watch { .. } => "watch_job",
-            JobsRequest::CreateQueue { .. } => "create_queue",
-            JobsRequest::GetQueue { .. } => "get_queue",
-            JobsRequest::ListQueues { .. } => "list_queues",
-            JobsRequest::UpdateQueue { .. } => "update_queue",
-            JobsRequest::DeleteQueue { .. } => "delete_queue",
-            JobsRequest::ListWorkers { .. } => "list_workers",
-            JobsRequest::ListPools { .. } => "list_pools",
-            JobsRequest::GetPool { .. } => "get_pool",
-            JobsRequest::PoolLifecycle { .. } => "pool_lifecycle",
-            JobsRequest::PoolAction { .. } => "pool_action",
-            JobsRequest::CreatePool { .. } => "create_pool",
-            JobsRequest::PoolMetrics { .. } => "pool_metrics",
-            JobsRequest::UpdatePool { .. } => "update_pool",
-            JobsRequest::DeletePool { .. } => "delete_pool",
-            JobsRequest::SetStatic { .. } => "set_static_pool",
-            JobsRequest::SetDynamic { .. } => "set_dynamic_pool",
-            JobsRequest::GetStatic { .. } => "get_static_pool",
-            JobsRequest::GetDynamic { .. } => "get_dynamic_pool",
-            JobsRequest::FairShare { .. } => "fair_share",
-            JobsRequest::QueueStatus { .. } => "queue_status",
-            JobsRequest::Position { .. } => "job_position",
-            JobsRequest::JobSla { .. } => "job_sla",
-            JobsRequest::SlaSummary { .. } => "sla_summary",
+impl Handler for SubmitJobs {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<BatchView, GatewayError> {
+        let SubmitJobs { inputs } = self;
+        submit_batch(&node, &context, inputs).await
+    }
+}
+
+impl Handler for GetJob {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<JobView, GatewayError> {
+        let GetJob { id, consistency } = self;
+        read_barrier(&node, consistency).await?;
+        let view = node.read(|state| {
+            gateway_reports::visible_job(state, &context, &id)
+                .map(|job| gateway_reports::full_job_view(state, job))
+        })?;
+        Ok(view)
+    }
+}
+
+impl Handler for ListJobs {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<JobPageView, GatewayError> {
+        let ListJobs {
+            filter,
+            page,
+            consistency,
+        } = self;
+        list_jobs(&node, &context, filter, page, consistency).await
+    }
+}
+
+impl Handler for CancelJob {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<JobView, GatewayError> {
+        let CancelJob { id } = self;
+        node.read(|state| gateway_reports::visible_job(state, &context, &id).map(|_| ()))?;
+        let command = CommandV1::CancelJob {
+            id,
+            cancelled_by: context.principal.to_string(),
+            at_ms: now_ms(),
+        };
+        match propose_for(&node, &context, command).await? {
+            CommandOutcome::Job(job) => {
+                info!(job = %job.id, principal = %context.principal, "job cancelled");
+                Ok(job_summary_view(&job))
+            }
+            other => Err(unexpected(other)),
         }
     }
 }
 
-pub enum JobsReply {
-    Submitted(SubmittedJobView),
-    Batch(BatchView),
-    Job(JobView),
-    Jobs(JobPageView),
-    Logs(JobLogsView),
-    Watch(mpsc::Receiver<JobView>),
-    Queue(QueueView),
-    Queues(QueueListView),
-    QueueDeleted(String),
-    Workers(WorkerListView),
-    Pools(PoolListView),
-    Pool(PoolView),
-    Lifecycle(PoolLifecycleView),
-    PoolDeleted(String),
-    PoolMetrics(Box<crate::gateway::report_model::PoolMetricsView>),
-    Static(StaticSettingsView),
-    Dynamic(DynamicSettingsView),
-    FairShare(FairShareView),
-    QueueStatus(QueueStatusListView),
-    Position(JobPositionView),
-    JobSla(JobSlaView),
-    SlaSummary(SlaSummaryView),
+impl Handler for GetJobLogs {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<JobLogsView, GatewayError> {
+        let GetJobLogs { id, consistency } = self;
+        read_barrier(&node, consistency).await?;
+        let view = node.read(|state| {
+            gateway_reports::visible_job(state, &context, &id).map(|job| JobLogsView {
+                id: job.id.clone(),
+                state: job.state.as_str().to_string(),
+                output_tail: state.job_output(&job.id).unwrap_or_default().to_string(),
+            })
+        })?;
+        Ok(view)
+    }
 }
 
-pub async fn handle(
-    node: NodeContext,
-    context: RequestContext,
-    request: JobsRequest,
-) -> Result<JobsReply, GatewayError> {
-    match request {
-        JobsRequest::Submit { input } => submit(&node, &context, *input).await,
-        JobsRequest::SubmitBatch { inputs } => submit_batch(&node, &context, inputs).await,
-        JobsRequest::Get { id, consistency } => {
-            read_barrier(&node, consistency).await?;
-            let view = node.read(|state| {
-                gateway_reports::visible_job(state, &context, &id)
-                    .map(|job| gateway_reports::full_job_view(state, job))
+impl Handler for WatchJob {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<mpsc::Receiver<JobView>, GatewayError> {
+        let WatchJob { id } = self;
+        watch(&node, &context, id)
+    }
+}
+
+impl Handler for CreateQueue {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<QueueView, GatewayError> {
+        let CreateQueue { input } = self;
+        create_queue(&node, &context, input).await
+    }
+}
+
+impl Handler for GetQueue {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<QueueView, GatewayError> {
+        let GetQueue { id, consistency } = self;
+        read_barrier(&node, consistency).await?;
+        node.read(|state| {
+            state
+                .queue(&id)
+                .map(|queue| queue_view(state, queue))
+                .ok_or_else(|| DomainError::not_found("queue", id.clone()).into())
+        })
+    }
+}
+
+impl Handler for ListQueues {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<QueueListView, GatewayError> {
+        let ListQueues { consistency } = self;
+        read_barrier(&node, consistency).await?;
+        Ok(node.read(|state| QueueListView {
+            items: state
+                .queues()
+                .map(|queue| queue_view(state, queue))
+                .collect(),
+        }))
+    }
+}
+
+impl Handler for UpdateQueue {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<QueueView, GatewayError> {
+        let UpdateQueue { id, input } = self;
+        require_admin(&context, "changing a queue")?;
+        let policy = input
+            .policy
+            .as_deref()
+            .map(|raw| QueuePolicy::parse("policy", raw))
+            .transpose()?;
+        if input.pools.is_none() && policy.is_none() {
+            return Err(GatewayError::new(
+                ErrorCode::Unprocessable,
+                "the update sets no field: give pools or policy",
+            ));
+        }
+        let command = CommandV1::UpdateQueue {
+            id,
+            pools: input.pools,
+            policy,
+            at_ms: now_ms(),
+        };
+        match propose_for(&node, &context, command).await? {
+            CommandOutcome::Queue(queue) => Ok(node.read(|state| queue_view(state, &queue))),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Handler for DeleteQueue {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<String, GatewayError> {
+        let DeleteQueue { id } = self;
+        require_admin(&context, "deleting a queue")?;
+        match propose_for(&node, &context, CommandV1::DeleteQueue { id }).await? {
+            CommandOutcome::QueueDeleted { id } => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Handler for ListPools {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<PoolListView, GatewayError> {
+        let ListPools { consistency } = self;
+        read_barrier(&node, consistency).await?;
+        Ok(node.read(|state| PoolListView {
+            items: state.pools().map(|pool| pool_view(state, pool)).collect(),
+        }))
+    }
+}
+
+impl Handler for GetPool {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<PoolView, GatewayError> {
+        let GetPool { id, consistency } = self;
+        read_barrier(&node, consistency).await?;
+        node.read(|state| {
+            state
+                .pool(&id)
+                .map(|pool| pool_view(state, pool))
+                .ok_or_else(|| DomainError::not_found("pool", id.clone()).into())
+        })
+    }
+}
+
+impl Handler for GetPoolLifecycle {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<PoolLifecycleView, GatewayError> {
+        let GetPoolLifecycle { id, consistency } = self;
+        read_barrier(&node, consistency).await?;
+        node.read(|state| {
+            state
+                .pool(&id)
+                .map(PoolLifecycleView::from)
+                .ok_or_else(|| DomainError::not_found("pool", id.clone()).into())
+        })
+    }
+}
+
+impl Handler for ChangePoolLifecycle {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<PoolLifecycleView, GatewayError> {
+        let ChangePoolLifecycle { id, input } = self;
+        require_admin(&context, "changing a pool's lifecycle")?;
+        let action = PoolAction::parse("action", &input.action)?;
+        let command = CommandV1::PoolLifecycle {
+            pool: id,
+            action,
+            by: context.principal.to_string(),
+            reason: input.reason.unwrap_or_default(),
+            at_ms: now_ms(),
+        };
+        match propose_for(&node, &context, command).await? {
+            CommandOutcome::Pool(pool) => {
+                info!(pool = %pool.id, action = action.as_str(), state = pool.state.as_str(), principal = %context.principal, "pool lifecycle changed");
+                Ok(PoolLifecycleView::from(&pool))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Handler for CreatePool {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<PoolView, GatewayError> {
+        let CreatePool { input } = self;
+        create_pool(&node, &context, *input).await
+    }
+}
+
+impl Handler for GetPoolMetrics {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<Box<crate::gateway::report_model::PoolMetricsView>, GatewayError> {
+        let GetPoolMetrics { id, consistency } = self;
+        read_barrier(&node, consistency).await?;
+        node.read(|state| {
+            state
+                .pool(&id)
+                .map(|pool| Box::new(gateway_reports::pool_metrics(state, pool)))
+                .ok_or_else(|| DomainError::not_found("pool", id.clone()).into())
+        })
+    }
+}
+
+impl Handler for UpdatePool {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<PoolView, GatewayError> {
+        let UpdatePool { id, input } = self;
+        require_admin(&context, "changing a pool")?;
+        let patch = PoolPatch {
+            min_size: input.min_size,
+            max_size: input.max_size,
+            worker_shape: input.worker_shape.map(Resources::from),
+            labels: input.labels,
+            ..PoolPatch::default()
+        };
+        if patch.is_empty() {
+            return Err(GatewayError::new(
+                ErrorCode::Unprocessable,
+                "the update sets no field: give min_size, max_size, worker_shape or labels",
+            ));
+        }
+        update_pool(&node, &context, id, patch).await
+    }
+}
+
+impl Handler for DeletePool {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<String, GatewayError> {
+        let DeletePool { id } = self;
+        require_admin(&context, "deleting a pool")?;
+        match propose_for(&node, &context, CommandV1::DeletePool { id }).await? {
+            CommandOutcome::PoolDeleted { id } => {
+                info!(pool = %id, principal = %context.principal, "pool deleted");
+                Ok(id)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Handler for SetStaticSettings {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<StaticSettingsView, GatewayError> {
+        let SetStaticSettings { id, input } = self;
+        require_admin(&context, "changing a pool")?;
+        let defaults = StaticSettings::default();
+        let settings = StaticSettings {
+            size: input.size.unwrap_or(defaults.size),
+            expected_workers: input.expected_workers.unwrap_or_default(),
+            health_check_interval_s: input
+                .health_check_interval_s
+                .unwrap_or(defaults.health_check_interval_s),
+        };
+        for (index, worker) in settings.expected_workers.iter().enumerate() {
+            validate_worker_id(worker).map_err(|_| {
+                GatewayError::invalid(
+                    format!("expected_workers[{index}]"),
+                    "1-128 characters of [A-Za-z0-9._-]",
+                )
             })?;
-            Ok(JobsReply::Job(view))
         }
-        JobsRequest::List {
-            filter,
-            page,
-            consistency,
-        } => list_jobs(&node, &context, filter, page, consistency).await,
-        JobsRequest::Cancel { id } => {
-            node.read(|state| gateway_reports::visible_job(state, &context, &id).map(|_| ()))?;
-            let command = CommandV1::CancelJob {
-                id,
-                cancelled_by: context.principal.to_string(),
-                at_ms: now_ms(),
-            };
-            match propose_for(&node, &context, command).await? {
-                CommandOutcome::Job(job) => {
-                    info!(job = %job.id, principal = %context.principal, "job cancelled");
-                    Ok(JobsReply::Job(job_summary_view(&job)))
-                }
-                other => Err(unexpected(other)),
-            }
+        let patch = PoolPatch {
+            static_settings: Some(settings),
+            ..PoolPatch::default()
+        };
+        update_pool(&node, &context, id.clone(), patch).await?;
+        node.read(|state| static_view(state, &id))
+    }
+}
+
+impl Handler for SetDynamicSettings {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<DynamicSettingsView, GatewayError> {
+        let SetDynamicSettings { id, input } = self;
+        require_admin(&context, "changing a pool")?;
+        let current = node
+            .read(|state| state.pool(&id).cloned())
+            .ok_or_else(|| GatewayError::from(DomainError::not_found("pool", id.clone())))?;
+        let mut settings = current.dynamic_settings.clone();
+        settings.idle_timeout_s = input.idle_timeout_s.unwrap_or(settings.idle_timeout_s);
+        settings.provision_timeout_s = input
+            .provision_timeout_s
+            .unwrap_or(settings.provision_timeout_s);
+        settings.max_provisioning = input.max_provisioning.unwrap_or(settings.max_provisioning);
+        settings.drain_timeout_s = input.drain_timeout_s.unwrap_or(settings.drain_timeout_s);
+        settings.prewarm = input.prewarm.unwrap_or(settings.prewarm);
+        let provider = input
+            .provider
+            .as_deref()
+            .map(|raw| PoolProvider::parse("provider", raw))
+            .transpose()?;
+        if provider == Some(PoolProvider::Static) {
+            return Err(GatewayError::invalid(
+                "provider",
+                "a dynamic pool needs a provider that starts workers: process or simulated",
+            ));
         }
-        JobsRequest::Logs { id, consistency } => {
-            read_barrier(&node, consistency).await?;
-            let view = node.read(|state| {
-                gateway_reports::visible_job(state, &context, &id).map(|job| JobLogsView {
-                    id: job.id.clone(),
-                    state: job.state.as_str().to_string(),
-                    output_tail: state.job_output(&job.id).unwrap_or_default().to_string(),
-                })
-            })?;
-            Ok(JobsReply::Logs(view))
-        }
-        JobsRequest::Watch { id } => watch(&node, &context, id),
-        JobsRequest::CreateQueue { input } => create_queue(&node, &context, input).await,
-        JobsRequest::GetQueue { id, consistency } => {
-            read_barrier(&node, consistency).await?;
-            node.read(|state| {
-                state
-                    .queue(&id)
-                    .map(|queue| JobsReply::Queue(queue_view(state, queue)))
-                    .ok_or_else(|| DomainError::not_found("queue", id.clone()).into())
-            })
-        }
-        JobsRequest::ListQueues { consistency } => {
-            read_barrier(&node, consistency).await?;
-            Ok(JobsReply::Queues(node.read(|state| {
-                QueueListView {
-                    items: state
-                        .queues()
-                        .map(|queue| queue_view(state, queue))
-                        .collect(),
-                }
-            })))
-        }
-        JobsRequest::UpdateQueue { id, input } => {
-            require_admin(&context, "changing a queue")?;
-            let policy = input
-                .policy
-                .as_deref()
-                .map(|raw| QueuePolicy::parse("policy", raw))
-                .transpose()?;
-            if input.pools.is_none() && policy.is_none() {
-                return Err(GatewayError::new(
-                    ErrorCode::Unprocessable,
-                    "the update sets no field: give pools or policy",
-                ));
-            }
-            let command = CommandV1::UpdateQueue {
-                id,
-                pools: input.pools,
-                policy,
-                at_ms: now_ms(),
-            };
-            match propose_for(&node, &context, command).await? {
-                CommandOutcome::Queue(queue) => Ok(JobsReply::Queue(
-                    node.read(|state| queue_view(state, &queue)),
-                )),
-                other => Err(unexpected(other)),
-            }
-        }
-        JobsRequest::DeleteQueue { id } => {
-            require_admin(&context, "deleting a queue")?;
-            match propose_for(&node, &context, CommandV1::DeleteQueue { id }).await? {
-                CommandOutcome::QueueDeleted { id } => Ok(JobsReply::QueueDeleted(id)),
-                other => Err(unexpected(other)),
-            }
-        }
-        JobsRequest::ListPools { consistency } => {
-            read_barrier(&node, consistency).await?;
-            Ok(JobsReply::Pools(node.read(|state| PoolListView {
-                items: state.pools().map(|pool| pool_view(state, pool)).collect(),
-            })))
-        }
-        JobsRequest::GetPool { id, consistency } => {
-            read_barrier(&node, consistency).await?;
-            node.read(|state| {
-                state
-                    .pool(&id)
-                    .map(|pool| JobsReply::Pool(pool_view(state, pool)))
-                    .ok_or_else(|| DomainError::not_found("pool", id.clone()).into())
-            })
-        }
-        JobsRequest::PoolLifecycle { id, consistency } => {
-            read_barrier(&node, consistency).await?;
-            node.read(|state| {
-                state
-                    .pool(&id)
-                    .map(|pool| JobsReply::Lifecycle(PoolLifecycleView::from(pool)))
-                    .ok_or_else(|| DomainError::not_found("pool", id.clone()).into())
-            })
-        }
-        JobsRequest::PoolAction { id, input } => {
-            require_admin(&context, "changing a pool's lifecycle")?;
-            let action = PoolAction::parse("action", &input.action)?;
-            let command = CommandV1::PoolLifecycle {
-                pool: id,
-                action,
-                by: context.principal.to_string(),
-                reason: input.reason.unwrap_or_default(),
-                at_ms: now_ms(),
-            };
-            match propose_for(&node, &context, command).await? {
-                CommandOutcome::Pool(pool) => {
-                    info!(pool = %pool.id, action = action.as_str(), state = pool.state.as_str(), principal = %context.principal, "pool lifecycle changed");
-                    Ok(JobsReply::Lifecycle(PoolLifecycleView::from(&pool)))
-                }
-                other => Err(unexpected(other)),
-            }
-        }
-        JobsRequest::CreatePool { input } => create_pool(&node, &context, *input).await,
-        JobsRequest::PoolMetrics { id, consistency } => {
-            read_barrier(&node, consistency).await?;
-            node.read(|state| {
-                state
-                    .pool(&id)
-                    .map(|pool| {
-                        JobsReply::PoolMetrics(Box::new(gateway_reports::pool_metrics(state, pool)))
-                    })
-                    .ok_or_else(|| DomainError::not_found("pool", id.clone()).into())
-            })
-        }
-        JobsRequest::UpdatePool { id, input } => {
-            require_admin(&context, "changing a pool")?;
-            let patch = PoolPatch {
-                min_size: input.min_size,
-                max_size: input.max_size,
-                worker_shape: input.worker_shape.map(Resources::from),
-                labels: input.labels,
-                ..PoolPatch::default()
-            };
-            if patch.is_empty() {
-                return Err(GatewayError::new(
-                    ErrorCode::Unprocessable,
-                    "the update sets no field: give min_size, max_size, worker_shape or labels",
-                ));
-            }
-            update_pool(&node, &context, id, patch).await
-        }
-        JobsRequest::DeletePool { id } => {
-            require_admin(&context, "deleting a pool")?;
-            match propose_for(&node, &context, CommandV1::DeletePool { id }).await? {
-                CommandOutcome::PoolDeleted { id } => {
-                    info!(pool = %id, principal = %context.principal, "pool deleted");
-                    Ok(JobsReply::PoolDeleted(id))
-                }
-                other => Err(unexpected(other)),
-            }
-        }
-        JobsRequest::SetStatic { id, input } => {
-            require_admin(&context, "changing a pool")?;
-            let defaults = StaticSettings::default();
-            let settings = StaticSettings {
-                size: input.size.unwrap_or(defaults.size),
-                expected_workers: input.expected_workers.unwrap_or_default(),
-                health_check_interval_s: input
-                    .health_check_interval_s
-                    .unwrap_or(defaults.health_check_interval_s),
-            };
-            for (index, worker) in settings.expected_workers.iter().enumerate() {
-                validate_worker_id(worker).map_err(|_| {
-                    GatewayError::invalid(
-                        format!("expected_workers[{index}]"),
-                        "1-128 characters of [A-Za-z0-9._-]",
-                    )
-                })?;
-            }
-            let patch = PoolPatch {
-                static_settings: Some(settings),
-                ..PoolPatch::default()
-            };
-            update_pool(&node, &context, id.clone(), patch).await?;
-            node.read(|state| static_view(state, &id))
-        }
-        JobsRequest::SetDynamic { id, input } => {
-            require_admin(&context, "changing a pool")?;
-            let current = node
-                .read(|state| state.pool(&id).cloned())
-                .ok_or_else(|| GatewayError::from(DomainError::not_found("pool", id.clone())))?;
-            let mut settings = current.dynamic_settings.clone();
-            settings.idle_timeout_s = input.idle_timeout_s.unwrap_or(settings.idle_timeout_s);
-            settings.provision_timeout_s = input
-                .provision_timeout_s
-                .unwrap_or(settings.provision_timeout_s);
-            settings.max_provisioning = input.max_provisioning.unwrap_or(settings.max_provisioning);
-            settings.drain_timeout_s = input.drain_timeout_s.unwrap_or(settings.drain_timeout_s);
-            settings.prewarm = input.prewarm.unwrap_or(settings.prewarm);
-            let provider = input
-                .provider
-                .as_deref()
-                .map(|raw| PoolProvider::parse("provider", raw))
-                .transpose()?;
-            if provider == Some(PoolProvider::Static) {
-                return Err(GatewayError::invalid(
-                    "provider",
-                    "a dynamic pool needs a provider that starts workers: process or simulated",
-                ));
-            }
-            let patch = PoolPatch {
-                min_size: input.min_size,
-                max_size: input.max_size,
-                worker_shape: input.worker_shape.map(Resources::from),
-                provider,
-                desired_size: input.desired,
-                dynamic_settings: Some(settings),
-                ..PoolPatch::default()
-            };
-            update_pool(&node, &context, id.clone(), patch).await?;
-            node.read(|state| dynamic_view(state, &id))
-        }
-        JobsRequest::GetStatic { id, consistency } => {
-            read_barrier(&node, consistency).await?;
-            node.read(|state| static_view(state, &id))
-        }
-        JobsRequest::GetDynamic { id, consistency } => {
-            read_barrier(&node, consistency).await?;
-            node.read(|state| dynamic_view(state, &id))
-        }
-        JobsRequest::FairShare {
+        let patch = PoolPatch {
+            min_size: input.min_size,
+            max_size: input.max_size,
+            worker_shape: input.worker_shape.map(Resources::from),
+            provider,
+            desired_size: input.desired,
+            dynamic_settings: Some(settings),
+            ..PoolPatch::default()
+        };
+        update_pool(&node, &context, id.clone(), patch).await?;
+        node.read(|state| dynamic_view(state, &id))
+    }
+}
+
+impl Handler for GetStaticSettings {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<StaticSettingsView, GatewayError> {
+        let GetStaticSettings { id, consistency } = self;
+        read_barrier(&node, consistency).await?;
+        node.read(|state| static_view(state, &id))
+    }
+}
+
+impl Handler for GetDynamicSettings {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<DynamicSettingsView, GatewayError> {
+        let GetDynamicSettings { id, consistency } = self;
+        read_barrier(&node, consistency).await?;
+        node.read(|state| dynamic_view(state, &id))
+    }
+}
+
+impl Handler for GetFairShare {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<FairShareView, GatewayError> {
+        let GetFairShare {
             queue,
             window_s,
             consistency,
-        } => {
-            let window_ms = match window_s {
-                None => node.limits.fair_share_window.as_millis() as u64,
-                Some(seconds) if (1..=86_400).contains(&seconds) => seconds * 1_000,
-                Some(seconds) => {
-                    return Err(GatewayError::invalid(
-                        "window_s",
-                        format!("must be between 1 and 86400, got {seconds}"),
-                    ));
-                }
+        } = self;
+        let window_ms = match window_s {
+            None => node.limits.fair_share_window.as_millis() as u64,
+            Some(seconds) if (1..=86_400).contains(&seconds) => seconds * 1_000,
+            Some(seconds) => {
+                return Err(GatewayError::invalid(
+                    "window_s",
+                    format!("must be between 1 and 86400, got {seconds}"),
+                ));
+            }
+        };
+        read_barrier(&node, consistency).await?;
+        node.read(|state| {
+            let found = state.queue(&queue).ok_or_else(|| {
+                GatewayError::from(DomainError::not_found("queue", queue.clone()))
+            })?;
+            Ok(gateway_reports::fair_share(
+                state,
+                found,
+                now_ms(),
+                window_ms,
+            ))
+        })
+    }
+}
+
+impl Handler for GetQueueStatus {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<QueueStatusView, GatewayError> {
+        let mut list = queue_status(&node, Some(self.queue.clone()), self.consistency).await?;
+        list.items
+            .pop()
+            .ok_or_else(|| DomainError::not_found("queue", self.queue).into())
+    }
+}
+
+impl Handler for ListQueueStatus {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<QueueStatusListView, GatewayError> {
+        queue_status(&node, None, self.consistency).await
+    }
+}
+
+/// The status of one queue (which must exist), or of every queue.
+async fn queue_status(
+    node: &NodeContext,
+    queue: Option<String>,
+    consistency: Consistency,
+) -> Result<QueueStatusListView, GatewayError> {
+    read_barrier(node, consistency).await?;
+    let window_ms = node.limits.fair_share_window.as_millis() as u64;
+    node.read(|state| {
+        let queues: Vec<&Queue> =
+            match &queue {
+                Some(id) => vec![state.queue(id).ok_or_else(|| {
+                    GatewayError::from(DomainError::not_found("queue", id.clone()))
+                })?],
+                None => state.queues().collect(),
             };
-            read_barrier(&node, consistency).await?;
-            node.read(|state| {
-                let found = state.queue(&queue).ok_or_else(|| {
-                    GatewayError::from(DomainError::not_found("queue", queue.clone()))
-                })?;
-                Ok(JobsReply::FairShare(gateway_reports::fair_share(
-                    state,
-                    found,
-                    now_ms(),
-                    window_ms,
-                )))
+        let now = now_ms();
+        Ok(QueueStatusListView {
+            items: queues
+                .into_iter()
+                .map(|found| gateway_reports::queue_status(state, found, now, window_ms))
+                .collect(),
+        })
+    })
+}
+
+impl Handler for GetJobPosition {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<JobPositionView, GatewayError> {
+        let GetJobPosition { id, consistency } = self;
+        read_barrier(&node, consistency).await?;
+        node.read(|state| {
+            let job = gateway_reports::visible_job(state, &context, &id)?;
+            Ok(JobPositionView {
+                id: job.id.clone(),
+                state: job.state.as_str().to_string(),
+                queue: job.spec.queue.clone(),
+                position: state.queue_position(job).map(|position| position as u64),
+                reasons: gateway_reports::pending_reasons(state, job),
             })
-        }
-        JobsRequest::QueueStatus { queue, consistency } => {
-            read_barrier(&node, consistency).await?;
-            let window_ms = node.limits.fair_share_window.as_millis() as u64;
-            node.read(|state| {
-                let queues: Vec<&Queue> = match &queue {
-                    Some(id) => vec![state.queue(id).ok_or_else(|| {
-                        GatewayError::from(DomainError::not_found("queue", id.clone()))
-                    })?],
-                    None => state.queues().collect(),
-                };
-                let now = now_ms();
-                Ok(JobsReply::QueueStatus(QueueStatusListView {
-                    items: queues
-                        .into_iter()
-                        .map(|found| gateway_reports::queue_status(state, found, now, window_ms))
-                        .collect(),
-                }))
+        })
+    }
+}
+
+impl Handler for GetJobSla {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<JobSlaView, GatewayError> {
+        let GetJobSla { id, consistency } = self;
+        read_barrier(&node, consistency).await?;
+        let window_ms = node.limits.fair_share_window.as_millis() as u64;
+        node.read(|state| {
+            let job = gateway_reports::visible_job(state, &context, &id)?;
+            gateway_reports::job_sla(state, job, now_ms(), window_ms).ok_or_else(|| {
+                GatewayError::new(
+                    ErrorCode::NotFound,
+                    format!("job `{id}` has no SLA: give `sla` when submitting it"),
+                )
             })
-        }
-        JobsRequest::Position { id, consistency } => {
-            read_barrier(&node, consistency).await?;
-            node.read(|state| {
-                let job = gateway_reports::visible_job(state, &context, &id)?;
-                Ok(JobsReply::Position(JobPositionView {
-                    id: job.id.clone(),
-                    state: job.state.as_str().to_string(),
-                    queue: job.spec.queue.clone(),
-                    position: state.queue_position(job).map(|position| position as u64),
-                    reasons: gateway_reports::pending_reasons(state, job),
-                }))
-            })
-        }
-        JobsRequest::JobSla { id, consistency } => {
-            read_barrier(&node, consistency).await?;
-            let window_ms = node.limits.fair_share_window.as_millis() as u64;
-            node.read(|state| {
-                let job = gateway_reports::visible_job(state, &context, &id)?;
-                gateway_reports::job_sla(state, job, now_ms(), window_ms)
-                    .map(JobsReply::JobSla)
-                    .ok_or_else(|| {
-                        GatewayError::new(
-                            ErrorCode::NotFound,
-                            format!("job `{id}` has no SLA: give `sla` when submitting it"),
-                        )
-                    })
-            })
-        }
-        JobsRequest::SlaSummary {
+        })
+    }
+}
+
+impl Handler for GetSlaSummary {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<SlaSummaryView, GatewayError> {
+        let GetSlaSummary {
             tenant,
             level,
             consistency,
-        } => {
-            let tenant = tenant
-                .as_deref()
-                .filter(|raw| !raw.is_empty())
-                .map(TenantId::parse)
-                .transpose()?;
-            if let Some(tenant) = &tenant {
-                require_access(&context, tenant)?;
-            }
-            let level = level
-                .as_deref()
-                .filter(|raw| !raw.is_empty())
-                .map(|raw| SlaLevel::parse("level", raw))
-                .transpose()?;
-            read_barrier(&node, consistency).await?;
-            Ok(JobsReply::SlaSummary(node.read(|state| {
-                gateway_reports::sla_summary(state, &context.principal, tenant.as_ref(), level)
-            })))
+        } = self;
+        let tenant = tenant
+            .as_deref()
+            .filter(|raw| !raw.is_empty())
+            .map(TenantId::parse)
+            .transpose()?;
+        if let Some(tenant) = &tenant {
+            require_access(&context, tenant)?;
         }
-        JobsRequest::ListWorkers { pool, consistency } => {
-            read_barrier(&node, consistency).await?;
-            if let Some(pool) = &pool
-                && node.read(|state| state.pool(pool).is_none())
-            {
-                return Err(DomainError::not_found("pool", pool.clone()).into());
-            }
-            Ok(JobsReply::Workers(node.read(|state| {
-                WorkerListView {
-                    items: state
-                        .workers()
-                        .filter(|worker| pool.as_ref().is_none_or(|pool| &worker.pool == pool))
-                        .map(WorkerView::from)
-                        .collect(),
-                }
-            })))
+        let level = level
+            .as_deref()
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| SlaLevel::parse("level", raw))
+            .transpose()?;
+        read_barrier(&node, consistency).await?;
+        Ok(node.read(|state| {
+            gateway_reports::sla_summary(state, &context.principal, tenant.as_ref(), level)
+        }))
+    }
+}
+
+impl Handler for ListWorkers {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<WorkerListView, GatewayError> {
+        let ListWorkers { pool, consistency } = self;
+        read_barrier(&node, consistency).await?;
+        if let Some(pool) = &pool
+            && node.read(|state| state.pool(pool).is_none())
+        {
+            return Err(DomainError::not_found("pool", pool.clone()).into());
         }
+        Ok(node.read(|state| WorkerListView {
+            items: state
+                .workers()
+                .filter(|worker| pool.as_ref().is_none_or(|pool| &worker.pool == pool))
+                .map(WorkerView::from)
+                .collect(),
+        }))
     }
 }
 
@@ -598,7 +679,7 @@ pub fn job_summary_view(job: &Job) -> JobView {
     JobView::new(job, None, None)
 }
 
-fn static_view(state: &HodeiState, id: &str) -> Result<JobsReply, GatewayError> {
+fn static_view(state: &HodeiState, id: &str) -> Result<StaticSettingsView, GatewayError> {
     let pool = state
         .pool(id)
         .ok_or_else(|| GatewayError::from(DomainError::not_found("pool", id)))?;
@@ -608,15 +689,15 @@ fn static_view(state: &HodeiState, id: &str) -> Result<JobsReply, GatewayError> 
         ))
         .into());
     }
-    Ok(JobsReply::Static(StaticSettingsView {
+    Ok(StaticSettingsView {
         size: pool.static_settings.size,
         expected_workers: pool.static_settings.expected_workers.clone(),
         health_check_interval_s: pool.static_settings.health_check_interval_s,
         healthy_workers: state.live_workers_of(id) as u64,
-    }))
+    })
 }
 
-fn dynamic_view(state: &HodeiState, id: &str) -> Result<JobsReply, GatewayError> {
+fn dynamic_view(state: &HodeiState, id: &str) -> Result<DynamicSettingsView, GatewayError> {
     let pool = state
         .pool(id)
         .ok_or_else(|| GatewayError::from(DomainError::not_found("pool", id)))?;
@@ -627,7 +708,7 @@ fn dynamic_view(state: &HodeiState, id: &str) -> Result<JobsReply, GatewayError>
         .into());
     }
     let settings = &pool.dynamic_settings;
-    Ok(JobsReply::Dynamic(DynamicSettingsView {
+    Ok(DynamicSettingsView {
         provider: pool.provider.as_str().to_string(),
         min_size: pool.min_size,
         max_size: pool.max_size,
@@ -639,7 +720,7 @@ fn dynamic_view(state: &HodeiState, id: &str) -> Result<JobsReply, GatewayError>
         drain_timeout_s: settings.drain_timeout_s,
         prewarm: settings.prewarm,
         current: state.live_workers_of(id) as u64,
-    }))
+    })
 }
 
 async fn update_pool(
@@ -647,11 +728,9 @@ async fn update_pool(
     context: &RequestContext,
     id: String,
     patch: PoolPatch,
-) -> Result<JobsReply, GatewayError> {
+) -> Result<PoolView, GatewayError> {
     match propose_for(node, context, CommandV1::UpdatePool { id, patch }).await? {
-        CommandOutcome::Pool(pool) => {
-            Ok(JobsReply::Pool(node.read(|state| pool_view(state, &pool))))
-        }
+        CommandOutcome::Pool(pool) => Ok(node.read(|state| pool_view(state, &pool))),
         other => Err(unexpected(other)),
     }
 }
@@ -660,7 +739,7 @@ async fn create_pool(
     node: &NodeContext,
     context: &RequestContext,
     input: CreatePoolInput,
-) -> Result<JobsReply, GatewayError> {
+) -> Result<PoolView, GatewayError> {
     require_admin(context, "creating a pool")?;
     let provider = match input.provider.as_deref() {
         None | Some("") => PoolProvider::Static,
@@ -713,7 +792,7 @@ async fn create_pool(
     match propose_for(node, context, CommandV1::CreatePool { pool }).await? {
         CommandOutcome::Pool(pool) => {
             info!(pool = %pool.id, principal = %context.principal, "pool created");
-            Ok(JobsReply::Pool(node.read(|state| pool_view(state, &pool))))
+            Ok(node.read(|state| pool_view(state, &pool)))
         }
         other => Err(unexpected(other)),
     }
@@ -844,7 +923,7 @@ async fn submit(
     node: &NodeContext,
     context: &RequestContext,
     input: SubmitJobInput,
-) -> Result<JobsReply, GatewayError> {
+) -> Result<SubmittedJobView, GatewayError> {
     let job = build_job(node, context, input)?;
     let command = CommandV1::SubmitJobs {
         jobs: vec![job.clone()],
@@ -854,7 +933,7 @@ async fn submit(
         CommandOutcome::JobsSubmitted(mut results) if results.len() == 1 => {
             let submitted = results.remove(0)?;
             let stored = stored_job(node, &job, &submitted).await?;
-            Ok(JobsReply::Submitted(submitted_view(&stored, &submitted)))
+            Ok(submitted_view(&stored, &submitted))
         }
         other => Err(unexpected(other)),
     }
@@ -864,7 +943,7 @@ async fn submit_batch(
     node: &NodeContext,
     context: &RequestContext,
     inputs: Vec<SubmitJobInput>,
-) -> Result<JobsReply, GatewayError> {
+) -> Result<BatchView, GatewayError> {
     if inputs.len() > MAX_BATCH {
         return Err(GatewayError {
             field: Some("jobs".to_string()),
@@ -946,7 +1025,7 @@ async fn submit_batch(
         }
     }
     info!(accepted = view.accepted, refused = view.refused, principal = %context.principal, "job batch submitted");
-    Ok(JobsReply::Batch(view))
+    Ok(view)
 }
 
 async fn list_jobs(
@@ -955,7 +1034,7 @@ async fn list_jobs(
     filter: JobFilter,
     page: PageInput,
     consistency: Consistency,
-) -> Result<JobsReply, GatewayError> {
+) -> Result<JobPageView, GatewayError> {
     let limit = match page.limit {
         None => DEFAULT_PAGE_SIZE,
         Some(limit) if (1..=MAX_PAGE_SIZE).contains(&limit) => limit,
@@ -1043,14 +1122,14 @@ async fn list_jobs(
     let next_cursor = more
         .then(|| items.last().map(|job| job.id.clone()))
         .flatten();
-    Ok(JobsReply::Jobs(JobPageView { items, next_cursor }))
+    Ok(JobPageView { items, next_cursor })
 }
 
 fn watch(
     node: &NodeContext,
     context: &RequestContext,
     id: String,
-) -> Result<JobsReply, GatewayError> {
+) -> Result<mpsc::Receiver<JobView>, GatewayError> {
     // Subscribe before reading, so no change between the two is missed.
     let mut events = node.read(|state| state.subscribe());
     let first = node.read(|state| {
@@ -1089,14 +1168,14 @@ fn watch(
             }
         }
     });
-    Ok(JobsReply::Watch(receiver))
+    Ok(receiver)
 }
 
 async fn create_queue(
     node: &NodeContext,
     context: &RequestContext,
     input: CreateQueueInput,
-) -> Result<JobsReply, GatewayError> {
+) -> Result<QueueView, GatewayError> {
     require_admin(context, "creating a queue")?;
     let policy = match input.policy.as_deref() {
         None | Some("") => QueuePolicy::default(),
@@ -1116,9 +1195,7 @@ async fn create_queue(
     match propose_for(node, context, CommandV1::CreateQueue { queue }).await? {
         CommandOutcome::Queue(queue) => {
             info!(queue = %queue.id, principal = %context.principal, "queue created");
-            Ok(JobsReply::Queue(
-                node.read(|state| queue_view(state, &queue)),
-            ))
+            Ok(node.read(|state| queue_view(state, &queue)))
         }
         other => Err(unexpected(other)),
     }

@@ -2,12 +2,16 @@
 
 use tracing::info;
 
-use crate::actors::gateway::{propose_for, read_barrier, require_access, require_admin};
+use crate::actors::gateway::{Handler, propose_for, read_barrier, require_access, require_admin};
 use crate::actors::violations::Violation;
 use crate::actors::{NodeContext, now_ms};
 use crate::gateway::model::{
     BurstInput, BurstListView, BurstView, DecisionView, DimensionUsageView, EnforceInput,
     QuotaInput, QuotaView, UsageView, ViolationCountView, ViolationView, ViolationsView,
+};
+use crate::gateway::operations::{
+    ApproveBurst, EndBurst, EnforceQuota, GetBursts, GetQuota, GetUsage, ListViolations,
+    RequestBurst, SetQuota,
 };
 use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestContext};
 use crate::state::{CommandOutcome, CommandV1};
@@ -18,128 +22,130 @@ use hodei_domain::quota::Quota;
 use hodei_domain::resources::{Dimension, Resources};
 use hodei_domain::tenant::{Tenant, TenantId, TenantStatus};
 
-pub enum LimitsRequest {
-    GetQuota {
-        tenant: String,
-        consistency: Consistency,
-    },
-    SetQuota {
-        tenant: String,
-        input: QuotaInput,
-    },
-    GetUsage {
-        tenant: String,
-        consistency: Consistency,
-    },
-    Enforce {
-        input: EnforceInput,
-    },
-    Violations {
-        tenant: Option<String>,
-        limit: Option<u32>,
-    },
-    RequestBurst {
-        tenant: String,
-        input: BurstInput,
-    },
-    GetBurst {
-        tenant: String,
-        consistency: Consistency,
-    },
-    EndBurst {
-        tenant: String,
-    },
-    ApproveBurst {
-        tenant: String,
-        session: String,
-    },
-}
-
-impl LimitsRequest {
-    /// The operation's name in metrics.
-    pub fn operation(&self) -> &'static str {
-        match self {
-            LimitsRequest::GetQuota { .. } => "get_quota",
-            LimitsRequest::SetQuota { .. } => "set_quota",
-            LimitsRequest::GetUsage { .. } => "get_usage",
-            LimitsRequest::Enforce { .. } => "enforce_quota",
-            LimitsRequest::Violations { .. } => "list_violations",
-            LimitsRequest::RequestBurst { .. } => "request_burst",
-            LimitsRequest::GetBurst { .. } => "get_burst",
-            LimitsRequest::EndBurst { .. } => "end_burst",
-            LimitsRequest::ApproveBurst { .. } => "approve_burst",
-        }
+impl Handler for GetQuota {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<QuotaView, GatewayError> {
+        let GetQuota {
+            tenant,
+            consistency,
+        } = self;
+        let tenant = readable_tenant(&node, &context, &tenant, consistency).await?;
+        Ok(QuotaView::new(&tenant.id, &tenant.quota, Vec::new()))
     }
 }
 
-pub enum LimitsReply {
-    Quota(QuotaView),
-    Usage(UsageView),
-    Decision(DecisionView),
-    Violations(ViolationsView),
-    Burst(BurstView),
-    Bursts(BurstListView),
+impl Handler for SetQuota {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<QuotaView, GatewayError> {
+        let SetQuota { tenant, input } = self;
+        set_quota(&node, &context, &tenant, input).await
+    }
 }
 
-pub async fn handle(
-    node: NodeContext,
-    context: RequestContext,
-    request: LimitsRequest,
-) -> Result<LimitsReply, GatewayError> {
-    match request {
-        LimitsRequest::GetQuota {
+impl Handler for GetUsage {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<UsageView, GatewayError> {
+        let GetUsage {
             tenant,
             consistency,
-        } => {
-            let tenant = readable_tenant(&node, &context, &tenant, consistency).await?;
-            Ok(LimitsReply::Quota(QuotaView::new(
-                &tenant.id,
-                &tenant.quota,
-                Vec::new(),
-            )))
-        }
-        LimitsRequest::SetQuota { tenant, input } => {
-            set_quota(&node, &context, &tenant, input).await
-        }
-        LimitsRequest::GetUsage {
+        } = self;
+        let tenant = readable_tenant(&node, &context, &tenant, consistency).await?;
+        Ok(usage_view(&node, &tenant))
+    }
+}
+
+impl Handler for EnforceQuota {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<DecisionView, GatewayError> {
+        let EnforceQuota { input } = self;
+        enforce(&node, &context, input).await
+    }
+}
+
+impl Handler for ListViolations {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<ViolationsView, GatewayError> {
+        let ListViolations { tenant, limit } = self;
+        violations(&node, &context, tenant, limit)
+    }
+}
+
+impl Handler for RequestBurst {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<BurstView, GatewayError> {
+        let RequestBurst { tenant, input } = self;
+        request_burst(&node, &context, &tenant, input).await
+    }
+}
+
+impl Handler for GetBursts {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<BurstListView, GatewayError> {
+        let GetBursts {
             tenant,
             consistency,
-        } => {
-            let tenant = readable_tenant(&node, &context, &tenant, consistency).await?;
-            Ok(LimitsReply::Usage(usage_view(&node, &tenant)))
-        }
-        LimitsRequest::Enforce { input } => enforce(&node, &context, input).await,
-        LimitsRequest::Violations { tenant, limit } => violations(&node, &context, tenant, limit),
-        LimitsRequest::RequestBurst { tenant, input } => {
-            request_burst(&node, &context, &tenant, input).await
-        }
-        LimitsRequest::GetBurst {
-            tenant,
-            consistency,
-        } => {
-            let tenant = readable_tenant(&node, &context, &tenant, consistency).await?;
-            let history: Vec<BurstView> = node.read(|state| {
-                state
-                    .burst_sessions(&tenant.id)
-                    .iter()
-                    .rev()
-                    .map(BurstView::from)
-                    .collect()
-            });
-            let current = history
+        } = self;
+        let tenant = readable_tenant(&node, &context, &tenant, consistency).await?;
+        let history: Vec<BurstView> = node.read(|state| {
+            state
+                .burst_sessions(&tenant.id)
                 .iter()
-                .find(|session| session.status == "active" || session.status == "awaiting_approval")
-                .cloned();
-            Ok(LimitsReply::Bursts(BurstListView {
-                tenant: tenant.id.to_string(),
-                current,
-                history,
-            }))
-        }
-        LimitsRequest::EndBurst { tenant } => end_burst(&node, &context, &tenant).await,
-        LimitsRequest::ApproveBurst { tenant, session } => {
-            approve_burst(&node, &context, &tenant, session).await
-        }
+                .rev()
+                .map(BurstView::from)
+                .collect()
+        });
+        let current = history
+            .iter()
+            .find(|session| session.status == "active" || session.status == "awaiting_approval")
+            .cloned();
+        Ok(BurstListView {
+            tenant: tenant.id.to_string(),
+            current,
+            history,
+        })
+    }
+}
+
+impl Handler for EndBurst {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<BurstView, GatewayError> {
+        let EndBurst { tenant } = self;
+        end_burst(&node, &context, &tenant).await
+    }
+}
+
+impl Handler for ApproveBurst {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<BurstView, GatewayError> {
+        let ApproveBurst { tenant, session } = self;
+        approve_burst(&node, &context, &tenant, session).await
     }
 }
 
@@ -246,7 +252,7 @@ async fn set_quota(
     context: &RequestContext,
     raw: &str,
     input: QuotaInput,
-) -> Result<LimitsReply, GatewayError> {
+) -> Result<QuotaView, GatewayError> {
     let id = parse_tenant(raw)?;
     require_admin(context, "setting a quota")?;
     let quota = quota_from_input(&node.limits.default_quota, input)?;
@@ -263,11 +269,7 @@ async fn set_quota(
     {
         CommandOutcome::QuotaSet { tenant, warnings } => {
             info!(tenant = %tenant.id, principal = %context.principal, warnings = warnings.len(), "quota set");
-            Ok(LimitsReply::Quota(QuotaView::new(
-                &tenant.id,
-                &tenant.quota,
-                warnings,
-            )))
+            Ok(QuotaView::new(&tenant.id, &tenant.quota, warnings))
         }
         other => Err(GatewayError::internal(format!(
             "unexpected outcome {other:?}"
@@ -279,7 +281,7 @@ async fn enforce(
     node: &NodeContext,
     context: &RequestContext,
     input: EnforceInput,
-) -> Result<LimitsReply, GatewayError> {
+) -> Result<DecisionView, GatewayError> {
     let raw = match (&input.tenant, &context.principal) {
         (Some(raw), _) => raw.clone(),
         (None, Principal::Tenant(own)) => own.to_string(),
@@ -356,9 +358,7 @@ async fn enforce(
                 .join("; "),
         });
     }
-    Ok(LimitsReply::Decision(DecisionView::new(
-        &tenant.id, &decision,
-    )))
+    Ok(DecisionView::new(&tenant.id, &decision))
 }
 
 fn violations(
@@ -366,7 +366,7 @@ fn violations(
     context: &RequestContext,
     tenant: Option<String>,
     limit: Option<u32>,
-) -> Result<LimitsReply, GatewayError> {
+) -> Result<ViolationsView, GatewayError> {
     let tenant = match (&context.principal, tenant) {
         (Principal::Admin, tenant) => tenant.filter(|tenant| !tenant.is_empty()),
         (Principal::Tenant(own), None) => Some(own.to_string()),
@@ -412,7 +412,7 @@ fn violations(
             count,
         })
         .collect();
-    Ok(LimitsReply::Violations(ViolationsView { items, counts }))
+    Ok(ViolationsView { items, counts })
 }
 
 async fn request_burst(
@@ -420,7 +420,7 @@ async fn request_burst(
     context: &RequestContext,
     raw: &str,
     input: BurstInput,
-) -> Result<LimitsReply, GatewayError> {
+) -> Result<BurstView, GatewayError> {
     let tenant = parse_tenant(raw)?;
     require_access(context, &tenant)?;
     let duration_ms = match (input.duration_seconds, input.duration_minutes) {
@@ -452,7 +452,7 @@ async fn request_burst(
     match propose_for(node, context, command).await {
         Ok(CommandOutcome::Burst(session)) => {
             info!(tenant = %session.tenant, session = %session.id, ceiling = session.ceiling_percentage, status = ?session.status, principal = %context.principal, "burst requested");
-            Ok(LimitsReply::Burst(BurstView::from(&session)))
+            Ok(BurstView::from(&session))
         }
         Ok(other) => Err(GatewayError::internal(format!(
             "unexpected outcome {other:?}"
@@ -479,7 +479,7 @@ async fn end_burst(
     node: &NodeContext,
     context: &RequestContext,
     raw: &str,
-) -> Result<LimitsReply, GatewayError> {
+) -> Result<BurstView, GatewayError> {
     let tenant = readable_tenant(node, context, raw, Consistency::Linearizable).await?;
     let open = node.read(|state| {
         state
@@ -504,7 +504,7 @@ async fn end_burst(
     match propose_for(node, context, command).await? {
         CommandOutcome::Burst(session) | CommandOutcome::BurstAlreadyEnded(session) => {
             info!(tenant = %session.tenant, session = %session.id, principal = %context.principal, "burst ended early");
-            Ok(LimitsReply::Burst(BurstView::from(&session)))
+            Ok(BurstView::from(&session))
         }
         other => Err(GatewayError::internal(format!(
             "unexpected outcome {other:?}"
@@ -517,7 +517,7 @@ async fn approve_burst(
     context: &RequestContext,
     raw: &str,
     session_id: String,
-) -> Result<LimitsReply, GatewayError> {
+) -> Result<BurstView, GatewayError> {
     let tenant = parse_tenant(raw)?;
     require_admin(context, "approving a burst session")?;
     let command = CommandV1::ApproveBurst {
@@ -531,7 +531,7 @@ async fn approve_burst(
         CommandOutcome::Burst(session) => {
             debug_assert_eq!(session.status, BurstStatus::Active);
             info!(tenant = %session.tenant, session = %session.id, principal = %context.principal, "burst approved");
-            Ok(LimitsReply::Burst(BurstView::from(&session)))
+            Ok(BurstView::from(&session))
         }
         other => Err(GatewayError::internal(format!(
             "unexpected outcome {other:?}"

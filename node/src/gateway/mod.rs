@@ -7,6 +7,7 @@
 pub mod error;
 pub mod job_model;
 pub mod model;
+pub mod operations;
 pub mod principal;
 pub mod report_model;
 pub mod trace;
@@ -14,6 +15,13 @@ pub mod trace;
 pub use error::{ErrorCode, GatewayError};
 pub use principal::Principal;
 pub use trace::TraceId;
+
+/// One operation of the contract: the struct is its input, `Reply` its answer.
+pub trait Operation: Send + 'static {
+    type Reply: Send + 'static;
+    /// Its name in metrics and logs.
+    const NAME: &'static str;
+}
 
 /// The header (REST) and metadata key (gRPC) of a client's request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

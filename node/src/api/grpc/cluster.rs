@@ -3,9 +3,10 @@
 use hodei_proto::v1 as pb;
 use hodei_proto::v1::cluster_service_server::ClusterService;
 
-use crate::actors::gateway::{ClusterOperation, GatewayHandle, GatewayMsg};
+use crate::actors::gateway::GatewayHandle;
 use crate::gateway::Principal;
 use crate::gateway::model::ClusterStatusView;
+use crate::gateway::operations::{ChangeCluster, ClusterOperation};
 use tracing::Instrument;
 
 use crate::api::grpc::{grpc_span, reply, request_context};
@@ -33,11 +34,7 @@ impl ClusterGrpc {
         let operation = operation(request.into_inner());
         let result = self
             .gateway
-            .ask(|reply| GatewayMsg::ClusterAdmin {
-                context,
-                operation,
-                reply,
-            })
+            .call(context, ChangeCluster { operation })
             .instrument(grpc_span(&trace_id))
             .await;
         reply(result, &trace_id, |status| status_message(&status))

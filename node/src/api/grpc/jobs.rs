@@ -9,14 +9,18 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument;
 
-use crate::actors::gateway::{GatewayHandle, GatewayMsg};
-use crate::actors::gateway_jobs::{JobsReply, JobsRequest};
+use crate::actors::gateway::{GatewayHandle, Handler};
 use crate::api::grpc::{grpc_span, reply, request_context, with_trace, with_trace_status};
 use crate::gateway::job_model::{
     CommandInput, CreateQueueInput, JobFilter, JobView, QueueView, SimulationInput, SubmitJobInput,
     UpdateQueueInput,
 };
 use crate::gateway::model::{PageInput, ResourcesView};
+use crate::gateway::operations::{
+    CancelJob, CreateQueue, DeleteQueue, GetFairShare, GetJob, GetJobLogs, GetJobPosition,
+    GetJobSla, GetQueue, GetQueueStatus, GetSlaSummary, ListJobs, ListQueueStatus, ListQueues,
+    SubmitJob, SubmitJobs, UpdateQueue, WatchJob,
+};
 use crate::gateway::{Consistency, GatewayError, Principal, RequestContext};
 
 type GrpcResult<T> = Result<tonic::Response<T>, tonic::Status>;
@@ -123,24 +127,13 @@ fn queue_message(view: QueueView) -> pb::QueueInfo {
     }
 }
 
-async fn ask(
+async fn ask<O: Handler>(
     gateway: &GatewayHandle,
     context: RequestContext,
-    request: JobsRequest,
-) -> Result<JobsReply, GatewayError> {
+    operation: O,
+) -> Result<O::Reply, GatewayError> {
     let span = grpc_span(&context.trace_id);
-    gateway
-        .ask(|reply| GatewayMsg::Jobs {
-            context,
-            request,
-            reply,
-        })
-        .instrument(span)
-        .await
-}
-
-fn unexpected() -> GatewayError {
-    GatewayError::internal("unexpected gateway reply")
+    gateway.call(context, operation).instrument(span).await
 }
 
 pub struct JobGrpc {
@@ -173,15 +166,11 @@ impl JobService for JobGrpc {
         let result = ask(
             &self.gateway,
             context,
-            JobsRequest::Submit {
+            SubmitJob {
                 input: Box::new(input),
             },
         )
-        .await
-        .and_then(|answer| match answer {
-            JobsReply::Submitted(submitted) => Ok(submitted),
-            _ => Err(unexpected()),
-        });
+        .await;
         reply(result, &trace_id, |submitted| pb::SubmitJobResponse {
             job: Some(job_message(submitted.job)),
             duplicate: submitted.duplicate,
@@ -200,12 +189,7 @@ impl JobService for JobGrpc {
             .into_iter()
             .map(submit_input)
             .collect();
-        let result = ask(&self.gateway, context, JobsRequest::SubmitBatch { inputs })
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::Batch(batch) => Ok(batch),
-                _ => Err(unexpected()),
-            });
+        let result = ask(&self.gateway, context, SubmitJobs { inputs }).await;
         reply(result, &trace_id, |batch| pb::SubmitJobsResponse {
             accepted: batch.accepted as u32,
             refused: batch.refused as u32,
@@ -227,19 +211,17 @@ impl JobService for JobGrpc {
         let trace_id = context.trace_id.clone();
         let message = request.into_inner();
         let result = match Consistency::parse(Some(&message.consistency)) {
-            Ok(consistency) => ask(
-                &self.gateway,
-                context,
-                JobsRequest::Get {
-                    id: message.id,
-                    consistency,
-                },
-            )
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::Job(job) => Ok(job),
-                _ => Err(unexpected()),
-            }),
+            Ok(consistency) => {
+                ask(
+                    &self.gateway,
+                    context,
+                    GetJob {
+                        id: message.id,
+                        consistency,
+                    },
+                )
+                .await
+            }
             Err(error) => Err(error),
         };
         reply(result, &trace_id, job_message)
@@ -254,7 +236,7 @@ impl JobService for JobGrpc {
         let message = request.into_inner();
         let consistency = Consistency::parse(Some(&message.consistency))
             .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let list = JobsRequest::List {
+        let list = ListJobs {
             filter: JobFilter {
                 tenant: non_empty(message.tenant),
                 queue: non_empty(message.queue),
@@ -267,12 +249,7 @@ impl JobService for JobGrpc {
             },
             consistency,
         };
-        let result = ask(&self.gateway, context, list)
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::Jobs(page) => Ok(page),
-                _ => Err(unexpected()),
-            });
+        let result = ask(&self.gateway, context, list).await;
         reply(result, &trace_id, |page| pb::ListJobsResponse {
             items: page.items.into_iter().map(job_message).collect(),
             next_cursor: page.next_cursor,
@@ -286,12 +263,7 @@ impl JobService for JobGrpc {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
         let id = request.into_inner().id;
-        let result = ask(&self.gateway, context, JobsRequest::Cancel { id })
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::Job(job) => Ok(job),
-                _ => Err(unexpected()),
-            });
+        let result = ask(&self.gateway, context, CancelJob { id }).await;
         reply(result, &trace_id, job_message)
     }
 
@@ -304,16 +276,11 @@ impl JobService for JobGrpc {
         let message = request.into_inner();
         let consistency = Consistency::parse(Some(&message.consistency))
             .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let logs = JobsRequest::Logs {
+        let logs = GetJobLogs {
             id: message.id,
             consistency,
         };
-        let result = ask(&self.gateway, context, logs)
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::Logs(logs) => Ok(logs),
-                _ => Err(unexpected()),
-            });
+        let result = ask(&self.gateway, context, logs).await;
         reply(result, &trace_id, |logs| pb::JobLogs {
             id: logs.id,
             state: logs.state,
@@ -333,16 +300,12 @@ impl JobService for JobGrpc {
         let result = ask(
             &self.gateway,
             context,
-            JobsRequest::Position {
+            GetJobPosition {
                 id: message.id,
                 consistency,
             },
         )
-        .await
-        .and_then(|answer| match answer {
-            JobsReply::Position(view) => Ok(view),
-            _ => Err(unexpected()),
-        });
+        .await;
         reply(result, &trace_id, position_message)
     }
 
@@ -358,16 +321,12 @@ impl JobService for JobGrpc {
         let result = ask(
             &self.gateway,
             context,
-            JobsRequest::JobSla {
+            GetJobSla {
                 id: message.id,
                 consistency,
             },
         )
-        .await
-        .and_then(|answer| match answer {
-            JobsReply::JobSla(view) => Ok(view),
-            _ => Err(unexpected()),
-        });
+        .await;
         reply(result, &trace_id, sla_message)
     }
 
@@ -378,17 +337,12 @@ impl JobService for JobGrpc {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
         let message = request.into_inner();
-        let summary = JobsRequest::SlaSummary {
+        let summary = GetSlaSummary {
             tenant: non_empty(message.tenant),
             level: non_empty(message.level),
             consistency: Consistency::Linearizable,
         };
-        let result = ask(&self.gateway, context, summary)
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::SlaSummary(view) => Ok(view),
-                _ => Err(unexpected()),
-            });
+        let result = ask(&self.gateway, context, summary).await;
         reply(result, &trace_id, summary_message)
     }
 
@@ -396,9 +350,8 @@ impl JobService for JobGrpc {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
         let id = request.into_inner().id;
-        let receiver = match ask(&self.gateway, context, JobsRequest::Watch { id }).await {
-            Ok(JobsReply::Watch(receiver)) => receiver,
-            Ok(_) => return Err(with_trace_status(&unexpected(), &trace_id)),
+        let receiver = match ask(&self.gateway, context, WatchJob { id }).await {
+            Ok(receiver) => receiver,
             Err(error) => return Err(with_trace_status(&error, &trace_id)),
         };
         let stream = tokio_stream::StreamExt::map(ReceiverStream::new(receiver), |view| {
@@ -421,18 +374,13 @@ impl QueueGrpc {
         }
     }
 
-    async fn queue_call(
+    async fn queue_call<O: Handler<Reply = QueueView>>(
         &self,
         context: RequestContext,
-        request: JobsRequest,
+        request: O,
     ) -> GrpcResult<pb::QueueInfo> {
         let trace_id = context.trace_id.clone();
-        let result = ask(&self.gateway, context, request)
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::Queue(queue) => Ok(queue),
-                _ => Err(unexpected()),
-            });
+        let result = ask(&self.gateway, context, request).await;
         reply(result, &trace_id, queue_message)
     }
 }
@@ -450,8 +398,7 @@ impl QueueService for QueueGrpc {
             pools: (!message.pools.is_empty()).then_some(message.pools),
             policy: non_empty(message.policy),
         };
-        self.queue_call(context, JobsRequest::CreateQueue { input })
-            .await
+        self.queue_call(context, CreateQueue { input }).await
     }
 
     async fn get_queue(
@@ -462,7 +409,7 @@ impl QueueService for QueueGrpc {
         let id = request.into_inner().id;
         self.queue_call(
             context,
-            JobsRequest::GetQueue {
+            GetQueue {
                 id,
                 consistency: Consistency::Linearizable,
             },
@@ -479,15 +426,11 @@ impl QueueService for QueueGrpc {
         let result = ask(
             &self.gateway,
             context,
-            JobsRequest::ListQueues {
+            ListQueues {
                 consistency: Consistency::Linearizable,
             },
         )
-        .await
-        .and_then(|answer| match answer {
-            JobsReply::Queues(queues) => Ok(queues),
-            _ => Err(unexpected()),
-        });
+        .await;
         reply(result, &trace_id, |queues| pb::ListQueuesResponse {
             items: queues.items.into_iter().map(queue_message).collect(),
         })
@@ -505,7 +448,7 @@ impl QueueService for QueueGrpc {
         };
         self.queue_call(
             context,
-            JobsRequest::UpdateQueue {
+            UpdateQueue {
                 id: message.id,
                 input,
             },
@@ -520,18 +463,12 @@ impl QueueService for QueueGrpc {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
         let message = request.into_inner();
-        let fair_share = JobsRequest::FairShare {
+        let fair_share = GetFairShare {
             queue: message.queue,
             window_s: message.window_s,
             consistency: Consistency::Linearizable,
         };
-        let result =
-            ask(&self.gateway, context, fair_share)
-                .await
-                .and_then(|answer| match answer {
-                    JobsReply::FairShare(view) => Ok(view),
-                    _ => Err(unexpected()),
-                });
+        let result = ask(&self.gateway, context, fair_share).await;
         reply(result, &trace_id, fair_share_message)
     }
 
@@ -542,16 +479,11 @@ impl QueueService for QueueGrpc {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
         let id = request.into_inner().id;
-        let status = JobsRequest::QueueStatus {
-            queue: Some(id),
+        let status = GetQueueStatus {
+            queue: id,
             consistency: Consistency::Linearizable,
         };
-        let result = ask(&self.gateway, context, status)
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::QueueStatus(mut list) => list.items.pop().ok_or_else(unexpected),
-                _ => Err(unexpected()),
-            });
+        let result = ask(&self.gateway, context, status).await;
         reply(result, &trace_id, status_message)
     }
 
@@ -561,16 +493,10 @@ impl QueueService for QueueGrpc {
     ) -> GrpcResult<pb::ListQueueStatusResponse> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
-        let status = JobsRequest::QueueStatus {
-            queue: None,
+        let status = ListQueueStatus {
             consistency: Consistency::Linearizable,
         };
-        let result = ask(&self.gateway, context, status)
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::QueueStatus(list) => Ok(list),
-                _ => Err(unexpected()),
-            });
+        let result = ask(&self.gateway, context, status).await;
         reply(result, &trace_id, |list| pb::ListQueueStatusResponse {
             items: list.items.into_iter().map(status_message).collect(),
         })
@@ -583,12 +509,7 @@ impl QueueService for QueueGrpc {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
         let id = request.into_inner().id;
-        let result = ask(&self.gateway, context, JobsRequest::DeleteQueue { id })
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::QueueDeleted(id) => Ok(id),
-                _ => Err(unexpected()),
-            });
+        let result = ask(&self.gateway, context, DeleteQueue { id }).await;
         reply(result, &trace_id, |id| pb::DeleteQueueResponse { id })
     }
 }

@@ -4,13 +4,16 @@ use hodei_proto::v1 as pb;
 use hodei_proto::v1::resource_pool_service_server::ResourcePoolService;
 use tracing::Instrument;
 
-use crate::actors::gateway::{GatewayHandle, GatewayMsg};
-use crate::actors::gateway_jobs::{JobsReply, JobsRequest};
+use crate::actors::gateway::{GatewayHandle, Handler};
 use crate::api::grpc::{grpc_span, reply, request_context};
 use crate::gateway::job_model::{
     CreatePoolInput, PoolActionInput, PoolLifecycleView, PoolView, UpdatePoolInput,
 };
 use crate::gateway::model::ResourcesView;
+use crate::gateway::operations::{
+    ChangePoolLifecycle, CreatePool, DeletePool, GetPool, GetPoolLifecycle, GetPoolMetrics,
+    ListPools, UpdatePool,
+};
 use crate::gateway::{Consistency, GatewayError, Principal, RequestContext};
 
 type GrpcResult<T> = Result<tonic::Response<T>, tonic::Status>;
@@ -28,25 +31,14 @@ impl PoolGrpc {
         }
     }
 
-    async fn ask(
+    async fn ask<O: Handler>(
         &self,
         context: RequestContext,
-        request: JobsRequest,
-    ) -> Result<JobsReply, GatewayError> {
+        operation: O,
+    ) -> Result<O::Reply, GatewayError> {
         let span = grpc_span(&context.trace_id);
-        self.gateway
-            .ask(|reply| GatewayMsg::Jobs {
-                context,
-                request,
-                reply,
-            })
-            .instrument(span)
-            .await
+        self.gateway.call(context, operation).instrument(span).await
     }
-}
-
-fn unexpected() -> GatewayError {
-    GatewayError::internal("unexpected gateway reply")
 }
 
 fn shape(view: ResourcesView) -> pb::PoolShape {
@@ -105,20 +97,6 @@ fn into_resources(shape: pb::PoolShape) -> ResourcesView {
     }
 }
 
-fn expect_pool(answer: JobsReply) -> Result<PoolView, GatewayError> {
-    match answer {
-        JobsReply::Pool(pool) => Ok(pool),
-        _ => Err(unexpected()),
-    }
-}
-
-fn expect_lifecycle(answer: JobsReply) -> Result<PoolLifecycleView, GatewayError> {
-    match answer {
-        JobsReply::Lifecycle(lifecycle) => Ok(lifecycle),
-        _ => Err(unexpected()),
-    }
-}
-
 #[tonic::async_trait]
 impl ResourcePoolService for PoolGrpc {
     async fn create_pool(
@@ -140,21 +118,21 @@ impl ResourcePoolService for PoolGrpc {
             static_settings: None,
             dynamic: None,
         };
-        let request = JobsRequest::CreatePool {
+        let request = CreatePool {
             input: Box::new(input),
         };
-        let result = self.ask(context, request).await.and_then(expect_pool);
+        let result = self.ask(context, request).await;
         reply(result, &trace_id, pool_message)
     }
 
     async fn get_pool(&self, request: tonic::Request<pb::GetPoolRequest>) -> GrpcResult<pb::Pool> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
-        let request = JobsRequest::GetPool {
+        let request = GetPool {
             id: request.into_inner().id,
             consistency: Consistency::Linearizable,
         };
-        let result = self.ask(context, request).await.and_then(expect_pool);
+        let result = self.ask(context, request).await;
         reply(result, &trace_id, pool_message)
     }
 
@@ -164,16 +142,10 @@ impl ResourcePoolService for PoolGrpc {
     ) -> GrpcResult<pb::ListPoolsResponse> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
-        let request = JobsRequest::ListPools {
+        let request = ListPools {
             consistency: Consistency::Linearizable,
         };
-        let result = self
-            .ask(context, request)
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::Pools(pools) => Ok(pools),
-                _ => Err(unexpected()),
-            });
+        let result = self.ask(context, request).await;
         reply(result, &trace_id, |pools| pb::ListPoolsResponse {
             items: pools.items.into_iter().map(pool_message).collect(),
         })
@@ -186,7 +158,7 @@ impl ResourcePoolService for PoolGrpc {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
         let message = request.into_inner();
-        let request = JobsRequest::UpdatePool {
+        let request = UpdatePool {
             id: message.id,
             input: UpdatePoolInput {
                 min_size: message.min_size,
@@ -195,7 +167,7 @@ impl ResourcePoolService for PoolGrpc {
                 labels: None,
             },
         };
-        let result = self.ask(context, request).await.and_then(expect_pool);
+        let result = self.ask(context, request).await;
         reply(result, &trace_id, pool_message)
     }
 
@@ -205,16 +177,10 @@ impl ResourcePoolService for PoolGrpc {
     ) -> GrpcResult<pb::DeletePoolResponse> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
-        let request = JobsRequest::DeletePool {
+        let request = DeletePool {
             id: request.into_inner().id,
         };
-        let result = self
-            .ask(context, request)
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::PoolDeleted(id) => Ok(id),
-                _ => Err(unexpected()),
-            });
+        let result = self.ask(context, request).await;
         reply(result, &trace_id, |id| pb::DeletePoolResponse { id })
     }
 
@@ -225,14 +191,14 @@ impl ResourcePoolService for PoolGrpc {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
         let message = request.into_inner();
-        let request = JobsRequest::PoolAction {
+        let request = ChangePoolLifecycle {
             id: message.id,
             input: PoolActionInput {
                 action: message.action,
                 reason: non_empty(message.reason),
             },
         };
-        let result = self.ask(context, request).await.and_then(expect_lifecycle);
+        let result = self.ask(context, request).await;
         reply(result, &trace_id, lifecycle_message)
     }
 
@@ -242,17 +208,11 @@ impl ResourcePoolService for PoolGrpc {
     ) -> GrpcResult<pb::PoolMetrics> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
-        let request = JobsRequest::PoolMetrics {
+        let request = GetPoolMetrics {
             id: request.into_inner().id,
             consistency: Consistency::Linearizable,
         };
-        let result = self
-            .ask(context, request)
-            .await
-            .and_then(|answer| match answer {
-                JobsReply::PoolMetrics(metrics) => Ok(metrics),
-                _ => Err(unexpected()),
-            });
+        let result = self.ask(context, request).await;
         reply(result, &trace_id, |metrics| pb::PoolMetrics {
             pool: metrics.pool,
             state: metrics.state,
@@ -283,11 +243,11 @@ impl ResourcePoolService for PoolGrpc {
     ) -> GrpcResult<pb::PoolLifecycle> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
-        let request = JobsRequest::PoolLifecycle {
+        let request = GetPoolLifecycle {
             id: request.into_inner().id,
             consistency: Consistency::Linearizable,
         };
-        let result = self.ask(context, request).await.and_then(expect_lifecycle);
+        let result = self.ask(context, request).await;
         reply(result, &trace_id, lifecycle_message)
     }
 }

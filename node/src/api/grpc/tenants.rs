@@ -3,8 +3,11 @@
 use hodei_proto::v1 as pb;
 use hodei_proto::v1::tenant_service_server::TenantService;
 
-use crate::actors::gateway::{GatewayHandle, GatewayMsg};
-use crate::actors::gateway_limits::{LimitsReply, LimitsRequest};
+use crate::actors::gateway::{GatewayHandle, Handler};
+use crate::gateway::operations::{
+    CreateTenant, DeleteTenant, EnforceQuota, GetTenant, GetUsage, ListTenants, RequestBurst,
+    SetQuota, UpdateTenant,
+};
 use tracing::Instrument;
 
 use crate::api::grpc::{grpc_span, reply, request_context, with_trace_status};
@@ -92,25 +95,14 @@ fn burst_message(view: BurstView) -> pb::BurstSession {
 }
 
 impl TenantGrpc {
-    async fn limits(
+    async fn limits<O: Handler>(
         &self,
         context: crate::gateway::RequestContext,
-        request: LimitsRequest,
-    ) -> Result<LimitsReply, crate::gateway::GatewayError> {
+        operation: O,
+    ) -> Result<O::Reply, crate::gateway::GatewayError> {
         let span = grpc_span(&context.trace_id);
-        self.gateway
-            .ask(|reply| GatewayMsg::Limits {
-                context,
-                request,
-                reply,
-            })
-            .instrument(span)
-            .await
+        self.gateway.call(context, operation).instrument(span).await
     }
-}
-
-fn unexpected() -> crate::gateway::GatewayError {
-    crate::gateway::GatewayError::internal("unexpected gateway reply")
 }
 
 #[tonic::async_trait]
@@ -131,11 +123,7 @@ impl TenantService for TenantGrpc {
         };
         let result = self
             .gateway
-            .ask(|reply| GatewayMsg::CreateTenant {
-                context,
-                input,
-                reply,
-            })
+            .call(context, CreateTenant { input })
             .instrument(grpc_span(&trace_id))
             .await;
         reply(result, &trace_id, |tenant| tenant_message(&tenant))
@@ -153,12 +141,7 @@ impl TenantService for TenantGrpc {
         let id = message.id;
         let result = self
             .gateway
-            .ask(|reply| GatewayMsg::GetTenant {
-                context,
-                id,
-                consistency,
-                reply,
-            })
+            .call(context, GetTenant { id, consistency })
             .instrument(grpc_span(&trace_id))
             .await;
         reply(result, &trace_id, |tenant| tenant_message(&tenant))
@@ -179,12 +162,7 @@ impl TenantService for TenantGrpc {
         };
         let result = self
             .gateway
-            .ask(|reply| GatewayMsg::ListTenants {
-                context,
-                page,
-                consistency,
-                reply,
-            })
+            .call(context, ListTenants { page, consistency })
             .instrument(grpc_span(&trace_id))
             .await;
         reply(result, &trace_id, |page| pb::ListTenantsResponse {
@@ -212,12 +190,7 @@ impl TenantService for TenantGrpc {
         let id = message.id;
         let result = self
             .gateway
-            .ask(|reply| GatewayMsg::UpdateTenant {
-                context,
-                id,
-                input,
-                reply,
-            })
+            .call(context, UpdateTenant { id, input })
             .instrument(grpc_span(&trace_id))
             .await;
         reply(result, &trace_id, |tenant| tenant_message(&tenant))
@@ -255,16 +228,12 @@ impl TenantService for TenantGrpc {
         let result = self
             .limits(
                 context,
-                LimitsRequest::SetQuota {
+                SetQuota {
                     tenant: message.tenant,
                     input,
                 },
             )
-            .await
-            .and_then(|reply| match reply {
-                LimitsReply::Quota(view) => Ok(view),
-                _ => Err(unexpected()),
-            });
+            .await;
         reply(result, &trace_id, quota_message)
     }
 
@@ -280,16 +249,12 @@ impl TenantService for TenantGrpc {
         let result = self
             .limits(
                 context,
-                LimitsRequest::GetUsage {
+                GetUsage {
                     tenant: message.tenant,
                     consistency,
                 },
             )
-            .await
-            .and_then(|reply| match reply {
-                LimitsReply::Usage(view) => Ok(view),
-                _ => Err(unexpected()),
-            });
+            .await;
         reply(result, &trace_id, |view| pb::TenantMetrics {
             tenant: view.tenant,
             dimensions: view
@@ -323,13 +288,7 @@ impl TenantService for TenantGrpc {
             gpu: message.gpu,
             pool: message.pool,
         };
-        let result = self
-            .limits(context, LimitsRequest::Enforce { input })
-            .await
-            .and_then(|reply| match reply {
-                LimitsReply::Decision(view) => Ok(view),
-                _ => Err(unexpected()),
-            });
+        let result = self.limits(context, EnforceQuota { input }).await;
         reply(result, &trace_id, |view| pb::QuotaDecision {
             tenant: view.tenant,
             verdict: view.verdict,
@@ -364,16 +323,12 @@ impl TenantService for TenantGrpc {
         let result = self
             .limits(
                 context,
-                LimitsRequest::RequestBurst {
+                RequestBurst {
                     tenant: message.tenant,
                     input,
                 },
             )
-            .await
-            .and_then(|reply| match reply {
-                LimitsReply::Burst(view) => Ok(view),
-                _ => Err(unexpected()),
-            });
+            .await;
         reply(result, &trace_id, burst_message)
     }
 
@@ -387,12 +342,7 @@ impl TenantService for TenantGrpc {
         let (id, cascade) = (message.id, message.cascade);
         let result = self
             .gateway
-            .ask(|reply| GatewayMsg::DeleteTenant {
-                context,
-                id,
-                cascade,
-                reply,
-            })
+            .call(context, DeleteTenant { id, cascade })
             .instrument(grpc_span(&trace_id))
             .await;
         reply(result, &trace_id, |id| pb::DeleteTenantResponse {

@@ -6,12 +6,12 @@ use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::actors::gateway::{ClusterOperation, GatewayMsg};
 use crate::api::rest::{ApiJson, Context, RestState, json_reply};
 use crate::gateway::model::{
     AddMemberInput, ClusterDigestsView, ClusterStatusView, HealthView, ProblemView,
     TransferLeaderInput,
 };
+use crate::gateway::operations::{ChangeCluster, ClusterOperation};
 use crate::gateway::{GatewayError, RequestContext, TraceId};
 
 pub fn routes() -> OpenApiRouter<RestState> {
@@ -68,11 +68,7 @@ async fn change(
     let trace_id = context.trace_id.clone();
     let status = state
         .gateway
-        .ask(|reply| GatewayMsg::ClusterAdmin {
-            context,
-            operation,
-            reply,
-        })
+        .call(context, ChangeCluster { operation })
         .await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &status))
 }

@@ -8,8 +8,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::actors::gateway::GatewayMsg;
-use crate::actors::gateway_jobs::{JobsReply, JobsRequest};
+use crate::actors::gateway::Handler;
 use crate::api::rest::{
     ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply, page_limit,
     query,
@@ -22,6 +21,13 @@ use crate::gateway::job_model::{
     WorkerListView,
 };
 use crate::gateway::model::{PageInput, ProblemView};
+use crate::gateway::operations::{
+    CancelJob, ChangePoolLifecycle, CreatePool, CreateQueue, DeletePool, DeleteQueue,
+    GetDynamicSettings, GetFairShare, GetJob, GetJobLogs, GetJobPosition, GetJobSla, GetPool,
+    GetPoolLifecycle, GetPoolMetrics, GetQueue, GetQueueStatus, GetSlaSummary, GetStaticSettings,
+    ListJobs, ListPools, ListQueueStatus, ListQueues, ListWorkers, SetDynamicSettings,
+    SetStaticSettings, SubmitJob, SubmitJobs, UpdatePool, UpdateQueue,
+};
 use crate::gateway::report_model::{
     FairShareView, JobPositionView, JobSlaView, QueueStatusListView, QueueStatusView,
     SlaSummaryView,
@@ -53,23 +59,12 @@ pub fn routes() -> OpenApiRouter<RestState> {
         .routes(routes!(sla_summary))
 }
 
-async fn ask(
+async fn ask<O: Handler>(
     state: &RestState,
     context: RequestContext,
-    request: JobsRequest,
-) -> Result<JobsReply, GatewayError> {
-    state
-        .gateway
-        .ask(|reply| GatewayMsg::Jobs {
-            context,
-            request,
-            reply,
-        })
-        .await
-}
-
-fn unexpected() -> GatewayError {
-    GatewayError::internal("unexpected gateway reply")
+    operation: O,
+) -> Result<O::Reply, GatewayError> {
+    state.gateway.call(context, operation).await
 }
 
 /// Submit a job. 202: it is accepted and pending; 200: an earlier job with the same
@@ -88,17 +83,14 @@ async fn submit_job(
     ApiJson(input): ApiJson<SubmitJobInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
-    let JobsReply::Submitted(submitted) = ask(
+    let submitted = ask(
         &state,
         context,
-        JobsRequest::Submit {
+        SubmitJob {
             input: Box::new(input),
         },
     )
-    .await?
-    else {
-        return Err(unexpected());
-    };
+    .await?;
     let status = if submitted.duplicate {
         StatusCode::OK
     } else {
@@ -121,10 +113,8 @@ async fn submit_batch(
     ApiJson(input): ApiJson<BatchSubmitInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
-    let request = JobsRequest::SubmitBatch { inputs: input.jobs };
-    let JobsReply::Batch(batch) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let request = SubmitJobs { inputs: input.jobs };
+    let batch = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::ACCEPTED, &trace_id, &batch))
 }
 
@@ -155,7 +145,7 @@ async fn list_jobs(
     params: QueryResult<ListJobsParams>,
 ) -> Result<Response, GatewayError> {
     let params = query(params)?;
-    let request = JobsRequest::List {
+    let request = ListJobs {
         filter: JobFilter {
             tenant: params.tenant,
             queue: params.queue,
@@ -169,9 +159,7 @@ async fn list_jobs(
         consistency: Consistency::parse(params.consistency.as_deref())?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::Jobs(page) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let page = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &page))
 }
 
@@ -184,14 +172,12 @@ async fn get_job(
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::Get {
+    let request = GetJob {
         id,
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::Job(job) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let job = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &job))
 }
 
@@ -204,9 +190,7 @@ async fn cancel_job(
     Path(id): Path<String>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
-    let JobsReply::Job(job) = ask(&state, context, JobsRequest::Cancel { id }).await? else {
-        return Err(unexpected());
-    };
+    let job = ask(&state, context, CancelJob { id }).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &job))
 }
 
@@ -219,14 +203,12 @@ async fn job_logs(
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::Logs {
+    let request = GetJobLogs {
         id,
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::Logs(logs) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let logs = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &logs))
 }
 
@@ -240,10 +222,7 @@ async fn create_queue(
     ApiJson(input): ApiJson<CreateQueueInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
-    let JobsReply::Queue(queue) = ask(&state, context, JobsRequest::CreateQueue { input }).await?
-    else {
-        return Err(unexpected());
-    };
+    let queue = ask(&state, context, CreateQueue { input }).await?;
     Ok(json_reply(StatusCode::CREATED, &trace_id, &queue))
 }
 
@@ -255,13 +234,11 @@ async fn list_queues(
     Context(context): Context,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::ListQueues {
+    let request = ListQueues {
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::Queues(queues) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let queues = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &queues))
 }
 
@@ -274,14 +251,12 @@ async fn get_queue(
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::GetQueue {
+    let request = GetQueue {
         id,
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::Queue(queue) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let queue = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &queue))
 }
 
@@ -296,11 +271,7 @@ async fn update_queue(
     ApiJson(input): ApiJson<UpdateQueueInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
-    let JobsReply::Queue(queue) =
-        ask(&state, context, JobsRequest::UpdateQueue { id, input }).await?
-    else {
-        return Err(unexpected());
-    };
+    let queue = ask(&state, context, UpdateQueue { id, input }).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &queue))
 }
 
@@ -312,10 +283,7 @@ async fn delete_queue(
     Context(context): Context,
     Path(id): Path<String>,
 ) -> Result<Response, GatewayError> {
-    let JobsReply::QueueDeleted(_) = ask(&state, context, JobsRequest::DeleteQueue { id }).await?
-    else {
-        return Err(unexpected());
-    };
+    let _ = ask(&state, context, DeleteQueue { id }).await?;
     Ok(axum::response::IntoResponse::into_response(
         StatusCode::NO_CONTENT,
     ))
@@ -340,14 +308,12 @@ async fn list_workers(
     params: QueryResult<ListWorkersParams>,
 ) -> Result<Response, GatewayError> {
     let params = query(params)?;
-    let request = JobsRequest::ListWorkers {
+    let request = ListWorkers {
         pool: params.pool.filter(|pool| !pool.is_empty()),
         consistency: Consistency::parse(params.consistency.as_deref())?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::Workers(workers) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let workers = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &workers))
 }
 
@@ -384,15 +350,13 @@ async fn fair_share(
             })
         })
         .transpose()?;
-    let request = JobsRequest::FairShare {
+    let request = GetFairShare {
         queue: id,
         window_s,
         consistency: Consistency::parse(params.consistency.as_deref())?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::FairShare(report) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let report = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &report))
 }
 
@@ -404,14 +368,11 @@ async fn all_queue_status(
     Context(context): Context,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::QueueStatus {
-        queue: None,
+    let request = ListQueueStatus {
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::QueueStatus(report) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let report = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &report))
 }
 
@@ -425,17 +386,12 @@ async fn queue_status(
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::QueueStatus {
-        queue: Some(id),
+    let request = GetQueueStatus {
+        queue: id,
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::QueueStatus(mut report) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
-    let Some(one) = report.items.pop() else {
-        return Err(unexpected());
-    };
+    let one = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &one))
 }
 
@@ -448,14 +404,12 @@ async fn job_position(
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::Position {
+    let request = GetJobPosition {
         id,
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::Position(report) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let report = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &report))
 }
 
@@ -469,14 +423,12 @@ async fn job_sla(
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::JobSla {
+    let request = GetJobSla {
         id,
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::JobSla(report) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let report = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &report))
 }
 
@@ -500,15 +452,13 @@ async fn sla_summary(
     params: QueryResult<SlaSummaryParams>,
 ) -> Result<Response, GatewayError> {
     let params = query(params)?;
-    let request = JobsRequest::SlaSummary {
+    let request = GetSlaSummary {
         tenant: params.tenant,
         level: params.level,
         consistency: Consistency::parse(params.consistency.as_deref())?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::SlaSummary(report) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let report = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &report))
 }
 
@@ -520,13 +470,11 @@ async fn list_pools(
     Context(context): Context,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::ListPools {
+    let request = ListPools {
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::Pools(pools) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let pools = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &pools))
 }
 
@@ -539,14 +487,12 @@ async fn get_pool(
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::GetPool {
+    let request = GetPool {
         id,
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::Pool(pool) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let pool = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &pool))
 }
 
@@ -560,14 +506,12 @@ async fn pool_lifecycle(
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::PoolLifecycle {
+    let request = GetPoolLifecycle {
         id,
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::Lifecycle(lifecycle) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let lifecycle = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &lifecycle))
 }
 
@@ -583,11 +527,7 @@ async fn pool_action(
     ApiJson(input): ApiJson<PoolActionInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
-    let JobsReply::Lifecycle(lifecycle) =
-        ask(&state, context, JobsRequest::PoolAction { id, input }).await?
-    else {
-        return Err(unexpected());
-    };
+    let lifecycle = ask(&state, context, ChangePoolLifecycle { id, input }).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &lifecycle))
 }
 
@@ -600,12 +540,10 @@ async fn create_pool(
     ApiJson(input): ApiJson<CreatePoolInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
-    let request = JobsRequest::CreatePool {
+    let request = CreatePool {
         input: Box::new(input),
     };
-    let JobsReply::Pool(pool) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let pool = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::CREATED, &trace_id, &pool))
 }
 
@@ -620,10 +558,7 @@ async fn update_pool(
     ApiJson(input): ApiJson<UpdatePoolInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
-    let JobsReply::Pool(pool) = ask(&state, context, JobsRequest::UpdatePool { id, input }).await?
-    else {
-        return Err(unexpected());
-    };
+    let pool = ask(&state, context, UpdatePool { id, input }).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &pool))
 }
 
@@ -636,10 +571,7 @@ async fn delete_pool(
     Context(context): Context,
     Path(id): Path<String>,
 ) -> Result<Response, GatewayError> {
-    let JobsReply::PoolDeleted(_) = ask(&state, context, JobsRequest::DeletePool { id }).await?
-    else {
-        return Err(unexpected());
-    };
+    let _ = ask(&state, context, DeletePool { id }).await?;
     Ok(axum::response::IntoResponse::into_response(
         StatusCode::NO_CONTENT,
     ))
@@ -654,14 +586,12 @@ async fn pool_workers(
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::ListWorkers {
+    let request = ListWorkers {
         pool: Some(id),
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::Workers(workers) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let workers = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &workers))
 }
 
@@ -674,14 +604,12 @@ async fn get_static(
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::GetStatic {
+    let request = GetStaticSettings {
         id,
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::Static(settings) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let settings = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &settings))
 }
 
@@ -696,11 +624,7 @@ async fn put_static(
     ApiJson(input): ApiJson<StaticInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
-    let JobsReply::Static(settings) =
-        ask(&state, context, JobsRequest::SetStatic { id, input }).await?
-    else {
-        return Err(unexpected());
-    };
+    let settings = ask(&state, context, SetStaticSettings { id, input }).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &settings))
 }
 
@@ -713,14 +637,12 @@ async fn get_dynamic(
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::GetDynamic {
+    let request = GetDynamicSettings {
         id,
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::Dynamic(settings) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let settings = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &settings))
 }
 
@@ -735,11 +657,7 @@ async fn put_dynamic(
     ApiJson(input): ApiJson<DynamicInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
-    let JobsReply::Dynamic(settings) =
-        ask(&state, context, JobsRequest::SetDynamic { id, input }).await?
-    else {
-        return Err(unexpected());
-    };
+    let settings = ask(&state, context, SetDynamicSettings { id, input }).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &settings))
 }
 
@@ -753,13 +671,11 @@ async fn pool_metrics(
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
-    let request = JobsRequest::PoolMetrics {
+    let request = GetPoolMetrics {
         id,
         consistency: consistency(params)?,
     };
     let trace_id = context.trace_id.clone();
-    let JobsReply::PoolMetrics(metrics) = ask(&state, context, request).await? else {
-        return Err(unexpected());
-    };
+    let metrics = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &metrics))
 }

@@ -8,8 +8,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::actors::gateway::GatewayMsg;
-use crate::actors::gateway_limits::{LimitsReply, LimitsRequest};
+use crate::actors::gateway::Handler;
 use crate::api::rest::{
     ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply, page_limit,
     query,
@@ -17,6 +16,10 @@ use crate::api::rest::{
 use crate::gateway::model::{
     BurstInput, BurstListView, BurstView, DecisionView, EnforceInput, ProblemView, QuotaInput,
     QuotaView, UsageView, ViolationsView,
+};
+use crate::gateway::operations::{
+    ApproveBurst, EndBurst, EnforceQuota, GetBursts, GetQuota, GetUsage, ListViolations,
+    RequestBurst, SetQuota,
 };
 use crate::gateway::{GatewayError, RequestContext};
 
@@ -40,29 +43,19 @@ pub struct ViolationParams {
     limit: Option<String>,
 }
 
-async fn ask(
+async fn ask<O>(
     state: &RestState,
     context: RequestContext,
-    request: LimitsRequest,
+    operation: O,
     status: StatusCode,
-) -> Result<Response, GatewayError> {
+) -> Result<Response, GatewayError>
+where
+    O: Handler,
+    O::Reply: serde::Serialize,
+{
     let trace_id = context.trace_id.clone();
-    let reply = state
-        .gateway
-        .ask(|reply| GatewayMsg::Limits {
-            context,
-            request,
-            reply,
-        })
-        .await?;
-    Ok(match reply {
-        LimitsReply::Quota(view) => json_reply(status, &trace_id, &view),
-        LimitsReply::Usage(view) => json_reply(status, &trace_id, &view),
-        LimitsReply::Decision(view) => json_reply(status, &trace_id, &view),
-        LimitsReply::Violations(view) => json_reply(status, &trace_id, &view),
-        LimitsReply::Burst(view) => json_reply(status, &trace_id, &view),
-        LimitsReply::Bursts(view) => json_reply(status, &trace_id, &view),
-    })
+    let view = state.gateway.call(context, operation).await?;
+    Ok(json_reply(status, &trace_id, &view))
 }
 
 /// A tenant's quota (admin, or the tenant itself).
@@ -78,7 +71,7 @@ async fn get_quota(
     ask(
         &state,
         context,
-        LimitsRequest::GetQuota {
+        GetQuota {
             tenant,
             consistency,
         },
@@ -97,13 +90,7 @@ async fn set_quota(
     Path(tenant): Path<String>,
     ApiJson(input): ApiJson<QuotaInput>,
 ) -> Result<Response, GatewayError> {
-    ask(
-        &state,
-        context,
-        LimitsRequest::SetQuota { tenant, input },
-        StatusCode::OK,
-    )
-    .await
+    ask(&state, context, SetQuota { tenant, input }, StatusCode::OK).await
 }
 
 /// Running usage against quota and burst ceiling, per dimension, and the pending backlog.
@@ -119,7 +106,7 @@ async fn get_usage(
     ask(
         &state,
         context,
-        LimitsRequest::GetUsage {
+        GetUsage {
             tenant,
             consistency,
         },
@@ -137,13 +124,7 @@ async fn enforce(
     Context(context): Context,
     ApiJson(input): ApiJson<EnforceInput>,
 ) -> Result<Response, GatewayError> {
-    ask(
-        &state,
-        context,
-        LimitsRequest::Enforce { input },
-        StatusCode::OK,
-    )
-    .await
+    ask(&state, context, EnforceQuota { input }, StatusCode::OK).await
 }
 
 /// Recent decisions that refused or queued, most recent first, and counts by tenant and
@@ -160,7 +141,7 @@ async fn violations(
     ask(
         &state,
         context,
-        LimitsRequest::Violations {
+        ListViolations {
             tenant: params.tenant,
             limit,
         },
@@ -182,7 +163,7 @@ async fn request_burst(
     ask(
         &state,
         context,
-        LimitsRequest::RequestBurst { tenant, input },
+        RequestBurst { tenant, input },
         StatusCode::CREATED,
     )
     .await
@@ -201,7 +182,7 @@ async fn get_burst(
     ask(
         &state,
         context,
-        LimitsRequest::GetBurst {
+        GetBursts {
             tenant,
             consistency,
         },
@@ -218,13 +199,7 @@ async fn end_burst(
     Context(context): Context,
     Path(tenant): Path<String>,
 ) -> Result<Response, GatewayError> {
-    ask(
-        &state,
-        context,
-        LimitsRequest::EndBurst { tenant },
-        StatusCode::OK,
-    )
-    .await
+    ask(&state, context, EndBurst { tenant }, StatusCode::OK).await
 }
 
 /// Approve a session awaiting approval (admin); it runs from now for its duration.
@@ -239,7 +214,7 @@ async fn approve_burst(
     ask(
         &state,
         context,
-        LimitsRequest::ApproveBurst { tenant, session },
+        ApproveBurst { tenant, session },
         StatusCode::OK,
     )
     .await

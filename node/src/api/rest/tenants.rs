@@ -8,12 +8,14 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::actors::gateway::GatewayMsg;
 use crate::api::rest::{
     ApiJson, Context, QueryResult, ReadParams, RestState, json_reply, page_limit, query,
 };
 use crate::gateway::model::{
     CreateTenantInput, PageInput, ProblemView, TenantPageView, TenantView, UpdateTenantInput,
+};
+use crate::gateway::operations::{
+    CreateTenant, DeleteTenant, GetTenant, ListTenants, UpdateTenant,
 };
 use crate::gateway::{Consistency, GatewayError};
 
@@ -56,14 +58,7 @@ async fn create_tenant(
     ApiJson(input): ApiJson<CreateTenantInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
-    let tenant = state
-        .gateway
-        .ask(|reply| GatewayMsg::CreateTenant {
-            context,
-            input,
-            reply,
-        })
-        .await?;
+    let tenant = state.gateway.call(context, CreateTenant { input }).await?;
     Ok(json_reply(
         StatusCode::CREATED,
         &trace_id,
@@ -89,12 +84,7 @@ async fn list_tenants(
     let trace_id = context.trace_id.clone();
     let page = state
         .gateway
-        .ask(|reply| GatewayMsg::ListTenants {
-            context,
-            page,
-            consistency,
-            reply,
-        })
+        .call(context, ListTenants { page, consistency })
         .await?;
     let body = TenantPageView {
         items: page.items.iter().map(TenantView::from).collect(),
@@ -117,12 +107,7 @@ async fn get_tenant(
     let trace_id = context.trace_id.clone();
     let tenant = state
         .gateway
-        .ask(|reply| GatewayMsg::GetTenant {
-            context,
-            id,
-            consistency,
-            reply,
-        })
+        .call(context, GetTenant { id, consistency })
         .await?;
     Ok(json_reply(
         StatusCode::OK,
@@ -144,12 +129,7 @@ async fn update_tenant(
     let trace_id = context.trace_id.clone();
     let tenant = state
         .gateway
-        .ask(|reply| GatewayMsg::UpdateTenant {
-            context,
-            id,
-            input,
-            reply,
-        })
+        .call(context, UpdateTenant { id, input })
         .await?;
     Ok(json_reply(
         StatusCode::OK,
@@ -181,12 +161,7 @@ async fn delete_tenant(
     let trace_id = context.trace_id.clone();
     let id = state
         .gateway
-        .ask(|reply| GatewayMsg::DeleteTenant {
-            context,
-            id,
-            cascade,
-            reply,
-        })
+        .call(context, DeleteTenant { id, cascade })
         .await?;
     Ok(json_reply(
         StatusCode::OK,
