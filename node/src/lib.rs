@@ -1,5 +1,6 @@
-//! The `hodei` node: domain rules, the replicated state machine, the actor tree, the
-//! REST and gRPC adapters, and the command line.
+//! The `hodei` node: the replicated state machine, the actor tree, the gateway's contract,
+//! the REST and gRPC adapters, the worker agent and the command line. The layers and
+//! their import rules are in `ARCHITECTURE.md` (checked by `layering_tests`).
 
 pub mod actors;
 pub mod api;
@@ -9,3 +10,6 @@ pub mod gateway;
 pub mod server;
 pub mod state;
 pub mod worker;
+
+#[cfg(test)]
+mod layering_tests;
