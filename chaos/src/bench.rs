@@ -449,6 +449,7 @@ async fn read_once(
             let outcome = QueueServiceClient::new(channel.clone())
                 .get_queue_status(pb::GetQueueRequest {
                     id: queue.to_string(),
+                    ..Default::default()
                 })
                 .await;
             recorder.record("queue_status", started, &outcome);
@@ -460,6 +461,7 @@ async fn queue_status(channel: &Channel, queue: &str) -> Option<pb::QueueStatus>
     QueueServiceClient::new(channel.clone())
         .get_queue_status(pb::GetQueueRequest {
             id: queue.to_string(),
+            ..Default::default()
         })
         .await
         .ok()
@@ -633,7 +635,10 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
     tokio::time::sleep(warm_up).await;
     let pool_metrics = |channel: Channel, pool: String| async move {
         ResourcePoolServiceClient::new(channel)
-            .get_pool_metrics(pb::GetPoolRequest { id: pool })
+            .get_pool_metrics(pb::GetPoolRequest {
+                id: pool,
+                ..Default::default()
+            })
             .await
             .map(|reply| reply.into_inner())
             .ok()

@@ -521,11 +521,33 @@ async fn pool_refusals_over_rest_and_grpc() {
         ("dynamic", "active")
     );
     let listed = pools
-        .list_pools(pb::ListPoolsRequest {})
+        .list_pools(pb::ListPoolsRequest::default())
         .await
         .unwrap()
         .into_inner();
     assert!(listed.items.iter().any(|pool| pool.id == "g1"));
+    // gRPC reads offer the same consistency choice as REST.
+    let stale = pools
+        .list_pools(pb::ListPoolsRequest {
+            consistency: "stale".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stale.items.iter().any(|pool| pool.id == "g1"));
+    let refused = pools
+        .get_pool(pb::GetPoolRequest {
+            id: "g1".into(),
+            consistency: "eventual".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("consistency"),
+        "{}",
+        refused.message()
+    );
     let bad = pools
         .create_pool(pb::CreatePoolRequest {
             id: "g2".into(),
@@ -545,7 +567,10 @@ async fn pool_refusals_over_rest_and_grpc() {
         .unwrap_err();
     assert_eq!(duplicate.code(), tonic::Code::AlreadyExists);
     let busy = pools
-        .delete_pool(pb::GetPoolRequest { id: "sim".into() })
+        .delete_pool(pb::GetPoolRequest {
+            id: "sim".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(busy.code(), tonic::Code::FailedPrecondition);
@@ -569,11 +594,17 @@ async fn pool_refusals_over_rest_and_grpc() {
         .into_inner();
     assert_eq!(updated.max_size, 5);
     let missing = pools
-        .get_pool(pb::GetPoolRequest { id: "nope".into() })
+        .get_pool(pb::GetPoolRequest {
+            id: "nope".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     let metrics = pools
-        .get_pool_metrics(pb::GetPoolRequest { id: "sim".into() })
+        .get_pool_metrics(pb::GetPoolRequest {
+            id: "sim".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -582,7 +613,10 @@ async fn pool_refusals_over_rest_and_grpc() {
         (1, "active")
     );
     let no_metrics = pools
-        .get_pool_metrics(pb::GetPoolRequest { id: "nope".into() })
+        .get_pool_metrics(pb::GetPoolRequest {
+            id: "nope".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(no_metrics.code(), tonic::Code::NotFound);
@@ -599,7 +633,10 @@ async fn pool_refusals_over_rest_and_grpc() {
     assert_eq!(suspended.state, "suspended");
     assert_eq!(suspended.allowed_actions, ["resume", "drain"]);
     let deleted = pools
-        .delete_pool(pb::GetPoolRequest { id: "g1".into() })
+        .delete_pool(pb::GetPoolRequest {
+            id: "g1".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();

@@ -557,6 +557,7 @@ async fn every_reason_a_job_is_pending_is_reported() {
         .get_sla_summary(pb::SlaSummaryRequest {
             tenant: String::new(),
             level: "urgent".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -568,6 +569,7 @@ async fn every_reason_a_job_is_pending_is_reported() {
         .get_fair_share(pb::FairShareRequest {
             queue: "default".into(),
             window_s: Some(30),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -580,21 +582,32 @@ async fn every_reason_a_job_is_pending_is_reported() {
     let status = queues
         .get_queue_status(pb::GetQueueRequest {
             id: "default".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!((status.pending, status.running), (3, 1));
     let all = queues
-        .list_queue_status(pb::ListQueuesRequest {})
+        .list_queue_status(pb::ListQueuesRequest::default())
         .await
         .unwrap()
         .into_inner();
     assert_eq!(all.items.len(), 3);
+    // The same report read stale (served from this node's state as it is).
+    let stale = queues
+        .list_queue_status(pb::ListQueuesRequest {
+            consistency: "stale".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stale.items.len(), 3);
     let missing = queues
         .get_fair_share(pb::FairShareRequest {
             queue: "nope".into(),
             window_s: None,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -337,10 +337,12 @@ impl JobService for JobGrpc {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
         let message = request.into_inner();
+        let consistency = Consistency::parse(Some(&message.consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
         let summary = GetSlaSummary {
             tenant: non_empty(message.tenant),
             level: non_empty(message.level),
-            consistency: Consistency::Linearizable,
+            consistency,
         };
         let result = ask(&self.gateway, context, summary).await;
         reply(result, &trace_id, summary_message)
@@ -406,12 +408,15 @@ impl QueueService for QueueGrpc {
         request: tonic::Request<pb::GetQueueRequest>,
     ) -> GrpcResult<pb::QueueInfo> {
         let context = request_context(&request, &self.default_principal)?;
-        let id = request.into_inner().id;
+        let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let consistency = Consistency::parse(Some(&message.consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
         self.queue_call(
             context,
             GetQueue {
-                id,
-                consistency: Consistency::Linearizable,
+                id: message.id,
+                consistency,
             },
         )
         .await
@@ -423,14 +428,9 @@ impl QueueService for QueueGrpc {
     ) -> GrpcResult<pb::ListQueuesResponse> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
-        let result = ask(
-            &self.gateway,
-            context,
-            ListQueues {
-                consistency: Consistency::Linearizable,
-            },
-        )
-        .await;
+        let consistency = Consistency::parse(Some(&request.get_ref().consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
+        let result = ask(&self.gateway, context, ListQueues { consistency }).await;
         reply(result, &trace_id, |queues| pb::ListQueuesResponse {
             items: queues.items.into_iter().map(queue_message).collect(),
         })
@@ -463,10 +463,12 @@ impl QueueService for QueueGrpc {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
         let message = request.into_inner();
+        let consistency = Consistency::parse(Some(&message.consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
         let fair_share = GetFairShare {
             queue: message.queue,
             window_s: message.window_s,
-            consistency: Consistency::Linearizable,
+            consistency,
         };
         let result = ask(&self.gateway, context, fair_share).await;
         reply(result, &trace_id, fair_share_message)
@@ -478,10 +480,12 @@ impl QueueService for QueueGrpc {
     ) -> GrpcResult<pb::QueueStatus> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
-        let id = request.into_inner().id;
+        let message = request.into_inner();
+        let consistency = Consistency::parse(Some(&message.consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
         let status = GetQueueStatus {
-            queue: id,
-            consistency: Consistency::Linearizable,
+            queue: message.id,
+            consistency,
         };
         let result = ask(&self.gateway, context, status).await;
         reply(result, &trace_id, status_message)
@@ -493,9 +497,9 @@ impl QueueService for QueueGrpc {
     ) -> GrpcResult<pb::ListQueueStatusResponse> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
-        let status = ListQueueStatus {
-            consistency: Consistency::Linearizable,
-        };
+        let consistency = Consistency::parse(Some(&request.get_ref().consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
+        let status = ListQueueStatus { consistency };
         let result = ask(&self.gateway, context, status).await;
         reply(result, &trace_id, |list| pb::ListQueueStatusResponse {
             items: list.items.into_iter().map(status_message).collect(),

@@ -5,7 +5,7 @@ use hodei_proto::v1::resource_pool_service_server::ResourcePoolService;
 use tracing::Instrument;
 
 use crate::actors::gateway::{GatewayHandle, Handler};
-use crate::api::grpc::{grpc_span, reply, request_context};
+use crate::api::grpc::{grpc_span, reply, request_context, with_trace_status};
 use crate::gateway::job_model::{
     CreatePoolInput, PoolActionInput, PoolLifecycleView, PoolView, UpdatePoolInput,
 };
@@ -128,9 +128,12 @@ impl ResourcePoolService for PoolGrpc {
     async fn get_pool(&self, request: tonic::Request<pb::GetPoolRequest>) -> GrpcResult<pb::Pool> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let consistency = Consistency::parse(Some(&message.consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
         let request = GetPool {
-            id: request.into_inner().id,
-            consistency: Consistency::Linearizable,
+            id: message.id,
+            consistency,
         };
         let result = self.ask(context, request).await;
         reply(result, &trace_id, pool_message)
@@ -142,9 +145,10 @@ impl ResourcePoolService for PoolGrpc {
     ) -> GrpcResult<pb::ListPoolsResponse> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
-        let request = ListPools {
-            consistency: Consistency::Linearizable,
-        };
+        let message = request.into_inner();
+        let consistency = Consistency::parse(Some(&message.consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
+        let request = ListPools { consistency };
         let result = self.ask(context, request).await;
         reply(result, &trace_id, |pools| pb::ListPoolsResponse {
             items: pools.items.into_iter().map(pool_message).collect(),
@@ -208,9 +212,12 @@ impl ResourcePoolService for PoolGrpc {
     ) -> GrpcResult<pb::PoolMetrics> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let consistency = Consistency::parse(Some(&message.consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
         let request = GetPoolMetrics {
-            id: request.into_inner().id,
-            consistency: Consistency::Linearizable,
+            id: message.id,
+            consistency,
         };
         let result = self.ask(context, request).await;
         reply(result, &trace_id, |metrics| pb::PoolMetrics {
@@ -243,9 +250,12 @@ impl ResourcePoolService for PoolGrpc {
     ) -> GrpcResult<pb::PoolLifecycle> {
         let context = request_context(&request, &self.default_principal)?;
         let trace_id = context.trace_id.clone();
+        let message = request.into_inner();
+        let consistency = Consistency::parse(Some(&message.consistency))
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
         let request = GetPoolLifecycle {
-            id: request.into_inner().id,
-            consistency: Consistency::Linearizable,
+            id: message.id,
+            consistency,
         };
         let result = self.ask(context, request).await;
         reply(result, &trace_id, lifecycle_message)
