@@ -26,8 +26,8 @@ use crate::gateway::report_model::{
     SlaSummaryView,
 };
 use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestContext};
+use crate::state::command::PoolPatch;
 use crate::state::jobs::SubmittedJob;
-use crate::state::pools::PoolPatch;
 use crate::state::{CommandOutcome, CommandV1, DomainEvent, HodeiState};
 use hodei_domain::DomainError;
 use hodei_domain::job::{CommandSpec, Job, JobSpec, JobState, Priority, Simulation, SlaChange};

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::actors::gateway::propose;
 use crate::actors::{NodeContext, now_ms};
 use crate::state::CommandV1;
-use crate::state::pools::PoolPatch;
+use crate::state::command::PoolPatch;
 use hodei_domain::pool::{Pool, PoolAction, PoolProvider, PoolState};
 use hodei_domain::pool_sizing::{SizingDecision, Starting, decide};
 use hodei_domain::worker::Worker;

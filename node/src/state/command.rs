@@ -9,9 +9,11 @@ use hodei_domain::DomainError;
 use hodei_domain::burst::{BurstPolicy, BurstRequest, BurstSession, EndReason};
 use hodei_domain::dispatch::Assignment;
 use hodei_domain::job::Job;
-use hodei_domain::pool::Pool;
+use hodei_domain::labels::Labels;
+use hodei_domain::pool::{DynamicSettings, Pool, PoolProvider, StaticSettings};
 use hodei_domain::queue::{Queue, QueuePolicy};
 use hodei_domain::quota::Quota;
+use hodei_domain::resources::Resources;
 use hodei_domain::tenant::{Tenant, TenantId, TenantPatch};
 use hodei_domain::worker::Worker;
 
@@ -136,7 +138,7 @@ pub enum CommandV1 {
     },
     UpdatePool {
         id: String,
-        patch: crate::state::pools::PoolPatch,
+        patch: PoolPatch,
     },
     DeletePool {
         id: String,
@@ -275,5 +277,24 @@ impl Command {
     /// Reads the binary form, or JSON.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         hodei_cluster::codec::decode(bytes)
+    }
+}
+
+/// The fields of a pool a caller may change; `None` keeps the current value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolPatch {
+    pub min_size: Option<u32>,
+    pub max_size: Option<u32>,
+    pub worker_shape: Option<Resources>,
+    pub labels: Option<Labels>,
+    pub provider: Option<PoolProvider>,
+    pub desired_size: Option<u32>,
+    pub static_settings: Option<StaticSettings>,
+    pub dynamic_settings: Option<DynamicSettings>,
+}
+
+impl PoolPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == PoolPatch::default()
     }
 }

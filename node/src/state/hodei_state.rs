@@ -16,12 +16,12 @@ use hodei_domain::job::Job;
 use hodei_domain::pool::Pool;
 use hodei_domain::queue::Queue;
 use hodei_domain::quota::Usage;
-use hodei_domain::tenant::{DEFAULT_TENANT_ID, Tenant, TenantId};
+use hodei_domain::tenant::{Tenant, TenantId};
 use hodei_domain::worker::Worker;
 
-const TENANT_PREFIX: &str = "tenant/";
-use crate::state::jobs::{
-    JOB_LOG_PREFIX, JOB_PREFIX, POOL_PREFIX, QUEUE_PREFIX, Release, WORKER_PREFIX, key as jobs_key,
+use crate::state::keys::{
+    BURST_PREFIX, JOB_LOG_PREFIX, JOB_PREFIX, POOL_PREFIX, QUEUE_PREFIX, TENANT_PREFIX,
+    WORKER_PREFIX, key as jobs_key,
 };
 
 fn load_all<T: serde::de::DeserializeOwned>(
@@ -41,7 +41,6 @@ fn load_all<T: serde::de::DeserializeOwned>(
         })
         .collect()
 }
-pub(super) const BURST_PREFIX: &str = "burst/";
 
 /// What changed, for the controllers on the leader. Sent after apply; a lagging receiver
 /// may miss some, so receivers reconcile against the state rather than count events.
@@ -180,7 +179,7 @@ pub struct HodeiState {
 
 pub type SharedState = Arc<RwLock<HodeiState>>;
 
-fn tenant_key(id: &TenantId) -> Vec<u8> {
+pub(super) fn tenant_key(id: &TenantId) -> Vec<u8> {
     format!("{TENANT_PREFIX}{id}").into_bytes()
 }
 
@@ -328,37 +327,10 @@ impl HodeiState {
     pub fn apply_command(&mut self, command: Command, writes: &mut WriteBatch) -> CommandResult {
         let Command::V1(command) = command;
         match command {
-            CommandV1::Bootstrap { default_tenant } => {
-                if self.tenants.contains_key(&default_tenant.id) {
-                    return Ok(CommandOutcome::Bootstrapped { created: false });
-                }
-                let id = default_tenant.id.clone();
-                self.put_tenant(default_tenant, writes);
-                self.emit(DomainEvent::TenantCreated(id));
-                Ok(CommandOutcome::Bootstrapped { created: true })
-            }
-            CommandV1::CreateTenant { tenant } => {
-                // The gateway validated it, but a forwarded or raw command may not have
-                // passed the gateway: the same rules are checked again here.
-                tenant.validate()?;
-                if self.tenants.contains_key(&tenant.id) {
-                    return Err(DomainError::already_exists("tenant", tenant.id.to_string()));
-                }
-                let id = tenant.id.clone();
-                self.put_tenant(tenant.clone(), writes);
-                self.emit(DomainEvent::TenantCreated(id));
-                Ok(CommandOutcome::Tenant(tenant))
-            }
+            CommandV1::Bootstrap { default_tenant } => self.apply_bootstrap(default_tenant, writes),
+            CommandV1::CreateTenant { tenant } => self.apply_create_tenant(tenant, writes),
             CommandV1::UpdateTenant { id, patch, at_ms } => {
-                let Some(current) = self.tenants.get(&id) else {
-                    return Err(DomainError::not_found("tenant", id.to_string()));
-                };
-                patch.validate()?;
-                let mut updated = current.clone();
-                updated.apply_patch(&patch, at_ms);
-                self.put_tenant(updated.clone(), writes);
-                self.emit(DomainEvent::TenantUpdated(id));
-                Ok(CommandOutcome::Tenant(updated))
+                self.apply_update_tenant(id, patch, at_ms, writes)
             }
             CommandV1::Probe { payload } => Ok(CommandOutcome::Probed {
                 bytes: payload.len(),
@@ -481,62 +453,6 @@ impl HodeiState {
             }
         }
     }
-
-    /// Deletes a tenant; with `cascade`, its pending and running jobs are cancelled first.
-    /// All or nothing: every cancel is checked (and its release computed) before the first
-    /// is applied, so a job that cannot be cancelled leaves every other one as it was.
-    fn apply_delete_tenant(
-        &mut self,
-        id: TenantId,
-        cascade: bool,
-        at_ms: u64,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        if !self.tenants.contains_key(&id) {
-            return Err(DomainError::not_found("tenant", id.to_string()));
-        }
-        if id.as_str() == DEFAULT_TENANT_ID {
-            return Err(DomainError::Conflict(
-                "the default tenant cannot be deleted: requests that name no tenant act for it"
-                    .to_string(),
-            ));
-        }
-        let live: Vec<&str> = self
-            .jobs
-            .values()
-            .filter(|job| job.spec.tenant == id && !job.state.is_final())
-            .map(|job| job.id.as_str())
-            .collect();
-        if !live.is_empty() && !cascade {
-            return Err(DomainError::Conflict(format!(
-                "tenant `{id}` still has {} pending or running job(s); cancel them first, or delete with cascade=cancel",
-                live.len()
-            )));
-        }
-        let mut release = Release::default();
-        let mut cancels = Vec::with_capacity(live.len());
-        for job in live {
-            cancels.push(self.plan_cancel(
-                &mut release,
-                job,
-                "the deletion of its tenant",
-                at_ms,
-            )?);
-        }
-        // Everything is checked: from here on nothing refuses.
-        self.commit_release(release, writes);
-        for cancel in cancels {
-            self.commit_cancel(cancel, writes);
-        }
-        self.tenants.remove(&id);
-        writes.delete(tenant_key(&id));
-        for session in self.bursts.remove(&id).unwrap_or_default() {
-            writes.delete(super::tenant_limits::burst_key(&session));
-        }
-        self.usage.remove(&id);
-        self.emit(DomainEvent::TenantDeleted(id.clone()));
-        Ok(CommandOutcome::TenantDeleted { id })
-    }
 }
 
 impl StateMachine for HodeiState {
@@ -579,7 +495,11 @@ impl StateMachine for HodeiState {
             self.put_tenant(tenant, writes);
         }
         for session in data.bursts {
-            put_encoded(writes, super::tenant_limits::burst_key(&session), &session);
+            put_encoded(
+                writes,
+                crate::state::apply::limits::burst_key(&session),
+                &session,
+            );
             self.bursts
                 .entry(session.tenant.clone())
                 .or_default()

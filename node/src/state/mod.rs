@@ -1,12 +1,16 @@
 //! The replicated state machine: versioned commands, deterministic apply, and the read
 //! view that the gateway and controllers query.
 
+mod apply;
 pub mod command;
 pub mod hodei_state;
+mod indexes;
 pub mod jobs;
-pub mod pools;
-mod tenant_limits;
+pub mod keys;
+mod queries;
 
+#[cfg(test)]
+mod jobs_tests;
 #[cfg(test)]
 mod refusal_tests;
 

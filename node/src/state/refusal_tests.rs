@@ -2,16 +2,19 @@
 //! batch and the event stream exactly as they were. Each reviewed hole has its test here,
 //! then a table of refused commands of every kind and a property over random command
 //! sequences check the rule for everything at once.
+//!
+//! Longer than our other files on purpose: one table of refusals for every command kind is
+//! easier to keep complete in one place than spread over the aggregates' files.
 
 use hodei_cluster::{StateMachine, WriteBatch};
 use proptest::prelude::*;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::TryRecvError;
 
+use crate::state::command::PoolPatch;
 use crate::state::command::{Command, CommandOutcome, CommandResult, CommandV1, StartReport};
 use crate::state::hodei_state::{DomainEvent, HodeiState};
 use crate::state::jobs::{RunOutcome, RunReport, WorkerRegistration};
-use crate::state::pools::PoolPatch;
 use hodei_domain::DomainError;
 use hodei_domain::burst::{BurstPolicy, BurstRequest, EndReason};
 use hodei_domain::dispatch::Assignment;

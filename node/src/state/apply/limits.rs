@@ -1,68 +1,26 @@
-//! The replicated side of quotas and burst sessions: apply re-checks every rule against
+//! Apply for quotas and burst sessions: apply re-checks every rule against
 //! the current state (the gateway's view may be stale), so no race can grant two sessions
 //! or overdraw the global burst pool.
 
 use hodei_cluster::WriteBatch;
 
-use super::hodei_state::{BURST_PREFIX, DomainEvent, HodeiState, put_encoded};
 use crate::state::command::{CommandOutcome, CommandResult};
+use crate::state::hodei_state::{DomainEvent, HodeiState, put_encoded};
+use crate::state::keys::BURST_PREFIX;
 use hodei_domain::DomainError;
 use hodei_domain::burst::{
     BurstPolicy, BurstRequest, BurstSession, BurstStatus, EndReason, check_global_pool,
-    check_request, overage,
+    check_request,
 };
-use hodei_domain::quota::{Quota, Usage, exceeded_by_usage};
-use hodei_domain::resources::Resources;
+use hodei_domain::quota::{Quota, exceeded_by_usage};
 use hodei_domain::tenant::TenantId;
 
-pub(super) fn burst_key(session: &BurstSession) -> Vec<u8> {
+pub(in crate::state) fn burst_key(session: &BurstSession) -> Vec<u8> {
     format!("{BURST_PREFIX}{}/{}", session.tenant, session.id).into_bytes()
 }
 
 impl HodeiState {
-    /// The tenant's running usage (zero while it runs nothing).
-    pub fn usage(&self, tenant: &TenantId) -> Usage {
-        self.usage.get(tenant).cloned().unwrap_or_default()
-    }
-
-    /// Every burst session of the tenant, oldest first.
-    pub fn burst_sessions(&self, tenant: &TenantId) -> &[BurstSession] {
-        self.bursts.get(tenant).map(Vec::as_slice).unwrap_or(&[])
-    }
-
-    pub fn burst_session(&self, tenant: &TenantId, session_id: &str) -> Option<&BurstSession> {
-        self.burst_sessions(tenant)
-            .iter()
-            .find(|session| session.id == session_id)
-    }
-
-    /// The tenant's active session, if any.
-    pub fn active_burst(&self, tenant: &TenantId) -> Option<&BurstSession> {
-        self.burst_sessions(tenant)
-            .iter()
-            .find(|session| session.status == BurstStatus::Active)
-    }
-
-    /// The summed overage of every active session except `excluded`'s.
-    pub fn active_overage(&self, excluded: Option<&TenantId>) -> Resources {
-        self.bursts
-            .iter()
-            .filter(|(tenant, _)| Some(*tenant) != excluded)
-            .flat_map(|(tenant, sessions)| {
-                sessions
-                    .iter()
-                    .filter(|session| session.status == BurstStatus::Active)
-                    .map(move |session| (tenant, session.ceiling_percentage))
-            })
-            .filter_map(|(tenant, ceiling)| {
-                self.tenants
-                    .get(tenant)
-                    .map(|found| overage(&found.quota, ceiling))
-            })
-            .fold(Resources::ZERO, Resources::saturating_add)
-    }
-
-    fn put_session(&mut self, session: BurstSession, writes: &mut WriteBatch) {
+    pub(in crate::state) fn put_session(&mut self, session: BurstSession, writes: &mut WriteBatch) {
         put_encoded(writes, burst_key(&session), &session);
         let tenant = session.tenant.clone();
         let sessions = self.bursts.entry(tenant.clone()).or_default();
@@ -76,7 +34,7 @@ impl HodeiState {
         self.emit(DomainEvent::BurstChanged(tenant));
     }
 
-    pub(super) fn apply_set_quota(
+    pub(in crate::state) fn apply_set_quota(
         &mut self,
         id: TenantId,
         quota: Quota,
@@ -100,7 +58,7 @@ impl HodeiState {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn apply_request_burst(
+    pub(in crate::state) fn apply_request_burst(
         &mut self,
         tenant: TenantId,
         session_id: String,
@@ -147,7 +105,7 @@ impl HodeiState {
         Ok(CommandOutcome::Burst(session))
     }
 
-    pub(super) fn apply_approve_burst(
+    pub(in crate::state) fn apply_approve_burst(
         &mut self,
         tenant: &TenantId,
         session_id: &str,
@@ -187,7 +145,7 @@ impl HodeiState {
         Ok(CommandOutcome::Burst(approved))
     }
 
-    pub(super) fn apply_end_burst(
+    pub(in crate::state) fn apply_end_burst(
         &mut self,
         tenant: &TenantId,
         session_id: &str,
@@ -231,6 +189,8 @@ mod tests {
     use super::*;
     use crate::state::command::{Command, CommandV1};
     use hodei_domain::burst::BurstRule;
+    use hodei_domain::quota::Usage;
+    use hodei_domain::resources::Resources;
     use hodei_domain::tenant::{NewTenant, Tier};
 
     const MINUTE: u64 = 60_000;

@@ -4,39 +4,21 @@
 //! made by the leader's pool actor and arrive here as commands.
 
 use hodei_cluster::WriteBatch;
-use serde::{Deserialize, Serialize};
 
-use super::hodei_state::{DomainEvent, HodeiState, put_encoded};
-use super::jobs::{POOL_PREFIX, Release, key};
-use crate::state::command::{CommandOutcome, CommandResult};
+use crate::state::command::{CommandOutcome, CommandResult, PoolPatch};
+use crate::state::hodei_state::{DomainEvent, HodeiState, put_encoded};
+use crate::state::jobs::Release;
+use crate::state::keys::{POOL_PREFIX, WORKER_PREFIX, key};
 use hodei_domain::DomainError;
-use hodei_domain::labels::Labels;
-use hodei_domain::pool::{
-    DynamicSettings, Pool, PoolProvider, PoolState, PoolTransition, PoolType, StaticSettings,
-};
-use hodei_domain::resources::Resources;
+use hodei_domain::pool::{Pool, PoolState, PoolTransition, PoolType};
 use hodei_domain::worker::WorkerState;
 
-/// The fields of a pool a caller may change; `None` keeps the current value.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PoolPatch {
-    pub min_size: Option<u32>,
-    pub max_size: Option<u32>,
-    pub worker_shape: Option<Resources>,
-    pub labels: Option<Labels>,
-    pub provider: Option<PoolProvider>,
-    pub desired_size: Option<u32>,
-    pub static_settings: Option<StaticSettings>,
-    pub dynamic_settings: Option<DynamicSettings>,
-}
-
-impl PoolPatch {
-    pub fn is_empty(&self) -> bool {
-        *self == PoolPatch::default()
-    }
-}
-
-pub(super) fn system_transition(pool: &mut Pool, to: PoolState, reason: String, at_ms: u64) {
+pub(in crate::state) fn system_transition(
+    pool: &mut Pool,
+    to: PoolState,
+    reason: String,
+    at_ms: u64,
+) {
     pool.history.push(PoolTransition {
         from: pool.state,
         to,
@@ -49,7 +31,7 @@ pub(super) fn system_transition(pool: &mut Pool, to: PoolState, reason: String, 
 }
 
 impl HodeiState {
-    pub(super) fn put_pool(&mut self, pool: Pool, writes: &mut WriteBatch) {
+    pub(in crate::state) fn put_pool(&mut self, pool: Pool, writes: &mut WriteBatch) {
         put_encoded(writes, key(POOL_PREFIX, &pool.id), &pool);
         self.pools.insert(pool.id.clone(), pool);
     }
@@ -62,7 +44,7 @@ impl HodeiState {
             .count()
     }
 
-    pub(super) fn apply_create_pool(
+    pub(in crate::state) fn apply_create_pool(
         &mut self,
         pool: Pool,
         writes: &mut WriteBatch,
@@ -76,7 +58,7 @@ impl HodeiState {
         Ok(CommandOutcome::Pool(pool))
     }
 
-    pub(super) fn apply_update_pool(
+    pub(in crate::state) fn apply_update_pool(
         &mut self,
         id: &str,
         patch: PoolPatch,
@@ -134,7 +116,11 @@ impl HodeiState {
         Ok(CommandOutcome::Pool(updated))
     }
 
-    pub(super) fn apply_delete_pool(&mut self, id: &str, writes: &mut WriteBatch) -> CommandResult {
+    pub(in crate::state) fn apply_delete_pool(
+        &mut self,
+        id: &str,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         let Some(pool) = self.pools.get(id) else {
             return Err(DomainError::not_found("pool", id));
         };
@@ -169,7 +155,7 @@ impl HodeiState {
             .collect();
         for worker in workers {
             self.workers.remove(&worker);
-            writes.delete(key(super::jobs::WORKER_PREFIX, &worker));
+            writes.delete(key(WORKER_PREFIX, &worker));
         }
         self.pools.remove(id);
         writes.delete(key(POOL_PREFIX, id));
@@ -181,7 +167,7 @@ impl HodeiState {
     /// The leader's count (`reported_healthy`) is only what prompted the command: the count
     /// that decides is the pool's live workers in the replicated state, so a count made from
     /// a stale view (a worker registered or lost since) cannot flip the pool the wrong way.
-    pub(super) fn apply_pool_health(
+    pub(in crate::state) fn apply_pool_health(
         &mut self,
         id: &str,
         reported_healthy: u32,
@@ -220,7 +206,7 @@ impl HodeiState {
         Ok(CommandOutcome::Pool(pool))
     }
 
-    pub(super) fn apply_count_provisioning(
+    pub(in crate::state) fn apply_count_provisioning(
         &mut self,
         id: &str,
         succeeded: u64,
@@ -239,7 +225,7 @@ impl HodeiState {
     }
 
     /// Stops an idle worker (scale-down, or the end of a drain): it takes nothing more.
-    pub(super) fn apply_stop_worker(
+    pub(in crate::state) fn apply_stop_worker(
         &mut self,
         worker_id: &str,
         reason: &str,
@@ -270,7 +256,7 @@ impl HodeiState {
     /// (or fail once their retries are spent) and its workers are stopped. Only while the
     /// pool still drains: the leader decided on its view, and a release committed after
     /// the pool left draining would stop the workers of a pool meant to run.
-    pub(super) fn apply_release_pool(
+    pub(in crate::state) fn apply_release_pool(
         &mut self,
         pool_id: &str,
         reason: &str,
@@ -312,5 +298,28 @@ impl HodeiState {
             self.emit(DomainEvent::WorkerStopped { worker });
         }
         Ok(CommandOutcome::WorkerLost { requeued })
+    }
+}
+
+impl HodeiState {
+    pub(in crate::state) fn apply_pool_lifecycle(
+        &mut self,
+        pool_id: &str,
+        action: hodei_domain::pool::PoolAction,
+        by: &str,
+        reason: &str,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(pool) = self.pools.get_mut(pool_id) else {
+            return Err(DomainError::not_found("pool", pool_id));
+        };
+        pool.apply_action(action, by, reason, at_ms)?;
+        let pool = pool.clone();
+        self.put_pool(pool.clone(), writes);
+        self.emit(DomainEvent::QueuesChanged);
+        // Resuming may let jobs run again.
+        self.emit(DomainEvent::CapacityFreed { ended_in: None });
+        Ok(CommandOutcome::Pool(pool))
     }
 }

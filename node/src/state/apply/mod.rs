@@ -1,0 +1,10 @@
+//! Apply, one file per aggregate: each command validates against the state first, then
+//! writes. The dispatch from a command to these is `HodeiState::apply_command`.
+
+mod jobs;
+pub(super) mod limits;
+mod pools;
+mod queues;
+mod runs;
+mod tenants;
+mod workers;

@@ -1,0 +1,366 @@
+//! Apply for runs: dispatch plans re-checked assignment by assignment, a run's start and
+//! end (its cost, its SLA), and what ending a set of runs takes back.
+
+use std::collections::BTreeSet;
+use std::collections::btree_map::Entry;
+
+use hodei_cluster::WriteBatch;
+
+use crate::state::command::{CommandOutcome, CommandResult, StartReport};
+use crate::state::hodei_state::{DomainEvent, HodeiState};
+use crate::state::jobs::{OUTPUT_TAIL_BYTES, RunOutcome, RunReport};
+use crate::state::jobs::{Release, release_usage};
+use crate::state::keys::{JOB_LOG_PREFIX, key};
+use hodei_domain::DomainError;
+use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
+use hodei_domain::cost::run_cost_nanos;
+use hodei_domain::dispatch::Assignment;
+use hodei_domain::job::{Job, JobState};
+use hodei_domain::tenant::TenantStatus;
+
+impl HodeiState {
+    /// Adds the end of `job`'s run (finished, cancelled, or lost with its worker) to
+    /// `release`: its resources become free on its worker and in its tenant's usage. The
+    /// usage is derived from the jobs, so it always holds the run; if it does not, the state
+    /// is inconsistent and the run end is refused and logged, rather than released from a
+    /// usage that never held it (a saturating release would hide the error).
+    pub(in crate::state) fn plan_release(
+        &self,
+        release: &mut Release,
+        job: &Job,
+        at_ms: u64,
+    ) -> Result<(), DomainError> {
+        let Some(worker_id) = &job.worker else {
+            // No worker holds it (pending): there is nothing to take back.
+            return Ok(());
+        };
+        let tenant = &job.spec.tenant;
+        let usage = release
+            .usage
+            .entry(tenant.clone())
+            .or_insert_with(|| self.usage(tenant));
+        if usage.running_jobs == 0 || !job.spec.resources.fits_within(usage.running) {
+            tracing::error!(
+                job = %job.id,
+                tenant = %tenant,
+                running_jobs = usage.running_jobs,
+                "the tenant's usage does not hold the run being ended: the command is refused"
+            );
+            return Err(DomainError::Conflict(format!(
+                "job {} cannot end its run: the usage of tenant `{tenant}` does not hold it (an inconsistent state, logged)",
+                job.id
+            )));
+        }
+        release_usage(
+            usage,
+            job.spec.resources,
+            job.pool.as_deref().unwrap_or_default(),
+        );
+        // A worker deleted with its pool is no longer there to release from.
+        let worker = match release.workers.entry(worker_id.clone()) {
+            Entry::Occupied(planned) => Some(planned.into_mut()),
+            Entry::Vacant(slot) => self
+                .workers
+                .get(worker_id)
+                .map(|current| slot.insert(current.clone())),
+        };
+        if let Some(worker) = worker {
+            worker.release(&job.id, job.spec.resources, at_ms);
+        }
+        Ok(())
+    }
+
+    /// Applies a release computed by [`Self::plan_release`].
+    pub(in crate::state) fn commit_release(&mut self, release: Release, writes: &mut WriteBatch) {
+        self.usage.extend(release.usage);
+        for (id, worker) in release.workers {
+            self.put_worker(&worker, writes);
+            self.workers.insert(id, worker);
+        }
+    }
+
+    /// Applies a dispatch plan. Each assignment is checked again; the ones that no longer
+    /// hold are skipped (the dispatcher plans again from the new state).
+    pub(in crate::state) fn apply_assign_jobs(
+        &mut self,
+        assignments: Vec<Assignment>,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let mut assigned = 0;
+        let mut rejected = 0;
+        let mut workers = BTreeSet::new();
+        let queue_of_plan = assignments
+            .first()
+            .and_then(|assignment| self.job(&assignment.job))
+            .map(|job| job.spec.queue.clone());
+        for assignment in assignments {
+            match self.assign_one(&assignment, at_ms, writes) {
+                Ok(()) => {
+                    assigned += 1;
+                    workers.insert(assignment.worker);
+                }
+                Err(_) => rejected += 1,
+            }
+        }
+        if !workers.is_empty() {
+            self.emit(DomainEvent::JobsAssigned(workers));
+        }
+        if let Some(queue) = queue_of_plan {
+            self.log_dispatch(&queue, at_ms, assigned as u64);
+        }
+        Ok(CommandOutcome::JobsAssigned { assigned, rejected })
+    }
+
+    pub(in crate::state) fn assign_one(
+        &mut self,
+        assignment: &Assignment,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> Result<(), DomainError> {
+        let job = self
+            .jobs
+            .get(&assignment.job)
+            .filter(|job| job.state == JobState::Pending)
+            .ok_or_else(|| DomainError::Conflict("job is not pending".to_string()))?;
+        let worker = self
+            .workers
+            .get(&assignment.worker)
+            .filter(|worker| worker.is_live())
+            .ok_or_else(|| DomainError::Conflict("worker is not live".to_string()))?;
+        let queue = self
+            .queues
+            .get(&job.spec.queue)
+            .ok_or_else(|| DomainError::not_found("queue", job.spec.queue.clone()))?;
+        let pool_accepts = self
+            .pools
+            .get(&worker.pool)
+            .is_some_and(|pool| pool.accepts_work());
+        let pool_allowed = pool_accepts
+            && queue.pools.contains(&worker.pool)
+            && (job.spec.pool_selector.is_empty() || job.spec.pool_selector.contains(&worker.pool));
+        if !pool_allowed || !job.spec.resources.fits_within(worker.free()) {
+            return Err(DomainError::Conflict(
+                "the worker cannot take it".to_string(),
+            ));
+        }
+        let tenant = self
+            .tenants
+            .get(&job.spec.tenant)
+            .ok_or_else(|| DomainError::not_found("tenant", job.spec.tenant.to_string()))?;
+        let usage = self.usage(&job.spec.tenant);
+        let request = JobRequest {
+            resources: job.spec.resources,
+            pool: Some(worker.pool.clone()),
+        };
+        let decision = admit(&AdmissionInput {
+            quota: &tenant.quota,
+            usage: &usage,
+            tenant_active: tenant.status == TenantStatus::Active,
+            active_burst_percent: self
+                .active_burst(&job.spec.tenant)
+                .map(|session| session.ceiling_percentage),
+            max_burst_percent: None,
+            largest_worker: None,
+            request: &request,
+        });
+        let burst = match decision.verdict {
+            Verdict::Allow => false,
+            Verdict::AllowBurst => true,
+            Verdict::Queue | Verdict::Deny => {
+                return Err(DomainError::Conflict(
+                    "the tenant is at its quota".to_string(),
+                ));
+            }
+        };
+        let mut job = job.as_ref().clone();
+        let mut worker = worker.clone();
+        job.transition(JobState::Assigned, at_ms, None)?;
+        job.worker = Some(worker.id.clone());
+        job.pool = Some(worker.pool.clone());
+        job.burst = burst;
+        worker.hold(&job.id, job.spec.resources, at_ms);
+        // Everything is checked: from here on nothing refuses.
+        self.dequeue(&job);
+        self.usage_hold(&job.spec.tenant, job.spec.resources, &worker.pool);
+        self.put_worker(&worker, writes);
+        self.workers.insert(worker.id.clone(), worker);
+        self.emit(DomainEvent::JobChanged(job.id.clone()));
+        self.store_job(job, writes);
+        Ok(())
+    }
+
+    /// The job's current run on `worker`, if `attempt` is the current one and it still
+    /// runs there; reports about older runs are ignored.
+    pub(in crate::state) fn current_run(
+        &self,
+        job: &str,
+        attempt: u32,
+        worker: &str,
+    ) -> Option<Job> {
+        self.jobs
+            .get(job)
+            .filter(|found| {
+                found.attempt == attempt
+                    && found.worker.as_deref() == Some(worker)
+                    && matches!(found.state, JobState::Assigned | JobState::Running)
+            })
+            .map(|found| found.as_ref().clone())
+    }
+
+    /// Judges the job's SLA at `at_ms` (its start or its end) and records a verdict.
+    pub(in crate::state) fn judge_sla(job: &mut Job, at_ms: u64) {
+        if let Some(clock) = job.sla_clock(at_ms, None) {
+            let status = hodei_domain::sla::evaluate(&clock);
+            if status.is_verdict() {
+                job.record_sla(status, at_ms);
+            }
+        }
+    }
+
+    pub(in crate::state) fn apply_record_sla(
+        &mut self,
+        changes: Vec<crate::state::command::SlaUpdate>,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let mut changed = 0;
+        for change in changes {
+            let Some(job) = self.job(&change.job) else {
+                continue;
+            };
+            if job.state.is_final() || job.sla_target_start_ms.is_none() {
+                continue;
+            }
+            let mut job = job.clone();
+            if job.record_sla(change.status, change.at_ms) {
+                changed += 1;
+                self.emit(DomainEvent::JobChanged(job.id.clone()));
+                self.store_job(job, writes);
+            }
+        }
+        Ok(CommandOutcome::SlaRecorded { changed })
+    }
+
+    pub(in crate::state) fn apply_job_started(
+        &mut self,
+        job: &str,
+        attempt: u32,
+        worker: &str,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(mut found) = self.current_run(job, attempt, worker) else {
+            return Ok(CommandOutcome::RunReported { applied: false });
+        };
+        if found.state != JobState::Assigned {
+            return Ok(CommandOutcome::RunReported { applied: false });
+        }
+        found.transition(JobState::Running, at_ms, None)?;
+        Self::judge_sla(&mut found, at_ms);
+        self.emit(DomainEvent::JobChanged(found.id.clone()));
+        self.store_job(found, writes);
+        Ok(CommandOutcome::RunReported { applied: true })
+    }
+
+    pub(in crate::state) fn apply_job_finished(
+        &mut self,
+        report: RunReport,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(mut found) = self.current_run(&report.job, report.attempt, &report.worker) else {
+            return Ok(CommandOutcome::RunReported { applied: false });
+        };
+        if found.state == JobState::Assigned {
+            // The start report was lost (a failover between the two): the run did start.
+            found.transition(JobState::Running, report.at_ms, None)?;
+            Self::judge_sla(&mut found, report.at_ms);
+        }
+        // The whole end is computed on the copy and its release planned before anything
+        // changes: a step that refuses leaves the worker and the tenant's usage as they were.
+        let (next, reason) = match report.outcome {
+            RunOutcome::Succeeded => (JobState::Succeeded, None),
+            RunOutcome::Failed => (
+                JobState::Failed,
+                Some(match report.exit_code {
+                    Some(code) => format!("exited with code {code}"),
+                    None => "killed by a signal or could not start".to_string(),
+                }),
+            ),
+            RunOutcome::TimedOut => (
+                JobState::TimedOut,
+                Some(format!(
+                    "ran past its timeout of {} s and was killed",
+                    found.spec.command.timeout_s.unwrap_or_default()
+                )),
+            ),
+        };
+        let started_at = found.started_at_ms().unwrap_or(report.at_ms);
+        let pricing = found
+            .pool
+            .as_deref()
+            .and_then(|pool| self.pools.get(pool))
+            .map(|pool| pool.pricing)
+            .unwrap_or_default();
+        found.cost_nanos = Some(run_cost_nanos(
+            found.spec.resources,
+            &pricing,
+            report.at_ms.saturating_sub(started_at),
+            found.burst,
+        ));
+        found.transition(next, report.at_ms, reason)?;
+        found.exit_code = report.exit_code;
+        Self::judge_sla(&mut found, report.at_ms);
+        let mut tail = report.output_tail;
+        if tail.len() > OUTPUT_TAIL_BYTES {
+            let mut cut = tail.len().saturating_sub(OUTPUT_TAIL_BYTES);
+            while !tail.is_char_boundary(cut) {
+                cut = cut.saturating_add(1);
+            }
+            tail = tail.split_off(cut);
+        }
+        // A finished job keeps its worker and pool: the release is that of its run.
+        let mut release = Release::default();
+        self.plan_release(&mut release, &found, report.at_ms)?;
+        let pool = self
+            .workers
+            .get(&report.worker)
+            .map(|worker| worker.pool.clone());
+        // Everything is checked: from here on nothing refuses.
+        self.commit_release(release, writes);
+        writes.put(key(JOB_LOG_PREFIX, &found.id), tail.clone().into_bytes());
+        self.job_logs.insert(found.id.clone(), tail);
+        self.emit(DomainEvent::JobChanged(found.id.clone()));
+        self.emit(DomainEvent::CapacityFreed { ended_in: pool });
+        self.store_job(found, writes);
+        Ok(CommandOutcome::RunReported { applied: true })
+    }
+
+    pub(in crate::state) fn apply_run_reports(
+        &mut self,
+        started: Vec<StartReport>,
+        finished: Vec<RunReport>,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let mut applied = 0;
+        for start in started {
+            let outcome = self.apply_job_started(
+                &start.job,
+                start.attempt,
+                &start.worker,
+                start.at_ms,
+                writes,
+            );
+            if outcome == Ok(CommandOutcome::RunReported { applied: true }) {
+                applied += 1;
+            }
+        }
+        for report in finished {
+            if self.apply_job_finished(report, writes)
+                == Ok(CommandOutcome::RunReported { applied: true })
+            {
+                applied += 1;
+            }
+        }
+        Ok(CommandOutcome::RunsReported { applied })
+    }
+}

@@ -1,0 +1,212 @@
+//! The indexes and tallies apply keeps beside the stored entities (pending queues, usage,
+//! per-state job counts, the dispatch log), updated write by write and rebuilt on load.
+
+use hodei_cluster::WriteBatch;
+
+use crate::state::hodei_state::{DomainEvent, HodeiState, put_encoded};
+use crate::state::jobs::DISPATCH_LOG_MS;
+use crate::state::jobs::count_one;
+use crate::state::keys::{JOB_PREFIX, QUEUE_PREFIX, WORKER_PREFIX, key};
+use hodei_domain::job::{Job, JobState};
+use hodei_domain::queue::Queue;
+use hodei_domain::resources::Resources;
+use hodei_domain::tenant::TenantId;
+use hodei_domain::worker::Worker;
+
+impl HodeiState {
+    /// Stores the job's new version and keeps the per-(queue, tenant, state) tally.
+    pub(in crate::state) fn store_job(&mut self, job: Job, writes: &mut WriteBatch) {
+        put_encoded(writes, key(JOB_PREFIX, &job.id), &job);
+        let was_final = self
+            .jobs
+            .get(&job.id)
+            .is_some_and(|previous| previous.state.is_final());
+        if job.state.is_final() && !was_final {
+            let started_at = job
+                .transitions
+                .iter()
+                .rev()
+                .find(|step| step.state == JobState::Running)
+                .map(|step| step.at_ms);
+            let ended_at = job
+                .transitions
+                .last()
+                .map(|step| step.at_ms)
+                .unwrap_or_default();
+            self.emit(DomainEvent::JobEnded {
+                queue: job.spec.queue.clone(),
+                tenant: job.spec.tenant.clone(),
+                state: job.state,
+                wait_ms: started_at.map(|at| at.saturating_sub(job.submitted_at_ms)),
+                run_ms: started_at.map(|at| ended_at.saturating_sub(at)),
+            });
+        }
+        let sla_key = |found: &Job| {
+            found
+                .spec
+                .sla
+                .zip(found.sla_status())
+                .map(|(sla, status)| (found.spec.tenant.clone(), sla.level, status))
+        };
+        if let Some(previous) = self.job(&job.id).and_then(sla_key)
+            && let Some(count) = self.sla_tally.get_mut(&previous)
+        {
+            *count = count.saturating_sub(1);
+        }
+        if let Some(current) = sla_key(&job) {
+            count_one(self.sla_tally.entry(current).or_default());
+        }
+        if let Some(previous) = self.jobs.get(&job.id) {
+            let tally_key = (
+                previous.spec.queue.clone(),
+                previous.spec.tenant.clone(),
+                previous.state,
+            );
+            if let Some(count) = self.job_tally.get_mut(&tally_key) {
+                *count = count.saturating_sub(1);
+            }
+            let priority_key = (
+                previous.spec.queue.clone(),
+                previous.spec.priority,
+                previous.state,
+            );
+            if let Some(count) = self.priority_tally.get_mut(&priority_key) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        count_one(
+            self.priority_tally
+                .entry((job.spec.queue.clone(), job.spec.priority, job.state))
+                .or_default(),
+        );
+        count_one(
+            self.job_tally
+                .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
+                .or_default(),
+        );
+        self.jobs.insert(job.id.clone(), Box::new(job));
+    }
+
+    pub(in crate::state) fn put_worker(&self, worker: &Worker, writes: &mut WriteBatch) {
+        put_encoded(writes, key(WORKER_PREFIX, &worker.id), worker);
+    }
+
+    pub(in crate::state) fn put_queue(&mut self, queue: Queue, writes: &mut WriteBatch) {
+        put_encoded(writes, key(QUEUE_PREFIX, &queue.id), &queue);
+        self.queues.insert(queue.id.clone(), queue);
+    }
+
+    pub(in crate::state) fn usage_add_pending(&mut self, tenant: &TenantId, delta: i64) {
+        let usage = self.usage.entry(tenant.clone()).or_default();
+        usage.pending_jobs = usage.pending_jobs.saturating_add_signed(delta);
+    }
+
+    pub(in crate::state) fn usage_hold(
+        &mut self,
+        tenant: &TenantId,
+        resources: Resources,
+        pool: &str,
+    ) {
+        let usage = self.usage.entry(tenant.clone()).or_default();
+        usage.running = usage.running.saturating_add(resources);
+        usage.running_jobs = usage.running_jobs.saturating_add(1);
+        let in_pool = usage.running_by_pool.entry(pool.to_string()).or_default();
+        *in_pool = in_pool.saturating_add(resources);
+    }
+
+    /// Rebuilds what is derived from the jobs: pending lists, the idempotency index and
+    /// every tenant's usage.
+    pub(in crate::state) fn rebuild_job_indices(&mut self) {
+        self.pending.clear();
+        self.idempotency.clear();
+        self.usage.clear();
+        self.job_tally.clear();
+        self.priority_tally.clear();
+        self.sla_tally.clear();
+        self.dispatch_log.clear();
+        let mut assignments: Vec<(u64, String)> = self
+            .jobs
+            .values()
+            .flat_map(|job| {
+                job.transitions
+                    .iter()
+                    .filter(|step| step.state == JobState::Assigned)
+                    .map(move |step| (step.at_ms, job.spec.queue.clone()))
+            })
+            .collect();
+        assignments.sort();
+        for (at_ms, queue) in assignments {
+            self.log_dispatch(&queue, at_ms, 1);
+        }
+        let jobs: Vec<Job> = self.jobs.values().map(|job| job.as_ref().clone()).collect();
+        for job in jobs {
+            if let Some(idempotency_key) = &job.spec.idempotency_key {
+                self.idempotency.insert(
+                    (job.spec.tenant.clone(), idempotency_key.clone()),
+                    job.id.clone(),
+                );
+            }
+            count_one(
+                self.job_tally
+                    .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
+                    .or_default(),
+            );
+            count_one(
+                self.priority_tally
+                    .entry((job.spec.queue.clone(), job.spec.priority, job.state))
+                    .or_default(),
+            );
+            if let Some((sla, status)) = job.spec.sla.zip(job.sla_status()) {
+                count_one(
+                    self.sla_tally
+                        .entry((job.spec.tenant.clone(), sla.level, status))
+                        .or_default(),
+                );
+            }
+            match job.state {
+                JobState::Pending => {
+                    self.pending
+                        .entry(job.spec.queue.clone())
+                        .or_default()
+                        .insert(job.id.clone());
+                    self.usage_add_pending(&job.spec.tenant, 1);
+                }
+                JobState::Assigned | JobState::Running => {
+                    let pool = job.pool.clone().unwrap_or_default();
+                    self.usage_hold(&job.spec.tenant, job.spec.resources, &pool);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(in crate::state) fn enqueue(&mut self, job: &Job) {
+        self.pending
+            .entry(job.spec.queue.clone())
+            .or_default()
+            .insert(job.id.clone());
+        self.usage_add_pending(&job.spec.tenant, 1);
+        self.emit(DomainEvent::JobsQueued(job.spec.queue.clone()));
+    }
+
+    pub(in crate::state) fn dequeue(&mut self, job: &Job) {
+        if let Some(ids) = self.pending.get_mut(&job.spec.queue) {
+            ids.remove(&job.id);
+        }
+        self.usage_add_pending(&job.spec.tenant, -1);
+    }
+
+    pub(in crate::state) fn log_dispatch(&mut self, queue: &str, at_ms: u64, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let log = self.dispatch_log.entry(queue.to_string()).or_default();
+        log.push_back((at_ms, count));
+        while log
+            .front()
+            .is_some_and(|(oldest, _)| at_ms.saturating_sub(*oldest) > DISPATCH_LOG_MS)
+        {
+            log.pop_front();
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Every key of the replicated state: the prefix of each kind of entity, and how an
+//! entity's key is made from its id. Nothing else writes a key.
+
+pub const TENANT_PREFIX: &str = "tenant/";
+pub const BURST_PREFIX: &str = "burst/";
+pub const JOB_PREFIX: &str = "job/";
+pub const JOB_LOG_PREFIX: &str = "joblog/";
+pub const QUEUE_PREFIX: &str = "queue/";
+pub const POOL_PREFIX: &str = "pool/";
+pub const WORKER_PREFIX: &str = "worker/";
+
+/// The key of the entity `id` of the kind `prefix`.
+pub fn key(prefix: &str, id: &str) -> Vec<u8> {
+    format!("{prefix}{id}").into_bytes()
+}
