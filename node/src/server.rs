@@ -52,10 +52,10 @@ pub struct NodeHandle {
     pub gateway: GatewayHandle,
     pub control: ActorRef<ControlMsg>,
     root: ActorRef<RootMsg>,
+    /// Becomes true when the actor tree has stopped (its root gave up, or shutdown).
+    actors_stopped: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
-    /// The worker hub and the simulator (they act only while this node leads).
-    leader_loops: Vec<JoinHandle<()>>,
     processes: ProcessProvider,
 }
 
@@ -150,23 +150,25 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         violations: ViolationLog::default(),
         metrics: hub.metrics.clone(),
         catalog: Arc::new(catalog(config)),
+        worker_hub: WorkerHub::new(HeartbeatSettings {
+            interval: Duration::from_millis(config.workers.heartbeat_interval_ms),
+            missed_beats: config.workers.missed_heartbeats,
+        }),
         processes: ProcessProvider::new(
             std::env::current_exe().context("cannot find the hodei binary for worker processes")?,
             config.cluster.data_dir.join("workers"),
         ),
     };
     let processes = node_context.processes.clone();
+    let worker_hub = node_context.worker_hub.clone();
     hub.observe_node(&node_context);
-    let worker_hub = WorkerHub::new(HeartbeatSettings {
-        interval: Duration::from_millis(config.workers.heartbeat_interval_ms),
-        missed_beats: config.workers.missed_heartbeats,
-    });
-    let leader_loops = vec![
-        tokio::spawn(worker_hub.clone().run(node_context.clone())),
-        tokio::spawn(crate::actors::workers::simulated::run(node_context.clone())),
-    ];
     let worker_service = WorkerGrpc::new(node_context.clone(), worker_hub.clone());
-    let (root, _) = Actor::spawn(None, RootSupervisor, node_context).await?;
+    let (root, root_done) = Actor::spawn(None, RootSupervisor, node_context).await?;
+    let (actors_stopped_tx, actors_stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        let _ = root_done.await;
+        let _ = actors_stopped_tx.send(true);
+    });
     let gateway = root
         .call(RootMsg::Gateway, None)
         .await?
@@ -324,9 +326,9 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         gateway,
         control,
         root,
+        actors_stopped,
         stop,
         servers: vec![rest_server, grpc_server, peer_server],
-        leader_loops,
         processes,
     })
 }
@@ -509,12 +511,16 @@ async fn bootstrap(config: &Config, raft: &RaftNode) -> anyhow::Result<()> {
 }
 
 impl NodeHandle {
+    /// Resolves when the node's actor tree stops: its root gave up restarting a child
+    /// (the node must exit for its process supervisor to restart it), or shutdown.
+    pub async fn actors_stopped(&self) {
+        let mut stopped = self.actors_stopped.clone();
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+    }
+
     /// Stops the listeners, the actors and Raft, in that order.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        for leader_loop in self.leader_loops {
-            leader_loop.abort();
-        }
         self.processes.stop_all();
         for server in self.servers {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;

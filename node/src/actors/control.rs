@@ -1,16 +1,21 @@
 //! The ControlSupervisor: while this node is the Raft leader it runs one controller
 //! actor per tenant and per queue, reconciled against the state machine;
-//! when leadership is lost it stops them. A controller that fails is restarted and
-//! reloads from the state machine. On a fresh cluster it also proposes the bootstrap
+//! when leadership is lost it stops them. A controller that fails is restarted after a
+//! back-off and reloads from the state machine; too many restarts in a minute and the
+//! supervisor fails itself (`restarts.rs`). It also hosts the worker hub and the
+//! simulator as actors (`leader_loop.rs`), restarted the same way. On a fresh cluster it also proposes the bootstrap
 //! commands that create the default tenant and the configured pools and queues.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tracing::{info, warn};
 
+use crate::actors::leader_loop::{LeaderLoop, LoopMsg, LoopSpec};
 use crate::actors::pool_actor::{PoolActor, PoolMsg};
 use crate::actors::queue_actor::{QueueActor, QueueMsg};
+use crate::actors::restarts::{Restart, RestartPolicy, Restarts};
 use crate::actors::tenant_actor::{TenantActor, TenantMsg};
 use crate::actors::{NodeContext, now_ms};
 use crate::state::{Command, CommandV1, DomainEvent};
@@ -24,6 +29,10 @@ pub enum ControlMsg {
     /// A state change; reconciles, and tells the tenant's actor to reload.
     Event(DomainEvent),
     GetObservableState(RpcReplyPort<ControlObservableState>),
+    /// Start the loop `name` again (after its back-off).
+    RestartLoop(&'static str),
+    /// The actor hosting the loop `name` (`worker_hub`, `simulator`).
+    LoopActor(&'static str, RpcReplyPort<Option<ActorRef<LoopMsg>>>),
     /// The tenant actor of `id`, if it runs (for tests and later features).
     TenantActor(TenantId, RpcReplyPort<Option<ActorRef<TenantMsg>>>),
 }
@@ -39,6 +48,18 @@ pub struct ControlObservableState {
 
 pub struct ControlSupervisor;
 
+/// The loops every node runs under this supervisor: the worker hub (delivery and lost
+/// workers) and the simulator of `simulated` pools. Both act only while the node leads.
+fn leader_loops() -> [LoopSpec; 2] {
+    [
+        LoopSpec::new("worker_hub", |node: NodeContext| {
+            let hub = node.worker_hub.clone();
+            hub.run(node)
+        }),
+        LoopSpec::new("simulator", crate::actors::workers::simulated::run),
+    ]
+}
+
 pub struct ControlState {
     node: NodeContext,
     leading: bool,
@@ -46,7 +67,14 @@ pub struct ControlState {
     tenants: BTreeMap<TenantId, ActorRef<TenantMsg>>,
     queues: BTreeMap<String, ActorRef<QueueMsg>>,
     pools: BTreeMap<String, ActorRef<PoolMsg>>,
+    /// The worker hub and the simulator, on every node (they act while it leads).
+    loops: BTreeMap<&'static str, (ActorRef<LoopMsg>, LoopSpec)>,
     restarts: u64,
+    /// Back-off and intensity of restarts.
+    restart_log: Restarts,
+    /// A failed controller (`tenant/ID`, `queue/ID`, `pool/ID`) is not started again
+    /// before this.
+    not_before: BTreeMap<String, Instant>,
 }
 
 impl ControlState {
@@ -69,6 +97,18 @@ impl ControlState {
             .iter()
             .find(|(_, actor)| actor.get_id() == cell.get_id())
             .map(|(id, _)| id.clone())
+    }
+
+    /// Whether the controller `key` may start now (its restart back-off has passed).
+    fn may_start(&mut self, key: &str) -> bool {
+        match self.not_before.get(key) {
+            Some(at) if Instant::now() < *at => false,
+            Some(_) => {
+                self.not_before.remove(key);
+                true
+            }
+            None => true,
+        }
     }
 
     fn nudge_queues(&self, only: Option<&str>) {
@@ -160,7 +200,7 @@ async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) 
         }
     }
     for id in desired {
-        if !state.tenants.contains_key(&id) {
+        if !state.tenants.contains_key(&id) && state.may_start(&format!("tenant/{id}")) {
             start_tenant_actor(supervisor, state, id).await;
         }
     }
@@ -183,7 +223,7 @@ async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) 
         }
     }
     for id in desired_queues {
-        if !state.queues.contains_key(&id) {
+        if !state.queues.contains_key(&id) && state.may_start(&format!("queue/{id}")) {
             start_queue_actor(supervisor, state, id).await;
         }
     }
@@ -206,7 +246,7 @@ async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) 
         }
     }
     for id in desired_pools {
-        if !state.pools.contains_key(&id) {
+        if !state.pools.contains_key(&id) && state.may_start(&format!("pool/{id}")) {
             start_pool_actor(supervisor, state, id).await;
         }
     }
@@ -307,6 +347,17 @@ impl Actor for ControlSupervisor {
             }
         });
         myself.cast(ControlMsg::Reconcile)?;
+        let mut loops = BTreeMap::new();
+        for spec in leader_loops() {
+            let (actor, _) = Actor::spawn_linked(
+                None,
+                LeaderLoop,
+                (spec.clone(), node.clone()),
+                myself.get_cell(),
+            )
+            .await?;
+            loops.insert(spec.name, (actor, spec));
+        }
         Ok(ControlState {
             node,
             leading: false,
@@ -314,7 +365,10 @@ impl Actor for ControlSupervisor {
             tenants: BTreeMap::new(),
             queues: BTreeMap::new(),
             pools: BTreeMap::new(),
+            loops,
             restarts: 0,
+            restart_log: Restarts::new(RestartPolicy::default()),
+            not_before: BTreeMap::new(),
         })
     }
 
@@ -325,6 +379,19 @@ impl Actor for ControlSupervisor {
         state: &mut ControlState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
+            ControlMsg::RestartLoop(name) => {
+                if let Some((_, spec)) = state.loops.get(name) {
+                    let spec = spec.clone();
+                    let (actor, _) = Actor::spawn_linked(
+                        None,
+                        LeaderLoop,
+                        (spec.clone(), state.node.clone()),
+                        myself.get_cell(),
+                    )
+                    .await?;
+                    state.loops.insert(name, (actor, spec));
+                }
+            }
             ControlMsg::Reconcile => {
                 reconcile(&myself, state).await;
                 state.nudge_queues(None);
@@ -384,6 +451,9 @@ impl Actor for ControlSupervisor {
             ControlMsg::TenantActor(id, reply) => {
                 let _ = reply.send(state.tenants.get(&id).cloned());
             }
+            ControlMsg::LoopActor(name, reply) => {
+                let _ = reply.send(state.loops.get(name).map(|(actor, _)| actor.clone()));
+            }
         }
         Ok(())
     }
@@ -396,27 +466,50 @@ impl Actor for ControlSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, error) => {
-                if let Some(id) = state.tenant_of(&cell) {
-                    warn!(tenant = %id, %error, "tenant actor failed; restarting it");
+                let failed = if let Some(id) = state.tenant_of(&cell) {
                     state.tenants.remove(&id);
-                    state.restarts += 1;
-                    state.node.metrics.actor_restarted("tenant");
-                    // Reconcile restarts it if the tenant still exists and we still lead.
-                    reconcile(&myself, state).await;
-                }
-                if let Some(id) = state.pool_of(&cell) {
-                    warn!(pool = %id, %error, "pool actor failed; restarting it");
+                    Some(("tenant", format!("tenant/{id}")))
+                } else if let Some(id) = state.pool_of(&cell) {
                     state.pools.remove(&id);
-                    state.restarts += 1;
-                    state.node.metrics.actor_restarted("pool");
-                    reconcile(&myself, state).await;
-                }
-                if let Some(id) = state.queue_of(&cell) {
-                    warn!(queue = %id, %error, "queue actor failed; restarting it");
+                    Some(("pool", format!("pool/{id}")))
+                } else if let Some(id) = state.queue_of(&cell) {
                     state.queues.remove(&id);
-                    state.restarts += 1;
-                    state.node.metrics.actor_restarted("queue");
-                    reconcile(&myself, state).await;
+                    Some(("queue", format!("queue/{id}")))
+                } else {
+                    state
+                        .loops
+                        .iter()
+                        .find(|(_, (actor, _))| actor.get_id() == cell.get_id())
+                        .map(|(name, _)| ("loop", name.to_string()))
+                };
+                let Some((kind, key)) = failed else {
+                    return Ok(());
+                };
+                state.restarts += 1;
+                state.node.metrics.actor_restarted(kind);
+                match state.restart_log.failed(&key, Instant::now()) {
+                    Restart::After(backoff) => {
+                        warn!(actor = %key, %error, backoff_ms = backoff.as_millis() as u64, "actor failed; restarting it after a back-off");
+                        if kind == "loop" {
+                            let name = state
+                                .loops
+                                .get_key_value(key.as_str())
+                                .map(|(name, _)| *name);
+                            if let Some(name) = name {
+                                myself.send_after(backoff, move || ControlMsg::RestartLoop(name));
+                            }
+                        } else {
+                            // Reconcile starts it again once the back-off has passed.
+                            state.not_before.insert(key, Instant::now() + backoff);
+                            myself.send_after(backoff, || ControlMsg::Reconcile);
+                        }
+                    }
+                    Restart::GiveUp { restarts } => {
+                        return Err(format!(
+                            "{restarts} restarts within a minute (the last: {key}, {error}): the control supervisor gives up"
+                        )
+                        .into());
+                    }
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
@@ -452,6 +545,7 @@ mod tests {
         let config = ConfigLoader::new()
             .flag("server.port", "0")
             .flag("server.grpc_port", "0")
+            .flag("cluster.peer_port", "0")
             .flag("metrics.prometheus.enabled", "false")
             .flag("cluster.data_dir", folder.display().to_string())
             .load()
@@ -556,6 +650,41 @@ mod tests {
         })
         .await;
 
+        node.shutdown().await;
+    }
+
+    async fn loop_actor(
+        control: &ActorRef<ControlMsg>,
+        name: &'static str,
+    ) -> Option<ActorRef<LoopMsg>> {
+        control
+            .call(|reply| ControlMsg::LoopActor(name, reply), None)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_worker_hub_and_the_simulator_are_supervised_and_restarted_when_they_fail() {
+        let folder = tempfile::tempdir().unwrap();
+        let node = start_node(folder.path()).await;
+        let control = node.control.clone();
+        for name in ["worker_hub", "simulator"] {
+            let first = loop_actor(&control, name).await.expect("the loop runs");
+            let before = observe(&control).await.restarts;
+            first
+                .cast(crate::actors::leader_loop::LoopMsg::Ended(
+                    "a test".to_string(),
+                ))
+                .unwrap();
+            wait_until("the loop to be restarted", async || {
+                loop_actor(&control, name)
+                    .await
+                    .is_some_and(|actor| actor.get_id() != first.get_id())
+            })
+            .await;
+            assert_eq!(observe(&control).await.restarts, before + 1, "{name}");
+        }
         node.shutdown().await;
     }
 }

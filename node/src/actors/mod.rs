@@ -14,9 +14,11 @@ pub mod gateway;
 pub mod gateway_jobs;
 pub mod gateway_limits;
 pub mod gateway_reports;
+pub mod leader_loop;
 pub mod metrics;
 pub mod pool_actor;
 pub mod queue_actor;
+pub mod restarts;
 pub mod root;
 pub mod tenant_actor;
 pub mod violations;
@@ -63,6 +65,8 @@ pub struct NodeContext {
     pub catalog: Arc<Catalog>,
     /// The worker processes this node started for `process` pools.
     pub processes: crate::actors::workers::process_provider::ProcessProvider,
+    /// The worker agents' streams (used while this node leads).
+    pub worker_hub: crate::actors::workers::hub::WorkerHub,
 }
 
 /// The configured pools and queues, created at bootstrap if missing.

@@ -1,5 +1,7 @@
-//! The root of a node's actor tree: starts the gateway and the control supervisor and
-//! restarts either if it fails.
+//! The root of a node's actor tree: starts the gateway, the control supervisor and the
+//! metrics actor, and restarts one that fails after a back-off. Past the restart intensity
+//! (`restarts.rs`) the root fails itself, and the node exits non-zero for its process
+//! supervisor to restart it.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tracing::error;
@@ -8,6 +10,7 @@ use crate::actors::NodeContext;
 use crate::actors::control::{ControlMsg, ControlSupervisor};
 use crate::actors::gateway::{GatewayActor, GatewayHandle};
 use crate::actors::metrics::{MetricsActor, MetricsHub, MetricsMsg};
+use crate::actors::restarts::{Restart, RestartPolicy, Restarts};
 
 pub enum RootMsg {
     Gateway(RpcReplyPort<GatewayHandle>),
@@ -19,6 +22,8 @@ pub enum RootMsg {
     ),
     /// The metrics actor as it is now (it may have been restarted).
     Metrics(RpcReplyPort<Option<ActorRef<MetricsMsg>>>),
+    /// Start a failed child again (its back-off has passed).
+    Restart(RootChild),
 }
 
 pub struct RootSupervisor;
@@ -28,6 +33,7 @@ pub struct RootState {
     gateway: GatewayHandle,
     control: ActorRef<ControlMsg>,
     metrics: Option<(ActorRef<MetricsMsg>, MetricsHub)>,
+    restarts: Restarts,
 }
 
 impl Actor for RootSupervisor {
@@ -50,6 +56,7 @@ impl Actor for RootSupervisor {
             gateway: GatewayHandle::new(gateway),
             control,
             metrics: None,
+            restarts: Restarts::new(RestartPolicy::default()),
         })
     }
 
@@ -80,6 +87,7 @@ impl Actor for RootSupervisor {
             RootMsg::Metrics(reply) => {
                 let _ = reply.send(state.metrics.as_ref().map(|(actor, _)| actor.clone()));
             }
+            RootMsg::Restart(child) => restart(&myself, state, child).await?,
         }
         Ok(())
     }
@@ -90,38 +98,85 @@ impl Actor for RootSupervisor {
         event: SupervisionEvent,
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(cell, failure) = event {
-            if cell.get_id() == state.gateway.current().get_id() {
-                error!(%failure, "gateway failed; restarting it");
-                state.node.metrics.actor_restarted("gateway");
-                let (gateway, _) =
-                    Actor::spawn_linked(None, GatewayActor, state.node.clone(), myself.get_cell())
-                        .await?;
-                state.gateway.replace(gateway);
-            } else if let Some((metrics, hub)) = state
-                .metrics
-                .as_ref()
-                .filter(|(metrics, _)| metrics.get_id() == cell.get_id())
-                .map(|(metrics, hub)| (metrics.clone(), hub.clone()))
-            {
-                error!(%failure, actor = %metrics.get_id(), "metrics actor failed; restarting it");
-                state.node.metrics.actor_restarted("metrics");
+        let SupervisionEvent::ActorFailed(cell, failure) = event else {
+            return Ok(());
+        };
+        let child = if cell.get_id() == state.gateway.current().get_id() {
+            RootChild::Gateway
+        } else if state
+            .metrics
+            .as_ref()
+            .is_some_and(|(metrics, _)| metrics.get_id() == cell.get_id())
+        {
+            RootChild::Metrics
+        } else if cell.get_id() == state.control.get_id() {
+            RootChild::Control
+        } else {
+            return Ok(());
+        };
+        state.node.metrics.actor_restarted(child.name());
+        match state.restarts.failed(child.name(), std::time::Instant::now()) {
+            Restart::After(backoff) => {
+                error!(actor = child.name(), %failure, backoff_ms = backoff.as_millis() as u64, "actor failed; restarting it after a back-off");
+                myself.send_after(backoff, move || RootMsg::Restart(child));
+                Ok(())
+            }
+            Restart::GiveUp { restarts } => Err(format!(
+                "{restarts} restarts within a minute (the last: {}, {failure}): the node's actors give up",
+                child.name()
+            )
+            .into()),
+        }
+    }
+}
+
+/// The children the root restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootChild {
+    Gateway,
+    Metrics,
+    Control,
+}
+
+impl RootChild {
+    fn name(self) -> &'static str {
+        match self {
+            RootChild::Gateway => "gateway",
+            RootChild::Metrics => "metrics",
+            RootChild::Control => "control",
+        }
+    }
+}
+
+async fn restart(
+    myself: &ActorRef<RootMsg>,
+    state: &mut RootState,
+    child: RootChild,
+) -> Result<(), ActorProcessingErr> {
+    match child {
+        RootChild::Gateway => {
+            let (gateway, _) =
+                Actor::spawn_linked(None, GatewayActor, state.node.clone(), myself.get_cell())
+                    .await?;
+            state.gateway.replace(gateway);
+        }
+        RootChild::Metrics => {
+            if let Some((_, hub)) = state.metrics.clone() {
                 let (restarted, _) =
                     Actor::spawn_linked(None, MetricsActor, hub.clone(), myself.get_cell()).await?;
                 state.metrics = Some((restarted, hub));
-            } else if cell.get_id() == state.control.get_id() {
-                error!(%failure, "control supervisor failed; restarting it");
-                state.node.metrics.actor_restarted("control");
-                let (control, _) = Actor::spawn_linked(
-                    None,
-                    ControlSupervisor,
-                    state.node.clone(),
-                    myself.get_cell(),
-                )
-                .await?;
-                state.control = control;
             }
         }
-        Ok(())
+        RootChild::Control => {
+            let (control, _) = Actor::spawn_linked(
+                None,
+                ControlSupervisor,
+                state.node.clone(),
+                myself.get_cell(),
+            )
+            .await?;
+            state.control = control;
+        }
     }
+    Ok(())
 }

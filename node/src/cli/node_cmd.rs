@@ -163,6 +163,14 @@ pub async fn run_node(config: Config, announce: bool, local_workers: usize) -> a
     let stopped = tokio::select! {
         () = wait_for_signal() => None,
         stop = node.raft.stopped() => Some(stop),
+        () = node.actors_stopped() => {
+            for worker in &mut workers {
+                let _ = worker.start_kill();
+            }
+            tracing::error!("the node's actors gave up restarting a failed actor: exiting");
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), node.shutdown()).await;
+            anyhow::bail!("the node's actors gave up restarting a failed actor");
+        }
     };
     for worker in &mut workers {
         let _ = worker.start_kill();
