@@ -89,54 +89,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         None => grpc_addr.to_string(),
     };
 
-    std::fs::create_dir_all(&config.cluster.data_dir).with_context(|| {
-        format!(
-            "cannot create data dir {}",
-            config.cluster.data_dir.display()
-        )
-    })?;
-    let opening = std::time::Instant::now();
-    let storage = SledStorage::open(&config.cluster.data_dir).with_context(|| {
-        format!(
-            "cannot open storage in {}",
-            config.cluster.data_dir.display()
-        )
-    })?;
-    let settings = ClusterSettings {
-        node_id: config.cluster.node_id,
-        advertise_addr,
-        api_addr,
-        secret: config.cluster.secret.clone(),
-        heartbeat_ms: config.cluster.heartbeat_ms,
-        election_timeout_min_ms: config.cluster.election_timeout_min_ms,
-        election_timeout_max_ms: config.cluster.election_timeout_max_ms,
-        snapshot_every_entries: config.cluster.snapshot_every_entries,
-        log_entries_kept_after_snapshot: config.cluster.log_entries_kept_after_snapshot,
-        max_commands_per_entry: config.cluster.max_commands_per_entry,
-        leader_wait_ms: config.server.leader_wait_ms,
-    };
-    // Per-job events come in bursts of thousands; receivers that lag resynchronise.
-    let (events, _) = broadcast::channel(16_384);
-    info!(
-        elapsed_ms = opening.elapsed().as_millis() as u64,
-        "storage opened"
-    );
-    let (raft, state) = RaftNode::start(settings, &storage, |keyspace| {
-        let loading = std::time::Instant::now();
-        let state = HodeiState::load(keyspace, events.clone())?;
-        info!(
-            elapsed_ms = loading.elapsed().as_millis() as u64,
-            jobs = state.job_count(),
-            "replicated state loaded"
-        );
-        Ok(state)
-    })
-    .await
-    .context("cannot start raft")?;
-    info!(
-        elapsed_ms = opening.elapsed().as_millis() as u64,
-        "raft started"
-    );
+    let (raft, state) = open_raft(config, advertise_addr, api_addr).await?;
     bootstrap(config, &raft).await?;
 
     let leader_wait = Duration::from_millis(config.server.leader_wait_ms);
@@ -189,56 +142,135 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     let default_principal = Principal::parse(&config.server.default_principal)
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     let (stop, stopped) = watch::channel(false);
-    let metrics_addr = if config.metrics.prometheus.enabled {
-        let listener = bind(
-            &config.server.host,
-            config.metrics.prometheus.port,
-            "metrics",
-        )
-        .await?;
-        let addr = listener.local_addr()?;
-        let app = axum::Router::new()
-            .route(&config.metrics.prometheus.path, axum::routing::get(scrape))
-            .with_state(root.clone());
-        let mut metrics_stopped = stopped.clone();
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = metrics_stopped.wait_for(|stop| *stop).await;
-            };
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(%error, "metrics server failed");
-            }
-        });
-        Some(addr)
-    } else {
-        None
-    };
+    let metrics_addr = serve_metrics(config, root.clone(), stopped.clone()).await?;
     let rest_app = crate::api::rest::router(
         hub.metrics.clone(),
         gateway.clone(),
         default_principal.clone(),
         config.server.max_body_bytes,
     );
-    let mut rest_stopped = stopped.clone();
-    let rest_server = tokio::spawn(async move {
+    let rest_server = serve_rest(rest_listener, rest_app, stopped.clone());
+    let grpc_router = api_router(&gateway, &default_principal, worker_service).await?;
+    // Raft, forwarded writes and membership changes on their own port: the public
+    // ports serve only the API, and the peer service admits only members.
+    let peer_router = tonic::transport::Server::builder().add_service(raft.grpc_service());
+    let peer_server = serve_grpc(peer_router, peer_listener, stopped.clone(), "peer");
+    let grpc_server = serve_grpc(grpc_router, grpc_listener, stopped, "gRPC");
+
+    info!(rest = %rest_addr, grpc = %grpc_addr, peers = %peer_addr, node_id = config.cluster.node_id, "node started");
+    Ok(NodeHandle {
+        rest_addr,
+        grpc_addr,
+        metrics_addr,
+        raft,
+        gateway,
+        control,
+        root,
+        actors_stopped,
+        stop,
+        servers: vec![rest_server, grpc_server, peer_server],
+        processes,
+    })
+}
+
+/// Opens the data directory, loads the replicated state and starts this node's Raft core.
+async fn open_raft(
+    config: &Config,
+    advertise_addr: String,
+    api_addr: String,
+) -> anyhow::Result<(RaftNode, crate::state::SharedState)> {
+    std::fs::create_dir_all(&config.cluster.data_dir).with_context(|| {
+        format!(
+            "cannot create data dir {}",
+            config.cluster.data_dir.display()
+        )
+    })?;
+    let opening = std::time::Instant::now();
+    let storage = SledStorage::open(&config.cluster.data_dir).with_context(|| {
+        format!(
+            "cannot open storage in {}",
+            config.cluster.data_dir.display()
+        )
+    })?;
+    let settings = ClusterSettings {
+        node_id: config.cluster.node_id,
+        advertise_addr,
+        api_addr,
+        secret: config.cluster.secret.clone(),
+        heartbeat_ms: config.cluster.heartbeat_ms,
+        election_timeout_min_ms: config.cluster.election_timeout_min_ms,
+        election_timeout_max_ms: config.cluster.election_timeout_max_ms,
+        snapshot_every_entries: config.cluster.snapshot_every_entries,
+        log_entries_kept_after_snapshot: config.cluster.log_entries_kept_after_snapshot,
+        max_commands_per_entry: config.cluster.max_commands_per_entry,
+        leader_wait_ms: config.server.leader_wait_ms,
+    };
+    // Per-job events come in bursts of thousands; receivers that lag resynchronise.
+    let (events, _) = broadcast::channel(16_384);
+    info!(
+        elapsed_ms = opening.elapsed().as_millis() as u64,
+        "storage opened"
+    );
+    let started = RaftNode::start(settings, &storage, |keyspace| {
+        let loading = std::time::Instant::now();
+        let state = HodeiState::load(keyspace, events.clone())?;
+        info!(
+            elapsed_ms = loading.elapsed().as_millis() as u64,
+            jobs = state.job_count(),
+            "replicated state loaded"
+        );
+        Ok(state)
+    })
+    .await
+    .context("cannot start raft")?;
+    info!(
+        elapsed_ms = opening.elapsed().as_millis() as u64,
+        "raft started"
+    );
+    Ok(started)
+}
+
+/// Serves Prometheus' scrape path on its own port, when enabled.
+async fn serve_metrics(
+    config: &Config,
+    root: ActorRef<RootMsg>,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    if !config.metrics.prometheus.enabled {
+        return Ok(None);
+    }
+
+    let listener = bind(
+        &config.server.host,
+        config.metrics.prometheus.port,
+        "metrics",
+    )
+    .await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route(&config.metrics.prometheus.path, axum::routing::get(scrape))
+        .with_state(root);
+    let mut metrics_stopped = stopped;
+    tokio::spawn(async move {
         let shutdown = async move {
-            let _ = rest_stopped.wait_for(|stop| *stop).await;
+            let _ = metrics_stopped.wait_for(|stop| *stop).await;
         };
-        // Small request/response exchanges: Nagle's algorithm would hold replies back.
-        let rest_listener = rest_listener.tap_io(|stream| {
-            let _ = stream.set_nodelay(true);
-        });
-        if let Err(error) = axum::serve(rest_listener, rest_app)
+        if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
         {
-            tracing::error!(%error, "REST server failed");
+            tracing::error!(%error, "metrics server failed");
         }
     });
+    Ok(Some(addr))
+}
 
+/// The public gRPC services, with health and reflection.
+async fn api_router(
+    gateway: &GatewayHandle,
+    default_principal: &Principal,
+    worker_service: WorkerGrpc,
+) -> anyhow::Result<tonic::transport::server::Router> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<TenantServiceServer<TenantGrpc>>()
@@ -253,7 +285,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         .register_encoded_file_descriptor_set(hodei_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let grpc_router = tonic::transport::Server::builder()
+    Ok(tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(TenantServiceServer::new(TenantGrpc::new(
@@ -276,60 +308,56 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         .add_service(ResourcePoolServiceServer::new(PoolGrpc::new(
             gateway.clone(),
             default_principal.clone(),
-        )));
-    // Raft and forwarded writes are many small messages: Nagle's algorithm with delayed
-    // ACKs would stall them by tens of milliseconds.
-    let incoming = TcpListenerStream::new(grpc_listener).map(|stream| {
-        stream.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
-    });
-    // Raft, forwarded writes and membership changes on their own port: the public
-    // ports serve only the API, and the peer service admits only members.
-    let peer_router = tonic::transport::Server::builder().add_service(raft.grpc_service());
-    let peer_incoming = TcpListenerStream::new(peer_listener).map(|stream| {
-        stream.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
-    });
-    let mut peer_stopped = stopped.clone();
-    let peer_server = tokio::spawn(async move {
+        ))))
+}
+
+/// Serves the REST API until `stopped`.
+fn serve_rest(
+    listener: TcpListener,
+    app: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
         let shutdown = async move {
-            let _ = peer_stopped.wait_for(|stop| *stop).await;
+            let _ = stopped.wait_for(|stop| *stop).await;
         };
-        if let Err(error) = peer_router
-            .serve_with_incoming_shutdown(peer_incoming, shutdown)
+        // Small request/response exchanges: Nagle's algorithm would hold replies back.
+        let listener = listener.tap_io(|stream| {
+            let _ = stream.set_nodelay(true);
+        });
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
             .await
         {
-            tracing::error!(%error, "peer server failed");
+            tracing::error!(%error, "REST server failed");
         }
+    })
+}
+
+/// Serves `router` on `listener` until `stopped`. Raft and forwarded writes are many
+/// small messages: Nagle's algorithm with delayed ACKs would stall them by tens of
+/// milliseconds, so it is off.
+fn serve_grpc(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    mut stopped: watch::Receiver<bool>,
+    what: &'static str,
+) -> JoinHandle<()> {
+    let incoming = TcpListenerStream::new(listener).map(|stream| {
+        stream.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
     });
-    let mut grpc_stopped = stopped;
-    let grpc_server = tokio::spawn(async move {
+    tokio::spawn(async move {
         let shutdown = async move {
-            let _ = grpc_stopped.wait_for(|stop| *stop).await;
+            let _ = stopped.wait_for(|stop| *stop).await;
         };
-        if let Err(error) = grpc_router
+        if let Err(error) = router
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
         {
-            tracing::error!(%error, "gRPC server failed");
+            tracing::error!(%error, "{what} server failed");
         }
-    });
-
-    info!(rest = %rest_addr, grpc = %grpc_addr, peers = %peer_addr, node_id = config.cluster.node_id, "node started");
-    Ok(NodeHandle {
-        rest_addr,
-        grpc_addr,
-        metrics_addr,
-        raft,
-        gateway,
-        control,
-        root,
-        actors_stopped,
-        stop,
-        servers: vec![rest_server, grpc_server, peer_server],
-        processes,
     })
 }
 

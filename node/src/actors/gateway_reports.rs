@@ -295,6 +295,25 @@ pub fn pending_reasons(state: &HodeiState, job: &Job) -> Vec<PendingReasonView> 
         reasons.push(reason("no_queue", "its queue was deleted".to_string()));
         return reasons;
     };
+    placement_reasons(state, job, queue, &mut reasons);
+    order_reasons(state, job, queue, &mut reasons);
+    if reasons.is_empty() {
+        reasons.push(reason(
+            "dispatching",
+            "a worker has room: the dispatcher places it on its next pass".to_string(),
+        ));
+    }
+    reasons
+}
+
+/// Why the job's pools cannot take it now: unavailable pools, no live worker that can
+/// hold it, or every such worker full.
+fn placement_reasons(
+    state: &HodeiState,
+    job: &Job,
+    queue: &Queue,
+    reasons: &mut Vec<PendingReasonView>,
+) {
     let pools: Vec<&String> = queue
         .pools
         .iter()
@@ -347,6 +366,15 @@ pub fn pending_reasons(state: &HodeiState, job: &Job) -> Vec<PendingReasonView> 
             ),
         ));
     }
+}
+
+/// The jobs ahead of it in its queue: of tenants with a smaller weighted share, or earlier.
+fn order_reasons(
+    state: &HodeiState,
+    job: &Job,
+    queue: &Queue,
+    reasons: &mut Vec<PendingReasonView>,
+) {
     let ahead = ahead_of(state, queue, job);
     if ahead.total > 0 {
         if queue.policy == QueuePolicy::WeightedFair && ahead.smaller_share > 0 {
@@ -368,13 +396,6 @@ pub fn pending_reasons(state: &HodeiState, job: &Job) -> Vec<PendingReasonView> 
             ));
         }
     }
-    if reasons.is_empty() {
-        reasons.push(reason(
-            "dispatching",
-            "a worker has room: the dispatcher places it on its next pass".to_string(),
-        ));
-    }
-    reasons
 }
 
 struct Ahead {

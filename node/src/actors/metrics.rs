@@ -398,6 +398,11 @@ impl MetricsHub {
                 );
             })
             .build();
+        self.observe_tenants(node);
+    }
+
+    /// Tenants by status, quota usage and burst sessions, read from the state at each scrape.
+    fn observe_tenants(&self, node: &NodeContext) {
         let state = node.clone();
         self.meter
             .u64_observable_gauge("hodei_tenants")
@@ -568,6 +573,12 @@ impl MetricsHub {
                 }
             })
             .build();
+        self.observe_pools(node);
+        self.observe_sla(node);
+    }
+
+    /// Workers and pools: sizes, utilisation, lifecycle states, jobs running on burst.
+    fn observe_pools(&self, node: &NodeContext) {
         let state = node.clone();
         self.meter
             .u64_observable_gauge("hodei_workers")
@@ -628,6 +639,11 @@ impl MetricsHub {
                 }
             })
             .build();
+        self.observe_pool_use(node);
+    }
+
+    /// Pools' utilisation, jobs running on burst capacity, and lifecycle states.
+    fn observe_pool_use(&self, node: &NodeContext) {
         let state = node.clone();
         self.meter
             .f64_observable_gauge("hodei_pool_utilization_ratio")
@@ -720,6 +736,10 @@ impl MetricsHub {
                 }
             })
             .build();
+    }
+
+    /// SLA: jobs by SLA level and status, and the compliance ratio.
+    fn observe_sla(&self, node: &NodeContext) {
         let state = node.clone();
         self.meter
             .u64_observable_gauge("hodei_sla_jobs")

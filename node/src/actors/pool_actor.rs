@@ -187,30 +187,7 @@ fn tick(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
         processes.stop(worker);
     }
     if round.start > 0 && Instant::now() >= state.next_start {
-        // Workers speak to the members' public gRPC ports (the membership holds their
-        // peer addresses).
-        let servers: Vec<String> = state
-            .node
-            .raft
-            .status()
-            .members
-            .into_iter()
-            .filter_map(|member| member.api_addr)
-            .collect();
-        for _ in 0..round.start {
-            match processes.spawn(&pool, &servers) {
-                Ok(worker) => info!(pool = %pool.id, %worker, "provisioning a worker"),
-                Err(error) => {
-                    warn!(pool = %pool.id, %error, "could not start a worker process");
-                    state.observable.provision_failures += 1;
-                    state.unreported.1 += 1;
-                    state.node.metrics.pool_provisioning(&pool.id, "failed");
-                    state.next_start = Instant::now()
-                        + Duration::from_secs(1 << state.observable.provision_failures.min(5));
-                    break;
-                }
-            }
-        }
+        start_workers(state, &pool, round.start);
     }
     let mut round = round;
     if state.unreported != (0, 0) {
@@ -224,6 +201,45 @@ fn tick(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
     if round.commands.is_empty() {
         return;
     }
+    propose_round(myself, state, round, &live_ids);
+}
+
+/// Starts `count` worker processes for `pool` (stops at the first failure, and backs off).
+fn start_workers(state: &mut PoolActorState, pool: &Pool, count: u32) {
+    // Workers speak to the members' public gRPC ports (the membership holds their
+    // peer addresses).
+    let servers: Vec<String> = state
+        .node
+        .raft
+        .status()
+        .members
+        .into_iter()
+        .filter_map(|member| member.api_addr)
+        .collect();
+    for _ in 0..count {
+        match state.node.processes.spawn(pool, &servers) {
+            Ok(worker) => info!(pool = %pool.id, %worker, "provisioning a worker"),
+            Err(error) => {
+                warn!(pool = %pool.id, %error, "could not start a worker process");
+                state.observable.provision_failures += 1;
+                state.unreported.1 += 1;
+                state.node.metrics.pool_provisioning(&pool.id, "failed");
+                state.next_start = Instant::now()
+                    + Duration::from_secs(1 << state.observable.provision_failures.min(5));
+                break;
+            }
+        }
+    }
+}
+
+/// Proposes a round's commands in order, in a task (the handler never awaits Raft); a
+/// stopped worker's process is killed once its stop is committed.
+fn propose_round(
+    myself: &ActorRef<PoolMsg>,
+    state: &mut PoolActorState,
+    round: Round,
+    live_ids: &BTreeSet<String>,
+) {
     state.in_flight = true;
     let node = state.node.clone();
     let myself = myself.clone();

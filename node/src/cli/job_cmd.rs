@@ -94,6 +94,118 @@ fn parse_pair(raw: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected NAME=value, got `{raw}`"))
 }
 
+/// Follows a submitted job until it is final: each transition once, then its output tail.
+/// The exit code is the job's (0 when it succeeded).
+async fn follow(
+    jobs: &mut JobServiceClient<Channel>,
+    job: pb::Job,
+    connection: &Connection,
+) -> anyhow::Result<i32> {
+    let mut stream = jobs
+        .watch_job(request(
+            pb::GetJobRequest {
+                id: job.id.clone(),
+                consistency: String::new(),
+            },
+            connection,
+        )?)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    println!("{}", job.id);
+    let mut last = job;
+    let mut shown = 0;
+    while let Some(update) = stream.message().await.map_err(status_error)? {
+        // Every transition once, even when several happened between two updates.
+        for step in update.transitions.iter().skip(shown) {
+            match &step.reason {
+                Some(reason) => {
+                    println!("  {:<9} at {} ({reason})", step.state, step.at_ms)
+                }
+                None => println!("  {:<9} at {}", step.state, step.at_ms),
+            }
+        }
+        shown = update.transitions.len();
+        last = update;
+        if is_final(&last.state) {
+            break;
+        }
+    }
+    println!("{}", summary(&last));
+    if !is_final(&last.state) {
+        anyhow::bail!("the watch ended before job {} finished", last.id);
+    }
+    let logs = jobs
+        .get_job_logs(request(
+            pb::GetJobRequest {
+                id: last.id.clone(),
+                consistency: String::new(),
+            },
+            connection,
+        )?)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    print!("{}", logs.output_tail);
+    Ok(match last.state.as_str() {
+        "succeeded" => 0,
+        _ => last.exit_code.filter(|code| *code != 0).unwrap_or(1),
+    })
+}
+
+/// Prints one job in full.
+async fn get(id: String, connection: &Connection) -> anyhow::Result<i32> {
+    let job = client(connection)
+        .await?
+        .get_job(request(
+            pb::GetJobRequest {
+                id,
+                consistency: String::new(),
+            },
+            connection,
+        )?)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    print_job(&job);
+    Ok(0)
+}
+
+/// Prints a job's output tail.
+async fn logs(id: String, connection: &Connection) -> anyhow::Result<i32> {
+    let logs = client(connection)
+        .await?
+        .get_job_logs(request(
+            pb::GetJobRequest {
+                id,
+                consistency: String::new(),
+            },
+            connection,
+        )?)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    print!("{}", logs.output_tail);
+    Ok(0)
+}
+
+/// Prints one page of jobs, and the cursor of the next.
+async fn list(filter: pb::ListJobsRequest, connection: &Connection) -> anyhow::Result<i32> {
+    let page = client(connection)
+        .await?
+        .list_jobs(request(filter, connection)?)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    for job in &page.items {
+        println!("{}", summary(job));
+    }
+    if let Some(next) = page.next_cursor {
+        println!("(more: --cursor {next})");
+    }
+    Ok(0)
+}
+
 async fn client(connection: &Connection) -> anyhow::Result<JobServiceClient<Channel>> {
     Ok(JobServiceClient::new(grpc_channel(&connection.addr).await?))
 }
@@ -194,73 +306,9 @@ pub async fn run(command: JobCommand) -> anyhow::Result<i32> {
                 println!("{}", summary(&job));
                 return Ok(0);
             }
-            let mut stream = jobs
-                .watch_job(request(
-                    pb::GetJobRequest {
-                        id: job.id.clone(),
-                        consistency: String::new(),
-                    },
-                    &connection,
-                )?)
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            println!("{}", job.id);
-            let mut last = job;
-            let mut shown = 0;
-            while let Some(update) = stream.message().await.map_err(status_error)? {
-                // Every transition once, even when several happened between two updates.
-                for step in update.transitions.iter().skip(shown) {
-                    match &step.reason {
-                        Some(reason) => {
-                            println!("  {:<9} at {} ({reason})", step.state, step.at_ms)
-                        }
-                        None => println!("  {:<9} at {}", step.state, step.at_ms),
-                    }
-                }
-                shown = update.transitions.len();
-                last = update;
-                if is_final(&last.state) {
-                    break;
-                }
-            }
-            println!("{}", summary(&last));
-            if !is_final(&last.state) {
-                anyhow::bail!("the watch ended before job {} finished", last.id);
-            }
-            let logs = jobs
-                .get_job_logs(request(
-                    pb::GetJobRequest {
-                        id: last.id.clone(),
-                        consistency: String::new(),
-                    },
-                    &connection,
-                )?)
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            print!("{}", logs.output_tail);
-            Ok(match last.state.as_str() {
-                "succeeded" => 0,
-                _ => last.exit_code.filter(|code| *code != 0).unwrap_or(1),
-            })
+            follow(&mut jobs, job, &connection).await
         }
-        JobCommand::Get { id, connection } => {
-            let job = client(&connection)
-                .await?
-                .get_job(request(
-                    pb::GetJobRequest {
-                        id,
-                        consistency: String::new(),
-                    },
-                    &connection,
-                )?)
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            print_job(&job);
-            Ok(0)
-        }
+        JobCommand::Get { id, connection } => get(id, &connection).await,
         JobCommand::List {
             tenant,
             queue,
@@ -269,30 +317,16 @@ pub async fn run(command: JobCommand) -> anyhow::Result<i32> {
             cursor,
             connection,
         } => {
-            let page = client(&connection)
-                .await?
-                .list_jobs(request(
-                    pb::ListJobsRequest {
-                        tenant: tenant.unwrap_or_default(),
-                        queue: queue.unwrap_or_default(),
-                        state: state.unwrap_or_default(),
-                        label: String::new(),
-                        limit,
-                        cursor: cursor.unwrap_or_default(),
-                        consistency: String::new(),
-                    },
-                    &connection,
-                )?)
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            for job in &page.items {
-                println!("{}", summary(job));
-            }
-            if let Some(next) = page.next_cursor {
-                println!("(more: --cursor {next})");
-            }
-            Ok(0)
+            let filter = pb::ListJobsRequest {
+                tenant: tenant.unwrap_or_default(),
+                queue: queue.unwrap_or_default(),
+                state: state.unwrap_or_default(),
+                label: String::new(),
+                limit,
+                cursor: cursor.unwrap_or_default(),
+                consistency: String::new(),
+            };
+            list(filter, &connection).await
         }
         JobCommand::Cancel { id, connection } => {
             let job = client(&connection)
@@ -304,21 +338,6 @@ pub async fn run(command: JobCommand) -> anyhow::Result<i32> {
             println!("{}", summary(&job));
             Ok(0)
         }
-        JobCommand::Logs { id, connection } => {
-            let logs = client(&connection)
-                .await?
-                .get_job_logs(request(
-                    pb::GetJobRequest {
-                        id,
-                        consistency: String::new(),
-                    },
-                    &connection,
-                )?)
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            print!("{}", logs.output_tail);
-            Ok(0)
-        }
+        JobCommand::Logs { id, connection } => logs(id, &connection).await,
     }
 }

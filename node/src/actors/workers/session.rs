@@ -148,86 +148,110 @@ impl WorkerService for WorkerGrpc {
             .await;
 
         self.hub.deliver_now(&self.node, &worker_id);
-        let node = self.node.clone();
-        let hub = self.hub.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = match inbound.message().await {
-                    Ok(Some(next)) => next,
-                    Ok(None) => break,
-                    Err(error) => {
-                        info!(worker = %worker_id, %error, "worker stream broke");
-                        break;
-                    }
-                };
-                hub.seen(&worker_id, number);
-                match next.kind {
-                    Some(pb::worker_message::Kind::Heartbeat(beat)) => {
-                        // Runs the state no longer gives this worker (cancelled, or
-                        // re-queued while it was away) are stopped.
-                        let stale: Vec<String> = node.read(|state| {
-                            beat.running
-                                .iter()
-                                .filter(|job| {
-                                    state.job(job).is_none_or(|found| {
-                                        found.worker.as_deref() != Some(worker_id.as_str())
-                                            || found.state.is_final()
-                                    })
-                                })
-                                .cloned()
-                                .collect()
-                        });
-                        for job in stale {
-                            let _ = outbound.try_send(Ok(cancel_message(&job)));
-                        }
-                        // Ack 0 answers a heartbeat: the worker knows the leader is alive.
-                        let _ = outbound.try_send(message(pb::server_message::Kind::Ack(0)));
-                    }
-                    Some(pb::worker_message::Kind::Started(started)) => report(
-                        &node,
-                        &outbound,
-                        started.report_id,
-                        CommandV1::JobStarted {
-                            job: started.job_id,
-                            attempt: started.attempt,
-                            worker: worker_id.clone(),
-                            at_ms: now_ms(),
-                        },
-                    ),
-                    Some(pb::worker_message::Kind::Finished(finished)) => {
-                        let outcome = match parse_outcome(&finished.outcome) {
-                            Ok(outcome) => outcome,
-                            Err(error) => {
-                                warn!(worker = %worker_id, %error, "bad run report");
-                                continue;
-                            }
-                        };
-                        report(
-                            &node,
-                            &outbound,
-                            finished.report_id,
-                            CommandV1::JobFinished {
-                                report: RunReport {
-                                    job: finished.job_id,
-                                    attempt: finished.attempt,
-                                    worker: worker_id.clone(),
-                                    outcome,
-                                    exit_code: finished.exit_code,
-                                    output_tail: finished.output_tail,
-                                    at_ms: now_ms(),
-                                },
-                            },
-                        );
-                    }
-                    Some(pb::worker_message::Kind::Register(_)) | None => {
-                        warn!(worker = %worker_id, "unexpected message on an open session");
-                    }
-                }
-            }
-            hub.detach(&worker_id, number);
-        });
+        follow_session(
+            self.node.clone(),
+            self.hub.clone(),
+            worker_id,
+            number,
+            inbound,
+            outbound,
+        );
         Ok(tonic::Response::new(Box::pin(ReceiverStream::new(
             receiver,
         ))))
     }
+}
+
+/// Reads a worker's stream until it ends: heartbeats (answered, and runs the state no
+/// longer gives the worker are cancelled) and run reports (proposed, acknowledged once
+/// committed).
+fn follow_session(
+    node: NodeContext,
+    hub: WorkerHub,
+    worker_id: String,
+    number: u64,
+    mut inbound: tonic::Streaming<pb::WorkerMessage>,
+    outbound: Outbound,
+) {
+    tokio::spawn(async move {
+        loop {
+            let next = match inbound.message().await {
+                Ok(Some(next)) => next,
+                Ok(None) => break,
+                Err(error) => {
+                    info!(worker = %worker_id, %error, "worker stream broke");
+                    break;
+                }
+            };
+            hub.seen(&worker_id, number);
+            match next.kind {
+                Some(pb::worker_message::Kind::Heartbeat(beat)) => {
+                    // Runs the state no longer gives this worker (cancelled, or
+                    // re-queued while it was away) are stopped.
+                    let stale = stale_runs(&node, &worker_id, &beat.running);
+                    for job in stale {
+                        let _ = outbound.try_send(Ok(cancel_message(&job)));
+                    }
+                    // Ack 0 answers a heartbeat: the worker knows the leader is alive.
+                    let _ = outbound.try_send(message(pb::server_message::Kind::Ack(0)));
+                }
+                Some(pb::worker_message::Kind::Started(started)) => report(
+                    &node,
+                    &outbound,
+                    started.report_id,
+                    CommandV1::JobStarted {
+                        job: started.job_id,
+                        attempt: started.attempt,
+                        worker: worker_id.clone(),
+                        at_ms: now_ms(),
+                    },
+                ),
+                Some(pb::worker_message::Kind::Finished(finished)) => {
+                    let outcome = match parse_outcome(&finished.outcome) {
+                        Ok(outcome) => outcome,
+                        Err(error) => {
+                            warn!(worker = %worker_id, %error, "bad run report");
+                            continue;
+                        }
+                    };
+                    report(
+                        &node,
+                        &outbound,
+                        finished.report_id,
+                        CommandV1::JobFinished {
+                            report: RunReport {
+                                job: finished.job_id,
+                                attempt: finished.attempt,
+                                worker: worker_id.clone(),
+                                outcome,
+                                exit_code: finished.exit_code,
+                                output_tail: finished.output_tail,
+                                at_ms: now_ms(),
+                            },
+                        },
+                    );
+                }
+                Some(pb::worker_message::Kind::Register(_)) | None => {
+                    warn!(worker = %worker_id, "unexpected message on an open session");
+                }
+            }
+        }
+        hub.detach(&worker_id, number);
+    });
+}
+
+/// The runs a worker reports that the state no longer gives it (cancelled, ended, or
+/// re-queued while it was away).
+fn stale_runs(node: &NodeContext, worker_id: &str, running: &[String]) -> Vec<String> {
+    node.read(|state| {
+        running
+            .iter()
+            .filter(|job| {
+                state.job(job).is_none_or(|found| {
+                    found.worker.as_deref() != Some(worker_id) || found.state.is_final()
+                })
+            })
+            .cloned()
+            .collect()
+    })
 }
