@@ -1,15 +1,18 @@
 //! The indexes and tallies apply keeps beside the stored entities (pending queues, usage,
 //! per-state job counts, the dispatch log), updated write by write and rebuilt on load.
 
+use std::collections::BTreeMap;
+
 use hodei_cluster::WriteBatch;
 
 use crate::state::hodei_state::{DomainEvent, HodeiState, put_encoded};
 use crate::state::jobs::DISPATCH_LOG_MS;
 use crate::state::jobs::count_one;
 use crate::state::keys::{JOB_PREFIX, QUEUE_PREFIX, WORKER_PREFIX, key};
-use hodei_domain::job::{Job, JobState};
+use hodei_domain::job::{Job, JobState, Priority};
 use hodei_domain::queue::Queue;
 use hodei_domain::resources::Resources;
+use hodei_domain::sla::{SlaLevel, SlaStatus};
 use hodei_domain::tenant::TenantId;
 use hodei_domain::worker::Worker;
 
@@ -41,50 +44,40 @@ impl HodeiState {
                 run_ms: started_at.map(|at| ended_at.saturating_sub(at)),
             });
         }
-        let sla_key = |found: &Job| {
-            found
-                .spec
-                .sla
-                .zip(found.sla_status())
-                .map(|(sla, status)| (found.spec.tenant.clone(), sla.level, status))
-        };
-        if let Some(previous) = self.job(&job.id).and_then(sla_key)
-            && let Some(count) = self.sla_tally.get_mut(&previous)
-        {
-            *count = count.saturating_sub(1);
-        }
-        if let Some(current) = sla_key(&job) {
-            count_one(self.sla_tally.entry(current).or_default());
-        }
-        if let Some(previous) = self.jobs.get(&job.id) {
-            let tally_key = (
-                previous.spec.queue.clone(),
-                previous.spec.tenant.clone(),
-                previous.state,
-            );
-            if let Some(count) = self.job_tally.get_mut(&tally_key) {
-                *count = count.saturating_sub(1);
-            }
-            let priority_key = (
-                previous.spec.queue.clone(),
-                previous.spec.priority,
-                previous.state,
-            );
-            if let Some(count) = self.priority_tally.get_mut(&priority_key) {
-                *count = count.saturating_sub(1);
-            }
-        }
-        count_one(
-            self.priority_tally
-                .entry((job.spec.queue.clone(), job.spec.priority, job.state))
-                .or_default(),
-        );
-        count_one(
-            self.job_tally
-                .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
-                .or_default(),
-        );
+        let previous = self
+            .jobs
+            .get(&job.id)
+            .map(|previous| TallyKeys::of(previous));
+        self.on_job_stored(previous, &job);
         self.jobs.insert(job.id.clone(), Box::new(job));
+    }
+
+    /// Moves the tallies (per queue, tenant and state; per queue, priority and state; per
+    /// tenant, SLA level and status) from a job's previous version to `job`, and indexes
+    /// its idempotency key (with its first version): the one place where both apply and the rebuild on load count a
+    /// stored job.
+    fn on_job_stored(&mut self, previous: Option<TallyKeys>, job: &Job) {
+        let first_version = previous.is_none();
+        if let Some(previous) = previous {
+            uncount(&mut self.job_tally, &previous.by_tenant);
+            uncount(&mut self.priority_tally, &previous.by_priority);
+            if let Some(sla) = &previous.by_sla {
+                uncount(&mut self.sla_tally, sla);
+            }
+        }
+        let current = TallyKeys::of(job);
+        count_one(self.job_tally.entry(current.by_tenant).or_default());
+        count_one(self.priority_tally.entry(current.by_priority).or_default());
+        if let Some(sla) = current.by_sla {
+            count_one(self.sla_tally.entry(sla).or_default());
+        }
+        // A job's idempotency key never changes: it is indexed with its first version.
+        if first_version && let Some(idempotency_key) = &job.spec.idempotency_key {
+            self.idempotency.insert(
+                (job.spec.tenant.clone(), idempotency_key.clone()),
+                job.id.clone(),
+            );
+        }
     }
 
     pub(in crate::state) fn put_worker(&self, worker: &Worker, writes: &mut WriteBatch) {
@@ -140,29 +133,7 @@ impl HodeiState {
         }
         let jobs: Vec<Job> = self.jobs.values().map(|job| job.as_ref().clone()).collect();
         for job in jobs {
-            if let Some(idempotency_key) = &job.spec.idempotency_key {
-                self.idempotency.insert(
-                    (job.spec.tenant.clone(), idempotency_key.clone()),
-                    job.id.clone(),
-                );
-            }
-            count_one(
-                self.job_tally
-                    .entry((job.spec.queue.clone(), job.spec.tenant.clone(), job.state))
-                    .or_default(),
-            );
-            count_one(
-                self.priority_tally
-                    .entry((job.spec.queue.clone(), job.spec.priority, job.state))
-                    .or_default(),
-            );
-            if let Some((sla, status)) = job.spec.sla.zip(job.sla_status()) {
-                count_one(
-                    self.sla_tally
-                        .entry((job.spec.tenant.clone(), sla.level, status))
-                        .or_default(),
-                );
-            }
+            self.on_job_stored(None, &job);
             match job.state {
                 JobState::Pending => {
                     self.pending
@@ -208,5 +179,32 @@ impl HodeiState {
         {
             log.pop_front();
         }
+    }
+}
+
+/// Where a job version counts in the tallies.
+struct TallyKeys {
+    by_tenant: (String, TenantId, JobState),
+    by_priority: (String, Priority, JobState),
+    by_sla: Option<(TenantId, SlaLevel, SlaStatus)>,
+}
+
+impl TallyKeys {
+    fn of(job: &Job) -> Self {
+        Self {
+            by_tenant: (job.spec.queue.clone(), job.spec.tenant.clone(), job.state),
+            by_priority: (job.spec.queue.clone(), job.spec.priority, job.state),
+            by_sla: job
+                .spec
+                .sla
+                .zip(job.sla_status())
+                .map(|(sla, status)| (job.spec.tenant.clone(), sla.level, status)),
+        }
+    }
+}
+
+fn uncount<K: Ord>(tally: &mut BTreeMap<K, u64>, key: &K) {
+    if let Some(count) = tally.get_mut(key) {
+        *count = count.saturating_sub(1);
     }
 }

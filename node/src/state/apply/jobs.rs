@@ -177,12 +177,6 @@ impl HodeiState {
         }
         self.check_placement(&job.spec)?;
         self.check_tenant_admits(&job.spec, max_burst_percent)?;
-        if let Some(idempotency_key) = &job.spec.idempotency_key {
-            self.idempotency.insert(
-                (job.spec.tenant.clone(), idempotency_key.clone()),
-                job.id.clone(),
-            );
-        }
         self.store_job(job.clone(), writes);
         self.enqueue(&job);
         self.emit(DomainEvent::JobChanged(job.id.clone()));
