@@ -13,6 +13,8 @@ pub mod control;
 pub mod gateway;
 pub mod gateway_jobs;
 pub mod gateway_limits;
+pub mod gateway_pools;
+pub mod gateway_queues;
 pub mod gateway_reports;
 pub mod leader_loop;
 pub mod metrics;
