@@ -18,6 +18,7 @@ pub mod gateway_queues;
 pub mod gateway_reports;
 pub mod leader_loop;
 pub mod metrics;
+mod metrics_observed;
 pub mod pool_actor;
 pub mod queue_actor;
 pub mod restarts;

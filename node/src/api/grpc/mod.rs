@@ -5,13 +5,15 @@
 mod cluster;
 mod jobs;
 mod pools;
+mod queues;
 mod tenants;
 
 use tonic::metadata::MetadataValue;
 
 pub use self::cluster::ClusterGrpc;
-pub use self::jobs::{JobGrpc, QueueGrpc, job_message, submit_input};
+pub use self::jobs::{JobGrpc, job_message, submit_input};
 pub use self::pools::PoolGrpc;
+pub use self::queues::QueueGrpc;
 pub use self::tenants::TenantGrpc;
 use crate::gateway::principal::PRINCIPAL_HEADER;
 use crate::gateway::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER};

@@ -6,6 +6,7 @@ mod cluster;
 mod extract;
 mod jobs;
 mod limits;
+mod pools;
 mod tenants;
 
 use std::sync::Arc;
@@ -67,6 +68,7 @@ pub fn router(
         .merge(limits::routes())
         .merge(cluster::routes())
         .merge(jobs::routes())
+        .merge(pools::routes())
         .split_for_parts();
     let openapi_json = Arc::new(
         openapi
