@@ -8,6 +8,7 @@ mod schema;
 mod validate;
 
 pub use env::{ENV_VARIABLES, EnvVariable};
+pub use load::NOT_BUILT;
 pub use load::{ConfigError, ConfigLoader, redacted_yaml};
 pub use schema::*;
-pub use validate::{ValidationError, inert_settings, parse_peer};
+pub use validate::{ValidationError, parse_peer};

@@ -37,6 +37,76 @@ fn render(errors: &[ValidationError]) -> String {
         .join("\n")
 }
 
+/// Keys of the specification whose feature this version does not have yet, with why. They
+/// are not part of [`Config`]: a file, variable or flag that sets one is refused, naming
+/// it, rather than accepted as a switch that does nothing.
+pub const NOT_BUILT: &[(&str, &str)] = &[
+    (
+        "resource_pools.auto_scaling_enabled",
+        "autoscaling is not built yet",
+    ),
+    (
+        "resource_pools.pools[].auto_scaling_enabled",
+        "autoscaling is not built yet",
+    ),
+    ("cost_tracking.retention_days", "no cost ledger is kept yet"),
+    (
+        "observability.grafana.dashboards_dir",
+        "no dashboards are shipped yet",
+    ),
+    (
+        "observability.alerting.prometheus_alerts_dir",
+        "no alert rules are shipped yet",
+    ),
+];
+
+/// The keys of [`NOT_BUILT`] that `figment` sets, each with its rule and origin.
+fn not_built(
+    figment: &Figment,
+    file: Option<&Path>,
+    sources: &[(String, String)],
+) -> Vec<ValidationError> {
+    let mut found = Vec::new();
+    for (key, why) in NOT_BUILT {
+        let set: Vec<String> = match key.split_once("[].") {
+            Some((list, field)) => match figment.find_value(list) {
+                Ok(Value::Array(_, items)) => items
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, item)| {
+                        matches!(item, Value::Dict(_, entries) if entries.contains_key(field))
+                    })
+                    .map(|(index, _)| format!("{list}[{index}].{field}"))
+                    .collect(),
+                _ => Vec::new(),
+            },
+            None => figment
+                .find_value(key)
+                .map(|_| vec![key.to_string()])
+                .unwrap_or_default(),
+        };
+        for key in set {
+            let origin = origin_of(&key, file, sources)
+                .map(|origin| format!(" (set by {origin})"))
+                .unwrap_or_default();
+            found.push(ValidationError::new(
+                &key,
+                format!("not in this version: {why}; remove it{origin}"),
+            ));
+        }
+    }
+    found
+}
+
+fn origin_of(key: &str, file: Option<&Path>, sources: &[(String, String)]) -> Option<String> {
+    sources
+        .iter()
+        .rev()
+        .find(|(source_key, _)| source_key == key)
+        .map(|(_, origin)| origin.clone())
+        .or_else(|| file.map(|path| format!("file {}", path.display())))
+}
+
 /// Builds a [`Config`] from its layers. The environment is passed in rather than read
 /// here, so that precedence is testable without touching the process environment.
 #[derive(Debug, Default, Clone)]
@@ -90,6 +160,10 @@ impl ConfigLoader {
             figment = figment.merge(Serialized::default(key, parse_value(raw_value)));
             sources.push((key.clone(), "command-line flag".to_string()));
         }
+        let refused = not_built(&figment, self.file.as_deref(), &sources);
+        if !refused.is_empty() {
+            return Err(ConfigError::Invalid(refused));
+        }
         let config: Config = figment
             .extract()
             .map_err(|error| extraction_errors(error, self.file.as_deref(), &sources))?;
@@ -116,12 +190,7 @@ fn extraction_errors(
     let mut problems = Vec::new();
     for single in error {
         let key = single.path.join(".");
-        let origin = sources
-            .iter()
-            .rev()
-            .find(|(source_key, _)| *source_key == key)
-            .map(|(_, origin)| origin.clone())
-            .or_else(|| file.map(|path| format!("file {}", path.display())));
+        let origin = origin_of(&key, file, sources);
         let mut rule = single.kind.to_string();
         if let Some(origin) = origin {
             rule = format!("{rule} (set by {origin})");
@@ -185,7 +254,6 @@ mod tests {
         );
         assert_eq!(config.burst_capacity.max_overage_percentage, 150);
         assert_eq!(config.burst_capacity.burst_duration_minutes, 60);
-        assert_eq!(config.cost_tracking.retention_days, 90);
         assert_eq!(config.resource_pools.pools[0].id, "pool-default");
         assert_eq!(config.resource_pools.pools[0].min_size, 2);
         assert_eq!(config.resource_pools.pools[0].max_size, 20);
@@ -235,13 +303,11 @@ mod tests {
             .env_vars(env(&[
                 ("HODEI_RESOURCE_POOLS_ENABLED", "false"),
                 ("HODEI_RESOURCE_POOL_TYPE", "dynamic"),
-                ("HODEI_AUTO_SCALING_ENABLED", "false"),
                 ("HODEI_MULTI_TENANCY_ENABLED", "false"),
                 ("HODEI_DEFAULT_TENANT_QUOTA_MEMORY", "4096"),
                 ("HODEI_BURST_MAX_OVERAGE", "175"),
                 ("HODEI_BURST_DURATION_MINUTES", "30"),
                 ("HODEI_COST_TRACKING_ENABLED", "false"),
-                ("HODEI_COST_RETENTION_DAYS", "30"),
                 ("HODEI_PROMETHEUS_ENABLED", "false"),
                 ("HODEI_GRAFANA_ENABLED", "false"),
                 ("HODEI_ALERTING_ENABLED", "false"),
@@ -253,13 +319,11 @@ mod tests {
             config.resource_pools.default_pool_type,
             crate::PoolType::Dynamic
         );
-        assert!(!config.resource_pools.auto_scaling_enabled);
         assert!(!config.multi_tenancy.enabled);
         assert_eq!(config.multi_tenancy.default_tenant_quota.memory_mb, 4096);
         assert_eq!(config.burst_capacity.max_overage_percentage, 175);
         assert_eq!(config.burst_capacity.burst_duration_minutes, 30);
         assert!(!config.cost_tracking.enabled);
-        assert_eq!(config.cost_tracking.retention_days, 30);
         assert!(!config.metrics.prometheus.enabled);
         assert!(!config.observability.grafana.enabled);
         assert!(!config.observability.alerting.enabled);
@@ -282,6 +346,50 @@ mod tests {
             problems.iter().any(
                 |problem| problem.starts_with("server.grpc_port: must differ from server.port")
             ),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn keys_whose_feature_is_not_built_are_refused_wherever_they_are_set() {
+        let file = yaml_file(
+            "resource_pools:\n  auto_scaling_enabled: true\n  pools:\n    - id: a\n    - id: b\n      auto_scaling_enabled: false\nobservability:\n  grafana:\n    dashboards_dir: /srv/dashboards\n  alerting:\n    prometheus_alerts_dir: /srv/alerts\n",
+        );
+        let problems = ConfigLoader::new()
+            .file(file.path())
+            .env_vars(env(&[("HODEI_COST_RETENTION_DAYS", "30")]))
+            .load()
+            .unwrap_err()
+            .problems();
+        let keys: Vec<&str> = problems
+            .iter()
+            .filter_map(|problem| problem.split_once(':').map(|(key, _)| key))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "resource_pools.auto_scaling_enabled",
+                "resource_pools.pools[1].auto_scaling_enabled",
+                "cost_tracking.retention_days",
+                "observability.grafana.dashboards_dir",
+                "observability.alerting.prometheus_alerts_dir",
+            ],
+            "{problems:?}"
+        );
+        assert!(
+            problems[2].contains("no cost ledger is kept yet")
+                && problems[2].contains("environment variable HODEI_COST_RETENTION_DAYS"),
+            "{problems:?}"
+        );
+        // The specification's variable for autoscaling is refused the same way.
+        let problems = ConfigLoader::new()
+            .env_vars(env(&[("HODEI_AUTO_SCALING_ENABLED", "true")]))
+            .load()
+            .unwrap_err()
+            .problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("resource_pools.auto_scaling_enabled: not in this version"),
             "{problems:?}"
         );
     }

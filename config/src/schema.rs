@@ -251,8 +251,6 @@ pub enum PoolType {
 pub struct ResourcePoolsConfig {
     pub enabled: bool,
     pub default_pool_type: PoolType,
-    /// Global switch: when false no pool autoscales, whatever its own setting.
-    pub auto_scaling_enabled: bool,
     pub pools: Vec<PoolConfig>,
 }
 
@@ -261,7 +259,6 @@ impl Default for ResourcePoolsConfig {
         Self {
             enabled: true,
             default_pool_type: PoolType::Static,
-            auto_scaling_enabled: true,
             pools: vec![PoolConfig::default()],
         }
     }
@@ -276,7 +273,6 @@ pub struct PoolConfig {
     pub provider: PoolProviderConfig,
     pub min_size: u32,
     pub max_size: u32,
-    pub auto_scaling_enabled: bool,
     /// The capacity of one worker of this pool.
     pub worker_shape: WorkerShapeConfig,
 }
@@ -307,7 +303,6 @@ impl Default for PoolConfig {
             provider: PoolProviderConfig::Static,
             min_size: 2,
             max_size: 20,
-            auto_scaling_enabled: true,
             worker_shape: WorkerShapeConfig::default(),
         }
     }
@@ -393,7 +388,6 @@ pub struct CostTrackingConfig {
     pub enabled: bool,
     pub track_by_tenant: bool,
     pub track_by_job: bool,
-    pub retention_days: u32,
 }
 
 impl Default for CostTrackingConfig {
@@ -402,7 +396,6 @@ impl Default for CostTrackingConfig {
             enabled: true,
             track_by_tenant: true,
             track_by_job: true,
-            retention_days: 90,
         }
     }
 }
@@ -442,15 +435,11 @@ pub struct ObservabilityConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct GrafanaConfig {
     pub enabled: bool,
-    pub dashboards_dir: PathBuf,
 }
 
 impl Default for GrafanaConfig {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            dashboards_dir: PathBuf::from("/etc/hodei/dashboards"),
-        }
+        Self { enabled: true }
     }
 }
 
@@ -458,15 +447,11 @@ impl Default for GrafanaConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AlertingConfig {
     pub enabled: bool,
-    pub prometheus_alerts_dir: PathBuf,
 }
 
 impl Default for AlertingConfig {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            prometheus_alerts_dir: PathBuf::from("/etc/hodei/alerts"),
-        }
+        Self { enabled: true }
     }
 }
 

@@ -336,12 +336,6 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         100,
     );
 
-    problems.at_least(
-        "cost_tracking.retention_days",
-        u64::from(config.cost_tracking.retention_days),
-        1,
-    );
-
     let prometheus = &config.metrics.prometheus;
     if prometheus.enabled {
         problems.rule(
@@ -361,81 +355,4 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
     }
 
     problems.0
-}
-
-/// Keys this version parses but does not act on yet, set to something other than their
-/// default: `hodei config check` refuses them (a switch that does nothing must not look
-/// as if it did), and a node that starts with them logs a warning for each.
-pub fn inert_settings(config: &Config) -> Vec<ValidationError> {
-    let defaults = Config::default();
-    let mut inert = Vec::new();
-    let mut refuse = |differs: bool, key: &str, what: &str| {
-        if differs {
-            inert.push(ValidationError::new(
-                key,
-                format!("has no effect in this version ({what}); remove it or leave its default"),
-            ));
-        }
-    };
-    refuse(
-        config.resource_pools.auto_scaling_enabled != defaults.resource_pools.auto_scaling_enabled,
-        "resource_pools.auto_scaling_enabled",
-        "autoscaling is not built yet",
-    );
-    let default_pool = crate::schema::PoolConfig::default();
-    for (index, pool) in config.resource_pools.pools.iter().enumerate() {
-        refuse(
-            pool.auto_scaling_enabled != default_pool.auto_scaling_enabled,
-            &format!("resource_pools.pools[{index}].auto_scaling_enabled"),
-            "autoscaling is not built yet",
-        );
-    }
-    refuse(
-        config.cost_tracking.retention_days != defaults.cost_tracking.retention_days,
-        "cost_tracking.retention_days",
-        "no cost ledger is kept yet",
-    );
-    refuse(
-        config.observability.grafana.dashboards_dir
-            != defaults.observability.grafana.dashboards_dir,
-        "observability.grafana.dashboards_dir",
-        "no dashboards are shipped yet",
-    );
-    refuse(
-        config.observability.alerting.prometheus_alerts_dir
-            != defaults.observability.alerting.prometheus_alerts_dir,
-        "observability.alerting.prometheus_alerts_dir",
-        "no alert rules are shipped yet",
-    );
-    inert
-}
-
-#[cfg(test)]
-mod inert_tests {
-    use super::*;
-
-    #[test]
-    fn keys_without_an_effect_are_refused_only_when_changed() {
-        assert!(inert_settings(&Config::default()).is_empty());
-        let mut config = Config::default();
-        config.resource_pools.auto_scaling_enabled = false;
-        config.resource_pools.pools[0].auto_scaling_enabled = false;
-        config.cost_tracking.retention_days = 30;
-        config.observability.grafana.dashboards_dir = "/srv/dashboards".into();
-        config.observability.alerting.prometheus_alerts_dir = "/srv/alerts".into();
-        let keys: Vec<String> = inert_settings(&config)
-            .into_iter()
-            .map(|problem| problem.key)
-            .collect();
-        assert_eq!(
-            keys,
-            [
-                "resource_pools.auto_scaling_enabled",
-                "resource_pools.pools[0].auto_scaling_enabled",
-                "cost_tracking.retention_days",
-                "observability.grafana.dashboards_dir",
-                "observability.alerting.prometheus_alerts_dir",
-            ]
-        );
-    }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use hodei_config::{ConfigLoader, inert_settings, redacted_yaml};
+use hodei_config::{ConfigLoader, redacted_yaml};
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -31,14 +31,6 @@ pub fn run(command: ConfigCommand) -> i32 {
             if print {
                 print!("{}", redacted_yaml(&config));
                 return 0;
-            }
-            let inert = inert_settings(&config);
-            if !inert.is_empty() {
-                eprintln!("refused: keys this version does not act on:");
-                for problem in inert {
-                    eprintln!("  {problem}");
-                }
-                return 2;
             }
             if let Some(file) = file {
                 println!("{}: ok", file.display());

@@ -141,9 +141,6 @@ fn start_local_workers(
 /// Runs a node until Ctrl-C or SIGTERM; `local_workers` worker agents run beside it.
 pub async fn run_node(config: Config, announce: bool, local_workers: usize) -> anyhow::Result<()> {
     init_logging(config.server.log_format);
-    for inert in hodei_config::inert_settings(&config) {
-        tracing::warn!(key = %inert.key, "{}", inert.rule);
-    }
     let node = crate::server::start(&config).await?;
     let mut workers = start_local_workers(&config, node.grpc_addr, local_workers)?;
     if announce {
