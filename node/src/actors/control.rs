@@ -99,16 +99,10 @@ impl ControlState {
             .map(|(id, _)| id.clone())
     }
 
-    /// Whether the controller `key` may start now (its restart back-off has passed).
-    fn may_start(&mut self, key: &str) -> bool {
-        match self.not_before.get(key) {
-            Some(at) if Instant::now() < *at => false,
-            Some(_) => {
-                self.not_before.remove(key);
-                true
-            }
-            None => true,
-        }
+    /// Whether the controller `key` may start (not within its restart back-off; reconcile
+    /// forgets back-offs that have passed).
+    fn may_start(&self, key: &str) -> bool {
+        !self.not_before.contains_key(key)
     }
 
     fn nudge_queues(&self, only: Option<&str>) {
@@ -177,6 +171,8 @@ async fn start_tenant_actor(
 }
 
 async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) {
+    let now = Instant::now();
+    state.not_before.retain(|_, at| *at > now);
     let leading = state.node.raft.is_leader();
     if leading != state.leading {
         info!(leading, "leadership changed; reconciling controllers");

@@ -5,7 +5,7 @@ use tracing::info;
 
 use crate::actors::gateway::{Handler, propose_for, read_barrier, require_admin};
 use crate::actors::gateway_jobs::unexpected;
-use crate::actors::gateway_reports;
+use crate::actors::queue_reports;
 use crate::actors::{NodeContext, now_ms};
 use crate::gateway::job_model::{CreateQueueInput, QueueListView, QueueView};
 use crate::gateway::operations::{
@@ -136,12 +136,7 @@ impl Handler for GetFairShare {
             let found = state.queue(&queue).ok_or_else(|| {
                 GatewayError::from(DomainError::not_found("queue", queue.clone()))
             })?;
-            Ok(gateway_reports::fair_share(
-                state,
-                found,
-                now_ms(),
-                window_ms,
-            ))
+            Ok(queue_reports::fair_share(state, found, now_ms(), window_ms))
         })
     }
 }
@@ -189,7 +184,7 @@ pub(super) async fn queue_status(
         Ok(QueueStatusListView {
             items: queues
                 .into_iter()
-                .map(|found| gateway_reports::queue_status(state, found, now, window_ms))
+                .map(|found| queue_reports::queue_status(state, found, now, window_ms))
                 .collect(),
         })
     })

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use crate::actors::queue_reports::pool_capacity;
-pub use crate::actors::queue_reports::{fair_share, queue_status};
 
 use crate::actors::gateway::require_access;
 use crate::gateway::job_model::JobView;

@@ -70,10 +70,10 @@ impl Restarts {
             };
         }
         self.recent.push_back(now);
-        let failures = match self.by_child.get(child) {
-            Some((count, last)) if now.saturating_duration_since(*last) <= window => count + 1,
-            _ => 1,
-        };
+        // Children that have not failed within the window start over (and are forgotten).
+        self.by_child
+            .retain(|_, (_, last)| now.saturating_duration_since(*last) <= window);
+        let failures = self.by_child.get(child).map_or(1, |(count, _)| count + 1);
         self.by_child.insert(child.to_string(), (failures, now));
         let doublings = failures.saturating_sub(1).min(16);
         let backoff = self

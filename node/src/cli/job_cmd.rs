@@ -102,13 +102,7 @@ async fn follow(
     connection: &Connection,
 ) -> anyhow::Result<i32> {
     let mut stream = jobs
-        .watch_job(request(
-            pb::GetJobRequest {
-                id: job.id.clone(),
-                consistency: String::new(),
-            },
-            connection,
-        )?)
+        .watch_job(job_request(job.id.clone(), connection)?)
         .await
         .map_err(status_error)?
         .into_inner();
@@ -136,13 +130,7 @@ async fn follow(
         anyhow::bail!("the watch ended before job {} finished", last.id);
     }
     let logs = jobs
-        .get_job_logs(request(
-            pb::GetJobRequest {
-                id: last.id.clone(),
-                consistency: String::new(),
-            },
-            connection,
-        )?)
+        .get_job_logs(job_request(last.id.clone(), connection)?)
         .await
         .map_err(status_error)?
         .into_inner();
@@ -157,13 +145,7 @@ async fn follow(
 async fn get(id: String, connection: &Connection) -> anyhow::Result<i32> {
     let job = client(connection)
         .await?
-        .get_job(request(
-            pb::GetJobRequest {
-                id,
-                consistency: String::new(),
-            },
-            connection,
-        )?)
+        .get_job(job_request(id, connection)?)
         .await
         .map_err(status_error)?
         .into_inner();
@@ -175,13 +157,7 @@ async fn get(id: String, connection: &Connection) -> anyhow::Result<i32> {
 async fn logs(id: String, connection: &Connection) -> anyhow::Result<i32> {
     let logs = client(connection)
         .await?
-        .get_job_logs(request(
-            pb::GetJobRequest {
-                id,
-                consistency: String::new(),
-            },
-            connection,
-        )?)
+        .get_job_logs(job_request(id, connection)?)
         .await
         .map_err(status_error)?
         .into_inner();
@@ -204,6 +180,20 @@ async fn list(filter: pb::ListJobsRequest, connection: &Connection) -> anyhow::R
         println!("(more: --cursor {next})");
     }
     Ok(0)
+}
+
+/// The request naming one job (read as the server's default, linearizable).
+fn job_request(
+    id: String,
+    connection: &Connection,
+) -> anyhow::Result<tonic::Request<pb::GetJobRequest>> {
+    request(
+        pb::GetJobRequest {
+            id,
+            consistency: String::new(),
+        },
+        connection,
+    )
 }
 
 async fn client(connection: &Connection) -> anyhow::Result<JobServiceClient<Channel>> {

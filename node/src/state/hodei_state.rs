@@ -335,10 +335,41 @@ impl HodeiState {
             CommandV1::Probe { payload } => Ok(CommandOutcome::Probed {
                 bytes: payload.len(),
             }),
-            command @ (CommandV1::SetQuota { .. }
-            | CommandV1::RequestBurst { .. }
-            | CommandV1::ApproveBurst { .. }
-            | CommandV1::EndBurst { .. }) => self.apply_limits_command(command, writes),
+            CommandV1::SetQuota { id, quota, at_ms } => {
+                self.apply_set_quota(id, quota, at_ms, writes)
+            }
+            CommandV1::RequestBurst {
+                tenant,
+                session_id,
+                request,
+                requested_by,
+                policy,
+                at_ms,
+            } => self.apply_request_burst(
+                tenant,
+                session_id,
+                request,
+                requested_by,
+                &policy,
+                at_ms,
+                writes,
+            ),
+            CommandV1::ApproveBurst {
+                tenant,
+                session_id,
+                approved_by,
+                policy,
+                at_ms,
+            } => {
+                self.apply_approve_burst(&tenant, &session_id, approved_by, &policy, at_ms, writes)
+            }
+            CommandV1::EndBurst {
+                tenant,
+                session_id,
+                reason,
+                ended_by,
+                at_ms,
+            } => self.apply_end_burst(&tenant, &session_id, reason, ended_by, at_ms, writes),
             CommandV1::EnsureQueuesAndPools { pools, queues } => {
                 self.apply_ensure_queues_and_pools(pools, queues, writes)
             }

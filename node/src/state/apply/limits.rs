@@ -4,7 +4,7 @@
 
 use hodei_cluster::WriteBatch;
 
-use crate::state::command::{CommandOutcome, CommandResult, CommandV1};
+use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState, put_encoded};
 use crate::state::keys::BURST_PREFIX;
 use hodei_domain::DomainError;
@@ -20,57 +20,6 @@ pub(in crate::state) fn burst_key(session: &BurstSession) -> Vec<u8> {
 }
 
 impl HodeiState {
-    /// Quotas and burst sessions: `SetQuota`, `RequestBurst`, `ApproveBurst`, `EndBurst`.
-    pub(in crate::state) fn apply_limits_command(
-        &mut self,
-        command: CommandV1,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        match command {
-            CommandV1::SetQuota { id, quota, at_ms } => {
-                self.apply_set_quota(id, quota, at_ms, writes)
-            }
-            CommandV1::RequestBurst {
-                tenant,
-                session_id,
-                request,
-                requested_by,
-                policy,
-                at_ms,
-            } => self.apply_request_burst(
-                tenant,
-                session_id,
-                request,
-                requested_by,
-                &policy,
-                at_ms,
-                writes,
-            ),
-            CommandV1::ApproveBurst {
-                tenant,
-                session_id,
-                approved_by,
-                policy,
-                at_ms,
-            } => {
-                self.apply_approve_burst(&tenant, &session_id, approved_by, &policy, at_ms, writes)
-            }
-            CommandV1::EndBurst {
-                tenant,
-                session_id,
-                reason,
-                ended_by,
-                at_ms,
-            } => self.apply_end_burst(&tenant, &session_id, reason, ended_by, at_ms, writes),
-            other => {
-                tracing::error!(command = ?other, "not a quota or burst command: refused");
-                Err(DomainError::Conflict(
-                    "not a quota or burst command".to_string(),
-                ))
-            }
-        }
-    }
-
     pub(in crate::state) fn put_session(&mut self, session: BurstSession, writes: &mut WriteBatch) {
         put_encoded(writes, burst_key(&session), &session);
         let tenant = session.tenant.clone();
