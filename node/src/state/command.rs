@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::jobs::{RunReport, SubmittedJob, WorkerRegistration};
+use crate::state::jobs::SubmittedJob;
 use hodei_domain::DomainError;
 use hodei_domain::burst::{BurstPolicy, BurstRequest, BurstSession, EndReason};
 use hodei_domain::dispatch::Assignment;
@@ -14,6 +14,7 @@ use hodei_domain::pool::{DynamicSettings, Pool, PoolProvider, StaticSettings};
 use hodei_domain::queue::{Queue, QueuePolicy};
 use hodei_domain::quota::Quota;
 use hodei_domain::resources::Resources;
+use hodei_domain::run::{RunReport, WorkerRegistration};
 use hodei_domain::tenant::{Tenant, TenantId, TenantPatch};
 use hodei_domain::worker::Worker;
 

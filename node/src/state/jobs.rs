@@ -17,8 +17,6 @@ use hodei_domain::worker::Worker;
 /// How far back the dispatch log of each queue reaches.
 pub(super) const DISPATCH_LOG_MS: u64 = 10 * 60_000;
 
-pub use hodei_domain::run::{OUTPUT_TAIL_BYTES, RunOutcome, RunReport, WorkerRegistration};
-
 /// Adds one to a tally; saturating, since nothing in apply may overflow.
 pub(super) fn count_one(count: &mut u64) {
     *count = count.saturating_add(1);

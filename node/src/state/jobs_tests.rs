@@ -15,12 +15,13 @@ use hodei_cluster::{SledStorage, StateMachine, Storage, WriteBatch};
 use proptest::prelude::*;
 use tokio::sync::broadcast;
 
-use crate::state::jobs::{RunOutcome, RunReport, SubmittedJob, WorkerRegistration};
+use crate::state::jobs::SubmittedJob;
 use crate::state::{Command, CommandV1};
 use hodei_domain::job::CommandSpec;
 use hodei_domain::labels::Labels;
 use hodei_domain::pool::PoolProvider;
 use hodei_domain::quota::Quota;
+use hodei_domain::run::{RunOutcome, RunReport, WorkerRegistration};
 use hodei_domain::tenant::{NewTenant, Tier};
 
 fn apply(state: &mut HodeiState, command: CommandV1) -> CommandResult {

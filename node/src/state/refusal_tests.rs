@@ -14,7 +14,6 @@ use tokio::sync::broadcast::error::TryRecvError;
 use crate::state::command::PoolPatch;
 use crate::state::command::{Command, CommandOutcome, CommandResult, CommandV1, StartReport};
 use crate::state::hodei_state::{DomainEvent, HodeiState};
-use crate::state::jobs::{RunOutcome, RunReport, WorkerRegistration};
 use hodei_domain::DomainError;
 use hodei_domain::burst::{BurstPolicy, BurstRequest, EndReason};
 use hodei_domain::dispatch::Assignment;
@@ -24,6 +23,7 @@ use hodei_domain::pool::{Pool, PoolAction, PoolProvider, PoolState, PoolType};
 use hodei_domain::queue::{Queue, QueuePolicy};
 use hodei_domain::quota::Quota;
 use hodei_domain::resources::Resources;
+use hodei_domain::run::{RunOutcome, RunReport, WorkerRegistration};
 use hodei_domain::tenant::{NewTenant, Tenant, TenantId, TenantPatch, Tier};
 use hodei_domain::worker::WorkerState;
 

@@ -16,10 +16,10 @@ use crate::actors::gateway::propose;
 use crate::actors::workers::hub::{Outbound, WorkerHub, cancel_message};
 use crate::actors::{NodeContext, now_ms};
 use crate::gateway::GatewayError;
-use crate::state::jobs::{RunOutcome, RunReport, WorkerRegistration};
 use crate::state::{CommandOutcome, CommandV1};
 use hodei_domain::labels::Labels;
 use hodei_domain::resources::Resources;
+use hodei_domain::run::{RunOutcome, RunReport, WorkerRegistration};
 
 pub struct WorkerGrpc {
     node: NodeContext,

@@ -20,10 +20,10 @@ use tracing::{info, warn};
 use crate::actors::gateway::propose;
 use crate::actors::{NodeContext, now_ms};
 use crate::state::command::StartReport;
-use crate::state::jobs::{RunOutcome, RunReport, WorkerRegistration};
 use crate::state::{CommandV1, DomainEvent};
 use hodei_domain::job::JobState;
 use hodei_domain::pool::PoolProvider;
+use hodei_domain::run::{RunOutcome, RunReport, WorkerRegistration};
 
 /// The most reports in one command.
 const MAX_REPORTS: usize = 5_000;

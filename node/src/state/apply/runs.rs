@@ -8,7 +8,6 @@ use hodei_cluster::WriteBatch;
 
 use crate::state::command::{CommandOutcome, CommandResult, StartReport};
 use crate::state::hodei_state::{DomainEvent, HodeiState};
-use crate::state::jobs::{OUTPUT_TAIL_BYTES, RunOutcome, RunReport};
 use crate::state::jobs::{Release, release_usage};
 use crate::state::keys::{JOB_LOG_PREFIX, key};
 use hodei_domain::DomainError;
@@ -16,6 +15,7 @@ use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
 use hodei_domain::cost::run_cost_nanos;
 use hodei_domain::dispatch::Assignment;
 use hodei_domain::job::{Job, JobState};
+use hodei_domain::run::{OUTPUT_TAIL_BYTES, RunOutcome, RunReport};
 use hodei_domain::tenant::TenantStatus;
 
 impl HodeiState {

@@ -8,10 +8,10 @@ use hodei_cluster::WriteBatch;
 use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState};
 use crate::state::jobs::Release;
-use crate::state::jobs::WorkerRegistration;
 use hodei_domain::DomainError;
 use hodei_domain::job::{Job, JobState};
 use hodei_domain::resources::Resources;
+use hodei_domain::run::WorkerRegistration;
 use hodei_domain::worker::{Worker, WorkerState, validate_worker_id};
 
 impl HodeiState {
