@@ -425,82 +425,14 @@ impl GrpcPeer {
     }
 }
 
-/// The most entry bytes one `AppendEntries` call carries, far below the transport's
-/// message limit ([`MAX_MESSAGE_BYTES`]): a follower that fell behind during batch
-/// submissions is sent its backlog in pieces it can take.
+/// The most entry bytes one `AppendEntries` call carries (the log store reads no more for
+/// it, `LogStore::limited_get_log_entries`), far below the transport's message limit
+/// ([`MAX_MESSAGE_BYTES`]): a follower that fell behind during batch submissions is sent
+/// its backlog in slices it can take. One entry is never larger (the proposer's bound).
 pub const MAX_APPEND_BYTES: usize = 2 * 1024 * 1024;
 
 /// The largest message either end of the peer transport accepts.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-
-/// About how many bytes an entry takes on the wire.
-fn entry_bytes(entry: &crate::raft_types::Entry) -> usize {
-    match &entry.payload {
-        openraft::EntryPayload::Normal(batch) => batch
-            .commands
-            .iter()
-            .map(|command| {
-                command.command.len() + command.request_id.as_ref().map_or(0, String::len) + 8
-            })
-            .sum::<usize>()
-            .saturating_add(32),
-        _ => 1024,
-    }
-}
-
-/// Splits an `AppendEntries` whose entries exceed `max_bytes` into consecutive ones,
-/// each with at least one entry; each claims no more commit than its own last entry.
-pub fn split_append(
-    rpc: AppendEntriesRequest<TypeConfig>,
-    max_bytes: usize,
-) -> Vec<AppendEntriesRequest<TypeConfig>> {
-    let total: usize = rpc.entries.iter().map(entry_bytes).sum();
-    if total <= max_bytes || rpc.entries.len() < 2 {
-        return vec![rpc];
-    }
-    let AppendEntriesRequest {
-        vote,
-        prev_log_id,
-        leader_commit,
-        entries,
-    } = rpc;
-    let mut pieces = Vec::new();
-    let mut current: Vec<crate::raft_types::Entry> = Vec::new();
-    let mut current_bytes = 0usize;
-    let mut previous = prev_log_id;
-    let finish = |entries: Vec<crate::raft_types::Entry>,
-                  previous: Option<crate::raft_types::LogId>| {
-        let last = entries.last().map(|entry| entry.log_id);
-        let commit = std::cmp::min(leader_commit, last);
-        (
-            AppendEntriesRequest {
-                vote,
-                prev_log_id: previous,
-                leader_commit: commit,
-                entries,
-            },
-            last,
-        )
-    };
-    for entry in entries {
-        let bytes = entry_bytes(&entry);
-        if !current.is_empty() && current_bytes + bytes > max_bytes {
-            let (piece, last) = finish(std::mem::take(&mut current), previous);
-            pieces.push(piece);
-            previous = last;
-            current_bytes = 0;
-        }
-        current_bytes += bytes;
-        current.push(entry);
-    }
-    if !current.is_empty() {
-        let (mut piece, _) = finish(current, previous);
-        // The last piece carries the leader's commit as it is.
-        piece.leader_commit = leader_commit;
-        pieces.push(piece);
-    }
-    pieces
-}
 
 impl RaftNetwork<TypeConfig> for GrpcPeer {
     async fn append_entries(
@@ -508,40 +440,9 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, PeerError> {
-        let pieces = split_append(rpc, MAX_APPEND_BYTES);
-        let mut matched: Option<crate::raft_types::LogId> = None;
-        let count = pieces.len();
-        // openraft gives the whole call one heartbeat interval: past half of it, report
-        // the pieces that went through rather than let the rest time the call out (the
-        // leader would resend them all, and a follower far behind would never catch up).
-        let started = std::time::Instant::now();
-        let budget = option.hard_ttl() / 2;
-        for piece in pieces {
-            if matched.is_some() && started.elapsed() > budget {
-                return Ok(AppendEntriesResponse::PartialSuccess(matched));
-            }
-            let last = piece.entries.last().map(|entry| entry.log_id);
-            let outcome = self.call(RaftMethod::AppendEntries, &piece, &option).await;
-            match outcome {
-                Ok(AppendEntriesResponse::Success) if count > 1 => matched = last,
-                // A refusal or a failure after earlier pieces went through: tell the
-                // leader how far this follower got; it sends the rest next time.
-                Ok(AppendEntriesResponse::Success) => return Ok(AppendEntriesResponse::Success),
-                Ok(other) => {
-                    return Ok(match matched {
-                        Some(_) => AppendEntriesResponse::PartialSuccess(matched),
-                        None => other,
-                    });
-                }
-                Err(error) => {
-                    return match matched {
-                        Some(_) => Ok(AppendEntriesResponse::PartialSuccess(matched)),
-                        None => Err(error),
-                    };
-                }
-            }
-        }
-        Ok(AppendEntriesResponse::Success)
+        // The log store hands openraft at most about MAX_APPEND_BYTES of entries per call
+        // (`LogStore::limited_get_log_entries`), so one call carries one bounded slice.
+        self.call(RaftMethod::AppendEntries, &rpc, &option).await
     }
 
     async fn install_snapshot(
@@ -558,70 +459,5 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, PeerError> {
         self.call(RaftMethod::Vote, &rpc, &option).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
-
-    use super::*;
-    use crate::raft_types::{CommandBatch, Entry, ProposedCommand};
-
-    fn entry(index: u64, bytes: usize) -> Entry {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(2, 1), index),
-            payload: EntryPayload::Normal(CommandBatch {
-                proposed_at_ms: 1,
-                commands: vec![ProposedCommand {
-                    request_id: None,
-                    command: vec![0; bytes],
-                }],
-            }),
-        }
-    }
-
-    #[test]
-    fn a_large_append_is_split_into_consecutive_pieces_below_the_limit() {
-        let entries: Vec<Entry> = (11..=30).map(|index| entry(index, 1_000)).collect();
-        let rpc = AppendEntriesRequest {
-            vote: Vote::new_committed(2, 1),
-            prev_log_id: Some(LogId::new(CommittedLeaderId::new(2, 1), 10)),
-            leader_commit: Some(LogId::new(CommittedLeaderId::new(2, 1), 25)),
-            entries: entries.clone(),
-        };
-        let pieces = split_append(rpc, 4_500);
-        assert_eq!(pieces.len(), 5, "four entries of about 1 kB each per piece");
-        let mut previous = Some(LogId::new(CommittedLeaderId::new(2, 1), 10));
-        let mut rejoined = Vec::new();
-        for piece in &pieces {
-            assert_eq!(piece.prev_log_id, previous, "each piece follows the last");
-            assert!(piece.entries.iter().map(entry_bytes).sum::<usize>() <= 4_500);
-            let last = piece.entries.last().map(|entry| entry.log_id);
-            previous = last;
-            rejoined.extend(piece.entries.clone());
-        }
-        assert_eq!(rejoined, entries);
-        assert_eq!(
-            pieces[0].leader_commit.map(|log_id| log_id.index),
-            Some(14),
-            "a piece claims no commit beyond its own entries"
-        );
-        assert_eq!(
-            pieces
-                .last()
-                .unwrap()
-                .leader_commit
-                .map(|log_id| log_id.index),
-            Some(25)
-        );
-        // One entry larger than the limit still goes, alone.
-        let single = AppendEntriesRequest {
-            vote: Vote::new_committed(2, 1),
-            prev_log_id: None,
-            leader_commit: None,
-            entries: vec![entry(1, 10_000)],
-        };
-        assert_eq!(split_append(single, 4_500).len(), 1);
     }
 }

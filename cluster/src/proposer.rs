@@ -12,8 +12,8 @@ use crate::error::ClusterError;
 use crate::raft_types::{CommandBatch, CommandResponse, NodeId, ProposedCommand, Raft};
 
 /// The bytes of commands one entry gathers before it is closed (one command larger than
-/// this still travels alone): entries stay well below the peer transport's limit.
-const MAX_ENTRY_BYTES: usize = 2 * 1024 * 1024;
+/// this still travels alone): an entry fits one `AppendEntries` slice.
+const MAX_ENTRY_BYTES: usize = crate::network::MAX_APPEND_BYTES;
 
 /// The largest command accepted: an entry must fit in one message to a follower.
 pub const MAX_COMMAND_BYTES: usize = 32 * 1024 * 1024;
