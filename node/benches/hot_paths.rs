@@ -1,6 +1,7 @@
 //! The pure hot paths: quota admission, the dispatch decision at scale, applying a batch
 //! of commands to the state machine, and cost accrual. `cargo bench -p hodei-node --bench hot_paths`
 
+use hodei_node::state::command;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
@@ -131,7 +132,7 @@ fn apply_batch(criterion: &mut Criterion) {
             }
             .into_tenant(1)
             .unwrap();
-            Command::V1(CommandV1::CreateTenant { tenant }).encode()
+            Command::V1(CommandV1::CreateTenant(command::CreateTenant { tenant })).encode()
         })
         .collect();
     criterion.bench_function("state/apply_batch_of_1000_commands", |bencher| {

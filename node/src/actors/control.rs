@@ -6,6 +6,7 @@
 //! simulator as actors (`leader_loop.rs`), restarted the same way. On a fresh cluster it also proposes the bootstrap
 //! commands that create the default tenant and the configured pools and queues.
 
+use crate::state::command;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -266,16 +267,18 @@ async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) 
             let node = state.node.clone();
             let myself = supervisor.clone();
             tokio::spawn(async move {
-                let default_tenant = Command::V1(CommandV1::Bootstrap {
+                let default_tenant = Command::V1(CommandV1::Bootstrap(command::Bootstrap {
                     default_tenant: Tenant::default_tenant(
                         now_ms(),
                         node.limits.default_quota.clone(),
                     ),
-                });
-                let catalog = Command::V1(CommandV1::EnsureQueuesAndPools {
-                    pools: node.catalog.pools.clone(),
-                    queues: node.catalog.queues.clone(),
-                });
+                }));
+                let catalog = Command::V1(CommandV1::EnsureQueuesAndPools(
+                    command::EnsureQueuesAndPools {
+                        pools: node.catalog.pools.clone(),
+                        queues: node.catalog.queues.clone(),
+                    },
+                ));
                 for command in [default_tenant, catalog] {
                     if let Err(error) = node.raft.propose(command.encode(), None).await {
                         warn!(%error, "bootstrap proposal failed; will retry on the next reconcile");

@@ -1,6 +1,7 @@
 //! The gateway's job, queue and worker operations: submit (one or a batch, one Raft entry
 //! either way), read, list, cancel, logs and watch; queue CRUD; the worker list.
 
+use crate::state::command;
 use tokio::sync::{broadcast, mpsc};
 use tracing::info;
 
@@ -95,11 +96,11 @@ impl Handler for CancelJob {
     ) -> Result<JobView, GatewayError> {
         let CancelJob { id } = self;
         node.read(|state| gateway_reports::visible_job(state, &context, &id).map(|_| ()))?;
-        let command = CommandV1::CancelJob {
+        let command = CommandV1::CancelJob(command::CancelJob {
             id,
             cancelled_by: context.principal.to_string(),
             at_ms: now_ms(),
-        };
+        });
         match propose_for(&node, &context, command).await? {
             CommandOutcome::Job(job) => {
                 info!(job = %job.id, principal = %context.principal, "job cancelled");
@@ -335,10 +336,10 @@ async fn submit(
     input: SubmitJobInput,
 ) -> Result<SubmittedJobView, GatewayError> {
     let job = build_job(node, context, input)?;
-    let command = CommandV1::SubmitJobs {
+    let command = CommandV1::SubmitJobs(command::SubmitJobs {
         jobs: vec![job.clone()],
         max_burst_percent: max_burst_percent(node),
-    };
+    });
     match propose_for(node, context, command).await? {
         CommandOutcome::JobsSubmitted(mut results) if results.len() == 1 => {
             let submitted = results.remove(0)?;
@@ -381,10 +382,10 @@ async fn submit_batch(
         }
     }
     if !jobs.is_empty() {
-        let command = CommandV1::SubmitJobs {
+        let command = CommandV1::SubmitJobs(command::SubmitJobs {
             jobs: jobs.clone(),
             max_burst_percent: max_burst_percent(node),
-        };
+        });
         let CommandOutcome::JobsSubmitted(applied) = propose_for(node, context, command).await?
         else {
             return Err(GatewayError::internal("unexpected state machine outcome"));

@@ -1,5 +1,6 @@
 //! The gateway's quota, enforcement and burst operations (US-09.1.2 - US-09.1.4).
 
+use crate::state::command;
 use tracing::info;
 
 use crate::actors::gateway::{Handler, propose_for, read_barrier, require_access, require_admin};
@@ -259,11 +260,11 @@ async fn set_quota(
     match propose_for(
         node,
         context,
-        CommandV1::SetQuota {
+        CommandV1::SetQuota(command::SetQuota {
             id,
             quota,
             at_ms: now_ms(),
-        },
+        }),
     )
     .await?
     {
@@ -437,7 +438,7 @@ async fn request_burst(
     if input.reason.len() > 500 {
         return Err(GatewayError::invalid("reason", "at most 500 bytes"));
     }
-    let command = CommandV1::RequestBurst {
+    let command = CommandV1::RequestBurst(command::RequestBurst {
         tenant: tenant.clone(),
         session_id: uuid::Uuid::now_v7().to_string(),
         request: BurstRequest {
@@ -448,7 +449,7 @@ async fn request_burst(
         requested_by: context.principal.to_string(),
         policy: node.limits.burst.clone(),
         at_ms: now_ms(),
-    };
+    });
     match propose_for(node, context, command).await {
         Ok(CommandOutcome::Burst(session)) => {
             info!(tenant = %session.tenant, session = %session.id, ceiling = session.ceiling_percentage, status = ?session.status, principal = %context.principal, "burst requested");
@@ -494,13 +495,13 @@ async fn end_burst(
             format!("tenant `{}` has no open burst session", tenant.id),
         ));
     };
-    let command = CommandV1::EndBurst {
+    let command = CommandV1::EndBurst(command::EndBurst {
         tenant: tenant.id.clone(),
         session_id,
         reason: EndReason::EndedEarly,
         ended_by: context.principal.to_string(),
         at_ms: now_ms(),
-    };
+    });
     match propose_for(node, context, command).await? {
         CommandOutcome::Burst(session) | CommandOutcome::BurstAlreadyEnded(session) => {
             info!(tenant = %session.tenant, session = %session.id, principal = %context.principal, "burst ended early");
@@ -520,13 +521,13 @@ async fn approve_burst(
 ) -> Result<BurstView, GatewayError> {
     let tenant = parse_tenant(raw)?;
     require_admin(context, "approving a burst session")?;
-    let command = CommandV1::ApproveBurst {
+    let command = CommandV1::ApproveBurst(command::ApproveBurst {
         tenant,
         session_id,
         approved_by: context.principal.to_string(),
         policy: node.limits.burst.clone(),
         at_ms: now_ms(),
-    };
+    });
     match propose_for(node, context, command).await? {
         CommandOutcome::Burst(session) => {
             debug_assert_eq!(session.status, BurstStatus::Active);

@@ -1,6 +1,7 @@
 //! The gateway's pool and worker operations: create, read, change and delete pools, their
 //! static and dynamic settings, lifecycle actions, metrics, and the worker list.
 
+use crate::state::command;
 use tracing::info;
 
 use crate::actors::gateway::{Handler, propose_for, read_barrier, require_admin};
@@ -81,13 +82,13 @@ impl Handler for ChangePoolLifecycle {
         let ChangePoolLifecycle { id, input } = self;
         require_admin(&context, "changing a pool's lifecycle")?;
         let action = PoolAction::parse("action", &input.action)?;
-        let command = CommandV1::PoolLifecycle {
+        let command = CommandV1::PoolLifecycle(command::PoolLifecycle {
             pool: id,
             action,
             by: context.principal.to_string(),
             reason: input.reason.unwrap_or_default(),
             at_ms: now_ms(),
-        };
+        });
         match propose_for(&node, &context, command).await? {
             CommandOutcome::Pool(pool) => {
                 info!(pool = %pool.id, action = action.as_str(), state = pool.state.as_str(), principal = %context.principal, "pool lifecycle changed");
@@ -159,7 +160,13 @@ impl Handler for DeletePool {
     ) -> Result<String, GatewayError> {
         let DeletePool { id } = self;
         require_admin(&context, "deleting a pool")?;
-        match propose_for(&node, &context, CommandV1::DeletePool { id }).await? {
+        match propose_for(
+            &node,
+            &context,
+            CommandV1::DeletePool(command::DeletePool { id }),
+        )
+        .await?
+        {
             CommandOutcome::PoolDeleted { id } => {
                 info!(pool = %id, principal = %context.principal, "pool deleted");
                 Ok(id)
@@ -349,7 +356,13 @@ pub(super) async fn update_pool(
     id: String,
     patch: PoolPatch,
 ) -> Result<PoolView, GatewayError> {
-    match propose_for(node, context, CommandV1::UpdatePool { id, patch }).await? {
+    match propose_for(
+        node,
+        context,
+        CommandV1::UpdatePool(command::UpdatePool { id, patch }),
+    )
+    .await?
+    {
         CommandOutcome::Pool(pool) => Ok(node.read(|state| pool_view(state, &pool))),
         other => Err(unexpected(other)),
     }
@@ -409,7 +422,13 @@ pub(super) async fn create_pool(
         dynamic.prewarm = settings.prewarm.unwrap_or(dynamic.prewarm);
     }
     pool.validate()?;
-    match propose_for(node, context, CommandV1::CreatePool { pool }).await? {
+    match propose_for(
+        node,
+        context,
+        CommandV1::CreatePool(command::CreatePool { pool }),
+    )
+    .await?
+    {
         CommandOutcome::Pool(pool) => {
             info!(pool = %pool.id, principal = %context.principal, "pool created");
             Ok(node.read(|state| pool_view(state, &pool)))

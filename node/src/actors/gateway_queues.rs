@@ -1,6 +1,7 @@
 //! The gateway's queue operations: create, read, change and delete queues, their status
 //! and the fair-share report.
 
+use crate::state::command;
 use tracing::info;
 
 use crate::actors::gateway::{Handler, propose_for, read_barrier, require_admin};
@@ -82,12 +83,12 @@ impl Handler for UpdateQueue {
                 "the update sets no field: give pools or policy",
             ));
         }
-        let command = CommandV1::UpdateQueue {
+        let command = CommandV1::UpdateQueue(command::UpdateQueue {
             id,
             pools: input.pools,
             policy,
             at_ms: now_ms(),
-        };
+        });
         match propose_for(&node, &context, command).await? {
             CommandOutcome::Queue(queue) => Ok(node.read(|state| queue_view(state, &queue))),
             other => Err(unexpected(other)),
@@ -103,7 +104,13 @@ impl Handler for DeleteQueue {
     ) -> Result<String, GatewayError> {
         let DeleteQueue { id } = self;
         require_admin(&context, "deleting a queue")?;
-        match propose_for(&node, &context, CommandV1::DeleteQueue { id }).await? {
+        match propose_for(
+            &node,
+            &context,
+            CommandV1::DeleteQueue(command::DeleteQueue { id }),
+        )
+        .await?
+        {
             CommandOutcome::QueueDeleted { id } => Ok(id),
             other => Err(unexpected(other)),
         }
@@ -215,7 +222,13 @@ pub(super) async fn create_queue(
         updated_at_ms: at_ms,
     };
     queue.validate()?;
-    match propose_for(node, context, CommandV1::CreateQueue { queue }).await? {
+    match propose_for(
+        node,
+        context,
+        CommandV1::CreateQueue(command::CreateQueue { queue }),
+    )
+    .await?
+    {
         CommandOutcome::Queue(queue) => {
             info!(queue = %queue.id, principal = %context.principal, "queue created");
             Ok(node.read(|state| queue_view(state, &queue)))

@@ -1,5 +1,6 @@
 //! The gateway's tenant and cluster-membership operations.
 
+use crate::state::command;
 use tracing::info;
 
 use crate::actors::{NodeContext, now_ms};
@@ -43,7 +44,13 @@ async fn create_tenant(
         quota: node.limits.default_quota.clone(),
     };
     let tenant = new_tenant.into_tenant(now_ms())?;
-    match propose_for(&node, &context, CommandV1::CreateTenant { tenant }).await? {
+    match propose_for(
+        &node,
+        &context,
+        CommandV1::CreateTenant(command::CreateTenant { tenant }),
+    )
+    .await?
+    {
         CommandOutcome::Tenant(tenant) => {
             info!(tenant = %tenant.id, principal = %context.principal, "tenant created");
             Ok(tenant)
@@ -143,11 +150,11 @@ async fn update_tenant(
     match propose_for(
         &node,
         &context,
-        CommandV1::UpdateTenant {
+        CommandV1::UpdateTenant(command::UpdateTenant {
             id,
             patch,
             at_ms: now_ms(),
-        },
+        }),
     )
     .await?
     {
@@ -170,11 +177,11 @@ async fn delete_tenant(
     match propose_for(
         &node,
         &context,
-        CommandV1::DeleteTenant {
+        CommandV1::DeleteTenant(command::DeleteTenant {
             id,
             cascade,
             at_ms: now_ms(),
-        },
+        }),
     )
     .await?
     {

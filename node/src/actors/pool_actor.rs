@@ -6,6 +6,7 @@
 //! Its decisions use the clock, so they live here, not in apply. The handler never awaits
 //! Raft: proposals run in tasks, with one round in flight at a time.
 
+use crate::state::command;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -64,43 +65,43 @@ struct Round {
 fn round_of(pool: &Pool, decision: SizingDecision, now_ms: u64) -> Round {
     let mut commands = Vec::new();
     if let Some(reason) = decision.release {
-        commands.push(CommandV1::ReleasePool {
+        commands.push(CommandV1::ReleasePool(command::ReleasePool {
             pool: pool.id.clone(),
             reason,
             at_ms: now_ms,
-        });
+        }));
     }
     if let Some(healthy) = decision.report_healthy {
-        commands.push(CommandV1::PoolHealth {
+        commands.push(CommandV1::PoolHealth(command::PoolHealth {
             pool: pool.id.clone(),
             healthy,
             at_ms: now_ms,
-        });
+        }));
     }
     if let Some(desired_size) = decision.lower_desired_to {
-        commands.push(CommandV1::UpdatePool {
+        commands.push(CommandV1::UpdatePool(command::UpdatePool {
             id: pool.id.clone(),
             patch: PoolPatch {
                 desired_size: Some(desired_size),
                 ..PoolPatch::default()
             },
-        });
+        }));
     }
     for (worker, reason) in decision.stop {
-        commands.push(CommandV1::StopWorker {
+        commands.push(CommandV1::StopWorker(command::StopWorker {
             worker,
             reason,
             at_ms: now_ms,
-        });
+        }));
     }
     if let Some(reason) = decision.decommission {
-        commands.push(CommandV1::PoolLifecycle {
+        commands.push(CommandV1::PoolLifecycle(command::PoolLifecycle {
             pool: pool.id.clone(),
             action: PoolAction::Decommission,
             by: "hodei".to_string(),
             reason,
             at_ms: now_ms,
-        });
+        }));
     }
     Round {
         commands,
@@ -192,11 +193,13 @@ fn tick(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
     let mut round = round;
     if state.unreported != (0, 0) {
         let (succeeded, failed) = std::mem::take(&mut state.unreported);
-        round.commands.push(CommandV1::CountProvisioning {
-            pool: pool.id.clone(),
-            succeeded,
-            failed,
-        });
+        round
+            .commands
+            .push(CommandV1::CountProvisioning(command::CountProvisioning {
+                pool: pool.id.clone(),
+                succeeded,
+                failed,
+            }));
     }
     if round.commands.is_empty() {
         return;
@@ -251,7 +254,7 @@ fn propose_round(
     tokio::spawn(async move {
         for command in round.commands {
             let stopped = match &command {
-                CommandV1::StopWorker { worker, .. } => Some(worker.clone()),
+                CommandV1::StopWorker(command::StopWorker { worker, .. }) => Some(worker.clone()),
                 _ => None,
             };
             match propose(&node, command).await {

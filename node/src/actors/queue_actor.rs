@@ -9,6 +9,7 @@
 //! commit of the plan that fills that room. Freed rooms are matched to assignments first
 //! in, first out; those left when a pass places every pending job are dropped.
 
+use crate::state::command;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 use std::time::Instant;
@@ -312,7 +313,9 @@ fn record_sla_changes(state: &QueueActorState, changes: Vec<SlaUpdate>, due: boo
     let node = state.node.clone();
     let queue = state.observable.queue.clone();
     tokio::spawn(async move {
-        if let Err(error) = propose(&node, CommandV1::RecordSla { changes }).await {
+        if let Err(error) =
+            propose(&node, CommandV1::RecordSla(command::RecordSla { changes })).await
+        {
             warn!(%queue, %error, "SLA status changes not committed; the next pass retries");
         }
     });
@@ -386,11 +389,11 @@ fn plan(myself: &ActorRef<QueueMsg>, state: &mut QueueActorState) {
     let node = state.node.clone();
     let myself = myself.clone();
     tokio::spawn(async move {
-        let command = CommandV1::AssignJobs {
+        let command = CommandV1::AssignJobs(command::AssignJobs {
             assignments,
             at_ms: now_ms(),
             sla_changes,
-        };
+        });
         let assigned = match propose(&node, command).await {
             Ok(CommandOutcome::JobsAssigned { assigned, rejected }) => {
                 node.metrics.dispatch_outcome(&queue_id, assigned, rejected);

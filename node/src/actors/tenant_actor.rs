@@ -3,6 +3,7 @@
 //! and, when it fires, proposes the expiry, which the state machine records once. A new
 //! leader's actor re-arms from the replicated session, so expiry survives failover.
 
+use crate::state::command;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -86,13 +87,13 @@ fn expire(myself: &ActorRef<TenantMsg>, state: &mut TenantActorState, session_id
     let retry = myself.clone();
     // Proposing waits for Raft: in a task, so the mailbox keeps moving.
     tokio::spawn(async move {
-        let command = Command::V1(CommandV1::EndBurst {
+        let command = Command::V1(CommandV1::EndBurst(command::EndBurst {
             tenant: tenant.clone(),
             session_id: session_id.clone(),
             reason: EndReason::Expired,
             ended_by: format!("leader (node {})", node.raft.node_id()),
             at_ms: now_ms(),
-        });
+        }));
         match node.raft.propose(command.encode(), None).await {
             Ok(_) => info!(tenant = %tenant, session = %session_id, "burst session expired"),
             Err(error) => {

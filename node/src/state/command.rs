@@ -25,168 +25,258 @@ pub enum Command {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CommandV1 {
-    /// Creates what a fresh cluster starts with (the default tenant) if it is missing.
-    Bootstrap {
-        default_tenant: Tenant,
-    },
-    CreateTenant {
-        tenant: Tenant,
-    },
-    UpdateTenant {
-        id: TenantId,
-        patch: TenantPatch,
-        at_ms: u64,
-    },
-    DeleteTenant {
-        id: TenantId,
-        cascade: bool,
-        at_ms: u64,
-    },
-    /// Changes nothing but goes through the whole replication path: measures the Raft
-    /// layer alone, and checks that writes are possible.
-    Probe {
-        payload: String,
-    },
-    SetQuota {
-        id: TenantId,
-        quota: Quota,
-        at_ms: u64,
-    },
-    /// Apply checks every governance rule against the replicated sessions; the policy
-    /// (from config) travels in the command so every node decides alike.
-    RequestBurst {
-        tenant: TenantId,
-        session_id: String,
-        request: BurstRequest,
-        requested_by: String,
-        policy: BurstPolicy,
-        at_ms: u64,
-    },
-    ApproveBurst {
-        tenant: TenantId,
-        session_id: String,
-        approved_by: String,
-        policy: BurstPolicy,
-        at_ms: u64,
-    },
-    /// Ends an open session: at its end time (decided by the leader's tenant actor), early
-    /// on request, or withdrawn before approval. Ending an ended session changes nothing.
-    EndBurst {
-        tenant: TenantId,
-        session_id: String,
-        reason: EndReason,
-        ended_by: String,
-        at_ms: u64,
-    },
-    /// Creates the configured pools and queues that do not exist yet (at bootstrap).
-    EnsureQueuesAndPools {
-        pools: Vec<Pool>,
-        queues: Vec<Queue>,
-    },
-    CreateQueue {
-        queue: Queue,
-    },
-    UpdateQueue {
-        id: String,
-        pools: Option<Vec<String>>,
-        policy: Option<QueuePolicy>,
-        at_ms: u64,
-    },
-    DeleteQueue {
-        id: String,
-    },
-    /// One or many jobs (a batch is one entry); each is accepted or refused on its own.
-    /// `max_burst_percent` is the configured burst ceiling, so every node refuses alike
-    /// a job larger than its tenant could ever run.
-    SubmitJobs {
-        jobs: Vec<Job>,
-        max_burst_percent: Option<u64>,
-    },
-    /// A dispatch plan; apply re-checks every assignment. The SLA status changes the
-    /// dispatcher saw while planning ride along, recorded before the assignments.
-    AssignJobs {
-        assignments: Vec<Assignment>,
-        at_ms: u64,
-        #[serde(default)]
-        sla_changes: Vec<SlaUpdate>,
-    },
-    JobStarted {
-        job: String,
-        attempt: u32,
-        worker: String,
-        at_ms: u64,
-    },
-    JobFinished {
-        report: RunReport,
-    },
-    /// Many run reports in one command (the simulator's, which runs thousands of jobs at
-    /// once): the starts, then the ends, each applied as its single command would be.
-    RunReports {
-        started: Vec<StartReport>,
-        finished: Vec<RunReport>,
-    },
-    CancelJob {
-        id: String,
-        cancelled_by: String,
-        at_ms: u64,
-    },
-    RegisterWorker {
-        registration: WorkerRegistration,
-        at_ms: u64,
-    },
-    CreatePool {
-        pool: Pool,
-    },
-    UpdatePool {
-        id: String,
-        patch: PoolPatch,
-    },
-    DeletePool {
-        id: String,
-    },
-    /// The leader's health count of a pool (static pools go degraded and back).
-    PoolHealth {
-        pool: String,
-        healthy: u32,
-        at_ms: u64,
-    },
-    /// Stop an idle worker (scale-down or the end of a drain).
-    StopWorker {
-        worker: String,
-        reason: String,
-        at_ms: u64,
-    },
-    /// Worker starts observed by the leader's pool actor since its last report.
-    CountProvisioning {
-        pool: String,
-        succeeded: u64,
-        failed: u64,
-    },
-    /// A drain timed out: re-queue the pool's running jobs and stop its workers.
-    ReleasePool {
-        pool: String,
-        reason: String,
-        at_ms: u64,
-    },
-    /// A lifecycle action on a pool (activate, suspend, resume, drain, decommission).
-    PoolLifecycle {
-        pool: String,
-        action: hodei_domain::pool::PoolAction,
-        by: String,
-        reason: String,
-        at_ms: u64,
-    },
-    /// SLA status changes of pending jobs, decided by the leader's dispatcher from the clock
-    /// and its prediction; a job's start and end are judged in apply itself.
-    RecordSla {
-        changes: Vec<SlaUpdate>,
-    },
-    /// The worker missed its heartbeats (decided by the leader).
-    WorkerLost {
-        worker: String,
-        reason: String,
-        at_ms: u64,
-    },
+    Bootstrap(Bootstrap),
+    CreateTenant(CreateTenant),
+    UpdateTenant(UpdateTenant),
+    DeleteTenant(DeleteTenant),
+    Probe(Probe),
+    SetQuota(SetQuota),
+    RequestBurst(RequestBurst),
+    ApproveBurst(ApproveBurst),
+    EndBurst(EndBurst),
+    EnsureQueuesAndPools(EnsureQueuesAndPools),
+    CreateQueue(CreateQueue),
+    UpdateQueue(UpdateQueue),
+    DeleteQueue(DeleteQueue),
+    SubmitJobs(SubmitJobs),
+    AssignJobs(AssignJobs),
+    JobStarted(JobStarted),
+    JobFinished(JobFinished),
+    RunReports(RunReports),
+    CancelJob(CancelJob),
+    RegisterWorker(RegisterWorker),
+    CreatePool(CreatePool),
+    UpdatePool(UpdatePool),
+    DeletePool(DeletePool),
+    PoolHealth(PoolHealth),
+    StopWorker(StopWorker),
+    CountProvisioning(CountProvisioning),
+    ReleasePool(ReleasePool),
+    PoolLifecycle(PoolLifecycle),
+    RecordSla(RecordSla),
+    WorkerLost(WorkerLost),
+}
+
+/// Creates what a fresh cluster starts with (the default tenant) if it is missing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bootstrap {
+    pub default_tenant: Tenant,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateTenant {
+    pub tenant: Tenant,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateTenant {
+    pub id: TenantId,
+    pub patch: TenantPatch,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteTenant {
+    pub id: TenantId,
+    pub cascade: bool,
+    pub at_ms: u64,
+}
+
+/// Changes nothing but goes through the whole replication path: measures the Raft
+/// layer alone, and checks that writes are possible.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    pub payload: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetQuota {
+    pub id: TenantId,
+    pub quota: Quota,
+    pub at_ms: u64,
+}
+
+/// Apply checks every governance rule against the replicated sessions; the policy
+/// (from config) travels in the command so every node decides alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestBurst {
+    pub tenant: TenantId,
+    pub session_id: String,
+    pub request: BurstRequest,
+    pub requested_by: String,
+    pub policy: BurstPolicy,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApproveBurst {
+    pub tenant: TenantId,
+    pub session_id: String,
+    pub approved_by: String,
+    pub policy: BurstPolicy,
+    pub at_ms: u64,
+}
+
+/// Ends an open session: at its end time (decided by the leader's tenant actor), early
+/// on request, or withdrawn before approval. Ending an ended session changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndBurst {
+    pub tenant: TenantId,
+    pub session_id: String,
+    pub reason: EndReason,
+    pub ended_by: String,
+    pub at_ms: u64,
+}
+
+/// Creates the configured pools and queues that do not exist yet (at bootstrap).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnsureQueuesAndPools {
+    pub pools: Vec<Pool>,
+    pub queues: Vec<Queue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateQueue {
+    pub queue: Queue,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateQueue {
+    pub id: String,
+    pub pools: Option<Vec<String>>,
+    pub policy: Option<QueuePolicy>,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteQueue {
+    pub id: String,
+}
+
+/// One or many jobs (a batch is one entry); each is accepted or refused on its own.
+/// `max_burst_percent` is the configured burst ceiling, so every node refuses alike
+/// a job larger than its tenant could ever run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitJobs {
+    pub jobs: Vec<Job>,
+    pub max_burst_percent: Option<u64>,
+}
+
+/// A dispatch plan; apply re-checks every assignment. The SLA status changes the
+/// dispatcher saw while planning ride along, recorded before the assignments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignJobs {
+    pub assignments: Vec<Assignment>,
+    pub at_ms: u64,
+    #[serde(default)]
+    pub sla_changes: Vec<SlaUpdate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStarted {
+    pub job: String,
+    pub attempt: u32,
+    pub worker: String,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobFinished {
+    pub report: RunReport,
+}
+
+/// Many run reports in one command (the simulator's, which runs thousands of jobs at
+/// once): the starts, then the ends, each applied as its single command would be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReports {
+    pub started: Vec<StartReport>,
+    pub finished: Vec<RunReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelJob {
+    pub id: String,
+    pub cancelled_by: String,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterWorker {
+    pub registration: WorkerRegistration,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatePool {
+    pub pool: Pool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdatePool {
+    pub id: String,
+    pub patch: PoolPatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeletePool {
+    pub id: String,
+}
+
+/// The leader's health count of a pool (static pools go degraded and back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolHealth {
+    pub pool: String,
+    pub healthy: u32,
+    pub at_ms: u64,
+}
+
+/// Stop an idle worker (scale-down or the end of a drain).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopWorker {
+    pub worker: String,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// Worker starts observed by the leader's pool actor since its last report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountProvisioning {
+    pub pool: String,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+/// A drain timed out: re-queue the pool's running jobs and stop its workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleasePool {
+    pub pool: String,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// A lifecycle action on a pool (activate, suspend, resume, drain, decommission).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolLifecycle {
+    pub pool: String,
+    pub action: hodei_domain::pool::PoolAction,
+    pub by: String,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// SLA status changes of pending jobs, decided by the leader's dispatcher from the clock
+/// and its prediction; a job's start and end are judged in apply itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordSla {
+    pub changes: Vec<SlaUpdate>,
+}
+
+/// The worker missed its heartbeats (decided by the leader).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerLost {
+    pub worker: String,
+    pub reason: String,
+    pub at_ms: u64,
 }
 
 /// A worker's report that it started a run.
@@ -297,5 +387,66 @@ pub struct PoolPatch {
 impl PoolPatch {
     pub fn is_empty(&self) -> bool {
         *self == PoolPatch::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape commands had before they became structs: variants with named fields.
+    #[derive(Serialize)]
+    enum LegacyCommand {
+        V1(LegacyV1),
+    }
+
+    #[derive(Serialize)]
+    enum LegacyV1 {
+        Bootstrap,
+        CreateTenant,
+        UpdateTenant,
+        DeleteTenant {
+            id: TenantId,
+            cascade: bool,
+            at_ms: u64,
+        },
+        Probe {
+            payload: String,
+        },
+    }
+
+    /// Entries already in a Raft log were written with struct variants; a variant holding a
+    /// struct is encoded the same way, in the binary codec and in JSON, so they still read.
+    #[test]
+    fn commands_logged_as_struct_variants_still_decode() {
+        let id = TenantId::parse("team-a").unwrap();
+        let legacy = [
+            LegacyCommand::V1(LegacyV1::DeleteTenant {
+                id: id.clone(),
+                cascade: true,
+                at_ms: 7,
+            }),
+            LegacyCommand::V1(LegacyV1::Probe {
+                payload: "ping".to_string(),
+            }),
+        ];
+        let current = [
+            Command::V1(CommandV1::DeleteTenant(DeleteTenant {
+                id,
+                cascade: true,
+                at_ms: 7,
+            })),
+            Command::V1(CommandV1::Probe(Probe {
+                payload: "ping".to_string(),
+            })),
+        ];
+        for (legacy, current) in legacy.iter().zip(current) {
+            let binary = hodei_cluster::codec::encode(legacy).unwrap();
+            assert_eq!(binary, current.encode());
+            assert_eq!(Command::decode(&binary).unwrap(), current);
+            let json = serde_json::to_vec(legacy).unwrap();
+            assert_eq!(json, serde_json::to_vec(&current).unwrap());
+            assert_eq!(Command::decode(&json).unwrap(), current);
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! Each entity is also written to the state keyspace under its own key so a restarted
 //! node loads it back without replaying the whole log.
 
+use crate::state::command;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
@@ -324,133 +325,50 @@ impl HodeiState {
 
     /// Applies one decoded command. Every branch checks the current state again: the
     /// gateway validated against a snapshot that may be stale by now.
+    /// Applies one command: each validates, then mutates (a refused command changes
+    /// nothing), in its aggregate's file under `state/apply/`.
     pub fn apply_command(&mut self, command: Command, writes: &mut WriteBatch) -> CommandResult {
         let Command::V1(command) = command;
         match command {
-            CommandV1::Bootstrap { default_tenant } => self.apply_bootstrap(default_tenant, writes),
-            CommandV1::CreateTenant { tenant } => self.apply_create_tenant(tenant, writes),
-            CommandV1::UpdateTenant { id, patch, at_ms } => {
-                self.apply_update_tenant(id, patch, at_ms, writes)
-            }
-            CommandV1::Probe { payload } => Ok(CommandOutcome::Probed {
-                bytes: payload.len(),
+            CommandV1::Bootstrap(command) => self.apply_bootstrap(command, writes),
+            CommandV1::CreateTenant(command) => self.apply_create_tenant(command, writes),
+            CommandV1::UpdateTenant(command) => self.apply_update_tenant(command, writes),
+            CommandV1::DeleteTenant(command) => self.apply_delete_tenant(command, writes),
+            CommandV1::Probe(command) => Ok(CommandOutcome::Probed {
+                bytes: command.payload.len(),
             }),
-            CommandV1::SetQuota { id, quota, at_ms } => {
-                self.apply_set_quota(id, quota, at_ms, writes)
+            CommandV1::SetQuota(command) => self.apply_set_quota(command, writes),
+            CommandV1::RequestBurst(command) => self.apply_request_burst(command, writes),
+            CommandV1::ApproveBurst(command) => self.apply_approve_burst(command, writes),
+            CommandV1::EndBurst(command) => self.apply_end_burst(command, writes),
+            CommandV1::EnsureQueuesAndPools(command) => {
+                self.apply_ensure_queues_and_pools(command, writes)
             }
-            CommandV1::RequestBurst {
-                tenant,
-                session_id,
-                request,
-                requested_by,
-                policy,
-                at_ms,
-            } => self.apply_request_burst(
-                tenant,
-                session_id,
-                request,
-                requested_by,
-                &policy,
-                at_ms,
-                writes,
-            ),
-            CommandV1::ApproveBurst {
-                tenant,
-                session_id,
-                approved_by,
-                policy,
-                at_ms,
-            } => {
-                self.apply_approve_burst(&tenant, &session_id, approved_by, &policy, at_ms, writes)
-            }
-            CommandV1::EndBurst {
-                tenant,
-                session_id,
-                reason,
-                ended_by,
-                at_ms,
-            } => self.apply_end_burst(&tenant, &session_id, reason, ended_by, at_ms, writes),
-            CommandV1::EnsureQueuesAndPools { pools, queues } => {
-                self.apply_ensure_queues_and_pools(pools, queues, writes)
-            }
-            CommandV1::CreateQueue { queue } => self.apply_create_queue(queue, writes),
-            CommandV1::UpdateQueue {
-                id,
-                pools,
-                policy,
-                at_ms,
-            } => self.apply_update_queue(&id, pools, policy, at_ms, writes),
-            CommandV1::DeleteQueue { id } => self.apply_delete_queue(&id, writes),
-            CommandV1::SubmitJobs {
-                jobs,
-                max_burst_percent,
-            } => self.apply_submit_jobs(jobs, max_burst_percent, writes),
-            CommandV1::AssignJobs {
-                assignments,
-                at_ms,
-                sla_changes,
-            } => {
-                self.apply_record_sla(sla_changes, writes)?;
-                self.apply_assign_jobs(assignments, at_ms, writes)
-            }
-            CommandV1::JobStarted {
+            CommandV1::CreateQueue(command) => self.apply_create_queue(command, writes),
+            CommandV1::UpdateQueue(command) => self.apply_update_queue(command, writes),
+            CommandV1::DeleteQueue(command) => self.apply_delete_queue(command, writes),
+            CommandV1::SubmitJobs(command) => self.apply_submit_jobs(command, writes),
+            CommandV1::AssignJobs(command) => self.apply_assign_jobs(command, writes),
+            CommandV1::JobStarted(command::JobStarted {
                 job,
                 attempt,
                 worker,
                 at_ms,
-            } => self.apply_job_started(&job, attempt, &worker, at_ms, writes),
-            CommandV1::JobFinished { report } => self.apply_job_finished(report, writes),
-            CommandV1::RunReports { started, finished } => {
-                self.apply_run_reports(started, finished, writes)
-            }
-            CommandV1::CancelJob {
-                id,
-                cancelled_by,
-                at_ms,
-            } => self.apply_cancel_job(&id, &cancelled_by, at_ms, writes),
-            CommandV1::RegisterWorker {
-                registration,
-                at_ms,
-            } => self.apply_register_worker(registration, at_ms, writes),
-            CommandV1::WorkerLost {
-                worker,
-                reason,
-                at_ms,
-            } => self.apply_worker_lost(&worker, &reason, at_ms, writes),
-            CommandV1::RecordSla { changes } => self.apply_record_sla(changes, writes),
-            CommandV1::CreatePool { pool } => self.apply_create_pool(pool, writes),
-            CommandV1::UpdatePool { id, patch } => self.apply_update_pool(&id, patch, writes),
-            CommandV1::DeletePool { id } => self.apply_delete_pool(&id, writes),
-            CommandV1::PoolHealth {
-                pool,
-                healthy,
-                at_ms,
-            } => self.apply_pool_health(&pool, healthy, at_ms, writes),
-            CommandV1::CountProvisioning {
-                pool,
-                succeeded,
-                failed,
-            } => self.apply_count_provisioning(&pool, succeeded, failed, writes),
-            CommandV1::StopWorker {
-                worker,
-                reason,
-                at_ms,
-            } => self.apply_stop_worker(&worker, &reason, at_ms, writes),
-            CommandV1::ReleasePool {
-                pool,
-                reason,
-                at_ms,
-            } => self.apply_release_pool(&pool, &reason, at_ms, writes),
-            CommandV1::PoolLifecycle {
-                pool,
-                action,
-                by,
-                reason,
-                at_ms,
-            } => self.apply_pool_lifecycle(&pool, action, &by, &reason, at_ms, writes),
-            CommandV1::DeleteTenant { id, cascade, at_ms } => {
-                self.apply_delete_tenant(id, cascade, at_ms, writes)
-            }
+            }) => self.apply_job_started(&job, attempt, &worker, at_ms, writes),
+            CommandV1::JobFinished(command) => self.apply_job_finished(command, writes),
+            CommandV1::RunReports(command) => self.apply_run_reports(command, writes),
+            CommandV1::CancelJob(command) => self.apply_cancel_job(command, writes),
+            CommandV1::RegisterWorker(command) => self.apply_register_worker(command, writes),
+            CommandV1::WorkerLost(command) => self.apply_worker_lost(command, writes),
+            CommandV1::RecordSla(command) => self.apply_record_sla(command.changes, writes),
+            CommandV1::CreatePool(command) => self.apply_create_pool(command, writes),
+            CommandV1::UpdatePool(command) => self.apply_update_pool(command, writes),
+            CommandV1::DeletePool(command) => self.apply_delete_pool(command, writes),
+            CommandV1::PoolHealth(command) => self.apply_pool_health(command, writes),
+            CommandV1::CountProvisioning(command) => self.apply_count_provisioning(command, writes),
+            CommandV1::StopWorker(command) => self.apply_stop_worker(command, writes),
+            CommandV1::ReleasePool(command) => self.apply_release_pool(command, writes),
+            CommandV1::PoolLifecycle(command) => self.apply_pool_lifecycle(command, writes),
         }
     }
 }
@@ -573,18 +491,18 @@ mod tests {
         let (first, writes) = apply(
             &mut state,
             1,
-            CommandV1::CreateTenant {
+            CommandV1::CreateTenant(command::CreateTenant {
                 tenant: tenant("acme"),
-            },
+            }),
         );
         assert!(matches!(first, Ok(CommandOutcome::Tenant(_))));
         assert_eq!(writes.len(), 1);
         let (second, writes) = apply(
             &mut state,
             2,
-            CommandV1::CreateTenant {
+            CommandV1::CreateTenant(command::CreateTenant {
                 tenant: tenant("acme"),
-            },
+            }),
         );
         assert_eq!(second, Err(DomainError::already_exists("tenant", "acme")));
         assert!(writes.is_empty(), "a refused command writes nothing");
@@ -597,21 +515,21 @@ mod tests {
         let (update, _) = apply(
             &mut state,
             1,
-            CommandV1::UpdateTenant {
+            CommandV1::UpdateTenant(command::UpdateTenant {
                 id: id.clone(),
                 patch: TenantPatch::default(),
                 at_ms: 2,
-            },
+            }),
         );
         assert_eq!(update, Err(DomainError::not_found("tenant", "ghost")));
         let (delete, _) = apply(
             &mut state,
             2,
-            CommandV1::DeleteTenant {
+            CommandV1::DeleteTenant(command::DeleteTenant {
                 id,
                 cascade: false,
                 at_ms: 2,
-            },
+            }),
         );
         assert_eq!(delete, Err(DomainError::not_found("tenant", "ghost")));
     }
@@ -622,18 +540,18 @@ mod tests {
         let _ = apply(
             &mut state,
             1,
-            CommandV1::Bootstrap {
+            CommandV1::Bootstrap(command::Bootstrap {
                 default_tenant: Tenant::default_tenant(0, Default::default()),
-            },
+            }),
         );
         let (delete, _) = apply(
             &mut state,
             2,
-            CommandV1::DeleteTenant {
+            CommandV1::DeleteTenant(command::DeleteTenant {
                 id: TenantId::default_tenant(),
                 cascade: true,
                 at_ms: 3,
-            },
+            }),
         );
         assert!(matches!(delete, Err(DomainError::Conflict(_))));
     }
@@ -644,16 +562,16 @@ mod tests {
         let (first, _) = apply(
             &mut state,
             1,
-            CommandV1::Bootstrap {
+            CommandV1::Bootstrap(command::Bootstrap {
                 default_tenant: Tenant::default_tenant(0, Default::default()),
-            },
+            }),
         );
         let (second, _) = apply(
             &mut state,
             2,
-            CommandV1::Bootstrap {
+            CommandV1::Bootstrap(command::Bootstrap {
                 default_tenant: Tenant::default_tenant(9, Default::default()),
-            },
+            }),
         );
         assert_eq!(first, Ok(CommandOutcome::Bootstrapped { created: true }));
         assert_eq!(second, Ok(CommandOutcome::Bootstrapped { created: false }));
@@ -686,18 +604,18 @@ mod tests {
             let (_, writes) = apply(
                 &mut state,
                 index as u64 + 1,
-                CommandV1::CreateTenant { tenant: tenant(id) },
+                CommandV1::CreateTenant(command::CreateTenant { tenant: tenant(id) }),
             );
             keyspace.write(writes).unwrap();
         }
         let (_, writes) = apply(
             &mut state,
             4,
-            CommandV1::DeleteTenant {
+            CommandV1::DeleteTenant(command::DeleteTenant {
                 id: TenantId::parse("b").unwrap(),
                 cascade: false,
                 at_ms: 5,
-            },
+            }),
         );
         keyspace.write(writes).unwrap();
 
@@ -719,7 +637,7 @@ mod tests {
             let _ = apply(
                 &mut state,
                 index as u64 + 1,
-                CommandV1::CreateTenant { tenant: tenant(id) },
+                CommandV1::CreateTenant(command::CreateTenant { tenant: tenant(id) }),
             );
         }
         let first = state.tenants_after(None, 2);

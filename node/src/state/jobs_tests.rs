@@ -1,5 +1,6 @@
 //! Apply's rules for jobs, runs and workers, end to end on a real store.
 
+use crate::state::command;
 use hodei_domain::DomainError;
 use hodei_domain::dispatch::Assignment;
 use hodei_domain::job::{Job, JobSpec, JobState, Priority};
@@ -44,7 +45,11 @@ fn setup(quota: Quota, workers: usize) -> HodeiState {
     }
     .into_tenant(0)
     .unwrap();
-    apply(&mut state, CommandV1::CreateTenant { tenant }).unwrap();
+    apply(
+        &mut state,
+        CommandV1::CreateTenant(command::CreateTenant { tenant }),
+    )
+    .unwrap();
     let pool = Pool::new(
         "p",
         hodei_domain::pool::PoolType::Static,
@@ -63,16 +68,16 @@ fn setup(quota: Quota, workers: usize) -> HodeiState {
     };
     apply(
         &mut state,
-        CommandV1::EnsureQueuesAndPools {
+        CommandV1::EnsureQueuesAndPools(command::EnsureQueuesAndPools {
             pools: vec![pool],
             queues: vec![queue],
-        },
+        }),
     )
     .unwrap();
     for index in 0..workers {
         apply(
             &mut state,
-            CommandV1::RegisterWorker {
+            CommandV1::RegisterWorker(command::RegisterWorker {
                 registration: WorkerRegistration {
                     id: format!("w{index}"),
                     pool: "p".into(),
@@ -82,7 +87,7 @@ fn setup(quota: Quota, workers: usize) -> HodeiState {
                     running: Vec::new(),
                 },
                 at_ms: 1,
-            },
+            }),
         )
         .unwrap();
     }
@@ -115,10 +120,10 @@ fn job(id: &str, cpu_m: u64, max_retries: u32) -> Job {
 fn submit(state: &mut HodeiState, jobs: Vec<Job>) -> Vec<Result<SubmittedJob, DomainError>> {
     match apply(
         state,
-        CommandV1::SubmitJobs {
+        CommandV1::SubmitJobs(command::SubmitJobs {
             jobs,
             max_burst_percent: None,
-        },
+        }),
     ) {
         Ok(CommandOutcome::JobsSubmitted(results)) => results,
         other => panic!("unexpected {other:?}"),
@@ -136,11 +141,11 @@ fn assign(state: &mut HodeiState, pairs: &[(&str, &str)]) -> (usize, usize) {
         .collect();
     match apply(
         state,
-        CommandV1::AssignJobs {
+        CommandV1::AssignJobs(command::AssignJobs {
             assignments,
             at_ms: 3,
             sla_changes: Vec::new(),
-        },
+        }),
     ) {
         Ok(CommandOutcome::JobsAssigned { assigned, rejected }) => (assigned, rejected),
         other => panic!("unexpected {other:?}"),
@@ -158,7 +163,10 @@ fn finish(state: &mut HodeiState, id: &str, worker: &str, attempt: u32) -> bool 
         at_ms: 9,
     };
     matches!(
-        apply(state, CommandV1::JobFinished { report }),
+        apply(
+            state,
+            CommandV1::JobFinished(command::JobFinished { report })
+        ),
         Ok(CommandOutcome::RunReported { applied: true })
     )
 }
@@ -209,12 +217,12 @@ fn a_run_goes_start_to_finish_and_frees_its_room() {
     assign(&mut state, &[("a", "w0")]);
     let started = apply(
         &mut state,
-        CommandV1::JobStarted {
+        CommandV1::JobStarted(command::JobStarted {
             job: "a".into(),
             attempt: 1,
             worker: "w0".into(),
             at_ms: 4,
-        },
+        }),
     );
     assert_eq!(started, Ok(CommandOutcome::RunReported { applied: true }));
     assert!(
@@ -261,10 +269,10 @@ fn batched_run_reports_start_and_end_runs_and_bill_their_run_time() {
     // the worker does not run is ignored without spoiling the rest.
     let outcome = apply(
         &mut state,
-        CommandV1::RunReports {
+        CommandV1::RunReports(command::RunReports {
             started: vec![start("a"), start("b"), start("zz")],
             finished: vec![end("a", 3_601_000)],
-        },
+        }),
     );
     assert_eq!(outcome, Ok(CommandOutcome::RunsReported { applied: 3 }));
     assert_eq!(state.job("a").unwrap().state, JobState::Succeeded);
@@ -283,11 +291,11 @@ fn a_lost_worker_requeues_its_jobs_until_retries_are_spent() {
     assign(&mut state, &[("keep", "w0"), ("drop", "w0")]);
     let lost = apply(
         &mut state,
-        CommandV1::WorkerLost {
+        CommandV1::WorkerLost(command::WorkerLost {
             worker: "w0".into(),
             reason: "missed heartbeats".into(),
             at_ms: 5,
-        },
+        }),
     );
     assert_eq!(lost, Ok(CommandOutcome::WorkerLost { requeued: 1 }));
     let kept = state.job("keep").unwrap();
@@ -311,18 +319,18 @@ fn a_restarted_worker_loses_the_runs_it_no_longer_reports() {
     for id in ["ran", "still"] {
         apply(
             &mut state,
-            CommandV1::JobStarted {
+            CommandV1::JobStarted(command::JobStarted {
                 job: id.into(),
                 attempt: 1,
                 worker: "w0".into(),
                 at_ms: 4,
-            },
+            }),
         )
         .unwrap();
     }
     let registered = apply(
         &mut state,
-        CommandV1::RegisterWorker {
+        CommandV1::RegisterWorker(command::RegisterWorker {
             registration: WorkerRegistration {
                 id: "w0".into(),
                 pool: "p".into(),
@@ -332,7 +340,7 @@ fn a_restarted_worker_loses_the_runs_it_no_longer_reports() {
                 running: vec!["still".into(), "unknown".into()],
             },
             at_ms: 6,
-        },
+        }),
     );
     let Ok(CommandOutcome::WorkerRegistered { keep, requeued, .. }) = registered else {
         panic!("unexpected {registered:?}");
@@ -384,11 +392,11 @@ fn jobs_load_back_from_storage_with_their_derived_usage() {
     let storage = SledStorage::temporary().unwrap();
     let keyspace = storage.keyspace("state").unwrap();
     let mut state = setup(Quota::default(), 1);
-    let mut commands = vec![CommandV1::SubmitJobs {
+    let mut commands = vec![CommandV1::SubmitJobs(command::SubmitJobs {
         jobs: vec![job("a", 300, 0), job("b", 300, 0)],
         max_burst_percent: None,
-    }];
-    commands.push(CommandV1::AssignJobs {
+    })];
+    commands.push(CommandV1::AssignJobs(command::AssignJobs {
         assignments: vec![Assignment {
             job: "a".into(),
             worker: "w0".into(),
@@ -396,7 +404,7 @@ fn jobs_load_back_from_storage_with_their_derived_usage() {
         }],
         at_ms: 3,
         sla_changes: Vec::new(),
-    });
+    }));
     // Replay everything into a stored state.
     let mut stored = HodeiState::new(broadcast::channel(16).0);
     let mut writes = WriteBatch::new();
@@ -428,20 +436,20 @@ fn deleting_a_tenant_with_live_jobs_needs_cascade_which_cancels_them() {
     assign(&mut state, &[("a", "w0")]);
     let refused = apply(
         &mut state,
-        CommandV1::DeleteTenant {
+        CommandV1::DeleteTenant(command::DeleteTenant {
             id: acme(),
             cascade: false,
             at_ms: 5,
-        },
+        }),
     );
     assert!(matches!(refused, Err(DomainError::Conflict(_))));
     let deleted = apply(
         &mut state,
-        CommandV1::DeleteTenant {
+        CommandV1::DeleteTenant(command::DeleteTenant {
             id: acme(),
             cascade: true,
             at_ms: 5,
-        },
+        }),
     );
     assert!(matches!(deleted, Ok(CommandOutcome::TenantDeleted { .. })));
     for id in ["a", "b"] {
@@ -471,25 +479,25 @@ fn sla_is_judged_at_start_and_recorded_changes_stick() {
     );
     let recorded = apply(
         &mut state,
-        CommandV1::RecordSla {
+        CommandV1::RecordSla(command::RecordSla {
             changes: vec![crate::state::command::SlaUpdate {
                 job: "late".into(),
                 status: SlaStatus::AtRisk,
                 at_ms: 2,
             }],
-        },
+        }),
     );
     assert_eq!(recorded, Ok(CommandOutcome::SlaRecorded { changed: 1 }));
     assign(&mut state, &[("on-time", "w0"), ("late", "w0")]);
     for id in ["on-time", "late"] {
         apply(
             &mut state,
-            CommandV1::JobStarted {
+            CommandV1::JobStarted(command::JobStarted {
                 job: id.into(),
                 attempt: 1,
                 worker: "w0".into(),
                 at_ms: 5,
-            },
+            }),
         )
         .unwrap();
     }
@@ -555,10 +563,10 @@ proptest! {
                     }
                 }
                 Step::Lose(worker) => {
-                    let _ = apply(&mut state, CommandV1::WorkerLost { worker: format!("w{worker}"), reason: "test".into(), at_ms: 7 });
+                    let _ = apply(&mut state, CommandV1::WorkerLost(command::WorkerLost { worker: format!("w{worker}"), reason: "test".into(), at_ms: 7 }));
                 }
                 Step::Register(worker) => {
-                    let _ = apply(&mut state, CommandV1::RegisterWorker {
+                    let _ = apply(&mut state, CommandV1::RegisterWorker(command::RegisterWorker {
                         registration: WorkerRegistration {
                             id: format!("w{worker}"),
                             pool: "p".into(),
@@ -568,10 +576,10 @@ proptest! {
                             running: Vec::new(),
                         },
                         at_ms: 8,
-                    });
+                    }));
                 }
                 Step::Cancel(job_index) => {
-                    let _ = apply(&mut state, CommandV1::CancelJob { id: format!("j{job_index}"), cancelled_by: "test".into(), at_ms: 9 });
+                    let _ = apply(&mut state, CommandV1::CancelJob(command::CancelJob { id: format!("j{job_index}"), cancelled_by: "test".into(), at_ms: 9 }));
                 }
             }
             for worker in state.workers() {

@@ -6,6 +6,7 @@
 //! Longer than our other files on purpose: one table of refusals for every command kind is
 //! easier to keep complete in one place than spread over the aggregates' files.
 
+use crate::state::command;
 use hodei_cluster::{StateMachine, WriteBatch};
 use proptest::prelude::*;
 use tokio::sync::broadcast;
@@ -119,16 +120,16 @@ fn populated() -> (HodeiState, broadcast::Receiver<DomainEvent>) {
     let events = state.subscribe();
     apply(
         &mut state,
-        CommandV1::Bootstrap {
+        CommandV1::Bootstrap(command::Bootstrap {
             default_tenant: Tenant::default_tenant(0, Quota::default()),
-        },
+        }),
     )
     .unwrap();
     apply(
         &mut state,
-        CommandV1::CreateTenant {
+        CommandV1::CreateTenant(command::CreateTenant {
             tenant: new_tenant("acme"),
-        },
+        }),
     )
     .unwrap();
     let static_pool = Pool::new(
@@ -158,25 +159,25 @@ fn populated() -> (HodeiState, broadcast::Receiver<DomainEvent>) {
     };
     apply(
         &mut state,
-        CommandV1::EnsureQueuesAndPools {
+        CommandV1::EnsureQueuesAndPools(command::EnsureQueuesAndPools {
             pools: vec![static_pool, dynamic_pool],
             queues: vec![queue],
-        },
+        }),
     )
     .unwrap();
     for worker in ["w0", "w1"] {
         apply(
             &mut state,
-            CommandV1::RegisterWorker {
+            CommandV1::RegisterWorker(command::RegisterWorker {
                 registration: registration(worker, "p"),
                 at_ms: 1,
-            },
+            }),
         )
         .unwrap();
     }
     apply(
         &mut state,
-        CommandV1::SubmitJobs {
+        CommandV1::SubmitJobs(command::SubmitJobs {
             jobs: vec![
                 job("pending", 100, 1),
                 job("assigned", 200, 1),
@@ -184,7 +185,7 @@ fn populated() -> (HodeiState, broadcast::Receiver<DomainEvent>) {
                 job("done", 100, 0),
             ],
             max_burst_percent: None,
-        },
+        }),
     )
     .unwrap();
     let assignments = [("running", "w0"), ("assigned", "w1"), ("done", "w0")]
@@ -197,16 +198,16 @@ fn populated() -> (HodeiState, broadcast::Receiver<DomainEvent>) {
         .collect();
     apply(
         &mut state,
-        CommandV1::AssignJobs {
+        CommandV1::AssignJobs(command::AssignJobs {
             assignments,
             at_ms: 3,
             sla_changes: Vec::new(),
-        },
+        }),
     )
     .unwrap();
     apply(
         &mut state,
-        CommandV1::RunReports {
+        CommandV1::RunReports(command::RunReports {
             started: vec![StartReport {
                 job: "running".into(),
                 attempt: 1,
@@ -214,12 +215,12 @@ fn populated() -> (HodeiState, broadcast::Receiver<DomainEvent>) {
                 at_ms: 4,
             }],
             finished: vec![report("done", "w0")],
-        },
+        }),
     )
     .unwrap();
     apply(
         &mut state,
-        CommandV1::RequestBurst {
+        CommandV1::RequestBurst(command::RequestBurst {
             tenant: acme(),
             session_id: "s1".into(),
             request: BurstRequest {
@@ -230,7 +231,7 @@ fn populated() -> (HodeiState, broadcast::Receiver<DomainEvent>) {
             requested_by: "admin".into(),
             policy: policy(),
             at_ms: 5,
-        },
+        }),
     )
     .unwrap();
     (state, events)
@@ -320,9 +321,9 @@ fn a_refused_run_end_releases_no_worker() {
     let error = assert_refused_without_change(
         &mut state,
         &mut events,
-        CommandV1::JobFinished {
+        CommandV1::JobFinished(command::JobFinished {
             report: report("running", "w0"),
-        },
+        }),
     );
     assert!(matches!(error, DomainError::Conflict(_)), "{error:?}");
     assert_eq!(state.worker("w0").unwrap().used, used_before);
@@ -337,7 +338,7 @@ fn a_refused_run_end_in_a_batch_leaves_its_run_and_worker_untouched() {
     // The start applies; the end of `running` is refused on its own, changing nothing.
     let outcome = apply(
         &mut state,
-        CommandV1::RunReports {
+        CommandV1::RunReports(command::RunReports {
             started: vec![StartReport {
                 job: "assigned".into(),
                 attempt: 1,
@@ -345,7 +346,7 @@ fn a_refused_run_end_in_a_batch_leaves_its_run_and_worker_untouched() {
                 at_ms: 6,
             }],
             finished: vec![report("running", "w0")],
-        },
+        }),
     );
     assert_eq!(outcome, Ok(CommandOutcome::RunsReported { applied: 1 }));
     assert_eq!(state.job("assigned").unwrap().state, JobState::Running);
@@ -361,11 +362,11 @@ fn a_refused_cancel_releases_no_worker() {
     let error = assert_refused_without_change(
         &mut state,
         &mut events,
-        CommandV1::CancelJob {
+        CommandV1::CancelJob(command::CancelJob {
             id: "running".into(),
             cancelled_by: "admin".into(),
             at_ms: 7,
-        },
+        }),
     );
     assert!(matches!(error, DomainError::Conflict(_)), "{error:?}");
 }
@@ -389,11 +390,11 @@ fn a_refused_worker_loss_requeues_none_of_its_jobs() {
     let error = assert_refused_without_change(
         &mut state,
         &mut events,
-        CommandV1::WorkerLost {
+        CommandV1::WorkerLost(command::WorkerLost {
             worker: "w0".into(),
             reason: "missed heartbeats".into(),
             at_ms: 8,
-        },
+        }),
     );
     assert!(matches!(error, DomainError::Conflict(_)), "{error:?}");
     assert_eq!(state.worker("w0").unwrap().state, WorkerState::Busy);
@@ -411,11 +412,11 @@ fn a_worker_loss_holding_a_job_that_does_not_exist_is_refused_without_change() {
     assert_refused_without_change(
         &mut state,
         &mut events,
-        CommandV1::WorkerLost {
+        CommandV1::WorkerLost(command::WorkerLost {
             worker: "w0".into(),
             reason: "missed heartbeats".into(),
             at_ms: 8,
-        },
+        }),
     );
 }
 
@@ -424,13 +425,13 @@ fn a_refused_pool_release_stops_no_worker_and_requeues_nothing() {
     let (mut state, mut events) = populated();
     apply(
         &mut state,
-        CommandV1::PoolLifecycle {
+        CommandV1::PoolLifecycle(command::PoolLifecycle {
             pool: "p".into(),
             action: PoolAction::Drain,
             by: "admin".into(),
             reason: "maintenance".into(),
             at_ms: 10,
-        },
+        }),
     )
     .unwrap();
     // w1 holds a job id that names no job: it cannot be emptied, so nothing is released,
@@ -444,11 +445,11 @@ fn a_refused_pool_release_stops_no_worker_and_requeues_nothing() {
     assert_refused_without_change(
         &mut state,
         &mut events,
-        CommandV1::ReleasePool {
+        CommandV1::ReleasePool(command::ReleasePool {
             pool: "p".into(),
             reason: "drain timeout".into(),
             at_ms: 11,
-        },
+        }),
     );
     assert_eq!(state.job("running").unwrap().state, JobState::Running);
     assert!(state.worker("w0").unwrap().is_live());
@@ -463,11 +464,11 @@ fn a_refused_tenant_deletion_cancels_none_of_its_jobs() {
     assert_refused_without_change(
         &mut state,
         &mut events,
-        CommandV1::DeleteTenant {
+        CommandV1::DeleteTenant(command::DeleteTenant {
             id: acme(),
             cascade: true,
             at_ms: 12,
-        },
+        }),
     );
     assert!(state.tenant(&acme()).is_some());
     assert_eq!(state.job("pending").unwrap().state, JobState::Pending);
@@ -484,11 +485,11 @@ fn a_drain_timeout_committed_after_the_pool_left_draining_stops_no_worker() {
     let error = assert_refused_without_change(
         &mut state,
         &mut events,
-        CommandV1::ReleasePool {
+        CommandV1::ReleasePool(command::ReleasePool {
             pool: "p".into(),
             reason: "drain timeout".into(),
             at_ms: 13,
-        },
+        }),
     );
     assert!(matches!(error, DomainError::Conflict(_)), "{error:?}");
     assert!(state.worker("w0").unwrap().is_live());
@@ -500,22 +501,22 @@ fn a_pool_release_while_draining_requeues_its_runs_and_stops_its_workers() {
     let (mut state, _events) = populated();
     apply(
         &mut state,
-        CommandV1::PoolLifecycle {
+        CommandV1::PoolLifecycle(command::PoolLifecycle {
             pool: "p".into(),
             action: PoolAction::Drain,
             by: "admin".into(),
             reason: "maintenance".into(),
             at_ms: 10,
-        },
+        }),
     )
     .unwrap();
     let released = apply(
         &mut state,
-        CommandV1::ReleasePool {
+        CommandV1::ReleasePool(command::ReleasePool {
             pool: "p".into(),
             reason: "drain timeout".into(),
             at_ms: 11,
-        },
+        }),
     );
     assert_eq!(released, Ok(CommandOutcome::WorkerLost { requeued: 2 }));
     for worker in ["w0", "w1"] {
@@ -538,11 +539,11 @@ fn pool_health_follows_the_live_workers_not_the_leaders_count() {
     let outcome = apply_expecting_no_change(
         &mut state,
         &mut events,
-        CommandV1::PoolHealth {
+        CommandV1::PoolHealth(command::PoolHealth {
             pool: "p".into(),
             healthy: 0,
             at_ms: 14,
-        },
+        }),
     );
     assert!(
         matches!(outcome, Ok(CommandOutcome::Pool(ref pool)) if pool.state == PoolState::Active)
@@ -551,21 +552,21 @@ fn pool_health_follows_the_live_workers_not_the_leaders_count() {
     for worker in ["w0", "w1"] {
         apply(
             &mut state,
-            CommandV1::WorkerLost {
+            CommandV1::WorkerLost(command::WorkerLost {
                 worker: worker.into(),
                 reason: "gone".into(),
                 at_ms: 15,
-            },
+            }),
         )
         .unwrap();
     }
     apply(
         &mut state,
-        CommandV1::PoolHealth {
+        CommandV1::PoolHealth(command::PoolHealth {
             pool: "p".into(),
             healthy: 7,
             at_ms: 16,
-        },
+        }),
     )
     .unwrap();
     assert_eq!(state.pool("p").unwrap().state, PoolState::Degraded);
@@ -573,30 +574,30 @@ fn pool_health_follows_the_live_workers_not_the_leaders_count() {
     let outcome = apply_expecting_no_change(
         &mut state,
         &mut events,
-        CommandV1::PoolHealth {
+        CommandV1::PoolHealth(command::PoolHealth {
             pool: "p".into(),
             healthy: 5,
             at_ms: 17,
-        },
+        }),
     );
     assert!(
         matches!(outcome, Ok(CommandOutcome::Pool(ref pool)) if pool.state == PoolState::Degraded)
     );
     apply(
         &mut state,
-        CommandV1::RegisterWorker {
+        CommandV1::RegisterWorker(command::RegisterWorker {
             registration: registration("w0", "p"),
             at_ms: 18,
-        },
+        }),
     )
     .unwrap();
     apply(
         &mut state,
-        CommandV1::PoolHealth {
+        CommandV1::PoolHealth(command::PoolHealth {
             pool: "p".into(),
             healthy: 0,
             at_ms: 19,
-        },
+        }),
     )
     .unwrap();
     assert_eq!(state.pool("p").unwrap().state, PoolState::Active);
@@ -645,7 +646,7 @@ fn a_raw_create_tenant_with_an_invalid_field_is_refused_naming_it() {
         let error = assert_refused_without_change(
             &mut state,
             &mut events,
-            CommandV1::CreateTenant { tenant },
+            CommandV1::CreateTenant(command::CreateTenant { tenant }),
         );
         assert!(
             matches!(&error, DomainError::Invalid { field: named, .. } if named == field),
@@ -653,9 +654,11 @@ fn a_raw_create_tenant_with_an_invalid_field_is_refused_naming_it() {
         );
     }
     // An id that is not a slug cannot even be decoded: the raw entry is refused as a whole.
-    let mut raw = serde_json::to_value(Command::V1(CommandV1::CreateTenant {
-        tenant: valid.clone(),
-    }))
+    let mut raw = serde_json::to_value(Command::V1(CommandV1::CreateTenant(
+        command::CreateTenant {
+            tenant: valid.clone(),
+        },
+    )))
     .unwrap();
     raw["V1"]["CreateTenant"]["tenant"]["id"] = "Not_A_Slug".into();
     let mut writes = WriteBatch::new();
@@ -671,7 +674,13 @@ fn a_raw_create_tenant_with_an_invalid_field_is_refused_naming_it() {
         "{result:?}"
     );
     assert!(writes.is_empty());
-    assert!(apply(&mut state, CommandV1::CreateTenant { tenant: valid }).is_ok());
+    assert!(
+        apply(
+            &mut state,
+            CommandV1::CreateTenant(command::CreateTenant { tenant: valid })
+        )
+        .is_ok()
+    );
 }
 
 // ---- Hole 5: nothing in apply panics or overflows.
@@ -682,11 +691,11 @@ fn provisioning_counts_saturate_instead_of_overflowing() {
     for _ in 0..2 {
         apply(
             &mut state,
-            CommandV1::CountProvisioning {
+            CommandV1::CountProvisioning(command::CountProvisioning {
                 pool: "d".into(),
                 succeeded: u64::MAX,
                 failed: u64::MAX,
-            },
+            }),
         )
         .unwrap();
     }
@@ -707,10 +716,10 @@ fn a_submitted_job_that_is_not_fresh_is_refused_not_stored() {
     let outcome = apply_expecting_no_change(
         &mut state,
         &mut events,
-        CommandV1::SubmitJobs {
+        CommandV1::SubmitJobs(command::SubmitJobs {
             jobs: vec![running, held, retried],
             max_burst_percent: None,
-        },
+        }),
     );
     let Ok(CommandOutcome::JobsSubmitted(results)) = outcome else {
         panic!("unexpected {outcome:?}");
@@ -728,11 +737,11 @@ fn deleting_a_tenant_cancels_every_live_job_and_frees_their_workers() {
     let (mut state, _events) = populated();
     let deleted = apply(
         &mut state,
-        CommandV1::DeleteTenant {
+        CommandV1::DeleteTenant(command::DeleteTenant {
             id: acme(),
             cascade: true,
             at_ms: 20,
-        },
+        }),
     );
     assert!(matches!(deleted, Ok(CommandOutcome::TenantDeleted { .. })));
     for id in ["pending", "assigned", "running"] {
@@ -782,99 +791,99 @@ fn refused_commands() -> Vec<(&'static str, Corruption, CommandV1)> {
         (
             "duplicate tenant",
             untouched,
-            CommandV1::CreateTenant {
+            CommandV1::CreateTenant(command::CreateTenant {
                 tenant: new_tenant("acme"),
-            },
+            }),
         ),
         (
             "invalid tenant",
             untouched,
-            CommandV1::CreateTenant {
+            CommandV1::CreateTenant(command::CreateTenant {
                 tenant: invalid_tenant,
-            },
+            }),
         ),
         (
             "update of an unknown tenant",
             untouched,
-            CommandV1::UpdateTenant {
+            CommandV1::UpdateTenant(command::UpdateTenant {
                 id: ghost(),
                 patch: TenantPatch::default(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "invalid tenant patch",
             untouched,
-            CommandV1::UpdateTenant {
+            CommandV1::UpdateTenant(command::UpdateTenant {
                 id: acme(),
                 patch: TenantPatch {
                     weight: Some(0.0),
                     ..TenantPatch::default()
                 },
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "deletion of an unknown tenant",
             untouched,
-            CommandV1::DeleteTenant {
+            CommandV1::DeleteTenant(command::DeleteTenant {
                 id: ghost(),
                 cascade: true,
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "deletion of the default tenant",
             untouched,
-            CommandV1::DeleteTenant {
+            CommandV1::DeleteTenant(command::DeleteTenant {
                 id: TenantId::default_tenant(),
                 cascade: true,
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "deletion of a tenant with live jobs without cascade",
             untouched,
-            CommandV1::DeleteTenant {
+            CommandV1::DeleteTenant(command::DeleteTenant {
                 id: acme(),
                 cascade: false,
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "cascading deletion whose cancels cannot all be done",
             forget_usage_of_acme,
-            CommandV1::DeleteTenant {
+            CommandV1::DeleteTenant(command::DeleteTenant {
                 id: acme(),
                 cascade: true,
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "quota of an unknown tenant",
             untouched,
-            CommandV1::SetQuota {
+            CommandV1::SetQuota(command::SetQuota {
                 id: ghost(),
                 quota: Quota::default(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "invalid quota",
             untouched,
-            CommandV1::SetQuota {
+            CommandV1::SetQuota(command::SetQuota {
                 id: acme(),
                 quota: Quota {
                     max_pending_jobs: 0,
                     ..Quota::default()
                 },
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "second open burst session",
             untouched,
-            CommandV1::RequestBurst {
+            CommandV1::RequestBurst(command::RequestBurst {
                 tenant: acme(),
                 session_id: "s2".into(),
                 request: BurstRequest {
@@ -885,12 +894,12 @@ fn refused_commands() -> Vec<(&'static str, Corruption, CommandV1)> {
                 requested_by: "admin".into(),
                 policy: policy(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "burst of an unknown tenant",
             untouched,
-            CommandV1::RequestBurst {
+            CommandV1::RequestBurst(command::RequestBurst {
                 tenant: ghost(),
                 session_id: "s9".into(),
                 request: BurstRequest {
@@ -901,285 +910,285 @@ fn refused_commands() -> Vec<(&'static str, Corruption, CommandV1)> {
                 requested_by: "admin".into(),
                 policy: policy(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "approval of an unknown session",
             untouched,
-            CommandV1::ApproveBurst {
+            CommandV1::ApproveBurst(command::ApproveBurst {
                 tenant: acme(),
                 session_id: "nope".into(),
                 approved_by: "admin".into(),
                 policy: policy(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "expiry of a session that is not active",
             untouched,
-            CommandV1::EndBurst {
+            CommandV1::EndBurst(command::EndBurst {
                 tenant: acme(),
                 session_id: "s1".into(),
                 reason: EndReason::Expired,
                 ended_by: "leader".into(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "invalid queue",
             untouched,
-            CommandV1::CreateQueue {
+            CommandV1::CreateQueue(command::CreateQueue {
                 queue: queue("status", &["p"]),
-            },
+            }),
         ),
         (
             "duplicate queue",
             untouched,
-            CommandV1::CreateQueue {
+            CommandV1::CreateQueue(command::CreateQueue {
                 queue: queue("q", &["p"]),
-            },
+            }),
         ),
         (
             "queue over an unknown pool",
             untouched,
-            CommandV1::CreateQueue {
+            CommandV1::CreateQueue(command::CreateQueue {
                 queue: queue("q2", &["nope"]),
-            },
+            }),
         ),
         (
             "update of an unknown queue",
             untouched,
-            CommandV1::UpdateQueue {
+            CommandV1::UpdateQueue(command::UpdateQueue {
                 id: "nope".into(),
                 pools: None,
                 policy: None,
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "queue moved to an unknown pool",
             untouched,
-            CommandV1::UpdateQueue {
+            CommandV1::UpdateQueue(command::UpdateQueue {
                 id: "q".into(),
                 pools: Some(vec!["nope".into()]),
                 policy: Some(QueuePolicy::Edf),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "deletion of a queue with live jobs",
             untouched,
-            CommandV1::DeleteQueue { id: "q".into() },
+            CommandV1::DeleteQueue(command::DeleteQueue { id: "q".into() }),
         ),
         (
             "cancel of an unknown job",
             untouched,
-            CommandV1::CancelJob {
+            CommandV1::CancelJob(command::CancelJob {
                 id: "nope".into(),
                 cancelled_by: "admin".into(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "cancel of a finished job",
             untouched,
-            CommandV1::CancelJob {
+            CommandV1::CancelJob(command::CancelJob {
                 id: "done".into(),
                 cancelled_by: "admin".into(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "cancel of a run the usage does not hold",
             forget_usage_of_acme,
-            CommandV1::CancelJob {
+            CommandV1::CancelJob(command::CancelJob {
                 id: "assigned".into(),
                 cancelled_by: "admin".into(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "run end the usage does not hold",
             forget_usage_of_acme,
-            CommandV1::JobFinished {
+            CommandV1::JobFinished(command::JobFinished {
                 report: report("running", "w0"),
-            },
+            }),
         ),
         (
             "worker with an invalid id",
             untouched,
-            CommandV1::RegisterWorker {
+            CommandV1::RegisterWorker(command::RegisterWorker {
                 registration: registration("bad id", "p"),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "worker in an unknown pool",
             untouched,
-            CommandV1::RegisterWorker {
+            CommandV1::RegisterWorker(command::RegisterWorker {
                 registration: registration("w9", "nope"),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "worker moving pools",
             untouched,
-            CommandV1::RegisterWorker {
+            CommandV1::RegisterWorker(command::RegisterWorker {
                 registration: registration("w0", "d"),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "restart whose lost run the usage does not hold",
             forget_usage_of_acme,
-            CommandV1::RegisterWorker {
+            CommandV1::RegisterWorker(command::RegisterWorker {
                 registration: registration("w0", "p"),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "loss of an unknown worker",
             untouched,
-            CommandV1::WorkerLost {
+            CommandV1::WorkerLost(command::WorkerLost {
                 worker: "nope".into(),
                 reason: "x".into(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "loss of a worker whose runs the usage does not hold",
             forget_usage_of_acme,
-            CommandV1::WorkerLost {
+            CommandV1::WorkerLost(command::WorkerLost {
                 worker: "w0".into(),
                 reason: "x".into(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "invalid pool",
             untouched,
-            CommandV1::CreatePool { pool: pool("Bad") },
+            CommandV1::CreatePool(command::CreatePool { pool: pool("Bad") }),
         ),
         (
             "duplicate pool",
             untouched,
-            CommandV1::CreatePool { pool: pool("p") },
+            CommandV1::CreatePool(command::CreatePool { pool: pool("p") }),
         ),
         (
             "update of an unknown pool",
             untouched,
-            CommandV1::UpdatePool {
+            CommandV1::UpdatePool(command::UpdatePool {
                 id: "nope".into(),
                 patch: PoolPatch::default(),
-            },
+            }),
         ),
         (
             "dynamic settings on a static pool",
             untouched,
-            CommandV1::UpdatePool {
+            CommandV1::UpdatePool(command::UpdatePool {
                 id: "p".into(),
                 patch: PoolPatch {
                     desired_size: Some(3),
                     ..PoolPatch::default()
                 },
-            },
+            }),
         ),
         (
             "pool update that breaks its bounds",
             untouched,
-            CommandV1::UpdatePool {
+            CommandV1::UpdatePool(command::UpdatePool {
                 id: "p".into(),
                 patch: PoolPatch {
                     min_size: Some(20),
                     ..PoolPatch::default()
                 },
-            },
+            }),
         ),
         (
             "deletion of a pool a queue uses",
             untouched,
-            CommandV1::DeletePool { id: "p".into() },
+            CommandV1::DeletePool(command::DeletePool { id: "p".into() }),
         ),
         (
             "deletion of an unknown pool",
             untouched,
-            CommandV1::DeletePool { id: "nope".into() },
+            CommandV1::DeletePool(command::DeletePool { id: "nope".into() }),
         ),
         (
             "health of an unknown pool",
             untouched,
-            CommandV1::PoolHealth {
+            CommandV1::PoolHealth(command::PoolHealth {
                 pool: "nope".into(),
                 healthy: 1,
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "provisioning of an unknown pool",
             untouched,
-            CommandV1::CountProvisioning {
+            CommandV1::CountProvisioning(command::CountProvisioning {
                 pool: "nope".into(),
                 succeeded: 1,
                 failed: 0,
-            },
+            }),
         ),
         (
             "stop of an unknown worker",
             untouched,
-            CommandV1::StopWorker {
+            CommandV1::StopWorker(command::StopWorker {
                 worker: "nope".into(),
                 reason: "x".into(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "stop of a busy worker",
             untouched,
-            CommandV1::StopWorker {
+            CommandV1::StopWorker(command::StopWorker {
                 worker: "w0".into(),
                 reason: "x".into(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "release of an unknown pool",
             untouched,
-            CommandV1::ReleasePool {
+            CommandV1::ReleasePool(command::ReleasePool {
                 pool: "nope".into(),
                 reason: "x".into(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "release of a pool that is not draining",
             untouched,
-            CommandV1::ReleasePool {
+            CommandV1::ReleasePool(command::ReleasePool {
                 pool: "p".into(),
                 reason: "x".into(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "lifecycle of an unknown pool",
             untouched,
-            CommandV1::PoolLifecycle {
+            CommandV1::PoolLifecycle(command::PoolLifecycle {
                 pool: "nope".into(),
                 action: PoolAction::Drain,
                 by: "admin".into(),
                 reason: "x".into(),
                 at_ms: 30,
-            },
+            }),
         ),
         (
             "illegal lifecycle action",
             untouched,
-            CommandV1::PoolLifecycle {
+            CommandV1::PoolLifecycle(command::PoolLifecycle {
                 pool: "p".into(),
                 action: PoolAction::Decommission,
                 by: "admin".into(),
                 reason: "x".into(),
                 at_ms: 30,
-            },
+            }),
         ),
     ]
 }
@@ -1193,15 +1202,15 @@ fn wholly_refused_batches() -> Vec<(&'static str, Corruption, CommandV1)> {
         (
             "submission of only refused jobs",
             untouched,
-            CommandV1::SubmitJobs {
+            CommandV1::SubmitJobs(command::SubmitJobs {
                 jobs: vec![too_big, job("running", 100, 0)],
                 max_burst_percent: None,
-            },
+            }),
         ),
         (
             "plan of only refused assignments",
             untouched,
-            CommandV1::AssignJobs {
+            CommandV1::AssignJobs(command::AssignJobs {
                 assignments: vec![
                     Assignment {
                         job: "running".into(),
@@ -1216,12 +1225,12 @@ fn wholly_refused_batches() -> Vec<(&'static str, Corruption, CommandV1)> {
                 ],
                 at_ms: 30,
                 sla_changes: Vec::new(),
-            },
+            }),
         ),
         (
             "stale run reports",
             untouched,
-            CommandV1::RunReports {
+            CommandV1::RunReports(command::RunReports {
                 started: vec![StartReport {
                     job: "running".into(),
                     attempt: 2,
@@ -1229,22 +1238,22 @@ fn wholly_refused_batches() -> Vec<(&'static str, Corruption, CommandV1)> {
                     at_ms: 30,
                 }],
                 finished: vec![report("done", "w0"), report("assigned", "w0")],
-            },
+            }),
         ),
         (
             "batched run end the usage does not hold",
             forget_usage_of_acme,
-            CommandV1::RunReports {
+            CommandV1::RunReports(command::RunReports {
                 started: Vec::new(),
                 finished: vec![report("running", "w0")],
-            },
+            }),
         ),
         (
             "stale run end",
             untouched,
-            CommandV1::JobFinished {
+            CommandV1::JobFinished(command::JobFinished {
                 report: report("running", "w1"),
-            },
+            }),
         ),
     ]
 }
@@ -1281,77 +1290,91 @@ fn any_command() -> impl Strategy<Value = CommandV1> {
     let worker_id = prop::sample::select(vec!["w0", "w1", "w2"]);
     let pool_id = prop::sample::select(vec!["p", "d", "nope"]);
     prop_oneof![
-        (job_id.clone(), 50u64..1_500).prop_map(|(id, cpu_m)| CommandV1::SubmitJobs {
-            jobs: vec![job(id, cpu_m, 1)],
-            max_burst_percent: None,
-        }),
-        (job_id.clone(), worker_id.clone()).prop_map(|(job, worker)| CommandV1::AssignJobs {
-            assignments: vec![Assignment {
-                job: job.into(),
-                worker: worker.into(),
-                burst: false,
-            }],
-            at_ms: 40,
-            sla_changes: Vec::new(),
-        }),
+        (job_id.clone(), 50u64..1_500).prop_map(|(id, cpu_m)| CommandV1::SubmitJobs(
+            command::SubmitJobs {
+                jobs: vec![job(id, cpu_m, 1)],
+                max_burst_percent: None,
+            }
+        )),
+        (job_id.clone(), worker_id.clone()).prop_map(|(job, worker)| CommandV1::AssignJobs(
+            command::AssignJobs {
+                assignments: vec![Assignment {
+                    job: job.into(),
+                    worker: worker.into(),
+                    burst: false,
+                }],
+                at_ms: 40,
+                sla_changes: Vec::new(),
+            }
+        )),
         (job_id.clone(), worker_id.clone(), 1u32..3).prop_map(|(job, worker, attempt)| {
-            CommandV1::JobStarted {
+            CommandV1::JobStarted(command::JobStarted {
                 job: job.into(),
                 attempt,
                 worker: worker.into(),
                 at_ms: 41,
+            })
+        }),
+        (job_id.clone(), worker_id.clone()).prop_map(|(job, worker)| CommandV1::JobFinished(
+            command::JobFinished {
+                report: report(job, worker),
             }
-        }),
-        (job_id.clone(), worker_id.clone()).prop_map(|(job, worker)| CommandV1::JobFinished {
-            report: report(job, worker),
-        }),
-        job_id.clone().prop_map(|id| CommandV1::CancelJob {
-            id: id.into(),
-            cancelled_by: "prop".into(),
-            at_ms: 42,
-        }),
-        worker_id.clone().prop_map(|worker| CommandV1::WorkerLost {
-            worker: worker.into(),
-            reason: "prop".into(),
-            at_ms: 43,
-        }),
+        )),
+        job_id
+            .clone()
+            .prop_map(|id| CommandV1::CancelJob(command::CancelJob {
+                id: id.into(),
+                cancelled_by: "prop".into(),
+                at_ms: 42,
+            })),
+        worker_id
+            .clone()
+            .prop_map(|worker| CommandV1::WorkerLost(command::WorkerLost {
+                worker: worker.into(),
+                reason: "prop".into(),
+                at_ms: 43,
+            })),
         (worker_id.clone(), pool_id.clone()).prop_map(|(worker, pool)| {
-            CommandV1::RegisterWorker {
+            CommandV1::RegisterWorker(command::RegisterWorker {
                 registration: registration(worker, pool),
                 at_ms: 44,
-            }
+            })
         }),
-        worker_id.prop_map(|worker| CommandV1::StopWorker {
+        worker_id.prop_map(|worker| CommandV1::StopWorker(command::StopWorker {
             worker: worker.into(),
             reason: "prop".into(),
             at_ms: 45,
-        }),
-        pool_id.clone().prop_map(|pool| CommandV1::ReleasePool {
-            pool: pool.into(),
-            reason: "prop".into(),
-            at_ms: 46,
-        }),
-        (pool_id.clone(), 0u32..4).prop_map(|(pool, healthy)| CommandV1::PoolHealth {
-            pool: pool.into(),
-            healthy,
-            at_ms: 47,
-        }),
+        })),
+        pool_id
+            .clone()
+            .prop_map(|pool| CommandV1::ReleasePool(command::ReleasePool {
+                pool: pool.into(),
+                reason: "prop".into(),
+                at_ms: 46,
+            })),
+        (pool_id.clone(), 0u32..4).prop_map(|(pool, healthy)| CommandV1::PoolHealth(
+            command::PoolHealth {
+                pool: pool.into(),
+                healthy,
+                at_ms: 47,
+            }
+        )),
         (pool_id, prop::sample::select(PoolAction::ALL.to_vec())).prop_map(|(pool, action)| {
-            CommandV1::PoolLifecycle {
+            CommandV1::PoolLifecycle(command::PoolLifecycle {
                 pool: pool.into(),
                 action,
                 by: "prop".into(),
                 reason: "prop".into(),
                 at_ms: 48,
-            }
+            })
         }),
-        any::<bool>().prop_map(|cascade| CommandV1::DeleteTenant {
+        any::<bool>().prop_map(|cascade| CommandV1::DeleteTenant(command::DeleteTenant {
             id: acme(),
             cascade,
             at_ms: 49,
-        }),
+        })),
         prop::sample::select(vec!["p", "d", "nope"])
-            .prop_map(|id| CommandV1::DeletePool { id: id.into() }),
+            .prop_map(|id| CommandV1::DeletePool(command::DeletePool { id: id.into() })),
     ]
 }
 

@@ -5,6 +5,7 @@
 //! compares the jobs the state says a worker holds with what this session already sent,
 //! and sends the difference. The same pass runs on every event and on a timer.
 
+use crate::state::command;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -279,11 +280,11 @@ impl WorkerHub {
                         tokio::spawn(async move {
                             let missed = hub.heartbeat.missed_beats;
                             warn!(%worker, missed, "worker missed its heartbeats; declaring it lost");
-                            let command = CommandV1::WorkerLost {
+                            let command = CommandV1::WorkerLost(command::WorkerLost {
                                 worker: worker.clone(),
                                 reason: format!("worker missed {missed} heartbeats"),
                                 at_ms: now_ms(),
-                            };
+                            });
                             match crate::actors::gateway::propose(&node, command).await {
                                 Ok(_) => {
                                     let pool = node.read(|state| state.worker(&worker).map(|found| found.pool.clone()));

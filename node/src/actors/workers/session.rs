@@ -3,6 +3,7 @@
 //! the session, and run reports become `JobStarted` / `JobFinished` commands, each
 //! acknowledged once committed so the worker can forget it.
 
+use crate::state::command;
 use std::pin::Pin;
 
 use hodei_proto::v1 as pb;
@@ -116,10 +117,10 @@ impl WorkerService for WorkerGrpc {
             simulated: false,
             running: register.running,
         };
-        let command = CommandV1::RegisterWorker {
+        let command = CommandV1::RegisterWorker(command::RegisterWorker {
             registration,
             at_ms: now_ms(),
-        };
+        });
         let keep = match propose(&self.node, command).await {
             Ok(CommandOutcome::WorkerRegistered {
                 keep,
@@ -199,12 +200,12 @@ fn follow_session(
                     &node,
                     &outbound,
                     started.report_id,
-                    CommandV1::JobStarted {
+                    CommandV1::JobStarted(command::JobStarted {
                         job: started.job_id,
                         attempt: started.attempt,
                         worker: worker_id.clone(),
                         at_ms: now_ms(),
-                    },
+                    }),
                 ),
                 Some(pb::worker_message::Kind::Finished(finished)) => {
                     let outcome = match parse_outcome(&finished.outcome) {
@@ -218,7 +219,7 @@ fn follow_session(
                         &node,
                         &outbound,
                         finished.report_id,
-                        CommandV1::JobFinished {
+                        CommandV1::JobFinished(command::JobFinished {
                             report: RunReport {
                                 job: finished.job_id,
                                 attempt: finished.attempt,
@@ -228,7 +229,7 @@ fn follow_session(
                                 output_tail: finished.output_tail,
                                 at_ms: now_ms(),
                             },
-                        },
+                        }),
                     );
                 }
                 Some(pb::worker_message::Kind::Register(_)) | None => {

@@ -8,6 +8,7 @@
 //! ends due at each moment proposed together as one `RunReports` command (so ten
 //! thousand runs cost a few commands a second, not two each).
 
+use crate::state::command;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
@@ -84,10 +85,10 @@ impl Simulator {
             let node = node.clone();
             tokio::spawn(async move {
                 let id = registration.id.clone();
-                let command = CommandV1::RegisterWorker {
+                let command = CommandV1::RegisterWorker(command::RegisterWorker {
                     registration,
                     at_ms: now_ms(),
-                };
+                });
                 match propose(&node, command).await {
                     Ok(_) => info!(worker = %id, "simulated worker registered"),
                     Err(error) => warn!(worker = %id, %error, "simulated worker not registered"),
@@ -207,10 +208,10 @@ impl Simulator {
                 .finished
                 .len()
                 .min(MAX_REPORTS.saturating_sub(starts_taken));
-            let command = CommandV1::RunReports {
+            let command = CommandV1::RunReports(command::RunReports {
                 started: self.starts.drain(..starts_taken).collect(),
                 finished: self.finished.drain(..finished_taken).collect(),
-            };
+            });
             if let Err(error) = propose(node, command).await {
                 warn!(%error, "simulated run reports not committed; their runs are simulated again");
                 self.starts.clear();

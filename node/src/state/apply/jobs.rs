@@ -1,6 +1,7 @@
 //! Apply for job submission and cancellation: placement and quota checks, idempotency,
 //! then the write.
 
+use crate::state::command;
 use hodei_cluster::WriteBatch;
 
 use crate::state::command::{CommandOutcome, CommandResult};
@@ -131,10 +132,13 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_submit_jobs(
         &mut self,
-        jobs: Vec<Job>,
-        max_burst_percent: Option<u64>,
+        command: command::SubmitJobs,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::SubmitJobs {
+            jobs,
+            max_burst_percent,
+        } = command;
         let results = jobs
             .into_iter()
             .map(|job| self.submit_one(job, max_burst_percent, writes))
@@ -188,11 +192,16 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_cancel_job(
         &mut self,
-        id: &str,
-        cancelled_by: &str,
-        at_ms: u64,
+        command: command::CancelJob,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::CancelJob {
+            id,
+            cancelled_by,
+            at_ms,
+        } = command;
+        let id = id.as_str();
+        let cancelled_by = cancelled_by.as_str();
         let mut release = Release::default();
         let cancel = self.plan_cancel(&mut release, id, cancelled_by, at_ms)?;
         // Everything is checked: from here on nothing refuses.

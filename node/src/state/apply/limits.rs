@@ -2,18 +2,15 @@
 //! the current state (the gateway's view may be stale), so no race can grant two sessions
 //! or overdraw the global burst pool.
 
+use crate::state::command;
 use hodei_cluster::WriteBatch;
 
 use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState, put_encoded};
 use crate::state::keys::BURST_PREFIX;
 use hodei_domain::DomainError;
-use hodei_domain::burst::{
-    BurstPolicy, BurstRequest, BurstSession, BurstStatus, EndReason, check_global_pool,
-    check_request,
-};
-use hodei_domain::quota::{Quota, exceeded_by_usage};
-use hodei_domain::tenant::TenantId;
+use hodei_domain::burst::{BurstSession, BurstStatus, EndReason, check_global_pool, check_request};
+use hodei_domain::quota::exceeded_by_usage;
 
 pub(in crate::state) fn burst_key(session: &BurstSession) -> Vec<u8> {
     format!("{BURST_PREFIX}{}/{}", session.tenant, session.id).into_bytes()
@@ -36,11 +33,10 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_set_quota(
         &mut self,
-        id: TenantId,
-        quota: Quota,
-        at_ms: u64,
+        command: command::SetQuota,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::SetQuota { id, quota, at_ms } = command;
         let Some(current) = self.tenants.get(&id) else {
             return Err(DomainError::not_found("tenant", id.to_string()));
         };
@@ -60,14 +56,18 @@ impl HodeiState {
     #[allow(clippy::too_many_arguments)]
     pub(in crate::state) fn apply_request_burst(
         &mut self,
-        tenant: TenantId,
-        session_id: String,
-        request: BurstRequest,
-        requested_by: String,
-        policy: &BurstPolicy,
-        at_ms: u64,
+        command: command::RequestBurst,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::RequestBurst {
+            tenant,
+            session_id,
+            request,
+            requested_by,
+            policy,
+            at_ms,
+        } = command;
+        let policy = &policy;
         let Some(found) = self.tenants.get(&tenant) else {
             return Err(DomainError::not_found("tenant", tenant.to_string()));
         };
@@ -107,13 +107,19 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_approve_burst(
         &mut self,
-        tenant: &TenantId,
-        session_id: &str,
-        approved_by: String,
-        policy: &BurstPolicy,
-        at_ms: u64,
+        command: command::ApproveBurst,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::ApproveBurst {
+            tenant,
+            session_id,
+            approved_by,
+            policy,
+            at_ms,
+        } = command;
+        let tenant = &tenant;
+        let session_id = session_id.as_str();
+        let policy = &policy;
         let Some(found) = self.tenants.get(tenant) else {
             return Err(DomainError::not_found("tenant", tenant.to_string()));
         };
@@ -147,13 +153,18 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_end_burst(
         &mut self,
-        tenant: &TenantId,
-        session_id: &str,
-        reason: EndReason,
-        ended_by: String,
-        at_ms: u64,
+        command: command::EndBurst,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::EndBurst {
+            tenant,
+            session_id,
+            reason,
+            ended_by,
+            at_ms,
+        } = command;
+        let tenant = &tenant;
+        let session_id = session_id.as_str();
         let Some(session) = self.burst_session(tenant, session_id).cloned() else {
             return Err(DomainError::not_found("burst session", session_id));
         };
@@ -188,10 +199,10 @@ mod tests {
 
     use super::*;
     use crate::state::command::{Command, CommandV1};
-    use hodei_domain::burst::BurstRule;
-    use hodei_domain::quota::Usage;
+    use hodei_domain::burst::{BurstPolicy, BurstRequest, BurstRule};
+    use hodei_domain::quota::{Quota, Usage};
     use hodei_domain::resources::Resources;
-    use hodei_domain::tenant::{NewTenant, Tier};
+    use hodei_domain::tenant::{NewTenant, TenantId, Tier};
 
     const MINUTE: u64 = 60_000;
 
@@ -212,7 +223,11 @@ mod tests {
             }
             .into_tenant(0)
             .unwrap();
-            run(&mut state, CommandV1::CreateTenant { tenant }).unwrap();
+            run(
+                &mut state,
+                CommandV1::CreateTenant(command::CreateTenant { tenant }),
+            )
+            .unwrap();
         }
         state
     }
@@ -231,7 +246,7 @@ mod tests {
     ) -> CommandResult {
         run(
             state,
-            CommandV1::RequestBurst {
+            CommandV1::RequestBurst(command::RequestBurst {
                 tenant: TenantId::parse(tenant).unwrap(),
                 session_id: id.to_string(),
                 request: BurstRequest {
@@ -242,7 +257,7 @@ mod tests {
                 requested_by: "admin".to_string(),
                 policy: policy(),
                 at_ms,
-            },
+            }),
         )
     }
 
@@ -255,13 +270,13 @@ mod tests {
     ) -> CommandResult {
         run(
             state,
-            CommandV1::EndBurst {
+            CommandV1::EndBurst(command::EndBurst {
                 tenant: TenantId::parse(tenant).unwrap(),
                 session_id: id.to_string(),
                 reason,
                 ended_by: "leader".to_string(),
                 at_ms,
-            },
+            }),
         )
     }
 
@@ -361,13 +376,13 @@ mod tests {
         let approve = |state: &mut HodeiState, at_ms| {
             run(
                 state,
-                CommandV1::ApproveBurst {
+                CommandV1::ApproveBurst(command::ApproveBurst {
                     tenant: TenantId::parse("acme").unwrap(),
                     session_id: "s1".to_string(),
                     approved_by: "admin".to_string(),
                     policy: policy(),
                     at_ms,
-                },
+                }),
             )
         };
         assert_eq!(refused_by(approve(&mut state, 5)), BurstRule::GlobalPool);
@@ -406,11 +421,11 @@ mod tests {
         };
         let outcome = run(
             &mut state,
-            CommandV1::SetQuota {
+            CommandV1::SetQuota(command::SetQuota {
                 id: tenant.clone(),
                 quota: lowered.clone(),
                 at_ms: 5,
-            },
+            }),
         )
         .unwrap();
         let CommandOutcome::QuotaSet {

@@ -3,9 +3,10 @@
 //! Decisions that need the clock or a provider (when to scale, when a drain is done) are
 //! made by the leader's pool actor and arrive here as commands.
 
+use crate::state::command;
 use hodei_cluster::WriteBatch;
 
-use crate::state::command::{CommandOutcome, CommandResult, PoolPatch};
+use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState, put_encoded};
 use crate::state::jobs::Release;
 use crate::state::keys::{POOL_PREFIX, WORKER_PREFIX, key};
@@ -46,9 +47,10 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_create_pool(
         &mut self,
-        pool: Pool,
+        command: command::CreatePool,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::CreatePool { pool } = command;
         pool.validate()?;
         if self.pools.contains_key(&pool.id) {
             return Err(DomainError::already_exists("pool", pool.id));
@@ -60,10 +62,11 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_update_pool(
         &mut self,
-        id: &str,
-        patch: PoolPatch,
+        command: command::UpdatePool,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::UpdatePool { id, patch } = command;
+        let id = id.as_str();
         let Some(current) = self.pools.get(id) else {
             return Err(DomainError::not_found("pool", id));
         };
@@ -118,9 +121,11 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_delete_pool(
         &mut self,
-        id: &str,
+        command: command::DeletePool,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::DeletePool { id } = command;
+        let id = id.as_str();
         let Some(pool) = self.pools.get(id) else {
             return Err(DomainError::not_found("pool", id));
         };
@@ -169,11 +174,15 @@ impl HodeiState {
     /// a stale view (a worker registered or lost since) cannot flip the pool the wrong way.
     pub(in crate::state) fn apply_pool_health(
         &mut self,
-        id: &str,
-        reported_healthy: u32,
-        at_ms: u64,
+        command: command::PoolHealth,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::PoolHealth {
+            pool: id,
+            healthy: reported_healthy,
+            at_ms,
+        } = command;
+        let id = id.as_str();
         let Some(pool) = self.pools.get(id) else {
             return Err(DomainError::not_found("pool", id));
         };
@@ -208,11 +217,15 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_count_provisioning(
         &mut self,
-        id: &str,
-        succeeded: u64,
-        failed: u64,
+        command: command::CountProvisioning,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::CountProvisioning {
+            pool: id,
+            succeeded,
+            failed,
+        } = command;
+        let id = id.as_str();
         let Some(pool) = self.pools.get(id) else {
             return Err(DomainError::not_found("pool", id));
         };
@@ -227,11 +240,16 @@ impl HodeiState {
     /// Stops an idle worker (scale-down, or the end of a drain): it takes nothing more.
     pub(in crate::state) fn apply_stop_worker(
         &mut self,
-        worker_id: &str,
-        reason: &str,
-        at_ms: u64,
+        command: command::StopWorker,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::StopWorker {
+            worker: worker_id,
+            reason,
+            at_ms,
+        } = command;
+        let worker_id = worker_id.as_str();
+        let reason = reason.as_str();
         let Some(worker) = self.workers.get_mut(worker_id) else {
             return Err(DomainError::not_found("worker", worker_id));
         };
@@ -258,11 +276,16 @@ impl HodeiState {
     /// the pool left draining would stop the workers of a pool meant to run.
     pub(in crate::state) fn apply_release_pool(
         &mut self,
-        pool_id: &str,
-        reason: &str,
-        at_ms: u64,
+        command: command::ReleasePool,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::ReleasePool {
+            pool: pool_id,
+            reason,
+            at_ms,
+        } = command;
+        let pool_id = pool_id.as_str();
+        let reason = reason.as_str();
         let Some(pool) = self.pools.get(pool_id) else {
             return Err(DomainError::not_found("pool", pool_id));
         };
@@ -304,13 +327,19 @@ impl HodeiState {
 impl HodeiState {
     pub(in crate::state) fn apply_pool_lifecycle(
         &mut self,
-        pool_id: &str,
-        action: hodei_domain::pool::PoolAction,
-        by: &str,
-        reason: &str,
-        at_ms: u64,
+        command: command::PoolLifecycle,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::PoolLifecycle {
+            pool: pool_id,
+            action,
+            by,
+            reason,
+            at_ms,
+        } = command;
+        let pool_id = pool_id.as_str();
+        let by = by.as_str();
+        let reason = reason.as_str();
         let Some(pool) = self.pools.get_mut(pool_id) else {
             return Err(DomainError::not_found("pool", pool_id));
         };

@@ -1,21 +1,21 @@
 //! Apply for queues: create, update, delete, and the defaults every cluster has.
 
+use crate::state::command;
 use hodei_cluster::WriteBatch;
 
 use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState};
 use crate::state::keys::{QUEUE_PREFIX, key};
 use hodei_domain::DomainError;
-use hodei_domain::pool::Pool;
-use hodei_domain::queue::{DEFAULT_QUEUE_ID, Queue, QueuePolicy, validate_pool_list};
+use hodei_domain::queue::{DEFAULT_QUEUE_ID, validate_pool_list};
 
 impl HodeiState {
     pub(in crate::state) fn apply_ensure_queues_and_pools(
         &mut self,
-        pools: Vec<Pool>,
-        queues: Vec<Queue>,
+        command: command::EnsureQueuesAndPools,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::EnsureQueuesAndPools { pools, queues } = command;
         let mut created = 0;
         for pool in pools {
             if !self.pools.contains_key(&pool.id) {
@@ -45,9 +45,10 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_create_queue(
         &mut self,
-        queue: Queue,
+        command: command::CreateQueue,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::CreateQueue { queue } = command;
         queue.validate()?;
         if self.queues.contains_key(&queue.id) {
             return Err(DomainError::already_exists("queue", queue.id));
@@ -60,12 +61,16 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_update_queue(
         &mut self,
-        id: &str,
-        pools: Option<Vec<String>>,
-        policy: Option<QueuePolicy>,
-        at_ms: u64,
+        command: command::UpdateQueue,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::UpdateQueue {
+            id,
+            pools,
+            policy,
+            at_ms,
+        } = command;
+        let id = id.as_str();
         let Some(current) = self.queues.get(id) else {
             return Err(DomainError::not_found("queue", id));
         };
@@ -85,9 +90,11 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_delete_queue(
         &mut self,
-        id: &str,
+        command: command::DeleteQueue,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::DeleteQueue { id } = command;
+        let id = id.as_str();
         if !self.queues.contains_key(id) {
             return Err(DomainError::not_found("queue", id));
         }

@@ -1,12 +1,13 @@
 //! Apply for runs: dispatch plans re-checked assignment by assignment, a run's start and
 //! end (its cost, its SLA), and what ending a set of runs takes back.
 
+use crate::state::command;
 use std::collections::BTreeSet;
 use std::collections::btree_map::Entry;
 
 use hodei_cluster::WriteBatch;
 
-use crate::state::command::{CommandOutcome, CommandResult, StartReport};
+use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState};
 use crate::state::jobs::{Release, release_usage};
 use crate::state::keys::{JOB_LOG_PREFIX, key};
@@ -15,7 +16,7 @@ use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
 use hodei_domain::cost::run_cost_nanos;
 use hodei_domain::dispatch::Assignment;
 use hodei_domain::job::{Job, JobState};
-use hodei_domain::run::{OUTPUT_TAIL_BYTES, RunOutcome, RunReport};
+use hodei_domain::run::{OUTPUT_TAIL_BYTES, RunOutcome};
 use hodei_domain::tenant::TenantStatus;
 
 impl HodeiState {
@@ -83,10 +84,16 @@ impl HodeiState {
     /// hold are skipped (the dispatcher plans again from the new state).
     pub(in crate::state) fn apply_assign_jobs(
         &mut self,
-        assignments: Vec<Assignment>,
-        at_ms: u64,
+        command: command::AssignJobs,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::AssignJobs {
+            assignments,
+            at_ms,
+            sla_changes,
+        } = command;
+        // The SLA changes the dispatcher saw while planning are recorded first.
+        self.apply_record_sla(sla_changes, writes)?;
         let mut assigned = 0;
         let mut rejected = 0;
         let mut workers = BTreeSet::new();
@@ -264,9 +271,10 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_job_finished(
         &mut self,
-        report: RunReport,
+        command: command::JobFinished,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::JobFinished { report } = command;
         let Some(mut found) = self.current_run(&report.job, report.attempt, &report.worker) else {
             return Ok(CommandOutcome::RunReported { applied: false });
         };
@@ -337,10 +345,10 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_run_reports(
         &mut self,
-        started: Vec<StartReport>,
-        finished: Vec<RunReport>,
+        command: command::RunReports,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::RunReports { started, finished } = command;
         let mut applied = 0;
         for start in started {
             let outcome = self.apply_job_started(
@@ -355,7 +363,7 @@ impl HodeiState {
             }
         }
         for report in finished {
-            if self.apply_job_finished(report, writes)
+            if self.apply_job_finished(command::JobFinished { report }, writes)
                 == Ok(CommandOutcome::RunReported { applied: true })
             {
                 applied += 1;

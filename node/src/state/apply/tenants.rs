@@ -1,22 +1,23 @@
 //! Apply for tenants: the bootstrap of the default tenant, create, update, delete (with
 //! `cascade`, its jobs are cancelled first, all or nothing).
 
+use crate::state::command;
 use hodei_cluster::WriteBatch;
 
 use crate::state::command::{CommandOutcome, CommandResult};
 use hodei_domain::DomainError;
-use hodei_domain::tenant::{DEFAULT_TENANT_ID, Tenant, TenantId};
+use hodei_domain::tenant::DEFAULT_TENANT_ID;
 
 use crate::state::hodei_state::{DomainEvent, HodeiState, tenant_key};
 use crate::state::jobs::Release;
-use hodei_domain::tenant::TenantPatch;
 
 impl HodeiState {
     pub(in crate::state) fn apply_bootstrap(
         &mut self,
-        default_tenant: Tenant,
+        command: command::Bootstrap,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::Bootstrap { default_tenant } = command;
         if self.tenants.contains_key(&default_tenant.id) {
             return Ok(CommandOutcome::Bootstrapped { created: false });
         }
@@ -28,9 +29,10 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_create_tenant(
         &mut self,
-        tenant: Tenant,
+        command: command::CreateTenant,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::CreateTenant { tenant } = command;
         // The gateway validated it, but a forwarded or raw command may not have
         // passed the gateway: the same rules are checked again here.
         tenant.validate()?;
@@ -45,11 +47,10 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_update_tenant(
         &mut self,
-        id: TenantId,
-        patch: TenantPatch,
-        at_ms: u64,
+        command: command::UpdateTenant,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::UpdateTenant { id, patch, at_ms } = command;
         let Some(current) = self.tenants.get(&id) else {
             return Err(DomainError::not_found("tenant", id.to_string()));
         };
@@ -66,11 +67,10 @@ impl HodeiState {
     /// is applied, so a job that cannot be cancelled leaves every other one as it was.
     pub(in crate::state) fn apply_delete_tenant(
         &mut self,
-        id: TenantId,
-        cascade: bool,
-        at_ms: u64,
+        command: command::DeleteTenant,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::DeleteTenant { id, cascade, at_ms } = command;
         if !self.tenants.contains_key(&id) {
             return Err(DomainError::not_found("tenant", id.to_string()));
         }

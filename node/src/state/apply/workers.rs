@@ -1,6 +1,7 @@
 //! Apply for workers: registration (and what a re-registering worker no longer runs) and
 //! the loss of a worker.
 
+use crate::state::command;
 use std::collections::BTreeSet;
 
 use hodei_cluster::WriteBatch;
@@ -11,7 +12,6 @@ use crate::state::jobs::Release;
 use hodei_domain::DomainError;
 use hodei_domain::job::{Job, JobState};
 use hodei_domain::resources::Resources;
-use hodei_domain::run::WorkerRegistration;
 use hodei_domain::worker::{Worker, WorkerState, validate_worker_id};
 
 impl HodeiState {
@@ -20,10 +20,13 @@ impl HodeiState {
     /// assigned jobs it has not started stay assigned and are sent to it again.
     pub(in crate::state) fn apply_register_worker(
         &mut self,
-        registration: WorkerRegistration,
-        at_ms: u64,
+        command: command::RegisterWorker,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::RegisterWorker {
+            registration,
+            at_ms,
+        } = command;
         validate_worker_id(&registration.id)?;
         let Some(pool) = self.pools.get(&registration.pool) else {
             return Err(DomainError::not_found("pool", registration.pool));
@@ -109,11 +112,16 @@ impl HodeiState {
     /// spent); the worker holds nothing until it registers again.
     pub(in crate::state) fn apply_worker_lost(
         &mut self,
-        worker_id: &str,
-        reason: &str,
-        at_ms: u64,
+        command: command::WorkerLost,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        let command::WorkerLost {
+            worker: worker_id,
+            reason,
+            at_ms,
+        } = command;
+        let worker_id = worker_id.as_str();
+        let reason = reason.as_str();
         let Some(worker) = self.workers.get(worker_id) else {
             return Err(DomainError::not_found("worker", worker_id));
         };
