@@ -1,7 +1,6 @@
 //! The pure hot paths: quota admission, the dispatch decision at scale, applying a batch
 //! of commands to the state machine, and cost accrual. `cargo bench -p hodei-node --bench hot_paths`
 
-use hodei_node::state::command;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
@@ -17,6 +16,7 @@ use hodei_domain::queue::QueuePolicy;
 use hodei_domain::quota::{Quota, Usage};
 use hodei_domain::resources::Resources;
 use hodei_domain::tenant::{NewTenant, TenantId, Tier};
+use hodei_node::state::command;
 use hodei_node::state::{Command, CommandV1, HodeiState};
 
 fn admission(criterion: &mut Criterion) {

@@ -1,9 +1,9 @@
 //! What a pool's controller does next, decided from the replicated state, the workers its
 //! provider is starting and the time (a parameter): the pure half of the pool actor.
 //! - a static pool with fewer healthy workers than its size reports itself degraded, and
-//!   healthy again when they return;
+//!   healthy again when they return (a simulated one starts its `desired_size`);
 //! - a dynamic pool starts workers until it has `desired_size` (at most `max_provisioning`
-//!   starting at once; a start that does not register within `provision_timeout_s` is
+//!   starting at once, except virtual ones; a start that does not register within `provision_timeout_s` is
 //!   killed and replaced), stops idle workers beyond the desired size, and idle workers
 //!   beyond `min_size` after `idle_timeout_s` (lowering the desired size with them);
 //! - a draining pool, once no job runs in it, stops its workers and is decommissioned; at
@@ -75,8 +75,17 @@ pub fn decide(
             if pool.pool_type == PoolType::Static && (unhealthy || recovered) {
                 decision.report_healthy = Some(healthy);
             }
-            if pool.pool_type == PoolType::Dynamic {
-                scale(pool, &live, starting, now_ms, &mut decision);
+            match pool.pool_type {
+                PoolType::Dynamic => scale(pool, &live, starting, now_ms, &mut decision),
+                // Virtual workers of a static pool: the simulator keeps `desired_size`.
+                PoolType::Static if pool.provider == PoolProvider::Simulated => {
+                    let registering = starting
+                        .iter()
+                        .filter(|start| !live.iter().any(|worker| worker.id == start.worker))
+                        .count() as u32;
+                    decision.start = pool.desired_size.saturating_sub(healthy + registering);
+                }
+                PoolType::Static => {}
             }
         }
     }
@@ -142,11 +151,15 @@ fn scale(
     }
     let desired = pool.desired_size.clamp(pool.min_size, pool.max_size);
     let count = live.len() as u32;
-    if pool.provider == PoolProvider::Process && count + still_starting < desired {
-        let room = pool
-            .dynamic_settings
-            .max_provisioning
-            .saturating_sub(still_starting);
+    if pool.provider != PoolProvider::Static && count + still_starting < desired {
+        // A virtual worker starts in one commit: the cap on starts at once is for machines.
+        let room = match pool.provider {
+            PoolProvider::Simulated => u32::MAX,
+            _ => pool
+                .dynamic_settings
+                .max_provisioning
+                .saturating_sub(still_starting),
+        };
         decision.start = (desired - count - still_starting).min(room);
     }
     // Idle workers, longest idle first.
@@ -335,5 +348,34 @@ mod tests {
         assert_eq!(decide(&pool, &two, &[], 0).report_healthy, Some(2));
         pool.state = PoolState::Active;
         assert_eq!(decide(&pool, &two, &[], 0), SizingDecision::default());
+    }
+
+    #[test]
+    fn virtual_workers_start_all_at_once_and_a_static_pool_never_starts_any() {
+        let mut pool = dynamic(2, 20, 20);
+        pool.provider = PoolProvider::Simulated;
+        let one = [worker("a", WorkerState::Idle, 0, 0)];
+        assert_eq!(decide(&pool, &one, &[starting("b", 0)], 0).start, 18);
+        pool.provider = PoolProvider::Static;
+        assert_eq!(decide(&pool, &one, &[], 0).start, 0);
+    }
+
+    #[test]
+    fn a_simulated_static_pool_keeps_its_desired_size_registered() {
+        let mut pool = Pool::new(
+            "p",
+            PoolType::Static,
+            PoolProvider::Simulated,
+            Resources::new(1_000, 1_000, 0),
+            3,
+            3,
+            0,
+        );
+        pool.desired_size = 3;
+        let one = [worker("a", WorkerState::Idle, 0, 0)];
+        let registering = [starting("a", 0), starting("b", 0)];
+        assert_eq!(decide(&pool, &one, &registering, 0).start, 1);
+        pool.state = PoolState::Suspended;
+        assert_eq!(decide(&pool, &one, &[], 0).start, 0, "suspended");
     }
 }

@@ -6,7 +6,6 @@
 //! simulator as actors (`leader_loop.rs`), restarted the same way. On a fresh cluster it also proposes the bootstrap
 //! commands that create the default tenant and the configured pools and queues.
 
-use crate::state::command;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -19,6 +18,7 @@ use crate::actors::queue_actor::{QueueActor, QueueMsg};
 use crate::actors::restarts::{Restart, RestartPolicy, Restarts};
 use crate::actors::tenant_actor::{TenantActor, TenantMsg};
 use crate::actors::{NodeContext, now_ms};
+use crate::state::command;
 use crate::state::{Command, CommandV1, DomainEvent};
 use hodei_domain::tenant::{Tenant, TenantId};
 

@@ -1,7 +1,6 @@
 //! The gateway's job, queue and worker operations: submit (one or a batch, one Raft entry
 //! either way), read, list, cancel, logs and watch; queue CRUD; the worker list.
 
-use crate::state::command;
 use tokio::sync::{broadcast, mpsc};
 use tracing::info;
 
@@ -19,6 +18,7 @@ use crate::gateway::operations::{
 };
 use crate::gateway::report_model::{JobPositionView, JobSlaView, SlaSummaryView};
 use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestContext};
+use crate::state::command;
 use crate::state::jobs::SubmittedJob;
 use crate::state::{CommandOutcome, CommandV1, DomainEvent};
 use hodei_domain::DomainError;

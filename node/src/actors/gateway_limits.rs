@@ -1,6 +1,5 @@
 //! The gateway's quota, enforcement and burst operations (US-09.1.2 - US-09.1.4).
 
-use crate::state::command;
 use tracing::info;
 
 use crate::actors::gateway::{Handler, propose_for, read_barrier, require_access, require_admin};
@@ -15,6 +14,7 @@ use crate::gateway::operations::{
     RequestBurst, SetQuota,
 };
 use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestContext};
+use crate::state::command;
 use crate::state::{CommandOutcome, CommandV1};
 use hodei_domain::DomainError;
 use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};

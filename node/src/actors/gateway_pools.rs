@@ -1,7 +1,6 @@
 //! The gateway's pool and worker operations: create, read, change and delete pools, their
 //! static and dynamic settings, lifecycle actions, metrics, and the worker list.
 
-use crate::state::command;
 use tracing::info;
 
 use crate::actors::gateway::{Handler, propose_for, read_barrier, require_admin};
@@ -18,6 +17,7 @@ use crate::gateway::operations::{
     SetStaticSettings, UpdatePool,
 };
 use crate::gateway::{ErrorCode, GatewayError, RequestContext};
+use crate::state::command;
 use crate::state::command::PoolPatch;
 use crate::state::{CommandOutcome, CommandV1, HodeiState};
 use hodei_domain::DomainError;

@@ -1,7 +1,6 @@
 //! The gateway's queue operations: create, read, change and delete queues, their status
 //! and the fair-share report.
 
-use crate::state::command;
 use tracing::info;
 
 use crate::actors::gateway::{Handler, propose_for, read_barrier, require_admin};
@@ -15,6 +14,7 @@ use crate::gateway::operations::{
 };
 use crate::gateway::report_model::{FairShareView, QueueStatusListView, QueueStatusView};
 use crate::gateway::{Consistency, ErrorCode, GatewayError, RequestContext};
+use crate::state::command;
 use crate::state::{CommandOutcome, CommandV1, HodeiState};
 use hodei_domain::DomainError;
 use hodei_domain::queue::{Queue, QueuePolicy};

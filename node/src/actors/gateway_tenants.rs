@@ -1,6 +1,5 @@
 //! The gateway's tenant and cluster-membership operations.
 
-use crate::state::command;
 use tracing::info;
 
 use crate::actors::{NodeContext, now_ms};
@@ -13,6 +12,7 @@ use crate::gateway::operations::{
     UpdateTenant,
 };
 use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestContext};
+use crate::state::command;
 use crate::state::{CommandOutcome, CommandV1};
 use hodei_domain::DomainError;
 use hodei_domain::tenant::{NewTenant, Tenant, TenantId, TenantPatch, TenantStatus, Tier};

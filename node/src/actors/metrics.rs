@@ -183,8 +183,20 @@ impl Metrics {
     }
 
     pub fn pool_provisioning(&self, pool: &str, outcome: &'static str) {
+        self.count_provisioning(pool, outcome, 1);
+    }
+
+    /// A pool's provisioning series exist, at zero, from the start of its actor (not from
+    /// its first start of a worker, which may come at any time).
+    pub fn pool_provisioning_declared(&self, pool: &str) {
+        for outcome in ["succeeded", "failed", "timed_out"] {
+            self.count_provisioning(pool, outcome, 0);
+        }
+    }
+
+    fn count_provisioning(&self, pool: &str, outcome: &'static str, count: u64) {
         self.pool_provisioning.add(
-            1,
+            count,
             &[
                 KeyValue::new("pool", pool.to_string()),
                 KeyValue::new("outcome", outcome),

@@ -6,18 +6,20 @@
 //! Its decisions use the clock, so they live here, not in apply. The handler never awaits
 //! Raft: proposals run in tasks, with one round in flight at a time.
 
-use crate::state::command;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{info, warn};
 
 use crate::actors::gateway::propose;
+use crate::actors::workers::provider::{Providers, WorkerProvider};
 use crate::actors::{NodeContext, now_ms};
 use crate::state::CommandV1;
+use crate::state::command;
 use crate::state::command::PoolPatch;
-use hodei_domain::pool::{Pool, PoolAction, PoolProvider, PoolState};
+use hodei_domain::pool::{Pool, PoolAction, PoolState};
 use hodei_domain::pool_sizing::{SizingDecision, Starting, decide};
 use hodei_domain::worker::Worker;
 
@@ -42,6 +44,7 @@ pub struct PoolActor;
 
 pub struct PoolActorState {
     node: NodeContext,
+    providers: Providers,
     observable: PoolObservableState,
     in_flight: bool,
     /// No new start before this (back-off after failures).
@@ -127,12 +130,8 @@ fn tick(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
     }) else {
         return;
     };
-    let processes = state.node.processes.clone();
-    let provisioning = if pool.provider == PoolProvider::Process {
-        processes.running(&pool.id)
-    } else {
-        Vec::new()
-    };
+    let provider = state.providers.of(pool.provider);
+    let provisioning = provider.running(&pool.id);
     for (worker, _) in &provisioning {
         let registered = workers
             .iter()
@@ -185,10 +184,10 @@ fn tick(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
         .iter()
         .filter(|worker| !live_ids.contains(*worker))
     {
-        processes.stop(worker);
+        provider.stop(worker);
     }
     if round.start > 0 && Instant::now() >= state.next_start {
-        start_workers(state, &pool, round.start);
+        start_workers(state, provider.as_ref(), &pool, &live_ids, round.start);
     }
     let mut round = round;
     if state.unreported != (0, 0) {
@@ -204,11 +203,17 @@ fn tick(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
     if round.commands.is_empty() {
         return;
     }
-    propose_round(myself, state, round, &live_ids);
+    propose_round(myself, state, provider, round, &live_ids);
 }
 
-/// Starts `count` worker processes for `pool` (stops at the first failure, and backs off).
-fn start_workers(state: &mut PoolActorState, pool: &Pool, count: u32) {
+/// Starts `count` workers of `pool` (stops at the first failure, and backs off).
+fn start_workers(
+    state: &mut PoolActorState,
+    provider: &dyn WorkerProvider,
+    pool: &Pool,
+    live: &BTreeSet<String>,
+    count: u32,
+) {
     // Workers speak to the members' public gRPC ports (the membership holds their
     // peer addresses).
     let servers: Vec<String> = state
@@ -219,11 +224,15 @@ fn start_workers(state: &mut PoolActorState, pool: &Pool, count: u32) {
         .into_iter()
         .filter_map(|member| member.api_addr)
         .collect();
+    let mut live: Vec<String> = live.iter().cloned().collect();
     for _ in 0..count {
-        match state.node.processes.spawn(pool, &servers) {
-            Ok(worker) => info!(pool = %pool.id, %worker, "provisioning a worker"),
+        match provider.start(pool, &live, &servers) {
+            Ok(worker) => {
+                info!(pool = %pool.id, %worker, "provisioning a worker");
+                live.push(worker);
+            }
             Err(error) => {
-                warn!(pool = %pool.id, %error, "could not start a worker process");
+                warn!(pool = %pool.id, %error, "could not start a worker");
                 state.observable.provision_failures += 1;
                 state.unreported.1 += 1;
                 state.node.metrics.pool_provisioning(&pool.id, "failed");
@@ -240,6 +249,7 @@ fn start_workers(state: &mut PoolActorState, pool: &Pool, count: u32) {
 fn propose_round(
     myself: &ActorRef<PoolMsg>,
     state: &mut PoolActorState,
+    provider: Arc<dyn WorkerProvider>,
     round: Round,
     live_ids: &BTreeSet<String>,
 ) {
@@ -265,7 +275,7 @@ fn propose_round(
                         // The agent exits on the stop message; a child of ours is also
                         // killed, in case the message is lost.
                         tokio::time::sleep(Duration::from_millis(500)).await;
-                        node.processes.stop(&worker);
+                        provider.stop(&worker);
                     }
                 }
                 Err(error) => {
@@ -289,7 +299,9 @@ impl Actor for PoolActor {
         (pool, node): (String, NodeContext),
     ) -> Result<PoolActorState, ActorProcessingErr> {
         myself.send_interval(TICK, || PoolMsg::Tick);
+        node.metrics.pool_provisioning_declared(&pool);
         Ok(PoolActorState {
+            providers: Providers::new(node.clone()),
             node,
             observable: PoolObservableState {
                 pool,

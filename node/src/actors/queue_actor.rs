@@ -9,7 +9,6 @@
 //! commit of the plan that fills that room. Freed rooms are matched to assignments first
 //! in, first out; those left when a pass places every pending job are dropped.
 
-use crate::state::command;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 use std::time::Instant;
@@ -19,6 +18,7 @@ use tracing::warn;
 
 use crate::actors::gateway::propose;
 use crate::actors::{NodeContext, now_ms};
+use crate::state::command;
 use crate::state::command::SlaUpdate;
 use crate::state::{CommandOutcome, CommandV1, HodeiState};
 use hodei_domain::dispatch::{

@@ -3,13 +3,13 @@
 //! and, when it fires, proposes the expiry, which the state machine records once. A new
 //! leader's actor re-arms from the replicated session, so expiry survives failover.
 
-use crate::state::command;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{info, warn};
 
 use crate::actors::{NodeContext, now_ms};
+use crate::state::command;
 use crate::state::{Command, CommandV1};
 use hodei_domain::burst::EndReason;
 use hodei_domain::tenant::{Tenant, TenantId};

@@ -400,7 +400,9 @@ mod tests {
         V1(LegacyV1),
     }
 
+    /// Only the position of the first variants matters (it is their encoded tag).
     #[derive(Serialize)]
+    #[allow(dead_code)]
     enum LegacyV1 {
         Bootstrap,
         CreateTenant,

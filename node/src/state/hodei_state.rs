@@ -2,7 +2,6 @@
 //! Each entity is also written to the state keyspace under its own key so a restarted
 //! node loads it back without replaying the whole log.
 
-use crate::state::command;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
@@ -10,6 +9,7 @@ use hodei_cluster::{Keyspace, StateMachine, WriteBatch};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::state::command;
 use crate::state::command::{Command, CommandOutcome, CommandResult, CommandV1};
 use hodei_domain::DomainError;
 use hodei_domain::burst::BurstSession;

@@ -1,5 +1,8 @@
-//! The indexes and tallies apply keeps beside the stored entities (pending queues, usage,
-//! per-state job counts, the dispatch log), updated write by write and rebuilt on load.
+//! The indexes and tallies apply keeps beside the stored entities (pending queues, tenant
+//! usage, the idempotency index, per-state job counts, the dispatch log). Everything derived
+//! from a job moves in one place, [`HodeiState::on_job_stored`], from where the job's
+//! previous version counted to where the new one counts: apply calls it for every stored
+//! job and the rebuild on load for every loaded one, so the two cannot disagree.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +10,7 @@ use hodei_cluster::WriteBatch;
 
 use crate::state::hodei_state::{DomainEvent, HodeiState, put_encoded};
 use crate::state::jobs::DISPATCH_LOG_MS;
-use crate::state::jobs::count_one;
+use crate::state::jobs::{count_one, release_usage};
 use crate::state::keys::{JOB_PREFIX, QUEUE_PREFIX, WORKER_PREFIX, key};
 use hodei_domain::job::{Job, JobState, Priority};
 use hodei_domain::queue::Queue;
@@ -47,16 +50,24 @@ impl HodeiState {
         let previous = self
             .jobs
             .get(&job.id)
-            .map(|previous| TallyKeys::of(previous));
+            .map(|previous| IndexedAs::of(previous));
+        let queued = job.state == JobState::Pending
+            && previous
+                .as_ref()
+                .is_none_or(|previous| previous.pending.is_none());
         self.on_job_stored(previous, &job);
+        if queued {
+            self.emit(DomainEvent::JobsQueued(job.spec.queue.clone()));
+        }
         self.jobs.insert(job.id.clone(), Box::new(job));
     }
 
-    /// Moves the tallies (per queue, tenant and state; per queue, priority and state; per
-    /// tenant, SLA level and status) from a job's previous version to `job`, and indexes
-    /// its idempotency key (with its first version): the one place where both apply and the rebuild on load count a
-    /// stored job.
-    fn on_job_stored(&mut self, previous: Option<TallyKeys>, job: &Job) {
+    /// Moves what a job counts in from its previous version to `job`: the tallies (per
+    /// queue, tenant and state; per queue, priority and state; per tenant, SLA level and
+    /// status), its queue's pending list and its tenant's pending count, the resources its
+    /// run holds in its tenant's usage, and its idempotency key (with its first version).
+    /// The one place where both apply and the rebuild on load index a stored job.
+    fn on_job_stored(&mut self, previous: Option<IndexedAs>, job: &Job) {
         let first_version = previous.is_none();
         if let Some(previous) = previous {
             uncount(&mut self.job_tally, &previous.by_tenant);
@@ -64,12 +75,33 @@ impl HodeiState {
             if let Some(sla) = &previous.by_sla {
                 uncount(&mut self.sla_tally, sla);
             }
+            if let Some((queue, tenant)) = &previous.pending {
+                if let Some(ids) = self.pending.get_mut(queue) {
+                    ids.remove(&job.id);
+                }
+                self.usage_add_pending(tenant, -1);
+            }
+            if let Some((tenant, resources, pool)) = &previous.held
+                && let Some(usage) = self.usage.get_mut(tenant)
+            {
+                release_usage(usage, *resources, pool);
+            }
         }
-        let current = TallyKeys::of(job);
+        let current = IndexedAs::of(job);
         count_one(self.job_tally.entry(current.by_tenant).or_default());
         count_one(self.priority_tally.entry(current.by_priority).or_default());
         if let Some(sla) = current.by_sla {
             count_one(self.sla_tally.entry(sla).or_default());
+        }
+        if let Some((queue, tenant)) = current.pending {
+            self.pending
+                .entry(queue)
+                .or_default()
+                .insert(job.id.clone());
+            self.usage_add_pending(&tenant, 1);
+        }
+        if let Some((tenant, resources, pool)) = current.held {
+            self.usage_hold(&tenant, resources, &pool);
         }
         // A job's idempotency key never changes: it is indexed with its first version.
         if first_version && let Some(idempotency_key) = &job.spec.idempotency_key {
@@ -89,17 +121,12 @@ impl HodeiState {
         self.queues.insert(queue.id.clone(), queue);
     }
 
-    pub(in crate::state) fn usage_add_pending(&mut self, tenant: &TenantId, delta: i64) {
+    fn usage_add_pending(&mut self, tenant: &TenantId, delta: i64) {
         let usage = self.usage.entry(tenant.clone()).or_default();
         usage.pending_jobs = usage.pending_jobs.saturating_add_signed(delta);
     }
 
-    pub(in crate::state) fn usage_hold(
-        &mut self,
-        tenant: &TenantId,
-        resources: Resources,
-        pool: &str,
-    ) {
+    fn usage_hold(&mut self, tenant: &TenantId, resources: Resources, pool: &str) {
         let usage = self.usage.entry(tenant.clone()).or_default();
         usage.running = usage.running.saturating_add(resources);
         usage.running_jobs = usage.running_jobs.saturating_add(1);
@@ -134,37 +161,7 @@ impl HodeiState {
         let jobs: Vec<Job> = self.jobs.values().map(|job| job.as_ref().clone()).collect();
         for job in jobs {
             self.on_job_stored(None, &job);
-            match job.state {
-                JobState::Pending => {
-                    self.pending
-                        .entry(job.spec.queue.clone())
-                        .or_default()
-                        .insert(job.id.clone());
-                    self.usage_add_pending(&job.spec.tenant, 1);
-                }
-                JobState::Assigned | JobState::Running => {
-                    let pool = job.pool.clone().unwrap_or_default();
-                    self.usage_hold(&job.spec.tenant, job.spec.resources, &pool);
-                }
-                _ => {}
-            }
         }
-    }
-
-    pub(in crate::state) fn enqueue(&mut self, job: &Job) {
-        self.pending
-            .entry(job.spec.queue.clone())
-            .or_default()
-            .insert(job.id.clone());
-        self.usage_add_pending(&job.spec.tenant, 1);
-        self.emit(DomainEvent::JobsQueued(job.spec.queue.clone()));
-    }
-
-    pub(in crate::state) fn dequeue(&mut self, job: &Job) {
-        if let Some(ids) = self.pending.get_mut(&job.spec.queue) {
-            ids.remove(&job.id);
-        }
-        self.usage_add_pending(&job.spec.tenant, -1);
     }
 
     pub(in crate::state) fn log_dispatch(&mut self, queue: &str, at_ms: u64, count: u64) {
@@ -182,16 +179,27 @@ impl HodeiState {
     }
 }
 
-/// Where a job version counts in the tallies.
-struct TallyKeys {
+/// Where a job version counts in the indexes.
+struct IndexedAs {
     by_tenant: (String, TenantId, JobState),
     by_priority: (String, Priority, JobState),
     by_sla: Option<(TenantId, SlaLevel, SlaStatus)>,
+    /// Pending: in its queue's list and its tenant's pending count.
+    pending: Option<(String, TenantId)>,
+    /// Assigned or running: its resources held in its tenant's usage, in its pool.
+    held: Option<(TenantId, Resources, String)>,
 }
 
-impl TallyKeys {
+impl IndexedAs {
     fn of(job: &Job) -> Self {
+        let tenant = &job.spec.tenant;
         Self {
+            pending: (job.state == JobState::Pending)
+                .then(|| (job.spec.queue.clone(), tenant.clone())),
+            held: matches!(job.state, JobState::Assigned | JobState::Running).then(|| {
+                let pool = job.pool.clone().unwrap_or_default();
+                (tenant.clone(), job.spec.resources, pool)
+            }),
             by_tenant: (job.spec.queue.clone(), job.spec.tenant.clone(), job.state),
             by_priority: (job.spec.queue.clone(), job.spec.priority, job.state),
             by_sla: job

@@ -49,8 +49,6 @@ pub(super) struct Release {
 pub(super) struct PlannedCancel {
     /// The job as it will be stored: cancelled.
     pub(super) job: Job,
-    /// It was pending: it leaves its queue (no worker held it).
-    pub(super) was_pending: bool,
     /// The worker that held it, which must stop it.
     pub(super) worker: Option<String>,
 }

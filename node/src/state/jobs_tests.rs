@@ -1,6 +1,5 @@
 //! Apply's rules for jobs, runs and workers, end to end on a real store.
 
-use crate::state::command;
 use hodei_domain::DomainError;
 use hodei_domain::dispatch::Assignment;
 use hodei_domain::job::{Job, JobSpec, JobState, Priority};
@@ -10,6 +9,7 @@ use hodei_domain::resources::Resources;
 use hodei_domain::tenant::TenantId;
 use hodei_domain::worker::WorkerState;
 
+use crate::state::command;
 use crate::state::command::{CommandOutcome, CommandResult, StartReport};
 use crate::state::hodei_state::HodeiState;
 use hodei_cluster::{SledStorage, StateMachine, Storage, WriteBatch};

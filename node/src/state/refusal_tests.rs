@@ -6,12 +6,12 @@
 //! Longer than our other files on purpose: one table of refusals for every command kind is
 //! easier to keep complete in one place than spread over the aggregates' files.
 
-use crate::state::command;
 use hodei_cluster::{StateMachine, WriteBatch};
 use proptest::prelude::*;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::TryRecvError;
 
+use crate::state::command;
 use crate::state::command::PoolPatch;
 use crate::state::command::{Command, CommandOutcome, CommandResult, CommandV1, StartReport};
 use crate::state::hodei_state::{DomainEvent, HodeiState};

@@ -5,7 +5,6 @@
 //! compares the jobs the state says a worker holds with what this session already sent,
 //! and sends the difference. The same pass runs on every event and on a timer.
 
-use crate::state::command;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::actors::{NodeContext, now_ms};
+use crate::state::command;
 use crate::state::{CommandV1, DomainEvent};
 use hodei_domain::job::{Job, JobState};
 

@@ -1,8 +1,9 @@
 //! The leader's side of workers: the hub that holds each agent's stream and watches its
-//! heartbeats, the `WorkerService` session an agent opens, the process provider that
-//! starts agents for dynamic pools, and the simulated provider.
+//! heartbeats, the `WorkerService` session an agent opens, and the providers a pool actor
+//! starts and stops workers through (`provider.rs`: static, process, simulated).
 
 pub mod hub;
 pub mod process_provider;
+pub mod provider;
 pub mod session;
 pub mod simulated;

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
+use crate::actors::workers::provider::WorkerProvider;
 use hodei_domain::pool::Pool;
 
 struct Spawned {
@@ -42,7 +43,7 @@ impl ProcessProvider {
     }
 
     /// Starts one worker of `pool` that will register with one of `servers`.
-    pub fn spawn(&self, pool: &Pool, servers: &[String]) -> std::io::Result<String> {
+    fn spawn(&self, pool: &Pool, servers: &[String]) -> std::io::Result<String> {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let worker_id = format!("{}-{}", pool.id, &suffix[..12]);
         let work_dir = self.work_root.join(&worker_id);
@@ -76,8 +77,22 @@ impl ProcessProvider {
         Ok(worker_id)
     }
 
+    /// Stops every child (node shutdown).
+    pub fn stop_all(&self) {
+        let workers: Vec<String> = self.lock().keys().cloned().collect();
+        for worker in workers {
+            self.stop(&worker);
+        }
+    }
+}
+
+impl WorkerProvider for ProcessProvider {
+    fn start(&self, pool: &Pool, _live: &[String], servers: &[String]) -> Result<String, String> {
+        self.spawn(pool, servers).map_err(|error| error.to_string())
+    }
+
     /// Stops the process of `worker` if this node started it.
-    pub fn stop(&self, worker: &str) {
+    fn stop(&self, worker: &str) {
         if let Some(mut spawned) = self.lock().remove(worker) {
             if let Err(error) = spawned.child.start_kill() {
                 warn!(%worker, %error, "could not stop a worker process");
@@ -91,7 +106,7 @@ impl ProcessProvider {
 
     /// Forgets children that exited, and returns the ids of those of `pool` still running
     /// with when each was started.
-    pub fn running(&self, pool: &str) -> Vec<(String, Instant)> {
+    fn running(&self, pool: &str) -> Vec<(String, Instant)> {
         let mut children = self.lock();
         children.retain(|worker, spawned| match spawned.child.try_wait() {
             Ok(None) => true,
@@ -106,13 +121,5 @@ impl ProcessProvider {
             .filter(|(_, spawned)| spawned.pool == pool)
             .map(|(worker, spawned)| (worker.clone(), spawned.started))
             .collect()
-    }
-
-    /// Stops every child (node shutdown).
-    pub fn stop_all(&self) {
-        let workers: Vec<String> = self.lock().keys().cloned().collect();
-        for worker in workers {
-            self.stop(&worker);
-        }
     }
 }

@@ -3,7 +3,6 @@
 //! the session, and run reports become `JobStarted` / `JobFinished` commands, each
 //! acknowledged once committed so the worker can forget it.
 
-use crate::state::command;
 use std::pin::Pin;
 
 use hodei_proto::v1 as pb;
@@ -17,6 +16,7 @@ use crate::actors::gateway::propose;
 use crate::actors::workers::hub::{Outbound, WorkerHub, cancel_message};
 use crate::actors::{NodeContext, now_ms};
 use crate::gateway::GatewayError;
+use crate::state::command;
 use crate::state::{CommandOutcome, CommandV1};
 use hodei_domain::labels::Labels;
 use hodei_domain::resources::Resources;

@@ -1,5 +1,6 @@
-//! The `simulated` provider: virtual workers inside the leader. Each simulated pool gets
-//! `min_size` workers, registered through the same command as real agents; a job assigned
+//! The `simulated` provider: virtual workers inside the leader. A simulated pool's actor
+//! starts its workers through [`SimulatedProvider`], which registers them through the same
+//! command as real agents; a job assigned
 //! to one "runs" for its `simulate.duration_ms` and ends with its `simulate.exit_code`,
 //! reported through the same apply paths a real worker's reports take. Used for load
 //! tests and demos with thousands of concurrent jobs.
@@ -8,10 +9,9 @@
 //! ends due at each moment proposed together as one `RunReports` command (so ten
 //! thousand runs cost a few commands a second, not two each).
 
-use crate::state::command;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
@@ -19,11 +19,13 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::actors::gateway::propose;
+use crate::actors::workers::provider::WorkerProvider;
 use crate::actors::{NodeContext, now_ms};
+use crate::state::command;
 use crate::state::command::StartReport;
 use crate::state::{CommandV1, DomainEvent};
 use hodei_domain::job::JobState;
-use hodei_domain::pool::PoolProvider;
+use hodei_domain::pool::Pool;
 use hodei_domain::run::{RunOutcome, RunReport, WorkerRegistration};
 
 /// The most reports in one command.
@@ -48,53 +50,11 @@ struct Simulator {
     starts: Vec<StartReport>,
     /// Ends due and not yet committed.
     finished: Vec<RunReport>,
-    registering: BTreeSet<String>,
 }
 
 impl Simulator {
     fn stop_all(&mut self) {
         *self = Self::default();
-    }
-
-    /// Registers the missing (or lost) virtual workers of every simulated pool.
-    fn ensure_workers(&mut self, node: &NodeContext) {
-        let missing: Vec<WorkerRegistration> = node.read(|state| {
-            state
-                .pools()
-                .filter(|pool| pool.provider == PoolProvider::Simulated)
-                .flat_map(|pool| {
-                    (0..pool.desired_size).filter_map(move |index| {
-                        let id = pool.simulated_worker_id(index);
-                        let present = state.worker(&id).is_some_and(|worker| worker.is_live());
-                        (!present).then(|| WorkerRegistration {
-                            id,
-                            pool: pool.id.clone(),
-                            capacity: pool.worker_shape,
-                            labels: Default::default(),
-                            simulated: true,
-                            running: Vec::new(),
-                        })
-                    })
-                })
-                .collect()
-        });
-        for registration in missing {
-            if !self.registering.insert(registration.id.clone()) {
-                continue;
-            }
-            let node = node.clone();
-            tokio::spawn(async move {
-                let id = registration.id.clone();
-                let command = CommandV1::RegisterWorker(command::RegisterWorker {
-                    registration,
-                    at_ms: now_ms(),
-                });
-                match propose(&node, command).await {
-                    Ok(_) => info!(worker = %id, "simulated worker registered"),
-                    Err(error) => warn!(worker = %id, %error, "simulated worker not registered"),
-                }
-            });
-        }
     }
 
     /// Starts a run for every job held by a virtual worker (of `only`, or of all) that has
@@ -256,15 +216,80 @@ pub async fn run(node: NodeContext) {
             continue;
         }
         match woken {
-            Woken::Tick => {
-                simulator.registering.clear();
-                simulator.ensure_workers(&node);
-                simulator.start_runs(&node, None);
-            }
+            Woken::Tick => simulator.start_runs(&node, None),
             Woken::Assigned(workers) => simulator.start_runs(&node, workers.as_ref()),
             Woken::Due => {}
         }
         simulator.collect_due(&node);
         simulator.report(&node).await;
+    }
+}
+
+/// Starts a simulated pool's virtual workers: a start is one `RegisterWorker` command,
+/// proposed in a task. One per pool actor.
+pub struct SimulatedProvider {
+    node: NodeContext,
+    /// Workers registered (or being registered) and not stopped: id -> (pool, when).
+    started: Mutex<BTreeMap<String, (String, std::time::Instant)>>,
+}
+
+impl SimulatedProvider {
+    pub fn new(node: NodeContext) -> Self {
+        Self {
+            node,
+            started: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn started(&self) -> MutexGuard<'_, BTreeMap<String, (String, std::time::Instant)>> {
+        self.started.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl WorkerProvider for SimulatedProvider {
+    fn start(&self, pool: &Pool, live: &[String], _servers: &[String]) -> Result<String, String> {
+        let mut started = self.started();
+        let id = (0..u32::MAX)
+            .map(|index| pool.simulated_worker_id(index))
+            .find(|id| !live.contains(id) && !started.contains_key(id))
+            .ok_or_else(|| format!("pool {} has no free virtual worker id", pool.id))?;
+        started.insert(id.clone(), (pool.id.clone(), std::time::Instant::now()));
+        drop(started);
+        let registration = WorkerRegistration {
+            id: id.clone(),
+            pool: pool.id.clone(),
+            capacity: pool.worker_shape,
+            labels: Default::default(),
+            simulated: true,
+            running: Vec::new(),
+        };
+        let node = self.node.clone();
+        let registered = id.clone();
+        tokio::spawn(async move {
+            let command = CommandV1::RegisterWorker(command::RegisterWorker {
+                registration,
+                at_ms: now_ms(),
+            });
+            match propose(&node, command).await {
+                Ok(_) => info!(worker = %registered, "simulated worker registered"),
+                // The pool actor sees it never registered, and starts another.
+                Err(error) => {
+                    warn!(worker = %registered, %error, "simulated worker not registered")
+                }
+            }
+        });
+        Ok(id)
+    }
+
+    fn stop(&self, worker: &str) {
+        self.started().remove(worker);
+    }
+
+    fn running(&self, pool: &str) -> Vec<(String, std::time::Instant)> {
+        self.started()
+            .iter()
+            .filter(|(_, (of, _))| of == pool)
+            .map(|(worker, (_, at))| (worker.clone(), *at))
+            .collect()
     }
 }

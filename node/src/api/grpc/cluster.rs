@@ -7,11 +7,11 @@ use crate::actors::gateway::GatewayHandle;
 use crate::gateway::Principal;
 use crate::gateway::model::ClusterStatusView;
 use crate::gateway::operations::{ChangeCluster, ClusterOperation};
-use tracing::Instrument;
 
-use crate::api::grpc::{grpc_span, reply, request_context};
+use crate::api::grpc::{GrpcGateway, reply, request_context};
 
 pub struct ClusterGrpc {
+    grpc: GrpcGateway,
     gateway: GatewayHandle,
     default_principal: Principal,
 }
@@ -19,6 +19,7 @@ pub struct ClusterGrpc {
 impl ClusterGrpc {
     pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
         Self {
+            grpc: GrpcGateway::new(gateway.clone(), default_principal.clone()),
             gateway,
             default_principal,
         }
@@ -28,16 +29,15 @@ impl ClusterGrpc {
         &self,
         request: tonic::Request<T>,
         operation: impl FnOnce(T) -> ClusterOperation,
-    ) -> Result<tonic::Response<pb::ClusterStatus>, tonic::Status> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let operation = operation(request.into_inner());
-        let result = self
-            .gateway
-            .call(context, ChangeCluster { operation })
-            .instrument(grpc_span(&trace_id))
-            .await;
-        reply(result, &trace_id, |status| status_message(&status))
+    ) -> StatusReply {
+        let operation = |message: T| {
+            Ok(ChangeCluster {
+                operation: operation(message),
+            })
+        };
+        self.grpc
+            .call(request, operation, |status| status_message(&status))
+            .await
     }
 }
 

@@ -7,10 +7,10 @@ use hodei_proto::v1 as pb;
 use hodei_proto::v1::job_service_server::JobService;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tracing::Instrument;
 
-use crate::actors::gateway::{GatewayHandle, Handler};
-use crate::api::grpc::{grpc_span, reply, request_context, with_trace, with_trace_status};
+use crate::actors::gateway::GatewayHandle;
+use crate::api::grpc::{GrpcGateway, GrpcResult, consistency, non_empty};
+use crate::gateway::Principal;
 use crate::gateway::job_model::{
     CommandInput, JobFilter, JobView, SimulationInput, SubmitJobInput,
 };
@@ -19,13 +19,6 @@ use crate::gateway::operations::{
     CancelJob, GetJob, GetJobLogs, GetJobPosition, GetJobSla, GetSlaSummary, ListJobs, SubmitJob,
     SubmitJobs, WatchJob,
 };
-use crate::gateway::{Consistency, GatewayError, Principal, RequestContext};
-
-type GrpcResult<T> = Result<tonic::Response<T>, tonic::Status>;
-
-pub(super) fn non_empty(text: String) -> Option<String> {
-    (!text.is_empty()).then_some(text)
-}
 
 pub fn submit_input(spec: pb::JobSpec) -> SubmitJobInput {
     let command = spec.command.unwrap_or_default();
@@ -114,25 +107,14 @@ pub fn job_message(view: JobView) -> pb::Job {
     }
 }
 
-pub(super) async fn ask<O: Handler>(
-    gateway: &GatewayHandle,
-    context: RequestContext,
-    operation: O,
-) -> Result<O::Reply, GatewayError> {
-    let span = grpc_span(&context.trace_id);
-    gateway.call(context, operation).instrument(span).await
-}
-
 pub struct JobGrpc {
-    gateway: GatewayHandle,
-    default_principal: Principal,
+    grpc: GrpcGateway,
 }
 
 impl JobGrpc {
     pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
         Self {
-            gateway,
-            default_principal,
+            grpc: GrpcGateway::new(gateway, default_principal),
         }
     }
 }
@@ -147,206 +129,164 @@ impl JobService for JobGrpc {
         &self,
         request: tonic::Request<pb::SubmitJobRequest>,
     ) -> GrpcResult<pb::SubmitJobResponse> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let input = submit_input(request.into_inner().job.unwrap_or_default());
-        let result = ask(
-            &self.gateway,
-            context,
-            SubmitJob {
+        let operation = |message: pb::SubmitJobRequest| {
+            let input = submit_input(message.job.unwrap_or_default());
+            Ok(SubmitJob {
                 input: Box::new(input),
-            },
-        )
-        .await;
-        reply(result, &trace_id, |submitted| pb::SubmitJobResponse {
-            job: Some(job_message(submitted.job)),
-            duplicate: submitted.duplicate,
-        })
+            })
+        };
+        self.grpc
+            .call(request, operation, |submitted| pb::SubmitJobResponse {
+                job: Some(job_message(submitted.job)),
+                duplicate: submitted.duplicate,
+            })
+            .await
     }
 
     async fn submit_jobs(
         &self,
         request: tonic::Request<pb::SubmitJobsRequest>,
     ) -> GrpcResult<pb::SubmitJobsResponse> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let inputs = request
-            .into_inner()
-            .jobs
-            .into_iter()
-            .map(submit_input)
-            .collect();
-        let result = ask(&self.gateway, context, SubmitJobs { inputs }).await;
-        reply(result, &trace_id, |batch| pb::SubmitJobsResponse {
-            accepted: batch.accepted as u32,
-            refused: batch.refused as u32,
-            results: batch
-                .results
-                .into_iter()
-                .map(|item| pb::SubmitJobResult {
-                    job: item.job.map(job_message),
-                    duplicate: item.duplicate,
-                    error: item.error,
-                    field: item.field,
-                })
-                .collect(),
-        })
+        let operation = |message: pb::SubmitJobsRequest| {
+            let inputs = message.jobs.into_iter().map(submit_input).collect();
+            Ok(SubmitJobs { inputs })
+        };
+        self.grpc
+            .call(request, operation, |batch| pb::SubmitJobsResponse {
+                accepted: batch.accepted as u32,
+                refused: batch.refused as u32,
+                results: batch
+                    .results
+                    .into_iter()
+                    .map(|item| pb::SubmitJobResult {
+                        job: item.job.map(job_message),
+                        duplicate: item.duplicate,
+                        error: item.error,
+                        field: item.field,
+                    })
+                    .collect(),
+            })
+            .await
     }
 
     async fn get_job(&self, request: tonic::Request<pb::GetJobRequest>) -> GrpcResult<pb::Job> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let result = match Consistency::parse(Some(&message.consistency)) {
-            Ok(consistency) => {
-                ask(
-                    &self.gateway,
-                    context,
-                    GetJob {
-                        id: message.id,
-                        consistency,
-                    },
-                )
-                .await
-            }
-            Err(error) => Err(error),
+        let operation = |message: pb::GetJobRequest| {
+            let consistency = consistency(&message.consistency)?;
+            Ok(GetJob {
+                id: message.id,
+                consistency,
+            })
         };
-        reply(result, &trace_id, job_message)
+        self.grpc.call(request, operation, job_message).await
     }
 
     async fn list_jobs(
         &self,
         request: tonic::Request<pb::ListJobsRequest>,
     ) -> GrpcResult<pb::ListJobsResponse> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let consistency = Consistency::parse(Some(&message.consistency))
-            .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let list = ListJobs {
-            filter: JobFilter {
-                tenant: non_empty(message.tenant),
-                queue: non_empty(message.queue),
-                state: non_empty(message.state),
-                label: non_empty(message.label),
-            },
-            page: PageInput {
-                limit: message.limit,
-                cursor: non_empty(message.cursor),
-            },
-            consistency,
+        let operation = |message: pb::ListJobsRequest| {
+            Ok(ListJobs {
+                consistency: consistency(&message.consistency)?,
+                filter: JobFilter {
+                    tenant: non_empty(message.tenant),
+                    queue: non_empty(message.queue),
+                    state: non_empty(message.state),
+                    label: non_empty(message.label),
+                },
+                page: PageInput {
+                    limit: message.limit,
+                    cursor: non_empty(message.cursor),
+                },
+            })
         };
-        let result = ask(&self.gateway, context, list).await;
-        reply(result, &trace_id, |page| pb::ListJobsResponse {
-            items: page.items.into_iter().map(job_message).collect(),
-            next_cursor: page.next_cursor,
-        })
+        self.grpc
+            .call(request, operation, |page| pb::ListJobsResponse {
+                items: page.items.into_iter().map(job_message).collect(),
+                next_cursor: page.next_cursor,
+            })
+            .await
     }
 
     async fn cancel_job(
         &self,
         request: tonic::Request<pb::CancelJobRequest>,
     ) -> GrpcResult<pb::Job> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let id = request.into_inner().id;
-        let result = ask(&self.gateway, context, CancelJob { id }).await;
-        reply(result, &trace_id, job_message)
+        let operation = |message: pb::CancelJobRequest| Ok(CancelJob { id: message.id });
+        self.grpc.call(request, operation, job_message).await
     }
 
     async fn get_job_logs(
         &self,
         request: tonic::Request<pb::GetJobRequest>,
     ) -> GrpcResult<pb::JobLogs> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let consistency = Consistency::parse(Some(&message.consistency))
-            .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let logs = GetJobLogs {
-            id: message.id,
-            consistency,
+        let operation = |message: pb::GetJobRequest| {
+            let consistency = consistency(&message.consistency)?;
+            Ok(GetJobLogs {
+                id: message.id,
+                consistency,
+            })
         };
-        let result = ask(&self.gateway, context, logs).await;
-        reply(result, &trace_id, |logs| pb::JobLogs {
-            id: logs.id,
-            state: logs.state,
-            output_tail: logs.output_tail,
-        })
+        self.grpc
+            .call(request, operation, |logs| pb::JobLogs {
+                id: logs.id,
+                state: logs.state,
+                output_tail: logs.output_tail,
+            })
+            .await
     }
 
     async fn get_job_position(
         &self,
         request: tonic::Request<pb::GetJobRequest>,
     ) -> GrpcResult<pb::JobPosition> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let consistency = Consistency::parse(Some(&message.consistency))
-            .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let result = ask(
-            &self.gateway,
-            context,
-            GetJobPosition {
+        let operation = |message: pb::GetJobRequest| {
+            let consistency = consistency(&message.consistency)?;
+            Ok(GetJobPosition {
                 id: message.id,
                 consistency,
-            },
-        )
-        .await;
-        reply(result, &trace_id, position_message)
+            })
+        };
+        self.grpc.call(request, operation, position_message).await
     }
 
     async fn get_job_sla(
         &self,
         request: tonic::Request<pb::GetJobRequest>,
     ) -> GrpcResult<pb::JobSlaReport> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let consistency = Consistency::parse(Some(&message.consistency))
-            .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let result = ask(
-            &self.gateway,
-            context,
-            GetJobSla {
+        let operation = |message: pb::GetJobRequest| {
+            let consistency = consistency(&message.consistency)?;
+            Ok(GetJobSla {
                 id: message.id,
                 consistency,
-            },
-        )
-        .await;
-        reply(result, &trace_id, sla_message)
+            })
+        };
+        self.grpc.call(request, operation, sla_message).await
     }
 
     async fn get_sla_summary(
         &self,
         request: tonic::Request<pb::SlaSummaryRequest>,
     ) -> GrpcResult<pb::SlaSummary> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let consistency = Consistency::parse(Some(&message.consistency))
-            .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let summary = GetSlaSummary {
-            tenant: non_empty(message.tenant),
-            level: non_empty(message.level),
-            consistency,
+        let operation = |message: pb::SlaSummaryRequest| {
+            Ok(GetSlaSummary {
+                consistency: consistency(&message.consistency)?,
+                tenant: non_empty(message.tenant),
+                level: non_empty(message.level),
+            })
         };
-        let result = ask(&self.gateway, context, summary).await;
-        reply(result, &trace_id, summary_message)
+        self.grpc.call(request, operation, summary_message).await
     }
 
     async fn watch_job(&self, request: tonic::Request<pb::GetJobRequest>) -> GrpcResult<JobStream> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let id = request.into_inner().id;
-        let receiver = match ask(&self.gateway, context, WatchJob { id }).await {
-            Ok(receiver) => receiver,
-            Err(error) => return Err(with_trace_status(&error, &trace_id)),
-        };
-        let stream = tokio_stream::StreamExt::map(ReceiverStream::new(receiver), |view| {
-            Ok(job_message(view))
-        });
-        Ok(with_trace(Box::pin(stream) as JobStream, &trace_id))
+        let operation = |message: pb::GetJobRequest| Ok(WatchJob { id: message.id });
+        self.grpc
+            .call(request, operation, |receiver| {
+                let views = ReceiverStream::new(receiver);
+                Box::pin(tokio_stream::StreamExt::map(views, |view| {
+                    Ok(job_message(view))
+                })) as JobStream
+            })
+            .await
     }
 }
 

@@ -9,15 +9,65 @@ mod queues;
 mod tenants;
 
 use tonic::metadata::MetadataValue;
+use tracing::Instrument;
 
 pub use self::cluster::ClusterGrpc;
 pub use self::jobs::{JobGrpc, job_message, submit_input};
 pub use self::pools::PoolGrpc;
 pub use self::queues::QueueGrpc;
 pub use self::tenants::TenantGrpc;
+use crate::actors::gateway::{GatewayHandle, Handler};
 use crate::gateway::principal::PRINCIPAL_HEADER;
 use crate::gateway::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER};
-use crate::gateway::{GatewayError, Principal, RequestContext, TraceId};
+use crate::gateway::{Consistency, GatewayError, Principal, RequestContext, TraceId};
+
+pub type GrpcResult<T> = Result<tonic::Response<T>, tonic::Status>;
+
+/// What every gRPC method does, written once: read the call's principal and trace id, build
+/// the gateway operation from the message (a refusal is the caller's error), run it in the
+/// call's span and encode the answer. Success and error alike carry the trace id.
+#[derive(Clone)]
+pub struct GrpcGateway {
+    gateway: GatewayHandle,
+    default_principal: Principal,
+}
+
+impl GrpcGateway {
+    pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
+        Self {
+            gateway,
+            default_principal,
+        }
+    }
+
+    pub async fn call<M, O: Handler, R>(
+        &self,
+        request: tonic::Request<M>,
+        operation: impl FnOnce(M) -> Result<O, GatewayError>,
+        encode: impl FnOnce(O::Reply) -> R,
+    ) -> GrpcResult<R> {
+        let context = request_context(&request, &self.default_principal)?;
+        let trace_id = context.trace_id.clone();
+        let operation = operation(request.into_inner())
+            .map_err(|error| with_trace_status(&error, &trace_id))?;
+        let result = self
+            .gateway
+            .call(context, operation)
+            .instrument(grpc_span(&trace_id))
+            .await;
+        reply(result, &trace_id, encode)
+    }
+}
+
+/// The consistency a read asks for in its `consistency` field (empty: linearizable).
+pub fn consistency(field: &str) -> Result<Consistency, GatewayError> {
+    Consistency::parse(Some(field))
+}
+
+/// An empty proto string is an absent value.
+pub fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
 
 /// Reads the principal and trace id of a call.
 pub fn request_context<T>(

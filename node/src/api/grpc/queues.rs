@@ -3,18 +3,14 @@
 use hodei_proto::v1 as pb;
 use hodei_proto::v1::queue_service_server::QueueService;
 
-use crate::actors::gateway::{GatewayHandle, Handler};
-use crate::api::grpc::{reply, request_context, with_trace_status};
+use crate::actors::gateway::GatewayHandle;
+use crate::api::grpc::{GrpcGateway, GrpcResult, consistency, non_empty};
+use crate::gateway::Principal;
 use crate::gateway::job_model::{CreateQueueInput, QueueView, UpdateQueueInput};
 use crate::gateway::operations::{
     CreateQueue, DeleteQueue, GetFairShare, GetQueue, GetQueueStatus, ListQueueStatus, ListQueues,
     UpdateQueue,
 };
-use crate::gateway::{Consistency, Principal, RequestContext};
-
-use crate::api::grpc::jobs::{ask, non_empty};
-
-type GrpcResult<T> = Result<tonic::Response<T>, tonic::Status>;
 
 fn queue_message(view: QueueView) -> pb::QueueInfo {
     pb::QueueInfo {
@@ -28,26 +24,14 @@ fn queue_message(view: QueueView) -> pb::QueueInfo {
 }
 
 pub struct QueueGrpc {
-    gateway: GatewayHandle,
-    default_principal: Principal,
+    grpc: GrpcGateway,
 }
 
 impl QueueGrpc {
     pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
         Self {
-            gateway,
-            default_principal,
+            grpc: GrpcGateway::new(gateway, default_principal),
         }
-    }
-
-    async fn queue_call<O: Handler<Reply = QueueView>>(
-        &self,
-        context: RequestContext,
-        request: O,
-    ) -> GrpcResult<pb::QueueInfo> {
-        let trace_id = context.trace_id.clone();
-        let result = ask(&self.gateway, context, request).await;
-        reply(result, &trace_id, queue_message)
     }
 }
 
@@ -57,128 +41,114 @@ impl QueueService for QueueGrpc {
         &self,
         request: tonic::Request<pb::CreateQueueRequest>,
     ) -> GrpcResult<pb::QueueInfo> {
-        let context = request_context(&request, &self.default_principal)?;
-        let message = request.into_inner();
-        let input = CreateQueueInput {
-            id: message.id,
-            pools: (!message.pools.is_empty()).then_some(message.pools),
-            policy: non_empty(message.policy),
+        let operation = |message: pb::CreateQueueRequest| {
+            let input = CreateQueueInput {
+                id: message.id,
+                pools: (!message.pools.is_empty()).then_some(message.pools),
+                policy: non_empty(message.policy),
+            };
+            Ok(CreateQueue { input })
         };
-        self.queue_call(context, CreateQueue { input }).await
+        self.grpc.call(request, operation, queue_message).await
     }
 
     async fn get_queue(
         &self,
         request: tonic::Request<pb::GetQueueRequest>,
     ) -> GrpcResult<pb::QueueInfo> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let consistency = Consistency::parse(Some(&message.consistency))
-            .map_err(|error| with_trace_status(&error, &trace_id))?;
-        self.queue_call(
-            context,
-            GetQueue {
+        let operation = |message: pb::GetQueueRequest| {
+            let consistency = consistency(&message.consistency)?;
+            Ok(GetQueue {
                 id: message.id,
                 consistency,
-            },
-        )
-        .await
+            })
+        };
+        self.grpc.call(request, operation, queue_message).await
     }
 
     async fn list_queues(
         &self,
         request: tonic::Request<pb::ListQueuesRequest>,
     ) -> GrpcResult<pb::ListQueuesResponse> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let consistency = Consistency::parse(Some(&request.get_ref().consistency))
-            .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let result = ask(&self.gateway, context, ListQueues { consistency }).await;
-        reply(result, &trace_id, |queues| pb::ListQueuesResponse {
-            items: queues.items.into_iter().map(queue_message).collect(),
-        })
+        let operation = |message: pb::ListQueuesRequest| {
+            let consistency = consistency(&message.consistency)?;
+            Ok(ListQueues { consistency })
+        };
+        self.grpc
+            .call(request, operation, |queues| pb::ListQueuesResponse {
+                items: queues.items.into_iter().map(queue_message).collect(),
+            })
+            .await
     }
 
     async fn update_queue(
         &self,
         request: tonic::Request<pb::UpdateQueueRequest>,
     ) -> GrpcResult<pb::QueueInfo> {
-        let context = request_context(&request, &self.default_principal)?;
-        let message = request.into_inner();
-        let input = UpdateQueueInput {
-            pools: (!message.pools.is_empty()).then_some(message.pools),
-            policy: non_empty(message.policy),
-        };
-        self.queue_call(
-            context,
-            UpdateQueue {
+        let operation = |message: pb::UpdateQueueRequest| {
+            let input = UpdateQueueInput {
+                pools: (!message.pools.is_empty()).then_some(message.pools),
+                policy: non_empty(message.policy),
+            };
+            Ok(UpdateQueue {
                 id: message.id,
                 input,
-            },
-        )
-        .await
+            })
+        };
+        self.grpc.call(request, operation, queue_message).await
     }
 
     async fn get_fair_share(
         &self,
         request: tonic::Request<pb::FairShareRequest>,
     ) -> GrpcResult<pb::FairShare> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let consistency = Consistency::parse(Some(&message.consistency))
-            .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let fair_share = GetFairShare {
-            queue: message.queue,
-            window_s: message.window_s,
-            consistency,
+        let operation = |message: pb::FairShareRequest| {
+            Ok(GetFairShare {
+                consistency: consistency(&message.consistency)?,
+                queue: message.queue,
+                window_s: message.window_s,
+            })
         };
-        let result = ask(&self.gateway, context, fair_share).await;
-        reply(result, &trace_id, fair_share_message)
+        self.grpc.call(request, operation, fair_share_message).await
     }
 
     async fn get_queue_status(
         &self,
         request: tonic::Request<pb::GetQueueRequest>,
     ) -> GrpcResult<pb::QueueStatus> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let consistency = Consistency::parse(Some(&message.consistency))
-            .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let status = GetQueueStatus {
-            queue: message.id,
-            consistency,
+        let operation = |message: pb::GetQueueRequest| {
+            let consistency = consistency(&message.consistency)?;
+            Ok(GetQueueStatus {
+                queue: message.id,
+                consistency,
+            })
         };
-        let result = ask(&self.gateway, context, status).await;
-        reply(result, &trace_id, status_message)
+        self.grpc.call(request, operation, status_message).await
     }
 
     async fn list_queue_status(
         &self,
         request: tonic::Request<pb::ListQueuesRequest>,
     ) -> GrpcResult<pb::ListQueueStatusResponse> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let consistency = Consistency::parse(Some(&request.get_ref().consistency))
-            .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let status = ListQueueStatus { consistency };
-        let result = ask(&self.gateway, context, status).await;
-        reply(result, &trace_id, |list| pb::ListQueueStatusResponse {
-            items: list.items.into_iter().map(status_message).collect(),
-        })
+        let operation = |message: pb::ListQueuesRequest| {
+            let consistency = consistency(&message.consistency)?;
+            Ok(ListQueueStatus { consistency })
+        };
+        self.grpc
+            .call(request, operation, |list| pb::ListQueueStatusResponse {
+                items: list.items.into_iter().map(status_message).collect(),
+            })
+            .await
     }
 
     async fn delete_queue(
         &self,
         request: tonic::Request<pb::GetQueueRequest>,
     ) -> GrpcResult<pb::DeleteQueueResponse> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let id = request.into_inner().id;
-        let result = ask(&self.gateway, context, DeleteQueue { id }).await;
-        reply(result, &trace_id, |id| pb::DeleteQueueResponse { id })
+        let operation = |message: pb::GetQueueRequest| Ok(DeleteQueue { id: message.id });
+        self.grpc
+            .call(request, operation, |id| pb::DeleteQueueResponse { id })
+            .await
     }
 }
 

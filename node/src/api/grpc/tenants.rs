@@ -3,31 +3,28 @@
 use hodei_proto::v1 as pb;
 use hodei_proto::v1::tenant_service_server::TenantService;
 
-use crate::actors::gateway::{GatewayHandle, Handler};
+use crate::actors::gateway::GatewayHandle;
 use crate::gateway::operations::{
     CreateTenant, DeleteTenant, EnforceQuota, GetTenant, GetUsage, ListTenants, RequestBurst,
     SetQuota, UpdateTenant,
 };
-use tracing::Instrument;
 
-use crate::api::grpc::{grpc_span, reply, request_context, with_trace_status};
+use crate::api::grpc::{GrpcGateway, GrpcResult, consistency, non_empty};
+use crate::gateway::Principal;
 use crate::gateway::model::{
     BurstInput, BurstView, CreateTenantInput, EnforceInput, PageInput, QuotaInput, QuotaView,
     ResourcesView, UpdateTenantInput,
 };
-use crate::gateway::{Consistency, Principal};
 use hodei_domain::tenant::Tenant;
 
 pub struct TenantGrpc {
-    gateway: GatewayHandle,
-    default_principal: Principal,
+    grpc: GrpcGateway,
 }
 
 impl TenantGrpc {
     pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
         Self {
-            gateway,
-            default_principal,
+            grpc: GrpcGateway::new(gateway, default_principal),
         }
     }
 }
@@ -44,12 +41,6 @@ pub fn tenant_message(tenant: &Tenant) -> pb::Tenant {
         updated_at_ms: tenant.updated_at_ms as i64,
     }
 }
-
-fn non_empty(text: String) -> Option<String> {
-    (!text.is_empty()).then_some(text)
-}
-
-type GrpcResult<T> = Result<tonic::Response<T>, tonic::Status>;
 
 fn quota_message(view: QuotaView) -> pb::Quota {
     pb::Quota {
@@ -94,122 +85,93 @@ fn burst_message(view: BurstView) -> pb::BurstSession {
     }
 }
 
-impl TenantGrpc {
-    async fn limits<O: Handler>(
-        &self,
-        context: crate::gateway::RequestContext,
-        operation: O,
-    ) -> Result<O::Reply, crate::gateway::GatewayError> {
-        let span = grpc_span(&context.trace_id);
-        self.gateway.call(context, operation).instrument(span).await
-    }
-}
-
 #[tonic::async_trait]
 impl TenantService for TenantGrpc {
     async fn create_tenant(
         &self,
         request: tonic::Request<pb::CreateTenantRequest>,
     ) -> GrpcResult<pb::Tenant> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let input = CreateTenantInput {
-            id: message.id,
-            display_name: non_empty(message.display_name),
-            tier: non_empty(message.tier),
-            weight: message.weight,
-            labels: message.labels.into_iter().collect(),
+        let operation = |message: pb::CreateTenantRequest| {
+            let input = CreateTenantInput {
+                id: message.id,
+                display_name: non_empty(message.display_name),
+                tier: non_empty(message.tier),
+                weight: message.weight,
+                labels: message.labels.into_iter().collect(),
+            };
+            Ok(CreateTenant { input })
         };
-        let result = self
-            .gateway
-            .call(context, CreateTenant { input })
-            .instrument(grpc_span(&trace_id))
-            .await;
-        reply(result, &trace_id, |tenant| tenant_message(&tenant))
+        self.grpc
+            .call(request, operation, |tenant| tenant_message(&tenant))
+            .await
     }
 
     async fn get_tenant(
         &self,
         request: tonic::Request<pb::GetTenantRequest>,
     ) -> GrpcResult<pb::Tenant> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let consistency = Consistency::parse(Some(&message.consistency))
-            .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let id = message.id;
-        let result = self
-            .gateway
-            .call(context, GetTenant { id, consistency })
-            .instrument(grpc_span(&trace_id))
-            .await;
-        reply(result, &trace_id, |tenant| tenant_message(&tenant))
+        let operation = |message: pb::GetTenantRequest| {
+            let consistency = consistency(&message.consistency)?;
+            Ok(GetTenant {
+                id: message.id,
+                consistency,
+            })
+        };
+        self.grpc
+            .call(request, operation, |tenant| tenant_message(&tenant))
+            .await
     }
 
     async fn list_tenants(
         &self,
         request: tonic::Request<pb::ListTenantsRequest>,
     ) -> GrpcResult<pb::ListTenantsResponse> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let consistency = Consistency::parse(Some(&message.consistency))
-            .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let page = PageInput {
-            limit: (message.page_size != 0).then_some(message.page_size),
-            cursor: non_empty(message.cursor),
+        let operation = |message: pb::ListTenantsRequest| {
+            let consistency = consistency(&message.consistency)?;
+            let page = PageInput {
+                limit: (message.page_size != 0).then_some(message.page_size),
+                cursor: non_empty(message.cursor),
+            };
+            Ok(ListTenants { page, consistency })
         };
-        let result = self
-            .gateway
-            .call(context, ListTenants { page, consistency })
-            .instrument(grpc_span(&trace_id))
-            .await;
-        reply(result, &trace_id, |page| pb::ListTenantsResponse {
-            tenants: page.items.iter().map(tenant_message).collect(),
-            next_cursor: page.next_cursor.unwrap_or_default(),
-        })
+        self.grpc
+            .call(request, operation, |page| pb::ListTenantsResponse {
+                tenants: page.items.iter().map(tenant_message).collect(),
+                next_cursor: page.next_cursor.unwrap_or_default(),
+            })
+            .await
     }
 
     async fn update_tenant(
         &self,
         request: tonic::Request<pb::UpdateTenantRequest>,
     ) -> GrpcResult<pb::Tenant> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let input = UpdateTenantInput {
-            display_name: message.display_name,
-            tier: message.tier,
-            weight: message.weight,
-            labels: message
-                .labels
-                .map(|labels| labels.entries.into_iter().collect()),
-            status: message.status,
+        let operation = |message: pb::UpdateTenantRequest| {
+            let input = UpdateTenantInput {
+                display_name: message.display_name,
+                tier: message.tier,
+                weight: message.weight,
+                labels: message
+                    .labels
+                    .map(|labels| labels.entries.into_iter().collect()),
+                status: message.status,
+            };
+            Ok(UpdateTenant {
+                id: message.id,
+                input,
+            })
         };
-        let id = message.id;
-        let result = self
-            .gateway
-            .call(context, UpdateTenant { id, input })
-            .instrument(grpc_span(&trace_id))
-            .await;
-        reply(result, &trace_id, |tenant| tenant_message(&tenant))
+        self.grpc
+            .call(request, operation, |tenant| tenant_message(&tenant))
+            .await
     }
 
     async fn set_quota(
         &self,
         request: tonic::Request<pb::SetQuotaRequest>,
     ) -> GrpcResult<pb::Quota> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let input = QuotaInput {
-            cpu_m: message.cpu_m,
-            memory_mb: message.memory_mb,
-            gpu: message.gpu,
-            max_concurrent_jobs: message.max_concurrent_jobs,
-            max_pending_jobs: message.max_pending_jobs,
-            pool_limits: (!message.pool_limits.is_empty()).then(|| {
+        let operation = |message: pb::SetQuotaRequest| {
+            let pool_limits = (!message.pool_limits.is_empty()).then(|| {
                 message
                     .pool_limits
                     .into_iter()
@@ -222,131 +184,124 @@ impl TenantService for TenantGrpc {
                         (pool, limit)
                     })
                     .collect()
-            }),
-            daily_cost_budget_usd: message.daily_cost_budget_usd,
+            });
+            let input = QuotaInput {
+                cpu_m: message.cpu_m,
+                memory_mb: message.memory_mb,
+                gpu: message.gpu,
+                max_concurrent_jobs: message.max_concurrent_jobs,
+                max_pending_jobs: message.max_pending_jobs,
+                pool_limits,
+                daily_cost_budget_usd: message.daily_cost_budget_usd,
+            };
+            Ok(SetQuota {
+                tenant: message.tenant,
+                input,
+            })
         };
-        let result = self
-            .limits(
-                context,
-                SetQuota {
-                    tenant: message.tenant,
-                    input,
-                },
-            )
-            .await;
-        reply(result, &trace_id, quota_message)
+        self.grpc.call(request, operation, quota_message).await
     }
 
     async fn get_tenant_metrics(
         &self,
         request: tonic::Request<pb::GetTenantMetricsRequest>,
     ) -> GrpcResult<pb::TenantMetrics> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let consistency = Consistency::parse(Some(&message.consistency))
-            .map_err(|error| with_trace_status(&error, &trace_id))?;
-        let result = self
-            .limits(
-                context,
-                GetUsage {
-                    tenant: message.tenant,
-                    consistency,
-                },
-            )
-            .await;
-        reply(result, &trace_id, |view| pb::TenantMetrics {
-            tenant: view.tenant,
-            dimensions: view
-                .dimensions
-                .into_iter()
-                .map(|dimension| pb::DimensionUsage {
-                    dimension: dimension.dimension,
-                    used: dimension.used,
-                    quota: dimension.quota,
-                    burst_ceiling: dimension.burst_ceiling,
-                    available: dimension.available,
-                })
-                .collect(),
-            pending_jobs: view.pending_jobs,
-            max_pending_jobs: view.max_pending_jobs,
-            burst: view.burst.map(burst_message),
-        })
+        let operation = |message: pb::GetTenantMetricsRequest| {
+            let consistency = consistency(&message.consistency)?;
+            Ok(GetUsage {
+                tenant: message.tenant,
+                consistency,
+            })
+        };
+        self.grpc
+            .call(request, operation, |view| pb::TenantMetrics {
+                tenant: view.tenant,
+                dimensions: view
+                    .dimensions
+                    .into_iter()
+                    .map(|dimension| pb::DimensionUsage {
+                        dimension: dimension.dimension,
+                        used: dimension.used,
+                        quota: dimension.quota,
+                        burst_ceiling: dimension.burst_ceiling,
+                        available: dimension.available,
+                    })
+                    .collect(),
+                pending_jobs: view.pending_jobs,
+                max_pending_jobs: view.max_pending_jobs,
+                burst: view.burst.map(burst_message),
+            })
+            .await
     }
 
     async fn enforce_quota(
         &self,
         request: tonic::Request<pb::EnforceQuotaRequest>,
     ) -> GrpcResult<pb::QuotaDecision> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let input = EnforceInput {
-            tenant: non_empty(message.tenant),
-            cpu_m: message.cpu_m,
-            memory_mb: message.memory_mb,
-            gpu: message.gpu,
-            pool: message.pool,
+        let operation = |message: pb::EnforceQuotaRequest| {
+            let input = EnforceInput {
+                tenant: non_empty(message.tenant),
+                cpu_m: message.cpu_m,
+                memory_mb: message.memory_mb,
+                gpu: message.gpu,
+                pool: message.pool,
+            };
+            Ok(EnforceQuota { input })
         };
-        let result = self.limits(context, EnforceQuota { input }).await;
-        reply(result, &trace_id, |view| pb::QuotaDecision {
-            tenant: view.tenant,
-            verdict: view.verdict,
-            reasons: view
-                .reasons
-                .into_iter()
-                .map(|reason| pb::QuotaReason {
-                    code: reason.code,
-                    dimension: reason.dimension,
-                    used: reason.used,
-                    requested: reason.requested,
-                    limit: reason.limit,
-                    message: reason.message,
-                })
-                .collect(),
-        })
+        self.grpc
+            .call(request, operation, |view| pb::QuotaDecision {
+                tenant: view.tenant,
+                verdict: view.verdict,
+                reasons: view
+                    .reasons
+                    .into_iter()
+                    .map(|reason| pb::QuotaReason {
+                        code: reason.code,
+                        dimension: reason.dimension,
+                        used: reason.used,
+                        requested: reason.requested,
+                        limit: reason.limit,
+                        message: reason.message,
+                    })
+                    .collect(),
+            })
+            .await
     }
 
     async fn request_burst_capacity(
         &self,
         request: tonic::Request<pb::RequestBurstRequest>,
     ) -> GrpcResult<pb::BurstSession> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let input = BurstInput {
-            ceiling_percentage: message.ceiling_percentage,
-            duration_seconds: (message.duration_seconds != 0).then_some(message.duration_seconds),
-            duration_minutes: None,
-            reason: message.reason,
+        let operation = |message: pb::RequestBurstRequest| {
+            let input = BurstInput {
+                ceiling_percentage: message.ceiling_percentage,
+                duration_seconds: (message.duration_seconds != 0)
+                    .then_some(message.duration_seconds),
+                duration_minutes: None,
+                reason: message.reason,
+            };
+            Ok(RequestBurst {
+                tenant: message.tenant,
+                input,
+            })
         };
-        let result = self
-            .limits(
-                context,
-                RequestBurst {
-                    tenant: message.tenant,
-                    input,
-                },
-            )
-            .await;
-        reply(result, &trace_id, burst_message)
+        self.grpc.call(request, operation, burst_message).await
     }
 
     async fn delete_tenant(
         &self,
         request: tonic::Request<pb::DeleteTenantRequest>,
     ) -> GrpcResult<pb::DeleteTenantResponse> {
-        let context = request_context(&request, &self.default_principal)?;
-        let trace_id = context.trace_id.clone();
-        let message = request.into_inner();
-        let (id, cascade) = (message.id, message.cascade);
-        let result = self
-            .gateway
-            .call(context, DeleteTenant { id, cascade })
-            .instrument(grpc_span(&trace_id))
-            .await;
-        reply(result, &trace_id, |id| pb::DeleteTenantResponse {
-            id: id.to_string(),
-        })
+        let operation = |message: pb::DeleteTenantRequest| {
+            Ok(DeleteTenant {
+                id: message.id,
+                cascade: message.cascade,
+            })
+        };
+        self.grpc
+            .call(request, operation, |id| pb::DeleteTenantResponse {
+                id: id.to_string(),
+            })
+            .await
     }
 }

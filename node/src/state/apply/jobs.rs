@@ -1,9 +1,9 @@
 //! Apply for job submission and cancellation: placement and quota checks, idempotency,
 //! then the write.
 
-use crate::state::command;
 use hodei_cluster::WriteBatch;
 
+use crate::state::command;
 use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState};
 use crate::state::jobs::{PlannedCancel, Release, SubmittedJob};
@@ -132,13 +132,12 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_submit_jobs(
         &mut self,
-        command: command::SubmitJobs,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::SubmitJobs {
+        command::SubmitJobs {
             jobs,
             max_burst_percent,
-        } = command;
+        }: command::SubmitJobs,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         let results = jobs
             .into_iter()
             .map(|job| self.submit_one(job, max_burst_percent, writes))
@@ -182,7 +181,6 @@ impl HodeiState {
         self.check_placement(&job.spec)?;
         self.check_tenant_admits(&job.spec, max_burst_percent)?;
         self.store_job(job.clone(), writes);
-        self.enqueue(&job);
         self.emit(DomainEvent::JobChanged(job.id.clone()));
         Ok(SubmittedJob {
             earlier: None,
@@ -192,14 +190,13 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_cancel_job(
         &mut self,
-        command: command::CancelJob,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::CancelJob {
+        command::CancelJob {
             id,
             cancelled_by,
             at_ms,
-        } = command;
+        }: command::CancelJob,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         let id = id.as_str();
         let cancelled_by = cancelled_by.as_str();
         let mut release = Release::default();
@@ -242,11 +239,7 @@ impl HodeiState {
             // Planned from the job as it is: the cancelled copy no longer names its worker.
             self.plan_release(release, found, at_ms)?;
         }
-        Ok(PlannedCancel {
-            job,
-            was_pending,
-            worker,
-        })
+        Ok(PlannedCancel { job, worker })
     }
 
     /// Applies a cancel computed by [`Self::plan_cancel`] (after its release was committed);
@@ -256,14 +249,7 @@ impl HodeiState {
         cancel: PlannedCancel,
         writes: &mut WriteBatch,
     ) -> Job {
-        let PlannedCancel {
-            job,
-            was_pending,
-            worker,
-        } = cancel;
-        if was_pending {
-            self.dequeue(&job);
-        }
+        let PlannedCancel { job, worker } = cancel;
         self.emit(DomainEvent::JobChanged(job.id.clone()));
         if let Some(worker) = worker {
             self.emit(DomainEvent::JobCancelled {

@@ -2,9 +2,9 @@
 //! the current state (the gateway's view may be stale), so no race can grant two sessions
 //! or overdraw the global burst pool.
 
-use crate::state::command;
 use hodei_cluster::WriteBatch;
 
+use crate::state::command;
 use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState, put_encoded};
 use crate::state::keys::BURST_PREFIX;
@@ -33,10 +33,9 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_set_quota(
         &mut self,
-        command: command::SetQuota,
+        command::SetQuota { id, quota, at_ms }: command::SetQuota,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let command::SetQuota { id, quota, at_ms } = command;
         let Some(current) = self.tenants.get(&id) else {
             return Err(DomainError::not_found("tenant", id.to_string()));
         };
@@ -56,17 +55,16 @@ impl HodeiState {
     #[allow(clippy::too_many_arguments)]
     pub(in crate::state) fn apply_request_burst(
         &mut self,
-        command: command::RequestBurst,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::RequestBurst {
+        command::RequestBurst {
             tenant,
             session_id,
             request,
             requested_by,
             policy,
             at_ms,
-        } = command;
+        }: command::RequestBurst,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         let policy = &policy;
         let Some(found) = self.tenants.get(&tenant) else {
             return Err(DomainError::not_found("tenant", tenant.to_string()));
@@ -107,16 +105,15 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_approve_burst(
         &mut self,
-        command: command::ApproveBurst,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::ApproveBurst {
+        command::ApproveBurst {
             tenant,
             session_id,
             approved_by,
             policy,
             at_ms,
-        } = command;
+        }: command::ApproveBurst,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         let tenant = &tenant;
         let session_id = session_id.as_str();
         let policy = &policy;
@@ -153,16 +150,15 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_end_burst(
         &mut self,
-        command: command::EndBurst,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::EndBurst {
+        command::EndBurst {
             tenant,
             session_id,
             reason,
             ended_by,
             at_ms,
-        } = command;
+        }: command::EndBurst,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         let tenant = &tenant;
         let session_id = session_id.as_str();
         let Some(session) = self.burst_session(tenant, session_id).cloned() else {

@@ -3,9 +3,9 @@
 //! Decisions that need the clock or a provider (when to scale, when a drain is done) are
 //! made by the leader's pool actor and arrive here as commands.
 
-use crate::state::command;
 use hodei_cluster::WriteBatch;
 
+use crate::state::command;
 use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState, put_encoded};
 use crate::state::jobs::Release;
@@ -47,10 +47,9 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_create_pool(
         &mut self,
-        command: command::CreatePool,
+        command::CreatePool { pool }: command::CreatePool,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let command::CreatePool { pool } = command;
         pool.validate()?;
         if self.pools.contains_key(&pool.id) {
             return Err(DomainError::already_exists("pool", pool.id));
@@ -62,10 +61,9 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_update_pool(
         &mut self,
-        command: command::UpdatePool,
+        command::UpdatePool { id, patch }: command::UpdatePool,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let command::UpdatePool { id, patch } = command;
         let id = id.as_str();
         let Some(current) = self.pools.get(id) else {
             return Err(DomainError::not_found("pool", id));
@@ -121,10 +119,9 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_delete_pool(
         &mut self,
-        command: command::DeletePool,
+        command::DeletePool { id }: command::DeletePool,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let command::DeletePool { id } = command;
         let id = id.as_str();
         let Some(pool) = self.pools.get(id) else {
             return Err(DomainError::not_found("pool", id));
@@ -174,14 +171,13 @@ impl HodeiState {
     /// a stale view (a worker registered or lost since) cannot flip the pool the wrong way.
     pub(in crate::state) fn apply_pool_health(
         &mut self,
-        command: command::PoolHealth,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::PoolHealth {
+        command::PoolHealth {
             pool: id,
             healthy: reported_healthy,
             at_ms,
-        } = command;
+        }: command::PoolHealth,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         let id = id.as_str();
         let Some(pool) = self.pools.get(id) else {
             return Err(DomainError::not_found("pool", id));
@@ -217,14 +213,13 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_count_provisioning(
         &mut self,
-        command: command::CountProvisioning,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::CountProvisioning {
+        command::CountProvisioning {
             pool: id,
             succeeded,
             failed,
-        } = command;
+        }: command::CountProvisioning,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         let id = id.as_str();
         let Some(pool) = self.pools.get(id) else {
             return Err(DomainError::not_found("pool", id));
@@ -240,14 +235,13 @@ impl HodeiState {
     /// Stops an idle worker (scale-down, or the end of a drain): it takes nothing more.
     pub(in crate::state) fn apply_stop_worker(
         &mut self,
-        command: command::StopWorker,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::StopWorker {
+        command::StopWorker {
             worker: worker_id,
             reason,
             at_ms,
-        } = command;
+        }: command::StopWorker,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         let worker_id = worker_id.as_str();
         let reason = reason.as_str();
         let Some(worker) = self.workers.get_mut(worker_id) else {
@@ -276,14 +270,13 @@ impl HodeiState {
     /// the pool left draining would stop the workers of a pool meant to run.
     pub(in crate::state) fn apply_release_pool(
         &mut self,
-        command: command::ReleasePool,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::ReleasePool {
+        command::ReleasePool {
             pool: pool_id,
             reason,
             at_ms,
-        } = command;
+        }: command::ReleasePool,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         let pool_id = pool_id.as_str();
         let reason = reason.as_str();
         let Some(pool) = self.pools.get(pool_id) else {
@@ -327,16 +320,15 @@ impl HodeiState {
 impl HodeiState {
     pub(in crate::state) fn apply_pool_lifecycle(
         &mut self,
-        command: command::PoolLifecycle,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::PoolLifecycle {
+        command::PoolLifecycle {
             pool: pool_id,
             action,
             by,
             reason,
             at_ms,
-        } = command;
+        }: command::PoolLifecycle,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         let pool_id = pool_id.as_str();
         let by = by.as_str();
         let reason = reason.as_str();

@@ -1,8 +1,8 @@
 //! Apply for queues: create, update, delete, and the defaults every cluster has.
 
-use crate::state::command;
 use hodei_cluster::WriteBatch;
 
+use crate::state::command;
 use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState};
 use crate::state::keys::{QUEUE_PREFIX, key};
@@ -12,10 +12,9 @@ use hodei_domain::queue::{DEFAULT_QUEUE_ID, validate_pool_list};
 impl HodeiState {
     pub(in crate::state) fn apply_ensure_queues_and_pools(
         &mut self,
-        command: command::EnsureQueuesAndPools,
+        command::EnsureQueuesAndPools { pools, queues }: command::EnsureQueuesAndPools,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let command::EnsureQueuesAndPools { pools, queues } = command;
         let mut created = 0;
         for pool in pools {
             if !self.pools.contains_key(&pool.id) {
@@ -45,10 +44,9 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_create_queue(
         &mut self,
-        command: command::CreateQueue,
+        command::CreateQueue { queue }: command::CreateQueue,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let command::CreateQueue { queue } = command;
         queue.validate()?;
         if self.queues.contains_key(&queue.id) {
             return Err(DomainError::already_exists("queue", queue.id));
@@ -61,15 +59,14 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_update_queue(
         &mut self,
-        command: command::UpdateQueue,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::UpdateQueue {
+        command::UpdateQueue {
             id,
             pools,
             policy,
             at_ms,
-        } = command;
+        }: command::UpdateQueue,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         let id = id.as_str();
         let Some(current) = self.queues.get(id) else {
             return Err(DomainError::not_found("queue", id));
@@ -90,10 +87,9 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_delete_queue(
         &mut self,
-        command: command::DeleteQueue,
+        command::DeleteQueue { id }: command::DeleteQueue,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let command::DeleteQueue { id } = command;
         let id = id.as_str();
         if !self.queues.contains_key(id) {
             return Err(DomainError::not_found("queue", id));

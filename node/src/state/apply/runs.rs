@@ -1,12 +1,12 @@
 //! Apply for runs: dispatch plans re-checked assignment by assignment, a run's start and
 //! end (its cost, its SLA), and what ending a set of runs takes back.
 
-use crate::state::command;
 use std::collections::BTreeSet;
 use std::collections::btree_map::Entry;
 
 use hodei_cluster::WriteBatch;
 
+use crate::state::command;
 use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState};
 use crate::state::jobs::{Release, release_usage};
@@ -71,9 +71,9 @@ impl HodeiState {
         Ok(())
     }
 
-    /// Applies a release computed by [`Self::plan_release`].
+    /// Applies a release computed by [`Self::plan_release`] to the workers (the usage
+    /// follows the jobs as they are stored: `on_job_stored`).
     pub(in crate::state) fn commit_release(&mut self, release: Release, writes: &mut WriteBatch) {
-        self.usage.extend(release.usage);
         for (id, worker) in release.workers {
             self.put_worker(&worker, writes);
             self.workers.insert(id, worker);
@@ -84,14 +84,13 @@ impl HodeiState {
     /// hold are skipped (the dispatcher plans again from the new state).
     pub(in crate::state) fn apply_assign_jobs(
         &mut self,
-        command: command::AssignJobs,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::AssignJobs {
+        command::AssignJobs {
             assignments,
             at_ms,
             sla_changes,
-        } = command;
+        }: command::AssignJobs,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         // The SLA changes the dispatcher saw while planning are recorded first.
         self.apply_record_sla(sla_changes, writes)?;
         let mut assigned = 0;
@@ -188,8 +187,6 @@ impl HodeiState {
         job.burst = burst;
         worker.hold(&job.id, job.spec.resources, at_ms);
         // Everything is checked: from here on nothing refuses.
-        self.dequeue(&job);
-        self.usage_hold(&job.spec.tenant, job.spec.resources, &worker.pool);
         self.put_worker(&worker, writes);
         self.workers.insert(worker.id.clone(), worker);
         self.emit(DomainEvent::JobChanged(job.id.clone()));
@@ -271,10 +268,9 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_job_finished(
         &mut self,
-        command: command::JobFinished,
+        command::JobFinished { report }: command::JobFinished,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let command::JobFinished { report } = command;
         let Some(mut found) = self.current_run(&report.job, report.attempt, &report.worker) else {
             return Ok(CommandOutcome::RunReported { applied: false });
         };
@@ -345,10 +341,9 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_run_reports(
         &mut self,
-        command: command::RunReports,
+        command::RunReports { started, finished }: command::RunReports,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let command::RunReports { started, finished } = command;
         let mut applied = 0;
         for start in started {
             let outcome = self.apply_job_started(

@@ -1,9 +1,9 @@
 //! Apply for tenants: the bootstrap of the default tenant, create, update, delete (with
 //! `cascade`, its jobs are cancelled first, all or nothing).
 
-use crate::state::command;
 use hodei_cluster::WriteBatch;
 
+use crate::state::command;
 use crate::state::command::{CommandOutcome, CommandResult};
 use hodei_domain::DomainError;
 use hodei_domain::tenant::DEFAULT_TENANT_ID;
@@ -14,10 +14,9 @@ use crate::state::jobs::Release;
 impl HodeiState {
     pub(in crate::state) fn apply_bootstrap(
         &mut self,
-        command: command::Bootstrap,
+        command::Bootstrap { default_tenant }: command::Bootstrap,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let command::Bootstrap { default_tenant } = command;
         if self.tenants.contains_key(&default_tenant.id) {
             return Ok(CommandOutcome::Bootstrapped { created: false });
         }
@@ -29,10 +28,9 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_create_tenant(
         &mut self,
-        command: command::CreateTenant,
+        command::CreateTenant { tenant }: command::CreateTenant,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let command::CreateTenant { tenant } = command;
         // The gateway validated it, but a forwarded or raw command may not have
         // passed the gateway: the same rules are checked again here.
         tenant.validate()?;
@@ -47,10 +45,9 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_update_tenant(
         &mut self,
-        command: command::UpdateTenant,
+        command::UpdateTenant { id, patch, at_ms }: command::UpdateTenant,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let command::UpdateTenant { id, patch, at_ms } = command;
         let Some(current) = self.tenants.get(&id) else {
             return Err(DomainError::not_found("tenant", id.to_string()));
         };
@@ -67,10 +64,9 @@ impl HodeiState {
     /// is applied, so a job that cannot be cancelled leaves every other one as it was.
     pub(in crate::state) fn apply_delete_tenant(
         &mut self,
-        command: command::DeleteTenant,
+        command::DeleteTenant { id, cascade, at_ms }: command::DeleteTenant,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        let command::DeleteTenant { id, cascade, at_ms } = command;
         if !self.tenants.contains_key(&id) {
             return Err(DomainError::not_found("tenant", id.to_string()));
         }

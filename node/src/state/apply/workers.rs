@@ -1,11 +1,11 @@
 //! Apply for workers: registration (and what a re-registering worker no longer runs) and
 //! the loss of a worker.
 
-use crate::state::command;
 use std::collections::BTreeSet;
 
 use hodei_cluster::WriteBatch;
 
+use crate::state::command;
 use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState};
 use crate::state::jobs::Release;
@@ -20,13 +20,12 @@ impl HodeiState {
     /// assigned jobs it has not started stay assigned and are sent to it again.
     pub(in crate::state) fn apply_register_worker(
         &mut self,
-        command: command::RegisterWorker,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::RegisterWorker {
+        command::RegisterWorker {
             registration,
             at_ms,
-        } = command;
+        }: command::RegisterWorker,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         validate_worker_id(&registration.id)?;
         let Some(pool) = self.pools.get(&registration.pool) else {
             return Err(DomainError::not_found("pool", registration.pool));
@@ -112,14 +111,13 @@ impl HodeiState {
     /// spent); the worker holds nothing until it registers again.
     pub(in crate::state) fn apply_worker_lost(
         &mut self,
-        command: command::WorkerLost,
-        writes: &mut WriteBatch,
-    ) -> CommandResult {
-        let command::WorkerLost {
+        command::WorkerLost {
             worker: worker_id,
             reason,
             at_ms,
-        } = command;
+        }: command::WorkerLost,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
         let worker_id = worker_id.as_str();
         let reason = reason.as_str();
         let Some(worker) = self.workers.get(worker_id) else {
@@ -223,7 +221,6 @@ impl HodeiState {
         for job in lost {
             if job.state == JobState::Pending {
                 requeued = requeued.saturating_add(1);
-                self.enqueue(&job);
             }
             self.emit(DomainEvent::JobChanged(job.id.clone()));
             self.store_job(job, writes);
