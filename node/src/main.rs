@@ -2,7 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use hodei_node::cli::{
-    Cli, Commands, cluster_cmd, config_cmd, job_cmd, node_cmd, tenant_cmd, worker_cmd,
+    Cli, Commands, cluster_cmd, config_cmd, job_cmd, limits_cmd, node_cmd, pool_cmd, tenant_cmd,
+    worker_cmd,
 };
 
 /// The node allocates and frees many short-lived buffers of every size (commands, job
@@ -46,8 +47,17 @@ fn main() -> ExitCode {
             }
         }
         Commands::Tenant(command) => runtime.block_on(tenant_cmd::run(command)),
+        Commands::Health { api } => runtime.block_on(tenant_cmd::health(api)),
+        Commands::Quota(command) => runtime.block_on(limits_cmd::run_quota(command)),
+        Commands::Burst(command) => runtime.block_on(limits_cmd::run_burst(command)),
+        Commands::Sla(command) => runtime.block_on(job_cmd::run_sla(command)),
+        Commands::Queue(command) => runtime.block_on(pool_cmd::run_queue(command)),
+        Commands::Pool(command) => runtime.block_on(pool_cmd::run_pool(command)),
         Commands::Cluster(command) => runtime.block_on(cluster_cmd::run(command)),
-        Commands::Worker(args) => runtime.block_on(worker_cmd::run_worker(args)),
+        Commands::Worker(cli) => match cli.command {
+            Some(command) => runtime.block_on(pool_cmd::run_worker(command)),
+            None => runtime.block_on(worker_cmd::run_worker(cli.agent)),
+        },
         Commands::Job(command) => match runtime.block_on(job_cmd::run(command)) {
             Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
             Err(error) => Err(error),

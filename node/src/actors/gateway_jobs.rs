@@ -504,6 +504,16 @@ async fn list_jobs(
         ),
     };
     let queue = filter.queue.filter(|queue| !queue.is_empty());
+    let newest_first = match filter.order.as_deref().filter(|raw| !raw.is_empty()) {
+        None | Some("oldest") => false,
+        Some("newest") => true,
+        Some(other) => {
+            return Err(GatewayError::invalid(
+                "order",
+                format!("must be `oldest` or `newest`, got `{other}`"),
+            ));
+        }
+    };
     let cursor = page.cursor.filter(|cursor| !cursor.is_empty());
     if let Some(cursor) = &cursor
         && uuid::Uuid::parse_str(cursor).is_err()
@@ -515,7 +525,7 @@ async fn list_jobs(
     }
     read_barrier(node, consistency).await?;
     let (items, more) = node.read(|state| {
-        let mut found = state.jobs_after(cursor.as_deref(), limit + 1, |job| {
+        let mut found = state.jobs_page(cursor.as_deref(), limit + 1, newest_first, |job| {
             tenant
                 .as_ref()
                 .is_none_or(|tenant| &job.spec.tenant == tenant)

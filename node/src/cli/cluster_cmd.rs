@@ -5,7 +5,7 @@ use hodei_proto::v1 as pb;
 use hodei_proto::v1::cluster_service_client::ClusterServiceClient;
 use tonic::transport::Channel;
 
-use crate::cli::tenant_cmd::{Connection, grpc_channel, request, status_error};
+use crate::cli::grpc::{Connection, grpc_channel, request, status_error};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {

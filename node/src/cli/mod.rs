@@ -1,9 +1,17 @@
-//! The `hodei` command line.
+//! The `hodei` command line. Every REST operation has a command (`commands.rs` maps them;
+//! a test holds the map against the OpenAPI document); answers print as tables, JSON or
+//! YAML (`--output`).
 
+pub mod api;
 pub mod cluster_cmd;
+pub mod commands;
 pub mod config_cmd;
+pub mod grpc;
 pub mod job_cmd;
+pub mod limits_cmd;
 pub mod node_cmd;
+pub mod output;
+pub mod pool_cmd;
 pub mod tenant_cmd;
 pub mod worker_cmd;
 
@@ -29,15 +37,36 @@ pub enum Commands {
     /// Check or print configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
-    /// Cluster membership: init, join, leave, status, transfer-leader.
+    /// Cluster membership: init, join, leave, status, digests, transfer-leader (gRPC).
     #[command(subcommand)]
     Cluster(cluster_cmd::ClusterCommand),
-    /// Manage tenants on a running node.
+    /// Is the node up, ready, and who leads?
+    Health {
+        #[command(flatten)]
+        api: api::Api,
+    },
+    /// Tenants: create, list, get, update, delete.
     #[command(subcommand)]
     Tenant(tenant_cmd::TenantCommand),
-    /// Submit and follow jobs.
+    /// A tenant's quota and usage, and what-if admission checks.
+    #[command(subcommand)]
+    Quota(limits_cmd::QuotaCommand),
+    /// Time-boxed capacity above a tenant's quota.
+    #[command(subcommand)]
+    Burst(limits_cmd::BurstCommand),
+    /// Submit, list and follow jobs; why a job waits.
     #[command(subcommand)]
     Job(job_cmd::JobCommand),
-    /// Run a worker agent that joins a pool and runs jobs as child processes.
-    Worker(worker_cmd::WorkerArgs),
+    /// SLA compliance.
+    #[command(subcommand)]
+    Sla(job_cmd::SlaCommand),
+    /// Queues: their pools and policy, status and fair share.
+    #[command(subcommand)]
+    Queue(pool_cmd::QueueCommand),
+    /// Worker pools: size, lifecycle, workers and metrics.
+    #[command(subcommand)]
+    Pool(pool_cmd::PoolCommand),
+    /// Run a worker agent that joins a pool and runs jobs as child processes; or
+    /// `hodei worker list`.
+    Worker(worker_cmd::WorkerCli),
 }

@@ -1,23 +1,11 @@
-//! `hodei tenant create|list|get|update|delete`, over gRPC to any node.
+//! `hodei tenant create|list|get|update|delete` and `hodei quota ...`, `hodei burst ...`:
+//! a tenant and its limits, over the REST API of any node.
 
-use std::collections::HashMap;
+use clap::Subcommand;
+use serde_json::{Value, json};
 
-use clap::{Args, Subcommand};
-use hodei_proto::v1 as pb;
-use hodei_proto::v1::tenant_service_client::TenantServiceClient;
-use tonic::transport::Channel;
-
-use crate::gateway::principal::PRINCIPAL_HEADER;
-
-#[derive(Debug, Args)]
-pub struct Connection {
-    /// gRPC address of any node.
-    #[arg(long, env = "HODEI_ADDR", default_value = "http://127.0.0.1:9090")]
-    pub addr: String,
-    /// Act as `admin` or `tenant:<id>`.
-    #[arg(long, env = "HODEI_PRINCIPAL")]
-    pub principal: Option<String>,
-}
+use crate::cli::api::{Api, parse_pair, segment};
+use crate::cli::output::{Column, Show, col};
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
@@ -26,50 +14,54 @@ pub enum TenantCommand {
         id: String,
         #[arg(long)]
         display_name: Option<String>,
-        /// free | standard | premium | enterprise
+        /// free | standard | premium | enterprise (default standard).
         #[arg(long)]
         tier: Option<String>,
         /// Fair-share weight, 0.1-100 (default by tier).
         #[arg(long)]
         weight: Option<f64>,
         /// A label, `key=value` (repeatable).
-        #[arg(long = "label", value_parser = parse_label)]
+        #[arg(long = "label", value_parser = parse_pair)]
         labels: Vec<(String, String)>,
         #[command(flatten)]
-        connection: Connection,
+        api: Api,
     },
     /// List tenants (every page unless --limit is given).
     List {
+        /// Page size, 1-1000.
         #[arg(long)]
         limit: Option<u32>,
+        /// The `next_cursor` of an earlier page.
         #[arg(long)]
         cursor: Option<String>,
         #[command(flatten)]
-        connection: Connection,
+        api: Api,
     },
     /// Show one tenant.
     Get {
         id: String,
         #[command(flatten)]
-        connection: Connection,
+        api: Api,
     },
     /// Change some fields of a tenant.
     Update {
         id: String,
         #[arg(long)]
         display_name: Option<String>,
+        /// free | standard | premium | enterprise
         #[arg(long)]
         tier: Option<String>,
+        /// Fair-share weight, 0.1-100.
         #[arg(long)]
         weight: Option<f64>,
-        /// active | suspended
+        /// active | suspended (a suspended tenant submits nothing and runs nothing new).
         #[arg(long)]
         status: Option<String>,
         /// Replace every label with these (`key=value`, repeatable).
-        #[arg(long = "label", value_parser = parse_label)]
+        #[arg(long = "label", value_parser = parse_pair)]
         labels: Vec<(String, String)>,
         #[command(flatten)]
-        connection: Connection,
+        api: Api,
     },
     /// Delete a tenant.
     Delete {
@@ -78,68 +70,19 @@ pub enum TenantCommand {
         #[arg(long)]
         cascade: bool,
         #[command(flatten)]
-        connection: Connection,
+        api: Api,
     },
 }
 
-fn parse_label(raw: &str) -> Result<(String, String), String> {
-    raw.split_once('=')
-        .map(|(key, value)| (key.to_string(), value.to_string()))
-        .ok_or_else(|| format!("expected key=value, got `{raw}`"))
-}
-
-/// A channel to a node's gRPC address (`host:port` or a URL).
-pub async fn grpc_channel(addr: &str) -> anyhow::Result<Channel> {
-    let url = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    tonic::transport::Endpoint::from_shared(url.clone())?
-        .connect()
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot reach {url}: {error}"))
-}
-
-async fn client(connection: &Connection) -> anyhow::Result<TenantServiceClient<Channel>> {
-    Ok(TenantServiceClient::new(
-        grpc_channel(&connection.addr).await?,
-    ))
-}
-
-pub fn request<T>(message: T, connection: &Connection) -> anyhow::Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    if let Some(principal) = &connection.principal {
-        request
-            .metadata_mut()
-            .insert(PRINCIPAL_HEADER, principal.parse()?);
-    }
-    Ok(request)
-}
-
-fn tenant_json(tenant: &pb::Tenant) -> serde_json::Value {
-    serde_json::json!({
-        "id": tenant.id,
-        "display_name": tenant.display_name,
-        "tier": tenant.tier,
-        "weight": tenant.weight,
-        "labels": tenant.labels,
-        "status": tenant.status,
-        "created_at_ms": tenant.created_at_ms,
-        "updated_at_ms": tenant.updated_at_ms,
-    })
-}
-
-fn print_tenant(tenant: &pb::Tenant) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&tenant_json(tenant)).unwrap_or_default()
-    );
-}
-
-pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
-}
+const TENANT: &[Column] = &[
+    col("ID", "/id", Show::Text),
+    col("DISPLAY NAME", "/display_name", Show::Text),
+    col("TIER", "/tier", Show::Text),
+    col("WEIGHT", "/weight", Show::Text),
+    col("STATUS", "/status", Show::Text),
+    col("LABELS", "/labels", Show::Pairs),
+    col("CREATED", "/created_at_ms", Show::Time),
+];
 
 pub async fn run(command: TenantCommand) -> anyhow::Result<()> {
     match command {
@@ -149,70 +92,48 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<()> {
             tier,
             weight,
             labels,
-            connection,
+            api,
         } => {
-            let message = pb::CreateTenantRequest {
-                id,
-                display_name: display_name.unwrap_or_default(),
-                tier: tier.unwrap_or_default(),
-                weight,
-                labels: labels.into_iter().collect::<HashMap<_, _>>(),
-            };
-            let tenant = client(&connection)
-                .await?
-                .create_tenant(request(message, &connection)?)
-                .await
-                .map_err(status_error)?;
-            print_tenant(tenant.get_ref());
+            let body = json!({
+                "id": id,
+                "display_name": display_name,
+                "tier": tier,
+                "weight": weight,
+                "labels": labels.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+            });
+            let tenant = api.post("/api/v1/tenants", without_nulls(body)).await?;
+            api.output.object(&tenant, TENANT)
         }
-        TenantCommand::List {
-            limit,
-            cursor,
-            connection,
-        } => {
-            let mut grpc = client(&connection).await?;
-            let mut cursor = cursor.unwrap_or_default();
-            println!(
-                "{:<30} {:<12} {:>7} {:<10} DISPLAY NAME",
-                "ID", "TIER", "WEIGHT", "STATUS"
-            );
-            loop {
-                let message = pb::ListTenantsRequest {
-                    page_size: limit.unwrap_or(500),
-                    cursor: cursor.clone(),
-                    consistency: String::new(),
-                };
-                let page = grpc
-                    .list_tenants(request(message, &connection)?)
-                    .await
-                    .map_err(status_error)?
-                    .into_inner();
-                for tenant in &page.tenants {
-                    println!(
-                        "{:<30} {:<12} {:>7} {:<10} {}",
-                        tenant.id, tenant.tier, tenant.weight, tenant.status, tenant.display_name
-                    );
+        TenantCommand::List { limit, cursor, api } => {
+            let mut cursor = cursor;
+            let mut items = Vec::new();
+            let next = loop {
+                let page = api
+                    .get(
+                        "/api/v1/tenants",
+                        &[
+                            ("limit", limit.map(|limit| limit.to_string())),
+                            ("cursor", cursor.clone()),
+                        ],
+                    )
+                    .await?;
+                items.extend(page["items"].as_array().cloned().unwrap_or_default());
+                let next = page["next_cursor"].as_str().map(str::to_string);
+                if next.is_none() || limit.is_some() {
+                    break next;
                 }
-                if page.next_cursor.is_empty() || limit.is_some() {
-                    if !page.next_cursor.is_empty() {
-                        println!("(more: --cursor {})", page.next_cursor);
-                    }
-                    break;
-                }
-                cursor = page.next_cursor;
-            }
-        }
-        TenantCommand::Get { id, connection } => {
-            let message = pb::GetTenantRequest {
-                id,
-                consistency: String::new(),
+                cursor = next;
             };
-            let tenant = client(&connection)
-                .await?
-                .get_tenant(request(message, &connection)?)
-                .await
-                .map_err(status_error)?;
-            print_tenant(tenant.get_ref());
+            let answer = json!({ "items": items, "next_cursor": next });
+            api.output.list(&answer, "/items", TENANT)?;
+            more(&api, &answer);
+            Ok(())
+        }
+        TenantCommand::Get { id, api } => {
+            let tenant = api
+                .get(&format!("/api/v1/tenants/{}", segment(&id)), &[])
+                .await?;
+            api.output.object(&tenant, TENANT)
         }
         TenantCommand::Update {
             id,
@@ -221,38 +142,69 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<()> {
             weight,
             status,
             labels,
-            connection,
+            api,
         } => {
-            let message = pb::UpdateTenantRequest {
-                id,
-                display_name,
-                tier,
-                weight,
-                labels: (!labels.is_empty()).then(|| pb::Labels {
-                    entries: labels.into_iter().collect(),
-                }),
-                status,
-            };
-            let tenant = client(&connection)
-                .await?
-                .update_tenant(request(message, &connection)?)
-                .await
-                .map_err(status_error)?;
-            print_tenant(tenant.get_ref());
+            let mut body = json!({
+                "display_name": display_name,
+                "tier": tier,
+                "weight": weight,
+                "status": status,
+            });
+            if !labels.is_empty() {
+                body["labels"] =
+                    Value::Object(labels.into_iter().map(|(k, v)| (k, v.into())).collect());
+            }
+            let tenant = api
+                .patch(
+                    &format!("/api/v1/tenants/{}", segment(&id)),
+                    without_nulls(body),
+                )
+                .await?;
+            api.output.object(&tenant, TENANT)
         }
-        TenantCommand::Delete {
-            id,
-            cascade,
-            connection,
-        } => {
-            let message = pb::DeleteTenantRequest { id, cascade };
-            let deleted = client(&connection)
-                .await?
-                .delete_tenant(request(message, &connection)?)
-                .await
-                .map_err(status_error)?;
-            println!("deleted tenant {}", deleted.get_ref().id);
+        TenantCommand::Delete { id, cascade, api } => {
+            let deleted = api
+                .delete(
+                    &format!("/api/v1/tenants/{}", segment(&id)),
+                    &[("cascade", cascade.then(|| "cancel".to_string()))],
+                )
+                .await?;
+            api.output
+                .object(&deleted, &[col("DELETED", "/id", Show::Text)])
         }
     }
-    Ok(())
+}
+
+/// Leaves out the fields not given (the API takes an absent field as "unchanged" or "the
+/// default"; `null` is not always the same).
+pub fn without_nulls(mut body: Value) -> Value {
+    if let Some(object) = body.as_object_mut() {
+        object.retain(|_, value| !value.is_null());
+    }
+    body
+}
+
+/// Under a table, how to ask for the next page.
+pub fn more(api: &Api, page: &Value) {
+    if api.output.output == crate::cli::output::Format::Table
+        && let Some(next) = page["next_cursor"].as_str()
+    {
+        println!("(more: --cursor {next})");
+    }
+}
+
+/// `hodei health`: the node's own view (answered without the leader).
+pub async fn health(api: Api) -> anyhow::Result<()> {
+    let health = api.get("/api/v1/health", &[]).await?;
+    api.output.object(
+        &health,
+        &[
+            col("STATUS", "/status", Show::Text),
+            col("READY", "/ready", Show::Text),
+            col("NODE", "/node_id", Show::Text),
+            col("ROLE", "/role", Show::Text),
+            col("LEADER", "/leader_id", Show::Text),
+            col("VERSION", "/version", Show::Text),
+        ],
+    )
 }

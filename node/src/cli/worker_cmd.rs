@@ -4,9 +4,21 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::cli::pool_cmd::WorkerCommand;
+
 use crate::worker::agent::{AgentSettings, run};
 use hodei_domain::labels::Labels;
 use hodei_domain::resources::Resources;
+
+/// `hodei worker [agent flags]` runs an agent; `hodei worker list` lists workers.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct WorkerCli {
+    #[command(subcommand)]
+    pub command: Option<WorkerCommand>,
+    #[command(flatten)]
+    pub agent: WorkerArgs,
+}
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {

@@ -235,6 +235,8 @@ pub struct JobFilter {
     pub state: Option<String>,
     /// `key=value`
     pub label: Option<String>,
+    /// `oldest` (default: submit order) or `newest` first.
+    pub order: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]

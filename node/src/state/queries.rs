@@ -29,11 +29,30 @@ impl HodeiState {
         limit: usize,
         keep: impl Fn(&Job) -> bool,
     ) -> Vec<Job> {
-        let range = match after {
-            Some(after) => self
-                .jobs
-                .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
-            None => self.jobs.range::<str, _>(..),
+        self.jobs_page(after, limit, false, keep)
+    }
+
+    /// Up to `limit` jobs that `keep` accepts, after the cursor `after`, in submit order or
+    /// newest first (job ids are time-ordered).
+    pub fn jobs_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        newest_first: bool,
+        keep: impl Fn(&Job) -> bool,
+    ) -> Vec<Job> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let range: Box<dyn Iterator<Item = (&String, &Box<Job>)>> = match (after, newest_first) {
+            (Some(after), false) => {
+                Box::new(self.jobs.range::<str, _>((Excluded(after), Unbounded)))
+            }
+            (Some(after), true) => Box::new(
+                self.jobs
+                    .range::<str, _>((Unbounded, Excluded(after)))
+                    .rev(),
+            ),
+            (None, false) => Box::new(self.jobs.iter()),
+            (None, true) => Box::new(self.jobs.iter().rev()),
         };
         range
             .map(|(_, job)| job.as_ref())

@@ -725,8 +725,8 @@ async fn simulated_pools_grpc_watch_and_the_cli_follow_jobs_to_their_end() -> an
             "job",
             "submit",
             "--wait",
-            "--addr",
-            &node.grpc_url(),
+            "--api",
+            &node.rest_url(""),
             "--",
             "sh",
             "-c",
@@ -748,8 +748,8 @@ async fn simulated_pools_grpc_watch_and_the_cli_follow_jobs_to_their_end() -> an
         .args([
             "job",
             "list",
-            "--addr",
-            &node.grpc_url(),
+            "--api",
+            &node.rest_url(""),
             "--state",
             "failed",
         ])
@@ -785,7 +785,7 @@ async fn hodei_dev_runs_a_job_on_its_local_workers_and_stops_them_with_it() -> a
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(root.path().join("dev.log")).map(std::process::Stdio::from)?)
         .spawn()?;
-    let grpc = format!("127.0.0.1:{grpc_port}");
+    let api = format!("http://127.0.0.1:{rest_port}");
     let workers_url = format!("http://127.0.0.1:{rest_port}/api/v1/workers");
     eventually(TIMEOUT, "the two local workers", || async {
         let Ok(response) = reqwest::get(&workers_url).await else {
@@ -797,7 +797,7 @@ async fn hodei_dev_runs_a_job_on_its_local_workers_and_stops_them_with_it() -> a
     .await?;
     let output = std::process::Command::new(hodei_tests::hodei_binary()?)
         .args([
-            "job", "submit", "--wait", "--addr", &grpc, "--", "echo", "hello",
+            "job", "submit", "--wait", "--api", &api, "--", "echo", "hello",
         ])
         .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);

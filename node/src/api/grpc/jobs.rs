@@ -192,6 +192,7 @@ impl JobService for JobGrpc {
                     queue: non_empty(message.queue),
                     state: non_empty(message.state),
                     label: non_empty(message.label),
+                    order: non_empty(message.order),
                 },
                 page: PageInput {
                     limit: message.limit,

@@ -116,6 +116,8 @@ pub struct ListJobsParams {
     state: Option<String>,
     /// `key=value`
     label: Option<String>,
+    /// `oldest` (default: submit order) or `newest` first.
+    order: Option<String>,
     /// Page size, 1–1000 (default 100).
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
@@ -138,6 +140,7 @@ async fn list_jobs(
             tenant: params.tenant,
             queue: params.queue,
             state: params.state,
+            order: params.order,
             label: params.label,
         },
         page: PageInput {

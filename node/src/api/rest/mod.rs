@@ -56,6 +56,20 @@ pub struct RestState {
 )]
 struct ApiDoc;
 
+fn api_routes() -> OpenApiRouter<RestState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(tenants::routes())
+        .merge(limits::routes())
+        .merge(cluster::routes())
+        .merge(jobs::routes())
+        .merge(pools::routes())
+}
+
+/// The OpenAPI document of every REST operation (what `/api/v1/openapi.json` serves).
+pub fn api_document() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
 /// Every REST route and the OpenAPI document that describes exactly them.
 pub fn router(
     metrics: crate::actors::metrics::Metrics,
@@ -63,13 +77,7 @@ pub fn router(
     default_principal: Principal,
     max_body_bytes: usize,
 ) -> Router {
-    let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(tenants::routes())
-        .merge(limits::routes())
-        .merge(cluster::routes())
-        .merge(jobs::routes())
-        .merge(pools::routes())
-        .split_for_parts();
+    let (routes, openapi) = api_routes().split_for_parts();
     let openapi_json = Arc::new(
         openapi
             .to_pretty_json()

@@ -1,0 +1,130 @@
+//! The REST side of the CLI: every command but `cluster`, `server`, `dev`, `worker` and
+//! `config` is one or a few calls to a node's REST API, printed as a table, JSON or YAML.
+
+use clap::Args;
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::cli::output::Output;
+use crate::gateway::principal::PRINCIPAL_HEADER;
+
+#[derive(Debug, Clone, Args)]
+pub struct Api {
+    /// REST address of any node.
+    #[arg(long, env = "HODEI_API", default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    /// Act as `admin` or `tenant:<id>`.
+    #[arg(long, env = "HODEI_PRINCIPAL")]
+    pub principal: Option<String>,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+impl Api {
+    fn url(&self, path: &str) -> String {
+        let base = if self.api.contains("://") {
+            self.api.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{}", self.api.trim_end_matches('/'))
+        };
+        format!("{base}{path}")
+    }
+
+    /// The URL of `path` with the query pairs that have a value.
+    fn url_with(
+        &self,
+        path: &str,
+        query: &[(&str, Option<String>)],
+    ) -> anyhow::Result<reqwest::Url> {
+        let pairs = query
+            .iter()
+            .filter_map(|(key, value)| value.as_ref().map(|value| (*key, value.as_str())));
+        reqwest::Url::parse_with_params(&self.url(path), pairs)
+            .map_err(|error| anyhow::anyhow!("--api {}: not a URL ({error})", self.api))
+    }
+
+    /// `GET path?query` (query pairs without a value are left out).
+    pub async fn get(&self, path: &str, query: &[(&str, Option<String>)]) -> anyhow::Result<Value> {
+        let request = self.client().get(self.url_with(path, query)?);
+        self.send(request, path).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.with_body(Method::POST, path, body).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.with_body(Method::PUT, path, body).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.with_body(Method::PATCH, path, body).await
+    }
+
+    pub async fn delete(
+        &self,
+        path: &str,
+        query: &[(&str, Option<String>)],
+    ) -> anyhow::Result<Value> {
+        let request = self.client().delete(self.url_with(path, query)?);
+        self.send(request, path).await
+    }
+
+    async fn with_body(&self, method: Method, path: &str, body: Value) -> anyhow::Result<Value> {
+        let request = self.client().request(method, self.url(path)).json(&body);
+        self.send(request, path).await
+    }
+
+    fn client(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, path: &str) -> anyhow::Result<Value> {
+        let request = match &self.principal {
+            Some(principal) => request.header(PRINCIPAL_HEADER, principal),
+            None => request,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot reach {}: {error}", self.url(path)))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(anyhow::anyhow!(problem(status.as_u16(), &body)))
+        }
+    }
+}
+
+/// An RFC 9457 problem as one line: `422 invalid: cpu_m must be ... (field cpu_m, rule ...)`.
+pub fn problem(status: u16, body: &Value) -> String {
+    let text = |key: &str| body.get(key).and_then(Value::as_str);
+    let mut line = format!(
+        "{status} {}",
+        text("title").unwrap_or("the request was refused")
+    );
+    if let Some(detail) = text("detail") {
+        line.push_str(&format!(": {detail}"));
+    }
+    match (text("field"), text("rule")) {
+        (Some(field), Some(rule)) => line.push_str(&format!(" (field `{field}`, rule {rule})")),
+        (Some(field), None) => line.push_str(&format!(" (field `{field}`)")),
+        _ => {}
+    }
+    line
+}
+
+/// `key=value` for repeatable flags.
+pub fn parse_pair(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .ok_or_else(|| format!("expected key=value, got `{raw}`"))
+}
+
+/// Path segments are sent as given; ids never hold `/` (the API refuses them), but a
+/// stray one must not reach another route.
+pub fn segment(id: &str) -> String {
+    id.replace('/', "%2F")
+}

@@ -1,0 +1,124 @@
+//! Which CLI command runs each REST operation. A test holds this map against the OpenAPI
+//! document (every operation has a command) and against the CLI itself (every command
+//! named here exists).
+
+/// (HTTP method, path template, the `hodei` command that calls it).
+pub const OPERATIONS: &[(&str, &str, &str)] = &[
+    ("get", "/api/v1/health", "health"),
+    ("get", "/api/v1/cluster/status", "cluster status"),
+    ("get", "/api/v1/cluster/digests", "cluster digests"),
+    ("post", "/api/v1/cluster/init", "cluster init"),
+    ("post", "/api/v1/cluster/members", "cluster join"),
+    (
+        "delete",
+        "/api/v1/cluster/members/{node_id}",
+        "cluster leave",
+    ),
+    (
+        "post",
+        "/api/v1/cluster/transfer-leader",
+        "cluster transfer-leader",
+    ),
+    ("post", "/api/v1/tenants", "tenant create"),
+    ("get", "/api/v1/tenants", "tenant list"),
+    ("get", "/api/v1/tenants/{id}", "tenant get"),
+    ("patch", "/api/v1/tenants/{id}", "tenant update"),
+    ("delete", "/api/v1/tenants/{id}", "tenant delete"),
+    ("get", "/api/v1/tenants/{id}/quotas", "quota get"),
+    ("put", "/api/v1/tenants/{id}/quotas", "quota set"),
+    ("get", "/api/v1/tenants/{id}/usage", "quota usage"),
+    ("post", "/api/v1/quotas/enforce", "quota enforce"),
+    ("get", "/api/v1/quotas/violations", "quota violations"),
+    ("post", "/api/v1/tenants/{id}/burst", "burst request"),
+    ("get", "/api/v1/tenants/{id}/burst", "burst list"),
+    ("delete", "/api/v1/tenants/{id}/burst", "burst end"),
+    (
+        "post",
+        "/api/v1/tenants/{id}/burst/{session}/approve",
+        "burst approve",
+    ),
+    ("post", "/api/v1/jobs", "job submit"),
+    ("post", "/api/v1/jobs/batch", "job submit"),
+    ("get", "/api/v1/jobs", "job list"),
+    ("get", "/api/v1/jobs/{id}", "job get"),
+    ("post", "/api/v1/jobs/{id}/cancel", "job cancel"),
+    ("get", "/api/v1/jobs/{id}/logs", "job logs"),
+    ("get", "/api/v1/jobs/{id}/position", "job position"),
+    ("get", "/api/v1/jobs/{id}/sla", "job sla"),
+    ("get", "/api/v1/sla/summary", "sla summary"),
+    ("get", "/api/v1/queues", "queue list"),
+    ("post", "/api/v1/queues", "queue create"),
+    ("get", "/api/v1/queues/{id}", "queue get"),
+    ("patch", "/api/v1/queues/{id}", "queue update"),
+    ("delete", "/api/v1/queues/{id}", "queue delete"),
+    ("get", "/api/v1/queues/status", "queue status"),
+    ("get", "/api/v1/queues/{id}/status", "queue status"),
+    ("get", "/api/v1/queues/{id}/fair-share", "queue fair-share"),
+    ("get", "/api/v1/workers", "worker list"),
+    ("get", "/api/v1/pools", "pool list"),
+    ("post", "/api/v1/pools", "pool create"),
+    ("get", "/api/v1/pools/{id}", "pool get"),
+    ("patch", "/api/v1/pools/{id}", "pool update"),
+    ("delete", "/api/v1/pools/{id}", "pool delete"),
+    ("get", "/api/v1/pools/{id}/lifecycle", "pool lifecycle"),
+    ("post", "/api/v1/pools/{id}/lifecycle", "pool lifecycle"),
+    ("get", "/api/v1/pools/{id}/metrics", "pool metrics"),
+    ("get", "/api/v1/pools/{id}/workers", "pool workers"),
+    ("get", "/api/v1/pools/{id}/static", "pool static"),
+    ("put", "/api/v1/pools/{id}/static", "pool static"),
+    ("get", "/api/v1/pools/{id}/dynamic", "pool dynamic"),
+    ("put", "/api/v1/pools/{id}/dynamic", "pool resize"),
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use clap::CommandFactory;
+
+    use super::OPERATIONS;
+    use crate::cli::Cli;
+
+    #[test]
+    fn every_rest_operation_has_a_cli_command_and_every_mapped_command_exists() {
+        let document = crate::api::rest::api_document();
+        let mut operations = BTreeSet::new();
+        for (path, item) in &document.paths.paths {
+            let methods = [
+                ("get", item.get.is_some()),
+                ("post", item.post.is_some()),
+                ("put", item.put.is_some()),
+                ("patch", item.patch.is_some()),
+                ("delete", item.delete.is_some()),
+            ];
+            for (method, present) in methods {
+                if present {
+                    operations.insert((method.to_string(), path.clone()));
+                }
+            }
+        }
+        let mapped: BTreeSet<(String, String)> = OPERATIONS
+            .iter()
+            .map(|(method, path, _)| (method.to_string(), path.to_string()))
+            .collect();
+        let missing: Vec<_> = operations.difference(&mapped).collect();
+        assert!(
+            missing.is_empty(),
+            "REST operations without a CLI command: {missing:?}"
+        );
+        let stale: Vec<_> = mapped.difference(&operations).collect();
+        assert!(
+            stale.is_empty(),
+            "mapped operations the API does not have: {stale:?}"
+        );
+        let cli = Cli::command();
+        for (_, path, command) in OPERATIONS {
+            let mut found = &cli;
+            for word in command.split(' ') {
+                found = found
+                    .find_subcommand(word)
+                    .unwrap_or_else(|| panic!("`hodei {command}` (for {path}) does not exist"));
+            }
+        }
+    }
+}
