@@ -52,6 +52,9 @@ pub enum ReasonCode {
     BurstCeiling,
     /// Running usage in the pool plus the job is above the tenant's pool limit.
     PoolLimit,
+    /// The job alone is larger than the quota (within the burst ceiling): it runs only
+    /// while a burst session is active.
+    NeedsBurst,
 }
 
 impl ReasonCode {
@@ -65,6 +68,7 @@ impl ReasonCode {
             ReasonCode::Quota => "quota",
             ReasonCode::BurstCeiling => "burst_ceiling",
             ReasonCode::PoolLimit => "pool_limit",
+            ReasonCode::NeedsBurst => "needs_burst",
         }
     }
 }
@@ -354,6 +358,28 @@ pub fn admit(input: &AdmissionInput<'_>) -> Decision {
             };
         }
         quota_reasons.extend(burst_reasons);
+    }
+    if input.active_burst_percent.is_none() && !requested.fits_within(quota.resources()) {
+        // No wait ends this one: only a burst session lets a job above the quota run.
+        quota_reasons = breaches(
+            ReasonCode::NeedsBurst,
+            "",
+            Resources::ZERO,
+            requested,
+            quota.resources(),
+        )
+        .into_iter()
+        .map(|found| {
+            reworded(found, |found, dimension| {
+                format!(
+                    "the job needs {}{unit} of {dimension}, more than the tenant's quota of {}{unit}: it runs only while a burst session is active (`hodei burst request`)",
+                    found.requested,
+                    found.limit,
+                    unit = dimension.unit()
+                )
+            })
+        })
+        .collect();
     }
     quota_reasons.extend(pool_reasons);
     Decision {

@@ -65,9 +65,10 @@ impl Handler for GetJob {
     ) -> Result<JobView, GatewayError> {
         let GetJob { id, consistency } = self;
         read_barrier(&node, consistency).await?;
+        let burst = max_burst_percent(&node);
         let view = node.read(|state| {
             gateway_reports::visible_job(state, &context, &id)
-                .map(|job| gateway_reports::full_job_view(state, job))
+                .map(|job| gateway_reports::full_job_view(state, job, burst))
         })?;
         Ok(view)
     }
@@ -149,6 +150,7 @@ impl Handler for GetJobPosition {
     ) -> Result<JobPositionView, GatewayError> {
         let GetJobPosition { id, consistency } = self;
         read_barrier(&node, consistency).await?;
+        let burst = max_burst_percent(&node);
         node.read(|state| {
             let job = gateway_reports::visible_job(state, &context, &id)?;
             Ok(JobPositionView {
@@ -156,7 +158,7 @@ impl Handler for GetJobPosition {
                 state: job.state.as_str().to_string(),
                 queue: job.spec.queue.clone(),
                 position: state.queue_position(job).map(|position| position as u64),
-                reasons: gateway_reports::pending_reasons(state, job),
+                reasons: gateway_reports::pending_reasons(state, job, burst),
             })
         })
     }
@@ -298,7 +300,7 @@ fn build_job(
     Ok(job)
 }
 
-fn max_burst_percent(node: &NodeContext) -> Option<u64> {
+pub(super) fn max_burst_percent(node: &NodeContext) -> Option<u64> {
     node.limits
         .burst
         .enabled
@@ -344,7 +346,20 @@ async fn submit(
         CommandOutcome::JobsSubmitted(mut results) if results.len() == 1 => {
             let submitted = results.remove(0)?;
             let stored = stored_job(node, &job, &submitted).await?;
-            Ok(submitted_view(&stored, &submitted))
+            let mut view = submitted_view(&stored, &submitted);
+            // A job its quota holds back says so at once (`needs_burst` above all: no
+            // wait ends it without a burst session).
+            if view.job.state == "pending" {
+                let burst = max_burst_percent(node);
+                view.job.pending_reason = node.read(|state| {
+                    let tenant = state.tenant(&stored.spec.tenant)?;
+                    gateway_reports::quota_reasons(state, &stored, tenant, burst)
+                        .into_iter()
+                        .next()
+                        .map(|found| format!("{}: {}", found.code, found.message))
+                });
+            }
+            Ok(view)
         }
         other => Err(unexpected(other)),
     }
@@ -553,9 +568,10 @@ fn watch(
 ) -> Result<mpsc::Receiver<JobView>, GatewayError> {
     // Subscribe before reading, so no change between the two is missed.
     let mut events = node.read(|state| state.subscribe());
+    let burst = max_burst_percent(node);
     let first = node.read(|state| {
         gateway_reports::visible_job(state, context, &id)
-            .map(|job| gateway_reports::full_job_view(state, job))
+            .map(|job| gateway_reports::full_job_view(state, job, burst))
     })?;
     let (sender, receiver) = mpsc::channel(64);
     let node = node.clone();
@@ -577,7 +593,7 @@ fn watch(
             let Some(now) = node.read(|state| {
                 state
                     .job(&id)
-                    .map(|job| gateway_reports::full_job_view(state, job))
+                    .map(|job| gateway_reports::full_job_view(state, job, burst))
             }) else {
                 return;
             };

@@ -15,7 +15,7 @@ use crate::gateway::report_model::{
 use crate::gateway::{GatewayError, Principal, RequestContext};
 use crate::state::HodeiState;
 use hodei_domain::DomainError;
-use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
+use hodei_domain::admission::{AdmissionInput, JobRequest, ReasonCode, Verdict, admit};
 use hodei_domain::dispatch::weighted_dominant_share;
 use hodei_domain::job::{Job, JobState};
 use hodei_domain::queue::{Queue, QueuePolicy};
@@ -30,8 +30,14 @@ fn reason(code: &str, message: String) -> PendingReasonView {
     }
 }
 
-/// Every reason the pending job is not running yet, most fundamental first.
-pub fn pending_reasons(state: &HodeiState, job: &Job) -> Vec<PendingReasonView> {
+/// Every reason the pending job is not running yet, most fundamental first. The quota
+/// check is the admission `/quotas/enforce` answers with (same burst ceiling), so the two
+/// agree.
+pub fn pending_reasons(
+    state: &HodeiState,
+    job: &Job,
+    max_burst_percent: Option<u64>,
+) -> Vec<PendingReasonView> {
     if job.state != JobState::Pending {
         return Vec::new();
     }
@@ -51,26 +57,7 @@ pub fn pending_reasons(state: &HodeiState, job: &Job) -> Vec<PendingReasonView> 
             ),
         ));
     }
-    let usage = state.usage(&job.spec.tenant);
-    let decision = admit(&AdmissionInput {
-        quota: &tenant.quota,
-        usage: &usage,
-        tenant_active: true,
-        active_burst_percent: state
-            .active_burst(&job.spec.tenant)
-            .map(|session| session.ceiling_percentage),
-        max_burst_percent: None,
-        largest_worker: None,
-        request: &JobRequest {
-            resources: job.spec.resources,
-            pool: None,
-        },
-    });
-    if decision.verdict == Verdict::Queue {
-        for found in &decision.reasons {
-            reasons.push(reason("quota", found.message.clone()));
-        }
-    }
+    reasons.extend(quota_reasons(state, job, tenant, max_burst_percent));
     let Some(queue) = state.queue(&job.spec.queue) else {
         reasons.push(reason("no_queue", "its queue was deleted".to_string()));
         return reasons;
@@ -82,6 +69,48 @@ pub fn pending_reasons(state: &HodeiState, job: &Job) -> Vec<PendingReasonView> 
             "dispatching",
             "a worker has room: the dispatcher places it on its next pass".to_string(),
         ));
+    }
+    reasons
+}
+
+/// Why the tenant's quota holds the job back now: the admission `/quotas/enforce` answers
+/// (over quota, waiting for running jobs to end; or larger than the quota: `needs_burst`).
+pub fn quota_reasons(
+    state: &HodeiState,
+    job: &Job,
+    tenant: &hodei_domain::tenant::Tenant,
+    max_burst_percent: Option<u64>,
+) -> Vec<PendingReasonView> {
+    let mut reasons = Vec::new();
+    let usage = state.usage(&job.spec.tenant);
+    let decision = admit(&AdmissionInput {
+        quota: &tenant.quota,
+        usage: &usage,
+        tenant_active: true,
+        active_burst_percent: state
+            .active_burst(&job.spec.tenant)
+            .map(|session| session.ceiling_percentage),
+        max_burst_percent,
+        largest_worker: None,
+        request: &JobRequest {
+            resources: job.spec.resources,
+            pool: None,
+        },
+    });
+    if matches!(decision.verdict, Verdict::Queue | Verdict::Deny) {
+        // A full backlog holds back new submits, not a job already in it.
+        for found in decision
+            .reasons
+            .iter()
+            .filter(|found| found.code != ReasonCode::BacklogFull)
+        {
+            let code = match found.code {
+                ReasonCode::NeedsBurst => "needs_burst",
+                ReasonCode::ExceedsCeiling => "exceeds_ceiling",
+                _ => "quota",
+            };
+            reasons.push(reason(code, found.message.clone()));
+        }
     }
     reasons
 }
@@ -336,8 +365,12 @@ pub fn visible_job<'a>(
 }
 
 /// The first pending reason, for the job view.
-pub fn first_pending_reason(state: &HodeiState, job: &Job) -> Option<String> {
-    pending_reasons(state, job)
+pub fn first_pending_reason(
+    state: &HodeiState,
+    job: &Job,
+    max_burst_percent: Option<u64>,
+) -> Option<String> {
+    pending_reasons(state, job, max_burst_percent)
         .into_iter()
         .next()
         .map(|found| format!("{}: {}", found.code, found.message))
@@ -346,11 +379,11 @@ pub fn first_pending_reason(state: &HodeiState, job: &Job) -> Option<String> {
 /// The job as a reader of one job sees it: with its queue position and why it waits.
 /// The position costs a walk of the queue ahead of it, so lists and submit answers use
 /// `job_summary_view` instead.
-pub fn full_job_view(state: &HodeiState, job: &Job) -> JobView {
+pub fn full_job_view(state: &HodeiState, job: &Job, max_burst_percent: Option<u64>) -> JobView {
     JobView::new(
         job,
         state.queue_position(job).map(|position| position as u64),
-        first_pending_reason(state, job),
+        first_pending_reason(state, job, max_burst_percent),
     )
 }
 

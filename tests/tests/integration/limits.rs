@@ -192,7 +192,10 @@ async fn quotas_enforcement_and_burst_governance_over_rest_and_grpc() {
         )
         .await;
     assert_eq!(queue["verdict"], "queue", "{queue}");
-    assert_eq!(queue["reasons"][0]["code"], "quota");
+    assert_eq!(
+        queue["reasons"][0]["code"], "needs_burst",
+        "larger than the quota alone: only a burst runs it"
+    );
     assert_eq!(
         (
             queue["reasons"][0]["used"].as_u64(),
@@ -300,7 +303,8 @@ async fn quotas_enforcement_and_burst_governance_over_rest_and_grpc() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|count| count["reason"] == "quota" && count["count"] == 1)
+            .any(|count| count["reason"] == "needs_burst" && count["count"] == 1),
+        "{violations}"
     );
     let (_, own_violations) = api
         .call(
@@ -624,4 +628,82 @@ async fn a_burst_session_expires_on_time_across_a_leader_failover() {
         on_old_leader["history"][0]["ended_at_ms"].as_u64(),
         Some(ended_at_ms)
     );
+}
+
+/// A job larger than its tenant's quota: with burst capacity it is accepted and says
+/// `needs_burst` (submit answer, job, position and enforce agree); without, it is refused
+/// at submit with the rule and its numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_larger_than_the_quota_needs_a_burst_or_is_refused_at_submit() {
+    for burst_enabled in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = NodeSpec::new(1);
+        spec.extra_yaml = format!(
+            "{SMALL_POOLS}burst_capacity:\n  enabled: {burst_enabled}\n  max_overage_percentage: 150\n"
+        );
+        let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
+        node.wait_ready(TIMEOUT).await.unwrap();
+        let api = Api::new(&node);
+        assert_eq!(
+            api.post("/api/v1/tenants", json!({ "id": "acme" })).await.0,
+            201
+        );
+        let (status, body) = api
+            .put("/api/v1/tenants/acme/quotas", json!({ "cpu_m": 2000 }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let job = json!({
+            "tenant": "acme",
+            "resources": { "cpu_m": 2500, "memory_mb": 512 },
+            "command": { "argv": ["true"] },
+        });
+        let (status, submitted) = api.post("/api/v1/jobs", job).await;
+        if !burst_enabled {
+            assert_problem(
+                "over quota, no burst",
+                &(status, submitted.clone()),
+                422,
+                Some("resources.cpu_m"),
+                None,
+            );
+            let detail = submitted["detail"].as_str().unwrap_or_default();
+            assert!(
+                detail.contains("2500") && detail.contains("2000"),
+                "{submitted}"
+            );
+            continue;
+        }
+        assert_eq!(status, 202, "{submitted}");
+        let reason = submitted["job"]["pending_reason"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(reason.starts_with("needs_burst:"), "{submitted}");
+        let id = submitted["job"]["id"].as_str().unwrap().to_string();
+        let (_, position) = api.get(&format!("/api/v1/jobs/{id}/position")).await;
+        assert_eq!(position["reasons"][0]["code"], "needs_burst", "{position}");
+        assert!(
+            !position["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|found| found["code"] == "dispatching"),
+            "{position}"
+        );
+        let (_, job) = api.get(&format!("/api/v1/jobs/{id}")).await;
+        assert!(
+            job["pending_reason"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("needs_burst:"),
+            "{job}"
+        );
+        let (_, decision) = api
+            .post(
+                "/api/v1/quotas/enforce",
+                json!({ "tenant": "acme", "cpu_m": 2500, "memory_mb": 512 }),
+            )
+            .await;
+        assert_eq!(decision["verdict"], "queue", "{decision}");
+        assert_eq!(decision["reasons"][0]["code"], "needs_burst", "{decision}");
+    }
 }
