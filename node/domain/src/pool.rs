@@ -450,6 +450,23 @@ impl Pool {
         matches!(self.state, PoolState::Active | PoolState::Degraded)
     }
 
+    /// The (min, max, desired) sizes a reader is shown: a static pool's size is its
+    /// configured size, so its min, max and desired say that one number (the dynamic
+    /// bounds it also stores do not apply to it); a decommissioned pool wants no worker.
+    pub fn shown_sizes(&self) -> (u32, u32, u32) {
+        let (min, max, desired) = match self.pool_type {
+            PoolType::Static => {
+                let size = self.static_settings.size;
+                (size, size, size)
+            }
+            PoolType::Dynamic => (self.min_size, self.max_size, self.desired_size),
+        };
+        match self.state {
+            PoolState::Decommissioned => (min, max, 0),
+            _ => (min, max, desired),
+        }
+    }
+
     /// The id of the `index`-th virtual worker of a simulated pool.
     pub fn simulated_worker_id(&self, index: u32) -> String {
         format!("{}-sim-{index}", self.id)

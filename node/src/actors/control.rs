@@ -273,11 +273,20 @@ async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) 
                         node.limits.default_quota.clone(),
                     ),
                 }));
+                // Created now: the time travels in the command, so every node records
+                // the same one.
+                let created_at_ms = crate::actors::now_ms();
+                let mut pools = node.catalog.pools.clone();
+                for pool in &mut pools {
+                    pool.created_at_ms = created_at_ms;
+                }
+                let mut queues = node.catalog.queues.clone();
+                for queue in &mut queues {
+                    queue.created_at_ms = created_at_ms;
+                    queue.updated_at_ms = created_at_ms;
+                }
                 let catalog = Command::V1(CommandV1::EnsureQueuesAndPools(
-                    command::EnsureQueuesAndPools {
-                        pools: node.catalog.pools.clone(),
-                        queues: node.catalog.queues.clone(),
-                    },
+                    command::EnsureQueuesAndPools { pools, queues },
                 ));
                 for command in [default_tenant, catalog] {
                     if let Err(error) = node.raft.propose(command.encode(), None).await {

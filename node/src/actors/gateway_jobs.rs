@@ -270,8 +270,20 @@ fn build_job(
         sla: input
             .sla
             .map(|sla| -> Result<SlaSpec, GatewayError> {
+                let level = match sla.level.as_deref().filter(|raw| !raw.is_empty()) {
+                    Some(raw) => SlaLevel::parse("sla.level", raw)?,
+                    None if sla.start_by_ms.is_some() || sla.finish_by_ms.is_some() => {
+                        SlaLevel::BestEffort
+                    }
+                    None => {
+                        return Err(GatewayError::invalid(
+                            "sla",
+                            "give a level (critical | high | medium | low | best_effort), start_by_ms or finish_by_ms",
+                        ));
+                    }
+                };
                 Ok(SlaSpec {
-                    level: SlaLevel::parse("sla.level", &sla.level)?,
+                    level,
                     start_by_ms: sla.start_by_ms,
                     finish_by_ms: sla.finish_by_ms,
                 })
@@ -285,6 +297,18 @@ fn build_job(
     }
     let max_burst = max_burst_percent(node);
     node.read(|state| {
+        // Checked here, not in apply: logged submits of a tenant suspended since must
+        // replay as they applied. A suspend racing a submit leaves the job pending with
+        // the reason `tenant_suspended`.
+        if let Some(tenant) = state.tenant(&spec.tenant)
+            && tenant.status != hodei_domain::tenant::TenantStatus::Active
+        {
+            return Err(DomainError::Conflict(format!(
+                "tenant `{}` is {}: it may not submit jobs until it is active again",
+                spec.tenant,
+                tenant.status.as_str()
+            )));
+        }
         state.check_placement(&spec)?;
         state.check_tenant_admits(&spec, max_burst)
     })?;

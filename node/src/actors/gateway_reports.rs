@@ -462,11 +462,14 @@ pub fn pool_metrics(
     PoolMetricsView {
         pool: pool.id.clone(),
         state: pool.state.as_str().to_string(),
-        size: PoolSizeView {
-            current: state.live_workers_of(&pool.id) as u64,
-            desired: pool.desired_size,
-            min: pool.min_size,
-            max: pool.max_size,
+        size: {
+            let (min, max, desired) = pool.shown_sizes();
+            PoolSizeView {
+                current: state.live_workers_of(&pool.id) as u64,
+                desired,
+                min,
+                max,
+            }
         },
         workers,
         utilization: UtilizationView {

@@ -328,13 +328,14 @@ impl MetricsHub {
                     hodei
                         .pools()
                         .map(|pool| {
+                            let (min, max, desired) = pool.shown_sizes();
                             (
                                 pool.id.clone(),
                                 [
                                     ("current", hodei.live_workers_of(&pool.id) as u64),
-                                    ("desired", u64::from(pool.desired_size)),
-                                    ("min", u64::from(pool.min_size)),
-                                    ("max", u64::from(pool.max_size)),
+                                    ("desired", u64::from(desired)),
+                                    ("min", u64::from(min)),
+                                    ("max", u64::from(max)),
                                 ],
                                 pool.state.as_str(),
                             )

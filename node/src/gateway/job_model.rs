@@ -41,8 +41,11 @@ pub struct SimulationInput {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlaInput {
-    /// critical (5 min) | high (15 min) | medium (1 h) | low (4 h) | best_effort (24 h)
-    pub level: String,
+    /// critical (5 min) | high (15 min) | medium (1 h) | low (4 h) | best_effort (24 h).
+    /// May be left out when `start_by_ms` or `finish_by_ms` is given (it is then
+    /// `best_effort`, the level its compliance is counted under).
+    #[serde(default)]
+    pub level: Option<String>,
     /// Start by this time (ms since the epoch) instead of the level's target.
     #[serde(default)]
     pub start_by_ms: Option<u64>,
@@ -159,7 +162,7 @@ impl JobView {
             idempotency_key: spec.idempotency_key.clone(),
             pool_selector: spec.pool_selector.clone(),
             sla: spec.sla.map(|sla| SlaInput {
-                level: sla.level.as_str().to_string(),
+                level: Some(sla.level.as_str().to_string()),
                 start_by_ms: sla.start_by_ms,
                 finish_by_ms: sla.finish_by_ms,
             }),
@@ -374,16 +377,18 @@ pub struct PoolView {
 }
 
 impl PoolView {
+    /// Sizes as [`hodei_domain::pool::Pool::shown_sizes`] gives them.
     pub fn new(pool: &hodei_domain::pool::Pool, workers: BTreeMap<String, u64>) -> Self {
+        let (min_size, max_size, desired_size) = pool.shown_sizes();
         Self {
             id: pool.id.clone(),
             pool_type: pool.pool_type.as_str().to_string(),
             provider: pool.provider.as_str().to_string(),
             state: pool.state.as_str().to_string(),
             worker_shape: pool.worker_shape.into(),
-            min_size: pool.min_size,
-            max_size: pool.max_size,
-            desired_size: pool.desired_size,
+            min_size,
+            max_size,
+            desired_size,
             labels: pool.labels.clone(),
             workers,
             created_at_ms: pool.created_at_ms,

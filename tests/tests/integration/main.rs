@@ -1,6 +1,7 @@
 //! Integration tests against real `hodei` processes (the heaviest are in `heavy`).
 
 mod cluster;
+mod cockpit;
 mod exactly_once;
 mod foundation;
 mod jobs;

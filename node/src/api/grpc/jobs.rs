@@ -46,7 +46,7 @@ pub fn submit_input(spec: pb::JobSpec) -> SubmitJobInput {
         idempotency_key: spec.idempotency_key,
         pool_selector: spec.pool_selector,
         sla: spec.sla.map(|sla| crate::gateway::job_model::SlaInput {
-            level: sla.level,
+            level: non_empty(sla.level),
             start_by_ms: sla.start_by_ms,
             finish_by_ms: sla.finish_by_ms,
         }),
@@ -80,7 +80,7 @@ pub fn job_message(view: JobView) -> pb::Job {
             idempotency_key: view.idempotency_key,
             pool_selector: view.pool_selector,
             sla: view.sla.map(|sla| pb::JobSla {
-                level: sla.level,
+                level: sla.level.unwrap_or_default(),
                 start_by_ms: sla.start_by_ms,
                 finish_by_ms: sla.finish_by_ms,
             }),

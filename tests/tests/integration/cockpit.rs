@@ -1,0 +1,142 @@
+//! What a new user hit while following the README (issue 16), each on a real node.
+
+use std::time::Duration;
+
+use hodei_tests::{NodeProcess, NodeSpec, RestApi as Api, eventually};
+use serde_json::json;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A static pool of 2 (whose configured max, 5, does not apply to a static pool).
+const POOLS: &str = "resource_pools:\n  pools:\n    - id: pool-default\n      type: static\n      min_size: 2\n      max_size: 5\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_tenants_sla_without_level_pool_sizes_and_creation_times_read_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = NodeSpec::new(1);
+    spec.extra_yaml = POOLS.to_string();
+    let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    let api = Api::new(&node);
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 60_000;
+
+    // The configured queue and pools say when they were created.
+    let (_, queue) = eventually(TIMEOUT, "the default queue", || async {
+        let answer = api.get("/api/v1/queues/default").await;
+        Ok((answer.0 == 200).then_some(answer))
+    })
+    .await
+    .unwrap();
+    assert!(
+        queue["created_at_ms"].as_u64().unwrap() > started_ms,
+        "{queue}"
+    );
+    let (_, pool) = api.get("/api/v1/pools/pool-default").await;
+    assert!(
+        pool["created_at_ms"].as_u64().unwrap() > started_ms,
+        "{pool}"
+    );
+
+    // A static pool reports its size as min, max and desired.
+    assert_eq!(
+        (
+            pool["type"].as_str(),
+            pool["min_size"].as_u64(),
+            pool["max_size"].as_u64(),
+            pool["desired_size"].as_u64()
+        ),
+        (Some("static"), Some(2), Some(2), Some(2)),
+        "{pool}"
+    );
+
+    // A suspended tenant cannot submit; active again, it can.
+    assert_eq!(
+        api.post("/api/v1/tenants", json!({ "id": "acme" })).await.0,
+        201
+    );
+    let (status, body) = api
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/tenants/acme",
+            None,
+            Some(json!({ "status": "suspended" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let job = json!({ "tenant": "acme", "command": { "argv": ["true"] } });
+    let (status, refused) = api.post("/api/v1/jobs", job.clone()).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("suspended"),
+        "{refused}"
+    );
+    api.call(
+        reqwest::Method::PATCH,
+        "/api/v1/tenants/acme",
+        None,
+        Some(json!({ "status": "active" })),
+    )
+    .await;
+    assert_eq!(api.post("/api/v1/jobs", job).await.0, 202);
+
+    // An SLA may give only a start-by time (counted as best_effort); nothing at all is a 422.
+    let start_by_ms = started_ms + 3_600_000;
+    let (status, submitted) = api
+        .post(
+            "/api/v1/jobs",
+            json!({ "queue": "default", "command": { "argv": ["true"] }, "sla": { "start_by_ms": start_by_ms } }),
+        )
+        .await;
+    assert_eq!(status, 202, "{submitted}");
+    assert_eq!(
+        submitted["job"]["sla"]["level"], "best_effort",
+        "{submitted}"
+    );
+    assert_eq!(
+        submitted["job"]["sla"]["start_by_ms"], start_by_ms,
+        "{submitted}"
+    );
+    let (status, problem) = api
+        .post(
+            "/api/v1/jobs",
+            json!({ "command": { "argv": ["true"] }, "sla": {} }),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (422, Some("sla")),
+        "{problem}"
+    );
+
+    // A decommissioned pool wants no worker.
+    let (status, body) = api
+        .post(
+            "/api/v1/pools",
+            json!({ "id": "sim", "provider": "simulated", "min_size": 0, "max_size": 8, "desired": 4 }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for action in ["drain"] {
+        let (status, body) = api
+            .post("/api/v1/pools/sim/lifecycle", json!({ "action": action }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let pool = eventually(
+        TIMEOUT,
+        "the simulated pool to be decommissioned",
+        || async {
+            let (_, pool) = api.get("/api/v1/pools/sim").await;
+            Ok((pool["state"] == "decommissioned").then_some(pool))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(pool["desired_size"], 0, "{pool}");
+    let (_, metrics) = api.get("/api/v1/pools/sim/metrics").await;
+    assert_eq!(metrics["size"]["desired"], 0, "{metrics}");
+}
