@@ -402,7 +402,9 @@ impl Job {
             )));
         }
         self.state = next;
-        if matches!(next, JobState::Pending | JobState::Cancelled) {
+        // Back to pending: no worker holds it. A cancelled job keeps the worker and pool
+        // it ran on (none if it was pending), as a finished one does.
+        if next == JobState::Pending {
             self.worker = None;
             self.pool = None;
         }

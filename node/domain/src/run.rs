@@ -18,6 +18,9 @@ pub enum RunOutcome {
     Failed,
     /// Killed after its `timeout_s`.
     TimedOut,
+    /// Killed because the job was cancelled (the report brings its output; the job is
+    /// already cancelled).
+    Cancelled,
 }
 
 /// A worker's report that a run ended.

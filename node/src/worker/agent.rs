@@ -39,6 +39,8 @@ pub struct AgentSettings {
 struct Run {
     attempt: u32,
     cancel: Option<oneshot::Sender<()>>,
+    /// The leader cancelled the job: its end (and output) is reported as `cancelled`.
+    cancelled_by_leader: bool,
 }
 
 #[derive(Default)]
@@ -119,6 +121,7 @@ fn outcome_name(outcome: RunOutcome) -> &'static str {
         RunOutcome::Succeeded => "succeeded",
         RunOutcome::Failed => "failed",
         RunOutcome::TimedOut => "timed_out",
+        RunOutcome::Cancelled => "cancelled",
     }
 }
 
@@ -141,6 +144,7 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
         Run {
             attempt: assignment.attempt,
             cancel: Some(cancel),
+            cancelled_by_leader: false,
         },
     );
     drop(state);
@@ -176,11 +180,21 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
             }
         };
         let end = run_process(spec, cancelled, on_start).await;
-        let still_ours = shared
+        let (still_ours, cancelled_by_leader) = shared
             .lock()
             .runs
             .remove(&job)
-            .is_some_and(|run| run.attempt == attempt);
+            .filter(|run| run.attempt == attempt)
+            .map_or((false, false), |run| (true, run.cancelled_by_leader));
+        let end = match end {
+            // Cancelled by the leader: its output is reported, the job stays cancelled.
+            ProcessEnd::Cancelled { output_tail } if cancelled_by_leader => ProcessEnd::Finished {
+                outcome: RunOutcome::Cancelled,
+                exit_code: None,
+                output_tail,
+            },
+            other => other,
+        };
         match end {
             ProcessEnd::Finished {
                 outcome,
@@ -371,6 +385,9 @@ async fn session(
                         }
                         Some(pb::server_message::Kind::Cancel(cancel)) => {
                             let job = cancel.job_id;
+                            if let Some(run) = shared.lock().runs.get_mut(&job) {
+                                run.cancelled_by_leader = true;
+                            }
                             if shared.stop_runs(|running| running != job) > 0 {
                                 info!(%job, "run cancelled by the leader");
                             }

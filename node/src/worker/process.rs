@@ -32,8 +32,9 @@ pub enum ProcessEnd {
         exit_code: Option<i32>,
         output_tail: String,
     },
-    /// Stopped on request (cancelled, or this worker fenced itself off): nothing to report.
-    Cancelled,
+    /// Stopped on request (cancelled by the leader, or this worker fenced itself off),
+    /// with what it wrote until then.
+    Cancelled { output_tail: String },
 }
 
 /// The last `OUTPUT_TAIL_BYTES` bytes written to stdout and stderr, interleaved.
@@ -164,7 +165,9 @@ pub async fn run_process(
         let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
     }
     match ended {
-        Ended::Cancelled => ProcessEnd::Cancelled,
+        Ended::Cancelled => ProcessEnd::Cancelled {
+            output_tail: tail.text(),
+        },
         Ended::TimedOut => ProcessEnd::Finished {
             outcome: RunOutcome::TimedOut,
             exit_code: None,

@@ -823,3 +823,70 @@ async fn hodei_dev_runs_a_job_on_its_local_workers_and_stops_them_with_it() -> a
     .await?;
     Ok(())
 }
+
+/// A running job that is cancelled keeps what a finished one keeps: its worker and pool,
+/// the output it wrote until the cancel, and the cost of the time it ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_running_job_keeps_its_output_worker_pool_and_cost() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let spec = NodeSpec {
+        extra_yaml: JOB_YAML.to_string(),
+        ..NodeSpec::new(1)
+    };
+    let mut node = NodeProcess::start_spec(&root.path().join("node"), &spec)?;
+    node.wait_ready(TIMEOUT).await?;
+    let _worker = WorkerProcess::start(
+        &root.path().join("w1"),
+        "w1",
+        "pool-default",
+        &[node.grpc_addr()],
+        4000,
+        8192,
+    )?;
+    wait_for_workers(&node, 1).await?;
+    let (status, submitted) = post(
+        &node,
+        "/api/v1/jobs",
+        json!({ "command": shell("echo before-cancel; sleep 60") }),
+    )
+    .await;
+    assert_eq!(status, 202, "{submitted}");
+    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    // Running; then some running time to bill (a lower bound: a loaded machine only
+    // makes it longer).
+    eventually(TIMEOUT, "the job to run", || async {
+        let (_, job) = get(&node, &format!("/api/v1/jobs/{id}")).await;
+        Ok((job["state"] == "running").then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (status, cancelled) = post(&node, &format!("/api/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["worker"], "w1", "{cancelled}");
+    assert_eq!(cancelled["pool"], "pool-default", "{cancelled}");
+    assert!(
+        cancelled["cost_nanos"].as_u64().unwrap_or(0) > 0,
+        "{cancelled}"
+    );
+    let logs = eventually(TIMEOUT, "the cancelled run's output", || async {
+        let (_, logs) = get(&node, &format!("/api/v1/jobs/{id}/logs")).await;
+        Ok(logs["output_tail"]
+            .as_str()
+            .filter(|tail| tail.contains("before-cancel"))
+            .map(|_| logs.clone()))
+    })
+    .await?;
+    assert_eq!(logs["state"], "cancelled", "{logs}");
+    let (_, job) = get(&node, &format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(
+        (
+            job["state"].as_str(),
+            job["worker"].as_str(),
+            job["pool"].as_str()
+        ),
+        (Some("cancelled"), Some("w1"), Some("pool-default")),
+        "{job}"
+    );
+    Ok(())
+}

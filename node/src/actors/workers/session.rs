@@ -47,8 +47,9 @@ fn parse_outcome(raw: &str) -> Result<RunOutcome, tonic::Status> {
         "succeeded" => Ok(RunOutcome::Succeeded),
         "failed" => Ok(RunOutcome::Failed),
         "timed_out" => Ok(RunOutcome::TimedOut),
+        "cancelled" => Ok(RunOutcome::Cancelled),
         other => Err(tonic::Status::invalid_argument(format!(
-            "outcome: must be succeeded, failed or timed_out, got `{other}`"
+            "outcome: must be succeeded, failed, timed_out or cancelled, got `{other}`"
         ))),
     }
 }

@@ -235,8 +235,22 @@ impl HodeiState {
             at_ms,
             Some(format!("cancelled by {cancelled_by}")),
         )?;
+        // The time it ran is billed, as for a run that ends by itself.
+        if let Some(started_at) = found.started_at_ms() {
+            let pricing = found
+                .pool
+                .as_deref()
+                .and_then(|pool| self.pools.get(pool))
+                .map(|pool| pool.pricing)
+                .unwrap_or_default();
+            job.cost_nanos = Some(hodei_domain::cost::run_cost_nanos(
+                job.spec.resources,
+                &pricing,
+                at_ms.saturating_sub(started_at),
+                job.burst,
+            ));
+        }
         if !was_pending {
-            // Planned from the job as it is: the cancelled copy no longer names its worker.
             self.plan_release(release, found, at_ms)?;
         }
         Ok(PlannedCancel { job, worker })

@@ -16,7 +16,7 @@ use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
 use hodei_domain::cost::run_cost_nanos;
 use hodei_domain::dispatch::Assignment;
 use hodei_domain::job::{Job, JobState};
-use hodei_domain::run::{OUTPUT_TAIL_BYTES, RunOutcome};
+use hodei_domain::run::{OUTPUT_TAIL_BYTES, RunOutcome, RunReport};
 use hodei_domain::tenant::TenantStatus;
 
 impl HodeiState {
@@ -271,6 +271,9 @@ impl HodeiState {
         command::JobFinished { report }: command::JobFinished,
         writes: &mut WriteBatch,
     ) -> CommandResult {
+        if report.outcome == RunOutcome::Cancelled {
+            return Ok(self.record_cancelled_output(report, writes));
+        }
         let Some(mut found) = self.current_run(&report.job, report.attempt, &report.worker) else {
             return Ok(CommandOutcome::RunReported { applied: false });
         };
@@ -290,6 +293,10 @@ impl HodeiState {
                     None => "killed by a signal or could not start".to_string(),
                 }),
             ),
+            // Handled above: a cancelled run's report only brings its output.
+            RunOutcome::Cancelled => {
+                return Ok(CommandOutcome::RunReported { applied: false });
+            }
             RunOutcome::TimedOut => (
                 JobState::TimedOut,
                 Some(format!(
@@ -314,14 +321,7 @@ impl HodeiState {
         found.transition(next, report.at_ms, reason)?;
         found.exit_code = report.exit_code;
         Self::judge_sla(&mut found, report.at_ms);
-        let mut tail = report.output_tail;
-        if tail.len() > OUTPUT_TAIL_BYTES {
-            let mut cut = tail.len().saturating_sub(OUTPUT_TAIL_BYTES);
-            while !tail.is_char_boundary(cut) {
-                cut = cut.saturating_add(1);
-            }
-            tail = tail.split_off(cut);
-        }
+        let tail = bounded_tail(report.output_tail);
         // A finished job keeps its worker and pool: the release is that of its run.
         let mut release = Release::default();
         self.plan_release(&mut release, &found, report.at_ms)?;
@@ -337,6 +337,28 @@ impl HodeiState {
         self.emit(DomainEvent::CapacityFreed { ended_in: pool });
         self.store_job(found, writes);
         Ok(CommandOutcome::RunReported { applied: true })
+    }
+
+    /// The end report of a run its job's cancel stopped: keeps the output it wrote, once,
+    /// if the job is cancelled and the report is from the worker and attempt it ran as.
+    fn record_cancelled_output(
+        &mut self,
+        report: RunReport,
+        writes: &mut WriteBatch,
+    ) -> CommandOutcome {
+        let matches = self.job(&report.job).is_some_and(|job| {
+            job.state == JobState::Cancelled
+                && job.attempt == report.attempt
+                && job.worker.as_deref() == Some(report.worker.as_str())
+        });
+        if !matches || self.job_logs.contains_key(&report.job) {
+            return CommandOutcome::RunReported { applied: false };
+        }
+        let tail = bounded_tail(report.output_tail);
+        writes.put(key(JOB_LOG_PREFIX, &report.job), tail.clone().into_bytes());
+        self.job_logs.insert(report.job.clone(), tail);
+        self.emit(DomainEvent::JobChanged(report.job));
+        CommandOutcome::RunReported { applied: true }
     }
 
     pub(in crate::state) fn apply_run_reports(
@@ -366,4 +388,16 @@ impl HodeiState {
         }
         Ok(CommandOutcome::RunsReported { applied })
     }
+}
+
+/// The last `OUTPUT_TAIL_BYTES` of a run's output (cut on a character boundary).
+fn bounded_tail(mut tail: String) -> String {
+    if tail.len() > OUTPUT_TAIL_BYTES {
+        let mut cut = tail.len().saturating_sub(OUTPUT_TAIL_BYTES);
+        while !tail.is_char_boundary(cut) {
+            cut = cut.saturating_add(1);
+        }
+        tail = tail.split_off(cut);
+    }
+    tail
 }
