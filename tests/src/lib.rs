@@ -676,6 +676,16 @@ impl WorkerProcess {
         Ok(())
     }
 
+    /// SIGTERM, and waits for the agent to exit (it leaves its pool first).
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("the worker is not running")?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        Ok(child.wait()?)
+    }
+
     /// SIGKILL: the agent dies without a word to the leader.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

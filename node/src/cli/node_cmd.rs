@@ -169,11 +169,9 @@ pub async fn run_node(config: Config, announce: bool, local_workers: usize) -> a
             anyhow::bail!("the node's actors gave up restarting a failed actor");
         }
     };
-    for worker in &mut workers {
-        let _ = worker.start_kill();
-    }
     match stopped {
         None => {
+            stop_local_workers(&mut workers).await;
             tracing::info!("shutting down");
             node.shutdown().await;
             Ok(())
@@ -181,15 +179,48 @@ pub async fn run_node(config: Config, announce: bool, local_workers: usize) -> a
         // Fail-stop: a node that cannot store what it applies must not go on serving;
         // exiting non-zero lets its supervisor restart it from what is stored.
         Some(hodei_cluster::CoreStop::Failed(reason)) => {
+            kill_local_workers(&mut workers);
             tracing::error!(%reason, "the raft core stopped: exiting");
             let _ = tokio::time::timeout(std::time::Duration::from_secs(3), node.shutdown()).await;
             anyhow::bail!("the raft core stopped: {reason}")
         }
         Some(hodei_cluster::CoreStop::Removed) => {
+            kill_local_workers(&mut workers);
             tracing::warn!("this node was removed from the cluster: exiting");
             let _ = tokio::time::timeout(std::time::Duration::from_secs(3), node.shutdown()).await;
             Ok(())
         }
+    }
+}
+
+/// Asks the local workers to stop (SIGTERM: they leave their pool, recorded `terminated`
+/// while this node still runs), then kills those still there after a few seconds.
+async fn stop_local_workers(workers: &mut [tokio::process::Child]) {
+    for worker in workers.iter() {
+        if let Some(pid) = worker.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    let all_exited = async {
+        for worker in workers.iter_mut() {
+            let _ = worker.wait().await;
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(7), all_exited)
+        .await
+        .is_err()
+    {
+        tracing::warn!("local workers did not stop in time: killing them");
+        kill_local_workers(workers);
+    }
+}
+
+fn kill_local_workers(workers: &mut [tokio::process::Child]) {
+    for worker in workers.iter_mut() {
+        let _ = worker.start_kill();
     }
 }
 

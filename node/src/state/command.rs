@@ -55,6 +55,7 @@ pub enum CommandV1 {
     PoolLifecycle(PoolLifecycle),
     RecordSla(RecordSla),
     WorkerLost(WorkerLost),
+    WorkerLeft(WorkerLeft),
 }
 
 /// Creates what a fresh cluster starts with (the default tenant) if it is missing.
@@ -274,6 +275,15 @@ pub struct RecordSla {
 /// The worker missed its heartbeats (decided by the leader).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerLost {
+    pub worker: String,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// The worker said it is shutting down: terminated, its runs re-queued (or failed once
+/// their retries are spent), as for a lost worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerLeft {
     pub worker: String,
     pub reason: String,
     pub at_ms: u64,

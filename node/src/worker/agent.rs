@@ -236,13 +236,39 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
         })),
         reports: Arc::new(Notify::new()),
     };
+    let connection = connect_forever(&settings, &shared);
+    tokio::pin!(connection);
     tokio::select! {
-        _ = connect_forever(&settings, &shared) => {}
-        _ = shutdown => info!("worker shutting down; stopping its runs"),
+        _ = &mut connection => {
+            shared.stop_runs(|_| false);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return;
+        }
+        _ = shutdown => {}
     }
+    // Asked to stop: the runs end here, and the control plane is told, so that it records
+    // this worker `terminated` and re-queues its runs now rather than after its
+    // heartbeats are missed.
+    info!("worker shutting down: stopping its runs and leaving its pool");
     shared.stop_runs(|_| false);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    shared.queue_report(|report_id| {
+        pb::worker_message::Kind::Leaving(pb::WorkerLeaving {
+            report_id,
+            reason: "the worker was asked to stop".to_string(),
+        })
+    });
+    if tokio::time::timeout(LEAVE_TIMEOUT, &mut connection)
+        .await
+        .is_err()
+    {
+        warn!(
+            "the control plane did not record the departure in time; it will find the worker lost"
+        );
+    }
 }
+
+/// How long a stopping worker waits for the control plane to record its departure.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn connect_forever(settings: &AgentSettings, shared: &Shared) {
     let mut next_server = 0usize;

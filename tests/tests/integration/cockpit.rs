@@ -120,6 +120,12 @@ async fn suspended_tenants_sla_without_level_pool_sizes_and_creation_times_read_
         )
         .await;
     assert_eq!(status, 201, "{body}");
+    eventually(TIMEOUT, "the simulated pool's four workers", || async {
+        let (_, workers) = api.get("/api/v1/workers?pool=sim").await;
+        Ok((workers["items"].as_array().map(Vec::len) == Some(4)).then_some(()))
+    })
+    .await
+    .unwrap();
     for action in ["drain"] {
         let (status, body) = api
             .post("/api/v1/pools/sim/lifecycle", json!({ "action": action }))
@@ -137,6 +143,13 @@ async fn suspended_tenants_sla_without_level_pool_sizes_and_creation_times_read_
     .await
     .unwrap();
     assert_eq!(pool["desired_size"], 0, "{pool}");
+    // Its stopped workers leave `/workers`: nothing will bring them back.
+    let (_, workers) = api.get("/api/v1/workers?pool=sim").await;
+    assert_eq!(
+        workers["items"].as_array().map(Vec::len),
+        Some(0),
+        "{workers}"
+    );
     let (_, metrics) = api.get("/api/v1/pools/sim/metrics").await;
     assert_eq!(metrics["size"]["desired"], 0, "{metrics}");
 }

@@ -821,6 +821,46 @@ async fn hodei_dev_runs_a_job_on_its_local_workers_and_stops_them_with_it() -> a
         Ok((!process_running(&marker)).then_some(()))
     })
     .await?;
+
+    // They left their pool before the node stopped: restarted (without local workers),
+    // the node shows them terminated, not idle.
+    let mut dev = std::process::Command::new(hodei_tests::hodei_binary()?)
+        .args([
+            "dev",
+            "--workers",
+            "0",
+            "--port",
+            &rest_port.to_string(),
+            "--grpc-port",
+            &grpc_port.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env("HODEI_PROMETHEUS_ENABLED", "false")
+        .stdout(std::process::Stdio::null())
+        .stderr(
+            std::fs::File::create(root.path().join("dev-2.log")).map(std::process::Stdio::from)?,
+        )
+        .spawn()?;
+    let states = eventually(TIMEOUT, "the restarted node's workers", || async {
+        let Ok(response) = reqwest::get(&workers_url).await else {
+            return Ok(None);
+        };
+        let body: Value = response.json().await.unwrap_or_default();
+        Ok(body["items"]
+            .as_array()
+            .filter(|items| items.len() == 2)
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|item| item["state"].as_str().unwrap_or_default().to_string())
+                    .collect::<Vec<_>>()
+            }))
+    })
+    .await;
+    let _ = dev.kill();
+    let _ = dev.wait();
+    assert_eq!(states?, ["terminated", "terminated"]);
     Ok(())
 }
 
@@ -886,6 +926,62 @@ async fn a_cancelled_running_job_keeps_its_output_worker_pool_and_cost() -> anyh
             job["pool"].as_str()
         ),
         (Some("cancelled"), Some("w1"), Some("pool-default")),
+        "{job}"
+    );
+    Ok(())
+}
+
+/// A worker asked to stop (SIGTERM) leaves its pool: recorded `terminated`, not `lost`,
+/// and the job it ran goes back to pending at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_with_sigterm_leaves_its_pool_and_its_job_is_requeued()
+-> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    // Default heartbeats (3 x 5 s): a lost worker would take 15 s to be noticed.
+    let mut node = NodeProcess::start_spec(&root.path().join("node"), &NodeSpec::new(1))?;
+    node.wait_ready(TIMEOUT).await?;
+    let mut worker = WorkerProcess::start(
+        &root.path().join("w1"),
+        "w1",
+        "pool-default",
+        &[node.grpc_addr()],
+        4000,
+        8192,
+    )?;
+    wait_for_workers(&node, 1).await?;
+    let (status, submitted) = post(
+        &node,
+        "/api/v1/jobs",
+        json!({ "command": shell("sleep 60"), "max_retries": 2 }),
+    )
+    .await;
+    assert_eq!(status, 202, "{submitted}");
+    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    eventually(TIMEOUT, "the job to run", || async {
+        let (_, job) = get(&node, &format!("/api/v1/jobs/{id}")).await;
+        Ok((job["state"] == "running").then_some(()))
+    })
+    .await?;
+    let exit = worker.terminate()?;
+    assert!(
+        exit.success(),
+        "the agent exits cleanly: {exit}\n{}",
+        worker.log_tail()
+    );
+    let (_, workers) = get(&node, "/api/v1/workers").await;
+    let w1 = workers["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|item| item["id"] == "w1"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        w1["state"], "terminated",
+        "recorded before the agent exited: {workers}"
+    );
+    let (_, job) = get(&node, &format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(
+        (job["state"].as_str(), job["attempt"].as_u64()),
+        (Some("pending"), Some(2)),
         "{job}"
     );
     Ok(())

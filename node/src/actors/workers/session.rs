@@ -73,6 +73,41 @@ fn report(node: &NodeContext, outbound: &Outbound, report_id: u64, command: Comm
     });
 }
 
+/// A worker shutting down: recorded `terminated` (its runs re-queued), then told to stop.
+/// Not committed, it is not acknowledged: the worker says it again on its next session,
+/// or, gone, is declared lost after its heartbeats.
+fn leave(node: &NodeContext, outbound: &Outbound, worker_id: &str, leaving: pb::WorkerLeaving) {
+    let node = node.clone();
+    let outbound = outbound.clone();
+    let worker = worker_id.to_string();
+    tokio::spawn(async move {
+        let reason = if leaving.reason.is_empty() {
+            "the worker shut down".to_string()
+        } else {
+            leaving.reason
+        };
+        let command = CommandV1::WorkerLeft(command::WorkerLeft {
+            worker: worker.clone(),
+            reason,
+            at_ms: now_ms(),
+        });
+        match propose(&node, command).await {
+            Ok(_) => {
+                info!(%worker, "worker left its pool");
+                let _ = outbound
+                    .send(message(pb::server_message::Kind::Ack(leaving.report_id)))
+                    .await;
+                let _ = outbound
+                    .send(message(pb::server_message::Kind::Stop(
+                        "left the pool".to_string(),
+                    )))
+                    .await;
+            }
+            Err(error) => warn!(%worker, %error, "a worker's departure was not committed"),
+        }
+    });
+}
+
 type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::ServerMessage, tonic::Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -232,6 +267,9 @@ fn follow_session(
                             },
                         }),
                     );
+                }
+                Some(pb::worker_message::Kind::Leaving(leaving)) => {
+                    leave(&node, &outbound, &worker_id, leaving);
                 }
                 Some(pb::worker_message::Kind::Register(_)) | None => {
                     warn!(worker = %worker_id, "unexpected message on an open session");

@@ -337,6 +337,20 @@ impl HodeiState {
         };
         pool.apply_action(action, by, reason, at_ms)?;
         let pool = pool.clone();
+        if pool.state == PoolState::Decommissioned {
+            // Its stopped and lost workers will never come back: they leave `/workers`
+            // (their jobs still name them).
+            let gone: Vec<String> = self
+                .workers
+                .values()
+                .filter(|worker| worker.pool == pool.id && !worker.is_live())
+                .map(|worker| worker.id.clone())
+                .collect();
+            for worker in gone {
+                self.workers.remove(&worker);
+                writes.delete(key(WORKER_PREFIX, &worker));
+            }
+        }
         self.put_pool(pool.clone(), writes);
         self.emit(DomainEvent::QueuesChanged);
         // Resuming may let jobs run again.

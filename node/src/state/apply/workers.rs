@@ -133,6 +133,34 @@ impl HodeiState {
         Ok(CommandOutcome::WorkerLost { requeued })
     }
 
+    pub(in crate::state) fn apply_worker_left(
+        &mut self,
+        command::WorkerLeft {
+            worker: worker_id,
+            reason,
+            at_ms,
+        }: command::WorkerLeft,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(worker) = self.workers.get(&worker_id) else {
+            return Err(DomainError::not_found("worker", worker_id));
+        };
+        if !worker.is_live() {
+            return Ok(CommandOutcome::WorkerLost { requeued: 0 });
+        }
+        let mut release = Release::default();
+        let left = self.plan_worker_loss(
+            &mut release,
+            worker,
+            WorkerState::Terminated,
+            &reason,
+            at_ms,
+        )?;
+        // Everything is checked: from here on nothing refuses.
+        let requeued = self.commit_lost_runs(release, left, writes);
+        Ok(CommandOutcome::WorkerLost { requeued })
+    }
+
     /// Computes the loss of every run `worker` holds, and its next version in `next_state`
     /// (lost, or terminated by its pool), into `release`; changes nothing. Every job it
     /// holds must exist and name it as its worker: otherwise the state is inconsistent (a
