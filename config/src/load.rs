@@ -164,9 +164,7 @@ impl ConfigLoader {
         if !refused.is_empty() {
             return Err(ConfigError::Invalid(refused));
         }
-        let config: Config = figment
-            .extract()
-            .map_err(|error| extraction_errors(error, self.file.as_deref(), &sources))?;
+        let config = extract_all(&figment, self.file.as_deref(), &sources)?;
         let problems = validate(&config);
         if problems.is_empty() {
             Ok(config)
@@ -182,25 +180,139 @@ fn parse_value(raw_value: &str) -> Value {
         .unwrap_or_else(|never| match never {})
 }
 
-fn extraction_errors(
-    error: figment::Error,
+/// Extracts the configuration; when keys have values of the wrong type, names every one
+/// of them, not only the first: each failing key is set aside and the rest extracted again
+/// (at most 64 rounds), and what then extracts is validated too, so that one run of
+/// `hodei config check` lists every problem.
+fn extract_all(
+    figment: &Figment,
     file: Option<&Path>,
     sources: &[(String, String)],
-) -> ConfigError {
-    let mut problems = Vec::new();
-    for single in error {
-        let key = single.path.join(".");
-        let origin = origin_of(&key, file, sources);
-        let mut rule = single.kind.to_string();
-        if let Some(origin) = origin {
-            rule = format!("{rule} (set by {origin})");
-        }
-        problems.push(ValidationError::new(
-            if key.is_empty() { "<root>" } else { &key },
-            rule,
+) -> Result<Config, ConfigError> {
+    let mut error = match figment.extract::<Config>() {
+        Ok(config) => return Ok(config),
+        Err(error) => error,
+    };
+    let Ok(mut tree) = figment.extract::<Value>() else {
+        return Err(ConfigError::Invalid(
+            error
+                .into_iter()
+                .map(|single| problem(&single, file, sources))
+                .collect(),
         ));
+    };
+    let mut problems = Vec::new();
+    for _ in 0..64 {
+        let mut set_aside = false;
+        for single in error {
+            problems.push(problem(&single, file, sources));
+            set_aside |= remove_path(&mut tree, &key_path(&single));
+        }
+        if !set_aside {
+            break;
+        }
+        match Figment::from(Serialized::defaults(&tree)).extract::<Config>() {
+            Ok(rest) => {
+                let named: Vec<String> = problems.iter().map(|found| found.key.clone()).collect();
+                problems.extend(
+                    validate(&rest)
+                        .into_iter()
+                        .filter(|found| !named.contains(&found.key)),
+                );
+                break;
+            }
+            Err(next) => error = next,
+        }
     }
-    ConfigError::Invalid(problems)
+    Err(ConfigError::Invalid(problems))
+}
+
+/// Removes the value at `path` (keys of maps, indexes of lists); whether it was there.
+fn remove_path(tree: &mut Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = tree;
+    for step in parents {
+        node = match node {
+            Value::Dict(_, entries) => match entries.get_mut(step) {
+                Some(next) => next,
+                None => return false,
+            },
+            Value::Array(_, items) => {
+                match step.parse::<usize>().ok().and_then(|at| items.get_mut(at)) {
+                    Some(next) => next,
+                    None => return false,
+                }
+            }
+            _ => return false,
+        };
+    }
+    match node {
+        Value::Dict(_, entries) => entries.remove(last).is_some(),
+        _ => false,
+    }
+}
+
+/// The path of the key an extraction error is about (an unknown key's own name
+/// included).
+fn key_path(single: &figment::Error) -> Vec<String> {
+    let mut path = single.path.clone();
+    if let figment::error::Kind::UnknownField(field, _) = &single.kind
+        && path.last() != Some(field)
+    {
+        path.push(field.clone());
+    }
+    path
+}
+
+/// One extraction error as a problem naming its key, its rule and what set it.
+fn problem(
+    single: &figment::Error,
+    file: Option<&Path>,
+    sources: &[(String, String)],
+) -> ValidationError {
+    let key = key_path(single).join(".");
+    let origin = origin_of(&key, file, sources);
+    let mut rule = plain_rule(&single.kind);
+    if let Some(origin) = origin {
+        rule = format!("{rule} (set by {origin})");
+    }
+    ValidationError::new(if key.is_empty() { "<root>" } else { &key }, rule)
+}
+
+/// The rule in the user's words: `expected a whole number >= 0`, not `expected u64`; a
+/// long value is not echoed back whole.
+fn plain_rule(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    let expected = |raw: &str| match raw {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number >= 0".to_string(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_string(),
+        "f32" | "f64" => "a number".to_string(),
+        "a boolean" | "bool" => "true or false".to_string(),
+        other => other.to_string(),
+    };
+    let shown = |actual: &figment::error::Actual| {
+        let text = actual.to_string();
+        if text.chars().count() > 40 {
+            format!("{}...", text.chars().take(40).collect::<String>())
+        } else {
+            text
+        }
+    };
+    match kind {
+        Kind::InvalidType(actual, wanted) | Kind::InvalidValue(actual, wanted) => {
+            format!("expected {}, found {}", expected(wanted), shown(actual))
+        }
+        Kind::UnknownField(field, known) => format!(
+            "unknown key `{field}`; this section takes: {}",
+            known.join(", ")
+        ),
+        Kind::UnknownVariant(value, known) => {
+            format!("`{value}` is not one of: {}", known.join(", "))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The effective configuration as YAML, with every secret replaced by `<redacted>`.
@@ -327,6 +439,41 @@ mod tests {
         assert!(!config.metrics.prometheus.enabled);
         assert!(!config.observability.grafana.enabled);
         assert!(!config.observability.alerting.enabled);
+    }
+
+    #[test]
+    fn every_key_of_the_wrong_type_is_listed_with_the_rules_broken_elsewhere() {
+        let long = "9".repeat(300);
+        let file = yaml_file(&format!(
+            "server:\n  port: eighty\n  log_format: xml\n  grpc_prot: 1\nworkers:\n  missed_heartbeats: {long}\nburst_capacity:\n  max_overage_percentage: 50\n"
+        ));
+        let problems = ConfigLoader::new()
+            .file(file.path())
+            .load()
+            .unwrap_err()
+            .problems();
+        let keys: Vec<&str> = problems
+            .iter()
+            .map(|problem| problem.split(':').next().unwrap_or_default())
+            .collect();
+        for key in [
+            "server.port",
+            "server.log_format",
+            "server.grpc_prot",
+            "workers.missed_heartbeats",
+            "burst_capacity.max_overage_percentage",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {problems:?}");
+        }
+        let port = problems
+            .iter()
+            .find(|problem| problem.starts_with("server.port"))
+            .unwrap();
+        assert!(port.contains("a whole number >= 0"), "{port}");
+        assert!(
+            problems.iter().all(|problem| problem.len() < 300),
+            "a huge value is not echoed back: {problems:?}"
+        );
     }
 
     #[test]

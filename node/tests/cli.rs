@@ -58,3 +58,29 @@ fn config_print_applies_env_and_redacts_secrets() {
     assert!(!stdout.contains("top-secret"), "{stdout}");
     assert!(stdout.contains("<redacted>"), "{stdout}");
 }
+
+#[test]
+fn config_check_lists_type_errors_and_rules_together_in_plain_words() {
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "server:\n  port: eighty\n  grpc_port: 1.5\ncluster:\n  node_id: 0\nworkers:\n  missed_heartbeats: yes-please\n",
+    )
+    .unwrap();
+    let output = hodei()
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "server.port: expected a whole number >= 0",
+        "server.grpc_port: expected a whole number >= 0",
+        "workers.missed_heartbeats: expected a whole number >= 0",
+        "cluster.node_id: must be >= 1, got 0",
+    ] {
+        assert!(stderr.contains(expected), "{expected}:\n{stderr}");
+    }
+}
