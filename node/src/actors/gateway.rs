@@ -167,9 +167,15 @@ impl GatewayHandle {
         if let Some(stop) = &stop {
             return Err(core_stopped(stop));
         }
+        // Ready: it knows a leader and is itself a member (a node removed from the
+        // cluster, or never added, may still know the leader it last saw).
+        let member = status
+            .members
+            .iter()
+            .any(|member| member.node_id == status.node_id);
         Ok(HealthView {
             status: "ok".to_string(),
-            ready: status.leader_id.is_some(),
+            ready: status.leader_id.is_some() && member,
             node_id: status.node_id,
             role: status.role,
             leader_id: status.leader_id,

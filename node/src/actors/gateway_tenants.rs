@@ -217,6 +217,19 @@ async fn cluster_admin(
         ClusterOperation::RemoveMember { node_id } => {
             info!(node_id, principal = %context.principal, "removing a cluster member");
             node.raft.remove_member(node_id).await?;
+            // The change is committed; the answer shows the membership after it, once this
+            // node has applied it (a bounded wait: it may be the node removed).
+            let deadline = tokio::time::Instant::now() + node.leader_wait;
+            while node
+                .raft
+                .status()
+                .members
+                .iter()
+                .any(|member| member.node_id == node_id)
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
         }
         ClusterOperation::TransferLeader { node_id } => {
             info!(node_id, principal = %context.principal, "transferring leadership");

@@ -58,8 +58,28 @@ async fn client(addr: &str) -> anyhow::Result<ClusterServiceClient<Channel>> {
     Ok(ClusterServiceClient::new(grpc_channel(addr).await?))
 }
 
+/// Whether each member answers on its gRPC address within a second (from here).
+async fn reachability(status: &pb::ClusterStatus) -> std::collections::BTreeMap<u64, bool> {
+    let mut reachable = std::collections::BTreeMap::new();
+    for member in &status.members {
+        let Some(addr) = &member.api_addr else {
+            continue;
+        };
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            let mut grpc = client(addr).await.ok()?;
+            grpc.get_status(pb::GetClusterStatusRequest {}).await.ok()
+        })
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+        reachable.insert(member.node_id, answered);
+    }
+    reachable
+}
+
 /// Prints the status table. Write errors (a closed pipe) are ignored: nothing to tell.
-fn print_status(status: &pb::ClusterStatus) {
+fn print_status(status: &pb::ClusterStatus, reachable: &std::collections::BTreeMap<u64, bool>) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let or_dash =
@@ -88,8 +108,8 @@ fn print_status(status: &pb::ClusterStatus) {
         or_dash(status.digest_index),
     );
     println!(
-        "{:<8} {:<24} {:<8} {:>8} {:>8}",
-        "NODE", "ADDRESS", "ROLE", "MATCHED", "LAG"
+        "{:<8} {:<24} {:<8} {:>8} {:>8}  {:<11}",
+        "NODE", "ADDRESS", "ROLE", "MATCHED", "LAG", "REACHABLE"
     );
     for member in &status.members {
         let leader = if Some(member.node_id) == status.leader_id {
@@ -97,9 +117,14 @@ fn print_status(status: &pb::ClusterStatus) {
         } else {
             ""
         };
+        let reached = match reachable.get(&member.node_id) {
+            Some(true) => "yes",
+            Some(false) => "UNREACHABLE",
+            None => "-",
+        };
         let _ = writeln!(
             out,
-            "{:<8} {:<24} {:<8} {:>8} {:>8}{leader}",
+            "{:<8} {:<24} {:<8} {:>8} {:>8}  {reached:<11}{leader}",
             member.node_id,
             member.addr,
             member.role,
@@ -205,6 +230,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             .await
             .map_err(status_error)?,
     };
-    print_status(status.get_ref());
+    let reachable = reachability(status.get_ref()).await;
+    print_status(status.get_ref(), &reachable);
     Ok(())
 }

@@ -149,7 +149,7 @@ pub struct HealthView {
     /// `ok` while the process serves requests (a node whose Raft core stopped answers
     /// 503 instead, and exits within seconds).
     pub status: String,
-    /// Whether a leader is known, i.e. writes can be served.
+    /// Whether a leader is known and this node is a member, i.e. writes can be served.
     pub ready: bool,
     pub node_id: u64,
     pub role: String,

@@ -410,3 +410,29 @@ async fn membership_refusals_are_clear() {
     assert_eq!(initialised.leader_id, Some(9));
     assert!(!initialised.cluster_id.is_empty());
 }
+
+/// `hodei cluster status` marks a member it cannot reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_status_marks_an_unreachable_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ProcessCluster::start(dir.path(), 3, &[]).await.unwrap();
+    let leader = cluster.leader(TIMEOUT).await.unwrap();
+    let down = if leader == 3 { 2 } else { 3 };
+    let asked = cluster.nodes[&leader].grpc_url();
+    cluster.node(down).kill9();
+    let output = std::process::Command::new(hodei_tests::hodei_binary().unwrap())
+        .args(["cluster", "status", "--addr", &asked])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{table}\n{}", String::from_utf8_lossy(&output.stderr));
+    let row = |id: u64| {
+        table
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(&id.to_string()))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row(down).contains("UNREACHABLE"), "{table}");
+    assert!(row(leader).contains("yes"), "{table}");
+}
