@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # A 3-node Hodei cluster on 127.0.0.1, the way to try HA on a laptop.
 #
-#   deploy/local/cluster.sh up [DIR]      start nodes 1-3 (data and logs under DIR, default ./.hodei/local)
+#   deploy/local/cluster.sh up [DIR] [--workers N]
+#                                         start nodes 1-3 (data and logs under DIR, default
+#                                         ./.hodei/local) and N `hodei worker` agents in
+#                                         pool-default that follow the leader (default 0)
 #   deploy/local/cluster.sh status [DIR]  members, leader, term, match index and lag
 #   deploy/local/cluster.sh down [DIR]    stop them (SIGTERM, then SIGKILL after 10 s)
 #
@@ -14,7 +17,15 @@
 set -euo pipefail
 
 command="${1:-}"
-dir="${2:-./.hodei/local}"
+shift || true
+dir="./.hodei/local"
+workers=0
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --workers) workers="${2:?--workers takes a number}"; shift 2 ;;
+    *) dir="$1"; shift ;;
+  esac
+done
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 nodes=(1 2 3)
 
@@ -70,6 +81,14 @@ up() {
       echo "node $id already running (pid $(cat "$dir/node$id/pid"))"
       continue
     fi
+    # A port already taken would make the node fail later with a less clear message;
+    # `hodei dev` serves its metrics on 9091, node 1's gRPC port.
+    for port in "$(rest_port "$id")" "$(grpc_port "$id")" "$(metrics_port "$id")" "$(peer_port "$id")"; do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "port $port is in use (is \`hodei dev\` running? it serves metrics on 9091): stop it first" >&2
+        return 1
+      fi
+    done
     write_config "$id"
     HODEI_CLUSTER_SECRET="$(cat "$dir/cluster-secret")" nohup "$hodei" server --config "$dir/node$id/config.yaml" >> "$dir/node$id/node.log" 2>&1 &
     echo $! > "$dir/node$id/pid"
@@ -84,6 +103,7 @@ up() {
     done
     if [ "$ready" = "${#nodes[@]}" ]; then
       echo "cluster ready"
+      start_workers "$hodei"
       status
       return 0
     fi
@@ -93,6 +113,24 @@ up() {
   return 1
 }
 
+# Worker agents for the cluster: any node's gRPC address, they find and follow the leader.
+start_workers() {
+  local hodei=$1 servers=""
+  for id in "${nodes[@]}"; do servers="${servers}127.0.0.1:$(grpc_port "$id"),"; done
+  for index in $(seq 1 "$workers"); do
+    local home="$dir/worker$index"
+    if [ -f "$home/pid" ] && kill -0 "$(cat "$home/pid")" 2>/dev/null; then
+      echo "worker $index already running (pid $(cat "$home/pid"))"
+      continue
+    fi
+    mkdir -p "$home/work"
+    nohup "$hodei" worker --id "ha-worker-$index" --pool pool-default --servers "${servers%,}" \
+      --work-dir "$home/work" >> "$home/worker.log" 2>&1 &
+    echo $! > "$home/pid"
+    echo "worker ha-worker-$index: pid $!, log $home/worker.log"
+  done
+}
+
 status() {
   "$(binary)" cluster status --addr "127.0.0.1:$(grpc_port 1)" 2>/dev/null \
     || "$(binary)" cluster status --addr "127.0.0.1:$(grpc_port 2)" 2>/dev/null \
@@ -100,6 +138,19 @@ status() {
 }
 
 down() {
+  # Workers first: they leave their pool while the cluster can still record it.
+  for home in "$dir"/worker*; do
+    [ -f "$home/pid" ] || continue
+    local pid
+    pid="$(cat "$home/pid")"
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid"
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+      echo "$(basename "$home") stopped"
+    fi
+    rm -f "$home/pid"
+  done
   for id in "${nodes[@]}"; do
     local pid_file="$dir/node$id/pid"
     [ -f "$pid_file" ] || continue
@@ -119,5 +170,5 @@ case "$command" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status [DIR]" >&2; exit 2 ;;
+  *) echo "usage: $0 up [DIR] [--workers N] | down [DIR] | status [DIR]" >&2; exit 2 ;;
 esac

@@ -108,8 +108,8 @@ fn print_status(status: &pb::ClusterStatus, reachable: &std::collections::BTreeM
         or_dash(status.digest_index),
     );
     println!(
-        "{:<8} {:<24} {:<8} {:>8} {:>8}  {:<11}",
-        "NODE", "ADDRESS", "ROLE", "MATCHED", "LAG", "REACHABLE"
+        "{:<8} {:<24} {:<8} {:>8} {:>8}  REACHABLE",
+        "NODE", "ADDRESS", "ROLE", "MATCHED", "LAG"
     );
     for member in &status.members {
         let leader = if Some(member.node_id) == status.leader_id {
@@ -122,8 +122,7 @@ fn print_status(status: &pb::ClusterStatus, reachable: &std::collections::BTreeM
             Some(false) => "UNREACHABLE",
             None => "-",
         };
-        let _ = writeln!(
-            out,
+        let line = format!(
             "{:<8} {:<24} {:<8} {:>8} {:>8}  {reached:<11}{leader}",
             member.node_id,
             member.addr,
@@ -131,6 +130,7 @@ fn print_status(status: &pb::ClusterStatus, reachable: &std::collections::BTreeM
             or_dash(member.matched_index),
             or_dash(member.lag),
         );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
 }
 
