@@ -320,7 +320,7 @@ pub async fn run_pool(command: PoolCommand) -> anyhow::Result<()> {
             api,
         } => {
             let body = json!({
-                "id": id, "pool_type": pool_type, "provider": provider, "min_size": min,
+                "id": id, "type": pool_type, "provider": provider, "min_size": min,
                 "max_size": max, "desired": desired, "worker_shape": shape(cpu_m, memory_mb, gpu),
                 "labels": labels(pairs),
             });

@@ -10,6 +10,7 @@ mod metrics;
 mod peers;
 mod pools;
 mod scheduling;
+mod tour;
 
 /// Tests that load the machine take this lock, so that at most one of them runs at a
 /// time beside the others (the heaviest have a test binary of their own, `heavy`).
