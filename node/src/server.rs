@@ -93,7 +93,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     bootstrap(config, &raft).await?;
 
     let leader_wait = Duration::from_millis(config.server.leader_wait_ms);
-    let hub =
+    let mut hub =
         MetricsHub::new().map_err(|error| anyhow::anyhow!("cannot set up metrics: {error}"))?;
     let node_context = NodeContext {
         raft: raft.clone(),

@@ -58,6 +58,18 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
+    pub const ALL: [ReasonCode; 9] = [
+        ReasonCode::ExceedsCeiling,
+        ReasonCode::ExceedsPoolLimit,
+        ReasonCode::ExceedsWorker,
+        ReasonCode::BacklogFull,
+        ReasonCode::TenantSuspended,
+        ReasonCode::Quota,
+        ReasonCode::BurstCeiling,
+        ReasonCode::PoolLimit,
+        ReasonCode::NeedsBurst,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReasonCode::ExceedsCeiling => "exceeds_ceiling",

@@ -106,6 +106,16 @@ pub enum BurstRule {
 }
 
 impl BurstRule {
+    pub const ALL: [BurstRule; 7] = [
+        BurstRule::Disabled,
+        BurstRule::Ceiling,
+        BurstRule::Duration,
+        BurstRule::OneSession,
+        BurstRule::Cooldown,
+        BurstRule::SessionsPerDay,
+        BurstRule::GlobalPool,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             BurstRule::Disabled => "disabled",

@@ -34,6 +34,11 @@ pub struct Metrics {
     pool_provisioning: Counter<u64>,
 }
 
+/// The kinds an actor restart is counted under (root children, controllers, loops).
+const ACTOR_KINDS: [&str; 7] = [
+    "gateway", "metrics", "control", "tenant", "queue", "pool", "loop",
+];
+
 /// A pool's sizes by kind (current, desired, min, max).
 pub(super) type PoolSizes = [(&'static str, u64); 4];
 
@@ -42,6 +47,9 @@ const JOB_TIME_BUCKETS: [f64; 15] = [
     0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0,
     86400.0,
 ];
+
+/// REST latency buckets in seconds (by route and method: few buckets, many routes).
+const API_BUCKETS: [f64; 8] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
 /// Latency buckets in seconds, from 1 ms to 10 s.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -64,7 +72,7 @@ impl Metrics {
             api_duration: meter
                 .f64_histogram("hodei_api_request_duration_seconds")
                 .with_description("REST request latency by route template and method")
-                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .with_boundaries(API_BUCKETS.to_vec())
                 .build(),
             gateway_requests: meter
                 .u64_counter("hodei_gateway_requests")
@@ -204,6 +212,59 @@ impl Metrics {
         );
     }
 
+    /// Counters whose labels the replicated state names (tenants, queues, pools) and the
+    /// actor kinds exist at zero before their first event, so that `rate()` and
+    /// `increase()` see that first event (a series that appears at 1 loses it).
+    pub fn declare_zero_series(&self, node: &crate::actors::NodeContext) {
+        let (tenants, queues, pools) = node.read(|hodei| {
+            (
+                hodei
+                    .tenant_ids()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+                hodei
+                    .queues()
+                    .map(|queue| queue.id.clone())
+                    .collect::<Vec<_>>(),
+                hodei
+                    .pools()
+                    .map(|pool| pool.id.clone())
+                    .collect::<Vec<_>>(),
+            )
+        });
+        for actor in ACTOR_KINDS {
+            self.actor_restarts.add(0, &[KeyValue::new("actor", actor)]);
+        }
+        for tenant in &tenants {
+            let tenant = KeyValue::new("tenant", tenant.clone());
+            for verdict in ["allow", "allow_burst", "queue", "deny"] {
+                self.quota_decisions
+                    .add(0, &[tenant.clone(), KeyValue::new("verdict", verdict)]);
+            }
+            for reason in hodei_domain::admission::ReasonCode::ALL {
+                self.quota_violations.add(
+                    0,
+                    &[tenant.clone(), KeyValue::new("reason", reason.as_str())],
+                );
+            }
+            for rule in hodei_domain::burst::BurstRule::ALL {
+                self.burst_refusals
+                    .add(0, &[tenant.clone(), KeyValue::new("rule", rule.as_str())]);
+            }
+        }
+        for queue in queues {
+            self.dispatch_plans
+                .add(0, &[KeyValue::new("queue", queue.clone())]);
+            self.dispatch_outcome(&queue, 0, 0);
+        }
+        for pool in pools {
+            self.workers_lost
+                .add(0, &[KeyValue::new("pool", pool.clone())]);
+            self.pool_provisioning_declared(&pool);
+        }
+    }
+
     pub fn worker_lost(&self, pool: &str) {
         self.workers_lost
             .add(1, &[KeyValue::new("pool", pool.to_string())]);
@@ -282,6 +343,8 @@ pub struct MetricsHub {
     registry: prometheus::Registry,
     pub(super) meter: Meter,
     pub metrics: Metrics,
+    /// The node, once built: its replicated state names the zero series.
+    pub(super) node: Option<crate::actors::NodeContext>,
 }
 
 impl MetricsHub {
@@ -290,6 +353,7 @@ impl MetricsHub {
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
             .without_target_info()
+            .scope_info_enabled(false)
             .build()
             .map_err(|error| error.to_string())?;
         let provider = SdkMeterProvider::builder().with_reader(exporter).build();
@@ -300,10 +364,14 @@ impl MetricsHub {
             registry,
             meter,
             metrics,
+            node: None,
         })
     }
 
     fn encode(&self) -> Result<String, String> {
+        if let Some(node) = &self.node {
+            self.metrics.declare_zero_series(node);
+        }
         let mut text = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut text)

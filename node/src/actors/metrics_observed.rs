@@ -15,7 +15,8 @@ use crate::actors::metrics::{MetricsHub, PoolSizes};
 
 impl MetricsHub {
     /// Gauges read from the node's state at each scrape.
-    pub fn observe_node(&self, node: &NodeContext) {
+    pub fn observe_node(&mut self, node: &NodeContext) {
+        self.node = Some(node.clone());
         self.observe_jobs(node);
         let raft = node.raft.clone();
         self.meter

@@ -93,8 +93,11 @@ pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,tower=warn,h2=warn")
     });
+    // Colours only for a person at a terminal: a file or a pipe gets plain text.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -151,7 +154,15 @@ pub async fn run_node(config: Config, announce: bool, local_workers: usize) -> a
         );
         println!("  REST:     http://{rest}/api/v1");
         println!("  gRPC:     {}", node.grpc_addr);
-        println!("  OpenAPI:  http://{rest}/api/v1/openapi.json");
+        println!(
+            "  OpenAPI:  http://{rest}/api/v1/openapi.json (browse: http://{rest}/api/v1/docs)"
+        );
+        if config.metrics.prometheus.enabled {
+            println!(
+                "  Metrics:  http://{}:{}{}",
+                config.server.host, config.metrics.prometheus.port, config.metrics.prometheus.path
+            );
+        }
         println!("  Workers:  {local_workers} local worker process(es) in the first pool");
         println!("  Try:      curl -s http://{rest}/api/v1/tenants");
         println!("            cargo run --release -- job submit --wait -- echo hello");

@@ -425,7 +425,11 @@ async fn cluster_status_marks_an_unreachable_member() {
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{table}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let row = |id: u64| {
         table
             .lines()

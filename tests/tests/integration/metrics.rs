@@ -505,3 +505,66 @@ async fn job_metrics_count_what_ran_and_ten_thousand_jobs_add_no_series() {
     let added: Vec<&String> = after.difference(&before).collect();
     assert!(added.is_empty(), "10,000 jobs added series: {added:?}");
 }
+
+/// Counters an alert takes `rate()` of exist at zero before their first event; no series
+/// carries the OpenTelemetry scope label; REST latency has few buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_start_at_zero_without_scope_labels_and_rest_latency_has_few_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, metrics_port) = node_with_metrics(dir.path()).await;
+    let text = eventually(TIMEOUT, "the default tenant's zero series", || async {
+        let text = scrape(metrics_port).await;
+        Ok(sample(
+            &text,
+            "hodei_quota_violations_total",
+            &["tenant=\"default\"", "reason=\"quota\""],
+        )
+        .is_some()
+        .then_some(text))
+    })
+    .await
+    .unwrap();
+    for (name, labels) in [
+        (
+            "hodei_quota_violations_total",
+            vec!["tenant=\"default\"", "reason=\"needs_burst\""],
+        ),
+        (
+            "hodei_quota_decisions_total",
+            vec!["tenant=\"default\"", "verdict=\"deny\""],
+        ),
+        (
+            "hodei_burst_refusals_total",
+            vec!["tenant=\"default\"", "rule=\"cooldown\""],
+        ),
+        ("hodei_workers_lost_total", vec!["pool=\"pool-default\""]),
+        (
+            "hodei_dispatch_assignments_total",
+            vec!["queue=\"default\"", "outcome=\"rejected\""],
+        ),
+        ("hodei_actor_restarts_total", vec!["actor=\"tenant\""]),
+    ] {
+        assert_eq!(sample(&text, name, &labels), Some(0.0), "{name} {labels:?}");
+    }
+    assert!(!text.contains("otel_scope"), "no scope labels");
+    // Some REST traffic, then its histogram: 8 bounds and +Inf per route and method.
+    let api = hodei_tests::RestApi::new(&node);
+    api.get("/api/v1/tenants").await;
+    let text = eventually(TIMEOUT, "the REST latency histogram", || async {
+        let text = scrape(metrics_port).await;
+        Ok(text
+            .contains("hodei_api_request_duration_seconds_bucket")
+            .then_some(text))
+    })
+    .await
+    .unwrap();
+    let buckets = text
+        .lines()
+        .filter(|line| {
+            line.starts_with("hodei_api_request_duration_seconds_bucket")
+                && line.contains("route=\"/api/v1/tenants\"")
+                && line.contains("method=\"GET\"")
+        })
+        .count();
+    assert_eq!(buckets, 9, "{text}");
+}

@@ -43,19 +43,26 @@ fn port_free(port: u16) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_tour_runs_as_written() -> anyhow::Result<()> {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))?;
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))?;
     let blocks = section_blocks(&readme, "## A short tour");
     assert!(blocks.len() >= 3, "the tour's shell blocks: {blocks:?}");
     // The README's own ports: a node already there (a developer's `hodei dev`) would make
     // the tour talk to it instead.
     for port in [8080, 9090, 9091, 9190] {
-        anyhow::ensure!(port_free(port), "port {port} is in use: the tour needs the README's ports");
+        anyhow::ensure!(
+            port_free(port),
+            "port {port} is in use: the tour needs the README's ports"
+        );
     }
     let _serial = crate::HEAVY.lock().await;
     let root = tempfile::tempdir()?;
     // `export PATH="$PWD/target/release:$PATH"` finds this build's binary.
     std::fs::create_dir_all(root.path().join("target/release"))?;
-    std::os::unix::fs::symlink(hodei_tests::hodei_binary()?, root.path().join("target/release/hodei"))?;
+    std::os::unix::fs::symlink(
+        hodei_tests::hodei_binary()?,
+        root.path().join("target/release/hodei"),
+    )?;
     let mut dev = Command::new(hodei_tests::hodei_binary()?)
         .arg("dev")
         .current_dir(root.path())
@@ -102,12 +109,23 @@ async fn the_readme_tour_runs_as_written() -> anyhow::Result<()> {
     let output = outcome??.map_err(anyhow::Error::from)?;
     let log = std::fs::read_to_string(root.path().join("dev.log")).unwrap_or_default();
     assert!(
+        !log.contains('\u{1b}'),
+        "a log written to a file has no colour codes"
+    );
+    assert!(
         output.status.success(),
         "the tour failed ({}):\n--- stdout\n{}\n--- stderr\n{}\n--- node log (tail)\n{}",
         output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
-        log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        log.lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     Ok(())
 }
