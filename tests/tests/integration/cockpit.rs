@@ -153,3 +153,58 @@ async fn suspended_tenants_sla_without_level_pool_sizes_and_creation_times_read_
     let (_, metrics) = api.get("/api/v1/pools/sim/metrics").await;
     assert_eq!(metrics["size"]["desired"], 0, "{metrics}");
 }
+
+/// The API reference page, served by the node from assets in its binary, renders every
+/// operation of the OpenAPI document in a real browser (Debian's chromium, headless).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_reference_page_renders_every_operation_in_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start_spec(dir.path(), &NodeSpec::new(1)).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    let api = Api::new(&node);
+    let (_, document) = api.get("/api/v1/openapi.json").await;
+    let operations: usize = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| {
+            ["get", "post", "put", "patch", "delete"]
+                .iter()
+                .filter(|method| item.get(**method).is_some())
+                .count()
+        })
+        .sum();
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+        .expect("Debian's chromium is needed for this test (.ci/run installs it: apt install chromium)");
+    let profile = dir.path().join("chromium-profile");
+    let url = node.rest_url("/api/v1/docs");
+    let dom = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--virtual-time-budget=10000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(["--dump-dom", &url])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let html = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        html.contains(&format!("data-count=\"{operations}\"")),
+        "{operations} operations rendered:\n{}\n{}",
+        html.chars().take(2_000).collect::<String>(),
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    for operation in ["POST /api/v1/jobs", "GET /api/v1/queues/{id}/fair-share", "PUT /api/v1/tenants/{id}/quotas"] {
+        assert!(html.contains(&format!("data-operation=\"{operation}\"")), "{operation}");
+    }
+    assert!(html.contains("id=\"schema-SubmitJobInput\""), "schemas rendered");
+}

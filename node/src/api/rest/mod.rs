@@ -90,6 +90,7 @@ pub fn router(
     };
     routes
         .route("/api/v1/openapi.json", axum::routing::get(openapi_document))
+        .route("/api/v1/docs", axum::routing::get(api_docs))
         .route_layer(middleware::from_fn_with_state(metrics, record_metrics))
         .fallback(unknown_route)
         .with_state(state)
@@ -118,6 +119,21 @@ async fn record_metrics(
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// The API reference page: one self-contained file in the binary (no CDN, no network)
+/// that renders `/api/v1/openapi.json` in the browser.
+const API_DOCS_PAGE: &str = include_str!("docs.html");
+
+async fn api_docs() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        API_DOCS_PAGE,
+    )
+        .into_response()
 }
 
 async fn openapi_document(State(state): State<RestState>) -> Response {
