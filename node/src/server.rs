@@ -27,7 +27,6 @@ use crate::actors::control::ControlMsg;
 use crate::actors::gateway::GatewayHandle;
 use crate::actors::metrics::{MetricsHub, MetricsMsg};
 use crate::actors::root::{RootMsg, RootSupervisor};
-use crate::actors::violations::ViolationLog;
 use crate::actors::workers::hub::{HeartbeatSettings, WorkerHub};
 use crate::actors::workers::process_provider::ProcessProvider;
 use crate::actors::workers::session::WorkerGrpc;
@@ -100,7 +99,6 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         state,
         leader_wait,
         limits: Arc::new(limit_settings(config)),
-        violations: ViolationLog::default(),
         metrics: hub.metrics.clone(),
         catalog: Arc::new(catalog(config)),
         worker_hub: WorkerHub::new(HeartbeatSettings {

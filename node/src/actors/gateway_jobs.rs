@@ -295,7 +295,6 @@ fn build_job(
     if let Some(sla) = &spec.sla {
         sla.validate(submitted_at_ms)?;
     }
-    let max_burst = max_burst_percent(node);
     node.read(|state| {
         // Checked here, not in apply: logged submits of a tenant suspended since must
         // replay as they applied. A suspend racing a submit leaves the job pending with
@@ -309,8 +308,9 @@ fn build_job(
                 tenant.status.as_str()
             )));
         }
-        state.check_placement(&spec)?;
-        state.check_tenant_admits(&spec, max_burst)
+        // The tenant's limits are checked by apply, which counts a refusal as a quota
+        // violation cluster-wide.
+        state.check_placement(&spec)
     })?;
     let targets = node.limits.sla_targets;
     let mut job = Job::new(uuid::Uuid::now_v7().to_string(), spec, submitted_at_ms);

@@ -3,7 +3,6 @@
 use tracing::info;
 
 use crate::actors::gateway::{Handler, propose_for, read_barrier, require_access, require_admin};
-use crate::actors::violations::Violation;
 use crate::actors::{NodeContext, now_ms};
 use crate::gateway::model::{
     BurstInput, BurstListView, BurstView, DecisionView, DimensionUsageView, EnforceInput,
@@ -17,7 +16,7 @@ use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestCon
 use crate::state::command;
 use crate::state::{CommandOutcome, CommandV1};
 use hodei_domain::DomainError;
-use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
+use hodei_domain::admission::{AdmissionInput, JobRequest, admit};
 use hodei_domain::burst::{BurstRequest, BurstStatus, EndReason};
 use hodei_domain::quota::Quota;
 use hodei_domain::resources::{Dimension, Resources};
@@ -334,31 +333,8 @@ async fn enforce(
         largest_worker,
         request: &request,
     });
-    node.metrics
-        .quota_decision(tenant.id.as_str(), decision.verdict.as_str());
-    if matches!(decision.verdict, Verdict::Queue | Verdict::Deny) {
-        for reason in &decision.reasons {
-            node.metrics
-                .quota_violation(tenant.id.as_str(), reason.code.as_str());
-        }
-        node.violations.record(Violation {
-            at_ms: now_ms(),
-            tenant: tenant.id.to_string(),
-            verdict: decision.verdict.as_str().to_string(),
-            source: "enforce".to_string(),
-            reasons: decision
-                .reasons
-                .iter()
-                .map(|reason| reason.code.as_str().to_string())
-                .collect(),
-            message: decision
-                .reasons
-                .iter()
-                .map(|reason| reason.message.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
-        });
-    }
+    // A what-if: nothing is counted (violations are the refusals and queueing decisions
+    // of real submits and dispatches, recorded by apply).
     Ok(DecisionView::new(&tenant.id, &decision))
 }
 
@@ -390,9 +366,13 @@ fn violations(
             ));
         }
     };
-    let items = node
-        .violations
-        .recent(tenant.as_deref(), limit)
+    let (recent, counts) = node.read(|state| {
+        (
+            state.recent_violations(tenant.as_deref(), limit),
+            state.violation_counts(tenant.as_deref()),
+        )
+    });
+    let items = recent
         .into_iter()
         .map(|violation| ViolationView {
             at_ms: violation.at_ms,
@@ -403,9 +383,7 @@ fn violations(
             message: violation.message,
         })
         .collect();
-    let counts = node
-        .violations
-        .counts(tenant.as_deref())
+    let counts = counts
         .into_iter()
         .map(|(tenant, reason, count)| ViolationCountView {
             tenant,
@@ -462,14 +440,6 @@ async fn request_burst(
             info!(tenant = %tenant, rule = ?error.rule, principal = %context.principal, "burst refused");
             if let Some(rule) = &error.rule {
                 node.metrics.burst_refused(tenant.as_str(), rule);
-                node.violations.record(Violation {
-                    at_ms: now_ms(),
-                    tenant: tenant.to_string(),
-                    verdict: "refused".to_string(),
-                    source: "burst".to_string(),
-                    reasons: vec![rule.clone()],
-                    message: error.detail.clone(),
-                });
             }
             Err(error)
         }

@@ -21,8 +21,6 @@ pub struct Metrics {
     gateway_requests: Counter<u64>,
     gateway_duration: Histogram<f64>,
     actor_restarts: Counter<u64>,
-    quota_decisions: Counter<u64>,
-    quota_violations: Counter<u64>,
     burst_refusals: Counter<u64>,
     job_wait: Histogram<f64>,
     job_run: Histogram<f64>,
@@ -90,14 +88,6 @@ impl Metrics {
             actor_restarts: meter
                 .u64_counter("hodei_actor_restarts")
                 .with_description("Actors restarted by their supervisor, by actor kind")
-                .build(),
-            quota_decisions: meter
-                .u64_counter("hodei_quota_decisions")
-                .with_description("Admission decisions by tenant and verdict")
-                .build(),
-            quota_violations: meter
-                .u64_counter("hodei_quota_violations")
-                .with_description("Admission decisions that queued or denied, by tenant and reason")
                 .build(),
             burst_refusals: meter
                 .u64_counter("hodei_burst_refusals")
@@ -238,16 +228,6 @@ impl Metrics {
         }
         for tenant in &tenants {
             let tenant = KeyValue::new("tenant", tenant.clone());
-            for verdict in ["allow", "allow_burst", "queue", "deny"] {
-                self.quota_decisions
-                    .add(0, &[tenant.clone(), KeyValue::new("verdict", verdict)]);
-            }
-            for reason in hodei_domain::admission::ReasonCode::ALL {
-                self.quota_violations.add(
-                    0,
-                    &[tenant.clone(), KeyValue::new("reason", reason.as_str())],
-                );
-            }
             for rule in hodei_domain::burst::BurstRule::ALL {
                 self.burst_refusals
                     .add(0, &[tenant.clone(), KeyValue::new("rule", rule.as_str())]);
@@ -302,26 +282,6 @@ impl Metrics {
 
     pub fn actor_restarted(&self, actor: &'static str) {
         self.actor_restarts.add(1, &[KeyValue::new("actor", actor)]);
-    }
-
-    pub fn quota_decision(&self, tenant: &str, verdict: &'static str) {
-        self.quota_decisions.add(
-            1,
-            &[
-                KeyValue::new("tenant", tenant.to_string()),
-                KeyValue::new("verdict", verdict),
-            ],
-        );
-    }
-
-    pub fn quota_violation(&self, tenant: &str, reason: &str) {
-        self.quota_violations.add(
-            1,
-            &[
-                KeyValue::new("tenant", tenant.to_string()),
-                KeyValue::new("reason", reason.to_string()),
-            ],
-        );
     }
 
     pub fn burst_refused(&self, tenant: &str, rule: &str) {

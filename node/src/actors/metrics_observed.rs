@@ -121,6 +121,37 @@ impl MetricsHub {
     fn observe_tenants(&self, node: &NodeContext) {
         let state = node.clone();
         self.meter
+            .u64_observable_counter("hodei_quota_violations")
+            .with_description(
+                "Quota decisions that refused a submit or held a job (at submit or dispatch), \
+                 by tenant and reason: recorded by apply, so cluster-wide and the same on every \
+                 node (count one node's); zero from a tenant's creation",
+            )
+            .with_callback(move |observer| {
+                let (tenants, counts) = state.read(|hodei| {
+                    let counts: std::collections::BTreeMap<(String, String), u64> = hodei
+                        .violation_counts(None)
+                        .into_iter()
+                        .map(|(tenant, reason, count)| ((tenant, reason), count))
+                        .collect();
+                    (hodei.tenant_ids(), counts)
+                });
+                for tenant in &tenants {
+                    for reason in hodei_domain::admission::ReasonCode::ALL {
+                        let key = (tenant.to_string(), reason.as_str().to_string());
+                        observer.observe(
+                            counts.get(&key).copied().unwrap_or(0),
+                            &[
+                                KeyValue::new("tenant", tenant.to_string()),
+                                KeyValue::new("reason", reason.as_str()),
+                            ],
+                        );
+                    }
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
             .u64_observable_gauge("hodei_tenants")
             .with_description("Tenants by status")
             .with_callback(move |observer| {

@@ -26,7 +26,6 @@ pub mod queue_reports;
 pub mod restarts;
 pub mod root;
 pub mod tenant_actor;
-pub mod violations;
 pub mod workers;
 
 use std::sync::Arc;
@@ -34,7 +33,6 @@ use std::time::Duration;
 
 use hodei_cluster::RaftNode;
 
-use crate::actors::violations::ViolationLog;
 use crate::state::SharedState;
 use hodei_domain::burst::BurstPolicy;
 use hodei_domain::quota::Quota;
@@ -64,7 +62,7 @@ pub struct NodeContext {
     /// How long a request waits for a leader before it fails with 503.
     pub leader_wait: Duration,
     pub limits: Arc<LimitSettings>,
-    pub violations: ViolationLog,
+
     pub metrics: crate::actors::metrics::Metrics,
     /// The pools and queues a fresh cluster starts with (from config).
     pub catalog: Arc<Catalog>,

@@ -114,6 +114,7 @@ struct SnapshotView<'a> {
     queues: Vec<&'a Queue>,
     pools: Vec<&'a Pool>,
     workers: Vec<&'a Worker>,
+    violations: &'a crate::state::violations::ViolationLog,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +132,44 @@ struct SnapshotData {
     pools: Vec<Pool>,
     #[serde(default)]
     workers: Vec<Worker>,
+    #[serde(default)]
+    violations: crate::state::violations::ViolationLog,
+}
+
+/// The snapshot shape before violations were replicated: a snapshot taken by an earlier
+/// version still installs (with an empty violation log).
+#[derive(Debug, Deserialize)]
+struct SnapshotBeforeViolations {
+    tenants: Vec<Tenant>,
+    bursts: Vec<BurstSession>,
+    jobs: Vec<Job>,
+    job_logs: BTreeMap<String, String>,
+    queues: Vec<Queue>,
+    pools: Vec<Pool>,
+    workers: Vec<Worker>,
+}
+
+impl SnapshotData {
+    fn decode(snapshot: &[u8]) -> Result<Self, String> {
+        match hodei_cluster::codec::decode::<SnapshotData>(snapshot) {
+            Ok(data) => Ok(data),
+            Err(error) => {
+                match hodei_cluster::codec::decode::<SnapshotBeforeViolations>(snapshot) {
+                    Ok(old) => Ok(SnapshotData {
+                        tenants: old.tenants,
+                        bursts: old.bursts,
+                        jobs: old.jobs,
+                        job_logs: old.job_logs,
+                        queues: old.queues,
+                        pools: old.pools,
+                        workers: old.workers,
+                        violations: Default::default(),
+                    }),
+                    Err(_) => Err(error),
+                }
+            }
+        }
+    }
 }
 
 pub struct HodeiState {
@@ -175,6 +214,8 @@ pub struct HodeiState {
     pub(super) queues: BTreeMap<String, Queue>,
     pub(super) pools: BTreeMap<String, Pool>,
     pub(super) workers: BTreeMap<String, Worker>,
+    /// Quota violations recorded by apply (`violations.rs`).
+    pub(super) violations: crate::state::violations::ViolationLog,
     events: broadcast::Sender<DomainEvent>,
 }
 
@@ -216,6 +257,7 @@ impl HodeiState {
             queues: BTreeMap::new(),
             pools: BTreeMap::new(),
             workers: BTreeMap::new(),
+            violations: Default::default(),
             events,
         }
     }
@@ -277,6 +319,7 @@ impl HodeiState {
                 .job_logs
                 .insert(id, String::from_utf8_lossy(&value).into_owned());
         }
+        state.load_violation_log(keyspace)?;
         state.rebuild_job_indices();
         Ok(state)
     }
@@ -397,12 +440,13 @@ impl StateMachine for HodeiState {
             queues: self.queues.values().collect(),
             pools: self.pools.values().collect(),
             workers: self.workers.values().collect(),
+            violations: &self.violations,
         };
         hodei_cluster::codec::encode(&data)
     }
 
     fn restore(&mut self, snapshot: &[u8], writes: &mut WriteBatch) -> Result<(), String> {
-        let data: SnapshotData = hodei_cluster::codec::decode(snapshot)?;
+        let data = SnapshotData::decode(snapshot)?;
         self.tenants.clear();
         self.bursts.clear();
         self.jobs.clear();
@@ -444,6 +488,7 @@ impl StateMachine for HodeiState {
             put_encoded(writes, jobs_key(WORKER_PREFIX, &worker.id), &worker);
             self.workers.insert(worker.id.clone(), worker);
         }
+        self.put_violation_log(data.violations, writes);
         self.rebuild_job_indices();
         self.emit(DomainEvent::StateReplaced);
         Ok(())
@@ -457,6 +502,46 @@ mod tests {
     use super::*;
     use hodei_domain::labels::Labels;
     use hodei_domain::tenant::{NewTenant, TenantPatch, Tier};
+
+    /// A snapshot taken before violations were replicated still installs.
+    #[test]
+    fn a_snapshot_of_the_earlier_shape_installs_with_no_violations() {
+        #[derive(Serialize)]
+        struct Earlier<'a> {
+            tenants: Vec<&'a Tenant>,
+            bursts: Vec<BurstSession>,
+            jobs: Vec<Job>,
+            job_logs: BTreeMap<String, String>,
+            queues: Vec<Queue>,
+            pools: Vec<Pool>,
+            workers: Vec<Worker>,
+        }
+        let tenant = NewTenant {
+            id: TenantId::parse("acme").unwrap(),
+            display_name: None,
+            tier: Tier::Standard,
+            weight: None,
+            labels: Labels::new(),
+            quota: hodei_domain::quota::Quota::default(),
+        }
+        .into_tenant(5)
+        .unwrap();
+        let earlier = hodei_cluster::codec::encode(&Earlier {
+            tenants: vec![&tenant],
+            bursts: Vec::new(),
+            jobs: Vec::new(),
+            job_logs: BTreeMap::new(),
+            queues: Vec::new(),
+            pools: Vec::new(),
+            workers: Vec::new(),
+        })
+        .unwrap();
+        let mut state = HodeiState::new(broadcast::channel(4).0);
+        let mut writes = WriteBatch::new();
+        state.restore(&earlier, &mut writes).unwrap();
+        assert!(state.tenant(&tenant.id).is_some());
+        assert!(state.recent_violations(None, 10).is_empty());
+    }
 
     fn state() -> HodeiState {
         HodeiState::new(broadcast::channel(16).0)

@@ -8,6 +8,10 @@ pub const JOB_LOG_PREFIX: &str = "joblog/";
 pub const QUEUE_PREFIX: &str = "queue/";
 pub const POOL_PREFIX: &str = "pool/";
 pub const WORKER_PREFIX: &str = "worker/";
+/// Recent quota violations, by sequence number (`state/violations.rs`).
+pub const VIOLATION_PREFIX: &str = "violation/";
+/// Violation counts, by tenant and reason.
+pub const VIOLATION_COUNT_PREFIX: &str = "violationcount/";
 
 /// The key of the entity `id` of the kind `prefix`.
 pub fn key(prefix: &str, id: &str) -> Vec<u8> {

@@ -8,6 +8,7 @@ mod indexes;
 pub mod jobs;
 pub mod keys;
 mod queries;
+pub mod violations;
 
 #[cfg(test)]
 mod jobs_tests;

@@ -177,7 +177,9 @@ async fn the_api_reference_page_renders_every_operation_in_a_browser() {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|path| std::path::Path::new(path).exists())
-        .expect("Debian's chromium is needed for this test (.ci/run installs it: apt install chromium)");
+        .expect(
+            "Debian's chromium is needed for this test (.ci/run installs it: apt install chromium)",
+        );
     let profile = dir.path().join("chromium-profile");
     let url = node.rest_url("/api/v1/docs");
     let dom = tokio::task::spawn_blocking(move || {
@@ -203,8 +205,18 @@ async fn the_api_reference_page_renders_every_operation_in_a_browser() {
         html.chars().take(2_000).collect::<String>(),
         String::from_utf8_lossy(&dom.stderr)
     );
-    for operation in ["POST /api/v1/jobs", "GET /api/v1/queues/{id}/fair-share", "PUT /api/v1/tenants/{id}/quotas"] {
-        assert!(html.contains(&format!("data-operation=\"{operation}\"")), "{operation}");
+    for operation in [
+        "POST /api/v1/jobs",
+        "GET /api/v1/queues/{id}/fair-share",
+        "PUT /api/v1/tenants/{id}/quotas",
+    ] {
+        assert!(
+            html.contains(&format!("data-operation=\"{operation}\"")),
+            "{operation}"
+        );
     }
-    assert!(html.contains("id=\"schema-SubmitJobInput\""), "schemas rendered");
+    assert!(
+        html.contains("id=\"schema-SubmitJobInput\""),
+        "schemas rendered"
+    );
 }

@@ -288,24 +288,66 @@ async fn quotas_enforcement_and_burst_governance_over_rest_and_grpc() {
         "a tenant principal asks about itself by default"
     );
 
-    // Violations: the queue and deny answers, counted by tenant and reason.
+    // Violations: the what-ifs above counted nothing; a real refusal at submit and a
+    // job accepted to wait for its quota count, by tenant and reason.
     let (status, violations) = api.get("/api/v1/quotas/violations?tenant=acme").await;
     assert_eq!(status, 200);
-    let verdicts: Vec<&str> = violations["items"]
+    assert_eq!(
+        violations["items"],
+        json!([]),
+        "enforce is a what-if: {violations}"
+    );
+    let (status, refused) = api
+        .post(
+            "/api/v1/jobs",
+            json!({"tenant": "acme", "resources": {"cpu_m": 3500, "memory_mb": 512}, "command": {"argv": ["true"]}}),
+        )
+        .await;
+    assert_eq!(status, 422, "above the 150% ceiling: {refused}");
+    let (status, waiting) = api
+        .post(
+            "/api/v1/jobs",
+            json!({"tenant": "acme", "resources": {"cpu_m": 2500, "memory_mb": 512}, "command": {"argv": ["true"]}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{waiting}");
+    let (_, violations) = api.get("/api/v1/quotas/violations?tenant=acme").await;
+    let seen: Vec<(&str, &str)> = violations["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|item| item["verdict"].as_str().unwrap())
+        .map(|item| {
+            (
+                item["verdict"].as_str().unwrap(),
+                item["source"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(verdicts, ["deny", "queue"], "{violations}");
-    assert!(
-        violations["counts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|count| count["reason"] == "needs_burst" && count["count"] == 1),
+    assert_eq!(
+        seen,
+        [("queue", "submit"), ("deny", "submit")],
         "{violations}"
     );
+    for reason in ["needs_burst", "exceeds_ceiling"] {
+        assert!(
+            violations["counts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|count| count["reason"] == reason && count["count"] == 1),
+            "{reason}: {violations}"
+        );
+    }
+    let (_, cancelled) = api
+        .post(
+            &format!(
+                "/api/v1/jobs/{}/cancel",
+                waiting["job"]["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
     let (_, own_violations) = api
         .call(
             reqwest::Method::GET,
@@ -483,12 +525,6 @@ async fn quotas_enforcement_and_burst_governance_over_rest_and_grpc() {
         409,
         None,
         Some("global_pool"),
-    );
-    let (_, refusals) = api.get("/api/v1/quotas/violations?tenant=gamma").await;
-    assert_eq!(
-        refusals["items"][0]["reasons"],
-        json!(["global_pool"]),
-        "burst refusals are violations too: {refusals}"
     );
 
     // gRPC: the same operations and refusals.
@@ -705,5 +741,54 @@ async fn a_job_larger_than_the_quota_needs_a_burst_or_is_refused_at_submit() {
             .await;
         assert_eq!(decision["verdict"], "queue", "{decision}");
         assert_eq!(decision["reasons"][0]["code"], "needs_burst", "{decision}");
+    }
+}
+
+/// Violations are recorded by apply: a refusal at one node is counted the same on every
+/// node (not per node), and a what-if counts nothing anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_violations_are_counted_once_cluster_wide() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ProcessCluster::start(dir.path(), 3, &[]).await.unwrap();
+    cluster.leader(TIMEOUT).await.unwrap();
+    let apis: Vec<Api> = (1..=3).map(|id| Api::new(&cluster.nodes[&id])).collect();
+    assert_eq!(
+        apis[0]
+            .post("/api/v1/tenants", json!({ "id": "acme" }))
+            .await
+            .0,
+        201
+    );
+    let (status, body) = apis[0]
+        .put("/api/v1/tenants/acme/quotas", json!({ "cpu_m": 1000 }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = apis[2]
+        .post(
+            "/api/v1/quotas/enforce",
+            json!({ "tenant": "acme", "cpu_m": 2000, "memory_mb": 512 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, refused) = apis[1]
+        .post(
+            "/api/v1/jobs",
+            json!({ "tenant": "acme", "resources": { "cpu_m": 2000, "memory_mb": 512 }, "command": { "argv": ["true"] } }),
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    for api in &apis {
+        let counts = eventually(TIMEOUT, "the refusal on every node", || async {
+            let (_, violations) = api.get("/api/v1/quotas/violations?tenant=acme").await;
+            Ok((violations["items"].as_array().map(Vec::len) == Some(1))
+                .then(|| violations["counts"].clone()))
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            counts,
+            json!([{ "tenant": "acme", "reason": "exceeds_ceiling", "count": 1 }]),
+            "the what-if is not there"
+        );
     }
 }

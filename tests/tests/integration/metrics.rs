@@ -89,6 +89,24 @@ async fn metrics_show_what_the_workload_did_with_bounded_labels() {
         .status(),
         200
     );
+    let quota = reqwest::Client::new()
+        .put(node.rest_url("/api/v1/tenants/m1/quotas"))
+        .json(&json!({"cpu_m": 1000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(quota.status(), 200);
+    assert_eq!(
+        post(
+            "/api/v1/jobs",
+            json!({"tenant": "m1", "resources": {"cpu_m": 2000, "memory_mb": 512}, "command": {"argv": ["true"]}})
+        )
+        .await
+        .unwrap()
+        .status(),
+        422,
+        "larger than m1 could ever run"
+    );
     let refused = post(
         "/api/v1/tenants/m2/burst",
         json!({"ceiling_percentage": 500, "duration_seconds": 60}),
@@ -145,19 +163,20 @@ async fn metrics_show_what_the_workload_did_with_bounded_labels() {
         4.0,
         "three plus the default tenant"
     );
+    // The what-ifs counted nothing; the refused submit counts, cluster-wide.
     assert_eq!(
         value(
-            "hodei_quota_decisions_total",
-            &[r#"tenant="m1""#, r#"verdict="deny""#]
+            "hodei_quota_violations_total",
+            &[r#"tenant="m1""#, r#"reason="exceeds_ceiling""#]
         ),
         1.0
     );
     assert_eq!(
         value(
-            "hodei_quota_decisions_total",
-            &[r#"tenant="m1""#, r#"verdict="allow""#]
+            "hodei_quota_violations_total",
+            &[r#"tenant="m1""#, r#"reason="quota""#]
         ),
-        1.0
+        0.0
     );
     assert_eq!(
         value(
@@ -528,10 +547,6 @@ async fn counters_start_at_zero_without_scope_labels_and_rest_latency_has_few_bu
         (
             "hodei_quota_violations_total",
             vec!["tenant=\"default\"", "reason=\"needs_burst\""],
-        ),
-        (
-            "hodei_quota_decisions_total",
-            vec!["tenant=\"default\"", "verdict=\"deny\""],
         ),
         (
             "hodei_burst_refusals_total",

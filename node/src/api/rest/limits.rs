@@ -116,7 +116,7 @@ async fn get_usage(
 }
 
 /// Would this job be admitted now? `allow | allow_burst | queue | deny`, with every reason
-/// and its numbers. Changes nothing; queue and deny answers are counted as violations.
+/// and its numbers. A what-if: changes nothing and counts nothing.
 #[utoipa::path(post, path = "/api/v1/quotas/enforce", tag = "quotas", request_body = EnforceInput,
     responses((status = 200, body = DecisionView), (status = 404, body = ProblemView), (status = 422, body = ProblemView)))]
 async fn enforce(
@@ -127,8 +127,9 @@ async fn enforce(
     ask(&state, context, EnforceQuota { input }, StatusCode::OK).await
 }
 
-/// Recent decisions that refused or queued, most recent first, and counts by tenant and
-/// reason, as this node made them.
+/// Quota violations, most recent first (the last 1,000), and counts by tenant and reason:
+/// submits refused by a tenant's limits, jobs accepted to wait for the quota, assignments
+/// refused for it. Recorded in the replicated state: the same on every node.
 #[utoipa::path(get, path = "/api/v1/quotas/violations", tag = "quotas", params(ViolationParams),
     responses((status = 200, body = ViolationsView), (status = 422, body = ProblemView)))]
 async fn violations(

@@ -7,8 +7,9 @@ use crate::state::command;
 use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState};
 use crate::state::jobs::{PlannedCancel, Release, SubmittedJob};
+use crate::state::violations::Violation;
 use hodei_domain::DomainError;
-use hodei_domain::admission::{AdmissionInput, JobRequest, ReasonCode, Verdict, admit};
+use hodei_domain::admission::{AdmissionInput, Decision, JobRequest, ReasonCode, Verdict, admit};
 use hodei_domain::job::{Job, JobSpec, JobState};
 use hodei_domain::resources::Resources;
 
@@ -79,8 +80,28 @@ impl HodeiState {
         spec: &JobSpec,
         max_burst_percent: Option<u64>,
     ) -> Result<(), DomainError> {
+        self.tenant_admission(spec, max_burst_percent)
+            .map(|_| ())
+            .map_err(|(error, _)| error)
+    }
+
+    /// The admission of a new job by its tenant: `Ok` with the verdict as it stands now
+    /// (allow, allow_burst, or queue: it waits for the quota), or the refusal with the
+    /// decision's reasons (to count as a violation).
+    fn tenant_admission(
+        &self,
+        spec: &JobSpec,
+        max_burst_percent: Option<u64>,
+    ) -> Result<Decision, (DomainError, Decision)> {
         let Some(tenant) = self.tenants.get(&spec.tenant) else {
-            return Err(DomainError::not_found("tenant", spec.tenant.to_string()));
+            let refusal = DomainError::not_found("tenant", spec.tenant.to_string());
+            return Err((
+                refusal,
+                Decision {
+                    verdict: Verdict::Deny,
+                    reasons: Vec::new(),
+                },
+            ));
         };
         let usage = self.usage(&spec.tenant);
         let request = JobRequest {
@@ -91,13 +112,15 @@ impl HodeiState {
             quota: &tenant.quota,
             usage: &usage,
             tenant_active: true,
-            active_burst_percent: None,
+            active_burst_percent: self
+                .active_burst(&spec.tenant)
+                .map(|session| session.ceiling_percentage),
             max_burst_percent,
             largest_worker: None,
             request: &request,
         });
         if decision.verdict != Verdict::Deny {
-            return Ok(());
+            return Ok(decision);
         }
         if let Some(full) = decision
             .reasons
@@ -105,10 +128,9 @@ impl HodeiState {
             .find(|reason| reason.code == ReasonCode::BacklogFull)
             && decision.reasons.len() == 1
         {
-            return Err(DomainError::Exhausted(format!(
-                "tenant `{}`: {}",
-                spec.tenant, full.message
-            )));
+            let refusal =
+                DomainError::Exhausted(format!("tenant `{}`: {}", spec.tenant, full.message));
+            return Err((refusal, decision));
         }
         let Some(first) = decision
             .reasons
@@ -119,7 +141,8 @@ impl HodeiState {
             // Admission gives every denial a reason; this check runs inside apply, so a
             // denial without one is refused and logged rather than a panic.
             tracing::error!(tenant = %spec.tenant, "admission denied a job without a reason");
-            return Err(DomainError::invalid("tenant", "admission refused the job"));
+            let refusal = DomainError::invalid("tenant", "admission refused the job");
+            return Err((refusal, decision));
         };
         let field = match first.dimension {
             Some(hodei_domain::resources::Dimension::Cpu) => "resources.cpu_m",
@@ -127,7 +150,43 @@ impl HodeiState {
             Some(hodei_domain::resources::Dimension::Gpu) => "resources.gpu",
             _ => "tenant",
         };
-        Err(DomainError::invalid(field, first.message.clone()))
+        let refusal = DomainError::invalid(field, first.message.clone());
+        Err((refusal, decision))
+    }
+
+    /// Counts a quota decision that refused or queued a job (`state/violations.rs`).
+    fn record_decision(
+        &mut self,
+        job: &Job,
+        decision: &Decision,
+        source: &str,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) {
+        if decision.reasons.is_empty() {
+            return;
+        }
+        let reasons = decision
+            .reasons
+            .iter()
+            .map(|reason| reason.code.as_str().to_string())
+            .collect();
+        let message = decision
+            .reasons
+            .iter()
+            .map(|reason| reason.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let violation = Violation {
+            seq: 0,
+            at_ms,
+            tenant: job.spec.tenant.to_string(),
+            verdict: decision.verdict.as_str().to_string(),
+            source: source.to_string(),
+            reasons,
+            message,
+        };
+        self.record_violation(violation, writes);
     }
 
     pub(in crate::state) fn apply_submit_jobs(
@@ -179,7 +238,17 @@ impl HodeiState {
             return Err(DomainError::already_exists("job", job.id));
         }
         self.check_placement(&job.spec)?;
-        self.check_tenant_admits(&job.spec, max_burst_percent)?;
+        let decision = match self.tenant_admission(&job.spec, max_burst_percent) {
+            Ok(decision) => decision,
+            Err((refusal, decision)) => {
+                // The refusal of this job is counted; the batch it came in goes on.
+                self.record_decision(&job, &decision, "submit", job.submitted_at_ms, writes);
+                return Err(refusal);
+            }
+        };
+        if decision.verdict == Verdict::Queue {
+            self.record_decision(&job, &decision, "submit", job.submitted_at_ms, writes);
+        }
         self.store_job(job.clone(), writes);
         self.emit(DomainEvent::JobChanged(job.id.clone()));
         Ok(SubmittedJob {
