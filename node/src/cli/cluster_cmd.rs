@@ -26,6 +26,7 @@ pub enum ClusterCommand {
     },
     /// Remove a node from the cluster (by default the node at --addr).
     Leave {
+        /// The node to remove (default: the node at --addr).
         #[arg(long)]
         node: Option<u64>,
         #[command(flatten)]
@@ -47,6 +48,7 @@ pub enum ClusterCommand {
     },
     /// Hand leadership to another voter.
     TransferLeader {
+        /// The voter to hand leadership to.
         #[arg(long)]
         to: u64,
         #[command(flatten)]

@@ -8,9 +8,13 @@ use hodei_config::{ConfigLoader, redacted_yaml};
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate a config file (with the HODEI_* variables set now); lists every problem.
-    Check { file: PathBuf },
+    Check {
+        /// The config file to check.
+        file: PathBuf,
+    },
     /// Print the effective configuration (defaults, file, HODEI_* variables), secrets redacted.
     Print {
+        /// A config file to read (without one: the defaults and the HODEI_* variables).
         #[arg(long, short)]
         config: Option<PathBuf>,
     },

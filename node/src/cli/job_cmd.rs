@@ -19,14 +19,17 @@ pub enum JobCommand {
     Submit(Box<SubmitArgs>),
     /// Show one job, with why it waits (REASON) while it is pending.
     Get {
+        /// The job id.
         id: String,
         #[command(flatten)]
         api: Api,
     },
     /// List jobs, newest first, with why each pending one waits.
     List {
+        /// Only this tenant's jobs.
         #[arg(long)]
         tenant: Option<String>,
+        /// Only this queue's jobs.
         #[arg(long)]
         queue: Option<String>,
         /// pending | assigned | running | succeeded | failed | timed_out | cancelled
@@ -49,12 +52,14 @@ pub enum JobCommand {
     },
     /// Cancel a job (a running process is killed; the time it ran is billed).
     Cancel {
+        /// The job id.
         id: String,
         #[command(flatten)]
         api: Api,
     },
     /// Print the tail of a job's output; -f waits for the job and prints as it grows.
     Logs {
+        /// The job id.
         id: String,
         /// Follow the job until it ends.
         #[arg(long, short = 'f')]
@@ -64,12 +69,14 @@ pub enum JobCommand {
     },
     /// Where a pending job stands in its queue, and every reason it waits.
     Position {
+        /// The job id.
         id: String,
         #[command(flatten)]
         api: Api,
     },
     /// A job's SLA: its target, status, predicted start and history.
     Sla {
+        /// The job id.
         id: String,
         #[command(flatten)]
         api: Api,
@@ -148,6 +155,7 @@ pub struct SubmitArgs {
 pub enum SlaCommand {
     /// SLA compliance per tenant and level.
     Summary {
+        /// Only this tenant.
         #[arg(long)]
         tenant: Option<String>,
         /// critical | high | medium | low | best_effort

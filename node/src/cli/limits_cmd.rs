@@ -12,12 +12,14 @@ use crate::cli::tenant_cmd::without_nulls;
 pub enum QuotaCommand {
     /// A tenant's quota.
     Get {
+        /// The tenant id.
         tenant: String,
         #[command(flatten)]
         api: Api,
     },
     /// Replace a tenant's quota (admin); dimensions left out take the configured default.
     Set {
+        /// The tenant id.
         tenant: String,
         /// CPU in millicores (1000 = one core).
         #[arg(long)]
@@ -45,6 +47,7 @@ pub enum QuotaCommand {
     },
     /// What a tenant runs and waits for, against its quota and burst ceiling.
     Usage {
+        /// The tenant id.
         tenant: String,
         #[command(flatten)]
         api: Api,
@@ -54,10 +57,13 @@ pub enum QuotaCommand {
         /// The tenant (default: the principal's, or `default` for admin).
         #[arg(long)]
         tenant: Option<String>,
+        /// The job's CPU in millicores (1000 = one core).
         #[arg(long, default_value_t = 0)]
         cpu_m: u64,
+        /// The job's memory in MiB.
         #[arg(long, default_value_t = 0)]
         memory_mb: u64,
+        /// The job's GPUs.
         #[arg(long, default_value_t = 0)]
         gpu: u64,
         /// The pool it would run in (for per-pool limits).
@@ -68,6 +74,7 @@ pub enum QuotaCommand {
     },
     /// Recent submits and dispatches refused or queued by a quota, newest first.
     Violations {
+        /// Only this tenant's.
         #[arg(long)]
         tenant: Option<String>,
         /// How many, 1-1000.
@@ -82,6 +89,7 @@ pub enum QuotaCommand {
 pub enum BurstCommand {
     /// Ask for capacity above the quota for a time (premium price; may need approval).
     Request {
+        /// The tenant id.
         tenant: String,
         /// The ceiling as a percentage of the quota, e.g. 150 for 1.5x.
         #[arg(long)]
@@ -97,19 +105,23 @@ pub enum BurstCommand {
     },
     /// The tenant's current session and its history.
     List {
+        /// The tenant id.
         tenant: String,
         #[command(flatten)]
         api: Api,
     },
     /// End the tenant's session now (or withdraw it before approval).
     End {
+        /// The tenant id.
         tenant: String,
         #[command(flatten)]
         api: Api,
     },
     /// Approve a session that waits for approval (admin).
     Approve {
+        /// The tenant id.
         tenant: String,
+        /// The session id (`hodei burst list` shows it).
         session: String,
         #[command(flatten)]
         api: Api,

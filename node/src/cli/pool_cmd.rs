@@ -12,6 +12,7 @@ use crate::cli::tenant_cmd::without_nulls;
 pub enum PoolCommand {
     /// Create a pool.
     Create {
+        /// The pool id.
         id: String,
         /// static (agents an operator starts) | dynamic (sized between min and max).
         #[arg(long = "type")]
@@ -19,8 +20,10 @@ pub enum PoolCommand {
         /// static | process (`hodei worker` children of the leader) | simulated.
         #[arg(long)]
         provider: Option<String>,
+        /// The fewest workers (dynamic pools).
         #[arg(long)]
         min: Option<u32>,
+        /// The most workers (dynamic pools).
         #[arg(long)]
         max: Option<u32>,
         /// The size to start with (between min and max).
@@ -48,21 +51,28 @@ pub enum PoolCommand {
     },
     /// Show one pool.
     Get {
+        /// The pool id.
         id: String,
         #[command(flatten)]
         api: Api,
     },
     /// Change a pool's bounds, worker shape or labels.
     Update {
+        /// The pool id.
         id: String,
+        /// The fewest workers (dynamic pools).
         #[arg(long)]
         min: Option<u32>,
+        /// The most workers (dynamic pools).
         #[arg(long)]
         max: Option<u32>,
+        /// Each worker's CPU in millicores.
         #[arg(long)]
         cpu_m: Option<u64>,
+        /// Each worker's memory in MiB.
         #[arg(long)]
         memory_mb: Option<u64>,
+        /// Each worker's GPUs.
         #[arg(long)]
         gpu: Option<u64>,
         /// Replace every label with these (`key=value`, repeatable).
@@ -73,13 +83,16 @@ pub enum PoolCommand {
     },
     /// Set a dynamic pool's desired size now (static pools: `pool static --size`).
     Resize {
+        /// The pool id.
         id: String,
+        /// The number of workers to reach now, within [min, max].
         desired: u32,
         #[command(flatten)]
         api: Api,
     },
     /// Delete a pool (refused while a queue uses it or a job runs in it).
     Delete {
+        /// The pool id.
         id: String,
         #[command(flatten)]
         api: Api,
@@ -87,7 +100,9 @@ pub enum PoolCommand {
     /// A pool's state and history; with an ACTION (activate | suspend | resume | drain |
     /// decommission), apply it.
     Lifecycle {
+        /// The pool id.
         id: String,
+        /// activate | suspend | resume | drain | decommission (without one: the state and history).
         action: Option<String>,
         /// Why (kept in the history).
         #[arg(long)]
@@ -97,24 +112,29 @@ pub enum PoolCommand {
     },
     /// The workers of a pool.
     Workers {
+        /// The pool id.
         id: String,
         #[command(flatten)]
         api: Api,
     },
     /// Size, utilization, jobs, allocation latency and provisioning of a pool.
     Metrics {
+        /// The pool id.
         id: String,
         #[command(flatten)]
         api: Api,
     },
     /// A static pool's settings; with flags, change them.
     Static {
+        /// The pool id.
         id: String,
+        /// The number of agents the pool should have.
         #[arg(long)]
         size: Option<u32>,
         /// Worker ids expected to register (repeatable).
         #[arg(long = "expected-worker")]
         expected_workers: Vec<String>,
+        /// Seconds between health checks of its workers.
         #[arg(long)]
         health_check_interval_s: Option<u64>,
         #[command(flatten)]
@@ -122,11 +142,15 @@ pub enum PoolCommand {
     },
     /// A dynamic pool's settings; with flags, change them.
     Dynamic {
+        /// The pool id.
         id: String,
+        /// The fewest workers.
         #[arg(long)]
         min: Option<u32>,
+        /// The most workers.
         #[arg(long)]
         max: Option<u32>,
+        /// The number of workers to reach now, within [min, max].
         #[arg(long)]
         desired: Option<u32>,
         /// Seconds a worker beyond min may stay idle before it stops.
@@ -150,6 +174,7 @@ pub enum PoolCommand {
 pub enum WorkerCommand {
     /// Every worker (or a pool's) with its state, capacity and use.
     List {
+        /// Only this pool's workers.
         #[arg(long)]
         pool: Option<String>,
         #[command(flatten)]
@@ -166,12 +191,14 @@ pub enum QueueCommand {
     },
     /// Show one queue.
     Get {
+        /// The queue id.
         id: String,
         #[command(flatten)]
         api: Api,
     },
     /// Create a queue over some pools.
     Create {
+        /// The queue id.
         id: String,
         /// A pool it dispatches to (repeatable; default the default pool).
         #[arg(long = "pool")]
@@ -184,7 +211,9 @@ pub enum QueueCommand {
     },
     /// Change a queue's pools or policy.
     Update {
+        /// The queue id.
         id: String,
+        /// A pool it dispatches to (repeatable; replaces the list).
         #[arg(long = "pool")]
         pools: Vec<String>,
         /// weighted_fair | strict_priority | fifo
@@ -195,18 +224,21 @@ pub enum QueueCommand {
     },
     /// Delete a queue (refused while jobs wait or run in it).
     Delete {
+        /// The queue id.
         id: String,
         #[command(flatten)]
         api: Api,
     },
     /// Backlog, running jobs, dispatch rate and expected wait (one queue or all).
     Status {
+        /// One queue (default: every queue).
         id: Option<String>,
         #[command(flatten)]
         api: Api,
     },
     /// Each tenant's fair share against what it actually got, and Jain's index.
     FairShare {
+        /// The queue id.
         id: String,
         /// The window in seconds (default 300).
         #[arg(long)]

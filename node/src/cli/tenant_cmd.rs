@@ -11,7 +11,9 @@ use crate::cli::output::{Column, Show, col};
 pub enum TenantCommand {
     /// Create a tenant.
     Create {
+        /// The tenant id: lower-case letters, digits and `-`, up to 63.
         id: String,
+        /// A name for people (default: the id).
         #[arg(long)]
         display_name: Option<String>,
         /// free | standard | premium | enterprise (default standard).
@@ -39,13 +41,16 @@ pub enum TenantCommand {
     },
     /// Show one tenant.
     Get {
+        /// The tenant id.
         id: String,
         #[command(flatten)]
         api: Api,
     },
     /// Change some fields of a tenant.
     Update {
+        /// The tenant id.
         id: String,
+        /// A name for people.
         #[arg(long)]
         display_name: Option<String>,
         /// free | standard | premium | enterprise
@@ -65,6 +70,7 @@ pub enum TenantCommand {
     },
     /// Delete a tenant.
     Delete {
+        /// The tenant id.
         id: String,
         /// Cancel the tenant's pending and running jobs first.
         #[arg(long)]

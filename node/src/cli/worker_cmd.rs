@@ -39,6 +39,7 @@ pub struct WorkerArgs {
     /// Memory this worker offers, in MiB.
     #[arg(long, default_value_t = 8_192)]
     pub memory_mb: u64,
+    /// GPUs this worker offers.
     #[arg(long, default_value_t = 0)]
     pub gpu: u64,
     /// A label, `key=value` (repeatable).

@@ -163,14 +163,38 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError>
     Ok(value)
 }
 
+/// serde's rule in the caller's words: `expected a whole number >= 0`, not `expected u64`;
+/// and a value quoted back is cut short (a 300-digit number is not echoed whole).
+fn plain_words(rule: &str) -> String {
+    let mut rule = rule.to_string();
+    for (rust, words) in [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        ("expected u64", "expected a whole number >= 0"),
+        ("expected usize", "expected a whole number >= 0"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a string", "expected text in quotes"),
+    ] {
+        if let Some(at) = rule.find(rust)
+            && !rule[at + rust.len()..].starts_with(|c: char| c.is_ascii_alphanumeric())
+        {
+            rule.replace_range(at..at + rust.len(), words);
+        }
+    }
+    if rule.chars().count() > 200 {
+        rule = format!("{}...", rule.chars().take(200).collect::<String>());
+    }
+    rule
+}
+
 fn data_error(path: &str, error: &serde_json::Error) -> GatewayError {
     // serde's message ends with " at line L column C": keep the rule only.
     let message = error.to_string();
-    let rule = message
-        .split(" at line ")
-        .next()
-        .unwrap_or(&message)
-        .to_string();
+    let rule = plain_words(message.split(" at line ").next().unwrap_or(&message));
     let unknown_field = ["unknown field `", "missing field `"]
         .iter()
         .find_map(|prefix| rule.strip_prefix(prefix))
@@ -201,6 +225,22 @@ mod tests {
         assert_eq!(error.code, ErrorCode::Unprocessable);
         assert_eq!(error.field.as_deref(), Some("weight"));
         assert!(error.detail.contains("invalid type"), "{}", error.detail);
+        assert!(error.detail.contains("expected a number"), "{}", error.detail);
+        assert!(!error.detail.contains("f64"), "{}", error.detail);
+    }
+
+    #[test]
+    fn rules_speak_the_callers_words_and_long_values_are_cut() {
+        let error = decode_json::<crate::gateway::job_model::SubmitJobInput>(
+            br#"{"resources":{"cpu_m":-5}}"#,
+        )
+        .unwrap_err();
+        assert!(error.detail.contains("a whole number >= 0"), "{}", error.detail);
+        let long = format!(r#"{{"id":"{}","weight":true}}"#, "a".repeat(500));
+        let error = decode_json::<CreateTenantInput>(long.as_bytes());
+        if let Err(error) = error {
+            assert!(error.detail.len() < 300, "{}", error.detail);
+        }
     }
 
     #[test]
