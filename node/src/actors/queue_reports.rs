@@ -138,14 +138,16 @@ pub fn fair_share(state: &HodeiState, queue: &Queue, now_ms: u64, window_ms: u64
             if let Some(value) = normalized_share {
                 normalized.push(value);
             }
+            let pending_now = pending.get(tenant).copied().unwrap_or(0);
             TenantShareView {
                 tenant: tenant.to_string(),
                 weight,
-                backlogged: is_backlogged,
+                backlogged: pending_now > 0,
+                backlogged_in_window: is_backlogged,
                 fair_share: fair,
                 actual_share: actual,
                 normalized_share,
-                pending: pending.get(tenant).copied().unwrap_or(0),
+                pending: pending_now,
                 running: running.get(tenant).copied().unwrap_or(0),
             }
         })

@@ -306,7 +306,8 @@ const STATUS: &[Column] = &[
 const SHARE: &[Column] = &[
     col("TENANT", "/tenant", Show::Text),
     col("WEIGHT", "/weight", Show::Text),
-    col("BACKLOGGED", "/backlogged", Show::Text),
+    col("PENDING NOW", "/backlogged", Show::Text),
+    col("IN WINDOW", "/backlogged_in_window", Show::Text),
     col("FAIR SHARE", "/fair_share", Show::Percent),
     col("ACTUAL", "/actual_share", Show::Percent),
     col("PENDING", "/pending", Show::Text),

@@ -9,9 +9,13 @@ use crate::gateway::model::ResourcesView;
 pub struct TenantShareView {
     pub tenant: String,
     pub weight: f64,
-    /// Had pending jobs in the queue during the window.
+    /// Has pending jobs in the queue now.
     pub backlogged: bool,
-    /// weight / sum of the backlogged tenants' weights (0 when not backlogged).
+    /// Had pending jobs in the queue at some time in the window: the fair share of the
+    /// window counts it.
+    pub backlogged_in_window: bool,
+    /// weight / sum of the weights of the tenants backlogged in the window (0 for the
+    /// others).
     pub fair_share: f64,
     /// Its part of the resource-time used in the queue's pools during the window.
     pub actual_share: f64,

@@ -220,3 +220,54 @@ async fn the_api_reference_page_renders_every_operation_in_a_browser() {
         "schemas rendered"
     );
 }
+
+/// Fair share says `backlogged` only while the tenant has pending jobs; having had some
+/// during the window (what the window's fair share counts) is `backlogged_in_window`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fair_share_says_backlogged_only_with_jobs_pending_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = NodeSpec::new(1);
+    spec.extra_yaml = "resource_pools:\n  pools:\n    - id: pool-default\n      provider: simulated\n      type: dynamic\n      min_size: 1\n      max_size: 1\n".to_string();
+    let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    let api = Api::new(&node);
+    eventually(TIMEOUT, "the virtual worker", || async {
+        let (_, workers) = api.get("/api/v1/workers").await;
+        Ok((workers["items"].as_array().map(Vec::len) == Some(1)).then_some(()))
+    })
+    .await
+    .unwrap();
+    let (status, submitted) = api
+        .post(
+            "/api/v1/jobs",
+            json!({ "command": { "argv": ["true"] }, "simulate": { "duration_ms": 10 } }),
+        )
+        .await;
+    assert_eq!(status, 202, "{submitted}");
+    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    eventually(TIMEOUT, "the job to end", || async {
+        let (_, job) = api.get(&format!("/api/v1/jobs/{id}")).await;
+        Ok((job["state"] == "succeeded").then_some(()))
+    })
+    .await
+    .unwrap();
+    let (_, report) = api
+        .get("/api/v1/queues/default/fair-share?window_s=300")
+        .await;
+    let default = report["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|share| share["tenant"] == "default")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (
+            &default["pending"],
+            &default["backlogged"],
+            &default["backlogged_in_window"]
+        ),
+        (&json!(0), &json!(false), &json!(true)),
+        "{report}"
+    );
+}

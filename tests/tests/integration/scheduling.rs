@@ -120,7 +120,7 @@ async fn weights_one_two_three_share_sixty_slots_and_two_tenants_then_split_one_
     let report = get(&node, "/api/v1/queues/default/fair-share?window_s=60").await;
     for (tenant, expected) in [("w1", 1.0 / 6.0), ("w2", 2.0 / 6.0), ("w3", 3.0 / 6.0)] {
         let entry = share_of(&report, tenant);
-        assert_eq!(entry["backlogged"], true, "{report}");
+        assert_eq!(entry["backlogged_in_window"], true, "{report}");
         assert!(
             (entry["fair_share"].as_f64().unwrap() - expected).abs() < 1e-9,
             "{report}"
@@ -160,7 +160,7 @@ async fn weights_one_two_three_share_sixty_slots_and_two_tenants_then_split_one_
             .as_array()
             .unwrap()
             .iter()
-            .all(|entry| entry["tenant"] != "w3" || entry["backlogged"] == false),
+            .all(|entry| entry["tenant"] != "w3" || entry["backlogged_in_window"] == false),
         "{report}"
     );
     let status = get(&node, "/api/v1/queues/default/status").await;

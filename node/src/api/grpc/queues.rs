@@ -169,6 +169,7 @@ fn fair_share_message(view: crate::gateway::report_model::FairShareView) -> pb::
                 tenant: share.tenant,
                 weight: share.weight,
                 backlogged: share.backlogged,
+                backlogged_in_window: share.backlogged_in_window,
                 fair_share: share.fair_share,
                 actual_share: share.actual_share,
                 normalized_share: share.normalized_share,

@@ -170,7 +170,10 @@ fn plain_words(rule: &str) -> String {
     for (rust, words) in [
         ("expected u8", "expected a whole number from 0 to 255"),
         ("expected u16", "expected a whole number from 0 to 65535"),
-        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
         ("expected u64", "expected a whole number >= 0"),
         ("expected usize", "expected a whole number >= 0"),
         ("expected i32", "expected a whole number"),
@@ -225,7 +228,11 @@ mod tests {
         assert_eq!(error.code, ErrorCode::Unprocessable);
         assert_eq!(error.field.as_deref(), Some("weight"));
         assert!(error.detail.contains("invalid type"), "{}", error.detail);
-        assert!(error.detail.contains("expected a number"), "{}", error.detail);
+        assert!(
+            error.detail.contains("expected a number"),
+            "{}",
+            error.detail
+        );
         assert!(!error.detail.contains("f64"), "{}", error.detail);
     }
 
@@ -235,7 +242,11 @@ mod tests {
             br#"{"resources":{"cpu_m":-5}}"#,
         )
         .unwrap_err();
-        assert!(error.detail.contains("a whole number >= 0"), "{}", error.detail);
+        assert!(
+            error.detail.contains("a whole number >= 0"),
+            "{}",
+            error.detail
+        );
         let long = format!(r#"{{"id":"{}","weight":true}}"#, "a".repeat(500));
         let error = decode_json::<CreateTenantInput>(long.as_bytes());
         if let Err(error) = error {
