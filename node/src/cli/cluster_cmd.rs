@@ -136,7 +136,51 @@ fn print_status(status: &pb::ClusterStatus, reachable: &std::collections::BTreeM
     }
 }
 
+impl ClusterCommand {
+    fn output(&self) -> crate::cli::output::Output {
+        match self {
+            ClusterCommand::Init { connection }
+            | ClusterCommand::Join { connection, .. }
+            | ClusterCommand::Leave { connection, .. }
+            | ClusterCommand::Status { connection }
+            | ClusterCommand::Digests { connection, .. }
+            | ClusterCommand::TransferLeader { connection, .. } => connection.output,
+        }
+    }
+}
+
+/// The status as JSON (`--output json|yaml`), with each member's reachability.
+fn status_json(
+    status: &pb::ClusterStatus,
+    reachable: &std::collections::BTreeMap<u64, bool>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "cluster_id": status.cluster_id,
+        "node_id": status.node_id,
+        "addr": status.addr,
+        "role": status.role,
+        "term": status.term,
+        "leader_id": status.leader_id,
+        "last_log_index": status.last_log_index,
+        "last_applied_index": status.last_applied_index,
+        "snapshot_index": status.snapshot_index,
+        "initialized": status.initialized,
+        "state_digest": status.state_digest,
+        "digest_index": status.digest_index,
+        "members": status.members.iter().map(|member| serde_json::json!({
+            "node_id": member.node_id,
+            "addr": member.addr,
+            "api_addr": member.api_addr,
+            "role": member.role,
+            "matched_index": member.matched_index,
+            "lag": member.lag,
+            "reachable": reachable.get(&member.node_id),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
+    let output = command.output();
     let status = match command {
         ClusterCommand::Digests { last, connection } => {
             let digests = client(&connection.addr)
@@ -145,6 +189,15 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
+            if output.output != crate::cli::output::Format::Table {
+                let readings: Vec<serde_json::Value> = digests
+                    .digests
+                    .iter()
+                    .map(|reading| serde_json::json!({ "index": reading.index, "state_digest": reading.state_digest }))
+                    .collect();
+                return output
+                    .raw(&serde_json::json!({ "node_id": digests.node_id, "digests": readings }));
+            }
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "node {}", digests.node_id);
@@ -233,6 +286,9 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             .map_err(status_error)?,
     };
     let reachable = reachability(status.get_ref()).await;
+    if output.output != crate::cli::output::Format::Table {
+        return output.raw(&status_json(status.get_ref(), &reachable));
+    }
     print_status(status.get_ref(), &reachable);
     Ok(())
 }

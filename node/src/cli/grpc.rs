@@ -14,6 +14,8 @@ pub struct Connection {
     /// Act as `admin` or `tenant:<id>`.
     #[arg(long, env = "HODEI_PRINCIPAL")]
     pub principal: Option<String>,
+    #[command(flatten)]
+    pub output: crate::cli::output::Output,
 }
 
 /// A channel to a node's gRPC address (`host:port` or a URL).

@@ -20,7 +20,7 @@ pub enum Format {
 #[derive(Debug, Clone, Copy, Args)]
 pub struct Output {
     /// How to print the answer.
-    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table, global = true)]
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
     pub output: Format,
 }
 

@@ -806,6 +806,24 @@ async fn hodei_dev_runs_a_job_on_its_local_workers_and_stops_them_with_it() -> a
         stdout.contains("succeeded") && stdout.contains("hello"),
         "{stdout}"
     );
+    // A job that runs past its timeout: `--wait` exits 124, as timeout(1) does.
+    let output = std::process::Command::new(hodei_tests::hodei_binary()?)
+        .args([
+            "job",
+            "submit",
+            "--wait",
+            "--timeout-s",
+            "1",
+            "--api",
+            &api,
+            "--",
+            "sleep",
+            "30",
+        ])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(124), "{stdout}");
+    assert!(stdout.contains("timed_out"), "{stdout}");
 
     let marker = root.path().display().to_string();
     assert!(

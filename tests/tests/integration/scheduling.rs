@@ -484,7 +484,8 @@ async fn every_reason_a_job_is_pending_is_reported() {
         "{found:?}"
     );
 
-    // A suspended tenant.
+    // A tenant suspended after it submitted (a suspended tenant submits nothing).
+    let suspended = submit_one(&node, "sus", "pause", 100, 100).await;
     let (status, _) = call(
         reqwest::Method::PATCH,
         &node,
@@ -493,7 +494,6 @@ async fn every_reason_a_job_is_pending_is_reported() {
     )
     .await;
     assert_eq!(status, 200);
-    let suspended = submit_one(&node, "sus", "pause", 100, 100).await;
     assert!(
         reasons(&node, &suspended)
             .await
