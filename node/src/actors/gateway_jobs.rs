@@ -118,13 +118,35 @@ impl Handler for GetJobLogs {
         node: NodeContext,
         context: RequestContext,
     ) -> Result<JobLogsView, GatewayError> {
-        let GetJobLogs { id, consistency } = self;
+        let GetJobLogs {
+            id,
+            stream,
+            consistency,
+        } = self;
+        let stream = match stream.as_deref().filter(|raw| !raw.is_empty()) {
+            None | Some("all") => "all",
+            Some("stdout") => "stdout",
+            Some("stderr") => "stderr",
+            Some(other) => {
+                return Err(GatewayError::invalid(
+                    "stream",
+                    format!("must be all, stdout or stderr, got `{other}`"),
+                ));
+            }
+        };
         read_barrier(&node, consistency).await?;
         let view = node.read(|state| {
-            gateway_reports::visible_job(state, &context, &id).map(|job| JobLogsView {
-                id: job.id.clone(),
-                state: job.state.as_str().to_string(),
-                output_tail: state.job_output(&job.id).unwrap_or_default().to_string(),
+            gateway_reports::visible_job(state, &context, &id).map(|job| {
+                let kept = match stream {
+                    "all" => state.job_output(&job.id),
+                    one => state.job_output(&crate::state::keys::stream_key(&job.id, one)),
+                };
+                JobLogsView {
+                    id: job.id.clone(),
+                    state: job.state.as_str().to_string(),
+                    stream: stream.to_string(),
+                    output_tail: kept.unwrap_or_default().to_string(),
+                }
             })
         })?;
         Ok(view)

@@ -57,13 +57,17 @@ pub enum JobCommand {
         #[command(flatten)]
         api: Api,
     },
-    /// Print the tail of a job's output; -f waits for the job and prints as it grows.
+    /// Print the tail of a job's output (its last 64 KiB); -f follows it as it runs.
     Logs {
         /// The job id.
         id: String,
-        /// Follow the job until it ends.
+        /// Follow the job until it ends, printing what it writes as its worker reports it
+        /// (every few seconds); exits with the job's code.
         #[arg(long, short = 'f')]
         follow: bool,
+        /// Which output: all (stdout and stderr interleaved), stdout or stderr.
+        #[arg(long, default_value = "all", value_parser = ["all", "stdout", "stderr"])]
+        stream: String,
         #[command(flatten)]
         api: Api,
     },
@@ -308,12 +312,17 @@ async fn follow(api: &Api, id: &str) -> anyhow::Result<i32> {
 }
 
 /// Prints the output tail as it grows until the job is final.
-async fn follow_logs(api: &Api, id: &str) -> anyhow::Result<i32> {
+async fn follow_logs(api: &Api, id: &str, stream: &str) -> anyhow::Result<i32> {
     let mut printed = String::new();
     let mut interval = tokio::time::interval(Duration::from_millis(500));
     loop {
         interval.tick().await;
-        let logs = api.get(&job_path(id, "/logs"), &[]).await?;
+        let logs = api
+            .get(
+                &job_path(id, "/logs"),
+                &[("stream", Some(stream.to_string()))],
+            )
+            .await?;
         let tail = logs["output_tail"].as_str().unwrap_or_default();
         match tail.strip_prefix(printed.as_str()) {
             Some(new) => print!("{new}"),
@@ -499,10 +508,15 @@ pub async fn run(command: JobCommand) -> anyhow::Result<i32> {
         JobCommand::Logs {
             id,
             follow: true,
+            stream,
             api,
-        } => follow_logs(&api, &id).await,
-        JobCommand::Logs { id, api, .. } => {
-            let logs = api.get(&job_path(&id, "/logs"), &[]).await?;
+        } => follow_logs(&api, &id, &stream).await,
+        JobCommand::Logs {
+            id, stream, api, ..
+        } => {
+            let logs = api
+                .get(&job_path(&id, "/logs"), &[("stream", Some(stream))])
+                .await?;
             match api.output.output {
                 Format::Table => print!("{}", logs["output_tail"].as_str().unwrap_or_default()),
                 _ => api.output.raw(&logs)?,

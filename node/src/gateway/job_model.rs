@@ -226,7 +226,10 @@ pub struct JobPageView {
 pub struct JobLogsView {
     pub id: String,
     pub state: String,
-    /// The last 64 KiB of stdout and stderr, once the run has ended.
+    /// Which output: `all` (stdout and stderr interleaved), `stdout` or `stderr`.
+    pub stream: String,
+    /// Its last 64 KiB: while the job runs, as its worker last reported it (every few
+    /// seconds); after, all of it up to its end.
     pub output_tail: String,
 }
 

@@ -167,6 +167,8 @@ impl Operation for CancelJob {
 #[derive(Debug)]
 pub struct GetJobLogs {
     pub id: String,
+    /// `all` (default), `stdout` or `stderr`.
+    pub stream: Option<String>,
     pub consistency: Consistency,
 }
 

@@ -56,6 +56,7 @@ pub enum CommandV1 {
     RecordSla(RecordSla),
     WorkerLost(WorkerLost),
     WorkerLeft(WorkerLeft),
+    RunOutput(RunOutput),
 }
 
 /// Creates what a fresh cluster starts with (the default tenant) if it is missing.
@@ -287,6 +288,19 @@ pub struct WorkerLeft {
     pub worker: String,
     pub reason: String,
     pub at_ms: u64,
+}
+
+/// What a run wrote so far (the last 64 KiB, interleaved and per stream), from its
+/// worker; `seq` increases, an older one changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOutput {
+    pub job: String,
+    pub attempt: u32,
+    pub worker: String,
+    pub seq: u64,
+    pub combined: String,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// A worker's report that it started a run.

@@ -404,6 +404,7 @@ impl HodeiState {
             CommandV1::RegisterWorker(command) => self.apply_register_worker(command, writes),
             CommandV1::WorkerLost(command) => self.apply_worker_lost(command, writes),
             CommandV1::WorkerLeft(command) => self.apply_worker_left(command, writes),
+            CommandV1::RunOutput(command) => self.apply_run_output(command, writes),
             CommandV1::RecordSla(command) => self.apply_record_sla(command.changes, writes),
             CommandV1::CreatePool(command) => self.apply_create_pool(command, writes),
             CommandV1::UpdatePool(command) => self.apply_update_pool(command, writes),

@@ -13,6 +13,13 @@ pub const VIOLATION_PREFIX: &str = "violation/";
 /// Violation counts, by tenant and reason.
 pub const VIOLATION_COUNT_PREFIX: &str = "violationcount/";
 
+/// Where a job's per-stream output (`stdout`, `stderr`) and its report sequence (`seq`)
+/// are kept among the job logs, beside its interleaved tail: `<job id>#<what>` (a job id
+/// never holds `#`).
+pub fn stream_key(job: &str, what: &str) -> String {
+    format!("{job}#{what}")
+}
+
 /// The key of the entity `id` of the kind `prefix`.
 pub fn key(prefix: &str, id: &str) -> Vec<u8> {
     format!("{prefix}{id}").into_bytes()

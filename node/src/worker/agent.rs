@@ -19,6 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
 
 use crate::clock::now_ms;
+use crate::worker::process::{OutputSnapshot, OutputTail};
 use crate::worker::process::{ProcessEnd, ProcessSpec, run_process};
 use hodei_domain::labels::Labels;
 use hodei_domain::resources::Resources;
@@ -57,6 +58,9 @@ struct AgentState {
     started_index: std::collections::HashSet<(String, u32)>,
 }
 
+/// How often a running job's output is reported while it changes.
+const OUTPUT_INTERVAL: Duration = Duration::from_secs(2);
+
 /// How many started runs an agent remembers for de-duplication.
 const STARTED_MEMORY: usize = 100_000;
 
@@ -70,6 +74,34 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, AgentState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues what a run wrote so far, replacing an earlier output of the same run not yet
+    /// acknowledged (each carries the whole tails: the newest is all that matters).
+    fn queue_output(&self, job: &str, attempt: u32, output: OutputSnapshot) {
+        let mut state = self.lock();
+        state.outbox.retain(|_, report| {
+            !matches!(&report.kind, Some(pb::worker_message::Kind::Output(earlier))
+                if earlier.job_id == job && earlier.attempt == attempt)
+        });
+        state.next_report += 1;
+        let id = state.next_report;
+        state.outbox.insert(
+            id,
+            pb::WorkerMessage {
+                kind: Some(pb::worker_message::Kind::Output(pb::RunOutput {
+                    report_id: id,
+                    job_id: job.to_string(),
+                    attempt,
+                    seq: output.version,
+                    combined: output.combined,
+                    stdout: output.stdout,
+                    stderr: output.stderr,
+                })),
+            },
+        );
+        drop(state);
+        self.reports.notify_one();
     }
 
     fn queue_report(&self, build: impl FnOnce(u64) -> pb::worker_message::Kind) {
@@ -179,7 +211,36 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
                 })
             }
         };
-        let end = run_process(spec, cancelled, on_start).await;
+        // What it writes is reported every few seconds while it changes, and once more
+        // before its end is (so `hodei job logs -f` follows it).
+        let tail = OutputTail::default();
+        let (ended, mut stop_reporting) = oneshot::channel::<()>();
+        let reporter = {
+            let shared = shared.clone();
+            let tail = tail.clone();
+            let job = job.clone();
+            tokio::spawn(async move {
+                let mut sent = 0u64;
+                let mut every = tokio::time::interval(OUTPUT_INTERVAL);
+                loop {
+                    let done = tokio::select! {
+                        _ = every.tick() => false,
+                        _ = &mut stop_reporting => true,
+                    };
+                    let output = tail.snapshot();
+                    if output.version != sent {
+                        sent = output.version;
+                        shared.queue_output(&job, attempt, output);
+                    }
+                    if done {
+                        return;
+                    }
+                }
+            })
+        };
+        let end = run_process(spec, cancelled, on_start, tail).await;
+        let _ = ended.send(());
+        let _ = reporter.await;
         let (still_ours, cancelled_by_leader) = shared
             .lock()
             .runs

@@ -37,32 +37,86 @@ pub enum ProcessEnd {
     Cancelled { output_tail: String },
 }
 
-/// The last `OUTPUT_TAIL_BYTES` bytes written to stdout and stderr, interleaved.
+/// Which output of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Default)]
+struct Tails {
+    /// Both outputs, interleaved as they came.
+    combined: VecDeque<u8>,
+    stdout: VecDeque<u8>,
+    stderr: VecDeque<u8>,
+    /// Bumped by every write: whether anything changed since a reader last looked.
+    version: u64,
+}
+
+fn push_bounded(tail: &mut VecDeque<u8>, bytes: &[u8]) {
+    tail.extend(bytes);
+    let excess = tail.len().saturating_sub(OUTPUT_TAIL_BYTES);
+    tail.drain(..excess);
+}
+
+fn text_of(tail: &VecDeque<u8>) -> String {
+    let bytes: Vec<u8> = tail.iter().copied().collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The last `OUTPUT_TAIL_BYTES` bytes a process wrote: interleaved, and of each stream on
+/// its own. Shared with whoever reports the output while the process runs.
 #[derive(Clone, Default)]
-struct OutputTail(Arc<Mutex<VecDeque<u8>>>);
+pub struct OutputTail(Arc<Mutex<Tails>>);
+
+/// The tails at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputSnapshot {
+    pub version: u64,
+    pub combined: String,
+    pub stdout: String,
+    pub stderr: String,
+}
 
 impl OutputTail {
-    fn push(&self, bytes: &[u8]) {
-        let mut tail = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        tail.extend(bytes);
-        let excess = tail.len().saturating_sub(OUTPUT_TAIL_BYTES);
-        tail.drain(..excess);
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tails> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, stream: Stream, bytes: &[u8]) {
+        let mut tails = self.lock();
+        push_bounded(&mut tails.combined, bytes);
+        match stream {
+            Stream::Stdout => push_bounded(&mut tails.stdout, bytes),
+            Stream::Stderr => push_bounded(&mut tails.stderr, bytes),
+        }
+        tails.version = tails.version.wrapping_add(1);
     }
 
     fn text(&self) -> String {
-        let tail = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let bytes: Vec<u8> = tail.iter().copied().collect();
-        String::from_utf8_lossy(&bytes).into_owned()
+        text_of(&self.lock().combined)
+    }
+
+    /// The tails now, with the version they are at.
+    pub fn snapshot(&self) -> OutputSnapshot {
+        let tails = self.lock();
+        OutputSnapshot {
+            version: tails.version,
+            combined: text_of(&tails.combined),
+            stdout: text_of(&tails.stdout),
+            stderr: text_of(&tails.stderr),
+        }
     }
 }
 
-async fn collect(mut reader: impl AsyncRead + Unpin, tail: OutputTail) {
+async fn collect(mut reader: impl AsyncRead + Unpin, tail: OutputTail, stream: Stream) {
     let mut buffer = [0u8; 8192];
     while let Ok(read) = reader.read(&mut buffer).await {
         if read == 0 {
             break;
         }
-        tail.push(&buffer[..read]);
+        tail.push(stream, &buffer[..read]);
     }
 }
 
@@ -87,11 +141,12 @@ pub(crate) fn die_with_parent(command: &mut tokio::process::Command) {
 }
 
 /// Runs the process to its end, its timeout, or `cancel`. `on_start` is called once the
-/// process exists.
+/// process exists; what it writes goes to `tail` as it comes.
 pub async fn run_process(
     spec: ProcessSpec,
     cancel: oneshot::Receiver<()>,
     on_start: impl FnOnce(),
+    tail: OutputTail,
 ) -> ProcessEnd {
     let Some((program, arguments)) = spec.argv.split_first() else {
         return ProcessEnd::Finished {
@@ -127,16 +182,15 @@ pub async fn run_process(
     };
     on_start();
     let pid = child.id();
-    let tail = OutputTail::default();
     let readers = [
         child
             .stdout
             .take()
-            .map(|out| tokio::spawn(collect(out, tail.clone()))),
+            .map(|out| tokio::spawn(collect(out, tail.clone(), Stream::Stdout))),
         child
             .stderr
             .take()
-            .map(|err| tokio::spawn(collect(err, tail.clone()))),
+            .map(|err| tokio::spawn(collect(err, tail.clone(), Stream::Stderr))),
     ];
     let timeout = async {
         match spec.timeout {
@@ -217,7 +271,7 @@ mod tests {
 
     async fn run(spec: ProcessSpec) -> ProcessEnd {
         let (_cancel, cancelled) = oneshot::channel();
-        run_process(spec, cancelled, || {}).await
+        run_process(spec, cancelled, || {}, OutputTail::default()).await
     }
 
     #[tokio::test]
@@ -237,6 +291,21 @@ mod tests {
         };
         assert_eq!((outcome, exit_code), (RunOutcome::Failed, Some(3)));
         assert!(output_tail.contains("hello") && output_tail.contains("oops"));
+    }
+
+    #[tokio::test]
+    async fn stdout_and_stderr_are_kept_apart_and_together() {
+        let tail = OutputTail::default();
+        let (_cancel, cancelled) = oneshot::channel();
+        let script = spec(&["sh", "-c", "echo one; echo two >&2; echo three"], None);
+        run_process(script, cancelled, || {}, tail.clone()).await;
+        let output = tail.snapshot();
+        assert_eq!(output.stdout, "one\nthree\n");
+        assert_eq!(output.stderr, "two\n");
+        for line in ["one", "two", "three"] {
+            assert!(output.combined.contains(line), "{}", output.combined);
+        }
+        assert!(output.version >= 2, "every write counts");
     }
 
     #[tokio::test]

@@ -1004,3 +1004,77 @@ async fn a_worker_stopped_with_sigterm_leaves_its_pool_and_its_job_is_requeued()
     );
     Ok(())
 }
+
+/// A running job's output is reported while it runs: `/logs` shows it before the end,
+/// stdout and stderr apart when asked, and `hodei job logs -f` follows it to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_jobs_output_is_followed_live_with_its_streams_apart() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let spec = NodeSpec {
+        extra_yaml: JOB_YAML.to_string(),
+        ..NodeSpec::new(1)
+    };
+    let mut node = NodeProcess::start_spec(&root.path().join("node"), &spec)?;
+    node.wait_ready(TIMEOUT).await?;
+    let _worker = WorkerProcess::start(
+        &root.path().join("w1"),
+        "w1",
+        "pool-default",
+        &[node.grpc_addr()],
+        4000,
+        8192,
+    )?;
+    wait_for_workers(&node, 1).await?;
+    let marker = root.path().join("go");
+    let script = format!(
+        "echo out-1; echo err-1 >&2; while [ ! -e {} ]; do sleep 0.1; done; echo out-2; exit 3",
+        marker.display()
+    );
+    let (status, submitted) =
+        post(&node, "/api/v1/jobs", json!({ "command": shell(&script) })).await;
+    assert_eq!(status, 202, "{submitted}");
+    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    let follower = std::process::Command::new(hodei_tests::hodei_binary()?)
+        .args([
+            "job",
+            "logs",
+            "-f",
+            "--stream",
+            "stdout",
+            "--api",
+            &node.rest_url(""),
+            &id,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    // While it runs (it waits for the marker), its first lines are there.
+    let live = eventually(TIMEOUT, "the output of the running job", || async {
+        let (_, logs) = get(&node, &format!("/api/v1/jobs/{id}/logs?stream=stdout")).await;
+        Ok((logs["output_tail"] == "out-1\n").then_some(logs))
+    })
+    .await?;
+    assert_eq!(live["state"], "running", "{live}");
+    let (_, errors) = get(&node, &format!("/api/v1/jobs/{id}/logs?stream=stderr")).await;
+    assert_eq!(errors["output_tail"], "err-1\n", "{errors}");
+    std::fs::write(&marker, "")?;
+    let job = wait_final(&node, &id).await?;
+    assert_eq!(job["state"], "failed", "{job}");
+    let followed = tokio::task::spawn_blocking(move || follower.wait_with_output()).await??;
+    assert_eq!(followed.status.code(), Some(3), "the job's exit code");
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "out-1\nout-2\n");
+    let (_, all) = get(&node, &format!("/api/v1/jobs/{id}/logs")).await;
+    let all = all["output_tail"].as_str().unwrap_or_default().to_string();
+    assert!(
+        all.contains("out-1") && all.contains("err-1") && all.contains("out-2"),
+        "{all}"
+    );
+    let (_, errors) = get(&node, &format!("/api/v1/jobs/{id}/logs?stream=stderr")).await;
+    assert_eq!(errors["output_tail"], "err-1\n", "{errors}");
+    let (status, problem) = get(&node, &format!("/api/v1/jobs/{id}/logs?stream=both")).await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (422, Some("stream")),
+        "{problem}"
+    );
+    Ok(())
+}

@@ -268,6 +268,20 @@ fn follow_session(
                         }),
                     );
                 }
+                Some(pb::worker_message::Kind::Output(output)) => report(
+                    &node,
+                    &outbound,
+                    output.report_id,
+                    CommandV1::RunOutput(command::RunOutput {
+                        job: output.job_id,
+                        attempt: output.attempt,
+                        worker: worker_id.clone(),
+                        seq: output.seq,
+                        combined: output.combined,
+                        stdout: output.stdout,
+                        stderr: output.stderr,
+                    }),
+                ),
                 Some(pb::worker_message::Kind::Leaving(leaving)) => {
                     leave(&node, &outbound, &worker_id, leaving);
                 }

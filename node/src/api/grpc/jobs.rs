@@ -224,6 +224,7 @@ impl JobService for JobGrpc {
             let consistency = consistency(&message.consistency)?;
             Ok(GetJobLogs {
                 id: message.id,
+                stream: None,
                 consistency,
             })
         };

@@ -185,18 +185,31 @@ async fn cancel_job(
     Ok(json_reply(StatusCode::OK, &trace_id, &job))
 }
 
-/// The last 64 KiB of the job's stdout and stderr, once its run has ended.
-#[utoipa::path(get, path = "/api/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "Job id"), ReadParams),
-    responses((status = 200, body = JobLogsView), (status = 404, body = ProblemView)))]
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogsParams {
+    /// `all` (default: stdout and stderr interleaved), `stdout` or `stderr`.
+    stream: Option<String>,
+    /// `linearizable` (default) or `stale`.
+    consistency: Option<String>,
+}
+
+/// The last 64 KiB of the job's output: while it runs, as its worker last reported it
+/// (every few seconds); after, all of it to its end.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "Job id"), LogsParams),
+    responses((status = 200, body = JobLogsView), (status = 404, body = ProblemView), (status = 422, body = ProblemView)))]
 async fn job_logs(
     State(state): State<RestState>,
     Context(context): Context,
     Path(id): Path<String>,
-    params: QueryResult<ReadParams>,
+    params: QueryResult<LogsParams>,
 ) -> Result<Response, GatewayError> {
+    let params = query(params)?;
     let request = GetJobLogs {
         id,
-        consistency: consistency(params)?,
+        stream: params.stream,
+        consistency: Consistency::parse(params.consistency.as_deref())?,
     };
     let trace_id = context.trace_id.clone();
     let logs = ask(&state, context, request).await?;

@@ -10,6 +10,7 @@ use crate::state::command;
 use crate::state::command::{CommandOutcome, CommandResult};
 use crate::state::hodei_state::{DomainEvent, HodeiState};
 use crate::state::jobs::{Release, release_usage};
+use crate::state::keys::stream_key;
 use crate::state::keys::{JOB_LOG_PREFIX, key};
 use hodei_domain::DomainError;
 use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
@@ -361,6 +362,50 @@ impl HodeiState {
         Ok(CommandOutcome::RunReported { applied: true })
     }
 
+    /// Output of a run while it runs (and its last flush, which may commit after its end):
+    /// kept if it is of the job's current run on that worker and newer than what is kept.
+    /// The interleaved tail of a finished job is the one its end report brought.
+    pub(in crate::state) fn apply_run_output(
+        &mut self,
+        command::RunOutput {
+            job,
+            attempt,
+            worker,
+            seq,
+            combined,
+            stdout,
+            stderr,
+        }: command::RunOutput,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(found) = self.job(&job) else {
+            return Ok(CommandOutcome::RunReported { applied: false });
+        };
+        let current = found.attempt == attempt && found.worker.as_deref() == Some(worker.as_str());
+        let kept_seq = self
+            .job_logs
+            .get(&stream_key(&job, "seq"))
+            .and_then(|raw| raw.parse::<u64>().ok())
+            .unwrap_or(0);
+        if !current || seq <= kept_seq {
+            return Ok(CommandOutcome::RunReported { applied: false });
+        }
+        let ended = found.state.is_final();
+        let mut kept = vec![
+            (stream_key(&job, "stdout"), bounded_tail(stdout)),
+            (stream_key(&job, "stderr"), bounded_tail(stderr)),
+            (stream_key(&job, "seq"), seq.to_string()),
+        ];
+        if !ended {
+            kept.push((job.clone(), bounded_tail(combined)));
+        }
+        for (id, text) in kept {
+            writes.put(key(JOB_LOG_PREFIX, &id), text.clone().into_bytes());
+            self.job_logs.insert(id, text);
+        }
+        Ok(CommandOutcome::RunReported { applied: true })
+    }
+
     /// The end report of a run its job's cancel stopped: keeps the output it wrote, once,
     /// if the job is cancelled and the report is from the worker and attempt it ran as.
     fn record_cancelled_output(
@@ -373,7 +418,7 @@ impl HodeiState {
                 && job.attempt == report.attempt
                 && job.worker.as_deref() == Some(report.worker.as_str())
         });
-        if !matches || self.job_logs.contains_key(&report.job) {
+        if !matches {
             return CommandOutcome::RunReported { applied: false };
         }
         let tail = bounded_tail(report.output_tail);
