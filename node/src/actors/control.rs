@@ -266,37 +266,37 @@ async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) 
             state.bootstrap_proposed = true;
             let node = state.node.clone();
             let myself = supervisor.clone();
-            tokio::spawn(async move {
-                let default_tenant = Command::V1(CommandV1::Bootstrap(command::Bootstrap {
-                    default_tenant: Tenant::default_tenant(
-                        now_ms(),
-                        node.limits.default_quota.clone(),
-                    ),
-                }));
-                // Created now: the time travels in the command, so every node records
-                // the same one.
-                let created_at_ms = crate::actors::now_ms();
-                let mut pools = node.catalog.pools.clone();
-                for pool in &mut pools {
-                    pool.created_at_ms = created_at_ms;
-                }
-                let mut queues = node.catalog.queues.clone();
-                for queue in &mut queues {
-                    queue.created_at_ms = created_at_ms;
-                    queue.updated_at_ms = created_at_ms;
-                }
-                let catalog = Command::V1(CommandV1::EnsureQueuesAndPools(
-                    command::EnsureQueuesAndPools { pools, queues },
-                ));
-                for command in [default_tenant, catalog] {
-                    if let Err(error) = node.raft.propose(command.encode(), None).await {
-                        warn!(%error, "bootstrap proposal failed; will retry on the next reconcile");
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                        let _ = myself.cast(ControlMsg::BootstrapFailed);
-                        return;
-                    }
-                }
-            });
+            tokio::spawn(propose_bootstrap(node, myself));
+        }
+    }
+}
+
+/// Proposes what a fresh cluster starts with: the default tenant, then the configured
+/// pools and queues (created now: the time travels in the command, so every node records
+/// the same one). A failure is told to the supervisor, which proposes again later.
+async fn propose_bootstrap(node: NodeContext, supervisor: ActorRef<ControlMsg>) {
+    let default_tenant = Command::V1(CommandV1::Bootstrap(command::Bootstrap {
+        default_tenant: Tenant::default_tenant(now_ms(), node.limits.default_quota.clone()),
+    }));
+    let created_at_ms = now_ms();
+    let mut pools = node.catalog.pools.clone();
+    for pool in &mut pools {
+        pool.created_at_ms = created_at_ms;
+    }
+    let mut queues = node.catalog.queues.clone();
+    for queue in &mut queues {
+        queue.created_at_ms = created_at_ms;
+        queue.updated_at_ms = created_at_ms;
+    }
+    let catalog = Command::V1(CommandV1::EnsureQueuesAndPools(
+        command::EnsureQueuesAndPools { pools, queues },
+    ));
+    for command in [default_tenant, catalog] {
+        if let Err(error) = node.raft.propose(command.encode(), None).await {
+            warn!(%error, "bootstrap proposal failed; will retry on the next reconcile");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let _ = supervisor.cast(ControlMsg::BootstrapFailed);
+            return;
         }
     }
 }

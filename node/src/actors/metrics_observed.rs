@@ -117,8 +117,8 @@ impl MetricsHub {
         self.observe_tenants(node);
     }
 
-    /// Tenants by status, quota usage and burst sessions, read from the state at each scrape.
-    fn observe_tenants(&self, node: &NodeContext) {
+    /// Quota violations by tenant and reason, from the replicated state.
+    fn observe_violations(&self, node: &NodeContext) {
         let state = node.clone();
         self.meter
             .u64_observable_counter("hodei_quota_violations")
@@ -150,6 +150,11 @@ impl MetricsHub {
                 }
             })
             .build();
+    }
+
+    /// Tenants by status, quota usage and burst sessions, read from the state at each scrape.
+    fn observe_tenants(&self, node: &NodeContext) {
+        self.observe_violations(node);
         let state = node.clone();
         self.meter
             .u64_observable_gauge("hodei_tenants")

@@ -404,46 +404,51 @@ fn batch_body(path: &std::path::Path) -> anyhow::Result<Value> {
     })
 }
 
+/// `job submit`: one job (printed, its id alone with -q, or followed with --wait), or a
+/// batch file.
+async fn submit(args: SubmitArgs) -> anyhow::Result<i32> {
+    if let Some(path) = &args.batch {
+        let results = args
+            .api
+            .post("/api/v1/jobs/batch", batch_body(path)?)
+            .await?;
+        if args.api.output.output == Format::Table {
+            println!(
+                "accepted {}, refused {}",
+                results["accepted"], results["refused"]
+            );
+        }
+        args.api.output.list(&results, "/results", BATCH)?;
+        return Ok(i32::from(results["refused"].as_u64().unwrap_or(0) > 0));
+    }
+    let body = submit_body(&args);
+    let SubmitArgs {
+        wait, quiet, api, ..
+    } = args;
+    let submitted = api.post("/api/v1/jobs", body).await?;
+    let job = &submitted["job"];
+    if quiet {
+        println!("{}", job["id"].as_str().unwrap_or_default());
+        return Ok(0);
+    }
+    if !wait {
+        match api.output.output {
+            Format::Table => api
+                .output
+                .list(&json!({ "items": [job] }), "/items", JOBS)?,
+            _ => api.output.raw(&submitted)?,
+        }
+        return Ok(0);
+    }
+    let id = job["id"].as_str().unwrap_or_default().to_string();
+    println!("{id}");
+    follow(&api, &id).await
+}
+
 /// Runs a job command; returns the process exit code (the job's, with `--wait` or `-f`).
 pub async fn run(command: JobCommand) -> anyhow::Result<i32> {
     match command {
-        JobCommand::Submit(args) if args.batch.is_some() => {
-            let SubmitArgs { batch, api, .. } = *args;
-            let path = batch.unwrap_or_default();
-            let results = api.post("/api/v1/jobs/batch", batch_body(&path)?).await?;
-            if api.output.output == Format::Table {
-                println!(
-                    "accepted {}, refused {}",
-                    results["accepted"], results["refused"]
-                );
-            }
-            api.output.list(&results, "/results", BATCH)?;
-            Ok(i32::from(results["refused"].as_u64().unwrap_or(0) > 0))
-        }
-        JobCommand::Submit(args) => {
-            let body = submit_body(&args);
-            let SubmitArgs {
-                wait, quiet, api, ..
-            } = *args;
-            let submitted = api.post("/api/v1/jobs", body).await?;
-            let job = &submitted["job"];
-            if quiet {
-                println!("{}", job["id"].as_str().unwrap_or_default());
-                return Ok(0);
-            }
-            if !wait {
-                match api.output.output {
-                    Format::Table => api
-                        .output
-                        .list(&json!({ "items": [job] }), "/items", JOBS)?,
-                    _ => api.output.raw(&submitted)?,
-                }
-                return Ok(0);
-            }
-            let id = job["id"].as_str().unwrap_or_default().to_string();
-            println!("{id}");
-            follow(&api, &id).await
-        }
+        JobCommand::Submit(args) => submit(*args).await,
         JobCommand::Get { id, api } => {
             let job = api.get(&job_path(&id, ""), &[]).await?;
             api.output.object(&job, JOB)?;

@@ -402,25 +402,7 @@ pub async fn run_pool(command: PoolCommand) -> anyhow::Result<()> {
             action,
             reason,
             api,
-        } => {
-            let path = pool_path(&id, "/lifecycle");
-            let lifecycle = match action {
-                Some(action) => {
-                    let body = json!({ "action": action, "reason": reason });
-                    api.post(&path, without_nulls(body)).await?
-                }
-                None => api.get(&path, &[]).await?,
-            };
-            if api.output.output == Format::Table {
-                println!(
-                    "pool {}: {} (allowed: {})",
-                    lifecycle["pool"].as_str().unwrap_or_default(),
-                    lifecycle["state"].as_str().unwrap_or_default(),
-                    crate::cli::output::cell(lifecycle.get("allowed_actions"), Show::Text, 0)
-                );
-            }
-            api.output.list(&lifecycle, "/history", TRANSITION)
-        }
+        } => lifecycle(&api, &id, action, reason).await,
         PoolCommand::Workers { id, api } => {
             let workers = api.get(&pool_path(&id, "/workers"), &[]).await?;
             api.output.list(&workers, "/items", WORKER)
@@ -436,21 +418,13 @@ pub async fn run_pool(command: PoolCommand) -> anyhow::Result<()> {
             health_check_interval_s,
             api,
         } => {
-            let path = pool_path(&id, "/static");
-            let settings = if size.is_none()
-                && expected_workers.is_empty()
-                && health_check_interval_s.is_none()
-            {
-                api.get(&path, &[]).await?
-            } else {
-                let mut body =
-                    json!({ "size": size, "health_check_interval_s": health_check_interval_s });
-                if !expected_workers.is_empty() {
-                    body["expected_workers"] = json!(expected_workers);
-                }
-                api.put(&path, without_nulls(body)).await?
-            };
-            api.output.raw(&settings)
+            let mut body = without_nulls(
+                json!({ "size": size, "health_check_interval_s": health_check_interval_s }),
+            );
+            if !expected_workers.is_empty() {
+                body["expected_workers"] = json!(expected_workers);
+            }
+            settings(&api, &id, "/static", body).await
         }
         PoolCommand::Dynamic {
             id,
@@ -463,20 +437,52 @@ pub async fn run_pool(command: PoolCommand) -> anyhow::Result<()> {
             drain_timeout_s,
             api,
         } => {
-            let path = pool_path(&id, "/dynamic");
             let body = without_nulls(json!({
                 "min_size": min, "max_size": max, "desired": desired,
                 "idle_timeout_s": idle_timeout_s, "provision_timeout_s": provision_timeout_s,
                 "max_provisioning": max_provisioning, "drain_timeout_s": drain_timeout_s,
             }));
-            let settings = if body.as_object().is_some_and(|fields| fields.is_empty()) {
-                api.get(&path, &[]).await?
-            } else {
-                api.put(&path, body).await?
-            };
-            api.output.raw(&settings)
+            settings(&api, &id, "/dynamic", body).await
         }
     }
+}
+
+/// A pool's lifecycle: its state and history, after applying `action` if given.
+async fn lifecycle(
+    api: &Api,
+    id: &str,
+    action: Option<String>,
+    reason: Option<String>,
+) -> anyhow::Result<()> {
+    let path = pool_path(id, "/lifecycle");
+    let lifecycle = match action {
+        Some(action) => {
+            let body = json!({ "action": action, "reason": reason });
+            api.post(&path, without_nulls(body)).await?
+        }
+        None => api.get(&path, &[]).await?,
+    };
+    if api.output.output == Format::Table {
+        println!(
+            "pool {}: {} (allowed: {})",
+            lifecycle["pool"].as_str().unwrap_or_default(),
+            lifecycle["state"].as_str().unwrap_or_default(),
+            crate::cli::output::cell(lifecycle.get("allowed_actions"), Show::Text, 0)
+        );
+    }
+    api.output.list(&lifecycle, "/history", TRANSITION)
+}
+
+/// A pool's static or dynamic settings: read them when `changes` is empty, else change
+/// those fields.
+async fn settings(api: &Api, id: &str, kind: &str, changes: Value) -> anyhow::Result<()> {
+    let path = pool_path(id, kind);
+    let settings = if changes.as_object().is_some_and(|fields| fields.is_empty()) {
+        api.get(&path, &[]).await?
+    } else {
+        api.put(&path, changes).await?
+    };
+    api.output.raw(&settings)
 }
 
 pub async fn run_worker(command: WorkerCommand) -> anyhow::Result<()> {

@@ -214,30 +214,14 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
         // What it writes is reported every few seconds while it changes, and once more
         // before its end is (so `hodei job logs -f` follows it).
         let tail = OutputTail::default();
-        let (ended, mut stop_reporting) = oneshot::channel::<()>();
-        let reporter = {
-            let shared = shared.clone();
-            let tail = tail.clone();
-            let job = job.clone();
-            tokio::spawn(async move {
-                let mut sent = 0u64;
-                let mut every = tokio::time::interval(OUTPUT_INTERVAL);
-                loop {
-                    let done = tokio::select! {
-                        _ = every.tick() => false,
-                        _ = &mut stop_reporting => true,
-                    };
-                    let output = tail.snapshot();
-                    if output.version != sent {
-                        sent = output.version;
-                        shared.queue_output(&job, attempt, output);
-                    }
-                    if done {
-                        return;
-                    }
-                }
-            })
-        };
+        let (ended, stop_reporting) = oneshot::channel::<()>();
+        let reporter = tokio::spawn(report_output(
+            shared.clone(),
+            tail.clone(),
+            job.clone(),
+            attempt,
+            stop_reporting,
+        ));
         let end = run_process(spec, cancelled, on_start, tail).await;
         let _ = ended.send(());
         let _ = reporter.await;
@@ -278,6 +262,33 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
             _ => info!(%job, attempt, "run stopped"),
         }
     });
+}
+
+/// Queues a run's output every `OUTPUT_INTERVAL` while it changes, and once more when
+/// `stop` fires (the run ended).
+async fn report_output(
+    shared: Shared,
+    tail: OutputTail,
+    job: String,
+    attempt: u32,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut sent = 0u64;
+    let mut every = tokio::time::interval(OUTPUT_INTERVAL);
+    loop {
+        let done = tokio::select! {
+            _ = every.tick() => false,
+            _ = &mut stop => true,
+        };
+        let output = tail.snapshot();
+        if output.version != sent {
+            sent = output.version;
+            shared.queue_output(&job, attempt, output);
+        }
+        if done {
+            return;
+        }
+    }
 }
 
 enum SessionEnd {
@@ -383,6 +394,39 @@ fn endpoint(addr: &str) -> String {
     }
 }
 
+/// Acts on one message of the leader; `Some` when the session ends with it.
+fn serve(
+    shared: &Shared,
+    settings: &AgentSettings,
+    message: Option<pb::server_message::Kind>,
+) -> Option<SessionEnd> {
+    match message {
+        Some(pb::server_message::Kind::Assign(assignment)) => {
+            start_run(shared, settings, assignment);
+        }
+        Some(pb::server_message::Kind::Cancel(cancel)) => {
+            let job = cancel.job_id;
+            if let Some(run) = shared.lock().runs.get_mut(&job) {
+                run.cancelled_by_leader = true;
+            }
+            if shared.stop_runs(|running| running != job) > 0 {
+                info!(%job, "run cancelled by the leader");
+            }
+        }
+        Some(pb::server_message::Kind::Ack(report_id)) => {
+            shared.lock().outbox.remove(&report_id);
+        }
+        Some(pb::server_message::Kind::NotLeader(not_leader)) => {
+            return Some(SessionEnd::Redirect(not_leader.leader_addr));
+        }
+        Some(pb::server_message::Kind::Stop(reason)) => {
+            return Some(SessionEnd::Stopped(reason));
+        }
+        Some(pb::server_message::Kind::Registered(_)) | None => {}
+    }
+    None
+}
+
 /// One session: register, then serve assignments and send reports until the stream
 /// breaks or the node turns out not to lead.
 async fn session(
@@ -466,29 +510,8 @@ async fn session(
             message = inbound.message() => match message {
                 Ok(Some(message)) => {
                     *last_contact = Instant::now();
-                    match message.kind {
-                        Some(pb::server_message::Kind::Assign(assignment)) => {
-                            start_run(shared, settings, assignment);
-                        }
-                        Some(pb::server_message::Kind::Cancel(cancel)) => {
-                            let job = cancel.job_id;
-                            if let Some(run) = shared.lock().runs.get_mut(&job) {
-                                run.cancelled_by_leader = true;
-                            }
-                            if shared.stop_runs(|running| running != job) > 0 {
-                                info!(%job, "run cancelled by the leader");
-                            }
-                        }
-                        Some(pb::server_message::Kind::Ack(report_id)) => {
-                            shared.lock().outbox.remove(&report_id);
-                        }
-                        Some(pb::server_message::Kind::NotLeader(not_leader)) => {
-                            return SessionEnd::Redirect(not_leader.leader_addr);
-                        }
-                        Some(pb::server_message::Kind::Stop(reason)) => {
-                            return SessionEnd::Stopped(reason);
-                        }
-                        Some(pb::server_message::Kind::Registered(_)) | None => {}
+                    if let Some(end) = serve(shared, settings, message.kind) {
+                        return end;
                     }
                 }
                 Ok(None) => return SessionEnd::Broken("the leader closed the stream".to_string()),
