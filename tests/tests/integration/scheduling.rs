@@ -484,8 +484,9 @@ async fn every_reason_a_job_is_pending_is_reported() {
         "{found:?}"
     );
 
-    // A tenant suspended after it submitted (a suspended tenant submits nothing).
-    let suspended = submit_one(&node, "sus", "pause", 100, 100).await;
+    // A tenant suspended after it submitted (a suspended tenant submits nothing), its job
+    // held in the queue whose pool has no worker (so it is still pending when suspended).
+    let suspended = submit_one(&node, "sus", "empty", 100, 100).await;
     let (status, _) = call(
         reqwest::Method::PATCH,
         &node,
