@@ -171,12 +171,30 @@ impl<'a> Placement<'a> {
             Verdict::Queue | Verdict::Deny => return None,
         };
         let workers = self.workers;
+        // A tenant's cap in a pool is checked here as apply checks it, so a plan never
+        // holds an assignment apply must refuse.
+        let pool_limits = &tenant.quota.pool_limits;
         let (index, room) = self.free.iter_mut().find(|(index, room)| {
             let worker = &workers[*index];
+            let within_pool_limit = pool_limits.get(&worker.pool).is_none_or(|limit| {
+                usage
+                    .running_by_pool
+                    .get(&worker.pool)
+                    .copied()
+                    .unwrap_or_default()
+                    .saturating_add(job.resources)
+                    .fits_within(*limit)
+            });
             (job.pools.is_empty() || job.pools.contains(&worker.pool))
                 && job.resources.fits_within(*room)
+                && within_pool_limit
         })?;
         *room = room.saturating_sub(job.resources);
+        let in_pool = usage
+            .running_by_pool
+            .entry(workers[*index].pool.clone())
+            .or_default();
+        *in_pool = in_pool.saturating_add(job.resources);
         usage.running = usage.running.saturating_add(job.resources);
         usage.running_jobs = usage.running_jobs.saturating_add(1);
         usage.pending_jobs = usage.pending_jobs.saturating_sub(1);
@@ -473,6 +491,29 @@ mod tests {
                 &tenants
             ),
             ["early", "late"]
+        );
+    }
+
+    #[test]
+    fn a_tenants_cap_in_a_pool_holds_back_what_would_exceed_it() {
+        let mut capped = snapshot(100_000);
+        capped.quota.pool_limits = BTreeMap::from([(
+            "pool-default".to_string(),
+            Resources::new(1_500, 1 << 30, 0),
+        )]);
+        capped.usage.running_by_pool =
+            BTreeMap::from([("pool-default".to_string(), Resources::new(500, 0, 0))]);
+        let tenants = BTreeMap::from([(tenant("a"), capped)]);
+        let pending = [job("first", "a", 1_000, 1), job("second", "a", 1_000, 2)];
+        // 500 m run there already: the first fits the 1,500 m cap, the second would not.
+        assert_eq!(
+            decide(
+                QueuePolicy::Fifo,
+                &pending,
+                &[worker("w1", 8_000)],
+                &tenants
+            ),
+            ["first"]
         );
     }
 

@@ -314,6 +314,7 @@ async fn follow(api: &Api, id: &str) -> anyhow::Result<i32> {
 /// Prints the output tail as it grows until the job is final.
 async fn follow_logs(api: &Api, id: &str, stream: &str) -> anyhow::Result<i32> {
     let mut printed = String::new();
+    let mut settled = 0u32;
     let mut interval = tokio::time::interval(Duration::from_millis(500));
     loop {
         interval.tick().await;
@@ -329,10 +330,16 @@ async fn follow_logs(api: &Api, id: &str, stream: &str) -> anyhow::Result<i32> {
             // The tail window moved past what was printed: print it whole.
             None => print!("{tail}"),
         }
+        let unchanged = printed == tail;
         printed = tail.to_string();
         if logs["state"].as_str().is_some_and(is_final) {
-            let job = api.get(&job_path(id, ""), &[]).await?;
-            return Ok(exit_code(&job));
+            // The run's last output may commit just after its end: stop once it has not
+            // changed for a poll, or a few seconds after the end.
+            settled += 1;
+            if unchanged && settled > 1 || settled > 10 {
+                let job = api.get(&job_path(id, ""), &[]).await?;
+                return Ok(exit_code(&job));
+            }
         }
     }
 }

@@ -132,6 +132,8 @@ fn start_local_workers(
             .args(["--pool", &pool])
             .args(["--servers", &grpc_addr.to_string()])
             .args(["--id", &format!("dev-worker-{index}")])
+            // Stopping dev should not wait long for jobs: 2 s, then they are killed.
+            .args(["--shutdown-grace-s", "2"])
             .arg("--work-dir")
             .arg(&work_dir)
             .kill_on_drop(true)

@@ -378,8 +378,20 @@ pub async fn run_pool(command: PoolCommand) -> anyhow::Result<()> {
             labels: pairs,
             api,
         } => {
+            // The API replaces the whole shape: the dimensions not given keep their values.
+            let worker_shape = if cpu_m.is_some() || memory_mb.is_some() || gpu.is_some() {
+                let current = api.get(&pool_path(&id, ""), &[]).await?;
+                let now = |dimension: &str| current["worker_shape"][dimension].as_u64();
+                json!({
+                    "cpu_m": cpu_m.or(now("cpu_m")).unwrap_or(1_000),
+                    "memory_mb": memory_mb.or(now("memory_mb")).unwrap_or(1_024),
+                    "gpu": gpu.or(now("gpu")).unwrap_or(0),
+                })
+            } else {
+                Value::Null
+            };
             let body = json!({
-                "min_size": min, "max_size": max, "worker_shape": shape(cpu_m, memory_mb, gpu),
+                "min_size": min, "max_size": max, "worker_shape": worker_shape,
                 "labels": labels(pairs),
             });
             let pool = api.patch(&pool_path(&id, ""), without_nulls(body)).await?;

@@ -52,6 +52,10 @@ pub struct WorkerArgs {
     /// Where jobs run unless they name a directory (default: the current directory).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Asked to stop (SIGTERM, Ctrl-C): how long running jobs may go on before they are
+    /// killed (and re-queued, as for a lost worker).
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace_s: u64,
 }
 
 fn parse_label(raw: &str) -> Result<(String, String), String> {
@@ -85,6 +89,7 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         capacity: Resources::new(args.cpu_m, args.memory_mb, args.gpu),
         labels: args.labels.into_iter().collect::<Labels>(),
         work_dir,
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_s),
     };
     hodei_domain::worker::validate_worker_id(&settings.worker_id)
         .map_err(|error| anyhow::anyhow!("--id: {error}"))?;

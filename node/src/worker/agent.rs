@@ -35,6 +35,8 @@ pub struct AgentSettings {
     pub labels: Labels,
     /// Where jobs run unless they name a working directory.
     pub work_dir: PathBuf,
+    /// Asked to stop, how long running jobs may go on before they are killed.
+    pub shutdown_grace: Duration,
 }
 
 struct Run {
@@ -56,6 +58,8 @@ struct AgentState {
     /// again after a failover (its start not yet committed) must not run a second time.
     started: std::collections::VecDeque<(String, u32)>,
     started_index: std::collections::HashSet<(String, u32)>,
+    /// Shutting down: no new run starts.
+    leaving: bool,
 }
 
 /// How often a running job's output is reported while it changes.
@@ -160,7 +164,11 @@ fn outcome_name(outcome: RunOutcome) -> &'static str {
 fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssignment) {
     let mut state = shared.lock();
     let run_key = (assignment.job_id.clone(), assignment.attempt);
-    if state.runs.contains_key(&assignment.job_id) || state.started_index.contains(&run_key) {
+    if state.leaving
+        || state.runs.contains_key(&assignment.job_id)
+        || state.started_index.contains(&run_key)
+    {
+        // Leaving: the job is re-queued when the departure is recorded.
         return;
     }
     state.started.push_back(run_key.clone());
@@ -318,11 +326,30 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
         }
         _ = shutdown => {}
     }
-    // Asked to stop: the runs end here, and the control plane is told, so that it records
-    // this worker `terminated` and re-queues its runs now rather than after its
-    // heartbeats are missed.
-    info!("worker shutting down: stopping its runs and leaving its pool");
-    shared.stop_runs(|_| false);
+    // Asked to stop: no new run starts; running ones have the grace period to end (their
+    // ends reported as usual), then are killed; once none is left the control plane is
+    // told, so that it records this worker `terminated` and re-queues what was killed
+    // now rather than after the heartbeats are missed.
+    info!(
+        grace_s = settings.shutdown_grace.as_secs(),
+        "worker shutting down: letting its runs end, then leaving its pool"
+    );
+    shared.lock().leaving = true;
+    tokio::select! {
+        _ = &mut connection => return,
+        _ = no_runs_left(&shared, settings.shutdown_grace) => {}
+    }
+    let stopped = shared.stop_runs(|_| false);
+    if stopped > 0 {
+        warn!(
+            stopped,
+            "runs still going at the end of the grace period: killed"
+        );
+        tokio::select! {
+            _ = &mut connection => return,
+            _ = no_runs_left(&shared, Duration::from_secs(5)) => {}
+        }
+    }
     shared.queue_report(|report_id| {
         pb::worker_message::Kind::Leaving(pb::WorkerLeaving {
             report_id,
@@ -336,6 +363,14 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
         warn!(
             "the control plane did not record the departure in time; it will find the worker lost"
         );
+    }
+}
+
+/// Waits until no run is left (each has ended and queued its report), at most `limit`.
+async fn no_runs_left(shared: &Shared, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !shared.lock().runs.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

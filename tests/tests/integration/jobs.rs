@@ -949,8 +949,9 @@ async fn a_cancelled_running_job_keeps_its_output_worker_pool_and_cost() -> anyh
     Ok(())
 }
 
-/// A worker asked to stop (SIGTERM) leaves its pool: recorded `terminated`, not `lost`,
-/// and the job it ran goes back to pending at once.
+/// A worker asked to stop (SIGTERM) stops taking jobs, lets a run that ends within its
+/// grace period (10 s by default) end as usual, kills the rest, and leaves its pool:
+/// recorded `terminated`, not `lost`, the killed job re-queued at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stopped_with_sigterm_leaves_its_pool_and_its_job_is_requeued()
 -> anyhow::Result<()> {
@@ -967,20 +968,31 @@ async fn a_worker_stopped_with_sigterm_leaves_its_pool_and_its_job_is_requeued()
         8192,
     )?;
     wait_for_workers(&node, 1).await?;
-    let (status, submitted) = post(
-        &node,
-        "/api/v1/jobs",
-        json!({ "command": shell("sleep 60"), "max_retries": 2 }),
-    )
-    .await;
-    assert_eq!(status, 202, "{submitted}");
-    let id = submitted["job"]["id"].as_str().unwrap().to_string();
-    eventually(TIMEOUT, "the job to run", || async {
-        let (_, job) = get(&node, &format!("/api/v1/jobs/{id}")).await;
-        Ok((job["state"] == "running").then_some(()))
+    let mut ids = Vec::new();
+    for script in ["sleep 1; echo short-done", "sleep 120"] {
+        let (status, submitted) = post(
+            &node,
+            "/api/v1/jobs",
+            json!({ "command": shell(script), "max_retries": 2, "resources": { "cpu_m": 1000, "memory_mb": 256 } }),
+        )
+        .await;
+        assert_eq!(status, 202, "{submitted}");
+        ids.push(submitted["job"]["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        eventually(TIMEOUT, "the jobs to run", || async {
+            let (_, job) = get(&node, &format!("/api/v1/jobs/{id}")).await;
+            Ok((job["state"] == "running").then_some(()))
+        })
+        .await?;
+    }
+    let exit = tokio::task::spawn_blocking(move || {
+        let exit = worker.terminate();
+        (exit, worker)
     })
     .await?;
-    let exit = worker.terminate()?;
+    let (exit, worker) = exit;
+    let exit = exit?;
     assert!(
         exit.success(),
         "the agent exits cleanly: {exit}\n{}",
@@ -996,11 +1008,16 @@ async fn a_worker_stopped_with_sigterm_leaves_its_pool_and_its_job_is_requeued()
         w1["state"], "terminated",
         "recorded before the agent exited: {workers}"
     );
-    let (_, job) = get(&node, &format!("/api/v1/jobs/{id}")).await;
+    let (_, short) = get(&node, &format!("/api/v1/jobs/{}", ids[0])).await;
     assert_eq!(
-        (job["state"].as_str(), job["attempt"].as_u64()),
+        short["state"], "succeeded",
+        "it ended within the grace period: {short}"
+    );
+    let (_, long) = get(&node, &format!("/api/v1/jobs/{}", ids[1])).await;
+    assert_eq!(
+        (long["state"].as_str(), long["attempt"].as_u64()),
         (Some("pending"), Some(2)),
-        "{job}"
+        "killed at the end of the grace period and re-queued: {long}"
     );
     Ok(())
 }

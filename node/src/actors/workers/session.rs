@@ -56,7 +56,12 @@ fn parse_outcome(raw: &str) -> Result<RunOutcome, tonic::Status> {
 
 /// Proposes a run report and acknowledges it once committed. A report that fails to
 /// commit is not acknowledged: the worker sends it again after it reconnects.
-fn report(node: &NodeContext, outbound: &Outbound, report_id: u64, command: CommandV1) {
+fn report(
+    node: &NodeContext,
+    outbound: &Outbound,
+    report_id: u64,
+    command: CommandV1,
+) -> tokio::task::JoinHandle<()> {
     let node = node.clone();
     let outbound = outbound.clone();
     tokio::spawn(async move {
@@ -70,17 +75,26 @@ fn report(node: &NodeContext, outbound: &Outbound, report_id: u64, command: Comm
                 warn!(%error, report_id, "run report not committed; the worker will resend it")
             }
         }
-    });
+    })
 }
 
 /// A worker shutting down: recorded `terminated` (its runs re-queued), then told to stop.
 /// Not committed, it is not acknowledged: the worker says it again on its next session,
 /// or, gone, is declared lost after its heartbeats.
-fn leave(node: &NodeContext, outbound: &Outbound, worker_id: &str, leaving: pb::WorkerLeaving) {
+fn leave(
+    node: &NodeContext,
+    outbound: &Outbound,
+    worker_id: &str,
+    leaving: pb::WorkerLeaving,
+    earlier: Vec<tokio::task::JoinHandle<()>>,
+) {
     let node = node.clone();
     let outbound = outbound.clone();
     let worker = worker_id.to_string();
     tokio::spawn(async move {
+        for proposal in earlier {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), proposal).await;
+        }
         let reason = if leaving.reason.is_empty() {
             "the worker shut down".to_string()
         } else {
@@ -211,7 +225,11 @@ fn follow_session(
     outbound: Outbound,
 ) {
     tokio::spawn(async move {
+        // Report proposals not yet done: a departure is proposed after them, so that no
+        // end the worker reported before leaving commits after its jobs were re-queued.
+        let mut in_flight: Vec<tokio::task::JoinHandle<()>> = Vec::new();
         loop {
+            in_flight.retain(|proposal| !proposal.is_finished());
             let next = match inbound.message().await {
                 Ok(Some(next)) => next,
                 Ok(None) => break,
@@ -232,7 +250,7 @@ fn follow_session(
                     // Ack 0 answers a heartbeat: the worker knows the leader is alive.
                     let _ = outbound.try_send(message(pb::server_message::Kind::Ack(0)));
                 }
-                Some(pb::worker_message::Kind::Started(started)) => report(
+                Some(pb::worker_message::Kind::Started(started)) => in_flight.push(report(
                     &node,
                     &outbound,
                     started.report_id,
@@ -242,7 +260,7 @@ fn follow_session(
                         worker: worker_id.clone(),
                         at_ms: now_ms(),
                     }),
-                ),
+                )),
                 Some(pb::worker_message::Kind::Finished(finished)) => {
                     let outcome = match parse_outcome(&finished.outcome) {
                         Ok(outcome) => outcome,
@@ -251,7 +269,7 @@ fn follow_session(
                             continue;
                         }
                     };
-                    report(
+                    in_flight.push(report(
                         &node,
                         &outbound,
                         finished.report_id,
@@ -266,9 +284,9 @@ fn follow_session(
                                 at_ms: now_ms(),
                             },
                         }),
-                    );
+                    ));
                 }
-                Some(pb::worker_message::Kind::Output(output)) => report(
+                Some(pb::worker_message::Kind::Output(output)) => in_flight.push(report(
                     &node,
                     &outbound,
                     output.report_id,
@@ -281,9 +299,10 @@ fn follow_session(
                         stdout: output.stdout,
                         stderr: output.stderr,
                     }),
-                ),
+                )),
                 Some(pb::worker_message::Kind::Leaving(leaving)) => {
-                    leave(&node, &outbound, &worker_id, leaving);
+                    let earlier = std::mem::take(&mut in_flight);
+                    leave(&node, &outbound, &worker_id, leaving, earlier);
                 }
                 Some(pb::worker_message::Kind::Register(_)) | None => {
                     warn!(worker = %worker_id, "unexpected message on an open session");

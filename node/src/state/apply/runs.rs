@@ -298,7 +298,9 @@ impl HodeiState {
             return Ok(self.record_cancelled_output(report, writes));
         }
         let Some(mut found) = self.current_run(&report.job, report.attempt, &report.worker) else {
-            return Ok(CommandOutcome::RunReported { applied: false });
+            // Its job may have been cancelled while the run ended on its own: the output
+            // is still the run's.
+            return Ok(self.record_cancelled_output(report, writes));
         };
         if found.state == JobState::Assigned {
             // The start report was lost (a failover between the two): the run did start.
@@ -382,19 +384,27 @@ impl HodeiState {
             return Ok(CommandOutcome::RunReported { applied: false });
         };
         let current = found.attempt == attempt && found.worker.as_deref() == Some(worker.as_str());
-        let kept_seq = self
+        // (attempt, seq) of what is kept: a new attempt's output replaces an earlier one's
+        // whatever their sequence numbers (each run counts from zero).
+        let kept = self
             .job_logs
             .get(&stream_key(&job, "seq"))
-            .and_then(|raw| raw.parse::<u64>().ok())
-            .unwrap_or(0);
-        if !current || seq <= kept_seq {
+            .and_then(|raw| raw.split_once(':'))
+            .and_then(|(kept_attempt, kept_seq)| {
+                Some((
+                    kept_attempt.parse::<u32>().ok()?,
+                    kept_seq.parse::<u64>().ok()?,
+                ))
+            })
+            .unwrap_or((0, 0));
+        if !current || (attempt, seq) <= kept {
             return Ok(CommandOutcome::RunReported { applied: false });
         }
         let ended = found.state.is_final();
         let mut kept = vec![
             (stream_key(&job, "stdout"), bounded_tail(stdout)),
             (stream_key(&job, "stderr"), bounded_tail(stderr)),
-            (stream_key(&job, "seq"), seq.to_string()),
+            (stream_key(&job, "seq"), format!("{attempt}:{seq}")),
         ];
         if !ended {
             kept.push((job.clone(), bounded_tail(combined)));
