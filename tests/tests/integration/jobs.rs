@@ -63,6 +63,29 @@ fn process_running(marker: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A node (with `extra_yaml`) and one worker `w1` of 4000 m / 8192 MiB registered with it.
+async fn node_with_one_worker(
+    root: &std::path::Path,
+    extra_yaml: &str,
+) -> anyhow::Result<(NodeProcess, WorkerProcess)> {
+    let spec = NodeSpec {
+        extra_yaml: extra_yaml.to_string(),
+        ..NodeSpec::new(1)
+    };
+    let mut node = NodeProcess::start_spec(&root.join("node"), &spec)?;
+    node.wait_ready(TIMEOUT).await?;
+    let worker = WorkerProcess::start(
+        &root.join("w1"),
+        "w1",
+        "pool-default",
+        &[node.grpc_addr()],
+        4000,
+        8192,
+    )?;
+    wait_for_workers(&node, 1).await?;
+    Ok((node, worker))
+}
+
 fn shell(script: &str) -> Value {
     json!({ "argv": ["sh", "-c", script] })
 }
@@ -887,21 +910,7 @@ async fn hodei_dev_runs_a_job_on_its_local_workers_and_stops_them_with_it() -> a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_running_job_keeps_its_output_worker_pool_and_cost() -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
-    let spec = NodeSpec {
-        extra_yaml: JOB_YAML.to_string(),
-        ..NodeSpec::new(1)
-    };
-    let mut node = NodeProcess::start_spec(&root.path().join("node"), &spec)?;
-    node.wait_ready(TIMEOUT).await?;
-    let _worker = WorkerProcess::start(
-        &root.path().join("w1"),
-        "w1",
-        "pool-default",
-        &[node.grpc_addr()],
-        4000,
-        8192,
-    )?;
-    wait_for_workers(&node, 1).await?;
+    let (node, _worker) = node_with_one_worker(root.path(), JOB_YAML).await?;
     let (status, submitted) = post(
         &node,
         "/api/v1/jobs",
@@ -957,17 +966,7 @@ async fn a_worker_stopped_with_sigterm_leaves_its_pool_and_its_job_is_requeued()
 -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
     // Default heartbeats (3 x 5 s): a lost worker would take 15 s to be noticed.
-    let mut node = NodeProcess::start_spec(&root.path().join("node"), &NodeSpec::new(1))?;
-    node.wait_ready(TIMEOUT).await?;
-    let mut worker = WorkerProcess::start(
-        &root.path().join("w1"),
-        "w1",
-        "pool-default",
-        &[node.grpc_addr()],
-        4000,
-        8192,
-    )?;
-    wait_for_workers(&node, 1).await?;
+    let (node, mut worker) = node_with_one_worker(root.path(), "").await?;
     let mut ids = Vec::new();
     for script in ["sleep 1; echo short-done", "sleep 120"] {
         let (status, submitted) = post(
@@ -1027,21 +1026,7 @@ async fn a_worker_stopped_with_sigterm_leaves_its_pool_and_its_job_is_requeued()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_jobs_output_is_followed_live_with_its_streams_apart() -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
-    let spec = NodeSpec {
-        extra_yaml: JOB_YAML.to_string(),
-        ..NodeSpec::new(1)
-    };
-    let mut node = NodeProcess::start_spec(&root.path().join("node"), &spec)?;
-    node.wait_ready(TIMEOUT).await?;
-    let _worker = WorkerProcess::start(
-        &root.path().join("w1"),
-        "w1",
-        "pool-default",
-        &[node.grpc_addr()],
-        4000,
-        8192,
-    )?;
-    wait_for_workers(&node, 1).await?;
+    let (node, _worker) = node_with_one_worker(root.path(), JOB_YAML).await?;
     let marker = root.path().join("go");
     let script = format!(
         "echo out-1; echo err-1 >&2; while [ ! -e {} ]; do sleep 0.1; done; echo out-2; exit 3",

@@ -155,7 +155,7 @@ impl HodeiState {
     }
 
     /// Counts a quota decision that refused or queued a job (`state/violations.rs`).
-    fn record_decision(
+    pub(in crate::state) fn record_decision(
         &mut self,
         job: &Job,
         decision: &Decision,

@@ -177,26 +177,7 @@ impl HodeiState {
             Verdict::Queue | Verdict::Deny => {
                 // A real queueing decision, counted (the plan goes on without it).
                 let job = job.as_ref().clone();
-                let message = decision
-                    .reasons
-                    .iter()
-                    .map(|reason| reason.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                let violation = crate::state::violations::Violation {
-                    seq: 0,
-                    at_ms,
-                    tenant: job.spec.tenant.to_string(),
-                    verdict: "queue".to_string(),
-                    source: "dispatch".to_string(),
-                    reasons: decision
-                        .reasons
-                        .iter()
-                        .map(|reason| reason.code.as_str().to_string())
-                        .collect(),
-                    message,
-                };
-                self.record_violation(violation, writes);
+                self.record_decision(&job, &decision, "dispatch", at_ms, writes);
                 return Err(DomainError::Conflict(
                     "the tenant is at its quota".to_string(),
                 ));
