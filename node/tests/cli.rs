@@ -7,6 +7,22 @@ fn hodei() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hodei"))
 }
 
+/// Runs `hodei config check` on a file holding `yaml`: its exit code and stderr.
+fn check(yaml: &str) -> (Option<i32>, String) {
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("bad.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let output = hodei()
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn config_check_accepts_the_example_config() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/hodei.example.yaml");
@@ -20,20 +36,9 @@ fn config_check_accepts_the_example_config() {
 
 #[test]
 fn config_check_lists_every_problem_and_fails() {
-    let folder = tempfile::tempdir().unwrap();
-    let path = folder.path().join("bad.yaml");
-    std::fs::write(
-        &path,
-        "burst_capacity:\n  max_overage_percentage: 50\ncluster:\n  node_id: 0\n",
-    )
-    .unwrap();
-    let output = hodei()
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (code, stderr) =
+        check("burst_capacity:\n  max_overage_percentage: 50\ncluster:\n  node_id: 0\n");
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("burst_capacity.max_overage_percentage: must be >= 100, got 50"),
         "{stderr}"
@@ -61,20 +66,10 @@ fn config_print_applies_env_and_redacts_secrets() {
 
 #[test]
 fn config_check_lists_type_errors_and_rules_together_in_plain_words() {
-    let folder = tempfile::tempdir().unwrap();
-    let path = folder.path().join("bad.yaml");
-    std::fs::write(
-        &path,
+    let (code, stderr) = check(
         "server:\n  port: eighty\n  grpc_port: 1.5\ncluster:\n  node_id: 0\nworkers:\n  missed_heartbeats: yes-please\n",
-    )
-    .unwrap();
-    let output = hodei()
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    );
+    assert_eq!(code, Some(2));
     for expected in [
         "server.port: expected a whole number >= 0",
         "server.grpc_port: expected a whole number >= 0",

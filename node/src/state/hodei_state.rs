@@ -517,16 +517,7 @@ mod tests {
             pools: Vec<Pool>,
             workers: Vec<Worker>,
         }
-        let tenant = NewTenant {
-            id: TenantId::parse("acme").unwrap(),
-            display_name: None,
-            tier: Tier::Standard,
-            weight: None,
-            labels: Labels::new(),
-            quota: hodei_domain::quota::Quota::default(),
-        }
-        .into_tenant(5)
-        .unwrap();
+        let tenant = tenant("acme");
         let earlier = hodei_cluster::codec::encode(&Earlier {
             tenants: vec![&tenant],
             bursts: Vec::new(),

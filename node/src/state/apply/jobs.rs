@@ -306,18 +306,7 @@ impl HodeiState {
         )?;
         // The time it ran is billed, as for a run that ends by itself.
         if let Some(started_at) = found.started_at_ms() {
-            let pricing = found
-                .pool
-                .as_deref()
-                .and_then(|pool| self.pools.get(pool))
-                .map(|pool| pool.pricing)
-                .unwrap_or_default();
-            job.cost_nanos = Some(hodei_domain::cost::run_cost_nanos(
-                job.spec.resources,
-                &pricing,
-                at_ms.saturating_sub(started_at),
-                job.burst,
-            ));
+            job.cost_nanos = Some(self.run_cost(found, started_at, at_ms));
         }
         if !was_pending {
             self.plan_release(release, found, at_ms)?;

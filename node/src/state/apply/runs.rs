@@ -312,18 +312,7 @@ impl HodeiState {
             ),
         };
         let started_at = found.started_at_ms().unwrap_or(report.at_ms);
-        let pricing = found
-            .pool
-            .as_deref()
-            .and_then(|pool| self.pools.get(pool))
-            .map(|pool| pool.pricing)
-            .unwrap_or_default();
-        found.cost_nanos = Some(run_cost_nanos(
-            found.spec.resources,
-            &pricing,
-            report.at_ms.saturating_sub(started_at),
-            found.burst,
-        ));
+        found.cost_nanos = Some(self.run_cost(&found, started_at, report.at_ms));
         found.transition(next, report.at_ms, reason)?;
         found.exit_code = report.exit_code;
         Self::judge_sla(&mut found, report.at_ms);
@@ -343,6 +332,22 @@ impl HodeiState {
         self.emit(DomainEvent::CapacityFreed { ended_in: pool });
         self.store_job(found, writes);
         Ok(CommandOutcome::RunReported { applied: true })
+    }
+
+    /// What a run of `job` from `started_at` to `ended_at` costs at its pool's prices.
+    pub(in crate::state) fn run_cost(&self, job: &Job, started_at: u64, ended_at: u64) -> u64 {
+        let pricing = job
+            .pool
+            .as_deref()
+            .and_then(|pool| self.pools.get(pool))
+            .map(|pool| pool.pricing)
+            .unwrap_or_default();
+        run_cost_nanos(
+            job.spec.resources,
+            &pricing,
+            ended_at.saturating_sub(started_at),
+            job.burst,
+        )
     }
 
     /// Output of a run while it runs (and its last flush, which may commit after its end):
