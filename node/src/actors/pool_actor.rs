@@ -299,7 +299,6 @@ impl Actor for PoolActor {
         (pool, node): (String, NodeContext),
     ) -> Result<PoolActorState, ActorProcessingErr> {
         myself.send_interval(TICK, || PoolMsg::Tick);
-        node.metrics.pool_provisioning_declared(&pool);
         Ok(PoolActorState {
             providers: Providers::new(node.clone()),
             node,

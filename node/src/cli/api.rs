@@ -123,6 +123,20 @@ pub fn parse_pair(raw: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected key=value, got `{raw}`"))
 }
 
+/// `key=value` pairs as a JSON object, or `null` (left out of a body) when there are none.
+pub fn pairs_object(pairs: Vec<(String, String)>) -> Value {
+    if pairs.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(
+            pairs
+                .into_iter()
+                .map(|(key, value)| (key, value.into()))
+                .collect(),
+        )
+    }
+}
+
 /// Path segments are sent as given; ids never hold `/` (the API refuses them), but a
 /// stray one must not reach another route.
 pub fn segment(id: &str) -> String {

@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::cli::api::{Api, parse_pair, segment};
+use crate::cli::api::{Api, pairs_object, parse_pair, segment};
 use crate::cli::output::{Column, Format, Show, col};
 use crate::cli::tenant_cmd::without_nulls;
 
@@ -329,14 +329,6 @@ fn shape(cpu_m: Option<u64>, memory_mb: Option<u64>, gpu: Option<u64>) -> Value 
     })
 }
 
-fn labels(pairs: Vec<(String, String)>) -> Value {
-    if pairs.is_empty() {
-        Value::Null
-    } else {
-        Value::Object(pairs.into_iter().map(|(k, v)| (k, v.into())).collect())
-    }
-}
-
 pub async fn run_pool(command: PoolCommand) -> anyhow::Result<()> {
     match command {
         PoolCommand::Create {
@@ -355,7 +347,7 @@ pub async fn run_pool(command: PoolCommand) -> anyhow::Result<()> {
             let body = json!({
                 "id": id, "type": pool_type, "provider": provider, "min_size": min,
                 "max_size": max, "desired": desired, "worker_shape": shape(cpu_m, memory_mb, gpu),
-                "labels": labels(pairs),
+                "labels": pairs_object(pairs),
             });
             let pool = api.post("/api/v1/pools", without_nulls(body)).await?;
             api.output.object(&pool, POOL)
@@ -392,7 +384,7 @@ pub async fn run_pool(command: PoolCommand) -> anyhow::Result<()> {
             };
             let body = json!({
                 "min_size": min, "max_size": max, "worker_shape": worker_shape,
-                "labels": labels(pairs),
+                "labels": pairs_object(pairs),
             });
             let pool = api.patch(&pool_path(&id, ""), without_nulls(body)).await?;
             api.output.object(&pool, POOL)

@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::cli::api::{Api, parse_pair, segment};
+use crate::cli::api::{Api, pairs_object, parse_pair, segment};
 use crate::cli::output::{Column, Show, col};
 
 #[derive(Debug, Subcommand)]
@@ -105,7 +105,7 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<()> {
                 "display_name": display_name,
                 "tier": tier,
                 "weight": weight,
-                "labels": labels.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "labels": pairs_object(labels),
             });
             let tenant = api.post("/api/v1/tenants", without_nulls(body)).await?;
             api.output.object(&tenant, TENANT)
@@ -150,16 +150,13 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<()> {
             labels,
             api,
         } => {
-            let mut body = json!({
+            let body = json!({
                 "display_name": display_name,
                 "tier": tier,
                 "weight": weight,
                 "status": status,
+                "labels": pairs_object(labels),
             });
-            if !labels.is_empty() {
-                body["labels"] =
-                    Value::Object(labels.into_iter().map(|(k, v)| (k, v.into())).collect());
-            }
             let tenant = api
                 .patch(
                     &format!("/api/v1/tenants/{}", segment(&id)),

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::cli::api::parse_pair;
 use crate::cli::pool_cmd::WorkerCommand;
 
 use crate::worker::agent::{AgentSettings, run};
@@ -43,7 +44,7 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = 0)]
     pub gpu: u64,
     /// A label, `key=value` (repeatable).
-    #[arg(long = "labels", value_delimiter = ',', value_parser = parse_label)]
+    #[arg(long = "labels", value_delimiter = ',', value_parser = parse_pair)]
     pub labels: Vec<(String, String)>,
     /// A stable id: a restarted worker with the same id has its old runs reported lost at
     /// once. Default: host name and process id.
@@ -56,12 +57,6 @@ pub struct WorkerArgs {
     /// killed (and re-queued, as for a lost worker).
     #[arg(long, default_value_t = 10)]
     pub shutdown_grace_s: u64,
-}
-
-fn parse_label(raw: &str) -> Result<(String, String), String> {
-    raw.split_once('=')
-        .map(|(key, value)| (key.to_string(), value.to_string()))
-        .ok_or_else(|| format!("expected key=value, got `{raw}`"))
 }
 
 fn default_id() -> String {

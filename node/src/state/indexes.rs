@@ -23,10 +23,9 @@ impl HodeiState {
     /// Stores the job's new version and keeps the per-(queue, tenant, state) tally.
     pub(in crate::state) fn store_job(&mut self, job: Job, writes: &mut WriteBatch) {
         put_encoded(writes, key(JOB_PREFIX, &job.id), &job);
-        let was_final = self
-            .jobs
-            .get(&job.id)
-            .is_some_and(|previous| previous.state.is_final());
+        let stored = self.jobs.get(&job.id);
+        let was_final = stored.is_some_and(|previous| previous.state.is_final());
+        let previous = stored.map(|previous| IndexedAs::of(previous));
         if job.state.is_final() && !was_final {
             let started_at = job
                 .transitions
@@ -47,10 +46,6 @@ impl HodeiState {
                 run_ms: started_at.map(|at| ended_at.saturating_sub(at)),
             });
         }
-        let previous = self
-            .jobs
-            .get(&job.id)
-            .map(|previous| IndexedAs::of(previous));
         let queued = job.state == JobState::Pending
             && previous
                 .as_ref()

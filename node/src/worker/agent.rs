@@ -288,8 +288,9 @@ async fn report_output(
             _ = every.tick() => false,
             _ = &mut stop => true,
         };
-        let output = tail.snapshot();
-        if output.version != sent {
+        // The tails (up to 3 x 64 KiB) are copied only when something was written.
+        if tail.version() != sent {
+            let output = tail.snapshot();
             sent = output.version;
             shared.queue_output(&job, attempt, output);
         }

@@ -98,6 +98,11 @@ impl OutputTail {
         text_of(&self.lock().combined)
     }
 
+    /// How many writes it has seen (what changed since a reader last looked).
+    pub fn version(&self) -> u64 {
+        self.lock().version
+    }
+
     /// The tails now, with the version they are at.
     pub fn snapshot(&self) -> OutputSnapshot {
         let tails = self.lock();
