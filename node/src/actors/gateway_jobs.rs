@@ -11,7 +11,8 @@ use crate::gateway::job_model::{
     BatchItemView, BatchView, JobFilter, JobLogsView, JobPageView, JobView, MAX_BATCH,
     SubmitJobInput, SubmittedJobView,
 };
-use crate::gateway::model::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageInput};
+use crate::gateway::model::PageInput;
+use crate::gateway::model::page_size;
 use crate::gateway::operations::{
     CancelJob, GetJob, GetJobLogs, GetJobPosition, GetJobSla, GetSlaSummary, ListJobs, SubmitJob,
     SubmitJobs, WatchJob,
@@ -507,16 +508,7 @@ async fn list_jobs(
     page: PageInput,
     consistency: Consistency,
 ) -> Result<JobPageView, GatewayError> {
-    let limit = match page.limit {
-        None => DEFAULT_PAGE_SIZE,
-        Some(limit) if (1..=MAX_PAGE_SIZE).contains(&limit) => limit,
-        Some(limit) => {
-            return Err(GatewayError::invalid(
-                "limit",
-                format!("must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
-            ));
-        }
-    } as usize;
+    let limit = page_size(page.limit)?;
     let tenant = filter
         .tenant
         .as_deref()

@@ -4,6 +4,7 @@ use tracing::info;
 
 use crate::actors::gateway::{Handler, propose_for, read_barrier, require_access, require_admin};
 use crate::actors::{NodeContext, now_ms};
+use crate::gateway::model::page_size;
 use crate::gateway::model::{
     BurstInput, BurstListView, BurstView, DecisionView, DimensionUsageView, EnforceInput,
     QuotaInput, QuotaView, UsageView, ViolationCountView, ViolationView, ViolationsView,
@@ -356,16 +357,7 @@ fn violations(
     if let Some(tenant) = &tenant {
         parse_tenant(tenant)?;
     }
-    let limit = match limit {
-        None => 100,
-        Some(limit) if (1..=1000).contains(&limit) => limit as usize,
-        Some(limit) => {
-            return Err(GatewayError::invalid(
-                "limit",
-                format!("must be between 1 and 1000, got {limit}"),
-            ));
-        }
-    };
+    let limit = page_size(limit)?;
     let (recent, counts) = node.read(|state| {
         (
             state.recent_violations(tenant.as_deref(), limit),

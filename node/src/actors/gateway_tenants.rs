@@ -3,9 +3,9 @@
 use tracing::info;
 
 use crate::actors::{NodeContext, now_ms};
+use crate::gateway::model::page_size;
 use crate::gateway::model::{
-    ClusterStatusView, CreateTenantInput, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageInput,
-    UpdateTenantInput,
+    ClusterStatusView, CreateTenantInput, Page, PageInput, UpdateTenantInput,
 };
 use crate::gateway::operations::{
     ChangeCluster, ClusterOperation, CreateTenant, DeleteTenant, GetTenant, ListTenants,
@@ -78,16 +78,7 @@ async fn list_tenants(
     page: PageInput,
     consistency: Consistency,
 ) -> Result<Page<Tenant>, GatewayError> {
-    let limit = match page.limit {
-        None => DEFAULT_PAGE_SIZE,
-        Some(limit) if (1..=MAX_PAGE_SIZE).contains(&limit) => limit,
-        Some(limit) => {
-            return Err(GatewayError::invalid(
-                "limit",
-                format!("must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
-            ));
-        }
-    } as usize;
+    let limit = page_size(page.limit)?;
     let after = match page.cursor.as_deref() {
         None | Some("") => None,
         Some(cursor) => Some(

@@ -80,6 +80,18 @@ pub struct PageInput {
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
+/// A page size asked for: 1 to `MAX_PAGE_SIZE`, `DEFAULT_PAGE_SIZE` when not given.
+pub fn page_size(limit: Option<u32>) -> Result<usize, crate::gateway::GatewayError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE_SIZE as usize),
+        Some(limit) if (1..=MAX_PAGE_SIZE).contains(&limit) => Ok(limit as usize),
+        Some(limit) => Err(crate::gateway::GatewayError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
+        )),
+    }
+}
+
 /// One page of a list, in id order; `next_cursor` is absent on the last page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
