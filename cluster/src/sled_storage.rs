@@ -146,6 +146,16 @@ fn pair(result: sled::Result<(sled::IVec, sled::IVec)>) -> Result<KeyValue, Stor
     Ok((key.to_vec(), value.to_vec()))
 }
 
+/// Whether the bounds hold no key (sled panics on a range whose start is past its end).
+fn empty_range(start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>) -> bool {
+    match (start, end) {
+        (Bound::Included(low) | Bound::Excluded(low), Bound::Excluded(high)) => low >= high,
+        (Bound::Excluded(low), Bound::Included(high)) => low >= high,
+        (Bound::Included(low), Bound::Included(high)) => low > high,
+        _ => false,
+    }
+}
+
 impl Keyspace for SledKeyspace {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.tree
@@ -160,17 +170,28 @@ impl Keyspace for SledKeyspace {
         end: Bound<Vec<u8>>,
         limit: usize,
     ) -> Result<Vec<KeyValue>, StorageError> {
-        let empty_range = match (&start, &end) {
-            (Bound::Included(low) | Bound::Excluded(low), Bound::Excluded(high)) => low >= high,
-            (Bound::Excluded(low), Bound::Included(high)) => low >= high,
-            (Bound::Included(low), Bound::Included(high)) => low > high,
-            _ => false,
-        };
-        if empty_range {
+        if empty_range(&start, &end) {
             return Ok(Vec::new());
         }
         self.tree
             .range::<Vec<u8>, _>((start, end))
+            .take(limit)
+            .map(pair)
+            .collect()
+    }
+
+    fn range_rev(
+        &self,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StorageError> {
+        if empty_range(&start, &end) {
+            return Ok(Vec::new());
+        }
+        self.tree
+            .range::<Vec<u8>, _>((start, end))
+            .rev()
             .take(limit)
             .map(pair)
             .collect()

@@ -234,3 +234,111 @@ async fn a_repeated_request_id_gets_the_first_response_and_changes_nothing() {
         .unwrap();
     assert_eq!(from_follower, first);
 }
+
+/// Keeps numbers only as cold keys (`c/<n>`, written once with the entry's index,
+/// deleted once): `put n` and `del n`.
+#[derive(Debug, Default)]
+struct ColdKeys;
+
+impl StateMachine for ColdKeys {
+    const COLD_PREFIX: &'static [u8] = b"c/";
+
+    fn apply(&mut self, index: u64, command: &[u8], writes: &mut WriteBatch) -> Vec<u8> {
+        let text = String::from_utf8_lossy(command);
+        match text.split_once(' ') {
+            Some(("put", number)) => writes.put(
+                format!("c/{number}").into_bytes(),
+                crate::state_machine::cold_value(index, number.as_bytes()),
+            ),
+            Some(("del", number)) => writes.delete(format!("c/{number}").into_bytes()),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        Ok(Vec::new())
+    }
+
+    fn restore(&mut self, _snapshot: &[u8], _writes: &mut WriteBatch) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn cold_replica() -> (tempfile::TempDir, StateMachineStore<ColdKeys>) {
+    let folder = tempfile::tempdir().unwrap();
+    let storage = SledStorage::open(folder.path()).unwrap();
+    let store = StateMachineStore::open(
+        Arc::new(RwLock::new(ColdKeys)),
+        storage.keyspace("state").unwrap(),
+        storage.keyspace("raft_snapshot").unwrap(),
+        DedupLimits::default(),
+    )
+    .unwrap();
+    (folder, store)
+}
+
+fn cold_entry(index: u64, command: &str) -> Entry {
+    entry(
+        index,
+        vec![ProposedCommand {
+            request_id: None,
+            command: command.as_bytes().to_vec(),
+        }],
+    )
+}
+
+/// Cold keys are copied into a snapshot from the keyspace while applies go on: a key
+/// written after the snapshot's index is left out, and a delete applied meanwhile waits
+/// for the copy, so the snapshot holds exactly the cold keys at its index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_holds_exactly_the_cold_keys_at_its_index_while_applies_go_on() {
+    let (_folder, mut original) = cold_replica();
+    for number in 1..=100u64 {
+        original
+            .apply([cold_entry(number, &format!("put {number}"))])
+            .await
+            .unwrap();
+    }
+    let at_100 = original.stats().digest();
+    let mut builder = original.get_snapshot_builder().await;
+    // The next entries apply beside the build: one deletes a key the snapshot holds,
+    // one writes a key it must not.
+    let applying = tokio::spawn(async move {
+        original
+            .apply([cold_entry(101, "del 5"), cold_entry(102, "put 200")])
+            .await
+            .unwrap();
+        original
+    });
+    tokio::task::yield_now().await;
+    let snapshot = builder.build_snapshot().await.unwrap();
+    let mut original = applying.await.unwrap();
+    let at_102 = original.stats().digest();
+    assert_eq!(snapshot.meta.last_log_id.unwrap().index, 100);
+
+    let (_follower_folder, mut follower) = cold_replica();
+    follower
+        .install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .unwrap();
+    assert_eq!(
+        follower.stats().digest().digest,
+        at_100.digest,
+        "the snapshot at 100 holds exactly the cold keys at 100"
+    );
+    follower
+        .apply([cold_entry(101, "del 5"), cold_entry(102, "put 200")])
+        .await
+        .unwrap();
+    assert_eq!(follower.stats().digest().digest, at_102.digest);
+    // The original's next snapshot has the delete and the new key.
+    let mut builder = original.get_snapshot_builder().await;
+    let later = builder.build_snapshot().await.unwrap();
+    let (_third_folder, mut third) = cold_replica();
+    third
+        .install_snapshot(&later.meta, later.snapshot)
+        .await
+        .unwrap();
+    assert_eq!(third.stats().digest().digest, at_102.digest);
+}

@@ -28,12 +28,38 @@ const SNAPSHOT_KEY: &[u8] = b"snapshot";
 /// The first byte of a snapshot's data that holds the recent request ids and the digest
 /// beside the application's state; older snapshots are the application's state alone.
 const SNAPSHOT_V2: u8 = 2;
+/// The first byte of a snapshot that also carries the application's cold keys.
+const SNAPSHOT_V3: u8 = 3;
+
+/// Cold keys are the part of the application's state that lives only in the keyspace
+/// (not in memory): they are copied into a snapshot from the keyspace itself, while
+/// applies go on. The application promises three things of every key under its
+/// [`StateMachine::COLD_PREFIX`]: its value starts with the big-endian `u64` log index of
+/// the entry that wrote it ([`cold_value`]); it is written once; and it is deleted at
+/// most once. A snapshot at index `I` then holds exactly the cold keys present at `I`:
+/// those written later carry a larger index and are left out, and a batch that deletes
+/// cold keys waits until no snapshot is reading them.
+pub fn cold_value(index: u64, value: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(8 + value.len());
+    bytes.extend_from_slice(&index.to_be_bytes());
+    bytes.extend_from_slice(value);
+    bytes
+}
+
+/// The log index and the application's bytes of a cold value ([`cold_value`]).
+pub fn split_cold_value(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (index, value) = bytes.split_at_checked(8)?;
+    Some((u64::from_be_bytes(index.try_into().ok()?), value))
+}
 
 /// The application's replicated state. `apply` must be deterministic: it reads no clock,
 /// draws no random number and does no I/O except the writes it puts in `writes`, which
 /// the cluster commits atomically with the applied log id. It must not panic: a command
 /// it cannot carry out is answered with a refusal that changes nothing.
 pub trait StateMachine: Send + Sync + 'static {
+    /// Where the application's cold keys live (see [`cold_value`]); empty for none.
+    const COLD_PREFIX: &'static [u8] = b"";
+
     /// Applies one encoded command at log `index` and returns its encoded response.
     fn apply(&mut self, index: u64, command: &[u8], writes: &mut WriteBatch) -> Vec<u8>;
 
@@ -61,18 +87,39 @@ struct SnapshotContent {
     request_clock_ms: u64,
     /// The digest of the state it holds, which the installer checks.
     digest: u128,
+    /// The application's cold keys at the snapshot's index.
+    cold: Vec<crate::storage::KeyValue>,
+}
+
+/// [`SnapshotContent`] before cold keys.
+#[derive(Debug, Deserialize)]
+struct SnapshotContentV2 {
+    application: Vec<u8>,
+    requests: Vec<RecentRequest>,
+    request_clock_ms: u64,
+    digest: u128,
 }
 
 impl SnapshotContent {
     fn decode(data: &[u8]) -> Result<Self, String> {
-        match crate::codec::decode_tagged::<Self>(SNAPSHOT_V2, data) {
-            Some(content) => content,
+        if let Some(content) = crate::codec::decode_tagged::<Self>(SNAPSHOT_V3, data) {
+            return content;
+        }
+        match crate::codec::decode_tagged::<SnapshotContentV2>(SNAPSHOT_V2, data) {
+            Some(content) => content.map(|content| Self {
+                application: content.application,
+                requests: content.requests,
+                request_clock_ms: content.request_clock_ms,
+                digest: content.digest,
+                cold: Vec::new(),
+            }),
             // A snapshot of an older version: the application's state alone.
             None => Ok(Self {
                 application: data.to_vec(),
                 requests: Vec::new(),
                 request_clock_ms: 0,
                 digest: 0,
+                cold: Vec::new(),
             }),
         }
     }
@@ -109,6 +156,9 @@ pub struct StateMachineStore<S: StateMachine> {
     recent: RecentRequests,
     digest: StateDigest,
     stats: Arc<ApplyStats>,
+    /// Held for reading by a snapshot copying the cold keys, from the moment it is taken
+    /// until the copy is done; a batch that deletes cold keys takes it for writing.
+    cold_guard: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// Counters of the state machine's work, for metrics: cheap atomics, read at scrape time;
@@ -250,7 +300,17 @@ impl<S: StateMachine> StateMachineStore<S> {
             recent,
             digest,
             stats,
+            cold_guard: Arc::new(tokio::sync::RwLock::new(())),
         })
+    }
+
+    /// Whether the batch deletes a cold key (it must wait for snapshots copying them).
+    fn deletes_cold(writes: &WriteBatch) -> bool {
+        !S::COLD_PREFIX.is_empty()
+            && writes.operations().iter().any(|operation| {
+                matches!(operation, crate::storage::WriteOperation::Delete { key }
+                    if key.starts_with(S::COLD_PREFIX))
+            })
     }
 
     /// The counters this store updates.
@@ -328,7 +388,7 @@ impl<S: StateMachine> StateMachineStore<S> {
 
     /// The snapshot of the state as it is now, at `last_applied`: taken in one go, so
     /// no apply can slip in between the state, its log id and its membership.
-    fn prepare_snapshot(&self) -> Result<StoredSnapshot, String> {
+    fn prepare_snapshot(&self) -> Result<PreparedSnapshot, String> {
         let application = {
             let state = self
                 .state
@@ -336,24 +396,16 @@ impl<S: StateMachine> StateMachineStore<S> {
                 .map_err(|_| "state lock poisoned".to_string())?;
             state.snapshot()?
         };
-        let content = SnapshotContent {
-            application,
-            requests: self.recent.entries(),
-            request_clock_ms: self.recent.clock_ms(),
-            digest: self.digest.0,
-        };
-        let data = crate::codec::encode_tagged(SNAPSHOT_V2, &content)?;
-        let snapshot_id = match &self.last_applied {
-            Some(log_id) => format!("{}-{}-{}", log_id.leader_id, log_id.index, data.len()),
-            None => format!("empty-{}", data.len()),
-        };
-        Ok(StoredSnapshot {
-            meta: SnapshotMeta {
-                last_log_id: self.last_applied,
-                last_membership: self.membership.clone(),
-                snapshot_id,
+        Ok(PreparedSnapshot {
+            content: SnapshotContent {
+                application,
+                requests: self.recent.entries(),
+                request_clock_ms: self.recent.clock_ms(),
+                digest: self.digest.0,
+                cold: Vec::new(),
             },
-            data,
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
         })
     }
 }
@@ -376,10 +428,57 @@ fn save_snapshot(
         .map_err(|error| snapshot_error(ErrorVerb::Write, error))
 }
 
+/// The in-memory part of a snapshot, copied between applies.
+struct PreparedSnapshot {
+    content: SnapshotContent,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+impl PreparedSnapshot {
+    /// Adds the cold keys present at the snapshot's index, read from `keyspace` while
+    /// applies go on (see [`cold_value`]), and encodes the whole.
+    fn complete(
+        mut self,
+        keyspace: &dyn Keyspace,
+        cold_prefix: &[u8],
+    ) -> Result<StoredSnapshot, String> {
+        if !cold_prefix.is_empty() {
+            let index = self.last_applied.map_or(0, |log_id| log_id.index);
+            let mut cold = keyspace
+                .scan_prefix(cold_prefix)
+                .map_err(|error| error.to_string())?;
+            cold.retain(|(_, value)| {
+                split_cold_value(value).is_some_and(|(written_at, _)| written_at <= index)
+            });
+            self.content.cold = cold;
+        }
+        let data = crate::codec::encode_tagged(SNAPSHOT_V3, &self.content)?;
+        let snapshot_id = match &self.last_applied {
+            Some(log_id) => format!("{}-{}-{}", log_id.leader_id, log_id.index, data.len()),
+            None => format!("empty-{}", data.len()),
+        };
+        Ok(StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: self.last_applied,
+                last_membership: self.membership,
+                snapshot_id,
+            },
+            data,
+        })
+    }
+}
+
 /// Builds a snapshot from the copy taken when it was asked for: applies that go on
-/// meanwhile do not reach it.
+/// meanwhile do not reach it. The cold keys are copied by the builder, holding the cold
+/// guard taken with the copy, so no delete reaches them either.
 pub struct ExactSnapshotBuilder {
-    prepared: Result<StoredSnapshot, String>,
+    prepared: Option<(
+        Result<PreparedSnapshot, String>,
+        tokio::sync::OwnedRwLockReadGuard<()>,
+    )>,
+    keyspace: Arc<dyn Keyspace>,
+    cold_prefix: &'static [u8],
     snapshots: Arc<dyn Keyspace>,
     stats: Arc<ApplyStats>,
     started: Instant,
@@ -387,8 +486,21 @@ pub struct ExactSnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for ExactSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, RaftStorageError> {
-        let prepared = std::mem::replace(&mut self.prepared, Err("already built".to_string()));
-        let stored = prepared.map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
+        let (prepared, guard) = self
+            .prepared
+            .take()
+            .ok_or_else(|| snapshot_error(ErrorVerb::Read, "snapshot already built"))?;
+        let prepared = prepared.map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
+        let keyspace = self.keyspace.clone();
+        let cold_prefix = self.cold_prefix;
+        let stored = tokio::task::spawn_blocking(move || {
+            let stored = prepared.complete(keyspace.as_ref(), cold_prefix);
+            drop(guard);
+            stored
+        })
+        .await
+        .map_err(|error| snapshot_error(ErrorVerb::Read, error))?
+        .map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
         save_snapshot(self.snapshots.as_ref(), &stored)?;
         self.stats.snapshots_built.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
@@ -444,7 +556,14 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
                 }
             }
         }
-        self.commit(writes)?;
+        if Self::deletes_cold(&writes) {
+            // Wait for any snapshot still copying the cold keys this batch deletes.
+            let cold_guard = self.cold_guard.clone();
+            let _no_snapshot_reading = cold_guard.write().await;
+            self.commit(writes)?;
+        } else {
+            self.commit(writes)?;
+        }
         self.stats
             .entries
             .fetch_add(responses.len() as u64, Ordering::Relaxed);
@@ -458,8 +577,11 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // Called between applies: the copy is the state at exactly `last_applied`.
         let started = Instant::now();
+        let guard = self.cold_guard.clone().read_owned().await;
         ExactSnapshotBuilder {
-            prepared: self.prepare_snapshot(),
+            prepared: Some((self.prepare_snapshot(), guard)),
+            keyspace: self.keyspace.clone(),
+            cold_prefix: S::COLD_PREFIX,
             snapshots: self.snapshots.clone(),
             stats: self.stats.clone(),
             started,
@@ -499,12 +621,22 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
                 .restore(&content.application, &mut writes)
                 .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
         }
+        for (key, value) in content.cold {
+            if key.starts_with(S::COLD_PREFIX) && !S::COLD_PREFIX.is_empty() {
+                writes.put(key, value);
+            }
+        }
         self.recent
             .restore(content.requests, content.request_clock_ms, &mut writes)
             .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.commit(writes)?;
+        {
+            // Every key goes, cold ones included: no snapshot may be copying them.
+            let cold_guard = self.cold_guard.clone();
+            let _no_snapshot_reading = cold_guard.write().await;
+            self.commit(writes)?;
+        }
         if content.digest != 0 && content.digest != self.digest.0 {
             tracing::error!(
                 snapshot = %meta.snapshot_id,

@@ -84,6 +84,14 @@ pub trait Keyspace: Debug + Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<KeyValue>, StorageError>;
 
+    /// Like [`Keyspace::range`], in reverse key order (the last `limit` pairs, last first).
+    fn range_rev(
+        &self,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StorageError>;
+
     fn first(&self) -> Result<Option<KeyValue>, StorageError>;
 
     fn last(&self) -> Result<Option<KeyValue>, StorageError>;

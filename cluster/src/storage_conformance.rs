@@ -129,6 +129,21 @@ fn range_respects_bounds_order_and_limit(storage: &dyn Storage) {
         inverted.is_empty(),
         "range: inverted range is empty, not an error"
     );
+    let reversed = keyspace
+        .range_rev(Bound::Excluded(vec![2]), Bound::Included(vec![7]), 3)
+        .unwrap();
+    assert_eq!(
+        keys_of(reversed),
+        vec![7, 6, 5],
+        "range_rev: last first, limit"
+    );
+    let reversed_inverted = keyspace
+        .range_rev(Bound::Included(vec![7]), Bound::Excluded(vec![3]), 3)
+        .unwrap();
+    assert!(
+        reversed_inverted.is_empty(),
+        "range_rev: inverted range is empty"
+    );
 }
 
 fn first_and_last(storage: &dyn Storage) {

@@ -43,6 +43,11 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     ),
     var("HODEI_COST_TRACKING_ENABLED", "cost_tracking.enabled"),
     var("HODEI_COST_RETENTION_DAYS", "cost_tracking.retention_days"),
+    var(
+        "HODEI_FINISHED_IN_MEMORY_S",
+        "retention.finished_in_memory_s",
+    ),
+    var("HODEI_JOB_HISTORY_DAYS", "retention.job_history_days"),
     var("HODEI_PROMETHEUS_ENABLED", "metrics.prometheus.enabled"),
     var("HODEI_PROMETHEUS_PORT", "metrics.prometheus.port"),
     var("HODEI_GRAFANA_ENABLED", "observability.grafana.enabled"),

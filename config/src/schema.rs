@@ -18,6 +18,7 @@ pub struct Config {
     pub multi_tenancy: MultiTenancyConfig,
     pub burst_capacity: BurstCapacityConfig,
     pub cost_tracking: CostTrackingConfig,
+    pub retention: RetentionConfig,
     pub metrics: MetricsConfig,
     pub observability: ObservabilityConfig,
 }
@@ -34,6 +35,7 @@ impl Default for Config {
             multi_tenancy: MultiTenancyConfig::default(),
             burst_capacity: BurstCapacityConfig::default(),
             cost_tracking: CostTrackingConfig::default(),
+            retention: RetentionConfig::default(),
             metrics: MetricsConfig::default(),
             observability: ObservabilityConfig::default(),
         }
@@ -396,6 +398,30 @@ impl Default for CostTrackingConfig {
             enabled: true,
             track_by_tenant: true,
             track_by_job: true,
+        }
+    }
+}
+
+/// How long finished jobs stay in memory and in the job history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// A finished job stays in the in-memory state this long, then moves to the job
+    /// history on disk (still found by id, in lists and by its logs).
+    pub finished_in_memory_s: u64,
+    /// Jobs in the history longer than this are deleted, with their output and
+    /// idempotency keys.
+    pub job_history_days: u64,
+    /// How often the leader moves finished jobs to the history and deletes expired ones.
+    pub sweep_interval_s: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            finished_in_memory_s: 300,
+            job_history_days: 30,
+            sweep_interval_s: 10,
         }
     }
 }

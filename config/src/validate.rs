@@ -265,6 +265,22 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         scheduling.fair_share_window_s,
         1,
     );
+    let retention = &config.retention;
+    problems.rule(
+        retention.finished_in_memory_s >= scheduling.fair_share_window_s,
+        "retention.finished_in_memory_s",
+        format!(
+            "must be at least scheduling.fair_share_window_s ({}): the fair-share report reads the jobs in memory, got {}",
+            scheduling.fair_share_window_s, retention.finished_in_memory_s
+        ),
+    );
+    problems.at_least("retention.job_history_days", retention.job_history_days, 1);
+    problems.at_least("retention.sweep_interval_s", retention.sweep_interval_s, 1);
+    problems.at_most(
+        "retention.sweep_interval_s",
+        retention.sweep_interval_s,
+        3_600,
+    );
     for (level, seconds) in [
         ("critical", scheduling.sla_targets_s.critical),
         ("high", scheduling.sla_targets_s.high),

@@ -211,7 +211,10 @@ async fn open_raft(
     );
     let started = RaftNode::start(settings, &storage, |keyspace| {
         let loading = std::time::Instant::now();
-        let state = HodeiState::load(keyspace, events.clone())?;
+        let state = HodeiState::load(keyspace, events.clone())?.with_history(
+            hodei_cluster::Storage::keyspace(&storage, hodei_cluster::STATE_KEYSPACE)
+                .map_err(|error| error.to_string())?,
+        );
         info!(
             elapsed_ms = loading.elapsed().as_millis() as u64,
             jobs = state.job_count(),
@@ -415,6 +418,13 @@ pub fn limit_settings(config: &Config) -> LimitSettings {
         })
         .fold(Resources::ZERO, Resources::saturating_add);
     LimitSettings {
+        retention: crate::actors::RetentionSettings {
+            finished_in_memory: Duration::from_secs(config.retention.finished_in_memory_s),
+            job_history: Duration::from_secs(
+                config.retention.job_history_days.saturating_mul(86_400),
+            ),
+            sweep_interval: Duration::from_secs(config.retention.sweep_interval_s),
+        },
         default_quota: Quota {
             cpu_m: quota.cpu_m,
             memory_mb: quota.memory_mb,

@@ -50,14 +50,16 @@ pub struct ControlObservableState {
 pub struct ControlSupervisor;
 
 /// The loops every node runs under this supervisor: the worker hub (delivery and lost
-/// workers) and the simulator of `simulated` pools. Both act only while the node leads.
-fn leader_loops() -> [LoopSpec; 2] {
+/// workers), the simulator of `simulated` pools and the retention of finished jobs. They
+/// act only while the node leads.
+fn leader_loops() -> [LoopSpec; 3] {
     [
         LoopSpec::new("worker_hub", |node: NodeContext| {
             let hub = node.worker_hub.clone();
             hub.run(node)
         }),
         LoopSpec::new("simulator", crate::actors::workers::simulated::run),
+        LoopSpec::new("retention", crate::actors::retention::run),
     ]
 }
 

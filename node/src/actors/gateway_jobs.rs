@@ -68,8 +68,9 @@ impl Handler for GetJob {
         read_barrier(&node, consistency).await?;
         let burst = max_burst_percent(&node);
         let view = node.read(|state| {
-            gateway_reports::visible_job(state, &context, &id)
-                .map(|job| gateway_reports::full_job_view(state, job, burst))
+            gateway_reports::visible_job(state, &context, &id).map(|(job, source)| {
+                gateway_reports::full_job_view(state, &job, burst).from_source(source.as_str())
+            })
         })?;
         Ok(view)
     }
@@ -97,7 +98,16 @@ impl Handler for CancelJob {
         context: RequestContext,
     ) -> Result<JobView, GatewayError> {
         let CancelJob { id } = self;
-        node.read(|state| gateway_reports::visible_job(state, &context, &id).map(|_| ()))?;
+        node.read(|state| {
+            let (job, _) = gateway_reports::visible_job(state, &context, &id)?;
+            if job.state.is_final() {
+                return Err(GatewayError::from(DomainError::Conflict(format!(
+                    "job {id} is already {}; only pending, assigned or running jobs can be cancelled",
+                    job.state.as_str()
+                ))));
+            }
+            Ok(())
+        })?;
         let command = CommandV1::CancelJob(command::CancelJob {
             id,
             cancelled_by: context.principal.to_string(),
@@ -137,16 +147,16 @@ impl Handler for GetJobLogs {
         };
         read_barrier(&node, consistency).await?;
         let view = node.read(|state| {
-            gateway_reports::visible_job(state, &context, &id).map(|job| {
-                let kept = match stream {
-                    "all" => state.job_output(&job.id),
-                    one => state.job_output(&crate::state::keys::stream_key(&job.id, one)),
+            gateway_reports::visible_job(state, &context, &id).map(|(job, _)| {
+                let log_key = match stream {
+                    "all" => job.id.clone(),
+                    one => crate::state::keys::stream_key(&job.id, one),
                 };
                 JobLogsView {
                     id: job.id.clone(),
                     state: job.state.as_str().to_string(),
                     stream: stream.to_string(),
-                    output_tail: kept.unwrap_or_default().to_string(),
+                    output_tail: state.find_output(&job.id, &log_key).unwrap_or_default(),
                 }
             })
         })?;
@@ -175,13 +185,13 @@ impl Handler for GetJobPosition {
         read_barrier(&node, consistency).await?;
         let burst = max_burst_percent(&node);
         node.read(|state| {
-            let job = gateway_reports::visible_job(state, &context, &id)?;
+            let (job, _) = gateway_reports::visible_job(state, &context, &id)?;
             Ok(JobPositionView {
                 id: job.id.clone(),
                 state: job.state.as_str().to_string(),
                 queue: job.spec.queue.clone(),
-                position: state.queue_position(job).map(|position| position as u64),
-                reasons: gateway_reports::pending_reasons(state, job, burst),
+                position: state.queue_position(&job).map(|position| position as u64),
+                reasons: gateway_reports::pending_reasons(state, &job, burst),
             })
         })
     }
@@ -197,8 +207,8 @@ impl Handler for GetJobSla {
         read_barrier(&node, consistency).await?;
         let window_ms = node.limits.fair_share_window.as_millis() as u64;
         node.read(|state| {
-            let job = gateway_reports::visible_job(state, &context, &id)?;
-            gateway_reports::job_sla(state, job, now_ms(), window_ms).ok_or_else(|| {
+            let (job, _) = gateway_reports::visible_job(state, &context, &id)?;
+            gateway_reports::job_sla(state, &job, now_ms(), window_ms).ok_or_else(|| {
                 GatewayError::new(
                     ErrorCode::NotFound,
                     format!("job `{id}` has no SLA: give `sla` when submitting it"),
@@ -375,8 +385,12 @@ async fn stored_job(
         return Ok(sent.clone());
     }
     read_barrier(node, Consistency::Linearizable).await?;
-    node.read(|state| state.job(&submitted.id).cloned())
-        .ok_or_else(|| GatewayError::from(DomainError::not_found("job", submitted.id.clone())))
+    node.read(|state| {
+        state
+            .find_job(&submitted.id)
+            .map(|(job, _)| job.into_owned())
+    })
+    .ok_or_else(|| GatewayError::from(DomainError::not_found("job", submitted.id.clone())))
 }
 
 async fn submit(
@@ -577,26 +591,79 @@ async fn list_jobs(
         ));
     }
     read_barrier(node, consistency).await?;
-    let (items, more) = node.read(|state| {
-        let mut found = state.jobs_page(cursor.as_deref(), limit + 1, newest_first, |job| {
-            tenant
-                .as_ref()
-                .is_none_or(|tenant| &job.spec.tenant == tenant)
-                && queue.as_ref().is_none_or(|queue| &job.spec.queue == queue)
-                && state_filter.is_none_or(|wanted| job.state == wanted)
-                && label.as_ref().is_none_or(|(key, value)| {
-                    job.spec.labels.get(key).is_some_and(|found| found == value)
-                })
-        });
-        let more = found.len() > limit;
-        found.truncate(limit);
-        let views: Vec<JobView> = found.iter().map(job_summary_view).collect();
-        (views, more)
+    let keep = |job: &Job| {
+        tenant
+            .as_ref()
+            .is_none_or(|tenant| &job.spec.tenant == tenant)
+            && queue.as_ref().is_none_or(|queue| &job.spec.queue == queue)
+            && state_filter.is_none_or(|wanted| job.state == wanted)
+            && label.as_ref().is_none_or(|(key, value)| {
+                job.spec.labels.get(key).is_some_and(|found| found == value)
+            })
+    };
+    // Pending, running and recently finished jobs are in memory; older finished ones in
+    // the history. No job is in both, and both are in id (= submit) order: the page is
+    // the first `limit` of the two merged.
+    let active_only = state_filter.is_some_and(|wanted| !wanted.is_final());
+    let (items, next_cursor) = node.read(|state| {
+        let active = state.jobs_page(cursor.as_deref(), limit + 1, newest_first, keep);
+        let (history, scanned_to) = if active_only {
+            (Vec::new(), None)
+        } else {
+            state.history_page(
+                cursor.as_deref(),
+                limit + 1,
+                newest_first,
+                tenant.as_ref(),
+                keep,
+            )
+        };
+        merge_pages(active, history, scanned_to, limit, newest_first)
     });
-    let next_cursor = more
-        .then(|| items.last().map(|job| job.id.clone()))
-        .flatten();
     Ok(JobPageView { items, next_cursor })
+}
+
+/// The first `limit` jobs of two disjoint pages in id order (or newest first), as views
+/// with their source, and the cursor of the next page. `scanned_to` is where the history's
+/// scan stopped short (it examined its budget of entries): the page ends there at most.
+fn merge_pages(
+    active: Vec<Job>,
+    history: Vec<Job>,
+    scanned_to: Option<String>,
+    limit: usize,
+    newest_first: bool,
+) -> (Vec<JobView>, Option<String>) {
+    let mut merged: Vec<(Job, &str)> = active
+        .into_iter()
+        .map(|job| (job, "active"))
+        .chain(history.into_iter().map(|job| (job, "history")))
+        .collect();
+    merged.sort_by(|left, right| {
+        let order = left.0.id.cmp(&right.0.id);
+        if newest_first { order.reverse() } else { order }
+    });
+    if let Some(stop) = &scanned_to {
+        // Past `stop` the history was not read: nothing beyond it may be shown yet.
+        merged.retain(|(job, _)| {
+            if newest_first {
+                job.id.as_str() >= stop.as_str()
+            } else {
+                job.id.as_str() <= stop.as_str()
+            }
+        });
+    }
+    let more = merged.len() > limit;
+    merged.truncate(limit);
+    let items: Vec<JobView> = merged
+        .iter()
+        .map(|(job, source)| job_summary_view(job).from_source(source))
+        .collect();
+    let next_cursor = if more || (scanned_to.is_some() && items.len() == limit) {
+        items.last().map(|job| job.id.clone())
+    } else {
+        scanned_to
+    };
+    (items, next_cursor)
 }
 
 fn watch(
@@ -608,8 +675,9 @@ fn watch(
     let mut events = node.read(|state| state.subscribe());
     let burst = max_burst_percent(node);
     let first = node.read(|state| {
-        gateway_reports::visible_job(state, context, &id)
-            .map(|job| gateway_reports::full_job_view(state, job, burst))
+        gateway_reports::visible_job(state, context, &id).map(|(job, source)| {
+            gateway_reports::full_job_view(state, &job, burst).from_source(source.as_str())
+        })
     })?;
     let (sender, receiver) = mpsc::channel(64);
     let node = node.clone();

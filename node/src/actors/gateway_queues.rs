@@ -128,13 +128,18 @@ impl Handler for GetFairShare {
             window_s,
             consistency,
         } = self;
+        // The report reads the jobs in memory: a window longer than finished jobs stay
+        // there would miss the ones already in the history.
+        let longest = node.limits.retention.finished_in_memory.as_secs().max(1);
         let window_ms = match window_s {
             None => node.limits.fair_share_window.as_millis() as u64,
-            Some(seconds) if (1..=86_400).contains(&seconds) => seconds * 1_000,
+            Some(seconds) if (1..=longest).contains(&seconds) => seconds * 1_000,
             Some(seconds) => {
                 return Err(GatewayError::invalid(
                     "window_s",
-                    format!("must be between 1 and 86400, got {seconds}"),
+                    format!(
+                        "must be between 1 and {longest} (retention.finished_in_memory_s), got {seconds}"
+                    ),
                 ));
             }
         };

@@ -14,6 +14,7 @@ use crate::gateway::report_model::{
 };
 use crate::gateway::{GatewayError, Principal, RequestContext};
 use crate::state::HodeiState;
+use crate::state::history::JobSource;
 use hodei_domain::DomainError;
 use hodei_domain::admission::{AdmissionInput, JobRequest, ReasonCode, Verdict, admit};
 use hodei_domain::dispatch::weighted_dominant_share;
@@ -299,7 +300,8 @@ pub fn job_sla(state: &HodeiState, job: &Job, now_ms: u64, window_ms: u64) -> Op
     })
 }
 
-/// Compliance by tenant and level, from every job with an SLA (its last recorded status).
+/// Compliance by tenant and level, from every job with an SLA (its last recorded status),
+/// those in the history included: read from the tally apply keeps, not from the jobs.
 pub fn sla_summary(
     state: &HodeiState,
     principal: &Principal,
@@ -307,25 +309,21 @@ pub fn sla_summary(
     level: Option<SlaLevel>,
 ) -> SlaSummaryView {
     let mut counts: BTreeMap<(String, SlaLevel), [u64; 5]> = BTreeMap::new();
-    for job in state.jobs_after(None, usize::MAX, |job| {
-        job.spec.sla.is_some()
-            && principal.may_access(&job.spec.tenant)
-            && tenant.is_none_or(|wanted| &job.spec.tenant == wanted)
-            && level.is_none_or(|wanted| job.spec.sla.is_some_and(|sla| sla.level == wanted))
-    }) {
-        let Some(sla) = job.spec.sla else {
+    for ((job_tenant, job_level, status), count) in state.sla_tally() {
+        if *count == 0
+            || !principal.may_access(job_tenant)
+            || tenant.is_some_and(|wanted| job_tenant != wanted)
+            || level.is_some_and(|wanted| *job_level != wanted)
+        {
             continue;
-        };
-        let Some(status) = job.sla_status() else {
-            continue;
-        };
+        }
         let slot = SlaStatus::ALL
             .iter()
-            .position(|candidate| *candidate == status)
+            .position(|candidate| candidate == status)
             .unwrap_or(0);
         counts
-            .entry((job.spec.tenant.to_string(), sla.level))
-            .or_default()[slot] += 1;
+            .entry((job_tenant.to_string(), *job_level))
+            .or_default()[slot] += count;
     }
     let items = counts
         .into_iter()
@@ -354,14 +352,14 @@ pub fn visible_job<'a>(
     state: &'a HodeiState,
     context: &RequestContext,
     id: &str,
-) -> Result<&'a Job, GatewayError> {
-    let job = state
-        .job(id)
+) -> Result<(std::borrow::Cow<'a, Job>, JobSource), GatewayError> {
+    let (job, source) = state
+        .find_job(id)
         .ok_or_else(|| GatewayError::from(DomainError::not_found("job", id)))?;
     if require_access(context, &job.spec.tenant).is_err() {
         return Err(DomainError::not_found("job", id).into());
     }
-    Ok(job)
+    Ok((job, source))
 }
 
 /// The first pending reason, for the job view.
@@ -386,9 +384,6 @@ pub fn full_job_view(state: &HodeiState, job: &Job, max_burst_percent: Option<u6
         first_pending_reason(state, job, max_burst_percent),
     )
 }
-
-/// How many recent assignments the allocation-latency percentiles cover.
-const LATENCY_SAMPLES: usize = 1_000;
 
 fn percentile(sorted: &[u64], fraction: f64) -> Option<u64> {
     if sorted.is_empty() {
@@ -428,36 +423,15 @@ pub fn pool_metrics(
             job.spec.pool_selector.is_empty() || job.spec.pool_selector.contains(&pool.id)
         })
         .count() as u64;
-    let mut finished = 0u64;
-    let mut latencies: Vec<(u64, u64)> = Vec::new();
-    for job in state.jobs_after(None, usize::MAX, |job| {
-        job.pool.as_deref() == Some(pool.id.as_str())
-    }) {
-        if job.state.is_final() {
-            finished += 1;
-        }
-        // The last wait: from the last pending transition to the assignment after it.
-        let mut pending_since = None;
-        for step in &job.transitions {
-            match step.state {
-                JobState::Pending => pending_since = Some(step.at_ms),
-                JobState::Assigned => {
-                    if let Some(since) = pending_since.take() {
-                        latencies.push((step.at_ms, step.at_ms.saturating_sub(since)));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    latencies.sort_unstable();
-    let recent: Vec<u64> = latencies
+    // Both from what apply keeps: the count of final jobs per pool (history included) and
+    // the pool's last waits from pending to assigned.
+    let finished: u64 = state
+        .pool_tally()
         .iter()
-        .rev()
-        .take(LATENCY_SAMPLES)
-        .map(|(_, latency)| *latency)
-        .collect();
-    let mut sorted = recent;
+        .filter(|((counted_pool, job_state), _)| counted_pool == &pool.id && job_state.is_final())
+        .map(|(_, count)| *count)
+        .sum();
+    let mut sorted = state.pool_waits(&pool.id);
     sorted.sort_unstable();
     PoolMetricsView {
         pool: pool.id.clone(),

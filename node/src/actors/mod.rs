@@ -24,6 +24,7 @@ pub mod pool_actor;
 pub mod queue_actor;
 pub mod queue_reports;
 pub mod restarts;
+pub mod retention;
 pub mod root;
 pub mod tenant_actor;
 pub mod workers;
@@ -52,6 +53,16 @@ pub struct LimitSettings {
     pub starvation_guard: Duration,
     /// The window of the fair-share report and of the observed dispatch rate.
     pub fair_share_window: Duration,
+    /// How long finished jobs stay in memory, then in the history (`retention`).
+    pub retention: RetentionSettings,
+}
+
+/// `retention.*` of the config, for the leader's retention loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    pub finished_in_memory: Duration,
+    pub job_history: Duration,
+    pub sweep_interval: Duration,
 }
 
 /// What every actor of a node shares: the Raft handle and the read view of the state.

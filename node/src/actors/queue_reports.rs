@@ -67,7 +67,9 @@ pub fn fair_share(state: &HodeiState, queue: &Queue, now_ms: u64, window_ms: u64
     let mut backlogged: BTreeMap<TenantId, bool> = BTreeMap::new();
     let mut pending: BTreeMap<TenantId, u64> = BTreeMap::new();
     let mut running: BTreeMap<TenantId, u64> = BTreeMap::new();
-    for job in state.jobs_after(None, usize::MAX, |job| {
+    // Only jobs not final or ended within the window can count in it (older ones ended
+    // before it began): no walk over every job.
+    for job in state.live_and_recent_jobs(from_ms).filter(|job| {
         job.spec.queue == queue.id
             || job
                 .pool
@@ -75,7 +77,7 @@ pub fn fair_share(state: &HodeiState, queue: &Queue, now_ms: u64, window_ms: u64
                 .is_some_and(|pool| queue.pools.contains(pool))
     }) {
         let tenant = job.spec.tenant.clone();
-        if job.spec.queue == queue.id && pending_within(&job, from_ms, now_ms) {
+        if job.spec.queue == queue.id && pending_within(job, from_ms, now_ms) {
             backlogged.insert(tenant.clone(), true);
         }
         if job.spec.queue == queue.id && job.state == JobState::Pending {
@@ -96,7 +98,7 @@ pub fn fair_share(state: &HodeiState, queue: &Queue, now_ms: u64, window_ms: u64
         {
             *running.entry(tenant.clone()).or_default() += 1;
         }
-        let held_ms = held_within(&job, from_ms, now_ms);
+        let held_ms = held_within(job, from_ms, now_ms);
         if held_ms > 0 {
             *resource_time.entry(tenant).or_default() +=
                 dominant_share(job.spec.resources, capacity) * held_ms as f64;

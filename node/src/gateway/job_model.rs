@@ -136,6 +136,9 @@ pub struct JobView {
     pub queue_position: Option<u64>,
     /// While pending: why it is not running yet (on `GET` of one job).
     pub pending_reason: Option<String>,
+    /// Where it was read from: `active` (in memory: not final, or final for less than
+    /// `retention.finished_in_memory_s`) or `history` (the job history on disk).
+    pub source: String,
 }
 
 impl JobView {
@@ -186,7 +189,14 @@ impl JobView {
                 .collect(),
             queue_position,
             pending_reason,
+            source: "active".to_string(),
         }
+    }
+
+    /// The view of a job read from `source`.
+    pub fn from_source(mut self, source: &str) -> Self {
+        self.source = source.to_string();
+        self
     }
 }
 

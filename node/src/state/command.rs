@@ -57,6 +57,33 @@ pub enum CommandV1 {
     WorkerLost(WorkerLost),
     WorkerLeft(WorkerLeft),
     RunOutput(RunOutput),
+    ArchiveJobs(ArchiveJobs),
+    PurgeHistory(PurgeHistory),
+}
+
+/// Moves up to `limit` final jobs that ended before `ended_before_ms` from the in-memory
+/// state to the job history (oldest first). Proposed by the leader's retention loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveJobs {
+    pub ended_before_ms: u64,
+    pub limit: u32,
+}
+
+/// Deletes these jobs from the job history. The leader lists them from its history
+/// (ended before `ended_before_ms`); apply refuses the whole command if one did not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurgeHistory {
+    pub ended_before_ms: u64,
+    pub jobs: Vec<PurgedJob>,
+}
+
+/// What locates every key of a job in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgedJob {
+    pub id: String,
+    pub tenant: TenantId,
+    pub ended_at_ms: u64,
+    pub idempotency_key: Option<String>,
 }
 
 /// Creates what a fresh cluster starts with (the default tenant) if it is missing.
@@ -378,6 +405,13 @@ pub enum CommandOutcome {
     },
     WorkerStopped {
         worker: Worker,
+    },
+    /// How many jobs moved to the history, or left it.
+    Archived {
+        count: usize,
+    },
+    Purged {
+        count: usize,
     },
 }
 

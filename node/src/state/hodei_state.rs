@@ -115,6 +115,8 @@ struct SnapshotView<'a> {
     pools: Vec<&'a Pool>,
     workers: Vec<&'a Worker>,
     violations: &'a crate::state::violations::ViolationLog,
+    archived_tally: &'a crate::state::history::ArchivedTally,
+    archived_idempotency: &'a BTreeMap<(TenantId, String), String>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +135,23 @@ struct SnapshotData {
     #[serde(default)]
     workers: Vec<Worker>,
     #[serde(default)]
+    violations: crate::state::violations::ViolationLog,
+    #[serde(default)]
+    archived_tally: crate::state::history::ArchivedTally,
+    #[serde(default)]
+    archived_idempotency: BTreeMap<(TenantId, String), String>,
+}
+
+/// The snapshot shape before the job history: it installs with nothing archived.
+#[derive(Debug, Deserialize)]
+struct SnapshotBeforeHistory {
+    tenants: Vec<Tenant>,
+    bursts: Vec<BurstSession>,
+    jobs: Vec<Job>,
+    job_logs: BTreeMap<String, String>,
+    queues: Vec<Queue>,
+    pools: Vec<Pool>,
+    workers: Vec<Worker>,
     violations: crate::state::violations::ViolationLog,
 }
 
@@ -154,6 +173,19 @@ impl SnapshotData {
         match hodei_cluster::codec::decode::<SnapshotData>(snapshot) {
             Ok(data) => Ok(data),
             Err(error) => {
+                if let Ok(old) = hodei_cluster::codec::decode::<SnapshotBeforeHistory>(snapshot) {
+                    return Ok(SnapshotData {
+                        tenants: old.tenants,
+                        bursts: old.bursts,
+                        jobs: old.jobs,
+                        job_logs: old.job_logs,
+                        queues: old.queues,
+                        pools: old.pools,
+                        workers: old.workers,
+                        violations: old.violations,
+                        ..Default::default()
+                    });
+                }
                 match hodei_cluster::codec::decode::<SnapshotBeforeViolations>(snapshot) {
                     Ok(old) => Ok(SnapshotData {
                         tenants: old.tenants,
@@ -163,7 +195,7 @@ impl SnapshotData {
                         queues: old.queues,
                         pools: old.pools,
                         workers: old.workers,
-                        violations: Default::default(),
+                        ..Default::default()
                     }),
                     Err(_) => Err(error),
                 }
@@ -216,6 +248,25 @@ pub struct HodeiState {
     pub(super) workers: BTreeMap<String, Worker>,
     /// Quota violations recorded by apply (`violations.rs`).
     pub(super) violations: crate::state::violations::ViolationLog,
+    /// The last waits (pending to assigned) of jobs assigned in each pool, (at_ms, wait_ms),
+    /// oldest first, at most [`crate::state::indexes::WAIT_SAMPLES`] (derived from the jobs).
+    pub(super) pool_waits: BTreeMap<String, std::collections::VecDeque<(u64, u64)>>,
+    /// How many jobs are in each (pool, state), of the jobs that ran in a pool.
+    pub(super) pool_tally: BTreeMap<(String, hodei_domain::job::JobState), u64>,
+    /// Final jobs still in memory, by (end time, id): what `ArchiveJobs` moves next
+    /// (derived from the jobs).
+    pub(super) finished: BTreeSet<(u64, String)>,
+    /// The tallies' counts of the jobs in the history (`history.rs`).
+    pub(super) archived_tally: crate::state::history::ArchivedTally,
+    /// (tenant, idempotency key) -> id, of jobs in the history.
+    pub(super) archived_idempotency: BTreeMap<(TenantId, String), String>,
+    /// The jobs the last `ArchiveJobs` moved, until the next one: readers find them
+    /// here between apply and the write of their history records.
+    pub(super) recently_archived: BTreeMap<String, Box<crate::state::history::HistoryRecord>>,
+    /// The keyspace the job history is read from (none in unit tests of apply alone).
+    pub(super) history: Option<Arc<dyn Keyspace>>,
+    /// The log index of the entry being applied (history records are tagged with it).
+    pub(super) applying_index: u64,
     events: broadcast::Sender<DomainEvent>,
 }
 
@@ -258,8 +309,22 @@ impl HodeiState {
             pools: BTreeMap::new(),
             workers: BTreeMap::new(),
             violations: Default::default(),
+            pool_tally: BTreeMap::new(),
+            pool_waits: BTreeMap::new(),
+            finished: BTreeSet::new(),
+            archived_tally: Default::default(),
+            archived_idempotency: BTreeMap::new(),
+            recently_archived: BTreeMap::new(),
+            history: None,
+            applying_index: 0,
             events,
         }
+    }
+
+    /// Reads the job history from `keyspace` (the state keyspace this state is stored in).
+    pub fn with_history(mut self, keyspace: Arc<dyn Keyspace>) -> Self {
+        self.history = Some(keyspace);
+        self
     }
 
     /// Rebuilds the state from the entities stored in `keyspace`.
@@ -320,6 +385,7 @@ impl HodeiState {
                 .insert(id, String::from_utf8_lossy(&value).into_owned());
         }
         state.load_violation_log(keyspace)?;
+        state.load_archived(keyspace)?;
         state.rebuild_job_indices();
         Ok(state)
     }
@@ -414,12 +480,17 @@ impl HodeiState {
             CommandV1::StopWorker(command) => self.apply_stop_worker(command, writes),
             CommandV1::ReleasePool(command) => self.apply_release_pool(command, writes),
             CommandV1::PoolLifecycle(command) => self.apply_pool_lifecycle(command, writes),
+            CommandV1::ArchiveJobs(command) => self.apply_archive_jobs(command, writes),
+            CommandV1::PurgeHistory(command) => self.apply_purge_history(command, writes),
         }
     }
 }
 
 impl StateMachine for HodeiState {
-    fn apply(&mut self, _index: u64, command: &[u8], writes: &mut WriteBatch) -> Vec<u8> {
+    const COLD_PREFIX: &'static [u8] = crate::state::history::HISTORY_PREFIX.as_bytes();
+
+    fn apply(&mut self, index: u64, command: &[u8], writes: &mut WriteBatch) -> Vec<u8> {
+        self.applying_index = index;
         let result: CommandResult = match Command::decode(command) {
             Ok(command) => self.apply_command(command, writes),
             // A command this version cannot read is refused identically on every node.
@@ -442,6 +513,8 @@ impl StateMachine for HodeiState {
             pools: self.pools.values().collect(),
             workers: self.workers.values().collect(),
             violations: &self.violations,
+            archived_tally: &self.archived_tally,
+            archived_idempotency: &self.archived_idempotency,
         };
         hodei_cluster::codec::encode(&data)
     }
@@ -490,6 +563,7 @@ impl StateMachine for HodeiState {
             self.workers.insert(worker.id.clone(), worker);
         }
         self.put_violation_log(data.violations, writes);
+        self.put_archived(data.archived_tally, data.archived_idempotency, writes);
         self.rebuild_job_indices();
         self.emit(DomainEvent::StateReplaced);
         Ok(())

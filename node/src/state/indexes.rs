@@ -50,6 +50,13 @@ impl HodeiState {
             && previous
                 .as_ref()
                 .is_none_or(|previous| previous.pending.is_none());
+        let assigned = job.state == JobState::Assigned
+            && previous
+                .as_ref()
+                .is_none_or(|previous| previous.by_tenant.2 != JobState::Assigned);
+        if assigned {
+            self.record_last_wait(&job);
+        }
         self.on_job_stored(previous, &job);
         if queued {
             self.emit(DomainEvent::JobsQueued(job.spec.queue.clone()));
@@ -70,6 +77,12 @@ impl HodeiState {
             if let Some(sla) = &previous.by_sla {
                 uncount(&mut self.sla_tally, sla);
             }
+            if let Some(pool) = &previous.by_pool {
+                uncount(&mut self.pool_tally, pool);
+            }
+            if let Some(ended) = previous.ended_at {
+                self.finished.remove(&(ended, job.id.clone()));
+            }
             if let Some((queue, tenant)) = &previous.pending {
                 if let Some(ids) = self.pending.get_mut(queue) {
                     ids.remove(&job.id);
@@ -87,6 +100,12 @@ impl HodeiState {
         count_one(self.priority_tally.entry(current.by_priority).or_default());
         if let Some(sla) = current.by_sla {
             count_one(self.sla_tally.entry(sla).or_default());
+        }
+        if let Some(pool) = current.by_pool {
+            count_one(self.pool_tally.entry(pool).or_default());
+        }
+        if let Some(ended) = current.ended_at {
+            self.finished.insert((ended, job.id.clone()));
         }
         if let Some((queue, tenant)) = current.pending {
             self.pending
@@ -138,7 +157,15 @@ impl HodeiState {
         self.job_tally.clear();
         self.priority_tally.clear();
         self.sla_tally.clear();
+        self.pool_tally.clear();
+        self.finished.clear();
         self.dispatch_log.clear();
+        // The archived jobs count where they counted when they left memory.
+        let archived = &self.archived_tally;
+        self.job_tally = archived.by_tenant.clone();
+        self.priority_tally = archived.by_priority.clone();
+        self.sla_tally = archived.by_sla.clone();
+        self.pool_tally = archived.by_pool.clone();
         let mut assignments: Vec<(u64, String)> = self
             .jobs
             .values()
@@ -153,9 +180,34 @@ impl HodeiState {
         for (at_ms, queue) in assignments {
             self.log_dispatch(&queue, at_ms, 1);
         }
+        self.pool_waits.clear();
+        let mut waits: Vec<(u64, u64, String)> = self
+            .jobs
+            .values()
+            .flat_map(|job| waits_of(job).into_iter())
+            .collect();
+        waits.sort();
+        for (at_ms, wait_ms, pool) in waits {
+            self.push_wait(pool, at_ms, wait_ms);
+        }
         let jobs: Vec<Job> = self.jobs.values().map(|job| job.as_ref().clone()).collect();
         for job in jobs {
             self.on_job_stored(None, &job);
+        }
+    }
+
+    /// Samples the wait that ended with the job's last assignment, in its pool.
+    fn record_last_wait(&mut self, job: &Job) {
+        if let Some((at_ms, wait_ms, pool)) = waits_of(job).pop() {
+            self.push_wait(pool, at_ms, wait_ms);
+        }
+    }
+
+    fn push_wait(&mut self, pool: String, at_ms: u64, wait_ms: u64) {
+        let samples = self.pool_waits.entry(pool).or_default();
+        samples.push_back((at_ms, wait_ms));
+        while samples.len() > WAIT_SAMPLES {
+            samples.pop_front();
         }
     }
 
@@ -174,11 +226,40 @@ impl HodeiState {
     }
 }
 
+/// How many recent waits each pool keeps (its allocation latency percentiles).
+pub const WAIT_SAMPLES: usize = 1_000;
+
+/// Every wait of the job that ended in an assignment: (assigned at, wait, pool). The pool
+/// of an earlier run is not kept on the job; every wait counts in its current pool.
+fn waits_of(job: &Job) -> Vec<(u64, u64, String)> {
+    let Some(pool) = job.pool.clone() else {
+        return Vec::new();
+    };
+    let mut waits = Vec::new();
+    let mut pending_since = None;
+    for step in &job.transitions {
+        match step.state {
+            JobState::Pending => pending_since = Some(step.at_ms),
+            JobState::Assigned => {
+                if let Some(since) = pending_since.take() {
+                    waits.push((step.at_ms, step.at_ms.saturating_sub(since), pool.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    waits
+}
+
 /// Where a job version counts in the indexes.
-struct IndexedAs {
-    by_tenant: (String, TenantId, JobState),
-    by_priority: (String, Priority, JobState),
-    by_sla: Option<(TenantId, SlaLevel, SlaStatus)>,
+pub(super) struct IndexedAs {
+    pub(super) by_tenant: (String, TenantId, JobState),
+    pub(super) by_priority: (String, Priority, JobState),
+    pub(super) by_sla: Option<(TenantId, SlaLevel, SlaStatus)>,
+    /// The pool it ran in, with its state.
+    pub(super) by_pool: Option<(String, JobState)>,
+    /// Final: when it ended (in the set `ArchiveJobs` takes from).
+    ended_at: Option<u64>,
     /// Pending: in its queue's list and its tenant's pending count.
     pending: Option<(String, TenantId)>,
     /// Assigned or running: its resources held in its tenant's usage, in its pool.
@@ -186,7 +267,7 @@ struct IndexedAs {
 }
 
 impl IndexedAs {
-    fn of(job: &Job) -> Self {
+    pub(super) fn of(job: &Job) -> Self {
         let tenant = &job.spec.tenant;
         Self {
             pending: (job.state == JobState::Pending)
@@ -195,6 +276,11 @@ impl IndexedAs {
                 let pool = job.pool.clone().unwrap_or_default();
                 (tenant.clone(), job.spec.resources, pool)
             }),
+            by_pool: job.pool.clone().map(|pool| (pool, job.state)),
+            ended_at: job
+                .state
+                .is_final()
+                .then(|| crate::state::history::ended_at(job)),
             by_tenant: (job.spec.queue.clone(), job.spec.tenant.clone(), job.state),
             by_priority: (job.spec.queue.clone(), job.spec.priority, job.state),
             by_sla: job
@@ -206,8 +292,13 @@ impl IndexedAs {
     }
 }
 
+/// Takes one from a tally; an entry that reaches zero goes (so a rebuild, which never
+/// makes zero entries, finds the same map).
 fn uncount<K: Ord>(tally: &mut BTreeMap<K, u64>, key: &K) {
     if let Some(count) = tally.get_mut(key) {
         *count = count.saturating_sub(1);
+        if *count == 0 {
+            tally.remove(key);
+        }
     }
 }

@@ -65,10 +65,13 @@ pub struct SubmittedJob {
     /// request ids (a retry after a lost reply) sent a job with another id: it reads the
     /// stored one by this id.
     pub id: String,
+    /// The earlier job whose key this one repeats is in the job history (not in memory,
+    /// so apply cannot send it back): the proposer reads it by `id`.
+    pub in_history: bool,
 }
 
 impl SubmittedJob {
     pub fn is_duplicate(&self) -> bool {
-        self.earlier.is_some()
+        self.earlier.is_some() || self.in_history
     }
 }

@@ -3,6 +3,7 @@
 
 mod apply;
 pub mod command;
+pub mod history;
 pub mod hodei_state;
 mod indexes;
 pub mod jobs;
@@ -10,6 +11,8 @@ pub mod keys;
 mod queries;
 pub mod violations;
 
+#[cfg(test)]
+mod history_tests;
 #[cfg(test)]
 mod jobs_tests;
 #[cfg(test)]

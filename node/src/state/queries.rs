@@ -136,6 +136,42 @@ impl HodeiState {
         &self.job_tally
     }
 
+    /// How many jobs are in each (pool, state), of those that ran in a pool (archived
+    /// ones included).
+    pub fn pool_tally(&self) -> &BTreeMap<(String, JobState), u64> {
+        &self.pool_tally
+    }
+
+    /// The pool's last waits from pending to assigned, in ms, oldest first.
+    pub fn pool_waits(&self, pool: &str) -> Vec<u64> {
+        self.pool_waits
+            .get(pool)
+            .map(|samples| samples.iter().map(|(_, wait)| *wait).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every job that is not final, and every final one that ended at or after
+    /// `ended_since_ms` (while it is in memory): what a report over a window from
+    /// `ended_since_ms` reads, without walking older finished jobs.
+    pub fn live_and_recent_jobs(&self, ended_since_ms: u64) -> impl Iterator<Item = &Job> {
+        let pending = self
+            .pending
+            .values()
+            .flatten()
+            .filter_map(|id| self.job(id));
+        let held = self
+            .workers
+            .values()
+            .flat_map(|worker| worker.jobs.iter())
+            .filter_map(|id| self.job(id))
+            .filter(|job| matches!(job.state, JobState::Assigned | JobState::Running));
+        let recent = self
+            .finished
+            .range((ended_since_ms, String::new())..)
+            .filter_map(|(_, id)| self.job(id));
+        pending.chain(held).chain(recent)
+    }
+
     /// How many jobs are in each (queue, priority, state).
     pub fn priority_tally(&self) -> &BTreeMap<(String, Priority, JobState), u64> {
         &self.priority_tally

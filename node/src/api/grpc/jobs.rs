@@ -86,6 +86,7 @@ pub fn job_message(view: JobView) -> pb::Job {
             }),
         }),
         sla_status: view.sla_status,
+        source: view.source,
         state: view.state,
         attempt: view.attempt,
         worker: view.worker,

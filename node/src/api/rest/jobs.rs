@@ -325,7 +325,8 @@ async fn list_workers(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct FairShareParams {
-    /// The window in seconds, 1–86400 (default `scheduling.fair_share_window_s`, 60).
+    /// The window in seconds, from 1 to `retention.finished_in_memory_s` (300 by default;
+    /// default window `scheduling.fair_share_window_s`, 60).
     window_s: Option<String>,
     /// `linearizable` (default) or `stale`.
     consistency: Option<String>,

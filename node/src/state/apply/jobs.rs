@@ -211,15 +211,23 @@ impl HodeiState {
         writes: &mut WriteBatch,
     ) -> Result<SubmittedJob, DomainError> {
         if let Some(idempotency_key) = &job.spec.idempotency_key
-            && let Some(first) = self
-                .idempotency
-                .get(&(job.spec.tenant.clone(), idempotency_key.clone()))
-                .and_then(|id| self.job(id))
+            && let Some((holder, archived)) =
+                self.idempotency_holder(&job.spec.tenant, idempotency_key)
         {
-            return Ok(SubmittedJob {
-                earlier: Some(Box::new(first.clone())),
-                id: first.id.clone(),
-            });
+            if archived {
+                return Ok(SubmittedJob {
+                    earlier: None,
+                    id: holder.to_string(),
+                    in_history: true,
+                });
+            }
+            if let Some(first) = self.job(holder) {
+                return Ok(SubmittedJob {
+                    earlier: Some(Box::new(first.clone())),
+                    id: first.id.clone(),
+                    in_history: false,
+                });
+            }
         }
         job.spec.validate()?;
         // The gateway builds jobs with `Job::new`; a forwarded or raw command may carry
@@ -254,6 +262,7 @@ impl HodeiState {
         Ok(SubmittedJob {
             earlier: None,
             id: job.id.clone(),
+            in_history: false,
         })
     }
 

@@ -1,0 +1,90 @@
+//! The leader's retention loop: every `retention.sweep_interval_s` it moves the jobs that
+//! ended more than `retention.finished_in_memory_s` ago to the job history
+//! (`ArchiveJobs`), and deletes the history older than `retention.job_history_days`
+//! (`PurgeHistory`), each in batches of at most [`MAX_SWEEP`] jobs per command so that no
+//! single entry is large. Followers do nothing; a new leader takes over where the old
+//! one stopped, since both commands are decided by the replicated state.
+
+use tracing::{debug, warn};
+
+use crate::actors::gateway::propose;
+use crate::actors::{NodeContext, now_ms};
+use crate::state::command;
+use crate::state::history::MAX_SWEEP;
+use crate::state::{CommandOutcome, CommandV1};
+
+/// The most commands one sweep proposes of each kind (then it waits for the next tick).
+const MAX_COMMANDS_PER_SWEEP: usize = 50;
+
+pub async fn run(node: NodeContext) {
+    let retention = node.limits.retention;
+    let mut ticker = tokio::time::interval(retention.sweep_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if !node.raft.is_leader() {
+            continue;
+        }
+        sweep(&node).await;
+    }
+}
+
+/// One pass: archive, then purge, each until nothing is due or the sweep's share is used.
+pub async fn sweep(node: &NodeContext) {
+    let retention = node.limits.retention;
+    let now = now_ms();
+    let archive_before = now.saturating_sub(retention.finished_in_memory.as_millis() as u64);
+    for _ in 0..MAX_COMMANDS_PER_SWEEP {
+        let due = node.read(|state| {
+            state
+                .finished_in_memory()
+                .1
+                .is_some_and(|oldest| oldest < archive_before)
+        });
+        if !due {
+            break;
+        }
+        let command = CommandV1::ArchiveJobs(command::ArchiveJobs {
+            ended_before_ms: archive_before,
+            limit: MAX_SWEEP as u32,
+        });
+        match propose(node, command).await {
+            Ok(CommandOutcome::Archived { count }) => {
+                debug!(count, "finished jobs moved to the job history");
+                if count < MAX_SWEEP {
+                    break;
+                }
+            }
+            Ok(_) => break,
+            Err(error) => {
+                warn!(%error, "finished jobs could not be moved to the history");
+                return;
+            }
+        }
+    }
+    let purge_before = now.saturating_sub(retention.job_history.as_millis() as u64);
+    for _ in 0..MAX_COMMANDS_PER_SWEEP {
+        let jobs = node.read(|state| state.history_due(purge_before, MAX_SWEEP));
+        if jobs.is_empty() {
+            break;
+        }
+        let full = jobs.len() == MAX_SWEEP;
+        let command = CommandV1::PurgeHistory(command::PurgeHistory {
+            ended_before_ms: purge_before,
+            jobs,
+        });
+        match propose(node, command).await {
+            Ok(CommandOutcome::Purged { count }) => {
+                debug!(count, "expired jobs deleted from the job history");
+                if !full {
+                    break;
+                }
+            }
+            Ok(_) => break,
+            Err(error) => {
+                warn!(%error, "expired jobs could not be deleted from the history");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! The job history: final jobs leave the in-memory state `retention.finished_in_memory_s`
+//! after they end and are kept on disk only, in the state keyspace under
+//! [`HISTORY_PREFIX`], until `retention.job_history_days` have passed. Both moves are
+//! replicated commands proposed by the leader (`ArchiveJobs`, `PurgeHistory`) and
+//! deterministic in apply: which jobs move is decided from the in-memory state or named
+//! by the command, never by reading the keyspace.
+//!
+//! History keys are the cluster's cold keys ([`hodei_cluster::cold_value`]): written once
+//! (tagged with the log index that wrote them), deleted once, copied into snapshots
+//! straight from the keyspace. What stays in memory of an archived job is what the
+//! counters and idempotency need: its counts in the tallies (persisted under
+//! [`ARCHIVED_TALLY_KEY`]) and its idempotency key (under [`ARCHIVED_IDEMPOTENCY_PREFIX`]),
+//! which lives as long as the job's record.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use hodei_cluster::{Keyspace, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::state::command::{self, CommandOutcome, CommandResult, PurgedJob};
+use crate::state::hodei_state::{HodeiState, put_encoded};
+use crate::state::indexes::IndexedAs;
+use crate::state::keys::{JOB_LOG_PREFIX, JOB_PREFIX, key, stream_key};
+use hodei_domain::DomainError;
+use hodei_domain::job::{Job, JobState, Priority};
+use hodei_domain::sla::{SlaLevel, SlaStatus};
+use hodei_domain::tenant::TenantId;
+
+/// Every key of the job history starts with this (the state machine's cold prefix).
+pub const HISTORY_PREFIX: &str = "h/";
+/// `h/job/<id>`: the job's [`HistoryRecord`].
+pub const HISTORY_JOB_PREFIX: &str = "h/job/";
+/// `h/end/<ended_at_ms, 20 digits>/<id>`: the tenant; retention walks these in end order.
+pub const HISTORY_END_PREFIX: &str = "h/end/";
+/// `h/tenant/<tenant>/<id>`: nothing; a tenant's history in submit order.
+pub const HISTORY_TENANT_PREFIX: &str = "h/tenant/";
+/// The tallies' counts of every archived job.
+pub const ARCHIVED_TALLY_KEY: &str = "tally/archived";
+/// `idem/<tenant>/<idempotency key>`: the id of the archived job that holds the key.
+pub const ARCHIVED_IDEMPOTENCY_PREFIX: &str = "idem/";
+
+/// The most jobs one `ArchiveJobs` moves, and one `PurgeHistory` deletes.
+pub const MAX_SWEEP: usize = 2_000;
+/// The most history entries one list page examines; a page that has found fewer matches
+/// by then ends early, with a cursor to go on from.
+const SCAN_BUDGET: usize = 20_000;
+
+/// A job as the history keeps it: the job and its output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    pub job: Job,
+    /// The job's entries of the output tails (`<id>`, `<id>#stdout`, ...), by key.
+    pub output: BTreeMap<String, String>,
+}
+
+/// Where a job was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobSource {
+    /// The in-memory state: not final, or final for less than `finished_in_memory_s`.
+    Active,
+    /// The job history on disk.
+    History,
+}
+
+impl JobSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobSource::Active => "active",
+            JobSource::History => "history",
+        }
+    }
+}
+
+/// What the tallies count of the archived jobs, kept so that a node rebuilding its
+/// tallies from the jobs in memory (on load or restore) adds them back.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchivedTally {
+    pub by_tenant: BTreeMap<(String, TenantId, JobState), u64>,
+    pub by_priority: BTreeMap<(String, Priority, JobState), u64>,
+    pub by_sla: BTreeMap<(TenantId, SlaLevel, SlaStatus), u64>,
+    pub by_pool: BTreeMap<(String, JobState), u64>,
+}
+
+/// When a final job ended: its last transition.
+pub fn ended_at(job: &Job) -> u64 {
+    job.transitions
+        .last()
+        .map(|step| step.at_ms)
+        .unwrap_or(job.submitted_at_ms)
+}
+
+fn end_key(ended_at_ms: u64, id: &str) -> Vec<u8> {
+    format!("{HISTORY_END_PREFIX}{ended_at_ms:020}/{id}").into_bytes()
+}
+
+fn tenant_key(tenant: &TenantId, id: &str) -> Vec<u8> {
+    format!("{HISTORY_TENANT_PREFIX}{tenant}/{id}").into_bytes()
+}
+
+fn idempotency_key(tenant: &TenantId, idempotency_key: &str) -> Vec<u8> {
+    format!("{ARCHIVED_IDEMPOTENCY_PREFIX}{tenant}/{idempotency_key}").into_bytes()
+}
+
+/// Reads `idem/<tenant>/<key>` back into its parts.
+pub(super) fn parse_idempotency_key(stored: &[u8]) -> Option<(TenantId, String)> {
+    let rest = std::str::from_utf8(stored)
+        .ok()?
+        .strip_prefix(ARCHIVED_IDEMPOTENCY_PREFIX)?;
+    let (tenant, idempotency_key) = rest.split_once('/')?;
+    Some((TenantId::parse(tenant).ok()?, idempotency_key.to_string()))
+}
+
+fn decode_record(value: &[u8]) -> Option<HistoryRecord> {
+    let (_, bytes) = hodei_cluster::split_cold_value(value)?;
+    match hodei_cluster::codec::decode(bytes) {
+        Ok(record) => Some(record),
+        Err(error) => {
+            tracing::error!(%error, "a job history record could not be decoded");
+            None
+        }
+    }
+}
+
+impl HodeiState {
+    /// Moves final jobs that ended before `ended_before_ms` (oldest first, at most
+    /// `limit`) to the history. Nothing here refuses: a job is archived whole or not at
+    /// all.
+    pub(super) fn apply_archive_jobs(
+        &mut self,
+        command::ArchiveJobs {
+            ended_before_ms,
+            limit,
+        }: command::ArchiveJobs,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        // The jobs archived by the previous command are in the keyspace by now.
+        self.recently_archived.clear();
+        let index = self.applying_index;
+        let due: Vec<(u64, String)> = self
+            .finished
+            .range(..(ended_before_ms, String::new()))
+            .take((limit as usize).min(MAX_SWEEP))
+            .cloned()
+            .collect();
+        for (ended_at_ms, id) in &due {
+            self.finished.remove(&(*ended_at_ms, id.clone()));
+            let Some(job) = self.jobs.remove(id) else {
+                continue;
+            };
+            let job = *job;
+            self.archived_tally.add(&job);
+            if let Some(idempotency) = &job.spec.idempotency_key {
+                let tenant = job.spec.tenant.clone();
+                if self
+                    .idempotency
+                    .get(&(tenant.clone(), idempotency.clone()))
+                    .is_some_and(|holder| holder == id)
+                {
+                    self.idempotency
+                        .remove(&(tenant.clone(), idempotency.clone()));
+                    writes.put(
+                        idempotency_key(&tenant, idempotency),
+                        id.clone().into_bytes(),
+                    );
+                    self.archived_idempotency
+                        .insert((tenant, idempotency.clone()), id.clone());
+                }
+            }
+            let mut output = BTreeMap::new();
+            for log_key in [
+                id.clone(),
+                stream_key(id, "stdout"),
+                stream_key(id, "stderr"),
+                stream_key(id, "seq"),
+            ] {
+                if let Some(kept) = self.job_logs.remove(&log_key) {
+                    writes.delete(key(JOB_LOG_PREFIX, &log_key));
+                    output.insert(log_key, kept);
+                }
+            }
+            writes.delete(key(JOB_PREFIX, id));
+            let record = HistoryRecord { job, output };
+            match hodei_cluster::codec::encode(&record) {
+                Ok(bytes) => writes.put(
+                    key(HISTORY_JOB_PREFIX, id),
+                    hodei_cluster::cold_value(index, &bytes),
+                ),
+                Err(error) => {
+                    tracing::error!(job = %id, %error, "a job history record could not be encoded")
+                }
+            }
+            writes.put(
+                end_key(*ended_at_ms, id),
+                hodei_cluster::cold_value(index, record.job.spec.tenant.as_str().as_bytes()),
+            );
+            writes.put(
+                tenant_key(&record.job.spec.tenant, id),
+                hodei_cluster::cold_value(index, b""),
+            );
+            self.recently_archived.insert(id.clone(), Box::new(record));
+        }
+        if !due.is_empty() {
+            put_encoded(
+                writes,
+                ARCHIVED_TALLY_KEY.as_bytes().to_vec(),
+                &self.archived_tally,
+            );
+        }
+        Ok(CommandOutcome::Archived { count: due.len() })
+    }
+
+    /// Deletes the named jobs from the history. Refused whole when one of them did not
+    /// end before `ended_before_ms` or is still in memory.
+    pub(super) fn apply_purge_history(
+        &mut self,
+        command::PurgeHistory {
+            ended_before_ms,
+            jobs,
+        }: command::PurgeHistory,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        if jobs.len() > MAX_SWEEP {
+            return Err(DomainError::invalid(
+                "jobs",
+                format!("at most {MAX_SWEEP} jobs per purge, got {}", jobs.len()),
+            ));
+        }
+        if let Some(late) = jobs.iter().find(|job| job.ended_at_ms >= ended_before_ms) {
+            return Err(DomainError::invalid(
+                "jobs",
+                format!(
+                    "job {} ended at {}, not before {ended_before_ms}",
+                    late.id, late.ended_at_ms
+                ),
+            ));
+        }
+        if let Some(active) = jobs.iter().find(|job| self.jobs.contains_key(&job.id)) {
+            return Err(DomainError::Conflict(format!(
+                "job {} is in memory, not in the history",
+                active.id
+            )));
+        }
+        for PurgedJob {
+            id,
+            tenant,
+            ended_at_ms,
+            idempotency_key: idempotency,
+        } in &jobs
+        {
+            writes.delete(key(HISTORY_JOB_PREFIX, id));
+            writes.delete(end_key(*ended_at_ms, id));
+            writes.delete(tenant_key(tenant, id));
+            self.recently_archived.remove(id);
+            if let Some(idempotency) = idempotency {
+                let entry = (tenant.clone(), idempotency.clone());
+                if self.archived_idempotency.get(&entry) == Some(id) {
+                    self.archived_idempotency.remove(&entry);
+                    writes.delete(idempotency_key(tenant, idempotency));
+                }
+            }
+        }
+        Ok(CommandOutcome::Purged { count: jobs.len() })
+    }
+
+    /// The id of the job holding the tenant's idempotency key, and whether it is archived.
+    pub(super) fn idempotency_holder(
+        &self,
+        tenant: &TenantId,
+        idempotency_key: &str,
+    ) -> Option<(&str, bool)> {
+        let entry = (tenant.clone(), idempotency_key.to_string());
+        if let Some(id) = self.idempotency.get(&entry) {
+            return Some((id.as_str(), false));
+        }
+        self.archived_idempotency
+            .get(&entry)
+            .map(|id| (id.as_str(), true))
+    }
+
+    /// The job's record in the history, if it is there.
+    pub fn history_record(&self, id: &str) -> Option<HistoryRecord> {
+        if let Some(record) = self.recently_archived.get(id) {
+            return Some(record.as_ref().clone());
+        }
+        let keyspace = self.history.as_ref()?;
+        match keyspace.get(&key(HISTORY_JOB_PREFIX, id)) {
+            Ok(found) => found.as_deref().and_then(decode_record),
+            Err(error) => {
+                tracing::error!(job = %id, %error, "the job history could not be read");
+                None
+            }
+        }
+    }
+
+    /// The job, from memory or from the history.
+    pub fn find_job(&self, id: &str) -> Option<(std::borrow::Cow<'_, Job>, JobSource)> {
+        if let Some(job) = self.job(id) {
+            return Some((std::borrow::Cow::Borrowed(job), JobSource::Active));
+        }
+        self.history_record(id)
+            .map(|record| (std::borrow::Cow::Owned(record.job), JobSource::History))
+    }
+
+    /// A job's kept output (`log_key` is `<id>` or `<id>#<stream>`), from memory or from
+    /// its history record.
+    pub fn find_output(&self, id: &str, log_key: &str) -> Option<String> {
+        if let Some(kept) = self.job_output(log_key) {
+            return Some(kept.to_string());
+        }
+        self.history_record(id)
+            .and_then(|mut record| record.output.remove(log_key))
+    }
+
+    /// Up to `limit` history jobs after the cursor (in id order, or newest first) that
+    /// `keep` accepts, of one tenant or of all. The second value is the last id examined
+    /// when the scan budget ran out first (the page goes on from there).
+    pub fn history_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        newest_first: bool,
+        tenant: Option<&TenantId>,
+        keep: impl Fn(&Job) -> bool,
+    ) -> (Vec<Job>, Option<String>) {
+        let Some(keyspace) = self.history.as_ref() else {
+            return (Vec::new(), None);
+        };
+        let prefix = match tenant {
+            Some(tenant) => format!("{HISTORY_TENANT_PREFIX}{tenant}/"),
+            None => HISTORY_JOB_PREFIX.to_string(),
+        };
+        let mut found = Vec::new();
+        let mut examined = 0usize;
+        let mut cursor = after.map(str::to_string);
+        loop {
+            let chunk = match scan_ids(keyspace.as_ref(), &prefix, cursor.as_deref(), newest_first)
+            {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    tracing::error!(%error, "the job history could not be listed");
+                    return (found, None);
+                }
+            };
+            if chunk.is_empty() {
+                return (found, None);
+            }
+            for id in chunk {
+                examined += 1;
+                cursor = Some(id.clone());
+                if let Some(record) = self.history_record(&id)
+                    && keep(&record.job)
+                {
+                    found.push(record.job);
+                    if found.len() >= limit {
+                        return (found, None);
+                    }
+                }
+                if examined >= SCAN_BUDGET {
+                    return (found, cursor);
+                }
+            }
+        }
+    }
+
+    /// Up to `limit` history jobs that ended before `ended_before_ms`, oldest end first:
+    /// what the leader's retention purges next.
+    pub fn history_due(&self, ended_before_ms: u64, limit: usize) -> Vec<PurgedJob> {
+        let Some(keyspace) = self.history.as_ref() else {
+            return Vec::new();
+        };
+        let end = end_key(ended_before_ms, "");
+        let stored = match keyspace.range(
+            Bound::Included(HISTORY_END_PREFIX.as_bytes().to_vec()),
+            Bound::Excluded(end),
+            limit,
+        ) {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::error!(%error, "the job history could not be read");
+                return Vec::new();
+            }
+        };
+        stored
+            .into_iter()
+            .filter_map(|(stored_key, value)| {
+                let rest = std::str::from_utf8(&stored_key)
+                    .ok()?
+                    .strip_prefix(HISTORY_END_PREFIX)?;
+                let (ended, id) = rest.split_once('/')?;
+                let (_, tenant) = hodei_cluster::split_cold_value(&value)?;
+                let tenant = TenantId::parse(std::str::from_utf8(tenant).ok()?).ok()?;
+                let idempotency_key = self
+                    .history_record(id)
+                    .and_then(|record| record.job.spec.idempotency_key);
+                Some(PurgedJob {
+                    id: id.to_string(),
+                    tenant,
+                    ended_at_ms: ended.parse().ok()?,
+                    idempotency_key,
+                })
+            })
+            .collect()
+    }
+
+    /// Reads the archived tallies and idempotency keys back (at start).
+    pub(super) fn load_archived(&mut self, keyspace: &dyn Keyspace) -> Result<(), String> {
+        if let Some(bytes) = keyspace
+            .get(ARCHIVED_TALLY_KEY.as_bytes())
+            .map_err(|error| error.to_string())?
+        {
+            self.archived_tally = hodei_cluster::codec::decode(&bytes)
+                .map_err(|error| format!("corrupt archived tally: {error}"))?;
+        }
+        let stored = keyspace
+            .scan_prefix(ARCHIVED_IDEMPOTENCY_PREFIX.as_bytes())
+            .map_err(|error| error.to_string())?;
+        for (stored_key, id) in stored {
+            let entry = parse_idempotency_key(&stored_key).ok_or_else(|| {
+                format!(
+                    "corrupt idempotency key {}",
+                    String::from_utf8_lossy(&stored_key)
+                )
+            })?;
+            self.archived_idempotency
+                .insert(entry, String::from_utf8_lossy(&id).into_owned());
+        }
+        Ok(())
+    }
+
+    /// Replaces the archived tallies and idempotency keys with a snapshot's.
+    pub(super) fn put_archived(
+        &mut self,
+        tally: ArchivedTally,
+        idempotency: BTreeMap<(TenantId, String), String>,
+        writes: &mut WriteBatch,
+    ) {
+        // Stored once something was archived (then never empty again), as apply does: the
+        // restored keyspace must hold exactly the keys of the one the snapshot came from.
+        if tally != ArchivedTally::default() {
+            put_encoded(writes, ARCHIVED_TALLY_KEY.as_bytes().to_vec(), &tally);
+        }
+        for ((tenant, idempotency), id) in &idempotency {
+            writes.put(
+                idempotency_key(tenant, idempotency),
+                id.clone().into_bytes(),
+            );
+        }
+        self.archived_tally = tally;
+        self.archived_idempotency = idempotency;
+        self.recently_archived.clear();
+    }
+
+    /// Submits one job as apply does (for tests of what a restored state remembers).
+    #[cfg(test)]
+    pub(super) fn submit_for_test(&mut self, job: Job) -> crate::state::jobs::SubmittedJob {
+        let mut writes = WriteBatch::new();
+        self.submit_one(job, None, &mut writes).unwrap()
+    }
+
+    /// How many final jobs are in memory, and the end time of the oldest.
+    pub fn finished_in_memory(&self) -> (usize, Option<u64>) {
+        (
+            self.finished.len(),
+            self.finished.first().map(|(ended, _)| *ended),
+        )
+    }
+}
+
+/// The next ids (at most 256) of a history index under `prefix` after `cursor`.
+fn scan_ids(
+    keyspace: &dyn Keyspace,
+    prefix: &str,
+    cursor: Option<&str>,
+    newest_first: bool,
+) -> Result<Vec<String>, hodei_cluster::StorageError> {
+    const CHUNK: usize = 256;
+    let low = Bound::Included(prefix.as_bytes().to_vec());
+    let high = match hodei_cluster::storage::prefix_successor(prefix.as_bytes()) {
+        Some(successor) => Bound::Excluded(successor),
+        None => Bound::Unbounded,
+    };
+    let at = |id: &str| format!("{prefix}{id}").into_bytes();
+    let stored = match (cursor, newest_first) {
+        (None, false) => keyspace.range(low, high, CHUNK)?,
+        (Some(cursor), false) => keyspace.range(Bound::Excluded(at(cursor)), high, CHUNK)?,
+        (None, true) => keyspace.range_rev(low, high, CHUNK)?,
+        (Some(cursor), true) => keyspace.range_rev(low, Bound::Excluded(at(cursor)), CHUNK)?,
+    };
+    Ok(stored
+        .into_iter()
+        .filter_map(|(stored_key, _)| {
+            std::str::from_utf8(&stored_key[prefix.len()..])
+                .ok()
+                .map(str::to_string)
+        })
+        .collect())
+}
+
+impl ArchivedTally {
+    /// Counts the job where the tallies count it (the same [`IndexedAs`] they use).
+    fn add(&mut self, job: &Job) {
+        let indexed = IndexedAs::of(job);
+        let count = |count: &mut u64| *count = count.saturating_add(1);
+        count(self.by_tenant.entry(indexed.by_tenant).or_default());
+        count(self.by_priority.entry(indexed.by_priority).or_default());
+        if let Some(sla) = indexed.by_sla {
+            count(self.by_sla.entry(sla).or_default());
+        }
+        if let Some(pool) = indexed.by_pool {
+            count(self.by_pool.entry(pool).or_default());
+        }
+    }
+}

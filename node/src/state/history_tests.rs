@@ -1,0 +1,332 @@
+//! The job history end to end on a real store: archive, read back, idempotency, the
+//! tallies across a reload, purge, and snapshots.
+
+use std::sync::Arc;
+
+use hodei_cluster::{Keyspace, SledStorage, StateMachine, Storage, WriteBatch};
+use hodei_domain::DomainError;
+use hodei_domain::job::{CommandSpec, Job, JobSpec, JobState, Priority};
+use hodei_domain::labels::Labels;
+use hodei_domain::pool::{Pool, PoolProvider, PoolType};
+use hodei_domain::queue::{Queue, QueuePolicy};
+use hodei_domain::quota::Quota;
+use hodei_domain::resources::Resources;
+use hodei_domain::run::{RunOutcome, RunReport, WorkerRegistration};
+use hodei_domain::tenant::{NewTenant, TenantId, Tier};
+use tokio::sync::broadcast;
+
+use crate::state::command::{self, CommandOutcome, CommandResult};
+use crate::state::history::JobSource;
+use crate::state::{Command, CommandV1, HodeiState};
+
+/// A state stored in a real keyspace, each command applied at the next log index and
+/// its writes stored, as the cluster does.
+struct Stored {
+    state: HodeiState,
+    keyspace: Arc<dyn Keyspace>,
+    index: u64,
+    _storage: SledStorage,
+}
+
+impl Stored {
+    fn new() -> Self {
+        let storage = SledStorage::temporary().unwrap();
+        let keyspace = storage.keyspace("state").unwrap();
+        let state = HodeiState::new(broadcast::channel(4096).0).with_history(keyspace.clone());
+        let mut stored = Self {
+            state,
+            keyspace,
+            index: 0,
+            _storage: storage,
+        };
+        let tenant = NewTenant {
+            id: acme(),
+            display_name: None,
+            tier: Tier::Standard,
+            weight: None,
+            labels: Labels::new(),
+            quota: Quota::default(),
+        }
+        .into_tenant(0)
+        .unwrap();
+        stored
+            .apply(CommandV1::CreateTenant(command::CreateTenant { tenant }))
+            .unwrap();
+        let pool = Pool::new(
+            "p",
+            PoolType::Static,
+            PoolProvider::Static,
+            Resources::new(1_000, 1_000, 0),
+            0,
+            10,
+            0,
+        );
+        let queue = Queue {
+            id: "q".into(),
+            pools: vec!["p".into()],
+            policy: QueuePolicy::Fifo,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        stored
+            .apply(CommandV1::EnsureQueuesAndPools(
+                command::EnsureQueuesAndPools {
+                    pools: vec![pool],
+                    queues: vec![queue],
+                },
+            ))
+            .unwrap();
+        stored
+            .apply(CommandV1::RegisterWorker(command::RegisterWorker {
+                registration: WorkerRegistration {
+                    id: "w0".into(),
+                    pool: "p".into(),
+                    capacity: Resources::new(1_000, 1_000, 0),
+                    labels: Labels::new(),
+                    simulated: false,
+                    running: Vec::new(),
+                },
+                at_ms: 1,
+            }))
+            .unwrap();
+        stored
+    }
+
+    fn apply(&mut self, command: CommandV1) -> CommandResult {
+        self.index += 1;
+        let mut writes = WriteBatch::new();
+        let response = StateMachine::apply(
+            &mut self.state,
+            self.index,
+            &Command::V1(command).encode(),
+            &mut writes,
+        );
+        self.keyspace.write(writes).unwrap();
+        crate::state::decode_result(&response).unwrap()
+    }
+
+    fn submit(&mut self, job: Job) -> crate::state::jobs::SubmittedJob {
+        match self.apply(CommandV1::SubmitJobs(command::SubmitJobs {
+            jobs: vec![job],
+            max_burst_percent: None,
+        })) {
+            Ok(CommandOutcome::JobsSubmitted(mut results)) => results.remove(0).unwrap(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Submits, runs and finishes the job at `ended_at_ms`.
+    fn run_to_end(&mut self, job: Job, ended_at_ms: u64) {
+        let id = job.id.clone();
+        self.submit(job);
+        let assigned = self.apply(CommandV1::AssignJobs(command::AssignJobs {
+            assignments: vec![hodei_domain::dispatch::Assignment {
+                job: id.clone(),
+                worker: "w0".into(),
+                burst: false,
+            }],
+            at_ms: ended_at_ms - 2,
+            sla_changes: Vec::new(),
+        }));
+        assert!(
+            matches!(
+                assigned,
+                Ok(CommandOutcome::JobsAssigned { assigned: 1, .. })
+            ),
+            "{assigned:?}"
+        );
+        let finished = self.apply(CommandV1::JobFinished(command::JobFinished {
+            report: RunReport {
+                job: id,
+                attempt: 1,
+                worker: "w0".into(),
+                outcome: RunOutcome::Succeeded,
+                exit_code: Some(0),
+                output_tail: "ok\n".into(),
+                at_ms: ended_at_ms,
+            },
+        }));
+        assert_eq!(finished, Ok(CommandOutcome::RunReported { applied: true }));
+    }
+
+    fn archive(&mut self, ended_before_ms: u64) -> usize {
+        match self.apply(CommandV1::ArchiveJobs(command::ArchiveJobs {
+            ended_before_ms,
+            limit: 100,
+        })) {
+            Ok(CommandOutcome::Archived { count }) => count,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn reload(&self) -> HodeiState {
+        HodeiState::load(self.keyspace.as_ref(), broadcast::channel(16).0)
+            .unwrap()
+            .with_history(self.keyspace.clone())
+    }
+}
+
+fn acme() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
+
+fn job(id: &str, idempotency_key: Option<&str>) -> Job {
+    Job::new(
+        id.to_string(),
+        JobSpec {
+            tenant: acme(),
+            queue: "q".into(),
+            priority: Priority::Normal,
+            resources: Resources::new(100, 10, 0),
+            command: CommandSpec {
+                argv: vec!["true".into()],
+                ..CommandSpec::default()
+            },
+            simulate: None,
+            labels: Labels::new(),
+            max_retries: 0,
+            idempotency_key: idempotency_key.map(str::to_string),
+            pool_selector: Vec::new(),
+            sla: None,
+        },
+        2,
+    )
+}
+
+#[test]
+fn finished_jobs_leave_memory_for_the_history_and_are_still_found() {
+    let mut stored = Stored::new();
+    stored.run_to_end(job("a", Some("nightly")), 100);
+    stored.run_to_end(job("b", None), 200);
+    stored.submit(job("c", None));
+    let tallies = (
+        stored.state.job_tally().clone(),
+        stored.state.pool_tally().clone(),
+    );
+
+    assert_eq!(stored.archive(150), 1, "only a ended before 150");
+    assert_eq!(stored.archive(150), 0, "nothing more is due");
+    assert_eq!(stored.archive(1_000), 1, "then b; c is pending");
+    assert!(stored.state.job("a").is_none() && stored.state.job("b").is_none());
+    let (found, source) = stored.state.find_job("a").unwrap();
+    assert_eq!(
+        (found.state, source),
+        (JobState::Succeeded, JobSource::History)
+    );
+    assert_eq!(stored.state.find_output("a", "a").as_deref(), Some("ok\n"));
+    assert_eq!(
+        stored
+            .state
+            .find_job("c")
+            .map(|(job, source)| (job.state, source)),
+        Some((JobState::Pending, JobSource::Active))
+    );
+    assert_eq!(
+        (
+            stored.state.job_tally().clone(),
+            stored.state.pool_tally().clone()
+        ),
+        tallies,
+        "archived jobs still count"
+    );
+
+    // A restarted node counts them too, and reads them from disk.
+    let reloaded = stored.reload();
+    assert_eq!(
+        (reloaded.job_tally().clone(), reloaded.pool_tally().clone()),
+        tallies
+    );
+    assert_eq!(reloaded.job_count(), 1);
+    assert_eq!(
+        reloaded
+            .find_job("b")
+            .map(|(job, source)| (job.id.clone(), source)),
+        Some(("b".to_string(), JobSource::History))
+    );
+    let (page, stopped) = reloaded.history_page(None, 10, true, Some(&acme()), |_| true);
+    assert_eq!(
+        page.iter().map(|job| job.id.as_str()).collect::<Vec<_>>(),
+        ["b", "a"]
+    );
+    assert!(stopped.is_none());
+    let (page, _) = reloaded.history_page(Some("a"), 10, false, None, |_| true);
+    assert_eq!(page.len(), 1, "after the cursor: b");
+}
+
+#[test]
+fn an_archived_jobs_idempotency_key_holds_until_its_record_is_purged() {
+    let mut stored = Stored::new();
+    stored.run_to_end(job("a", Some("nightly")), 100);
+    stored.archive(1_000);
+    let again = stored.submit(job("a2", Some("nightly")));
+    assert!(again.is_duplicate() && again.in_history && again.id == "a");
+    assert!(stored.state.job("a2").is_none(), "nothing was created");
+    let reloaded = stored.reload();
+    assert!(
+        reloaded.history_due(1_000, 10)[0]
+            .idempotency_key
+            .as_deref()
+            == Some("nightly")
+    );
+
+    // A purge naming a job that ended too late is refused whole.
+    let mut due = stored.state.history_due(1_000, 10);
+    assert_eq!(due.len(), 1);
+    let refused = stored.apply(CommandV1::PurgeHistory(command::PurgeHistory {
+        ended_before_ms: 50,
+        jobs: due.clone(),
+    }));
+    assert!(
+        matches!(refused, Err(DomainError::Invalid { .. })),
+        "{refused:?}"
+    );
+    assert!(stored.state.find_job("a").is_some());
+    let purged = stored.apply(CommandV1::PurgeHistory(command::PurgeHistory {
+        ended_before_ms: 1_000,
+        jobs: std::mem::take(&mut due),
+    }));
+    assert_eq!(purged, Ok(CommandOutcome::Purged { count: 1 }));
+    assert!(stored.state.find_job("a").is_none());
+    assert!(stored.state.history_due(u64::MAX, 10).is_empty());
+    let history_keys = stored.keyspace.scan_prefix(b"h/").unwrap();
+    assert!(history_keys.is_empty(), "{history_keys:?}");
+    let fresh = stored.submit(job("a3", Some("nightly")));
+    assert!(
+        !fresh.is_duplicate(),
+        "the key is free once its job is gone"
+    );
+    assert!(stored.reload().find_job("a3").is_some());
+}
+
+#[test]
+fn a_snapshot_carries_what_the_archived_jobs_leave_in_memory() {
+    let mut stored = Stored::new();
+    stored.run_to_end(job("a", Some("nightly")), 100);
+    stored.archive(1_000);
+    let snapshot = stored.state.snapshot().unwrap();
+    let mut restored = HodeiState::new(broadcast::channel(16).0);
+    let mut writes = WriteBatch::new();
+    restored.restore(&snapshot, &mut writes).unwrap();
+    assert_eq!(restored.job_tally(), stored.state.job_tally());
+    let again = restored.submit_for_test(job("a2", Some("nightly")));
+    assert!(
+        again.in_history,
+        "the archived key is honoured after a restore"
+    );
+}
+
+#[test]
+fn history_records_are_cold_values_tagged_with_their_index() {
+    let mut stored = Stored::new();
+    stored.run_to_end(job("a", None), 100);
+    stored.archive(1_000);
+    let archived_at = stored.index;
+    for (key, value) in stored.keyspace.scan_prefix(b"h/").unwrap() {
+        let (index, _) = hodei_cluster::split_cold_value(&value)
+            .unwrap_or_else(|| panic!("{} is not a cold value", String::from_utf8_lossy(&key)));
+        assert_eq!(index, archived_at);
+    }
+    assert_eq!(stored.keyspace.scan_prefix(b"h/").unwrap().len(), 3);
+    assert!(stored.keyspace.get(b"job/a").unwrap().is_none());
+    assert!(stored.keyspace.get(b"joblog/a").unwrap().is_none());
+}
