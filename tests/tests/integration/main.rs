@@ -4,6 +4,7 @@ mod cluster;
 mod cockpit;
 mod exactly_once;
 mod foundation;
+mod history;
 mod jobs;
 mod limits;
 mod metrics;
