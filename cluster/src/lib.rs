@@ -18,6 +18,7 @@ mod raft_service;
 mod raft_types;
 mod recent_requests;
 mod sled_storage;
+mod snapshot_files;
 mod state_digest;
 mod state_machine;
 pub mod storage;

@@ -152,6 +152,7 @@ impl RaftNode {
             state.clone(),
             state_keyspace,
             storage.keyspace(SNAPSHOT_KEYSPACE).map_err(storage_error)?,
+            storage.snapshot_dir(),
             DedupLimits::default(),
         )
         .map_err(|error| ClusterError::Storage(error.to_string()))?;

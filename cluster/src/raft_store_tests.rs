@@ -64,6 +64,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore<RecordingMachine>, tem
             state,
             keyspace("state"),
             keyspace("raft_snapshot"),
+            storage.snapshot_dir(),
             crate::recent_requests::DedupLimits::default(),
         )?;
         Ok((folder, log_store, state_machine))

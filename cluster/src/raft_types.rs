@@ -78,7 +78,8 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        // A file in the storage's snapshot folder (`snapshot_files.rs`).
+        SnapshotData = tokio::fs::File,
 );
 
 pub type NodeId = u64;

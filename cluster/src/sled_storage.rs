@@ -17,6 +17,9 @@ const CACHE_BYTES: u64 = 64 << 20;
 pub struct SledStorage {
     db: sled::Db,
     durability: Option<Arc<Durability>>,
+    snapshot_dir: PathBuf,
+    /// A temporary storage's snapshot folder, deleted with the last clone.
+    _temporary: Option<Arc<tempfile::TempDir>>,
 }
 
 /// What makes a flush durable. sled 0.34 makes its log stable with `sync_file_range`,
@@ -106,6 +109,8 @@ impl SledStorage {
         Ok(Self {
             db,
             durability: Some(Arc::new(durability)),
+            snapshot_dir: path.join("snapshots"),
+            _temporary: None,
         })
     }
 
@@ -115,9 +120,12 @@ impl SledStorage {
             .temporary(true)
             .open()
             .map_err(|error| StorageError::new("open", error))?;
+        let folder = tempfile::tempdir().map_err(|error| StorageError::new("open", error))?;
         Ok(Self {
             db,
             durability: None,
+            snapshot_dir: folder.path().join("snapshots"),
+            _temporary: Some(Arc::new(folder)),
         })
     }
 }
@@ -132,6 +140,10 @@ impl Storage for SledStorage {
             tree,
             durability: self.durability.clone(),
         }))
+    }
+
+    fn snapshot_dir(&self) -> PathBuf {
+        self.snapshot_dir.clone()
     }
 }
 

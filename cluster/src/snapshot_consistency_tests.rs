@@ -56,6 +56,22 @@ impl StateMachine for Tally {
     }
 }
 
+/// The snapshot's file as a follower receives it: copied into a file it begins receiving.
+async fn receive<S: StateMachine>(
+    store: &mut StateMachineStore<S>,
+    snapshot: &crate::raft_types::Snapshot,
+) -> Box<tokio::fs::File> {
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+    let mut source = snapshot.snapshot.try_clone().await.unwrap();
+    source.seek(std::io::SeekFrom::Start(0)).await.unwrap();
+    let mut received = store.begin_receiving_snapshot().await.unwrap();
+    tokio::io::copy(&mut source, received.as_mut())
+        .await
+        .unwrap();
+    received.flush().await.unwrap();
+    received
+}
+
 struct Replica {
     _folder: tempfile::TempDir,
     store: StateMachineStore<Tally>,
@@ -69,6 +85,7 @@ fn replica() -> Replica {
         state,
         storage.keyspace("state").unwrap(),
         storage.keyspace("raft_snapshot").unwrap(),
+        storage.snapshot_dir(),
         DedupLimits::default(),
     )
     .unwrap();
@@ -154,20 +171,19 @@ async fn snapshots_taken_while_applying_replay_to_the_same_digest_at_every_index
         let snapshot = build.await.unwrap().unwrap();
         let last = snapshot.meta.last_log_id.unwrap().index;
         if position == 0 {
+            let received = receive(&mut behind.store, &snapshot).await;
             behind
                 .store
-                .install_snapshot(
-                    &snapshot.meta,
-                    Box::new(std::io::Cursor::new(snapshot.snapshot.get_ref().clone())),
-                )
+                .install_snapshot(&snapshot.meta, received)
                 .await
                 .unwrap();
             assert_eq!(behind.store.stats().digest().digest, digests[&last]);
         }
         let mut follower = replica();
+        let received = receive(&mut follower.store, &snapshot).await;
         follower
             .store
-            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .install_snapshot(&snapshot.meta, received)
             .await
             .unwrap();
         assert_eq!(
@@ -222,9 +238,10 @@ async fn a_repeated_request_id_gets_the_first_response_and_changes_nothing() {
     let mut builder = replica.store.get_snapshot_builder().await;
     let snapshot = builder.build_snapshot().await.unwrap();
     let mut follower = self::replica();
+    let received = receive(&mut follower.store, &snapshot).await;
     follower
         .store
-        .install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .install_snapshot(&snapshot.meta, received)
         .await
         .unwrap();
     let from_follower = follower
@@ -272,6 +289,7 @@ fn cold_replica() -> (tempfile::TempDir, StateMachineStore<ColdKeys>) {
         Arc::new(RwLock::new(ColdKeys)),
         storage.keyspace("state").unwrap(),
         storage.keyspace("raft_snapshot").unwrap(),
+        storage.snapshot_dir(),
         DedupLimits::default(),
     )
     .unwrap();
@@ -318,8 +336,9 @@ async fn a_snapshot_holds_exactly_the_cold_keys_at_its_index_while_applies_go_on
     assert_eq!(snapshot.meta.last_log_id.unwrap().index, 100);
 
     let (_follower_folder, mut follower) = cold_replica();
+    let received = receive(&mut follower, &snapshot).await;
     follower
-        .install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .install_snapshot(&snapshot.meta, received)
         .await
         .unwrap();
     assert_eq!(
@@ -336,9 +355,40 @@ async fn a_snapshot_holds_exactly_the_cold_keys_at_its_index_while_applies_go_on
     let mut builder = original.get_snapshot_builder().await;
     let later = builder.build_snapshot().await.unwrap();
     let (_third_folder, mut third) = cold_replica();
-    third
-        .install_snapshot(&later.meta, later.snapshot)
+    let received = receive(&mut third, &later).await;
+    third.install_snapshot(&later.meta, received).await.unwrap();
+    assert_eq!(third.stats().digest().digest, at_102.digest);
+}
+
+/// A snapshot an earlier version kept in the snapshot keyspace (one value, version 2) is
+/// moved to a file when the store opens, is served as the current snapshot, and installs.
+#[tokio::test]
+async fn a_snapshot_kept_in_the_keyspace_by_an_earlier_version_moves_to_a_file() {
+    let mut original = replica();
+    original.store.apply(log(20)).await.unwrap();
+    let at_20 = original.store.stats().digest();
+    let head = crate::state_machine::tests_support::head_v2(&original.store);
+    let folder = tempfile::tempdir().unwrap();
+    let storage = SledStorage::open(folder.path()).unwrap();
+    let snapshots = storage.keyspace("raft_snapshot").unwrap();
+    crate::state_machine::tests_support::store_legacy(snapshots.as_ref(), 20, head);
+    let mut store = StateMachineStore::open(
+        Arc::new(RwLock::new(Tally::default())),
+        storage.keyspace("state").unwrap(),
+        snapshots.clone(),
+        storage.snapshot_dir(),
+        DedupLimits::default(),
+    )
+    .unwrap();
+    assert!(snapshots.get(b"snapshot").unwrap().is_none(), "moved out");
+    let current = store.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta.last_log_id.unwrap().index, 20);
+    let mut follower = replica();
+    let received = receive(&mut follower.store, &current).await;
+    follower
+        .store
+        .install_snapshot(&current.meta, received)
         .await
         .unwrap();
-    assert_eq!(third.stats().digest().digest, at_102.digest);
+    assert_eq!(follower.store.stats().digest().digest, at_20.digest);
 }

@@ -1,7 +1,6 @@
 //! What the cluster needs from the application's state machine, and the openraft
 //! state-machine storage that drives it.
 
-use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
@@ -15,6 +14,7 @@ use crate::raft_types::{
     StoredMembership, TypeConfig,
 };
 use crate::recent_requests::{DedupLimits, RecentRequest, RecentRequests};
+use crate::snapshot_files::{SnapshotFiles, StreamedReader, write_streamed};
 use crate::state_digest::StateDigest;
 use crate::storage::{Keyspace, WriteBatch};
 
@@ -28,8 +28,6 @@ const SNAPSHOT_KEY: &[u8] = b"snapshot";
 /// The first byte of a snapshot's data that holds the recent request ids and the digest
 /// beside the application's state; older snapshots are the application's state alone.
 const SNAPSHOT_V2: u8 = 2;
-/// The first byte of a snapshot that also carries the application's cold keys.
-const SNAPSHOT_V3: u8 = 3;
 
 /// Cold keys are the part of the application's state that lives only in the keyspace
 /// (not in memory): they are copied into a snapshot from the keyspace itself, while
@@ -71,56 +69,65 @@ pub trait StateMachine: Send + Sync + 'static {
     fn restore(&mut self, snapshot: &[u8], writes: &mut WriteBatch) -> Result<(), String>;
 }
 
-/// A snapshot as it is kept in storage and sent to followers.
+/// A snapshot as it was kept in the snapshot keyspace before snapshot files.
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
     data: Vec<u8>,
 }
 
-/// What a snapshot's data holds: everything a replica's state keyspace holds at the
-/// snapshot's last log id.
+/// What a snapshot holds beside the cold keys: everything a replica keeps in memory and
+/// in its state keyspace at the snapshot's last log id. The shape of version 2, which
+/// was the whole snapshot.
 #[derive(Debug, Serialize, Deserialize)]
-struct SnapshotContent {
+struct SnapshotHead {
     application: Vec<u8>,
     requests: Vec<RecentRequest>,
     request_clock_ms: u64,
     /// The digest of the state it holds, which the installer checks.
     digest: u128,
-    /// The application's cold keys at the snapshot's index.
-    cold: Vec<crate::storage::KeyValue>,
 }
 
-/// [`SnapshotContent`] before cold keys.
-#[derive(Debug, Deserialize)]
-struct SnapshotContentV2 {
-    application: Vec<u8>,
-    requests: Vec<RecentRequest>,
-    request_clock_ms: u64,
-    digest: u128,
-}
-
-impl SnapshotContent {
-    fn decode(data: &[u8]) -> Result<Self, String> {
-        if let Some(content) = crate::codec::decode_tagged::<Self>(SNAPSHOT_V3, data) {
-            return content;
-        }
-        match crate::codec::decode_tagged::<SnapshotContentV2>(SNAPSHOT_V2, data) {
-            Some(content) => content.map(|content| Self {
-                application: content.application,
-                requests: content.requests,
-                request_clock_ms: content.request_clock_ms,
-                digest: content.digest,
-                cold: Vec::new(),
-            }),
-            // A snapshot of an older version: the application's state alone.
+impl SnapshotHead {
+    /// Reads a snapshot of an earlier version (one value, no cold keys).
+    fn decode_whole(data: &[u8]) -> Result<Self, String> {
+        match crate::codec::decode_tagged::<Self>(SNAPSHOT_V2, data) {
+            Some(head) => head,
+            // Older still: the application's state alone.
             None => Ok(Self {
                 application: data.to_vec(),
                 requests: Vec::new(),
                 request_clock_ms: 0,
                 digest: 0,
-                cold: Vec::new(),
             }),
+        }
+    }
+}
+
+/// The cold pairs of a snapshot being installed.
+enum ColdPairs {
+    Streamed(StreamedReader),
+    None,
+}
+
+impl ColdPairs {
+    fn next(&mut self) -> Result<Option<crate::storage::KeyValue>, String> {
+        match self {
+            ColdPairs::Streamed(reader) => reader.next_pair(),
+            ColdPairs::None => Ok(None),
+        }
+    }
+}
+
+/// Opens a snapshot file of any version: its head, and its cold pairs to read one by one.
+fn read_snapshot(file: std::fs::File) -> Result<(SnapshotHead, ColdPairs), String> {
+    match StreamedReader::open::<SnapshotHead>(file)? {
+        Ok((head, reader)) => Ok((head, ColdPairs::Streamed(reader))),
+        Err(mut file) => {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut data)
+                .map_err(|error| format!("snapshot file: read: {error}"))?;
+            Ok((SnapshotHead::decode_whole(&data)?, ColdPairs::None))
         }
     }
 }
@@ -150,7 +157,9 @@ fn snapshot_error(verb: ErrorVerb, error: impl std::fmt::Display) -> RaftStorage
 pub struct StateMachineStore<S: StateMachine> {
     state: Arc<RwLock<S>>,
     keyspace: Arc<dyn Keyspace>,
-    snapshots: Arc<dyn Keyspace>,
+    files: Arc<SnapshotFiles>,
+    /// Files being received (`begin_receiving_snapshot`), the latest last.
+    receiving: Vec<std::path::PathBuf>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
     recent: RecentRequests,
@@ -259,6 +268,7 @@ impl<S: StateMachine> StateMachineStore<S> {
         state: Arc<RwLock<S>>,
         keyspace: Arc<dyn Keyspace>,
         snapshots: Arc<dyn Keyspace>,
+        snapshot_dir: std::path::PathBuf,
         dedup_limits: DedupLimits,
     ) -> Result<Self, RaftStorageError> {
         let read = |key: &[u8]| {
@@ -291,10 +301,16 @@ impl<S: StateMachine> StateMachineStore<S> {
             .map_err(|error| sm_error(ErrorVerb::Read, error))?;
         let stats = Arc::new(ApplyStats::default());
         stats.publish_digest(last_applied.map(|log_id| log_id.index), digest);
+        let files = Arc::new(
+            SnapshotFiles::open(snapshot_dir).map_err(|error| sm_error(ErrorVerb::Read, error))?,
+        );
+        migrate_stored_snapshot(snapshots.as_ref(), &files)
+            .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
         Ok(Self {
             state,
             keyspace,
-            snapshots,
+            files,
+            receiving: Vec::new(),
             last_applied,
             membership,
             recent,
@@ -320,7 +336,8 @@ impl<S: StateMachine> StateMachineStore<S> {
 
     /// Writes `writes` with the applied log id, membership and the digest moved over
     /// them, atomically, and publishes the digest.
-    fn commit(&mut self, mut writes: WriteBatch) -> Result<(), RaftStorageError> {
+    fn commit(&mut self, writes: WriteBatch) -> Result<(), RaftStorageError> {
+        let mut writes = writes.last_per_key();
         debug_assert!(
             writes.operations().iter().all(|operation| match operation {
                 crate::storage::WriteOperation::Put { key, .. }
@@ -397,12 +414,11 @@ impl<S: StateMachine> StateMachineStore<S> {
             state.snapshot()?
         };
         Ok(PreparedSnapshot {
-            content: SnapshotContent {
+            head: SnapshotHead {
                 application,
                 requests: self.recent.entries(),
                 request_clock_ms: self.recent.clock_ms(),
                 digest: self.digest.0,
-                cold: Vec::new(),
             },
             last_applied: self.last_applied,
             membership: self.membership.clone(),
@@ -410,62 +426,94 @@ impl<S: StateMachine> StateMachineStore<S> {
     }
 }
 
-fn save_snapshot(
-    snapshots: &dyn Keyspace,
-    stored: &StoredSnapshot,
-) -> Result<(), RaftStorageError> {
-    // Binary: in JSON the data's bytes would be an array of numbers, several times larger
-    // and slower to write than the state itself.
-    let bytes =
-        crate::codec::encode(stored).map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
+/// Moves a snapshot kept in the snapshot keyspace (before snapshot files) to a file.
+fn migrate_stored_snapshot(snapshots: &dyn Keyspace, files: &SnapshotFiles) -> Result<(), String> {
+    let Some(bytes) = snapshots
+        .get(SNAPSHOT_KEY)
+        .map_err(|error| error.to_string())?
+    else {
+        return Ok(());
+    };
+    let stored: StoredSnapshot = crate::codec::decode(&bytes)?;
+    if files.current()?.is_none() {
+        let (path, mut file) = files.partial()?;
+        std::io::Write::write_all(&mut file, &stored.data)
+            .map_err(|error| format!("snapshot file: write: {error}"))?;
+        files.make_current(&path, &stored.meta)?;
+    }
     let mut batch = WriteBatch::new();
-    batch.put(SNAPSHOT_KEY.to_vec(), bytes);
-    snapshots
-        .write(batch)
-        .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
-    snapshots
-        .flush()
-        .map_err(|error| snapshot_error(ErrorVerb::Write, error))
+    batch.delete(SNAPSHOT_KEY.to_vec());
+    snapshots.write(batch).map_err(|error| error.to_string())?;
+    snapshots.flush().map_err(|error| error.to_string())
 }
 
 /// The in-memory part of a snapshot, copied between applies.
 struct PreparedSnapshot {
-    content: SnapshotContent,
+    head: SnapshotHead,
     last_applied: Option<LogId>,
     membership: StoredMembership,
 }
 
+/// How many cold pairs are read from the keyspace at a time while a snapshot is written.
+const COLD_CHUNK: usize = 4_096;
+
 impl PreparedSnapshot {
-    /// Adds the cold keys present at the snapshot's index, read from `keyspace` while
-    /// applies go on (see [`cold_value`]), and encodes the whole.
-    fn complete(
-        mut self,
+    /// Writes the snapshot file: the head, then the cold keys present at the snapshot's
+    /// index, read from `keyspace` in chunks while applies go on (see [`cold_value`]).
+    /// Returns the file's path and meta.
+    fn write(
+        self,
+        files: &SnapshotFiles,
         keyspace: &dyn Keyspace,
         cold_prefix: &[u8],
-    ) -> Result<StoredSnapshot, String> {
-        if !cold_prefix.is_empty() {
-            let index = self.last_applied.map_or(0, |log_id| log_id.index);
-            let mut cold = keyspace
-                .scan_prefix(cold_prefix)
-                .map_err(|error| error.to_string())?;
-            cold.retain(|(_, value)| {
-                split_cold_value(value).is_some_and(|(written_at, _)| written_at <= index)
-            });
-            self.content.cold = cold;
-        }
-        let data = crate::codec::encode_tagged(SNAPSHOT_V3, &self.content)?;
-        let snapshot_id = match &self.last_applied {
-            Some(log_id) => format!("{}-{}-{}", log_id.leader_id, log_id.index, data.len()),
-            None => format!("empty-{}", data.len()),
+    ) -> Result<(std::path::PathBuf, SnapshotMeta, u64), String> {
+        let index = self.last_applied.map_or(0, |log_id| log_id.index);
+        let (path, file) = files.partial()?;
+        let end = match crate::storage::prefix_successor(cold_prefix) {
+            Some(successor) => std::ops::Bound::Excluded(successor),
+            None => std::ops::Bound::Unbounded,
         };
-        Ok(StoredSnapshot {
-            meta: SnapshotMeta {
-                last_log_id: self.last_applied,
-                last_membership: self.membership,
-                snapshot_id,
-            },
-            data,
-        })
+        let mut from = std::ops::Bound::Included(cold_prefix.to_vec());
+        let mut done = cold_prefix.is_empty();
+        let bytes = write_streamed(file, &self.head, || {
+            while !done {
+                let chunk = keyspace
+                    .range(from.clone(), end.clone(), COLD_CHUNK)
+                    .map_err(|error| error.to_string())?;
+                done = chunk.len() < COLD_CHUNK;
+                let Some((last, _)) = chunk.last() else {
+                    break;
+                };
+                from = std::ops::Bound::Excluded(last.clone());
+                let kept: Vec<_> = chunk
+                    .into_iter()
+                    .filter(|(_, value)| {
+                        split_cold_value(value).is_some_and(|(written_at, _)| written_at <= index)
+                    })
+                    .collect();
+                if !kept.is_empty() {
+                    return Ok(kept);
+                }
+            }
+            Ok(Vec::new())
+        });
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(error);
+            }
+        };
+        let snapshot_id = match &self.last_applied {
+            Some(log_id) => format!("{}-{}-{bytes}", log_id.leader_id, log_id.index),
+            None => format!("empty-{bytes}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.membership,
+            snapshot_id,
+        };
+        Ok((path, meta, bytes))
     }
 }
 
@@ -479,7 +527,7 @@ pub struct ExactSnapshotBuilder {
     )>,
     keyspace: Arc<dyn Keyspace>,
     cold_prefix: &'static [u8],
-    snapshots: Arc<dyn Keyspace>,
+    files: Arc<SnapshotFiles>,
     stats: Arc<ApplyStats>,
     started: Instant,
 }
@@ -493,25 +541,30 @@ impl RaftSnapshotBuilder<TypeConfig> for ExactSnapshotBuilder {
         let prepared = prepared.map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
         let keyspace = self.keyspace.clone();
         let cold_prefix = self.cold_prefix;
-        let stored = tokio::task::spawn_blocking(move || {
-            let stored = prepared.complete(keyspace.as_ref(), cold_prefix);
+        let files = self.files.clone();
+        let (meta, bytes, path) = tokio::task::spawn_blocking(move || {
+            let written = prepared.write(&files, keyspace.as_ref(), cold_prefix);
             drop(guard);
-            stored
+            let (path, meta, bytes) = written?;
+            let path = files.make_current(&path, &meta)?;
+            Ok::<_, String>((meta, bytes, path))
         })
         .await
-        .map_err(|error| snapshot_error(ErrorVerb::Read, error))?
-        .map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
-        save_snapshot(self.snapshots.as_ref(), &stored)?;
+        .map_err(|error| snapshot_error(ErrorVerb::Write, error))?
+        .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
         self.stats.snapshots_built.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
-            bytes = stored.data.len(),
-            index = stored.meta.last_log_id.map(|log_id| log_id.index),
+            bytes,
+            index = meta.last_log_id.map(|log_id| log_id.index),
             millis = self.started.elapsed().as_millis() as u64,
             "snapshot built and stored"
         );
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
         Ok(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            meta,
+            snapshot: Box::new(file),
         })
     }
 }
@@ -582,24 +635,27 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             prepared: Some((self.prepare_snapshot(), guard)),
             keyspace: self.keyspace.clone(),
             cold_prefix: S::COLD_PREFIX,
-            snapshots: self.snapshots.clone(),
+            files: self.files.clone(),
             stats: self.stats.clone(),
             started,
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, RaftStorageError> {
+        let (path, file) = self
+            .files
+            .receiving()
+            .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
+        self.receiving.push(path);
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), RaftStorageError> {
-        let data = snapshot.into_inner();
-        let content = SnapshotContent::decode(&data)
-            .map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
+        let file = snapshot.into_std().await;
         let mut writes = WriteBatch::new();
         let existing = self
             .keyspace
@@ -612,22 +668,27 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         for (key, _) in existing {
             writes.delete(key);
         }
+        let (head, mut cold) =
+            read_snapshot(file).map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
         {
             let mut state = self
                 .state
                 .write()
                 .map_err(|_| sm_error(ErrorVerb::Write, "state lock poisoned"))?;
             state
-                .restore(&content.application, &mut writes)
+                .restore(&head.application, &mut writes)
                 .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
         }
-        for (key, value) in content.cold {
-            if key.starts_with(S::COLD_PREFIX) && !S::COLD_PREFIX.is_empty() {
+        while let Some((key, value)) = cold
+            .next()
+            .map_err(|error| snapshot_error(ErrorVerb::Read, error))?
+        {
+            if !S::COLD_PREFIX.is_empty() && key.starts_with(S::COLD_PREFIX) {
                 writes.put(key, value);
             }
         }
         self.recent
-            .restore(content.requests, content.request_clock_ms, &mut writes)
+            .restore(head.requests, head.request_clock_ms, &mut writes)
             .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -637,10 +698,10 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             let _no_snapshot_reading = cold_guard.write().await;
             self.commit(writes)?;
         }
-        if content.digest != 0 && content.digest != self.digest.0 {
+        if head.digest != 0 && head.digest != self.digest.0 {
             tracing::error!(
                 snapshot = %meta.snapshot_id,
-                expected = %StateDigest(content.digest).to_hex(),
+                expected = %StateDigest(head.digest).to_hex(),
                 installed = %self.digest.to_hex(),
                 "the installed snapshot's state differs from the state it was taken from"
             );
@@ -651,28 +712,71 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         self.stats
             .snapshots_installed
             .fetch_add(1, Ordering::Relaxed);
-        save_snapshot(
-            self.snapshots.as_ref(),
-            &StoredSnapshot {
-                meta: meta.clone(),
-                data,
-            },
-        )
+        // The file received is the snapshot, byte for byte: it becomes the current one.
+        match self.receiving.pop() {
+            Some(path) => {
+                for abandoned in self.receiving.drain(..) {
+                    let _ = std::fs::remove_file(abandoned);
+                }
+                self.files
+                    .make_current(&path, meta)
+                    .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
+            }
+            None => tracing::warn!(
+                snapshot = %meta.snapshot_id,
+                "an installed snapshot was not received into a file: it is not kept"
+            ),
+        }
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, RaftStorageError> {
-        let bytes = self
-            .snapshots
-            .get(SNAPSHOT_KEY)
-            .map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
-        let Some(bytes) = bytes else {
+        let Some((meta, path)) = self
+            .files
+            .current()
+            .map_err(|error| snapshot_error(ErrorVerb::Read, error))?
+        else {
             return Ok(None);
         };
-        let stored: StoredSnapshot =
-            crate::codec::decode(&bytes).map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
         Ok(Some(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            meta,
+            snapshot: Box::new(file),
         }))
+    }
+}
+
+/// Helpers for the tests of snapshots written by earlier versions.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// The version-2 snapshot data of the store's state now.
+    pub(crate) fn head_v2<S: StateMachine>(store: &StateMachineStore<S>) -> Vec<u8> {
+        let prepared = store.prepare_snapshot().unwrap();
+        crate::codec::encode_tagged(SNAPSHOT_V2, &prepared.head).unwrap()
+    }
+
+    /// Keeps `data` in the snapshot keyspace as versions before snapshot files did.
+    pub(crate) fn store_legacy(snapshots: &dyn Keyspace, index: u64, data: Vec<u8>) {
+        let stored = StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: Some(openraft::LogId::new(
+                    openraft::CommittedLeaderId::new(1, 1),
+                    index,
+                )),
+                last_membership: Default::default(),
+                snapshot_id: "legacy".to_string(),
+            },
+            data,
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(
+            SNAPSHOT_KEY.to_vec(),
+            crate::codec::encode(&stored).unwrap(),
+        );
+        snapshots.write(batch).unwrap();
     }
 }

@@ -37,6 +37,14 @@ pub enum WriteOperation {
     Delete { key: Vec<u8> },
 }
 
+impl WriteOperation {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            WriteOperation::Put { key, .. } | WriteOperation::Delete { key } => key,
+        }
+    }
+}
+
 impl WriteBatch {
     pub fn new() -> Self {
         Self::default()
@@ -68,6 +76,33 @@ impl WriteBatch {
 
     pub fn into_operations(self) -> Vec<WriteOperation> {
         self.operations
+    }
+
+    /// The same batch with only the last operation on each key (in the order those last
+    /// operations were made): what it leaves stored is unchanged, and a job written at
+    /// submission, assignment, start and end within one batch is written once.
+    pub fn last_per_key(self) -> WriteBatch {
+        let mut last: std::collections::HashMap<&[u8], usize> =
+            std::collections::HashMap::with_capacity(self.operations.len());
+        for (position, operation) in self.operations.iter().enumerate() {
+            last.insert(operation.key(), position);
+        }
+        if last.len() == self.operations.len() {
+            return self;
+        }
+        let keep: Vec<bool> = self
+            .operations
+            .iter()
+            .enumerate()
+            .map(|(position, operation)| last.get(operation.key()) == Some(&position))
+            .collect();
+        let operations = self
+            .operations
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(operation, kept)| kept.then_some(operation))
+            .collect();
+        WriteBatch { operations }
     }
 }
 
@@ -116,6 +151,9 @@ pub trait Keyspace: Debug + Send + Sync + 'static {
 /// A database of named keyspaces.
 pub trait Storage: Debug + Send + Sync + 'static {
     fn keyspace(&self, name: &str) -> Result<Arc<dyn Keyspace>, StorageError>;
+
+    /// A folder beside the keyspaces for files too large to be values (snapshots).
+    fn snapshot_dir(&self) -> std::path::PathBuf;
 }
 
 /// The smallest key greater than every key that starts with `prefix`, if one exists.
@@ -128,4 +166,32 @@ pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_per_key_keeps_what_the_batch_leaves_stored() {
+        let mut batch = WriteBatch::new();
+        batch.put(b"job/a".to_vec(), b"pending".to_vec());
+        batch.put(b"job/b".to_vec(), b"pending".to_vec());
+        batch.put(b"job/a".to_vec(), b"running".to_vec());
+        batch.delete(b"job/b".to_vec());
+        batch.put(b"job/a".to_vec(), b"done".to_vec());
+        let compact = batch.last_per_key();
+        assert_eq!(
+            compact.operations(),
+            &[
+                WriteOperation::Delete {
+                    key: b"job/b".to_vec()
+                },
+                WriteOperation::Put {
+                    key: b"job/a".to_vec(),
+                    value: b"done".to_vec()
+                },
+            ]
+        );
+    }
 }
