@@ -10,9 +10,17 @@
 //! - `soak`: holds `--target` jobs running at once on a simulated pool across many
 //!   tenants (new jobs arrive as old ones finish), and reports the concurrency reached,
 //!   the dispatch latency (pending to assigned) and the API latency during it.
+//! - `history`: fills the job history with `--target` finished jobs (or tops it up to
+//!   that), waits until they left memory, then measures reads of them (by id, filtered
+//!   list pages) and the reports (fair share, SLA summary, pool metrics) polled by
+//!   `--clients` clients, and single submissions beside the pollers and without them.
+//! - `agents`: like `soak`, on real `hodei worker` agents of the queue `default`
+//!   (`pool-default`) that the cluster already has: jobs go through the worker hub, the
+//!   agents' streams, their heartbeats and their per-job reports. It reports completions
+//!   per second and the time from an assignment's commit to the agent's start report.
 //!
 //! The bench sets up what it needs through the API: tenants `bench-0..` with quotas large
-//! enough, and a simulated pool and a queue `bench-<scenario>` on it.
+//! enough, and (except `agents`) a simulated pool and a queue `bench-<scenario>` on it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,9 +38,20 @@ use tonic::transport::Channel;
 
 use crate::stats::{bucket_delta, histogram_buckets, histogram_quantile, millis, summarize};
 
-/// Each scenario has its own queue and simulated pool, `bench-<scenario>`.
-fn queue_id(scenario: Scenario) -> String {
-    format!("bench-{}", scenario.as_str())
+/// Each scenario has its own queue and simulated pool, `bench-<scenario>`; `agents` uses
+/// the cluster's `default` queue and its pool of real agents.
+pub(crate) fn queue_id(scenario: Scenario) -> String {
+    match scenario {
+        Scenario::Agents => "default".to_string(),
+        other => format!("bench-{}", other.as_str()),
+    }
+}
+
+pub(crate) fn pool_id(scenario: Scenario) -> String {
+    match scenario {
+        Scenario::Agents => "pool-default".to_string(),
+        other => format!("bench-{}", other.as_str()),
+    }
 }
 /// One virtual worker: 64 cores, 256 GiB.
 const WORKER_CPU_M: u64 = 64_000;
@@ -40,6 +59,10 @@ const WORKER_MEMORY_MB: u64 = 262_144;
 /// One bench job: 100 m, 64 MiB (640 per virtual worker).
 const JOB_CPU_M: u64 = 100;
 const JOB_MEMORY_MB: u64 = 64;
+/// One `agents` job: 1 m, 1 MiB, so that an agent's capacity (`--cpu-m`) sets how many
+/// run on it at once.
+const AGENT_JOB_CPU_M: u64 = 1;
+const AGENT_JOB_MEMORY_MB: u64 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -47,6 +70,8 @@ pub enum Scenario {
     Read,
     Mixed,
     Soak,
+    Agents,
+    History,
 }
 
 impl Scenario {
@@ -56,7 +81,11 @@ impl Scenario {
             "read" => Ok(Scenario::Read),
             "mixed" => Ok(Scenario::Mixed),
             "soak" | "soak-10k" => Ok(Scenario::Soak),
-            other => bail!("unknown scenario `{other}`: use submit, read, mixed or soak"),
+            "agents" => Ok(Scenario::Agents),
+            "history" => Ok(Scenario::History),
+            other => bail!(
+                "unknown scenario `{other}`: use submit, read, mixed, soak, agents or history"
+            ),
         }
     }
 
@@ -66,7 +95,14 @@ impl Scenario {
             Scenario::Read => "read",
             Scenario::Mixed => "mixed",
             Scenario::Soak => "soak",
+            Scenario::Agents => "agents",
+            Scenario::History => "history",
         }
+    }
+
+    /// Whether submitters are held to keep about `--target` jobs in the queue.
+    fn holds_target(self) -> bool {
+        matches!(self, Scenario::Soak | Scenario::Agents)
     }
 }
 
@@ -150,7 +186,7 @@ impl BenchSettings {
                 self.tenants
             );
         }
-        if self.scenario == Scenario::Soak && self.target == 0 {
+        if self.scenario.holds_target() && self.target == 0 {
             bail!("--target: the soak needs at least 1 job to hold running");
         }
         if self.scenario == Scenario::Mixed && self.clients < 2 {
@@ -186,14 +222,19 @@ async fn connect(addr: &str) -> anyhow::Result<Channel> {
 
 /// Latencies and errors per operation, for one client; merged at the end.
 #[derive(Default)]
-struct Recorder {
+pub(crate) struct Recorder {
     latencies: BTreeMap<&'static str, Vec<Duration>>,
     errors: BTreeMap<&'static str, u64>,
     jobs: u64,
 }
 
 impl Recorder {
-    fn record<T, E>(&mut self, operation: &'static str, started: Instant, outcome: &Result<T, E>) {
+    pub(crate) fn record<T, E>(
+        &mut self,
+        operation: &'static str,
+        started: Instant,
+        outcome: &Result<T, E>,
+    ) {
         match outcome {
             Ok(_) => self
                 .latencies
@@ -204,7 +245,7 @@ impl Recorder {
         }
     }
 
-    fn merge(&mut self, other: Recorder) {
+    pub(crate) fn merge(&mut self, other: Recorder) {
         for (operation, samples) in other.latencies {
             self.latencies.entry(operation).or_default().extend(samples);
         }
@@ -214,7 +255,7 @@ impl Recorder {
         self.jobs += other.jobs;
     }
 
-    fn report(self, seconds: f64) -> Value {
+    pub(crate) fn report(self, seconds: f64) -> Value {
         let mut operations = serde_json::Map::new();
         let names: Vec<&'static str> = self
             .latencies
@@ -259,6 +300,23 @@ fn spread_run_time(job_ms: u64) -> u64 {
 }
 
 fn job(tenant: &str, queue: &str, job_ms: u64) -> pb::JobSpec {
+    if queue == queue_id(Scenario::Agents) {
+        // Run by the agents' own runner: no simulation.
+        return pb::JobSpec {
+            tenant: tenant.to_string(),
+            queue: queue.to_string(),
+            resources: Some(pb::JobResources {
+                cpu_m: AGENT_JOB_CPU_M,
+                memory_mb: AGENT_JOB_MEMORY_MB,
+                gpu: 0,
+            }),
+            command: Some(pb::JobCommand {
+                argv: vec!["true".to_string()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+    }
     pb::JobSpec {
         tenant: tenant.to_string(),
         queue: queue.to_string(),
@@ -279,7 +337,7 @@ fn job(tenant: &str, queue: &str, job_ms: u64) -> pb::JobSpec {
     }
 }
 
-fn tenant_name(index: u32) -> String {
+pub(crate) fn tenant_name(index: u32) -> String {
     format!("bench-{index}")
 }
 
@@ -310,6 +368,9 @@ async fn set_up(channel: Channel, settings: &BenchSettings, workers: u32) -> any
             })
             .await
             .with_context(|| format!("cannot set the quota of {id}"))?;
+    }
+    if settings.scenario == Scenario::Agents {
+        return Ok(());
     }
     let mut pools = ResourcePoolServiceClient::new(channel.clone());
     let created = pools
@@ -348,7 +409,7 @@ async fn set_up(channel: Channel, settings: &BenchSettings, workers: u32) -> any
     Ok(())
 }
 
-async fn submit_once(
+pub(crate) async fn submit_once(
     client: &mut JobServiceClient<Channel>,
     recorder: &mut Recorder,
     tenant: &str,
@@ -503,8 +564,13 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
         Scenario::Submit | Scenario::Read => 0,
         Scenario::Mixed => 4,
         Scenario::Soak => settings.soak_workers(),
+        Scenario::Agents => 0,
+        Scenario::History => crate::bench_history::VIRTUAL_WORKERS,
     });
     set_up(channels[0].clone(), &settings, workers).await?;
+    if settings.scenario == Scenario::History {
+        return crate::bench_history::run(&settings, &channels).await;
+    }
     // Jobs to read: a first batch per tenant.
     let mut seeded = Vec::new();
     if matches!(settings.scenario, Scenario::Read | Scenario::Mixed) {
@@ -549,8 +615,8 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
             let reader = match settings.scenario {
                 Scenario::Read => true,
                 Scenario::Mixed => client_index % 2 == 1,
-                Scenario::Soak => client_index % 4 == 3,
-                Scenario::Submit => false,
+                Scenario::Soak | Scenario::Agents => client_index % 4 == 3,
+                Scenario::Submit | Scenario::History => false,
             };
             let mut turn = u64::from(client_index);
             while !stop.load(Ordering::Relaxed) {
@@ -566,12 +632,12 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
                         calls.fetch_add(1, Ordering::Relaxed);
                     }
                     turn += 1;
-                    if settings.scenario == Scenario::Soak {
+                    if settings.scenario.holds_target() {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                     continue;
                 }
-                if settings.scenario == Scenario::Soak {
+                if settings.scenario.holds_target() {
                     let wanted = u64::from(settings.batch);
                     let granted = allowance
                         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
@@ -612,6 +678,16 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
             allowance.store(wanted.saturating_sub(have), Ordering::Relaxed);
         }
     };
+    let pool_metrics = |channel: Channel, pool: String| async move {
+        ResourcePoolServiceClient::new(channel)
+            .get_pool_metrics(pb::GetPoolRequest {
+                id: pool,
+                ..Default::default()
+            })
+            .await
+            .map(|reply| reply.into_inner())
+            .ok()
+    };
     let warm_up = if settings.scenario == Scenario::Soak {
         // Fill up to the target before measuring.
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -629,21 +705,29 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         Duration::ZERO
+    } else if settings.scenario == Scenario::Agents {
+        // Until the agents run jobs (the allowance is fed once a second).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = queue_status(&monitor, &queue).await;
+            feed(&status);
+            let running = status.as_ref().map(|found| found.running).unwrap_or(0);
+            let finished = pool_metrics(monitor.clone(), pool_id(settings.scenario))
+                .await
+                .map(|pool| pool.jobs_finished)
+                .unwrap_or(0);
+            eprintln!("bench agents: warming up, {running} running, {finished} finished");
+            if finished > 0 || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Duration::from_secs(2)
     } else {
         Duration::from_secs(1)
     };
     tokio::time::sleep(warm_up).await;
-    let pool_metrics = |channel: Channel, pool: String| async move {
-        ResourcePoolServiceClient::new(channel)
-            .get_pool_metrics(pb::GetPoolRequest {
-                id: pool,
-                ..Default::default()
-            })
-            .await
-            .map(|reply| reply.into_inner())
-            .ok()
-    };
-    let finished_before = pool_metrics(monitor.clone(), queue.clone())
+    let finished_before = pool_metrics(monitor.clone(), pool_id(settings.scenario))
         .await
         .map(|pool| pool.jobs_finished);
     let latency_before = dispatch_latency_buckets(&settings.metrics, &queue).await;
@@ -660,7 +744,7 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
             tokio::time::sleep(Duration::from_millis(10).min(next - Instant::now())).await;
         }
         let status = queue_status(&monitor, &queue).await;
-        if settings.scenario == Scenario::Soak {
+        if settings.scenario.holds_target() {
             feed(&status);
         }
         let (running, pending) = status
@@ -684,7 +768,7 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
     }
     measuring.store(false, Ordering::Relaxed);
     let measured = started.elapsed().as_secs_f64();
-    let pool = pool_metrics(monitor.clone(), queue.clone()).await;
+    let pool = pool_metrics(monitor.clone(), pool_id(settings.scenario)).await;
     let latency_after = dispatch_latency_buckets(&settings.metrics, &queue).await;
     stop.store(true, Ordering::Relaxed);
     let mut total = Recorder::default();
@@ -697,7 +781,13 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
     result["clients"] = json!(settings.clients);
     result["jobs_per_call"] = json!(settings.batch);
     result["seconds"] = json!(measured);
-    if matches!(settings.scenario, Scenario::Soak | Scenario::Mixed) {
+    if settings.scenario == Scenario::Agents {
+        result["assigned_to_started_ms"] = assigned_to_started(&monitor).await;
+    }
+    if matches!(
+        settings.scenario,
+        Scenario::Soak | Scenario::Mixed | Scenario::Agents
+    ) {
         let finished = pool
             .as_ref()
             .map(|pool| pool.jobs_finished)
@@ -736,6 +826,48 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
         result["completions_per_second"] = json!(finished.map(|count| count as f64 / measured));
     }
     Ok(result)
+}
+
+/// From the commit of an assignment to the agent's report that the run started (the
+/// job's `assigned` and `running` transitions), over the newest 1,000 jobs that ran.
+async fn assigned_to_started(channel: &Channel) -> Value {
+    let page = JobServiceClient::new(channel.clone())
+        .list_jobs(pb::ListJobsRequest {
+            order: "newest".to_string(),
+            limit: Some(1_000),
+            ..Default::default()
+        })
+        .await;
+    let mut gaps: Vec<f64> = match page {
+        Ok(page) => page
+            .into_inner()
+            .items
+            .iter()
+            .filter_map(|job| {
+                let at = |state: &str| {
+                    job.transitions
+                        .iter()
+                        .rev()
+                        .find(|step| step.state == state)
+                        .map(|step| step.at_ms)
+                };
+                Some(at("running")?.saturating_sub(at("assigned")?) as f64)
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    gaps.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        (!gaps.is_empty())
+            .then(|| gaps[((gaps.len() as f64 * q).ceil() as usize).clamp(1, gaps.len()) - 1])
+    };
+    json!({
+        "what": "assignment committed to the agent's start report (the job's assigned and running transitions; millisecond clocks of one machine), newest 1,000 jobs",
+        "samples": gaps.len(),
+        "p50": quantile(0.50),
+        "p99": quantile(0.99),
+        "max": gaps.last(),
+    })
 }
 
 #[cfg(test)]
@@ -825,6 +957,10 @@ mod tests {
         }
         assert!(settings().validate().is_ok());
         assert!(Scenario::parse("chaos").is_err());
+        assert_eq!(Scenario::parse("agents").unwrap(), Scenario::Agents);
+        assert_eq!(Scenario::parse("history").unwrap(), Scenario::History);
+        assert_eq!(queue_id(Scenario::Agents), "default");
+        assert_eq!(pool_id(Scenario::History), "bench-history");
         assert_eq!(Scenario::parse("soak-10k").unwrap(), Scenario::Soak);
     }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 pub mod bench;
+mod bench_history;
 pub mod stats;
 
 /// What a client saw for one write.

@@ -414,6 +414,11 @@ pub struct RetentionConfig {
     pub job_history_days: u64,
     /// How often the leader moves finished jobs to the history and deletes expired ones.
     pub sweep_interval_s: u64,
+    /// Lost and terminated workers (holding no job) are forgotten this long after they
+    /// went.
+    pub gone_workers_hours: u64,
+    /// Ended burst sessions are forgotten this long after they ended.
+    pub burst_history_days: u64,
 }
 
 impl Default for RetentionConfig {
@@ -422,6 +427,8 @@ impl Default for RetentionConfig {
             finished_in_memory_s: 300,
             job_history_days: 30,
             sweep_interval_s: 10,
+            gone_workers_hours: 24,
+            burst_history_days: 30,
         }
     }
 }

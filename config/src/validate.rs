@@ -281,6 +281,17 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         retention.sweep_interval_s,
         3_600,
     );
+    problems.at_least(
+        "retention.gone_workers_hours",
+        retention.gone_workers_hours,
+        1,
+    );
+    // The burst rules look back a day (sessions per day, the cooldown).
+    problems.at_least(
+        "retention.burst_history_days",
+        retention.burst_history_days,
+        1,
+    );
     for (level, seconds) in [
         ("critical", scheduling.sla_targets_s.critical),
         ("high", scheduling.sla_targets_s.high),

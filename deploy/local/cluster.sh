@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A 3-node Hodei cluster on 127.0.0.1, the way to try HA on a laptop.
 #
-#   deploy/local/cluster.sh up [DIR] [--workers N]
+#   deploy/local/cluster.sh up [DIR] [--workers N] [--worker-args "ARGS"]
 #                                         start nodes 1-3 (data and logs under DIR, default
 #                                         ./.hodei/local) and N `hodei worker` agents in
-#                                         pool-default that follow the leader (default 0)
+#                                         pool-default that follow the leader (default 0),
+#                                         each given ARGS too (e.g. "--cpu-m 2000")
 #   deploy/local/cluster.sh status [DIR]  members, leader, term, match index and lag
 #   deploy/local/cluster.sh down [DIR]    stop them (SIGTERM, then SIGKILL after 10 s)
 #
@@ -20,9 +21,11 @@ command="${1:-}"
 shift || true
 dir="./.hodei/local"
 workers=0
+worker_args=""
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --workers) workers="${2:?--workers takes a number}"; shift 2 ;;
+    --worker-args) worker_args="${2?--worker-args takes the arguments in one word}"; shift 2 ;;
     *) dir="$1"; shift ;;
   esac
 done
@@ -124,8 +127,9 @@ start_workers() {
       continue
     fi
     mkdir -p "$home/work"
+    # shellcheck disable=SC2086 # the extra arguments are words
     nohup "$hodei" worker --id "ha-worker-$index" --pool pool-default --servers "${servers%,}" \
-      --work-dir "$home/work" >> "$home/worker.log" 2>&1 &
+      --work-dir "$home/work" $worker_args >> "$home/worker.log" 2>&1 &
     echo $! > "$home/pid"
     echo "worker ha-worker-$index: pid $!, log $home/worker.log"
   done

@@ -424,6 +424,12 @@ pub fn limit_settings(config: &Config) -> LimitSettings {
                 config.retention.job_history_days.saturating_mul(86_400),
             ),
             sweep_interval: Duration::from_secs(config.retention.sweep_interval_s),
+            gone_workers: Duration::from_secs(
+                config.retention.gone_workers_hours.saturating_mul(3_600),
+            ),
+            burst_history: Duration::from_secs(
+                config.retention.burst_history_days.saturating_mul(86_400),
+            ),
         },
         default_quota: Quota {
             cpu_m: quota.cpu_m,

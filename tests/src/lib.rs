@@ -634,8 +634,21 @@ impl WorkerProcess {
         cpu_m: u64,
         memory_mb: u64,
     ) -> anyhow::Result<Self> {
+        Self::start_with(dir, id, pool, servers, cpu_m, memory_mb, &[])
+    }
+
+    /// Like [`WorkerProcess::start`], with `extra` arguments (e.g. `--runner instant`).
+    pub fn start_with(
+        dir: &Path,
+        id: &str,
+        pool: &str,
+        servers: &[String],
+        cpu_m: u64,
+        memory_mb: u64,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir.join("work"))?;
-        let args = vec![
+        let mut args = vec![
             "worker".to_string(),
             "--id".to_string(),
             id.to_string(),
@@ -650,6 +663,7 @@ impl WorkerProcess {
             "--work-dir".to_string(),
             dir.join("work").display().to_string(),
         ];
+        args.extend(extra.iter().map(|arg| arg.to_string()));
         let mut worker = Self {
             id: id.to_string(),
             dir: dir.to_path_buf(),

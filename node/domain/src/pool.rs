@@ -156,6 +156,9 @@ impl PoolState {
     }
 }
 
+/// How many transitions a pool's history keeps (the oldest go first).
+pub const POOL_HISTORY_KEPT: usize = 200;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {
     pub id: String,
@@ -287,6 +290,13 @@ impl PoolState {
 }
 
 impl Pool {
+    /// Adds a transition to the history, which keeps the last [`POOL_HISTORY_KEPT`].
+    pub fn record(&mut self, transition: PoolTransition) {
+        self.history.push(transition);
+        let excess = self.history.len().saturating_sub(POOL_HISTORY_KEPT);
+        self.history.drain(..excess);
+    }
+
     /// A new active pool with default settings.
     pub fn new(
         id: &str,
@@ -433,7 +443,7 @@ impl Pool {
                 }
             )));
         };
-        self.history.push(PoolTransition {
+        self.record(PoolTransition {
             from: self.state,
             to: next,
             action: Some(action),
@@ -565,5 +575,35 @@ mod tests {
             ]
         );
         assert!(PoolState::Decommissioned.allowed_actions().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod history_bound_tests {
+    use super::*;
+
+    #[test]
+    fn a_pools_history_keeps_its_last_transitions() {
+        let mut pool = Pool::new(
+            "p",
+            PoolType::Static,
+            PoolProvider::Static,
+            crate::resources::Resources::new(1, 1, 0),
+            0,
+            1,
+            0,
+        );
+        for at_ms in 0..(POOL_HISTORY_KEPT as u64 + 50) {
+            pool.record(PoolTransition {
+                from: pool.state,
+                to: pool.state,
+                action: None,
+                by: "hodei".into(),
+                reason: "test".into(),
+                at_ms,
+            });
+        }
+        assert_eq!(pool.history.len(), POOL_HISTORY_KEPT);
+        assert_eq!(pool.history[0].at_ms, 50, "the oldest went first");
     }
 }

@@ -63,6 +63,8 @@ pub struct RetentionSettings {
     pub finished_in_memory: Duration,
     pub job_history: Duration,
     pub sweep_interval: Duration,
+    pub gone_workers: Duration,
+    pub burst_history: Duration,
 }
 
 /// What every actor of a node shares: the Raft handle and the read view of the state.

@@ -33,24 +33,27 @@ pub async fn run(node: NodeContext) {
 pub async fn sweep(node: &NodeContext) {
     let retention = node.limits.retention;
     let now = now_ms();
-    let archive_before = now.saturating_sub(retention.finished_in_memory.as_millis() as u64);
+    let before = |age: std::time::Duration| now.saturating_sub(age.as_millis() as u64);
+    let archive = command::ArchiveJobs {
+        ended_before_ms: before(retention.finished_in_memory),
+        limit: MAX_SWEEP as u32,
+        gone_workers_before_ms: before(retention.gone_workers),
+        ended_bursts_before_ms: before(retention.burst_history),
+    };
     for _ in 0..MAX_COMMANDS_PER_SWEEP {
-        let due = node.read(|state| {
-            state
-                .finished_in_memory()
-                .1
-                .is_some_and(|oldest| oldest < archive_before)
-        });
-        if !due {
+        if !node.read(|state| state.sweep_due(&archive)) {
             break;
         }
-        let command = CommandV1::ArchiveJobs(command::ArchiveJobs {
-            ended_before_ms: archive_before,
-            limit: MAX_SWEEP as u32,
-        });
-        match propose(node, command).await {
-            Ok(CommandOutcome::Archived { count }) => {
-                debug!(count, "finished jobs moved to the job history");
+        match propose(node, CommandV1::ArchiveJobs(archive.clone())).await {
+            Ok(CommandOutcome::Archived {
+                count,
+                workers,
+                bursts,
+            }) => {
+                debug!(
+                    count,
+                    workers, bursts, "finished jobs moved to the job history"
+                );
                 if count < MAX_SWEEP {
                     break;
                 }
@@ -62,7 +65,7 @@ pub async fn sweep(node: &NodeContext) {
             }
         }
     }
-    let purge_before = now.saturating_sub(retention.job_history.as_millis() as u64);
+    let purge_before = before(retention.job_history);
     for _ in 0..MAX_COMMANDS_PER_SWEEP {
         let jobs = node.read(|state| state.history_due(purge_before, MAX_SWEEP));
         if jobs.is_empty() {

@@ -7,7 +7,7 @@ use clap::Args;
 use crate::cli::api::parse_pair;
 use crate::cli::pool_cmd::WorkerCommand;
 
-use crate::worker::agent::{AgentSettings, run};
+use crate::worker::agent::{AgentSettings, Runner, run};
 use hodei_domain::labels::Labels;
 use hodei_domain::resources::Resources;
 
@@ -57,6 +57,11 @@ pub struct WorkerArgs {
     /// killed (and re-queued, as for a lost worker).
     #[arg(long, default_value_t = 10)]
     pub shutdown_grace_s: u64,
+    /// How jobs run: `process` (their command, as a child process), or for benchmarks of
+    /// the scheduler alone `instant` (no process: started and succeeded at once) or
+    /// `sleep:MS` (no process: succeeded after MS milliseconds).
+    #[arg(long, default_value = "process", value_parser = Runner::parse)]
+    pub runner: Runner,
 }
 
 fn default_id() -> String {
@@ -85,6 +90,7 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         labels: args.labels.into_iter().collect::<Labels>(),
         work_dir,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_s),
+        runner: args.runner,
     };
     hodei_domain::worker::validate_worker_id(&settings.worker_id)
         .map_err(|error| anyhow::anyhow!("--id: {error}"))?;

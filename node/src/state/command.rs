@@ -67,6 +67,10 @@ pub enum CommandV1 {
 pub struct ArchiveJobs {
     pub ended_before_ms: u64,
     pub limit: u32,
+    /// Lost or terminated workers (holding no job) whose state changed before this go.
+    pub gone_workers_before_ms: u64,
+    /// Burst sessions that ended before this go.
+    pub ended_bursts_before_ms: u64,
 }
 
 /// Deletes these jobs from the job history. The leader lists them from its history
@@ -406,9 +410,12 @@ pub enum CommandOutcome {
     WorkerStopped {
         worker: Worker,
     },
-    /// How many jobs moved to the history, or left it.
+    /// How many jobs moved to the history (and how many gone workers and ended burst
+    /// sessions were dropped), or left it.
     Archived {
         count: usize,
+        workers: usize,
+        bursts: usize,
     },
     Purged {
         count: usize,

@@ -21,11 +21,13 @@ use serde::{Deserialize, Serialize};
 use crate::state::command::{self, CommandOutcome, CommandResult, PurgedJob};
 use crate::state::hodei_state::{HodeiState, put_encoded};
 use crate::state::indexes::IndexedAs;
-use crate::state::keys::{JOB_LOG_PREFIX, JOB_PREFIX, key, stream_key};
+use crate::state::keys::{JOB_LOG_PREFIX, JOB_PREFIX, WORKER_PREFIX, key, stream_key};
 use hodei_domain::DomainError;
+use hodei_domain::burst::BurstStatus;
 use hodei_domain::job::{Job, JobState, Priority};
 use hodei_domain::sla::{SlaLevel, SlaStatus};
 use hodei_domain::tenant::TenantId;
+use hodei_domain::worker::WorkerState;
 
 /// Every key of the job history starts with this (the state machine's cold prefix).
 pub const HISTORY_PREFIX: &str = "h/";
@@ -131,6 +133,8 @@ impl HodeiState {
         command::ArchiveJobs {
             ended_before_ms,
             limit,
+            gone_workers_before_ms,
+            ended_bursts_before_ms,
         }: command::ArchiveJobs,
         writes: &mut WriteBatch,
     ) -> CommandResult {
@@ -207,7 +211,51 @@ impl HodeiState {
                 &self.archived_tally,
             );
         }
-        Ok(CommandOutcome::Archived { count: due.len() })
+        let workers = self.drop_gone_workers(gone_workers_before_ms, writes);
+        let bursts = self.drop_ended_bursts(ended_bursts_before_ms, writes);
+        Ok(CommandOutcome::Archived {
+            count: due.len(),
+            workers,
+            bursts,
+        })
+    }
+
+    /// Forgets lost and terminated workers that hold no job and whose state changed
+    /// before `before_ms` (an agent that comes back registers anew).
+    fn drop_gone_workers(&mut self, before_ms: u64, writes: &mut WriteBatch) -> usize {
+        let gone: Vec<String> = self
+            .workers
+            .values()
+            .filter(|worker| {
+                matches!(worker.state, WorkerState::Lost | WorkerState::Terminated)
+                    && worker.jobs.is_empty()
+                    && worker.state_changed_at_ms < before_ms
+            })
+            .map(|worker| worker.id.clone())
+            .collect();
+        for id in &gone {
+            self.workers.remove(id);
+            writes.delete(key(WORKER_PREFIX, id));
+        }
+        gone.len()
+    }
+
+    /// Forgets burst sessions that ended before `before_ms`.
+    fn drop_ended_bursts(&mut self, before_ms: u64, writes: &mut WriteBatch) -> usize {
+        let mut dropped = 0;
+        for sessions in self.bursts.values_mut() {
+            sessions.retain(|session| {
+                let old = session.status == BurstStatus::Ended
+                    && session.ended_at_ms.unwrap_or(session.requested_at_ms) < before_ms;
+                if old {
+                    writes.delete(crate::state::apply::limits::burst_key(session));
+                    dropped += 1;
+                }
+                !old
+            });
+        }
+        self.bursts.retain(|_, sessions| !sessions.is_empty());
+        dropped
     }
 
     /// Deletes the named jobs from the history. Refused whole when one of them did not
@@ -456,6 +504,24 @@ impl HodeiState {
     pub(super) fn submit_for_test(&mut self, job: Job) -> crate::state::jobs::SubmittedJob {
         let mut writes = WriteBatch::new();
         self.submit_one(job, None, &mut writes).unwrap()
+    }
+
+    /// Whether `ArchiveJobs` would change anything now: a final job, a gone worker or an
+    /// ended burst session is due.
+    pub fn sweep_due(&self, archive: &command::ArchiveJobs) -> bool {
+        self.finished
+            .first()
+            .is_some_and(|(ended, _)| *ended < archive.ended_before_ms)
+            || self.workers.values().any(|worker| {
+                matches!(worker.state, WorkerState::Lost | WorkerState::Terminated)
+                    && worker.jobs.is_empty()
+                    && worker.state_changed_at_ms < archive.gone_workers_before_ms
+            })
+            || self.bursts.values().flatten().any(|session| {
+                session.status == BurstStatus::Ended
+                    && session.ended_at_ms.unwrap_or(session.requested_at_ms)
+                        < archive.ended_bursts_before_ms
+            })
     }
 
     /// How many final jobs are in memory, and the end time of the oldest.

@@ -153,8 +153,10 @@ impl Stored {
         match self.apply(CommandV1::ArchiveJobs(command::ArchiveJobs {
             ended_before_ms,
             limit: 100,
+            gone_workers_before_ms: 0,
+            ended_bursts_before_ms: 0,
         })) {
-            Ok(CommandOutcome::Archived { count }) => count,
+            Ok(CommandOutcome::Archived { count, .. }) => count,
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -329,4 +331,69 @@ fn history_records_are_cold_values_tagged_with_their_index() {
     assert_eq!(stored.keyspace.scan_prefix(b"h/").unwrap().len(), 3);
     assert!(stored.keyspace.get(b"job/a").unwrap().is_none());
     assert!(stored.keyspace.get(b"joblog/a").unwrap().is_none());
+}
+
+#[test]
+fn gone_workers_and_ended_burst_sessions_are_forgotten_after_their_age() {
+    let mut stored = Stored::new();
+    let lost = stored.apply(CommandV1::WorkerLost(command::WorkerLost {
+        worker: "w0".into(),
+        reason: "missed heartbeats".into(),
+        at_ms: 50,
+    }));
+    assert!(lost.is_ok(), "{lost:?}");
+    let session = hodei_domain::burst::BurstSession {
+        id: "b1".into(),
+        tenant: acme(),
+        ceiling_percentage: 120,
+        duration_ms: 10,
+        reason: "spike".into(),
+        requested_by: "admin".into(),
+        requested_at_ms: 10,
+        status: hodei_domain::burst::BurstStatus::Ended,
+        approved_by: None,
+        starts_at_ms: Some(10),
+        ends_at_ms: Some(20),
+        ended_at_ms: Some(20),
+        end_reason: None,
+        ended_by: None,
+    };
+    let mut writes = WriteBatch::new();
+    stored.state.put_session(session, &mut writes);
+    stored.keyspace.write(writes).unwrap();
+    let sweep = |gone: u64, bursts: u64| {
+        CommandV1::ArchiveJobs(command::ArchiveJobs {
+            ended_before_ms: 0,
+            limit: 10,
+            gone_workers_before_ms: gone,
+            ended_bursts_before_ms: bursts,
+        })
+    };
+    let early = command::ArchiveJobs {
+        ended_before_ms: 0,
+        limit: 10,
+        gone_workers_before_ms: 40,
+        ended_bursts_before_ms: 15,
+    };
+    assert!(!stored.state.sweep_due(&early), "nothing is old enough yet");
+    assert_eq!(
+        stored.apply(sweep(40, 15)),
+        Ok(CommandOutcome::Archived {
+            count: 0,
+            workers: 0,
+            bursts: 0
+        })
+    );
+    assert_eq!(
+        stored.apply(sweep(60, 25)),
+        Ok(CommandOutcome::Archived {
+            count: 0,
+            workers: 1,
+            bursts: 1
+        })
+    );
+    assert!(stored.state.worker("w0").is_none());
+    assert!(stored.state.burst_sessions(&acme()).is_empty());
+    let reloaded = stored.reload();
+    assert!(reloaded.worker("w0").is_none() && reloaded.burst_sessions(&acme()).is_empty());
 }

@@ -37,6 +37,38 @@ pub struct AgentSettings {
     pub work_dir: PathBuf,
     /// Asked to stop, how long running jobs may go on before they are killed.
     pub shutdown_grace: Duration,
+    /// How a job runs: its command as a child process, or (for benchmarks of the
+    /// scheduler itself) no process at all.
+    pub runner: Runner,
+}
+
+/// How the agent runs a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Runner {
+    /// The job's command, as a child process (what production uses).
+    #[default]
+    Process,
+    /// No process: the run starts and succeeds at once (`--runner instant`), or after
+    /// the given time (`--runner sleep:MS`). For measuring the scheduler, the worker
+    /// stream and the reports without the cost of spawning processes.
+    Simulated(Duration),
+}
+
+impl Runner {
+    /// `process`, `instant` or `sleep:MS`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "process" => Ok(Runner::Process),
+            "instant" => Ok(Runner::Simulated(Duration::ZERO)),
+            other => other
+                .strip_prefix("sleep:")
+                .and_then(|millis| millis.parse::<u64>().ok())
+                .map(|millis| Runner::Simulated(Duration::from_millis(millis)))
+                .ok_or_else(|| {
+                    format!("must be process, instant or sleep:MS (milliseconds), got `{other}`")
+                }),
+        }
+    }
 }
 
 struct Run {
@@ -188,6 +220,16 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
         },
     );
     drop(state);
+    if let Runner::Simulated(run_for) = settings.runner {
+        tokio::spawn(simulated_run(
+            shared.clone(),
+            assignment.job_id,
+            assignment.attempt,
+            run_for,
+            cancelled,
+        ));
+        return;
+    }
     let command = assignment.command.unwrap_or_default();
     let working_dir = match command.working_dir {
         Some(dir) if PathBuf::from(&dir).is_absolute() => PathBuf::from(dir),
@@ -269,6 +311,54 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
             }
             _ => info!(%job, attempt, "run stopped"),
         }
+    });
+}
+
+/// A run of the benchmark runner: started at once, succeeded after `run_for` (or
+/// cancelled by the leader first), reported like a process's run, with no output.
+async fn simulated_run(
+    shared: Shared,
+    job: String,
+    attempt: u32,
+    run_for: Duration,
+    cancelled: oneshot::Receiver<()>,
+) {
+    {
+        let job = job.clone();
+        shared.queue_report(move |report_id| {
+            pb::worker_message::Kind::Started(pb::RunStarted {
+                report_id,
+                job_id: job,
+                attempt,
+                at_ms: now_ms(),
+            })
+        });
+    }
+    let outcome = tokio::select! {
+        _ = tokio::time::sleep(run_for) => RunOutcome::Succeeded,
+        _ = cancelled => RunOutcome::Cancelled,
+    };
+    let (still_ours, cancelled_by_leader) = shared
+        .lock()
+        .runs
+        .remove(&job)
+        .filter(|run| run.attempt == attempt)
+        .map_or((false, false), |run| (true, run.cancelled_by_leader));
+    // Stopped by the agent itself (fenced off, or shutting down): not reported, as for
+    // a process.
+    if !still_ours || (outcome == RunOutcome::Cancelled && !cancelled_by_leader) {
+        return;
+    }
+    shared.queue_report(|report_id| {
+        pb::worker_message::Kind::Finished(pb::RunFinished {
+            report_id,
+            job_id: job,
+            attempt,
+            outcome: outcome_name(outcome).to_string(),
+            exit_code: (outcome == RunOutcome::Succeeded).then_some(0),
+            output_tail: String::new(),
+            at_ms: now_ms(),
+        })
     });
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use hodei_tests::{NodeProcess, NodeSpec, ProcessCluster, RestApi, eventually};
+use hodei_tests::{NodeProcess, NodeSpec, ProcessCluster, RestApi, WorkerProcess, eventually};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -174,4 +174,61 @@ async fn finished_jobs_move_to_the_history_on_every_member_and_by_snapshot() {
     cluster.node(4).wait_ready(TIMEOUT).await.unwrap();
     let found = wait_in_history(&cluster.nodes[&4], &ids[39]).await;
     assert_eq!(found["state"], "succeeded");
+}
+
+/// The benchmark runner of `hodei worker` (`--runner instant` / `sleep:MS`) runs no
+/// process: a job whose command would fail succeeds, through the same reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_runner_reports_runs_without_a_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start(&dir.path().join("node"), 1).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    let _worker = WorkerProcess::start_with(
+        &dir.path().join("w1"),
+        "bench-w1",
+        "pool-default",
+        &[node.grpc_addr()],
+        4_000,
+        8_192,
+        &["--runner", "sleep:300"],
+    )
+    .unwrap();
+    let api = RestApi::new(&node);
+    let (status, submitted) = api
+        .post(
+            "/api/v1/jobs",
+            json!({ "command": { "argv": ["sh", "-c", "echo ran; exit 3"] } }),
+        )
+        .await;
+    assert_eq!(status, 202, "{submitted}");
+    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    let done = eventually(TIMEOUT, "the job to end", || async {
+        let (_, job) = api.get(&format!("/api/v1/jobs/{id}")).await;
+        Ok((job["state"] == "succeeded").then_some(job))
+    })
+    .await
+    .unwrap();
+    let at = |state: &str| {
+        done["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["state"] == state)
+            .map(|step| step["at_ms"].as_u64().unwrap())
+            .unwrap()
+    };
+    assert!(at("succeeded") - at("running") >= 300, "{done}");
+    assert_eq!(done["exit_code"], 0, "no process ran: {done}");
+    let (_, logs) = api.get(&format!("/api/v1/jobs/{id}/logs")).await;
+    assert_eq!(logs["output_tail"], "", "{logs}");
+    let refused = std::process::Command::new(hodei_tests::hodei_binary().unwrap())
+        .args(["worker", "--runner", "sometimes"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("must be process, instant or sleep:MS"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

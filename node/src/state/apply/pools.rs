@@ -20,7 +20,7 @@ pub(in crate::state) fn system_transition(
     reason: String,
     at_ms: u64,
 ) {
-    pool.history.push(PoolTransition {
+    pool.record(PoolTransition {
         from: pool.state,
         to,
         action: None,
