@@ -9,6 +9,8 @@
 //!    first, 50), the queue's fair share, the SLA summary and the pool's metrics; beside
 //!    them 4 clients submit single jobs (what apply's latency looks like under the reads).
 //! 3. Quiet: the same 4 submitters alone for `--seconds` (apply's latency without them).
+//!
+//! Steps 2 and 3 are repeated three times (rounds), for the spread between runs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +34,8 @@ pub const VIRTUAL_WORKERS: u32 = 16;
 const FILLERS: u32 = 8;
 /// Submitters of single jobs beside the readers, and alone.
 const WRITERS: u32 = 4;
+/// Measured rounds, each `--seconds` with the readers and `--seconds` without.
+const ROUNDS: u32 = 3;
 /// Simulated run time of the jobs filled in.
 const FILL_JOB_MS: u64 = 4;
 /// Fillers wait while more jobs than this are pending (memory holds the pending ones).
@@ -290,18 +294,20 @@ pub(crate) async fn run(settings: &BenchSettings, channels: &[Channel]) -> anyho
         "bench history: {} jobs in the history; reads with {} clients for {} s",
         settings.target, settings.clients, settings.seconds
     );
-    let under_reads = measure(settings, channels, &ids, settings.clients).await?;
-    eprintln!(
-        "bench history: the writers alone for {} s",
-        settings.seconds
-    );
-    let quiet = measure(settings, channels, &ids, 0).await?;
+    // Three rounds of (readers with writers, writers alone): the spread between rounds.
+    let mut rounds = Vec::new();
+    for round in 1..=ROUNDS {
+        eprintln!("bench history: round {round}/{ROUNDS}, readers and writers");
+        let under_reads = measure(settings, channels, &ids, settings.clients).await?;
+        eprintln!("bench history: round {round}/{ROUNDS}, the writers alone");
+        let quiet = measure(settings, channels, &ids, 0).await?;
+        rounds.push(json!({ "with_readers": under_reads, "writers_alone": quiet }));
+    }
     Ok(json!({
         "scenario": "history",
         "nodes": settings.nodes,
         "history_jobs": settings.target,
         "fill": fill,
-        "with_readers": under_reads,
-        "writers_alone": quiet,
+        "rounds": rounds,
     }))
 }
