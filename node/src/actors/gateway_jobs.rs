@@ -605,21 +605,26 @@ async fn list_jobs(
     // the history. No job is in both, and both are in id (= submit) order: the page is
     // the first `limit` of the two merged.
     let active_only = state_filter.is_some_and(|wanted| !wanted.is_final());
-    let (items, next_cursor) = node.read(|state| {
-        let active = state.jobs_page(cursor.as_deref(), limit + 1, newest_first, keep);
-        let (history, scanned_to) = if active_only {
-            (Vec::new(), None)
-        } else {
-            state.history_page(
-                cursor.as_deref(),
-                limit + 1,
-                newest_first,
-                tenant.as_ref(),
-                keep,
-            )
-        };
-        merge_pages(active, history, scanned_to, limit, newest_first)
+    let (active, history) = node.read(|state| {
+        (
+            state.jobs_page(cursor.as_deref(), limit + 1, newest_first, keep),
+            state.history_reader(),
+        )
     });
+    // The history is read from disk outside the state lock: apply goes on meanwhile. A
+    // job archived in between is in both reads or (read from memory first) in the first.
+    let (history, scanned_to) = if active_only {
+        (Vec::new(), None)
+    } else {
+        history.page(
+            cursor.as_deref(),
+            limit + 1,
+            newest_first,
+            tenant.as_ref(),
+            keep,
+        )
+    };
+    let (items, next_cursor) = merge_pages(active, history, scanned_to, limit, newest_first);
     Ok(JobPageView { items, next_cursor })
 }
 
@@ -642,6 +647,8 @@ fn merge_pages(
         let order = left.0.id.cmp(&right.0.id);
         if newest_first { order.reverse() } else { order }
     });
+    // Archived between the two reads: in both.
+    merged.dedup_by(|later, earlier| later.0.id == earlier.0.id);
     if let Some(stop) = &scanned_to {
         // Past `stop` the history was not read: nothing beyond it may be shown yet.
         merged.retain(|(job, _)| {

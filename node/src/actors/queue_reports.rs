@@ -20,119 +20,122 @@ pub(super) fn pool_capacity(state: &HodeiState, queue: &Queue) -> Resources {
         .fold(Resources::ZERO, Resources::saturating_add)
 }
 
-/// The time a job held resources within [from, to]: from its assignment to its end.
-fn held_within(job: &Job, from_ms: u64, to_ms: u64) -> u64 {
-    let mut total = 0;
-    let mut held_since: Option<u64> = None;
-    for step in &job.transitions {
-        match step.state {
-            JobState::Assigned => held_since = Some(step.at_ms),
-            JobState::Running => {}
-            _ => {
-                if let Some(since) = held_since.take() {
-                    total += overlap(since, step.at_ms, from_ms, to_ms);
-                }
-            }
-        }
-    }
-    if let Some(since) = held_since {
-        total += overlap(since, to_ms, from_ms, to_ms);
-    }
-    total
-}
-
 fn overlap(start: u64, end: u64, from: u64, to: u64) -> u64 {
     end.min(to).saturating_sub(start.max(from))
 }
 
-/// Whether the job was pending at some time within [from, to].
-fn pending_within(job: &Job, from_ms: u64, to_ms: u64) -> bool {
+/// What one job's transitions say over [from, to], read in one pass: whether it was
+/// pending at some time within, how long it held resources within (from an assignment
+/// to the end of that run), and whether it was ever assigned.
+fn within_window(job: &Job, from_ms: u64, to_ms: u64) -> (bool, u64, bool) {
+    let mut pending_in_window = false;
     let mut pending_since: Option<u64> = None;
+    let mut held_ms = 0;
+    let mut held_since: Option<u64> = None;
+    let mut assigned = false;
     for step in &job.transitions {
-        if step.state == JobState::Pending {
-            pending_since = Some(step.at_ms);
-        } else if let Some(since) = pending_since.take()
+        if let Some(since) = pending_since.take()
             && overlap(since, step.at_ms, from_ms, to_ms) > 0
         {
-            return true;
+            pending_in_window = true;
+        }
+        match step.state {
+            JobState::Assigned => {
+                assigned = true;
+                held_since = Some(step.at_ms);
+            }
+            JobState::Running => {}
+            // Back to pending (its worker was lost) or final: the run held until now.
+            other => {
+                if let Some(since) = held_since.take() {
+                    held_ms += overlap(since, step.at_ms, from_ms, to_ms);
+                }
+                if other == JobState::Pending {
+                    pending_since = Some(step.at_ms);
+                }
+            }
         }
     }
-    pending_since.is_some_and(|since| since < to_ms)
+    if pending_since.is_some_and(|since| since < to_ms) {
+        pending_in_window = true;
+    }
+    if let Some(since) = held_since {
+        held_ms += overlap(since, to_ms, from_ms, to_ms);
+    }
+    (pending_in_window, held_ms, assigned)
+}
+
+/// A tenant's counts in one fair-share report.
+#[derive(Default)]
+struct TenantWindow {
+    resource_time: f64,
+    backlogged: bool,
+    pending: u64,
+    running: u64,
 }
 
 pub fn fair_share(state: &HodeiState, queue: &Queue, now_ms: u64, window_ms: u64) -> FairShareView {
     let from_ms = now_ms.saturating_sub(window_ms);
     let capacity = pool_capacity(state, queue);
-    let mut resource_time: BTreeMap<TenantId, f64> = BTreeMap::new();
-    let mut backlogged: BTreeMap<TenantId, bool> = BTreeMap::new();
-    let mut pending: BTreeMap<TenantId, u64> = BTreeMap::new();
-    let mut running: BTreeMap<TenantId, u64> = BTreeMap::new();
+    // Keyed by reference: no allocation per job.
+    let mut by_tenant: BTreeMap<&TenantId, TenantWindow> = BTreeMap::new();
     // Only jobs not final or ended within the window can count in it (older ones ended
     // before it began): no walk over every job.
-    for job in state.live_and_recent_jobs(from_ms).filter(|job| {
-        job.spec.queue == queue.id
-            || job
-                .pool
-                .as_ref()
-                .is_some_and(|pool| queue.pools.contains(pool))
-    }) {
-        let tenant = job.spec.tenant.clone();
-        if job.spec.queue == queue.id && pending_within(job, from_ms, now_ms) {
-            backlogged.insert(tenant.clone(), true);
-        }
-        if job.spec.queue == queue.id && job.state == JobState::Pending {
-            *pending.entry(tenant.clone()).or_default() += 1;
-        }
-        let in_pools = job
-            .transitions
-            .iter()
-            .any(|step| step.state == JobState::Assigned);
-        if !in_pools {
+    for job in state.live_and_recent_jobs(from_ms) {
+        let of_queue = job.spec.queue == queue.id;
+        let in_queue_pools = job
+            .pool
+            .as_ref()
+            .is_some_and(|pool| queue.pools.contains(pool));
+        if !of_queue && !in_queue_pools {
             continue;
         }
-        if matches!(job.state, JobState::Assigned | JobState::Running)
-            && job
-                .pool
-                .as_ref()
-                .is_some_and(|pool| queue.pools.contains(pool))
-        {
-            *running.entry(tenant.clone()).or_default() += 1;
+        let (pending_in_window, held_ms, assigned) = within_window(job, from_ms, now_ms);
+        let counts = by_tenant.entry(&job.spec.tenant).or_default();
+        if of_queue && pending_in_window {
+            counts.backlogged = true;
         }
-        let held_ms = held_within(job, from_ms, now_ms);
+        if of_queue && job.state == JobState::Pending {
+            counts.pending += 1;
+        }
+        if !assigned {
+            continue;
+        }
+        if in_queue_pools && matches!(job.state, JobState::Assigned | JobState::Running) {
+            counts.running += 1;
+        }
         if held_ms > 0 {
-            *resource_time.entry(tenant).or_default() +=
-                dominant_share(job.spec.resources, capacity) * held_ms as f64;
+            counts.resource_time += dominant_share(job.spec.resources, capacity) * held_ms as f64;
         }
     }
-    let tenants: Vec<TenantId> = resource_time
-        .keys()
-        .chain(backlogged.keys())
-        .chain(pending.keys())
-        .cloned()
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    // A tenant shows when it held resources, was backlogged or has jobs pending.
+    by_tenant
+        .retain(|_, counts| counts.resource_time > 0.0 || counts.backlogged || counts.pending > 0);
     let weight_of = |tenant: &TenantId| {
         state
             .tenant(tenant)
             .map(|found| found.weight)
             .unwrap_or(1.0)
     };
-    let backlogged_weight: f64 = backlogged.keys().map(weight_of).sum();
-    let total_time: f64 = resource_time.values().sum();
-    let mut normalized = Vec::new();
-    let shares: Vec<TenantShareView> = tenants
+    let backlogged_weight: f64 = by_tenant
         .iter()
-        .map(|tenant| {
+        .filter(|(_, counts)| counts.backlogged)
+        .map(|(tenant, _)| weight_of(tenant))
+        .sum();
+    let total_time: f64 = by_tenant.values().map(|counts| counts.resource_time).sum();
+    let mut normalized = Vec::new();
+    let shares: Vec<TenantShareView> = by_tenant
+        .iter()
+        .map(|(tenant, counts)| {
             let weight = weight_of(tenant);
-            let is_backlogged = backlogged.contains_key(tenant);
+            let is_backlogged = counts.backlogged;
             let fair = if is_backlogged && backlogged_weight > 0.0 {
                 weight / backlogged_weight
             } else {
                 0.0
             };
             let actual = if total_time > 0.0 {
-                resource_time.get(tenant).copied().unwrap_or(0.0) / total_time
+                counts.resource_time / total_time
             } else {
                 0.0
             };
@@ -140,17 +143,16 @@ pub fn fair_share(state: &HodeiState, queue: &Queue, now_ms: u64, window_ms: u64
             if let Some(value) = normalized_share {
                 normalized.push(value);
             }
-            let pending_now = pending.get(tenant).copied().unwrap_or(0);
             TenantShareView {
                 tenant: tenant.to_string(),
                 weight,
-                backlogged: pending_now > 0,
+                backlogged: counts.pending > 0,
                 backlogged_in_window: is_backlogged,
                 fair_share: fair,
                 actual_share: actual,
                 normalized_share,
-                pending: pending_now,
-                running: running.get(tenant).copied().unwrap_or(0),
+                pending: counts.pending,
+                running: counts.running,
             }
         })
         .collect();

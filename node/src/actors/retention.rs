@@ -67,7 +67,9 @@ pub async fn sweep(node: &NodeContext) {
     }
     let purge_before = before(retention.job_history);
     for _ in 0..MAX_COMMANDS_PER_SWEEP {
-        let jobs = node.read(|state| state.history_due(purge_before, MAX_SWEEP));
+        // Read outside the state lock: apply goes on beside the scan.
+        let history = node.read(|state| state.history_reader());
+        let jobs = history.due(purge_before, MAX_SWEEP);
         if jobs.is_empty() {
             break;
         }

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use hodei_cluster::{Keyspace, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -139,7 +140,7 @@ impl HodeiState {
         writes: &mut WriteBatch,
     ) -> CommandResult {
         // The jobs archived by the previous command are in the keyspace by now.
-        self.recently_archived.clear();
+        let mut recently_archived = RecentlyArchived::new();
         let index = self.applying_index;
         let due: Vec<(u64, String)> = self
             .finished
@@ -202,8 +203,9 @@ impl HodeiState {
                 tenant_key(&record.job.spec.tenant, id),
                 hodei_cluster::cold_value(index, b""),
             );
-            self.recently_archived.insert(id.clone(), Box::new(record));
+            recently_archived.insert(id.clone(), Arc::new(record));
         }
+        self.recently_archived = Arc::new(recently_archived);
         if !due.is_empty() {
             put_encoded(
                 writes,
@@ -299,7 +301,9 @@ impl HodeiState {
             writes.delete(key(HISTORY_JOB_PREFIX, id));
             writes.delete(end_key(*ended_at_ms, id));
             writes.delete(tenant_key(tenant, id));
-            self.recently_archived.remove(id);
+            if self.recently_archived.contains_key(id) {
+                Arc::make_mut(&mut self.recently_archived).remove(id);
+            }
             if let Some(idempotency) = idempotency {
                 let entry = (tenant.clone(), idempotency.clone());
                 if self.archived_idempotency.get(&entry) == Some(id) {
@@ -326,19 +330,17 @@ impl HodeiState {
             .map(|id| (id.as_str(), true))
     }
 
+    /// What reads the history without the state: to be used outside the state lock.
+    pub fn history_reader(&self) -> HistoryReader {
+        HistoryReader {
+            keyspace: self.history.clone(),
+            recent: self.recently_archived.clone(),
+        }
+    }
+
     /// The job's record in the history, if it is there.
     pub fn history_record(&self, id: &str) -> Option<HistoryRecord> {
-        if let Some(record) = self.recently_archived.get(id) {
-            return Some(record.as_ref().clone());
-        }
-        let keyspace = self.history.as_ref()?;
-        match keyspace.get(&key(HISTORY_JOB_PREFIX, id)) {
-            Ok(found) => found.as_deref().and_then(decode_record),
-            Err(error) => {
-                tracing::error!(job = %id, %error, "the job history could not be read");
-                None
-            }
-        }
+        self.history_reader().record(id)
     }
 
     /// The job, from memory or from the history.
@@ -358,97 +360,6 @@ impl HodeiState {
         }
         self.history_record(id)
             .and_then(|mut record| record.output.remove(log_key))
-    }
-
-    /// Up to `limit` history jobs after the cursor (in id order, or newest first) that
-    /// `keep` accepts, of one tenant or of all. The second value is the last id examined
-    /// when the scan budget ran out first (the page goes on from there).
-    pub fn history_page(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        newest_first: bool,
-        tenant: Option<&TenantId>,
-        keep: impl Fn(&Job) -> bool,
-    ) -> (Vec<Job>, Option<String>) {
-        let Some(keyspace) = self.history.as_ref() else {
-            return (Vec::new(), None);
-        };
-        let prefix = match tenant {
-            Some(tenant) => format!("{HISTORY_TENANT_PREFIX}{tenant}/"),
-            None => HISTORY_JOB_PREFIX.to_string(),
-        };
-        let mut found = Vec::new();
-        let mut examined = 0usize;
-        let mut cursor = after.map(str::to_string);
-        loop {
-            let chunk = match scan_ids(keyspace.as_ref(), &prefix, cursor.as_deref(), newest_first)
-            {
-                Ok(chunk) => chunk,
-                Err(error) => {
-                    tracing::error!(%error, "the job history could not be listed");
-                    return (found, None);
-                }
-            };
-            if chunk.is_empty() {
-                return (found, None);
-            }
-            for id in chunk {
-                examined += 1;
-                cursor = Some(id.clone());
-                if let Some(record) = self.history_record(&id)
-                    && keep(&record.job)
-                {
-                    found.push(record.job);
-                    if found.len() >= limit {
-                        return (found, None);
-                    }
-                }
-                if examined >= SCAN_BUDGET {
-                    return (found, cursor);
-                }
-            }
-        }
-    }
-
-    /// Up to `limit` history jobs that ended before `ended_before_ms`, oldest end first:
-    /// what the leader's retention purges next.
-    pub fn history_due(&self, ended_before_ms: u64, limit: usize) -> Vec<PurgedJob> {
-        let Some(keyspace) = self.history.as_ref() else {
-            return Vec::new();
-        };
-        let end = end_key(ended_before_ms, "");
-        let stored = match keyspace.range(
-            Bound::Included(HISTORY_END_PREFIX.as_bytes().to_vec()),
-            Bound::Excluded(end),
-            limit,
-        ) {
-            Ok(stored) => stored,
-            Err(error) => {
-                tracing::error!(%error, "the job history could not be read");
-                return Vec::new();
-            }
-        };
-        stored
-            .into_iter()
-            .filter_map(|(stored_key, value)| {
-                let rest = std::str::from_utf8(&stored_key)
-                    .ok()?
-                    .strip_prefix(HISTORY_END_PREFIX)?;
-                let (ended, id) = rest.split_once('/')?;
-                let (_, tenant) = hodei_cluster::split_cold_value(&value)?;
-                let tenant = TenantId::parse(std::str::from_utf8(tenant).ok()?).ok()?;
-                let idempotency_key = self
-                    .history_record(id)
-                    .and_then(|record| record.job.spec.idempotency_key);
-                Some(PurgedJob {
-                    id: id.to_string(),
-                    tenant,
-                    ended_at_ms: ended.parse().ok()?,
-                    idempotency_key,
-                })
-            })
-            .collect()
     }
 
     /// Reads the archived tallies and idempotency keys back (at start).
@@ -496,7 +407,7 @@ impl HodeiState {
         }
         self.archived_tally = tally;
         self.archived_idempotency = idempotency;
-        self.recently_archived.clear();
+        self.recently_archived = Default::default();
     }
 
     /// Submits one job as apply does (for tests of what a restored state remembers).
@@ -530,6 +441,125 @@ impl HodeiState {
             self.finished.len(),
             self.finished.first().map(|(ended, _)| *ended),
         )
+    }
+}
+
+/// The jobs the last `ArchiveJobs` moved, by id, until the next one.
+pub type RecentlyArchived = BTreeMap<String, Arc<HistoryRecord>>;
+
+/// Reads the job history from the keyspace (and the jobs archived a moment ago), holding
+/// no lock of the state: list pages and retention scans run beside apply.
+#[derive(Clone)]
+pub struct HistoryReader {
+    keyspace: Option<Arc<dyn Keyspace>>,
+    recent: Arc<RecentlyArchived>,
+}
+
+impl HistoryReader {
+    /// The job's record in the history, if it is there.
+    pub fn record(&self, id: &str) -> Option<HistoryRecord> {
+        if let Some(record) = self.recent.get(id) {
+            return Some(record.as_ref().clone());
+        }
+        let keyspace = self.keyspace.as_ref()?;
+        match keyspace.get(&key(HISTORY_JOB_PREFIX, id)) {
+            Ok(found) => found.as_deref().and_then(decode_record),
+            Err(error) => {
+                tracing::error!(job = %id, %error, "the job history could not be read");
+                None
+            }
+        }
+    }
+
+    /// Up to `limit` history jobs after the cursor (in id order, or newest first) that
+    /// `keep` accepts, of one tenant or of all. The second value is the last id examined
+    /// when the scan budget ran out first (the page goes on from there).
+    pub fn page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        newest_first: bool,
+        tenant: Option<&TenantId>,
+        keep: impl Fn(&Job) -> bool,
+    ) -> (Vec<Job>, Option<String>) {
+        let Some(keyspace) = self.keyspace.as_ref() else {
+            return (Vec::new(), None);
+        };
+        let prefix = match tenant {
+            Some(tenant) => format!("{HISTORY_TENANT_PREFIX}{tenant}/"),
+            None => HISTORY_JOB_PREFIX.to_string(),
+        };
+        let mut found = Vec::new();
+        let mut examined = 0usize;
+        let mut cursor = after.map(str::to_string);
+        loop {
+            let chunk = match scan_ids(keyspace.as_ref(), &prefix, cursor.as_deref(), newest_first)
+            {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    tracing::error!(%error, "the job history could not be listed");
+                    return (found, None);
+                }
+            };
+            if chunk.is_empty() {
+                return (found, None);
+            }
+            for id in chunk {
+                examined += 1;
+                cursor = Some(id.clone());
+                if let Some(record) = self.record(&id)
+                    && keep(&record.job)
+                {
+                    found.push(record.job);
+                    if found.len() >= limit {
+                        return (found, None);
+                    }
+                }
+                if examined >= SCAN_BUDGET {
+                    return (found, cursor);
+                }
+            }
+        }
+    }
+
+    /// Up to `limit` history jobs that ended before `ended_before_ms`, oldest end first:
+    /// what the leader's retention purges next.
+    pub fn due(&self, ended_before_ms: u64, limit: usize) -> Vec<PurgedJob> {
+        let Some(keyspace) = self.keyspace.as_ref() else {
+            return Vec::new();
+        };
+        let end = end_key(ended_before_ms, "");
+        let stored = match keyspace.range(
+            Bound::Included(HISTORY_END_PREFIX.as_bytes().to_vec()),
+            Bound::Excluded(end),
+            limit,
+        ) {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::error!(%error, "the job history could not be read");
+                return Vec::new();
+            }
+        };
+        stored
+            .into_iter()
+            .filter_map(|(stored_key, value)| {
+                let rest = std::str::from_utf8(&stored_key)
+                    .ok()?
+                    .strip_prefix(HISTORY_END_PREFIX)?;
+                let (ended, id) = rest.split_once('/')?;
+                let (_, tenant) = hodei_cluster::split_cold_value(&value)?;
+                let tenant = TenantId::parse(std::str::from_utf8(tenant).ok()?).ok()?;
+                let idempotency_key = self
+                    .record(id)
+                    .and_then(|record| record.job.spec.idempotency_key);
+                Some(PurgedJob {
+                    id: id.to_string(),
+                    tenant,
+                    ended_at_ms: ended.parse().ok()?,
+                    idempotency_key,
+                })
+            })
+            .collect()
     }
 }
 

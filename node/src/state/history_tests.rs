@@ -245,13 +245,17 @@ fn finished_jobs_leave_memory_for_the_history_and_are_still_found() {
             .map(|(job, source)| (job.id.clone(), source)),
         Some(("b".to_string(), JobSource::History))
     );
-    let (page, stopped) = reloaded.history_page(None, 10, true, Some(&acme()), |_| true);
+    let (page, stopped) = reloaded
+        .history_reader()
+        .page(None, 10, true, Some(&acme()), |_| true);
     assert_eq!(
         page.iter().map(|job| job.id.as_str()).collect::<Vec<_>>(),
         ["b", "a"]
     );
     assert!(stopped.is_none());
-    let (page, _) = reloaded.history_page(Some("a"), 10, false, None, |_| true);
+    let (page, _) = reloaded
+        .history_reader()
+        .page(Some("a"), 10, false, None, |_| true);
     assert_eq!(page.len(), 1, "after the cursor: b");
 }
 
@@ -265,14 +269,14 @@ fn an_archived_jobs_idempotency_key_holds_until_its_record_is_purged() {
     assert!(stored.state.job("a2").is_none(), "nothing was created");
     let reloaded = stored.reload();
     assert!(
-        reloaded.history_due(1_000, 10)[0]
+        reloaded.history_reader().due(1_000, 10)[0]
             .idempotency_key
             .as_deref()
             == Some("nightly")
     );
 
     // A purge naming a job that ended too late is refused whole.
-    let mut due = stored.state.history_due(1_000, 10);
+    let mut due = stored.state.history_reader().due(1_000, 10);
     assert_eq!(due.len(), 1);
     let refused = stored.apply(CommandV1::PurgeHistory(command::PurgeHistory {
         ended_before_ms: 50,
@@ -289,7 +293,7 @@ fn an_archived_jobs_idempotency_key_holds_until_its_record_is_purged() {
     }));
     assert_eq!(purged, Ok(CommandOutcome::Purged { count: 1 }));
     assert!(stored.state.find_job("a").is_none());
-    assert!(stored.state.history_due(u64::MAX, 10).is_empty());
+    assert!(stored.state.history_reader().due(u64::MAX, 10).is_empty());
     let history_keys = stored.keyspace.scan_prefix(b"h/").unwrap();
     assert!(history_keys.is_empty(), "{history_keys:?}");
     let fresh = stored.submit(job("a3", Some("nightly")));

@@ -262,7 +262,9 @@ pub struct HodeiState {
     pub(super) archived_idempotency: BTreeMap<(TenantId, String), String>,
     /// The jobs the last `ArchiveJobs` moved, until the next one: readers find them
     /// here between apply and the write of their history records.
-    pub(super) recently_archived: BTreeMap<String, Box<crate::state::history::HistoryRecord>>,
+    /// Shared with readers ([`crate::state::history::HistoryReader`]), who read the
+    /// history outside the state lock; replaced (not changed) by each `ArchiveJobs`.
+    pub(super) recently_archived: Arc<crate::state::history::RecentlyArchived>,
     /// The keyspace the job history is read from (none in unit tests of apply alone).
     pub(super) history: Option<Arc<dyn Keyspace>>,
     /// The log index of the entry being applied (history records are tagged with it).
@@ -314,7 +316,7 @@ impl HodeiState {
             finished: BTreeSet::new(),
             archived_tally: Default::default(),
             archived_idempotency: BTreeMap::new(),
-            recently_archived: BTreeMap::new(),
+            recently_archived: Default::default(),
             history: None,
             applying_index: 0,
             events,
