@@ -35,6 +35,8 @@ struct Current {
 pub(crate) struct SnapshotFiles {
     dir: PathBuf,
     next: AtomicU64,
+    /// Held while the current snapshot changes: a build and an install may finish at once.
+    changing: std::sync::Mutex<()>,
 }
 
 fn io_error(what: &str, error: impl std::fmt::Display) -> String {
@@ -56,6 +58,7 @@ impl SnapshotFiles {
         let files = Self {
             dir,
             next: AtomicU64::new(0),
+            changing: std::sync::Mutex::new(()),
         };
         files.remove_superseded();
         Ok(files)
@@ -93,6 +96,10 @@ impl SnapshotFiles {
     /// later index: then `path` goes); the one it supersedes goes. Returns where the
     /// current snapshot's file is now.
     pub(crate) fn make_current(&self, path: &Path, meta: &SnapshotMeta) -> Result<PathBuf, String> {
+        let _changing = self
+            .changing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let index = meta.last_log_id.map_or(0, |log_id| log_id.index);
         if let Some((current, current_path)) = self.current()?
             && current.last_log_id.map_or(0, |log_id| log_id.index) > index

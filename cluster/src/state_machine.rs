@@ -58,6 +58,10 @@ pub trait StateMachine: Send + Sync + 'static {
     /// Where the application's cold keys live (see [`cold_value`]); empty for none.
     const COLD_PREFIX: &'static [u8] = b"";
 
+    /// Called before each batch of entries is applied: the writes of the batch before are
+    /// stored by then (in the keyspace, readable).
+    fn begin_batch(&mut self) {}
+
     /// Applies one encoded command at log `index` and returns its encoded response.
     fn apply(&mut self, index: u64, command: &[u8], writes: &mut WriteBatch) -> Vec<u8>;
 
@@ -592,6 +596,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             let mut state = state_lock
                 .write()
                 .map_err(|_| sm_error(ErrorVerb::Write, "state lock poisoned"))?;
+            state.begin_batch();
             for entry in entries {
                 self.last_applied = Some(entry.log_id);
                 match entry.payload {

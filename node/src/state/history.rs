@@ -139,8 +139,6 @@ impl HodeiState {
         }: command::ArchiveJobs,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        // The jobs archived by the previous command are in the keyspace by now.
-        let mut recently_archived = RecentlyArchived::new();
         let index = self.applying_index;
         let due: Vec<(u64, String)> = self
             .finished
@@ -148,65 +146,84 @@ impl HodeiState {
             .take((limit as usize).min(MAX_SWEEP))
             .cloned()
             .collect();
+        let mut moved = 0;
+        let mut recently_archived = Vec::new();
         for (ended_at_ms, id) in &due {
-            self.finished.remove(&(*ended_at_ms, id.clone()));
-            let Some(job) = self.jobs.remove(id) else {
+            let Some(job) = self.jobs.get(id) else {
                 continue;
             };
-            let job = *job;
-            self.archived_tally.add(&job);
-            if let Some(idempotency) = &job.spec.idempotency_key {
-                let tenant = job.spec.tenant.clone();
-                if self
-                    .idempotency
-                    .get(&(tenant.clone(), idempotency.clone()))
-                    .is_some_and(|holder| holder == id)
-                {
-                    self.idempotency
-                        .remove(&(tenant.clone(), idempotency.clone()));
-                    writes.put(
-                        idempotency_key(&tenant, idempotency),
-                        id.clone().into_bytes(),
-                    );
-                    self.archived_idempotency
-                        .insert((tenant, idempotency.clone()), id.clone());
-                }
-            }
-            let mut output = BTreeMap::new();
-            for log_key in [
+            let log_keys = [
                 id.clone(),
                 stream_key(id, "stdout"),
                 stream_key(id, "stderr"),
                 stream_key(id, "seq"),
-            ] {
-                if let Some(kept) = self.job_logs.remove(&log_key) {
+            ];
+            let output: BTreeMap<String, String> = log_keys
+                .iter()
+                .filter_map(|log_key| {
+                    self.job_logs
+                        .get(log_key)
+                        .map(|kept| (log_key.clone(), kept.clone()))
+                })
+                .collect();
+            let record = HistoryRecord {
+                job: job.as_ref().clone(),
+                output,
+            };
+            // Encoded first: a job whose record cannot be written stays in memory whole.
+            let bytes = match hodei_cluster::codec::encode(&record) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    tracing::error!(job = %id, %error, "a job history record could not be encoded: it stays in memory");
+                    continue;
+                }
+            };
+            moved += 1;
+            self.finished.remove(&(*ended_at_ms, id.clone()));
+            self.jobs.remove(id);
+            self.archived_tally.add(&record.job);
+            let tenant = &record.job.spec.tenant;
+            if let Some(idempotency) = &record.job.spec.idempotency_key {
+                let entry = (tenant.clone(), idempotency.clone());
+                if self
+                    .idempotency
+                    .get(&entry)
+                    .is_some_and(|holder| holder == id)
+                {
+                    self.idempotency.remove(&entry);
+                    writes.put(
+                        idempotency_key(tenant, idempotency),
+                        id.clone().into_bytes(),
+                    );
+                    self.archived_idempotency.insert(entry, id.clone());
+                }
+            }
+            for log_key in log_keys {
+                if self.job_logs.remove(&log_key).is_some() {
                     writes.delete(key(JOB_LOG_PREFIX, &log_key));
-                    output.insert(log_key, kept);
                 }
             }
             writes.delete(key(JOB_PREFIX, id));
-            let record = HistoryRecord { job, output };
-            match hodei_cluster::codec::encode(&record) {
-                Ok(bytes) => writes.put(
-                    key(HISTORY_JOB_PREFIX, id),
-                    hodei_cluster::cold_value(index, &bytes),
-                ),
-                Err(error) => {
-                    tracing::error!(job = %id, %error, "a job history record could not be encoded")
-                }
-            }
+            writes.put(
+                key(HISTORY_JOB_PREFIX, id),
+                hodei_cluster::cold_value(index, &bytes),
+            );
             writes.put(
                 end_key(*ended_at_ms, id),
-                hodei_cluster::cold_value(index, record.job.spec.tenant.as_str().as_bytes()),
+                hodei_cluster::cold_value(index, tenant.as_str().as_bytes()),
             );
             writes.put(
-                tenant_key(&record.job.spec.tenant, id),
+                tenant_key(tenant, id),
                 hodei_cluster::cold_value(index, b""),
             );
-            recently_archived.insert(id.clone(), Arc::new(record));
+            recently_archived.push((id.clone(), Arc::new(record)));
         }
-        self.recently_archived = Arc::new(recently_archived);
-        if !due.is_empty() {
+        if !recently_archived.is_empty() {
+            // Kept (beside earlier ones of this batch of entries) until the batch is
+            // stored: `begin_batch` clears them.
+            Arc::make_mut(&mut self.recently_archived).extend(recently_archived);
+        }
+        if moved > 0 {
             put_encoded(
                 writes,
                 ARCHIVED_TALLY_KEY.as_bytes().to_vec(),
@@ -216,7 +233,7 @@ impl HodeiState {
         let workers = self.drop_gone_workers(gone_workers_before_ms, writes);
         let bursts = self.drop_ended_bursts(ended_bursts_before_ms, writes);
         Ok(CommandOutcome::Archived {
-            count: due.len(),
+            count: moved,
             workers,
             bursts,
         })
@@ -358,6 +375,10 @@ impl HodeiState {
         if let Some(kept) = self.job_output(log_key) {
             return Some(kept.to_string());
         }
+        if self.jobs.contains_key(id) {
+            // In memory with no output kept: nothing to find on disk.
+            return None;
+        }
         self.history_record(id)
             .and_then(|mut record| record.output.remove(log_key))
     }
@@ -481,6 +502,37 @@ impl HistoryReader {
         newest_first: bool,
         tenant: Option<&TenantId>,
         keep: impl Fn(&Job) -> bool,
+    ) -> (Vec<Job>, Option<String>) {
+        let (mut found, stopped_at) = self.scan_page(after, limit, newest_first, tenant, &keep);
+        // Jobs archived a moment ago may not be stored yet: they count too, where they
+        // fall in the order (up to where the scan stopped, if it stopped short).
+        let beyond = |id: &str, bound: &str| {
+            if newest_first { id < bound } else { id > bound }
+        };
+        let recent = self.recent.values().filter(|record| {
+            let id = record.job.id.as_str();
+            tenant.is_none_or(|tenant| &record.job.spec.tenant == tenant)
+                && after.is_none_or(|after| beyond(id, after))
+                && stopped_at.as_deref().is_none_or(|stop| !beyond(id, stop))
+                && keep(&record.job)
+        });
+        found.extend(recent.map(|record| record.job.clone()));
+        found.sort_by(|left, right| {
+            let order = left.id.cmp(&right.id);
+            if newest_first { order.reverse() } else { order }
+        });
+        found.dedup_by(|later, earlier| later.id == earlier.id);
+        found.truncate(limit);
+        (found, stopped_at)
+    }
+
+    fn scan_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        newest_first: bool,
+        tenant: Option<&TenantId>,
+        keep: &impl Fn(&Job) -> bool,
     ) -> (Vec<Job>, Option<String>) {
         let Some(keyspace) = self.keyspace.as_ref() else {
             return (Vec::new(), None);

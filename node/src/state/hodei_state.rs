@@ -491,6 +491,13 @@ impl HodeiState {
 impl StateMachine for HodeiState {
     const COLD_PREFIX: &'static [u8] = crate::state::history::HISTORY_PREFIX.as_bytes();
 
+    fn begin_batch(&mut self) {
+        // The jobs archived by the batch before are in the keyspace now.
+        if !self.recently_archived.is_empty() {
+            self.recently_archived = Default::default();
+        }
+    }
+
     fn apply(&mut self, index: u64, command: &[u8], writes: &mut WriteBatch) -> Vec<u8> {
         self.applying_index = index;
         let result: CommandResult = match Command::decode(command) {

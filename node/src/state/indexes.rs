@@ -292,13 +292,11 @@ impl IndexedAs {
     }
 }
 
-/// Takes one from a tally; an entry that reaches zero goes (so a rebuild, which never
-/// makes zero entries, finds the same map).
+/// Takes one from a tally. An entry that reaches zero stays (the metrics report it as 0
+/// rather than dropping the series); a rebuild makes none, so compare tallies without
+/// their zero entries.
 fn uncount<K: Ord>(tally: &mut BTreeMap<K, u64>, key: &K) {
     if let Some(count) = tally.get_mut(key) {
         *count = count.saturating_sub(1);
-        if *count == 0 {
-            tally.remove(key);
-        }
     }
 }
