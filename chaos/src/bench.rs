@@ -829,12 +829,15 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
 }
 
 /// From the commit of an assignment to the agent's report that the run started (the
-/// job's `assigned` and `running` transitions), over the newest 1,000 jobs that ran.
+/// job's `assigned` and `running` transitions), over the newest 1,000 jobs that ran to
+/// success.
 async fn assigned_to_started(channel: &Channel) -> Value {
     let page = JobServiceClient::new(channel.clone())
         .list_jobs(pb::ListJobsRequest {
             order: "newest".to_string(),
             limit: Some(1_000),
+            queue: queue_id(Scenario::Agents),
+            state: "succeeded".to_string(),
             ..Default::default()
         })
         .await;
