@@ -205,6 +205,7 @@ const JOBS: &[Column] = &[
 const JOB: &[Column] = &[
     col("ID", "/id", Show::Text),
     col("STATE", "/state", Show::Text),
+    col("SOURCE", "/source", Show::Text),
     col("REASON", "/pending_reason", Show::Text),
     col("QUEUE POSITION", "/queue_position", Show::Text),
     col("TENANT", "/tenant", Show::Text),
