@@ -17,6 +17,9 @@
 #                  hub, the agents' streams and their per-job reports
 #   agents-10k     the same agents with runner `sleep:30000`, 10,000 jobs running at once:
 #                  assignment-to-start latency under that load
+#   soak-retention the soak-10k load (about 500 completions/s) for SOAK_SECONDS (default
+#                  1,800) with finished_in_memory_s 120: each node's RSS and data folder
+#                  sampled every 30 s into DIR/results/soak-retention-samples.csv
 #   history        HISTORY_JOBS (default 1,000,000) finished jobs moved to the job history
 #                  (finished_in_memory_s 60), then reads and reports over it polled by 16
 #                  clients; then node 2 is restarted and timed to ready, and each node's
@@ -46,6 +49,7 @@ metrics="127.0.0.1:9191,127.0.0.1:9192,127.0.0.1:9193"
 # bench while the cluster is still up (history).
 cluster_args=()
 after_bench=""
+during_bench=""
 
 run() {
   local name=$1
@@ -54,7 +58,13 @@ run() {
   rm -rf "$cluster"
   "$root/deploy/local/cluster.sh" up "$cluster" "${cluster_args[@]}" >&2
   trap '"$root/deploy/local/cluster.sh" down "$cluster" >&2' EXIT
+  local sampler=""
+  if [ -n "$during_bench" ]; then
+    "$during_bench" "$cluster" "$dir/results/$name-samples.csv" &
+    sampler=$!
+  fi
   "$chaos" bench "$@" --nodes "$nodes" --metrics "$metrics" --out "$dir/results/$name.json"
+  if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
   if [ -n "$after_bench" ]; then "$after_bench" "$cluster" "$dir/results/$name-after.json"; fi
   "$root/deploy/local/cluster.sh" down "$cluster" >&2
   trap - EXIT
@@ -81,9 +91,29 @@ history_after() {
   echo "history: data folders ${sizes%, }; node 2 ready ${ready_ms} ms after its restart" >&2
 }
 
+# During the retention soak: every 30 s, each node's resident memory (KiB) and data
+# folder (bytes).
+sample_nodes() {
+  local cluster=$1 out=$2 started line
+  started=$(date +%s)
+  echo "seconds,rss_kib_node1,rss_kib_node2,rss_kib_node3,data_bytes_node1,data_bytes_node2,data_bytes_node3" > "$out"
+  while true; do
+    line="$(( $(date +%s) - started ))"
+    for id in 1 2 3; do
+      line="$line,$(ps -o rss= -p "$(cat "$cluster/node$id/pid")" 2>/dev/null | tr -d ' ')"
+    done
+    for id in 1 2 3; do
+      line="$line,$(du -sb "$cluster/node$id/data" 2>/dev/null | cut -f1)"
+    done
+    echo "$line" >> "$out"
+    sleep 30
+  done
+}
+
 for scenario in "${scenarios[@]}"; do
   cluster_args=()
   after_bench=""
+  during_bench=""
   case "$scenario" in
     submit-single) run "$scenario" submit --clients 64 --seconds 10 ;;
     submit-batch) run "$scenario" submit --clients 8 --batch 1000 --seconds 10 ;;
@@ -100,6 +130,10 @@ for scenario in "${scenarios[@]}"; do
       after_bench=history_after
       HODEI_FINISHED_IN_MEMORY_S=60 run "$scenario" history --clients 16 --tenants 10 \
         --target "${HISTORY_JOBS:-1000000}" --seconds 20 ;;
+    soak-retention)
+      during_bench=sample_nodes
+      HODEI_FINISHED_IN_MEMORY_S=120 run "$scenario" soak --clients 16 --batch 500 --tenants 20 \
+        --target 10000 --job-ms 20000 --seconds "${SOAK_SECONDS:-1800}" ;;
     soak-10k) run "$scenario" soak --clients 16 --batch 500 --tenants 20 --target 10000 --job-ms 20000 --seconds "${SOAK_SECONDS:-300}" ;;
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
   esac
