@@ -99,11 +99,12 @@ sample_nodes() {
   echo "seconds,rss_kib_node1,rss_kib_node2,rss_kib_node3,data_bytes_node1,data_bytes_node2,data_bytes_node3" > "$out"
   while true; do
     line="$(( $(date +%s) - started ))"
+    # `|| true`: du fails when sled removes a file under it, and this script stops on errors.
     for id in 1 2 3; do
-      line="$line,$(ps -o rss= -p "$(cat "$cluster/node$id/pid")" 2>/dev/null | tr -d ' ')"
+      line="$line,$( (ps -o rss= -p "$(cat "$cluster/node$id/pid")" 2>/dev/null || true) | tr -d ' ')"
     done
     for id in 1 2 3; do
-      line="$line,$(du -sb "$cluster/node$id/data" 2>/dev/null | cut -f1)"
+      line="$line,$( (du -sb "$cluster/node$id/data" 2>/dev/null || true) | cut -f1)"
     done
     echo "$line" >> "$out"
     sleep 30
