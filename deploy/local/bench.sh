@@ -78,6 +78,7 @@ history_after() {
   local cluster=$1 out=$2 sizes="" started ready_ms
   for id in 1 2 3; do
     sizes="$sizes\"node$id\": $(du -sb "$cluster/node$id/data" | cut -f1), "
+    sizes="$sizes\"node${id}_snapshots\": $(du -sb "$cluster/node$id/data/snapshots" | cut -f1), "
   done
   kill -9 "$(cat "$cluster/node2/pid")"
   sleep 1
