@@ -220,16 +220,7 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
         },
     );
     drop(state);
-    if let Runner::Simulated(run_for) = settings.runner {
-        tokio::spawn(simulated_run(
-            shared.clone(),
-            assignment.job_id,
-            assignment.attempt,
-            run_for,
-            cancelled,
-        ));
-        return;
-    }
+    let runner = settings.runner;
     let command = assignment.command.unwrap_or_default();
     let working_dir = match command.working_dir {
         Some(dir) if PathBuf::from(&dir).is_absolute() => PathBuf::from(dir),
@@ -272,7 +263,10 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
             attempt,
             stop_reporting,
         ));
-        let end = run_process(spec, cancelled, on_start, tail).await;
+        let end = match runner {
+            Runner::Process => run_process(spec, cancelled, on_start, tail).await,
+            Runner::Simulated(run_for) => simulated_process(run_for, cancelled, on_start).await,
+        };
         let _ = ended.send(());
         let _ = reporter.await;
         let (still_ours, cancelled_by_leader) = shared
@@ -314,52 +308,24 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
     });
 }
 
-/// A run of the benchmark runner: started at once, succeeded after `run_for` (or
-/// cancelled by the leader first), reported like a process's run, with no output.
-async fn simulated_run(
-    shared: Shared,
-    job: String,
-    attempt: u32,
+/// The benchmark runner's stand-in for a process: started at once, succeeded after
+/// `run_for` with no output, or stopped first; its end is reported as a process's is.
+async fn simulated_process(
     run_for: Duration,
     cancelled: oneshot::Receiver<()>,
-) {
-    {
-        let job = job.clone();
-        shared.queue_report(move |report_id| {
-            pb::worker_message::Kind::Started(pb::RunStarted {
-                report_id,
-                job_id: job,
-                attempt,
-                at_ms: now_ms(),
-            })
-        });
-    }
-    let outcome = tokio::select! {
-        _ = tokio::time::sleep(run_for) => RunOutcome::Succeeded,
-        _ = cancelled => RunOutcome::Cancelled,
-    };
-    let (still_ours, cancelled_by_leader) = shared
-        .lock()
-        .runs
-        .remove(&job)
-        .filter(|run| run.attempt == attempt)
-        .map_or((false, false), |run| (true, run.cancelled_by_leader));
-    // Stopped by the agent itself (fenced off, or shutting down): not reported, as for
-    // a process.
-    if !still_ours || (outcome == RunOutcome::Cancelled && !cancelled_by_leader) {
-        return;
-    }
-    shared.queue_report(|report_id| {
-        pb::worker_message::Kind::Finished(pb::RunFinished {
-            report_id,
-            job_id: job,
-            attempt,
-            outcome: outcome_name(outcome).to_string(),
-            exit_code: (outcome == RunOutcome::Succeeded).then_some(0),
+    on_start: impl FnOnce(),
+) -> ProcessEnd {
+    on_start();
+    tokio::select! {
+        _ = tokio::time::sleep(run_for) => ProcessEnd::Finished {
+            outcome: RunOutcome::Succeeded,
+            exit_code: Some(0),
             output_tail: String::new(),
-            at_ms: now_ms(),
-        })
-    });
+        },
+        _ = cancelled => ProcessEnd::Cancelled {
+            output_tail: String::new(),
+        },
+    }
 }
 
 /// Queues a run's output every `OUTPUT_INTERVAL` while it changes, and once more when
