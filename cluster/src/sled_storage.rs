@@ -158,13 +158,17 @@ fn pair(result: sled::Result<(sled::IVec, sled::IVec)>) -> Result<KeyValue, Stor
     Ok((key.to_vec(), value.to_vec()))
 }
 
-/// Whether the bounds hold no key (sled panics on a range whose start is past its end).
-fn empty_range(start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>) -> bool {
-    match (start, end) {
-        (Bound::Included(low) | Bound::Excluded(low), Bound::Excluded(high)) => low >= high,
-        (Bound::Excluded(low), Bound::Included(high)) => low >= high,
-        (Bound::Included(low), Bound::Included(high)) => low > high,
-        _ => false,
+impl SledKeyspace {
+    /// The pairs within the bounds; `None` when they hold no key (sled panics on a range
+    /// whose start is past its end).
+    fn pairs_within(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Option<sled::Iter> {
+        let empty = match (&start, &end) {
+            (Bound::Included(low) | Bound::Excluded(low), Bound::Excluded(high)) => low >= high,
+            (Bound::Excluded(low), Bound::Included(high)) => low >= high,
+            (Bound::Included(low), Bound::Included(high)) => low > high,
+            _ => false,
+        };
+        (!empty).then(|| self.tree.range::<Vec<u8>, _>((start, end)))
     }
 }
 
@@ -182,14 +186,10 @@ impl Keyspace for SledKeyspace {
         end: Bound<Vec<u8>>,
         limit: usize,
     ) -> Result<Vec<KeyValue>, StorageError> {
-        if empty_range(&start, &end) {
-            return Ok(Vec::new());
+        match self.pairs_within(start, end) {
+            Some(pairs) => pairs.take(limit).map(pair).collect(),
+            None => Ok(Vec::new()),
         }
-        self.tree
-            .range::<Vec<u8>, _>((start, end))
-            .take(limit)
-            .map(pair)
-            .collect()
     }
 
     fn range_rev(
@@ -198,15 +198,10 @@ impl Keyspace for SledKeyspace {
         end: Bound<Vec<u8>>,
         limit: usize,
     ) -> Result<Vec<KeyValue>, StorageError> {
-        if empty_range(&start, &end) {
-            return Ok(Vec::new());
+        match self.pairs_within(start, end) {
+            Some(pairs) => pairs.rev().take(limit).map(pair).collect(),
+            None => Ok(Vec::new()),
         }
-        self.tree
-            .range::<Vec<u8>, _>((start, end))
-            .rev()
-            .take(limit)
-            .map(pair)
-            .collect()
     }
 
     fn first(&self) -> Result<Option<KeyValue>, StorageError> {

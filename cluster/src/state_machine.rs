@@ -675,6 +675,16 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         }
         let (head, mut cold) =
             read_snapshot(file).map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
+        // The whole file is read before the state in memory changes: a truncated or
+        // corrupt one leaves it as it was.
+        while let Some((key, value)) = cold
+            .next()
+            .map_err(|error| snapshot_error(ErrorVerb::Read, error))?
+        {
+            if !S::COLD_PREFIX.is_empty() && key.starts_with(S::COLD_PREFIX) {
+                writes.put(key, value);
+            }
+        }
         {
             let mut state = self
                 .state
@@ -683,14 +693,6 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             state
                 .restore(&head.application, &mut writes)
                 .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
-        }
-        while let Some((key, value)) = cold
-            .next()
-            .map_err(|error| snapshot_error(ErrorVerb::Read, error))?
-        {
-            if !S::COLD_PREFIX.is_empty() && key.starts_with(S::COLD_PREFIX) {
-                writes.put(key, value);
-            }
         }
         self.recent
             .restore(head.requests, head.request_clock_ms, &mut writes)

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::state::command::{self, CommandOutcome, CommandResult, PurgedJob};
 use crate::state::hodei_state::{HodeiState, put_encoded};
 use crate::state::indexes::IndexedAs;
+use crate::state::jobs::count_one;
 use crate::state::keys::{JOB_LOG_PREFIX, JOB_PREFIX, WORKER_PREFIX, key, stream_key};
 use hodei_domain::DomainError;
 use hodei_domain::burst::BurstStatus;
@@ -556,10 +557,16 @@ impl HistoryReader {
             if chunk.is_empty() {
                 return (found, None);
             }
-            for id in chunk {
+            for (id, value) in chunk {
                 examined += 1;
-                cursor = Some(id.clone());
-                if let Some(record) = self.record(&id)
+                // Scanning `h/job/` gives the records themselves; a tenant's index only
+                // the ids, read one by one.
+                let record = match tenant {
+                    None => decode_record(&value),
+                    Some(_) => self.record(&id),
+                };
+                cursor = Some(id);
+                if let Some(record) = record
                     && keep(&record.job)
                 {
                     found.push(record.job);
@@ -615,13 +622,14 @@ impl HistoryReader {
     }
 }
 
-/// The next ids (at most 256) of a history index under `prefix` after `cursor`.
+/// The next ids (at most 256) of a history index under `prefix` after `cursor`, with their
+/// stored values.
 fn scan_ids(
     keyspace: &dyn Keyspace,
     prefix: &str,
     cursor: Option<&str>,
     newest_first: bool,
-) -> Result<Vec<String>, hodei_cluster::StorageError> {
+) -> Result<Vec<(String, Vec<u8>)>, hodei_cluster::StorageError> {
     const CHUNK: usize = 256;
     let low = Bound::Included(prefix.as_bytes().to_vec());
     let high = match hodei_cluster::storage::prefix_successor(prefix.as_bytes()) {
@@ -637,10 +645,10 @@ fn scan_ids(
     };
     Ok(stored
         .into_iter()
-        .filter_map(|(stored_key, _)| {
+        .filter_map(|(stored_key, value)| {
             std::str::from_utf8(&stored_key[prefix.len()..])
                 .ok()
-                .map(str::to_string)
+                .map(|id| (id.to_string(), value))
         })
         .collect())
 }
@@ -649,14 +657,13 @@ impl ArchivedTally {
     /// Counts the job where the tallies count it (the same [`IndexedAs`] they use).
     fn add(&mut self, job: &Job) {
         let indexed = IndexedAs::of(job);
-        let count = |count: &mut u64| *count = count.saturating_add(1);
-        count(self.by_tenant.entry(indexed.by_tenant).or_default());
-        count(self.by_priority.entry(indexed.by_priority).or_default());
+        count_one(self.by_tenant.entry(indexed.by_tenant).or_default());
+        count_one(self.by_priority.entry(indexed.by_priority).or_default());
         if let Some(sla) = indexed.by_sla {
-            count(self.by_sla.entry(sla).or_default());
+            count_one(self.by_sla.entry(sla).or_default());
         }
         if let Some(pool) = indexed.by_pool {
-            count(self.by_pool.entry(pool).or_default());
+            count_one(self.by_pool.entry(pool).or_default());
         }
     }
 }

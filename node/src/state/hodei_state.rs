@@ -104,7 +104,7 @@ impl DomainEvent {
     }
 }
 
-/// [`SnapshotData`] by reference, field for field, for encoding.
+/// [`SnapshotData`] by reference, field for field (flat: the same bytes), for encoding.
 #[derive(Serialize)]
 struct SnapshotView<'a> {
     tenants: Vec<&'a Tenant>,
@@ -119,46 +119,27 @@ struct SnapshotView<'a> {
     archived_idempotency: &'a BTreeMap<(TenantId, String), String>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+/// A snapshot as decoded. Each version of the shape appended fields to the one before, and
+/// the binary codec writes a struct's fields one after the other with nothing between,
+/// so each older shape is a prefix of this one: the entities, then the violations, then
+/// what the job history leaves in memory. [`SnapshotView`] writes the same bytes.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 struct SnapshotData {
-    tenants: Vec<Tenant>,
-    #[serde(default)]
-    bursts: Vec<BurstSession>,
-    #[serde(default)]
-    jobs: Vec<Job>,
-    #[serde(default)]
-    job_logs: BTreeMap<String, String>,
-    #[serde(default)]
-    queues: Vec<Queue>,
-    #[serde(default)]
-    pools: Vec<Pool>,
-    #[serde(default)]
-    workers: Vec<Worker>,
-    #[serde(default)]
-    violations: crate::state::violations::ViolationLog,
-    #[serde(default)]
+    base: WithViolations,
     archived_tally: crate::state::history::ArchivedTally,
-    #[serde(default)]
     archived_idempotency: BTreeMap<(TenantId, String), String>,
 }
 
-/// The snapshot shape before the job history: it installs with nothing archived.
-#[derive(Debug, Deserialize)]
-struct SnapshotBeforeHistory {
-    tenants: Vec<Tenant>,
-    bursts: Vec<BurstSession>,
-    jobs: Vec<Job>,
-    job_logs: BTreeMap<String, String>,
-    queues: Vec<Queue>,
-    pools: Vec<Pool>,
-    workers: Vec<Worker>,
+/// The snapshot shape before the job history.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+struct WithViolations {
+    entities: Entities,
     violations: crate::state::violations::ViolationLog,
 }
 
-/// The snapshot shape before violations were replicated: a snapshot taken by an earlier
-/// version still installs (with an empty violation log).
-#[derive(Debug, Deserialize)]
-struct SnapshotBeforeViolations {
+/// The first snapshot shape: the entities alone.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+struct Entities {
     tenants: Vec<Tenant>,
     bursts: Vec<BurstSession>,
     jobs: Vec<Job>,
@@ -169,38 +150,25 @@ struct SnapshotBeforeViolations {
 }
 
 impl SnapshotData {
+    /// Reads a snapshot of any shape; what an older one lacks is empty.
     fn decode(snapshot: &[u8]) -> Result<Self, String> {
-        match hodei_cluster::codec::decode::<SnapshotData>(snapshot) {
-            Ok(data) => Ok(data),
-            Err(error) => {
-                if let Ok(old) = hodei_cluster::codec::decode::<SnapshotBeforeHistory>(snapshot) {
-                    return Ok(SnapshotData {
-                        tenants: old.tenants,
-                        bursts: old.bursts,
-                        jobs: old.jobs,
-                        job_logs: old.job_logs,
-                        queues: old.queues,
-                        pools: old.pools,
-                        workers: old.workers,
-                        violations: old.violations,
-                        ..Default::default()
-                    });
-                }
-                match hodei_cluster::codec::decode::<SnapshotBeforeViolations>(snapshot) {
-                    Ok(old) => Ok(SnapshotData {
-                        tenants: old.tenants,
-                        bursts: old.bursts,
-                        jobs: old.jobs,
-                        job_logs: old.job_logs,
-                        queues: old.queues,
-                        pools: old.pools,
-                        workers: old.workers,
-                        ..Default::default()
-                    }),
-                    Err(_) => Err(error),
-                }
-            }
-        }
+        use hodei_cluster::codec::decode;
+        let error = match decode::<SnapshotData>(snapshot) {
+            Ok(data) => return Ok(data),
+            Err(error) => error,
+        };
+        let base = decode::<WithViolations>(snapshot)
+            .or_else(|_| {
+                decode::<Entities>(snapshot).map(|entities| WithViolations {
+                    entities,
+                    violations: Default::default(),
+                })
+            })
+            .map_err(|_| error)?;
+        Ok(SnapshotData {
+            base,
+            ..Default::default()
+        })
     }
 }
 
@@ -529,7 +497,15 @@ impl StateMachine for HodeiState {
     }
 
     fn restore(&mut self, snapshot: &[u8], writes: &mut WriteBatch) -> Result<(), String> {
-        let data = SnapshotData::decode(snapshot)?;
+        let SnapshotData {
+            base:
+                WithViolations {
+                    entities: data,
+                    violations,
+                },
+            archived_tally,
+            archived_idempotency,
+        } = SnapshotData::decode(snapshot)?;
         self.tenants.clear();
         self.bursts.clear();
         self.jobs.clear();
@@ -571,8 +547,8 @@ impl StateMachine for HodeiState {
             put_encoded(writes, jobs_key(WORKER_PREFIX, &worker.id), &worker);
             self.workers.insert(worker.id.clone(), worker);
         }
-        self.put_violation_log(data.violations, writes);
-        self.put_archived(data.archived_tally, data.archived_idempotency, writes);
+        self.put_violation_log(violations, writes);
+        self.put_archived(archived_tally, archived_idempotency, writes);
         self.rebuild_job_indices();
         self.emit(DomainEvent::StateReplaced);
         Ok(())
