@@ -304,7 +304,7 @@ mod tests {
         let (path, file) = files.partial().unwrap();
         write_streamed(file, &5u64, || Ok(Vec::new())).unwrap();
         files.make_current(&path, &meta(5)).unwrap();
-        let (current, current_path) = files.current().unwrap().unwrap();
+        let (current, _) = files.current().unwrap().unwrap();
         assert_eq!(current.snapshot_id, "s20");
         assert_eq!(snapshot_files(&dir).len(), 1);
         assert!(!path.exists(), "the older snapshot was dropped");
@@ -323,10 +323,7 @@ mod tests {
             })
         })
         .unwrap();
-        let current_path = {
-            let _ = current_path;
-            files.make_current(&path, &meta(30)).unwrap()
-        };
+        let current_path = files.make_current(&path, &meta(30)).unwrap();
         let (head, mut reader) = StreamedReader::open::<String>(File::open(current_path).unwrap())
             .unwrap()
             .unwrap();

@@ -7,12 +7,10 @@ use hodei_cluster::{Keyspace, SledStorage, StateMachine, Storage, WriteBatch};
 use hodei_domain::DomainError;
 use hodei_domain::job::{CommandSpec, Job, JobSpec, JobState, Priority};
 use hodei_domain::labels::Labels;
-use hodei_domain::pool::{Pool, PoolProvider, PoolType};
-use hodei_domain::queue::{Queue, QueuePolicy};
 use hodei_domain::quota::Quota;
 use hodei_domain::resources::Resources;
-use hodei_domain::run::{RunOutcome, RunReport, WorkerRegistration};
-use hodei_domain::tenant::{NewTenant, TenantId, Tier};
+use hodei_domain::run::{RunOutcome, RunReport};
+use hodei_domain::tenant::TenantId;
 use tokio::sync::broadcast;
 
 use crate::state::command::{self, CommandOutcome, CommandResult};
@@ -29,67 +27,24 @@ struct Stored {
 }
 
 impl Stored {
+    /// The apply tests' fixture (tenant `acme`, pool `p`, queue `q`, worker `w0`),
+    /// restored into a state stored in a real keyspace.
     fn new() -> Self {
         let storage = SledStorage::temporary().unwrap();
         let keyspace = storage.keyspace("state").unwrap();
-        let state = HodeiState::new(broadcast::channel(4096).0).with_history(keyspace.clone());
-        let mut stored = Self {
+        let fixture = crate::state::jobs_tests::setup(Quota::default(), 1);
+        let mut state = HodeiState::new(broadcast::channel(4096).0).with_history(keyspace.clone());
+        let mut writes = WriteBatch::new();
+        state
+            .restore(&fixture.snapshot().unwrap(), &mut writes)
+            .unwrap();
+        keyspace.write(writes).unwrap();
+        Self {
             state,
             keyspace,
-            index: 0,
+            index: 1,
             _storage: storage,
-        };
-        let tenant = NewTenant {
-            id: acme(),
-            display_name: None,
-            tier: Tier::Standard,
-            weight: None,
-            labels: Labels::new(),
-            quota: Quota::default(),
         }
-        .into_tenant(0)
-        .unwrap();
-        stored
-            .apply(CommandV1::CreateTenant(command::CreateTenant { tenant }))
-            .unwrap();
-        let pool = Pool::new(
-            "p",
-            PoolType::Static,
-            PoolProvider::Static,
-            Resources::new(1_000, 1_000, 0),
-            0,
-            10,
-            0,
-        );
-        let queue = Queue {
-            id: "q".into(),
-            pools: vec!["p".into()],
-            policy: QueuePolicy::Fifo,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-        };
-        stored
-            .apply(CommandV1::EnsureQueuesAndPools(
-                command::EnsureQueuesAndPools {
-                    pools: vec![pool],
-                    queues: vec![queue],
-                },
-            ))
-            .unwrap();
-        stored
-            .apply(CommandV1::RegisterWorker(command::RegisterWorker {
-                registration: WorkerRegistration {
-                    id: "w0".into(),
-                    pool: "p".into(),
-                    capacity: Resources::new(1_000, 1_000, 0),
-                    labels: Labels::new(),
-                    simulated: false,
-                    running: Vec::new(),
-                },
-                at_ms: 1,
-            }))
-            .unwrap();
-        stored
     }
 
     fn apply(&mut self, command: CommandV1) -> CommandResult {

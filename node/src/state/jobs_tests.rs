@@ -33,7 +33,7 @@ fn apply(state: &mut HodeiState, command: CommandV1) -> CommandResult {
 
 /// A state with tenant `acme` (the given quota), pool `p` of 1000 m workers, queue `q`
 /// and `workers` registered workers `w0..`.
-fn setup(quota: Quota, workers: usize) -> HodeiState {
+pub(super) fn setup(quota: Quota, workers: usize) -> HodeiState {
     let mut state = HodeiState::new(broadcast::channel(1024).0);
     let tenant = NewTenant {
         id: TenantId::parse("acme").unwrap(),
