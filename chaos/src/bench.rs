@@ -850,7 +850,7 @@ async fn assigned_to_started(channel: &Channel) -> Value {
     }
     started.sort_by(|left, right| right.id.cmp(&left.id));
     started.truncate(1_000);
-    let mut gaps: Vec<f64> = started
+    let gaps: Vec<Duration> = started
         .iter()
         .filter_map(|job| {
             let at = |state: &str| {
@@ -860,20 +860,19 @@ async fn assigned_to_started(channel: &Channel) -> Value {
                     .find(|step| step.state == state)
                     .map(|step| step.at_ms)
             };
-            Some(at("running")?.saturating_sub(at("assigned")?) as f64)
+            Some(Duration::from_millis(
+                at("running")?.saturating_sub(at("assigned")?),
+            ))
         })
         .collect();
-    gaps.sort_by(f64::total_cmp);
-    let quantile = |q: f64| {
-        (!gaps.is_empty())
-            .then(|| gaps[((gaps.len() as f64 * q).ceil() as usize).clamp(1, gaps.len()) - 1])
-    };
+    let summary = summarize(gaps);
+    let measured = |value: Duration| (summary.count > 0).then(|| millis(value));
     json!({
         "what": "assignment committed to the agent's start report (the job's assigned and running transitions; millisecond clocks of one machine), newest 1,000 jobs",
-        "samples": gaps.len(),
-        "p50": quantile(0.50),
-        "p99": quantile(0.99),
-        "max": gaps.last(),
+        "samples": summary.count,
+        "p50": measured(summary.p50),
+        "p99": measured(summary.p99),
+        "max": measured(summary.max),
     })
 }
 
