@@ -1056,7 +1056,14 @@ async fn a_running_jobs_output_is_followed_live_with_its_streams_apart() -> anyh
     })
     .await?;
     assert_eq!(live["state"], "running", "{live}");
-    let (_, errors) = get(&node, &format!("/api/v1/jobs/{id}/logs?stream=stderr")).await;
+    // A report may be taken between the script's two writes: stderr's line comes with
+    // the same report or the next.
+    let errors = eventually(TIMEOUT, "the running job's stderr", || async {
+        let (_, logs) = get(&node, &format!("/api/v1/jobs/{id}/logs?stream=stderr")).await;
+        Ok((logs["output_tail"] != "").then_some(logs))
+    })
+    .await?;
+    assert_eq!(errors["state"], "running", "{errors}");
     assert_eq!(errors["output_tail"], "err-1\n", "{errors}");
     std::fs::write(&marker, "")?;
     let job = wait_final(&node, &id).await?;
