@@ -203,6 +203,9 @@ async fn open_raft(
         max_commands_per_entry: config.cluster.max_commands_per_entry,
         leader_wait_ms: config.server.leader_wait_ms,
     };
+    // The longest fair-share window is `retention.finished_in_memory_s`; a minute more.
+    let share_horizon =
+        Duration::from_secs(config.retention.finished_in_memory_s.saturating_add(60));
     // Per-job events come in bursts of thousands; receivers that lag resynchronise.
     let (events, _) = broadcast::channel(16_384);
     info!(
@@ -211,10 +214,12 @@ async fn open_raft(
     );
     let started = RaftNode::start(settings, &storage, |keyspace| {
         let loading = std::time::Instant::now();
-        let state = HodeiState::load(keyspace, events.clone())?.with_history(
-            hodei_cluster::Storage::keyspace(&storage, hodei_cluster::STATE_KEYSPACE)
-                .map_err(|error| error.to_string())?,
-        );
+        let state = HodeiState::load(keyspace, events.clone())?
+            .with_share_horizon(share_horizon)
+            .with_history(
+                hodei_cluster::Storage::keyspace(&storage, hodei_cluster::STATE_KEYSPACE)
+                    .map_err(|error| error.to_string())?,
+            );
         info!(
             elapsed_ms = loading.elapsed().as_millis() as u64,
             jobs = state.job_count(),

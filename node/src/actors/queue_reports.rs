@@ -4,9 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::gateway::report_model::{CountView, FairShareView, QueueStatusView, TenantShareView};
 use crate::state::HodeiState;
-use hodei_domain::dispatch::dominant_share;
 use hodei_domain::fairness::jain_index;
-use hodei_domain::job::{Job, JobState, Priority};
+use hodei_domain::job::{JobState, Priority};
 use hodei_domain::queue::Queue;
 use hodei_domain::resources::Resources;
 use hodei_domain::tenant::TenantId;
@@ -20,51 +19,6 @@ pub(super) fn pool_capacity(state: &HodeiState, queue: &Queue) -> Resources {
         .fold(Resources::ZERO, Resources::saturating_add)
 }
 
-fn overlap(start: u64, end: u64, from: u64, to: u64) -> u64 {
-    end.min(to).saturating_sub(start.max(from))
-}
-
-/// What one job's transitions say over [from, to], read in one pass: whether it was
-/// pending at some time within, how long it held resources within (from an assignment
-/// to the end of that run), and whether it was ever assigned.
-fn within_window(job: &Job, from_ms: u64, to_ms: u64) -> (bool, u64, bool) {
-    let mut pending_in_window = false;
-    let mut pending_since: Option<u64> = None;
-    let mut held_ms = 0;
-    let mut held_since: Option<u64> = None;
-    let mut assigned = false;
-    for step in &job.transitions {
-        if let Some(since) = pending_since.take()
-            && overlap(since, step.at_ms, from_ms, to_ms) > 0
-        {
-            pending_in_window = true;
-        }
-        match step.state {
-            JobState::Assigned => {
-                assigned = true;
-                held_since = Some(step.at_ms);
-            }
-            JobState::Running => {}
-            // Back to pending (its worker was lost) or final: the run held until now.
-            other => {
-                if let Some(since) = held_since.take() {
-                    held_ms += overlap(since, step.at_ms, from_ms, to_ms);
-                }
-                if other == JobState::Pending {
-                    pending_since = Some(step.at_ms);
-                }
-            }
-        }
-    }
-    if pending_since.is_some_and(|since| since < to_ms) {
-        pending_in_window = true;
-    }
-    if let Some(since) = held_since {
-        held_ms += overlap(since, to_ms, from_ms, to_ms);
-    }
-    (pending_in_window, held_ms, assigned)
-}
-
 /// A tenant's counts in one fair-share report.
 #[derive(Default)]
 struct TenantWindow {
@@ -74,38 +28,38 @@ struct TenantWindow {
     running: u64,
 }
 
+/// The fair-share report of `queue` over the `window_ms` before `now_ms`, from the share
+/// ledger apply keeps: a tenant's resource time is its dominant share of the window (DRF:
+/// the largest, over resources, of the resource time it held over the pools' capacity),
+/// so the report costs the same however many jobs ran.
 pub fn fair_share(state: &HodeiState, queue: &Queue, now_ms: u64, window_ms: u64) -> FairShareView {
     let from_ms = now_ms.saturating_sub(window_ms);
     let capacity = pool_capacity(state, queue);
-    // Keyed by reference: no allocation per job.
-    let mut by_tenant: BTreeMap<&TenantId, TenantWindow> = BTreeMap::new();
-    // Only jobs not final or ended within the window can count in it (older ones ended
-    // before it began): no walk over every job.
-    for job in state.live_and_recent_jobs(from_ms) {
-        let of_queue = job.spec.queue == queue.id;
-        let in_queue_pools = job
-            .pool
-            .as_ref()
-            .is_some_and(|pool| queue.pools.contains(pool));
-        if !of_queue && !in_queue_pools {
-            continue;
-        }
-        let (pending_in_window, held_ms, assigned) = within_window(job, from_ms, now_ms);
-        let counts = by_tenant.entry(&job.spec.tenant).or_default();
-        if of_queue && pending_in_window {
+    let capacity_by_dimension = [capacity.cpu_m, capacity.memory_mb, capacity.gpu];
+    let mut by_tenant: BTreeMap<TenantId, TenantWindow> = BTreeMap::new();
+    for (tenant, lines) in state.share_window(&queue.id, &queue.pools, from_ms, now_ms) {
+        let resource_time = lines
+            .held
+            .iter()
+            .zip(capacity_by_dimension)
+            .filter(|(_, total)| *total > 0)
+            .map(|(held, total)| *held as f64 / total as f64)
+            .fold(0.0, f64::max);
+        by_tenant.insert(
+            tenant,
+            TenantWindow {
+                resource_time,
+                backlogged: lines.left_pending_ms.is_some_and(|at| at > from_ms),
+                pending: 0,
+                running: lines.running,
+            },
+        );
+    }
+    for ((queue_id, tenant, job_state), count) in state.job_tally() {
+        if queue_id == &queue.id && *job_state == JobState::Pending && *count > 0 {
+            let counts = by_tenant.entry(tenant.clone()).or_default();
+            counts.pending = *count;
             counts.backlogged = true;
-        }
-        if of_queue && job.state == JobState::Pending {
-            counts.pending += 1;
-        }
-        if !assigned {
-            continue;
-        }
-        if in_queue_pools && matches!(job.state, JobState::Assigned | JobState::Running) {
-            counts.running += 1;
-        }
-        if held_ms > 0 {
-            counts.resource_time += dominant_share(job.spec.resources, capacity) * held_ms as f64;
         }
     }
     // A tenant shows when it held resources, was backlogged or has jobs pending.

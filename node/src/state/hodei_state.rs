@@ -224,6 +224,9 @@ pub struct HodeiState {
     /// Final jobs still in memory, by (end time, id): what `ArchiveJobs` moves next
     /// (derived from the jobs).
     pub(super) finished: BTreeSet<(u64, String)>,
+    /// Resources held over time and backlog times per queue, pool and tenant: what the
+    /// fair-share report reads (derived from the jobs).
+    pub(super) shares: crate::state::share_ledger::ShareLedger,
     /// The tallies' counts of the jobs in the history (`history.rs`).
     pub(super) archived_tally: crate::state::history::ArchivedTally,
     /// (tenant, idempotency key) -> id, of jobs in the history.
@@ -282,6 +285,7 @@ impl HodeiState {
             pool_tally: BTreeMap::new(),
             pool_waits: BTreeMap::new(),
             finished: BTreeSet::new(),
+            shares: Default::default(),
             archived_tally: Default::default(),
             archived_idempotency: BTreeMap::new(),
             recently_archived: Default::default(),
@@ -289,6 +293,18 @@ impl HodeiState {
             applying_index: 0,
             events,
         }
+    }
+
+    /// Keeps what the fair-share report reads for windows up to `horizon` long.
+    pub fn with_share_horizon(mut self, horizon: std::time::Duration) -> Self {
+        self.shares
+            .set_horizon(u64::try_from(horizon.as_millis()).unwrap_or(u64::MAX));
+        // What a load replayed under the default horizon is replayed again under this one.
+        self.shares.clear();
+        for job in self.jobs.values() {
+            self.shares.replay(job);
+        }
+        self
     }
 
     /// Reads the job history from `keyspace` (the state keyspace this state is stored in).

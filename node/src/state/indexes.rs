@@ -71,6 +71,11 @@ impl HodeiState {
     /// The one place where both apply and the rebuild on load index a stored job.
     fn on_job_stored(&mut self, previous: Option<IndexedAs>, job: &Job) {
         let first_version = previous.is_none();
+        let changed_at = job.transitions.last().map(|step| step.at_ms).unwrap_or(0);
+        match &previous {
+            None => self.shares.replay(job),
+            Some(previous) => self.move_shares(previous, job, changed_at),
+        }
         if let Some(previous) = previous {
             uncount(&mut self.job_tally, &previous.by_tenant);
             uncount(&mut self.priority_tally, &previous.by_priority);
@@ -126,6 +131,38 @@ impl HodeiState {
         }
     }
 
+    /// Tells the share ledger what the job's new version changed: a run began or ended,
+    /// or the job left its queue's pending list.
+    fn move_shares(&mut self, previous: &IndexedAs, job: &Job, changed_at: u64) {
+        let current = (
+            job.state == JobState::Pending,
+            matches!(job.state, JobState::Assigned | JobState::Running),
+        );
+        let series = |(tenant, _, pool): &(TenantId, Resources, String)| {
+            (job.spec.queue.clone(), pool.clone(), tenant.clone())
+        };
+        let now_held = current.1.then(|| {
+            (
+                job.spec.tenant.clone(),
+                job.spec.resources,
+                job.pool.clone().unwrap_or_default(),
+            )
+        });
+        if previous.held != now_held {
+            if let Some(held) = &previous.held {
+                self.shares.release(series(held), held.1, changed_at);
+            }
+            if let Some(held) = &now_held {
+                self.shares.hold(series(held), held.1, changed_at);
+            }
+        }
+        if let Some((queue, tenant)) = &previous.pending
+            && !current.0
+        {
+            self.shares.left_pending(queue, tenant, changed_at);
+        }
+    }
+
     pub(in crate::state) fn put_worker(&self, worker: &Worker, writes: &mut WriteBatch) {
         put_encoded(writes, key(WORKER_PREFIX, &worker.id), worker);
     }
@@ -159,6 +196,7 @@ impl HodeiState {
         self.sla_tally.clear();
         self.pool_tally.clear();
         self.finished.clear();
+        self.shares.clear();
         self.dispatch_log.clear();
         // The archived jobs count where they counted when they left memory.
         let archived = &self.archived_tally;

@@ -604,6 +604,14 @@ proptest! {
                 hodei.priority_tally().iter().filter(|(_, count)| **count > 0).map(|(key, count)| (key.clone(), *count)).collect()
             };
             prop_assert_eq!(by_priority(&rebuilt), by_priority(&state));
+            // The share ledger apply moved step by step says what a replay of the jobs says.
+            let pools = ["p".to_string()];
+            for (from, to) in [(0, 100), (4, 8), (8, 9)] {
+                let windows = |hodei: &HodeiState| -> Vec<(TenantId, [u128; 3], u64, Option<u64>)> {
+                    hodei.share_window("q", &pools, from, to).into_iter().map(|(tenant, lines)| (tenant, lines.held, lines.running, lines.left_pending_ms)).collect()
+                };
+                prop_assert_eq!(windows(&rebuilt), windows(&state));
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ mod indexes;
 pub mod jobs;
 pub mod keys;
 mod queries;
+pub mod share_ledger;
 pub mod violations;
 
 #[cfg(test)]

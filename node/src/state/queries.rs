@@ -150,26 +150,16 @@ impl HodeiState {
             .unwrap_or_default()
     }
 
-    /// Every job that is not final, and every final one that ended at or after
-    /// `ended_since_ms` (while it is in memory): what a report over a window from
-    /// `ended_since_ms` reads, without walking older finished jobs.
-    pub fn live_and_recent_jobs(&self, ended_since_ms: u64) -> impl Iterator<Item = &Job> {
-        let pending = self
-            .pending
-            .values()
-            .flatten()
-            .filter_map(|id| self.job(id));
-        let held = self
-            .workers
-            .values()
-            .flat_map(|worker| worker.jobs.iter())
-            .filter_map(|id| self.job(id))
-            .filter(|job| matches!(job.state, JobState::Assigned | JobState::Running));
-        let recent = self
-            .finished
-            .range((ended_since_ms, String::new())..)
-            .filter_map(|(_, id)| self.job(id));
-        pending.chain(held).chain(recent)
+    /// Each tenant's held resource time, runs and last backlog time in a window of the
+    /// queue `queue` dispatching to `pools` (see [`crate::state::share_ledger`]).
+    pub fn share_window(
+        &self,
+        queue: &str,
+        pools: &[String],
+        from_ms: u64,
+        to_ms: u64,
+    ) -> BTreeMap<TenantId, crate::state::share_ledger::TenantHeld> {
+        self.shares.window(queue, pools, from_ms, to_ms)
     }
 
     /// How many jobs are in each (queue, priority, state).
