@@ -41,14 +41,6 @@ fn render(errors: &[ValidationError]) -> String {
 /// are not part of [`Config`]: a file, variable or flag that sets one is refused, naming
 /// it, rather than accepted as a switch that does nothing.
 pub const NOT_BUILT: &[(&str, &str)] = &[
-    (
-        "resource_pools.auto_scaling_enabled",
-        "autoscaling is not built yet",
-    ),
-    (
-        "resource_pools.pools[].auto_scaling_enabled",
-        "autoscaling is not built yet",
-    ),
     ("cost_tracking.retention_days", "no cost ledger is kept yet"),
     (
         "observability.grafana.dashboards_dir",
@@ -501,7 +493,7 @@ mod tests {
     #[test]
     fn keys_whose_feature_is_not_built_are_refused_wherever_they_are_set() {
         let file = yaml_file(
-            "resource_pools:\n  auto_scaling_enabled: true\n  pools:\n    - id: a\n    - id: b\n      auto_scaling_enabled: false\nobservability:\n  grafana:\n    dashboards_dir: /srv/dashboards\n  alerting:\n    prometheus_alerts_dir: /srv/alerts\n",
+            "observability:\n  grafana:\n    dashboards_dir: /srv/dashboards\n  alerting:\n    prometheus_alerts_dir: /srv/alerts\n",
         );
         let problems = ConfigLoader::new()
             .file(file.path())
@@ -516,8 +508,6 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "resource_pools.auto_scaling_enabled",
-                "resource_pools.pools[1].auto_scaling_enabled",
                 "cost_tracking.retention_days",
                 "observability.grafana.dashboards_dir",
                 "observability.alerting.prometheus_alerts_dir",
@@ -525,21 +515,27 @@ mod tests {
             "{problems:?}"
         );
         assert!(
-            problems[2].contains("no cost ledger is kept yet")
+            problems[0].contains("no cost ledger is kept yet")
                 && problems[2].contains("environment variable HODEI_COST_RETENTION_DAYS"),
             "{problems:?}"
         );
-        // The specification's variable for autoscaling is refused the same way.
-        let problems = ConfigLoader::new()
-            .env_vars(env(&[("HODEI_AUTO_SCALING_ENABLED", "true")]))
-            .load()
-            .unwrap_err()
-            .problems();
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(
-            problems[0].starts_with("resource_pools.auto_scaling_enabled: not in this version"),
-            "{problems:?}"
+        // Autoscaling is built: the specification's variable and the per-pool key load.
+        let file = yaml_file(
+            "resource_pools:\n  pools:\n    - id: a\n    - id: b\n      auto_scaling_enabled: false\n",
         );
+        let config = ConfigLoader::new()
+            .file(file.path())
+            .env_vars(env(&[("HODEI_AUTO_SCALING_ENABLED", "false")]))
+            .load()
+            .unwrap();
+        assert!(!config.resource_pools.auto_scaling_enabled);
+        let switches: Vec<bool> = config
+            .resource_pools
+            .pools
+            .iter()
+            .map(|pool| pool.auto_scaling_enabled)
+            .collect();
+        assert_eq!(switches, [true, false]);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub struct Config {
     pub burst_capacity: BurstCapacityConfig,
     pub cost_tracking: CostTrackingConfig,
     pub retention: RetentionConfig,
+    pub autoscaling: AutoscalingConfig,
     pub metrics: MetricsConfig,
     pub observability: ObservabilityConfig,
 }
@@ -36,6 +37,7 @@ impl Default for Config {
             burst_capacity: BurstCapacityConfig::default(),
             cost_tracking: CostTrackingConfig::default(),
             retention: RetentionConfig::default(),
+            autoscaling: AutoscalingConfig::default(),
             metrics: MetricsConfig::default(),
             observability: ObservabilityConfig::default(),
         }
@@ -253,6 +255,9 @@ pub enum PoolType {
 pub struct ResourcePoolsConfig {
     pub enabled: bool,
     pub default_pool_type: PoolType,
+    /// The node's leader evaluates the pools' scaling policies and triggers (a pool's
+    /// own switch, in config or through the API, can turn one pool off).
+    pub auto_scaling_enabled: bool,
     pub pools: Vec<PoolConfig>,
 }
 
@@ -261,6 +266,7 @@ impl Default for ResourcePoolsConfig {
         Self {
             enabled: true,
             default_pool_type: PoolType::Static,
+            auto_scaling_enabled: true,
             pools: vec![PoolConfig::default()],
         }
     }
@@ -277,6 +283,8 @@ pub struct PoolConfig {
     pub max_size: u32,
     /// The capacity of one worker of this pool.
     pub worker_shape: WorkerShapeConfig,
+    /// `false`: the leader of a node with this config never autoscales this pool.
+    pub auto_scaling_enabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,6 +314,7 @@ impl Default for PoolConfig {
             min_size: 2,
             max_size: 20,
             worker_shape: WorkerShapeConfig::default(),
+            auto_scaling_enabled: true,
         }
     }
 }
@@ -398,6 +407,22 @@ impl Default for CostTrackingConfig {
             enabled: true,
             track_by_tenant: true,
             track_by_job: true,
+        }
+    }
+}
+
+/// The leader's autoscaling loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoscalingConfig {
+    /// How often the leader evaluates each autoscaled pool.
+    pub evaluation_interval_s: u64,
+}
+
+impl Default for AutoscalingConfig {
+    fn default() -> Self {
+        Self {
+            evaluation_interval_s: 10,
         }
     }
 }

@@ -265,6 +265,16 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         scheduling.fair_share_window_s,
         1,
     );
+    problems.at_least(
+        "autoscaling.evaluation_interval_s",
+        config.autoscaling.evaluation_interval_s,
+        1,
+    );
+    problems.at_most(
+        "autoscaling.evaluation_interval_s",
+        config.autoscaling.evaluation_interval_s,
+        3_600,
+    );
     let retention = &config.retention;
     problems.rule(
         retention.finished_in_memory_s >= scheduling.fair_share_window_s,

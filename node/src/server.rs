@@ -423,6 +423,17 @@ pub fn limit_settings(config: &Config) -> LimitSettings {
         })
         .fold(Resources::ZERO, Resources::saturating_add);
     LimitSettings {
+        autoscaling: crate::actors::AutoscalingSettings {
+            enabled: config.resource_pools.auto_scaling_enabled,
+            evaluation_interval: Duration::from_secs(config.autoscaling.evaluation_interval_s),
+            pools_off: config
+                .resource_pools
+                .pools
+                .iter()
+                .filter(|pool| !pool.auto_scaling_enabled)
+                .map(|pool| pool.id.clone())
+                .collect(),
+        },
         retention: crate::actors::RetentionSettings {
             finished_in_memory: Duration::from_secs(config.retention.finished_in_memory_s),
             job_history: Duration::from_secs(

@@ -1,6 +1,7 @@
 //! Pure, deterministic rules: no async, no I/O, no clock (time is a parameter).
 
 pub mod admission;
+pub mod autoscale;
 pub mod burst;
 pub mod cost;
 pub mod dispatch;

@@ -257,6 +257,35 @@ mod tests {
             .collect()
     }
 
+    proptest::proptest! {
+        /// However far the desired size falls (an autoscaling scale-down), the workers
+        /// stopped are idle ones: a busy worker is never chosen.
+        #[test]
+        fn a_scale_down_never_stops_a_busy_worker(
+            busy in proptest::collection::vec(proptest::bool::ANY, 0..20),
+            desired in 0u32..20,
+            idle_for_ms in 0u64..30_000,
+        ) {
+            let pool = dynamic(0, 20, desired);
+            let workers: Vec<Worker> = busy
+                .iter()
+                .enumerate()
+                .map(|(index, is_busy)| {
+                    let (state, jobs) = if *is_busy { (WorkerState::Busy, 1) } else { (WorkerState::Idle, 0) };
+                    worker(&format!("w{index}"), state, 0, jobs)
+                })
+                .collect();
+            let decision = decide(&pool, &workers, &[], idle_for_ms);
+            for (stopped, _) in &decision.stop {
+                let found = workers.iter().find(|worker| &worker.id == stopped).unwrap();
+                proptest::prop_assert!(found.jobs.is_empty() && found.state == WorkerState::Idle, "{stopped} is busy");
+            }
+            let idle = busy.iter().filter(|is_busy| !**is_busy).count();
+            let surplus = busy.len().saturating_sub(desired as usize);
+            proptest::prop_assert!(decision.stop.len() >= surplus.min(idle), "{decision:?}");
+        }
+    }
+
     #[test]
     fn grows_to_desired_with_at_most_max_provisioning_starting() {
         let pool = dynamic(2, 6, 6);

@@ -52,7 +52,7 @@ pub struct ControlSupervisor;
 /// The loops every node runs under this supervisor: the worker hub (delivery and lost
 /// workers), the simulator of `simulated` pools and the retention of finished jobs. They
 /// act only while the node leads.
-fn leader_loops() -> [LoopSpec; 3] {
+fn leader_loops() -> [LoopSpec; 4] {
     [
         LoopSpec::new("worker_hub", |node: NodeContext| {
             let hub = node.worker_hub.clone();
@@ -60,6 +60,7 @@ fn leader_loops() -> [LoopSpec; 3] {
         }),
         LoopSpec::new("simulator", crate::actors::workers::simulated::run),
         LoopSpec::new("retention", crate::actors::retention::run),
+        LoopSpec::new("autoscaler", crate::actors::autoscaler::run),
     ]
 }
 

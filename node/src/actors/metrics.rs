@@ -30,6 +30,7 @@ pub struct Metrics {
     dispatch_latency: Histogram<f64>,
     workers_lost: Counter<u64>,
     pool_provisioning: Counter<u64>,
+    scaling_decisions: Counter<u64>,
 }
 
 /// The kinds an actor restart is counted under (root children, controllers, loops).
@@ -130,6 +131,12 @@ impl Metrics {
                 .u64_counter("hodei_pool_provisioning")
                 .with_description("Worker starts by pool and outcome (succeeded, failed, timed_out) (leader)")
                 .build(),
+            scaling_decisions: meter
+                .u64_counter("hodei_scaling_decisions")
+                .with_description(
+                    "Autoscaling decisions by pool and outcome (in_progress when made, then how each settled: succeeded, failed, partial, cancelled; blocked_by_cooldown) (leader)",
+                )
+                .build(),
             workers_lost: meter
                 .u64_counter("hodei_workers_lost")
                 .with_description("Workers declared lost after missed heartbeats, by pool (leader)")
@@ -178,6 +185,16 @@ impl Metrics {
                 ],
             );
         }
+    }
+
+    pub fn scaling_decision(&self, pool: &str, outcome: &'static str) {
+        self.scaling_decisions.add(
+            1,
+            &[
+                KeyValue::new("pool", pool.to_string()),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
     }
 
     pub fn pool_provisioning(&self, pool: &str, outcome: &'static str) {

@@ -489,6 +489,46 @@ impl MetricsHub {
                 }
             })
             .build();
+        let state = node.clone();
+        self.meter
+            .f64_observable_gauge("hodei_scaling_cooldown_remaining_seconds")
+            .with_description(
+                "Seconds until an autoscaled pool may scale again, by pool and direction (up, down)",
+            )
+            .with_callback(move |observer| {
+                let now = crate::actors::now_ms();
+                let remaining: Vec<(String, u64, u64)> = state.read(|hodei| {
+                    hodei
+                        .pools()
+                        .filter_map(|pool| hodei.scaling(&pool.id))
+                        .map(|scaling| {
+                            let memory = &scaling.memory;
+                            let left = |last: Option<u64>, seconds: u64| {
+                                last.map_or(0, |at| (at + seconds * 1_000).saturating_sub(now))
+                            };
+                            let last_change =
+                                memory.last_scale_up_ms.max(memory.last_scale_down_ms);
+                            (
+                                scaling.pool.clone(),
+                                left(memory.last_scale_up_ms, scaling.cooldown.scale_up_s),
+                                left(last_change, scaling.cooldown.scale_down_s),
+                            )
+                        })
+                        .collect()
+                });
+                for (pool, up_ms, down_ms) in remaining {
+                    for (direction, left_ms) in [("up", up_ms), ("down", down_ms)] {
+                        observer.observe(
+                            left_ms as f64 / 1_000.0,
+                            &[
+                                KeyValue::new("pool", pool.clone()),
+                                KeyValue::new("direction", direction),
+                            ],
+                        );
+                    }
+                }
+            })
+            .build();
     }
 
     /// SLA: jobs by SLA level and status, and the compliance ratio.

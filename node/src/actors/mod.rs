@@ -9,6 +9,7 @@
 //!     └── PoolActor           one per pool: health, scaling through its provider, drains
 //! ```
 
+pub mod autoscaler;
 pub mod control;
 pub mod gateway;
 pub mod gateway_jobs;
@@ -16,6 +17,7 @@ pub mod gateway_limits;
 pub mod gateway_pools;
 pub mod gateway_queues;
 pub mod gateway_reports;
+mod gateway_scaling;
 mod gateway_tenants;
 pub mod leader_loop;
 pub mod metrics;
@@ -55,6 +57,27 @@ pub struct LimitSettings {
     pub fair_share_window: Duration,
     /// How long finished jobs stay in memory, then in the history (`retention`).
     pub retention: RetentionSettings,
+    pub autoscaling: AutoscalingSettings,
+}
+
+/// The leader's autoscaling loop (`resource_pools.auto_scaling_enabled`,
+/// `resource_pools.pools[].auto_scaling_enabled`, `autoscaling.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoscalingSettings {
+    pub enabled: bool,
+    pub evaluation_interval: Duration,
+    /// Pools this node's config turns autoscaling off for.
+    pub pools_off: std::collections::BTreeSet<String>,
+}
+
+impl Default for AutoscalingSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            evaluation_interval: Duration::from_secs(10),
+            pools_off: Default::default(),
+        }
+    }
 }
 
 /// `retention.*` of the config, for the leader's retention loop.

@@ -10,6 +10,8 @@ pub mod model;
 pub mod operations;
 pub mod principal;
 pub mod report_model;
+pub mod scaling_model;
+pub mod scaling_operations;
 pub mod trace;
 
 pub use error::{ErrorCode, GatewayError};

@@ -59,6 +59,49 @@ pub enum CommandV1 {
     RunOutput(RunOutput),
     ArchiveJobs(ArchiveJobs),
     PurgeHistory(PurgeHistory),
+    SetScaling(SetScaling),
+    ScalePool(ScalePool),
+    SettleScaling(SettleScaling),
+}
+
+/// A change to a pool's autoscaling rules (US-09.4.1 - US-09.4.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetScaling {
+    pub pool: String,
+    pub change: ScalingChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ScalingChange {
+    /// Add the policy, or replace the one with its id.
+    PutPolicy(hodei_domain::autoscale::ScalingPolicy),
+    DeletePolicy(String),
+    PutTrigger(hodei_domain::autoscale::ScalingTrigger),
+    DeleteTrigger(String),
+    Cooldown(hodei_domain::autoscale::Cooldown),
+    Enabled(bool),
+}
+
+/// A scaling decision of the leader's scaling loop (or a fired trigger): record it, and
+/// unless it was blocked, set the pool's desired size to `record.to`. Refused when the
+/// desired size is no longer `record.from` (someone changed it meanwhile).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScalePool {
+    pub pool: String,
+    pub record: hodei_domain::autoscale::ScalingRecord,
+    /// Schedule triggers that fired, (id, when): each fires once per occurrence.
+    pub fired_schedules: Vec<(String, u64)>,
+}
+
+/// How a decision in progress turned out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettleScaling {
+    pub pool: String,
+    pub seq: u64,
+    pub outcome: hodei_domain::autoscale::ScalingOutcome,
+    pub error: Option<String>,
+    pub reached_at_ms: Option<u64>,
+    pub at_ms: u64,
 }
 
 /// Moves up to `limit` final jobs that ended before `ended_before_ms` from the in-memory
@@ -419,6 +462,12 @@ pub enum CommandOutcome {
     },
     Purged {
         count: usize,
+    },
+    Scaling(Box<hodei_domain::autoscale::PoolScaling>),
+    /// A decision was recorded as `seq`; the pool as it is now.
+    Scaled {
+        seq: u64,
+        pool: Pool,
     },
 }
 

@@ -117,14 +117,23 @@ struct SnapshotView<'a> {
     violations: &'a crate::state::violations::ViolationLog,
     archived_tally: &'a crate::state::history::ArchivedTally,
     archived_idempotency: &'a BTreeMap<(TenantId, String), String>,
+    scaling: Vec<&'a hodei_domain::autoscale::PoolScaling>,
 }
 
 /// A snapshot as decoded. Each version of the shape appended fields to the one before, and
 /// the binary codec writes a struct's fields one after the other with nothing between,
 /// so each older shape is a prefix of this one: the entities, then the violations, then
-/// what the job history leaves in memory. [`SnapshotView`] writes the same bytes.
+/// what the job history leaves in memory, then autoscaling. [`SnapshotView`] writes the
+/// same bytes.
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 struct SnapshotData {
+    base: WithHistory,
+    scaling: Vec<hodei_domain::autoscale::PoolScaling>,
+}
+
+/// The snapshot shape before autoscaling.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+struct WithHistory {
     base: WithViolations,
     archived_tally: crate::state::history::ArchivedTally,
     archived_idempotency: BTreeMap<(TenantId, String), String>,
@@ -157,6 +166,12 @@ impl SnapshotData {
             Ok(data) => return Ok(data),
             Err(error) => error,
         };
+        if let Ok(base) = decode::<WithHistory>(snapshot) {
+            return Ok(SnapshotData {
+                base,
+                ..Default::default()
+            });
+        }
         let base = decode::<WithViolations>(snapshot)
             .or_else(|_| {
                 decode::<Entities>(snapshot).map(|entities| WithViolations {
@@ -166,7 +181,10 @@ impl SnapshotData {
             })
             .map_err(|_| error)?;
         Ok(SnapshotData {
-            base,
+            base: WithHistory {
+                base,
+                ..Default::default()
+            },
             ..Default::default()
         })
     }
@@ -213,6 +231,8 @@ pub struct HodeiState {
     >,
     pub(super) queues: BTreeMap<String, Queue>,
     pub(super) pools: BTreeMap<String, Pool>,
+    /// Each pool's autoscaling (only pools that have any rule, cooldown or history).
+    pub(super) scaling: BTreeMap<String, hodei_domain::autoscale::PoolScaling>,
     pub(super) workers: BTreeMap<String, Worker>,
     /// Quota violations recorded by apply (`violations.rs`).
     pub(super) violations: crate::state::violations::ViolationLog,
@@ -280,6 +300,7 @@ impl HodeiState {
             dispatch_log: BTreeMap::new(),
             queues: BTreeMap::new(),
             pools: BTreeMap::new(),
+            scaling: BTreeMap::new(),
             workers: BTreeMap::new(),
             violations: Default::default(),
             pool_tally: BTreeMap::new(),
@@ -360,6 +381,15 @@ impl HodeiState {
         }
         for worker in load_all::<Worker>(keyspace, WORKER_PREFIX, "worker")? {
             state.workers.insert(worker.id.clone(), worker);
+        }
+        for pool_scaling in load_all::<hodei_domain::autoscale::PoolScaling>(
+            keyspace,
+            crate::state::keys::SCALING_PREFIX,
+            "pool scaling",
+        )? {
+            state
+                .scaling
+                .insert(pool_scaling.pool.clone(), pool_scaling);
         }
         let logs = keyspace
             .scan_prefix(JOB_LOG_PREFIX.as_bytes())
@@ -468,6 +498,9 @@ impl HodeiState {
             CommandV1::PoolLifecycle(command) => self.apply_pool_lifecycle(command, writes),
             CommandV1::ArchiveJobs(command) => self.apply_archive_jobs(command, writes),
             CommandV1::PurgeHistory(command) => self.apply_purge_history(command, writes),
+            CommandV1::SetScaling(command) => self.apply_set_scaling(command, writes),
+            CommandV1::ScalePool(command) => self.apply_scale_pool(command, writes),
+            CommandV1::SettleScaling(command) => self.apply_settle_scaling(command, writes),
         }
     }
 }
@@ -508,6 +541,7 @@ impl StateMachine for HodeiState {
             violations: &self.violations,
             archived_tally: &self.archived_tally,
             archived_idempotency: &self.archived_idempotency,
+            scaling: self.scaling.values().collect(),
         };
         hodei_cluster::codec::encode(&data)
     }
@@ -515,12 +549,16 @@ impl StateMachine for HodeiState {
     fn restore(&mut self, snapshot: &[u8], writes: &mut WriteBatch) -> Result<(), String> {
         let SnapshotData {
             base:
-                WithViolations {
-                    entities: data,
-                    violations,
+                WithHistory {
+                    base:
+                        WithViolations {
+                            entities: data,
+                            violations,
+                        },
+                    archived_tally,
+                    archived_idempotency,
                 },
-            archived_tally,
-            archived_idempotency,
+            scaling,
         } = SnapshotData::decode(snapshot)?;
         self.tenants.clear();
         self.bursts.clear();
@@ -562,6 +600,15 @@ impl StateMachine for HodeiState {
         for worker in data.workers {
             put_encoded(writes, jobs_key(WORKER_PREFIX, &worker.id), &worker);
             self.workers.insert(worker.id.clone(), worker);
+        }
+        self.scaling.clear();
+        for pool_scaling in scaling {
+            put_encoded(
+                writes,
+                jobs_key(crate::state::keys::SCALING_PREFIX, &pool_scaling.pool),
+                &pool_scaling,
+            );
+            self.scaling.insert(pool_scaling.pool.clone(), pool_scaling);
         }
         self.put_violation_log(violations, writes);
         self.put_archived(archived_tally, archived_idempotency, writes);

@@ -8,6 +8,8 @@ pub const JOB_LOG_PREFIX: &str = "joblog/";
 pub const QUEUE_PREFIX: &str = "queue/";
 pub const POOL_PREFIX: &str = "pool/";
 pub const WORKER_PREFIX: &str = "worker/";
+/// A pool's autoscaling rules, cooldown and history (`apply/scaling.rs`).
+pub const SCALING_PREFIX: &str = "scaling/";
 /// Recent quota violations, by sequence number (`state/violations.rs`).
 pub const VIOLATION_PREFIX: &str = "violation/";
 /// Violation counts, by tenant and reason.

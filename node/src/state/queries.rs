@@ -150,6 +150,11 @@ impl HodeiState {
             .unwrap_or_default()
     }
 
+    /// The pool's autoscaling, if it has any rule, cooldown or history.
+    pub fn scaling(&self, pool: &str) -> Option<&hodei_domain::autoscale::PoolScaling> {
+        self.scaling.get(pool)
+    }
+
     /// Each tenant's held resource time, runs and last backlog time in a window of the
     /// queue `queue` dispatching to `pools` (see [`crate::state::share_ledger`]).
     pub fn share_window(

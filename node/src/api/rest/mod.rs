@@ -7,6 +7,7 @@ mod extract;
 mod jobs;
 mod limits;
 mod pools;
+mod scaling;
 mod tenants;
 
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub struct RestState {
         (name = "queues", description = "Queues and the pools they dispatch to"),
         (name = "workers", description = "Registered workers"),
         (name = "pools", description = "Resource pools and their lifecycle"),
+        (name = "autoscaling", description = "Pool autoscaling: policies, triggers, cooldowns, history and evaluations"),
         (name = "cluster", description = "Health, status and membership")
     )
 )]
@@ -63,6 +65,7 @@ fn api_routes() -> OpenApiRouter<RestState> {
         .merge(cluster::routes())
         .merge(jobs::routes())
         .merge(pools::routes())
+        .merge(scaling::routes())
 }
 
 /// The OpenAPI document of every REST operation (what `/api/v1/openapi.json` serves).

@@ -6,5 +6,6 @@ pub(super) mod limits;
 mod pools;
 mod queues;
 mod runs;
+mod scaling;
 mod tenants;
 mod workers;

@@ -155,6 +155,7 @@ impl HodeiState {
             .filter(|worker| worker.pool == id)
             .map(|worker| worker.id.clone())
             .collect();
+        self.drop_scaling(id, writes);
         for worker in workers {
             self.workers.remove(&worker);
             writes.delete(key(WORKER_PREFIX, &worker));
