@@ -481,6 +481,8 @@ pub struct Cooldown {
     pub scale_down_s: u64,
     /// At most this many workers added in any minute.
     pub max_added_per_minute: u32,
+    /// A scale-down goes no lower than the largest recommendation of this window.
+    pub scale_down_stabilization_s: u64,
 }
 
 impl Default for Cooldown {
@@ -489,6 +491,7 @@ impl Default for Cooldown {
             scale_up_s: 60,
             scale_down_s: 120,
             max_added_per_minute: 10,
+            scale_down_stabilization_s: DEFAULT_STABILIZATION_MS / 1_000,
         }
     }
 }
@@ -498,6 +501,10 @@ impl Cooldown {
         for (field, value) in [
             ("scale_up_s", self.scale_up_s),
             ("scale_down_s", self.scale_down_s),
+            (
+                "scale_down_stabilization_s",
+                self.scale_down_stabilization_s,
+            ),
         ] {
             if value > 86_400 {
                 return Err(DomainError::invalid(

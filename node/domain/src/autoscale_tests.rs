@@ -97,7 +97,7 @@ proptest! {
                 steps: vec![Step { lower: Some(1.0), upper: None, adjustment: exact }],
             }),
         ];
-        let cooldown = Cooldown { scale_up_s: 0, scale_down_s: 0, max_added_per_minute: cap };
+        let cooldown = Cooldown { scale_up_s: 0, scale_down_s: 0, max_added_per_minute: cap, ..Cooldown::default() };
         let memory = CooldownState {
             added: vec![(now_ms - 30_000, added_before)],
             ..CooldownState::default()
@@ -116,7 +116,7 @@ proptest! {
     #[test]
     fn target_tracking_converges(busy_m in 1_000u64..40_000, target in 0.3f64..0.9, start in 1u32..60) {
         let policies = [utilization(target)];
-        let run = Run { min: 1, max: 200, policies: &policies, cooldown: Cooldown { scale_up_s: 0, scale_down_s: 0, max_added_per_minute: 1_000 } };
+        let run = Run { min: 1, max: 200, policies: &policies, cooldown: Cooldown { scale_up_s: 0, scale_down_s: 0, max_added_per_minute: 1_000, ..Cooldown::default() } };
         let mut size = start;
         let mut memory = CooldownState::default();
         let mut sizes = Vec::new();
@@ -143,7 +143,7 @@ proptest! {
     #[test]
     fn an_oscillating_load_is_held_by_the_cooldowns(period in 1u64..6, up_s in 30u64..200, down_s in 30u64..300) {
         let policies = [utilization(0.6)];
-        let cooldown = Cooldown { scale_up_s: up_s, scale_down_s: down_s, max_added_per_minute: 1_000 };
+        let cooldown = Cooldown { scale_up_s: up_s, scale_down_s: down_s, max_added_per_minute: 1_000, ..Cooldown::default() };
         let run = Run { min: 1, max: 50, policies: &policies, cooldown };
         let mut size = 5;
         let mut memory = CooldownState::default();
@@ -228,6 +228,7 @@ fn a_scale_down_waits_for_the_stabilisation_window() {
             scale_up_s: 0,
             scale_down_s: 0,
             max_added_per_minute: 100,
+            ..Cooldown::default()
         },
     };
     let memory = CooldownState::default();

@@ -20,8 +20,8 @@ use crate::actors::{NodeContext, now_ms};
 use crate::state::command;
 use crate::state::{CommandOutcome, CommandV1, HodeiState};
 use hodei_domain::autoscale::{
-    DEFAULT_STABILIZATION_MS, DEFAULT_TOLERANCE, Decision, DecisionInput, Observed, PoolScaling,
-    Proposal, ScalingMetric, ScalingOutcome, ScalingRecord, SlaWaiting, TriggerKind, decide,
+    DEFAULT_TOLERANCE, Decision, DecisionInput, Observed, PoolScaling, Proposal, ScalingMetric,
+    ScalingOutcome, ScalingRecord, SlaWaiting, TriggerKind, decide,
 };
 use hodei_domain::pool::{Pool, PoolState, PoolType};
 use hodei_domain::resources::Resources;
@@ -225,6 +225,7 @@ pub fn evaluate(
         }
     }
     let force = extra.as_ref().is_some_and(|(_, force)| *force);
+    let stabilization_ms = scaling.cooldown.scale_down_stabilization_s * 1_000;
     let source = match &extra {
         Some((proposal, _)) => proposal.source.clone(),
         None => fired
@@ -237,7 +238,7 @@ pub fn evaluate(
     }
     memory
         .recent
-        .retain(|(at, _)| now.saturating_sub(*at) < DEFAULT_STABILIZATION_MS);
+        .retain(|(at, _)| now.saturating_sub(*at) < stabilization_ms);
     let decision = decide(&DecisionInput {
         min: pool.min_size,
         max: pool.max_size,
@@ -249,7 +250,7 @@ pub fn evaluate(
         memory: &scaling.memory,
         tolerance: DEFAULT_TOLERANCE,
         recent: &memory.recent,
-        stabilization_ms: DEFAULT_STABILIZATION_MS,
+        stabilization_ms,
         force,
         now_ms: now,
     });
@@ -433,12 +434,26 @@ async fn settle(node: &NodeContext, now: u64) {
                     )),
                 )
             };
+            // A scale-up reached its size when the `to`-th live worker registered.
+            let reached_at_ms = reached.then(|| {
+                let mut registered: Vec<u64> = state
+                    .workers()
+                    .filter(|worker| worker.pool == pool.id && worker.is_live())
+                    .map(|worker| worker.registered_at_ms)
+                    .collect();
+                registered.sort_unstable();
+                let nth = (record.to as usize).checked_sub(1).and_then(|index| registered.get(index));
+                match nth {
+                    Some(at) if record.to > record.from => (*at).max(record.at_ms),
+                    _ => now,
+                }
+            });
             due.push(command::SettleScaling {
                 pool: pool.id.clone(),
                 seq: record.seq,
                 outcome,
                 error,
-                reached_at_ms: reached.then_some(now),
+                reached_at_ms,
                 at_ms: now,
             });
         }

@@ -12,6 +12,7 @@ pub mod limits_cmd;
 pub mod node_cmd;
 pub mod output;
 pub mod pool_cmd;
+pub mod scaling_cmd;
 pub mod tenant_cmd;
 pub mod worker_cmd;
 

@@ -110,6 +110,9 @@ pub enum PoolCommand {
         #[command(flatten)]
         api: Api,
     },
+    /// A pool's autoscaling: policies, triggers, cooldown, history, evaluations.
+    #[command(subcommand)]
+    Scaling(crate::cli::scaling_cmd::ScalingCommand),
     /// The workers of a pool.
     Workers {
         /// The pool id.
@@ -407,6 +410,7 @@ pub async fn run_pool(command: PoolCommand) -> anyhow::Result<()> {
             reason,
             api,
         } => lifecycle(&api, &id, action, reason).await,
+        PoolCommand::Scaling(command) => crate::cli::scaling_cmd::run(command).await,
         PoolCommand::Workers { id, api } => {
             let workers = api.get(&pool_path(&id, "/workers"), &[]).await?;
             api.output.list(&workers, "/items", WORKER)

@@ -448,6 +448,8 @@ pub struct CooldownInput {
     pub scale_down_s: Option<u64>,
     #[serde(default)]
     pub max_added_per_minute: Option<u32>,
+    #[serde(default)]
+    pub scale_down_stabilization_s: Option<u64>,
 }
 
 impl CooldownInput {
@@ -458,6 +460,9 @@ impl CooldownInput {
             max_added_per_minute: self
                 .max_added_per_minute
                 .unwrap_or(current.max_added_per_minute),
+            scale_down_stabilization_s: self
+                .scale_down_stabilization_s
+                .unwrap_or(current.scale_down_stabilization_s),
         }
     }
 }
@@ -468,6 +473,8 @@ pub struct CooldownView {
     pub scale_up_s: u64,
     pub scale_down_s: u64,
     pub max_added_per_minute: u32,
+    /// A scale-down goes no lower than the largest recommendation of this window.
+    pub scale_down_stabilization_s: u64,
     /// Seconds until a scale-up may happen (0: now).
     pub scale_up_remaining_s: u64,
     /// Seconds until a scale-down may happen (0: now).
@@ -491,6 +498,7 @@ impl CooldownView {
             scale_up_s: cooldown.scale_up_s,
             scale_down_s: cooldown.scale_down_s,
             max_added_per_minute: cooldown.max_added_per_minute,
+            scale_down_stabilization_s: cooldown.scale_down_stabilization_s,
             scale_up_remaining_s: left(memory.last_scale_up_ms, cooldown.scale_up_s),
             scale_down_remaining_s: left(
                 memory.last_scale_up_ms.max(memory.last_scale_down_ms),

@@ -6,6 +6,7 @@ mod cluster;
 mod jobs;
 mod pools;
 mod queues;
+mod scaling;
 mod tenants;
 
 use tonic::metadata::MetadataValue;

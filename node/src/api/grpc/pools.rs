@@ -4,6 +4,7 @@ use hodei_proto::v1 as pb;
 use hodei_proto::v1::resource_pool_service_server::ResourcePoolService;
 
 use crate::actors::gateway::GatewayHandle;
+use crate::api::grpc::scaling;
 use crate::api::grpc::{GrpcGateway, GrpcResult, consistency, non_empty};
 use crate::gateway::Principal;
 use crate::gateway::job_model::{
@@ -13,6 +14,10 @@ use crate::gateway::model::ResourcesView;
 use crate::gateway::operations::{
     ChangePoolLifecycle, CreatePool, DeletePool, GetPool, GetPoolLifecycle, GetPoolMetrics,
     ListPools, UpdatePool,
+};
+use crate::gateway::scaling_model::PolicyListView;
+use crate::gateway::scaling_operations::{
+    DeleteScalingPolicy, EvaluateScaling, GetScalingHistory, ListScalingPolicies, PutScalingPolicy,
 };
 
 pub struct PoolGrpc {
@@ -189,6 +194,105 @@ impl ResourcePoolService for PoolGrpc {
             })
         };
         self.grpc.call(request, operation, metrics_message).await
+    }
+
+    async fn configure_scaling_policy(
+        &self,
+        request: tonic::Request<pb::ConfigureScalingPolicyRequest>,
+    ) -> GrpcResult<pb::ScalingPolicy> {
+        let operation = |message: pb::ConfigureScalingPolicyRequest| {
+            let policy = message.policy.unwrap_or_default();
+            let id = non_empty(policy.id.clone());
+            Ok(PutScalingPolicy {
+                pool: message.pool_id,
+                create: id.is_none(),
+                id,
+                input: scaling::policy_input(policy, message.enabled),
+            })
+        };
+        self.grpc
+            .call(request, operation, scaling::policy_message)
+            .await
+    }
+
+    async fn list_scaling_policies(
+        &self,
+        request: tonic::Request<pb::GetPoolRequest>,
+    ) -> GrpcResult<pb::ListScalingPoliciesResponse> {
+        let operation = |message: pb::GetPoolRequest| {
+            let consistency = consistency(&message.consistency)?;
+            Ok(ListScalingPolicies {
+                pool: message.id,
+                consistency,
+            })
+        };
+        self.grpc
+            .call(request, operation, |list: PolicyListView| {
+                pb::ListScalingPoliciesResponse {
+                    policies: list
+                        .items
+                        .into_iter()
+                        .map(scaling::policy_message)
+                        .collect(),
+                }
+            })
+            .await
+    }
+
+    async fn delete_scaling_policy(
+        &self,
+        request: tonic::Request<pb::ScalingPolicyRef>,
+    ) -> GrpcResult<pb::DeleteScalingPolicyResponse> {
+        let reference = request.get_ref().clone();
+        let operation = |message: pb::ScalingPolicyRef| {
+            Ok(DeleteScalingPolicy {
+                pool: message.pool_id,
+                id: message.policy_id,
+            })
+        };
+        self.grpc
+            .call(request, operation, move |()| {
+                pb::DeleteScalingPolicyResponse {
+                    pool_id: reference.pool_id,
+                    policy_id: reference.policy_id,
+                }
+            })
+            .await
+    }
+
+    async fn get_scaling_history(
+        &self,
+        request: tonic::Request<pb::ScalingHistoryRequest>,
+    ) -> GrpcResult<pb::ScalingHistory> {
+        let operation = |message: pb::ScalingHistoryRequest| {
+            let consistency = consistency(&message.consistency)?;
+            Ok(GetScalingHistory {
+                pool: message.pool_id,
+                from_ms: message.from_ms,
+                to_ms: message.to_ms,
+                limit: message.limit.map(|limit| limit as usize),
+                cursor: non_empty(message.cursor),
+                consistency,
+            })
+        };
+        self.grpc
+            .call(request, operation, scaling::history_message)
+            .await
+    }
+
+    async fn evaluate_scaling(
+        &self,
+        request: tonic::Request<pb::EvaluateScalingRequest>,
+    ) -> GrpcResult<pb::ScalingEvaluation> {
+        let operation = |message: pb::EvaluateScalingRequest| {
+            Ok(EvaluateScaling {
+                pool: message.pool_id,
+                dry_run: message.dry_run,
+            })
+        };
+        self.grpc
+            .call(request, operation, scaling::evaluation_message)
+            .await
     }
 
     async fn get_pool_lifecycle(

@@ -1,0 +1,410 @@
+//! Autoscaling (US-09.4.1 - US-09.4.4) on a real node: a `process` pool that a
+//! utilization policy grows under a backlog of real jobs and shrinks back after it (the
+//! worker processes checked in the process table); manual triggers and the cooldown; a
+//! scheduled window; the refusals.
+
+use std::time::Duration;
+
+use hodei_tests::{NodeProcess, NodeSpec, RestApi, eventually};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+const YAML: &str = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 1000000\n    memory_mb: 1000000\n    max_concurrent_jobs: 10000\n    max_pending_jobs: 100000\nworkers:\n  heartbeat_interval_ms: 500\n  missed_heartbeats: 3\nautoscaling:\n  evaluation_interval_s: 1\n";
+
+async fn start() -> (tempfile::TempDir, NodeProcess) {
+    let spec = NodeSpec {
+        extra_yaml: YAML.to_string(),
+        ..NodeSpec::new(1)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    (dir, node)
+}
+
+async fn ok(node: &NodeProcess, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    RestApi::new(node).ok(method, path, body).await
+}
+
+async fn call(
+    node: &NodeProcess,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    RestApi::new(node).call(method, path, None, body).await
+}
+
+/// How many `hodei worker` processes of `pool` run now (the process table, not the API).
+fn worker_processes(pool: &str) -> usize {
+    let output = std::process::Command::new("pgrep")
+        .args(["-f", &format!("worker --id {pool}-")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).lines().count()
+}
+
+async fn history(node: &NodeProcess, pool: &str) -> Vec<Value> {
+    let page = ok(
+        node,
+        reqwest::Method::GET,
+        &format!("/api/v1/pools/{pool}/scaling/history?limit=500"),
+        None,
+    )
+    .await;
+    page["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_utilization_policy_grows_a_process_pool_under_a_backlog_and_brings_it_back_to_min() {
+    let (_dir, node) = start().await;
+    ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        Some(json!({
+            "id": "auto", "type": "dynamic", "provider": "process", "min_size": 1, "max_size": 6,
+            "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 },
+            "dynamic": { "idle_timeout_s": 3600, "provision_timeout_s": 60 },
+        })),
+    )
+    .await;
+    ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        Some(json!({ "id": "auto-q", "pools": ["auto"] })),
+    )
+    .await;
+    let policy = ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools/auto/scaling/policies",
+        Some(json!({ "id": "util", "type": "target_tracking", "metric": "utilization", "target": 0.6 })),
+    )
+    .await;
+    assert_eq!(
+        (policy["id"].as_str(), policy["enabled"].as_bool()),
+        (Some("util"), Some(true))
+    );
+    let cooldown = ok(
+        &node,
+        reqwest::Method::PUT,
+        "/api/v1/pools/auto/scaling/cooldown",
+        Some(json!({ "scale_up_s": 4, "scale_down_s": 4, "scale_down_stabilization_s": 3 })),
+    )
+    .await;
+    assert_eq!(cooldown["max_added_per_minute"], 10, "{cooldown}");
+    eventually(TIMEOUT, "one worker process of auto", || async {
+        Ok((worker_processes("auto") == 1).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // Eight jobs of a whole worker each: utilization 1.0 against a target of 0.6.
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let submitted = ok(
+            &node,
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            Some(json!({ "queue": "auto-q", "resources": { "cpu_m": 1000, "memory_mb": 100 }, "command": { "argv": ["sleep", "6"] } })),
+        )
+        .await;
+        ids.push(submitted["job"]["id"].as_str().unwrap().to_string());
+    }
+    eventually(
+        TIMEOUT,
+        "six worker processes of auto (its max)",
+        || async { Ok((worker_processes("auto") == 6).then_some(())) },
+    )
+    .await
+    .unwrap();
+    eventually(TIMEOUT, "the eight jobs to succeed", || async {
+        let mut done = 0;
+        for id in &ids {
+            let job = ok(
+                &node,
+                reqwest::Method::GET,
+                &format!("/api/v1/jobs/{id}"),
+                None,
+            )
+            .await;
+            assert!(
+                !matches!(
+                    job["state"].as_str(),
+                    Some("failed" | "cancelled" | "timed_out")
+                ),
+                "no job is killed by a scale-down: {job}"
+            );
+            assert_eq!(job["attempt"], 1, "no job ran twice: {job}");
+            done += usize::from(job["state"] == "succeeded");
+        }
+        Ok((done == ids.len()).then_some(()))
+    })
+    .await
+    .unwrap();
+    // The backlog gone and the cooldown over: back to one worker.
+    eventually(TIMEOUT, "the pool back at one worker process", || async {
+        let scaling = ok(
+            &node,
+            reqwest::Method::GET,
+            "/api/v1/pools/auto/scaling",
+            None,
+        )
+        .await;
+        Ok(
+            (worker_processes("auto") == 1 && scaling["desired"] == 1 && scaling["current"] == 1)
+                .then_some(()),
+        )
+    })
+    .await
+    .unwrap();
+
+    // Settled at the loop's next evaluation.
+    let records = eventually(TIMEOUT, "the last decision settled", || async {
+        let records = history(&node, "auto").await;
+        Ok((records[0]["outcome"] != "in_progress").then_some(records))
+    })
+    .await
+    .unwrap();
+    let steps: Vec<(u64, u64, &str)> = records
+        .iter()
+        .rev()
+        .map(|record| {
+            (
+                record["from"].as_u64().unwrap(),
+                record["to"].as_u64().unwrap(),
+                record["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    println!("scaling history of auto, oldest first: {steps:?}");
+    let ups: Vec<&(u64, u64, &str)> = steps.iter().filter(|(from, to, _)| to > from).collect();
+    assert!(ups.len() >= 2, "1 -> 2 -> 4 -> 6 takes steps: {steps:?}");
+    assert_eq!(ups[0].0, 1, "{steps:?}");
+    assert_eq!(ups.last().unwrap().1, 6, "{steps:?}");
+    assert!(
+        steps
+            .iter()
+            .any(|(_, _, outcome)| *outcome == "blocked_by_cooldown"),
+        "a proposal within the scale-up cooldown is recorded as blocked: {steps:?}"
+    );
+    let last = &records[0];
+    assert_eq!(
+        (last["to"].as_u64(), last["outcome"].as_str()),
+        (Some(1), Some("succeeded")),
+        "{last}"
+    );
+    let grown = records
+        .iter()
+        .find(|record| record["to"] == 6)
+        .expect("the step to 6");
+    assert_eq!(grown["outcome"], "succeeded", "{grown}");
+    assert!(grown["reached_at_ms"].as_u64().unwrap() >= grown["at_ms"].as_u64().unwrap());
+    assert!(
+        grown["metrics"]["utilization"].as_f64().unwrap() > 0.6,
+        "{grown}"
+    );
+    assert!(
+        grown["reason"].as_str().unwrap().contains("policy:util"),
+        "{grown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_triggers_respect_the_cooldown_unless_forced_and_a_scheduled_window_sets_the_size() {
+    let (_dir, node) = start().await;
+    ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        Some(json!({
+            "id": "sim", "type": "dynamic", "provider": "simulated", "min_size": 1, "max_size": 8,
+            "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 },
+        })),
+    )
+    .await;
+    // Refusals name the field and the rule; a static pool has no autoscaling.
+    let (status, problem) = call(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools/sim/scaling/policies",
+        Some(json!({ "type": "target_tracking", "metric": "utilization", "target": 1.5 })),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("policy.target"),
+        "{problem}"
+    );
+    let (status, problem) = call(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools/sim/scaling/policies",
+        Some(json!({ "type": "scheduled", "cron": "0 25 * * *", "duration_s": 60, "min": 1, "max": 2, "desired": 2 })),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("policy.cron"),
+        "{problem}"
+    );
+    let (status, problem) = call(
+        &node,
+        reqwest::Method::GET,
+        "/api/v1/pools/pool-default/scaling",
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{problem}");
+    let (status, _) = call(
+        &node,
+        reqwest::Method::GET,
+        "/api/v1/pools/nope/scaling",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools/sim/scaling/triggers",
+        Some(json!({ "id": "bump", "type": "manual" })),
+    )
+    .await;
+    let fire = |desired: u64, force: bool| {
+        let node = &node;
+        async move {
+            ok(
+                node,
+                reqwest::Method::POST,
+                "/api/v1/pools/sim/scaling/triggers/bump/fire",
+                Some(json!({ "desired": desired, "force": force })),
+            )
+            .await
+        }
+    };
+    let first = fire(3, false).await;
+    assert_eq!(
+        (
+            first["desired"].as_u64(),
+            first["recorded"]["outcome"].as_str()
+        ),
+        (Some(3), Some("in_progress")),
+        "{first}"
+    );
+    let second = fire(5, false).await;
+    assert_eq!(second["desired"], 3, "{second}");
+    assert_eq!(second["blocked_by"], "scale_up_cooldown", "{second}");
+    assert_eq!(
+        second["recorded"]["outcome"], "blocked_by_cooldown",
+        "{second}"
+    );
+    let forced = fire(5, true).await;
+    assert_eq!(
+        (
+            forced["desired"].as_u64(),
+            forced["recorded"]["forced"].as_bool()
+        ),
+        (Some(5), Some(true)),
+        "{forced}"
+    );
+    let records = history(&node, "sim").await;
+    let outcomes: Vec<&str> = records
+        .iter()
+        .map(|record| record["outcome"].as_str().unwrap())
+        .collect();
+    // The first decision was replaced by the forced one, unless it had already settled.
+    assert_eq!(outcomes[1], "blocked_by_cooldown", "{records:?}");
+    assert!(
+        matches!(outcomes[2], "cancelled" | "succeeded"),
+        "{records:?}"
+    );
+    eventually(TIMEOUT, "five simulated workers", || async {
+        let scaling = ok(
+            &node,
+            reqwest::Method::GET,
+            "/api/v1/pools/sim/scaling",
+            None,
+        )
+        .await;
+        Ok((scaling["current"] == 5).then_some(()))
+    })
+    .await
+    .unwrap();
+    eventually(TIMEOUT, "the forced decision settled", || async {
+        let newest = history(&node, "sim").await.remove(0);
+        Ok((newest["outcome"] == "succeeded").then_some(newest))
+    })
+    .await
+    .unwrap();
+
+    // A window opening at the next minute (or the one after, too close to it) sets 7
+    // within [7, 8], whatever the cooldown.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let minutes_ahead = if now % 60 > 50 { 2 } else { 1 };
+    let opens = (now / 60 + minutes_ahead) * 60;
+    let cron = format!("{} {} * * *", (opens / 60) % 60, (opens / 3_600) % 24);
+    ok(
+        &node,
+        reqwest::Method::PUT,
+        "/api/v1/pools/sim/scaling/policies/office",
+        Some(json!({ "type": "scheduled", "cron": cron, "timezone": "UTC", "duration_s": 600, "min": 7, "max": 8, "desired": 7 })),
+    )
+    .await;
+    let before = ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools/sim/scaling/evaluate?dry_run=true",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (before["min"].as_u64(), before["desired"].as_u64()),
+        (Some(1), Some(5)),
+        "{before}"
+    );
+    let opened = eventually(
+        Duration::from_secs(180),
+        "the window to set the size",
+        || async {
+            let scaling = ok(
+                &node,
+                reqwest::Method::GET,
+                "/api/v1/pools/sim/scaling",
+                None,
+            )
+            .await;
+            Ok((scaling["desired"] == 7).then_some(std::time::SystemTime::now()))
+        },
+    )
+    .await
+    .unwrap();
+    let opened_s = opened
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        opened_s >= opens,
+        "not before the window opened ({opened_s} < {opens})"
+    );
+    let newest = history(&node, "sim").await.remove(0);
+    assert_eq!(
+        (newest["from"].as_u64(), newest["to"].as_u64()),
+        (Some(5), Some(7)),
+        "{newest}"
+    );
+    assert!(
+        newest["reason"].as_str().unwrap().contains("policy:office"),
+        "{newest}"
+    );
+}
