@@ -83,6 +83,8 @@ pub enum ScalingCommand {
     },
 }
 
+// Parsed once per command line: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// The pool's policies.
