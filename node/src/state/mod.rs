@@ -18,6 +18,8 @@ mod history_tests;
 mod jobs_tests;
 #[cfg(test)]
 mod refusal_tests;
+#[cfg(test)]
+mod scaling_tests;
 
 pub use command::{Command, CommandOutcome, CommandResult, CommandV1};
 pub use hodei_state::{DomainEvent, HodeiState, SharedState};

@@ -1190,7 +1190,120 @@ fn refused_commands() -> Vec<(&'static str, Corruption, CommandV1)> {
                 at_ms: 30,
             }),
         ),
+        (
+            "scaling policy of a static pool",
+            untouched,
+            CommandV1::SetScaling(command::SetScaling {
+                pool: "p".into(),
+                change: command::ScalingChange::PutPolicy(scaling_policy(0.6)),
+            }),
+        ),
+        (
+            "scaling policy of an unknown pool",
+            untouched,
+            CommandV1::SetScaling(command::SetScaling {
+                pool: "nope".into(),
+                change: command::ScalingChange::PutPolicy(scaling_policy(0.6)),
+            }),
+        ),
+        (
+            "invalid scaling policy",
+            untouched,
+            CommandV1::SetScaling(command::SetScaling {
+                pool: "d".into(),
+                change: command::ScalingChange::PutPolicy(scaling_policy(0.0)),
+            }),
+        ),
+        (
+            "deleting an unknown scaling trigger",
+            untouched,
+            CommandV1::SetScaling(command::SetScaling {
+                pool: "d".into(),
+                change: command::ScalingChange::DeleteTrigger("nope".into()),
+            }),
+        ),
+        (
+            "invalid cooldown",
+            untouched,
+            CommandV1::SetScaling(command::SetScaling {
+                pool: "d".into(),
+                change: command::ScalingChange::Cooldown(hodei_domain::autoscale::Cooldown {
+                    max_added_per_minute: 0,
+                    ..Default::default()
+                }),
+            }),
+        ),
+        (
+            "scaling from a size the pool no longer has",
+            untouched,
+            CommandV1::ScalePool(command::ScalePool {
+                pool: "d".into(),
+                record: scaling_record(7, 8),
+                fired_schedules: Vec::new(),
+            }),
+        ),
+        (
+            "scaling beyond the pool's max",
+            untouched,
+            CommandV1::ScalePool(command::ScalePool {
+                pool: "d".into(),
+                record: scaling_record(0, 11),
+                fired_schedules: Vec::new(),
+            }),
+        ),
+        (
+            "scaling a static pool",
+            untouched,
+            CommandV1::ScalePool(command::ScalePool {
+                pool: "p".into(),
+                record: scaling_record(1, 2),
+                fired_schedules: Vec::new(),
+            }),
+        ),
+        (
+            "settling an unknown scaling decision",
+            untouched,
+            CommandV1::SettleScaling(command::SettleScaling {
+                pool: "d".into(),
+                seq: 9,
+                outcome: hodei_domain::autoscale::ScalingOutcome::Succeeded,
+                error: None,
+                reached_at_ms: None,
+                at_ms: 30,
+            }),
+        ),
     ]
+}
+
+fn scaling_policy(target: f64) -> hodei_domain::autoscale::ScalingPolicy {
+    hodei_domain::autoscale::ScalingPolicy {
+        id: "util".into(),
+        kind: hodei_domain::autoscale::PolicyKind::TargetTracking {
+            metric: hodei_domain::autoscale::ScalingMetric::Utilization,
+            target,
+        },
+        enabled: true,
+        created_at_ms: 1,
+    }
+}
+
+fn scaling_record(from: u32, to: u32) -> hodei_domain::autoscale::ScalingRecord {
+    hodei_domain::autoscale::ScalingRecord {
+        seq: 0,
+        at_ms: 30,
+        source: "evaluation".into(),
+        forced: false,
+        metrics: Vec::new(),
+        from,
+        to,
+        recommended: to,
+        proposals: Vec::new(),
+        reason: "test".into(),
+        outcome: hodei_domain::autoscale::ScalingOutcome::InProgress,
+        error: None,
+        reached_at_ms: None,
+        settled_at_ms: None,
+    }
 }
 
 /// Commands that are accepted as a whole but whose every part is refused: they too must
