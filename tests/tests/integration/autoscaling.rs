@@ -408,3 +408,267 @@ async fn manual_triggers_respect_the_cooldown_unless_forced_and_a_scheduled_wind
         "{newest}"
     );
 }
+
+/// The SLA summary line of `tenant` at level high: (met, violated, jobs).
+async fn high_verdicts(node: &NodeProcess, tenant: &str) -> (u64, u64, u64) {
+    let summary = ok(
+        node,
+        reqwest::Method::GET,
+        &format!("/api/v1/sla/summary?tenant={tenant}&level=high"),
+        None,
+    )
+    .await;
+    summary["items"]
+        .as_array()
+        .unwrap()
+        .first()
+        .map(|line| {
+            (
+                line["met"].as_u64().unwrap(),
+                line["violated"].as_u64().unwrap(),
+                line["jobs"].as_u64().unwrap(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Submits `count` simulated `high` jobs of 100 m and 500 ms for `tenant` in `queue`.
+async fn burst(node: &NodeProcess, tenant: &str, queue: &str, count: usize) {
+    let job = json!({
+        "tenant": tenant, "queue": queue,
+        "resources": { "cpu_m": 100, "memory_mb": 64 },
+        "sla": { "level": "high" },
+        "simulate": { "duration_ms": 500, "exit_code": 0 },
+    });
+    for chunk in 0..count.div_ceil(1_000) {
+        let size = 1_000.min(count - chunk * 1_000);
+        let answer = ok(
+            node,
+            reqwest::Method::POST,
+            "/api/v1/jobs/batch",
+            Some(json!({ "jobs": vec![job.clone(); size] })),
+        )
+        .await;
+        assert_eq!(
+            answer["accepted"].as_u64(),
+            Some(size as u64),
+            "refused: {}",
+            answer["refused"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sla_headroom_policy_starts_a_burst_of_high_jobs_within_their_window() {
+    let _heavy = crate::HEAVY.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{YAML}scheduling:\n  sla_targets_s:\n    critical: 10\n    high: 20\nresource_pools:\n  pools:\n    - id: pool-default\n      min_size: 0\n      max_size: 2\n"
+    );
+    let mut cluster = hodei_tests::ProcessCluster::start_with(dir.path(), 3, &[], &yaml)
+        .await
+        .unwrap();
+    let leader = cluster.leader(TIMEOUT).await.unwrap();
+    let node = &cluster.nodes[&leader];
+    for (pool, tenant) in [("plain", "t-plain"), ("headroom", "t-headroom")] {
+        ok(
+            node,
+            reqwest::Method::POST,
+            "/api/v1/pools",
+            Some(json!({
+                "id": pool, "type": "dynamic", "provider": "simulated", "min_size": 1, "max_size": 30,
+                "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 },
+            })),
+        )
+        .await;
+        ok(
+            node,
+            reqwest::Method::POST,
+            "/api/v1/queues",
+            Some(json!({ "id": format!("{pool}-q"), "pools": [pool] })),
+        )
+        .await;
+        ok(
+            node,
+            reqwest::Method::POST,
+            "/api/v1/tenants",
+            Some(json!({ "id": tenant })),
+        )
+        .await;
+    }
+    // The same pool with nothing to scale it: one worker of ten slots, 20 starts a second.
+    let started = std::time::Instant::now();
+    burst(node, "t-plain", "plain-q", 5_000).await;
+    let (_, plain_violated, _) = eventually(TIMEOUT, "violations without the policy", || async {
+        let verdicts = high_verdicts(node, "t-plain").await;
+        Ok((verdicts.1 > 0).then_some(verdicts))
+    })
+    .await
+    .unwrap();
+    println!(
+        "without a policy: {plain_violated} of 5000 high jobs violated their 20 s start target after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // Out of the way of the second run: no more dispatch in the first pool.
+    ok(
+        node,
+        reqwest::Method::POST,
+        "/api/v1/pools/plain/lifecycle",
+        Some(json!({ "action": "suspend", "reason": "first run over" })),
+    )
+    .await;
+
+    ok(
+        node,
+        reqwest::Method::POST,
+        "/api/v1/pools/headroom/scaling/policies",
+        Some(json!({ "id": "sla", "type": "sla_headroom", "headroom": 0.5 })),
+    )
+    .await;
+    ok(
+        node,
+        reqwest::Method::PUT,
+        "/api/v1/pools/headroom/scaling/cooldown",
+        Some(json!({ "scale_up_s": 2, "max_added_per_minute": 100 })),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    burst(node, "t-headroom", "headroom-q", 5_000).await;
+    let (met, violated, _) = eventually(
+        TIMEOUT,
+        "a verdict for every job with the policy",
+        || async {
+            let verdicts = high_verdicts(node, "t-headroom").await;
+            Ok((verdicts.0 + verdicts.1 == 5_000).then_some(verdicts))
+        },
+    )
+    .await
+    .unwrap();
+    let records = history(node, "headroom").await;
+    let most = records
+        .iter()
+        .filter_map(|record| record["to"].as_u64())
+        .max()
+        .unwrap_or(1);
+    println!(
+        "with sla_headroom: {met} met, {violated} violated of 5000 in {:.1} s; the pool grew to {most} workers in {} decisions",
+        started.elapsed().as_secs_f64(),
+        records.len()
+    );
+    assert_eq!(
+        violated, 0,
+        "every high job starts within its window: {records:?}"
+    );
+    assert!(most > 1, "{records:?}");
+    assert!(
+        records.iter().any(|record| record["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("policy:sla")),
+        "{records:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_continues_a_scale_up_from_the_replicated_size_and_history_with_no_orphans() {
+    let _heavy = crate::HEAVY.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{YAML}resource_pools:\n  pools:\n    - id: pool-default\n      min_size: 0\n      max_size: 2\n"
+    );
+    let mut cluster = hodei_tests::ProcessCluster::start_with(dir.path(), 3, &[], &yaml)
+        .await
+        .unwrap();
+    let leader = cluster.leader(TIMEOUT).await.unwrap();
+    let node = &cluster.nodes[&leader];
+    ok(
+        node,
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        Some(json!({
+            "id": "fa", "type": "dynamic", "provider": "process", "min_size": 1, "max_size": 4,
+            "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 },
+            "dynamic": { "idle_timeout_s": 3600, "provision_timeout_s": 60 },
+        })),
+    )
+    .await;
+    ok(
+        node,
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        Some(json!({ "id": "fa-q", "pools": ["fa"] })),
+    )
+    .await;
+    ok(
+        node,
+        reqwest::Method::POST,
+        "/api/v1/pools/fa/scaling/policies",
+        Some(json!({ "id": "util", "type": "target_tracking", "metric": "utilization", "target": 0.6 })),
+    )
+    .await;
+    // Slow steps: the leader dies between the first scale-up and the next.
+    ok(
+        node,
+        reqwest::Method::PUT,
+        "/api/v1/pools/fa/scaling/cooldown",
+        Some(json!({ "scale_up_s": 15 })),
+    )
+    .await;
+    for _ in 0..6 {
+        ok(
+            node,
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            Some(json!({ "queue": "fa-q", "resources": { "cpu_m": 1000, "memory_mb": 100 }, "command": { "argv": ["sleep", "30"] } })),
+        )
+        .await;
+    }
+    let first = eventually(TIMEOUT, "the first scale-up", || async {
+        let records = history(node, "fa").await;
+        Ok(records.into_iter().find(|record| record["to"] == 2))
+    })
+    .await
+    .unwrap();
+    cluster.node(leader).kill9();
+    let new_leader = cluster.leader(TIMEOUT).await.unwrap();
+    assert_ne!(new_leader, leader);
+    let node = &cluster.nodes[&new_leader];
+    let new_pid = node.pid().unwrap();
+    let children_of = |pid: u32| {
+        let output = std::process::Command::new("pgrep")
+            .args(["-P", &pid.to_string(), "-f", "worker --id fa-"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).lines().count()
+    };
+    // The new leader starts from the replicated size and goes on to the max.
+    eventually(
+        TIMEOUT,
+        "four workers of fa, all the new leader's",
+        || async { Ok((children_of(new_pid) == 4 && worker_processes("fa") == 4).then_some(())) },
+    )
+    .await
+    .unwrap();
+    let records = history(node, "fa").await;
+    let kept = records
+        .iter()
+        .find(|record| record["seq"] == first["seq"])
+        .expect("the decision made before the failover is in the new leader's history");
+    assert_eq!(
+        (kept["from"].as_u64(), kept["to"].as_u64()),
+        (Some(1), Some(2)),
+        "{kept}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|record| record["to"] == 4 && record["seq"].as_u64() > first["seq"].as_u64()),
+        "the new leader went on from 2: {records:?}"
+    );
+    drop(cluster);
+    eventually(TIMEOUT, "no worker process of fa left", || async {
+        Ok((worker_processes("fa") == 0).then_some(()))
+    })
+    .await
+    .unwrap();
+}
