@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 pub mod bench;
 mod bench_history;
+pub mod scaling_reaction;
 pub mod stats;
 
 /// What a client saw for one write.

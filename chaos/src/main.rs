@@ -117,6 +117,25 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Autoscaling's reaction against a running node (e.g. `hodei dev`): backlog appears ->
+    /// first new worker registered, and backlog gone -> pool back at its min.
+    ScalingReaction {
+        /// REST address of the node.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+        /// Rounds, each on a fresh pool.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// The backlog's jobs run this long.
+        #[arg(long, default_value_t = 15)]
+        job_s: u64,
+        /// The pools' scale-down stabilisation window and cooldown.
+        #[arg(long, default_value_t = 30)]
+        down_s: u64,
+        /// Where to write the JSON result.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn write_result(result: &serde_json::Value, out: Option<&PathBuf>) -> anyhow::Result<()> {
@@ -149,6 +168,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             connections,
             out,
         } => raft_throughput(writers, seconds, size as usize, connections, out.as_ref()).await,
+        Command::ScalingReaction {
+            api,
+            rounds,
+            job_s,
+            down_s,
+            out,
+        } => {
+            let settings = hodei_chaos::scaling_reaction::ReactionSettings {
+                api,
+                rounds,
+                job_s,
+                down_s,
+            };
+            let result = hodei_chaos::scaling_reaction::run(settings).await?;
+            write_result(&result, out.as_ref())
+        }
         Command::Bench { settings, out } => {
             let result = hodei_chaos::bench::run(settings).await?;
             write_result(&result, out.as_ref())

@@ -206,15 +206,41 @@ impl Schedule {
         Ok((cron, zone))
     }
 
-    /// The first time the schedule names at or after `from_ms` (none within its search).
+    /// The first time the schedule names at or after `from_ms`, a whole second (none
+    /// within its search).
     pub fn next_at_or_after(&self, from_ms: u64) -> Option<u64> {
         use chrono::TimeZone;
         let (cron, zone) = self.parsed("schedule").ok()?;
+        // The search keeps the start's sub-second part: start on a whole second.
+        let from_s = from_ms.div_ceil(1_000);
         let from = zone
-            .timestamp_millis_opt(i64::try_from(from_ms).ok()?)
+            .timestamp_opt(i64::try_from(from_s).ok()?, 0)
             .single()?;
         let next = cron.find_next_occurrence(&from, true).ok()?;
-        u64::try_from(next.timestamp_millis()).ok()
+        u64::try_from(next.timestamp())
+            .ok()
+            .map(|seconds| seconds * 1_000)
+    }
+
+    /// The latest time the schedule names within (after_ms, now_ms], if any: a trigger
+    /// fires once for it, however many occurrences it missed (a leader change, a pause).
+    pub fn latest_within(&self, after_ms: u64, now_ms: u64) -> Option<u64> {
+        let mut latest = None;
+        let mut from = after_ms.saturating_add(1);
+        // Bounded: a schedule of every second over a long gap is not walked whole.
+        for _ in 0..10_000 {
+            match self.next_at_or_after(from) {
+                Some(at) if at <= now_ms => {
+                    latest = Some(at);
+                    from = at + 1;
+                }
+                _ => return latest,
+            }
+        }
+        // Too many missed to walk: the search from a second before now finds the last.
+        self.next_at_or_after(now_ms.saturating_sub(999))
+            .filter(|at| *at <= now_ms)
+            .or(latest)
     }
 
     /// Whether a window of `duration_ms` opened by the schedule is open at `now_ms`.
@@ -278,7 +304,11 @@ impl PolicyKind {
                 }
                 Ok(())
             }
-            PolicyKind::StepScaling { steps, .. } => {
+            PolicyKind::StepScaling {
+                steps,
+                adjustment_type,
+                ..
+            } => {
                 if steps.is_empty() || steps.len() > 16 {
                     return Err(DomainError::invalid(
                         format!("{field}.steps"),
@@ -286,6 +316,28 @@ impl PolicyKind {
                     ));
                 }
                 for (index, step) in steps.iter().enumerate() {
+                    let most = match adjustment_type {
+                        AdjustmentType::PercentChange => 10_000,
+                        _ => i64::from(crate::pool::MAX_POOL_SIZE),
+                    };
+                    if step.adjustment.abs() > most
+                        || (*adjustment_type == AdjustmentType::ExactCapacity
+                            && step.adjustment < 0)
+                    {
+                        return Err(DomainError::invalid(
+                            format!("{field}.steps[{index}].adjustment"),
+                            format!(
+                                "must be between {} and {most} for {}, got {}",
+                                if *adjustment_type == AdjustmentType::ExactCapacity {
+                                    0
+                                } else {
+                                    -most
+                                },
+                                adjustment_type.as_str(),
+                                step.adjustment
+                            ),
+                        ));
+                    }
                     let bounds = [step.lower, step.upper];
                     if bounds.iter().flatten().any(|bound| !bound.is_finite()) {
                         return Err(DomainError::invalid(
@@ -402,7 +454,7 @@ impl TriggerAction {
     pub fn applied_to(self, current: u32) -> u32 {
         match self {
             TriggerAction::Adjust(change) => {
-                u32::try_from((i64::from(current) + change).max(0)).unwrap_or(u32::MAX)
+                u32::try_from(i64::from(current).saturating_add(change).max(0)).unwrap_or(u32::MAX)
             }
             TriggerAction::Desired(size) => size,
         }
@@ -816,7 +868,13 @@ pub fn decide(input: &DecisionInput<'_>) -> Decision {
         .collect();
     proposals.extend(input.fired.iter().cloned());
     let current = input.current;
-    let wanted = proposals
+    // A forced trigger says the size itself; otherwise the largest proposal wins.
+    let deciding: &[Proposal] = if input.force && !input.fired.is_empty() {
+        input.fired
+    } else {
+        &proposals
+    };
+    let wanted = deciding
         .iter()
         .map(|proposal| proposal.desired)
         .max()
@@ -940,6 +998,8 @@ pub enum ScalingOutcome {
     Cancelled,
     /// A cooldown or the per-minute cap held the proposal back; nothing changed.
     BlockedByCooldown,
+    /// Evaluated on request (a manual trigger) and nothing was to change.
+    NoChange,
 }
 
 impl ScalingOutcome {
@@ -951,6 +1011,7 @@ impl ScalingOutcome {
             ScalingOutcome::Partial => "partial",
             ScalingOutcome::Cancelled => "cancelled",
             ScalingOutcome::BlockedByCooldown => "blocked_by_cooldown",
+            ScalingOutcome::NoChange => "no_change",
         }
     }
 

@@ -382,3 +382,77 @@ fn invalid_rules_name_their_field() {
     assert!(error.to_string().contains("trigger.timezone"), "{error}");
     assert!(ScalingMetric::parse("metric", "queue_depth").is_err());
 }
+
+#[test]
+fn a_forced_trigger_sets_the_size_even_below_what_the_policies_want() {
+    let policies = [utilization(0.5)];
+    let mut memory = CooldownState::default();
+    memory.record(4, 6, 1_000_000);
+    let decision = decide(&DecisionInput {
+        min: 1,
+        max: 20,
+        current: 6,
+        observed: &busy(6, 6_000),
+        policies: &policies,
+        fired: &[Proposal {
+            source: "trigger:down".into(),
+            desired: 3,
+            reason: "fired".into(),
+        }],
+        cooldown: Cooldown::default(),
+        memory: &memory,
+        tolerance: DEFAULT_TOLERANCE,
+        recent: &[(1_000_000, 12)],
+        stabilization_ms: DEFAULT_STABILIZATION_MS,
+        force: true,
+        now_ms: 1_010_000,
+    });
+    assert_eq!(
+        (decision.desired, decision.blocked_by),
+        (3, None),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn a_schedule_names_whole_seconds_and_a_missed_run_fires_once() {
+    let every_minute = Schedule {
+        cron: "* * * * *".into(),
+        timezone: "UTC".into(),
+    };
+    // From 12:00:00.345 the next minute is 12:01:00.000, not 12:00:00.345 again.
+    let noon = 1_795_867_200_000;
+    assert_eq!(
+        every_minute.next_at_or_after(noon + 345),
+        Some(noon + 60_000)
+    );
+    assert_eq!(every_minute.next_at_or_after(noon), Some(noon));
+    // Ten minutes missed: the latest occurrence only.
+    assert_eq!(
+        every_minute.latest_within(noon, noon + 600_500),
+        Some(noon + 600_000)
+    );
+    assert_eq!(every_minute.latest_within(noon, noon + 59_999), None);
+    assert_eq!(every_minute.latest_within(noon - 1, noon), Some(noon));
+}
+
+#[test]
+fn adjustments_beyond_any_pool_are_refused_and_never_overflow() {
+    let error = PolicyKind::StepScaling {
+        metric: ScalingMetric::PendingJobsPerWorker,
+        adjustment_type: AdjustmentType::ChangeInCapacity,
+        steps: vec![Step {
+            lower: None,
+            upper: None,
+            adjustment: i64::MAX,
+        }],
+    }
+    .validate("policy")
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("policy.steps[0].adjustment"),
+        "{error}"
+    );
+    assert_eq!(TriggerAction::Adjust(i64::MAX).applied_to(5), u32::MAX);
+    assert_eq!(TriggerAction::Adjust(i64::MIN).applied_to(5), 0);
+}

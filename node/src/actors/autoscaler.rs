@@ -35,6 +35,8 @@ pub struct PoolMemory {
     pub streaks: BTreeMap<String, u32>,
     /// When the schedule triggers were last looked at.
     pub last_evaluated_ms: Option<u64>,
+    /// When this view began watching the pool (its stabilisation window is full after).
+    pub watching_since_ms: Option<u64>,
 }
 
 /// The pool's measures now, from the replicated state.
@@ -113,7 +115,8 @@ pub fn observe(
         .unwrap_or(1)
         .clamp(1, u64::from(u32::MAX)) as u32
     };
-    let mut waits = state.pool_waits(&pool.id);
+    // The waits of the last five minutes: an old burst's waits do not hold the pool up.
+    let mut waits = state.pool_waits_since(&pool.id, now_ms.saturating_sub(300_000));
     waits.sort_unstable();
     let wait_p95_ms = (!waits.is_empty()).then(|| {
         waits[((waits.len() as f64 * 0.95).ceil() as usize)
@@ -169,6 +172,7 @@ pub fn evaluate(
     memory: &mut PoolMemory,
     extra: Option<(Proposal, bool)>,
     targets: &hodei_domain::sla::SlaTargets,
+    interval_ms: u64,
     now: u64,
 ) -> Evaluation {
     let observed = observe(state, pool, now, targets);
@@ -201,15 +205,16 @@ pub fn evaluate(
                 }
             }
             TriggerKind::Schedule { schedule } => {
-                // Fires once for an occurrence since it last fired (or since the last look).
+                // Fires once, for the latest occurrence since it last fired (or since this
+                // leader's last look, or within the last interval): missed ones are not
+                // replayed one by one.
                 let since = trigger
                     .last_fired_ms
-                    .map(|at| at + 1)
-                    .or(memory.last_evaluated_ms)
-                    .unwrap_or(now.saturating_sub(1));
-                if let Some(at) = schedule.next_at_or_after(since)
-                    && at <= now
-                {
+                    .into_iter()
+                    .chain(memory.last_evaluated_ms)
+                    .max()
+                    .unwrap_or(now.saturating_sub(interval_ms));
+                if let Some(at) = schedule.latest_within(since, now) {
                     fired_schedules.push((trigger.id.clone(), at));
                     fired.push(Proposal {
                         source,
@@ -239,6 +244,13 @@ pub fn evaluate(
     memory
         .recent
         .retain(|(at, _)| now.saturating_sub(*at) < stabilization_ms);
+    // Until this view has watched the pool for a whole window, it does not know what was
+    // wanted before: the size now stands in for it (a new leader, an evaluation on demand).
+    let watching_since = *memory.watching_since_ms.get_or_insert(now);
+    let mut recent = memory.recent.clone();
+    if now.saturating_sub(watching_since) < stabilization_ms {
+        recent.push((watching_since, pool.desired_size));
+    }
     let decision = decide(&DecisionInput {
         min: pool.min_size,
         max: pool.max_size,
@@ -249,7 +261,7 @@ pub fn evaluate(
         cooldown: scaling.cooldown,
         memory: &scaling.memory,
         tolerance: DEFAULT_TOLERANCE,
-        recent: &memory.recent,
+        recent: &recent,
         stabilization_ms,
         force,
         now_ms: now,
@@ -269,8 +281,10 @@ pub fn evaluate(
         reason: decision.reason.clone(),
         outcome: if decision.changes() {
             ScalingOutcome::InProgress
-        } else {
+        } else if decision.blocked_by.is_some() {
             ScalingOutcome::BlockedByCooldown
+        } else {
+            ScalingOutcome::NoChange
         },
         error: None,
         reached_at_ms: None,
@@ -336,7 +350,16 @@ pub async fn run(node: NodeContext) {
                     continue;
                 }
                 let remembered = memory.entry(pool.id.clone()).or_default();
-                let evaluation = evaluate(state, pool, scaling, remembered, None, &targets, now);
+                let evaluation = evaluate(
+                    state,
+                    pool,
+                    scaling,
+                    remembered,
+                    None,
+                    &targets,
+                    interval.as_millis() as u64,
+                    now,
+                );
                 if worth_recording(scaling, &evaluation) || !evaluation.fired_schedules.is_empty() {
                     evaluations.push((pool.id.clone(), evaluation));
                 }

@@ -347,6 +347,7 @@ async fn evaluate_now(
     always_record: bool,
 ) -> Result<EvaluationView, GatewayError> {
     let targets = node.limits.sla_targets;
+    let interval_ms = node.limits.autoscaling.evaluation_interval.as_millis() as u64;
     let (evaluation, worth) = node.read(|state| {
         let (pool, scaling) = pool_scaling(state, pool_id)?;
         let mut memory = PoolMemory::default();
@@ -357,6 +358,7 @@ async fn evaluate_now(
             &mut memory,
             extra,
             &targets,
+            interval_ms,
             now_ms(),
         );
         let worth = always_record || autoscaler::worth_recording(&scaling, &evaluation);

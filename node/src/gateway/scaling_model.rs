@@ -356,6 +356,15 @@ impl TriggerInput {
             }
         };
         kind.validate("trigger")?;
+        let most = i64::from(hodei_domain::pool::MAX_POOL_SIZE);
+        if let Some(change) = self.adjustment
+            && change.abs() > most
+        {
+            return Err(GatewayError::invalid(
+                "adjustment",
+                format!("must be between -{most} and {most}, got {change}"),
+            ));
+        }
         let action = match (self.adjustment, self.desired) {
             (Some(_), Some(_)) => {
                 return Err(GatewayError::invalid(

@@ -142,6 +142,20 @@ impl HodeiState {
         &self.pool_tally
     }
 
+    /// The pool's waits (pending to assigned, ms) of assignments at or after `since_ms`.
+    pub fn pool_waits_since(&self, pool: &str, since_ms: u64) -> Vec<u64> {
+        self.pool_waits
+            .get(pool)
+            .map(|samples| {
+                samples
+                    .iter()
+                    .filter(|(at_ms, _)| *at_ms >= since_ms)
+                    .map(|(_, wait)| *wait)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The pool's last waits from pending to assigned, in ms, oldest first.
     pub fn pool_waits(&self, pool: &str) -> Vec<u64> {
         self.pool_waits

@@ -126,7 +126,10 @@ impl HodeiState {
                 pool.desired_size, record.from
             )));
         }
-        let blocked = record.outcome == ScalingOutcome::BlockedByCooldown;
+        let blocked = matches!(
+            record.outcome,
+            ScalingOutcome::BlockedByCooldown | ScalingOutcome::NoChange
+        );
         if blocked && record.to != record.from {
             return Err(DomainError::invalid(
                 "record.to",
@@ -153,6 +156,13 @@ impl HodeiState {
             .get(&pool_id)
             .cloned()
             .unwrap_or_else(|| PoolScaling::new(&pool_id));
+        // Switched off between the decision and its commit: only a person's trigger still
+        // scales it.
+        if !scaling.enabled && !record.source.starts_with("trigger:") {
+            return Err(DomainError::Conflict(format!(
+                "pool `{pool_id}`'s autoscaling is off: enable it first (or fire a manual trigger)"
+            )));
+        }
         for (trigger_id, at_ms) in &fired_schedules {
             if let Some(trigger) = scaling
                 .triggers
@@ -195,7 +205,12 @@ impl HodeiState {
         }: command::SettleScaling,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        if !outcome.is_settled() || outcome == ScalingOutcome::BlockedByCooldown {
+        if !outcome.is_settled()
+            || matches!(
+                outcome,
+                ScalingOutcome::BlockedByCooldown | ScalingOutcome::NoChange
+            )
+        {
             return Err(DomainError::invalid(
                 "outcome",
                 "must be succeeded, failed, partial or cancelled",
