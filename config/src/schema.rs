@@ -285,6 +285,56 @@ pub struct PoolConfig {
     pub worker_shape: WorkerShapeConfig,
     /// `false`: the leader of a node with this config never autoscales this pool.
     pub auto_scaling_enabled: bool,
+    /// Scaling policies and cooldown a fresh cluster gives this (dynamic) pool; after
+    /// that the API owns them.
+    pub scaling: PoolScalingConfig,
+}
+
+/// A pool's autoscaling as config seeds it (the same fields as the REST API's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolScalingConfig {
+    pub policies: Vec<ScalingPolicyConfig>,
+    pub cooldown: Option<ScalingCooldownConfig>,
+}
+
+/// One scaling policy: `type` target_tracking | step_scaling | scheduled | sla_headroom,
+/// with the fields of that type.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScalingPolicyConfig {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub policy_type: String,
+    pub enabled: Option<bool>,
+    pub metric: Option<String>,
+    pub target: Option<f64>,
+    pub adjustment_type: Option<String>,
+    pub steps: Vec<ScalingStepConfig>,
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+    pub duration_s: Option<u64>,
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+    pub desired: Option<u32>,
+    pub headroom: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScalingStepConfig {
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
+    pub adjustment: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScalingCooldownConfig {
+    pub scale_up_s: Option<u64>,
+    pub scale_down_s: Option<u64>,
+    pub max_added_per_minute: Option<u32>,
+    pub scale_down_stabilization_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -315,6 +365,7 @@ impl Default for PoolConfig {
             max_size: 20,
             worker_shape: WorkerShapeConfig::default(),
             auto_scaling_enabled: true,
+            scaling: PoolScalingConfig::default(),
         }
     }
 }

@@ -88,6 +88,9 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         None => grpc_addr.to_string(),
     };
 
+    if let Err(problems) = catalog_scaling(config) {
+        anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
+    }
     let (raft, state) = open_raft(config, advertise_addr, api_addr).await?;
     bootstrap(config, &raft).await?;
 
@@ -534,7 +537,92 @@ pub fn catalog(config: &Config) -> Catalog {
             updated_at_ms: 0,
         })
         .collect();
-    Catalog { pools, queues }
+    Catalog {
+        pools,
+        queues,
+        // Refused at start and by `hodei config check` when invalid (see `catalog_scaling`).
+        scaling: catalog_scaling(config).unwrap_or_default(),
+    }
+}
+
+/// The scaling policies and cooldowns the config gives its pools, in the domain's terms;
+/// each invalid one named by its key (`resource_pools.pools[i].scaling...`).
+pub fn catalog_scaling(
+    config: &Config,
+) -> Result<BTreeMap<String, crate::actors::SeededScaling>, Vec<String>> {
+    use crate::gateway::scaling_model::{CooldownInput, PolicyInput, StepView};
+    let mut seeded = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (index, pool) in config.resource_pools.pools.iter().enumerate() {
+        let scaling = &pool.scaling;
+        if scaling.policies.is_empty() && scaling.cooldown.is_none() {
+            continue;
+        }
+        let key = format!("resource_pools.pools[{index}].scaling");
+        if pool.provider == PoolProviderConfig::Static {
+            problems.push(format!(
+                "{key}: a static pool has no autoscaling (its provider must be process or simulated)"
+            ));
+            continue;
+        }
+        let mut policies = Vec::new();
+        for (number, policy) in scaling.policies.iter().enumerate() {
+            let input = PolicyInput {
+                id: None,
+                policy_type: policy.policy_type.clone(),
+                enabled: policy.enabled,
+                metric: policy.metric.clone(),
+                target: policy.target,
+                adjustment_type: policy.adjustment_type.clone(),
+                steps: (!policy.steps.is_empty()).then(|| {
+                    policy
+                        .steps
+                        .iter()
+                        .map(|step| StepView {
+                            lower: step.lower,
+                            upper: step.upper,
+                            adjustment: step.adjustment,
+                        })
+                        .collect()
+                }),
+                cron: policy.cron.clone(),
+                timezone: policy.timezone.clone(),
+                duration_s: policy.duration_s,
+                min: policy.min,
+                max: policy.max,
+                desired: policy.desired,
+                headroom: policy.headroom,
+            };
+            match input.into_policy(policy.id.clone(), 0) {
+                Ok(converted) => policies.push(converted),
+                Err(error) => problems.push(format!(
+                    "{key}.policies[{number}].{}",
+                    error.detail.trim_start_matches("policy.")
+                )),
+            }
+        }
+        let cooldown = scaling.cooldown.as_ref().map(|cooldown| {
+            CooldownInput {
+                scale_up_s: cooldown.scale_up_s,
+                scale_down_s: cooldown.scale_down_s,
+                max_added_per_minute: cooldown.max_added_per_minute,
+                scale_down_stabilization_s: cooldown.scale_down_stabilization_s,
+            }
+            .over(hodei_domain::autoscale::Cooldown::default())
+        });
+        if let Some(Err(error)) = cooldown.map(|cooldown| cooldown.validate()) {
+            problems.push(format!("{key}.cooldown.{error}"));
+        }
+        seeded.insert(
+            pool.id.clone(),
+            crate::actors::SeededScaling { policies, cooldown },
+        );
+    }
+    if problems.is_empty() {
+        Ok(seeded)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Forms a cluster at first start when the config says so: alone without peers, or with

@@ -335,6 +335,7 @@ pub async fn run(node: NodeContext) {
             continue;
         }
         let now = now_ms();
+        seed(&node).await;
         settle(&node, now).await;
         if !node.limits.autoscaling.enabled {
             continue;
@@ -369,6 +370,46 @@ pub async fn run(node: NodeContext) {
         for (pool, evaluation) in evaluations {
             // A refusal (the size changed meanwhile) is logged; the next tick evaluates again.
             let _ = record(&node, &pool, evaluation).await;
+        }
+    }
+}
+
+/// Gives each configured pool that has no autoscaling yet what the config says (one
+/// command each, refused in apply once the pool has autoscaling).
+async fn seed(node: &NodeContext) {
+    let due: Vec<(String, crate::actors::SeededScaling)> = node.read(|state| {
+        node.catalog
+            .scaling
+            .iter()
+            .filter(|(pool, _)| {
+                state
+                    .pool(pool)
+                    .is_some_and(|found| found.pool_type == PoolType::Dynamic)
+                    && state.scaling(pool).is_none()
+            })
+            .map(|(pool, seeded)| (pool.clone(), seeded.clone()))
+            .collect()
+    });
+    for (pool, seeded) in due {
+        let created_at_ms = now_ms();
+        let policies = seeded
+            .policies
+            .into_iter()
+            .map(|mut policy| {
+                policy.created_at_ms = created_at_ms;
+                policy
+            })
+            .collect();
+        let command = CommandV1::SetScaling(command::SetScaling {
+            pool: pool.clone(),
+            change: command::ScalingChange::Seed {
+                policies,
+                cooldown: seeded.cooldown,
+            },
+        });
+        match propose(node, command).await {
+            Ok(_) => info!(pool, "the pool's autoscaling was seeded from the config"),
+            Err(error) => debug!(pool, %error, "the pool's autoscaling was not seeded"),
         }
     }
 }

@@ -113,6 +113,16 @@ pub struct NodeContext {
 pub struct Catalog {
     pub pools: Vec<hodei_domain::pool::Pool>,
     pub queues: Vec<hodei_domain::queue::Queue>,
+    /// Scaling policies and cooldowns for configured pools, given to a pool that has no
+    /// autoscaling yet (the API owns them after).
+    pub scaling: std::collections::BTreeMap<String, SeededScaling>,
+}
+
+/// A configured pool's autoscaling.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeededScaling {
+    pub policies: Vec<hodei_domain::autoscale::ScalingPolicy>,
+    pub cooldown: Option<hodei_domain::autoscale::Cooldown>,
 }
 
 impl NodeContext {

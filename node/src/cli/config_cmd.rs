@@ -32,6 +32,14 @@ pub fn run(command: ConfigCommand) -> i32 {
     }
     match loader.load() {
         Ok(config) => {
+            // The pools' scaling policies are checked against the domain's rules too.
+            if let Err(problems) = crate::server::catalog_scaling(&config) {
+                eprintln!("invalid configuration:");
+                for problem in problems {
+                    eprintln!("  {problem}");
+                }
+                return 2;
+            }
             if print {
                 print!("{}", redacted_yaml(&config));
                 return 0;

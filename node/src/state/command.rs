@@ -80,6 +80,11 @@ pub enum ScalingChange {
     DeleteTrigger(String),
     Cooldown(hodei_domain::autoscale::Cooldown),
     Enabled(bool),
+    /// What the config gives a pool that has no autoscaling yet (refused once it has).
+    Seed {
+        policies: Vec<hodei_domain::autoscale::ScalingPolicy>,
+        cooldown: Option<hodei_domain::autoscale::Cooldown>,
+    },
 }
 
 /// A scaling decision of the leader's scaling loop (or a fired trigger): record it, and

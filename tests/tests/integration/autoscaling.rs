@@ -13,8 +13,13 @@ const TIMEOUT: Duration = Duration::from_secs(90);
 const YAML: &str = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 1000000\n    memory_mb: 1000000\n    max_concurrent_jobs: 10000\n    max_pending_jobs: 100000\nworkers:\n  heartbeat_interval_ms: 500\n  missed_heartbeats: 3\nautoscaling:\n  evaluation_interval_s: 1\n";
 
 async fn start() -> (tempfile::TempDir, NodeProcess) {
+    start_with_metrics(None).await
+}
+
+async fn start_with_metrics(metrics_port: Option<u16>) -> (tempfile::TempDir, NodeProcess) {
     let spec = NodeSpec {
         extra_yaml: YAML.to_string(),
+        metrics_port,
         ..NodeSpec::new(1)
     };
     let dir = tempfile::tempdir().unwrap();
@@ -215,7 +220,8 @@ async fn a_utilization_policy_grows_a_process_pool_under_a_backlog_and_brings_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_triggers_respect_the_cooldown_unless_forced_and_a_scheduled_window_sets_the_size() {
-    let (_dir, node) = start().await;
+    let metrics_port = hodei_tests::free_port();
+    let (_dir, node) = start_with_metrics(Some(metrics_port)).await;
     ok(
         &node,
         reqwest::Method::POST,
@@ -315,6 +321,41 @@ async fn manual_triggers_respect_the_cooldown_unless_forced_and_a_scheduled_wind
         (Some(5), Some(true)),
         "{forced}"
     );
+    // The decisions and the cooldown left, in Prometheus' text.
+    let exposition = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line_of = |name: &str, labels: &[&str]| {
+        exposition
+            .lines()
+            .find(|line| line.starts_with(name) && labels.iter().all(|label| line.contains(label)))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse::<f64>().ok())
+    };
+    assert_eq!(
+        line_of(
+            "hodei_scaling_decisions_total",
+            &["pool=\"sim\"", "outcome=\"in_progress\""]
+        ),
+        Some(2.0),
+        "{exposition}"
+    );
+    assert_eq!(
+        line_of(
+            "hodei_scaling_decisions_total",
+            &["pool=\"sim\"", "outcome=\"blocked_by_cooldown\""]
+        ),
+        Some(1.0)
+    );
+    let left = line_of(
+        "hodei_scaling_cooldown_remaining_seconds",
+        &["pool=\"sim\"", "direction=\"up\""],
+    )
+    .unwrap();
+    assert!(left > 0.0 && left <= 60.0, "{left}");
     let records = history(&node, "sim").await;
     let outcomes: Vec<&str> = records
         .iter()
@@ -671,4 +712,62 @@ async fn a_new_leader_continues_a_scale_up_from_the_replicated_size_and_history_
     })
     .await
     .unwrap();
+}
+
+const SEEDED: &str = "resource_pools:\n  pools:\n    - id: pool-default\n      min_size: 0\n      max_size: 2\n    - id: seeded\n      provider: simulated\n      min_size: 1\n      max_size: 5\n      worker_shape: { cpu_m: 1000, memory_mb: 1024, gpu: 0 }\n      scaling:\n        policies:\n          - { id: util, type: target_tracking, metric: utilization, target: 0.6 }\n          - { id: office, type: scheduled, cron: \"0 9 * * MON-FRI\", timezone: Europe/Madrid, duration_s: 36000, min: 2, max: 5, desired: 3 }\n        cooldown: { scale_up_s: 30, max_added_per_minute: 4 }\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_pool_starts_with_its_scaling_policies_and_config_check_names_a_bad_one() {
+    let spec = NodeSpec {
+        extra_yaml: format!("{YAML}{SEEDED}"),
+        ..NodeSpec::new(1)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    let scaling = eventually(TIMEOUT, "the configured policies", || async {
+        let (status, scaling) = call(
+            &node,
+            reqwest::Method::GET,
+            "/api/v1/pools/seeded/scaling",
+            None,
+        )
+        .await;
+        Ok((status == 200
+            && scaling["policies"]
+                .as_array()
+                .is_some_and(|policies| policies.len() == 2))
+        .then_some(scaling))
+    })
+    .await
+    .unwrap();
+    assert_eq!(scaling["policies"][0]["id"], "util", "{scaling}");
+    assert_eq!(
+        scaling["policies"][1]["timezone"], "Europe/Madrid",
+        "{scaling}"
+    );
+    assert_eq!(
+        (
+            scaling["cooldown"]["scale_up_s"].as_u64(),
+            scaling["cooldown"]["max_added_per_minute"].as_u64(),
+            scaling["cooldown"]["scale_down_s"].as_u64()
+        ),
+        (Some(30), Some(4), Some(120)),
+        "{scaling}"
+    );
+    assert_eq!(scaling["active"], true, "{scaling}");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, SEEDED.replace("target: 0.6", "target: 1.6")).unwrap();
+    let output = std::process::Command::new(hodei_tests::hodei_binary().unwrap())
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("resource_pools.pools[1].scaling.policies[0].target"),
+        "{stderr}"
+    );
 }

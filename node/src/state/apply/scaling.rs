@@ -93,6 +93,38 @@ impl HodeiState {
                 scaling.cooldown = cooldown;
             }
             ScalingChange::Enabled(enabled) => scaling.enabled = enabled,
+            ScalingChange::Seed { policies, cooldown } => {
+                if self.scaling.contains_key(&pool) {
+                    return Err(DomainError::Conflict(format!(
+                        "pool `{pool}` already has autoscaling: the config seeds a pool only once"
+                    )));
+                }
+                if policies.len() > MAX_RULES {
+                    return Err(DomainError::invalid(
+                        "policies",
+                        format!("a pool holds at most {MAX_RULES} policies"),
+                    ));
+                }
+                for (index, policy) in policies.iter().enumerate() {
+                    policy.kind.validate(&format!("policies[{index}]"))?;
+                    if policies[..index]
+                        .iter()
+                        .any(|earlier| earlier.id == policy.id)
+                    {
+                        return Err(DomainError::invalid(
+                            format!("policies[{index}].id"),
+                            format!("{:?} is given twice", policy.id),
+                        ));
+                    }
+                }
+                if let Some(cooldown) = &cooldown {
+                    cooldown.validate()?;
+                }
+                scaling.policies = policies;
+                if let Some(cooldown) = cooldown {
+                    scaling.cooldown = cooldown;
+                }
+            }
         }
         self.put_scaling(scaling.clone(), writes);
         Ok(CommandOutcome::Scaling(Box::new(scaling)))
