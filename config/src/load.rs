@@ -516,12 +516,12 @@ mod tests {
         );
         assert!(
             problems[0].contains("no cost ledger is kept yet")
-                && problems[2].contains("environment variable HODEI_COST_RETENTION_DAYS"),
+                && problems[0].contains("environment variable HODEI_COST_RETENTION_DAYS"),
             "{problems:?}"
         );
         // Autoscaling is built: the specification's variable and the per-pool key load.
         let file = yaml_file(
-            "resource_pools:\n  pools:\n    - id: a\n    - id: b\n      auto_scaling_enabled: false\n",
+            "resource_pools:\n  pools:\n    - id: pool-default\n    - id: b\n      auto_scaling_enabled: false\n",
         );
         let config = ConfigLoader::new()
             .file(file.path())

@@ -771,3 +771,151 @@ async fn a_configured_pool_starts_with_its_scaling_policies_and_config_check_nam
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_over_grpc_and_a_threshold_trigger_that_fires_after_its_evaluations() {
+    use hodei_proto::v1 as pb;
+    use hodei_proto::v1::resource_pool_service_client::ResourcePoolServiceClient;
+    let (_dir, node) = start().await;
+    ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        Some(json!({
+            "id": "thr", "type": "dynamic", "provider": "simulated", "min_size": 1, "max_size": 4,
+            "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 },
+        })),
+    )
+    .await;
+    ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        Some(json!({ "id": "thr-q", "pools": ["thr"] })),
+    )
+    .await;
+    let mut pools = ResourcePoolServiceClient::connect(node.grpc_url())
+        .await
+        .unwrap();
+    let policy = pools
+        .configure_scaling_policy(pb::ConfigureScalingPolicyRequest {
+            pool_id: "thr".into(),
+            policy: Some(pb::ScalingPolicy {
+                r#type: "step_scaling".into(),
+                metric: Some("pending_jobs_per_worker".into()),
+                steps: vec![pb::ScalingStep {
+                    lower: Some(100.0),
+                    upper: None,
+                    adjustment: 1,
+                }],
+                ..Default::default()
+            }),
+            enabled: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(policy.id.starts_with("policy-"), "{policy:?}");
+    assert_eq!(
+        (policy.r#type.as_str(), policy.enabled),
+        ("step_scaling", true)
+    );
+    let refused = pools
+        .configure_scaling_policy(pb::ConfigureScalingPolicyRequest {
+            pool_id: "thr".into(),
+            policy: Some(pb::ScalingPolicy {
+                r#type: "target_tracking".into(),
+                metric: Some("queue_depth".into()),
+                target: Some(1.0),
+                ..Default::default()
+            }),
+            enabled: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("metric"), "{refused:?}");
+    let listed = pools
+        .list_scaling_policies(pb::GetPoolRequest {
+            id: "thr".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.policies.len(), 1);
+    pools
+        .delete_scaling_policy(pb::ScalingPolicyRef {
+            pool_id: "thr".into(),
+            policy_id: policy.id.clone(),
+        })
+        .await
+        .unwrap();
+    let missing = pools
+        .delete_scaling_policy(pb::ScalingPolicyRef {
+            pool_id: "thr".into(),
+            policy_id: policy.id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+
+    // Five jobs wait on one worker of one slot: pending per worker 4 > 2, twice in a row.
+    let trigger = ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools/thr/scaling/triggers",
+        Some(json!({ "id": "backlog", "type": "threshold", "metric": "pending_jobs_per_worker", "operator": "gt", "value": 2, "for_evaluations": 2, "adjustment": 1 })),
+    )
+    .await;
+    assert_eq!(trigger["for_evaluations"], 2, "{trigger}");
+    for _ in 0..6 {
+        ok(
+            &node,
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            Some(json!({ "queue": "thr-q", "resources": { "cpu_m": 1000, "memory_mb": 64 }, "simulate": { "duration_ms": 60000, "exit_code": 0 } })),
+        )
+        .await;
+    }
+    let fired = eventually(TIMEOUT, "the threshold trigger to fire", || async {
+        let records = history(&node, "thr").await;
+        Ok(records
+            .into_iter()
+            .find(|record| record["source"] == "trigger:backlog" && record["to"] == 2))
+    })
+    .await
+    .unwrap();
+    assert!(
+        fired["proposals"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("for 2 evaluations"),
+        "{fired}"
+    );
+    let grpc_history = pools
+        .get_scaling_history(pb::ScalingHistoryRequest {
+            pool_id: "thr".into(),
+            limit: Some(10),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        grpc_history
+            .records
+            .iter()
+            .any(|record| record.source == "trigger:backlog")
+    );
+    let dry = pools
+        .evaluate_scaling(pb::EvaluateScalingRequest {
+            pool_id: "thr".into(),
+            dry_run: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(dry.dry_run && dry.recorded.is_none(), "{dry:?}");
+    assert_eq!(dry.from, 2, "{dry:?}");
+}
