@@ -68,6 +68,83 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("put", "/api/v1/pools/{id}/static", "pool static"),
     ("get", "/api/v1/pools/{id}/dynamic", "pool dynamic"),
     ("put", "/api/v1/pools/{id}/dynamic", "pool resize"),
+    ("get", "/api/v1/pools/{id}/scaling", "pool scaling show"),
+    ("put", "/api/v1/pools/{id}/scaling", "pool scaling enable"),
+    (
+        "get",
+        "/api/v1/pools/{id}/scaling/policies",
+        "pool scaling policy list",
+    ),
+    (
+        "post",
+        "/api/v1/pools/{id}/scaling/policies",
+        "pool scaling policy set",
+    ),
+    (
+        "get",
+        "/api/v1/pools/{id}/scaling/policies/{policy_id}",
+        "pool scaling policy get",
+    ),
+    (
+        "put",
+        "/api/v1/pools/{id}/scaling/policies/{policy_id}",
+        "pool scaling policy set",
+    ),
+    (
+        "delete",
+        "/api/v1/pools/{id}/scaling/policies/{policy_id}",
+        "pool scaling policy delete",
+    ),
+    (
+        "get",
+        "/api/v1/pools/{id}/scaling/triggers",
+        "pool scaling trigger list",
+    ),
+    (
+        "post",
+        "/api/v1/pools/{id}/scaling/triggers",
+        "pool scaling trigger set",
+    ),
+    (
+        "get",
+        "/api/v1/pools/{id}/scaling/triggers/{trigger_id}",
+        "pool scaling trigger get",
+    ),
+    (
+        "put",
+        "/api/v1/pools/{id}/scaling/triggers/{trigger_id}",
+        "pool scaling trigger set",
+    ),
+    (
+        "delete",
+        "/api/v1/pools/{id}/scaling/triggers/{trigger_id}",
+        "pool scaling trigger delete",
+    ),
+    (
+        "post",
+        "/api/v1/pools/{id}/scaling/triggers/{trigger_id}/fire",
+        "pool scaling trigger fire",
+    ),
+    (
+        "get",
+        "/api/v1/pools/{id}/scaling/cooldown",
+        "pool scaling cooldown",
+    ),
+    (
+        "put",
+        "/api/v1/pools/{id}/scaling/cooldown",
+        "pool scaling cooldown",
+    ),
+    (
+        "get",
+        "/api/v1/pools/{id}/scaling/history",
+        "pool scaling history",
+    ),
+    (
+        "post",
+        "/api/v1/pools/{id}/scaling/evaluate",
+        "pool scaling evaluate",
+    ),
 ];
 
 #[cfg(test)]

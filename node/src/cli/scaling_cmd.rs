@@ -19,12 +19,14 @@ pub enum ScalingCommand {
     },
     /// Turn a pool's autoscaling on (replicated).
     Enable {
+        /// The pool id.
         pool: String,
         #[command(flatten)]
         api: Api,
     },
     /// Turn a pool's autoscaling off (replicated); its size stays where it is.
     Disable {
+        /// The pool id.
         pool: String,
         #[command(flatten)]
         api: Api,
@@ -37,6 +39,7 @@ pub enum ScalingCommand {
     Trigger(TriggerCommand),
     /// Show the cooldowns; with a flag, change it.
     Cooldown {
+        /// The pool id.
         pool: String,
         /// No scale-up within this long of the last one.
         #[arg(long)]
@@ -55,6 +58,7 @@ pub enum ScalingCommand {
     },
     /// The pool's scaling history, newest first.
     History {
+        /// The pool id.
         pool: String,
         /// Entries at or after this time (ms since the epoch).
         #[arg(long)]
@@ -74,6 +78,7 @@ pub enum ScalingCommand {
     /// What the pool's policies and triggers decide now, and why (a dry run unless
     /// `--apply`).
     Evaluate {
+        /// The pool id.
         pool: String,
         /// Record the decision and set the size.
         #[arg(long)]
@@ -89,20 +94,25 @@ pub enum ScalingCommand {
 pub enum PolicyCommand {
     /// The pool's policies.
     List {
+        /// The pool id.
         pool: String,
         #[command(flatten)]
         api: Api,
     },
     /// One policy.
     Get {
+        /// The pool id.
         pool: String,
+        /// The rule's id.
         id: String,
         #[command(flatten)]
         api: Api,
     },
     /// Add a policy (without ID: an id is drawn) or replace the one with ID.
     Set {
+        /// The pool id.
         pool: String,
+        /// The rule's id (without one: an id is drawn).
         id: Option<String>,
         #[command(flatten)]
         fields: PolicyFields,
@@ -111,7 +121,9 @@ pub enum PolicyCommand {
     },
     /// Delete a policy.
     Delete {
+        /// The pool id.
         pool: String,
+        /// The rule's id.
         id: String,
         #[command(flatten)]
         api: Api,
@@ -144,11 +156,13 @@ pub struct PolicyFields {
     /// How long a scheduled window stays open.
     #[arg(long)]
     duration_s: Option<u64>,
-    /// The window's bounds and size (scheduled).
+    /// The window's smallest size (scheduled).
     #[arg(long)]
     min: Option<u32>,
+    /// The window's largest size (scheduled).
     #[arg(long)]
     max: Option<u32>,
+    /// The window's size (scheduled).
     #[arg(long)]
     desired: Option<u32>,
     /// The share of each SLA job's time left to start it within (sla_headroom, default 0.8).
@@ -163,20 +177,25 @@ pub struct PolicyFields {
 pub enum TriggerCommand {
     /// The pool's triggers.
     List {
+        /// The pool id.
         pool: String,
         #[command(flatten)]
         api: Api,
     },
     /// One trigger.
     Get {
+        /// The pool id.
         pool: String,
+        /// The rule's id.
         id: String,
         #[command(flatten)]
         api: Api,
     },
     /// Add a trigger (without ID: an id is drawn) or replace the one with ID.
     Set {
+        /// The pool id.
         pool: String,
+        /// The rule's id (without one: an id is drawn).
         id: Option<String>,
         /// threshold | schedule | manual
         #[arg(long = "type")]
@@ -213,14 +232,18 @@ pub enum TriggerCommand {
     },
     /// Delete a trigger.
     Delete {
+        /// The pool id.
         pool: String,
+        /// The rule's id.
         id: String,
         #[command(flatten)]
         api: Api,
     },
     /// Fire a manual trigger now.
     Fire {
+        /// The pool id.
         pool: String,
+        /// The rule's id.
         id: String,
         /// The size to ask for (instead of the trigger's action).
         #[arg(long)]

@@ -97,7 +97,7 @@ async fn a_utilization_policy_grows_a_process_pool_under_a_backlog_and_brings_it
         &node,
         reqwest::Method::PUT,
         "/api/v1/pools/auto/scaling/cooldown",
-        Some(json!({ "scale_up_s": 4, "scale_down_s": 4, "scale_down_stabilization_s": 3 })),
+        Some(json!({ "scale_up_s": 5, "scale_down_s": 4, "scale_down_stabilization_s": 3 })),
     )
     .await;
     assert_eq!(cooldown["max_added_per_minute"], 10, "{cooldown}");
@@ -114,7 +114,7 @@ async fn a_utilization_policy_grows_a_process_pool_under_a_backlog_and_brings_it
             &node,
             reqwest::Method::POST,
             "/api/v1/jobs",
-            Some(json!({ "queue": "auto-q", "resources": { "cpu_m": 1000, "memory_mb": 100 }, "command": { "argv": ["sleep", "6"] } })),
+            Some(json!({ "queue": "auto-q", "resources": { "cpu_m": 1000, "memory_mb": 100 }, "command": { "argv": ["sleep", "12"] } })),
         )
         .await;
         ids.push(submitted["job"]["id"].as_str().unwrap().to_string());
@@ -504,7 +504,7 @@ async fn an_sla_headroom_policy_starts_a_burst_of_high_jobs_within_their_window(
     let _heavy = crate::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
-        "{YAML}scheduling:\n  sla_targets_s:\n    critical: 10\n    high: 20\nresource_pools:\n  pools:\n    - id: pool-default\n      min_size: 0\n      max_size: 2\n"
+        "{YAML}scheduling:\n  sla_targets_s:\n    critical: 10\n    high: 30\nresource_pools:\n  pools:\n    - id: pool-default\n      min_size: 0\n      max_size: 2\n"
     );
     let mut cluster = hodei_tests::ProcessCluster::start_with(dir.path(), 3, &[], &yaml)
         .await
@@ -537,7 +537,8 @@ async fn an_sla_headroom_policy_starts_a_burst_of_high_jobs_within_their_window(
         )
         .await;
     }
-    // The same pool with nothing to scale it: one worker of ten slots, 20 starts a second.
+    // The same pool with nothing to scale it: one worker of ten slots, 20 starts a second,
+    // 600 in the 30 s target.
     let started = std::time::Instant::now();
     burst(node, "t-plain", "plain-q", 5_000).await;
     let (_, plain_violated, _) = eventually(TIMEOUT, "violations without the policy", || async {
@@ -547,7 +548,7 @@ async fn an_sla_headroom_policy_starts_a_burst_of_high_jobs_within_their_window(
     .await
     .unwrap();
     println!(
-        "without a policy: {plain_violated} of 5000 high jobs violated their 20 s start target after {:.1} s",
+        "without a policy: {plain_violated} of 5000 high jobs violated their 30 s start target after {:.1} s",
         started.elapsed().as_secs_f64()
     );
     // Out of the way of the second run: no more dispatch in the first pool.
