@@ -288,6 +288,20 @@ pub struct PoolConfig {
     /// Scaling policies and cooldown a fresh cluster gives this (dynamic) pool; after
     /// that the API owns them.
     pub scaling: PoolScalingConfig,
+    /// The pool's prices (DOMAIN.md's defaults when absent); after the pool exists, the
+    /// API changes them (`PUT /api/v1/pools/{id}/pricing`).
+    pub pricing: PoolPricingConfig,
+}
+
+/// Prices in US dollars per unit-hour; absent fields take the defaults (0.05 per
+/// core-hour, 0.01 per GB-hour of memory, 2.50 per GPU-hour) and the burst premium
+/// `burst_capacity.premium_percentage`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolPricingConfig {
+    pub cpu_core_hour_usd: Option<f64>,
+    pub memory_gb_hour_usd: Option<f64>,
+    pub gpu_hour_usd: Option<f64>,
 }
 
 /// A pool's autoscaling as config seeds it (the same fields as the REST API's).
@@ -366,6 +380,7 @@ impl Default for PoolConfig {
             worker_shape: WorkerShapeConfig::default(),
             auto_scaling_enabled: true,
             scaling: PoolScalingConfig::default(),
+            pricing: PoolPricingConfig::default(),
         }
     }
 }

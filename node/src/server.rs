@@ -88,7 +88,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         None => grpc_addr.to_string(),
     };
 
-    if let Err(problems) = catalog_scaling(config) {
+    if let Err(problems) = catalog_problems(config) {
         anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
     }
     let (raft, state) = open_raft(config, advertise_addr, api_addr).await?;
@@ -426,6 +426,7 @@ pub fn limit_settings(config: &Config) -> LimitSettings {
         })
         .fold(Resources::ZERO, Resources::saturating_add);
     LimitSettings {
+        default_pricing: default_pricing(config),
         autoscaling: crate::actors::AutoscalingSettings {
             enabled: config.resource_pools.auto_scaling_enabled,
             evaluation_interval: Duration::from_secs(config.autoscaling.evaluation_interval_s),
@@ -499,7 +500,8 @@ pub fn catalog(config: &Config) -> Catalog {
         .resource_pools
         .pools
         .iter()
-        .map(|pool| {
+        .enumerate()
+        .map(|(index, pool)| {
             let provider = match pool.provider {
                 PoolProviderConfig::Static => PoolProvider::Static,
                 PoolProviderConfig::Simulated => PoolProvider::Simulated,
@@ -524,6 +526,7 @@ pub fn catalog(config: &Config) -> Catalog {
                 pool.max_size,
                 0,
             )
+            .with_pricing(pool_pricing(config, index).unwrap_or_else(|_| default_pricing(config)))
         })
         .collect();
     let queues = config
@@ -543,6 +546,46 @@ pub fn catalog(config: &Config) -> Catalog {
         // Refused at start and by `hodei config check` when invalid (see `catalog_scaling`).
         scaling: catalog_scaling(config).unwrap_or_default(),
     }
+}
+
+/// What the domain refuses in the configured pools (scaling policies, prices), each by
+/// its key: checked at start and by `hodei config check`.
+pub fn catalog_problems(config: &Config) -> Result<(), Vec<String>> {
+    let mut problems = catalog_scaling(config).err().unwrap_or_default();
+    for index in 0..config.resource_pools.pools.len() {
+        problems.extend(pool_pricing(config, index).err().unwrap_or_default());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// The prices of a pool that sets none: DOMAIN.md's, with the configured burst premium.
+fn default_pricing(config: &Config) -> hodei_domain::cost::Pricing {
+    hodei_domain::cost::Pricing {
+        burst_premium_percent: config.burst_capacity.premium_percentage,
+        ..Default::default()
+    }
+}
+
+/// A configured pool's prices, each wrong one named by its key.
+fn pool_pricing(config: &Config, index: usize) -> Result<hodei_domain::cost::Pricing, Vec<String>> {
+    let pricing = &config.resource_pools.pools[index].pricing;
+    let input = crate::gateway::pricing_model::PricingInput {
+        cpu_core_hour_usd: pricing.cpu_core_hour_usd,
+        memory_gb_hour_usd: pricing.memory_gb_hour_usd,
+        gpu_hour_usd: pricing.gpu_hour_usd,
+        burst_premium_percent: None,
+        tier_percent: None,
+    };
+    input.over(default_pricing(config)).map_err(|error| {
+        vec![format!(
+            "resource_pools.pools[{index}].pricing.{}",
+            error.detail
+        )]
+    })
 }
 
 /// The scaling policies and cooldowns the config gives its pools, in the domain's terms;

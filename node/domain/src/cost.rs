@@ -37,9 +37,178 @@ impl Default for Pricing {
 
 const NANOS_PER_MICRO: u128 = 1_000;
 
-/// The cost of one run in nano-dollars, rounded to the nearest (saturating at `u64::MAX`).
-pub fn run_cost_nanos(resources: Resources, pricing: &Pricing, run_ms: u64, burst: bool) -> u64 {
-    // Everything over the common denominator ms/hour x millicores/core x MB/GB x 100%.
+/// The most a price may be: a million dollars an hour per unit.
+pub const MAX_PRICE_MICROS: u64 = 1_000_000_000_000;
+
+impl Pricing {
+    pub fn validate(&self) -> Result<(), crate::DomainError> {
+        for (field, value) in [
+            ("cpu_core_hour_usd", self.cpu_core_hour_micros),
+            ("memory_gb_hour_usd", self.memory_gb_hour_micros),
+            ("gpu_hour_usd", self.gpu_hour_micros),
+        ] {
+            if value > MAX_PRICE_MICROS {
+                return Err(crate::DomainError::invalid(
+                    field,
+                    format!(
+                        "must be at most 1000000 USD, got {} USD",
+                        value as f64 / 1e6
+                    ),
+                ));
+            }
+        }
+        if !(100..=1_000).contains(&self.burst_premium_percent) {
+            return Err(crate::DomainError::invalid(
+                "burst_premium_percent",
+                format!(
+                    "must be between 100 and 1000, got {}",
+                    self.burst_premium_percent
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What each tenant tier pays of a pool's prices, in percent (100: the list price).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierPercents {
+    pub free: u32,
+    pub standard: u32,
+    pub premium: u32,
+    pub enterprise: u32,
+}
+
+impl Default for TierPercents {
+    fn default() -> Self {
+        Self {
+            free: 100,
+            standard: 100,
+            premium: 100,
+            enterprise: 100,
+        }
+    }
+}
+
+impl TierPercents {
+    pub fn of(&self, tier: crate::tenant::Tier) -> u32 {
+        match tier {
+            crate::tenant::Tier::Free => self.free,
+            crate::tenant::Tier::Standard => self.standard,
+            crate::tenant::Tier::Premium => self.premium,
+            crate::tenant::Tier::Enterprise => self.enterprise,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), crate::DomainError> {
+        for (tier, percent) in [
+            ("free", self.free),
+            ("standard", self.standard),
+            ("premium", self.premium),
+            ("enterprise", self.enterprise),
+        ] {
+            if percent > 1_000 {
+                return Err(crate::DomainError::invalid(
+                    format!("tier_percent.{tier}"),
+                    format!("must be between 0 and 1000, got {percent}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A pool's prices from a time on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricePeriod {
+    pub from_ms: u64,
+    pub pricing: Pricing,
+}
+
+/// How many price changes a pool keeps (a run older than the oldest kept is billed at it).
+pub const PRICE_PERIODS_KEPT: usize = 256;
+
+/// A pool's price history and its tier percentages: a price change applies from its
+/// time on, and a run is billed at each price for the part of it that price covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolPrices {
+    pub pool: String,
+    /// Oldest first; the first one covers everything before it too.
+    pub periods: Vec<PricePeriod>,
+    pub tiers: TierPercents,
+}
+
+impl PoolPrices {
+    /// A pool's prices before any change: `pricing` from the start of time.
+    pub fn new(pool: &str, pricing: Pricing) -> Self {
+        Self {
+            pool: pool.to_string(),
+            periods: vec![PricePeriod {
+                from_ms: 0,
+                pricing,
+            }],
+            tiers: TierPercents::default(),
+        }
+    }
+
+    /// The price list in force now (the newest).
+    pub fn current(&self) -> Pricing {
+        self.periods
+            .last()
+            .map(|period| period.pricing)
+            .unwrap_or_default()
+    }
+
+    /// Prices from `from_ms` on; a change at the same time as the newest replaces it.
+    pub fn change(&mut self, pricing: Pricing, from_ms: u64) {
+        let from_ms = self
+            .periods
+            .last()
+            .map_or(from_ms, |last| from_ms.max(last.from_ms));
+        match self.periods.last_mut() {
+            Some(last) if last.from_ms == from_ms => last.pricing = pricing,
+            _ => self.periods.push(PricePeriod { from_ms, pricing }),
+        }
+        let excess = self.periods.len().saturating_sub(PRICE_PERIODS_KEPT);
+        self.periods.drain(..excess);
+    }
+
+    /// What a run over [start_ms, end_ms] costs, each part at the price then in force,
+    /// times the tenant tier's percentage; rounded once, to the nearest nano-dollar.
+    pub fn run_cost_nanos(
+        &self,
+        resources: Resources,
+        start_ms: u64,
+        end_ms: u64,
+        burst: bool,
+        tier: crate::tenant::Tier,
+    ) -> u64 {
+        let mut numerator: u128 = 0;
+        for (index, period) in self.periods.iter().enumerate() {
+            let from = if index == 0 { 0 } else { period.from_ms };
+            let until = self
+                .periods
+                .get(index + 1)
+                .map_or(u64::MAX, |next| next.from_ms);
+            let covered = end_ms.min(until).saturating_sub(start_ms.max(from));
+            numerator = numerator.saturating_add(cost_numerator(
+                resources,
+                &period.pricing,
+                covered,
+                burst,
+            ));
+        }
+        round_cost(
+            numerator.saturating_mul(u128::from(self.tiers.of(tier))),
+            COST_DENOMINATOR * 100,
+        )
+    }
+}
+
+/// Everything over the common denominator ms/hour x millicores/core x MB/GB x 100%.
+const COST_DENOMINATOR: u128 = MS_PER_HOUR * MILLICORES_PER_CORE * MB_PER_GB * 100;
+
+fn cost_numerator(resources: Resources, pricing: &Pricing, run_ms: u64, burst: bool) -> u128 {
     let term = |amount: u64, price: u64, scale: u128| {
         u128::from(amount)
             .saturating_mul(u128::from(price))
@@ -61,18 +230,29 @@ pub fn run_cost_nanos(resources: Resources, pricing: &Pricing, run_ms: u64, burs
     } else {
         100
     };
-    let numerator = per_hour
+    per_hour
         .saturating_mul(u128::from(run_ms))
         .saturating_mul(percent)
-        .saturating_mul(NANOS_PER_MICRO);
-    let denominator = MS_PER_HOUR * MILLICORES_PER_CORE * MB_PER_GB * 100;
+        .saturating_mul(NANOS_PER_MICRO)
+}
+
+fn round_cost(numerator: u128, denominator: u128) -> u64 {
     let nanos = numerator / denominator + u128::from(numerator % denominator >= denominator / 2);
     u64::try_from(nanos).unwrap_or(u64::MAX)
+}
+
+/// The cost of one run in nano-dollars, rounded to the nearest (saturating at `u64::MAX`).
+pub fn run_cost_nanos(resources: Resources, pricing: &Pricing, run_ms: u64, burst: bool) -> u64 {
+    round_cost(
+        cost_numerator(resources, pricing, run_ms, burst),
+        COST_DENOMINATOR,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tenant::Tier;
 
     #[test]
     fn an_hour_of_each_resource_costs_its_price() {
@@ -129,6 +309,59 @@ mod tests {
         let whole = run_cost_nanos(resources, &pricing, 170_000_000, false);
         let error = (each as f64 - whole as f64).abs() / whole as f64;
         assert!(error < 0.0001, "{each} against {whole}");
+    }
+
+    #[test]
+    fn a_price_change_applies_from_its_time_and_a_tier_pays_its_percentage() {
+        let hour = 3_600_000;
+        let cores = Resources::new(1_000, 0, 0);
+        let mut prices = PoolPrices::new("p", Pricing::default());
+        // Twice the CPU price from the second hour on.
+        prices.change(
+            Pricing {
+                cpu_core_hour_micros: 100_000,
+                ..Pricing::default()
+            },
+            10 * hour,
+        );
+        // A run over the change: an hour at 0.05, an hour at 0.10.
+        let across = prices.run_cost_nanos(cores, 9 * hour, 11 * hour, false, Tier::Standard);
+        assert_eq!(across, 150_000_000);
+        // Before and after it: one price each.
+        assert_eq!(
+            prices.run_cost_nanos(cores, 0, hour, false, Tier::Standard),
+            50_000_000
+        );
+        assert_eq!(
+            prices.run_cost_nanos(cores, 20 * hour, 21 * hour, false, Tier::Standard),
+            100_000_000
+        );
+        prices.tiers.premium = 90;
+        assert_eq!(
+            prices.run_cost_nanos(cores, 9 * hour, 11 * hour, false, Tier::Premium),
+            135_000_000
+        );
+        // A change in the past of the newest one applies from the newest one's time.
+        prices.change(Pricing::default(), 5 * hour);
+        assert_eq!(prices.periods.len(), 2);
+        assert_eq!(prices.current(), Pricing::default());
+        // The single price of the old function is the same as one period.
+        let single = PoolPrices::new("p", Pricing::default());
+        assert_eq!(
+            single.run_cost_nanos(
+                Resources::new(4_000, 8_192, 1),
+                7,
+                7 + hour * 3 / 2,
+                true,
+                Tier::Standard
+            ),
+            run_cost_nanos(
+                Resources::new(4_000, 8_192, 1),
+                &Pricing::default(),
+                hour * 3 / 2,
+                true
+            )
+        );
     }
 
     #[test]

@@ -330,6 +330,12 @@ impl Pool {
     }
 
     /// Checks the values a caller set; names the field.
+    /// The same pool with these prices.
+    pub fn with_pricing(mut self, pricing: crate::cost::Pricing) -> Self {
+        self.pricing = pricing;
+        self
+    }
+
     pub fn validate(&self) -> Result<(), DomainError> {
         crate::worker::validate_pool_id("id", &self.id)?;
         if self.max_size == 0 || self.max_size > MAX_POOL_SIZE {

@@ -402,6 +402,16 @@ pub(super) async fn create_pool(
     );
     pool.labels = input.labels;
     pool.desired_size = input.desired.unwrap_or(min_size);
+    pool.pricing = node.limits.default_pricing;
+    if let Some(pricing) = &input.pricing {
+        if pricing.tier_percent.is_some() {
+            return Err(GatewayError::invalid(
+                "pricing.tier_percent",
+                "set tier percentages with PUT /api/v1/pools/{id}/pricing once the pool exists",
+            ));
+        }
+        pool.pricing = pricing.over(pool.pricing)?;
+    }
     if let Some(settings) = input.static_settings {
         pool.static_settings.size = settings.size.unwrap_or(pool.static_settings.size);
         pool.static_settings.expected_workers = settings.expected_workers.unwrap_or_default();

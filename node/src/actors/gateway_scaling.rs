@@ -8,14 +8,15 @@ use crate::actors::autoscaler::{self, PoolMemory};
 use crate::actors::gateway::{Handler, propose_for, read_barrier, require_admin};
 use crate::actors::gateway_jobs::unexpected;
 use crate::actors::{NodeContext, now_ms};
+use crate::gateway::pricing_model::PricingView;
 use crate::gateway::scaling_model::{
     CooldownView, EvaluationView, PolicyListView, PolicyView, ScalingHistoryView,
     ScalingRecordView, ScalingView, TriggerListView, TriggerView, validate_rule_id,
 };
 use crate::gateway::scaling_operations::{
-    DeleteScalingPolicy, DeleteScalingTrigger, EvaluateScaling, FireScalingTrigger, GetScaling,
-    GetScalingCooldown, GetScalingHistory, GetScalingPolicy, GetScalingTrigger,
-    ListScalingPolicies, ListScalingTriggers, PutScalingPolicy, PutScalingTrigger,
+    DeleteScalingPolicy, DeleteScalingTrigger, EvaluateScaling, FireScalingTrigger, GetPoolPricing,
+    GetScaling, GetScalingCooldown, GetScalingHistory, GetScalingPolicy, GetScalingTrigger,
+    ListScalingPolicies, ListScalingTriggers, PutScalingPolicy, PutScalingTrigger, SetPoolPricing,
     SetScalingCooldown, SetScalingSwitch,
 };
 use crate::gateway::{GatewayError, RequestContext};
@@ -538,5 +539,54 @@ impl Handler for EvaluateScaling {
         context: RequestContext,
     ) -> Result<EvaluationView, GatewayError> {
         evaluate_now(&node, &context, &self.pool, None, self.dry_run, false).await
+    }
+}
+
+impl Handler for GetPoolPricing {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<PricingView, GatewayError> {
+        read_barrier(&node, self.consistency).await?;
+        node.read(|state| {
+            state
+                .prices(&self.pool)
+                .map(|prices| PricingView::from(&prices))
+                .ok_or_else(|| DomainError::not_found("pool", self.pool.clone()).into())
+        })
+    }
+}
+
+impl Handler for SetPoolPricing {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<PricingView, GatewayError> {
+        require_admin(&context, "changing a pool's prices")?;
+        let current = node
+            .read(|state| state.prices(&self.pool))
+            .ok_or_else(|| GatewayError::from(DomainError::not_found("pool", self.pool.clone())))?
+            .current();
+        let pricing = if self.input.changes_prices() {
+            Some(self.input.over(current)?)
+        } else {
+            None
+        };
+        let tiers = self.input.tier_percent.map(Into::into);
+        let command = CommandV1::SetPoolPricing(command::SetPoolPricing {
+            pool: self.pool.clone(),
+            pricing,
+            tiers,
+            at_ms: now_ms(),
+        });
+        match propose_for(&node, &context, command).await? {
+            CommandOutcome::Prices(prices) => {
+                info!(pool = %self.pool, principal = %context.principal, "pool prices changed");
+                Ok(PricingView::from(prices.as_ref()))
+            }
+            other => Err(unexpected(other)),
+        }
     }
 }

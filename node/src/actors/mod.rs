@@ -58,6 +58,9 @@ pub struct LimitSettings {
     /// How long finished jobs stay in memory, then in the history (`retention`).
     pub retention: RetentionSettings,
     pub autoscaling: AutoscalingSettings,
+    /// The prices a new pool gets unless it says otherwise (the burst premium from
+    /// `burst_capacity.premium_percentage`).
+    pub default_pricing: hodei_domain::cost::Pricing,
 }
 
 /// The leader's autoscaling loop (`resource_pools.auto_scaling_enabled`,

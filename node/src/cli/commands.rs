@@ -145,6 +145,8 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
         "/api/v1/pools/{id}/scaling/evaluate",
         "pool scaling evaluate",
     ),
+    ("get", "/api/v1/pools/{id}/pricing", "pool pricing"),
+    ("put", "/api/v1/pools/{id}/pricing", "pool pricing"),
 ];
 
 #[cfg(test)]

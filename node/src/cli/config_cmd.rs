@@ -33,7 +33,7 @@ pub fn run(command: ConfigCommand) -> i32 {
     match loader.load() {
         Ok(config) => {
             // The pools' scaling policies are checked against the domain's rules too.
-            if let Err(problems) = crate::server::catalog_scaling(&config) {
+            if let Err(problems) = crate::server::catalog_problems(&config) {
                 eprintln!("invalid configuration:");
                 for problem in problems {
                     eprintln!("  {problem}");

@@ -110,6 +110,29 @@ pub enum PoolCommand {
         #[command(flatten)]
         api: Api,
     },
+    /// A pool's prices, burst premium and tier percentages; with a flag, change them
+    /// (from now on: runs before keep the old prices).
+    Pricing {
+        /// The pool id.
+        id: String,
+        /// USD per CPU core-hour.
+        #[arg(long)]
+        cpu_core_hour_usd: Option<f64>,
+        /// USD per GB-hour of memory.
+        #[arg(long)]
+        memory_gb_hour_usd: Option<f64>,
+        /// USD per GPU-hour.
+        #[arg(long)]
+        gpu_hour_usd: Option<f64>,
+        /// What burst jobs pay, in percent of the price (100 to 1000).
+        #[arg(long)]
+        burst_premium_percent: Option<u32>,
+        /// What a tier pays, `tier=percent` (free, standard, premium, enterprise; repeatable).
+        #[arg(long = "tier", value_parser = parse_pair)]
+        tiers: Vec<(String, String)>,
+        #[command(flatten)]
+        api: Api,
+    },
     /// A pool's autoscaling: policies, triggers, cooldown, history, evaluations.
     #[command(subcommand)]
     Scaling(crate::cli::scaling_cmd::ScalingCommand),
@@ -279,6 +302,15 @@ const WORKER: &[Column] = &[
     col("SINCE", "/state_changed_at_ms", Show::Time),
 ];
 
+const PRICING: &[Column] = &[
+    col("POOL", "/pool", Show::Text),
+    col("CPU CORE-HOUR (USD)", "/cpu_core_hour_usd", Show::Text),
+    col("MEMORY GB-HOUR (USD)", "/memory_gb_hour_usd", Show::Text),
+    col("GPU-HOUR (USD)", "/gpu_hour_usd", Show::Text),
+    col("BURST PREMIUM (%)", "/burst_premium_percent", Show::Text),
+    col("TIER PERCENT", "/tier_percent", Show::Pairs),
+];
+
 const TRANSITION: &[Column] = &[
     col("WHEN", "/at_ms", Show::Time),
     col("FROM", "/from", Show::Text),
@@ -411,6 +443,50 @@ pub async fn run_pool(command: PoolCommand) -> anyhow::Result<()> {
             api,
         } => lifecycle(&api, &id, action, reason).await,
         PoolCommand::Scaling(command) => crate::cli::scaling_cmd::run(command).await,
+        PoolCommand::Pricing {
+            id,
+            cpu_core_hour_usd,
+            memory_gb_hour_usd,
+            gpu_hour_usd,
+            burst_premium_percent,
+            tiers,
+            api,
+        } => {
+            let path = pool_path(&id, "/pricing");
+            let unchanged = cpu_core_hour_usd.is_none()
+                && memory_gb_hour_usd.is_none()
+                && gpu_hour_usd.is_none()
+                && burst_premium_percent.is_none()
+                && tiers.is_empty();
+            let answer = if unchanged {
+                api.get(&path, &[]).await?
+            } else {
+                let mut body = without_nulls(json!({
+                    "cpu_core_hour_usd": cpu_core_hour_usd,
+                    "memory_gb_hour_usd": memory_gb_hour_usd,
+                    "gpu_hour_usd": gpu_hour_usd,
+                    "burst_premium_percent": burst_premium_percent,
+                }));
+                if !tiers.is_empty() {
+                    let now = api.get(&path, &[]).await?;
+                    let mut percents = now["tier_percent"].clone();
+                    for (tier, percent) in tiers {
+                        let percent: u32 = percent.parse().map_err(|_| {
+                            anyhow::anyhow!(
+                                "--tier {tier}={percent}: the percent is a whole number"
+                            )
+                        })?;
+                        if percents.get(&tier).is_none() {
+                            anyhow::bail!("--tier {tier}: free, standard, premium or enterprise");
+                        }
+                        percents[&tier] = json!(percent);
+                    }
+                    body["tier_percent"] = percents;
+                }
+                api.put(&path, body).await?
+            };
+            api.output.object(&answer, PRICING)
+        }
         PoolCommand::Workers { id, api } => {
             let workers = api.get(&pool_path(&id, "/workers"), &[]).await?;
             api.output.list(&workers, "/items", WORKER)

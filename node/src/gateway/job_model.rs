@@ -411,7 +411,7 @@ impl PoolView {
 
 /// A new pool. Defaults: a static pool of the static provider; min 0, max 100 and the
 /// desired size at min for a dynamic one; workers of 4000 m / 8192 MiB.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePoolInput {
     pub id: String,
@@ -435,6 +435,10 @@ pub struct CreatePoolInput {
     pub static_settings: Option<StaticInput>,
     #[serde(default)]
     pub dynamic: Option<DynamicInput>,
+    /// Its prices (the defaults for what is absent; tier percentages through
+    /// `PUT /api/v1/pools/{id}/pricing`).
+    #[serde(default)]
+    pub pricing: Option<crate::gateway::pricing_model::PricingInput>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]

@@ -8,6 +8,7 @@ pub mod error;
 pub mod job_model;
 pub mod model;
 pub mod operations;
+pub mod pricing_model;
 pub mod principal;
 pub mod report_model;
 pub mod scaling_model;

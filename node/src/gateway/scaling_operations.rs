@@ -1,5 +1,5 @@
-//! The autoscaling operations of the gateway contract (US-09.4): each struct is one
-//! operation's input, its `Reply` the answer.
+//! The autoscaling (US-09.4) and pool pricing operations of the gateway contract: each
+//! struct is one operation's input, its `Reply` the answer.
 
 use crate::gateway::scaling_model::{
     CooldownInput, CooldownView, EvaluationView, FireInput, PolicyInput, PolicyListView,
@@ -191,4 +191,28 @@ pub struct EvaluateScaling {
 impl Operation for EvaluateScaling {
     type Reply = EvaluationView;
     const NAME: &'static str = "evaluate_scaling";
+}
+
+/// A pool's prices, tier percentages and price history.
+#[derive(Debug)]
+pub struct GetPoolPricing {
+    pub pool: String,
+    pub consistency: Consistency,
+}
+
+impl Operation for GetPoolPricing {
+    type Reply = crate::gateway::pricing_model::PricingView;
+    const NAME: &'static str = "get_pool_pricing";
+}
+
+/// Change a pool's prices (from now on) and/or tier percentages.
+#[derive(Debug)]
+pub struct SetPoolPricing {
+    pub pool: String,
+    pub input: crate::gateway::pricing_model::PricingInput,
+}
+
+impl Operation for SetPoolPricing {
+    type Reply = crate::gateway::pricing_model::PricingView;
+    const NAME: &'static str = "set_pool_pricing";
 }

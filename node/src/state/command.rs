@@ -62,6 +62,17 @@ pub enum CommandV1 {
     SetScaling(SetScaling),
     ScalePool(ScalePool),
     SettleScaling(SettleScaling),
+    SetPoolPricing(SetPoolPricing),
+}
+
+/// New prices (from `at_ms` on: runs before keep the old ones) and/or tier percentages for
+/// a pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetPoolPricing {
+    pub pool: String,
+    pub pricing: Option<hodei_domain::cost::Pricing>,
+    pub tiers: Option<hodei_domain::cost::TierPercents>,
+    pub at_ms: u64,
 }
 
 /// A change to a pool's autoscaling rules (US-09.4.1 - US-09.4.3).
@@ -474,6 +485,7 @@ pub enum CommandOutcome {
         seq: u64,
         pool: Pool,
     },
+    Prices(Box<hodei_domain::cost::PoolPrices>),
 }
 
 pub type CommandResult = Result<CommandOutcome, DomainError>;

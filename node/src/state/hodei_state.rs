@@ -118,6 +118,7 @@ struct SnapshotView<'a> {
     archived_tally: &'a crate::state::history::ArchivedTally,
     archived_idempotency: &'a BTreeMap<(TenantId, String), String>,
     scaling: Vec<&'a hodei_domain::autoscale::PoolScaling>,
+    prices: Vec<&'a hodei_domain::cost::PoolPrices>,
 }
 
 /// A snapshot as decoded. Each version of the shape appended fields to the one before, and
@@ -129,6 +130,7 @@ struct SnapshotView<'a> {
 struct SnapshotData {
     base: WithHistory,
     scaling: Vec<hodei_domain::autoscale::PoolScaling>,
+    prices: Vec<hodei_domain::cost::PoolPrices>,
 }
 
 /// The snapshot shape before autoscaling.
@@ -233,6 +235,8 @@ pub struct HodeiState {
     pub(super) pools: BTreeMap<String, Pool>,
     /// Each pool's autoscaling (only pools that have any rule, cooldown or history).
     pub(super) scaling: BTreeMap<String, hodei_domain::autoscale::PoolScaling>,
+    /// Each pool's price history and tier percentages (only pools whose prices changed).
+    pub(super) prices: BTreeMap<String, hodei_domain::cost::PoolPrices>,
     pub(super) workers: BTreeMap<String, Worker>,
     /// Quota violations recorded by apply (`violations.rs`).
     pub(super) violations: crate::state::violations::ViolationLog,
@@ -301,6 +305,7 @@ impl HodeiState {
             queues: BTreeMap::new(),
             pools: BTreeMap::new(),
             scaling: BTreeMap::new(),
+            prices: BTreeMap::new(),
             workers: BTreeMap::new(),
             violations: Default::default(),
             pool_tally: BTreeMap::new(),
@@ -390,6 +395,13 @@ impl HodeiState {
             state
                 .scaling
                 .insert(pool_scaling.pool.clone(), pool_scaling);
+        }
+        for pool_prices in load_all::<hodei_domain::cost::PoolPrices>(
+            keyspace,
+            crate::state::keys::PRICES_PREFIX,
+            "pool prices",
+        )? {
+            state.prices.insert(pool_prices.pool.clone(), pool_prices);
         }
         let logs = keyspace
             .scan_prefix(JOB_LOG_PREFIX.as_bytes())
@@ -501,6 +513,7 @@ impl HodeiState {
             CommandV1::SetScaling(command) => self.apply_set_scaling(command, writes),
             CommandV1::ScalePool(command) => self.apply_scale_pool(command, writes),
             CommandV1::SettleScaling(command) => self.apply_settle_scaling(command, writes),
+            CommandV1::SetPoolPricing(command) => self.apply_set_pool_pricing(command, writes),
         }
     }
 }
@@ -542,6 +555,7 @@ impl StateMachine for HodeiState {
             archived_tally: &self.archived_tally,
             archived_idempotency: &self.archived_idempotency,
             scaling: self.scaling.values().collect(),
+            prices: self.prices.values().collect(),
         };
         hodei_cluster::codec::encode(&data)
     }
@@ -559,6 +573,7 @@ impl StateMachine for HodeiState {
                     archived_idempotency,
                 },
             scaling,
+            prices,
         } = SnapshotData::decode(snapshot)?;
         self.tenants.clear();
         self.bursts.clear();
@@ -609,6 +624,15 @@ impl StateMachine for HodeiState {
                 &pool_scaling,
             );
             self.scaling.insert(pool_scaling.pool.clone(), pool_scaling);
+        }
+        self.prices.clear();
+        for pool_prices in prices {
+            put_encoded(
+                writes,
+                jobs_key(crate::state::keys::PRICES_PREFIX, &pool_prices.pool),
+                &pool_prices,
+            );
+            self.prices.insert(pool_prices.pool.clone(), pool_prices);
         }
         self.put_violation_log(violations, writes);
         self.put_archived(archived_tally, archived_idempotency, writes);

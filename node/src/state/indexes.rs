@@ -151,6 +151,21 @@ impl HodeiState {
         if previous.held != now_held {
             if let Some(held) = &previous.held {
                 self.shares.release(series(held), held.1, changed_at);
+                // Back to pending: the run moves to the queue's pool-less series, as a
+                // replay of the job would count it.
+                let run_start = job
+                    .transitions
+                    .iter()
+                    .rev()
+                    .skip(1)
+                    .find(|step| step.state == JobState::Assigned)
+                    .map(|step| step.at_ms);
+                if job.state == JobState::Pending
+                    && let Some(start) = run_start
+                {
+                    self.shares
+                        .requeued(series(held), held.1, start, changed_at);
+                }
             }
             if let Some(held) = &now_held {
                 self.shares.hold(series(held), held.1, changed_at);

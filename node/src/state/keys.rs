@@ -10,6 +10,8 @@ pub const POOL_PREFIX: &str = "pool/";
 pub const WORKER_PREFIX: &str = "worker/";
 /// A pool's autoscaling rules, cooldown and history (`apply/scaling.rs`).
 pub const SCALING_PREFIX: &str = "scaling/";
+/// A pool's price history and tier percentages (`apply/pools.rs`).
+pub const PRICES_PREFIX: &str = "prices/";
 /// Recent quota violations, by sequence number (`state/violations.rs`).
 pub const VIOLATION_PREFIX: &str = "violation/";
 /// Violation counts, by tenant and reason.

@@ -164,6 +164,15 @@ impl HodeiState {
             .unwrap_or_default()
     }
 
+    /// The pool's price history and tier percentages (its one price when never changed).
+    pub fn prices(&self, pool: &str) -> Option<hodei_domain::cost::PoolPrices> {
+        self.prices.get(pool).cloned().or_else(|| {
+            self.pools
+                .get(pool)
+                .map(|found| hodei_domain::cost::PoolPrices::new(pool, found.pricing))
+        })
+    }
+
     /// The pool's autoscaling, if it has any rule, cooldown or history.
     pub fn scaling(&self, pool: &str) -> Option<&hodei_domain::autoscale::PoolScaling> {
         self.scaling.get(pool)

@@ -1261,6 +1261,39 @@ fn refused_commands() -> Vec<(&'static str, Corruption, CommandV1)> {
             }),
         ),
         (
+            "prices of an unknown pool",
+            untouched,
+            CommandV1::SetPoolPricing(command::SetPoolPricing {
+                pool: "nope".into(),
+                pricing: Some(hodei_domain::cost::Pricing::default()),
+                tiers: None,
+                at_ms: 30,
+            }),
+        ),
+        (
+            "a burst premium below the price",
+            untouched,
+            CommandV1::SetPoolPricing(command::SetPoolPricing {
+                pool: "d".into(),
+                pricing: Some(hodei_domain::cost::Pricing {
+                    burst_premium_percent: 50,
+                    ..Default::default()
+                }),
+                tiers: None,
+                at_ms: 30,
+            }),
+        ),
+        (
+            "prices with nothing to change",
+            untouched,
+            CommandV1::SetPoolPricing(command::SetPoolPricing {
+                pool: "d".into(),
+                pricing: None,
+                tiers: None,
+                at_ms: 30,
+            }),
+        ),
+        (
             "settling an unknown scaling decision",
             untouched,
             CommandV1::SettleScaling(command::SettleScaling {

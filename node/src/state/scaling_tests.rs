@@ -1,6 +1,6 @@
-//! Apply of autoscaling: a decision sets the desired size and replaces the one in
-//! progress, the history stays bounded, and everything survives a snapshot and a reload
-//! (what a new leader or a member joining by snapshot reads).
+//! Apply of autoscaling and prices: a decision sets the desired size and replaces the one
+//! in progress, the history stays bounded, and everything (prices too) survives a
+//! snapshot and a reload (what a new leader or a member joining by snapshot reads).
 
 use std::sync::Arc;
 
@@ -163,6 +163,26 @@ fn decisions_set_the_size_replace_the_one_in_progress_and_survive_snapshot_and_r
     );
     assert!(settled_twice.is_err(), "{settled_twice:?}");
 
+    apply(
+        &mut state,
+        CommandV1::SetPoolPricing(command::SetPoolPricing {
+            pool: "dyn".into(),
+            pricing: Some(hodei_domain::cost::Pricing {
+                cpu_core_hour_micros: 80_000,
+                ..Default::default()
+            }),
+            tiers: None,
+            at_ms: 140,
+        }),
+        &mut writes,
+    )
+    .unwrap();
+    assert_eq!(
+        state.pool("dyn").unwrap().pricing.cpu_core_hour_micros,
+        80_000
+    );
+    assert_eq!(state.prices("dyn").unwrap().periods.len(), 2);
+
     // A snapshot carries it to a member that joins by snapshot.
     let mut joined = HodeiState::new(broadcast::channel(16).0);
     joined
@@ -170,11 +190,13 @@ fn decisions_set_the_size_replace_the_one_in_progress_and_survive_snapshot_and_r
         .unwrap();
     assert_eq!(joined.scaling("dyn"), state.scaling("dyn"));
     assert_eq!(joined.pool("dyn").unwrap().desired_size, 6);
+    assert_eq!(joined.prices("dyn"), state.prices("dyn"));
     // What apply wrote loads back (a restart, a new leader).
     keyspace.write(writes).unwrap();
     let loaded = HodeiState::load(keyspace.as_ref(), broadcast::channel(16).0).unwrap();
     assert_eq!(loaded.scaling("dyn"), state.scaling("dyn"));
     assert_eq!(loaded.scaling("dyn").unwrap().policies, [policy]);
+    assert_eq!(loaded.prices("dyn"), state.prices("dyn"));
 
     // The history keeps its newest records.
     let mut writes = WriteBatch::new();

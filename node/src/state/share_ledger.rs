@@ -188,21 +188,48 @@ impl ShareLedger {
         *last = (*last).max(at_ms);
     }
 
+    /// A run that ended back in pending (its worker was lost) moves from its pool to the
+    /// pool-less series of its queue: a job keeps the pool of its last run only, so a
+    /// replay could not tell which pool an earlier run held, and both ways of building
+    /// the ledger must agree. Such a run still counts for its own queue, not for other
+    /// queues over the same pool.
+    pub fn requeued(&mut self, key: SeriesKey, resources: Resources, start_ms: u64, end_ms: u64) {
+        let horizon = self.horizon_ms;
+        let unknown = (key.0.clone(), String::new(), key.2.clone());
+        if key == unknown {
+            return;
+        }
+        let from = self.series.entry(key).or_default();
+        from.change(resources, -1, start_ms, horizon);
+        from.change(resources, 1, end_ms, horizon);
+        let to = self.series.entry(unknown).or_default();
+        to.change(resources, 1, start_ms, horizon);
+        to.change(resources, -1, end_ms, horizon);
+    }
+
     /// Adds everything a loaded job's transitions say: each run from its assignment to
-    /// the step that ended it (in the job's current pool: an earlier run's pool is not
-    /// kept), and each time it left pending.
+    /// the step that ended it (in the job's pool, or pool-less when it ended back in
+    /// pending: see [`ShareLedger::requeued`]), and each time it left pending.
     pub fn replay(&mut self, job: &Job) {
         let pool = job.pool.clone().unwrap_or_default();
         let key = (job.spec.queue.clone(), pool, job.spec.tenant.clone());
         let mut previous: Option<JobState> = None;
+        let mut held_since: Option<u64> = None;
         for step in &job.transitions {
             let was_held = matches!(previous, Some(JobState::Assigned | JobState::Running));
             let is_held = matches!(step.state, JobState::Assigned | JobState::Running);
             if was_held && !is_held {
                 self.release(key.clone(), job.spec.resources, step.at_ms);
+                if step.state == JobState::Pending
+                    && let Some(start) = held_since
+                {
+                    self.requeued(key.clone(), job.spec.resources, start, step.at_ms);
+                }
+                held_since = None;
             }
             if !was_held && is_held {
                 self.hold(key.clone(), job.spec.resources, step.at_ms);
+                held_since = Some(step.at_ms);
             }
             if previous == Some(JobState::Pending) && step.state != JobState::Pending {
                 self.left_pending(&job.spec.queue, &job.spec.tenant, step.at_ms);
@@ -227,16 +254,17 @@ impl ShareLedger {
             if of_queue != queue && !in_pools {
                 continue;
             }
-            let lines = tenants.entry(tenant.clone()).or_default();
-            if in_pools {
-                lines.running += series.held_runs;
+            let held = series.held_within(from_ms, to_ms);
+            let running = if in_pools { series.held_runs } else { 0 };
+            // A series with nothing in the window (say, a run moved to the pool-less
+            // series) makes no line: both ways of building the ledger then agree.
+            if running == 0 && held == [0; 3] {
+                continue;
             }
-            for (total, held) in lines
-                .held
-                .iter_mut()
-                .zip(series.held_within(from_ms, to_ms))
-            {
-                *total += held;
+            let lines = tenants.entry(tenant.clone()).or_default();
+            lines.running += running;
+            for (total, part) in lines.held.iter_mut().zip(held) {
+                *total += part;
             }
         }
         for ((of_queue, tenant), at_ms) in &self.left_pending {
@@ -288,8 +316,11 @@ mod tests {
         // A run still going counts up to the window's end.
         ledger.hold(key("a"), cpu(500), 25_000);
         assert_eq!(held_cpu(&ledger, "a", 22_000, 30_000), 500 * 5_000);
+        // Seen from the queue alone (the pool not among its pools), over a window where
+        // nothing was held: no line.
+        assert!(ledger.window("q", &[], 0, 1).is_empty());
         assert_eq!(
-            ledger.window("q", &[], 0, 1)[&TenantId::parse("a").unwrap()].running,
+            ledger.window("q", &[], 0, 30_000)[&TenantId::parse("a").unwrap()].running,
             0
         );
         assert_eq!(

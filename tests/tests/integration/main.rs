@@ -3,6 +3,7 @@
 mod autoscaling;
 mod cluster;
 mod cockpit;
+mod cost;
 mod exactly_once;
 mod foundation;
 mod history;

@@ -15,9 +15,11 @@ use crate::gateway::operations::{
     ChangePoolLifecycle, CreatePool, DeletePool, GetPool, GetPoolLifecycle, GetPoolMetrics,
     ListPools, UpdatePool,
 };
+use crate::gateway::pricing_model::{PricingInput, TierPercentView};
 use crate::gateway::scaling_model::PolicyListView;
 use crate::gateway::scaling_operations::{
-    DeleteScalingPolicy, EvaluateScaling, GetScalingHistory, ListScalingPolicies, PutScalingPolicy,
+    DeleteScalingPolicy, EvaluateScaling, GetPoolPricing, GetScalingHistory, ListScalingPolicies,
+    PutScalingPolicy, SetPoolPricing,
 };
 
 pub struct PoolGrpc {
@@ -102,6 +104,13 @@ impl ResourcePoolService for PoolGrpc {
                 labels: message.labels.into_iter().collect(),
                 static_settings: None,
                 dynamic: None,
+                pricing: Some(PricingInput {
+                    cpu_core_hour_usd: message.cpu_core_hour_usd,
+                    memory_gb_hour_usd: message.memory_gb_hour_usd,
+                    gpu_hour_usd: message.gpu_hour_usd,
+                    burst_premium_percent: message.burst_premium_percent,
+                    tier_percent: None,
+                }),
             };
             Ok(CreatePool {
                 input: Box::new(input),
@@ -292,6 +301,48 @@ impl ResourcePoolService for PoolGrpc {
         };
         self.grpc
             .call(request, operation, scaling::evaluation_message)
+            .await
+    }
+
+    async fn get_pool_pricing(
+        &self,
+        request: tonic::Request<pb::GetPoolRequest>,
+    ) -> GrpcResult<pb::PoolPricing> {
+        let operation = |message: pb::GetPoolRequest| {
+            let consistency = consistency(&message.consistency)?;
+            Ok(GetPoolPricing {
+                pool: message.id,
+                consistency,
+            })
+        };
+        self.grpc
+            .call(request, operation, scaling::pricing_message)
+            .await
+    }
+
+    async fn set_pool_pricing(
+        &self,
+        request: tonic::Request<pb::SetPoolPricingRequest>,
+    ) -> GrpcResult<pb::PoolPricing> {
+        let operation = |message: pb::SetPoolPricingRequest| {
+            Ok(SetPoolPricing {
+                pool: message.pool_id,
+                input: PricingInput {
+                    cpu_core_hour_usd: message.cpu_core_hour_usd,
+                    memory_gb_hour_usd: message.memory_gb_hour_usd,
+                    gpu_hour_usd: message.gpu_hour_usd,
+                    burst_premium_percent: message.burst_premium_percent,
+                    tier_percent: message.tier_percent.map(|tiers| TierPercentView {
+                        free: tiers.free,
+                        standard: tiers.standard,
+                        premium: tiers.premium,
+                        enterprise: tiers.enterprise,
+                    }),
+                },
+            })
+        };
+        self.grpc
+            .call(request, operation, scaling::pricing_message)
             .await
     }
 

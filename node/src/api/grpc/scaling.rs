@@ -117,3 +117,31 @@ pub fn evaluation_message(view: EvaluationView) -> pb::ScalingEvaluation {
         recorded: view.recorded.map(record_message),
     }
 }
+
+pub fn pricing_message(view: crate::gateway::pricing_model::PricingView) -> pb::PoolPricing {
+    let tiers = view.tier_percent;
+    pb::PoolPricing {
+        pool: view.pool,
+        cpu_core_hour_usd: view.cpu_core_hour_usd,
+        memory_gb_hour_usd: view.memory_gb_hour_usd,
+        gpu_hour_usd: view.gpu_hour_usd,
+        burst_premium_percent: view.burst_premium_percent,
+        tier_percent: Some(pb::TierPercent {
+            free: tiers.free,
+            standard: tiers.standard,
+            premium: tiers.premium,
+            enterprise: tiers.enterprise,
+        }),
+        history: view
+            .history
+            .into_iter()
+            .map(|period| pb::PricePeriod {
+                from_ms: period.from_ms,
+                cpu_core_hour_usd: period.cpu_core_hour_usd,
+                memory_gb_hour_usd: period.memory_gb_hour_usd,
+                gpu_hour_usd: period.gpu_hour_usd,
+                burst_premium_percent: period.burst_premium_percent,
+            })
+            .collect(),
+    }
+}

@@ -14,15 +14,16 @@ use crate::api::rest::{
     ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply, query,
 };
 use crate::gateway::model::ProblemView;
+use crate::gateway::pricing_model::{PricingInput, PricingView};
 use crate::gateway::scaling_model::{
     CooldownInput, CooldownView, EvaluationView, FireInput, PolicyInput, PolicyListView,
     PolicyView, ScalingHistoryView, ScalingSwitchInput, ScalingView, TriggerInput, TriggerListView,
     TriggerView,
 };
 use crate::gateway::scaling_operations::{
-    DeleteScalingPolicy, DeleteScalingTrigger, EvaluateScaling, FireScalingTrigger, GetScaling,
-    GetScalingCooldown, GetScalingHistory, GetScalingPolicy, GetScalingTrigger,
-    ListScalingPolicies, ListScalingTriggers, PutScalingPolicy, PutScalingTrigger,
+    DeleteScalingPolicy, DeleteScalingTrigger, EvaluateScaling, FireScalingTrigger, GetPoolPricing,
+    GetScaling, GetScalingCooldown, GetScalingHistory, GetScalingPolicy, GetScalingTrigger,
+    ListScalingPolicies, ListScalingTriggers, PutScalingPolicy, PutScalingTrigger, SetPoolPricing,
     SetScalingCooldown, SetScalingSwitch,
 };
 use crate::gateway::{Consistency, GatewayError};
@@ -38,6 +39,7 @@ pub fn routes() -> OpenApiRouter<RestState> {
         .routes(routes!(get_cooldown, put_cooldown))
         .routes(routes!(scaling_history))
         .routes(routes!(evaluate))
+        .routes(routes!(get_pricing, put_pricing))
 }
 
 fn no_content() -> Response {
@@ -413,5 +415,44 @@ async fn evaluate(
     };
     let trace_id = context.trace_id.clone();
     let reply = ask(&state, context, request).await?;
+    Ok(json_reply(StatusCode::OK, &trace_id, &reply))
+}
+
+/// A pool's prices (USD per unit-hour), burst premium, tier percentages and every price
+/// change; a job is billed at each price for the part of its run that price covered.
+#[utoipa::path(get, path = "/api/v1/pools/{id}/pricing", tag = "pools", params(("id" = String, Path, description = "Pool id"), ReadParams),
+    responses((status = 200, body = PricingView), (status = 404, body = ProblemView)))]
+async fn get_pricing(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(pool): Path<String>,
+    params: QueryResult<ReadParams>,
+) -> Result<Response, GatewayError> {
+    let trace_id = context.trace_id.clone();
+    let reply = ask(
+        &state,
+        context,
+        GetPoolPricing {
+            pool,
+            consistency: consistency(params)?,
+        },
+    )
+    .await?;
+    Ok(json_reply(StatusCode::OK, &trace_id, &reply))
+}
+
+/// Change a pool's prices (admin; the fields given, from now on: runs before keep the old
+/// prices) and/or its tier percentages.
+#[utoipa::path(put, path = "/api/v1/pools/{id}/pricing", tag = "pools", params(("id" = String, Path, description = "Pool id")),
+    request_body = PricingInput,
+    responses((status = 200, body = PricingView), (status = 404, body = ProblemView), (status = 422, body = ProblemView)))]
+async fn put_pricing(
+    State(state): State<RestState>,
+    Context(context): Context,
+    Path(pool): Path<String>,
+    ApiJson(input): ApiJson<PricingInput>,
+) -> Result<Response, GatewayError> {
+    let trace_id = context.trace_id.clone();
+    let reply = ask(&state, context, SetPoolPricing { pool, input }).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &reply))
 }

@@ -4,6 +4,7 @@
 mod jobs;
 pub(super) mod limits;
 mod pools;
+mod pricing;
 mod queues;
 mod runs;
 mod scaling;

@@ -156,6 +156,7 @@ impl HodeiState {
             .map(|worker| worker.id.clone())
             .collect();
         self.drop_scaling(id, writes);
+        self.drop_prices(id, writes);
         for worker in workers {
             self.workers.remove(&worker);
             writes.delete(key(WORKER_PREFIX, &worker));

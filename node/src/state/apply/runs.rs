@@ -14,7 +14,7 @@ use crate::state::keys::stream_key;
 use crate::state::keys::{JOB_LOG_PREFIX, key};
 use hodei_domain::DomainError;
 use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
-use hodei_domain::cost::run_cost_nanos;
+use hodei_domain::cost::PoolPrices;
 use hodei_domain::dispatch::Assignment;
 use hodei_domain::job::{Job, JobState};
 use hodei_domain::run::{OUTPUT_TAIL_BYTES, RunOutcome, RunReport};
@@ -335,19 +335,28 @@ impl HodeiState {
     }
 
     /// What a run of `job` from `started_at` to `ended_at` costs at its pool's prices.
+    /// Each part of the run at the price then in force, times the tenant tier's percentage.
     pub(in crate::state) fn run_cost(&self, job: &Job, started_at: u64, ended_at: u64) -> u64 {
-        let pricing = job
-            .pool
-            .as_deref()
-            .and_then(|pool| self.pools.get(pool))
-            .map(|pool| pool.pricing)
+        let tier = self
+            .tenants
+            .get(&job.spec.tenant)
+            .map(|tenant| tenant.tier)
             .unwrap_or_default();
-        run_cost_nanos(
-            job.spec.resources,
-            &pricing,
-            ended_at.saturating_sub(started_at),
-            job.burst,
-        )
+        let pool = job.pool.as_deref().unwrap_or_default();
+        let unchanged;
+        let prices = match self.prices.get(pool) {
+            Some(prices) => prices,
+            None => {
+                let pricing = self
+                    .pools
+                    .get(pool)
+                    .map(|found| found.pricing)
+                    .unwrap_or_default();
+                unchanged = PoolPrices::new(pool, pricing);
+                &unchanged
+            }
+        };
+        prices.run_cost_nanos(job.spec.resources, started_at, ended_at, job.burst, tier)
     }
 
     /// Output of a run while it runs (and its last flush, which may commit after its end):

@@ -1,0 +1,204 @@
+//! A pool's prices (issue 19, first part): settable per pool over REST, gRPC and config,
+//! a change billed from its time on to a job already running, tier percentages, and the
+//! burst premium from `burst_capacity.premium_percentage`.
+
+use std::time::Duration;
+
+use hodei_tests::{NodeProcess, NodeSpec, RestApi, eventually};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+const YAML: &str = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 1000000\n    memory_mb: 1000000\n    max_concurrent_jobs: 10000\n    max_pending_jobs: 100000\n";
+
+async fn ok(node: &NodeProcess, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    RestApi::new(node).ok(method, path, body).await
+}
+
+async fn call(
+    node: &NodeProcess,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    RestApi::new(node).call(method, path, None, body).await
+}
+
+/// A run's cost as the domain bills it: each part at the price then in force (USD micros
+/// per core-hour), times the tier's percentage, rounded once to the nearest nano-dollar.
+fn expected_cost(cpu_m: u64, parts: &[(u64, u64)], tier_percent: u64) -> u64 {
+    let numerator: u128 = parts
+        .iter()
+        .map(|(price_micros, ms)| {
+            u128::from(cpu_m) * u128::from(*price_micros) * 1_024 * u128::from(*ms) * 100 * 1_000
+        })
+        .sum::<u128>()
+        * u128::from(tier_percent);
+    let denominator: u128 = 3_600_000 * 1_000 * 1_024 * 100 * 100;
+    (numerator / denominator + u128::from(numerator % denominator >= denominator / 2)) as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_change_bills_a_running_job_from_its_time_on_and_a_tier_pays_its_percentage() {
+    let spec = NodeSpec {
+        extra_yaml: format!("{YAML}burst_capacity:\n  premium_percentage: 200\n"),
+        ..NodeSpec::new(1)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    let pool = ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        Some(json!({
+            "id": "priced", "type": "dynamic", "provider": "simulated", "min_size": 1, "max_size": 1,
+            "worker_shape": { "cpu_m": 2000, "memory_mb": 1024 },
+            "pricing": { "cpu_core_hour_usd": 1.0, "memory_gb_hour_usd": 0.0 },
+        })),
+    )
+    .await;
+    assert_eq!(pool["id"], "priced");
+    let pricing = ok(
+        &node,
+        reqwest::Method::GET,
+        "/api/v1/pools/priced/pricing",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            pricing["cpu_core_hour_usd"].as_f64(),
+            pricing["burst_premium_percent"].as_u64()
+        ),
+        (Some(1.0), Some(200)),
+        "the burst premium comes from burst_capacity.premium_percentage: {pricing}"
+    );
+    let (status, problem) = call(
+        &node,
+        reqwest::Method::PUT,
+        "/api/v1/pools/priced/pricing",
+        Some(json!({ "cpu_core_hour_usd": -1.0 })),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (422, Some("cpu_core_hour_usd")),
+        "{problem}"
+    );
+    let tiers = ok(
+        &node,
+        reqwest::Method::PUT,
+        "/api/v1/pools/priced/pricing",
+        Some(json!({ "tier_percent": { "free": 100, "standard": 100, "premium": 50, "enterprise": 100 } })),
+    )
+    .await;
+    assert_eq!(
+        tiers["history"].as_array().unwrap().len(),
+        1,
+        "tiers alone change no price: {tiers}"
+    );
+    ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        Some(json!({ "id": "priced-q", "pools": ["priced"] })),
+    )
+    .await;
+    ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/tenants",
+        Some(json!({ "id": "gold", "tier": "premium" })),
+    )
+    .await;
+    let submitted = ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/jobs",
+        Some(json!({ "tenant": "gold", "queue": "priced-q", "resources": { "cpu_m": 1000, "memory_mb": 64 }, "simulate": { "duration_ms": 4000, "exit_code": 0 } })),
+    )
+    .await;
+    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    eventually(TIMEOUT, "the job running", || async {
+        let job = ok(
+            &node,
+            reqwest::Method::GET,
+            &format!("/api/v1/jobs/{id}"),
+            None,
+        )
+        .await;
+        Ok((job["state"] == "running").then_some(()))
+    })
+    .await
+    .unwrap();
+    // Twice the price from now on.
+    let changed = ok(
+        &node,
+        reqwest::Method::PUT,
+        "/api/v1/pools/priced/pricing",
+        Some(json!({ "cpu_core_hour_usd": 2.0 })),
+    )
+    .await;
+    let change_at = changed["history"][1]["from_ms"].as_u64().unwrap();
+    assert_eq!(changed["tier_percent"]["premium"], 50, "{changed}");
+    let job = eventually(TIMEOUT, "the job to succeed", || async {
+        let job = ok(
+            &node,
+            reqwest::Method::GET,
+            &format!("/api/v1/jobs/{id}"),
+            None,
+        )
+        .await;
+        Ok((job["state"] == "succeeded").then_some(job))
+    })
+    .await
+    .unwrap();
+    let at = |state: &str| {
+        job["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|step| step["state"] == state)
+            .and_then(|step| step["at_ms"].as_u64())
+            .unwrap()
+    };
+    let (started, ended) = (at("running"), at("succeeded"));
+    assert!(
+        started <= change_at && change_at <= ended,
+        "{started} {change_at} {ended}"
+    );
+    let expected = expected_cost(
+        1_000,
+        &[
+            (1_000_000, change_at - started),
+            (2_000_000, ended - change_at),
+        ],
+        50,
+    );
+    assert_eq!(job["cost_nanos"].as_u64(), Some(expected), "{job}");
+    // One price for the whole run would have billed otherwise.
+    assert_ne!(
+        expected,
+        expected_cost(1_000, &[(2_000_000, ended - started)], 50)
+    );
+
+    let bad = dir.path().join("bad-price.yaml");
+    std::fs::write(
+        &bad,
+        "resource_pools:\n  pools:\n    - id: pool-default\n      pricing: { cpu_core_hour_usd: -2 }\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(hodei_tests::hodei_binary().unwrap())
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("resource_pools.pools[0].pricing.cpu_core_hour_usd"),
+        "{stderr}"
+    );
+}
