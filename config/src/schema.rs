@@ -465,6 +465,8 @@ pub struct CostTrackingConfig {
     pub enabled: bool,
     pub track_by_tenant: bool,
     pub track_by_job: bool,
+    /// The cost ledger keeps this many days (whole hours older are purged by the leader).
+    pub retention_days: u64,
 }
 
 impl Default for CostTrackingConfig {
@@ -473,6 +475,7 @@ impl Default for CostTrackingConfig {
             enabled: true,
             track_by_tenant: true,
             track_by_job: true,
+            retention_days: 90,
         }
     }
 }

@@ -275,6 +275,16 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         config.autoscaling.evaluation_interval_s,
         3_600,
     );
+    problems.at_least(
+        "cost_tracking.retention_days",
+        config.cost_tracking.retention_days,
+        1,
+    );
+    problems.at_most(
+        "cost_tracking.retention_days",
+        config.cost_tracking.retention_days,
+        3_650,
+    );
     let retention = &config.retention;
     problems.rule(
         retention.finished_in_memory_s >= scheduling.fair_share_window_s,
@@ -371,6 +381,12 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         "burst_capacity.premium_percentage",
         u64::from(burst.premium_percentage),
         100,
+    );
+    // The pools' burst premium: the same bounds as a price list's.
+    problems.at_most(
+        "burst_capacity.premium_percentage",
+        u64::from(burst.premium_percentage),
+        1_000,
     );
 
     let prometheus = &config.metrics.prometheus;

@@ -450,6 +450,9 @@ pub fn limit_settings(config: &Config) -> LimitSettings {
             burst_history: Duration::from_secs(
                 config.retention.burst_history_days.saturating_mul(86_400),
             ),
+            cost_ledger: Duration::from_secs(
+                config.cost_tracking.retention_days.saturating_mul(86_400),
+            ),
         },
         default_quota: Quota {
             cpu_m: quota.cpu_m,

@@ -70,6 +70,37 @@ impl Pricing {
     }
 }
 
+/// The prices a change sets; `None` keeps the committed one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricingChanges {
+    pub cpu_core_hour_micros: Option<u64>,
+    pub memory_gb_hour_micros: Option<u64>,
+    pub gpu_hour_micros: Option<u64>,
+    pub burst_premium_percent: Option<u32>,
+}
+
+impl PricingChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == PricingChanges::default()
+    }
+
+    /// `current` with these changes.
+    pub fn over(&self, current: Pricing) -> Pricing {
+        Pricing {
+            cpu_core_hour_micros: self
+                .cpu_core_hour_micros
+                .unwrap_or(current.cpu_core_hour_micros),
+            memory_gb_hour_micros: self
+                .memory_gb_hour_micros
+                .unwrap_or(current.memory_gb_hour_micros),
+            gpu_hour_micros: self.gpu_hour_micros.unwrap_or(current.gpu_hour_micros),
+            burst_premium_percent: self
+                .burst_premium_percent
+                .unwrap_or(current.burst_premium_percent),
+        }
+    }
+}
+
 /// What each tenant tier pays of a pool's prices, in percent (100: the list price).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TierPercents {
@@ -159,16 +190,15 @@ impl PoolPrices {
             .unwrap_or_default()
     }
 
-    /// Prices from `from_ms` on; a change at the same time as the newest replaces it.
+    /// Prices from `from_ms` on. Changes apply in the order they commit: one stamped at
+    /// or before the newest (another node's clock) starts a millisecond after it, so no
+    /// price that was in force is ever lost from the history.
     pub fn change(&mut self, pricing: Pricing, from_ms: u64) {
         let from_ms = self
             .periods
             .last()
-            .map_or(from_ms, |last| from_ms.max(last.from_ms));
-        match self.periods.last_mut() {
-            Some(last) if last.from_ms == from_ms => last.pricing = pricing,
-            _ => self.periods.push(PricePeriod { from_ms, pricing }),
-        }
+            .map_or(from_ms, |last| from_ms.max(last.from_ms.saturating_add(1)));
+        self.periods.push(PricePeriod { from_ms, pricing });
         let excess = self.periods.len().saturating_sub(PRICE_PERIODS_KEPT);
         self.periods.drain(..excess);
     }
@@ -202,6 +232,54 @@ impl PoolPrices {
             numerator.saturating_mul(u128::from(self.tiers.of(tier))),
             COST_DENOMINATOR * 100,
         )
+    }
+}
+
+/// One hour of a run's cost: what it billed, and what it would have without the burst
+/// premium (their difference is the premium's line).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourPart {
+    /// The hour's start, ms since the epoch.
+    pub hour_ms: u64,
+    pub billed_nanos: u64,
+    pub without_premium_nanos: u64,
+}
+
+pub const HOUR_MS: u64 = 3_600_000;
+
+impl PoolPrices {
+    /// A run's cost split over the hours it covers. Each hour's part is the cost of the
+    /// run up to the hour's end less the cost up to its start, so the parts add up to
+    /// [`PoolPrices::run_cost_nanos`] of the whole run exactly (and so do the parts
+    /// without the premium).
+    pub fn hourly_parts(
+        &self,
+        resources: Resources,
+        start_ms: u64,
+        end_ms: u64,
+        burst: bool,
+        tier: crate::tenant::Tier,
+    ) -> Vec<HourPart> {
+        let billed_until =
+            |until: u64| self.run_cost_nanos(resources, start_ms, until, burst, tier);
+        let base_until = |until: u64| self.run_cost_nanos(resources, start_ms, until, false, tier);
+        let mut parts = Vec::new();
+        let mut hour_ms = start_ms - start_ms % HOUR_MS;
+        let (mut billed_before, mut base_before) = (0u64, 0u64);
+        loop {
+            let until = end_ms.min(hour_ms.saturating_add(HOUR_MS));
+            let (billed, base) = (billed_until(until), base_until(until));
+            parts.push(HourPart {
+                hour_ms,
+                billed_nanos: billed.saturating_sub(billed_before),
+                without_premium_nanos: base.saturating_sub(base_before),
+            });
+            (billed_before, base_before) = (billed, base);
+            if until >= end_ms {
+                return parts;
+            }
+            hour_ms += HOUR_MS;
+        }
     }
 }
 
@@ -341,9 +419,10 @@ mod tests {
             prices.run_cost_nanos(cores, 9 * hour, 11 * hour, false, Tier::Premium),
             135_000_000
         );
-        // A change in the past of the newest one applies from the newest one's time.
+        // A change stamped before the newest one (another clock) starts just after it.
         prices.change(Pricing::default(), 5 * hour);
-        assert_eq!(prices.periods.len(), 2);
+        assert_eq!(prices.periods.len(), 3);
+        assert_eq!(prices.periods[2].from_ms, 10 * hour + 1);
         assert_eq!(prices.current(), Pricing::default());
         // The single price of the old function is the same as one period.
         let single = PoolPrices::new("p", Pricing::default());
@@ -362,6 +441,39 @@ mod tests {
                 true
             )
         );
+    }
+
+    #[test]
+    fn a_run_split_over_hours_adds_up_to_its_cost_to_the_nano_dollar() {
+        let mut prices = PoolPrices::new("p", Pricing::default());
+        prices.change(
+            Pricing {
+                cpu_core_hour_micros: 73_000,
+                ..Pricing::default()
+            },
+            5 * HOUR_MS + 1_234_567,
+        );
+        let resources = Resources::new(1_733, 777, 0);
+        for (start, end) in [
+            (HOUR_MS * 3 + 999, HOUR_MS * 7 + 17),
+            (HOUR_MS * 2, HOUR_MS * 3),
+            (12, 13),
+            (HOUR_MS - 1, HOUR_MS + 1),
+        ] {
+            let parts = prices.hourly_parts(resources, start, end, true, Tier::Standard);
+            let billed: u64 = parts.iter().map(|part| part.billed_nanos).sum();
+            assert_eq!(
+                billed,
+                prices.run_cost_nanos(resources, start, end, true, Tier::Standard)
+            );
+            let base: u64 = parts.iter().map(|part| part.without_premium_nanos).sum();
+            assert_eq!(
+                base,
+                prices.run_cost_nanos(resources, start, end, false, Tier::Standard)
+            );
+            assert!(parts.iter().all(|part| part.hour_ms % HOUR_MS == 0));
+            assert_eq!(parts[0].hour_ms, start - start % HOUR_MS);
+        }
     }
 
     #[test]

@@ -344,6 +344,22 @@ impl Job {
             .map(|step| step.at_ms)
     }
 
+    /// When its current run started, while it runs (not an earlier attempt's start).
+    pub fn running_since_ms(&self) -> Option<u64> {
+        (self.state == JobState::Running)
+            .then(|| self.transitions.last().map(|step| step.at_ms))
+            .flatten()
+    }
+
+    /// The run that ended the job, [start, end], if it was running when it ended.
+    pub fn final_run_ms(&self) -> Option<(u64, u64)> {
+        let [.., before, last] = self.transitions.as_slice() else {
+            return None;
+        };
+        (last.state.is_final() && before.state == JobState::Running)
+            .then_some((before.at_ms, last.at_ms))
+    }
+
     /// When it reached its final state, if it did.
     pub fn finished_at_ms(&self) -> Option<u64> {
         self.transitions

@@ -91,6 +91,8 @@ pub struct RetentionSettings {
     pub sweep_interval: Duration,
     pub gone_workers: Duration,
     pub burst_history: Duration,
+    /// How long the cost ledger keeps its hours (`cost_tracking.retention_days`).
+    pub cost_ledger: Duration,
 }
 
 /// What every actor of a node shares: the Raft handle and the read view of the state.

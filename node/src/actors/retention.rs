@@ -65,6 +65,25 @@ pub async fn sweep(node: &NodeContext) {
             }
         }
     }
+    // The cost ledger's whole hours older than its retention.
+    let hour = hodei_domain::cost::HOUR_MS;
+    let ledger_before = before(retention.cost_ledger) / hour * hour;
+    if node.read(|state| {
+        state
+            .oldest_cost_hour()
+            .is_some_and(|oldest| oldest < ledger_before)
+    }) {
+        let command = CommandV1::PurgeCostLedger(command::PurgeCostLedger {
+            before_ms: ledger_before,
+        });
+        match propose(node, command).await {
+            Ok(CommandOutcome::Purged { count }) => {
+                debug!(count, "expired hours deleted from the cost ledger");
+            }
+            Ok(_) => {}
+            Err(error) => warn!(%error, "expired cost ledger hours could not be deleted"),
+        }
+    }
     let purge_before = before(retention.job_history);
     for _ in 0..MAX_COMMANDS_PER_SWEEP {
         // Read outside the state lock: apply goes on beside the scan.

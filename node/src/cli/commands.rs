@@ -146,6 +146,7 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
         "pool scaling evaluate",
     ),
     ("get", "/api/v1/pools/{id}/pricing", "pool pricing"),
+    ("get", "/api/v1/cost-reports", "cost report"),
     ("put", "/api/v1/pools/{id}/pricing", "pool pricing"),
 ];
 

@@ -67,6 +67,9 @@ pub enum Commands {
     /// Worker pools: size, lifecycle, workers and metrics.
     #[command(subcommand)]
     Pool(pool_cmd::PoolCommand),
+    /// What the jobs cost: reports from the cost ledger.
+    #[command(subcommand)]
+    Cost(scaling_cmd::CostCommand),
     /// Run a worker agent that joins a pool and runs jobs as child processes; or
     /// `hodei worker list`.
     Worker(worker_cmd::WorkerCli),

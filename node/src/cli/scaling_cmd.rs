@@ -1,5 +1,6 @@
 //! `hodei pool scaling ...`: a pool's autoscaling over the REST API of any node - its
-//! switch, policies, triggers (fired by hand), cooldown, history and evaluations.
+//! switch, policies, triggers (fired by hand), cooldown, history and evaluations; and
+//! `hodei cost report`.
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -592,4 +593,82 @@ async fn trigger(command: TriggerCommand) -> anyhow::Result<()> {
             api.output.object(&answer, EVALUATION)
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CostCommand {
+    /// What the jobs cost over a window, by tenant, pool or queue, per hour or day (runs
+    /// still going on billed up to now; the burst premium as its own column).
+    Report {
+        /// Start of the window, ms since the epoch (default: 24 hours before --to).
+        #[arg(long)]
+        from: Option<u64>,
+        /// End of the window, ms since the epoch (default: now).
+        #[arg(long)]
+        to: Option<u64>,
+        /// tenant (default) | pool | queue
+        #[arg(long)]
+        group_by: Option<String>,
+        /// hour (default) | day
+        #[arg(long)]
+        step: Option<String>,
+        /// Print CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+const COST_ITEM: &[Column] = &[
+    col("PERIOD", "/period_start_ms", Show::Time),
+    col("GROUP", "/group", Show::Text),
+    col("BILLED", "/billed_nanos", Show::Dollars),
+    col("BURST PREMIUM", "/burst_premium_nanos", Show::Dollars),
+    col("RUNNING", "/running_nanos", Show::Dollars),
+    col("RUNS", "/runs", Show::Text),
+];
+
+pub async fn run_cost(command: CostCommand) -> anyhow::Result<()> {
+    let CostCommand::Report {
+        from,
+        to,
+        group_by,
+        step,
+        csv,
+        api,
+    } = command;
+    let query = [
+        ("from", from.map(|value| value.to_string())),
+        ("to", to.map(|value| value.to_string())),
+        ("group_by", group_by),
+        ("step", step),
+    ];
+    let report = api.get("/api/v1/cost-reports", &query).await?;
+    if csv {
+        // The same rows as `format=csv`, from the JSON answer.
+        println!("period_start_ms,group,billed_nanos,burst_premium_nanos,running_nanos,runs");
+        for item in report["items"].as_array().into_iter().flatten() {
+            println!(
+                "{},{},{},{},{},{}",
+                item["period_start_ms"],
+                item["group"].as_str().unwrap_or_default(),
+                item["billed_nanos"],
+                item["burst_premium_nanos"],
+                item["running_nanos"],
+                item["runs"]
+            );
+        }
+        return Ok(());
+    }
+    api.output.list(&report, "/items", COST_ITEM)?;
+    if matches!(api.output.output, crate::cli::output::Format::Table) {
+        let total = report["total_billed_nanos"].as_u64().unwrap_or_default();
+        println!(
+            "total: ${}.{:09}",
+            total / 1_000_000_000,
+            total % 1_000_000_000
+        );
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@
 //! type (`error`). It knows the domain's types and nothing of the wires, Raft or the state
 //! machine: the adapters above it map it to HTTP and gRPC, the actors below implement it.
 
+pub mod cost_model;
 pub mod error;
 pub mod job_model;
 pub mod model;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::gateway::GatewayError;
-use hodei_domain::cost::{PoolPrices, Pricing, TierPercents};
+use hodei_domain::cost::{PoolPrices, Pricing, PricingChanges, TierPercents};
 
 /// What each tenant tier pays of the prices, in percent (100: the list price; 0 to 1000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -79,6 +79,35 @@ impl PricingInput {
             || self.memory_gb_hour_usd.is_some()
             || self.gpu_hour_usd.is_some()
             || self.burst_premium_percent.is_some()
+    }
+
+    /// The prices it changes, in micro-dollars; each wrong field named (apply merges them
+    /// with the committed prices).
+    pub fn changes(&self) -> Result<PricingChanges, GatewayError> {
+        let changes = PricingChanges {
+            cpu_core_hour_micros: self
+                .cpu_core_hour_usd
+                .map(|usd| micros("cpu_core_hour_usd", usd))
+                .transpose()?,
+            memory_gb_hour_micros: self
+                .memory_gb_hour_usd
+                .map(|usd| micros("memory_gb_hour_usd", usd))
+                .transpose()?,
+            gpu_hour_micros: self
+                .gpu_hour_usd
+                .map(|usd| micros("gpu_hour_usd", usd))
+                .transpose()?,
+            burst_premium_percent: self.burst_premium_percent,
+        };
+        if let Some(percent) = changes.burst_premium_percent
+            && !(100..=1_000).contains(&percent)
+        {
+            return Err(GatewayError::invalid(
+                "burst_premium_percent",
+                format!("must be between 100 and 1000, got {percent}"),
+            ));
+        }
+        Ok(changes)
     }
 
     /// The prices it gives over `current`; each wrong field named.

@@ -63,6 +63,13 @@ pub enum CommandV1 {
     ScalePool(ScalePool),
     SettleScaling(SettleScaling),
     SetPoolPricing(SetPoolPricing),
+    PurgeCostLedger(PurgeCostLedger),
+}
+
+/// Deletes the cost ledger's hours before `before_ms` (the start of an hour).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurgeCostLedger {
+    pub before_ms: u64,
 }
 
 /// New prices (from `at_ms` on: runs before keep the old ones) and/or tier percentages for
@@ -70,7 +77,9 @@ pub enum CommandV1 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SetPoolPricing {
     pub pool: String,
-    pub pricing: Option<hodei_domain::cost::Pricing>,
+    /// The prices that change (merged in apply with the committed ones, so two changes
+    /// of different prices never undo each other).
+    pub changes: hodei_domain::cost::PricingChanges,
     pub tiers: Option<hodei_domain::cost::TierPercents>,
     pub at_ms: u64,
 }

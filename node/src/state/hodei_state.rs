@@ -119,6 +119,7 @@ struct SnapshotView<'a> {
     archived_idempotency: &'a BTreeMap<(TenantId, String), String>,
     scaling: Vec<&'a hodei_domain::autoscale::PoolScaling>,
     prices: Vec<&'a hodei_domain::cost::PoolPrices>,
+    cost_ledger: Vec<crate::state::cost_ledger::LedgerEntry>,
 }
 
 /// A snapshot as decoded. Each version of the shape appended fields to the one before, and
@@ -131,6 +132,7 @@ struct SnapshotData {
     base: WithHistory,
     scaling: Vec<hodei_domain::autoscale::PoolScaling>,
     prices: Vec<hodei_domain::cost::PoolPrices>,
+    cost_ledger: Vec<crate::state::cost_ledger::LedgerEntry>,
 }
 
 /// The snapshot shape before autoscaling.
@@ -237,6 +239,9 @@ pub struct HodeiState {
     pub(super) scaling: BTreeMap<String, hodei_domain::autoscale::PoolScaling>,
     /// Each pool's price history and tier percentages (only pools whose prices changed).
     pub(super) prices: BTreeMap<String, hodei_domain::cost::PoolPrices>,
+    /// What the finished runs billed, by hour, then (tenant, pool, queue).
+    pub(super) cost_ledger:
+        BTreeMap<u64, BTreeMap<(TenantId, String, String), crate::state::cost_ledger::CostLine>>,
     pub(super) workers: BTreeMap<String, Worker>,
     /// Quota violations recorded by apply (`violations.rs`).
     pub(super) violations: crate::state::violations::ViolationLog,
@@ -306,6 +311,7 @@ impl HodeiState {
             pools: BTreeMap::new(),
             scaling: BTreeMap::new(),
             prices: BTreeMap::new(),
+            cost_ledger: BTreeMap::new(),
             workers: BTreeMap::new(),
             violations: Default::default(),
             pool_tally: BTreeMap::new(),
@@ -402,6 +408,18 @@ impl HodeiState {
             "pool prices",
         )? {
             state.prices.insert(pool_prices.pool.clone(), pool_prices);
+        }
+        for entry in load_all::<crate::state::cost_ledger::LedgerEntry>(
+            keyspace,
+            crate::state::keys::COST_PREFIX,
+            "cost ledger entry",
+        )? {
+            let (hour, tenant, pool, queue) = entry.key;
+            state
+                .cost_ledger
+                .entry(hour)
+                .or_default()
+                .insert((tenant, pool, queue), entry.line);
         }
         let logs = keyspace
             .scan_prefix(JOB_LOG_PREFIX.as_bytes())
@@ -514,6 +532,7 @@ impl HodeiState {
             CommandV1::ScalePool(command) => self.apply_scale_pool(command, writes),
             CommandV1::SettleScaling(command) => self.apply_settle_scaling(command, writes),
             CommandV1::SetPoolPricing(command) => self.apply_set_pool_pricing(command, writes),
+            CommandV1::PurgeCostLedger(command) => self.apply_purge_cost_ledger(command, writes),
         }
     }
 }
@@ -556,6 +575,18 @@ impl StateMachine for HodeiState {
             archived_idempotency: &self.archived_idempotency,
             scaling: self.scaling.values().collect(),
             prices: self.prices.values().collect(),
+            cost_ledger: self
+                .cost_ledger
+                .iter()
+                .flat_map(|(hour, lines)| {
+                    lines.iter().map(|((tenant, pool, queue), line)| {
+                        crate::state::cost_ledger::LedgerEntry {
+                            key: (*hour, tenant.clone(), pool.clone(), queue.clone()),
+                            line: *line,
+                        }
+                    })
+                })
+                .collect(),
         };
         hodei_cluster::codec::encode(&data)
     }
@@ -574,6 +605,7 @@ impl StateMachine for HodeiState {
                 },
             scaling,
             prices,
+            cost_ledger,
         } = SnapshotData::decode(snapshot)?;
         self.tenants.clear();
         self.bursts.clear();
@@ -633,6 +665,19 @@ impl StateMachine for HodeiState {
                 &pool_prices,
             );
             self.prices.insert(pool_prices.pool.clone(), pool_prices);
+        }
+        self.cost_ledger.clear();
+        for entry in cost_ledger {
+            put_encoded(
+                writes,
+                crate::state::cost_ledger::storage_key(&entry.key),
+                &entry,
+            );
+            let (hour, tenant, pool, queue) = entry.key;
+            self.cost_ledger
+                .entry(hour)
+                .or_default()
+                .insert((tenant, pool, queue), entry.line);
         }
         self.put_violation_log(violations, writes);
         self.put_archived(archived_tally, archived_idempotency, writes);

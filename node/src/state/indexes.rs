@@ -27,6 +27,7 @@ impl HodeiState {
         let was_final = stored.is_some_and(|previous| previous.state.is_final());
         let previous = stored.map(|previous| IndexedAs::of(previous));
         if job.state.is_final() && !was_final {
+            self.record_run_cost(&job, writes);
             let started_at = job
                 .transitions
                 .iter()

@@ -12,6 +12,8 @@ pub const WORKER_PREFIX: &str = "worker/";
 pub const SCALING_PREFIX: &str = "scaling/";
 /// A pool's price history and tier percentages (`apply/pools.rs`).
 pub const PRICES_PREFIX: &str = "prices/";
+/// The cost ledger, by hour, tenant, pool and queue (`cost_ledger.rs`).
+pub const COST_PREFIX: &str = "cost/";
 /// Recent quota violations, by sequence number (`state/violations.rs`).
 pub const VIOLATION_PREFIX: &str = "violation/";
 /// Violation counts, by tenant and reason.

@@ -3,6 +3,7 @@
 
 mod apply;
 pub mod command;
+pub mod cost_ledger;
 pub mod history;
 pub mod hodei_state;
 mod indexes;

@@ -1265,7 +1265,10 @@ fn refused_commands() -> Vec<(&'static str, Corruption, CommandV1)> {
             untouched,
             CommandV1::SetPoolPricing(command::SetPoolPricing {
                 pool: "nope".into(),
-                pricing: Some(hodei_domain::cost::Pricing::default()),
+                changes: hodei_domain::cost::PricingChanges {
+                    cpu_core_hour_micros: Some(1),
+                    ..Default::default()
+                },
                 tiers: None,
                 at_ms: 30,
             }),
@@ -1275,10 +1278,10 @@ fn refused_commands() -> Vec<(&'static str, Corruption, CommandV1)> {
             untouched,
             CommandV1::SetPoolPricing(command::SetPoolPricing {
                 pool: "d".into(),
-                pricing: Some(hodei_domain::cost::Pricing {
-                    burst_premium_percent: 50,
+                changes: hodei_domain::cost::PricingChanges {
+                    burst_premium_percent: Some(50),
                     ..Default::default()
-                }),
+                },
                 tiers: None,
                 at_ms: 30,
             }),
@@ -1288,7 +1291,7 @@ fn refused_commands() -> Vec<(&'static str, Corruption, CommandV1)> {
             untouched,
             CommandV1::SetPoolPricing(command::SetPoolPricing {
                 pool: "d".into(),
-                pricing: None,
+                changes: Default::default(),
                 tiers: None,
                 at_ms: 30,
             }),

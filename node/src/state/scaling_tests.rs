@@ -167,10 +167,10 @@ fn decisions_set_the_size_replace_the_one_in_progress_and_survive_snapshot_and_r
         &mut state,
         CommandV1::SetPoolPricing(command::SetPoolPricing {
             pool: "dyn".into(),
-            pricing: Some(hodei_domain::cost::Pricing {
-                cpu_core_hour_micros: 80_000,
+            changes: hodei_domain::cost::PricingChanges {
+                cpu_core_hour_micros: Some(80_000),
                 ..Default::default()
-            }),
+            },
             tiers: None,
             at_ms: 140,
         }),
@@ -214,4 +214,68 @@ fn decisions_set_the_size_replace_the_one_in_progress_and_survive_snapshot_and_r
     let history = &state.scaling("dyn").unwrap().history;
     assert_eq!(history.len(), HISTORY_KEPT);
     assert_eq!(history.last().unwrap().seq, 3 + HISTORY_KEPT as u64 + 20);
+}
+
+#[test]
+fn a_finished_run_lands_in_the_cost_ledger_hour_by_hour_and_survives_snapshot_and_reload() {
+    use hodei_domain::job::{CommandSpec, Job, JobSpec, JobState, Priority};
+    let storage = SledStorage::temporary().unwrap();
+    let keyspace: Arc<dyn hodei_cluster::Keyspace> = storage.keyspace("state").unwrap();
+    let mut state = super::jobs_tests::setup(Quota::default(), 0);
+    let hour = hodei_domain::cost::HOUR_MS;
+    let mut job = Job::new(
+        "billed".into(),
+        JobSpec {
+            tenant: hodei_domain::tenant::TenantId::parse("acme").unwrap(),
+            queue: "q".into(),
+            priority: Priority::Normal,
+            resources: Resources::new(750, 300, 0),
+            command: CommandSpec::default(),
+            simulate: None,
+            labels: Default::default(),
+            max_retries: 0,
+            idempotency_key: None,
+            pool_selector: Vec::new(),
+            sla: None,
+        },
+        hour,
+    );
+    job.pool = Some("p".into());
+    let (start, end) = (hour + 1_234, 3 * hour + 56_789);
+    job.transition(JobState::Assigned, hour + 1_000, None)
+        .unwrap();
+    job.transition(JobState::Running, start, None).unwrap();
+    job.transition(JobState::Succeeded, end, None).unwrap();
+    let cost = state.run_cost(&job, start, end);
+    job.cost_nanos = Some(cost);
+    let mut writes = WriteBatch::new();
+    state.store_job(job, &mut writes);
+    let lines = state.cost_lines(0, u64::MAX);
+    let hours: Vec<u64> = lines.iter().map(|(key, _)| key.0).collect();
+    assert_eq!(hours, [hour, 2 * hour, 3 * hour]);
+    let billed: u64 = lines.iter().map(|(_, line)| line.billed_nanos).sum();
+    assert_eq!(billed, cost, "the hours add up to the job's cost");
+    assert_eq!(lines.iter().map(|(_, line)| line.runs).sum::<u64>(), 1);
+    // A snapshot and a reload carry it; a purge drops the hours before its cutoff.
+    let mut joined = HodeiState::new(broadcast::channel(16).0);
+    joined
+        .restore(&state.snapshot().unwrap(), &mut WriteBatch::new())
+        .unwrap();
+    assert_eq!(joined.cost_lines(0, u64::MAX), lines);
+    keyspace.write(writes).unwrap();
+    let loaded = HodeiState::load(keyspace.as_ref(), broadcast::channel(16).0).unwrap();
+    assert_eq!(loaded.cost_lines(0, u64::MAX), lines);
+    let mut writes = WriteBatch::new();
+    let purged = apply(
+        &mut state,
+        CommandV1::PurgeCostLedger(command::PurgeCostLedger {
+            before_ms: 2 * hour,
+        }),
+        &mut writes,
+    );
+    assert!(
+        matches!(purged, Ok(CommandOutcome::Purged { count: 1 })),
+        "{purged:?}"
+    );
+    assert_eq!(state.oldest_cost_hour(), Some(2 * hour));
 }

@@ -202,3 +202,164 @@ async fn a_price_change_bills_a_running_job_from_its_time_on_and_a_tier_pays_its
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_report_adds_up_to_the_jobs_costs_and_a_tenant_sees_its_own_lines() {
+    let spec = NodeSpec {
+        extra_yaml: YAML.to_string(),
+        ..NodeSpec::new(1)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        Some(json!({
+            "id": "billed", "type": "dynamic", "provider": "simulated", "min_size": 2, "max_size": 2,
+            "worker_shape": { "cpu_m": 4000, "memory_mb": 8192 },
+            "pricing": { "cpu_core_hour_usd": 3.6, "memory_gb_hour_usd": 0.36 },
+        })),
+    )
+    .await;
+    ok(
+        &node,
+        reqwest::Method::PUT,
+        "/api/v1/pools/billed/pricing",
+        Some(json!({ "tier_percent": { "free": 100, "standard": 100, "premium": 75, "enterprise": 100 } })),
+    )
+    .await;
+    ok(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        Some(json!({ "id": "billed-q", "pools": ["billed"] })),
+    )
+    .await;
+    for (tenant, tier) in [("alpha", "standard"), ("beta", "premium")] {
+        ok(
+            &node,
+            reqwest::Method::POST,
+            "/api/v1/tenants",
+            Some(json!({ "id": tenant, "tier": tier })),
+        )
+        .await;
+    }
+    let mut ids = Vec::new();
+    for index in 0..10u64 {
+        let tenant = if index % 2 == 0 { "alpha" } else { "beta" };
+        let submitted = ok(
+            &node,
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            Some(json!({
+                "tenant": tenant, "queue": "billed-q",
+                "resources": { "cpu_m": 500 + index * 37, "memory_mb": 100 + index },
+                "simulate": { "duration_ms": 700 + index * 111, "exit_code": 0 },
+            })),
+        )
+        .await;
+        ids.push((tenant, submitted["job"]["id"].as_str().unwrap().to_string()));
+    }
+    let mut expected: std::collections::BTreeMap<&str, u64> = Default::default();
+    for (tenant, id) in &ids {
+        let job = eventually(TIMEOUT, "the job to succeed", || async {
+            let job = ok(
+                &node,
+                reqwest::Method::GET,
+                &format!("/api/v1/jobs/{id}"),
+                None,
+            )
+            .await;
+            Ok((job["state"] == "succeeded").then_some(job))
+        })
+        .await
+        .unwrap();
+        let cost = job["cost_nanos"].as_u64().unwrap();
+        assert!(cost > 0, "{job}");
+        *expected.entry(tenant).or_default() += cost;
+    }
+    let path = format!(
+        "/api/v1/cost-reports?from={}&group_by=tenant&step=hour",
+        started - 1
+    );
+    let report = ok(&node, reqwest::Method::GET, &path, None).await;
+    let mut reported: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for item in report["items"].as_array().unwrap() {
+        let line = reported
+            .entry(item["group"].as_str().unwrap().to_string())
+            .or_default();
+        line.0 += item["billed_nanos"].as_u64().unwrap();
+        line.1 += item["runs"].as_u64().unwrap();
+    }
+    println!("cost by tenant: expected {expected:?}, reported {reported:?}");
+    for (tenant, cost) in &expected {
+        assert_eq!(
+            reported[*tenant],
+            (*cost, 5),
+            "to the nano-dollar: {report}"
+        );
+    }
+    assert_eq!(
+        report["total_billed_nanos"].as_u64(),
+        Some(expected.values().sum::<u64>()),
+        "{report}"
+    );
+    // The same in CSV.
+    let csv = reqwest::get(node.rest_url(&format!("{path}&format=csv")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    let csv_total: u64 = rows
+        .iter()
+        .map(|row| row.split(',').nth(2).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(csv_total, expected.values().sum::<u64>(), "{csv}");
+    // A tenant sees its own lines only.
+    let (status, own) = RestApi::new(&node)
+        .call(reqwest::Method::GET, &path, Some("tenant:beta"), None)
+        .await;
+    assert_eq!(status, 200);
+    let groups: std::collections::BTreeSet<&str> = own["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups, ["beta"].into(), "{own}");
+    // Grouped by pool, the same total.
+    let by_pool = ok(
+        &node,
+        reqwest::Method::GET,
+        &format!(
+            "/api/v1/cost-reports?from={}&group_by=pool&step=day",
+            started - 1
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(
+        by_pool["total_billed_nanos"], report["total_billed_nanos"],
+        "{by_pool}"
+    );
+    let (status, problem) = call(
+        &node,
+        reqwest::Method::GET,
+        "/api/v1/cost-reports?group_by=colour",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (422, Some("group_by")),
+        "{problem}"
+    );
+}

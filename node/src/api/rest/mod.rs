@@ -53,6 +53,7 @@ pub struct RestState {
         (name = "workers", description = "Registered workers"),
         (name = "pools", description = "Resource pools and their lifecycle"),
         (name = "autoscaling", description = "Pool autoscaling: policies, triggers, cooldowns, history and evaluations"),
+        (name = "cost", description = "Cost reports from the cost ledger"),
         (name = "cluster", description = "Health, status and membership")
     )
 )]

@@ -314,7 +314,7 @@ impl HodeiState {
             Some(format!("cancelled by {cancelled_by}")),
         )?;
         // The time it ran is billed, as for a run that ends by itself.
-        if let Some(started_at) = found.started_at_ms() {
+        if let Some(started_at) = found.running_since_ms() {
             job.cost_nanos = Some(self.run_cost(found, started_at, at_ms));
         }
         if !was_pending {

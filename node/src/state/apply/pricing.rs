@@ -16,7 +16,7 @@ impl HodeiState {
         &mut self,
         command::SetPoolPricing {
             pool: pool_id,
-            pricing,
+            changes,
             tiers,
             at_ms,
         }: command::SetPoolPricing,
@@ -25,23 +25,25 @@ impl HodeiState {
         let Some(pool) = self.pools.get(&pool_id) else {
             return Err(DomainError::not_found("pool", pool_id));
         };
-        if pricing.is_none() && tiers.is_none() {
+        if changes.is_empty() && tiers.is_none() {
             return Err(DomainError::invalid(
                 "pricing",
                 "give new prices or tier percentages",
             ));
-        }
-        if let Some(pricing) = &pricing {
-            pricing.validate()?;
-        }
-        if let Some(tiers) = &tiers {
-            tiers.validate()?;
         }
         let mut prices = self
             .prices
             .get(&pool_id)
             .cloned()
             .unwrap_or_else(|| PoolPrices::new(&pool_id, pool.pricing));
+        // Merged with the committed prices here, then checked whole.
+        let pricing = (!changes.is_empty()).then(|| changes.over(prices.current()));
+        if let Some(pricing) = &pricing {
+            pricing.validate()?;
+        }
+        if let Some(tiers) = &tiers {
+            tiers.validate()?;
+        }
         if let Some(pricing) = pricing {
             prices.change(pricing, at_ms);
         }

@@ -14,7 +14,6 @@ use crate::state::keys::stream_key;
 use crate::state::keys::{JOB_LOG_PREFIX, key};
 use hodei_domain::DomainError;
 use hodei_domain::admission::{AdmissionInput, JobRequest, Verdict, admit};
-use hodei_domain::cost::PoolPrices;
 use hodei_domain::dispatch::Assignment;
 use hodei_domain::job::{Job, JobState};
 use hodei_domain::run::{OUTPUT_TAIL_BYTES, RunOutcome, RunReport};
@@ -311,7 +310,9 @@ impl HodeiState {
                 )),
             ),
         };
-        let started_at = found.started_at_ms().unwrap_or(report.at_ms);
+        // The current run only: an assigned job whose start report was lost ran for none
+        // of it that was reported.
+        let started_at = found.running_since_ms().unwrap_or(report.at_ms);
         found.cost_nanos = Some(self.run_cost(&found, started_at, report.at_ms));
         found.transition(next, report.at_ms, reason)?;
         found.exit_code = report.exit_code;
@@ -335,28 +336,17 @@ impl HodeiState {
     }
 
     /// What a run of `job` from `started_at` to `ended_at` costs at its pool's prices.
-    /// Each part of the run at the price then in force, times the tenant tier's percentage.
+    /// Each part of the run at the price then in force, times the tenant tier's percentage
+    /// (the same prices and tier as the cost ledger's lines of the run).
     pub(in crate::state) fn run_cost(&self, job: &Job, started_at: u64, ended_at: u64) -> u64 {
-        let tier = self
-            .tenants
-            .get(&job.spec.tenant)
-            .map(|tenant| tenant.tier)
-            .unwrap_or_default();
-        let pool = job.pool.as_deref().unwrap_or_default();
-        let unchanged;
-        let prices = match self.prices.get(pool) {
-            Some(prices) => prices,
-            None => {
-                let pricing = self
-                    .pools
-                    .get(pool)
-                    .map(|found| found.pricing)
-                    .unwrap_or_default();
-                unchanged = PoolPrices::new(pool, pricing);
-                &unchanged
-            }
-        };
-        prices.run_cost_nanos(job.spec.resources, started_at, ended_at, job.burst, tier)
+        self.prices_of(job.pool.as_deref().unwrap_or_default())
+            .run_cost_nanos(
+                job.spec.resources,
+                started_at,
+                ended_at,
+                job.burst,
+                self.tier_of(&job.spec.tenant),
+            )
     }
 
     /// Output of a run while it runs (and its last flush, which may commit after its end):
