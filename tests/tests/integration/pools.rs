@@ -683,12 +683,22 @@ async fn after_a_leader_failover_the_process_pool_returns_to_its_size_with_no_or
     .await
     .unwrap();
     let node = &cluster.nodes[&new_leader];
-    eventually(TIMEOUT, "the pool to have two live workers", || async {
+    let reached = eventually(TIMEOUT, "the pool to have two live workers", || async {
         let pool = get(node, "/api/v1/pools/fo/dynamic").await;
         Ok((pool["current"] == 2).then_some(()))
     })
-    .await
-    .unwrap();
+    .await;
+    if let Err(error) = reached {
+        // What the new leader sees, for the next time this fails (seen twice, on a loaded
+        // machine, never alone).
+        let pool = get(node, "/api/v1/pools/fo/dynamic").await;
+        let workers = get(node, "/api/v1/pools/fo/workers").await;
+        panic!(
+            "{error}\npool: {pool}\nworkers: {workers}\nprocesses: {}\nnew leader log:\n{}",
+            worker_processes("fo"),
+            node.log_tail()
+        );
+    }
     drop(cluster);
     wait_processes("fo", 0).await;
 }
