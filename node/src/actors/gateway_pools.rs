@@ -410,7 +410,9 @@ pub(super) async fn create_pool(
                 "set tier percentages with PUT /api/v1/pools/{id}/pricing once the pool exists",
             ));
         }
-        pool.pricing = pricing.over(pool.pricing)?;
+        pool.pricing = pricing
+            .over(pool.pricing)
+            .map_err(|error| error.within("pricing"))?;
     }
     if let Some(settings) = input.static_settings {
         pool.static_settings.size = settings.size.unwrap_or(pool.static_settings.size);

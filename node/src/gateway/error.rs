@@ -114,6 +114,17 @@ impl GatewayError {
         }
     }
 
+    /// The same error about a field of the object at `prefix` (`pricing` + `cpu_core_hour_usd`
+    /// -> `pricing.cpu_core_hour_usd`).
+    pub fn within(mut self, prefix: &str) -> Self {
+        if let Some(field) = self.field.take() {
+            let nested = format!("{prefix}.{field}");
+            self.detail = self.detail.replacen(&field, &nested, 1);
+            self.field = Some(nested);
+        }
+        self
+    }
+
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, detail)
     }

@@ -86,6 +86,18 @@ async fn a_price_change_bills_a_running_job_from_its_time_on_and_a_tier_pays_its
         (422, Some("cpu_core_hour_usd")),
         "{problem}"
     );
+    let (status, problem) = call(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        Some(json!({ "id": "dear", "provider": "simulated", "pricing": { "gpu_hour_usd": 2e9 } })),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (422, Some("pricing.gpu_hour_usd")),
+        "{problem}"
+    );
     let tiers = ok(
         &node,
         reqwest::Method::PUT,
