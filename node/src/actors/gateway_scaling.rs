@@ -623,7 +623,12 @@ impl Handler for GetCostReport {
         };
         // Whole periods: the window widens to the periods it touches.
         let from_ms = from_ms / step_ms * step_ms;
-        let to_ms = to_ms.div_ceil(step_ms) * step_ms;
+        let Some(to_ms) = to_ms.div_ceil(step_ms).checked_mul(step_ms) else {
+            return Err(GatewayError::invalid(
+                "to",
+                format!("must be a time in ms since the epoch, got {to_ms}"),
+            ));
+        };
         if (to_ms - from_ms) / step_ms > MAX_PERIODS {
             return Err(GatewayError::invalid(
                 "from",

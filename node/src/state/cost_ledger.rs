@@ -190,7 +190,7 @@ impl HodeiState {
             .flat_map(|worker| worker.jobs.iter())
             .filter_map(|id| self.jobs.get(id));
         for job in running {
-            let Some(started_at) = job.started_at_ms() else {
+            let Some(started_at) = job.running_since_ms() else {
                 continue;
             };
             let prices = self.prices_of(job.pool.as_deref().unwrap_or_default());

@@ -523,6 +523,7 @@ enum Step {
     Lose(usize),
     Register(usize),
     Cancel(usize),
+    Start(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -533,6 +534,7 @@ fn step() -> impl Strategy<Value = Step> {
         (0usize..3).prop_map(Step::Lose),
         (0usize..3).prop_map(Step::Register),
         (0usize..12).prop_map(Step::Cancel),
+        (0usize..12).prop_map(Step::Start),
     ]
 }
 
@@ -544,6 +546,13 @@ proptest! {
     fn no_interleaving_oversubscribes_or_corrupts_usage(steps in proptest::collection::vec(step(), 1..80)) {
         let quota = Quota { cpu_m: 1_500, max_concurrent_jobs: 3, ..Quota::default() };
         let mut state = setup(quota.clone(), 3);
+        // Prices high enough that runs of a few ms cost whole nano-dollars.
+        apply(&mut state, CommandV1::SetPoolPricing(command::SetPoolPricing {
+            pool: "p".into(),
+            changes: hodei_domain::cost::PricingChanges { cpu_core_hour_micros: Some(1_000_000_000_000), ..Default::default() },
+            tiers: None,
+            at_ms: 0,
+        })).unwrap();
         let mut submitted = 0usize;
         for step in steps {
             match step {
@@ -578,6 +587,14 @@ proptest! {
                         at_ms: 8,
                     }));
                 }
+                Step::Start(job_index) => {
+                    let id = format!("j{job_index}");
+                    if let Some(found) = state.job(&id).cloned()
+                        && let Some(worker) = found.worker.clone()
+                    {
+                        let _ = apply(&mut state, CommandV1::JobStarted(command::JobStarted { job: id, attempt: found.attempt, worker, at_ms: 5 }));
+                    }
+                }
                 Step::Cancel(job_index) => {
                     let _ = apply(&mut state, CommandV1::CancelJob(command::CancelJob { id: format!("j{job_index}"), cancelled_by: "test".into(), at_ms: 9 }));
                 }
@@ -604,6 +621,10 @@ proptest! {
                 hodei.priority_tally().iter().filter(|(_, count)| **count > 0).map(|(key, count)| (key.clone(), *count)).collect()
             };
             prop_assert_eq!(by_priority(&rebuilt), by_priority(&state));
+            // The cost ledger holds exactly what the final jobs cost, whichever way they ended.
+            let ledger: u64 = state.cost_lines(0, u64::MAX).iter().map(|(_, line)| line.billed_nanos).sum();
+            let jobs: u64 = (0..submitted).filter_map(|index| state.job(&format!("j{index}"))).filter(|job| job.state.is_final()).map(|job| job.cost_nanos.unwrap_or(0)).sum();
+            prop_assert_eq!(ledger, jobs);
             // The share ledger apply moved step by step says what a replay of the jobs says.
             // Seen from the jobs' queue, and from another queue over the same pool (which
             // counts only the runs that pool held).
@@ -618,4 +639,53 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_run_that_fails_with_its_lost_worker_is_billed_on_the_job_and_in_the_ledger() {
+    let mut state = setup(Quota::default(), 1);
+    apply(
+        &mut state,
+        CommandV1::SetPoolPricing(command::SetPoolPricing {
+            pool: "p".into(),
+            changes: hodei_domain::cost::PricingChanges {
+                cpu_core_hour_micros: Some(1_000_000_000_000),
+                ..Default::default()
+            },
+            tiers: None,
+            at_ms: 0,
+        }),
+    )
+    .unwrap();
+    submit(&mut state, vec![job("once", 500, 0)]);
+    assign(&mut state, &[("once", "w0")]);
+    apply(
+        &mut state,
+        CommandV1::JobStarted(command::JobStarted {
+            job: "once".into(),
+            attempt: 1,
+            worker: "w0".into(),
+            at_ms: 5,
+        }),
+    )
+    .unwrap();
+    apply(
+        &mut state,
+        CommandV1::WorkerLost(command::WorkerLost {
+            worker: "w0".into(),
+            reason: "test".into(),
+            at_ms: 7,
+        }),
+    )
+    .unwrap();
+    let failed = state.job("once").unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    let cost = failed.cost_nanos.expect("a failed run is billed");
+    assert!(cost > 0);
+    let ledger: u64 = state
+        .cost_lines(0, u64::MAX)
+        .iter()
+        .map(|(_, line)| line.billed_nanos)
+        .sum();
+    assert_eq!(ledger, cost);
 }

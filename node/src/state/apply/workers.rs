@@ -231,6 +231,13 @@ impl HodeiState {
                 ),
             });
         }
+        // A run that fails with its worker is billed up to the loss, as a run that ends by
+        // itself (its ledger lines are those of the same run).
+        if lost.state.is_final()
+            && let Some(started_at) = job.running_since_ms()
+        {
+            lost.cost_nanos = Some(self.run_cost(job, started_at, at_ms));
+        }
         // Planned from the job as it is: the re-queued copy no longer names its worker.
         self.plan_release(release, job, at_ms)?;
         Ok(lost)
