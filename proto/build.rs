@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 5] = [
+const PROTOS: [&str; 6] = [
     "hodei/v1/pool.proto",
+    "hodei/v1/cost.proto",
     "hodei/v1/job.proto",
     "hodei/v1/tenant.proto",
     "hodei/v1/cluster.proto",

@@ -10,6 +10,7 @@ use axum::serve::ListenerExt;
 use hodei_cluster::{ClusterSettings, RaftNode, SledStorage};
 use hodei_config::{BootstrapMode, Config, PoolProviderConfig};
 use hodei_proto::v1::cluster_service_server::ClusterServiceServer;
+use hodei_proto::v1::cost_optimization_service_server::CostOptimizationServiceServer;
 use hodei_proto::v1::job_service_server::JobServiceServer;
 use hodei_proto::v1::queue_service_server::QueueServiceServer;
 use hodei_proto::v1::resource_pool_service_server::ResourcePoolServiceServer;
@@ -317,7 +318,10 @@ async fn api_router(
         .add_service(ResourcePoolServiceServer::new(PoolGrpc::new(
             gateway.clone(),
             default_principal.clone(),
-        ))))
+        )))
+        .add_service(CostOptimizationServiceServer::new(
+            crate::api::grpc::CostGrpc::new(gateway.clone(), default_principal.clone()),
+        )))
 }
 
 /// Serves the REST API until `stopped`.

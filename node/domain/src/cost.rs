@@ -213,6 +213,23 @@ impl PoolPrices {
         burst: bool,
         tier: crate::tenant::Tier,
     ) -> u64 {
+        self.cost_at_percent(resources, start_ms, end_ms, burst, self.tiers.of(tier))
+    }
+
+    /// The run at the list prices: no tier percentage, no burst premium (what its pool's
+    /// capacity cost it, for the pool's idle line).
+    pub fn list_cost_nanos(&self, resources: Resources, start_ms: u64, end_ms: u64) -> u64 {
+        self.cost_at_percent(resources, start_ms, end_ms, false, 100)
+    }
+
+    fn cost_at_percent(
+        &self,
+        resources: Resources,
+        start_ms: u64,
+        end_ms: u64,
+        burst: bool,
+        percent: u32,
+    ) -> u64 {
         let mut numerator: u128 = 0;
         for (index, period) in self.periods.iter().enumerate() {
             let from = if index == 0 { 0 } else { period.from_ms };
@@ -229,7 +246,7 @@ impl PoolPrices {
             ));
         }
         round_cost(
-            numerator.saturating_mul(u128::from(self.tiers.of(tier))),
+            numerator.saturating_mul(u128::from(percent)),
             COST_DENOMINATOR * 100,
         )
     }
@@ -243,6 +260,8 @@ pub struct HourPart {
     pub hour_ms: u64,
     pub billed_nanos: u64,
     pub without_premium_nanos: u64,
+    /// At the list prices: no tier percentage, no premium.
+    pub list_nanos: u64,
 }
 
 pub const HOUR_MS: u64 = 3_600_000;
@@ -263,18 +282,20 @@ impl PoolPrices {
         let billed_until =
             |until: u64| self.run_cost_nanos(resources, start_ms, until, burst, tier);
         let base_until = |until: u64| self.run_cost_nanos(resources, start_ms, until, false, tier);
+        let list_until = |until: u64| self.list_cost_nanos(resources, start_ms, until);
         let mut parts = Vec::new();
         let mut hour_ms = start_ms - start_ms % HOUR_MS;
-        let (mut billed_before, mut base_before) = (0u64, 0u64);
+        let (mut billed_before, mut base_before, mut list_before) = (0u64, 0u64, 0u64);
         loop {
             let until = end_ms.min(hour_ms.saturating_add(HOUR_MS));
-            let (billed, base) = (billed_until(until), base_until(until));
+            let (billed, base, list) = (billed_until(until), base_until(until), list_until(until));
             parts.push(HourPart {
                 hour_ms,
                 billed_nanos: billed.saturating_sub(billed_before),
                 without_premium_nanos: base.saturating_sub(base_before),
+                list_nanos: list.saturating_sub(list_before),
             });
-            (billed_before, base_before) = (billed, base);
+            (billed_before, base_before, list_before) = (billed, base, list);
             if until >= end_ms {
                 return parts;
             }
@@ -466,6 +487,8 @@ mod tests {
                 billed,
                 prices.run_cost_nanos(resources, start, end, true, Tier::Standard)
             );
+            let list: u64 = parts.iter().map(|part| part.list_nanos).sum();
+            assert_eq!(list, prices.list_cost_nanos(resources, start, end));
             let base: u64 = parts.iter().map(|part| part.without_premium_nanos).sum();
             assert_eq!(
                 base,

@@ -22,6 +22,7 @@ use crate::gateway::scaling_operations::{
 };
 use crate::gateway::{GatewayError, RequestContext};
 use crate::state::command::{self, ScalingChange};
+use crate::state::cost_ledger::CostLine;
 use crate::state::{CommandOutcome, CommandV1, HodeiState};
 use hodei_domain::DomainError;
 use hodei_domain::autoscale::{PoolScaling, Proposal, TriggerKind, require_dynamic};
@@ -648,8 +649,8 @@ impl Handler for GetCostReport {
                 state.running_cost_lines(now),
             )
         });
-        // (period, group) -> (billed, billed without the premium, running, runs).
-        let mut grouped: std::collections::BTreeMap<(u64, String), (u64, u64, u64, u64)> =
+        // (period, group) -> the ledger's line summed, and what of it is running.
+        let mut grouped: std::collections::BTreeMap<(u64, String), (CostLine, u64)> =
             Default::default();
         let lines = finished.into_iter().map(|line| (line, false)).chain(
             running
@@ -666,24 +667,25 @@ impl Handler for GetCostReport {
                 "pool" => pool,
                 _ => queue,
             };
-            let sums = grouped.entry((at / step_ms * step_ms, group)).or_default();
-            sums.0 = sums.0.saturating_add(line.billed_nanos);
-            sums.1 = sums.1.saturating_add(line.without_premium_nanos);
+            let (sums, running) = grouped.entry((at / step_ms * step_ms, group)).or_default();
+            sums.add(&line);
             if live {
-                sums.2 = sums.2.saturating_add(line.billed_nanos);
+                *running = running.saturating_add(line.billed_nanos);
             }
-            sums.3 = sums.3.saturating_add(line.runs);
         }
         let items: Vec<CostReportItem> = grouped
             .into_iter()
             .map(
-                |((period_start_ms, group), (billed, without, running, runs))| CostReportItem {
+                |((period_start_ms, group), (sums, running))| CostReportItem {
                     period_start_ms,
                     group,
-                    billed_nanos: billed,
-                    burst_premium_nanos: billed.saturating_sub(without),
+                    billed_nanos: sums.billed_nanos,
+                    burst_premium_nanos: sums
+                        .billed_nanos
+                        .saturating_sub(sums.without_premium_nanos),
                     running_nanos: running,
-                    runs,
+                    list_nanos: sums.list_nanos,
+                    runs: sums.runs,
                 },
             )
             .collect();

@@ -49,6 +49,30 @@ impl Api {
         self.send(request, path).await
     }
 
+    /// `GET path?query` whose answer is text (CSV), not JSON.
+    pub async fn get_text(
+        &self,
+        path: &str,
+        query: &[(&str, Option<String>)],
+    ) -> anyhow::Result<String> {
+        let mut request = self.client().get(self.url_with(path, query)?);
+        if let Some(principal) = &self.principal {
+            request = request.header(PRINCIPAL_HEADER, principal);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot reach {}: {error}", self.url(path)))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            Ok(text)
+        } else {
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            Err(anyhow::anyhow!(problem(status.as_u16(), &body)))
+        }
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.with_body(Method::POST, path, body).await
     }

@@ -644,23 +644,17 @@ pub async fn run_cost(command: CostCommand) -> anyhow::Result<()> {
         ("group_by", group_by),
         ("step", step),
     ];
-    let report = api.get("/api/v1/cost-reports", &query).await?;
     if csv {
-        // The same rows as `format=csv`, from the JSON answer.
-        println!("period_start_ms,group,billed_nanos,burst_premium_nanos,running_nanos,runs");
-        for item in report["items"].as_array().into_iter().flatten() {
-            println!(
-                "{},{},{},{},{},{}",
-                item["period_start_ms"],
-                item["group"].as_str().unwrap_or_default(),
-                item["billed_nanos"],
-                item["burst_premium_nanos"],
-                item["running_nanos"],
-                item["runs"]
-            );
-        }
+        // The API's own CSV.
+        let mut with_format = query.to_vec();
+        with_format.push(("format", Some("csv".to_string())));
+        print!(
+            "{}",
+            api.get_text("/api/v1/cost-reports", &with_format).await?
+        );
         return Ok(());
     }
+    let report = api.get("/api/v1/cost-reports", &query).await?;
     api.output.list(&report, "/items", COST_ITEM)?;
     if matches!(api.output.output, crate::cli::output::Format::Table) {
         let total = report["total_billed_nanos"].as_u64().unwrap_or_default();

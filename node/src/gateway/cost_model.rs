@@ -18,6 +18,8 @@ pub struct CostReportItem {
     pub burst_premium_nanos: u64,
     /// Of `billed_nanos`, the part of runs still going on.
     pub running_nanos: u64,
+    /// The same runs at the pools' list prices (no tier percentage, no burst premium).
+    pub list_nanos: u64,
     /// Runs that ended in the period.
     pub runs: u64,
 }
@@ -45,7 +47,7 @@ impl CostReportView {
             "period_start_ms,group,billed_nanos,billed_usd,burst_premium_nanos,running_nanos,runs\n",
         );
         for item in &self.items {
-            let group = if item.group.contains([',', '"', '\n']) {
+            let group = if item.group.contains([',', '"', '\n', '\r']) {
                 format!("\"{}\"", item.group.replace('"', "\"\""))
             } else {
                 item.group.clone()

@@ -27,6 +27,9 @@ pub struct CostLine {
     pub billed_nanos: u64,
     /// The same without the burst premium (their difference is the premium's line).
     pub without_premium_nanos: u64,
+    /// At the pool's list prices (no tier percentage, no premium): what the runs used of
+    /// what the pool cost, for its idle line.
+    pub list_nanos: u64,
     /// Runs that ended in this hour.
     pub runs: u64,
 }
@@ -37,6 +40,7 @@ impl CostLine {
         self.without_premium_nanos = self
             .without_premium_nanos
             .saturating_add(other.without_premium_nanos);
+        self.list_nanos = self.list_nanos.saturating_add(other.list_nanos);
         self.runs = self.runs.saturating_add(other.runs);
     }
 }
@@ -83,6 +87,7 @@ pub fn run_lines(
                 CostLine {
                     billed_nanos: part.billed_nanos,
                     without_premium_nanos: part.without_premium_nanos,
+                    list_nanos: part.list_nanos,
                     runs: u64::from(ended && index == last),
                 },
             )

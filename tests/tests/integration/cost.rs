@@ -347,6 +347,25 @@ async fn the_cost_report_adds_up_to_the_jobs_costs_and_a_tenant_sees_its_own_lin
         .map(|item| item["group"].as_str().unwrap())
         .collect();
     assert_eq!(groups, ["beta"].into(), "{own}");
+    // The same over gRPC (CostOptimizationService.GenerateReport).
+    let mut costs =
+        hodei_proto::v1::cost_optimization_service_client::CostOptimizationServiceClient::connect(
+            node.grpc_url(),
+        )
+        .await
+        .unwrap();
+    let grpc = costs
+        .generate_report(hodei_proto::v1::CostReportRequest {
+            from_ms: Some(started - 1),
+            group_by: "tenant".into(),
+            step: "hour".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(grpc.total_billed_nanos, expected.values().sum::<u64>());
+    assert_eq!(grpc.total_runs, 10);
     // Grouped by pool, the same total.
     let by_pool = ok(
         &node,

@@ -3,6 +3,7 @@
 //! reply, success or error, carries `x-trace-id`.
 
 mod cluster;
+mod cost;
 mod jobs;
 mod pools;
 mod queues;
@@ -13,6 +14,7 @@ use tonic::metadata::MetadataValue;
 use tracing::Instrument;
 
 pub use self::cluster::ClusterGrpc;
+pub use self::cost::CostGrpc;
 pub use self::jobs::{JobGrpc, job_message, submit_input};
 pub use self::pools::PoolGrpc;
 pub use self::queues::QueueGrpc;
