@@ -48,6 +48,24 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
 }
 
+/// Like [`decode`], but the value must take every byte: what a reader of several shapes
+/// (each a prefix of the next) uses, so that bytes of a shape it does not know are an
+/// error rather than a shorter shape with the rest silently dropped.
+pub fn decode_whole<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match bytes.first() {
+        Some(&BINARY_V1) => {
+            let (value, rest) =
+                postcard::take_from_bytes(&bytes[1..]).map_err(|error| error.to_string())?;
+            if rest.is_empty() {
+                Ok(value)
+            } else {
+                Err(format!("{} bytes left after the value", rest.len()))
+            }
+        }
+        _ => decode(bytes),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
