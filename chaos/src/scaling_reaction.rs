@@ -10,9 +10,10 @@
 //! and, on the way down, the pool's stabilisation window and scale-down cooldown, which
 //! the round sets (`--down-s`). The pool is drained and deleted after each round.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use hodei_tests::eventually;
 use serde_json::{Value, json};
 
 pub struct ReactionSettings {
@@ -67,23 +68,6 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(found) = check().await? {
-            return Ok(found);
-        }
-        if started.elapsed() > limit {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn live_workers(rest: &Rest, pool: &str) -> anyhow::Result<Vec<Value>> {
     let workers = rest.get(&format!("/api/v1/pools/{pool}/workers")).await?;
     Ok(workers["items"]
@@ -126,9 +110,9 @@ async fn round(rest: &Rest, settings: &ReactionSettings, index: u32) -> anyhow::
         Some(json!({ "scale_down_s": settings.down_s, "scale_down_stabilization_s": settings.down_s })),
     )
     .await?;
-    let first = until(
-        "the pool's first worker",
+    let first = eventually(
         Duration::from_secs(60),
+        "the pool's first worker",
         || async {
             let live = live_workers(rest, &pool).await?;
             Ok((live.len() == 1).then(|| live[0]["id"].as_str().unwrap_or_default().to_string()))
@@ -155,7 +139,7 @@ async fn round(rest: &Rest, settings: &ReactionSettings, index: u32) -> anyhow::
                 .to_string(),
         );
     }
-    let registered_at = until("a second worker", Duration::from_secs(120), || async {
+    let registered_at = eventually(Duration::from_secs(120), "a second worker", || async {
         let live = live_workers(rest, &pool).await?;
         Ok(live
             .iter()
@@ -166,9 +150,9 @@ async fn round(rest: &Rest, settings: &ReactionSettings, index: u32) -> anyhow::
     .await?;
     let mut ended_at = 0;
     for id in &ids {
-        let job = until(
-            "the jobs to end",
+        let job = eventually(
             Duration::from_secs(settings.job_s * 4 + 120),
+            "the jobs to end",
             || async {
                 let job = rest.get(&format!("/api/v1/jobs/{id}")).await?;
                 Ok(matches!(
@@ -198,9 +182,9 @@ async fn round(rest: &Rest, settings: &ReactionSettings, index: u32) -> anyhow::
         .filter_map(|record| record["to"].as_u64())
         .max()
         .unwrap_or(1);
-    let back_at = until(
-        "the pool back at its min",
+    let back_at = eventually(
         Duration::from_secs(settings.down_s * 4 + 120),
+        "the pool back at its min",
         || async { Ok((live_workers(rest, &pool).await?.len() == 1).then(now_ms)) },
     )
     .await?;

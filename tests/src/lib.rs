@@ -61,6 +61,20 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `check` until it returns `Ok(Some(value))` or `timeout` passes.
+/// How many `hodei worker` processes of `pool` run now (the process table, not the API);
+/// with `parent`, only that process's children.
+pub fn worker_processes(pool: &str, parent: Option<u32>) -> usize {
+    let mut pgrep = std::process::Command::new("pgrep");
+    if let Some(pid) = parent {
+        pgrep.args(["-P", &pid.to_string()]);
+    }
+    let output = pgrep
+        .args(["-f", &format!("worker --id {pool}-")])
+        .output()
+        .expect("pgrep runs");
+    String::from_utf8_lossy(&output.stdout).lines().count()
+}
+
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,

@@ -118,11 +118,7 @@ pub fn observe(
     // The waits of the last five minutes: an old burst's waits do not hold the pool up.
     let mut waits = state.pool_waits_since(&pool.id, now_ms.saturating_sub(300_000));
     waits.sort_unstable();
-    let wait_p95_ms = (!waits.is_empty()).then(|| {
-        waits[((waits.len() as f64 * 0.95).ceil() as usize)
-            .saturating_sub(1)
-            .min(waits.len() - 1)]
-    });
+    let wait_p95_ms = crate::actors::gateway_reports::percentile(&waits, 0.95);
     Observed {
         workers,
         utilization,

@@ -385,7 +385,7 @@ pub fn full_job_view(state: &HodeiState, job: &Job, max_burst_percent: Option<u6
     )
 }
 
-fn percentile(sorted: &[u64], fraction: f64) -> Option<u64> {
+pub(crate) fn percentile(sorted: &[u64], fraction: f64) -> Option<u64> {
     if sorted.is_empty() {
         return None;
     }

@@ -87,10 +87,25 @@ fn scaling_view(
     }
 }
 
-/// A fresh id for a rule created without one.
-fn drawn_id(prefix: &str) -> String {
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    format!("{prefix}-{}", &id[id.len() - 8..])
+/// A rule's id: the path's, else the body's (they must agree when both are given), else
+/// a fresh one `<prefix>-<8 hex>`.
+fn rule_id(path: Option<String>, body: Option<&str>, prefix: &str) -> Result<String, GatewayError> {
+    if let (Some(path), Some(body)) = (&path, body)
+        && path != body
+    {
+        return Err(GatewayError::invalid(
+            "id",
+            format!("the body's id {body:?} is not the path's {path:?}"),
+        ));
+    }
+    let id = path
+        .or_else(|| body.map(str::to_string))
+        .unwrap_or_else(|| {
+            let drawn = uuid::Uuid::now_v7().simple().to_string();
+            format!("{prefix}-{}", &drawn[drawn.len() - 8..])
+        });
+    validate_rule_id("id", &id)?;
+    Ok(id)
 }
 
 impl Handler for GetScaling {
@@ -175,18 +190,7 @@ impl Handler for PutScalingPolicy {
             create,
             input,
         } = self;
-        if let (Some(path), Some(body)) = (&id, &input.id)
-            && path != body
-        {
-            return Err(GatewayError::invalid(
-                "id",
-                format!("the body's id {body:?} is not the path's {path:?}"),
-            ));
-        }
-        let id = id
-            .or_else(|| input.id.clone())
-            .unwrap_or_else(|| drawn_id("policy"));
-        validate_rule_id("id", &id)?;
+        let id = rule_id(id, input.id.as_deref(), "policy")?;
         let existing = node.read(|state| {
             pool_scaling(state, &pool).map(|(_, scaling)| {
                 scaling
@@ -279,18 +283,7 @@ impl Handler for PutScalingTrigger {
             create,
             input,
         } = self;
-        if let (Some(path), Some(body)) = (&id, &input.id)
-            && path != body
-        {
-            return Err(GatewayError::invalid(
-                "id",
-                format!("the body's id {body:?} is not the path's {path:?}"),
-            ));
-        }
-        let id = id
-            .or_else(|| input.id.clone())
-            .unwrap_or_else(|| drawn_id("trigger"));
-        validate_rule_id("id", &id)?;
+        let id = rule_id(id, input.id.as_deref(), "trigger")?;
         let existing = node.read(|state| {
             pool_scaling(state, &pool).map(|(_, scaling)| {
                 scaling

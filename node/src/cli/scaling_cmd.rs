@@ -359,6 +359,11 @@ fn scaling_path(pool: &str, rest: &str) -> String {
     format!("/api/v1/pools/{}/scaling{rest}", segment(pool))
 }
 
+/// The path of a pool's policy or trigger (`kind`: policies | triggers).
+fn rule_path(pool: &str, kind: &str, id: &str) -> String {
+    scaling_path(pool, &format!("/{kind}/{}", segment(id)))
+}
+
 /// POST to the collection (a drawn id) or PUT to the id.
 async fn put_or_create(
     api: &Api,
@@ -368,13 +373,7 @@ async fn put_or_create(
     body: Value,
 ) -> anyhow::Result<Value> {
     match id {
-        Some(id) => {
-            api.put(
-                &scaling_path(pool, &format!("/{kind}/{}", segment(&id))),
-                body,
-            )
-            .await
-        }
+        Some(id) => api.put(&rule_path(pool, kind, &id), body).await,
         None => {
             api.post(&scaling_path(pool, &format!("/{kind}")), body)
                 .await
@@ -476,12 +475,7 @@ async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
             api.output.list(&list, "/items", POLICY)
         }
         PolicyCommand::Get { pool, id, api } => {
-            let found = api
-                .get(
-                    &scaling_path(&pool, &format!("/policies/{}", segment(&id))),
-                    &[],
-                )
-                .await?;
+            let found = api.get(&rule_path(&pool, "policies", &id), &[]).await?;
             api.output.raw(&found)
         }
         PolicyCommand::Set {
@@ -509,12 +503,7 @@ async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
             api.output.object(&answer, POLICY)
         }
         PolicyCommand::Delete { pool, id, api } => {
-            let answer = api
-                .delete(
-                    &scaling_path(&pool, &format!("/policies/{}", segment(&id))),
-                    &[],
-                )
-                .await?;
+            let answer = api.delete(&rule_path(&pool, "policies", &id), &[]).await?;
             api.output
                 .raw_or_line(&answer, &format!("deleted policy {id} of pool {pool}"))
         }
@@ -528,12 +517,7 @@ async fn trigger(command: TriggerCommand) -> anyhow::Result<()> {
             api.output.list(&list, "/items", TRIGGER)
         }
         TriggerCommand::Get { pool, id, api } => {
-            let found = api
-                .get(
-                    &scaling_path(&pool, &format!("/triggers/{}", segment(&id))),
-                    &[],
-                )
-                .await?;
+            let found = api.get(&rule_path(&pool, "triggers", &id), &[]).await?;
             api.output.raw(&found)
         }
         TriggerCommand::Set {
@@ -567,12 +551,7 @@ async fn trigger(command: TriggerCommand) -> anyhow::Result<()> {
             api.output.object(&answer, TRIGGER)
         }
         TriggerCommand::Delete { pool, id, api } => {
-            let answer = api
-                .delete(
-                    &scaling_path(&pool, &format!("/triggers/{}", segment(&id))),
-                    &[],
-                )
-                .await?;
+            let answer = api.delete(&rule_path(&pool, "triggers", &id), &[]).await?;
             api.output
                 .raw_or_line(&answer, &format!("deleted trigger {id} of pool {pool}"))
         }
@@ -585,10 +564,7 @@ async fn trigger(command: TriggerCommand) -> anyhow::Result<()> {
         } => {
             let body = without_nulls(json!({ "desired": desired, "force": force }));
             let answer = api
-                .post(
-                    &scaling_path(&pool, &format!("/triggers/{}/fire", segment(&id))),
-                    body,
-                )
+                .post(&format!("{}/fire", rule_path(&pool, "triggers", &id)), body)
                 .await?;
             api.output.object(&answer, EVALUATION)
         }

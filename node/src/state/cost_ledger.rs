@@ -5,6 +5,7 @@
 //! job leaves memory for the history; its cost stays here), and entries older than
 //! `cost_tracking.retention_days` are purged by a leader-proposed command.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use hodei_cluster::WriteBatch;
@@ -96,17 +97,36 @@ pub fn run_lines(
 }
 
 impl HodeiState {
-    /// The pool's prices now (its one price when never changed).
-    pub(in crate::state) fn prices_of(&self, pool: &str) -> PoolPrices {
-        self.prices.get(pool).cloned().unwrap_or_else(|| {
-            PoolPrices::new(
+    /// The pool's prices (its one price when never changed): borrowed, since every run's
+    /// end reads them.
+    pub(in crate::state) fn prices_of(&self, pool: &str) -> Cow<'_, PoolPrices> {
+        match self.prices.get(pool) {
+            Some(prices) => Cow::Borrowed(prices),
+            None => Cow::Owned(PoolPrices::new(
                 pool,
                 self.pools
                     .get(pool)
                     .map(|found| found.pricing)
                     .unwrap_or_default(),
-            )
-        })
+            )),
+        }
+    }
+
+    /// Puts a stored entry back (a load or a snapshot install).
+    pub(in crate::state) fn insert_cost_entry(&mut self, entry: LedgerEntry) {
+        let (hour, tenant, pool, queue) = entry.key;
+        self.cost_ledger
+            .entry(hour)
+            .or_default()
+            .insert((tenant, pool, queue), entry.line);
+    }
+
+    /// Every entry, as stored (what a snapshot carries).
+    pub(in crate::state) fn cost_entries(&self) -> Vec<LedgerEntry> {
+        self.cost_lines(0, u64::MAX)
+            .into_iter()
+            .map(|(key, line)| LedgerEntry { key, line })
+            .collect()
     }
 
     pub(in crate::state) fn tier_of(&self, tenant: &TenantId) -> hodei_domain::tenant::Tier {
@@ -121,9 +141,15 @@ impl HodeiState {
         let Some((started_at, ended_at)) = job.final_run_ms() else {
             return;
         };
-        let prices = self.prices_of(job.pool.as_deref().unwrap_or_default());
-        let tier = self.tier_of(&job.spec.tenant);
-        for (key, line) in run_lines(job, &prices, tier, started_at, ended_at, true) {
+        let lines = run_lines(
+            job,
+            &self.prices_of(job.pool.as_deref().unwrap_or_default()),
+            self.tier_of(&job.spec.tenant),
+            started_at,
+            ended_at,
+            true,
+        );
+        for (key, line) in lines {
             let (hour, tenant, pool, queue) = key.clone();
             let kept = self
                 .cost_ledger

@@ -416,12 +416,7 @@ impl HodeiState {
             crate::state::keys::COST_PREFIX,
             "cost ledger entry",
         )? {
-            let (hour, tenant, pool, queue) = entry.key;
-            state
-                .cost_ledger
-                .entry(hour)
-                .or_default()
-                .insert((tenant, pool, queue), entry.line);
+            state.insert_cost_entry(entry);
         }
         let logs = keyspace
             .scan_prefix(JOB_LOG_PREFIX.as_bytes())
@@ -577,18 +572,7 @@ impl StateMachine for HodeiState {
             archived_idempotency: &self.archived_idempotency,
             scaling: self.scaling.values().collect(),
             prices: self.prices.values().collect(),
-            cost_ledger: self
-                .cost_ledger
-                .iter()
-                .flat_map(|(hour, lines)| {
-                    lines.iter().map(|((tenant, pool, queue), line)| {
-                        crate::state::cost_ledger::LedgerEntry {
-                            key: (*hour, tenant.clone(), pool.clone(), queue.clone()),
-                            line: *line,
-                        }
-                    })
-                })
-                .collect(),
+            cost_ledger: self.cost_entries(),
         };
         hodei_cluster::codec::encode(&data)
     }
@@ -675,11 +659,7 @@ impl StateMachine for HodeiState {
                 crate::state::cost_ledger::storage_key(&entry.key),
                 &entry,
             );
-            let (hour, tenant, pool, queue) = entry.key;
-            self.cost_ledger
-                .entry(hour)
-                .or_default()
-                .insert((tenant, pool, queue), entry.line);
+            self.insert_cost_entry(entry);
         }
         self.put_violation_log(violations, writes);
         self.put_archived(archived_tally, archived_idempotency, writes);

@@ -166,11 +166,9 @@ impl HodeiState {
 
     /// The pool's price history and tier percentages (its one price when never changed).
     pub fn prices(&self, pool: &str) -> Option<hodei_domain::cost::PoolPrices> {
-        self.prices.get(pool).cloned().or_else(|| {
-            self.pools
-                .get(pool)
-                .map(|found| hodei_domain::cost::PoolPrices::new(pool, found.pricing))
-        })
+        self.pools
+            .contains_key(pool)
+            .then(|| self.prices_of(pool).into_owned())
     }
 
     /// The pool's autoscaling, if it has any rule, cooldown or history.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use hodei_tests::{NodeProcess, NodeSpec, RestApi, eventually};
+use hodei_tests::{NodeProcess, NodeSpec, RestApi, eventually, worker_processes};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -13,12 +13,16 @@ const TIMEOUT: Duration = Duration::from_secs(90);
 const YAML: &str = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 1000000\n    memory_mb: 1000000\n    max_concurrent_jobs: 10000\n    max_pending_jobs: 100000\nworkers:\n  heartbeat_interval_ms: 500\n  missed_heartbeats: 3\nautoscaling:\n  evaluation_interval_s: 1\n";
 
 async fn start() -> (tempfile::TempDir, NodeProcess) {
-    start_with_metrics(None).await
+    start_node(YAML, None).await
 }
 
-async fn start_with_metrics(metrics_port: Option<u16>) -> (tempfile::TempDir, NodeProcess) {
+/// A ready node with `yaml` appended to its config (and metrics on `metrics_port`).
+pub(crate) async fn start_node(
+    yaml: &str,
+    metrics_port: Option<u16>,
+) -> (tempfile::TempDir, NodeProcess) {
     let spec = NodeSpec {
-        extra_yaml: YAML.to_string(),
+        extra_yaml: yaml.to_string(),
         metrics_port,
         ..NodeSpec::new(1)
     };
@@ -28,11 +32,16 @@ async fn start_with_metrics(metrics_port: Option<u16>) -> (tempfile::TempDir, No
     (dir, node)
 }
 
-async fn ok(node: &NodeProcess, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+pub(crate) async fn ok(
+    node: &NodeProcess,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
     RestApi::new(node).ok(method, path, body).await
 }
 
-async fn call(
+pub(crate) async fn call(
     node: &NodeProcess,
     method: reqwest::Method,
     path: &str,
@@ -41,13 +50,18 @@ async fn call(
     RestApi::new(node).call(method, path, None, body).await
 }
 
-/// How many `hodei worker` processes of `pool` run now (the process table, not the API).
-fn worker_processes(pool: &str) -> usize {
-    let output = std::process::Command::new("pgrep")
-        .args(["-f", &format!("worker --id {pool}-")])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout).lines().count()
+/// Creates the pool `pool` describes and a queue `<id>-q` over it; answers the pool.
+pub(crate) async fn pool_with_queue(node: &NodeProcess, pool: Value) -> Value {
+    let created = ok(node, reqwest::Method::POST, "/api/v1/pools", Some(pool)).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    ok(
+        node,
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        Some(json!({ "id": format!("{id}-q"), "pools": [id] })),
+    )
+    .await;
+    created
 }
 
 async fn history(node: &NodeProcess, pool: &str) -> Vec<Value> {
@@ -64,22 +78,13 @@ async fn history(node: &NodeProcess, pool: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_utilization_policy_grows_a_process_pool_under_a_backlog_and_brings_it_back_to_min() {
     let (_dir, node) = start().await;
-    ok(
+    pool_with_queue(
         &node,
-        reqwest::Method::POST,
-        "/api/v1/pools",
-        Some(json!({
+        json!({
             "id": "auto", "type": "dynamic", "provider": "process", "min_size": 1, "max_size": 6,
             "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 },
             "dynamic": { "idle_timeout_s": 3600, "provision_timeout_s": 60 },
-        })),
-    )
-    .await;
-    ok(
-        &node,
-        reqwest::Method::POST,
-        "/api/v1/queues",
-        Some(json!({ "id": "auto-q", "pools": ["auto"] })),
+        }),
     )
     .await;
     let policy = ok(
@@ -102,7 +107,7 @@ async fn a_utilization_policy_grows_a_process_pool_under_a_backlog_and_brings_it
     .await;
     assert_eq!(cooldown["max_added_per_minute"], 10, "{cooldown}");
     eventually(TIMEOUT, "one worker process of auto", || async {
-        Ok((worker_processes("auto") == 1).then_some(()))
+        Ok((worker_processes("auto", None) == 1).then_some(()))
     })
     .await
     .unwrap();
@@ -122,7 +127,7 @@ async fn a_utilization_policy_grows_a_process_pool_under_a_backlog_and_brings_it
     eventually(
         TIMEOUT,
         "six worker processes of auto (its max)",
-        || async { Ok((worker_processes("auto") == 6).then_some(())) },
+        || async { Ok((worker_processes("auto", None) == 6).then_some(())) },
     )
     .await
     .unwrap();
@@ -159,10 +164,10 @@ async fn a_utilization_policy_grows_a_process_pool_under_a_backlog_and_brings_it
             None,
         )
         .await;
-        Ok(
-            (worker_processes("auto") == 1 && scaling["desired"] == 1 && scaling["current"] == 1)
-                .then_some(()),
-        )
+        Ok((worker_processes("auto", None) == 1
+            && scaling["desired"] == 1
+            && scaling["current"] == 1)
+            .then_some(()))
     })
     .await
     .unwrap();
@@ -221,7 +226,7 @@ async fn a_utilization_policy_grows_a_process_pool_under_a_backlog_and_brings_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_triggers_respect_the_cooldown_unless_forced_and_a_scheduled_window_sets_the_size() {
     let metrics_port = hodei_tests::free_port();
-    let (_dir, node) = start_with_metrics(Some(metrics_port)).await;
+    let (_dir, node) = start_node(YAML, Some(metrics_port)).await;
     ok(
         &node,
         reqwest::Method::POST,
@@ -512,23 +517,10 @@ async fn an_sla_headroom_policy_starts_a_burst_of_high_jobs_within_their_window(
     let leader = cluster.leader(TIMEOUT).await.unwrap();
     let node = &cluster.nodes[&leader];
     for (pool, tenant) in [("plain", "t-plain"), ("headroom", "t-headroom")] {
-        ok(
-            node,
-            reqwest::Method::POST,
-            "/api/v1/pools",
-            Some(json!({
+        pool_with_queue(node, json!({
                 "id": pool, "type": "dynamic", "provider": "simulated", "min_size": 1, "max_size": 30,
                 "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 },
-            })),
-        )
-        .await;
-        ok(
-            node,
-            reqwest::Method::POST,
-            "/api/v1/queues",
-            Some(json!({ "id": format!("{pool}-q"), "pools": [pool] })),
-        )
-        .await;
+            })).await;
         ok(
             node,
             reqwest::Method::POST,
@@ -623,22 +615,13 @@ async fn a_new_leader_continues_a_scale_up_from_the_replicated_size_and_history_
         .unwrap();
     let leader = cluster.leader(TIMEOUT).await.unwrap();
     let node = &cluster.nodes[&leader];
-    ok(
+    pool_with_queue(
         node,
-        reqwest::Method::POST,
-        "/api/v1/pools",
-        Some(json!({
+        json!({
             "id": "fa", "type": "dynamic", "provider": "process", "min_size": 1, "max_size": 4,
             "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 },
             "dynamic": { "idle_timeout_s": 3600, "provision_timeout_s": 60 },
-        })),
-    )
-    .await;
-    ok(
-        node,
-        reqwest::Method::POST,
-        "/api/v1/queues",
-        Some(json!({ "id": "fa-q", "pools": ["fa"] })),
+        }),
     )
     .await;
     ok(
@@ -676,18 +659,16 @@ async fn a_new_leader_continues_a_scale_up_from_the_replicated_size_and_history_
     assert_ne!(new_leader, leader);
     let node = &cluster.nodes[&new_leader];
     let new_pid = node.pid().unwrap();
-    let children_of = |pid: u32| {
-        let output = std::process::Command::new("pgrep")
-            .args(["-P", &pid.to_string(), "-f", "worker --id fa-"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).lines().count()
-    };
     // The new leader starts from the replicated size and goes on to the max.
     eventually(
         TIMEOUT,
         "four workers of fa, all the new leader's",
-        || async { Ok((children_of(new_pid) == 4 && worker_processes("fa") == 4).then_some(())) },
+        || async {
+            Ok(
+                (worker_processes("fa", Some(new_pid)) == 4 && worker_processes("fa", None) == 4)
+                    .then_some(()),
+            )
+        },
     )
     .await
     .unwrap();
@@ -709,7 +690,7 @@ async fn a_new_leader_continues_a_scale_up_from_the_replicated_size_and_history_
     );
     drop(cluster);
     eventually(TIMEOUT, "no worker process of fa left", || async {
-        Ok((worker_processes("fa") == 0).then_some(()))
+        Ok((worker_processes("fa", None) == 0).then_some(()))
     })
     .await
     .unwrap();
@@ -719,13 +700,7 @@ const SEEDED: &str = "resource_pools:\n  pools:\n    - id: pool-default\n      m
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_pool_starts_with_its_scaling_policies_and_config_check_names_a_bad_one() {
-    let spec = NodeSpec {
-        extra_yaml: format!("{YAML}{SEEDED}"),
-        ..NodeSpec::new(1)
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
-    node.wait_ready(TIMEOUT).await.unwrap();
+    let (dir, node) = start_node(&format!("{YAML}{SEEDED}"), None).await;
     let scaling = eventually(TIMEOUT, "the configured policies", || async {
         let (status, scaling) = call(
             &node,
@@ -778,21 +753,12 @@ async fn policies_over_grpc_and_a_threshold_trigger_that_fires_after_its_evaluat
     use hodei_proto::v1 as pb;
     use hodei_proto::v1::resource_pool_service_client::ResourcePoolServiceClient;
     let (_dir, node) = start().await;
-    ok(
+    pool_with_queue(
         &node,
-        reqwest::Method::POST,
-        "/api/v1/pools",
-        Some(json!({
+        json!({
             "id": "thr", "type": "dynamic", "provider": "simulated", "min_size": 1, "max_size": 4,
             "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 },
-        })),
-    )
-    .await;
-    ok(
-        &node,
-        reqwest::Method::POST,
-        "/api/v1/queues",
-        Some(json!({ "id": "thr-q", "pools": ["thr"] })),
+        }),
     )
     .await;
     let mut pools = ResourcePoolServiceClient::connect(node.grpc_url())

@@ -4,25 +4,14 @@
 
 use std::time::Duration;
 
-use hodei_tests::{NodeProcess, NodeSpec, RestApi, eventually};
-use serde_json::{Value, json};
+use hodei_tests::{RestApi, eventually};
+
+use crate::autoscaling::{call, ok, pool_with_queue, start_node};
+use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 const YAML: &str = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 1000000\n    memory_mb: 1000000\n    max_concurrent_jobs: 10000\n    max_pending_jobs: 100000\n";
-
-async fn ok(node: &NodeProcess, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-    RestApi::new(node).ok(method, path, body).await
-}
-
-async fn call(
-    node: &NodeProcess,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    RestApi::new(node).call(method, path, None, body).await
-}
 
 /// A run's cost as the domain bills it: each part at the price then in force (USD micros
 /// per core-hour), times the tier's percentage, rounded once to the nearest nano-dollar.
@@ -40,22 +29,18 @@ fn expected_cost(cpu_m: u64, parts: &[(u64, u64)], tier_percent: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_price_change_bills_a_running_job_from_its_time_on_and_a_tier_pays_its_percentage() {
-    let spec = NodeSpec {
-        extra_yaml: format!("{YAML}burst_capacity:\n  premium_percentage: 200\n"),
-        ..NodeSpec::new(1)
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
-    node.wait_ready(TIMEOUT).await.unwrap();
-    let pool = ok(
+    let (dir, node) = start_node(
+        &format!("{YAML}burst_capacity:\n  premium_percentage: 200\n"),
+        None,
+    )
+    .await;
+    let pool = pool_with_queue(
         &node,
-        reqwest::Method::POST,
-        "/api/v1/pools",
-        Some(json!({
+        json!({
             "id": "priced", "type": "dynamic", "provider": "simulated", "min_size": 1, "max_size": 1,
             "worker_shape": { "cpu_m": 2000, "memory_mb": 1024 },
             "pricing": { "cpu_core_hour_usd": 1.0, "memory_gb_hour_usd": 0.0 },
-        })),
+        }),
     )
     .await;
     assert_eq!(pool["id"], "priced");
@@ -110,13 +95,6 @@ async fn a_price_change_bills_a_running_job_from_its_time_on_and_a_tier_pays_its
         1,
         "tiers alone change no price: {tiers}"
     );
-    ok(
-        &node,
-        reqwest::Method::POST,
-        "/api/v1/queues",
-        Some(json!({ "id": "priced-q", "pools": ["priced"] })),
-    )
-    .await;
     ok(
         &node,
         reqwest::Method::POST,
@@ -217,26 +195,18 @@ async fn a_price_change_bills_a_running_job_from_its_time_on_and_a_tier_pays_its
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cost_report_adds_up_to_the_jobs_costs_and_a_tenant_sees_its_own_lines() {
-    let spec = NodeSpec {
-        extra_yaml: YAML.to_string(),
-        ..NodeSpec::new(1)
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
-    node.wait_ready(TIMEOUT).await.unwrap();
+    let (_dir, node) = start_node(YAML, None).await;
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    ok(
+    pool_with_queue(
         &node,
-        reqwest::Method::POST,
-        "/api/v1/pools",
-        Some(json!({
+        json!({
             "id": "billed", "type": "dynamic", "provider": "simulated", "min_size": 2, "max_size": 2,
             "worker_shape": { "cpu_m": 4000, "memory_mb": 8192 },
             "pricing": { "cpu_core_hour_usd": 3.6, "memory_gb_hour_usd": 0.36 },
-        })),
+        }),
     )
     .await;
     ok(
@@ -244,13 +214,6 @@ async fn the_cost_report_adds_up_to_the_jobs_costs_and_a_tenant_sees_its_own_lin
         reqwest::Method::PUT,
         "/api/v1/pools/billed/pricing",
         Some(json!({ "tier_percent": { "free": 100, "standard": 100, "premium": 75, "enterprise": 100 } })),
-    )
-    .await;
-    ok(
-        &node,
-        reqwest::Method::POST,
-        "/api/v1/queues",
-        Some(json!({ "id": "billed-q", "pools": ["billed"] })),
     )
     .await;
     for (tenant, tier) in [("alpha", "standard"), ("beta", "premium")] {

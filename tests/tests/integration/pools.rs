@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hodei_proto::v1 as pb;
 use hodei_proto::v1::resource_pool_service_client::ResourcePoolServiceClient;
-use hodei_tests::{NodeProcess, NodeSpec, RestApi, WorkerProcess, eventually};
+use hodei_tests::{NodeProcess, NodeSpec, RestApi, WorkerProcess, eventually, worker_processes};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -43,20 +43,11 @@ async fn start(extra_yaml: &str) -> (tempfile::TempDir, NodeProcess) {
     (dir, node)
 }
 
-/// How many `hodei worker` processes of `pool` run now (the process table, not the API).
-fn worker_processes(pool: &str) -> usize {
-    let output = std::process::Command::new("pgrep")
-        .args(["-f", &format!("worker --id {pool}-")])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout).lines().count()
-}
-
 async fn wait_processes(pool: &str, count: usize) {
     eventually(
         TIMEOUT,
         &format!("{count} worker processes of {pool}"),
-        || async { Ok((worker_processes(pool) == count).then_some(())) },
+        || async { Ok((worker_processes(pool, None) == count).then_some(())) },
     )
     .await
     .unwrap();
@@ -659,15 +650,8 @@ async fn after_a_leader_failover_the_process_pool_returns_to_its_size_with_no_or
     let leader = cluster.leader(TIMEOUT).await.unwrap();
     let leader_pid = cluster.nodes[&leader].pid().unwrap();
     wait_processes("fo", 2).await;
-    let children_of = |pid: u32| {
-        let output = std::process::Command::new("pgrep")
-            .args(["-P", &pid.to_string(), "-f", "worker --id fo-"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).lines().count()
-    };
     assert_eq!(
-        children_of(leader_pid),
+        worker_processes("fo", Some(leader_pid)),
         2,
         "the leader runs the pool's processes"
     );
@@ -678,7 +662,10 @@ async fn after_a_leader_failover_the_process_pool_returns_to_its_size_with_no_or
     assert_ne!(new_leader, leader);
     let new_pid = cluster.nodes[&new_leader].pid().unwrap();
     eventually(TIMEOUT, "two workers started by the new leader", || async {
-        Ok((children_of(new_pid) == 2 && worker_processes("fo") == 2).then_some(()))
+        Ok(
+            (worker_processes("fo", Some(new_pid)) == 2 && worker_processes("fo", None) == 2)
+                .then_some(()),
+        )
     })
     .await
     .unwrap();
@@ -695,7 +682,7 @@ async fn after_a_leader_failover_the_process_pool_returns_to_its_size_with_no_or
         let workers = get(node, "/api/v1/pools/fo/workers").await;
         panic!(
             "{error}\npool: {pool}\nworkers: {workers}\nprocesses: {}\nnew leader log:\n{}",
-            worker_processes("fo"),
+            worker_processes("fo", None),
             node.log_tail()
         );
     }
