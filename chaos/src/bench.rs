@@ -332,6 +332,7 @@ fn job(tenant: &str, queue: &str, job_ms: u64) -> pb::JobSpec {
         simulate: Some(pb::JobSimulation {
             duration_ms: spread_run_time(job_ms),
             exit_code: 0,
+            used_percent: None,
         }),
         ..Default::default()
     }

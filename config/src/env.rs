@@ -43,6 +43,7 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     ),
     var("HODEI_COST_TRACKING_ENABLED", "cost_tracking.enabled"),
     var("HODEI_COST_RETENTION_DAYS", "cost_tracking.retention_days"),
+    var("HODEI_COST_BUDGET_ACTION", "cost_tracking.budget_action"),
     var(
         "HODEI_FINISHED_IN_MEMORY_S",
         "retention.finished_in_memory_s",

@@ -467,6 +467,17 @@ pub struct CostTrackingConfig {
     pub track_by_job: bool,
     /// The cost ledger keeps this many days (whole hours older are purged by the leader).
     pub retention_days: u64,
+    /// What a tenant that spent its daily budget gets: `warn` (warnings only) or `queue`
+    /// (its jobs wait until the next day, UTC).
+    pub budget_action: BudgetAction,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetAction {
+    #[default]
+    Warn,
+    Queue,
 }
 
 impl Default for CostTrackingConfig {
@@ -476,6 +487,7 @@ impl Default for CostTrackingConfig {
             track_by_tenant: true,
             track_by_job: true,
             retention_days: 90,
+            budget_action: BudgetAction::Warn,
         }
     }
 }

@@ -285,6 +285,12 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         config.cost_tracking.retention_days,
         3_650,
     );
+    problems.rule(
+        config.cost_tracking.budget_action == crate::BudgetAction::Warn
+            || (config.cost_tracking.enabled && config.cost_tracking.track_by_tenant),
+        "cost_tracking.budget_action",
+        "queue needs cost_tracking.enabled and cost_tracking.track_by_tenant: a budget is a tenant's spending, which is not tracked otherwise".to_string(),
+    );
     let retention = &config.retention;
     problems.rule(
         retention.finished_in_memory_s >= scheduling.fair_share_window_s,

@@ -53,9 +53,7 @@ fn main() -> ExitCode {
         Commands::Sla(command) => runtime.block_on(job_cmd::run_sla(command)),
         Commands::Queue(command) => runtime.block_on(pool_cmd::run_queue(command)),
         Commands::Pool(command) => runtime.block_on(pool_cmd::run_pool(command)),
-        Commands::Cost(command) => {
-            runtime.block_on(hodei_node::cli::scaling_cmd::run_cost(command))
-        }
+        Commands::Cost(command) => runtime.block_on(hodei_node::cli::cost_cmd::run_cost(command)),
         Commands::Cluster(command) => runtime.block_on(cluster_cmd::run(command)),
         Commands::Worker(cli) => match cli.command {
             Some(command) => runtime.block_on(pool_cmd::run_worker(command)),

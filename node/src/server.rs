@@ -431,6 +431,15 @@ pub fn limit_settings(config: &Config) -> LimitSettings {
         .fold(Resources::ZERO, Resources::saturating_add);
     LimitSettings {
         default_pricing: default_pricing(config),
+        cost_settings: hodei_domain::cost::CostSettings {
+            enabled: config.cost_tracking.enabled,
+            track_by_tenant: config.cost_tracking.track_by_tenant,
+            track_by_job: config.cost_tracking.track_by_job,
+            budget_action: match config.cost_tracking.budget_action {
+                hodei_config::BudgetAction::Warn => hodei_domain::cost::BudgetAction::Warn,
+                hodei_config::BudgetAction::Queue => hodei_domain::cost::BudgetAction::Queue,
+            },
+        },
         autoscaling: crate::actors::AutoscalingSettings {
             enabled: config.resource_pools.auto_scaling_enabled,
             evaluation_interval: Duration::from_secs(config.autoscaling.evaluation_interval_s),

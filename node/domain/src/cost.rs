@@ -149,6 +149,64 @@ impl TierPercents {
     }
 }
 
+/// What the cluster does when a tenant has spent its daily budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BudgetAction {
+    /// Warn (at 80 % and 95 %, and when spent) and go on dispatching.
+    #[default]
+    Warn,
+    /// Warn, and dispatch none of the tenant's jobs until the next day (UTC): they wait
+    /// with the reason `budget_exhausted`.
+    Queue,
+}
+
+impl BudgetAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetAction::Warn => "warn",
+            BudgetAction::Queue => "queue",
+        }
+    }
+}
+
+/// The cluster's cost tracking (`cost_tracking.*`, committed by the leader from its
+/// configuration so every replica records the same ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostSettings {
+    /// Off: no run, worker or usage is recorded, jobs carry no cost, and the cost routes
+    /// answer 409.
+    pub enabled: bool,
+    /// Off: the ledger keeps pools and queues but not tenants (reports by tenant, budgets
+    /// and a tenant's own report are refused).
+    pub track_by_tenant: bool,
+    /// Off: jobs carry no `cost_nanos` and reports by job are refused.
+    pub track_by_job: bool,
+    pub budget_action: BudgetAction,
+}
+
+impl Default for CostSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            track_by_tenant: true,
+            track_by_job: true,
+            budget_action: BudgetAction::Warn,
+        }
+    }
+}
+
+/// The budget warning levels, in percent of a tenant's daily budget.
+pub const BUDGET_LEVELS: [u32; 3] = [80, 95, 100];
+
+/// The highest of [`BUDGET_LEVELS`] that `spent` reached of `budget` (both nano-dollars).
+pub fn budget_level(spent_nanos: u64, budget_nanos: u64) -> Option<u32> {
+    BUDGET_LEVELS.into_iter().rev().find(|level| {
+        u128::from(spent_nanos) * 100 >= u128::from(budget_nanos) * u128::from(*level)
+    })
+}
+
+pub const DAY_MS: u64 = 24 * HOUR_MS;
+
 /// A pool's prices from a time on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PricePeriod {

@@ -141,6 +141,10 @@ pub struct Simulation {
     pub duration_ms: u64,
     #[serde(default)]
     pub exit_code: i32,
+    /// What the run reports it used, in percent of its request (CPU and memory; default
+    /// 100).
+    #[serde(default)]
+    pub used_percent: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,6 +254,17 @@ impl JobSpec {
                 format!("must be at most {MAX_SIMULATED_MS}"),
             ));
         }
+        if let Some(percent) = self.simulate.and_then(|simulation| simulation.used_percent)
+            && percent > crate::usage::MAX_PERCENT
+        {
+            return Err(invalid(
+                "simulate.used_percent",
+                format!(
+                    "must be at most {}, got {percent}",
+                    crate::usage::MAX_PERCENT
+                ),
+            ));
+        }
         if self.max_retries > MAX_RETRIES {
             return Err(invalid(
                 "max_retries",
@@ -304,6 +319,9 @@ pub struct Job {
     /// What its last run cost, in nano-dollars (see `domain::cost`), once it ended.
     #[serde(default)]
     pub cost_nanos: Option<u64>,
+    /// What its last run used, as its worker measured it, once it ended.
+    #[serde(default)]
+    pub usage: Option<crate::usage::RunUsage>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,6 +350,7 @@ impl Job {
             sla_target_start_ms: None,
             sla_history: Vec::new(),
             cost_nanos: None,
+            usage: None,
         }
     }
 
@@ -566,6 +585,7 @@ mod tests {
             simulate: Some(Simulation {
                 duration_ms: 10,
                 exit_code: 0,
+                used_percent: None,
             }),
             ..spec()
         };

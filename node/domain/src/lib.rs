@@ -9,6 +9,7 @@ pub mod error;
 pub mod fairness;
 pub mod job;
 pub mod labels;
+pub mod optimize;
 pub mod pool;
 pub mod pool_sizing;
 pub mod queue;
@@ -18,6 +19,7 @@ pub mod run;
 pub mod sla;
 pub mod starvation;
 pub mod tenant;
+pub mod usage;
 pub mod worker;
 
 pub use error::DomainError;

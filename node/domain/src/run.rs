@@ -33,6 +33,9 @@ pub struct RunReport {
     pub exit_code: Option<i32>,
     pub output_tail: String,
     pub at_ms: u64,
+    /// What the run used, when the worker measured it.
+    #[serde(default)]
+    pub usage: Option<crate::usage::RunUsage>,
 }
 
 /// What a worker declares when it (re-)registers.

@@ -30,6 +30,12 @@ impl TenantId {
     pub fn default_tenant() -> Self {
         Self(DEFAULT_TENANT_ID.to_string())
     }
+
+    /// Who the cost ledger names when `cost_tracking.track_by_tenant` is off: `*`, which
+    /// no tenant id can be.
+    pub fn untracked() -> Self {
+        Self("*".to_string())
+    }
 }
 
 /// Whether `text` is a slug `[a-z0-9][a-z0-9-]{0,62}`.

@@ -50,9 +50,10 @@ pub struct ControlObservableState {
 pub struct ControlSupervisor;
 
 /// The loops every node runs under this supervisor: the worker hub (delivery and lost
-/// workers), the simulator of `simulated` pools and the retention of finished jobs. They
+/// workers), the simulator of `simulated` pools, the retention of finished jobs, the
+/// autoscaler and the cost watch (settings and budget warnings). They
 /// act only while the node leads.
-fn leader_loops() -> [LoopSpec; 4] {
+fn leader_loops() -> [LoopSpec; 5] {
     [
         LoopSpec::new("worker_hub", |node: NodeContext| {
             let hub = node.worker_hub.clone();
@@ -61,6 +62,7 @@ fn leader_loops() -> [LoopSpec; 4] {
         LoopSpec::new("simulator", crate::actors::workers::simulated::run),
         LoopSpec::new("retention", crate::actors::retention::run),
         LoopSpec::new("autoscaler", crate::actors::autoscaler::run),
+        LoopSpec::new("cost watch", crate::actors::cost_watch::run),
     ]
 }
 

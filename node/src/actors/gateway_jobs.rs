@@ -295,6 +295,7 @@ fn build_job(
         simulate: input.simulate.map(|simulation| Simulation {
             duration_ms: simulation.duration_ms,
             exit_code: simulation.exit_code,
+            used_percent: simulation.used_percent,
         }),
         labels: input.labels,
         max_retries: input.max_retries.unwrap_or(0),

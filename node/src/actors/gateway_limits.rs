@@ -169,10 +169,12 @@ async fn readable_tenant(
 }
 
 fn usage_view(node: &NodeContext, tenant: &Tenant) -> UsageView {
-    let (usage, active) = node.read(|state| {
+    let now = crate::actors::now_ms();
+    let (usage, active, budget) = node.read(|state| {
         (
             state.usage(&tenant.id),
             state.active_burst(&tenant.id).cloned(),
+            budget_view(state, &tenant.id, now),
         )
     });
     let quota = &tenant.quota;
@@ -212,7 +214,33 @@ fn usage_view(node: &NodeContext, tenant: &Tenant) -> UsageView {
         pending_jobs: usage.pending_jobs,
         max_pending_jobs: quota.max_pending_jobs,
         burst: active.as_ref().map(BurstView::from),
+        budget,
     }
+}
+
+/// The tenant's daily budget today, if it has one and costs are tracked by tenant.
+pub fn budget_view(
+    state: &crate::state::HodeiState,
+    tenant: &hodei_domain::tenant::TenantId,
+    now_ms: u64,
+) -> Option<crate::gateway::model::BudgetView> {
+    let settings = state.cost_settings();
+    if !settings.enabled || !settings.track_by_tenant {
+        return None;
+    }
+    let budget_nanos = state.budget_nanos(tenant)?;
+    let spent_nanos = state.spent_today(tenant, now_ms);
+    let alert = state.budget_alert(tenant, now_ms);
+    Some(crate::gateway::model::BudgetView {
+        daily_budget_nanos: budget_nanos,
+        spent_today_nanos: spent_nanos,
+        used_ratio: spent_nanos as f64 / budget_nanos.max(1) as f64,
+        level_percent: hodei_domain::cost::budget_level(spent_nanos, budget_nanos),
+        warned_percent: alert.map(|found| found.level_percent),
+        warned_at_ms: alert.map(|found| found.at_ms),
+        action: settings.budget_action.as_str().to_string(),
+        exhausted: state.budget_exhausted(tenant, now_ms),
+    })
 }
 
 fn quota_from_input(defaults: &Quota, input: QuotaInput) -> Result<Quota, GatewayError> {

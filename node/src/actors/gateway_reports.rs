@@ -58,6 +58,15 @@ pub fn pending_reasons(
             ),
         ));
     }
+    if state.budget_exhausted(&tenant.id, crate::actors::now_ms()) {
+        reasons.push(reason(
+            "budget_exhausted",
+            format!(
+                "tenant `{}` spent its daily cost budget (cost_tracking.budget_action: queue): its jobs wait until the next day (UTC)",
+                tenant.id
+            ),
+        ));
+    }
     reasons.extend(quota_reasons(state, job, tenant, max_burst_percent));
     let Some(queue) = state.queue(&job.spec.queue) else {
         reasons.push(reason("no_queue", "its queue was deleted".to_string()));

@@ -8,21 +8,19 @@ use crate::actors::autoscaler::{self, PoolMemory};
 use crate::actors::gateway::{Handler, propose_for, read_barrier, require_admin};
 use crate::actors::gateway_jobs::unexpected;
 use crate::actors::{NodeContext, now_ms};
-use crate::gateway::cost_model::{CostReportItem, CostReportView};
 use crate::gateway::pricing_model::PricingView;
 use crate::gateway::scaling_model::{
     CooldownView, EvaluationView, PolicyListView, PolicyView, ScalingHistoryView,
     ScalingRecordView, ScalingView, TriggerListView, TriggerView, validate_rule_id,
 };
 use crate::gateway::scaling_operations::{
-    DeleteScalingPolicy, DeleteScalingTrigger, EvaluateScaling, FireScalingTrigger, GetCostReport,
-    GetPoolPricing, GetScaling, GetScalingCooldown, GetScalingHistory, GetScalingPolicy,
-    GetScalingTrigger, ListScalingPolicies, ListScalingTriggers, PutScalingPolicy,
-    PutScalingTrigger, SetPoolPricing, SetScalingCooldown, SetScalingSwitch,
+    DeleteScalingPolicy, DeleteScalingTrigger, EvaluateScaling, FireScalingTrigger, GetPoolPricing,
+    GetScaling, GetScalingCooldown, GetScalingHistory, GetScalingPolicy, GetScalingTrigger,
+    ListScalingPolicies, ListScalingTriggers, PutScalingPolicy, PutScalingTrigger, SetPoolPricing,
+    SetScalingCooldown, SetScalingSwitch,
 };
 use crate::gateway::{GatewayError, RequestContext};
 use crate::state::command::{self, ScalingChange};
-use crate::state::cost_ledger::CostLine;
 use crate::state::{CommandOutcome, CommandV1, HodeiState};
 use hodei_domain::DomainError;
 use hodei_domain::autoscale::{PoolScaling, Proposal, TriggerKind, require_dynamic};
@@ -575,135 +573,5 @@ impl Handler for SetPoolPricing {
             }
             other => Err(unexpected(other)),
         }
-    }
-}
-
-/// The most periods a report spans (a 90-day hourly report; longer ones by day).
-const MAX_PERIODS: u64 = 24 * 92;
-
-impl Handler for GetCostReport {
-    async fn handle(
-        self,
-        node: NodeContext,
-        context: RequestContext,
-    ) -> Result<CostReportView, GatewayError> {
-        let now = now_ms();
-        let hour = hodei_domain::cost::HOUR_MS;
-        let to_ms = self.to_ms.unwrap_or(now);
-        let from_ms = self.from_ms.unwrap_or(to_ms.saturating_sub(24 * hour));
-        if from_ms >= to_ms {
-            return Err(GatewayError::invalid(
-                "from",
-                format!("must be before to ({to_ms}), got {from_ms}"),
-            ));
-        }
-        let group_by = self.group_by.unwrap_or_else(|| "tenant".to_string());
-        if !matches!(group_by.as_str(), "tenant" | "pool" | "queue") {
-            return Err(GatewayError::invalid(
-                "group_by",
-                format!("must be tenant, pool or queue, got {group_by:?}"),
-            ));
-        }
-        let step = self.step.unwrap_or_else(|| "hour".to_string());
-        let step_ms = match step.as_str() {
-            "hour" => hour,
-            "day" => 24 * hour,
-            other => {
-                return Err(GatewayError::invalid(
-                    "step",
-                    format!("must be hour or day, got {other:?}"),
-                ));
-            }
-        };
-        // Whole periods: the window widens to the periods it touches.
-        let from_ms = from_ms / step_ms * step_ms;
-        let Some(to_ms) = to_ms.div_ceil(step_ms).checked_mul(step_ms) else {
-            return Err(GatewayError::invalid(
-                "to",
-                format!("must be a time in ms since the epoch, got {to_ms}"),
-            ));
-        };
-        if (to_ms - from_ms) / step_ms > MAX_PERIODS {
-            return Err(GatewayError::invalid(
-                "from",
-                format!(
-                    "a report spans at most {MAX_PERIODS} periods: use a shorter window or step=day"
-                ),
-            ));
-        }
-        let own = match &context.principal {
-            crate::gateway::Principal::Tenant(tenant) => Some(tenant.clone()),
-            crate::gateway::Principal::Admin => None,
-        };
-        read_barrier(&node, self.consistency).await?;
-        let (finished, running) = node.read(|state| {
-            (
-                state.cost_lines(from_ms, to_ms),
-                state.running_cost_lines(now),
-            )
-        });
-        // (period, group) -> the ledger's line summed, and what of it is running.
-        let mut grouped: std::collections::BTreeMap<(u64, String), (CostLine, u64)> =
-            Default::default();
-        let lines = finished.into_iter().map(|line| (line, false)).chain(
-            running
-                .into_iter()
-                .filter(|((at, ..), _)| *at >= from_ms && *at < to_ms)
-                .map(|line| (line, true)),
-        );
-        for (((at, tenant, pool, queue), line), live) in lines {
-            if own.as_ref().is_some_and(|own| own != &tenant) {
-                continue;
-            }
-            let group = match group_by.as_str() {
-                "tenant" => tenant.to_string(),
-                "pool" => pool,
-                _ => queue,
-            };
-            let (sums, running) = grouped.entry((at / step_ms * step_ms, group)).or_default();
-            sums.add(&line);
-            if live {
-                *running = running.saturating_add(line.billed_nanos);
-            }
-        }
-        let items: Vec<CostReportItem> = grouped
-            .into_iter()
-            .map(
-                |((period_start_ms, group), (sums, running))| CostReportItem {
-                    period_start_ms,
-                    group,
-                    billed_nanos: sums.billed_nanos,
-                    burst_premium_nanos: sums
-                        .billed_nanos
-                        .saturating_sub(sums.without_premium_nanos),
-                    running_nanos: running,
-                    list_nanos: sums.list_nanos,
-                    runs: sums.runs,
-                },
-            )
-            .collect();
-        Ok(CostReportView {
-            from_ms,
-            to_ms,
-            group_by,
-            step,
-            total_billed_nanos: items
-                .iter()
-                .map(|item| item.billed_nanos)
-                .fold(0, u64::saturating_add),
-            total_burst_premium_nanos: items
-                .iter()
-                .map(|item| item.burst_premium_nanos)
-                .fold(0, u64::saturating_add),
-            total_running_nanos: items
-                .iter()
-                .map(|item| item.running_nanos)
-                .fold(0, u64::saturating_add),
-            total_runs: items
-                .iter()
-                .map(|item| item.runs)
-                .fold(0, u64::saturating_add),
-            items,
-        })
     }
 }

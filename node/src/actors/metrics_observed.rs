@@ -327,6 +327,61 @@ impl MetricsHub {
             .build();
         self.observe_pools(node);
         self.observe_sla(node);
+        self.observe_cost(node);
+    }
+
+    /// What runs billed, what pools left idle, and each tenant's budget use today.
+    fn observe_cost(&self, node: &NodeContext) {
+        let state = node.clone();
+        self.meter
+            .u64_observable_counter("hodei_cost_nanodollars")
+            .with_description(
+                "What runs billed, by tenant and pool, nano-dollars (running runs up to now)",
+            )
+            .with_callback(move |observer| {
+                let now = crate::actors::now_ms();
+                let (billed, _) = state.read(|hodei| hodei.cost_counters(now));
+                for ((tenant, pool), nanos) in billed {
+                    observer.observe(
+                        nanos,
+                        &[KeyValue::new("tenant", tenant), KeyValue::new("pool", pool)],
+                    );
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_counter("hodei_pool_idle_cost_nanodollars")
+            .with_description("What a pool's provisioned workers cost that no run used, nano-dollars at list prices (live workers and running runs up to now)")
+            .with_callback(move |observer| {
+                let now = crate::actors::now_ms();
+                let (_, idle) = state.read(|hodei| hodei.cost_counters(now));
+                for (pool, nanos) in idle {
+                    observer.observe(nanos, &[KeyValue::new("pool", pool)]);
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .f64_observable_gauge("hodei_tenant_budget_used_ratio")
+            .with_description("A tenant's spending today (UTC) over its daily cost budget (tenants with a budget)")
+            .with_callback(move |observer| {
+                let now = crate::actors::now_ms();
+                let ratios: Vec<(String, f64)> = state.read(|hodei| {
+                    hodei
+                        .tenant_ids()
+                        .into_iter()
+                        .filter_map(|tenant| {
+                            crate::actors::gateway_limits::budget_view(hodei, &tenant, now)
+                                .map(|budget| (tenant.to_string(), budget.used_ratio))
+                        })
+                        .collect()
+                });
+                for (tenant, ratio) in ratios {
+                    observer.observe(ratio, &[KeyValue::new("tenant", tenant)]);
+                }
+            })
+            .build();
     }
 
     /// Workers and pools: sizes, utilisation, lifecycle states, jobs running on burst.

@@ -11,7 +11,9 @@
 
 pub mod autoscaler;
 pub mod control;
+pub mod cost_watch;
 pub mod gateway;
+pub(crate) mod gateway_cost;
 pub mod gateway_jobs;
 pub mod gateway_limits;
 pub mod gateway_pools;
@@ -61,6 +63,8 @@ pub struct LimitSettings {
     /// The prices a new pool gets unless it says otherwise (the burst premium from
     /// `burst_capacity.premium_percentage`).
     pub default_pricing: hodei_domain::cost::Pricing,
+    /// `cost_tracking.*`: what the leader commits as the cluster's cost settings.
+    pub cost_settings: hodei_domain::cost::CostSettings,
 }
 
 /// The leader's autoscaling loop (`resource_pools.auto_scaling_enabled`,

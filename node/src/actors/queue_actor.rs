@@ -215,7 +215,8 @@ fn snapshot(
         return None;
     }
     // The SLA statuses walk the pending jobs: only when planning, or when they are due.
-    let (statuses, sla_changes) = sla_statuses(state, queue_id, now_ms(), window);
+    let now = now_ms();
+    let (statuses, sla_changes) = sla_statuses(state, queue_id, now, window);
     if !has_room {
         return Some(Snapshot {
             sla_changes,
@@ -284,7 +285,10 @@ fn snapshot(
             TenantSnapshot {
                 quota: tenant.quota.clone(),
                 usage,
-                active: tenant.status == TenantStatus::Active,
+                // A tenant whose daily budget is spent (`budget_action: queue`) waits
+                // like a suspended one until the next day.
+                active: tenant.status == TenantStatus::Active
+                    && !state.budget_exhausted(&job.tenant, now),
                 burst_percent: state
                     .active_burst(&job.tenant)
                     .map(|session| session.ceiling_percentage),

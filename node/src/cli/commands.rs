@@ -147,6 +147,28 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ),
     ("get", "/api/v1/pools/{id}/pricing", "pool pricing"),
     ("get", "/api/v1/cost-reports", "cost report"),
+    ("post", "/api/v1/cost-reports", "cost definition create"),
+    (
+        "get",
+        "/api/v1/cost-reports/definitions",
+        "cost definition list",
+    ),
+    ("get", "/api/v1/cost-reports/{id}", "cost definition run"),
+    (
+        "delete",
+        "/api/v1/cost-reports/{id}",
+        "cost definition delete",
+    ),
+    (
+        "get",
+        "/api/v1/cost-optimization/breakdown",
+        "cost breakdown",
+    ),
+    (
+        "get",
+        "/api/v1/cost-optimization/recommendations",
+        "cost recommendations",
+    ),
     ("put", "/api/v1/pools/{id}/pricing", "pool pricing"),
 ];
 

@@ -6,6 +6,7 @@ pub mod api;
 pub mod cluster_cmd;
 pub mod commands;
 pub mod config_cmd;
+pub mod cost_cmd;
 pub mod grpc;
 pub mod job_cmd;
 pub mod limits_cmd;
@@ -67,9 +68,10 @@ pub enum Commands {
     /// Worker pools: size, lifecycle, workers and metrics.
     #[command(subcommand)]
     Pool(pool_cmd::PoolCommand),
-    /// What the jobs cost: reports from the cost ledger.
+    /// What the jobs and pools cost: reports, stored definitions, the breakdown and
+    /// recommendations.
     #[command(subcommand)]
-    Cost(scaling_cmd::CostCommand),
+    Cost(cost_cmd::CostCommand),
     /// Run a worker agent that joins a pool and runs jobs as child processes; or
     /// `hodei worker list`.
     Worker(worker_cmd::WorkerCli),

@@ -35,6 +35,10 @@ pub struct SimulationInput {
     pub duration_ms: u64,
     #[serde(default)]
     pub exit_code: i32,
+    /// What the run reports it used, in percent of its request, CPU and memory (default
+    /// 100; at most 1000).
+    #[serde(default)]
+    pub used_percent: Option<u32>,
 }
 
 /// A job's service level: a level (its time-to-start target) or explicit times.
@@ -103,6 +107,31 @@ pub struct TransitionView {
     pub reason: Option<String>,
 }
 
+/// What a run used: CPU time and peak memory, and each against the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunUsageView {
+    pub cpu_ms: u64,
+    pub peak_rss_mb: u64,
+    /// CPU time over (requested cores x run time), percent.
+    pub cpu_efficiency_percent: Option<u32>,
+    /// Peak memory over requested memory, percent.
+    pub memory_efficiency_percent: Option<u32>,
+}
+
+impl RunUsageView {
+    pub fn new(job: &Job, usage: hodei_domain::usage::RunUsage) -> Self {
+        let efficiency = job
+            .final_run_ms()
+            .and_then(|(start, end)| usage.efficiency(job.spec.resources, end - start));
+        Self {
+            cpu_ms: usage.cpu_ms,
+            peak_rss_mb: usage.peak_rss_mb,
+            cpu_efficiency_percent: efficiency.map(|found| found.cpu_percent),
+            memory_efficiency_percent: efficiency.map(|found| found.memory_percent),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobView {
     pub id: String,
@@ -130,6 +159,10 @@ pub struct JobView {
     /// What its last run cost, in nano-dollars (resources x the pool's prices x run time,
     /// x the burst premium when admitted under burst), once it ended.
     pub cost_nanos: Option<u64>,
+    /// While it runs: what the run has cost so far (on `GET` of one job).
+    pub running_cost_nanos: Option<u64>,
+    /// What its last run used, as its worker measured it, against its request.
+    pub usage: Option<RunUsageView>,
     pub submitted_at_ms: u64,
     pub transitions: Vec<TransitionView>,
     /// While pending: how many jobs of its queue are ahead of it (on `GET` of one job).
@@ -159,6 +192,7 @@ impl JobView {
             simulate: spec.simulate.map(|simulation| SimulationInput {
                 duration_ms: simulation.duration_ms,
                 exit_code: simulation.exit_code,
+                used_percent: simulation.used_percent,
             }),
             labels: spec.labels.clone(),
             max_retries: spec.max_retries,
@@ -177,6 +211,8 @@ impl JobView {
             burst: job.burst,
             exit_code: job.exit_code,
             cost_nanos: job.cost_nanos,
+            running_cost_nanos: None,
+            usage: job.usage.map(|usage| RunUsageView::new(job, usage)),
             submitted_at_ms: job.submitted_at_ms,
             transitions: job
                 .transitions

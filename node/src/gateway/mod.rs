@@ -5,6 +5,7 @@
 //! machine: the adapters above it map it to HTTP and gRPC, the actors below implement it.
 
 pub mod cost_model;
+pub mod cost_operations;
 pub mod error;
 pub mod job_model;
 pub mod model;

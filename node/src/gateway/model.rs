@@ -306,6 +306,26 @@ pub struct UsageView {
     pub pending_jobs: u64,
     pub max_pending_jobs: u64,
     pub burst: Option<BurstView>,
+    /// Its daily cost budget today (when it has one and costs are tracked by tenant).
+    pub budget: Option<BudgetView>,
+}
+
+/// A tenant's daily cost budget on the current day (UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BudgetView {
+    pub daily_budget_nanos: u64,
+    /// Runs that ended today, and the running ones up to now.
+    pub spent_today_nanos: u64,
+    pub used_ratio: f64,
+    /// The highest of 80, 95, 100 reached, if any.
+    pub level_percent: Option<u32>,
+    /// The highest warning recorded today (the leader records each level once a day).
+    pub warned_percent: Option<u32>,
+    pub warned_at_ms: Option<u64>,
+    /// warn | queue (`cost_tracking.budget_action`)
+    pub action: String,
+    /// Spent, with `queue`: its jobs wait until the next day (`budget_exhausted`).
+    pub exhausted: bool,
 }
 
 /// A hypothetical job, for `POST /api/v1/quotas/enforce`.

@@ -216,18 +216,3 @@ impl Operation for SetPoolPricing {
     type Reply = crate::gateway::pricing_model::PricingView;
     const NAME: &'static str = "set_pool_pricing";
 }
-
-/// A cost report over [from_ms, to_ms), grouped and stepped.
-#[derive(Debug)]
-pub struct GetCostReport {
-    pub from_ms: Option<u64>,
-    pub to_ms: Option<u64>,
-    pub group_by: Option<String>,
-    pub step: Option<String>,
-    pub consistency: Consistency,
-}
-
-impl Operation for GetCostReport {
-    type Reply = crate::gateway::cost_model::CostReportView;
-    const NAME: &'static str = "cost_report";
-}

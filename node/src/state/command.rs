@@ -64,6 +64,35 @@ pub enum CommandV1 {
     SettleScaling(SettleScaling),
     SetPoolPricing(SetPoolPricing),
     PurgeCostLedger(PurgeCostLedger),
+    SetCostSettings(SetCostSettings),
+    PutCostReport(PutCostReport),
+    DeleteCostReport(DeleteCostReport),
+    RecordBudgetAlert(RecordBudgetAlert),
+}
+
+/// The cluster's cost tracking, from the leader's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetCostSettings {
+    pub settings: hodei_domain::cost::CostSettings,
+}
+
+/// Stores a report definition (or replaces the one with its id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PutCostReport {
+    pub definition: crate::state::cost_book::ReportDefinition,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteCostReport {
+    pub id: String,
+    /// A tenant deletes only its own definitions.
+    pub tenant: Option<hodei_domain::tenant::TenantId>,
+}
+
+/// A tenant reached a level of its daily budget (the leader's budget watch saw it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordBudgetAlert {
+    pub alert: crate::state::cost_book::BudgetAlert,
 }
 
 /// Deletes the cost ledger's hours before `before_ms` (the start of an hour).
@@ -495,6 +524,15 @@ pub enum CommandOutcome {
         pool: Pool,
     },
     Prices(Box<hodei_domain::cost::PoolPrices>),
+    CostSettings(hodei_domain::cost::CostSettings),
+    CostReport(Box<crate::state::cost_book::ReportDefinition>),
+    CostReportDeleted {
+        id: String,
+    },
+    /// Whether the alert was new (a level above the one recorded that day).
+    BudgetAlert {
+        recorded: bool,
+    },
 }
 
 pub type CommandResult = Result<CommandOutcome, DomainError>;

@@ -141,7 +141,10 @@ impl HodeiState {
         let Some((started_at, ended_at)) = job.final_run_ms() else {
             return;
         };
-        let lines = run_lines(
+        if !self.cost_settings().enabled {
+            return;
+        }
+        let mut lines = run_lines(
             job,
             &self.prices_of(job.pool.as_deref().unwrap_or_default()),
             self.tier_of(&job.spec.tenant),
@@ -149,6 +152,11 @@ impl HodeiState {
             ended_at,
             true,
         );
+        let tenant = self.ledger_tenant(&job.spec.tenant);
+        for ((_, named, ..), _) in &mut lines {
+            named.clone_from(&tenant);
+        }
+        self.record_run_extras(job, &lines, writes);
         for (key, line) in lines {
             let (hour, tenant, pool, queue) = key.clone();
             let kept = self
@@ -180,6 +188,10 @@ impl HodeiState {
             .map(|(hour, _)| *hour)
             .collect();
         let mut count = 0;
+        for key in self.book.purge(before_ms) {
+            writes.delete(key);
+            count += 1;
+        }
         for hour in due {
             for (tenant, pool, queue) in self
                 .cost_ledger
@@ -208,34 +220,69 @@ impl HodeiState {
 
     /// The hour the oldest ledger line is of, if any.
     pub fn oldest_cost_hour(&self) -> Option<u64> {
-        self.cost_ledger.keys().next().copied()
+        [
+            self.cost_ledger.keys().next(),
+            self.book.pools.keys().next(),
+            self.book.labels.keys().next(),
+            self.book.usage.keys().next().map(|(day, _)| day),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .copied()
     }
 
     /// The lines of the runs going on now, from their start to `now_ms` (a report's live
     /// part; not stored).
     pub fn running_cost_lines(&self, now_ms: u64) -> Vec<(LedgerKey, CostLine)> {
+        self.running_cost_lines_of(None, now_ms)
+    }
+
+    /// [`Self::running_cost_lines`] of one tenant's runs, or of all.
+    pub fn running_cost_lines_of(
+        &self,
+        tenant: Option<&TenantId>,
+        now_ms: u64,
+    ) -> Vec<(LedgerKey, CostLine)> {
         let mut lines = Vec::new();
-        let running = self
-            .workers
-            .values()
-            .flat_map(|worker| worker.jobs.iter())
-            .filter_map(|id| self.jobs.get(id));
-        for job in running {
+        if !self.cost_settings().enabled {
+            return lines;
+        }
+        for job in self.running_jobs() {
+            if tenant.is_some_and(|tenant| *tenant != job.spec.tenant) {
+                continue;
+            }
             let Some(started_at) = job.running_since_ms() else {
                 continue;
             };
             let prices = self.prices_of(job.pool.as_deref().unwrap_or_default());
             let tier = self.tier_of(&job.spec.tenant);
-            lines.extend(run_lines(
-                job,
-                &prices,
-                tier,
-                started_at,
-                now_ms.max(started_at),
-                false,
-            ));
+            let ledger_tenant = self.ledger_tenant(&job.spec.tenant);
+            lines.extend(
+                run_lines(
+                    job,
+                    &prices,
+                    tier,
+                    started_at,
+                    now_ms.max(started_at),
+                    false,
+                )
+                .into_iter()
+                .map(|((hour, _, pool, queue), line)| {
+                    ((hour, ledger_tenant.clone(), pool, queue), line)
+                }),
+            );
         }
         lines
+    }
+
+    /// The jobs running now (held by a worker and started).
+    pub fn running_jobs(&self) -> impl Iterator<Item = &Job> {
+        self.workers
+            .values()
+            .flat_map(|worker| worker.jobs.iter())
+            .filter_map(|id| self.jobs.get(id).map(|job| job.as_ref()))
+            .filter(|job| job.running_since_ms().is_some())
     }
 }
 

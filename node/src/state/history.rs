@@ -581,6 +581,51 @@ impl HistoryReader {
         }
     }
 
+    /// The history jobs that ended in [from_ms, to_ms), oldest end first, at most
+    /// `limit` (`Err` with the limit when there are more: the caller narrows the window).
+    pub fn ended_between(&self, from_ms: u64, to_ms: u64, limit: usize) -> Result<Vec<Job>, usize> {
+        let mut found: Vec<Job> = self
+            .recent
+            .values()
+            .filter(|record| (from_ms..to_ms).contains(&ended_at(&record.job)))
+            .map(|record| record.job.clone())
+            .collect();
+        let Some(keyspace) = self.keyspace.as_ref() else {
+            return Ok(found);
+        };
+        let stored = match keyspace.range(
+            Bound::Included(end_key(from_ms, "")),
+            Bound::Excluded(end_key(to_ms, "")),
+            limit.saturating_add(1),
+        ) {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::error!(%error, "the job history could not be read");
+                return Ok(found);
+            }
+        };
+        if stored.len() > limit {
+            return Err(limit);
+        }
+        for (stored_key, _) in stored {
+            let Some(id) = std::str::from_utf8(&stored_key)
+                .ok()
+                .and_then(|rest| rest.strip_prefix(HISTORY_END_PREFIX))
+                .and_then(|rest| rest.split_once('/'))
+                .map(|(_, id)| id.to_string())
+            else {
+                continue;
+            };
+            if found.iter().any(|job| job.id == id) {
+                continue;
+            }
+            if let Some(record) = self.record(&id) {
+                found.push(record.job);
+            }
+        }
+        Ok(found)
+    }
+
     /// Up to `limit` history jobs that ended before `ended_before_ms`, oldest end first:
     /// what the leader's retention purges next.
     pub fn due(&self, ended_before_ms: u64, limit: usize) -> Vec<PurgedJob> {

@@ -99,6 +99,7 @@ impl Stored {
                 exit_code: Some(0),
                 output_tail: "ok\n".into(),
                 at_ms: ended_at_ms,
+                usage: None,
             },
         }));
         assert_eq!(finished, Ok(CommandOutcome::RunReported { applied: true }));

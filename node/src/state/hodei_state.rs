@@ -120,6 +120,7 @@ struct SnapshotView<'a> {
     scaling: Vec<&'a hodei_domain::autoscale::PoolScaling>,
     prices: Vec<&'a hodei_domain::cost::PoolPrices>,
     cost_ledger: Vec<crate::state::cost_ledger::LedgerEntry>,
+    cost_book: Vec<crate::state::cost_book::BookEntry>,
 }
 
 /// A snapshot as decoded. Each version of the shape appended fields to the one before, and
@@ -129,6 +130,13 @@ struct SnapshotView<'a> {
 /// same bytes.
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 struct SnapshotData {
+    base: WithCost,
+    cost_book: Vec<crate::state::cost_book::BookEntry>,
+}
+
+/// The snapshot shape before the cost book.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+struct WithCost {
     base: WithHistory,
     scaling: Vec<hodei_domain::autoscale::PoolScaling>,
     prices: Vec<hodei_domain::cost::PoolPrices>,
@@ -172,9 +180,18 @@ impl SnapshotData {
             Ok(data) => return Ok(data),
             Err(error) => error,
         };
-        if let Ok(base) = decode::<WithHistory>(snapshot) {
+        if let Ok(base) = decode::<WithCost>(snapshot) {
             return Ok(SnapshotData {
                 base,
+                ..Default::default()
+            });
+        }
+        if let Ok(base) = decode::<WithHistory>(snapshot) {
+            return Ok(SnapshotData {
+                base: WithCost {
+                    base,
+                    ..Default::default()
+                },
                 ..Default::default()
             });
         }
@@ -187,8 +204,11 @@ impl SnapshotData {
             })
             .map_err(|_| error)?;
         Ok(SnapshotData {
-            base: WithHistory {
-                base,
+            base: WithCost {
+                base: WithHistory {
+                    base,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             ..Default::default()
@@ -245,6 +265,8 @@ pub struct HodeiState {
     pub(super) cost_ledger:
         BTreeMap<u64, BTreeMap<(TenantId, String, String), crate::state::cost_ledger::CostLine>>,
     pub(super) workers: BTreeMap<String, Worker>,
+    /// Cost settings and what the ledger keeps beside the jobs' lines (`cost_book.rs`).
+    pub(super) book: crate::state::cost_book::CostBook,
     /// Quota violations recorded by apply (`violations.rs`).
     pub(super) violations: crate::state::violations::ViolationLog,
     /// The last waits (pending to assigned) of jobs assigned in each pool, (at_ms, wait_ms),
@@ -314,6 +336,7 @@ impl HodeiState {
             scaling: BTreeMap::new(),
             prices: BTreeMap::new(),
             cost_ledger: BTreeMap::new(),
+            book: Default::default(),
             workers: BTreeMap::new(),
             violations: Default::default(),
             pool_tally: BTreeMap::new(),
@@ -418,6 +441,14 @@ impl HodeiState {
         )? {
             state.insert_cost_entry(entry);
         }
+        for entry in load_all::<crate::state::cost_book::BookEntry>(
+            keyspace,
+            crate::state::keys::COST_BOOK_PREFIX,
+            "cost book entry",
+        )? {
+            state.book.insert(entry);
+        }
+        state.rebuild_day_spend();
         let logs = keyspace
             .scan_prefix(JOB_LOG_PREFIX.as_bytes())
             .map_err(|error| error.to_string())?;
@@ -530,6 +561,12 @@ impl HodeiState {
             CommandV1::SettleScaling(command) => self.apply_settle_scaling(command, writes),
             CommandV1::SetPoolPricing(command) => self.apply_set_pool_pricing(command, writes),
             CommandV1::PurgeCostLedger(command) => self.apply_purge_cost_ledger(command, writes),
+            CommandV1::SetCostSettings(command) => self.apply_set_cost_settings(command, writes),
+            CommandV1::PutCostReport(command) => self.apply_put_cost_report(command, writes),
+            CommandV1::DeleteCostReport(command) => self.apply_delete_cost_report(command, writes),
+            CommandV1::RecordBudgetAlert(command) => {
+                self.apply_record_budget_alert(command, writes)
+            }
         }
     }
 }
@@ -573,6 +610,7 @@ impl StateMachine for HodeiState {
             scaling: self.scaling.values().collect(),
             prices: self.prices.values().collect(),
             cost_ledger: self.cost_entries(),
+            cost_book: self.book.entries(),
         };
         hodei_cluster::codec::encode(&data)
     }
@@ -580,18 +618,22 @@ impl StateMachine for HodeiState {
     fn restore(&mut self, snapshot: &[u8], writes: &mut WriteBatch) -> Result<(), String> {
         let SnapshotData {
             base:
-                WithHistory {
+                WithCost {
                     base:
-                        WithViolations {
-                            entities: data,
-                            violations,
+                        WithHistory {
+                            base:
+                                WithViolations {
+                                    entities: data,
+                                    violations,
+                                },
+                            archived_tally,
+                            archived_idempotency,
                         },
-                    archived_tally,
-                    archived_idempotency,
+                    scaling,
+                    prices,
+                    cost_ledger,
                 },
-            scaling,
-            prices,
-            cost_ledger,
+            cost_book,
         } = SnapshotData::decode(snapshot)?;
         self.tenants.clear();
         self.bursts.clear();
@@ -661,6 +703,11 @@ impl StateMachine for HodeiState {
             );
             self.insert_cost_entry(entry);
         }
+        self.book = Default::default();
+        for entry in cost_book {
+            self.put_book_entry(entry, writes);
+        }
+        self.rebuild_day_spend();
         self.put_violation_log(violations, writes);
         self.put_archived(archived_tally, archived_idempotency, writes);
         self.rebuild_job_indices();
@@ -906,7 +953,8 @@ mod tests {
         let mut writes = WriteBatch::new();
         restored.restore(&snapshot, &mut writes).unwrap();
         assert_eq!(restored.tenant_ids(), state.tenant_ids());
-        assert_eq!(writes.len(), 2);
+        // The two tenants, and the cost settings.
+        assert_eq!(writes.len(), 3);
     }
 
     #[test]

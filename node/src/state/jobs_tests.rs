@@ -161,6 +161,7 @@ fn finish(state: &mut HodeiState, id: &str, worker: &str, attempt: u32) -> bool 
         exit_code: Some(0),
         output_tail: "ok\n".into(),
         at_ms: 9,
+        usage: None,
     };
     matches!(
         apply(
@@ -264,6 +265,7 @@ fn batched_run_reports_start_and_end_runs_and_bill_their_run_time() {
         exit_code: Some(0),
         output_tail: String::new(),
         at_ms,
+        usage: None,
     };
     // Both start; `a` ends an hour later in the same batch, and a report for a job
     // the worker does not run is ignored without spoiling the rest.

@@ -14,6 +14,9 @@ pub const SCALING_PREFIX: &str = "scaling/";
 pub const PRICES_PREFIX: &str = "prices/";
 /// The cost ledger, by hour, tenant, pool and queue (`cost_ledger.rs`).
 pub const COST_PREFIX: &str = "cost/";
+/// Beside the cost ledger: settings, label lines, pool costs, usage, report definitions,
+/// budget warnings, totals (`cost_book.rs`).
+pub const COST_BOOK_PREFIX: &str = "costbook/";
 /// Recent quota violations, by sequence number (`state/violations.rs`).
 pub const VIOLATION_PREFIX: &str = "violation/";
 /// Violation counts, by tenant and reason.

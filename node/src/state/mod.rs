@@ -3,7 +3,9 @@
 
 mod apply;
 pub mod command;
+pub mod cost_book;
 pub mod cost_ledger;
+pub mod cost_report;
 pub mod history;
 pub mod hodei_state;
 mod indexes;

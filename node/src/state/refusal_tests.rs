@@ -94,6 +94,7 @@ fn report(job: &str, worker: &str) -> RunReport {
         exit_code: Some(0),
         output_tail: "ok\n".into(),
         at_ms: 9,
+        usage: None,
     }
 }
 

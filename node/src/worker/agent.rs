@@ -281,6 +281,7 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
                 outcome: RunOutcome::Cancelled,
                 exit_code: None,
                 output_tail,
+                usage: None,
             },
             other => other,
         };
@@ -289,6 +290,7 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
                 outcome,
                 exit_code,
                 output_tail,
+                usage,
             } if still_ours => {
                 info!(%job, attempt, outcome = outcome_name(outcome), ?exit_code, "run ended");
                 shared.queue_report(|report_id| {
@@ -300,6 +302,10 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
                         exit_code,
                         output_tail,
                         at_ms: now_ms(),
+                        usage: usage.map(|usage| pb::RunUsage {
+                            cpu_ms: usage.cpu_ms,
+                            peak_rss_mb: usage.peak_rss_mb,
+                        }),
                     })
                 });
             }
@@ -321,6 +327,7 @@ async fn simulated_process(
             outcome: RunOutcome::Succeeded,
             exit_code: Some(0),
             output_tail: String::new(),
+            usage: None,
         },
         _ = cancelled => ProcessEnd::Cancelled {
             output_tail: String::new(),

@@ -3,7 +3,7 @@
 //! last 64 KiB of stdout and stderr kept.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt as _, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
 
 use hodei_domain::run::{OUTPUT_TAIL_BYTES, RunOutcome};
+use hodei_domain::usage::RunUsage;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessSpec {
@@ -31,6 +32,8 @@ pub enum ProcessEnd {
         outcome: RunOutcome,
         exit_code: Option<i32>,
         output_tail: String,
+        /// What it used, from the kernel's accounting, when it was reaped.
+        usage: Option<RunUsage>,
     },
     /// Stopped on request (cancelled by the leader, or this worker fenced itself off),
     /// with what it wrote until then.
@@ -145,6 +148,78 @@ pub(crate) fn die_with_parent(command: &mut tokio::process::Command) {
     }
 }
 
+/// [`die_with_parent`] for a std command (a job, which this worker reaps itself).
+#[allow(unsafe_code)]
+fn die_with_parent_std(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: as in `die_with_parent`: only prctl(2) runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// How the process ended and what it used, from `wait4(2)`.
+struct Waited {
+    status: std::process::ExitStatus,
+    usage: RunUsage,
+}
+
+/// Waits for `pid` to exit and reaps it, with its resource use: user plus system CPU time
+/// and the peak resident set of it and the descendants it waited for. Blocking: run on a
+/// blocking thread. Only this reaps the child, so its pid (and its process group) stays
+/// its own until this returns.
+#[allow(unsafe_code)]
+fn wait_with_usage(pid: i32) -> std::io::Result<Waited> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: rusage is plain old data that wait4 fills in; both pointers are to
+        // locals that outlive the call.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if reaped == pid {
+            let millis = |time: libc::timeval| {
+                u64::try_from(time.tv_sec).unwrap_or_default() * 1_000
+                    + u64::try_from(time.tv_usec).unwrap_or_default() / 1_000
+            };
+            return Ok(Waited {
+                status: std::process::ExitStatus::from_raw(status),
+                usage: RunUsage {
+                    cpu_ms: millis(usage.ru_utime) + millis(usage.ru_stime),
+                    // Linux reports ru_maxrss in KiB.
+                    peak_rss_mb: u64::try_from(usage.ru_maxrss).unwrap_or_default() / 1_024,
+                },
+            });
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Kills the process group if the run is dropped before its process was reaped (the
+/// worker stopping mid-run): nothing it started outlives it.
+struct GroupGuard {
+    pid: u32,
+    reaped: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if !self.reaped {
+            kill_group(Some(self.pid));
+        }
+    }
+}
+
+fn pipe_reader(
+    fd: Option<impl Into<std::os::fd::OwnedFd>>,
+) -> Option<tokio::net::unix::pipe::Receiver> {
+    tokio::net::unix::pipe::Receiver::from_owned_fd(fd?.into()).ok()
+}
+
 /// Runs the process to its end, its timeout, or `cancel`. `on_start` is called once the
 /// process exists; what it writes goes to `tail` as it comes.
 pub async fn run_process(
@@ -158,9 +233,10 @@ pub async fn run_process(
             outcome: RunOutcome::Failed,
             exit_code: Some(127),
             output_tail: "no program to run: argv is empty\n".to_string(),
+            usage: None,
         };
     };
-    let mut command = tokio::process::Command::new(program);
+    let mut command = std::process::Command::new(program);
     command
         .args(arguments)
         .envs(&spec.env)
@@ -168,9 +244,8 @@ pub async fn run_process(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    die_with_parent(&mut command);
+        .process_group(0);
+    die_with_parent_std(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(error) => {
@@ -182,71 +257,83 @@ pub async fn run_process(
                     "cannot start `{program}` in {}: {error}\n",
                     spec.working_dir.display()
                 ),
+                usage: None,
             };
         }
     };
     on_start();
     let pid = child.id();
+    let mut guard = GroupGuard { pid, reaped: false };
     let readers = [
-        child
-            .stdout
-            .take()
+        pipe_reader(child.stdout.take())
             .map(|out| tokio::spawn(collect(out, tail.clone(), Stream::Stdout))),
-        child
-            .stderr
-            .take()
+        pipe_reader(child.stderr.take())
             .map(|err| tokio::spawn(collect(err, tail.clone(), Stream::Stderr))),
     ];
+    // Reaped by wait4 alone (never by `Child::wait`), which also gives its usage.
+    drop(child);
+    let mut waiter =
+        tokio::task::spawn_blocking(move || wait_with_usage(i32::try_from(pid).unwrap_or(-1)));
     let timeout = async {
         match spec.timeout {
             Some(timeout) => tokio::time::sleep(timeout).await,
             None => std::future::pending().await,
         }
     };
+    #[derive(PartialEq)]
     enum Ended {
-        Exited(std::io::Result<std::process::ExitStatus>),
+        Exited,
         TimedOut,
         Cancelled,
     }
-    let ended = tokio::select! {
-        status = child.wait() => Ended::Exited(status),
-        _ = timeout => Ended::TimedOut,
-        _ = cancel => Ended::Cancelled,
+    let joined = |result: Result<std::io::Result<Waited>, tokio::task::JoinError>| {
+        result.unwrap_or_else(|error| Err(std::io::Error::other(error)))
     };
-    if !matches!(ended, Ended::Exited(_)) {
-        kill_group(pid);
-        let _ = child.wait().await;
-    } else {
-        // The leader exited; anything it left behind in its group goes too.
-        kill_group(pid);
-    }
+    let (ended, waited) = tokio::select! {
+        waited = &mut waiter => (Ended::Exited, Some(joined(waited))),
+        _ = timeout => (Ended::TimedOut, None),
+        _ = cancel => (Ended::Cancelled, None),
+    };
+    // The leader exited, timed out or was cancelled: anything left in its group goes too
+    // (before the leader is reaped, while the group is still its own).
+    kill_group(Some(pid));
+    let waited = match waited {
+        Some(waited) => waited,
+        None => joined(waiter.await),
+    };
+    guard.reaped = true;
     for reader in readers.into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
     }
-    match ended {
-        Ended::Cancelled => ProcessEnd::Cancelled {
+    let usage = waited.as_ref().ok().map(|waited| waited.usage);
+    match (ended, waited) {
+        (Ended::Cancelled, _) => ProcessEnd::Cancelled {
             output_tail: tail.text(),
         },
-        Ended::TimedOut => ProcessEnd::Finished {
+        (Ended::TimedOut, _) => ProcessEnd::Finished {
             outcome: RunOutcome::TimedOut,
             exit_code: None,
             output_tail: tail.text(),
+            usage,
         },
-        Ended::Exited(Err(error)) => ProcessEnd::Finished {
+        (Ended::Exited, Err(error)) => ProcessEnd::Finished {
             outcome: RunOutcome::Failed,
             exit_code: None,
             output_tail: format!("{}\nlost track of the process: {error}\n", tail.text()),
+            usage: None,
         },
-        Ended::Exited(Ok(status)) => match status.code() {
+        (Ended::Exited, Ok(Waited { status, .. })) => match status.code() {
             Some(0) => ProcessEnd::Finished {
                 outcome: RunOutcome::Succeeded,
                 exit_code: Some(0),
                 output_tail: tail.text(),
+                usage,
             },
             Some(code) => ProcessEnd::Finished {
                 outcome: RunOutcome::Failed,
                 exit_code: Some(code),
                 output_tail: tail.text(),
+                usage,
             },
             None => ProcessEnd::Finished {
                 outcome: RunOutcome::Failed,
@@ -256,6 +343,7 @@ pub async fn run_process(
                     tail.text(),
                     status.signal().unwrap_or_default()
                 ),
+                usage,
             },
         },
     }
@@ -290,12 +378,49 @@ mod tests {
             outcome,
             exit_code,
             output_tail,
+            usage,
         } = end
         else {
             panic!("expected a finished run");
         };
         assert_eq!((outcome, exit_code), (RunOutcome::Failed, Some(3)));
         assert!(output_tail.contains("hello") && output_tail.contains("oops"));
+        assert!(usage.is_some(), "a reaped process reports its usage");
+    }
+
+    /// The CPU time and peak memory come from the kernel's accounting of the process and
+    /// the children it waited for.
+    #[tokio::test]
+    async fn a_run_reports_the_cpu_time_and_memory_it_used() {
+        // A child that spins for 400 ms of CPU time, waited for by the shell.
+        let script = "i=0; end=$(( $(date +%s%N) + 400000000 )); while [ $(date +%s%N) -lt $end ]; do i=$((i+1)); done";
+        let end = run(spec(&["sh", "-c", script], None)).await;
+        let ProcessEnd::Finished {
+            outcome: RunOutcome::Succeeded,
+            usage: Some(usage),
+            ..
+        } = end
+        else {
+            panic!("expected a successful run with its usage, got {end:?}");
+        };
+        // Wall time was at least 400 ms; on a loaded machine the CPU time may be less,
+        // but a busy loop gets a good share of it.
+        assert!(usage.cpu_ms >= 50, "cpu time {} ms", usage.cpu_ms);
+        assert!(usage.peak_rss_mb >= 1 || usage.cpu_ms > 0);
+        let idle = run(spec(&["sleep", "0.3"], None)).await;
+        let ProcessEnd::Finished {
+            usage: Some(idle_usage),
+            ..
+        } = idle
+        else {
+            panic!("expected a finished run");
+        };
+        assert!(
+            idle_usage.cpu_ms < usage.cpu_ms,
+            "sleeping uses less CPU than spinning: {} vs {}",
+            idle_usage.cpu_ms,
+            usage.cpu_ms
+        );
     }
 
     #[tokio::test]

@@ -695,6 +695,7 @@ async fn simulated_pools_grpc_watch_and_the_cli_follow_jobs_to_their_end() -> an
             simulate: Some(pb::JobSimulation {
                 duration_ms: 200,
                 exit_code: if index % 10 == 9 { 2 } else { 0 },
+                used_percent: None,
             }),
             ..Default::default()
         })

@@ -282,6 +282,10 @@ fn follow_session(
                                 exit_code: finished.exit_code,
                                 output_tail: finished.output_tail,
                                 at_ms: now_ms(),
+                                usage: finished.usage.map(|usage| hodei_domain::usage::RunUsage {
+                                    cpu_ms: usage.cpu_ms,
+                                    peak_rss_mb: usage.peak_rss_mb,
+                                }),
                             },
                         }),
                     ));

@@ -149,6 +149,11 @@ impl Simulator {
                         simulation.duration_ms, simulation.exit_code
                     ),
                     at_ms,
+                    usage: Some(hodei_domain::usage::RunUsage::simulated(
+                        job.spec.resources,
+                        at_ms.saturating_sub(job.running_since_ms().unwrap_or(at_ms)),
+                        simulation.used_percent.unwrap_or(100),
+                    )),
                 });
             }
         });

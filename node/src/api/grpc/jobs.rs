@@ -40,6 +40,7 @@ pub fn submit_input(spec: pb::JobSpec) -> SubmitJobInput {
         simulate: spec.simulate.map(|simulation| SimulationInput {
             duration_ms: simulation.duration_ms,
             exit_code: simulation.exit_code,
+            used_percent: simulation.used_percent,
         }),
         labels: spec.labels.into_iter().collect(),
         max_retries: spec.max_retries,
@@ -74,6 +75,7 @@ pub fn job_message(view: JobView) -> pb::Job {
             simulate: view.simulate.map(|simulation| pb::JobSimulation {
                 duration_ms: simulation.duration_ms,
                 exit_code: simulation.exit_code,
+                used_percent: simulation.used_percent,
             }),
             labels: view.labels.into_iter().collect(),
             max_retries: Some(view.max_retries),
@@ -105,6 +107,13 @@ pub fn job_message(view: JobView) -> pb::Job {
         queue_position: view.queue_position,
         burst: view.burst,
         cost_nanos: view.cost_nanos,
+        running_cost_nanos: view.running_cost_nanos,
+        usage: view.usage.map(|usage| pb::JobUsage {
+            cpu_ms: usage.cpu_ms,
+            peak_rss_mb: usage.peak_rss_mb,
+            cpu_efficiency_percent: usage.cpu_efficiency_percent,
+            memory_efficiency_percent: usage.memory_efficiency_percent,
+        }),
     }
 }
 

@@ -3,6 +3,7 @@
 //! `application/problem+json`.
 
 mod cluster;
+mod cost;
 mod extract;
 mod jobs;
 mod limits;
@@ -53,7 +54,7 @@ pub struct RestState {
         (name = "workers", description = "Registered workers"),
         (name = "pools", description = "Resource pools and their lifecycle"),
         (name = "autoscaling", description = "Pool autoscaling: policies, triggers, cooldowns, history and evaluations"),
-        (name = "cost", description = "Cost reports from the cost ledger"),
+        (name = "cost", description = "Cost reports from the cost ledger, stored report definitions, the breakdown and recommendations"),
         (name = "cluster", description = "Health, status and membership")
     )
 )]
@@ -67,6 +68,7 @@ fn api_routes() -> OpenApiRouter<RestState> {
         .merge(jobs::routes())
         .merge(pools::routes())
         .merge(scaling::routes())
+        .merge(cost::routes())
 }
 
 /// The OpenAPI document of every REST operation (what `/api/v1/openapi.json` serves).

@@ -13,7 +13,6 @@ use crate::api::rest::jobs::ask;
 use crate::api::rest::{
     ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply, query,
 };
-use crate::gateway::cost_model::CostReportView;
 use crate::gateway::model::ProblemView;
 use crate::gateway::pricing_model::{PricingInput, PricingView};
 use crate::gateway::scaling_model::{
@@ -22,10 +21,10 @@ use crate::gateway::scaling_model::{
     TriggerView,
 };
 use crate::gateway::scaling_operations::{
-    DeleteScalingPolicy, DeleteScalingTrigger, EvaluateScaling, FireScalingTrigger, GetCostReport,
-    GetPoolPricing, GetScaling, GetScalingCooldown, GetScalingHistory, GetScalingPolicy,
-    GetScalingTrigger, ListScalingPolicies, ListScalingTriggers, PutScalingPolicy,
-    PutScalingTrigger, SetPoolPricing, SetScalingCooldown, SetScalingSwitch,
+    DeleteScalingPolicy, DeleteScalingTrigger, EvaluateScaling, FireScalingTrigger, GetPoolPricing,
+    GetScaling, GetScalingCooldown, GetScalingHistory, GetScalingPolicy, GetScalingTrigger,
+    ListScalingPolicies, ListScalingTriggers, PutScalingPolicy, PutScalingTrigger, SetPoolPricing,
+    SetScalingCooldown, SetScalingSwitch,
 };
 use crate::gateway::{Consistency, GatewayError};
 
@@ -41,7 +40,6 @@ pub fn routes() -> OpenApiRouter<RestState> {
         .routes(routes!(scaling_history))
         .routes(routes!(evaluate))
         .routes(routes!(get_pricing, put_pricing))
-        .routes(routes!(cost_report))
 }
 
 fn no_content() -> Response {
@@ -457,64 +455,4 @@ async fn put_pricing(
     let trace_id = context.trace_id.clone();
     let reply = ask(&state, context, SetPoolPricing { pool, input }).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &reply))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct CostReportParams {
-    /// Start of the window, ms since the epoch (default: 24 hours before `to`); widened to
-    /// the start of its period.
-    from: Option<u64>,
-    /// End of the window, ms since the epoch (default: now); widened to its period's end.
-    to: Option<u64>,
-    /// tenant (default) | pool | queue
-    group_by: Option<String>,
-    /// hour (default) | day
-    step: Option<String>,
-    /// json (default) | csv
-    format: Option<String>,
-    /// `linearizable` (default) or `stale`.
-    consistency: Option<String>,
-}
-
-/// What the jobs cost over a window, grouped by tenant, pool or queue, per hour or day:
-/// the cost ledger's lines (each run split over the hours it covered, each part at the
-/// prices then in force) and the runs still going on up to now; the burst premium as its
-/// own column. A tenant principal sees its own lines only. `format=csv` answers CSV.
-#[utoipa::path(get, path = "/api/v1/cost-reports", tag = "cost", params(CostReportParams),
-    responses((status = 200, body = CostReportView), (status = 422, body = ProblemView)))]
-async fn cost_report(
-    State(state): State<RestState>,
-    Context(context): Context,
-    params: QueryResult<CostReportParams>,
-) -> Result<Response, GatewayError> {
-    let params = query(params)?;
-    let csv = match params.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(GatewayError::invalid(
-                "format",
-                format!("must be json or csv, got {other:?}"),
-            ));
-        }
-    };
-    let request = GetCostReport {
-        from_ms: params.from,
-        to_ms: params.to,
-        group_by: params.group_by,
-        step: params.step,
-        consistency: Consistency::parse(params.consistency.as_deref())?,
-    };
-    let trace_id = context.trace_id.clone();
-    let report = ask(&state, context, request).await?;
-    if csv {
-        return Ok(axum::response::IntoResponse::into_response((
-            StatusCode::OK,
-            [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            report.to_csv(),
-        )));
-    }
-    Ok(json_reply(StatusCode::OK, &trace_id, &report))
 }

@@ -315,7 +315,7 @@ impl HodeiState {
         )?;
         // The time it ran is billed, as for a run that ends by itself.
         if let Some(started_at) = found.running_since_ms() {
-            job.cost_nanos = Some(self.run_cost(found, started_at, at_ms));
+            job.cost_nanos = self.job_cost(found, started_at, at_ms);
         }
         if !was_pending {
             self.plan_release(release, found, at_ms)?;

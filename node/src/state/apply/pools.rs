@@ -255,9 +255,11 @@ impl HodeiState {
                 worker.jobs.len()
             )));
         }
+        let previous = worker.clone();
         worker.state = WorkerState::Terminated;
         worker.state_changed_at_ms = at_ms;
         let worker = worker.clone();
+        self.bill_worker_interval(&previous, &worker, writes);
         self.put_worker(&worker, writes);
         tracing::debug!(worker = %worker.id, reason, "worker stopped");
         self.emit(DomainEvent::WorkerStopped {

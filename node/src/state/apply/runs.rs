@@ -75,6 +75,9 @@ impl HodeiState {
     /// follows the jobs as they are stored: `on_job_stored`).
     pub(in crate::state) fn commit_release(&mut self, release: Release, writes: &mut WriteBatch) {
         for (id, worker) in release.workers {
+            if let Some(previous) = self.workers.get(&id).cloned() {
+                self.bill_worker_interval(&previous, &worker, writes);
+            }
             self.put_worker(&worker, writes);
             self.workers.insert(id, worker);
         }
@@ -313,7 +316,8 @@ impl HodeiState {
         // The current run only: an assigned job whose start report was lost ran for none
         // of it that was reported.
         let started_at = found.running_since_ms().unwrap_or(report.at_ms);
-        found.cost_nanos = Some(self.run_cost(&found, started_at, report.at_ms));
+        found.cost_nanos = self.job_cost(&found, started_at, report.at_ms);
+        found.usage = report.usage;
         found.transition(next, report.at_ms, reason)?;
         found.exit_code = report.exit_code;
         Self::judge_sla(&mut found, report.at_ms);
@@ -338,7 +342,7 @@ impl HodeiState {
     /// What a run of `job` from `started_at` to `ended_at` costs at its pool's prices.
     /// Each part of the run at the price then in force, times the tenant tier's percentage
     /// (the same prices and tier as the cost ledger's lines of the run).
-    pub(in crate::state) fn run_cost(&self, job: &Job, started_at: u64, ended_at: u64) -> u64 {
+    pub fn run_cost(&self, job: &Job, started_at: u64, ended_at: u64) -> u64 {
         self.prices_of(job.pool.as_deref().unwrap_or_default())
             .run_cost_nanos(
                 job.spec.resources,
@@ -347,6 +351,19 @@ impl HodeiState {
                 job.burst,
                 self.tier_of(&job.spec.tenant),
             )
+    }
+
+    /// What the job records as its run's cost: none when cost tracking or its per-job
+    /// part is off.
+    pub(in crate::state) fn job_cost(
+        &self,
+        job: &Job,
+        started_at: u64,
+        ended_at: u64,
+    ) -> Option<u64> {
+        let settings = self.cost_settings();
+        (settings.enabled && settings.track_by_job)
+            .then(|| self.run_cost(job, started_at, ended_at))
     }
 
     /// Output of a run while it runs (and its last flush, which may commit after its end):

@@ -74,6 +74,10 @@ impl HodeiState {
             .or_else(|| self.workers.get(&registration.id).cloned());
         let worker = match known {
             Some(mut existing) => {
+                if existing.is_live() && existing.capacity != registration.capacity {
+                    // Billed at its old capacity until now, at the new one from now on.
+                    existing.registered_at_ms = at_ms;
+                }
                 existing.capacity = registration.capacity;
                 existing.labels = registration.labels;
                 if !existing.is_live() {
@@ -236,7 +240,7 @@ impl HodeiState {
         if lost.state.is_final()
             && let Some(started_at) = job.running_since_ms()
         {
-            lost.cost_nanos = Some(self.run_cost(job, started_at, at_ms));
+            lost.cost_nanos = self.job_cost(job, started_at, at_ms);
         }
         // Planned from the job as it is: the re-queued copy no longer names its worker.
         self.plan_release(release, job, at_ms)?;
