@@ -28,12 +28,13 @@ pub struct Efficiency {
     pub memory_percent: u32,
 }
 
-/// A ratio in whole percent, capped at [`MAX_PERCENT`]; `None` when nothing was asked.
+/// A ratio in whole percent (to the nearest), capped at [`MAX_PERCENT`]; `None` when
+/// nothing was asked.
 fn percent(used: u128, requested: u128) -> Option<u32> {
     if requested == 0 {
         return None;
     }
-    let value = used.saturating_mul(100) / requested;
+    let value = (used.saturating_mul(100) + requested / 2) / requested;
     Some(u32::try_from(value.min(u128::from(MAX_PERCENT))).unwrap_or(MAX_PERCENT))
 }
 

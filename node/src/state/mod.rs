@@ -16,6 +16,8 @@ pub mod share_ledger;
 pub mod violations;
 
 #[cfg(test)]
+mod cost_tests;
+#[cfg(test)]
 mod history_tests;
 #[cfg(test)]
 mod jobs_tests;

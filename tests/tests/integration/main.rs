@@ -4,6 +4,7 @@ mod autoscaling;
 mod cluster;
 mod cockpit;
 mod cost;
+mod cost_ledger;
 mod exactly_once;
 mod foundation;
 mod history;
