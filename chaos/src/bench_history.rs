@@ -6,7 +6,8 @@
 //!    cluster with a short one, `HODEI_FINISHED_IN_MEMORY_S`).
 //! 2. Reads: `--clients` clients for `--seconds`, each in turn: a job by id (drawn from
 //!    every job submitted), a filtered list page (`state=succeeded`, one tenant, newest
-//!    first, 50), the queue's fair share, the SLA summary and the pool's metrics; beside
+//!    first, 50), the queue's fair share, the SLA summary, a 30-day cost report by tenant
+//!    per day and the pool's metrics; beside
 //!    them 4 clients submit single jobs (what apply's latency looks like under the reads).
 //! 3. Quiet: the same 4 submitters alone for `--seconds` (apply's latency without them).
 //!
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use hodei_proto::v1 as pb;
+use hodei_proto::v1::cost_optimization_service_client::CostOptimizationServiceClient;
 use hodei_proto::v1::job_service_client::JobServiceClient;
 use hodei_proto::v1::queue_service_client::QueueServiceClient;
 use hodei_proto::v1::resource_pool_service_client::ResourcePoolServiceClient;
@@ -181,7 +183,7 @@ async fn read_turn(
 ) {
     let queue = queue_id(Scenario::History);
     let started = Instant::now();
-    match turn % 5 {
+    match turn % 6 {
         0 => {
             let id = ids[(turn.wrapping_mul(2_654_435_761) % ids.len() as u64) as usize].clone();
             let outcome = JobServiceClient::new(channel.clone())
@@ -218,6 +220,24 @@ async fn read_turn(
                 .get_sla_summary(pb::SlaSummaryRequest::default())
                 .await;
             recorder.record("sla_summary", started, &outcome);
+        }
+        4 => {
+            // A 30-day report by tenant, per day (the cost ledger, and the runs going on
+            // up to now).
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64;
+            let outcome = CostOptimizationServiceClient::new(channel.clone())
+                .generate_report(pb::CostReportRequest {
+                    from_ms: Some(now.saturating_sub(30 * 86_400_000)),
+                    to_ms: Some(now),
+                    group_by: "tenant".to_string(),
+                    step: "day".to_string(),
+                    consistency: String::new(),
+                })
+                .await;
+            recorder.record("cost_report_30d_by_tenant", started, &outcome);
         }
         _ => {
             let outcome = ResourcePoolServiceClient::new(channel.clone())

@@ -1,5 +1,5 @@
 //! The pure hot paths: quota admission, the dispatch decision at scale, applying a batch
-//! of commands to the state machine, and cost accrual. `cargo bench -p hodei-node --bench hot_paths`
+//! of commands to the state machine, cost accrual, and a 30-day cost report. `cargo bench -p hodei-node --bench hot_paths`
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -184,5 +184,181 @@ fn cost_accrual(criterion: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, admission, dispatch, apply_batch, cost_accrual);
+fn apply_ok(state: &mut HodeiState, command: CommandV1) {
+    let mut writes = WriteBatch::new();
+    StateMachine::apply(state, 1, &Command::V1(command).encode(), &mut writes);
+}
+
+/// A 30-day cost report by tenant, per day, over a dense ledger: 100 tenants, 10 workers
+/// live the whole month in one pool, and a run of every tenant every hour (72,000 runs,
+/// so 72,000 ledger lines, and 7,200 worker-hours of pool cost for the idle line).
+fn cost_report(criterion: &mut Criterion) {
+    use hodei_domain::cost::HOUR_MS;
+    use hodei_domain::dispatch::Assignment;
+    use hodei_domain::job::{CommandSpec, Job, JobSpec};
+    use hodei_domain::run::{RunOutcome, RunReport, WorkerRegistration};
+    use hodei_node::state::cost_report::{CostGroup, CostQuery};
+    let mut state = HodeiState::new(tokio::sync::broadcast::channel(16).0);
+    let start = 1_700_000_000_000 / HOUR_MS * HOUR_MS;
+    let tenants: Vec<TenantId> = (0..100)
+        .map(|index| TenantId::parse(&format!("t{index}")).unwrap())
+        .collect();
+    for id in &tenants {
+        let tenant = NewTenant {
+            id: id.clone(),
+            display_name: None,
+            tier: Tier::Standard,
+            weight: None,
+            labels: Default::default(),
+            quota: Quota {
+                cpu_m: 1_000_000,
+                memory_mb: 1_000_000,
+                max_concurrent_jobs: 1_000,
+                max_pending_jobs: 1_000,
+                ..Quota::default()
+            },
+        }
+        .into_tenant(start)
+        .unwrap();
+        apply_ok(
+            &mut state,
+            CommandV1::CreateTenant(command::CreateTenant { tenant }),
+        );
+    }
+    let pool = hodei_domain::pool::Pool::new(
+        "p",
+        hodei_domain::pool::PoolType::Static,
+        hodei_domain::pool::PoolProvider::Static,
+        Resources::new(16_000, 65_536, 0),
+        0,
+        10,
+        start,
+    );
+    let queue = hodei_domain::queue::Queue {
+        id: "q".into(),
+        pools: vec!["p".into()],
+        policy: QueuePolicy::Fifo,
+        created_at_ms: start,
+        updated_at_ms: start,
+    };
+    apply_ok(
+        &mut state,
+        CommandV1::EnsureQueuesAndPools(command::EnsureQueuesAndPools {
+            pools: vec![pool],
+            queues: vec![queue],
+        }),
+    );
+    for worker in 0..10 {
+        apply_ok(
+            &mut state,
+            CommandV1::RegisterWorker(command::RegisterWorker {
+                registration: WorkerRegistration {
+                    id: format!("w{worker}"),
+                    pool: "p".into(),
+                    capacity: Resources::new(16_000, 65_536, 0),
+                    labels: Default::default(),
+                    simulated: false,
+                    running: Vec::new(),
+                },
+                at_ms: start,
+            }),
+        );
+    }
+    for hour in 0..720u64 {
+        let at = start + hour * HOUR_MS;
+        for (index, tenant) in tenants.iter().enumerate() {
+            let id = format!("j{hour}-{index}");
+            let job = Job::new(
+                id.clone(),
+                JobSpec {
+                    tenant: tenant.clone(),
+                    queue: "q".into(),
+                    priority: Priority::Normal,
+                    resources: Resources::new(1_000, 1_024, 0),
+                    command: CommandSpec {
+                        argv: vec!["true".into()],
+                        ..CommandSpec::default()
+                    },
+                    simulate: None,
+                    labels: Default::default(),
+                    max_retries: 0,
+                    idempotency_key: None,
+                    pool_selector: Vec::new(),
+                    sla: None,
+                },
+                at,
+            );
+            let worker = format!("w{}", index % 10);
+            apply_ok(
+                &mut state,
+                CommandV1::SubmitJobs(command::SubmitJobs {
+                    jobs: vec![job],
+                    max_burst_percent: None,
+                }),
+            );
+            apply_ok(
+                &mut state,
+                CommandV1::AssignJobs(command::AssignJobs {
+                    assignments: vec![Assignment {
+                        job: id.clone(),
+                        worker: worker.clone(),
+                        burst: false,
+                    }],
+                    at_ms: at + 1_000,
+                    sla_changes: Vec::new(),
+                }),
+            );
+            apply_ok(
+                &mut state,
+                CommandV1::JobStarted(command::JobStarted {
+                    job: id.clone(),
+                    attempt: 1,
+                    worker: worker.clone(),
+                    at_ms: at + 1_000,
+                }),
+            );
+            apply_ok(
+                &mut state,
+                CommandV1::JobFinished(command::JobFinished {
+                    report: RunReport {
+                        job: id,
+                        attempt: 1,
+                        worker,
+                        outcome: RunOutcome::Succeeded,
+                        exit_code: Some(0),
+                        output_tail: String::new(),
+                        at_ms: at + 1_000 + 600_000,
+                        usage: None,
+                    },
+                }),
+            );
+        }
+    }
+    let now = start + 720 * HOUR_MS;
+    let query = CostQuery {
+        from_ms: start,
+        to_ms: now,
+        step_ms: 24 * HOUR_MS,
+        group: CostGroup::Tenant,
+        tenant: None,
+        now_ms: now,
+    };
+    let report = state.cost_report(&query, &[]);
+    assert_eq!(
+        report.rows.iter().filter(|row| row.group == "t0").count(),
+        30
+    );
+    criterion.bench_function("cost/report_30_days_by_tenant_100_tenants", |bencher| {
+        bencher.iter(|| black_box(state.cost_report(&query, &[])))
+    });
+}
+
+criterion_group!(
+    benches,
+    admission,
+    dispatch,
+    apply_batch,
+    cost_accrual,
+    cost_report
+);
 criterion_main!(benches);

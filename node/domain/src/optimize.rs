@@ -195,7 +195,8 @@ pub fn recommend(input: &OptimizationInput) -> Vec<Recommendation> {
         ];
         if utilization < RIGHT_SIZE_BELOW_PERCENT {
             // Enough workers for the load at the target utilization, at least one.
-            let needed = (u64::from(pool.workers) * utilization)
+            let needed = u64::from(pool.workers)
+                .saturating_mul(utilization)
                 .div_ceil(TARGET_UTILIZATION_PERCENT)
                 .max(1);
             let mut evidence_list = common.clone();
@@ -233,7 +234,7 @@ pub fn recommend(input: &OptimizationInput) -> Vec<Recommendation> {
             let held_mean_m =
                 u64::try_from(stats.requested_cpu_m_ms / u128::from(window_ms)).unwrap_or(u64::MAX);
             if percent_of(held_mean_m, quota) < QUOTA_USED_BELOW_PERCENT {
-                let suggested = (held_mean_m * 2).max(1_000).min(quota);
+                let suggested = held_mean_m.saturating_mul(2).max(1_000).min(quota);
                 found.push(Recommendation {
                     kind: RecommendationKind::LowerQuota,
                     target: format!("tenant/{}", tenant.tenant),
@@ -262,8 +263,8 @@ pub fn recommend(input: &OptimizationInput) -> Vec<Recommendation> {
             continue;
         }
         let mean_cpu_m = stats.mean_cpu_m();
-        let p95_used_m = mean_cpu_m * u64::from(p95) / 100;
-        let suggested = (p95_used_m * REQUEST_HEADROOM_PERCENT / 100).max(10);
+        let p95_used_m = mean_cpu_m.saturating_mul(u64::from(p95)) / 100;
+        let suggested = (p95_used_m.saturating_mul(REQUEST_HEADROOM_PERCENT) / 100).max(10);
         let kept_percent = percent_of(suggested, mean_cpu_m).min(100);
         let saving =
             u64::try_from(u128::from(tenant.billed_nanos) * u128::from(100 - kept_percent) / 100)
@@ -304,7 +305,10 @@ pub fn recommend(input: &OptimizationInput) -> Vec<Recommendation> {
         .iter()
         .filter(|scaling| scaling.reversals >= FLAPPING_REVERSALS)
     {
-        let suggested = (scaling.scale_down_stabilization_s * 2).max(300);
+        let suggested = scaling
+            .scale_down_stabilization_s
+            .saturating_mul(2)
+            .max(300);
         found.push(Recommendation {
             kind: RecommendationKind::LengthenCooldown,
             target: format!("pool/{}", scaling.pool),

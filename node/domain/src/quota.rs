@@ -94,6 +94,12 @@ impl Quota {
         }
         if let Some(budget) = self.daily_cost_budget_micros {
             bounded("daily_cost_budget", budget, MAX_DAILY_BUDGET_MICROS)?;
+            if budget == 0 {
+                return Err(DomainError::invalid(
+                    "daily_cost_budget",
+                    "must be more than 0 (leave it out for no budget)",
+                ));
+            }
         }
         Ok(())
     }

@@ -31,7 +31,10 @@ pub async fn run(node: NodeContext) {
 pub async fn watch(node: &NodeContext) {
     let wanted = node.limits.cost_settings;
     if node.read(|state| state.cost_settings()) != wanted {
-        let command = CommandV1::SetCostSettings(command::SetCostSettings { settings: wanted });
+        let command = CommandV1::SetCostSettings(command::SetCostSettings {
+            settings: wanted,
+            at_ms: now_ms(),
+        });
         match propose(node, command).await {
             Ok(_) => debug!(?wanted, "cost settings committed from this leader's config"),
             Err(error) => warn!(%error, "cost settings could not be committed; retried"),

@@ -179,7 +179,9 @@ pub(crate) async fn report(
     // outside the state's lock.
     let archived = if group == CostGroup::Job {
         let reader = node.read(HodeiState::history_reader);
-        match reader.ended_between(from_ms, to_ms, MAX_JOBS_BY_JOB) {
+        // Jobs that ended from the window's start on, as the ones in memory: a run that
+        // ended after the window may have covered part of it.
+        match reader.ended_between(from_ms, now.max(to_ms), MAX_JOBS_BY_JOB, own.as_ref()) {
             Ok(jobs) => jobs,
             Err(limit) => {
                 return Err(GatewayError::invalid(
@@ -423,10 +425,12 @@ fn pool_report(
     from_ms: u64,
     to_ms: u64,
 ) -> crate::state::cost_report::CostReport {
+    let to_ms = to_ms.div_ceil(HOUR_MS).saturating_mul(HOUR_MS);
     let query = CostQuery {
         from_ms: from_ms / HOUR_MS * HOUR_MS,
-        to_ms: to_ms.div_ceil(HOUR_MS).saturating_mul(HOUR_MS),
-        step_ms: to_ms.div_ceil(HOUR_MS).saturating_mul(HOUR_MS),
+        to_ms,
+        // One period: the whole window.
+        step_ms: to_ms.max(1),
         group: CostGroup::Pool,
         tenant: None,
         now_ms: now_ms(),
@@ -469,7 +473,7 @@ impl Handler for GetCostBreakdown {
         // Who used each pool: the ledger's lines (and running ones) by tenant and pool.
         let (start, end) = (
             from_ms / HOUR_MS * HOUR_MS,
-            to_ms.div_ceil(HOUR_MS) * HOUR_MS,
+            to_ms.div_ceil(HOUR_MS).saturating_mul(HOUR_MS),
         );
         let now = now_ms();
         let lines = node.read(|state| {
@@ -575,7 +579,7 @@ impl Handler for GetCostRecommendations {
         }
         let (start, end) = (
             from_ms / HOUR_MS * HOUR_MS,
-            to_ms.div_ceil(HOUR_MS) * HOUR_MS,
+            to_ms.div_ceil(HOUR_MS).saturating_mul(HOUR_MS),
         );
         let now = now_ms();
         let input = node.read(|state| {

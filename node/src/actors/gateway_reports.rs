@@ -387,11 +387,13 @@ pub fn first_pending_reason(
 /// The position costs a walk of the queue ahead of it, so lists and submit answers use
 /// `job_summary_view` instead.
 pub fn full_job_view(state: &HodeiState, job: &Job, max_burst_percent: Option<u64>) -> JobView {
-    JobView::new(
+    let mut view = JobView::new(
         job,
         state.queue_position(job).map(|position| position as u64),
         first_pending_reason(state, job, max_burst_percent),
-    )
+    );
+    view.running_cost_nanos = state.running_cost(job, crate::actors::now_ms());
+    view
 }
 
 pub(crate) fn percentile(sorted: &[u64], fraction: f64) -> Option<u64> {

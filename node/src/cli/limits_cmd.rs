@@ -238,6 +238,26 @@ pub async fn run_quota(command: QuotaCommand) -> anyhow::Result<()> {
                     usage["max_pending_jobs"],
                     usage["burst"]["status"].as_str().unwrap_or("none")
                 );
+                let budget = &usage["budget"];
+                if let Some(budget_nanos) = budget["daily_budget_nanos"].as_u64() {
+                    println!(
+                        "budget today: {} of {} ({:.0} %){}{}",
+                        crate::cli::output::dollars(
+                            budget["spent_today_nanos"].as_u64().unwrap_or_default()
+                        ),
+                        crate::cli::output::dollars(budget_nanos),
+                        budget["used_ratio"].as_f64().unwrap_or_default() * 100.0,
+                        budget["warned_percent"]
+                            .as_u64()
+                            .map(|level| format!("; warned at {level} %"))
+                            .unwrap_or_default(),
+                        if budget["exhausted"] == true {
+                            "; its jobs wait until tomorrow (budget_exhausted)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
             }
             Ok(())
         }

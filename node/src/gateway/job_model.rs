@@ -120,9 +120,9 @@ pub struct RunUsageView {
 
 impl RunUsageView {
     pub fn new(job: &Job, usage: hodei_domain::usage::RunUsage) -> Self {
-        let efficiency = job
-            .final_run_ms()
-            .and_then(|(start, end)| usage.efficiency(job.spec.resources, end - start));
+        let efficiency = job.final_run_ms().and_then(|(start, end)| {
+            usage.efficiency(job.spec.resources, end.saturating_sub(start))
+        });
         Self {
             cpu_ms: usage.cpu_ms,
             peak_rss_mb: usage.peak_rss_mb,

@@ -74,6 +74,7 @@ pub enum CommandV1 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SetCostSettings {
     pub settings: hodei_domain::cost::CostSettings,
+    pub at_ms: u64,
 }
 
 /// Stores a report definition (or replaces the one with its id).

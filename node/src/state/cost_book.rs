@@ -72,7 +72,17 @@ pub struct PoolTotals {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum BookEntry {
-    Settings(CostSettings),
+    /// The settings, with the time tracking was last turned on (runs are billed from it).
+    Settings {
+        settings: CostSettings,
+        enabled_since_ms: u64,
+    },
+    /// A live worker billed from this time rather than its registration (its capacity
+    /// changed, or tracking was turned on or off, then).
+    BilledFrom {
+        worker: String,
+        at_ms: u64,
+    },
     Label {
         key: LabelKey,
         line: CostLine,
@@ -103,7 +113,8 @@ pub enum BookEntry {
 impl BookEntry {
     pub fn storage_key(&self) -> Vec<u8> {
         let suffix = match self {
-            BookEntry::Settings(_) => "settings".to_string(),
+            BookEntry::Settings { .. } => "settings".to_string(),
+            BookEntry::BilledFrom { worker, .. } => format!("billedfrom/{worker}"),
             BookEntry::Label {
                 key: (hour, tenant, pool, name, value),
                 ..
@@ -121,7 +132,10 @@ impl BookEntry {
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct CostBook {
-    pub settings: CostSettings,
+    /// As committed (`None`: never set, the defaults), and since when tracking is on.
+    pub settings: Option<(CostSettings, u64)>,
+    /// Live workers billed from a later time than their registration.
+    pub billed_from: BTreeMap<String, u64>,
     pub labels: BTreeMap<u64, BTreeMap<LabelLine, CostLine>>,
     /// What each pool's workers cost, by hour (list prices), for intervals that ended.
     pub pools: BTreeMap<u64, BTreeMap<String, u64>>,
@@ -139,7 +153,13 @@ pub struct CostBook {
 impl CostBook {
     pub fn insert(&mut self, entry: BookEntry) {
         match entry {
-            BookEntry::Settings(settings) => self.settings = settings,
+            BookEntry::Settings {
+                settings,
+                enabled_since_ms,
+            } => self.settings = Some((settings, enabled_since_ms)),
+            BookEntry::BilledFrom { worker, at_ms } => {
+                self.billed_from.insert(worker, at_ms);
+            }
             BookEntry::Label {
                 key: (hour, tenant, pool, name, value),
                 line,
@@ -177,7 +197,20 @@ impl CostBook {
 
     /// Every entry, as stored (what a snapshot carries).
     pub fn entries(&self) -> Vec<BookEntry> {
-        let mut entries = vec![BookEntry::Settings(self.settings)];
+        let mut entries: Vec<BookEntry> = self
+            .settings
+            .iter()
+            .map(|(settings, enabled_since_ms)| BookEntry::Settings {
+                settings: *settings,
+                enabled_since_ms: *enabled_since_ms,
+            })
+            .collect();
+        for (worker, at_ms) in &self.billed_from {
+            entries.push(BookEntry::BilledFrom {
+                worker: worker.clone(),
+                at_ms: *at_ms,
+            });
+        }
         for (hour, lines) in &self.labels {
             for ((tenant, pool, name, value), line) in lines {
                 entries.push(BookEntry::Label {
@@ -282,12 +315,89 @@ fn put(entry: &BookEntry, writes: &mut WriteBatch) {
 
 impl HodeiState {
     pub fn cost_settings(&self) -> CostSettings {
-        self.book.settings
+        self.book
+            .settings
+            .map(|(settings, _)| settings)
+            .unwrap_or_default()
     }
 
+    /// Since when runs are billed: the last time tracking was turned on (0: always on).
+    pub(in crate::state) fn billed_since_ms(&self) -> u64 {
+        self.book.settings.map_or(0, |(_, since)| since)
+    }
+
+    /// Where a running job's run is billed from: its start, or when tracking came on.
+    pub(in crate::state) fn billable_run_start(&self, job: &Job) -> Option<u64> {
+        job.running_since_ms()
+            .map(|started_at| started_at.max(self.billed_since_ms()))
+    }
+
+    /// What a running job's run has cost so far (`None` unless it runs and its cost is
+    /// tracked).
+    pub fn running_cost(&self, job: &Job, now_ms: u64) -> Option<u64> {
+        let settings = self.cost_settings();
+        if !settings.enabled || !settings.track_by_job {
+            return None;
+        }
+        let started_at = self.billable_run_start(job)?;
+        Some(self.run_cost(job, started_at, now_ms.max(started_at)))
+    }
+
+    /// Where a live worker's current billed interval starts.
+    pub(in crate::state) fn billed_start(&self, worker: &Worker) -> u64 {
+        self.book
+            .billed_from
+            .get(&worker.id)
+            .copied()
+            .unwrap_or(worker.registered_at_ms)
+            .max(worker.registered_at_ms)
+    }
+
+    /// New cost settings at `at_ms`. Turning tracking off bills the live workers up to
+    /// now; turning it on starts their billing (and the runs') now, so that the pools'
+    /// cost and the runs cover the same time.
+    pub(in crate::state) fn change_cost_settings(
+        &mut self,
+        settings: CostSettings,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) {
+        let before = self.cost_settings();
+        let mut since = self.billed_since_ms();
+        if before.enabled != settings.enabled {
+            let live: Vec<Worker> = self
+                .workers
+                .values()
+                .filter(|worker| worker.is_live())
+                .cloned()
+                .collect();
+            for worker in live {
+                if before.enabled {
+                    self.bill_interval(&worker, at_ms, writes);
+                }
+                self.put_book_entry(
+                    BookEntry::BilledFrom {
+                        worker: worker.id.clone(),
+                        at_ms,
+                    },
+                    writes,
+                );
+            }
+            if settings.enabled {
+                since = at_ms;
+            }
+        }
+        self.put_book_entry(
+            BookEntry::Settings {
+                settings,
+                enabled_since_ms: since,
+            },
+            writes,
+        );
+    }
     /// Who the ledger names for `tenant` (nobody when tenants are not tracked).
     pub(in crate::state) fn ledger_tenant(&self, tenant: &TenantId) -> TenantId {
-        if self.book.settings.track_by_tenant {
+        if self.cost_settings().track_by_tenant {
             tenant.clone()
         } else {
             TenantId::untracked()
@@ -361,7 +471,11 @@ impl HodeiState {
         if let (Some(usage), Some((started_at, ended_at))) = (job.usage, job.final_run_ms()) {
             let day = ended_at - ended_at % DAY_MS;
             let stats = self.book.usage.entry((day, tenant.clone())).or_default();
-            stats.record(job.spec.resources, ended_at - started_at, usage);
+            stats.record(
+                job.spec.resources,
+                ended_at.saturating_sub(started_at),
+                usage,
+            );
             let entry = BookEntry::Usage {
                 day,
                 tenant,
@@ -371,58 +485,92 @@ impl HodeiState {
         }
     }
 
-    /// Bills the provisioned interval of `previous` that its next version `next` ends:
-    /// a live worker that is lost or stopped, or registered again with another capacity
-    /// (a new interval from `next.registered_at_ms`).
+    /// Bills the provisioned interval of `previous` that its next version `next` ends (a
+    /// live worker lost or stopped).
     pub(in crate::state) fn bill_worker_interval(
         &mut self,
         previous: &Worker,
         next: &Worker,
         writes: &mut WriteBatch,
     ) {
-        if !previous.is_live() || !self.book.settings.enabled {
+        if !previous.is_live() || next.is_live() {
             return;
         }
-        let ended_at = if !next.is_live() {
-            next.state_changed_at_ms
-        } else if next.registered_at_ms != previous.registered_at_ms {
-            next.registered_at_ms
-        } else {
+        if self.cost_settings().enabled {
+            self.bill_interval(previous, next.state_changed_at_ms, writes);
+        }
+        if self.book.billed_from.remove(&previous.id).is_some() {
+            writes.delete(
+                BookEntry::BilledFrom {
+                    worker: previous.id.clone(),
+                    at_ms: 0,
+                }
+                .storage_key(),
+            );
+        }
+    }
+
+    /// A live worker registers again with another capacity at `at_ms`: billed at its old
+    /// capacity until then, at the new one from then on.
+    pub(in crate::state) fn rebill_worker(
+        &mut self,
+        previous: &Worker,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) {
+        if !previous.is_live() {
             return;
-        };
-        for (hour, nanos) in self.worker_cost_parts(previous, ended_at) {
+        }
+        if self.cost_settings().enabled {
+            self.bill_interval(previous, at_ms, writes);
+        }
+        self.put_book_entry(
+            BookEntry::BilledFrom {
+                worker: previous.id.clone(),
+                at_ms,
+            },
+            writes,
+        );
+    }
+
+    /// Adds the live worker's cost from its billed start to `ended_at` to its pool.
+    fn bill_interval(&mut self, worker: &Worker, ended_at: u64, writes: &mut WriteBatch) {
+        for (hour, nanos) in self.worker_cost_parts(worker, ended_at) {
+            if nanos == 0 {
+                continue;
+            }
             let kept = self
                 .book
                 .pools
                 .entry(hour)
                 .or_default()
-                .entry(previous.pool.clone())
+                .entry(worker.pool.clone())
                 .or_default();
             *kept = kept.saturating_add(nanos);
             let entry = BookEntry::Pool {
                 hour,
-                pool: previous.pool.clone(),
+                pool: worker.pool.clone(),
                 nanos: *kept,
             };
             put(&entry, writes);
             let totals = self
                 .book
                 .pool_totals
-                .entry(previous.pool.clone())
+                .entry(worker.pool.clone())
                 .or_default();
             totals.cost_nanos = totals.cost_nanos.saturating_add(nanos);
             let entry = BookEntry::PoolTotal {
-                pool: previous.pool.clone(),
+                pool: worker.pool.clone(),
                 totals: *totals,
             };
             put(&entry, writes);
         }
     }
 
-    /// What a live `worker` cost per hour from its registration to `until_ms`, at its
+    /// What a live `worker` cost per hour from its billed start to `until_ms`, at its
     /// pool's list prices for its capacity.
     pub fn worker_cost_parts(&self, worker: &Worker, until_ms: u64) -> Vec<(u64, u64)> {
-        let start = worker.registered_at_ms;
+        let start = self.billed_start(worker);
         self.prices_of(&worker.pool)
             .hourly_parts(
                 worker.capacity,
@@ -451,7 +599,7 @@ impl HodeiState {
 
     /// The live workers' intervals up to `now_ms`, per (hour, pool).
     pub fn running_pool_cost_lines(&self, now_ms: u64) -> Vec<(u64, String, u64)> {
-        if !self.book.settings.enabled {
+        if !self.cost_settings().enabled {
             return Vec::new();
         }
         self.workers
@@ -516,7 +664,7 @@ impl HodeiState {
     /// Whether the tenant's new work waits for the next day (`budget_action: queue` and
     /// its budget spent).
     pub fn budget_exhausted(&self, tenant: &TenantId, now_ms: u64) -> bool {
-        let settings = self.book.settings;
+        let settings = self.cost_settings();
         if !settings.enabled
             || !settings.track_by_tenant
             || settings.budget_action != hodei_domain::cost::BudgetAction::Queue
@@ -537,7 +685,7 @@ impl HodeiState {
     /// The budget warnings due at `now_ms`: each tenant with a daily budget whose spending
     /// today reached a level above the one recorded today.
     pub fn budget_alerts_due(&self, now_ms: u64) -> Vec<BudgetAlert> {
-        let settings = self.book.settings;
+        let settings = self.cost_settings();
         if !settings.enabled || !settings.track_by_tenant {
             return Vec::new();
         }
@@ -600,9 +748,9 @@ impl HodeiState {
             .iter()
             .map(|(pool, totals)| (pool.clone(), (totals.cost_nanos, totals.attributed_nanos)))
             .collect();
-        if self.book.settings.enabled {
+        if self.cost_settings().enabled {
             for job in self.running_jobs() {
-                let Some(started_at) = job.running_since_ms() else {
+                let Some(started_at) = self.billable_run_start(job) else {
                     continue;
                 };
                 let pool = job.pool.clone().unwrap_or_default();
@@ -617,7 +765,7 @@ impl HodeiState {
                 entry.1 = entry.1.saturating_add(list);
             }
             for worker in self.workers.values().filter(|worker| worker.is_live()) {
-                let start = worker.registered_at_ms;
+                let start = self.billed_start(worker);
                 let nanos = self.prices_of(&worker.pool).list_cost_nanos(
                     worker.capacity,
                     start,

@@ -144,6 +144,8 @@ impl HodeiState {
         if !self.cost_settings().enabled {
             return;
         }
+        // A run that began while tracking was off is billed from when it came on.
+        let started_at = started_at.max(self.billed_since_ms()).min(ended_at);
         let mut lines = run_lines(
             job,
             &self.prices_of(job.pool.as_deref().unwrap_or_default()),
@@ -252,7 +254,7 @@ impl HodeiState {
             if tenant.is_some_and(|tenant| *tenant != job.spec.tenant) {
                 continue;
             }
-            let Some(started_at) = job.running_since_ms() else {
+            let Some(started_at) = self.billable_run_start(job) else {
                 continue;
             };
             let prices = self.prices_of(job.pool.as_deref().unwrap_or_default());

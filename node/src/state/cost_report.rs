@@ -179,7 +179,7 @@ impl HodeiState {
                     }
                 }
                 for job in self.running_jobs().filter(|job| own(&job.spec.tenant)) {
-                    let Some(started_at) = job.running_since_ms() else {
+                    let Some(started_at) = self.billable_run_start(job) else {
                         continue;
                     };
                     let lines = run_lines(
@@ -236,7 +236,7 @@ impl HodeiState {
                     }
                 }
                 for job in self.running_jobs().filter(|job| own(&job.spec.tenant)) {
-                    let Some(started_at) = job.running_since_ms() else {
+                    let Some(started_at) = self.billable_run_start(job) else {
                         continue;
                     };
                     let value = job

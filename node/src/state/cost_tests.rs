@@ -219,10 +219,10 @@ fn a_pools_cost_is_its_runs_plus_idle_exactly_and_every_line_survives_a_snapshot
         label(UNLABELLED),
         state.job("b").unwrap().cost_nanos.unwrap()
     );
-    // Usage against the request: 90 s of CPU over 600 m x ~1.5 h is ~2 %.
+    // Usage against the request: 90 s of CPU over 600 m x ~1.5 h is 2.8 %: 3.
     let stats = state.usage_stats(0, DAY_MS);
     assert_eq!(stats[&acme()].runs, 1);
-    assert_eq!(stats[&acme()].cpu_p95_percent(), Some(2));
+    assert_eq!(stats[&acme()].cpu_p95_percent(), Some(3));
     assert_eq!(state.job("a").unwrap().usage, Some(usage));
     // A snapshot carries all of it.
     let mut joined = HodeiState::new(broadcast::channel(16).0);
@@ -249,7 +249,7 @@ fn with_tracking_off_nothing_is_recorded_and_jobs_carry_no_cost() {
     };
     let applied = apply(
         &mut state,
-        CommandV1::SetCostSettings(command::SetCostSettings { settings }),
+        CommandV1::SetCostSettings(command::SetCostSettings { settings, at_ms: 0 }),
     );
     assert!(matches!(applied, Ok(CommandOutcome::CostSettings(_))));
     run(
@@ -281,7 +281,7 @@ fn with_tracking_off_nothing_is_recorded_and_jobs_carry_no_cost() {
     };
     apply(
         &mut state,
-        CommandV1::SetCostSettings(command::SetCostSettings { settings }),
+        CommandV1::SetCostSettings(command::SetCostSettings { settings, at_ms: 0 }),
     )
     .unwrap();
     run(&mut state, job("a", 600, &[]), 1_000, HOUR_MS, None);
@@ -321,6 +321,7 @@ fn a_spent_budget_warns_once_per_level_and_holds_the_tenant_back_until_the_next_
                 budget_action: BudgetAction::Queue,
                 ..CostSettings::default()
             },
+            at_ms: day,
         }),
     )
     .unwrap();
@@ -362,4 +363,187 @@ fn a_spent_budget_warns_once_per_level_and_holds_the_tenant_back_until_the_next_
         )
         .is_err()
     );
+}
+
+fn settings_at(state: &mut HodeiState, enabled: bool, at_ms: u64) {
+    apply(
+        state,
+        CommandV1::SetCostSettings(command::SetCostSettings {
+            settings: CostSettings {
+                enabled,
+                ..CostSettings::default()
+            },
+            at_ms,
+        }),
+    )
+    .unwrap();
+}
+
+fn register(state: &mut HodeiState, cpu_m: u64, at_ms: u64) {
+    apply(
+        state,
+        CommandV1::RegisterWorker(command::RegisterWorker {
+            registration: hodei_domain::run::WorkerRegistration {
+                id: "w0".into(),
+                pool: "p".into(),
+                capacity: Resources::new(cpu_m, 1_000, 0),
+                labels: Labels::new(),
+                simulated: false,
+                running: Vec::new(),
+            },
+            at_ms,
+        }),
+    )
+    .unwrap();
+}
+
+#[test]
+fn tracking_off_then_on_and_a_new_capacity_keep_the_runs_within_the_pools_cost() {
+    let mut state = super::jobs_tests::setup(Quota::default(), 1);
+    let capacity = |cpu_m| Resources::new(cpu_m, 1_000, 0);
+    let list = |cpu_m, from, to| {
+        PoolPrices::new("p", Pricing::default()).list_cost_nanos(capacity(cpu_m), from, to)
+    };
+    settings_at(&mut state, false, HOUR_MS);
+    // Off: not billed at all.
+    run(
+        &mut state,
+        job("a", 600, &[]),
+        HOUR_MS + 1_000,
+        2 * HOUR_MS,
+        None,
+    );
+    assert_eq!(state.job("a").unwrap().cost_nanos, None);
+    // Begun while off, ended while on: billed from when tracking came on.
+    let submitted = job("b", 500, &[]);
+    let b_start = 2 * HOUR_MS + 600_000;
+    let on_at = 2 * HOUR_MS + HOUR_MS / 2;
+    {
+        // Start b, turn tracking on, end b.
+        let id = submitted.id.clone();
+        apply(
+            &mut state,
+            CommandV1::SubmitJobs(command::SubmitJobs {
+                jobs: vec![submitted],
+                max_burst_percent: None,
+            }),
+        )
+        .unwrap();
+        apply(
+            &mut state,
+            CommandV1::AssignJobs(command::AssignJobs {
+                assignments: vec![Assignment {
+                    job: id.clone(),
+                    worker: "w0".into(),
+                    burst: false,
+                }],
+                at_ms: b_start,
+                sla_changes: Vec::new(),
+            }),
+        )
+        .unwrap();
+        apply(
+            &mut state,
+            CommandV1::JobStarted(command::JobStarted {
+                job: id.clone(),
+                attempt: 1,
+                worker: "w0".into(),
+                at_ms: b_start,
+            }),
+        )
+        .unwrap();
+        settings_at(&mut state, true, on_at);
+        apply(
+            &mut state,
+            CommandV1::JobFinished(command::JobFinished {
+                report: RunReport {
+                    job: id,
+                    attempt: 1,
+                    worker: "w0".into(),
+                    outcome: RunOutcome::Succeeded,
+                    exit_code: Some(0),
+                    output_tail: String::new(),
+                    at_ms: 3 * HOUR_MS,
+                    usage: None,
+                },
+            }),
+        )
+        .unwrap();
+    }
+    let b = state.job("b").unwrap();
+    assert_eq!(
+        b.cost_nanos,
+        Some(state.run_cost(b, on_at, 3 * HOUR_MS)),
+        "billed from when tracking came on"
+    );
+    // A new capacity: the old one until now, the new one from now on; its registration
+    // time stays.
+    register(&mut state, 2_000, 3 * HOUR_MS + HOUR_MS / 2);
+    assert_eq!(state.worker("w0").unwrap().registered_at_ms, 1);
+    apply(
+        &mut state,
+        CommandV1::WorkerLost(command::WorkerLost {
+            worker: "w0".into(),
+            reason: "test".into(),
+            at_ms: 4 * HOUR_MS,
+        }),
+    )
+    .unwrap();
+    let report = state.cost_report(&query(CostGroup::Pool, 5 * HOUR_MS), &[]);
+    let cost: u64 = report.pools.values().map(|pool| pool.cost_nanos).sum();
+    let expected = list(1_000, 1, HOUR_MS)
+        + list(1_000, on_at, 3 * HOUR_MS + HOUR_MS / 2)
+        + list(2_000, 3 * HOUR_MS + HOUR_MS / 2, 4 * HOUR_MS);
+    assert!(
+        (i128::from(cost) - i128::from(expected)).abs() <= 8,
+        "{cost} vs {expected}"
+    );
+    for pool in report.pools.values() {
+        assert!(pool.idle_nanos() >= 0, "{pool:?}");
+    }
+    let attributed: u64 = report
+        .pools
+        .values()
+        .map(|pool| pool.attributed_nanos)
+        .sum();
+    assert_eq!(
+        attributed,
+        PoolPrices::new("p", Pricing::default()).list_cost_nanos(
+            Resources::new(500, 100, 0),
+            on_at,
+            3 * HOUR_MS
+        )
+    );
+}
+
+#[test]
+fn a_decommissioned_pool_bills_and_stops_its_idle_workers() {
+    let mut state = super::jobs_tests::setup(Quota::default(), 1);
+    let lifecycle = |action| {
+        CommandV1::PoolLifecycle(command::PoolLifecycle {
+            pool: "p".into(),
+            action,
+            by: "admin".into(),
+            reason: "test".into(),
+            at_ms: 2 * HOUR_MS,
+        })
+    };
+    apply(&mut state, lifecycle(hodei_domain::pool::PoolAction::Drain)).unwrap();
+    apply(
+        &mut state,
+        lifecycle(hodei_domain::pool::PoolAction::Decommission),
+    )
+    .unwrap();
+    assert!(state.worker("w0").is_none_or(|worker| !worker.is_live()));
+    let cost: u64 = state
+        .pool_cost_lines(0, u64::MAX)
+        .iter()
+        .map(|(_, _, nanos)| nanos)
+        .sum();
+    let expected = PoolPrices::new("p", Pricing::default()).list_cost_nanos(
+        Resources::new(1_000, 1_000, 0),
+        1,
+        2 * HOUR_MS,
+    );
+    assert!((i128::from(cost) - i128::from(expected)).abs() <= 4);
 }

@@ -581,49 +581,68 @@ impl HistoryReader {
         }
     }
 
-    /// The history jobs that ended in [from_ms, to_ms), oldest end first, at most
+    /// The history jobs (of `tenant`, or of all) that ended in [from_ms, to_ms), at most
     /// `limit` (`Err` with the limit when there are more: the caller narrows the window).
-    pub fn ended_between(&self, from_ms: u64, to_ms: u64, limit: usize) -> Result<Vec<Job>, usize> {
+    pub fn ended_between(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<Job>, usize> {
+        let own = |job: &Job| tenant.is_none_or(|tenant| job.spec.tenant == *tenant);
         let mut found: Vec<Job> = self
             .recent
             .values()
+            .filter(|record| own(&record.job))
             .filter(|record| (from_ms..to_ms).contains(&ended_at(&record.job)))
             .map(|record| record.job.clone())
             .collect();
+        let recent: std::collections::HashSet<String> =
+            found.iter().map(|job| job.id.clone()).collect();
         let Some(keyspace) = self.keyspace.as_ref() else {
             return Ok(found);
         };
-        let stored = match keyspace.range(
-            Bound::Included(end_key(from_ms, "")),
-            Bound::Excluded(end_key(to_ms, "")),
-            limit.saturating_add(1),
-        ) {
-            Ok(stored) => stored,
-            Err(error) => {
-                tracing::error!(%error, "the job history could not be read");
+        let mut cursor = Bound::Included(end_key(from_ms, ""));
+        let mut counted = 0usize;
+        loop {
+            let stored =
+                match keyspace.range(cursor.clone(), Bound::Excluded(end_key(to_ms, "")), 4_096) {
+                    Ok(stored) => stored,
+                    Err(error) => {
+                        tracing::error!(%error, "the job history could not be read");
+                        return Ok(found);
+                    }
+                };
+            let Some((last, _)) = stored.last() else {
                 return Ok(found);
-            }
-        };
-        if stored.len() > limit {
-            return Err(limit);
-        }
-        for (stored_key, _) in stored {
-            let Some(id) = std::str::from_utf8(&stored_key)
-                .ok()
-                .and_then(|rest| rest.strip_prefix(HISTORY_END_PREFIX))
-                .and_then(|rest| rest.split_once('/'))
-                .map(|(_, id)| id.to_string())
-            else {
-                continue;
             };
-            if found.iter().any(|job| job.id == id) {
-                continue;
-            }
-            if let Some(record) = self.record(&id) {
-                found.push(record.job);
+            cursor = Bound::Excluded(last.clone());
+            for (stored_key, value) in &stored {
+                let Some(id) = std::str::from_utf8(stored_key)
+                    .ok()
+                    .and_then(|rest| rest.strip_prefix(HISTORY_END_PREFIX))
+                    .and_then(|rest| rest.split_once('/'))
+                    .map(|(_, id)| id)
+                else {
+                    continue;
+                };
+                // The end index holds the tenant: other tenants' jobs are not read.
+                let of_tenant = hodei_cluster::split_cold_value(value)
+                    .and_then(|(_, stored)| std::str::from_utf8(stored).ok())
+                    .is_some_and(|stored| tenant.is_none_or(|tenant| tenant.as_str() == stored));
+                if !of_tenant || recent.contains(id) {
+                    continue;
+                }
+                counted += 1;
+                if counted > limit {
+                    return Err(limit);
+                }
+                if let Some(record) = self.record(id) {
+                    found.push(record.job);
+                }
             }
         }
-        Ok(found)
     }
 
     /// Up to `limit` history jobs that ended before `ended_before_ms`, oldest end first:

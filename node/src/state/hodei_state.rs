@@ -953,8 +953,7 @@ mod tests {
         let mut writes = WriteBatch::new();
         restored.restore(&snapshot, &mut writes).unwrap();
         assert_eq!(restored.tenant_ids(), state.tenant_ids());
-        // The two tenants, and the cost settings.
-        assert_eq!(writes.len(), 3);
+        assert_eq!(writes.len(), 2);
     }
 
     #[test]

@@ -166,12 +166,32 @@ struct Waited {
     usage: RunUsage,
 }
 
-/// Waits for `pid` to exit and reaps it, with its resource use: user plus system CPU time
-/// and the peak resident set of it and the descendants it waited for. Blocking: run on a
-/// blocking thread. Only this reaps the child, so its pid (and its process group) stays
-/// its own until this returns.
+/// Blocks until `pid` has exited, without reaping it (`waitid` with `WNOWAIT`): until it
+/// is reaped its pid, and so its process group, stay its own, so the group can still be
+/// killed safely. Run on a blocking thread.
 #[allow(unsafe_code)]
-fn wait_with_usage(pid: i32) -> std::io::Result<Waited> {
+fn wait_exited(pid: i32) -> std::io::Result<()> {
+    loop {
+        // SAFETY: siginfo_t is plain old data that waitid fills in; the pointer is to a
+        // local that outlives the call.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let id = libc::id_t::try_from(pid).map_err(std::io::Error::other)?;
+        let done =
+            unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if done == 0 {
+            return Ok(());
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Reaps `pid`, which has exited (see [`wait_exited`]), with its resource use: user plus
+/// system CPU time and the peak resident set of it and the descendants it waited for.
+#[allow(unsafe_code)]
+fn reap_with_usage(pid: i32) -> std::io::Result<Waited> {
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: rusage is plain old data that wait4 fills in; both pointers are to
@@ -200,16 +220,21 @@ fn wait_with_usage(pid: i32) -> std::io::Result<Waited> {
 }
 
 /// Kills the process group if the run is dropped before its process was reaped (the
-/// worker stopping mid-run): nothing it started outlives it.
+/// worker stopping mid-run), then reaps it on a thread of its own: nothing it started
+/// outlives it and no zombie stays.
 struct GroupGuard {
-    pid: u32,
+    pid: i32,
     reaped: bool,
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if !self.reaped {
-            kill_group(Some(self.pid));
+            let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+            let pid = self.pid;
+            std::thread::spawn(move || {
+                let _ = wait_exited(pid).and_then(|()| reap_with_usage(pid));
+            });
         }
     }
 }
@@ -262,7 +287,14 @@ pub async fn run_process(
         }
     };
     on_start();
-    let pid = child.id();
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return ProcessEnd::Finished {
+            outcome: RunOutcome::Failed,
+            exit_code: None,
+            output_tail: format!("process id {} out of range\n", child.id()),
+            usage: None,
+        };
+    };
     let mut guard = GroupGuard { pid, reaped: false };
     let readers = [
         pipe_reader(child.stdout.take())
@@ -272,8 +304,7 @@ pub async fn run_process(
     ];
     // Reaped by wait4 alone (never by `Child::wait`), which also gives its usage.
     drop(child);
-    let mut waiter =
-        tokio::task::spawn_blocking(move || wait_with_usage(i32::try_from(pid).unwrap_or(-1)));
+    let mut waiter = tokio::task::spawn_blocking(move || wait_exited(pid));
     let timeout = async {
         match spec.timeout {
             Some(timeout) => tokio::time::sleep(timeout).await,
@@ -286,21 +317,22 @@ pub async fn run_process(
         TimedOut,
         Cancelled,
     }
-    let joined = |result: Result<std::io::Result<Waited>, tokio::task::JoinError>| {
+    let joined = |result: Result<std::io::Result<()>, tokio::task::JoinError>| {
         result.unwrap_or_else(|error| Err(std::io::Error::other(error)))
     };
-    let (ended, waited) = tokio::select! {
-        waited = &mut waiter => (Ended::Exited, Some(joined(waited))),
+    let (ended, exited) = tokio::select! {
+        exited = &mut waiter => (Ended::Exited, Some(joined(exited))),
         _ = timeout => (Ended::TimedOut, None),
         _ = cancel => (Ended::Cancelled, None),
     };
-    // The leader exited, timed out or was cancelled: anything left in its group goes too
-    // (before the leader is reaped, while the group is still its own).
-    kill_group(Some(pid));
-    let waited = match waited {
-        Some(waited) => waited,
+    // The leader exited (not yet reaped), timed out or was cancelled: anything left in its
+    // group goes too, while the group is still its own.
+    kill_group(Some(pid as u32));
+    let exited = match exited {
+        Some(exited) => exited,
         None => joined(waiter.await),
     };
+    let waited = exited.and_then(|()| reap_with_usage(pid));
     guard.reaped = true;
     for reader in readers.into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;

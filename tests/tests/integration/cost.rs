@@ -118,7 +118,10 @@ async fn a_price_change_bills_a_running_job_from_its_time_on_and_a_tier_pays_its
             None,
         )
         .await;
-        Ok((job["state"] == "running").then_some(()))
+        Ok(
+            (job["state"] == "running" && job["running_cost_nanos"].as_u64() > Some(0))
+                .then_some(()),
+        )
     })
     .await
     .unwrap();

@@ -230,6 +230,16 @@ impl TenantService for TenantGrpc {
                 pending_jobs: view.pending_jobs,
                 max_pending_jobs: view.max_pending_jobs,
                 burst: view.burst.map(burst_message),
+                budget: view.budget.map(|budget| pb::TenantBudget {
+                    daily_budget_nanos: budget.daily_budget_nanos,
+                    spent_today_nanos: budget.spent_today_nanos,
+                    used_ratio: budget.used_ratio,
+                    level_percent: budget.level_percent,
+                    warned_percent: budget.warned_percent,
+                    warned_at_ms: budget.warned_at_ms,
+                    action: budget.action,
+                    exhausted: budget.exhausted,
+                }),
             })
             .await
     }

@@ -143,7 +143,8 @@ impl HodeiState {
             .filter(|worker| worker.pool == id)
             .map(|worker| worker.jobs.len())
             .sum();
-        if pool.state != PoolState::Decommissioned && (live > 0 || held > 0) {
+        // A live worker is billed until it stops: a pool goes once its workers have.
+        if live > 0 || (pool.state != PoolState::Decommissioned && held > 0) {
             return Err(DomainError::Conflict(format!(
                 "pool `{id}` is {} with {live} live worker(s) and {held} running job(s): drain it first",
                 pool.state.as_str()
@@ -342,6 +343,27 @@ impl HodeiState {
         pool.apply_action(action, by, reason, at_ms)?;
         let pool = pool.clone();
         if pool.state == PoolState::Decommissioned {
+            // Its idle live workers stop now (billed until now); one still running a job
+            // stops when the job ends or its worker is lost.
+            let idle: Vec<hodei_domain::worker::Worker> = self
+                .workers
+                .values()
+                .filter(|worker| {
+                    worker.pool == pool.id && worker.is_live() && worker.jobs.is_empty()
+                })
+                .cloned()
+                .collect();
+            for previous in idle {
+                let mut stopped = previous.clone();
+                stopped.state = WorkerState::Terminated;
+                stopped.state_changed_at_ms = at_ms;
+                self.bill_worker_interval(&previous, &stopped, writes);
+                self.put_worker(&stopped, writes);
+                self.emit(DomainEvent::WorkerStopped {
+                    worker: stopped.id.clone(),
+                });
+                self.workers.insert(stopped.id.clone(), stopped);
+            }
             // Its stopped and lost workers will never come back: they leave `/workers`
             // (their jobs still name them).
             let gone: Vec<String> = self

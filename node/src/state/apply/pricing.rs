@@ -70,10 +70,10 @@ impl HodeiState {
 
     pub(in crate::state) fn apply_set_cost_settings(
         &mut self,
-        command::SetCostSettings { settings }: command::SetCostSettings,
+        command::SetCostSettings { settings, at_ms }: command::SetCostSettings,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        self.put_book_entry(BookEntry::Settings(settings), writes);
+        self.change_cost_settings(settings, at_ms, writes);
         Ok(CommandOutcome::CostSettings(settings))
     }
 

@@ -362,6 +362,8 @@ impl HodeiState {
         ended_at: u64,
     ) -> Option<u64> {
         let settings = self.cost_settings();
+        // A run that began while tracking was off is billed from when it came on.
+        let started_at = started_at.max(self.billed_since_ms()).min(ended_at);
         (settings.enabled && settings.track_by_job)
             .then(|| self.run_cost(job, started_at, ended_at))
     }

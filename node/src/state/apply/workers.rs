@@ -68,6 +68,8 @@ impl HodeiState {
                 }
             }
         }
+        // A live worker with a new capacity: billed at the old one until now.
+        let mut rebilled = None;
         let known = release
             .workers
             .remove(&registration.id)
@@ -75,8 +77,7 @@ impl HodeiState {
         let worker = match known {
             Some(mut existing) => {
                 if existing.is_live() && existing.capacity != registration.capacity {
-                    // Billed at its old capacity until now, at the new one from now on.
-                    existing.registered_at_ms = at_ms;
+                    rebilled = Some(existing.clone());
                 }
                 existing.capacity = registration.capacity;
                 existing.labels = registration.labels;
@@ -103,6 +104,9 @@ impl HodeiState {
         release.workers.insert(worker.id.clone(), worker.clone());
         // Everything is checked: from here on nothing refuses.
         let requeued = self.commit_lost_runs(release, lost, writes);
+        if let Some(previous) = rebilled {
+            self.rebill_worker(&previous, at_ms, writes);
+        }
         self.emit(DomainEvent::CapacityFreed { ended_in: None });
         Ok(CommandOutcome::WorkerRegistered {
             worker,
