@@ -34,6 +34,8 @@ pub struct TenantWindow {
     pub billed_nanos: u64,
     /// Its runs that reported usage.
     pub usage: UsageStats,
+    /// Its runs with each label (`key=value`): what they were billed and used.
+    pub labels: Vec<(String, u64, UsageStats)>,
 }
 
 /// A pool's autoscaling over the window.
@@ -177,6 +179,55 @@ fn percent_of(part: u64, whole: u64) -> u64 {
     u64::try_from(u128::from(part) * 100 / u128::from(whole.max(1))).unwrap_or(u64::MAX)
 }
 
+/// Right-sized requests for runs whose p95 CPU use stayed under half of what they asked.
+fn request_sizing(
+    target: &str,
+    who: &str,
+    stats: &UsageStats,
+    billed_nanos: u64,
+    window_ms: u64,
+) -> Option<Recommendation> {
+    let p95 = stats.cpu_p95_percent()?;
+    if stats.runs < 10 || p95 >= REQUESTS_BELOW_PERCENT {
+        return None;
+    }
+    let mean_cpu_m = stats.mean_cpu_m();
+    let p95_used_m = mean_cpu_m.saturating_mul(u64::from(p95)) / 100;
+    let suggested = (p95_used_m.saturating_mul(REQUEST_HEADROOM_PERCENT) / 100).max(10);
+    let kept_percent = percent_of(suggested, mean_cpu_m).min(100);
+    let saving = u64::try_from(u128::from(billed_nanos) * u128::from(100 - kept_percent) / 100)
+        .unwrap_or(u64::MAX);
+    let confidence = if stats.runs >= 100 {
+        window_confidence(window_ms)
+    } else {
+        window_confidence(window_ms).min(Confidence::Medium)
+    };
+    Some(Recommendation {
+        kind: RecommendationKind::RightSizeRequests,
+        target: target.to_string(),
+        action: format!(
+            "{who} request {mean_cpu_m} m CPU per job on average and 95 % of the runs used at most {p95} % of it ({p95_used_m} m): request {suggested} m"
+        ),
+        evidence: vec![
+            evidence("window_s", window_ms / 1_000),
+            evidence("runs", stats.runs),
+            evidence("mean_requested_cpu_m", mean_cpu_m),
+            evidence("p95_used_cpu_percent", p95),
+            evidence("p95_used_cpu_m", p95_used_m),
+            evidence("suggested_cpu_m", suggested),
+            evidence("mean_requested_memory_mb", stats.mean_memory_mb()),
+            evidence(
+                "p95_used_memory_percent",
+                stats.memory_p95_percent().unwrap_or_default(),
+            ),
+            evidence("billed_nanos", billed_nanos),
+        ],
+        window_saving_nanos: saving,
+        monthly_saving_nanos: monthly(saving, window_ms),
+        confidence,
+    })
+}
+
 /// Every recommendation the window supports, largest monthly saving first.
 pub fn recommend(input: &OptimizationInput) -> Vec<Recommendation> {
     let window_ms = input.window_ms.max(1);
@@ -256,49 +307,22 @@ pub fn recommend(input: &OptimizationInput) -> Vec<Recommendation> {
                 });
             }
         }
-        let Some(p95) = stats.cpu_p95_percent() else {
-            continue;
-        };
-        if stats.runs < 10 || p95 >= REQUESTS_BELOW_PERCENT {
-            continue;
+        found.extend(request_sizing(
+            &format!("tenant/{}", tenant.tenant),
+            &format!("tenant `{}`'s jobs", tenant.tenant),
+            stats,
+            tenant.billed_nanos,
+            window_ms,
+        ));
+        for (label, billed, usage) in &tenant.labels {
+            found.extend(request_sizing(
+                &format!("tenant/{}/label/{label}", tenant.tenant),
+                &format!("tenant `{}`'s jobs labelled `{label}`", tenant.tenant),
+                usage,
+                *billed,
+                window_ms,
+            ));
         }
-        let mean_cpu_m = stats.mean_cpu_m();
-        let p95_used_m = mean_cpu_m.saturating_mul(u64::from(p95)) / 100;
-        let suggested = (p95_used_m.saturating_mul(REQUEST_HEADROOM_PERCENT) / 100).max(10);
-        let kept_percent = percent_of(suggested, mean_cpu_m).min(100);
-        let saving =
-            u64::try_from(u128::from(tenant.billed_nanos) * u128::from(100 - kept_percent) / 100)
-                .unwrap_or(u64::MAX);
-        let confidence = if stats.runs >= 100 {
-            window_confidence(window_ms)
-        } else {
-            Confidence::Low.max(window_confidence(window_ms).min(Confidence::Medium))
-        };
-        found.push(Recommendation {
-            kind: RecommendationKind::RightSizeRequests,
-            target: format!("tenant/{}", tenant.tenant),
-            action: format!(
-                "tenant `{}` requests {mean_cpu_m} m CPU per job on average and 95 % of its runs used at most {p95} % of it ({p95_used_m} m): request {suggested} m",
-                tenant.tenant
-            ),
-            evidence: vec![
-                evidence("window_s", window_ms / 1_000),
-                evidence("runs", stats.runs),
-                evidence("mean_requested_cpu_m", mean_cpu_m),
-                evidence("p95_used_cpu_percent", p95),
-                evidence("p95_used_cpu_m", p95_used_m),
-                evidence("suggested_cpu_m", suggested),
-                evidence("mean_requested_memory_mb", stats.mean_memory_mb()),
-                evidence(
-                    "p95_used_memory_percent",
-                    stats.memory_p95_percent().unwrap_or_default(),
-                ),
-                evidence("billed_nanos", tenant.billed_nanos),
-            ],
-            window_saving_nanos: saving,
-            monthly_saving_nanos: monthly(saving, window_ms),
-            confidence,
-        });
     }
     for scaling in input
         .scaling
@@ -446,10 +470,13 @@ mod tests {
             tenant: "acme".to_string(),
             quota_cpu_m: None,
             billed_nanos: 1_000_000,
-            usage,
+            usage: usage.clone(),
+            labels: vec![("team=red".to_string(), 500_000, usage)],
         };
         let found = recommend(&input(Vec::new(), vec![tenant]));
-        assert_eq!(found.len(), 1);
+        assert_eq!(found.len(), 2, "the tenant's and its label's");
+        assert_eq!(found[1].target, "tenant/acme/label/team=red");
+        assert_eq!(found[1].window_saving_nanos, 470_000);
         let sizing = &found[0];
         assert_eq!(sizing.kind, RecommendationKind::RightSizeRequests);
         assert!(

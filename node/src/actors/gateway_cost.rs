@@ -622,16 +622,33 @@ impl Handler for GetCostRecommendations {
                 *total = total.saturating_add(line.list_nanos);
             }
             let usage = state.usage_stats(from_ms, to_ms);
+            let label_billed = state.label_billed(start, end);
             let tenants = state
                 .tenant_ids()
                 .into_iter()
                 .filter_map(|id| {
                     let tenant = state.tenant(&id)?;
+                    let labels = usage
+                        .range((id.clone(), String::new())..)
+                        .take_while(|((of, _), _)| *of == id)
+                        .filter(|((_, label), _)| !label.is_empty())
+                        .map(|((_, label), stats)| {
+                            let billed = label_billed
+                                .get(&(id.clone(), label.clone()))
+                                .copied()
+                                .unwrap_or_default();
+                            (label.clone(), billed, stats.clone())
+                        })
+                        .collect();
                     Some(TenantWindow {
                         tenant: id.to_string(),
                         quota_cpu_m: Some(tenant.quota.cpu_m),
                         billed_nanos: billed.get(&id).copied().unwrap_or_default(),
-                        usage: usage.get(&id).cloned().unwrap_or_default(),
+                        usage: usage
+                            .get(&(id.clone(), String::new()))
+                            .cloned()
+                            .unwrap_or_default(),
+                        labels,
                     })
                 })
                 .collect();

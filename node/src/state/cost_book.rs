@@ -92,9 +92,12 @@ pub enum BookEntry {
         pool: String,
         nanos: u64,
     },
+    /// The runs of a tenant on a day (`label` empty), or of its runs with one label
+    /// (`key=value`).
     Usage {
         day: u64,
         tenant: TenantId,
+        label: String,
         stats: UsageStats,
     },
     Report(ReportDefinition),
@@ -120,7 +123,9 @@ impl BookEntry {
                 ..
             } => format!("label/{hour:020}\0{tenant}\0{pool}\0{name}\0{value}"),
             BookEntry::Pool { hour, pool, .. } => format!("pool/{hour:020}\0{pool}"),
-            BookEntry::Usage { day, tenant, .. } => format!("usage/{day:020}\0{tenant}"),
+            BookEntry::Usage {
+                day, tenant, label, ..
+            } => format!("usage/{day:020}\0{tenant}\0{label}"),
             BookEntry::Report(definition) => format!("report/{}", definition.id),
             BookEntry::Budget(alert) => format!("budget/{:020}\0{}", alert.day_ms, alert.tenant),
             BookEntry::Total { tenant, pool, .. } => format!("total/{tenant}\0{pool}"),
@@ -139,7 +144,8 @@ pub struct CostBook {
     pub labels: BTreeMap<u64, BTreeMap<LabelLine, CostLine>>,
     /// What each pool's workers cost, by hour (list prices), for intervals that ended.
     pub pools: BTreeMap<u64, BTreeMap<String, u64>>,
-    pub usage: BTreeMap<(u64, TenantId), UsageStats>,
+    /// (day, tenant, `` or `key=value`) -> the runs' usage against their requests.
+    pub usage: BTreeMap<(u64, TenantId, String), UsageStats>,
     pub reports: BTreeMap<String, ReportDefinition>,
     pub budgets: BTreeMap<(u64, TenantId), BudgetAlert>,
     /// What each (tenant, pool) was billed, lifetime.
@@ -172,8 +178,13 @@ impl CostBook {
             BookEntry::Pool { hour, pool, nanos } => {
                 self.pools.entry(hour).or_default().insert(pool, nanos);
             }
-            BookEntry::Usage { day, tenant, stats } => {
-                self.usage.insert((day, tenant), stats);
+            BookEntry::Usage {
+                day,
+                tenant,
+                label,
+                stats,
+            } => {
+                self.usage.insert((day, tenant, label), stats);
             }
             BookEntry::Report(definition) => {
                 self.reports.insert(definition.id.clone(), definition);
@@ -234,10 +245,11 @@ impl CostBook {
                 });
             }
         }
-        for ((day, tenant), stats) in &self.usage {
+        for ((day, tenant, label), stats) in &self.usage {
             entries.push(BookEntry::Usage {
                 day: *day,
                 tenant: tenant.clone(),
+                label: label.clone(),
                 stats: stats.clone(),
             });
         }
@@ -278,10 +290,10 @@ impl CostBook {
             }
         }
         let day_before = before_ms - before_ms % DAY_MS;
-        let due: Vec<(u64, TenantId)> = self
+        let due: Vec<(u64, TenantId, String)> = self
             .usage
             .keys()
-            .filter(|(day, _)| *day < day_before)
+            .filter(|(day, ..)| *day < day_before)
             .cloned()
             .collect();
         for key in due {
@@ -289,6 +301,7 @@ impl CostBook {
                 gone.push(BookEntry::Usage {
                     day: key.0,
                     tenant: key.1,
+                    label: key.2,
                     stats,
                 });
             }
@@ -470,18 +483,31 @@ impl HodeiState {
         put(&entry, writes);
         if let (Some(usage), Some((started_at, ended_at))) = (job.usage, job.final_run_ms()) {
             let day = ended_at - ended_at % DAY_MS;
-            let stats = self.book.usage.entry((day, tenant.clone())).or_default();
-            stats.record(
-                job.spec.resources,
-                ended_at.saturating_sub(started_at),
-                usage,
+            let labels = std::iter::once(String::new()).chain(
+                job.spec
+                    .labels
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}")),
             );
-            let entry = BookEntry::Usage {
-                day,
-                tenant,
-                stats: stats.clone(),
-            };
-            put(&entry, writes);
+            for label in labels {
+                let stats = self
+                    .book
+                    .usage
+                    .entry((day, tenant.clone(), label.clone()))
+                    .or_default();
+                stats.record(
+                    job.spec.resources,
+                    ended_at.saturating_sub(started_at),
+                    usage,
+                );
+                let entry = BookEntry::Usage {
+                    day,
+                    tenant: tenant.clone(),
+                    label,
+                    stats: stats.clone(),
+                };
+                put(&entry, writes);
+            }
         }
     }
 
@@ -712,11 +738,40 @@ impl HodeiState {
     }
 
     /// The runs' usage stats per tenant over the days in [from_ms, to_ms).
-    pub fn usage_stats(&self, from_ms: u64, to_ms: u64) -> BTreeMap<TenantId, UsageStats> {
-        let mut merged: BTreeMap<TenantId, UsageStats> = BTreeMap::new();
-        for ((day, tenant), stats) in &self.book.usage {
+    /// What each (tenant, `key=value`) label's finished runs billed over the hours in
+    /// [from_ms, to_ms).
+    pub fn label_billed(&self, from_ms: u64, to_ms: u64) -> BTreeMap<(TenantId, String), u64> {
+        let mut billed: BTreeMap<(TenantId, String), u64> = BTreeMap::new();
+        for lines in self
+            .book
+            .labels
+            .range(from_ms..to_ms.max(from_ms))
+            .map(|(_, lines)| lines)
+        {
+            for ((tenant, _, name, value), line) in lines {
+                let total = billed
+                    .entry((tenant.clone(), format!("{name}={value}")))
+                    .or_default();
+                *total = total.saturating_add(line.billed_nanos);
+            }
+        }
+        billed
+    }
+
+    /// Keyed by (tenant, ``) for all of a tenant's runs, and (tenant, `key=value`) for its
+    /// runs with that label.
+    pub fn usage_stats(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> BTreeMap<(TenantId, String), UsageStats> {
+        let mut merged: BTreeMap<(TenantId, String), UsageStats> = BTreeMap::new();
+        for ((day, tenant, label), stats) in &self.book.usage {
             if *day + DAY_MS > from_ms && *day < to_ms {
-                merged.entry(tenant.clone()).or_default().merge(stats);
+                merged
+                    .entry((tenant.clone(), label.clone()))
+                    .or_default()
+                    .merge(stats);
             }
         }
         merged

@@ -226,7 +226,7 @@ impl HodeiState {
             self.cost_ledger.keys().next(),
             self.book.pools.keys().next(),
             self.book.labels.keys().next(),
-            self.book.usage.keys().next().map(|(day, _)| day),
+            self.book.usage.keys().next().map(|(day, ..)| day),
         ]
         .into_iter()
         .flatten()

@@ -221,8 +221,14 @@ fn a_pools_cost_is_its_runs_plus_idle_exactly_and_every_line_survives_a_snapshot
     );
     // Usage against the request: 90 s of CPU over 600 m x ~1.5 h is 2.8 %: 3.
     let stats = state.usage_stats(0, DAY_MS);
-    assert_eq!(stats[&acme()].runs, 1);
-    assert_eq!(stats[&acme()].cpu_p95_percent(), Some(3));
+    let all = &stats[&(acme(), String::new())];
+    assert_eq!(all.runs, 1);
+    assert_eq!(all.cpu_p95_percent(), Some(3));
+    assert_eq!(
+        stats[&(acme(), "team=red".to_string())],
+        *all,
+        "by its label too"
+    );
     assert_eq!(state.job("a").unwrap().usage, Some(usage));
     // A snapshot carries all of it.
     let mut joined = HodeiState::new(broadcast::channel(16).0);

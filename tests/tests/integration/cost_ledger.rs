@@ -519,7 +519,7 @@ async fn oversized_pools_and_requests_get_recommendations_with_their_evidence() 
     )
     .await;
     let mut ids = Vec::new();
-    for index in 0..12u64 {
+    for index in 0..15u64 {
         // 4 cores requested, 5 % used (0.2 cores).
         ids.push(
             submit(
@@ -611,7 +611,17 @@ async fn oversized_pools_and_requests_get_recommendations_with_their_evidence() 
     );
     assert_eq!(evidence(&requests, "p95_used_cpu_m"), 200, "{requests}");
     assert_eq!(evidence(&requests, "suggested_cpu_m"), 240, "{requests}");
-    assert_eq!(evidence(&requests, "runs"), 12, "{requests}");
+    assert_eq!(evidence(&requests, "runs"), 15, "{requests}");
+    // And per label: the `blue` jobs are 10 of the 15 (the `red` 5 are too few to judge).
+    let blue = of("right_size_requests", "tenant/wasteful/label/team=blue");
+    assert_eq!(evidence(&blue, "runs"), 10, "{blue}");
+    assert!(
+        !items
+            .iter()
+            .any(|item| item["target"] == "tenant/wasteful/label/team=red"),
+        "{found}"
+    );
+    assert_eq!(evidence(&blue, "p95_used_cpu_m"), 200, "{blue}");
     // The breakdown: the pool's cost, used and idle, and who used it.
     let breakdown = ok(
         &node,
