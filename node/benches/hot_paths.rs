@@ -199,7 +199,7 @@ fn cost_report(criterion: &mut Criterion) {
     use hodei_domain::run::{RunOutcome, RunReport, WorkerRegistration};
     use hodei_node::state::cost_report::{CostGroup, CostQuery};
     let mut state = HodeiState::new(tokio::sync::broadcast::channel(16).0);
-    let start = 1_700_000_000_000 / HOUR_MS * HOUR_MS;
+    let start = 1_700_000_000_000 / (24 * HOUR_MS) * (24 * HOUR_MS);
     let tenants: Vec<TenantId> = (0..100)
         .map(|index| TenantId::parse(&format!("t{index}")).unwrap())
         .collect();
