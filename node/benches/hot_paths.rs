@@ -261,6 +261,7 @@ fn cost_report(criterion: &mut Criterion) {
                     running: Vec::new(),
                 },
                 at_ms: start,
+                provisioned_at_ms: None,
             }),
         );
     }

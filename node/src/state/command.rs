@@ -335,6 +335,10 @@ pub struct CancelJob {
 pub struct RegisterWorker {
     pub registration: WorkerRegistration,
     pub at_ms: u64,
+    /// When its provider started it (a process pool's worker started by the leader):
+    /// its pool pays for it from then, not from its registration.
+    #[serde(default)]
+    pub provisioned_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

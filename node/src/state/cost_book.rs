@@ -356,14 +356,30 @@ impl HodeiState {
         Some(self.run_cost(job, started_at, now_ms.max(started_at)))
     }
 
-    /// Where a live worker's current billed interval starts.
+    /// Where a live worker's current billed interval starts: its registration, or its
+    /// provisioning start, a capacity change or tracking turned on since.
     pub(in crate::state) fn billed_start(&self, worker: &Worker) -> u64 {
         self.book
             .billed_from
             .get(&worker.id)
             .copied()
             .unwrap_or(worker.registered_at_ms)
-            .max(worker.registered_at_ms)
+    }
+
+    /// Bills the live worker from `at_ms` on.
+    pub(in crate::state) fn bill_from(
+        &mut self,
+        worker: &str,
+        at_ms: u64,
+        writes: &mut WriteBatch,
+    ) {
+        self.put_book_entry(
+            BookEntry::BilledFrom {
+                worker: worker.to_string(),
+                at_ms,
+            },
+            writes,
+        );
     }
 
     /// New cost settings at `at_ms`. Turning tracking off bills the live workers up to

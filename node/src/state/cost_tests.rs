@@ -398,6 +398,7 @@ fn register(state: &mut HodeiState, cpu_m: u64, at_ms: u64) {
                 running: Vec::new(),
             },
             at_ms,
+            provisioned_at_ms: None,
         }),
     )
     .unwrap();
@@ -552,4 +553,41 @@ fn a_decommissioned_pool_bills_and_stops_its_idle_workers() {
         2 * HOUR_MS,
     );
     assert!((i128::from(cost) - i128::from(expected)).abs() <= 4);
+}
+
+#[test]
+fn a_provisioned_worker_is_paid_for_from_its_start_within_the_provisioning_bound() {
+    let mut state = super::jobs_tests::setup(Quota::default(), 0);
+    let register_at = 2 * HOUR_MS;
+    for (id, provisioned) in [
+        ("w1", Some(register_at - 5_000)),
+        ("w2", Some(register_at - HOUR_MS)),
+        ("w3", None),
+    ] {
+        apply(
+            &mut state,
+            CommandV1::RegisterWorker(command::RegisterWorker {
+                registration: hodei_domain::run::WorkerRegistration {
+                    id: id.into(),
+                    pool: "p".into(),
+                    capacity: Resources::new(1_000, 1_000, 0),
+                    labels: Labels::new(),
+                    simulated: false,
+                    running: Vec::new(),
+                },
+                at_ms: register_at,
+                provisioned_at_ms: provisioned,
+            }),
+        )
+        .unwrap();
+    }
+    let start = |id: &str| state.billed_start(state.worker(id).unwrap());
+    assert_eq!(start("w1"), register_at - 5_000);
+    assert_eq!(
+        start("w2"),
+        register_at - crate::state::apply::workers::MAX_PROVISIONING_MS,
+        "at most the provisioning bound before"
+    );
+    assert_eq!(start("w3"), register_at);
+    assert_eq!(state.worker("w1").unwrap().registered_at_ms, register_at);
 }

@@ -87,6 +87,7 @@ pub(super) fn setup(quota: Quota, workers: usize) -> HodeiState {
                     running: Vec::new(),
                 },
                 at_ms: 1,
+                provisioned_at_ms: None,
             }),
         )
         .unwrap();
@@ -342,6 +343,7 @@ fn a_restarted_worker_loses_the_runs_it_no_longer_reports() {
                 running: vec!["still".into(), "unknown".into()],
             },
             at_ms: 6,
+            provisioned_at_ms: None,
         }),
     );
     let Ok(CommandOutcome::WorkerRegistered { keep, requeued, .. }) = registered else {
@@ -587,6 +589,7 @@ proptest! {
                             running: Vec::new(),
                         },
                         at_ms: 8,
+                        provisioned_at_ms: None,
                     }));
                 }
                 Step::Start(job_index) => {

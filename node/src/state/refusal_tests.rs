@@ -172,6 +172,7 @@ fn populated() -> (HodeiState, broadcast::Receiver<DomainEvent>) {
             CommandV1::RegisterWorker(command::RegisterWorker {
                 registration: registration(worker, "p"),
                 at_ms: 1,
+                provisioned_at_ms: None,
             }),
         )
         .unwrap();
@@ -589,6 +590,7 @@ fn pool_health_follows_the_live_workers_not_the_leaders_count() {
         CommandV1::RegisterWorker(command::RegisterWorker {
             registration: registration("w0", "p"),
             at_ms: 18,
+            provisioned_at_ms: None,
         }),
     )
     .unwrap();
@@ -1021,6 +1023,7 @@ fn refused_commands() -> Vec<(&'static str, Corruption, CommandV1)> {
             CommandV1::RegisterWorker(command::RegisterWorker {
                 registration: registration("bad id", "p"),
                 at_ms: 30,
+                provisioned_at_ms: None,
             }),
         ),
         (
@@ -1029,6 +1032,7 @@ fn refused_commands() -> Vec<(&'static str, Corruption, CommandV1)> {
             CommandV1::RegisterWorker(command::RegisterWorker {
                 registration: registration("w9", "nope"),
                 at_ms: 30,
+                provisioned_at_ms: None,
             }),
         ),
         (
@@ -1037,6 +1041,7 @@ fn refused_commands() -> Vec<(&'static str, Corruption, CommandV1)> {
             CommandV1::RegisterWorker(command::RegisterWorker {
                 registration: registration("w0", "d"),
                 at_ms: 30,
+                provisioned_at_ms: None,
             }),
         ),
         (
@@ -1045,6 +1050,7 @@ fn refused_commands() -> Vec<(&'static str, Corruption, CommandV1)> {
             CommandV1::RegisterWorker(command::RegisterWorker {
                 registration: registration("w0", "p"),
                 at_ms: 30,
+                provisioned_at_ms: None,
             }),
         ),
         (
@@ -1488,6 +1494,7 @@ fn any_command() -> impl Strategy<Value = CommandV1> {
             CommandV1::RegisterWorker(command::RegisterWorker {
                 registration: registration(worker, pool),
                 at_ms: 44,
+                provisioned_at_ms: None,
             })
         }),
         worker_id.prop_map(|worker| CommandV1::StopWorker(command::StopWorker {

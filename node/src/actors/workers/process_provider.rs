@@ -77,6 +77,13 @@ impl ProcessProvider {
         Ok(worker_id)
     }
 
+    /// When this node started the process of `worker`, ms since the epoch.
+    pub fn started_at_ms(&self, worker: &str) -> Option<u64> {
+        let started = self.lock().get(worker)?.started;
+        let ago = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Some(crate::actors::now_ms().saturating_sub(ago))
+    }
+
     /// Stops every child (node shutdown).
     pub fn stop_all(&self) {
         let workers: Vec<String> = self.lock().keys().cloned().collect();

@@ -170,6 +170,8 @@ impl WorkerService for WorkerGrpc {
         let command = CommandV1::RegisterWorker(command::RegisterWorker {
             registration,
             at_ms: now_ms(),
+            // A process this leader started: paid for from its start.
+            provisioned_at_ms: self.node.processes.started_at_ms(&worker_id),
         });
         let keep = match propose(&self.node, command).await {
             Ok(CommandOutcome::WorkerRegistered {

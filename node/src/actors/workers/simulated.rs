@@ -274,6 +274,7 @@ impl WorkerProvider for SimulatedProvider {
             let command = CommandV1::RegisterWorker(command::RegisterWorker {
                 registration,
                 at_ms: now_ms(),
+                provisioned_at_ms: None,
             });
             match propose(&node, command).await {
                 Ok(_) => info!(worker = %registered, "simulated worker registered"),

@@ -9,4 +9,4 @@ mod queues;
 mod runs;
 mod scaling;
 mod tenants;
-mod workers;
+pub(in crate::state) mod workers;

@@ -14,6 +14,9 @@ use hodei_domain::job::{Job, JobState};
 use hodei_domain::resources::Resources;
 use hodei_domain::worker::{Worker, WorkerState, validate_worker_id};
 
+/// The longest provisioning a worker's pool pays for before it registered.
+pub const MAX_PROVISIONING_MS: u64 = 10 * 60 * 1_000;
+
 impl HodeiState {
     /// Registers a new worker, or a known one again after a restart or a reconnect: its
     /// running jobs that it no longer reports are lost (another attempt, or failed);
@@ -23,6 +26,7 @@ impl HodeiState {
         command::RegisterWorker {
             registration,
             at_ms,
+            provisioned_at_ms,
         }: command::RegisterWorker,
         writes: &mut WriteBatch,
     ) -> CommandResult {
@@ -101,11 +105,20 @@ impl HodeiState {
                 state_changed_at_ms: at_ms,
             },
         };
+        // A worker that goes live now is paid for from its provisioning start, when its
+        // provider says (at most the provision timeout's worth before; never later).
+        let provisioned_from = provisioned_at_ms
+            .filter(|_| !self.workers.get(&worker.id).is_some_and(Worker::is_live))
+            .map(|provisioned| provisioned.clamp(at_ms.saturating_sub(MAX_PROVISIONING_MS), at_ms))
+            .filter(|provisioned| *provisioned < at_ms);
         release.workers.insert(worker.id.clone(), worker.clone());
         // Everything is checked: from here on nothing refuses.
         let requeued = self.commit_lost_runs(release, lost, writes);
         if let Some(previous) = rebilled {
             self.rebill_worker(&previous, at_ms, writes);
+        }
+        if let Some(provisioned) = provisioned_from {
+            self.bill_from(&worker.id, provisioned, writes);
         }
         self.emit(DomainEvent::CapacityFreed { ended_in: None });
         Ok(CommandOutcome::WorkerRegistered {
