@@ -412,6 +412,17 @@ mod tests {
     use crate::tenant::Tier;
 
     #[test]
+    fn a_budget_warns_at_80_then_95_then_100_percent() {
+        let budget = 1_000;
+        assert_eq!(budget_level(799, budget), None);
+        assert_eq!(budget_level(800, budget), Some(80));
+        assert_eq!(budget_level(949, budget), Some(80));
+        assert_eq!(budget_level(950, budget), Some(95));
+        assert_eq!(budget_level(1_000, budget), Some(100));
+        assert_eq!(budget_level(u64::MAX, u64::MAX), Some(100), "no overflow");
+    }
+
+    #[test]
     fn an_hour_of_each_resource_costs_its_price() {
         let pricing = Pricing::default();
         let hour = 3_600_000;
