@@ -53,6 +53,10 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("HODEI_PROMETHEUS_PORT", "metrics.prometheus.port"),
     var("HODEI_GRAFANA_ENABLED", "observability.grafana.enabled"),
     var("HODEI_ALERTING_ENABLED", "observability.alerting.enabled"),
+    var(
+        "HODEI_PROMETHEUS_ALERTS_DIR",
+        "observability.alerting.prometheus_alerts_dir",
+    ),
     // Beyond the specification: the rest of the quota, the server and the cluster.
     var(
         "HODEI_DEFAULT_TENANT_QUOTA_GPU",

@@ -585,12 +585,19 @@ impl Default for GrafanaConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertingConfig {
+    /// Off: the node installs no alert rules, even with a directory.
     pub enabled: bool,
+    /// Where the node writes Hodei's Prometheus alert rules (`hodei.yml`) at start, for a
+    /// Prometheus `rule_files` glob to load (unset: not written).
+    pub prometheus_alerts_dir: Option<String>,
 }
 
 impl Default for AlertingConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            prometheus_alerts_dir: None,
+        }
     }
 }
 

@@ -68,6 +68,8 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
 /// Starts a node from its configuration. With `cluster.bootstrap: single`, a node that
 /// belongs to no cluster forms a one-node cluster.
 pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
+    // Before anything serves: a node that answers is one whose rules are in place.
+    install_alert_rules(&config.observability.alerting)?;
     let rest_listener = bind(&config.server.host, config.server.port, "REST").await?;
     let grpc_listener = bind(&config.server.host, config.server.grpc_port, "gRPC").await?;
     let peer_listener = bind(&config.server.host, config.cluster.peer_port, "peers").await?;
@@ -733,4 +735,38 @@ impl NodeHandle {
         self.root.stop(Some("node shutdown".to_string()));
         self.raft.shutdown().await;
     }
+}
+
+/// Hodei's Prometheus alert rules (`deploy/prometheus/alerts/hodei.yml`), as shipped.
+pub const ALERT_RULES: &str = include_str!("../../deploy/prometheus/alerts/hodei.yml");
+
+/// Writes the alert rules into `observability.alerting.prometheus_alerts_dir` (when set
+/// and alerting is on), replacing the file atomically so a Prometheus reload never reads
+/// half of it.
+fn install_alert_rules(alerting: &hodei_config::AlertingConfig) -> anyhow::Result<()> {
+    let Some(dir) = alerting.prometheus_alerts_dir.as_deref() else {
+        return Ok(());
+    };
+    if !alerting.enabled {
+        info!(dir, "alerting is off: no alert rules written");
+        return Ok(());
+    }
+    let dir = std::path::Path::new(dir);
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "observability.alerting.prometheus_alerts_dir: cannot create {}",
+            dir.display()
+        )
+    })?;
+    let temporary = dir.join(".hodei.yml.tmp");
+    std::fs::write(&temporary, ALERT_RULES)
+        .and_then(|()| std::fs::rename(&temporary, dir.join("hodei.yml")))
+        .with_context(|| {
+            format!(
+                "observability.alerting.prometheus_alerts_dir: cannot write {}",
+                dir.display()
+            )
+        })?;
+    info!(dir = %dir.display(), "alert rules written");
+    Ok(())
 }

@@ -328,6 +328,128 @@ impl MetricsHub {
         self.observe_pools(node);
         self.observe_sla(node);
         self.observe_cost(node);
+        self.observe_fair_share(node);
+    }
+
+    /// Each queue's fair share against what each tenant got over the fair-share window,
+    /// whether it is backlogged, and Jain's index (what the "below half its fair share"
+    /// alert and the queue dashboards read).
+    fn observe_fair_share(&self, node: &NodeContext) {
+        type Shares = Vec<(String, Vec<(String, f64, f64, bool)>, Option<f64>)>;
+        let read = |node: &NodeContext| -> Shares {
+            let window_ms = node.limits.fair_share_window.as_millis() as u64;
+            let now = crate::actors::now_ms();
+            node.read(|hodei| {
+                hodei
+                    .queues()
+                    .map(|queue| {
+                        let view =
+                            crate::actors::queue_reports::fair_share(hodei, queue, now, window_ms);
+                        let tenants = view
+                            .tenants
+                            .into_iter()
+                            .map(|share| {
+                                (
+                                    share.tenant,
+                                    share.fair_share,
+                                    share.actual_share,
+                                    share.backlogged,
+                                )
+                            })
+                            .collect();
+                        (view.queue, tenants, view.jain_index)
+                    })
+                    .collect()
+            })
+        };
+        let state = node.clone();
+        self.meter
+            .f64_observable_gauge("hodei_tenant_fair_share_ratio")
+            .with_description("A tenant's fair share of its queue's pools (its weight over the backlogged tenants' weights), 0..1")
+            .with_callback(move |observer| {
+                for (queue, tenants, _) in read(&state) {
+                    for (tenant, fair, _, _) in tenants {
+                        observer.observe(
+                            fair,
+                            &[KeyValue::new("queue", queue.clone()), KeyValue::new("tenant", tenant)],
+                        );
+                    }
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .f64_observable_gauge("hodei_tenant_actual_share_ratio")
+            .with_description("What a tenant held of its queue's pools over the fair-share window (dominant resource), 0..1")
+            .with_callback(move |observer| {
+                for (queue, tenants, _) in read(&state) {
+                    for (tenant, _, actual, _) in tenants {
+                        observer.observe(
+                            actual,
+                            &[KeyValue::new("queue", queue.clone()), KeyValue::new("tenant", tenant)],
+                        );
+                    }
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_gauge("hodei_tenant_backlogged")
+            .with_description("1 while a tenant has jobs pending in the queue")
+            .with_callback(move |observer| {
+                for (queue, tenants, _) in read(&state) {
+                    for (tenant, _, _, backlogged) in tenants {
+                        observer.observe(
+                            u64::from(backlogged),
+                            &[
+                                KeyValue::new("queue", queue.clone()),
+                                KeyValue::new("tenant", tenant),
+                            ],
+                        );
+                    }
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_gauge("hodei_queue_live_workers")
+            .with_description("Live workers (idle or busy) of the pools a queue dispatches to, in pools that take work")
+            .with_callback(move |observer| {
+                let live: Vec<(String, u64)> = state.read(|hodei| {
+                    hodei
+                        .queues()
+                        .map(|queue| {
+                            let count = hodei
+                                .workers()
+                                .filter(|worker| {
+                                    worker.is_live()
+                                        && queue.pools.contains(&worker.pool)
+                                        && hodei
+                                            .pool(&worker.pool)
+                                            .is_some_and(|pool| pool.accepts_work())
+                                })
+                                .count();
+                            (queue.id.clone(), count as u64)
+                        })
+                        .collect()
+                });
+                for (queue, count) in live {
+                    observer.observe(count, &[KeyValue::new("queue", queue)]);
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .f64_observable_gauge("hodei_queue_jain_index")
+            .with_description("Jain's fairness index of the queue's tenants' normalized shares (1: perfectly fair)")
+            .with_callback(move |observer| {
+                for (queue, _, jain) in read(&state) {
+                    if let Some(jain) = jain {
+                        observer.observe(jain, &[KeyValue::new("queue", queue)]);
+                    }
+                }
+            })
+            .build();
     }
 
     /// What runs billed, what pools left idle, and each tenant's budget use today.

@@ -11,6 +11,7 @@ mod history;
 mod jobs;
 mod limits;
 mod metrics;
+mod observability;
 mod peers;
 mod pools;
 mod scheduling;

@@ -1,0 +1,554 @@
+//! Observability (issue 20, first part): the shipped alert rules pass promtool's checks
+//! and unit tests, name only series a node exports, and reach a webhook through a real
+//! Prometheus and a real Alertmanager (Debian's `prometheus` and
+//! `prometheus-alertmanager`) when workers stop, a node dies and a tenant starves.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hodei_tests::{NodeSpec, ProcessCluster, RestApi, WorkerProcess, eventually, free_port};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn rules() -> PathBuf {
+    repository().join("deploy/prometheus/alerts/hodei.yml")
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("{program} must be installed: {error}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{program} {args:?}: {text}");
+    text
+}
+
+#[test]
+fn the_shipped_rules_and_routing_pass_promtool_and_amtool() {
+    let rules = rules();
+    let checked = run("promtool", &["check", "rules", rules.to_str().unwrap()]);
+    assert!(checked.contains("SUCCESS: 18 rules found"), "{checked}");
+    let tests = repository().join("deploy/prometheus/alerts/hodei_test.yml");
+    let tested = run("promtool", &["test", "rules", tests.to_str().unwrap()]);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+    let routing = repository().join("deploy/alertmanager/alertmanager.yml");
+    let checked = run("amtool", &["check-config", routing.to_str().unwrap()]);
+    assert!(checked.contains("SUCCESS"), "{checked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_installs_the_rules_where_prometheus_reads_them() {
+    let rules_dir = tempfile::tempdir().unwrap();
+    let target = rules_dir.path().join("rules.d");
+    let (_dir, _node) = crate::autoscaling::start_node(
+        &format!(
+            "observability:\n  alerting:\n    prometheus_alerts_dir: {}\n",
+            target.display()
+        ),
+        None,
+    )
+    .await;
+    let written = std::fs::read_to_string(target.join("hodei.yml"))
+        .unwrap_or_else(|error| panic!("{error}: {}", _node.log_tail()));
+    assert_eq!(written, std::fs::read_to_string(rules()).unwrap());
+    run(
+        "promtool",
+        &["check", "rules", target.join("hodei.yml").to_str().unwrap()],
+    );
+}
+
+/// Every `hodei_*` series a rule reads, without the suffixes Prometheus adds.
+fn rule_series() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(rules()).unwrap();
+    let mut names = BTreeSet::new();
+    for line in text
+        .lines()
+        .filter(|line| line.trim_start().starts_with("expr:"))
+    {
+        let mut rest = line;
+        while let Some(start) = rest.find("hodei_") {
+            let tail = &rest[start..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()))
+                .unwrap_or(tail.len());
+            names.insert(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+    }
+    names
+}
+
+/// Answers every request with 200 and keeps Alertmanager's notifications with the time
+/// each arrived.
+#[derive(Clone, Default)]
+struct Webhook {
+    received: Arc<Mutex<Vec<(Instant, Value)>>>,
+}
+
+impl Webhook {
+    async fn serve(&self) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = self.received.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let received = received.clone();
+                tokio::spawn(async move {
+                    let mut bytes = Vec::new();
+                    let mut buffer = [0u8; 8192];
+                    loop {
+                        let Ok(read) = stream.read(&mut buffer).await else {
+                            return;
+                        };
+                        if read == 0 {
+                            return;
+                        }
+                        bytes.extend_from_slice(&buffer[..read]);
+                        let text = String::from_utf8_lossy(&bytes).into_owned();
+                        let Some(end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|line| {
+                                let (name, value) = line.split_once(':')?;
+                                name.eq_ignore_ascii_case("content-length")
+                                    .then(|| value.trim().parse::<usize>().ok())
+                                    .flatten()
+                            })
+                            .unwrap_or(0);
+                        if bytes.len() < end + 4 + length {
+                            continue;
+                        }
+                        let body = &bytes[end + 4..end + 4 + length];
+                        if let Ok(payload) = serde_json::from_slice::<Value>(body) {
+                            received.lock().unwrap().push((Instant::now(), payload));
+                        }
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    /// When the first firing notification of an alert whose labels include `labels`
+    /// arrived.
+    fn firing(&self, alert: &str, labels: &[(&str, &str)]) -> Option<Instant> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, payload)| payload["status"] == "firing")
+            .find(|(_, payload)| {
+                payload["alerts"].as_array().is_some_and(|alerts| {
+                    alerts.iter().any(|found| {
+                        found["status"] == "firing"
+                            && found["labels"]["alertname"] == alert
+                            && labels
+                                .iter()
+                                .all(|(name, value)| found["labels"][name] == *value)
+                    })
+                })
+            })
+            .map(|(at, _)| *at)
+    }
+
+    fn names(&self) -> BTreeSet<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, payload)| {
+                payload["alerts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|found| found["labels"]["alertname"].as_str().map(str::to_string))
+            })
+            .collect()
+    }
+}
+
+/// An alert the test waits for: its name, labels, when its condition began, and its rule's
+/// `for` in seconds.
+type Expected<'a> = (&'a str, Vec<(&'a str, String)>, Instant, u64);
+
+/// A child process stopped (and reaped) when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(program: &str, args: &[String], log: &Path) -> Server {
+    let log = std::fs::File::create(log).unwrap();
+    Server(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|error| panic!("{program} must be installed: {error}")),
+    )
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The shipped rules, with the fair-share alert's 10 minutes shortened to 20 s (the only
+/// change: a test cannot wait 10 minutes).
+fn rules_for_the_test(dir: &Path) -> PathBuf {
+    let shipped = std::fs::read_to_string(rules()).unwrap();
+    let marker = "      - alert: HodeiTenantBelowFairShare";
+    let (before, after) = shipped.split_at(shipped.find(marker).unwrap());
+    let after = after.replacen("for: 10m", "for: 20s", 1);
+    let path = dir.join("rules.yml");
+    std::fs::write(&path, format!("{before}{after}")).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_a_webhook_through_a_real_prometheus_and_alertmanager() {
+    let _heavy = crate::HEAVY.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let specs: Vec<NodeSpec> = NodeSpec::cluster(3)
+        .into_iter()
+        .map(|mut spec| {
+            spec.metrics_port = Some(free_port());
+            spec.extra_yaml = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 100000\n    memory_mb: 100000\n    max_concurrent_jobs: 1000\n    max_pending_jobs: 1000\n".to_string();
+            spec
+        })
+        .collect();
+    let targets: Vec<String> = specs
+        .iter()
+        .map(|spec| format!("'127.0.0.1:{}'", spec.metrics_port.unwrap()))
+        .collect();
+    let instance_of = |node: u64| {
+        format!(
+            "127.0.0.1:{}",
+            specs[node as usize - 1].metrics_port.unwrap()
+        )
+    };
+    let instances: Vec<String> = (1..=3).map(instance_of).collect();
+    let mut cluster = ProcessCluster::start_specs(dir.path(), specs.clone())
+        .await
+        .unwrap();
+    let leader = cluster.leader(TIMEOUT).await.unwrap();
+
+    let webhook = Webhook::default();
+    let webhook_port = webhook.serve().await;
+    let alertmanager_port = free_port();
+    std::fs::write(
+        dir.path().join("alertmanager.yml"),
+        format!(
+            "route:\n  receiver: test\n  group_by: [alertname, instance, queue, tenant]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    webhook_configs:\n      - url: 'http://127.0.0.1:{webhook_port}/alerts'\n        send_resolved: false\n"
+        ),
+    )
+    .unwrap();
+    let _alertmanager = start(
+        "prometheus-alertmanager",
+        &[
+            format!(
+                "--config.file={}",
+                dir.path().join("alertmanager.yml").display()
+            ),
+            format!("--storage.path={}", dir.path().join("am-data").display()),
+            format!("--web.listen-address=127.0.0.1:{alertmanager_port}"),
+            "--cluster.listen-address=".to_string(),
+        ],
+        &dir.path().join("alertmanager.log"),
+    );
+    let rules = rules_for_the_test(dir.path());
+    let prometheus_port = free_port();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{alertmanager_port}']\nscrape_configs:\n  - job_name: hodei\n    static_configs:\n      - targets: [{}]\n",
+            rules.display(),
+            targets.join(", ")
+        ),
+    )
+    .unwrap();
+    let _prometheus = start(
+        "prometheus",
+        &[
+            format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ),
+            format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("prom-data").display()
+            ),
+            format!("--web.listen-address=127.0.0.1:{prometheus_port}"),
+        ],
+        &dir.path().join("prometheus.log"),
+    );
+    let query = |expr: String| async move {
+        let url = reqwest::Url::parse_with_params(
+            &format!("http://127.0.0.1:{prometheus_port}/api/v1/query"),
+            &[("query", expr)],
+        )
+        .ok()?;
+        let answer: Value = reqwest::Client::new()
+            .get(url)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some(answer)
+    };
+    // Prometheus has scraped every node once.
+    eventually(TIMEOUT, "every node scraped", || async {
+        let answer = query("sum(up{job=\"hodei\"})".to_string()).await;
+        let up = answer
+            .and_then(|answer| {
+                answer["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .and_then(|value| value.parse::<f64>().ok());
+        Ok((up == Some(3.0)).then_some(()))
+    })
+    .await
+    .unwrap();
+    let api = RestApi::new(&cluster.nodes[&leader]);
+    let ok = |method: reqwest::Method, path: &'static str, body: Value| {
+        let api = &api;
+        async move { api.ok(method, path, Some(body)).await }
+    };
+
+    // 1. A queue whose only worker stops while its jobs are pending.
+    ok(
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        json!({ "id": "ops", "type": "static", "provider": "static", "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 } }),
+    )
+    .await;
+    ok(
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        json!({ "id": "ops-q", "pools": ["ops"] }),
+    )
+    .await;
+    let servers: Vec<String> = cluster
+        .nodes
+        .values()
+        .map(|node| node.grpc_addr())
+        .collect();
+    let mut agent = WorkerProcess::start(
+        &dir.path().join("agent"),
+        "ops-1",
+        "ops",
+        &servers,
+        1000,
+        1024,
+    )
+    .unwrap();
+    for _ in 0..3 {
+        ok(
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            json!({ "queue": "ops-q", "resources": { "cpu_m": 1000, "memory_mb": 64 }, "command": { "argv": ["sleep", "300"] } }),
+        )
+        .await;
+    }
+    eventually(TIMEOUT, "a job running on the agent", || async {
+        let page = api
+            .ok(
+                reqwest::Method::GET,
+                "/api/v1/jobs?state=running&limit=10",
+                None,
+            )
+            .await;
+        Ok((page["items"]
+            .as_array()
+            .is_some_and(|items| !items.is_empty()))
+        .then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // 3. A tenant held to nothing by its quota while another fills the pool.
+    ok(
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        json!({ "id": "shared", "type": "dynamic", "provider": "simulated", "min_size": 2, "max_size": 2, "worker_shape": { "cpu_m": 2000, "memory_mb": 4096 } }),
+    )
+    .await;
+    ok(
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        json!({ "id": "shared-q", "pools": ["shared"], "policy": "weighted_fair" }),
+    )
+    .await;
+    for tenant in ["greedy", "starved"] {
+        api.ok(
+            reqwest::Method::POST,
+            "/api/v1/tenants",
+            Some(json!({ "id": tenant })),
+        )
+        .await;
+    }
+    api.ok(
+        reqwest::Method::PUT,
+        "/api/v1/tenants/starved/quotas",
+        Some(json!({ "cpu_m": 100, "memory_mb": 1024, "max_concurrent_jobs": 10, "max_pending_jobs": 10 })),
+    )
+    .await;
+    for _ in 0..8 {
+        api.ok(
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            Some(json!({ "tenant": "greedy", "queue": "shared-q", "resources": { "cpu_m": 1000, "memory_mb": 64 }, "simulate": { "duration_ms": 600000 } })),
+        )
+        .await;
+    }
+    // A budget and an SLA, so that every series a rule reads exists.
+    api.ok(
+        reqwest::Method::PUT,
+        "/api/v1/tenants/greedy/quotas",
+        Some(json!({ "cpu_m": 100000, "memory_mb": 100000, "max_concurrent_jobs": 100, "max_pending_jobs": 100, "daily_cost_budget_usd": 1000.0 })),
+    )
+    .await;
+    api.ok(
+        reqwest::Method::POST,
+        "/api/v1/jobs",
+        Some(json!({ "tenant": "greedy", "queue": "shared-q", "resources": { "cpu_m": 100, "memory_mb": 64 }, "simulate": { "duration_ms": 100 }, "sla": { "level": "high" } })),
+    )
+    .await;
+    let starved_since = Instant::now();
+    for _ in 0..2 {
+        api.ok(
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            Some(json!({ "tenant": "starved", "queue": "shared-q", "resources": { "cpu_m": 120, "memory_mb": 64 }, "simulate": { "duration_ms": 1000 } })),
+        )
+        .await;
+    }
+
+    // The worker stops (kill -9): once it misses its heartbeats it is lost.
+    agent.kill9();
+    let lost = eventually(TIMEOUT, "the agent lost", || async {
+        let workers = api
+            .ok(reqwest::Method::GET, "/api/v1/pools/ops/workers", None)
+            .await;
+        let lost = workers["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|worker| worker["state"] == "lost"))
+            .and_then(|worker| worker["state_changed_at_ms"].as_u64());
+        Ok(lost)
+    })
+    .await
+    .unwrap();
+    let lost_since = Instant::now()
+        .checked_sub(Duration::from_millis(wall_ms().saturating_sub(lost)))
+        .unwrap();
+
+    // 2. A follower dies.
+    let follower = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
+    cluster.node(follower).kill9();
+    let killed_since = Instant::now();
+
+    let expected: [Expected; 3] = [
+        (
+            "HodeiNoWorkersWhileJobsPending",
+            vec![("queue", "ops-q".to_string())],
+            lost_since,
+            30,
+        ),
+        (
+            "HodeiNodeDown",
+            vec![("instance", instance_of(follower))],
+            killed_since,
+            30,
+        ),
+        (
+            "HodeiTenantBelowFairShare",
+            vec![
+                ("queue", "shared-q".to_string()),
+                ("tenant", "starved".to_string()),
+            ],
+            starved_since,
+            20,
+        ),
+    ];
+    let mut latencies = Vec::new();
+    for (alert, labels, since, for_s) in &expected {
+        let labels: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let arrived = eventually(Duration::from_secs(150), alert, || async {
+            Ok(webhook.firing(alert, &labels))
+        })
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "{error}: received {:?}; prometheus log:\n{}",
+                webhook.names(),
+                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+            )
+        });
+        let latency = arrived.saturating_duration_since(*since);
+        println!(
+            "alert latency {alert}: {:.1} s from the condition ({for_s} s of it the rule's `for`), {:.1} s after the `for`",
+            latency.as_secs_f64(),
+            latency.as_secs_f64() - *for_s as f64
+        );
+        latencies.push((alert.to_string(), latency));
+    }
+    // Nothing fired that should not have: the cluster kept a leader.
+    let names = webhook.names();
+    assert!(!names.contains("HodeiNoLeader"), "{names:?}");
+    assert_eq!(latencies.len(), 3);
+    // Every series a rule reads is in Prometheus (so no rule is silently never true).
+    let mut missing = Vec::new();
+    for name in rule_series() {
+        let answer = query(format!("count({{__name__=~\"{name}(_total|_bucket)?\"}})")).await;
+        let found = answer.is_some_and(|answer| {
+            answer["data"]["result"]
+                .as_array()
+                .is_some_and(|result| !result.is_empty())
+        });
+        if !found {
+            missing.push(name);
+        }
+    }
+    assert!(missing.is_empty(), "series no node exports: {missing:?}");
+    let up = query("up{job=\"hodei\"}".to_string()).await.unwrap();
+    assert_eq!(
+        up["data"]["result"].as_array().map(Vec::len),
+        Some(instances.len()),
+        "{up}"
+    );
+}
