@@ -52,6 +52,10 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("HODEI_PROMETHEUS_ENABLED", "metrics.prometheus.enabled"),
     var("HODEI_PROMETHEUS_PORT", "metrics.prometheus.port"),
     var("HODEI_GRAFANA_ENABLED", "observability.grafana.enabled"),
+    var(
+        "HODEI_GRAFANA_DASHBOARDS_DIR",
+        "observability.grafana.dashboards_dir",
+    ),
     var("HODEI_ALERTING_ENABLED", "observability.alerting.enabled"),
     var(
         "HODEI_PROMETHEUS_ALERTS_DIR",

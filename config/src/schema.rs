@@ -573,12 +573,19 @@ pub struct ObservabilityConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrafanaConfig {
+    /// Off: the node writes no dashboards, even with a directory.
     pub enabled: bool,
+    /// Where the node writes Hodei's Grafana dashboards at start, for a Grafana file
+    /// provider to load (unset: not written).
+    pub dashboards_dir: Option<String>,
 }
 
 impl Default for GrafanaConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            dashboards_dir: None,
+        }
     }
 }
 

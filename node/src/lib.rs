@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod gateway;
+pub mod observability;
 pub mod server;
 pub mod state;
 pub mod worker;

@@ -70,6 +70,7 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
 pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     // Before anything serves: a node that answers is one whose rules are in place.
     install_alert_rules(&config.observability.alerting)?;
+    install_dashboards(&config.observability.grafana)?;
     let rest_listener = bind(&config.server.host, config.server.port, "REST").await?;
     let grpc_listener = bind(&config.server.host, config.server.grpc_port, "gRPC").await?;
     let peer_listener = bind(&config.server.host, config.cluster.peer_port, "peers").await?;
@@ -768,5 +769,21 @@ fn install_alert_rules(alerting: &hodei_config::AlertingConfig) -> anyhow::Resul
             )
         })?;
     info!(dir = %dir.display(), "alert rules written");
+    Ok(())
+}
+
+/// Writes the Grafana dashboards into `observability.grafana.dashboards_dir` (when set and
+/// Grafana is on).
+fn install_dashboards(grafana: &hodei_config::GrafanaConfig) -> anyhow::Result<()> {
+    let Some(dir) = grafana.dashboards_dir.as_deref() else {
+        return Ok(());
+    };
+    if !grafana.enabled {
+        info!(dir, "Grafana is off: no dashboards written");
+        return Ok(());
+    }
+    let written = crate::observability::write_dashboards(std::path::Path::new(dir))
+        .with_context(|| format!("observability.grafana.dashboards_dir: cannot write {dir}"))?;
+    info!(dir, dashboards = written, "dashboards written");
     Ok(())
 }

@@ -39,6 +39,9 @@ pub enum Commands {
     /// Check or print configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// What Hodei ships for monitoring: write the Grafana dashboards or the alert rules.
+    #[command(subcommand)]
+    Observability(ObservabilityCommand),
     /// Cluster membership: init, join, leave, status, digests, transfer-leader (gRPC).
     #[command(subcommand)]
     Cluster(cluster_cmd::ClusterCommand),
@@ -75,4 +78,44 @@ pub enum Commands {
     /// Run a worker agent that joins a pool and runs jobs as child processes; or
     /// `hodei worker list`.
     Worker(worker_cmd::WorkerCli),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObservabilityCommand {
+    /// Write the Grafana dashboards (generated from `observability.rs`) and a Grafana
+    /// provisioning file for them into a folder.
+    Dashboards {
+        /// The folder to write them into (created if missing).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Write the Prometheus alert rules (`hodei.yml`) into a folder.
+    Rules {
+        /// The folder to write them into (created if missing).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+}
+
+/// Runs `hodei observability ...`.
+pub fn run_observability(command: ObservabilityCommand) -> anyhow::Result<()> {
+    match command {
+        ObservabilityCommand::Dashboards { out } => {
+            let written = crate::observability::write_dashboards(&out)?;
+            std::fs::write(
+                out.join("provisioning.yaml"),
+                crate::observability::provisioning_yaml(&out.display().to_string()),
+            )?;
+            println!(
+                "{written} dashboards and provisioning.yaml written to {}",
+                out.display()
+            );
+        }
+        ObservabilityCommand::Rules { out } => {
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("hodei.yml"), crate::server::ALERT_RULES)?;
+            println!("alert rules written to {}", out.join("hodei.yml").display());
+        }
+    }
+    Ok(())
 }

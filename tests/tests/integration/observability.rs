@@ -51,17 +51,34 @@ fn the_shipped_rules_and_routing_pass_promtool_and_amtool() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_installs_the_rules_where_prometheus_reads_them() {
+async fn a_node_installs_the_rules_and_dashboards_where_prometheus_and_grafana_read_them() {
     let rules_dir = tempfile::tempdir().unwrap();
     let target = rules_dir.path().join("rules.d");
+    let dashboards = rules_dir.path().join("dashboards");
     let (_dir, _node) = crate::autoscaling::start_node(
         &format!(
-            "observability:\n  alerting:\n    prometheus_alerts_dir: {}\n",
-            target.display()
+            "observability:\n  alerting:\n    prometheus_alerts_dir: {}\n  grafana:\n    dashboards_dir: {}\n",
+            target.display(),
+            dashboards.display()
         ),
         None,
     )
     .await;
+    for name in [
+        "hodei-cluster",
+        "hodei-tenants",
+        "hodei-queues",
+        "hodei-pools",
+        "hodei-cost",
+    ] {
+        let file = format!("{name}.json");
+        assert_eq!(
+            std::fs::read_to_string(dashboards.join(&file)).unwrap(),
+            std::fs::read_to_string(repository().join("deploy/grafana/dashboards").join(&file))
+                .unwrap(),
+            "{file}"
+        );
+    }
     let written = std::fs::read_to_string(target.join("hodei.yml"))
         .unwrap_or_else(|error| panic!("{error}: {}", _node.log_tail()));
     assert_eq!(written, std::fs::read_to_string(rules()).unwrap());
@@ -446,6 +463,57 @@ async fn alerts_reach_a_webhook_through_a_real_prometheus_and_alertmanager() {
         Some(json!({ "tenant": "greedy", "queue": "shared-q", "resources": { "cpu_m": 100, "memory_mb": 64 }, "simulate": { "duration_ms": 100 }, "sla": { "level": "high" } })),
     )
     .await;
+    // A tenant running above its quota under a burst session, in a pool scaled by hand.
+    api.ok(
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        Some(json!({ "id": "spare", "type": "dynamic", "provider": "simulated", "min_size": 1, "max_size": 2, "worker_shape": { "cpu_m": 2000, "memory_mb": 4096 } })),
+    )
+    .await;
+    api.ok(
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        Some(json!({ "id": "spare-q", "pools": ["spare"] })),
+    )
+    .await;
+    api.ok(
+        reqwest::Method::POST,
+        "/api/v1/tenants",
+        Some(json!({ "id": "bursty" })),
+    )
+    .await;
+    api.ok(
+        reqwest::Method::PUT,
+        "/api/v1/tenants/bursty/quotas",
+        Some(json!({ "cpu_m": 500, "memory_mb": 1024, "max_concurrent_jobs": 10, "max_pending_jobs": 10 })),
+    )
+    .await;
+    api.ok(
+        reqwest::Method::POST,
+        "/api/v1/tenants/bursty/burst",
+        Some(json!({ "ceiling_percentage": 130, "duration_seconds": 600, "reason": "test" })),
+    )
+    .await;
+    for _ in 0..2 {
+        api.ok(
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            Some(json!({ "tenant": "bursty", "queue": "spare-q", "resources": { "cpu_m": 300, "memory_mb": 64 }, "simulate": { "duration_ms": 600000 } })),
+        )
+        .await;
+    }
+    api.ok(
+        reqwest::Method::POST,
+        "/api/v1/pools/spare/scaling/triggers",
+        Some(json!({ "id": "bump", "type": "manual", "adjustment": 1 })),
+    )
+    .await;
+    api.ok(
+        reqwest::Method::POST,
+        "/api/v1/pools/spare/scaling/triggers/bump/fire",
+        Some(json!({})),
+    )
+    .await;
     let starved_since = Instant::now();
     for _ in 0..2 {
         api.ok(
@@ -545,6 +613,59 @@ async fn alerts_reach_a_webhook_through_a_real_prometheus_and_alertmanager() {
         }
     }
     assert!(missing.is_empty(), "series no node exports: {missing:?}");
+    // Every dashboard panel's queries return data over the last hour, and all of them
+    // together take under a second (what a dashboard load asks of Prometheus).
+    let end = wall_ms() / 1_000;
+    let mut empty = Vec::new();
+    let mut spent = Duration::ZERO;
+    let mut queries = 0;
+    let mut dashboards: Vec<PathBuf> =
+        std::fs::read_dir(repository().join("deploy/grafana/dashboards"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                path.extension()
+                    .is_some_and(|extension| extension == "json")
+            })
+            .collect();
+    dashboards.sort();
+    assert_eq!(dashboards.len(), 5, "{dashboards:?}");
+    for file in dashboards {
+        let dashboard: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                let url = reqwest::Url::parse_with_params(
+                    &format!("http://127.0.0.1:{prometheus_port}/api/v1/query_range"),
+                    &[
+                        ("query", expr.to_string()),
+                        ("start", (end - 3_600).to_string()),
+                        ("end", end.to_string()),
+                        ("step", "15".to_string()),
+                    ],
+                )
+                .unwrap();
+                let started = Instant::now();
+                let answer: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+                spent += started.elapsed();
+                queries += 1;
+                assert_eq!(answer["status"], "success", "{expr}: {answer}");
+                if answer["data"]["result"]
+                    .as_array()
+                    .is_none_or(|result| result.is_empty())
+                {
+                    empty.push(format!("{} / {}: {expr}", dashboard["uid"], panel["title"]));
+                }
+            }
+        }
+    }
+    println!(
+        "dashboards: {queries} panel queries over 1 h in {:.0} ms",
+        spent.as_secs_f64() * 1_000.0
+    );
+    assert!(empty.is_empty(), "panels without data: {empty:#?}");
+    assert!(spent < Duration::from_secs(1), "{spent:?}");
     let up = query("up{job=\"hodei\"}".to_string()).await.unwrap();
     assert_eq!(
         up["data"]["result"].as_array().map(Vec::len),
