@@ -481,6 +481,28 @@ mod tests {
     }
 
     #[test]
+    fn observability_folders_set_while_their_switch_is_off_are_refused() {
+        let file = yaml_file(
+            "observability:\n  grafana:\n    enabled: false\n    dashboards_dir: /srv/dashboards\n  alerting:\n    prometheus_alerts_dir: \"\"\n",
+        );
+        let problems = ConfigLoader::new()
+            .file(file.path())
+            .load()
+            .unwrap_err()
+            .problems();
+        assert!(
+            problems.iter().any(|problem| problem.starts_with("observability.grafana.dashboards_dir: is set while observability.grafana.enabled is false")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|problem| problem.starts_with(
+                "observability.alerting.prometheus_alerts_dir: must be a folder's path"
+            )),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn keys_whose_feature_is_not_built_are_refused_wherever_they_are_set() {
         let file = yaml_file(
             "observability:\n  grafana:\n    dashboards_dir: /srv/dashboards\n  alerting:\n    prometheus_alerts_dir: /srv/alerts\n",

@@ -291,6 +291,33 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         "cost_tracking.budget_action",
         "queue needs cost_tracking.enabled and cost_tracking.track_by_tenant: a budget is a tenant's spending, which is not tracked otherwise".to_string(),
     );
+    let observability = &config.observability;
+    problems.rule(
+        observability.grafana.enabled || observability.grafana.dashboards_dir.is_none(),
+        "observability.grafana.dashboards_dir",
+        "is set while observability.grafana.enabled is false: nothing would be written there; remove one".to_string(),
+    );
+    problems.rule(
+        observability.alerting.enabled || observability.alerting.prometheus_alerts_dir.is_none(),
+        "observability.alerting.prometheus_alerts_dir",
+        "is set while observability.alerting.enabled is false: nothing would be written there; remove one".to_string(),
+    );
+    for (key, dir) in [
+        (
+            "observability.grafana.dashboards_dir",
+            &observability.grafana.dashboards_dir,
+        ),
+        (
+            "observability.alerting.prometheus_alerts_dir",
+            &observability.alerting.prometheus_alerts_dir,
+        ),
+    ] {
+        problems.rule(
+            dir.as_deref().is_none_or(|dir| !dir.trim().is_empty()),
+            key,
+            "must be a folder's path, got an empty one".to_string(),
+        );
+    }
     let retention = &config.retention;
     problems.rule(
         retention.finished_in_memory_s >= scheduling.fair_share_window_s,

@@ -54,7 +54,9 @@ fn main() -> ExitCode {
         Commands::Queue(command) => runtime.block_on(pool_cmd::run_queue(command)),
         Commands::Pool(command) => runtime.block_on(pool_cmd::run_pool(command)),
         Commands::Cost(command) => runtime.block_on(hodei_node::cli::cost_cmd::run_cost(command)),
-        Commands::Observability(command) => hodei_node::cli::run_observability(command),
+        Commands::Observability(command) => {
+            runtime.block_on(hodei_node::cli::run_observability(command))
+        }
         Commands::Cluster(command) => runtime.block_on(cluster_cmd::run(command)),
         Commands::Worker(cli) => match cli.command {
             Some(command) => runtime.block_on(pool_cmd::run_worker(command)),

@@ -1,10 +1,59 @@
 //! What Hodei ships for its operators' monitoring (issue 20): the Grafana dashboards,
 //! generated here from one description (each panel a title, its PromQL and its unit) so
-//! no JSON is edited by hand. `hodei observability dashboards --out DIR` writes them
+//! no JSON is edited by hand. `hodei observability write-dashboards --out DIR` writes them
 //! (`deploy/grafana/dashboards/` holds the committed copy, checked against this by a test),
 //! and a node writes them into `observability.grafana.dashboards_dir` at start.
 
+use serde::Deserialize;
 use serde_json::{Value, json};
+
+/// Hodei's Prometheus alert rules (`deploy/prometheus/alerts/hodei.yml`), as shipped.
+pub const ALERT_RULES: &str = include_str!("../../deploy/prometheus/alerts/hodei.yml");
+
+/// One rule of [`ALERT_RULES`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AlertRule {
+    pub alert: String,
+    pub expr: String,
+    #[serde(rename = "for")]
+    pub for_duration: Option<String>,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RuleGroup {
+    name: String,
+    rules: Vec<AlertRule>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RuleFile {
+    groups: Vec<RuleGroup>,
+}
+
+/// The shipped alert rules with their group's name.
+pub fn alert_rules() -> Vec<(String, AlertRule)> {
+    match serde_saphyr::from_str::<RuleFile>(ALERT_RULES) {
+        Ok(file) => file
+            .groups
+            .into_iter()
+            .flat_map(|group| {
+                let name = group.name;
+                group
+                    .rules
+                    .into_iter()
+                    .map(move |rule| (name.clone(), rule))
+            })
+            .collect(),
+        Err(error) => {
+            tracing::error!(%error, "the shipped alert rules do not parse");
+            Vec::new()
+        }
+    }
+}
 
 /// How a panel draws its queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -523,8 +572,33 @@ mod tests {
             let found = std::fs::read_to_string(committed.join(&name)).unwrap_or_default();
             assert!(
                 found == text,
-                "{name} differs from the generator: run `hodei observability dashboards --out deploy/grafana/dashboards`"
+                "{name} differs from the generator: run `hodei observability write-dashboards --out deploy/grafana/dashboards`"
             );
+        }
+    }
+
+    #[test]
+    fn the_shipped_alert_rules_parse_with_a_severity_summary_and_runbook_each() {
+        let rules = alert_rules();
+        assert_eq!(rules.len(), 18);
+        for (_, rule) in &rules {
+            assert!(
+                matches!(
+                    rule.labels.get("severity").map(String::as_str),
+                    Some("warning" | "critical")
+                ),
+                "{}",
+                rule.alert
+            );
+            for key in ["summary", "description", "runbook"] {
+                assert!(
+                    rule.annotations
+                        .get(key)
+                        .is_some_and(|text| !text.is_empty()),
+                    "{} {key}",
+                    rule.alert
+                );
+            }
         }
     }
 

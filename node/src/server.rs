@@ -434,6 +434,15 @@ pub fn limit_settings(config: &Config) -> LimitSettings {
         .fold(Resources::ZERO, Resources::saturating_add);
     LimitSettings {
         default_pricing: default_pricing(config),
+        observability: crate::actors::ObservabilitySettings {
+            metrics_enabled: config.metrics.prometheus.enabled,
+            metrics_port: config.metrics.prometheus.port,
+            metrics_path: config.metrics.prometheus.path.clone(),
+            grafana_enabled: config.observability.grafana.enabled,
+            dashboards_dir: config.observability.grafana.dashboards_dir.clone(),
+            alerting_enabled: config.observability.alerting.enabled,
+            alerts_dir: config.observability.alerting.prometheus_alerts_dir.clone(),
+        },
         cost_settings: hodei_domain::cost::CostSettings {
             enabled: config.cost_tracking.enabled,
             track_by_tenant: config.cost_tracking.track_by_tenant,
@@ -738,8 +747,7 @@ impl NodeHandle {
     }
 }
 
-/// Hodei's Prometheus alert rules (`deploy/prometheus/alerts/hodei.yml`), as shipped.
-pub const ALERT_RULES: &str = include_str!("../../deploy/prometheus/alerts/hodei.yml");
+pub use crate::observability::ALERT_RULES;
 
 /// Writes the alert rules into `observability.alerting.prometheus_alerts_dir` (when set
 /// and alerting is on), replacing the file atomically so a Prometheus reload never reads

@@ -16,6 +16,7 @@ pub mod gateway;
 pub(crate) mod gateway_cost;
 pub mod gateway_jobs;
 pub mod gateway_limits;
+mod gateway_observability;
 pub mod gateway_pools;
 pub mod gateway_queues;
 pub mod gateway_reports;
@@ -65,6 +66,20 @@ pub struct LimitSettings {
     pub default_pricing: hodei_domain::cost::Pricing,
     /// `cost_tracking.*`: what the leader commits as the cluster's cost settings.
     pub cost_settings: hodei_domain::cost::CostSettings,
+    /// `metrics.*` and `observability.*`: what `/api/v1/observability/config` shows.
+    pub observability: ObservabilitySettings,
+}
+
+/// This node's monitoring settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservabilitySettings {
+    pub metrics_enabled: bool,
+    pub metrics_port: u16,
+    pub metrics_path: String,
+    pub grafana_enabled: bool,
+    pub dashboards_dir: Option<String>,
+    pub alerting_enabled: bool,
+    pub alerts_dir: Option<String>,
 }
 
 /// The leader's autoscaling loop (`resource_pools.auto_scaling_enabled`,

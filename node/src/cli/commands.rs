@@ -169,6 +169,26 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
         "/api/v1/cost-optimization/recommendations",
         "cost recommendations",
     ),
+    (
+        "get",
+        "/api/v1/observability/config",
+        "observability config",
+    ),
+    (
+        "get",
+        "/api/v1/observability/dashboards",
+        "observability dashboards",
+    ),
+    (
+        "get",
+        "/api/v1/observability/dashboards/{uid}",
+        "observability dashboards",
+    ),
+    (
+        "get",
+        "/api/v1/observability/alerts",
+        "observability alerts",
+    ),
     ("put", "/api/v1/pools/{id}/pricing", "pool pricing"),
 ];
 

@@ -82,25 +82,87 @@ pub enum Commands {
 
 #[derive(Debug, Subcommand)]
 pub enum ObservabilityCommand {
-    /// Write the Grafana dashboards (generated from `observability.rs`) and a Grafana
-    /// provisioning file for them into a folder.
+    /// What the node has switched on and where: metrics, dashboards, alert rules.
+    Config {
+        #[command(flatten)]
+        api: api::Api,
+    },
+    /// The shipped Grafana dashboards; with a uid, that dashboard's JSON.
     Dashboards {
+        /// A dashboard's uid (e.g. hodei-cost): print its Grafana JSON.
+        uid: Option<String>,
+        #[command(flatten)]
+        api: api::Api,
+    },
+    /// The alert rules in effect: severity, expression, duration, summary.
+    Alerts {
+        #[command(flatten)]
+        api: api::Api,
+    },
+    /// Write the Grafana dashboards (generated from `observability.rs`) and a Grafana
+    /// provisioning file for them into a folder (no node needed).
+    WriteDashboards {
         /// The folder to write them into (created if missing).
         #[arg(long)]
         out: std::path::PathBuf,
     },
-    /// Write the Prometheus alert rules (`hodei.yml`) into a folder.
-    Rules {
+    /// Write the Prometheus alert rules (`hodei.yml`) into a folder (no node needed).
+    WriteRules {
         /// The folder to write them into (created if missing).
         #[arg(long)]
         out: std::path::PathBuf,
     },
 }
 
+const ALERT_RULE: &[output::Column] = &[
+    output::col("NAME", "/name", output::Show::Text),
+    output::col("SEVERITY", "/severity", output::Show::Text),
+    output::col("FOR", "/for_duration", output::Show::Text),
+    output::col("SUMMARY", "/summary", output::Show::Text),
+];
+
+const DASHBOARD: &[output::Column] = &[
+    output::col("UID", "/uid", output::Show::Text),
+    output::col("TITLE", "/title", output::Show::Text),
+    output::col("PANELS", "/panels", output::Show::Text),
+];
+
+const OBSERVABILITY: &[output::Column] = &[
+    output::col("METRICS", "/metrics_enabled", output::Show::Text),
+    output::col("METRICS PORT", "/metrics_port", output::Show::Text),
+    output::col("GRAFANA", "/grafana_enabled", output::Show::Text),
+    output::col("DASHBOARDS DIR", "/dashboards_dir", output::Show::Text),
+    output::col("ALERTING", "/alerting_enabled", output::Show::Text),
+    output::col("ALERTS DIR", "/alerts_dir", output::Show::Text),
+    output::col("DASHBOARDS", "/dashboards", output::Show::Text),
+    output::col("ALERT RULES", "/alert_rules", output::Show::Text),
+];
+
 /// Runs `hodei observability ...`.
-pub fn run_observability(command: ObservabilityCommand) -> anyhow::Result<()> {
+pub async fn run_observability(command: ObservabilityCommand) -> anyhow::Result<()> {
     match command {
-        ObservabilityCommand::Dashboards { out } => {
+        ObservabilityCommand::Config { api } => {
+            let found = api.get("/api/v1/observability/config", &[]).await?;
+            api.output.object(&found, OBSERVABILITY)
+        }
+        ObservabilityCommand::Dashboards { uid: None, api } => {
+            let found = api.get("/api/v1/observability/dashboards", &[]).await?;
+            api.output.list(&found, "/items", DASHBOARD)
+        }
+        ObservabilityCommand::Dashboards {
+            uid: Some(uid),
+            api,
+        } => {
+            let path = format!("/api/v1/observability/dashboards/{}", api::segment(&uid));
+            let found = api.get(&path, &[]).await?;
+            println!("{}", serde_json::to_string_pretty(&found)?);
+            Ok(())
+        }
+        ObservabilityCommand::Alerts { api } => {
+            let found = api.get("/api/v1/observability/alerts", &[]).await?;
+            api.output.list(&found, "/items", ALERT_RULE)
+        }
+        ObservabilityCommand::WriteDashboards { out } => {
             let written = crate::observability::write_dashboards(&out)?;
             std::fs::write(
                 out.join("provisioning.yaml"),
@@ -110,12 +172,13 @@ pub fn run_observability(command: ObservabilityCommand) -> anyhow::Result<()> {
                 "{written} dashboards and provisioning.yaml written to {}",
                 out.display()
             );
+            Ok(())
         }
-        ObservabilityCommand::Rules { out } => {
+        ObservabilityCommand::WriteRules { out } => {
             std::fs::create_dir_all(&out)?;
-            std::fs::write(out.join("hodei.yml"), crate::server::ALERT_RULES)?;
+            std::fs::write(out.join("hodei.yml"), crate::observability::ALERT_RULES)?;
             println!("alert rules written to {}", out.join("hodei.yml").display());
+            Ok(())
         }
     }
-    Ok(())
 }

@@ -9,6 +9,7 @@ pub mod cost_operations;
 pub mod error;
 pub mod job_model;
 pub mod model;
+pub mod observability_model;
 pub mod operations;
 pub mod pricing_model;
 pub mod principal;

@@ -79,6 +79,88 @@ async fn a_node_installs_the_rules_and_dashboards_where_prometheus_and_grafana_r
             "{file}"
         );
     }
+    // The observability API tells where they are and lists them; the CLI too.
+    let api = RestApi::new(&_node);
+    let config = api
+        .ok(reqwest::Method::GET, "/api/v1/observability/config", None)
+        .await;
+    assert_eq!(
+        config["alerts_dir"],
+        target.display().to_string(),
+        "{config}"
+    );
+    assert_eq!(
+        config["dashboards_dir"],
+        dashboards.display().to_string(),
+        "{config}"
+    );
+    assert_eq!(
+        (
+            config["dashboards"].as_u64(),
+            config["alert_rules"].as_u64()
+        ),
+        (Some(5), Some(18))
+    );
+    let listed = api
+        .ok(
+            reqwest::Method::GET,
+            "/api/v1/observability/dashboards",
+            None,
+        )
+        .await;
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(5),
+        "{listed}"
+    );
+    let cost = api
+        .ok(
+            reqwest::Method::GET,
+            "/api/v1/observability/dashboards/hodei-cost",
+            None,
+        )
+        .await;
+    assert_eq!(cost["uid"], "hodei-cost");
+    let (status, _) = api
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/observability/dashboards/nope",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let alerts = api
+        .ok(reqwest::Method::GET, "/api/v1/observability/alerts", None)
+        .await;
+    let names: BTreeSet<&str> = alerts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| rule["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains("HodeiNoLeader")
+            && names.contains("HodeiTenantBelowFairShare")
+            && names.len() == 18
+    );
+    let (status, _) = api
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/observability/alerts",
+            Some("tenant:default"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let table = run(
+        hodei_tests::hodei_binary().unwrap().to_str().unwrap(),
+        &["observability", "alerts", "--api", &_node.rest_url("")],
+    );
+    assert!(
+        table.contains("HodeiNodeDown") && table.contains("critical"),
+        "{table}"
+    );
     let written = std::fs::read_to_string(target.join("hodei.yml"))
         .unwrap_or_else(|error| panic!("{error}: {}", _node.log_tail()));
     assert_eq!(written, std::fs::read_to_string(rules()).unwrap());

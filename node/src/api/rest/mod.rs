@@ -7,6 +7,7 @@ mod cost;
 mod extract;
 mod jobs;
 mod limits;
+mod observability;
 mod pools;
 mod scaling;
 mod tenants;
@@ -55,6 +56,7 @@ pub struct RestState {
         (name = "pools", description = "Resource pools and their lifecycle"),
         (name = "autoscaling", description = "Pool autoscaling: policies, triggers, cooldowns, history and evaluations"),
         (name = "cost", description = "Cost reports from the cost ledger, stored report definitions, the breakdown and recommendations"),
+        (name = "observability", description = "Monitoring settings, dashboards and alert rules"),
         (name = "cluster", description = "Health, status and membership")
     )
 )]
@@ -69,6 +71,7 @@ fn api_routes() -> OpenApiRouter<RestState> {
         .merge(pools::routes())
         .merge(scaling::routes())
         .merge(cost::routes())
+        .merge(observability::routes())
 }
 
 /// The OpenAPI document of every REST operation (what `/api/v1/openapi.json` serves).
