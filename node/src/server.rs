@@ -95,7 +95,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     if let Err(problems) = catalog_problems(config) {
         anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
     }
-    let (raft, state) = open_raft(config, advertise_addr, api_addr).await?;
+    let ((raft, state), metrics_history) = open_raft(config, advertise_addr, api_addr).await?;
     bootstrap(config, &raft).await?;
 
     let leader_wait = Duration::from_millis(config.server.leader_wait_ms);
@@ -116,7 +116,12 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
             std::env::current_exe().context("cannot find the hodei binary for worker processes")?,
             config.cluster.data_dir.join("workers"),
         ),
+        metrics_history: Some(metrics_history.clone()),
     };
+    tokio::spawn(crate::actors::metrics_history::run(
+        node_context.clone(),
+        metrics_history,
+    ));
     let processes = node_context.processes.clone();
     let worker_hub = node_context.worker_hub.clone();
     hub.observe_node(&node_context);
@@ -183,7 +188,10 @@ async fn open_raft(
     config: &Config,
     advertise_addr: String,
     api_addr: String,
-) -> anyhow::Result<(RaftNode, crate::state::SharedState)> {
+) -> anyhow::Result<(
+    (RaftNode, crate::state::SharedState),
+    Arc<dyn hodei_cluster::Keyspace>,
+)> {
     std::fs::create_dir_all(&config.cluster.data_dir).with_context(|| {
         format!(
             "cannot create data dir {}",
@@ -240,7 +248,10 @@ async fn open_raft(
         elapsed_ms = opening.elapsed().as_millis() as u64,
         "raft started"
     );
-    Ok(started)
+    // The node's own samples of the state (historical metrics): local, not replicated.
+    let history = hodei_cluster::Storage::keyspace(&storage, "metrics_history")
+        .context("cannot open the historical metrics")?;
+    Ok((started, history))
 }
 
 /// Serves Prometheus' scrape path on its own port, when enabled.

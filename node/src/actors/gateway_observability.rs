@@ -6,7 +6,8 @@ use crate::actors::NodeContext;
 use crate::actors::gateway::{Handler, require_admin};
 use crate::gateway::observability_model::{
     AlertRuleListView, AlertRuleView, DashboardListView, DashboardSummaryView, GetDashboard,
-    GetObservabilityConfig, ListAlertRules, ListDashboards, ObservabilityConfigView,
+    GetHistoricalMetrics, GetObservabilityConfig, HistoricalMetricsView, HistoricalSeriesView,
+    ListAlertRules, ListDashboards, ObservabilityConfigView,
 };
 use crate::gateway::{GatewayError, RequestContext};
 use crate::observability::{alert_rules, dashboard_json, dashboards};
@@ -88,6 +89,104 @@ impl Handler for ListAlertRules {
                     group,
                     expr: rule.expr,
                     for_duration: rule.for_duration,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The most points one series of an answer holds.
+const MAX_POINTS: u64 = 11_000;
+
+impl Handler for GetHistoricalMetrics {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<HistoricalMetricsView, GatewayError> {
+        use crate::actors::metrics_history::{METRICS, query};
+        require_admin(&context, "reading the historical metrics")?;
+        if !METRICS.iter().any(|(name, _)| *name == self.metric) {
+            let names: Vec<&str> = METRICS.iter().map(|(name, _)| *name).collect();
+            return Err(GatewayError::invalid(
+                "metric",
+                format!("must be one of {}, got {:?}", names.join(", "), self.metric),
+            ));
+        }
+        let mut labels = std::collections::BTreeMap::new();
+        for pair in self
+            .labels
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|pair| !pair.is_empty())
+        {
+            let Some((name, value)) = pair.split_once('=') else {
+                return Err(GatewayError::invalid(
+                    "labels",
+                    format!("must be name=value pairs separated by commas, got {pair:?}"),
+                ));
+            };
+            labels.insert(name.trim().to_string(), value.trim().to_string());
+        }
+        let step_s = self.step_s.unwrap_or(10);
+        if step_s < 10 || !step_s.is_multiple_of(10) || step_s > 86_400 {
+            return Err(GatewayError::invalid(
+                "step",
+                format!("must be a multiple of 10 s from 10 to 86400, got {step_s}"),
+            ));
+        }
+        let step_ms = step_s * 1_000;
+        let now = crate::actors::now_ms();
+        let to_ms = self.to_ms.unwrap_or(now);
+        let from_ms = self.from_ms.unwrap_or(to_ms.saturating_sub(3_600_000));
+        if from_ms >= to_ms {
+            return Err(GatewayError::invalid(
+                "from",
+                format!("must be before to ({to_ms}), got {from_ms}"),
+            ));
+        }
+        // Aligned: the window widens to whole steps.
+        let from_ms = from_ms / step_ms * step_ms;
+        let to_ms = to_ms.div_ceil(step_ms).saturating_mul(step_ms);
+        if (to_ms - from_ms) / step_ms > MAX_POINTS {
+            return Err(GatewayError::invalid(
+                "step",
+                format!(
+                    "at most {MAX_POINTS} points per series: use a larger step or a shorter window"
+                ),
+            ));
+        }
+        let Some(store) = node.metrics_history.clone() else {
+            return Err(GatewayError::invalid(
+                "metric",
+                "this node keeps no historical metrics",
+            ));
+        };
+        let metric = self.metric.clone();
+        let series = tokio::task::spawn_blocking(move || {
+            query(store.as_ref(), &metric, &labels, from_ms, to_ms, step_ms)
+        })
+        .await
+        .map_err(|error| GatewayError::internal(error.to_string()))?;
+        let resolution = if step_ms >= 3_600_000 {
+            "1h"
+        } else if step_ms >= 60_000 {
+            "1m"
+        } else {
+            "10s"
+        };
+        Ok(HistoricalMetricsView {
+            metric: self.metric,
+            from_ms,
+            to_ms,
+            step_ms,
+            resolution: resolution.to_string(),
+            series: series
+                .into_iter()
+                .map(|found| HistoricalSeriesView {
+                    labels: found.labels,
+                    points: found.points,
                 })
                 .collect(),
         })

@@ -24,6 +24,7 @@ mod gateway_scaling;
 mod gateway_tenants;
 pub mod leader_loop;
 pub mod metrics;
+pub mod metrics_history;
 mod metrics_observed;
 pub mod pool_actor;
 pub mod queue_actor;
@@ -130,6 +131,8 @@ pub struct NodeContext {
     pub processes: crate::actors::workers::process_provider::ProcessProvider,
     /// The worker agents' streams (used while this node leads).
     pub worker_hub: crate::actors::workers::hub::WorkerHub,
+    /// This node's samples of the state over time (`metrics_history.rs`).
+    pub metrics_history: Option<Arc<dyn hodei_cluster::Keyspace>>,
 }
 
 /// The configured pools and queues, created at bootstrap if missing.

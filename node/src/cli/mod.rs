@@ -99,6 +99,27 @@ pub enum ObservabilityCommand {
         #[command(flatten)]
         api: api::Api,
     },
+    /// A metric's history as the node sampled it (every 10 s; averaged per step).
+    History {
+        /// hodei_jobs | hodei_workers_live | hodei_pool_utilization_ratio |
+        /// hodei_tenant_running_cpu_m | hodei_cost_nanodollars | hodei_tenant_budget_used_ratio
+        #[arg(long)]
+        metric: String,
+        /// Label filter, e.g. queue=batch,state=pending.
+        #[arg(long)]
+        labels: Option<String>,
+        /// Start, ms since the epoch (default: an hour before --to).
+        #[arg(long)]
+        from: Option<u64>,
+        /// End, ms since the epoch (default: now).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Seconds per point, a multiple of 10 (default 10).
+        #[arg(long)]
+        step: Option<u64>,
+        #[command(flatten)]
+        api: api::Api,
+    },
     /// Write the Grafana dashboards (generated from `observability.rs`) and a Grafana
     /// provisioning file for them into a folder (no node needed).
     WriteDashboards {
@@ -156,6 +177,34 @@ pub async fn run_observability(command: ObservabilityCommand) -> anyhow::Result<
             let path = format!("/api/v1/observability/dashboards/{}", api::segment(&uid));
             let found = api.get(&path, &[]).await?;
             println!("{}", serde_json::to_string_pretty(&found)?);
+            Ok(())
+        }
+        ObservabilityCommand::History {
+            metric,
+            labels,
+            from,
+            to,
+            step,
+            api,
+        } => {
+            let query = [
+                ("metric", Some(metric)),
+                ("labels", labels),
+                ("from", from.map(|value| value.to_string())),
+                ("to", to.map(|value| value.to_string())),
+                ("step", step.map(|value| value.to_string())),
+            ];
+            let found = api.get("/api/v1/metrics/historical", &query).await?;
+            if api.output.output != output::Format::Table {
+                return api.output.raw(&found);
+            }
+            for series in found["series"].as_array().into_iter().flatten() {
+                println!("{}", series["labels"]);
+                for point in series["points"].as_array().into_iter().flatten() {
+                    let at = point[0].as_u64().unwrap_or_default();
+                    println!("  {}  {}", output::utc(at), point[1]);
+                }
+            }
             Ok(())
         }
         ObservabilityCommand::Alerts { api } => {

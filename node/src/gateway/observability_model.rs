@@ -89,3 +89,38 @@ impl Operation for ListAlertRules {
     type Reply = AlertRuleListView;
     const NAME: &'static str = "list_alert_rules";
 }
+
+/// One series of the historical metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HistoricalSeriesView {
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `[time ms, value]`, each time a multiple of the step: the average of the samples in
+    /// [time, time + step).
+    pub points: Vec<(u64, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HistoricalMetricsView {
+    pub metric: String,
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub step_ms: u64,
+    /// 10s | 1m | 1h: the stored resolution the points come from.
+    pub resolution: String,
+    pub series: Vec<HistoricalSeriesView>,
+}
+
+/// A metric's history on this node.
+#[derive(Debug)]
+pub struct GetHistoricalMetrics {
+    pub metric: String,
+    pub labels: Option<String>,
+    pub from_ms: Option<u64>,
+    pub to_ms: Option<u64>,
+    pub step_s: Option<u64>,
+}
+
+impl Operation for GetHistoricalMetrics {
+    type Reply = HistoricalMetricsView;
+    const NAME: &'static str = "historical_metrics";
+}

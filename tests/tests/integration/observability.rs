@@ -755,3 +755,154 @@ async fn alerts_reach_a_webhook_through_a_real_prometheus_and_alertmanager() {
         "{up}"
     );
 }
+
+/// The points of `metric` with `labels` from `node`'s historical metrics, 10 s steps.
+async fn history(node: &hodei_tests::NodeProcess, metric: &str, labels: &str) -> Vec<(u64, f64)> {
+    let api = RestApi::new(node);
+    let (status, answer) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/metrics/historical?metric={metric}&labels={labels}&step=10"),
+            None,
+            None,
+        )
+        .await;
+    if status != 200 {
+        return Vec::new();
+    }
+    answer["series"][0]["points"]
+        .as_array()
+        .map(|points| {
+            points
+                .iter()
+                .map(|point| (point[0].as_u64().unwrap(), point[1].as_f64().unwrap()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_keeps_the_same_aligned_history_and_it_outlives_the_leader() {
+    let _heavy = crate::HEAVY.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ProcessCluster::start_with(
+        dir.path(),
+        3,
+        &[],
+        "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 100000\n    memory_mb: 100000\n    max_concurrent_jobs: 1000\n    max_pending_jobs: 1000\n",
+    )
+    .await
+    .unwrap();
+    let leader = cluster.leader(TIMEOUT).await.unwrap();
+    let api = RestApi::new(&cluster.nodes[&leader]);
+    api.ok(
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        Some(json!({ "id": "steady", "type": "dynamic", "provider": "simulated", "min_size": 2, "max_size": 2, "worker_shape": { "cpu_m": 2000, "memory_mb": 4096 } })),
+    )
+    .await;
+    api.ok(
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        Some(json!({ "id": "steady-q", "pools": ["steady"] })),
+    )
+    .await;
+    // Four run for ten minutes, two wait behind them: the same counts the whole test.
+    for _ in 0..6 {
+        api.ok(
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            Some(json!({ "queue": "steady-q", "resources": { "cpu_m": 1000, "memory_mb": 64 }, "simulate": { "duration_ms": 600000 } })),
+        )
+        .await;
+    }
+    let labels = "queue=steady-q,state=running";
+    // Three points of 4 running on every node.
+    for node in cluster.nodes.values() {
+        eventually(
+            Duration::from_secs(90),
+            "three points of the steady state",
+            || async {
+                let points = history(node, "hodei_jobs", labels).await;
+                let steady = points.iter().filter(|(_, value)| *value == 4.0).count();
+                Ok((steady >= 3).then_some(()))
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let mut seen = Vec::new();
+    for node in cluster.nodes.values() {
+        let points = history(node, "hodei_jobs", labels).await;
+        assert!(
+            points.iter().all(|(at, _)| at % 10_000 == 0),
+            "aligned: {points:?}"
+        );
+        seen.push(points);
+    }
+    // The same instants agree across nodes once steady.
+    let steady_since = seen
+        .iter()
+        .filter_map(|points| {
+            points
+                .iter()
+                .find(|(_, value)| *value == 4.0)
+                .map(|(at, _)| *at)
+        })
+        .max()
+        .unwrap();
+    for points in &seen[1..] {
+        for (at, value) in points.iter().filter(|(at, _)| *at > steady_since) {
+            if let Some((_, first)) = seen[0].iter().find(|(other, _)| other == at) {
+                assert_eq!(first, value, "at {at}: {seen:?}");
+            }
+        }
+    }
+    // The leader dies; another node still has the history from before, and goes on.
+    let before: Vec<u64> = seen[0].iter().map(|(at, _)| *at).collect();
+    cluster.node(leader).kill9();
+    let new_leader = cluster.leader(TIMEOUT).await.unwrap();
+    let node = &cluster.nodes[&new_leader];
+    let after = eventually(
+        Duration::from_secs(60),
+        "a point after the failover",
+        || async {
+            let points = history(node, "hodei_jobs", labels).await;
+            let last = points.last().map(|(at, _)| *at).unwrap_or_default();
+            Ok((last > *before.last().unwrap()).then_some(points))
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        after.iter().any(|(at, _)| before.contains(at)),
+        "the history from before the failover: {after:?}"
+    );
+    // A bad request names its field.
+    let (status, problem) = RestApi::new(node)
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/metrics/historical?metric=nope",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (422, Some("metric")),
+        "{problem}"
+    );
+    let (status, problem) = RestApi::new(node)
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/metrics/historical?metric=hodei_jobs&step=15",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (422, Some("step")),
+        "{problem}"
+    );
+}

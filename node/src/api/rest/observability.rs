@@ -12,8 +12,9 @@ use crate::api::rest::{Context, RestState, json_reply};
 use crate::gateway::GatewayError;
 use crate::gateway::model::ProblemView;
 use crate::gateway::observability_model::{
-    AlertRuleListView, DashboardListView, GetDashboard, GetObservabilityConfig, ListAlertRules,
-    ListDashboards, ObservabilityConfigView,
+    AlertRuleListView, DashboardListView, GetDashboard, GetHistoricalMetrics,
+    GetObservabilityConfig, HistoricalMetricsView, ListAlertRules, ListDashboards,
+    ObservabilityConfigView,
 };
 
 pub fn routes() -> OpenApiRouter<RestState> {
@@ -22,6 +23,48 @@ pub fn routes() -> OpenApiRouter<RestState> {
         .routes(routes!(list_dashboards))
         .routes(routes!(get_dashboard))
         .routes(routes!(alerts))
+        .routes(routes!(historical))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoricalParams {
+    /// hodei_jobs | hodei_workers_live | hodei_pool_utilization_ratio |
+    /// hodei_tenant_running_cpu_m | hodei_cost_nanodollars | hodei_tenant_budget_used_ratio
+    metric: String,
+    /// Label filter: `name=value` pairs separated by commas (e.g. `queue=batch,state=pending`).
+    labels: Option<String>,
+    /// Start, ms since the epoch (default: an hour before `to`); aligned down to the step.
+    from: Option<u64>,
+    /// End, ms since the epoch (default: now); aligned up to the step.
+    to: Option<u64>,
+    /// Seconds per point, a multiple of 10 (default 10). Steps of a minute or more read the
+    /// 1-minute averages (kept a week), of an hour or more the 1-hour ones (kept
+    /// `cost_tracking.retention_days`); 10 s points are kept a day.
+    step: Option<u64>,
+}
+
+/// A metric's history as this node sampled it from the replicated state every 10 s:
+/// points aligned to the step, each the average of the samples in its step (admin).
+#[utoipa::path(get, path = "/api/v1/metrics/historical", tag = "observability", params(HistoricalParams),
+    responses((status = 200, body = HistoricalMetricsView), (status = 403, body = ProblemView), (status = 422, body = ProblemView)))]
+async fn historical(
+    State(state): State<RestState>,
+    Context(context): Context,
+    params: crate::api::rest::QueryResult<HistoricalParams>,
+) -> Result<Response, GatewayError> {
+    let params = crate::api::rest::query(params)?;
+    let request = GetHistoricalMetrics {
+        metric: params.metric,
+        labels: params.labels,
+        from_ms: params.from,
+        to_ms: params.to,
+        step_s: params.step,
+    };
+    let trace_id = context.trace_id.clone();
+    let reply = ask(&state, context, request).await?;
+    Ok(json_reply(StatusCode::OK, &trace_id, &reply))
 }
 
 /// What this node has switched on and where: metrics, dashboards, alert rules (admin).

@@ -1,0 +1,401 @@
+//! Historical metrics (US-09.5.4): every node samples, every 10 s, gauges derived from the
+//! replicated state (so any node, a new leader included, answers the same history) into a
+//! local sled keyspace, at three resolutions: 10 s points kept a day, 1-minute averages
+//! kept a week, 1-hour averages kept `cost_tracking.retention_days`. Not replicated: each
+//! node keeps its own samples of the same state.
+//!
+//! A point's key is `<resolution digit><series>\0<time, 20 digits>`, its value the f64's
+//! bytes; a series is `metric{label=value,...}` with its labels in order.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hodei_cluster::{Keyspace, WriteBatch};
+use tracing::warn;
+
+use crate::actors::{NodeContext, now_ms};
+use crate::state::HodeiState;
+
+/// How often a node samples.
+pub const SAMPLE_INTERVAL_MS: u64 = 10_000;
+const MINUTE_MS: u64 = 60_000;
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 86_400_000;
+
+/// The metrics kept, each with what it is.
+pub const METRICS: [(&str, &str); 6] = [
+    ("hodei_jobs", "jobs pending or running, by queue and state"),
+    ("hodei_workers_live", "live workers, by pool"),
+    (
+        "hodei_pool_utilization_ratio",
+        "CPU held over the live workers' capacity, by pool",
+    ),
+    (
+        "hodei_tenant_running_cpu_m",
+        "CPU millicores a tenant's running jobs hold, by tenant",
+    ),
+    (
+        "hodei_cost_nanodollars",
+        "what runs billed so far, by tenant (running ones up to now)",
+    ),
+    (
+        "hodei_tenant_budget_used_ratio",
+        "a tenant's spending today over its daily budget, by tenant",
+    ),
+];
+
+/// One sampled value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub metric: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    fn series(&self) -> String {
+        let labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        format!("{}{{{}}}", self.metric, labels.join(","))
+    }
+}
+
+/// What the state says now, as samples.
+pub fn sample(state: &HodeiState, now: u64) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    let mut jobs: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+    for ((queue, _, job_state), count) in state.job_tally() {
+        if matches!(
+            job_state,
+            hodei_domain::job::JobState::Pending | hodei_domain::job::JobState::Running
+        ) {
+            *jobs.entry((queue.clone(), job_state.as_str())).or_default() += count;
+        }
+    }
+    for ((queue, job_state), count) in jobs {
+        samples.push(Sample {
+            metric: "hodei_jobs",
+            labels: vec![("queue", queue), ("state", job_state.to_string())],
+            value: count as f64,
+        });
+    }
+    let mut pools: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    for pool in state.pools() {
+        pools.entry(pool.id.clone()).or_default();
+    }
+    for worker in state.workers().filter(|worker| worker.is_live()) {
+        let entry = pools.entry(worker.pool.clone()).or_default();
+        entry.0 += 1;
+        entry.1 += worker.used.cpu_m;
+        entry.2 += worker.capacity.cpu_m;
+    }
+    for (pool, (live, used, capacity)) in pools {
+        samples.push(Sample {
+            metric: "hodei_workers_live",
+            labels: vec![("pool", pool.clone())],
+            value: live as f64,
+        });
+        samples.push(Sample {
+            metric: "hodei_pool_utilization_ratio",
+            labels: vec![("pool", pool)],
+            value: if capacity == 0 {
+                0.0
+            } else {
+                used as f64 / capacity as f64
+            },
+        });
+    }
+    for tenant in state.tenant_ids() {
+        samples.push(Sample {
+            metric: "hodei_tenant_running_cpu_m",
+            labels: vec![("tenant", tenant.to_string())],
+            value: state.usage(&tenant).running.cpu_m as f64,
+        });
+        if let Some(budget) = crate::actors::gateway_limits::budget_view(state, &tenant, now) {
+            samples.push(Sample {
+                metric: "hodei_tenant_budget_used_ratio",
+                labels: vec![("tenant", tenant.to_string())],
+                value: budget.used_ratio,
+            });
+        }
+    }
+    let (billed, _) = state.cost_counters(now);
+    let mut by_tenant: BTreeMap<String, u64> = BTreeMap::new();
+    for ((tenant, _), nanos) in billed {
+        *by_tenant.entry(tenant).or_default() += nanos;
+    }
+    for (tenant, nanos) in by_tenant {
+        samples.push(Sample {
+            metric: "hodei_cost_nanodollars",
+            labels: vec![("tenant", tenant)],
+            value: nanos as f64,
+        });
+    }
+    samples
+}
+
+/// The three resolutions: (digit, step, how long kept).
+fn resolutions(retention: Duration) -> [(u8, u64, u64); 3] {
+    [
+        (b'0', SAMPLE_INTERVAL_MS, DAY_MS),
+        (b'1', MINUTE_MS, 7 * DAY_MS),
+        (
+            b'2',
+            HOUR_MS,
+            u64::try_from(retention.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(HOUR_MS),
+        ),
+    ]
+}
+
+fn key(resolution: u8, series: &str, at_ms: u64) -> Vec<u8> {
+    let mut key = vec![resolution];
+    key.extend_from_slice(series.as_bytes());
+    key.push(0);
+    key.extend_from_slice(format!("{at_ms:020}").as_bytes());
+    key
+}
+
+/// A series' running sum for the minute or hour going on.
+#[derive(Debug, Default, Clone, Copy)]
+struct Bucket {
+    start_ms: u64,
+    sum: f64,
+    count: u64,
+}
+
+/// The sampler's memory: each series' current minute and hour.
+#[derive(Default)]
+struct Accumulators {
+    buckets: BTreeMap<(u8, String), Bucket>,
+}
+
+impl Accumulators {
+    /// Adds a sample; when its bucket rolled over, the finished bucket's average goes to
+    /// `writes`.
+    fn add(
+        &mut self,
+        resolution: u8,
+        step: u64,
+        series: &str,
+        at_ms: u64,
+        value: f64,
+        writes: &mut WriteBatch,
+    ) {
+        let start_ms = at_ms / step * step;
+        let bucket = self
+            .buckets
+            .entry((resolution, series.to_string()))
+            .or_insert(Bucket {
+                start_ms,
+                sum: 0.0,
+                count: 0,
+            });
+        if bucket.start_ms != start_ms {
+            if bucket.count > 0 {
+                let average = bucket.sum / bucket.count as f64;
+                writes.put(
+                    key(resolution, series, bucket.start_ms),
+                    average.to_be_bytes().to_vec(),
+                );
+            }
+            *bucket = Bucket {
+                start_ms,
+                sum: 0.0,
+                count: 0,
+            };
+        }
+        bucket.sum += value;
+        bucket.count += 1;
+    }
+}
+
+/// Samples every [`SAMPLE_INTERVAL_MS`] into `store`, and drops what is past its
+/// resolution's retention once a minute.
+pub async fn run(node: NodeContext, store: Arc<dyn Keyspace>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(SAMPLE_INTERVAL_MS));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut accumulators = Accumulators::default();
+    let resolutions = resolutions(node.limits.retention.cost_ledger);
+    let mut last_sweep = 0u64;
+    loop {
+        ticker.tick().await;
+        let now = now_ms();
+        // Aligned to the 10 s grid: points of every node fall on the same instants.
+        let at = now / SAMPLE_INTERVAL_MS * SAMPLE_INTERVAL_MS;
+        let samples = node.read(|state| sample(state, now));
+        let mut writes = WriteBatch::new();
+        for found in &samples {
+            let series = found.series();
+            writes.put(key(b'0', &series, at), found.value.to_be_bytes().to_vec());
+            for (resolution, step, _) in &resolutions[1..] {
+                accumulators.add(*resolution, *step, &series, at, found.value, &mut writes);
+            }
+        }
+        if now.saturating_sub(last_sweep) >= MINUTE_MS {
+            last_sweep = now;
+            for (resolution, _, keep) in resolutions {
+                let cutoff = now.saturating_sub(keep);
+                for found in &samples {
+                    let series = found.series();
+                    let old = store.range(
+                        Bound::Included(key(resolution, &series, 0)),
+                        Bound::Excluded(key(resolution, &series, cutoff)),
+                        10_000,
+                    );
+                    for (stale, _) in old.unwrap_or_default() {
+                        writes.delete(stale);
+                    }
+                }
+            }
+        }
+        if let Err(error) = store.write(writes) {
+            warn!(%error, "historical metrics could not be written");
+        }
+    }
+}
+
+/// One series' points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesPoints {
+    pub labels: BTreeMap<String, String>,
+    /// (aligned time, average of the points in [time, time + step)).
+    pub points: Vec<(u64, f64)>,
+}
+
+/// The points of `metric`'s series whose labels include `labels`, over [from_ms, to_ms),
+/// averaged per `step_ms` (aligned: each time a multiple of the step), read from the
+/// finest resolution the step allows.
+pub fn query(
+    store: &dyn Keyspace,
+    metric: &str,
+    labels: &BTreeMap<String, String>,
+    from_ms: u64,
+    to_ms: u64,
+    step_ms: u64,
+) -> Vec<SeriesPoints> {
+    let resolution = if step_ms >= HOUR_MS {
+        b'2'
+    } else if step_ms >= MINUTE_MS {
+        b'1'
+    } else {
+        b'0'
+    };
+    let mut prefix = vec![resolution];
+    prefix.extend_from_slice(format!("{metric}{{").as_bytes());
+    let stored = store.scan_prefix(&prefix).unwrap_or_default();
+    let mut series: BTreeMap<String, BTreeMap<u64, (f64, u64)>> = BTreeMap::new();
+    for (stored_key, value) in stored {
+        let Some(split) = stored_key.iter().position(|byte| *byte == 0) else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&stored_key[1..split]).into_owned();
+        let Some(at) = std::str::from_utf8(&stored_key[split + 1..])
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if at < from_ms || at >= to_ms {
+            continue;
+        }
+        let Ok(bytes) = <[u8; 8]>::try_from(value.as_slice()) else {
+            continue;
+        };
+        let bucket = series
+            .entry(name)
+            .or_default()
+            .entry(at / step_ms * step_ms)
+            .or_default();
+        bucket.0 += f64::from_be_bytes(bytes);
+        bucket.1 += 1;
+    }
+    series
+        .into_iter()
+        .filter_map(|(name, points)| {
+            let inner = name
+                .strip_prefix(metric)?
+                .strip_prefix('{')?
+                .strip_suffix('}')?;
+            let found: BTreeMap<String, String> = inner
+                .split(',')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect();
+            labels
+                .iter()
+                .all(|(name, value)| found.get(name) == Some(value))
+                .then(|| SeriesPoints {
+                    labels: found,
+                    points: points
+                        .into_iter()
+                        .map(|(at, (sum, count))| (at, sum / count as f64))
+                        .collect(),
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_are_averaged_per_aligned_step_and_filtered_by_label() {
+        let storage = hodei_cluster::SledStorage::temporary().unwrap();
+        let store = hodei_cluster::Storage::keyspace(&storage, "metrics_history").unwrap();
+        let mut writes = WriteBatch::new();
+        for (index, at) in (0..12u64).map(|index| (index, 1_000_000 + index * SAMPLE_INTERVAL_MS)) {
+            for (queue, value) in [("a", index as f64), ("b", 100.0)] {
+                let found = Sample {
+                    metric: "hodei_jobs",
+                    labels: vec![
+                        ("queue", queue.to_string()),
+                        ("state", "pending".to_string()),
+                    ],
+                    value,
+                };
+                writes.put(
+                    key(b'0', &found.series(), at),
+                    found.value.to_be_bytes().to_vec(),
+                );
+            }
+        }
+        store.write(writes).unwrap();
+        let only_a = BTreeMap::from([("queue".to_string(), "a".to_string())]);
+        let found = query(store.as_ref(), "hodei_jobs", &only_a, 0, u64::MAX, 30_000);
+        assert_eq!(found.len(), 1);
+        let points = &found[0].points;
+        assert!(points.iter().all(|(at, _)| at % 30_000 == 0), "{points:?}");
+        // 1,000,000 is in the 30 s bucket starting at 990,000: samples 0 (at 1,000,000) and
+        // 1 (at 1,010,000); the next bucket, 1,020,000, holds samples 2, 3 and 4.
+        assert_eq!(points[0], (990_000, 0.5));
+        assert_eq!(points[1], (1_020_000, 3.0));
+        let all = query(
+            store.as_ref(),
+            "hodei_jobs",
+            &BTreeMap::new(),
+            0,
+            u64::MAX,
+            10_000,
+        );
+        assert_eq!(all.len(), 2);
+        assert!(query(store.as_ref(), "hodei_jobs", &only_a, 0, 1_000_000, 10_000).is_empty());
+    }
+
+    #[test]
+    fn a_rolled_over_minute_writes_its_average() {
+        let mut accumulators = Accumulators::default();
+        let mut writes = WriteBatch::new();
+        for (at, value) in [(0, 1.0), (10_000, 3.0), (60_000, 7.0)] {
+            accumulators.add(b'1', MINUTE_MS, "m{}", at, value, &mut writes);
+        }
+        assert_eq!(writes.len(), 1, "the first minute, once the second began");
+    }
+}
