@@ -168,13 +168,17 @@ impl Handler for GetHistoricalMetrics {
             query(store.as_ref(), &metric, &labels, from_ms, to_ms, step_ms)
         })
         .await
-        .map_err(|error| GatewayError::internal(error.to_string()))?;
-        let resolution = if step_ms >= 3_600_000 {
-            "1h"
-        } else if step_ms >= 60_000 {
-            "1m"
-        } else {
-            "10s"
+        .map_err(|error| GatewayError::internal(error.to_string()))?
+        .map_err(|limit| {
+            GatewayError::invalid(
+                "from",
+                format!("the window holds more than {limit} stored points: use a shorter window or a step of a minute or an hour"),
+            )
+        })?;
+        let resolution = match crate::actors::metrics_history::resolution_of(step_ms).1 {
+            3_600_000 => "1h",
+            60_000 => "1m",
+            _ => "10s",
         };
         Ok(HistoricalMetricsView {
             metric: self.metric,

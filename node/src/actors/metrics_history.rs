@@ -4,8 +4,10 @@
 //! kept a week, 1-hour averages kept `cost_tracking.retention_days`. Not replicated: each
 //! node keeps its own samples of the same state.
 //!
-//! A point's key is `<resolution digit><series>\0<time, 20 digits>`, its value the f64's
-//! bytes; a series is `metric{label=value,...}` with its labels in order.
+//! A point's key is `<resolution digit><time, 20 digits>\0<series>`, its value the f64's
+//! bytes; a series is `metric{label=value,...}` with its labels in order (label values are
+//! ids: slugs, with none of `{},=`). Time first: a window is one range scan, and retention
+//! one range delete per resolution.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -147,17 +149,29 @@ fn resolutions(retention: Duration) -> [(u8, u64, u64); 3] {
         (
             b'2',
             HOUR_MS,
+            // Hours are kept at least as long as minutes.
             u64::try_from(retention.as_millis())
                 .unwrap_or(u64::MAX)
-                .max(HOUR_MS),
+                .max(7 * DAY_MS),
         ),
     ]
 }
 
+/// The most stale points one sweep deletes (the next sweep goes on).
+const MAX_SWEEP: usize = 100_000;
+/// The most stored points one query reads.
+pub const MAX_SCANNED: usize = 2_000_000;
+
 fn key(resolution: u8, series: &str, at_ms: u64) -> Vec<u8> {
-    let mut key = vec![resolution];
-    key.extend_from_slice(series.as_bytes());
+    let mut key = time_key(resolution, at_ms);
     key.push(0);
+    key.extend_from_slice(series.as_bytes());
+    key
+}
+
+/// Where the points of `resolution` at `at_ms` begin.
+fn time_key(resolution: u8, at_ms: u64) -> Vec<u8> {
+    let mut key = vec![resolution];
     key.extend_from_slice(format!("{at_ms:020}").as_bytes());
     key
 }
@@ -177,6 +191,29 @@ struct Accumulators {
 }
 
 impl Accumulators {
+    /// Writes and forgets the buckets of series no longer sampled (a deleted pool, queue or
+    /// tenant): untouched for two steps.
+    fn evict(&mut self, at_ms: u64, writes: &mut WriteBatch) {
+        self.buckets.retain(|(resolution, series), bucket| {
+            let step = if *resolution == b'1' {
+                MINUTE_MS
+            } else {
+                HOUR_MS
+            };
+            if bucket.start_ms.saturating_add(2 * step) > at_ms {
+                return true;
+            }
+            if bucket.count > 0 {
+                let average = bucket.sum / bucket.count as f64;
+                writes.put(
+                    key(*resolution, series, bucket.start_ms),
+                    average.to_be_bytes().to_vec(),
+                );
+            }
+            false
+        });
+    }
+
     /// Adds a sample; when its bucket rolled over, the finished bucket's average goes to
     /// `writes`.
     fn add(
@@ -217,46 +254,60 @@ impl Accumulators {
 }
 
 /// Samples every [`SAMPLE_INTERVAL_MS`] into `store`, and drops what is past its
-/// resolution's retention once a minute.
+/// resolution's retention once a minute. The sampling, writing and sweeping run on a
+/// blocking thread (sled's I/O and the state's lock).
 pub async fn run(node: NodeContext, store: Arc<dyn Keyspace>) {
     let mut ticker = tokio::time::interval(Duration::from_millis(SAMPLE_INTERVAL_MS));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut accumulators = Accumulators::default();
+    let accumulators = Arc::new(std::sync::Mutex::new(Accumulators::default()));
     let resolutions = resolutions(node.limits.retention.cost_ledger);
-    let mut last_sweep = 0u64;
+    let last_sweep = Arc::new(std::sync::atomic::AtomicU64::new(0));
     loop {
         ticker.tick().await;
-        let now = now_ms();
-        // Aligned to the 10 s grid: points of every node fall on the same instants.
-        let at = now / SAMPLE_INTERVAL_MS * SAMPLE_INTERVAL_MS;
-        let samples = node.read(|state| sample(state, now));
-        let mut writes = WriteBatch::new();
-        for found in &samples {
-            let series = found.series();
-            writes.put(key(b'0', &series, at), found.value.to_be_bytes().to_vec());
-            for (resolution, step, _) in &resolutions[1..] {
-                accumulators.add(*resolution, *step, &series, at, found.value, &mut writes);
+        let (node, store, accumulators, last_sweep) = (
+            node.clone(),
+            store.clone(),
+            accumulators.clone(),
+            last_sweep.clone(),
+        );
+        let done = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            // Aligned to the 10 s grid: points of every node fall on the same instants.
+            let at = now / SAMPLE_INTERVAL_MS * SAMPLE_INTERVAL_MS;
+            let samples = node.read(|state| sample(state, now));
+            let mut writes = WriteBatch::new();
+            let mut accumulators = accumulators
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for found in &samples {
+                let series = found.series();
+                writes.put(key(b'0', &series, at), found.value.to_be_bytes().to_vec());
+                for (resolution, step, _) in &resolutions[1..] {
+                    accumulators.add(*resolution, *step, &series, at, found.value, &mut writes);
+                }
             }
-        }
-        if now.saturating_sub(last_sweep) >= MINUTE_MS {
-            last_sweep = now;
-            for (resolution, _, keep) in resolutions {
-                let cutoff = now.saturating_sub(keep);
-                for found in &samples {
-                    let series = found.series();
-                    let old = store.range(
-                        Bound::Included(key(resolution, &series, 0)),
-                        Bound::Excluded(key(resolution, &series, cutoff)),
-                        10_000,
+            accumulators.evict(at, &mut writes);
+            let previous = last_sweep.load(std::sync::atomic::Ordering::Relaxed);
+            if now.saturating_sub(previous) >= MINUTE_MS {
+                last_sweep.store(now, std::sync::atomic::Ordering::Relaxed);
+                for (resolution, _, keep) in resolutions {
+                    let stale = store.range(
+                        Bound::Included(time_key(resolution, 0)),
+                        Bound::Excluded(time_key(resolution, now.saturating_sub(keep))),
+                        MAX_SWEEP,
                     );
-                    for (stale, _) in old.unwrap_or_default() {
-                        writes.delete(stale);
+                    for (old, _) in stale.unwrap_or_default() {
+                        writes.delete(old);
                     }
                 }
             }
-        }
-        if let Err(error) = store.write(writes) {
-            warn!(%error, "historical metrics could not be written");
+            store.write(writes)
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(%error, "historical metrics could not be written"),
+            Err(error) => warn!(%error, "the historical metrics sampler failed"),
         }
     }
 }
@@ -269,9 +320,21 @@ pub struct SeriesPoints {
     pub points: Vec<(u64, f64)>,
 }
 
+/// The stored step a query of `step_ms` reads: the coarsest that divides it.
+pub fn resolution_of(step_ms: u64) -> (u8, u64) {
+    if step_ms.is_multiple_of(HOUR_MS) {
+        (b'2', HOUR_MS)
+    } else if step_ms.is_multiple_of(MINUTE_MS) {
+        (b'1', MINUTE_MS)
+    } else {
+        (b'0', SAMPLE_INTERVAL_MS)
+    }
+}
+
 /// The points of `metric`'s series whose labels include `labels`, over [from_ms, to_ms),
 /// averaged per `step_ms` (aligned: each time a multiple of the step), read from the
-/// finest resolution the step allows.
+/// coarsest stored resolution whose step divides `step_ms`. `Err` when the window holds
+/// more than [`MAX_SCANNED`] stored points (of every metric).
 pub fn query(
     store: &dyn Keyspace,
     metric: &str,
@@ -279,44 +342,50 @@ pub fn query(
     from_ms: u64,
     to_ms: u64,
     step_ms: u64,
-) -> Vec<SeriesPoints> {
-    let resolution = if step_ms >= HOUR_MS {
-        b'2'
-    } else if step_ms >= MINUTE_MS {
-        b'1'
-    } else {
-        b'0'
-    };
-    let mut prefix = vec![resolution];
-    prefix.extend_from_slice(format!("{metric}{{").as_bytes());
-    let stored = store.scan_prefix(&prefix).unwrap_or_default();
+) -> Result<Vec<SeriesPoints>, usize> {
+    let (resolution, _) = resolution_of(step_ms);
+    let stored = store
+        .range(
+            Bound::Included(time_key(resolution, from_ms)),
+            Bound::Excluded(time_key(resolution, to_ms)),
+            MAX_SCANNED + 1,
+        )
+        .unwrap_or_default();
+    if stored.len() > MAX_SCANNED {
+        return Err(MAX_SCANNED);
+    }
+    let wanted = format!("{metric}{{");
     let mut series: BTreeMap<String, BTreeMap<u64, (f64, u64)>> = BTreeMap::new();
     for (stored_key, value) in stored {
-        let Some(split) = stored_key.iter().position(|byte| *byte == 0) else {
+        // <resolution><20 digits>\0<series>
+        let Some(name) = stored_key
+            .get(22..)
+            .and_then(|name| std::str::from_utf8(name).ok())
+        else {
             continue;
         };
-        let name = String::from_utf8_lossy(&stored_key[1..split]).into_owned();
-        let Some(at) = std::str::from_utf8(&stored_key[split + 1..])
-            .ok()
+        if !name.starts_with(&wanted) {
+            continue;
+        }
+        let Some(at) = stored_key
+            .get(1..21)
+            .and_then(|digits| std::str::from_utf8(digits).ok())
             .and_then(|text| text.parse::<u64>().ok())
         else {
             continue;
         };
-        if at < from_ms || at >= to_ms {
-            continue;
-        }
         let Ok(bytes) = <[u8; 8]>::try_from(value.as_slice()) else {
             continue;
         };
         let bucket = series
-            .entry(name)
+            .entry(name.to_string())
             .or_default()
             .entry(at / step_ms * step_ms)
             .or_default();
         bucket.0 += f64::from_be_bytes(bytes);
         bucket.1 += 1;
     }
-    series
+    Ok(series
         .into_iter()
         .filter_map(|(name, points)| {
             let inner = name
@@ -339,7 +408,7 @@ pub fn query(
                         .collect(),
                 })
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -369,7 +438,15 @@ mod tests {
         }
         store.write(writes).unwrap();
         let only_a = BTreeMap::from([("queue".to_string(), "a".to_string())]);
-        let found = query(store.as_ref(), "hodei_jobs", &only_a, 0, u64::MAX, 30_000);
+        let found = query(
+            store.as_ref(),
+            "hodei_jobs",
+            &only_a,
+            0,
+            u64::MAX / 2,
+            30_000,
+        )
+        .unwrap();
         assert_eq!(found.len(), 1);
         let points = &found[0].points;
         assert!(points.iter().all(|(at, _)| at % 30_000 == 0), "{points:?}");
@@ -384,9 +461,27 @@ mod tests {
             0,
             u64::MAX,
             10_000,
-        );
+        )
+        .unwrap();
         assert_eq!(all.len(), 2);
-        assert!(query(store.as_ref(), "hodei_jobs", &only_a, 0, 1_000_000, 10_000).is_empty());
+        assert!(
+            query(store.as_ref(), "hodei_jobs", &only_a, 0, 1_000_000, 10_000)
+                .unwrap()
+                .is_empty()
+        );
+        // Another metric whose name starts the same is not mixed in.
+        assert!(
+            query(
+                store.as_ref(),
+                "hodei_job",
+                &BTreeMap::new(),
+                0,
+                u64::MAX / 2,
+                10_000
+            )
+            .unwrap()
+            .is_empty()
+        );
     }
 
     #[test]

@@ -336,10 +336,14 @@ impl MetricsHub {
     /// alert and the queue dashboards read).
     fn observe_fair_share(&self, node: &NodeContext) {
         type Shares = Vec<(String, Vec<(String, f64, f64, bool)>, Option<f64>)>;
-        let read = |node: &NodeContext| -> Shares {
+        // Each of the four series computes the report itself. A report cached across them
+        // for 200 ms made a test's scrape miss the series of a queue that had run jobs
+        // (not understood yet), so it is not cached: four reads of the share ledger per
+        // scrape.
+        let read = |node: &NodeContext| -> std::sync::Arc<Shares> {
             let window_ms = node.limits.fair_share_window.as_millis() as u64;
             let now = crate::actors::now_ms();
-            node.read(|hodei| {
+            std::sync::Arc::new(node.read(|hodei| {
                 hodei
                     .queues()
                     .map(|queue| {
@@ -360,50 +364,51 @@ impl MetricsHub {
                         (view.queue, tenants, view.jain_index)
                     })
                     .collect()
-            })
+            }))
         };
-        let state = node.clone();
+        let read = std::sync::Arc::new(read);
+        let (state, shares) = (node.clone(), read.clone());
         self.meter
             .f64_observable_gauge("hodei_tenant_fair_share_ratio")
             .with_description("A tenant's fair share of its queue's pools (its weight over the backlogged tenants' weights), 0..1")
             .with_callback(move |observer| {
-                for (queue, tenants, _) in read(&state) {
+                for (queue, tenants, _) in shares(&state).iter() {
                     for (tenant, fair, _, _) in tenants {
                         observer.observe(
-                            fair,
-                            &[KeyValue::new("queue", queue.clone()), KeyValue::new("tenant", tenant)],
+                            *fair,
+                            &[KeyValue::new("queue", queue.clone()), KeyValue::new("tenant", tenant.clone())],
                         );
                     }
                 }
             })
             .build();
-        let state = node.clone();
+        let (state, shares) = (node.clone(), read.clone());
         self.meter
             .f64_observable_gauge("hodei_tenant_actual_share_ratio")
             .with_description("What a tenant held of its queue's pools over the fair-share window (dominant resource), 0..1")
             .with_callback(move |observer| {
-                for (queue, tenants, _) in read(&state) {
+                for (queue, tenants, _) in shares(&state).iter() {
                     for (tenant, _, actual, _) in tenants {
                         observer.observe(
-                            actual,
-                            &[KeyValue::new("queue", queue.clone()), KeyValue::new("tenant", tenant)],
+                            *actual,
+                            &[KeyValue::new("queue", queue.clone()), KeyValue::new("tenant", tenant.clone())],
                         );
                     }
                 }
             })
             .build();
-        let state = node.clone();
+        let (state, shares) = (node.clone(), read.clone());
         self.meter
             .u64_observable_gauge("hodei_tenant_backlogged")
             .with_description("1 while a tenant has jobs pending in the queue")
             .with_callback(move |observer| {
-                for (queue, tenants, _) in read(&state) {
+                for (queue, tenants, _) in shares(&state).iter() {
                     for (tenant, _, _, backlogged) in tenants {
                         observer.observe(
-                            u64::from(backlogged),
+                            u64::from(*backlogged),
                             &[
                                 KeyValue::new("queue", queue.clone()),
-                                KeyValue::new("tenant", tenant),
+                                KeyValue::new("tenant", tenant.clone()),
                             ],
                         );
                     }
@@ -416,20 +421,21 @@ impl MetricsHub {
             .with_description("Live workers (idle or busy) of the pools a queue dispatches to, in pools that take work")
             .with_callback(move |observer| {
                 let live: Vec<(String, u64)> = state.read(|hodei| {
+                    // Live workers per accepting pool, once; then summed per queue.
+                    let mut per_pool: BTreeMap<&str, u64> = BTreeMap::new();
+                    for worker in hodei.workers().filter(|worker| worker.is_live()) {
+                        *per_pool.entry(worker.pool.as_str()).or_default() += 1;
+                    }
+                    per_pool.retain(|pool, _| hodei.pool(pool).is_some_and(|found| found.accepts_work()));
                     hodei
                         .queues()
                         .map(|queue| {
-                            let count = hodei
-                                .workers()
-                                .filter(|worker| {
-                                    worker.is_live()
-                                        && queue.pools.contains(&worker.pool)
-                                        && hodei
-                                            .pool(&worker.pool)
-                                            .is_some_and(|pool| pool.accepts_work())
-                                })
-                                .count();
-                            (queue.id.clone(), count as u64)
+                            let count = queue
+                                .pools
+                                .iter()
+                                .filter_map(|pool| per_pool.get(pool.as_str()))
+                                .sum();
+                            (queue.id.clone(), count)
                         })
                         .collect()
                 });
@@ -438,14 +444,14 @@ impl MetricsHub {
                 }
             })
             .build();
-        let state = node.clone();
+        let (state, shares) = (node.clone(), read);
         self.meter
             .f64_observable_gauge("hodei_queue_jain_index")
             .with_description("Jain's fairness index of the queue's tenants' normalized shares (1: perfectly fair)")
             .with_callback(move |observer| {
-                for (queue, _, jain) in read(&state) {
+                for (queue, _, jain) in shares(&state).iter() {
                     if let Some(jain) = jain {
-                        observer.observe(jain, &[KeyValue::new("queue", queue)]);
+                        observer.observe(*jain, &[KeyValue::new("queue", queue.clone())]);
                     }
                 }
             })

@@ -39,9 +39,10 @@ pub struct HistoricalParams {
     from: Option<u64>,
     /// End, ms since the epoch (default: now); aligned up to the step.
     to: Option<u64>,
-    /// Seconds per point, a multiple of 10 (default 10). Steps of a minute or more read the
-    /// 1-minute averages (kept a week), of an hour or more the 1-hour ones (kept
-    /// `cost_tracking.retention_days`); 10 s points are kept a day.
+    /// Seconds per point, a multiple of 10 (default 10). A step that is a multiple of an
+    /// hour reads the 1-hour averages (kept `cost_tracking.retention_days`, at least a
+    /// week), of a minute the 1-minute ones (kept a week), any other the 10 s points (kept
+    /// a day).
     step: Option<u64>,
 }
 
