@@ -126,7 +126,7 @@ pub fn sample(state: &HodeiState, now: u64) -> Vec<Sample> {
             });
         }
     }
-    let (billed, _) = state.cost_counters(now);
+    let billed = state.billed_counters(now);
     let mut by_tenant: BTreeMap<String, u64> = BTreeMap::new();
     for ((tenant, _), nanos) in billed {
         *by_tenant.entry(tenant).or_default() += nanos;

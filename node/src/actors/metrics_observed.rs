@@ -468,7 +468,7 @@ impl MetricsHub {
             )
             .with_callback(move |observer| {
                 let now = crate::actors::now_ms();
-                let (billed, _) = state.read(|hodei| hodei.cost_counters(now));
+                let billed = state.read(|hodei| hodei.billed_counters(now));
                 for ((tenant, pool), nanos) in billed {
                     observer.observe(
                         nanos,
@@ -483,7 +483,7 @@ impl MetricsHub {
             .with_description("What a pool's provisioned workers cost that no run used, nano-dollars at list prices (live workers and running runs up to now)")
             .with_callback(move |observer| {
                 let now = crate::actors::now_ms();
-                let (_, idle) = state.read(|hodei| hodei.cost_counters(now));
+                let idle = state.read(|hodei| hodei.idle_counters(now));
                 for (pool, nanos) in idle {
                     observer.observe(nanos, &[KeyValue::new("pool", pool)]);
                 }

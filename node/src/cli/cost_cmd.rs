@@ -2,10 +2,10 @@
 //! and the recommendations.
 
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::cli::api::{Api, segment};
-use crate::cli::output::{Column, Show, col, dollars};
+use crate::cli::output::{Column, Show, col, dollars, text};
 use crate::cli::tenant_cmd::without_nulls;
 
 #[derive(Debug, Subcommand)]
@@ -248,13 +248,6 @@ pub async fn run_cost(command: CostCommand) -> anyhow::Result<()> {
         }
         CostCommand::Definition(command) => run_definition(command).await,
     }
-}
-
-fn text(value: &Value) -> String {
-    value
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| value.to_string())
 }
 
 async fn run_definition(command: DefinitionCommand) -> anyhow::Result<()> {

@@ -208,7 +208,7 @@ pub fn cell(value: Option<&Value>, show: Show, now_ms: u64) -> String {
     }
 }
 
-fn text(value: &Value) -> String {
+pub(crate) fn text(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
         Value::Array(items) if items.is_empty() => "-".to_string(),

@@ -801,18 +801,35 @@ impl HodeiState {
         self.book.reports.get(id)
     }
 
-    /// What the counters show at `now_ms`: billed per (tenant, pool), and idle per pool,
-    /// lifetime, the running runs and live workers counted up to now (so both only grow).
-    pub fn cost_counters(
-        &self,
-        now_ms: u64,
-    ) -> (BTreeMap<(String, String), u64>, BTreeMap<String, u64>) {
+    /// What runs billed per (tenant, pool), lifetime, the running runs counted up to
+    /// `now_ms` (so it only grows): the cost counter.
+    pub fn billed_counters(&self, now_ms: u64) -> BTreeMap<(String, String), u64> {
         let mut billed: BTreeMap<(String, String), u64> = self
             .book
             .totals
             .iter()
             .map(|((tenant, pool), nanos)| ((tenant.to_string(), pool.clone()), *nanos))
             .collect();
+        if self.cost_settings().enabled {
+            for job in self.running_jobs() {
+                let Some(started_at) = self.billable_run_start(job) else {
+                    continue;
+                };
+                let key = (
+                    self.ledger_tenant(&job.spec.tenant).to_string(),
+                    job.pool.clone().unwrap_or_default(),
+                );
+                let total = billed.entry(key).or_default();
+                *total =
+                    total.saturating_add(self.run_cost(job, started_at, now_ms.max(started_at)));
+            }
+        }
+        billed
+    }
+
+    /// What each pool's provisioned workers cost that no run used, lifetime, live workers
+    /// and running runs counted up to `now_ms` (so it only grows): the idle counter.
+    pub fn idle_counters(&self, now_ms: u64) -> BTreeMap<String, u64> {
         let mut cost: BTreeMap<String, (u64, u64)> = self
             .book
             .pool_totals
@@ -825,13 +842,11 @@ impl HodeiState {
                     continue;
                 };
                 let pool = job.pool.clone().unwrap_or_default();
-                let until = now_ms.max(started_at);
-                let tenant = self.ledger_tenant(&job.spec.tenant).to_string();
-                let total = billed.entry((tenant, pool.clone())).or_default();
-                *total = total.saturating_add(self.run_cost(job, started_at, until));
-                let list =
-                    self.prices_of(&pool)
-                        .list_cost_nanos(job.spec.resources, started_at, until);
+                let list = self.prices_of(&pool).list_cost_nanos(
+                    job.spec.resources,
+                    started_at,
+                    now_ms.max(started_at),
+                );
                 let entry = cost.entry(pool).or_default();
                 entry.1 = entry.1.saturating_add(list);
             }
@@ -846,11 +861,9 @@ impl HodeiState {
                 entry.0 = entry.0.saturating_add(nanos);
             }
         }
-        let idle = cost
-            .into_iter()
+        cost.into_iter()
             .map(|(pool, (cost, attributed))| (pool, cost.saturating_sub(attributed)))
-            .collect();
-        (billed, idle)
+            .collect()
     }
 
     pub(in crate::state) fn put_book_entry(&mut self, entry: BookEntry, writes: &mut WriteBatch) {

@@ -6,7 +6,6 @@
 //! `cost_tracking.retention_days` are purged by a leader-proposed command.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use hodei_cluster::WriteBatch;
 use serde::{Deserialize, Serialize};
@@ -61,42 +60,61 @@ pub fn storage_key(key: &LedgerKey) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The lines of a run of `job` over [started_at, ended_at] at `prices` (what the ledger
-/// adds when it ends, and what a report adds for a job still running).
-pub fn run_lines(
-    job: &Job,
-    prices: &PoolPrices,
-    tier: hodei_domain::tenant::Tier,
-    started_at: u64,
-    ended_at: u64,
-    ended: bool,
-) -> Vec<(LedgerKey, CostLine)> {
-    let pool = job.pool.clone().unwrap_or_default();
-    let parts = prices.hourly_parts(job.spec.resources, started_at, ended_at, job.burst, tier);
-    let last = parts.len().saturating_sub(1);
-    parts
-        .into_iter()
-        .enumerate()
-        .map(|(index, part)| {
-            (
-                (
-                    part.hour_ms,
-                    job.spec.tenant.clone(),
-                    pool.clone(),
-                    job.spec.queue.clone(),
-                ),
-                CostLine {
-                    billed_nanos: part.billed_nanos,
-                    without_premium_nanos: part.without_premium_nanos,
-                    list_nanos: part.list_nanos,
-                    runs: u64::from(ended && index == last),
-                },
-            )
-        })
-        .collect()
-}
-
 impl HodeiState {
+    /// The lines of a run of `job` over [started_at, ended_at], at its pool's prices and its
+    /// tenant's tier (what the ledger adds when it ends, and what a report adds for a job
+    /// still running); `ended` counts the run in its last hour.
+    pub(in crate::state) fn run_lines(
+        &self,
+        job: &Job,
+        started_at: u64,
+        ended_at: u64,
+        ended: bool,
+    ) -> Vec<(LedgerKey, CostLine)> {
+        let pool = job.pool.clone().unwrap_or_default();
+        let parts = self.prices_of(&pool).hourly_parts(
+            job.spec.resources,
+            started_at,
+            ended_at,
+            job.burst,
+            self.tier_of(&job.spec.tenant),
+        );
+        let last = parts.len().saturating_sub(1);
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(index, part)| {
+                (
+                    (
+                        part.hour_ms,
+                        job.spec.tenant.clone(),
+                        pool.clone(),
+                        job.spec.queue.clone(),
+                    ),
+                    CostLine {
+                        billed_nanos: part.billed_nanos,
+                        without_premium_nanos: part.without_premium_nanos,
+                        list_nanos: part.list_nanos,
+                        runs: u64::from(ended && index == last),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The lines of `job`'s run going on, from its billable start to `now_ms` (none when it
+    /// is not running).
+    pub(in crate::state) fn live_run_lines(
+        &self,
+        job: &Job,
+        now_ms: u64,
+    ) -> Vec<(LedgerKey, CostLine)> {
+        match self.billable_run_start(job) {
+            Some(started_at) => self.run_lines(job, started_at, now_ms.max(started_at), false),
+            None => Vec::new(),
+        }
+    }
+
     /// The pool's prices (its one price when never changed): borrowed, since every run's
     /// end reads them.
     pub(in crate::state) fn prices_of(&self, pool: &str) -> Cow<'_, PoolPrices> {
@@ -146,14 +164,7 @@ impl HodeiState {
         }
         // A run that began while tracking was off is billed from when it came on.
         let started_at = started_at.max(self.billed_since_ms()).min(ended_at);
-        let mut lines = run_lines(
-            job,
-            &self.prices_of(job.pool.as_deref().unwrap_or_default()),
-            self.tier_of(&job.spec.tenant),
-            started_at,
-            ended_at,
-            true,
-        );
+        let mut lines = self.run_lines(job, started_at, ended_at, true);
         let tenant = self.ledger_tenant(&job.spec.tenant);
         for ((_, named, ..), _) in &mut lines {
             named.clone_from(&tenant);
@@ -254,26 +265,10 @@ impl HodeiState {
             if tenant.is_some_and(|tenant| *tenant != job.spec.tenant) {
                 continue;
             }
-            let Some(started_at) = self.billable_run_start(job) else {
-                continue;
-            };
-            let prices = self.prices_of(job.pool.as_deref().unwrap_or_default());
-            let tier = self.tier_of(&job.spec.tenant);
             let ledger_tenant = self.ledger_tenant(&job.spec.tenant);
-            lines.extend(
-                run_lines(
-                    job,
-                    &prices,
-                    tier,
-                    started_at,
-                    now_ms.max(started_at),
-                    false,
-                )
-                .into_iter()
-                .map(|((hour, _, pool, queue), line)| {
-                    ((hour, ledger_tenant.clone(), pool, queue), line)
-                }),
-            );
+            lines.extend(self.live_run_lines(job, now_ms).into_iter().map(
+                |((hour, _, pool, queue), line)| ((hour, ledger_tenant.clone(), pool, queue), line),
+            ));
         }
         lines
     }
@@ -286,15 +281,4 @@ impl HodeiState {
             .filter_map(|id| self.jobs.get(id).map(|job| job.as_ref()))
             .filter(|job| job.running_since_ms().is_some())
     }
-}
-
-/// Sums lines by key.
-pub fn merge(
-    lines: impl IntoIterator<Item = (LedgerKey, CostLine)>,
-) -> BTreeMap<LedgerKey, CostLine> {
-    let mut merged: BTreeMap<LedgerKey, CostLine> = BTreeMap::new();
-    for (key, line) in lines {
-        merged.entry(key).or_default().add(&line);
-    }
-    merged
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::state::cost_ledger::{CostLine, LedgerKey, run_lines};
+use crate::state::cost_ledger::{CostLine, LedgerKey};
 use crate::state::hodei_state::HodeiState;
 use hodei_domain::tenant::TenantId;
 
@@ -119,6 +119,18 @@ impl HodeiState {
             .filter(|((hour, ..), _)| in_window(*hour))
             .collect();
         let mut grouped: Grouped = BTreeMap::new();
+        // A job's lines in the window, as one group.
+        let add_lines =
+            |grouped: &mut Grouped, group: &str, lines: &[(LedgerKey, CostLine)], live: bool| {
+                for ((hour, ..), line) in lines.iter().filter(|((hour, ..), _)| in_window(*hour)) {
+                    add(
+                        grouped,
+                        (period(*hour), group.to_string(), RowKind::Usage, None),
+                        line,
+                        live,
+                    );
+                }
+            };
         match &query.group {
             CostGroup::Tenant | CostGroup::Pool | CostGroup::Queue => {
                 let lines = finished
@@ -156,50 +168,14 @@ impl HodeiState {
                     let Some((started_at, ended_at)) = job.final_run_ms() else {
                         continue;
                     };
-                    if !own(&job.spec.tenant) {
-                        continue;
-                    }
-                    let lines = run_lines(
-                        job,
-                        &self.prices_of(job.pool.as_deref().unwrap_or_default()),
-                        self.tier_of(&job.spec.tenant),
-                        started_at,
-                        ended_at,
-                        true,
-                    );
-                    for ((hour, ..), line) in
-                        lines.iter().filter(|((hour, ..), _)| in_window(*hour))
-                    {
-                        add(
-                            &mut grouped,
-                            (period(*hour), job.id.clone(), RowKind::Usage, None),
-                            line,
-                            false,
-                        );
+                    if own(&job.spec.tenant) {
+                        let lines = self.run_lines(job, started_at, ended_at, true);
+                        add_lines(&mut grouped, &job.id, &lines, false);
                     }
                 }
                 for job in self.running_jobs().filter(|job| own(&job.spec.tenant)) {
-                    let Some(started_at) = self.billable_run_start(job) else {
-                        continue;
-                    };
-                    let lines = run_lines(
-                        job,
-                        &self.prices_of(job.pool.as_deref().unwrap_or_default()),
-                        self.tier_of(&job.spec.tenant),
-                        started_at,
-                        query.now_ms.max(started_at),
-                        false,
-                    );
-                    for ((hour, ..), line) in
-                        lines.iter().filter(|((hour, ..), _)| in_window(*hour))
-                    {
-                        add(
-                            &mut grouped,
-                            (period(*hour), job.id.clone(), RowKind::Usage, None),
-                            line,
-                            true,
-                        );
-                    }
+                    let lines = self.live_run_lines(job, query.now_ms);
+                    add_lines(&mut grouped, &job.id, &lines, true);
                 }
             }
             CostGroup::Label(name) => {
@@ -236,33 +212,9 @@ impl HodeiState {
                     }
                 }
                 for job in self.running_jobs().filter(|job| own(&job.spec.tenant)) {
-                    let Some(started_at) = self.billable_run_start(job) else {
-                        continue;
-                    };
-                    let value = job
-                        .spec
-                        .labels
-                        .get(name)
-                        .cloned()
-                        .unwrap_or_else(|| UNLABELLED.to_string());
-                    let lines = run_lines(
-                        job,
-                        &self.prices_of(job.pool.as_deref().unwrap_or_default()),
-                        self.tier_of(&job.spec.tenant),
-                        started_at,
-                        query.now_ms.max(started_at),
-                        false,
-                    );
-                    for ((hour, ..), line) in
-                        lines.iter().filter(|((hour, ..), _)| in_window(*hour))
-                    {
-                        add(
-                            &mut grouped,
-                            (period(*hour), value.clone(), RowKind::Usage, None),
-                            line,
-                            true,
-                        );
-                    }
+                    let value = job.spec.labels.get(name).map_or(UNLABELLED, String::as_str);
+                    let lines = self.live_run_lines(job, query.now_ms);
+                    add_lines(&mut grouped, value, &lines, true);
                 }
             }
         }

@@ -241,8 +241,14 @@ fn a_pools_cost_is_its_runs_plus_idle_exactly_and_every_line_survives_a_snapshot
     );
     assert_eq!(joined.usage_stats(0, DAY_MS), stats);
     assert_eq!(
-        joined.cost_counters(5 * HOUR_MS),
-        state.cost_counters(5 * HOUR_MS)
+        (
+            joined.billed_counters(5 * HOUR_MS),
+            joined.idle_counters(5 * HOUR_MS)
+        ),
+        (
+            state.billed_counters(5 * HOUR_MS),
+            state.idle_counters(5 * HOUR_MS)
+        )
     );
 }
 

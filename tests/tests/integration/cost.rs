@@ -15,7 +15,7 @@ const YAML: &str = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 1000000\
 
 /// A run's cost as the domain bills it: each part at the price then in force (USD micros
 /// per core-hour), times the tier's percentage, rounded once to the nearest nano-dollar.
-fn expected_cost(cpu_m: u64, parts: &[(u64, u64)], tier_percent: u64) -> u64 {
+pub(crate) fn expected_cost(cpu_m: u64, parts: &[(u64, u64)], tier_percent: u64) -> u64 {
     let numerator: u128 = parts
         .iter()
         .map(|(price_micros, ms)| {

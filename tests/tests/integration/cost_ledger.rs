@@ -14,17 +14,9 @@ use crate::autoscaling::{call, ok, pool_with_queue, start_node};
 const TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A run's cost: `cpu_m` at `price_micros` per core-hour for `ms`, times `percent` (the
-/// burst premium, or 100), rounded once to the nearest nano-dollar (no memory price).
+/// burst premium, or 100; priced as a tier percentage would be), with no memory price.
 fn expected_cost(cpu_m: u64, price_micros: u64, ms: u64, percent: u64) -> u64 {
-    let numerator = u128::from(cpu_m)
-        * u128::from(price_micros)
-        * 1_024
-        * u128::from(ms)
-        * u128::from(percent)
-        * 1_000
-        * 100;
-    let denominator: u128 = 3_600_000 * 1_000 * 1_024 * 100 * 100;
-    (numerator / denominator + u128::from(numerator % denominator >= denominator / 2)) as u64
+    crate::cost::expected_cost(cpu_m, &[(price_micros, ms)], percent)
 }
 
 /// The final run of a job, [start, end].
