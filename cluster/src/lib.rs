@@ -40,7 +40,7 @@ pub use sled_storage::SledStorage;
 pub use state_digest::StateDigest;
 pub use state_machine::{
     ApplyStats, ApplyStatsReading, DigestReading, ExactSnapshotBuilder, RESERVED_PREFIX,
-    StateMachine, StateMachineStore, cold_value, split_cold_value,
+    RaftTimings, StateMachine, StateMachineStore, cold_value, split_cold_value,
 };
 pub use storage::{KeyValue, Keyspace, Storage, StorageError, WriteBatch};
 

@@ -3,13 +3,15 @@
 //! keeps one proposal in flight and drains every command queued meanwhile into the next
 //! entry, then answers each caller from that entry's results.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ClusterError;
 use crate::raft_types::{CommandBatch, CommandResponse, NodeId, ProposedCommand, Raft};
+use crate::state_machine::ApplyStats;
 
 /// The bytes of commands one entry gathers before it is closed (one command larger than
 /// this still travels alone): an entry fits one `AppendEntries` slice.
@@ -29,9 +31,9 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    pub fn start(raft: Raft, max_commands_per_entry: usize) -> Self {
+    pub fn start(raft: Raft, max_commands_per_entry: usize, stats: Arc<ApplyStats>) -> Self {
         let (sender, receiver) = mpsc::channel(max_commands_per_entry.max(1) * 4);
-        tokio::spawn(run(raft, receiver, max_commands_per_entry.max(1)));
+        tokio::spawn(run(raft, receiver, max_commands_per_entry.max(1), stats));
         Self { sender }
     }
 
@@ -56,7 +58,12 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut receiver: mpsc::Receiver<Proposal>, max_commands_per_entry: usize) {
+async fn run(
+    raft: Raft,
+    mut receiver: mpsc::Receiver<Proposal>,
+    max_commands_per_entry: usize,
+    stats: Arc<ApplyStats>,
+) {
     // A proposal that would have made the last entry too large opens the next one.
     let mut carried: Option<Proposal> = None;
     loop {
@@ -94,9 +101,13 @@ async fn run(raft: Raft, mut receiver: mpsc::Receiver<Proposal>, max_commands_pe
             proposed_at_ms: wall_clock_ms(),
             commands,
         };
+        let proposed = Instant::now();
         let outcome = raft.client_write(batch).await;
         match outcome {
             Ok(written) => {
+                if let Some(timings) = stats.timings() {
+                    timings.committed(written.data.len() as u64, proposed.elapsed());
+                }
                 debug_assert_eq!(
                     written.data.len(),
                     replies.len(),

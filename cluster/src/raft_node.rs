@@ -19,7 +19,9 @@ use crate::proposer::Proposer;
 use crate::raft_service::RaftGrpcService;
 use crate::raft_types::{CommandResponse, NodeId, ProposedCommand, Raft};
 use crate::recent_requests::DedupLimits;
-use crate::state_machine::{ApplyStats, ApplyStatsReading, StateMachine, StateMachineStore};
+use crate::state_machine::{
+    ApplyStats, ApplyStatsReading, RaftTimings, StateMachine, StateMachineStore,
+};
 use crate::storage::{Keyspace, Storage, StorageError};
 
 pub const STATE_KEYSPACE: &str = "state";
@@ -68,6 +70,9 @@ pub struct ClusterStatus {
     pub members: Vec<ClusterMemberStatus>,
     /// Set when this node's Raft core stopped without being asked to.
     pub core_stop: Option<CoreStop>,
+    /// On the leader: how long ago a majority last acknowledged it. A leader cut off from
+    /// the others goes on believing it leads; this age grows.
+    pub quorum_ack_age_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +197,11 @@ impl RaftNode {
         )
         .await
         .map_err(|error| ClusterError::Fatal(error.to_string()))?;
-        let proposer = Proposer::start(raft.clone(), settings.max_commands_per_entry);
+        let proposer = Proposer::start(
+            raft.clone(),
+            settings.max_commands_per_entry,
+            apply_stats.clone(),
+        );
         let api_addrs = Arc::new(std::sync::Mutex::new(BTreeMap::from([(
             settings.node_id,
             settings.api_addr.clone(),
@@ -874,6 +883,10 @@ impl RaftNode {
             digest_index: digest.index,
             members,
             core_stop: self.core_stop(),
+            quorum_ack_age_ms: match metrics.state {
+                ServerState::Leader => metrics.millis_since_quorum_ack,
+                _ => None,
+            },
         }
     }
 
@@ -892,6 +905,11 @@ impl RaftNode {
     /// Entries and commands applied, time spent applying, snapshots built and installed.
     pub fn apply_stats(&self) -> ApplyStatsReading {
         self.apply_stats.read()
+    }
+
+    /// Sends apply, commit and snapshot timings to `timings` from now on.
+    pub fn report_timings_to(&self, timings: Arc<dyn RaftTimings>) {
+        self.apply_stats.report_timings_to(timings);
     }
 
     pub fn raft(&self) -> &Raft {

@@ -174,12 +174,43 @@ pub struct StateMachineStore<S: StateMachine> {
     cold_guard: Arc<tokio::sync::RwLock<()>>,
 }
 
+/// What the node's metrics are told of Raft's timings as they happen (the consensus
+/// layer does not know the metrics library): each feeds a histogram.
+pub trait RaftTimings: Send + Sync {
+    /// One apply call: the entries it applied and how long it took.
+    fn applied(&self, entries: u64, took: std::time::Duration);
+    /// One entry written by this node's proposer: from its proposal until it was
+    /// committed by a majority and applied here.
+    fn committed(&self, commands: u64, took: std::time::Duration);
+    /// A snapshot built here (`installed` false) or installed from the leader: its size
+    /// and the time it took.
+    fn snapshot(&self, installed: bool, bytes: u64, took: std::time::Duration);
+}
+
+/// The timings' receiver, set once the node's metrics exist.
+#[derive(Default)]
+struct TimingsSlot(std::sync::OnceLock<Arc<dyn RaftTimings>>);
+
+impl std::fmt::Debug for TimingsSlot {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(if self.0.get().is_some() {
+            "TimingsSlot(set)"
+        } else {
+            "TimingsSlot(unset)"
+        })
+    }
+}
+
 /// Counters of the state machine's work, for metrics: cheap atomics, read at scrape time;
 /// and the digest of the state at the last applied index.
 #[derive(Debug, Default)]
 pub struct ApplyStats {
     entries: AtomicU64,
     commands: AtomicU64,
+    /// Size and build (or install) time of the latest snapshot, 0 before the first.
+    last_snapshot_bytes: AtomicU64,
+    last_snapshot_micros: AtomicU64,
+    timings: TimingsSlot,
     repeated_requests: AtomicU64,
     apply_micros: AtomicU64,
     snapshots_built: AtomicU64,
@@ -219,6 +250,9 @@ pub struct ApplyStatsReading {
     pub apply_micros: u64,
     pub snapshots_built: u64,
     pub snapshots_installed: u64,
+    /// The latest snapshot's size in bytes and build or install time (0 before the first).
+    pub last_snapshot_bytes: u64,
+    pub last_snapshot_micros: u64,
     pub digest: DigestReading,
 }
 
@@ -231,7 +265,33 @@ impl ApplyStats {
             apply_micros: self.apply_micros.load(Ordering::Relaxed),
             snapshots_built: self.snapshots_built.load(Ordering::Relaxed),
             snapshots_installed: self.snapshots_installed.load(Ordering::Relaxed),
+            last_snapshot_bytes: self.last_snapshot_bytes.load(Ordering::Relaxed),
+            last_snapshot_micros: self.last_snapshot_micros.load(Ordering::Relaxed),
             digest: self.digest(),
+        }
+    }
+
+    /// Sends Raft's timings to `timings` from now on (a second call changes nothing).
+    pub fn report_timings_to(&self, timings: Arc<dyn RaftTimings>) {
+        let _ = self.timings.0.set(timings);
+    }
+
+    pub(crate) fn timings(&self) -> Option<&dyn RaftTimings> {
+        self.timings.0.get().map(|timings| timings.as_ref())
+    }
+
+    fn snapshot_done(&self, installed: bool, bytes: u64, took: std::time::Duration) {
+        let counter = if installed {
+            &self.snapshots_installed
+        } else {
+            &self.snapshots_built
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.last_snapshot_bytes.store(bytes, Ordering::Relaxed);
+        self.last_snapshot_micros
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+        if let Some(timings) = self.timings() {
+            timings.snapshot(installed, bytes, took);
         }
     }
 
@@ -556,7 +616,8 @@ impl RaftSnapshotBuilder<TypeConfig> for ExactSnapshotBuilder {
         .await
         .map_err(|error| snapshot_error(ErrorVerb::Write, error))?
         .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
-        self.stats.snapshots_built.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .snapshot_done(false, bytes as u64, self.started.elapsed());
         tracing::info!(
             bytes,
             index = meta.last_log_id.map(|log_id| log_id.index),
@@ -626,9 +687,13 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             .entries
             .fetch_add(responses.len() as u64, Ordering::Relaxed);
         self.stats.commands.fetch_add(commands, Ordering::Relaxed);
+        let took = started.elapsed();
         self.stats
             .apply_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        if let Some(timings) = self.stats.timings() {
+            timings.applied(responses.len() as u64, took);
+        }
         Ok(responses)
     }
 
@@ -660,7 +725,9 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         meta: &SnapshotMeta,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), RaftStorageError> {
+        let started = Instant::now();
         let file = snapshot.into_std().await;
+        let bytes = file.metadata().map(|metadata| metadata.len()).unwrap_or(0);
         let mut writes = WriteBatch::new();
         let existing = self
             .keyspace
@@ -716,9 +783,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         self.keyspace
             .flush()
             .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
-        self.stats
-            .snapshots_installed
-            .fetch_add(1, Ordering::Relaxed);
+        self.stats.snapshot_done(true, bytes, started.elapsed());
         // The file received is the snapshot, byte for byte: it becomes the current one.
         match self.receiving.pop() {
             Some(path) => {

@@ -1,5 +1,6 @@
 //! The pure hot paths: quota admission, the dispatch decision at scale, applying a batch
-//! of commands to the state machine, cost accrual, and a 30-day cost report. `cargo bench -p hodei-node --bench hot_paths`
+//! of commands to the state machine, cost accrual, a 30-day cost report, and the pending
+//! jobs counted by reason at a scrape. `cargo bench -p hodei-node --bench hot_paths`
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -354,12 +355,133 @@ fn cost_report(criterion: &mut Criterion) {
     });
 }
 
+/// The scrape-time count of pending jobs by their first reason
+/// (`hodei_jobs_pending_by_reason`): 100,000 pending jobs of 100 tenants in one queue,
+/// in 4 shapes each (400 shapes to check), beside 10 workers. Apply keeps the count per
+/// shape, so the cost follows the shapes, not the jobs.
+fn pending_reasons(criterion: &mut Criterion) {
+    use hodei_domain::job::{CommandSpec, Job, JobSpec};
+    use hodei_domain::run::WorkerRegistration;
+    let mut state = HodeiState::new(tokio::sync::broadcast::channel(16).0);
+    let start = 1_700_000_000_000u64;
+    let tenants: Vec<TenantId> = (0..100)
+        .map(|index| TenantId::parse(&format!("t{index}")).unwrap())
+        .collect();
+    for (index, id) in tenants.iter().enumerate() {
+        let tenant = NewTenant {
+            id: id.clone(),
+            display_name: None,
+            tier: Tier::Standard,
+            weight: None,
+            labels: Default::default(),
+            quota: Quota {
+                // A tenant in ten has a quota that holds back its larger jobs.
+                cpu_m: if index % 10 == 0 { 10_000 } else { 10_000_000 },
+                memory_mb: 10_000_000,
+                max_concurrent_jobs: 1_000,
+                max_pending_jobs: 1_000,
+                ..Quota::default()
+            },
+        }
+        .into_tenant(start)
+        .unwrap();
+        apply_ok(
+            &mut state,
+            CommandV1::CreateTenant(command::CreateTenant { tenant }),
+        );
+    }
+    let pool = hodei_domain::pool::Pool::new(
+        "p",
+        hodei_domain::pool::PoolType::Static,
+        hodei_domain::pool::PoolProvider::Static,
+        Resources::new(16_000, 65_536, 0),
+        0,
+        10,
+        start,
+    );
+    let queue = hodei_domain::queue::Queue {
+        id: "q".into(),
+        pools: vec!["p".into()],
+        policy: QueuePolicy::WeightedFair,
+        created_at_ms: start,
+        updated_at_ms: start,
+    };
+    apply_ok(
+        &mut state,
+        CommandV1::EnsureQueuesAndPools(command::EnsureQueuesAndPools {
+            pools: vec![pool],
+            queues: vec![queue],
+        }),
+    );
+    for worker in 0..10 {
+        apply_ok(
+            &mut state,
+            CommandV1::RegisterWorker(command::RegisterWorker {
+                registration: WorkerRegistration {
+                    id: format!("w{worker}"),
+                    pool: "p".into(),
+                    capacity: Resources::new(16_000, 65_536, 0),
+                    labels: Default::default(),
+                    simulated: false,
+                    running: Vec::new(),
+                },
+                at_ms: start,
+                provisioned_at_ms: None,
+            }),
+        );
+    }
+    for tenant in &tenants {
+        let jobs = (0..1_000u64)
+            .map(|index| {
+                Job::new(
+                    format!("{tenant}-{index}"),
+                    JobSpec {
+                        tenant: tenant.clone(),
+                        queue: "q".into(),
+                        priority: Priority::Normal,
+                        // Four shapes, one larger than any worker.
+                        resources: Resources::new(1_000 + (index % 4) * 5_000, 1_024, 0),
+                        command: CommandSpec {
+                            argv: vec!["true".into()],
+                            ..CommandSpec::default()
+                        },
+                        simulate: None,
+                        labels: Default::default(),
+                        max_retries: 0,
+                        idempotency_key: None,
+                        pool_selector: Vec::new(),
+                        sla: None,
+                    },
+                    start + index,
+                )
+            })
+            .collect();
+        apply_ok(
+            &mut state,
+            CommandV1::SubmitJobs(command::SubmitJobs {
+                jobs,
+                max_burst_percent: None,
+            }),
+        );
+    }
+    let tally = hodei_node::actors::gateway_reports::pending_reason_tally(&state, None);
+    println!("metrics/pending_reason_tally_100k_pending counts {tally:?}");
+    criterion.bench_function("metrics/pending_reason_tally_100k_pending", |bencher| {
+        bencher.iter(|| {
+            black_box(hodei_node::actors::gateway_reports::pending_reason_tally(
+                &state, None,
+            ))
+        })
+    });
+}
+
 criterion_group!(
     benches,
     admission,
     dispatch,
     apply_batch,
     cost_accrual,
-    cost_report
+    cost_report,
+    pending_reasons
 );
 criterion_main!(benches);

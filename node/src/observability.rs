@@ -110,10 +110,13 @@ pub fn dashboards() -> Vec<Dashboard> {
             panels: vec![
                 panel(
                     "Leaders",
-                    "Nodes that report leading (1 in a healthy cluster)",
+                    "Nodes that lead with a majority's acknowledgement in the last 5 s (1 in a healthy cluster)",
                     "none",
                     Stat,
-                    &[("sum(hodei_raft_is_leader)", "leaders")],
+                    &[(
+                        "count(hodei_raft_leader_quorum_ack_age_seconds < 5) or vector(0)",
+                        "leaders",
+                    )],
                 ),
                 panel(
                     "Nodes up",
@@ -157,14 +160,40 @@ pub fn dashboards() -> Vec<Dashboard> {
                     )],
                 ),
                 panel(
-                    "Apply time per entry",
-                    "Seconds the state machine spends per applied entry",
+                    "Commit latency p99",
+                    "Entries the leader proposed: from proposal until a majority stored them and the leader applied them",
                     "s",
                     TimeSeries,
                     &[(
-                        "sum by (instance) (rate(hodei_raft_apply_seconds_total[1m])) / sum by (instance) (rate(hodei_raft_applied_entries_total[1m]))",
+                        "histogram_quantile(0.99, sum by (instance, le) (rate(hodei_raft_commit_duration_seconds_bucket[1m])))",
                         "{{instance}}",
                     )],
+                ),
+                panel(
+                    "Apply latency p99",
+                    "Time of the state machine's apply calls, per node",
+                    "s",
+                    TimeSeries,
+                    &[(
+                        "histogram_quantile(0.99, sum by (instance, le) (rate(hodei_raft_apply_duration_seconds_bucket[1m])))",
+                        "{{instance}}",
+                    )],
+                ),
+                panel(
+                    "Latest snapshot",
+                    "Size of the latest snapshot each node built or installed, and the seconds it took",
+                    "bytes",
+                    TimeSeries,
+                    &[
+                        (
+                            "max by (instance) (hodei_raft_last_snapshot_bytes)",
+                            "bytes {{instance}}",
+                        ),
+                        (
+                            "max by (instance) (hodei_raft_last_snapshot_seconds)",
+                            "seconds {{instance}}",
+                        ),
+                    ],
                 ),
                 panel(
                     "API requests",
@@ -257,6 +286,16 @@ pub fn dashboards() -> Vec<Dashboard> {
                     &[(
                         "sum by (queue) (max by (queue, tenant) (hodei_jobs{state=\"pending\"}))",
                         "{{queue}}",
+                    )],
+                ),
+                panel(
+                    "Why jobs wait",
+                    "Pending jobs by queue and the first reason each waits for (in_line: nothing but its turn)",
+                    "none",
+                    TimeSeries,
+                    &[(
+                        "max by (queue, reason) (hodei_jobs_pending_by_reason)",
+                        "{{queue}} {{reason}}",
                     )],
                 ),
                 panel(

@@ -101,6 +101,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     let leader_wait = Duration::from_millis(config.server.leader_wait_ms);
     let mut hub =
         MetricsHub::new().map_err(|error| anyhow::anyhow!("cannot set up metrics: {error}"))?;
+    raft.report_timings_to(hub.raft_timings());
     let node_context = NodeContext {
         raft: raft.clone(),
         state,

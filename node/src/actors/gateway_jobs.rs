@@ -415,10 +415,16 @@ async fn submit(
                 let burst = max_burst_percent(node);
                 view.job.pending_reason = node.read(|state| {
                     let tenant = state.tenant(&stored.spec.tenant)?;
-                    gateway_reports::quota_reasons(state, &stored, tenant, burst)
-                        .into_iter()
-                        .next()
-                        .map(|found| format!("{}: {}", found.code, found.message))
+                    gateway_reports::quota_reasons(
+                        state,
+                        &stored.spec.tenant,
+                        stored.spec.resources,
+                        tenant,
+                        burst,
+                    )
+                    .into_iter()
+                    .next()
+                    .map(|found| format!("{}: {}", found.code, found.message))
                 });
             }
             Ok(view)

@@ -15,6 +15,7 @@ use crate::gateway::report_model::{
 use crate::gateway::{GatewayError, Principal, RequestContext};
 use crate::state::HodeiState;
 use crate::state::history::JobSource;
+use crate::state::hodei_state::PendingShape;
 use hodei_domain::DomainError;
 use hodei_domain::admission::{AdmissionInput, JobRequest, ReasonCode, Verdict, admit};
 use hodei_domain::dispatch::weighted_dominant_share;
@@ -42,8 +43,54 @@ pub fn pending_reasons(
     if job.state != JobState::Pending {
         return Vec::new();
     }
+    let mut reasons = blocking_reasons(state, &PendingShape::of(job), max_burst_percent);
+    let Some(queue) = state.queue(&job.spec.queue) else {
+        return reasons;
+    };
+    order_reasons(state, job, queue, &mut reasons);
+    if reasons.is_empty() {
+        reasons.push(reason(
+            "dispatching",
+            "a worker has room: the dispatcher places it on its next pass".to_string(),
+        ));
+    }
+    reasons
+}
+
+/// The code pending jobs with nothing but their turn to wait for are counted under in
+/// [`pending_reason_tally`] (the reasons `behind_smaller_share`, `behind_earlier_jobs`
+/// and `dispatching` of one job).
+pub const IN_LINE: &str = "in_line";
+
+/// Pending jobs by queue and the first reason each waits for (the most fundamental one
+/// [`pending_reasons`] gives), `in_line` for jobs held by nothing but their turn. Jobs
+/// of the same tenant, queue, resources and pool selector wait for the same reasons, and
+/// apply counts the pending jobs of each such shape: the reasons are worked out once per
+/// shape, whatever the number of jobs.
+pub fn pending_reason_tally(
+    state: &HodeiState,
+    max_burst_percent: Option<u64>,
+) -> BTreeMap<(String, String), u64> {
+    let mut tally = BTreeMap::new();
+    for (shape, count) in state.pending_shapes() {
+        let code = blocking_reasons(state, shape, max_burst_percent)
+            .into_iter()
+            .next()
+            .map_or_else(|| IN_LINE.to_string(), |first| first.code);
+        *tally.entry((shape.queue.clone(), code)).or_insert(0) += count;
+    }
+    tally
+}
+
+/// The reasons that hold the job back whatever its place in the queue: its tenant, budget
+/// and quota, and its pools.
+fn blocking_reasons(
+    state: &HodeiState,
+    job: &PendingShape,
+    max_burst_percent: Option<u64>,
+) -> Vec<PendingReasonView> {
     let mut reasons = Vec::new();
-    let Some(tenant) = state.tenant(&job.spec.tenant) else {
+    let Some(tenant) = state.tenant(&job.tenant) else {
         return vec![reason(
             "tenant_deleted",
             "its tenant no longer exists".to_string(),
@@ -67,19 +114,18 @@ pub fn pending_reasons(
             ),
         ));
     }
-    reasons.extend(quota_reasons(state, job, tenant, max_burst_percent));
-    let Some(queue) = state.queue(&job.spec.queue) else {
+    reasons.extend(quota_reasons(
+        state,
+        &job.tenant,
+        job.resources,
+        tenant,
+        max_burst_percent,
+    ));
+    let Some(queue) = state.queue(&job.queue) else {
         reasons.push(reason("no_queue", "its queue was deleted".to_string()));
         return reasons;
     };
     placement_reasons(state, job, queue, &mut reasons);
-    order_reasons(state, job, queue, &mut reasons);
-    if reasons.is_empty() {
-        reasons.push(reason(
-            "dispatching",
-            "a worker has room: the dispatcher places it on its next pass".to_string(),
-        ));
-    }
     reasons
 }
 
@@ -87,23 +133,24 @@ pub fn pending_reasons(
 /// (over quota, waiting for running jobs to end; or larger than the quota: `needs_burst`).
 pub fn quota_reasons(
     state: &HodeiState,
-    job: &Job,
+    tenant_id: &TenantId,
+    resources: Resources,
     tenant: &hodei_domain::tenant::Tenant,
     max_burst_percent: Option<u64>,
 ) -> Vec<PendingReasonView> {
     let mut reasons = Vec::new();
-    let usage = state.usage(&job.spec.tenant);
+    let usage = state.usage(tenant_id);
     let decision = admit(&AdmissionInput {
         quota: &tenant.quota,
         usage: &usage,
         tenant_active: true,
         active_burst_percent: state
-            .active_burst(&job.spec.tenant)
+            .active_burst(tenant_id)
             .map(|session| session.ceiling_percentage),
         max_burst_percent,
         largest_worker: None,
         request: &JobRequest {
-            resources: job.spec.resources,
+            resources,
             pool: None,
         },
     });
@@ -129,14 +176,14 @@ pub fn quota_reasons(
 /// hold it, or every such worker full.
 fn placement_reasons(
     state: &HodeiState,
-    job: &Job,
+    job: &PendingShape,
     queue: &Queue,
     reasons: &mut Vec<PendingReasonView>,
 ) {
     let pools: Vec<&String> = queue
         .pools
         .iter()
-        .filter(|pool| job.spec.pool_selector.is_empty() || job.spec.pool_selector.contains(pool))
+        .filter(|pool| job.pool_selector.is_empty() || job.pool_selector.contains(pool))
         .collect();
     let unavailable: Vec<&String> = pools
         .iter()
@@ -159,7 +206,7 @@ fn placement_reasons(
             worker.is_live()
                 && pools.contains(&&worker.pool)
                 && !unavailable.contains(&&worker.pool)
-                && job.spec.resources.fits_within(worker.capacity)
+                && job.resources.fits_within(worker.capacity)
         })
         .collect();
     if fitting.is_empty() {
@@ -169,13 +216,13 @@ fn placement_reasons(
             format!(
                 "no live worker of pool(s) {} can hold {} m CPU and {} MiB",
                 names.join(", "),
-                job.spec.resources.cpu_m,
-                job.spec.resources.memory_mb
+                job.resources.cpu_m,
+                job.resources.memory_mb
             ),
         ));
     } else if !fitting
         .iter()
-        .any(|worker| job.spec.resources.fits_within(worker.free()))
+        .any(|worker| job.resources.fits_within(worker.free()))
     {
         reasons.push(reason(
             "no_capacity",
@@ -478,5 +525,73 @@ pub fn pool_metrics(
             failed: pool.provisioning.failed,
             success_rate: pool.provisioning.success_rate(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::jobs_tests::{apply, assign, job, setup, submit};
+    use crate::state::{CommandV1, command};
+    use hodei_domain::quota::Quota;
+
+    fn tally(state: &HodeiState) -> Vec<(String, u64)> {
+        pending_reason_tally(state, None)
+            .into_iter()
+            .map(|((queue, code), count)| {
+                assert_eq!(queue, "q");
+                (code, count)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pending_jobs_count_once_under_their_first_reason() {
+        // One worker of 1,000 m; three 300 m jobs and one of 900 m.
+        let mut state = setup(Quota::default(), 1);
+        submit(
+            &mut state,
+            vec![
+                job("a", 300, 1),
+                job("b", 300, 1),
+                job("c", 300, 1),
+                job("d", 900, 1),
+            ],
+        );
+        assert_eq!(tally(&state), vec![(IN_LINE.to_string(), 4)]);
+        // The 300 m jobs fill the worker: the 900 m one waits for room.
+        assign(&mut state, &[("a", "w0"), ("b", "w0"), ("c", "w0")]);
+        assert_eq!(tally(&state), vec![("no_capacity".to_string(), 1)]);
+        let first = pending_reasons(&state, state.job("d").unwrap(), None);
+        assert_eq!(
+            first[0].code, "no_capacity",
+            "the tally counts the first reason"
+        );
+        // The worker is lost: its jobs come back, and no live worker can take any.
+        apply(
+            &mut state,
+            CommandV1::WorkerLost(command::WorkerLost {
+                worker: "w0".into(),
+                reason: "test".into(),
+                at_ms: 5,
+            }),
+        )
+        .unwrap();
+        assert_eq!(tally(&state), vec![("no_matching_pool".to_string(), 4)]);
+        // A suspended tenant comes first, whatever else holds its jobs.
+        let acme = hodei_domain::tenant::TenantId::parse("acme").unwrap();
+        apply(
+            &mut state,
+            CommandV1::UpdateTenant(command::UpdateTenant {
+                id: acme,
+                patch: hodei_domain::tenant::TenantPatch {
+                    status: Some(hodei_domain::tenant::TenantStatus::Suspended),
+                    ..Default::default()
+                },
+                at_ms: 6,
+            }),
+        )
+        .unwrap();
+        assert_eq!(tally(&state), vec![("tenant_suspended".to_string(), 4)]);
     }
 }

@@ -324,7 +324,66 @@ pub struct MetricsHub {
     pub(super) node: Option<crate::actors::NodeContext>,
 }
 
+/// Raft's timings as histograms: apply calls, entries from proposal to applied on the
+/// leader (commit latency), snapshots built or installed.
+struct RaftHistograms {
+    apply: Histogram<f64>,
+    commit: Histogram<f64>,
+    snapshot: Histogram<f64>,
+}
+
+/// Snapshot build and install times in seconds, from 10 ms to 10 minutes.
+const SNAPSHOT_BUCKETS: [f64; 11] = [
+    0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0,
+];
+
+impl RaftHistograms {
+    fn new(meter: &Meter) -> Self {
+        Self {
+            apply: meter
+                .f64_histogram("hodei_raft_apply_duration_seconds")
+                .with_description("Time of each apply call of the state machine (one or more entries)")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            commit: meter
+                .f64_histogram("hodei_raft_commit_duration_seconds")
+                .with_description(
+                    "Entries this node proposed as leader: from proposal until a majority stored them and this node applied them",
+                )
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            snapshot: meter
+                .f64_histogram("hodei_raft_snapshot_duration_seconds")
+                .with_description("Snapshots built here or installed from the leader, by kind (built, installed)")
+                .with_boundaries(SNAPSHOT_BUCKETS.to_vec())
+                .build(),
+        }
+    }
+}
+
+impl hodei_cluster::RaftTimings for RaftHistograms {
+    fn applied(&self, _entries: u64, took: std::time::Duration) {
+        self.apply.record(took.as_secs_f64(), &[]);
+    }
+
+    fn committed(&self, _commands: u64, took: std::time::Duration) {
+        self.commit.record(took.as_secs_f64(), &[]);
+    }
+
+    fn snapshot(&self, installed: bool, _bytes: u64, took: std::time::Duration) {
+        let kind = if installed { "installed" } else { "built" };
+        self.snapshot
+            .record(took.as_secs_f64(), &[KeyValue::new("kind", kind)]);
+    }
+}
+
 impl MetricsHub {
+    /// Histograms of Raft's apply, commit and snapshot times, for
+    /// `RaftNode::report_timings_to`.
+    pub fn raft_timings(&self) -> std::sync::Arc<dyn hodei_cluster::RaftTimings> {
+        std::sync::Arc::new(RaftHistograms::new(&self.meter))
+    }
+
     pub fn new() -> Result<Self, String> {
         let registry = prometheus::Registry::new();
         let exporter = opentelemetry_prometheus::exporter()

@@ -89,6 +89,38 @@ impl MetricsHub {
             .build();
         let raft = node.raft.clone();
         self.meter
+            .u64_observable_gauge("hodei_raft_last_snapshot_bytes")
+            .with_description(
+                "Size of the latest snapshot this node built or installed (0 before the first)",
+            )
+            .with_callback(move |observer| {
+                observer.observe(raft.apply_stats().last_snapshot_bytes, &[])
+            })
+            .build();
+        let raft = node.raft.clone();
+        self.meter
+            .f64_observable_gauge("hodei_raft_last_snapshot_seconds")
+            .with_description(
+                "Time the latest snapshot took to build or install (0 before the first)",
+            )
+            .with_callback(move |observer| {
+                observer.observe(raft.apply_stats().last_snapshot_micros as f64 / 1e6, &[])
+            })
+            .build();
+        let raft = node.raft.clone();
+        self.meter
+            .f64_observable_gauge("hodei_raft_leader_quorum_ack_age_seconds")
+            .with_description(
+                "On the leader only: time since a majority last acknowledged it (a leader cut off from the others keeps its role while this grows)",
+            )
+            .with_callback(move |observer| {
+                if let Some(age_ms) = raft.status().quorum_ack_age_ms {
+                    observer.observe(age_ms as f64 / 1e3, &[])
+                }
+            })
+            .build();
+        let raft = node.raft.clone();
+        self.meter
             .u64_observable_counter("hodei_raft_snapshots")
             .with_description("Snapshots built by this node or installed from the leader")
             .with_callback(move |observer| {
@@ -281,6 +313,28 @@ impl MetricsHub {
                             KeyValue::new("queue", queue),
                             KeyValue::new("tenant", tenant),
                             KeyValue::new("state", job_state),
+                        ],
+                    );
+                }
+            })
+            .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_gauge("hodei_jobs_pending_by_reason")
+            .with_description(
+                "Pending jobs by queue and the first reason each waits for (the codes of GET /jobs/{id}/position; in_line: nothing but its turn)",
+            )
+            .with_callback(move |observer| {
+                let burst = crate::actors::gateway_jobs::max_burst_percent(&state);
+                let tally = state.read(|hodei| {
+                    crate::actors::gateway_reports::pending_reason_tally(hodei, burst)
+                });
+                for ((queue, reason), count) in tally {
+                    observer.observe(
+                        count,
+                        &[
+                            KeyValue::new("queue", queue),
+                            KeyValue::new("reason", reason),
                         ],
                     );
                 }

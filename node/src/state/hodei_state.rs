@@ -230,6 +230,9 @@ pub struct HodeiState {
     pub(super) job_logs: BTreeMap<String, String>,
     /// Pending job ids per queue (derived from the jobs).
     pub(super) pending: BTreeMap<String, BTreeSet<String>>,
+    /// Pending jobs per shape: jobs of one shape wait for the same reasons (derived from
+    /// the jobs; a shape leaves with its last pending job).
+    pub(super) pending_shapes: BTreeMap<PendingShape, u64>,
     /// (tenant, idempotency key) -> job id (derived from the jobs).
     pub(super) idempotency: BTreeMap<(TenantId, String), String>,
     /// Assignments per queue over the last minutes, (at_ms, count), for the observed
@@ -317,6 +320,27 @@ pub(super) fn put_encoded<T: Serialize>(writes: &mut WriteBatch, key: Vec<u8>, v
     }
 }
 
+/// What a pending job's reasons to wait depend on besides the state around it: its
+/// queue, tenant, resources and pool selector.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PendingShape {
+    pub queue: String,
+    pub tenant: TenantId,
+    pub resources: hodei_domain::resources::Resources,
+    pub pool_selector: Vec<String>,
+}
+
+impl PendingShape {
+    pub fn of(job: &Job) -> Self {
+        Self {
+            queue: job.spec.queue.clone(),
+            tenant: job.spec.tenant.clone(),
+            resources: job.spec.resources,
+            pool_selector: job.spec.pool_selector.clone(),
+        }
+    }
+}
+
 impl HodeiState {
     pub fn new(events: broadcast::Sender<DomainEvent>) -> Self {
         Self {
@@ -326,6 +350,7 @@ impl HodeiState {
             jobs: BTreeMap::new(),
             job_logs: BTreeMap::new(),
             pending: BTreeMap::new(),
+            pending_shapes: BTreeMap::new(),
             idempotency: BTreeMap::new(),
             job_tally: BTreeMap::new(),
             priority_tally: BTreeMap::new(),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use hodei_cluster::WriteBatch;
 
-use crate::state::hodei_state::{DomainEvent, HodeiState, put_encoded};
+use crate::state::hodei_state::{DomainEvent, HodeiState, PendingShape, put_encoded};
 use crate::state::jobs::DISPATCH_LOG_MS;
 use crate::state::jobs::{count_one, release_usage};
 use crate::state::keys::{JOB_PREFIX, QUEUE_PREFIX, WORKER_PREFIX, key};
@@ -95,6 +95,14 @@ impl HodeiState {
                 }
                 self.usage_add_pending(tenant, -1);
             }
+            if let Some(shape) = &previous.pending_shape
+                && let Some(count) = self.pending_shapes.get_mut(shape)
+            {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.pending_shapes.remove(shape);
+                }
+            }
             if let Some((tenant, resources, pool)) = &previous.held
                 && let Some(usage) = self.usage.get_mut(tenant)
             {
@@ -119,6 +127,9 @@ impl HodeiState {
                 .or_default()
                 .insert(job.id.clone());
             self.usage_add_pending(&tenant, 1);
+        }
+        if let Some(shape) = current.pending_shape {
+            count_one(self.pending_shapes.entry(shape).or_default());
         }
         if let Some((tenant, resources, pool)) = current.held {
             self.usage_hold(&tenant, resources, &pool);
@@ -205,6 +216,7 @@ impl HodeiState {
     /// every tenant's usage.
     pub(in crate::state) fn rebuild_job_indices(&mut self) {
         self.pending.clear();
+        self.pending_shapes.clear();
         self.idempotency.clear();
         self.usage.clear();
         self.job_tally.clear();
@@ -316,6 +328,8 @@ pub(super) struct IndexedAs {
     ended_at: Option<u64>,
     /// Pending: in its queue's list and its tenant's pending count.
     pending: Option<(String, TenantId)>,
+    /// Pending: its count among the pending jobs of its shape.
+    pending_shape: Option<PendingShape>,
     /// Assigned or running: its resources held in its tenant's usage, in its pool.
     held: Option<(TenantId, Resources, String)>,
 }
@@ -326,6 +340,7 @@ impl IndexedAs {
         Self {
             pending: (job.state == JobState::Pending)
                 .then(|| (job.spec.queue.clone(), tenant.clone())),
+            pending_shape: (job.state == JobState::Pending).then(|| PendingShape::of(job)),
             held: matches!(job.state, JobState::Assigned | JobState::Running).then(|| {
                 let pool = job.pool.clone().unwrap_or_default();
                 (tenant.clone(), job.spec.resources, pool)

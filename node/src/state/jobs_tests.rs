@@ -25,7 +25,7 @@ use hodei_domain::quota::Quota;
 use hodei_domain::run::{RunOutcome, RunReport, WorkerRegistration};
 use hodei_domain::tenant::{NewTenant, Tier};
 
-fn apply(state: &mut HodeiState, command: CommandV1) -> CommandResult {
+pub(crate) fn apply(state: &mut HodeiState, command: CommandV1) -> CommandResult {
     let mut writes = WriteBatch::new();
     let response = StateMachine::apply(state, 1, &Command::V1(command).encode(), &mut writes);
     crate::state::decode_result(&response).unwrap()
@@ -33,7 +33,7 @@ fn apply(state: &mut HodeiState, command: CommandV1) -> CommandResult {
 
 /// A state with tenant `acme` (the given quota), pool `p` of 1000 m workers, queue `q`
 /// and `workers` registered workers `w0..`.
-pub(super) fn setup(quota: Quota, workers: usize) -> HodeiState {
+pub(crate) fn setup(quota: Quota, workers: usize) -> HodeiState {
     let mut state = HodeiState::new(broadcast::channel(1024).0);
     let tenant = NewTenant {
         id: TenantId::parse("acme").unwrap(),
@@ -95,7 +95,7 @@ pub(super) fn setup(quota: Quota, workers: usize) -> HodeiState {
     state
 }
 
-fn job(id: &str, cpu_m: u64, max_retries: u32) -> Job {
+pub(crate) fn job(id: &str, cpu_m: u64, max_retries: u32) -> Job {
     Job::new(
         id.to_string(),
         JobSpec {
@@ -118,7 +118,10 @@ fn job(id: &str, cpu_m: u64, max_retries: u32) -> Job {
     )
 }
 
-fn submit(state: &mut HodeiState, jobs: Vec<Job>) -> Vec<Result<SubmittedJob, DomainError>> {
+pub(crate) fn submit(
+    state: &mut HodeiState,
+    jobs: Vec<Job>,
+) -> Vec<Result<SubmittedJob, DomainError>> {
     match apply(
         state,
         CommandV1::SubmitJobs(command::SubmitJobs {
@@ -131,7 +134,7 @@ fn submit(state: &mut HodeiState, jobs: Vec<Job>) -> Vec<Result<SubmittedJob, Do
     }
 }
 
-fn assign(state: &mut HodeiState, pairs: &[(&str, &str)]) -> (usize, usize) {
+pub(crate) fn assign(state: &mut HodeiState, pairs: &[(&str, &str)]) -> (usize, usize) {
     let assignments = pairs
         .iter()
         .map(|(job, worker)| Assignment {
@@ -626,6 +629,16 @@ proptest! {
                 hodei.priority_tally().iter().filter(|(_, count)| **count > 0).map(|(key, count)| (key.clone(), *count)).collect()
             };
             prop_assert_eq!(by_priority(&rebuilt), by_priority(&state));
+            // Apply's count of pending jobs per shape is what the pending jobs say.
+            let shapes = |hodei: &HodeiState| -> Vec<(crate::state::hodei_state::PendingShape, u64)> {
+                hodei.pending_shapes().map(|(shape, count)| (shape.clone(), count)).collect()
+            };
+            let mut counted: std::collections::BTreeMap<crate::state::hodei_state::PendingShape, u64> = Default::default();
+            for pending in state.pending_in("q") {
+                *counted.entry(crate::state::hodei_state::PendingShape::of(pending)).or_default() += 1;
+            }
+            prop_assert_eq!(shapes(&state), counted.into_iter().collect::<Vec<_>>());
+            prop_assert_eq!(shapes(&rebuilt), shapes(&state));
             // The cost ledger holds exactly what the final jobs cost, whichever way they ended.
             let ledger: u64 = state.cost_lines(0, u64::MAX).iter().map(|(_, line)| line.billed_nanos).sum();
             let jobs: u64 = (0..submitted).filter_map(|index| state.job(&format!("j{index}"))).filter(|job| job.state.is_final()).map(|job| job.cost_nanos.unwrap_or(0)).sum();

@@ -63,6 +63,15 @@ impl HodeiState {
     }
 
     /// The ids of the queue's pending jobs, oldest first.
+    /// Pending jobs by shape (queue, tenant, resources, pool selector), with their count.
+    pub fn pending_shapes(
+        &self,
+    ) -> impl Iterator<Item = (&crate::state::hodei_state::PendingShape, u64)> {
+        self.pending_shapes
+            .iter()
+            .map(|(shape, count)| (shape, *count))
+    }
+
     pub fn pending_in(&self, queue: &str) -> impl Iterator<Item = &Job> {
         self.pending
             .get(queue)
