@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 6] = [
+const PROTOS: [&str; 7] = [
     "hodei/v1/pool.proto",
     "hodei/v1/cost.proto",
+    "hodei/v1/observability.proto",
     "hodei/v1/job.proto",
     "hodei/v1/tenant.proto",
     "hodei/v1/cluster.proto",

@@ -61,6 +61,8 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
         "HODEI_PROMETHEUS_ALERTS_DIR",
         "observability.alerting.prometheus_alerts_dir",
     ),
+    var("HODEI_PROMETHEUS_URL", "observability.prometheus_url"),
+    var("HODEI_ALERTMANAGER_URL", "observability.alertmanager_url"),
     // Beyond the specification: the rest of the quota, the server and the cluster.
     var(
         "HODEI_DEFAULT_TENANT_QUOTA_GPU",

@@ -481,6 +481,41 @@ mod tests {
     }
 
     #[test]
+    fn observability_urls_must_be_http_base_addresses() {
+        let file = yaml_file(
+            "observability:\n  prometheus_url: \"localhost:9090\"\n  alertmanager_url: \"http://127.0.0.1:9093/?x=1\"\n",
+        );
+        let problems = ConfigLoader::new()
+            .file(file.path())
+            .load()
+            .unwrap_err()
+            .problems();
+        for key in ["prometheus_url", "alertmanager_url"] {
+            assert!(
+                problems.iter().any(|problem| problem.starts_with(&format!(
+                    "observability.{key}: must be an http:// or https:// address"
+                ))),
+                "{problems:?}"
+            );
+        }
+        let file =
+            yaml_file("observability:\n  alertmanager_url: \"https://alerts.example.com/am\"\n");
+        let config = ConfigLoader::new()
+            .file(file.path())
+            .env_vars(env(&[("HODEI_PROMETHEUS_URL", "http://127.0.0.1:9090")]))
+            .load()
+            .unwrap();
+        assert_eq!(
+            config.observability.prometheus_url.as_deref(),
+            Some("http://127.0.0.1:9090")
+        );
+        assert_eq!(
+            config.observability.alertmanager_url.as_deref(),
+            Some("https://alerts.example.com/am")
+        );
+    }
+
+    #[test]
     fn observability_folders_set_while_their_switch_is_off_are_refused() {
         let file = yaml_file(
             "observability:\n  grafana:\n    enabled: false\n    dashboards_dir: /srv/dashboards\n  alerting:\n    prometheus_alerts_dir: \"\"\n",

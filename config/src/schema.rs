@@ -568,6 +568,13 @@ impl Default for PrometheusConfig {
 pub struct ObservabilityConfig {
     pub grafana: GrafanaConfig,
     pub alerting: AlertingConfig,
+    /// The Prometheus that scrapes the cluster (`http://host:port`): when set,
+    /// `/observability/health` shows its view of every scrape target and
+    /// `/observability/alerts` its pending and firing alerts.
+    pub prometheus_url: Option<String>,
+    /// The Alertmanager the alerts go to: when set, `/observability/alerts` shows the
+    /// alerts it holds (active, silenced, inhibited) and its silences.
+    pub alertmanager_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

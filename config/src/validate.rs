@@ -318,6 +318,26 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
             "must be a folder's path, got an empty one".to_string(),
         );
     }
+    for (key, url) in [
+        (
+            "observability.prometheus_url",
+            &observability.prometheus_url,
+        ),
+        (
+            "observability.alertmanager_url",
+            &observability.alertmanager_url,
+        ),
+    ] {
+        if let Some(url) = url {
+            problems.rule(
+                is_http_base_url(url),
+                key,
+                format!(
+                    "must be an http:// or https:// address with a host and no query (such as http://127.0.0.1:9090), got {url:?}"
+                ),
+            );
+        }
+    }
     let retention = &config.retention;
     problems.rule(
         retention.finished_in_memory_s >= scheduling.fair_share_window_s,
@@ -441,4 +461,26 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
     }
 
     problems.0
+}
+
+/// `http://host[:port][/path]` or `https://...`: what a base URL the node appends API
+/// paths to must look like.
+fn is_http_base_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            if port.parse::<u16>().is_err() {
+                return false;
+            }
+            host
+        }
+        _ => authority,
+    };
+    !host.is_empty() && !url.contains(['?', '#', ' ']) && !authority.contains('@')
 }

@@ -12,6 +12,7 @@ use hodei_config::{BootstrapMode, Config, PoolProviderConfig};
 use hodei_proto::v1::cluster_service_server::ClusterServiceServer;
 use hodei_proto::v1::cost_optimization_service_server::CostOptimizationServiceServer;
 use hodei_proto::v1::job_service_server::JobServiceServer;
+use hodei_proto::v1::observability_service_server::ObservabilityServiceServer;
 use hodei_proto::v1::queue_service_server::QueueServiceServer;
 use hodei_proto::v1::resource_pool_service_server::ResourcePoolServiceServer;
 use hodei_proto::v1::tenant_service_server::TenantServiceServer;
@@ -102,6 +103,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     let mut hub =
         MetricsHub::new().map_err(|error| anyhow::anyhow!("cannot set up metrics: {error}"))?;
     raft.report_timings_to(hub.raft_timings());
+    let scrapes = Arc::new(crate::actors::metrics::ScrapeLog::default());
     let node_context = NodeContext {
         raft: raft.clone(),
         state,
@@ -118,6 +120,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
             config.cluster.data_dir.join("workers"),
         ),
         metrics_history: Some(metrics_history.clone()),
+        scrapes: scrapes.clone(),
     };
     tokio::spawn(crate::actors::metrics_history::run(
         node_context.clone(),
@@ -153,7 +156,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     let default_principal = Principal::parse(&config.server.default_principal)
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     let (stop, stopped) = watch::channel(false);
-    let metrics_addr = serve_metrics(config, root.clone(), stopped.clone()).await?;
+    let metrics_addr = serve_metrics(config, root.clone(), scrapes, stopped.clone()).await?;
     let rest_app = crate::api::rest::router(
         hub.metrics.clone(),
         gateway.clone(),
@@ -259,6 +262,7 @@ async fn open_raft(
 async fn serve_metrics(
     config: &Config,
     root: ActorRef<RootMsg>,
+    scrapes: Arc<crate::actors::metrics::ScrapeLog>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<SocketAddr>> {
     if !config.metrics.prometheus.enabled {
@@ -272,9 +276,10 @@ async fn serve_metrics(
     )
     .await?;
     let addr = listener.local_addr()?;
+    scrapes.listening_on(addr.to_string());
     let app = axum::Router::new()
         .route(&config.metrics.prometheus.path, axum::routing::get(scrape))
-        .with_state(root);
+        .with_state((root, scrapes));
     let mut metrics_stopped = stopped;
     tokio::spawn(async move {
         let shutdown = async move {
@@ -336,6 +341,9 @@ async fn api_router(
         )))
         .add_service(CostOptimizationServiceServer::new(
             crate::api::grpc::CostGrpc::new(gateway.clone(), default_principal.clone()),
+        ))
+        .add_service(ObservabilityServiceServer::new(
+            crate::api::grpc::ObservabilityGrpc::new(gateway.clone(), default_principal.clone()),
         )))
 }
 
@@ -391,15 +399,20 @@ fn serve_grpc(
 
 /// `GET /metrics`: the Prometheus text exposition, from the metrics actor.
 async fn scrape(
-    axum::extract::State(root): axum::extract::State<ActorRef<RootMsg>>,
+    axum::extract::State((root, scrapes)): axum::extract::State<(
+        ActorRef<RootMsg>,
+        Arc<crate::actors::metrics::ScrapeLog>,
+    )>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let started = std::time::Instant::now();
     let actor = match root
         .call(RootMsg::Metrics, Some(Duration::from_secs(5)))
         .await
     {
         Ok(ractor::rpc::CallResult::Success(Some(actor))) => actor,
         _ => {
+            scrapes.failed();
             return (
                 http::StatusCode::SERVICE_UNAVAILABLE,
                 "metrics are restarting\n",
@@ -411,19 +424,25 @@ async fn scrape(
         .call(MetricsMsg::Scrape, Some(Duration::from_secs(10)))
         .await
     {
-        Ok(ractor::rpc::CallResult::Success(Ok(text))) => (
-            [(
-                http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        _ => (
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            "metrics are unavailable\n",
-        )
-            .into_response(),
+        Ok(ractor::rpc::CallResult::Success(Ok(text))) => {
+            scrapes.served(crate::actors::now_ms(), started.elapsed(), text.len());
+            (
+                [(
+                    http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                text,
+            )
+                .into_response()
+        }
+        _ => {
+            scrapes.failed();
+            (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "metrics are unavailable\n",
+            )
+                .into_response()
+        }
     }
 }
 
@@ -454,6 +473,8 @@ pub fn limit_settings(config: &Config) -> LimitSettings {
             dashboards_dir: config.observability.grafana.dashboards_dir.clone(),
             alerting_enabled: config.observability.alerting.enabled,
             alerts_dir: config.observability.alerting.prometheus_alerts_dir.clone(),
+            prometheus_url: config.observability.prometheus_url.clone(),
+            alertmanager_url: config.observability.alertmanager_url.clone(),
         },
         cost_settings: hodei_domain::cost::CostSettings {
             enabled: config.cost_tracking.enabled,

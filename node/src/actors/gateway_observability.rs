@@ -4,10 +4,15 @@
 
 use crate::actors::NodeContext;
 use crate::actors::gateway::{Handler, require_admin};
+use crate::actors::observability_sources as sources;
 use crate::gateway::observability_model::{
     AlertRuleListView, AlertRuleView, DashboardListView, DashboardSummaryView, GetDashboard,
     GetHistoricalMetrics, GetObservabilityConfig, HistoricalMetricsView, HistoricalSeriesView,
     ListAlertRules, ListDashboards, ObservabilityConfigView,
+};
+use crate::gateway::observability_model::{
+    GetObservabilityHealth, MemberMetricsView, MetricsEndpointView, ObservabilityHealthView,
+    PrometheusTargetsView,
 };
 use crate::gateway::{GatewayError, RequestContext};
 use crate::observability::{alert_rules, dashboard_json, dashboards};
@@ -30,6 +35,8 @@ impl Handler for GetObservabilityConfig {
             alerts_dir: settings.alerts_dir.clone(),
             dashboards: dashboards().len(),
             alert_rules: alert_rules().len(),
+            prometheus_url: settings.prometheus_url.clone(),
+            alertmanager_url: settings.alertmanager_url.clone(),
         })
     }
 }
@@ -74,11 +81,37 @@ impl Handler for GetDashboard {
 impl Handler for ListAlertRules {
     async fn handle(
         self,
-        _node: NodeContext,
+        node: NodeContext,
         context: RequestContext,
     ) -> Result<AlertRuleListView, GatewayError> {
         require_admin(&context, "reading the alert rules")?;
+        let settings = &node.limits.observability;
+        let mut active = Vec::new();
+        let mut silences = Vec::new();
+        let mut sources = Vec::new();
+        if let Some(url) = &settings.prometheus_url {
+            let found = sources::prometheus_alerts(url).await;
+            sources.push(sources::source_status("prometheus", url, &found));
+            active.extend(found.unwrap_or_default());
+        }
+        if let Some(url) = &settings.alertmanager_url {
+            let (alerts, silenced) = tokio::join!(
+                sources::alertmanager_alerts(url),
+                sources::alertmanager_silences(url)
+            );
+            let answered = alerts
+                .as_ref()
+                .and(silenced.as_ref())
+                .map(|_| ())
+                .map_err(|error| error.clone());
+            sources.push(sources::source_status("alertmanager", url, &answered));
+            active.extend(alerts.unwrap_or_default());
+            silences = silenced.unwrap_or_default();
+        }
         Ok(AlertRuleListView {
+            active,
+            silences,
+            sources,
             items: alert_rules()
                 .into_iter()
                 .map(|(group, rule)| AlertRuleView {
@@ -91,6 +124,91 @@ impl Handler for ListAlertRules {
                     for_duration: rule.for_duration,
                 })
                 .collect(),
+        })
+    }
+}
+
+/// This node's metrics endpoint and how it has been scraped.
+fn local_endpoint(node: &NodeContext) -> MetricsEndpointView {
+    let settings = &node.limits.observability;
+    let reading = node.scrapes.read();
+    MetricsEndpointView {
+        node_id: node.raft.node_id(),
+        enabled: settings.metrics_enabled,
+        address: reading.address,
+        path: settings.metrics_path.clone(),
+        scrapes: reading.scrapes,
+        failed_scrapes: reading.failed,
+        last_scrape_ms: reading.last.map(|(at_ms, _, _)| at_ms),
+        last_scrape_duration_micros: reading.last.map(|(_, micros, _)| micros),
+        last_scrape_bytes: reading.last.map(|(_, _, bytes)| bytes),
+    }
+}
+
+impl Handler for GetObservabilityHealth {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<ObservabilityHealthView, GatewayError> {
+        require_admin(&context, "reading the observability health")?;
+        let local = local_endpoint(&node);
+        if self.local_only {
+            return Ok(ObservabilityHealthView {
+                node: local,
+                members: Vec::new(),
+                prometheus: None,
+            });
+        }
+        let own_id = local.node_id;
+        let asked = node.raft.status().members.into_iter().map(|member| {
+            let local = local.clone();
+            async move {
+                if member.node_id == own_id {
+                    return MemberMetricsView {
+                        node_id: member.node_id,
+                        api_addr: member.api_addr,
+                        reachable: true,
+                        error: None,
+                        endpoint: Some(local),
+                    };
+                }
+                let Some(api_addr) = member.api_addr else {
+                    return MemberMetricsView {
+                        node_id: member.node_id,
+                        api_addr: None,
+                        reachable: false,
+                        error: Some("its public address is not known here yet".to_string()),
+                        endpoint: None,
+                    };
+                };
+                let answer = sources::member_endpoint(&api_addr).await;
+                MemberMetricsView {
+                    node_id: member.node_id,
+                    api_addr: Some(api_addr),
+                    reachable: answer.is_ok(),
+                    error: answer.as_ref().err().cloned(),
+                    endpoint: answer.ok(),
+                }
+            }
+        });
+        let prometheus = async {
+            match &node.limits.observability.prometheus_url {
+                Some(url) => {
+                    let found = sources::prometheus_targets(url).await;
+                    Some(PrometheusTargetsView {
+                        source: sources::source_status("prometheus", url, &found),
+                        targets: found.unwrap_or_default(),
+                    })
+                }
+                None => None,
+            }
+        };
+        let (members, prometheus) = tokio::join!(futures::future::join_all(asked), prometheus);
+        Ok(ObservabilityHealthView {
+            node: local,
+            members,
+            prometheus,
         })
     }
 }

@@ -324,6 +324,65 @@ pub struct MetricsHub {
     pub(super) node: Option<crate::actors::NodeContext>,
 }
 
+/// How this node's metrics endpoint has been scraped: what `/observability/health` shows
+/// for it. Updated by the scrape handler, read by the gateway.
+#[derive(Debug, Default)]
+pub struct ScrapeLog {
+    address: std::sync::OnceLock<String>,
+    scrapes: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    last_at_ms: std::sync::atomic::AtomicU64,
+    last_micros: std::sync::atomic::AtomicU64,
+    last_bytes: std::sync::atomic::AtomicU64,
+}
+
+/// A reading of the [`ScrapeLog`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScrapeReading {
+    pub address: Option<String>,
+    pub scrapes: u64,
+    pub failed: u64,
+    /// The last successful scrape: when, how long it took, how many bytes it served.
+    pub last: Option<(u64, u64, u64)>,
+}
+
+impl ScrapeLog {
+    /// The address the endpoint listens on, once bound.
+    pub fn listening_on(&self, address: String) {
+        let _ = self.address.set(address);
+    }
+
+    pub fn served(&self, at_ms: u64, took: std::time::Duration, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.last_at_ms.store(at_ms, Relaxed);
+        self.last_micros.store(took.as_micros() as u64, Relaxed);
+        self.last_bytes.store(bytes as u64, Relaxed);
+        self.scrapes.fetch_add(1, Relaxed);
+    }
+
+    pub fn failed(&self) {
+        self.failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn read(&self) -> ScrapeReading {
+        use std::sync::atomic::Ordering::Relaxed;
+        let scrapes = self.scrapes.load(Relaxed);
+        ScrapeReading {
+            address: self.address.get().cloned(),
+            scrapes,
+            failed: self.failed.load(Relaxed),
+            last: (scrapes > 0).then(|| {
+                (
+                    self.last_at_ms.load(Relaxed),
+                    self.last_micros.load(Relaxed),
+                    self.last_bytes.load(Relaxed),
+                )
+            }),
+        }
+    }
+}
+
 /// Raft's timings as histograms: apply calls, entries from proposal to applied on the
 /// leader (commit latency), snapshots built or installed.
 struct RaftHistograms {

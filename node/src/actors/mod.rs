@@ -26,6 +26,7 @@ pub mod leader_loop;
 pub mod metrics;
 pub mod metrics_history;
 mod metrics_observed;
+pub mod observability_sources;
 pub mod pool_actor;
 pub mod queue_actor;
 pub mod queue_reports;
@@ -81,6 +82,8 @@ pub struct ObservabilitySettings {
     pub dashboards_dir: Option<String>,
     pub alerting_enabled: bool,
     pub alerts_dir: Option<String>,
+    pub prometheus_url: Option<String>,
+    pub alertmanager_url: Option<String>,
 }
 
 /// The leader's autoscaling loop (`resource_pools.auto_scaling_enabled`,
@@ -133,6 +136,8 @@ pub struct NodeContext {
     pub worker_hub: crate::actors::workers::hub::WorkerHub,
     /// This node's samples of the state over time (`metrics_history.rs`).
     pub metrics_history: Option<Arc<dyn hodei_cluster::Keyspace>>,
+    /// How Prometheus has scraped this node.
+    pub scrapes: Arc<crate::actors::metrics::ScrapeLog>,
 }
 
 /// The configured pools and queues, created at bootstrap if missing.

@@ -189,6 +189,11 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
         "/api/v1/observability/alerts",
         "observability alerts",
     ),
+    (
+        "get",
+        "/api/v1/observability/health",
+        "observability health",
+    ),
     ("get", "/api/v1/metrics/historical", "observability history"),
     ("put", "/api/v1/pools/{id}/pricing", "pool pricing"),
 ];

@@ -94,8 +94,19 @@ pub enum ObservabilityCommand {
         #[command(flatten)]
         api: api::Api,
     },
-    /// The alert rules in effect: severity, expression, duration, summary.
+    /// The alert rules in effect (severity, duration, summary); with
+    /// observability.prometheus_url / alertmanager_url, the alerts active there and the
+    /// silences.
     Alerts {
+        #[command(flatten)]
+        api: api::Api,
+    },
+    /// Whether metrics flow: every member's metrics endpoint and its scrapes, and with
+    /// observability.prometheus_url how Prometheus scrapes each target.
+    Health {
+        /// Only the asked node's own endpoint.
+        #[arg(long)]
+        local: bool,
         #[command(flatten)]
         api: api::Api,
     },
@@ -140,6 +151,54 @@ const ALERT_RULE: &[output::Column] = &[
     output::col("SEVERITY", "/severity", output::Show::Text),
     output::col("FOR", "/for_duration", output::Show::Text),
     output::col("SUMMARY", "/summary", output::Show::Text),
+];
+
+const ACTIVE_ALERT: &[output::Column] = &[
+    output::col("NAME", "/name", output::Show::Text),
+    output::col("SOURCE", "/source", output::Show::Text),
+    output::col("STATE", "/state", output::Show::Text),
+    output::col("SEVERITY", "/severity", output::Show::Text),
+    output::col("SINCE", "/since", output::Show::Text),
+    output::col("SILENCED BY", "/silenced_by", output::Show::Text),
+    output::col("SUMMARY", "/summary", output::Show::Text),
+];
+
+const SILENCE: &[output::Column] = &[
+    output::col("ID", "/id", output::Show::Text),
+    output::col("STATE", "/state", output::Show::Text),
+    output::col("ENDS", "/ends_at", output::Show::Text),
+    output::col("BY", "/created_by", output::Show::Text),
+    output::col("COMMENT", "/comment", output::Show::Text),
+];
+
+const SOURCE: &[output::Column] = &[
+    output::col("SOURCE", "/name", output::Show::Text),
+    output::col("URL", "/url", output::Show::Text),
+    output::col("REACHABLE", "/reachable", output::Show::Text),
+    output::col("ERROR", "/error", output::Show::Text),
+];
+
+const MEMBER_METRICS: &[output::Column] = &[
+    output::col("NODE", "/node_id", output::Show::Text),
+    output::col("REACHABLE", "/reachable", output::Show::Text),
+    output::col("METRICS", "/endpoint/enabled", output::Show::Text),
+    output::col("ADDRESS", "/endpoint/address", output::Show::Text),
+    output::col("SCRAPES", "/endpoint/scrapes", output::Show::Text),
+    output::col("FAILED", "/endpoint/failed_scrapes", output::Show::Text),
+    output::col(
+        "LAST SCRAPE",
+        "/endpoint/last_scrape_ms",
+        output::Show::Time,
+    ),
+    output::col("ERROR", "/error", output::Show::Text),
+];
+
+const SCRAPE_TARGET: &[output::Column] = &[
+    output::col("INSTANCE", "/instance", output::Show::Text),
+    output::col("JOB", "/job", output::Show::Text),
+    output::col("HEALTH", "/health", output::Show::Text),
+    output::col("LAST SCRAPE", "/last_scrape", output::Show::Text),
+    output::col("ERROR", "/last_error", output::Show::Text),
 ];
 
 const DASHBOARD: &[output::Column] = &[
@@ -209,7 +268,49 @@ pub async fn run_observability(command: ObservabilityCommand) -> anyhow::Result<
         }
         ObservabilityCommand::Alerts { api } => {
             let found = api.get("/api/v1/observability/alerts", &[]).await?;
-            api.output.list(&found, "/items", ALERT_RULE)
+            if api.output.output != output::Format::Table {
+                return api.output.raw(&found);
+            }
+            api.output.list(&found, "/items", ALERT_RULE)?;
+            for (heading, rows, columns) in [
+                ("Active alerts", "/active", ACTIVE_ALERT),
+                ("Silences", "/silences", SILENCE),
+                ("Asked", "/sources", SOURCE),
+            ] {
+                if found
+                    .pointer(rows)
+                    .and_then(serde_json::Value::as_array)
+                    .is_some_and(|rows| !rows.is_empty())
+                {
+                    println!("\n{heading}");
+                    api.output.list(&found, rows, columns)?;
+                }
+            }
+            Ok(())
+        }
+        ObservabilityCommand::Health { local, api } => {
+            let query = [("local", local.then(|| "true".to_string()))];
+            let found = api.get("/api/v1/observability/health", &query).await?;
+            if api.output.output != output::Format::Table {
+                return api.output.raw(&found);
+            }
+            if local {
+                let members = serde_json::json!({ "members": [{
+                    "node_id": found["node"]["node_id"],
+                    "reachable": true,
+                    "endpoint": found["node"],
+                }] });
+                return api.output.list(&members, "/members", MEMBER_METRICS);
+            }
+            api.output.list(&found, "/members", MEMBER_METRICS)?;
+            if found["prometheus"].is_object() {
+                println!("\nPrometheus scrapes");
+                let source = serde_json::json!({ "rows": [found["prometheus"]["source"]] });
+                api.output.list(&source, "/rows", SOURCE)?;
+                api.output
+                    .list(&found, "/prometheus/targets", SCRAPE_TARGET)?;
+            }
+            Ok(())
         }
         ObservabilityCommand::WriteDashboards { out } => {
             let written = crate::observability::write_dashboards(&out)?;

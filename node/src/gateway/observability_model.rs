@@ -21,6 +21,10 @@ pub struct ObservabilityConfigView {
     pub alerts_dir: Option<String>,
     pub dashboards: usize,
     pub alert_rules: usize,
+    /// `observability.prometheus_url`: the Prometheus asked for scrape health and alerts.
+    pub prometheus_url: Option<String>,
+    /// `observability.alertmanager_url`: the Alertmanager asked for alerts and silences.
+    pub alertmanager_url: Option<String>,
 }
 
 /// A shipped dashboard.
@@ -50,9 +54,136 @@ pub struct AlertRuleView {
     pub runbook: String,
 }
 
+/// The alert rules in effect, and what the configured Prometheus and Alertmanager say
+/// of them now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AlertRuleListView {
+    /// The rules.
     pub items: Vec<AlertRuleView>,
+    /// Alerts pending or firing in Prometheus, and those Alertmanager holds (empty when
+    /// neither URL is configured).
+    pub active: Vec<ActiveAlertView>,
+    /// Alertmanager's silences (empty without `observability.alertmanager_url`).
+    pub silences: Vec<SilenceView>,
+    /// Each monitoring server asked, and whether it answered.
+    pub sources: Vec<SourceStatusView>,
+}
+
+/// An alert as Prometheus or Alertmanager holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ActiveAlertView {
+    pub name: String,
+    /// prometheus | alertmanager
+    pub source: String,
+    /// Prometheus: pending | firing. Alertmanager: active | suppressed | unprocessed.
+    pub state: String,
+    pub severity: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub summary: String,
+    /// When it became active (RFC 3339, as the source gives it).
+    pub since: String,
+    /// Alertmanager: the silences keeping it quiet.
+    pub silenced_by: Vec<String>,
+    /// Alertmanager: the alerts inhibiting it.
+    pub inhibited_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SilenceMatcherView {
+    pub name: String,
+    pub value: String,
+    pub is_regex: bool,
+    pub is_equal: bool,
+}
+
+/// A silence of Alertmanager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SilenceView {
+    pub id: String,
+    /// active | pending | expired
+    pub state: String,
+    pub matchers: Vec<SilenceMatcherView>,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub created_by: String,
+    pub comment: String,
+}
+
+/// A monitoring server the node asked, and whether it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SourceStatusView {
+    /// prometheus | alertmanager
+    pub name: String,
+    pub url: String,
+    pub reachable: bool,
+    pub error: Option<String>,
+}
+
+/// A node's metrics endpoint and how it has been scraped since the node started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MetricsEndpointView {
+    pub node_id: u64,
+    /// `metrics.prometheus.enabled`.
+    pub enabled: bool,
+    /// host:port it listens on (absent when disabled).
+    pub address: Option<String>,
+    pub path: String,
+    /// Scrapes answered, and refused (metrics restarting or unavailable).
+    pub scrapes: u64,
+    pub failed_scrapes: u64,
+    pub last_scrape_ms: Option<u64>,
+    pub last_scrape_duration_micros: Option<u64>,
+    pub last_scrape_bytes: Option<u64>,
+}
+
+/// A member of the cluster and its metrics endpoint, as that member reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MemberMetricsView {
+    pub node_id: u64,
+    /// Its public gRPC address, where it was asked (absent until learnt).
+    pub api_addr: Option<String>,
+    pub reachable: bool,
+    pub error: Option<String>,
+    pub endpoint: Option<MetricsEndpointView>,
+}
+
+/// A scrape target as Prometheus reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScrapeTargetView {
+    pub instance: String,
+    pub job: String,
+    /// up | down | unknown
+    pub health: String,
+    pub last_scrape: String,
+    pub last_scrape_duration_s: f64,
+    pub last_error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PrometheusTargetsView {
+    pub source: SourceStatusView,
+    pub targets: Vec<ScrapeTargetView>,
+}
+
+/// Whether metrics flow: this node's endpoint, every member's, and Prometheus's scrapes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ObservabilityHealthView {
+    pub node: MetricsEndpointView,
+    /// Every member of the cluster (this node included), asked over gRPC.
+    pub members: Vec<MemberMetricsView>,
+    /// With `observability.prometheus_url`: every active scrape target.
+    pub prometheus: Option<PrometheusTargetsView>,
+}
+
+#[derive(Debug)]
+pub struct GetObservabilityHealth {
+    /// Only this node's endpoint (what a node asks the others).
+    pub local_only: bool,
+}
+
+impl Operation for GetObservabilityHealth {
+    type Reply = ObservabilityHealthView;
+    const NAME: &'static str = "observability_health";
 }
 
 #[derive(Debug)]

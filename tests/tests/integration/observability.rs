@@ -1,7 +1,9 @@
-//! Observability (issue 20, first part): the shipped alert rules pass promtool's checks
-//! and unit tests, name only series a node exports, and reach a webhook through a real
-//! Prometheus and a real Alertmanager (Debian's `prometheus` and
-//! `prometheus-alertmanager`) when workers stop, a node dies and a tenant starves.
+//! Observability (issue 20): the shipped alert rules pass promtool's checks and unit
+//! tests, name only series a node exports, and reach a webhook through a real Prometheus
+//! and a real Alertmanager (Debian's `prometheus` and `prometheus-alertmanager`) when
+//! workers stop, a node dies and a tenant starves; the observability API shows those
+//! alerts, Alertmanager's silences and every node's scrapes; the historical metrics agree
+//! across nodes and outlive the leader.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -339,11 +341,16 @@ fn rules_for_the_test(dir: &Path) -> PathBuf {
 async fn alerts_reach_a_webhook_through_a_real_prometheus_and_alertmanager() {
     let _heavy = crate::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
+    // The nodes are told where Prometheus and Alertmanager will listen.
+    let alertmanager_port = free_port();
+    let prometheus_port = free_port();
     let specs: Vec<NodeSpec> = NodeSpec::cluster(3)
         .into_iter()
         .map(|mut spec| {
             spec.metrics_port = Some(free_port());
-            spec.extra_yaml = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 100000\n    memory_mb: 100000\n    max_concurrent_jobs: 1000\n    max_pending_jobs: 1000\n".to_string();
+            spec.extra_yaml = format!(
+                "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 100000\n    memory_mb: 100000\n    max_concurrent_jobs: 1000\n    max_pending_jobs: 1000\nobservability:\n  prometheus_url: http://127.0.0.1:{prometheus_port}\n  alertmanager_url: http://127.0.0.1:{alertmanager_port}\n"
+            );
             spec
         })
         .collect();
@@ -365,7 +372,6 @@ async fn alerts_reach_a_webhook_through_a_real_prometheus_and_alertmanager() {
 
     let webhook = Webhook::default();
     let webhook_port = webhook.serve().await;
-    let alertmanager_port = free_port();
     std::fs::write(
         dir.path().join("alertmanager.yml"),
         format!(
@@ -387,7 +393,6 @@ async fn alerts_reach_a_webhook_through_a_real_prometheus_and_alertmanager() {
         &dir.path().join("alertmanager.log"),
     );
     let rules = rules_for_the_test(dir.path());
-    let prometheus_port = free_port();
     std::fs::write(
         dir.path().join("prometheus.yml"),
         format!(
@@ -628,7 +633,7 @@ async fn alerts_reach_a_webhook_through_a_real_prometheus_and_alertmanager() {
             "HodeiNodeDown",
             vec![("instance", instance_of(follower))],
             killed_since,
-            30,
+            15,
         ),
         (
             "HodeiTenantBelowFairShare",
@@ -666,6 +671,13 @@ async fn alerts_reach_a_webhook_through_a_real_prometheus_and_alertmanager() {
     // Nothing fired that should not have: the cluster kept a leader.
     let names = webhook.names();
     assert!(!names.contains("HodeiNoLeader"), "{names:?}");
+    observability_api_sees_the_alerts_silences_and_scrapes(
+        &cluster.nodes[&leader],
+        alertmanager_port,
+        follower,
+        &instance_of(follower),
+    )
+    .await;
     // Every series a rule reads is in Prometheus (so no rule is silently never true).
     let mut missing = Vec::new();
     for name in rule_series() {
@@ -739,6 +751,213 @@ async fn alerts_reach_a_webhook_through_a_real_prometheus_and_alertmanager() {
         Some(instances.len()),
         "{up}"
     );
+}
+
+/// With `observability.prometheus_url` and `alertmanager_url` set, the observability API
+/// (REST and gRPC) shows the alerts Prometheus and Alertmanager hold, a silence made in
+/// Alertmanager and the alert it quiets, and every member's scrapes: the killed follower
+/// unreachable and down in Prometheus, the others scraped.
+async fn observability_api_sees_the_alerts_silences_and_scrapes(
+    node: &hodei_tests::NodeProcess,
+    alertmanager_port: u16,
+    follower: u64,
+    follower_instance: &str,
+) {
+    use hodei_proto::v1 as pb;
+    let api = RestApi::new(node);
+    let alerts = api
+        .ok(reqwest::Method::GET, "/api/v1/observability/alerts", None)
+        .await;
+    let sources: Vec<(&str, bool)> = alerts["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|source| {
+            (
+                source["name"].as_str().unwrap(),
+                source["reachable"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        vec![("prometheus", true), ("alertmanager", true)],
+        "{alerts}"
+    );
+    let holds = |alerts: &Value, source: &str, state: &str| {
+        alerts["active"].as_array().unwrap().iter().any(|alert| {
+            alert["name"] == "HodeiNodeDown"
+                && alert["source"] == source
+                && alert["state"] == state
+                && alert["labels"]["instance"] == follower_instance
+        })
+    };
+    assert!(holds(&alerts, "prometheus", "firing"), "{alerts}");
+    assert!(holds(&alerts, "alertmanager", "active"), "{alerts}");
+    // A silence made in Alertmanager quiets the alert, and both show through the API.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let silence: Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{alertmanager_port}/api/v2/silences"))
+        .json(&json!({
+            "matchers": [{ "name": "alertname", "value": "HodeiNodeDown", "isRegex": false, "isEqual": true }],
+            "startsAt": rfc3339(now - 1),
+            "endsAt": rfc3339(now + 3_600),
+            "createdBy": "test",
+            "comment": "node taken down on purpose",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let silence_id = silence["silenceID"].as_str().unwrap().to_string();
+    eventually(TIMEOUT, "the silence and the silenced alert", || async {
+        let alerts = api
+            .ok(reqwest::Method::GET, "/api/v1/observability/alerts", None)
+            .await;
+        let silenced = alerts["silences"].as_array().unwrap().iter().any(|found| {
+            found["id"] == silence_id.as_str()
+                && found["state"] == "active"
+                && found["comment"] == "node taken down on purpose"
+                && found["matchers"][0]["value"] == "HodeiNodeDown"
+        });
+        let quiet = alerts["active"].as_array().unwrap().iter().any(|alert| {
+            alert["name"] == "HodeiNodeDown"
+                && alert["source"] == "alertmanager"
+                && alert["state"] == "suppressed"
+                && alert["silenced_by"][0] == silence_id.as_str()
+        });
+        Ok((silenced && quiet).then_some(()))
+    })
+    .await
+    .unwrap();
+    // Every member's metrics endpoint: the killed follower cannot be asked and is down in
+    // Prometheus; the others have been scraped.
+    let health = eventually(TIMEOUT, "the follower's target down", || async {
+        let health = api
+            .ok(reqwest::Method::GET, "/api/v1/observability/health", None)
+            .await;
+        let down = health["prometheus"]["targets"]
+            .as_array()
+            .is_some_and(|targets| {
+                targets.iter().any(|target| {
+                    target["instance"] == follower_instance && target["health"] == "down"
+                })
+            });
+        Ok(down.then_some(health))
+    })
+    .await
+    .unwrap();
+    let members = health["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{health}");
+    for member in members {
+        if member["node_id"] == follower {
+            assert_eq!(member["reachable"], false, "{health}");
+            assert!(
+                member["error"]
+                    .as_str()
+                    .is_some_and(|error| !error.is_empty()),
+                "{health}"
+            );
+        } else {
+            assert_eq!(member["reachable"], true, "{health}");
+            assert!(
+                member["endpoint"]["scrapes"].as_u64().unwrap() > 0,
+                "{health}"
+            );
+            assert_eq!(member["endpoint"]["node_id"], member["node_id"], "{health}");
+        }
+    }
+    let targets = health["prometheus"]["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 3, "{health}");
+    assert_eq!(
+        targets
+            .iter()
+            .filter(|target| target["health"] == "up")
+            .count(),
+        2,
+        "{health}"
+    );
+    // The same over gRPC.
+    let mut client = pb::observability_service_client::ObservabilityServiceClient::connect(
+        format!("http://{}", node.grpc_addr()),
+    )
+    .await
+    .unwrap();
+    let grpc_health = client
+        .get_health(pb::GetObservabilityHealthRequest { local_only: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(grpc_health.members.len(), 3);
+    assert_eq!(
+        grpc_health
+            .members
+            .iter()
+            .filter(|member| member.reachable)
+            .count(),
+        2
+    );
+    assert_eq!(grpc_health.prometheus.unwrap().targets.len(), 3);
+    let grpc_alerts = client
+        .list_alerts(pb::ListAlertsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        grpc_alerts.rules.len(),
+        alerts["items"].as_array().unwrap().len()
+    );
+    assert!(
+        grpc_alerts
+            .silences
+            .iter()
+            .any(|found| found.id == silence_id)
+    );
+    assert!(
+        grpc_alerts
+            .active
+            .iter()
+            .any(|alert| alert.name == "HodeiNodeDown"
+                && alert.source == "alertmanager"
+                && alert.silenced_by.contains(&silence_id))
+    );
+    let config = client
+        .get_config(pb::GetObservabilityConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        config.alertmanager_url,
+        Some(format!("http://127.0.0.1:{alertmanager_port}"))
+    );
+    let dashboard = client
+        .get_dashboard(pb::GetDashboardRequest {
+            uid: "hodei-cost".to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let model: Value = serde_json::from_str(&dashboard.json).unwrap();
+    assert_eq!(model["uid"], "hodei-cost");
+    let missing = client
+        .get_dashboard(pb::GetDashboardRequest {
+            uid: "nope".to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+}
+
+/// Seconds since the epoch as RFC 3339 (UTC), as Alertmanager's API takes times.
+fn rfc3339(seconds: u64) -> String {
+    chrono::DateTime::from_timestamp(seconds as i64, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The points of `metric` with `labels` from `node`'s historical metrics, 10 s steps.
@@ -883,4 +1102,58 @@ async fn every_node_keeps_the_same_aligned_history_and_it_outlives_the_leader() 
         (422, Some("step")),
         "{problem}"
     );
+    // The same history over gRPC (ObservabilityService.GetHistoricalMetrics), for a
+    // window that has ended, so both answers see the same points.
+    let to_ms = after.last().unwrap().0;
+    let from_ms = to_ms - 60_000;
+    let (status, rest) = RestApi::new(node)
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/metrics/historical?metric=hodei_jobs&labels={labels}&step=20&from={from_ms}&to={to_ms}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{rest}");
+    let mut client =
+        hodei_proto::v1::observability_service_client::ObservabilityServiceClient::connect(
+            format!("http://{}", node.grpc_addr()),
+        )
+        .await
+        .unwrap();
+    let grpc = client
+        .get_historical_metrics(hodei_proto::v1::HistoricalMetricsRequest {
+            metric: "hodei_jobs".to_string(),
+            labels: labels.to_string(),
+            from_ms: Some(from_ms),
+            to_ms: Some(to_ms),
+            step_s: Some(20),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((grpc.step_ms, grpc.resolution.as_str()), (20_000, "10s"));
+    assert_eq!(grpc.series.len(), 1);
+    let grpc_points: Vec<(u64, f64)> = grpc.series[0]
+        .points
+        .iter()
+        .map(|point| (point.at_ms, point.value))
+        .collect();
+    let rest_points: Vec<(u64, f64)> = rest["series"][0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|point| (point[0].as_u64().unwrap(), point[1].as_f64().unwrap()))
+        .collect();
+    assert!(!grpc_points.is_empty());
+    assert_eq!(grpc_points, rest_points);
+    let refused = client
+        .get_historical_metrics(hodei_proto::v1::HistoricalMetricsRequest {
+            metric: "hodei_jobs".to_string(),
+            step_s: Some(15),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
 }

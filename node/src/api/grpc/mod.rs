@@ -5,6 +5,7 @@
 mod cluster;
 mod cost;
 mod jobs;
+mod observability;
 mod pools;
 mod queues;
 mod scaling;
@@ -16,6 +17,7 @@ use tracing::Instrument;
 pub use self::cluster::ClusterGrpc;
 pub use self::cost::CostGrpc;
 pub use self::jobs::{JobGrpc, job_message, submit_input};
+pub use self::observability::ObservabilityGrpc;
 pub use self::pools::PoolGrpc;
 pub use self::queues::QueueGrpc;
 pub use self::tenants::TenantGrpc;

@@ -13,8 +13,8 @@ use crate::gateway::GatewayError;
 use crate::gateway::model::ProblemView;
 use crate::gateway::observability_model::{
     AlertRuleListView, DashboardListView, GetDashboard, GetHistoricalMetrics,
-    GetObservabilityConfig, HistoricalMetricsView, ListAlertRules, ListDashboards,
-    ObservabilityConfigView,
+    GetObservabilityConfig, GetObservabilityHealth, HistoricalMetricsView, ListAlertRules,
+    ListDashboards, ObservabilityConfigView, ObservabilityHealthView,
 };
 
 pub fn routes() -> OpenApiRouter<RestState> {
@@ -23,6 +23,7 @@ pub fn routes() -> OpenApiRouter<RestState> {
         .routes(routes!(list_dashboards))
         .routes(routes!(get_dashboard))
         .routes(routes!(alerts))
+        .routes(routes!(health))
         .routes(routes!(historical))
 }
 
@@ -100,6 +101,8 @@ async fn get_dashboard(
     Context(context): Context,
     Path(uid): Path<String>,
 ) -> Result<Response, GatewayError> {
+    // The body is the dashboard alone, importable as it is: its trace id travels only in
+    // the `x-trace-id` header every answer carries.
     let reply = ask(&state, context, GetDashboard { uid }).await?;
     Ok(axum::response::IntoResponse::into_response((
         StatusCode::OK,
@@ -108,7 +111,9 @@ async fn get_dashboard(
 }
 
 /// The Prometheus alert rules in effect: each with its group, severity, expression,
-/// duration, summary and runbook (admin).
+/// duration, summary and runbook; with `observability.prometheus_url` the alerts pending
+/// and firing there, with `observability.alertmanager_url` the alerts Alertmanager holds
+/// and its silences, and whether each answered (admin).
 #[utoipa::path(get, path = "/api/v1/observability/alerts", tag = "observability",
     responses((status = 200, body = AlertRuleListView), (status = 403, body = ProblemView)))]
 async fn alerts(
@@ -117,5 +122,32 @@ async fn alerts(
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let reply = ask(&state, context, ListAlertRules).await?;
+    Ok(json_reply(StatusCode::OK, &trace_id, &reply))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HealthParams {
+    /// Only this node's metrics endpoint, without asking the other members or Prometheus.
+    local: Option<bool>,
+}
+
+/// Whether metrics flow: this node's metrics endpoint and its scrapes, every member's
+/// (asked over gRPC; an unreachable one is reported so), and with
+/// `observability.prometheus_url` how Prometheus scrapes each target (admin).
+#[utoipa::path(get, path = "/api/v1/observability/health", tag = "observability", params(HealthParams),
+    responses((status = 200, body = ObservabilityHealthView), (status = 403, body = ProblemView), (status = 422, body = ProblemView)))]
+async fn health(
+    State(state): State<RestState>,
+    Context(context): Context,
+    params: crate::api::rest::QueryResult<HealthParams>,
+) -> Result<Response, GatewayError> {
+    let params = crate::api::rest::query(params)?;
+    let trace_id = context.trace_id.clone();
+    let request = GetObservabilityHealth {
+        local_only: params.local.unwrap_or(false),
+    };
+    let reply = ask(&state, context, request).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &reply))
 }
