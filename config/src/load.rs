@@ -498,6 +498,20 @@ mod tests {
                 "{problems:?}"
             );
         }
+        let file = yaml_file(
+            "observability:\n  alerting:\n    enabled: false\n  alertmanager_url: http://127.0.0.1:9093\n",
+        );
+        let problems = ConfigLoader::new()
+            .file(file.path())
+            .load()
+            .unwrap_err()
+            .problems();
+        assert!(
+            problems.iter().any(|problem| problem.starts_with(
+                "observability.alertmanager_url: is set while observability.alerting.enabled is false"
+            )),
+            "{problems:?}"
+        );
         let file =
             yaml_file("observability:\n  alertmanager_url: \"https://alerts.example.com/am\"\n");
         let config = ConfigLoader::new()

@@ -580,7 +580,7 @@ pub struct ObservabilityConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrafanaConfig {
-    /// Off: the node writes no dashboards, even with a directory.
+    /// Off: the node writes no dashboards and `/observability/dashboards` answers 409.
     pub enabled: bool,
     /// Where the node writes Hodei's Grafana dashboards at start, for a Grafana file
     /// provider to load (unset: not written).
@@ -599,7 +599,8 @@ impl Default for GrafanaConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertingConfig {
-    /// Off: the node installs no alert rules, even with a directory.
+    /// Off: the node installs no alert rules, `/observability/alerts` answers 409, and
+    /// `observability.alertmanager_url` is refused.
     pub enabled: bool,
     /// Where the node writes Hodei's Prometheus alert rules (`hodei.yml`) at start, for a
     /// Prometheus `rule_files` glob to load (unset: not written).

@@ -318,6 +318,11 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
             "must be a folder's path, got an empty one".to_string(),
         );
     }
+    problems.rule(
+        observability.alerting.enabled || observability.alertmanager_url.is_none(),
+        "observability.alertmanager_url",
+        "is set while observability.alerting.enabled is false: alerts are not read from it; remove one".to_string(),
+    );
     for (key, url) in [
         (
             "observability.prometheus_url",

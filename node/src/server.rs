@@ -122,9 +122,12 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         metrics_history: Some(metrics_history.clone()),
         scrapes: scrapes.clone(),
     };
+    // Everything served stops when `stop` says so.
+    let (stop, stopped) = watch::channel(false);
     tokio::spawn(crate::actors::metrics_history::run(
         node_context.clone(),
         metrics_history,
+        stopped.clone(),
     ));
     let processes = node_context.processes.clone();
     let worker_hub = node_context.worker_hub.clone();
@@ -155,7 +158,6 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
 
     let default_principal = Principal::parse(&config.server.default_principal)
         .map_err(|error| anyhow::anyhow!("{error}"))?;
-    let (stop, stopped) = watch::channel(false);
     let metrics_addr = serve_metrics(config, root.clone(), scrapes, stopped.clone()).await?;
     let rest_app = crate::api::rest::router(
         hub.metrics.clone(),

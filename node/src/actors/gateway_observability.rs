@@ -41,13 +41,33 @@ impl Handler for GetObservabilityConfig {
     }
 }
 
+/// The dashboard and alert routes answer this while their switch is off.
+fn switched_off(what: &str, key: &str) -> GatewayError {
+    GatewayError::new(
+        crate::gateway::error::ErrorCode::Conflict,
+        format!("{what} are off on this node ({key}: false)"),
+    )
+}
+
+fn require_grafana(node: &NodeContext) -> Result<(), GatewayError> {
+    if node.limits.observability.grafana_enabled {
+        Ok(())
+    } else {
+        Err(switched_off(
+            "Grafana dashboards",
+            "observability.grafana.enabled",
+        ))
+    }
+}
+
 impl Handler for ListDashboards {
     async fn handle(
         self,
-        _node: NodeContext,
+        node: NodeContext,
         context: RequestContext,
     ) -> Result<DashboardListView, GatewayError> {
         require_admin(&context, "reading the dashboards")?;
+        require_grafana(&node)?;
         Ok(DashboardListView {
             items: dashboards()
                 .iter()
@@ -64,10 +84,11 @@ impl Handler for ListDashboards {
 impl Handler for GetDashboard {
     async fn handle(
         self,
-        _node: NodeContext,
+        node: NodeContext,
         context: RequestContext,
     ) -> Result<serde_json::Value, GatewayError> {
         require_admin(&context, "reading the dashboards")?;
+        require_grafana(&node)?;
         dashboards()
             .iter()
             .find(|dashboard| dashboard.uid == self.uid)
@@ -86,6 +107,12 @@ impl Handler for ListAlertRules {
     ) -> Result<AlertRuleListView, GatewayError> {
         require_admin(&context, "reading the alert rules")?;
         let settings = &node.limits.observability;
+        if !settings.alerting_enabled {
+            return Err(switched_off(
+                "Alert rules and alerts",
+                "observability.alerting.enabled",
+            ));
+        }
         let mut active = Vec::new();
         let mut silences = Vec::new();
         let mut sources = Vec::new();
@@ -216,6 +243,9 @@ impl Handler for GetObservabilityHealth {
 /// The most points one series of an answer holds.
 const MAX_POINTS: u64 = 11_000;
 
+/// The most points of all series together one answer holds.
+const MAX_ANSWER_POINTS: usize = 200_000;
+
 impl Handler for GetHistoricalMetrics {
     async fn handle(
         self,
@@ -293,6 +323,16 @@ impl Handler for GetHistoricalMetrics {
                 format!("the window holds more than {limit} stored points: use a shorter window or a step of a minute or an hour"),
             )
         })?;
+        let points: usize = series.iter().map(|found| found.points.len()).sum();
+        if points > MAX_ANSWER_POINTS {
+            return Err(GatewayError::invalid(
+                "labels",
+                format!(
+                    "the answer would hold {points} points of {} series, more than {MAX_ANSWER_POINTS}: filter the series with labels, or use a larger step or a shorter window",
+                    series.len()
+                ),
+            ));
+        }
         let resolution = match crate::actors::metrics_history::resolution_of(step_ms).1 {
             3_600_000 => "1h",
             60_000 => "1m",

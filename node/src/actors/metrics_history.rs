@@ -256,14 +256,21 @@ impl Accumulators {
 /// Samples every [`SAMPLE_INTERVAL_MS`] into `store`, and drops what is past its
 /// resolution's retention once a minute. The sampling, writing and sweeping run on a
 /// blocking thread (sled's I/O and the state's lock).
-pub async fn run(node: NodeContext, store: Arc<dyn Keyspace>) {
+pub async fn run(
+    node: NodeContext,
+    store: Arc<dyn Keyspace>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(Duration::from_millis(SAMPLE_INTERVAL_MS));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let accumulators = Arc::new(std::sync::Mutex::new(Accumulators::default()));
     let resolutions = resolutions(node.limits.retention.cost_ledger);
     let last_sweep = Arc::new(std::sync::atomic::AtomicU64::new(0));
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopped.wait_for(|stop| *stop) => break,
+        }
         let (node, store, accumulators, last_sweep) = (
             node.clone(),
             store.clone(),

@@ -498,6 +498,41 @@ impl MetricsHub {
                 }
             })
             .build();
+        let state = node.clone();
+        self.meter
+            .u64_observable_gauge("hodei_queue_provisioning_workers")
+            .with_description("Workers the dynamic pools of a queue are bringing up (desired size beyond the live workers), in pools that take work")
+            .with_callback(move |observer| {
+                let coming: Vec<(String, u64)> = state.read(|hodei| {
+                    let per_pool: BTreeMap<&str, u64> = hodei
+                        .pools()
+                        .filter(|pool| {
+                            pool.pool_type == hodei_domain::pool::PoolType::Dynamic
+                                && pool.accepts_work()
+                        })
+                        .map(|pool| {
+                            let (_, _, desired) = pool.shown_sizes();
+                            let live = hodei.live_workers_of(&pool.id) as u64;
+                            (pool.id.as_str(), u64::from(desired).saturating_sub(live))
+                        })
+                        .collect();
+                    hodei
+                        .queues()
+                        .map(|queue| {
+                            let count = queue
+                                .pools
+                                .iter()
+                                .filter_map(|pool| per_pool.get(pool.as_str()))
+                                .sum();
+                            (queue.id.clone(), count)
+                        })
+                        .collect()
+                });
+                for (queue, count) in coming {
+                    observer.observe(count, &[KeyValue::new("queue", queue)]);
+                }
+            })
+            .build();
         let (state, shares) = (node.clone(), read);
         self.meter
             .f64_observable_gauge("hodei_queue_jain_index")

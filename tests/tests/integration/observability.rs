@@ -59,13 +59,14 @@ async fn a_node_installs_the_rules_and_dashboards_where_prometheus_and_grafana_r
     let rules_dir = tempfile::tempdir().unwrap();
     let target = rules_dir.path().join("rules.d");
     let dashboards = rules_dir.path().join("dashboards");
+    let metrics_port = free_port();
     let (_dir, _node) = crate::autoscaling::start_node(
         &format!(
             "observability:\n  alerting:\n    prometheus_alerts_dir: {}\n  grafana:\n    dashboards_dir: {}\n",
             target.display(),
             dashboards.display()
         ),
-        None,
+        Some(metrics_port),
     )
     .await;
     for name in [
@@ -172,6 +173,92 @@ async fn a_node_installs_the_rules_and_dashboards_where_prometheus_and_grafana_r
         "promtool",
         &["check", "rules", target.join("hodei.yml").to_str().unwrap()],
     );
+    // This node's own metrics endpoint, scraped once, as the CLI shows it.
+    reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap();
+    let health = api
+        .ok(
+            reqwest::Method::GET,
+            "/api/v1/observability/health?local=true",
+            None,
+        )
+        .await;
+    assert!(health["node"]["scrapes"].as_u64().unwrap() >= 1, "{health}");
+    assert_eq!(health["members"], json!([]), "{health}");
+    assert!(health["prometheus"].is_null(), "{health}");
+    let table = run(
+        hodei_tests::hodei_binary().unwrap().to_str().unwrap(),
+        &["observability", "health", "--api", &_node.rest_url("")],
+    );
+    assert!(
+        table.contains("REACHABLE") && table.contains(&format!("127.0.0.1:{metrics_port}")),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switched_off_dashboards_and_alerts_are_neither_written_nor_served() {
+    let folders = tempfile::tempdir().unwrap();
+    let (_dir, node) = crate::autoscaling::start_node(
+        "observability:\n  alerting:\n    enabled: false\n  grafana:\n    enabled: false\n",
+        None,
+    )
+    .await;
+    let api = RestApi::new(&node);
+    let config = api
+        .ok(reqwest::Method::GET, "/api/v1/observability/config", None)
+        .await;
+    assert_eq!(
+        (&config["grafana_enabled"], &config["alerting_enabled"]),
+        (&json!(false), &json!(false)),
+        "{config}"
+    );
+    for (path, key) in [
+        (
+            "/api/v1/observability/dashboards",
+            "observability.grafana.enabled",
+        ),
+        (
+            "/api/v1/observability/dashboards/hodei-cost",
+            "observability.grafana.enabled",
+        ),
+        (
+            "/api/v1/observability/alerts",
+            "observability.alerting.enabled",
+        ),
+    ] {
+        let (status, problem) = api.call(reqwest::Method::GET, path, None, None).await;
+        assert_eq!(status, 409, "{path}: {problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .is_some_and(|detail| detail.contains(key)),
+            "{path}: {problem}"
+        );
+    }
+    // A folder given while its switch is off is refused before the node starts.
+    let config_file = folders.path().join("config.yaml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "observability:\n  grafana:\n    enabled: false\n    dashboards_dir: {}\n",
+            folders.path().join("dashboards").display()
+        ),
+    )
+    .unwrap();
+    let checked = Command::new(hodei_tests::hodei_binary().unwrap())
+        .args(["config", "check", config_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!checked.status.success());
+    let said = String::from_utf8_lossy(&checked.stdout).to_string()
+        + &String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        said.contains("observability.grafana.dashboards_dir"),
+        "{said}"
+    );
+    assert!(!folders.path().join("dashboards").exists());
 }
 
 /// Every `hodei_*` series a rule reads, without the suffixes Prometheus adds.
