@@ -617,7 +617,7 @@ impl RaftSnapshotBuilder<TypeConfig> for ExactSnapshotBuilder {
         .map_err(|error| snapshot_error(ErrorVerb::Write, error))?
         .map_err(|error| snapshot_error(ErrorVerb::Write, error))?;
         self.stats
-            .snapshot_done(false, bytes as u64, self.started.elapsed());
+            .snapshot_done(false, bytes, self.started.elapsed());
         tracing::info!(
             bytes,
             index = meta.last_log_id.map(|log_id| log_id.index),

@@ -558,7 +558,6 @@ pub fn dashboard_json(dashboard: &Dashboard) -> Value {
                 "label": "Prometheus",
                 "type": "datasource",
                 "query": "prometheus",
-                "current": {},
                 "hide": 0,
             }],
         },

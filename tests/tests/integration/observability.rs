@@ -54,6 +54,88 @@ fn the_shipped_rules_and_routing_pass_promtool_and_amtool() {
     assert!(checked.contains("SUCCESS"), "{checked}");
 }
 
+/// Type-checks dashboards against Grafana's published dashboard model (`@grafana/schema`,
+/// pinned in `deploy/grafana/schema-check`): each JSON model is a TypeScript literal that
+/// must `satisfies Dashboard`, so a field of the wrong type, a missing required field or
+/// an unknown one fails. Returns the compiler's verdict and what it said.
+fn check_against_grafanas_schema(dashboards: &[String]) -> (bool, String) {
+    let check = repository().join("deploy/grafana/schema-check");
+    let tsc = check.join("node_modules/.bin/tsc");
+    assert!(
+        tsc.exists(),
+        "Grafana's schema is not installed: run `npm ci --prefix deploy/grafana/schema-check` (.ci/run does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = String::from("import type { Dashboard } from '@grafana/schema';\n");
+    for (index, dashboard) in dashboards.iter().enumerate() {
+        source.push_str(&format!(
+            "export const dashboard{index} = {} satisfies Dashboard;\n",
+            dashboard.trim()
+        ));
+    }
+    std::fs::write(dir.path().join("check.ts"), source).unwrap();
+    let tsconfig = json!({
+        "compilerOptions": {
+            "strict": true,
+            "noEmit": true,
+            "moduleResolution": "node",
+            "module": "commonjs",
+            "target": "es2020",
+            "skipLibCheck": true,
+            "baseUrl": check.join("node_modules").display().to_string(),
+        },
+        "files": ["check.ts"],
+    });
+    std::fs::write(
+        dir.path().join("tsconfig.json"),
+        serde_json::to_string_pretty(&tsconfig).unwrap(),
+    )
+    .unwrap();
+    let output = Command::new(&tsc)
+        .arg("-p")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), said)
+}
+
+#[test]
+fn the_dashboards_satisfy_grafanas_published_dashboard_model() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repository().join("deploy/grafana/dashboards"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "json")
+        })
+        .collect();
+    files.sort();
+    let dashboards: Vec<String> = files
+        .iter()
+        .map(|file| std::fs::read_to_string(file).unwrap())
+        .collect();
+    assert_eq!(dashboards.len(), 5);
+    let (ok, said) = check_against_grafanas_schema(&dashboards);
+    assert!(ok, "{said}");
+    // The check can fail: a wrong type and an unknown field are each refused.
+    let wrong_type = dashboards[0].replacen("\"editable\": true", "\"editable\": \"yes\"", 1);
+    assert_ne!(wrong_type, dashboards[0]);
+    let (ok, said) = check_against_grafanas_schema(&[wrong_type]);
+    assert!(
+        !ok && said.contains("not assignable to type 'boolean"),
+        "{said}"
+    );
+    let unknown = dashboards[0].replacen(
+        "\"editable\": true",
+        "\"editable\": true, \"editabel\": true",
+        1,
+    );
+    let (ok, said) = check_against_grafanas_schema(&[unknown]);
+    assert!(!ok && said.contains("editabel"), "{said}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_installs_the_rules_and_dashboards_where_prometheus_and_grafana_read_them() {
     let rules_dir = tempfile::tempdir().unwrap();
