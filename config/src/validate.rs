@@ -123,6 +123,9 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
     let cluster = &config.cluster;
     problems.at_least("cluster.node_id", cluster.node_id, 1);
     problems.at_least("cluster.heartbeat_ms", cluster.heartbeat_ms, 10);
+    // HodeiNoLeader counts a leader while a majority acknowledged it in the last 5 s:
+    // heartbeats must come well within that.
+    problems.at_most("cluster.heartbeat_ms", cluster.heartbeat_ms, 1_000);
     problems.rule(
         cluster.election_timeout_min_ms > cluster.heartbeat_ms * 2,
         "cluster.election_timeout_min_ms",
@@ -477,15 +480,64 @@ fn is_http_base_url(url: &str) -> bool {
     else {
         return false;
     };
+    if url.contains(['?', '#', ' ', '@']) {
+        return false;
+    }
     let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-            if port.parse::<u16>().is_err() {
+    // `[v6 address]` or `[v6 address]:port`; otherwise `host` or `host:port`.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => {
+            let Some((address, after)) = bracketed.split_once(']') else {
+                return false;
+            };
+            if address.parse::<std::net::Ipv6Addr>().is_err() {
                 return false;
             }
-            host
+            match after {
+                "" => (address, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (address, Some(port)),
+                    None => return false,
+                },
+            }
         }
-        _ => authority,
+        None => match authority.split_once(':') {
+            // A second colon: an IPv6 address without its brackets.
+            Some((_, port)) if port.contains(':') => return false,
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
     };
-    !host.is_empty() && !url.contains(['?', '#', ' ']) && !authority.contains('@')
+    !host.is_empty() && port.is_none_or(|port| port.parse::<u16>().is_ok_and(|port| port > 0))
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::is_http_base_url;
+
+    #[test]
+    fn base_urls_are_http_with_a_host() {
+        for good in [
+            "http://127.0.0.1:9090",
+            "https://alerts.example.com/am",
+            "http://[::1]",
+            "http://[::1]:9093/",
+            "http://prometheus",
+        ] {
+            assert!(is_http_base_url(good), "{good}");
+        }
+        for bad in [
+            "localhost:9090",
+            "http://",
+            "http://::1:9090",
+            "http://[::1",
+            "http://host:0",
+            "http://host:99999",
+            "http://host/?q=1",
+            "http://user@host",
+            "ftp://host",
+        ] {
+            assert!(!is_http_base_url(bad), "{bad}");
+        }
+    }
 }

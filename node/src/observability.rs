@@ -180,20 +180,24 @@ pub fn dashboards() -> Vec<Dashboard> {
                     )],
                 ),
                 panel(
-                    "Latest snapshot",
-                    "Size of the latest snapshot each node built or installed, and the seconds it took",
+                    "Latest snapshot size",
+                    "Size of the latest snapshot each node built or installed",
                     "bytes",
                     TimeSeries,
-                    &[
-                        (
-                            "max by (instance) (hodei_raft_last_snapshot_bytes)",
-                            "bytes {{instance}}",
-                        ),
-                        (
-                            "max by (instance) (hodei_raft_last_snapshot_seconds)",
-                            "seconds {{instance}}",
-                        ),
-                    ],
+                    &[(
+                        "max by (instance) (hodei_raft_last_snapshot_bytes)",
+                        "{{instance}}",
+                    )],
+                ),
+                panel(
+                    "Latest snapshot time",
+                    "Seconds the latest snapshot took each node to build or install",
+                    "s",
+                    TimeSeries,
+                    &[(
+                        "max by (instance) (hodei_raft_last_snapshot_seconds)",
+                        "{{instance}}",
+                    )],
                 ),
                 panel(
                     "API requests",
@@ -618,7 +622,7 @@ mod tests {
     #[test]
     fn the_shipped_alert_rules_parse_with_a_severity_summary_and_runbook_each() {
         let rules = alert_rules();
-        assert_eq!(rules.len(), 18);
+        assert_eq!(rules.len(), 19);
         for (_, rule) in &rules {
             assert!(
                 matches!(

@@ -388,6 +388,7 @@ pub fn status_view(status: &ClusterStatus) -> ClusterStatusView {
         snapshot_index: status.snapshot_index,
         state_digest: status.state_digest.clone(),
         digest_index: status.digest_index,
+        quorum_ack_age_ms: status.quorum_ack_age_ms,
         members: status
             .members
             .iter()

@@ -44,6 +44,13 @@ pub fn pending_reasons(
         return Vec::new();
     }
     let mut reasons = blocking_reasons(state, &PendingShape::of(job), max_burst_percent);
+    if reasons
+        .first()
+        .is_some_and(|first| first.code == TENANT_DELETED)
+    {
+        // Nothing else matters: the job waits for nothing that will come.
+        return reasons;
+    }
     let Some(queue) = state.queue(&job.spec.queue) else {
         return reasons;
     };
@@ -62,21 +69,35 @@ pub fn pending_reasons(
 /// and `dispatching` of one job).
 pub const IN_LINE: &str = "in_line";
 
+const TENANT_DELETED: &str = "tenant_deleted";
+
+/// The most distinct pending shapes one tally checks (each costs a scan of the workers):
+/// the jobs of shapes beyond it are counted under [`NOT_EXAMINED`].
+const MAX_SHAPES: usize = 20_000;
+
+/// The code of the pending jobs a tally did not examine (see [`MAX_SHAPES`]).
+pub const NOT_EXAMINED: &str = "not_examined";
+
 /// Pending jobs by queue and the first reason each waits for (the most fundamental one
 /// [`pending_reasons`] gives), `in_line` for jobs held by nothing but their turn. Jobs
 /// of the same tenant, queue, resources and pool selector wait for the same reasons, and
 /// apply counts the pending jobs of each such shape: the reasons are worked out once per
-/// shape, whatever the number of jobs.
+/// shape, whatever the number of jobs (for at most [`MAX_SHAPES`] shapes: each costs a
+/// scan of the workers, under the state's read lock).
 pub fn pending_reason_tally(
     state: &HodeiState,
     max_burst_percent: Option<u64>,
 ) -> BTreeMap<(String, String), u64> {
     let mut tally = BTreeMap::new();
-    for (shape, count) in state.pending_shapes() {
-        let code = blocking_reasons(state, shape, max_burst_percent)
-            .into_iter()
-            .next()
-            .map_or_else(|| IN_LINE.to_string(), |first| first.code);
+    for (examined, (shape, count)) in state.pending_shapes().enumerate() {
+        let code = if examined < MAX_SHAPES {
+            blocking_reasons(state, shape, max_burst_percent)
+                .into_iter()
+                .next()
+                .map_or_else(|| IN_LINE.to_string(), |first| first.code)
+        } else {
+            NOT_EXAMINED.to_string()
+        };
         *tally.entry((shape.queue.clone(), code)).or_insert(0) += count;
     }
     tally
@@ -92,7 +113,7 @@ fn blocking_reasons(
     let mut reasons = Vec::new();
     let Some(tenant) = state.tenant(&job.tenant) else {
         return vec![reason(
-            "tenant_deleted",
+            TENANT_DELETED,
             "its tenant no longer exists".to_string(),
         )];
     };

@@ -391,6 +391,13 @@ struct RaftHistograms {
     snapshot: Histogram<f64>,
 }
 
+/// Apply and commit times in seconds, from 50 µs to 10 s (an apply call of a few
+/// commands takes well under a millisecond).
+const RAFT_BUCKETS: [f64; 17] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
 /// Snapshot build and install times in seconds, from 10 ms to 10 minutes.
 const SNAPSHOT_BUCKETS: [f64; 11] = [
     0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0,
@@ -402,14 +409,14 @@ impl RaftHistograms {
             apply: meter
                 .f64_histogram("hodei_raft_apply_duration_seconds")
                 .with_description("Time of each apply call of the state machine (one or more entries)")
-                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .with_boundaries(RAFT_BUCKETS.to_vec())
                 .build(),
             commit: meter
                 .f64_histogram("hodei_raft_commit_duration_seconds")
                 .with_description(
                     "Entries this node proposed as leader: from proposal until a majority stored them and this node applied them",
                 )
-                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .with_boundaries(RAFT_BUCKETS.to_vec())
                 .build(),
             snapshot: meter
                 .f64_histogram("hodei_raft_snapshot_duration_seconds")

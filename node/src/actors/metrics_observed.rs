@@ -322,7 +322,7 @@ impl MetricsHub {
         self.meter
             .u64_observable_gauge("hodei_jobs_pending_by_reason")
             .with_description(
-                "Pending jobs by queue and the first reason each waits for (the codes of GET /jobs/{id}/position; in_line: nothing but its turn)",
+                "Pending jobs by queue and the first reason each waits for (the codes of GET /jobs/{id}/position; in_line: nothing but its turn; not_examined: beyond the 20,000 job shapes one scrape checks)",
             )
             .with_callback(move |observer| {
                 let burst = crate::actors::gateway_jobs::max_burst_percent(&state);

@@ -16,6 +16,13 @@ use crate::gateway::observability_model::{
 /// How long a monitoring server or another member has to answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 
+/// The largest answer read from a monitoring server.
+const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
+/// Hodei's alerts, by the prefix every shipped rule's name has: the monitoring servers
+/// may hold other systems' alerts too, which are not shown.
+const ALERT_PREFIX: &str = "Hodei";
+
 /// A source's status from the outcome of asking it.
 pub fn source_status<T>(name: &str, url: &str, outcome: &Result<T, String>) -> SourceStatusView {
     SourceStatusView {
@@ -41,10 +48,28 @@ async fn get_json<T: serde::de::DeserializeOwned>(base: &str, path: &str) -> Res
     if !status.is_success() {
         return Err(format!("GET {url}: {status}"));
     }
-    response
-        .json::<T>()
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
+        .map_err(|error| format!("GET {url}: {error}"))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!(
+                "GET {url}: the answer is larger than {MAX_ANSWER_BYTES} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice::<T>(&body)
         .map_err(|error| format!("GET {url}: unexpected answer: {error}"))
+}
+
+fn is_hodeis(labels: &BTreeMap<String, String>) -> bool {
+    labels
+        .get("alertname")
+        .is_some_and(|name| name.starts_with(ALERT_PREFIX))
 }
 
 #[derive(Deserialize)]
@@ -68,13 +93,14 @@ struct PrometheusAlert {
     active_at: String,
 }
 
-/// The alerts Prometheus evaluates as pending or firing (`GET /api/v1/alerts`).
+/// Hodei's alerts Prometheus evaluates as pending or firing (`GET /api/v1/alerts`).
 pub async fn prometheus_alerts(base: &str) -> Result<Vec<ActiveAlertView>, String> {
     let answer: PrometheusAnswer<PrometheusAlerts> = get_json(base, "/api/v1/alerts").await?;
     Ok(answer
         .data
         .alerts
         .into_iter()
+        .filter(|alert| is_hodeis(&alert.labels))
         .map(|alert| {
             active_alert(
                 "prometheus",
@@ -110,12 +136,14 @@ struct AlertmanagerStatus {
     inhibited_by: Vec<String>,
 }
 
-/// The alerts Alertmanager holds, silenced and inhibited ones included
+/// Hodei's alerts Alertmanager holds, silenced and inhibited ones included
 /// (`GET /api/v2/alerts`).
 pub async fn alertmanager_alerts(base: &str) -> Result<Vec<ActiveAlertView>, String> {
-    let alerts: Vec<AlertmanagerAlert> = get_json(base, "/api/v2/alerts").await?;
+    let alerts: Vec<AlertmanagerAlert> =
+        get_json(base, "/api/v2/alerts?filter=alertname%3D~%22Hodei.%2A%22").await?;
     Ok(alerts
         .into_iter()
+        .filter(|alert| is_hodeis(&alert.labels))
         .map(|alert| {
             active_alert(
                 "alertmanager",
@@ -186,11 +214,13 @@ struct AlertmanagerSilenceStatus {
     state: String,
 }
 
-/// Alertmanager's silences, expired ones included (`GET /api/v2/silences`).
+/// Alertmanager's silences that are active or yet to start (`GET /api/v2/silences`;
+/// expired ones, which it keeps for days, are left out).
 pub async fn alertmanager_silences(base: &str) -> Result<Vec<SilenceView>, String> {
     let silences: Vec<AlertmanagerSilence> = get_json(base, "/api/v2/silences").await?;
     Ok(silences
         .into_iter()
+        .filter(|silence| silence.status.state != "expired")
         .map(|silence| SilenceView {
             id: silence.id,
             state: silence.status.state,

@@ -109,6 +109,9 @@ fn print_status(status: &pb::ClusterStatus, reachable: &std::collections::BTreeM
         },
         or_dash(status.digest_index),
     );
+    if let Some(age_ms) = status.quorum_ack_age_ms {
+        let _ = writeln!(out, "a majority acknowledged this leader {age_ms} ms ago");
+    }
     println!(
         "{:<8} {:<24} {:<8} {:>8} {:>8}  REACHABLE",
         "NODE", "ADDRESS", "ROLE", "MATCHED", "LAG"
@@ -167,6 +170,7 @@ fn status_json(
         "initialized": status.initialized,
         "state_digest": status.state_digest,
         "digest_index": status.digest_index,
+        "quorum_ack_age_ms": status.quorum_ack_age_ms,
         "members": status.members.iter().map(|member| serde_json::json!({
             "node_id": member.node_id,
             "addr": member.addr,

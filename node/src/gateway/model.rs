@@ -140,6 +140,9 @@ pub struct ClusterStatusView {
     /// replicas at the same index agree on it.
     pub state_digest: String,
     pub digest_index: Option<u64>,
+    /// On the leader: how long ago a majority last acknowledged it (a leader cut off from
+    /// the others keeps its role while this grows; HodeiNoLeader allows 5 s).
+    pub quorum_ack_age_ms: Option<u64>,
     pub members: Vec<ClusterMemberView>,
 }
 

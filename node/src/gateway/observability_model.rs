@@ -60,10 +60,11 @@ pub struct AlertRuleView {
 pub struct AlertRuleListView {
     /// The rules.
     pub items: Vec<AlertRuleView>,
-    /// Alerts pending or firing in Prometheus, and those Alertmanager holds (empty when
-    /// neither URL is configured).
+    /// Hodei's alerts (names starting `Hodei`) pending or firing in Prometheus, and those
+    /// Alertmanager holds (empty when neither URL is configured).
     pub active: Vec<ActiveAlertView>,
-    /// Alertmanager's silences (empty without `observability.alertmanager_url`).
+    /// Alertmanager's silences, active or yet to start (empty without
+    /// `observability.alertmanager_url`).
     pub silences: Vec<SilenceView>,
     /// Each monitoring server asked, and whether it answered.
     pub sources: Vec<SourceStatusView>,
@@ -125,7 +126,8 @@ pub struct MetricsEndpointView {
     pub node_id: u64,
     /// `metrics.prometheus.enabled`.
     pub enabled: bool,
-    /// host:port it listens on (absent when disabled).
+    /// host:port it is bound to (absent when disabled): `metrics.prometheus.port` on
+    /// `server.host`, which may be a wildcard such as 0.0.0.0.
     pub address: Option<String>,
     pub path: String,
     /// Scrapes answered, and refused (metrics restarting or unavailable).

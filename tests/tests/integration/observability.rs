@@ -45,7 +45,7 @@ fn run(program: &str, args: &[&str]) -> String {
 fn the_shipped_rules_and_routing_pass_promtool_and_amtool() {
     let rules = rules();
     let checked = run("promtool", &["check", "rules", rules.to_str().unwrap()]);
-    assert!(checked.contains("SUCCESS: 18 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 19 rules found"), "{checked}");
     let tests = repository().join("deploy/prometheus/alerts/hodei_test.yml");
     let tested = run("promtool", &["test", "rules", tests.to_str().unwrap()]);
     assert!(tested.contains("SUCCESS"), "{tested}");
@@ -186,7 +186,7 @@ async fn a_node_installs_the_rules_and_dashboards_where_prometheus_and_grafana_r
             config["dashboards"].as_u64(),
             config["alert_rules"].as_u64()
         ),
-        (Some(5), Some(18))
+        (Some(5), Some(19))
     );
     let listed = api
         .ok(
@@ -229,7 +229,7 @@ async fn a_node_installs_the_rules_and_dashboards_where_prometheus_and_grafana_r
     assert!(
         names.contains("HodeiNoLeader")
             && names.contains("HodeiTenantBelowFairShare")
-            && names.len() == 18
+            && names.len() == 19
     );
     let (status, _) = api
         .call(

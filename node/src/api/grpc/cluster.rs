@@ -55,6 +55,7 @@ pub fn status_message(status: &ClusterStatusView) -> pb::ClusterStatus {
         addr: status.addr.clone(),
         state_digest: status.state_digest.clone(),
         digest_index: status.digest_index,
+        quorum_ack_age_ms: status.quorum_ack_age_ms,
         members: status
             .members
             .iter()

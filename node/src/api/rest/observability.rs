@@ -83,7 +83,7 @@ async fn config(
 
 /// The Grafana dashboards Hodei ships (admin).
 #[utoipa::path(get, path = "/api/v1/observability/dashboards", tag = "observability",
-    responses((status = 200, body = DashboardListView), (status = 403, body = ProblemView)))]
+    responses((status = 200, body = DashboardListView), (status = 403, body = ProblemView), (status = 409, description = "observability.grafana.enabled is false", body = ProblemView)))]
 async fn list_dashboards(
     State(state): State<RestState>,
     Context(context): Context,
@@ -95,7 +95,7 @@ async fn list_dashboards(
 
 /// One dashboard's Grafana JSON, ready to import (admin).
 #[utoipa::path(get, path = "/api/v1/observability/dashboards/{uid}", tag = "observability", params(("uid" = String, Path, description = "Dashboard uid")),
-    responses((status = 200, description = "The dashboard in Grafana's model"), (status = 404, body = ProblemView)))]
+    responses((status = 200, description = "The dashboard in Grafana's model"), (status = 403, body = ProblemView), (status = 404, body = ProblemView), (status = 409, description = "observability.grafana.enabled is false", body = ProblemView)))]
 async fn get_dashboard(
     State(state): State<RestState>,
     Context(context): Context,
@@ -115,7 +115,7 @@ async fn get_dashboard(
 /// and firing there, with `observability.alertmanager_url` the alerts Alertmanager holds
 /// and its silences, and whether each answered (admin).
 #[utoipa::path(get, path = "/api/v1/observability/alerts", tag = "observability",
-    responses((status = 200, body = AlertRuleListView), (status = 403, body = ProblemView)))]
+    responses((status = 200, body = AlertRuleListView), (status = 403, body = ProblemView), (status = 409, description = "observability.alerting.enabled is false", body = ProblemView)))]
 async fn alerts(
     State(state): State<RestState>,
     Context(context): Context,
