@@ -147,6 +147,21 @@ impl SnapshotFiles {
         Ok(Some((current.meta, self.dir.join(current.file))))
     }
 
+    /// The current snapshot's meta and its file, opened while no snapshot is being made
+    /// current: a snapshot built meanwhile supersedes the file (and deletes it) only
+    /// after this handle is open, and an open handle reads on.
+    pub(crate) fn open_current(&self) -> Result<Option<(SnapshotMeta, File)>, String> {
+        let _changing = self
+            .changing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some((meta, path)) = self.current()? else {
+            return Ok(None);
+        };
+        let file = File::open(&path).map_err(|error| io_error("open current", error))?;
+        Ok(Some((meta, file)))
+    }
+
     /// Deletes every snapshot file but the current one. A sender still reading one keeps
     /// its open handle.
     fn remove_superseded(&self) {
@@ -288,6 +303,35 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn the_current_snapshot_opens_while_newer_ones_supersede_it() {
+        // A snapshot built while the current one is being opened for a follower must not
+        // delete the file between reading its name and opening it.
+        let folder = tempfile::tempdir().unwrap();
+        let files = std::sync::Arc::new(SnapshotFiles::open(folder.path().join("s")).unwrap());
+        let (path, file) = files.partial().unwrap();
+        write_streamed(file, &1u64, || Ok(Vec::new())).unwrap();
+        files.make_current(&path, &meta(1)).unwrap();
+        let builder = {
+            let files = files.clone();
+            std::thread::spawn(move || {
+                for index in 2..300 {
+                    let (path, file) = files.partial().unwrap();
+                    write_streamed(file, &index, || Ok(Vec::new())).unwrap();
+                    files.make_current(&path, &meta(index)).unwrap();
+                }
+            })
+        };
+        let mut opened = 0;
+        while !builder.is_finished() {
+            let (_, file) = files.open_current().unwrap().unwrap();
+            assert!(file.metadata().unwrap().len() > 0);
+            opened += 1;
+        }
+        builder.join().unwrap();
+        assert!(opened > 0);
     }
 
     #[test]

@@ -803,19 +803,19 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, RaftStorageError> {
-        let Some((meta, path)) = self
-            .files
-            .current()
+        // Read and opened together under the files' lock: a snapshot being built at the
+        // same time must not delete the file between the two (the core stopped on that).
+        let files = self.files.clone();
+        let Some((meta, file)) = tokio::task::spawn_blocking(move || files.open_current())
+            .await
+            .map_err(|error| snapshot_error(ErrorVerb::Read, error))?
             .map_err(|error| snapshot_error(ErrorVerb::Read, error))?
         else {
             return Ok(None);
         };
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
     }
 }
