@@ -19,6 +19,11 @@ pub const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
 pub const MAX_RETRIES: u32 = 100;
 pub const MAX_SIMULATED_MS: u64 = 24 * 3600 * 1000;
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+/// One environment value, and all of a job's names and values together.
+pub const MAX_ENV_VALUE_BYTES: usize = 32 * 1024;
+pub const MAX_ENV_BYTES: usize = 128 * 1024;
+pub const MAX_POOL_SELECTOR: usize = 64;
+pub const MAX_WORKING_DIR_BYTES: usize = 4_096;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
@@ -231,6 +236,60 @@ impl JobSpec {
                     "variable names are [A-Za-z_][A-Za-z0-9_]*",
                 ));
             }
+        }
+        for (name, value) in &self.command.env {
+            if value.len() > MAX_ENV_VALUE_BYTES {
+                return Err(invalid(
+                    &format!("command.env.{name}"),
+                    format!(
+                        "a value is at most {MAX_ENV_VALUE_BYTES} bytes, got {}",
+                        value.len()
+                    ),
+                ));
+            }
+            if value.contains('\0') {
+                return Err(invalid(
+                    &format!("command.env.{name}"),
+                    "values must not contain NUL bytes",
+                ));
+            }
+        }
+        let env_bytes: usize = self
+            .command
+            .env
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
+        if env_bytes > MAX_ENV_BYTES {
+            return Err(invalid(
+                "command.env",
+                format!(
+                    "at most {MAX_ENV_BYTES} bytes of names and values in all, got {env_bytes}"
+                ),
+            ));
+        }
+        if let Some(dir) = &self.command.working_dir {
+            if dir.is_empty() || dir.len() > MAX_WORKING_DIR_BYTES || dir.contains('\0') {
+                return Err(invalid(
+                    "command.working_dir",
+                    format!("1 to {MAX_WORKING_DIR_BYTES} bytes, without NUL"),
+                ));
+            }
+            if !dir.starts_with('/') && dir.split('/').any(|part| part == "..") {
+                return Err(invalid(
+                    "command.working_dir",
+                    "a relative folder stays inside the worker's work folder: no `..`",
+                ));
+            }
+        }
+        if self.pool_selector.len() > MAX_POOL_SELECTOR {
+            return Err(invalid(
+                "pool_selector",
+                format!(
+                    "at most {MAX_POOL_SELECTOR} pools, got {}",
+                    self.pool_selector.len()
+                ),
+            ));
         }
         if let Some(timeout_s) = self.command.timeout_s
             && !(1..=MAX_TIMEOUT_S).contains(&timeout_s)
@@ -501,6 +560,42 @@ mod tests {
             DomainError::Invalid { field, .. } => field,
             other => panic!("expected an invalid field, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn env_values_working_dirs_and_selectors_are_bounded() {
+        let mut big = spec();
+        big.command
+            .env
+            .insert("BIG".into(), "x".repeat(MAX_ENV_VALUE_BYTES + 1));
+        assert_eq!(field_of(big.validate().unwrap_err()), "command.env.BIG");
+        let mut many = spec();
+        for index in 0..8 {
+            many.command
+                .env
+                .insert(format!("V{index}"), "x".repeat(MAX_ENV_VALUE_BYTES / 2));
+        }
+        assert_eq!(field_of(many.validate().unwrap_err()), "command.env");
+        let mut nul = spec();
+        nul.command.env.insert("NUL".into(), "a\0b".into());
+        assert_eq!(field_of(nul.validate().unwrap_err()), "command.env.NUL");
+        for dir in ["../elsewhere", "a/../../b", ""] {
+            let mut escaping = spec();
+            escaping.command.working_dir = Some(dir.to_string());
+            assert_eq!(
+                field_of(escaping.validate().unwrap_err()),
+                "command.working_dir",
+                "{dir}"
+            );
+        }
+        let mut inside = spec();
+        inside.command.working_dir = Some("build/out".to_string());
+        inside.validate().unwrap();
+        let mut selector = spec();
+        selector.pool_selector = (0..=MAX_POOL_SELECTOR)
+            .map(|index| format!("p{index}"))
+            .collect();
+        assert_eq!(field_of(selector.validate().unwrap_err()), "pool_selector");
     }
 
     #[test]

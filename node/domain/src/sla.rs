@@ -130,6 +130,11 @@ impl SlaTargets {
     }
 }
 
+/// How far after its submission a job's SLA times may lie: a year and a day (times are
+/// milliseconds since the epoch, so anything later is a mistake, and near `u64::MAX`
+/// they would overflow the arithmetic that follows).
+pub const MAX_SLA_HORIZON_MS: u64 = 366 * 86_400_000;
+
 /// What a job asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlaSpec {
@@ -149,6 +154,23 @@ impl SlaSpec {
     }
 
     pub fn validate(&self, submitted_at_ms: u64) -> Result<(), DomainError> {
+        let horizon = submitted_at_ms.saturating_add(MAX_SLA_HORIZON_MS);
+        for (field, at) in [
+            ("sla.start_by_ms", self.start_by_ms),
+            ("sla.finish_by_ms", self.finish_by_ms),
+        ] {
+            if let Some(at) = at
+                && at > horizon
+            {
+                return Err(DomainError::invalid(
+                    field,
+                    format!(
+                        "must be within {} days of the submission ({submitted_at_ms} ms), at most {horizon}, got {at}",
+                        MAX_SLA_HORIZON_MS / 86_400_000
+                    ),
+                ));
+            }
+        }
         if let Some(start_by) = self.start_by_ms
             && start_by <= submitted_at_ms
         {
@@ -276,6 +298,36 @@ mod tests {
             ..started
         };
         assert_eq!(evaluate(&overran), SlaStatus::Violated);
+    }
+
+    #[test]
+    fn sla_times_beyond_a_year_are_refused_not_overflowed() {
+        for (start_by_ms, finish_by_ms, field) in [
+            (Some(u64::MAX), None, "sla.start_by_ms"),
+            (Some(u64::MAX - 1), Some(u64::MAX), "sla.start_by_ms"),
+            (None, Some(u64::MAX), "sla.finish_by_ms"),
+            (
+                Some(1_000 + MAX_SLA_HORIZON_MS + 1),
+                None,
+                "sla.start_by_ms",
+            ),
+        ] {
+            let spec = SlaSpec {
+                level: SlaLevel::High,
+                start_by_ms,
+                finish_by_ms,
+            };
+            match spec.validate(1_000) {
+                Err(DomainError::Invalid { field: found, .. }) => assert_eq!(found, field),
+                other => panic!("{start_by_ms:?} {finish_by_ms:?}: {other:?}"),
+            }
+        }
+        let within = SlaSpec {
+            level: SlaLevel::High,
+            start_by_ms: Some(1_000 + MAX_SLA_HORIZON_MS),
+            finish_by_ms: None,
+        };
+        within.validate(1_000).unwrap();
     }
 
     #[test]

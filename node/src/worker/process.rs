@@ -25,6 +25,23 @@ pub struct ProcessSpec {
     pub timeout: Option<Duration>,
 }
 
+/// The search path a job gets when the agent has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// What a job's environment holds besides its own variables (which win): the agent's
+/// search path and the job's working directory as its home. Nothing else of the agent's
+/// environment reaches a job: it may hold the node's secrets (`HODEI_*`), and a job runs
+/// other tenants' code.
+pub fn base_env(working_dir: &std::path::Path) -> [(String, String); 2] {
+    [
+        (
+            "PATH".to_string(),
+            std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string()),
+        ),
+        ("HOME".to_string(), working_dir.display().to_string()),
+    ]
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessEnd {
@@ -264,6 +281,8 @@ pub async fn run_process(
     let mut command = std::process::Command::new(program);
     command
         .args(arguments)
+        .env_clear()
+        .envs(base_env(&spec.working_dir))
         .envs(&spec.env)
         .current_dir(&spec.working_dir)
         .stdin(Stdio::null())
@@ -397,6 +416,20 @@ mod tests {
     async fn run(spec: ProcessSpec) -> ProcessEnd {
         let (_cancel, cancelled) = oneshot::channel();
         run_process(spec, cancelled, || {}, OutputTail::default()).await
+    }
+
+    #[tokio::test]
+    async fn a_job_sees_its_own_variables_and_none_of_the_agents() {
+        // Cargo runs tests with variables of its own: the agent's environment here.
+        let inherited = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo");
+        let end = run(spec(&["sh", "-c", "env"], None)).await;
+        let ProcessEnd::Finished { output_tail, .. } = end else {
+            panic!("expected a finished run");
+        };
+        assert!(output_tail.contains("GREETING=hello"), "{output_tail}");
+        assert!(output_tail.contains("PATH="), "{output_tail}");
+        assert!(!output_tail.contains("CARGO_MANIFEST_DIR"), "{output_tail}");
+        assert!(!output_tail.contains(&inherited), "{output_tail}");
     }
 
     #[tokio::test]

@@ -254,6 +254,22 @@ async fn bad_job_input_is_refused_naming_the_field_and_rule() -> anyhow::Result<
 
     let cases = [
         (json!({ "command": { "argv": [] } }), 422, "command.argv"),
+        // Client-supplied times are checked, never overflowed.
+        (
+            json!({ "command": shell("true"), "sla": { "level": "high", "start_by_ms": u64::MAX } }),
+            422,
+            "sla.start_by_ms",
+        ),
+        (
+            json!({ "command": { "argv": ["true"], "working_dir": "../../etc" } }),
+            422,
+            "command.working_dir",
+        ),
+        (
+            json!({ "command": { "argv": ["true"], "env": { "BIG": "x".repeat(40_000) } } }),
+            422,
+            "command.env.BIG",
+        ),
         (
             json!({ "command": shell("true"), "resources": { "cpu_m": 0, "memory_mb": 10 } }),
             422,

@@ -66,6 +66,62 @@ async fn job_states(node: &NodeProcess, ids: &[String]) -> Vec<String> {
     states
 }
 
+/// A job runs with its own variables and a search path, and nothing of its worker's
+/// environment: the node that started the worker holds `HODEI_CLUSTER_SECRET` (the test
+/// harness sets it), which a process pool's workers inherit, and no job may read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_sees_none_of_its_nodes_environment() {
+    let (_dir, node) = start("").await;
+    send(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        json!({
+            "id": "bare", "provider": "process", "min_size": 1, "max_size": 1,
+            "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 },
+        }),
+    )
+    .await;
+    send(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        json!({ "id": "bare-q", "pools": ["bare"] }),
+    )
+    .await;
+    wait_processes("bare", 1).await;
+    let submitted = send(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/jobs",
+        json!({ "queue": "bare-q", "resources": { "cpu_m": 100, "memory_mb": 64 },
+                "command": { "argv": ["env"], "env": { "MINE": "yes" } } }),
+    )
+    .await;
+    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    let api = RestApi::new(&node);
+    let logs = eventually(TIMEOUT, "the job's output", || async {
+        let (_, logs) = api
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/jobs/{id}/logs"),
+                None,
+                None,
+            )
+            .await;
+        Ok((logs["state"] == "succeeded").then_some(logs))
+    })
+    .await
+    .unwrap();
+    let output = logs["output_tail"].as_str().unwrap();
+    assert!(
+        output.contains("MINE=yes") && output.contains("PATH="),
+        "{output}"
+    );
+    assert!(!output.contains("HODEI_"), "{output}");
+    assert!(!output.contains(hodei_tests::CLUSTER_SECRET), "{output}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_pool_grows_to_run_parallel_jobs_and_shrinks_back_when_idle() {
     let (_dir, node) = start("").await;
