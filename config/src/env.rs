@@ -81,6 +81,12 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("HODEI_GRPC_PORT", "server.grpc_port"),
     var("HODEI_LOG_FORMAT", "server.log_format"),
     var("HODEI_ADMIN_TOKEN", "server.admin_token"),
+    var(
+        "HODEI_RATE_LIMIT_REQUESTS_PER_SECOND",
+        "server.rate_limit.requests_per_second",
+    ),
+    var("HODEI_RATE_LIMIT_BURST", "server.rate_limit.burst"),
+    var("HODEI_RATE_LIMIT_ADMIN", "server.rate_limit.limit_admin"),
     var("HODEI_NODE_ID", "cluster.node_id"),
     var("HODEI_DATA_DIR", "cluster.data_dir"),
     var("HODEI_ADVERTISE_ADDR", "cluster.advertise_addr"),

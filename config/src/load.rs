@@ -481,6 +481,44 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_are_positive_with_a_burst_that_can_hold_a_tenth_of_a_second() {
+        let file = yaml_file("server:\n  rate_limit:\n    requests_per_second: 0\n");
+        let problems = ConfigLoader::new()
+            .file(file.path())
+            .load()
+            .unwrap_err()
+            .problems();
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.starts_with("server.rate_limit.requests_per_second")),
+            "{problems:?}"
+        );
+        let file =
+            yaml_file("server:\n  rate_limit:\n    requests_per_second: 1000\n    burst: 50\n");
+        let problems = ConfigLoader::new()
+            .file(file.path())
+            .load()
+            .unwrap_err()
+            .problems();
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.starts_with("server.rate_limit.burst")),
+            "{problems:?}"
+        );
+        let config = ConfigLoader::new()
+            .env_vars(env(&[
+                ("HODEI_RATE_LIMIT_REQUESTS_PER_SECOND", "50"),
+                ("HODEI_RATE_LIMIT_ADMIN", "true"),
+            ]))
+            .load()
+            .unwrap();
+        assert_eq!(config.server.rate_limit.requests_per_second, 50);
+        assert!(config.server.rate_limit.limit_admin);
+    }
+
+    #[test]
     fn observability_urls_must_be_http_base_addresses() {
         let file = yaml_file(
             "observability:\n  prometheus_url: \"localhost:9090\"\n  alertmanager_url: \"http://127.0.0.1:9093/?x=1\"\n",

@@ -69,6 +69,31 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// Token that authenticates admins once authentication is enabled; redacted when printed.
     pub admin_token: Option<String>,
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Per-principal request rates on this node (REST and gRPC operations alike; worker
+/// agents' streams are not counted): a token bucket per principal, refilled at
+/// `requests_per_second` and holding at most `burst`; a request finding it empty gets 429
+/// (RESOURCE_EXHAUSTED) with the seconds to wait.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub requests_per_second: u32,
+    pub burst: u32,
+    /// Whether the admin principal is limited too (off: operators' tools and scripts
+    /// keep their pace; tenants cannot slow them down).
+    pub limit_admin: bool,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 200,
+            burst: 400,
+            limit_admin: false,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -82,6 +107,7 @@ impl Default for ServerConfig {
             default_principal: "admin".to_string(),
             log_format: LogFormat::Text,
             admin_token: None,
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }

@@ -120,6 +120,26 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         ),
     );
 
+    let rate = &server.rate_limit;
+    problems.at_least(
+        "server.rate_limit.requests_per_second",
+        u64::from(rate.requests_per_second),
+        1,
+    );
+    problems.at_most(
+        "server.rate_limit.requests_per_second",
+        u64::from(rate.requests_per_second),
+        1_000_000,
+    );
+    problems.rule(
+        rate.burst >= 1 && rate.burst >= rate.requests_per_second / 10,
+        "server.rate_limit.burst",
+        format!(
+            "must be at least 1 and at least a tenth of requests_per_second ({}), got {}",
+            rate.requests_per_second, rate.burst
+        ),
+    );
+
     let cluster = &config.cluster;
     problems.at_least("cluster.node_id", cluster.node_id, 1);
     problems.at_least("cluster.heartbeat_ms", cluster.heartbeat_ms, 10);

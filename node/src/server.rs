@@ -466,6 +466,11 @@ pub fn limit_settings(config: &Config) -> LimitSettings {
         })
         .fold(Resources::ZERO, Resources::saturating_add);
     LimitSettings {
+        rate_limit: crate::actors::rate_limit::RateLimitSettings {
+            requests_per_second: config.server.rate_limit.requests_per_second,
+            burst: config.server.rate_limit.burst,
+            limit_admin: config.server.rate_limit.limit_admin,
+        },
         default_pricing: default_pricing(config),
         observability: crate::actors::ObservabilitySettings {
             metrics_enabled: config.metrics.prometheus.enabled,

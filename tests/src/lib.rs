@@ -126,6 +126,8 @@ pub struct NodeSpec {
     pub bootstrap: &'static str,
     /// Extra `cluster:` keys, one `key: value` per line.
     pub cluster_extra: Vec<String>,
+    /// Extra `server:` keys, as YAML indented under `server:` (e.g. `rate_limit:\n    burst: 5`).
+    pub server_extra: Vec<String>,
     /// Extra top-level sections (not `server`, `cluster` or `metrics`), as YAML.
     pub extra_yaml: String,
     /// Serve Prometheus metrics on this port (off when `None`).
@@ -159,6 +161,7 @@ impl NodeSpec {
             peers: Vec::new(),
             bootstrap: "single",
             cluster_extra: Vec::new(),
+            server_extra: Vec::new(),
             extra_yaml: String::new(),
             metrics_port: None,
         }
@@ -193,8 +196,12 @@ impl NodeProcess {
         for line in &spec.cluster_extra {
             cluster_extra.push_str(&format!("  {line}\n"));
         }
+        let mut server_extra = String::new();
+        for line in &spec.server_extra {
+            server_extra.push_str(&format!("  {line}\n"));
+        }
         let config = format!(
-            "server:\n  host: 127.0.0.1\n  port: {rest}\n  grpc_port: {grpc}\n  log_format: json\n\
+            "server:\n  host: 127.0.0.1\n  port: {rest}\n  grpc_port: {grpc}\n  log_format: json\n{server_extra}\
              cluster:\n  node_id: {node_id}\n  peer_port: {peer}\n  data_dir: {data}\n  bootstrap: {bootstrap}\n  peers: [{peers}]\n{cluster_extra}\
              metrics:\n  prometheus:\n    enabled: {metrics_enabled}\n    port: {metrics_port}\n{extra_yaml}",
             rest = spec.rest_port,

@@ -58,13 +58,20 @@ pub struct GatewayActor;
 pub struct GatewayHandle {
     current: Arc<RwLock<ActorRef<GatewayMsg>>>,
     call_timeout: Arc<RwLock<Duration>>,
+    /// Per-principal request rates (`server.rate_limit`), checked before an operation
+    /// reaches the actor.
+    limiter: Arc<crate::actors::rate_limit::RequestLimiter>,
 }
 
 impl GatewayHandle {
-    pub fn new(gateway: ActorRef<GatewayMsg>) -> Self {
+    pub fn new(
+        gateway: ActorRef<GatewayMsg>,
+        rate_limit: crate::actors::rate_limit::RateLimitSettings,
+    ) -> Self {
         Self {
             current: Arc::new(RwLock::new(gateway)),
             call_timeout: Arc::new(RwLock::new(Duration::from_secs(30))),
+            limiter: Arc::new(crate::actors::rate_limit::RequestLimiter::new(rate_limit)),
         }
     }
 
@@ -114,6 +121,7 @@ impl GatewayHandle {
         context: RequestContext,
         operation: O,
     ) -> Result<O::Reply, GatewayError> {
+        self.limiter.admit(&context.principal)?;
         self.ask(move |reply| {
             GatewayMsg::Run(Envelope(Box::new(move |node: NodeContext| {
                 answer_measured(

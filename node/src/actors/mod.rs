@@ -30,6 +30,7 @@ pub mod observability_sources;
 pub mod pool_actor;
 pub mod queue_actor;
 pub mod queue_reports;
+pub mod rate_limit;
 pub mod restarts;
 pub mod retention;
 pub mod root;
@@ -62,6 +63,8 @@ pub struct LimitSettings {
     pub fair_share_window: Duration,
     /// How long finished jobs stay in memory, then in the history (`retention`).
     pub retention: RetentionSettings,
+    /// `server.rate_limit`: requests per principal on this node.
+    pub rate_limit: crate::actors::rate_limit::RateLimitSettings,
     pub autoscaling: AutoscalingSettings,
     /// The prices a new pool gets unless it says otherwise (the burst premium from
     /// `burst_capacity.premium_percentage`).

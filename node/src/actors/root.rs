@@ -51,9 +51,10 @@ impl Actor for RootSupervisor {
             Actor::spawn_linked(None, GatewayActor, node.clone(), myself.get_cell()).await?;
         let (control, _) =
             Actor::spawn_linked(None, ControlSupervisor, node.clone(), myself.get_cell()).await?;
+        let rate_limit = node.limits.rate_limit;
         Ok(RootState {
             node,
-            gateway: GatewayHandle::new(gateway),
+            gateway: GatewayHandle::new(gateway, rate_limit),
             control,
             metrics: None,
             restarts: Restarts::new(RestartPolicy::default()),

@@ -15,6 +15,7 @@ mod observability;
 mod peers;
 mod pools;
 mod scheduling;
+mod security;
 mod tour;
 
 /// Tests that load the machine take this lock, so that at most one of them runs at a
