@@ -111,3 +111,88 @@ async fn a_flooding_tenant_is_refused_with_retry_after_and_others_are_served() {
     .await
     .unwrap();
 }
+
+/// A second agent under the id of a connected worker is refused, never a takeover: the
+/// real worker keeps its session and its running job, which ends as it should.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_under_a_live_workers_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start_spec(&dir.path().join("node"), &NodeSpec::new(1)).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    let api = RestApi::new(&node);
+    let mut real = hodei_tests::WorkerProcess::start(
+        &dir.path().join("real"),
+        "w1",
+        "pool-default",
+        &[node.grpc_addr()],
+        2000,
+        2048,
+    )
+    .unwrap();
+    hodei_tests::eventually(TIMEOUT, "the real worker registered", || async {
+        let (_, workers) = api.get("/api/v1/pools/pool-default/workers").await;
+        Ok(workers["items"]
+            .as_array()
+            .is_some_and(|items| {
+                items
+                    .iter()
+                    .any(|worker| worker["id"] == "w1" && worker["state"] != "lost")
+            })
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    let marker = dir.path().join("go");
+    let submitted = api
+        .ok(
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            Some(json!({ "resources": { "cpu_m": 500, "memory_mb": 64 },
+                "command": { "argv": ["sh", "-c", format!("while [ ! -e {} ]; do sleep 0.1; done; echo done", marker.display())] } })),
+        )
+        .await;
+    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    hodei_tests::eventually(TIMEOUT, "the job running on w1", || async {
+        let (_, job) = api.get(&format!("/api/v1/jobs/{id}")).await;
+        Ok((job["state"] == "running" && job["worker"] == "w1").then_some(()))
+    })
+    .await
+    .unwrap();
+    // The rogue agent: same id, same pool.
+    let mut rogue = hodei_tests::WorkerProcess::start(
+        &dir.path().join("rogue"),
+        "w1",
+        "pool-default",
+        &[node.grpc_addr()],
+        2000,
+        2048,
+    )
+    .unwrap();
+    let rogue_log = dir.path().join("rogue").join("worker-1.log");
+    hodei_tests::eventually(TIMEOUT, "the rogue refused", || async {
+        let log = std::fs::read_to_string(&rogue_log).unwrap_or_default();
+        Ok(log.contains("never a takeover").then_some(()))
+    })
+    .await
+    .unwrap();
+    // The real worker still holds its job, which finishes on it.
+    std::fs::write(&marker, "").unwrap();
+    let job = hodei_tests::eventually(TIMEOUT, "the job finished", || async {
+        let (_, job) = api.get(&format!("/api/v1/jobs/{id}")).await;
+        Ok((job["state"] == "succeeded").then_some(job))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (job["worker"].as_str(), job["attempt"].as_u64()),
+        (Some("w1"), Some(1)),
+        "{job}"
+    );
+    let real_log = std::fs::read_to_string(dir.path().join("real").join("worker-1.log")).unwrap();
+    assert!(
+        real_log.contains(&id),
+        "the real agent ran the job: {real_log}"
+    );
+    rogue.kill9();
+    real.kill9();
+}

@@ -99,6 +99,17 @@ impl WorkerHub {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether `worker` has a session here that has been heard from within the loss
+    /// threshold (the interval times the beats a worker may miss): a second registration
+    /// under its id is then another process, not its reconnection, and is refused.
+    pub fn has_live_session(&self, worker: &str) -> bool {
+        let threshold = self.heartbeat.lost_after();
+        self.lock()
+            .sessions
+            .get(worker)
+            .is_some_and(|session| session.last_seen.elapsed() < threshold)
+    }
+
     /// A worker registered on this stream; a previous session of it is replaced.
     pub fn attach(&self, worker: &str, outbound: Outbound) -> u64 {
         let mut hub = self.lock();

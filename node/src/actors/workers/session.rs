@@ -156,6 +156,12 @@ impl WorkerService for WorkerGrpc {
             ))));
         }
         let worker_id = register.worker_id.clone();
+        if self.hub.has_live_session(&worker_id) {
+            warn!(worker = %worker_id, "a second registration of a connected worker refused");
+            return Err(tonic::Status::already_exists(format!(
+                "worker `{worker_id}` is connected on another session that is alive: a second agent under its id is refused, never a takeover (stop the other agent, or wait until it misses its heartbeats)"
+            )));
+        }
         let labels = Labels::from_iter(register.labels);
         hodei_domain::labels::validate_labels("labels", &labels)
             .map_err(|error| GatewayError::from(error).to_status())?;
