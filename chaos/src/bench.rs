@@ -72,6 +72,7 @@ pub enum Scenario {
     Soak,
     Agents,
     History,
+    Flood,
 }
 
 impl Scenario {
@@ -83,8 +84,9 @@ impl Scenario {
             "soak" | "soak-10k" => Ok(Scenario::Soak),
             "agents" => Ok(Scenario::Agents),
             "history" => Ok(Scenario::History),
+            "flood" => Ok(Scenario::Flood),
             other => bail!(
-                "unknown scenario `{other}`: use submit, read, mixed, soak, agents or history"
+                "unknown scenario `{other}`: use submit, read, mixed, soak, agents, history or flood"
             ),
         }
     }
@@ -97,6 +99,7 @@ impl Scenario {
             Scenario::Soak => "soak",
             Scenario::Agents => "agents",
             Scenario::History => "history",
+            Scenario::Flood => "flood",
         }
     }
 
@@ -109,7 +112,7 @@ impl Scenario {
 /// The `bench` command's arguments (also built directly by the other measurements).
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct BenchSettings {
-    /// submit | read | mixed | soak (or soak-10k)
+    /// submit | read | mixed | soak (or soak-10k) | agents | history | flood
     #[arg(value_parser = parse_scenario)]
     pub scenario: Scenario,
     /// gRPC addresses of the nodes, comma-separated (clients spread over them).
@@ -567,10 +570,14 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
         Scenario::Soak => settings.soak_workers(),
         Scenario::Agents => 0,
         Scenario::History => crate::bench_history::VIRTUAL_WORKERS,
+        Scenario::Flood => 0,
     });
     set_up(channels[0].clone(), &settings, workers).await?;
     if settings.scenario == Scenario::History {
         return crate::bench_history::run(&settings, &channels).await;
+    }
+    if settings.scenario == Scenario::Flood {
+        return crate::bench_flood::run(&settings, &channels).await;
     }
     // Jobs to read: a first batch per tenant.
     let mut seeded = Vec::new();
@@ -617,7 +624,7 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Value> {
                 Scenario::Read => true,
                 Scenario::Mixed => client_index % 2 == 1,
                 Scenario::Soak | Scenario::Agents => client_index % 4 == 3,
-                Scenario::Submit | Scenario::History => false,
+                Scenario::Submit | Scenario::History | Scenario::Flood => false,
             };
             let mut turn = u64::from(client_index);
             while !stop.load(Ordering::Relaxed) {

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 pub mod bench;
+mod bench_flood;
 mod bench_history;
 pub mod scaling_reaction;
 pub mod stats;
