@@ -200,6 +200,9 @@ impl Default for QueueConfig {
 pub struct WorkersConfig {
     pub heartbeat_interval_ms: u64,
     pub missed_heartbeats: u32,
+    /// The worker agents this node starts (process pools, `hodei dev`'s) run each job with
+    /// kernel limits from its request (`hodei worker --enforce-limits`).
+    pub enforce_limits: bool,
 }
 
 impl Default for WorkersConfig {
@@ -207,6 +210,7 @@ impl Default for WorkersConfig {
         Self {
             heartbeat_interval_ms: 5_000,
             missed_heartbeats: 3,
+            enforce_limits: false,
         }
     }
 }

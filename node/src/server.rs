@@ -118,6 +118,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         processes: ProcessProvider::new(
             std::env::current_exe().context("cannot find the hodei binary for worker processes")?,
             config.cluster.data_dir.join("workers"),
+            config.workers.enforce_limits,
         ),
         metrics_history: Some(metrics_history.clone()),
         scrapes: scrapes.clone(),

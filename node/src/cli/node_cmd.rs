@@ -136,6 +136,7 @@ fn start_local_workers(
             .args(["--shutdown-grace-s", "2"])
             .arg("--work-dir")
             .arg(&work_dir)
+            .args(config.workers.enforce_limits.then_some("--enforce-limits"))
             .kill_on_drop(true)
             .spawn()?;
         children.push(child);

@@ -62,6 +62,12 @@ pub struct WorkerArgs {
     /// `sleep:MS` (no process: succeeded after MS milliseconds).
     #[arg(long, default_value = "process", value_parser = Runner::parse)]
     pub runner: Runner,
+    /// Start each job with kernel limits from its request: its memory as address space
+    /// (RLIMIT_AS) and, when it has a timeout, CPU time for it at the cores it asked for
+    /// (RLIMIT_CPU). Programs that reserve much more address space than they use (the
+    /// JVM, Go) need a memory request to match.
+    #[arg(long, env = "HODEI_WORKER_ENFORCE_LIMITS")]
+    pub enforce_limits: bool,
 }
 
 fn default_id() -> String {
@@ -91,6 +97,7 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         work_dir,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_s),
         runner: args.runner,
+        enforce_limits: args.enforce_limits,
     };
     hodei_domain::worker::validate_worker_id(&settings.worker_id)
         .map_err(|error| anyhow::anyhow!("--id: {error}"))?;

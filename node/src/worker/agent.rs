@@ -40,6 +40,8 @@ pub struct AgentSettings {
     /// How a job runs: its command as a child process, or (for benchmarks of the
     /// scheduler itself) no process at all.
     pub runner: Runner,
+    /// Whether jobs start with kernel limits from their request (`--enforce-limits`).
+    pub enforce_limits: bool,
 }
 
 /// How the agent runs a job.
@@ -227,11 +229,20 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
         Some(dir) => settings.work_dir.join(dir),
         None => settings.work_dir.clone(),
     };
+    let limits = settings.enforce_limits.then(|| {
+        let resources = assignment.resources.unwrap_or_default();
+        crate::worker::process::JobLimits::of(
+            resources.memory_mb,
+            resources.cpu_m,
+            command.timeout_s,
+        )
+    });
     let spec = ProcessSpec {
         argv: command.argv,
         env: command.env.into_iter().collect(),
         working_dir,
         timeout: command.timeout_s.map(Duration::from_secs),
+        limits,
     };
     let shared = shared.clone();
     let job = assignment.job_id;

@@ -23,6 +23,53 @@ pub struct ProcessSpec {
     pub env: BTreeMap<String, String>,
     pub working_dir: PathBuf,
     pub timeout: Option<Duration>,
+    /// Kernel limits the job's processes start with (`hodei worker --enforce-limits`).
+    pub limits: Option<JobLimits>,
+}
+
+/// Resource limits set with setrlimit(2) in the job's process before it starts, inherited
+/// by everything it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLimits {
+    /// RLIMIT_CPU: CPU seconds (SIGXCPU, then SIGKILL, beyond them).
+    pub cpu_seconds: Option<u64>,
+    /// RLIMIT_AS: bytes of address space (allocations beyond it fail).
+    pub address_space_bytes: u64,
+}
+
+impl JobLimits {
+    /// A job's limits from its request: its memory as address space, and CPU time for its
+    /// timeout at the cores it asked for (rounded up), when it has a timeout.
+    pub fn of(memory_mb: u64, cpu_m: u64, timeout_s: Option<u64>) -> Self {
+        Self {
+            cpu_seconds: timeout_s
+                .map(|timeout| timeout.saturating_mul(cpu_m.div_ceil(1_000).max(1))),
+            address_space_bytes: memory_mb.max(1).saturating_mul(1024 * 1024),
+        }
+    }
+}
+
+/// Sets `limits` in the child between fork and exec.
+#[allow(unsafe_code)]
+fn limit_std(command: &mut std::process::Command, limits: JobLimits) {
+    use nix::sys::resource::{Resource, setrlimit};
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // setrlimit(2), which is async-signal-safe; it allocates nothing and touches no memory
+    // of the parent but the copied limits.
+    unsafe {
+        command.pre_exec(move || {
+            if let Some(seconds) = limits.cpu_seconds {
+                setrlimit(Resource::RLIMIT_CPU, seconds, seconds).map_err(std::io::Error::from)?;
+            }
+            setrlimit(
+                Resource::RLIMIT_AS,
+                limits.address_space_bytes,
+                limits.address_space_bytes,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
 }
 
 /// The search path a job gets when the agent has none.
@@ -290,6 +337,9 @@ pub async fn run_process(
         .stderr(Stdio::piped())
         .process_group(0);
     die_with_parent_std(&mut command);
+    if let Some(limits) = spec.limits {
+        limit_std(&mut command, limits);
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(error) => {
@@ -410,7 +460,46 @@ mod tests {
             env: BTreeMap::from([("GREETING".to_string(), "hello".to_string())]),
             working_dir: std::env::temp_dir(),
             timeout: timeout_ms.map(Duration::from_millis),
+            limits: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_job_cannot_allocate_beyond_its_memory_when_limits_are_enforced() {
+        // Builds a 64 MB string in the shell.
+        let script = "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo ${#x}";
+        let free = run(spec(&["sh", "-c", script], None)).await;
+        let ProcessEnd::Finished {
+            outcome,
+            output_tail,
+            ..
+        } = free
+        else {
+            panic!("expected a finished run");
+        };
+        assert_eq!(outcome, RunOutcome::Succeeded, "{output_tail}");
+        assert!(output_tail.contains("64000000"), "{output_tail}");
+        let mut limited = spec(&["sh", "-c", script], None);
+        limited.limits = Some(JobLimits::of(16, 1_000, Some(60)));
+        let end = run(limited).await;
+        let ProcessEnd::Finished {
+            outcome,
+            output_tail,
+            ..
+        } = end
+        else {
+            panic!("expected a finished run");
+        };
+        assert_ne!(outcome, RunOutcome::Succeeded, "{output_tail}");
+        assert!(!output_tail.contains("64000000"), "{output_tail}");
+    }
+
+    #[test]
+    fn limits_follow_the_request() {
+        let limits = JobLimits::of(512, 2_500, Some(60));
+        assert_eq!(limits.cpu_seconds, Some(180), "60 s at 3 cores");
+        assert_eq!(limits.address_space_bytes, 512 * 1024 * 1024);
+        assert_eq!(JobLimits::of(512, 100, None).cpu_seconds, None);
     }
 
     async fn run(spec: ProcessSpec) -> ProcessEnd {

@@ -66,6 +66,67 @@ async fn job_states(node: &NodeProcess, ids: &[String]) -> Vec<String> {
     states
 }
 
+/// With `workers.enforce_limits`, the agents a node starts give each job its memory
+/// request as its address space: a job that builds a 64 MB string fails with 16 MiB and
+/// succeeds with 512 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforced_limits_hold_a_job_to_its_memory_request() {
+    let (_dir, node) = start("  enforce_limits: true\n").await;
+    send(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        json!({
+            "id": "limited", "provider": "process", "min_size": 1, "max_size": 1,
+            "worker_shape": { "cpu_m": 2000, "memory_mb": 2048 },
+        }),
+    )
+    .await;
+    send(
+        &node,
+        reqwest::Method::POST,
+        "/api/v1/queues",
+        json!({ "id": "limited-q", "pools": ["limited"] }),
+    )
+    .await;
+    wait_processes("limited", 1).await;
+    let script = "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo ${#x}";
+    let api = RestApi::new(&node);
+    let mut ends = Vec::new();
+    for memory_mb in [16, 512] {
+        let submitted = send(
+            &node,
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            json!({ "queue": "limited-q", "resources": { "cpu_m": 100, "memory_mb": memory_mb },
+                    "command": { "argv": ["sh", "-c", script], "timeout_s": 60 } }),
+        )
+        .await;
+        let id = submitted["job"]["id"].as_str().unwrap().to_string();
+        let logs = eventually(TIMEOUT, "the job's end", || async {
+            let (_, logs) = api
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/jobs/{id}/logs"),
+                    None,
+                    None,
+                )
+                .await;
+            Ok(matches!(logs["state"].as_str(), Some("succeeded" | "failed")).then_some(logs))
+        })
+        .await
+        .unwrap();
+        ends.push((
+            memory_mb,
+            logs["state"].clone(),
+            logs["output_tail"].clone(),
+        ));
+    }
+    assert_eq!(ends[0].1, "failed", "{ends:?}");
+    assert_eq!(ends[1].1, "succeeded", "{ends:?}");
+    assert!(ends[1].2.as_str().unwrap().contains("64000000"), "{ends:?}");
+}
+
 /// A job runs with its own variables and a search path, and nothing of its worker's
 /// environment: the node that started the worker holds `HODEI_CLUSTER_SECRET` (the test
 /// harness sets it), which a process pool's workers inherit, and no job may read it.

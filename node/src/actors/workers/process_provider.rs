@@ -26,15 +26,18 @@ pub struct ProcessProvider {
     children: Arc<Mutex<BTreeMap<String, Spawned>>>,
     program: PathBuf,
     work_root: PathBuf,
+    /// `workers.enforce_limits`: the agents run jobs with kernel limits.
+    enforce_limits: bool,
 }
 
 impl ProcessProvider {
     /// Workers run `program worker ...` with their work directories under `work_root`.
-    pub fn new(program: PathBuf, work_root: PathBuf) -> Self {
+    pub fn new(program: PathBuf, work_root: PathBuf, enforce_limits: bool) -> Self {
         Self {
             children: Arc::new(Mutex::new(BTreeMap::new())),
             program,
             work_root,
+            enforce_limits,
         }
     }
 
@@ -59,6 +62,7 @@ impl ProcessProvider {
             .args(["--gpu", &pool.worker_shape.gpu.to_string()])
             .arg("--work-dir")
             .arg(&work_dir)
+            .args(self.enforce_limits.then_some("--enforce-limits"))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(work_dir.join("worker.log"))?)
