@@ -100,12 +100,40 @@ impl SnapshotFiles {
             .changing
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.make_current_locked(path, meta)
+            .map(|(_, current_path)| current_path)
+    }
+
+    /// [`Self::make_current`], then the current snapshot's meta and its file opened before
+    /// the lock is released: a snapshot made current meanwhile (an install beside a build)
+    /// cannot delete the file between the two.
+    pub(crate) fn make_current_and_open(
+        &self,
+        path: &Path,
+        meta: &SnapshotMeta,
+    ) -> Result<(SnapshotMeta, File), String> {
+        let _changing = self
+            .changing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (current, current_path) = self.make_current_locked(path, meta)?;
+        let file = File::open(&current_path).map_err(|error| io_error("open current", error))?;
+        Ok((current, file))
+    }
+
+    /// With `changing` held: makes `path` current unless a later snapshot is, and says
+    /// which is current now.
+    fn make_current_locked(
+        &self,
+        path: &Path,
+        meta: &SnapshotMeta,
+    ) -> Result<(SnapshotMeta, PathBuf), String> {
         let index = meta.last_log_id.map_or(0, |log_id| log_id.index);
         if let Some((current, current_path)) = self.current()?
             && current.last_log_id.map_or(0, |log_id| log_id.index) > index
         {
             let _ = std::fs::remove_file(path);
-            return Ok(current_path);
+            return Ok((current, current_path));
         }
         File::open(path)
             .and_then(|file| file.sync_all())
@@ -132,7 +160,7 @@ impl SnapshotFiles {
             .and_then(|dir| dir.sync_all())
             .map_err(|error| io_error("fsync folder", error))?;
         self.remove_superseded();
-        Ok(self.dir.join(name))
+        Ok((meta.clone(), self.dir.join(name)))
     }
 
     /// The current snapshot's meta and file.
@@ -332,6 +360,34 @@ mod tests {
         }
         builder.join().unwrap();
         assert!(opened > 0);
+    }
+
+    #[test]
+    fn a_built_snapshot_is_opened_before_an_install_can_supersede_it() {
+        // A build (older) and installs (newer) made current side by side: the build's
+        // file, or the newer one it yields to, is always opened with its meta.
+        let folder = tempfile::tempdir().unwrap();
+        let files = std::sync::Arc::new(SnapshotFiles::open(folder.path().join("s")).unwrap());
+        let installer = {
+            let files = files.clone();
+            std::thread::spawn(move || {
+                for index in (2..400).step_by(2) {
+                    let (path, file) = files.partial().unwrap();
+                    write_streamed(file, &index, || Ok(Vec::new())).unwrap();
+                    files.make_current(&path, &meta(index)).unwrap();
+                }
+            })
+        };
+        let mut built = 1;
+        while !installer.is_finished() {
+            let (path, file) = files.partial().unwrap();
+            write_streamed(file, &built, || Ok(Vec::new())).unwrap();
+            let (current, file) = files.make_current_and_open(&path, &meta(built)).unwrap();
+            assert!(current.last_log_id.unwrap().index >= built);
+            assert!(file.metadata().unwrap().len() > 0);
+            built += 2;
+        }
+        installer.join().unwrap();
     }
 
     #[test]

@@ -606,12 +606,14 @@ impl RaftSnapshotBuilder<TypeConfig> for ExactSnapshotBuilder {
         let keyspace = self.keyspace.clone();
         let cold_prefix = self.cold_prefix;
         let files = self.files.clone();
-        let (meta, bytes, path) = tokio::task::spawn_blocking(move || {
+        let (meta, bytes, file) = tokio::task::spawn_blocking(move || {
             let written = prepared.write(&files, keyspace.as_ref(), cold_prefix);
             drop(guard);
             let (path, meta, bytes) = written?;
-            let path = files.make_current(&path, &meta)?;
-            Ok::<_, String>((meta, bytes, path))
+            // Opened under the files' lock: an install beside this build cannot delete
+            // it first; and if a later snapshot is current already, that one is sent.
+            let (meta, file) = files.make_current_and_open(&path, &meta)?;
+            Ok::<_, String>((meta, bytes, file))
         })
         .await
         .map_err(|error| snapshot_error(ErrorVerb::Write, error))?
@@ -624,12 +626,9 @@ impl RaftSnapshotBuilder<TypeConfig> for ExactSnapshotBuilder {
             millis = self.started.elapsed().as_millis() as u64,
             "snapshot built and stored"
         );
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|error| snapshot_error(ErrorVerb::Read, error))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 }

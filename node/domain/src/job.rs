@@ -179,6 +179,67 @@ fn invalid(field: &str, rule: impl Into<String>) -> DomainError {
 }
 
 impl JobSpec {
+    /// The bounds a new submission is held to beyond [`Self::validate`]: checked by the
+    /// gateway only, never by apply, so that entries written before these bounds existed
+    /// apply alike on every node, whichever version replays them.
+    pub fn validate_submission(&self) -> Result<(), DomainError> {
+        for (name, value) in &self.command.env {
+            if value.len() > MAX_ENV_VALUE_BYTES {
+                return Err(invalid(
+                    &format!("command.env.{name}"),
+                    format!(
+                        "a value is at most {MAX_ENV_VALUE_BYTES} bytes, got {}",
+                        value.len()
+                    ),
+                ));
+            }
+            if value.contains('\0') {
+                return Err(invalid(
+                    &format!("command.env.{name}"),
+                    "values must not contain NUL bytes",
+                ));
+            }
+        }
+        let env_bytes: usize = self
+            .command
+            .env
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
+        if env_bytes > MAX_ENV_BYTES {
+            return Err(invalid(
+                "command.env",
+                format!(
+                    "at most {MAX_ENV_BYTES} bytes of names and values in all, got {env_bytes}"
+                ),
+            ));
+        }
+        if let Some(dir) = &self.command.working_dir {
+            if dir.is_empty() || dir.len() > MAX_WORKING_DIR_BYTES || dir.contains('\0') {
+                return Err(invalid(
+                    "command.working_dir",
+                    format!("1 to {MAX_WORKING_DIR_BYTES} bytes, without NUL"),
+                ));
+            }
+            if !dir.starts_with('/') && dir.split('/').any(|part| part == "..") {
+                return Err(invalid(
+                    "command.working_dir",
+                    "a relative folder stays inside the worker's work folder: no `..`",
+                ));
+            }
+        }
+        if self.pool_selector.len() > MAX_POOL_SELECTOR {
+            return Err(invalid(
+                "pool_selector",
+                format!(
+                    "at most {MAX_POOL_SELECTOR} pools, got {}",
+                    self.pool_selector.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every field; the first problem is returned, naming its field.
     pub fn validate(&self) -> Result<(), DomainError> {
         if self.command.argv.is_empty() && self.simulate.is_none() {
@@ -236,60 +297,6 @@ impl JobSpec {
                     "variable names are [A-Za-z_][A-Za-z0-9_]*",
                 ));
             }
-        }
-        for (name, value) in &self.command.env {
-            if value.len() > MAX_ENV_VALUE_BYTES {
-                return Err(invalid(
-                    &format!("command.env.{name}"),
-                    format!(
-                        "a value is at most {MAX_ENV_VALUE_BYTES} bytes, got {}",
-                        value.len()
-                    ),
-                ));
-            }
-            if value.contains('\0') {
-                return Err(invalid(
-                    &format!("command.env.{name}"),
-                    "values must not contain NUL bytes",
-                ));
-            }
-        }
-        let env_bytes: usize = self
-            .command
-            .env
-            .iter()
-            .map(|(name, value)| name.len() + value.len())
-            .sum();
-        if env_bytes > MAX_ENV_BYTES {
-            return Err(invalid(
-                "command.env",
-                format!(
-                    "at most {MAX_ENV_BYTES} bytes of names and values in all, got {env_bytes}"
-                ),
-            ));
-        }
-        if let Some(dir) = &self.command.working_dir {
-            if dir.is_empty() || dir.len() > MAX_WORKING_DIR_BYTES || dir.contains('\0') {
-                return Err(invalid(
-                    "command.working_dir",
-                    format!("1 to {MAX_WORKING_DIR_BYTES} bytes, without NUL"),
-                ));
-            }
-            if !dir.starts_with('/') && dir.split('/').any(|part| part == "..") {
-                return Err(invalid(
-                    "command.working_dir",
-                    "a relative folder stays inside the worker's work folder: no `..`",
-                ));
-            }
-        }
-        if self.pool_selector.len() > MAX_POOL_SELECTOR {
-            return Err(invalid(
-                "pool_selector",
-                format!(
-                    "at most {MAX_POOL_SELECTOR} pools, got {}",
-                    self.pool_selector.len()
-                ),
-            ));
         }
         if let Some(timeout_s) = self.command.timeout_s
             && !(1..=MAX_TIMEOUT_S).contains(&timeout_s)
@@ -568,34 +575,46 @@ mod tests {
         big.command
             .env
             .insert("BIG".into(), "x".repeat(MAX_ENV_VALUE_BYTES + 1));
-        assert_eq!(field_of(big.validate().unwrap_err()), "command.env.BIG");
+        assert_eq!(
+            field_of(big.validate_submission().unwrap_err()),
+            "command.env.BIG"
+        );
         let mut many = spec();
         for index in 0..8 {
             many.command
                 .env
                 .insert(format!("V{index}"), "x".repeat(MAX_ENV_VALUE_BYTES / 2));
         }
-        assert_eq!(field_of(many.validate().unwrap_err()), "command.env");
+        assert_eq!(
+            field_of(many.validate_submission().unwrap_err()),
+            "command.env"
+        );
         let mut nul = spec();
         nul.command.env.insert("NUL".into(), "a\0b".into());
-        assert_eq!(field_of(nul.validate().unwrap_err()), "command.env.NUL");
+        assert_eq!(
+            field_of(nul.validate_submission().unwrap_err()),
+            "command.env.NUL"
+        );
         for dir in ["../elsewhere", "a/../../b", ""] {
             let mut escaping = spec();
             escaping.command.working_dir = Some(dir.to_string());
             assert_eq!(
-                field_of(escaping.validate().unwrap_err()),
+                field_of(escaping.validate_submission().unwrap_err()),
                 "command.working_dir",
                 "{dir}"
             );
         }
         let mut inside = spec();
         inside.command.working_dir = Some("build/out".to_string());
-        inside.validate().unwrap();
+        inside.validate_submission().unwrap();
         let mut selector = spec();
         selector.pool_selector = (0..=MAX_POOL_SELECTOR)
             .map(|index| format!("p{index}"))
             .collect();
-        assert_eq!(field_of(selector.validate().unwrap_err()), "pool_selector");
+        assert_eq!(
+            field_of(selector.validate_submission().unwrap_err()),
+            "pool_selector"
+        );
     }
 
     #[test]

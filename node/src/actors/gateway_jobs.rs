@@ -325,6 +325,7 @@ fn build_job(
             .transpose()?,
     };
     spec.validate()?;
+    spec.validate_submission()?;
     let submitted_at_ms = now_ms();
     if let Some(sla) = &spec.sla {
         sla.validate(submitted_at_ms)?;

@@ -1,7 +1,9 @@
 //! Per-principal request rates (`server.rate_limit`): a token bucket per principal on
 //! this node, checked before a REST or gRPC operation reaches the gateway actor, so that
 //! one tenant's flood is refused at the door (429 / RESOURCE_EXHAUSTED with the seconds
-//! to wait) instead of queueing in front of everyone else's requests.
+//! to wait) instead of queueing in front of everyone else's requests. The principal is
+//! the one the request names (`x-hodei-principal`) until token authentication exists:
+//! until then the limits stop a runaway client, not a caller who lies about who it is.
 
 use std::num::NonZeroU32;
 
@@ -37,6 +39,10 @@ pub struct RequestLimiter {
     buckets: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
     settings: RateLimitSettings,
+    /// When idle buckets were last forgotten (ms since the limiter's start): at most once
+    /// a second, as forgetting scans every bucket.
+    last_sweep_ms: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
 }
 
 impl RequestLimiter {
@@ -48,6 +54,8 @@ impl RequestLimiter {
             buckets: governor::RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             clock: DefaultClock::default(),
             settings,
+            last_sweep_ms: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -57,7 +65,17 @@ impl RequestLimiter {
             return Ok(());
         }
         if self.buckets.len() > KEPT_BUCKETS {
-            self.buckets.retain_recent();
+            use std::sync::atomic::Ordering;
+            let now_ms = self.started.elapsed().as_millis() as u64;
+            let last = self.last_sweep_ms.load(Ordering::Relaxed);
+            if now_ms.saturating_sub(last) >= 1_000
+                && self
+                    .last_sweep_ms
+                    .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.buckets.retain_recent();
+            }
         }
         self.buckets.check_key(&principal.to_string()).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());

@@ -98,6 +98,7 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_s),
         runner: args.runner,
         enforce_limits: args.enforce_limits,
+        instance: uuid::Uuid::new_v4().simple().to_string(),
     };
     hodei_domain::worker::validate_worker_id(&settings.worker_id)
         .map_err(|error| anyhow::anyhow!("--id: {error}"))?;

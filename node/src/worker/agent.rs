@@ -42,6 +42,9 @@ pub struct AgentSettings {
     pub runner: Runner,
     /// Whether jobs start with kernel limits from their request (`--enforce-limits`).
     pub enforce_limits: bool,
+    /// A random id of this agent process, sent with every registration: the leader
+    /// gives a session back to the same instance and refuses another one.
+    pub instance: String,
 }
 
 /// How the agent runs a job.
@@ -229,14 +232,18 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
         Some(dir) => settings.work_dir.join(dir),
         None => settings.work_dir.clone(),
     };
-    let limits = settings.enforce_limits.then(|| {
-        let resources = assignment.resources.unwrap_or_default();
-        crate::worker::process::JobLimits::of(
-            resources.memory_mb,
-            resources.cpu_m,
-            command.timeout_s,
-        )
-    });
+    // An assignment without resources (none is sent so today) runs without limits rather
+    // than with a zero-sized one.
+    let limits = assignment
+        .resources
+        .filter(|_| settings.enforce_limits)
+        .map(|resources| {
+            crate::worker::process::JobLimits::of(
+                resources.memory_mb,
+                resources.cpu_m,
+                command.timeout_s,
+            )
+        });
     let spec = ProcessSpec {
         argv: command.argv,
         env: command.env.into_iter().collect(),
@@ -566,6 +573,7 @@ async fn session(
             gpu: settings.capacity.gpu,
             labels: settings.labels.clone().into_iter().collect(),
             running: shared.running(),
+            instance: settings.instance.clone(),
         })),
     };
     let _ = outbound.send(register).await;

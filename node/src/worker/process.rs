@@ -31,7 +31,9 @@ pub struct ProcessSpec {
 /// by everything it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobLimits {
-    /// RLIMIT_CPU: CPU seconds (SIGXCPU, then SIGKILL, beyond them).
+    /// RLIMIT_CPU: CPU seconds of each process of the job (soft = hard: SIGKILL beyond
+    /// them). Each process the job starts gets the same budget: a per-job total needs a
+    /// cgroup.
     pub cpu_seconds: Option<u64>,
     /// RLIMIT_AS: bytes of address space (allocations beyond it fail).
     pub address_space_bytes: u64,
@@ -479,6 +481,18 @@ mod tests {
         };
         assert_eq!(outcome, RunOutcome::Succeeded, "{output_tail}");
         assert!(output_tail.contains("64000000"), "{output_tail}");
+        // Under the same limits a small command runs: they stop the allocation, not exec.
+        let mut small = spec(&["sh", "-c", "echo small"], None);
+        small.limits = Some(JobLimits::of(16, 1_000, Some(60)));
+        let ProcessEnd::Finished {
+            outcome,
+            output_tail,
+            ..
+        } = run(small).await
+        else {
+            panic!("expected a finished run");
+        };
+        assert_eq!(outcome, RunOutcome::Succeeded, "{output_tail}");
         let mut limited = spec(&["sh", "-c", script], None);
         limited.limits = Some(JobLimits::of(16, 1_000, Some(60)));
         let end = run(limited).await;

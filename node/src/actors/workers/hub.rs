@@ -38,6 +38,8 @@ struct Session {
     last_seen: Instant,
     /// (job, attempt) already sent to this session.
     sent: BTreeSet<(String, u32)>,
+    /// The agent process behind it (its registration's `instance`).
+    instance: String,
 }
 
 #[derive(Default)]
@@ -49,6 +51,8 @@ struct HubState {
     leading_since: Option<Instant>,
     /// Workers whose loss is being proposed.
     losing: BTreeSet<String>,
+    /// Registrations being proposed: the worker, the agent instance and since when.
+    registering: HashMap<String, (String, Instant)>,
 }
 
 #[derive(Clone)]
@@ -99,22 +103,50 @@ impl WorkerHub {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether `worker` has a session here that has been heard from within the loss
-    /// threshold (the interval times the beats a worker may miss): a second registration
-    /// under its id is then another process, not its reconnection, and is refused.
-    pub fn has_live_session(&self, worker: &str) -> bool {
+    /// Reserves `worker`'s id for a registration by agent `instance`, unless another
+    /// instance holds it: a session heard from within the loss threshold (the interval
+    /// times the beats a worker may miss), or a registration of its own in flight. The
+    /// same instance reconnecting (its stream broke, the old session not yet noticed)
+    /// gets its id back. Checked and reserved under one lock, so two registrations at
+    /// once cannot both pass. An empty instance matches none.
+    pub fn reserve(&self, worker: &str, instance: &str) -> bool {
         let threshold = self.heartbeat.lost_after();
-        self.lock()
-            .sessions
+        let mut hub = self.lock();
+        let other = |held: &str| held.is_empty() || instance.is_empty() || held != instance;
+        let held_by_session = hub.sessions.get(worker).is_some_and(|session| {
+            session.last_seen.elapsed() < threshold && other(&session.instance)
+        });
+        let held_by_registration = hub
+            .registering
             .get(worker)
-            .is_some_and(|session| session.last_seen.elapsed() < threshold)
+            .is_some_and(|(held, since)| since.elapsed() < threshold && other(held));
+        if held_by_session || held_by_registration {
+            return false;
+        }
+        hub.registering
+            .insert(worker.to_string(), (instance.to_string(), Instant::now()));
+        true
     }
 
-    /// A worker registered on this stream; a previous session of it is replaced.
-    pub fn attach(&self, worker: &str, outbound: Outbound) -> u64 {
+    /// Gives up a reservation whose registration was not committed.
+    pub fn release(&self, worker: &str, instance: &str) {
+        let mut hub = self.lock();
+        if hub
+            .registering
+            .get(worker)
+            .is_some_and(|(held, _)| held == instance)
+        {
+            hub.registering.remove(worker);
+        }
+    }
+
+    /// A worker registered on this stream by agent `instance`; a previous session of it
+    /// is replaced (the same instance reconnecting, or one no longer alive).
+    pub fn attach(&self, worker: &str, instance: &str, outbound: Outbound) -> u64 {
         let mut hub = self.lock();
         hub.next_session += 1;
         let number = hub.next_session;
+        hub.registering.remove(worker);
         hub.sessions.insert(
             worker.to_string(),
             Session {
@@ -122,6 +154,7 @@ impl WorkerHub {
                 outbound,
                 last_seen: Instant::now(),
                 sent: BTreeSet::new(),
+                instance: instance.to_string(),
             },
         );
         hub.losing.remove(worker);
@@ -313,5 +346,41 @@ impl WorkerHub {
                 self.deliver(&node, only.as_ref());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod reservation_tests {
+    use super::*;
+
+    fn hub() -> WorkerHub {
+        WorkerHub::new(HeartbeatSettings {
+            interval: Duration::from_secs(5),
+            missed_beats: 3,
+        })
+    }
+
+    #[test]
+    fn a_live_session_is_given_back_to_its_own_agent_and_refused_to_another() {
+        let hub = hub();
+        assert!(hub.reserve("w1", "agent-a"));
+        // Another agent while the first registration is in flight: refused.
+        assert!(!hub.reserve("w1", "agent-b"));
+        let (outbound, _receiver) = mpsc::channel(1);
+        hub.attach("w1", "agent-a", outbound);
+        assert!(
+            !hub.reserve("w1", "agent-b"),
+            "a live session is not taken over"
+        );
+        assert!(
+            !hub.reserve("w1", ""),
+            "an agent without an instance matches none"
+        );
+        assert!(hub.reserve("w1", "agent-a"), "its own agent reconnects");
+        // A refused registration gives its reservation up.
+        hub.release("w1", "agent-a");
+        assert!(hub.reserve("w2", "agent-c"));
+        hub.release("w2", "agent-c");
+        assert!(hub.reserve("w2", "agent-d"));
     }
 }

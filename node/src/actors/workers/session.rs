@@ -156,15 +156,16 @@ impl WorkerService for WorkerGrpc {
             ))));
         }
         let worker_id = register.worker_id.clone();
-        if self.hub.has_live_session(&worker_id) {
+        let instance = register.instance.clone();
+        let labels = Labels::from_iter(register.labels);
+        hodei_domain::labels::validate_labels("labels", &labels)
+            .map_err(|error| GatewayError::from(error).to_status())?;
+        if !self.hub.reserve(&worker_id, &instance) {
             warn!(worker = %worker_id, "a second registration of a connected worker refused");
             return Err(tonic::Status::already_exists(format!(
                 "worker `{worker_id}` is connected on another session that is alive: a second agent under its id is refused, never a takeover (stop the other agent, or wait until it misses its heartbeats)"
             )));
         }
-        let labels = Labels::from_iter(register.labels);
-        hodei_domain::labels::validate_labels("labels", &labels)
-            .map_err(|error| GatewayError::from(error).to_status())?;
         let registration = WorkerRegistration {
             id: register.worker_id,
             pool: register.pool,
@@ -189,13 +190,17 @@ impl WorkerService for WorkerGrpc {
                 keep
             }
             Ok(other) => {
+                self.hub.release(&worker_id, &instance);
                 return Err(tonic::Status::internal(format!(
                     "unexpected state machine outcome: {other:?}"
                 )));
             }
-            Err(error) => return Err(error.to_status()),
+            Err(error) => {
+                self.hub.release(&worker_id, &instance);
+                return Err(error.to_status());
+            }
         };
-        let number = self.hub.attach(&worker_id, outbound.clone());
+        let number = self.hub.attach(&worker_id, &instance, outbound.clone());
         let _ = outbound
             .send(message(pb::server_message::Kind::Registered(
                 pb::Registered {
