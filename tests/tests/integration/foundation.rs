@@ -712,6 +712,31 @@ async fn openapi_document_covers_every_route() {
             "{method} {path} missing from the OpenAPI document"
         );
     }
+    // Every operation states the rate limit's 429 with Retry-After, and every error it
+    // declares comes as application/problem+json, as the server sends them.
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            let too_many = &responses["429"];
+            assert!(
+                too_many["content"]["application/problem+json"].is_object()
+                    && too_many["headers"]["Retry-After"].is_object(),
+                "{method} {path}: {too_many}"
+            );
+            for (status, response) in responses {
+                if status.parse::<u16>().is_ok_and(|code| code >= 400)
+                    && let Some(content) = response["content"].as_object()
+                {
+                    assert!(
+                        content
+                            .keys()
+                            .all(|kind| kind == "application/problem+json"),
+                        "{method} {path} {status}: {response}"
+                    );
+                }
+            }
+        }
+    }
     // Every documented operation answers (no route in the document that the server lacks).
     let http = reqwest::Client::new();
     for (path, operations) in document["paths"].as_object().unwrap() {
