@@ -281,8 +281,10 @@ impl Handler for ListWorkers {
     async fn handle(
         self,
         node: NodeContext,
-        _context: RequestContext,
+        context: RequestContext,
     ) -> Result<WorkerListView, GatewayError> {
+        // Workers carry every tenant's running jobs: an admin's view.
+        require_admin(&context, "listing workers")?;
         let ListWorkers { pool, consistency } = self;
         read_barrier(&node, consistency).await?;
         if let Some(pool) = &pool

@@ -13,7 +13,7 @@ use crate::gateway::operations::{
     UpdateQueue,
 };
 use crate::gateway::report_model::{FairShareView, QueueStatusListView, QueueStatusView};
-use crate::gateway::{Consistency, ErrorCode, GatewayError, RequestContext};
+use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestContext};
 use crate::state::command;
 use crate::state::{CommandOutcome, CommandV1, HodeiState};
 use hodei_domain::DomainError;
@@ -121,7 +121,7 @@ impl Handler for GetFairShare {
     async fn handle(
         self,
         node: NodeContext,
-        _context: RequestContext,
+        context: RequestContext,
     ) -> Result<FairShareView, GatewayError> {
         let GetFairShare {
             queue,
@@ -148,18 +148,34 @@ impl Handler for GetFairShare {
             let found = state.queue(&queue).ok_or_else(|| {
                 GatewayError::from(DomainError::not_found("queue", queue.clone()))
             })?;
-            Ok(queue_reports::fair_share(state, found, now_ms(), window_ms))
+            let mut report = queue_reports::fair_share(state, found, now_ms(), window_ms);
+            // A tenant sees its own line; the queue's totals and Jain's index stay.
+            if let Principal::Tenant(own) = &context.principal {
+                report.tenants.retain(|line| line.tenant == own.as_str());
+            }
+            Ok(report)
         })
     }
+}
+
+/// A tenant sees only its own line of the per-tenant counts.
+fn own_lines(context: &RequestContext, mut list: QueueStatusListView) -> QueueStatusListView {
+    if let Principal::Tenant(own) = &context.principal {
+        for status in &mut list.items {
+            status.by_tenant.retain(|count| count.key == own.as_str());
+        }
+    }
+    list
 }
 
 impl Handler for GetQueueStatus {
     async fn handle(
         self,
         node: NodeContext,
-        _context: RequestContext,
+        context: RequestContext,
     ) -> Result<QueueStatusView, GatewayError> {
-        let mut list = queue_status(&node, Some(self.queue.clone()), self.consistency).await?;
+        let list = queue_status(&node, Some(self.queue.clone()), self.consistency).await?;
+        let mut list = own_lines(&context, list);
         list.items
             .pop()
             .ok_or_else(|| DomainError::not_found("queue", self.queue).into())
@@ -170,9 +186,12 @@ impl Handler for ListQueueStatus {
     async fn handle(
         self,
         node: NodeContext,
-        _context: RequestContext,
+        context: RequestContext,
     ) -> Result<QueueStatusListView, GatewayError> {
-        queue_status(&node, None, self.consistency).await
+        Ok(own_lines(
+            &context,
+            queue_status(&node, None, self.consistency).await?,
+        ))
     }
 }
 

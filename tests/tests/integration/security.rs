@@ -196,3 +196,87 @@ async fn a_second_agent_under_a_live_workers_id_is_refused() {
     rogue.kill9();
     real.kill9();
 }
+
+/// A tenant sees its own line of a queue's status and fair share, and no worker (workers
+/// carry every tenant's jobs); the admin sees every tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_sees_its_own_lines_of_queue_reports_and_no_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start_spec(dir.path(), &NodeSpec::new(1)).unwrap();
+    node.wait_ready(TIMEOUT).await.unwrap();
+    let api = RestApi::new(&node);
+    for tenant in ["alpha", "beta"] {
+        api.ok(
+            reqwest::Method::POST,
+            "/api/v1/tenants",
+            Some(json!({ "id": tenant })),
+        )
+        .await;
+        // No worker: the job stays pending and counts in the queue's status.
+        let (status, submitted) = api
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/jobs",
+                Some(&format!("tenant:{tenant}")),
+                Some(json!({ "resources": { "cpu_m": 100, "memory_mb": 64 }, "command": { "argv": ["true"] } })),
+            )
+            .await;
+        assert_eq!(status, 202, "{submitted}");
+    }
+    let keys = |answer: &serde_json::Value, list: &str, key: &str| -> Vec<String> {
+        answer[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|line| line[key].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, admin_status) = api.get("/api/v1/queues/default/status").await;
+    assert!(
+        keys(&admin_status, "by_tenant", "key").len() >= 2,
+        "{admin_status}"
+    );
+    let (status, own_status) = api
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/queues/default/status",
+            Some("tenant:alpha"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{own_status}");
+    assert_eq!(
+        keys(&own_status, "by_tenant", "key"),
+        vec!["alpha"],
+        "{own_status}"
+    );
+    let (_, admin_share) = api.get("/api/v1/queues/default/fair-share").await;
+    assert!(
+        keys(&admin_share, "tenants", "tenant").len() >= 2,
+        "{admin_share}"
+    );
+    let (status, own_share) = api
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/queues/default/fair-share",
+            Some("tenant:beta"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{own_share}");
+    assert_eq!(
+        keys(&own_share, "tenants", "tenant"),
+        vec!["beta"],
+        "{own_share}"
+    );
+    let (status, refused) = api
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/pools/pool-default/workers",
+            Some("tenant:alpha"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(api.get("/api/v1/pools/pool-default/workers").await.0, 200);
+}

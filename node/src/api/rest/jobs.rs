@@ -305,7 +305,7 @@ pub struct ListWorkersParams {
 
 /// List the registered workers, live and lost.
 #[utoipa::path(get, path = "/api/v1/workers", tag = "workers", params(ListWorkersParams),
-    responses((status = 200, body = WorkerListView)))]
+    responses((status = 200, body = WorkerListView), (status = 403, description = "Not an admin: workers carry every tenant's jobs", body = ProblemView)))]
 async fn list_workers(
     State(state): State<RestState>,
     Context(context): Context,

@@ -152,7 +152,7 @@ async fn delete_pool(
 
 /// The pool's registered workers, live and not.
 #[utoipa::path(get, path = "/api/v1/pools/{id}/workers", tag = "pools", params(("id" = String, Path, description = "Pool id"), ReadParams),
-    responses((status = 200, body = WorkerListView), (status = 404, body = ProblemView)))]
+    responses((status = 200, body = WorkerListView), (status = 403, description = "Not an admin: workers carry every tenant's jobs", body = ProblemView), (status = 404, body = ProblemView)))]
 async fn pool_workers(
     State(state): State<RestState>,
     Context(context): Context,
