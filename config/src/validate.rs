@@ -120,6 +120,11 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         ),
     );
 
+    problems.rule(
+        server.admin_token.is_none(),
+        "server.admin_token",
+        "this version does not authenticate requests yet (each names its principal in x-hodei-principal): the token would guard nothing; remove it".to_string(),
+    );
     let rate = &server.rate_limit;
     problems.at_least(
         "server.rate_limit.requests_per_second",
