@@ -27,6 +27,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     prost_config.protoc_executable(protoc_path);
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // A message that does not decode is the caller's mistake (src/codec.rs).
+        .codec_path("crate::codec::StrictCodec")
         .file_descriptor_set_path(out_dir.join("hodei_descriptor.bin"))
         .compile_with_config(prost_config, &PROTOS, &["."])?;
     Ok(())

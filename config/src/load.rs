@@ -698,9 +698,8 @@ mod tests {
             .unwrap_err()
             .problems();
         assert!(
-            problems
-                .iter()
-                .any(|problem| problem.starts_with("server.admin_token: this version does not authenticate")),
+            problems.iter().any(|problem| problem
+                .starts_with("server.admin_token: this version does not authenticate")),
             "{problems:?}"
         );
     }

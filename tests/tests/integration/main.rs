@@ -7,6 +7,7 @@ mod cost;
 mod cost_ledger;
 mod exactly_once;
 mod foundation;
+mod fuzz;
 mod history;
 mod jobs;
 mod limits;
