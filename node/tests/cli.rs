@@ -54,10 +54,14 @@ fn config_print_applies_env_and_redacts_secrets() {
     let output = hodei()
         .args(["config", "print"])
         .env("HODEI_PROMETHEUS_PORT", "9999")
-        .env("HODEI_ADMIN_TOKEN", "top-secret")
+        .env("HODEI_CLUSTER_SECRET", "top-secret-of-sixteen-chars")
         .output()
         .unwrap();
-    assert!(output.status.success());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("9999"), "{stdout}");
     assert!(!stdout.contains("top-secret"), "{stdout}");
