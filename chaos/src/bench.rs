@@ -345,33 +345,41 @@ pub(crate) fn tenant_name(index: u32) -> String {
     format!("bench-{index}")
 }
 
+/// Tenant `id`, created if missing, with a quota that refuses nothing.
+pub(crate) async fn ensure_tenant(
+    tenants: &mut TenantServiceClient<Channel>,
+    id: &str,
+) -> anyhow::Result<()> {
+    let created = tenants
+        .create_tenant(pb::CreateTenantRequest {
+            id: id.to_string(),
+            ..Default::default()
+        })
+        .await;
+    if let Err(status) = &created
+        && status.code() != tonic::Code::AlreadyExists
+    {
+        bail!("cannot create tenant {id}: {}", status.message());
+    }
+    tenants
+        .set_quota(pb::SetQuotaRequest {
+            tenant: id.to_string(),
+            cpu_m: Some(100_000_000),
+            memory_mb: Some(10_000_000_000),
+            max_concurrent_jobs: Some(10_000_000),
+            max_pending_jobs: Some(100_000_000),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("cannot set the quota of {id}"))?;
+    Ok(())
+}
+
 /// Tenants with quotas that refuse nothing, the simulated pool and the queue.
 async fn set_up(channel: Channel, settings: &BenchSettings, workers: u32) -> anyhow::Result<()> {
     let mut tenants = TenantServiceClient::new(channel.clone());
     for index in 0..settings.tenants {
-        let id = tenant_name(index);
-        let created = tenants
-            .create_tenant(pb::CreateTenantRequest {
-                id: id.clone(),
-                ..Default::default()
-            })
-            .await;
-        if let Err(status) = &created
-            && status.code() != tonic::Code::AlreadyExists
-        {
-            bail!("cannot create tenant {id}: {}", status.message());
-        }
-        tenants
-            .set_quota(pb::SetQuotaRequest {
-                tenant: id.clone(),
-                cpu_m: Some(100_000_000),
-                memory_mb: Some(10_000_000_000),
-                max_concurrent_jobs: Some(10_000_000),
-                max_pending_jobs: Some(100_000_000),
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("cannot set the quota of {id}"))?;
+        ensure_tenant(&mut tenants, &tenant_name(index)).await?;
     }
     if settings.scenario == Scenario::Agents {
         return Ok(());

@@ -14,14 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
 use hodei_proto::v1 as pb;
 use hodei_proto::v1::job_service_client::JobServiceClient;
 use hodei_proto::v1::tenant_service_client::TenantServiceClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-use crate::bench::{BenchSettings, Recorder, Scenario, queue_id};
+use crate::bench::{BenchSettings, Recorder, Scenario, ensure_tenant, queue_id};
 
 const CALM: &str = "bench-calm";
 const FLOOD: &str = "bench-flood";
@@ -62,28 +61,7 @@ fn job(tenant: &str) -> pb::JobSpec {
 async fn tenants(channel: Channel) -> anyhow::Result<()> {
     let mut client = TenantServiceClient::new(channel);
     for id in [CALM, FLOOD] {
-        let created = client
-            .create_tenant(pb::CreateTenantRequest {
-                id: id.to_string(),
-                ..Default::default()
-            })
-            .await;
-        if let Err(status) = &created
-            && status.code() != tonic::Code::AlreadyExists
-        {
-            bail!("cannot create tenant {id}: {}", status.message());
-        }
-        client
-            .set_quota(pb::SetQuotaRequest {
-                tenant: id.to_string(),
-                cpu_m: Some(100_000_000),
-                memory_mb: Some(10_000_000_000),
-                max_concurrent_jobs: Some(10_000_000),
-                max_pending_jobs: Some(100_000_000),
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("cannot set the quota of {id}"))?;
+        ensure_tenant(&mut client, id).await?;
     }
     Ok(())
 }

@@ -190,34 +190,27 @@ fn apply_ok(state: &mut HodeiState, command: CommandV1) {
     StateMachine::apply(state, 1, &Command::V1(command).encode(), &mut writes);
 }
 
-/// A 30-day cost report by tenant, per day, over a dense ledger: 100 tenants, 10 workers
-/// live the whole month in one pool, and a run of every tenant every hour (72,000 runs,
-/// so 72,000 ledger lines, and 7,200 worker-hours of pool cost for the idle line).
-fn cost_report(criterion: &mut Criterion) {
-    use hodei_domain::cost::HOUR_MS;
-    use hodei_domain::dispatch::Assignment;
-    use hodei_domain::job::{CommandSpec, Job, JobSpec};
-    use hodei_domain::run::{RunOutcome, RunReport, WorkerRegistration};
-    use hodei_node::state::cost_report::{CostGroup, CostQuery};
+/// A state with the tenants `t0..` (each quota from `quota_of(index)`) and queue `q` over
+/// pool `p` of 10 live workers of 16 cores and 64 GiB, all from `start`.
+fn state_with_pool(
+    tenants: usize,
+    quota_of: impl Fn(usize) -> Quota,
+    policy: QueuePolicy,
+    start: u64,
+) -> (HodeiState, Vec<TenantId>) {
+    use hodei_domain::run::WorkerRegistration;
     let mut state = HodeiState::new(tokio::sync::broadcast::channel(16).0);
-    let start = 1_700_000_000_000 / (24 * HOUR_MS) * (24 * HOUR_MS);
-    let tenants: Vec<TenantId> = (0..100)
+    let ids: Vec<TenantId> = (0..tenants)
         .map(|index| TenantId::parse(&format!("t{index}")).unwrap())
         .collect();
-    for id in &tenants {
+    for (index, id) in ids.iter().enumerate() {
         let tenant = NewTenant {
             id: id.clone(),
             display_name: None,
             tier: Tier::Standard,
             weight: None,
             labels: Default::default(),
-            quota: Quota {
-                cpu_m: 1_000_000,
-                memory_mb: 1_000_000,
-                max_concurrent_jobs: 1_000,
-                max_pending_jobs: 1_000,
-                ..Quota::default()
-            },
+            quota: quota_of(index),
         }
         .into_tenant(start)
         .unwrap();
@@ -238,7 +231,7 @@ fn cost_report(criterion: &mut Criterion) {
     let queue = hodei_domain::queue::Queue {
         id: "q".into(),
         pools: vec!["p".into()],
-        policy: QueuePolicy::Fifo,
+        policy,
         created_at_ms: start,
         updated_at_ms: start,
     };
@@ -266,6 +259,27 @@ fn cost_report(criterion: &mut Criterion) {
             }),
         );
     }
+    (state, ids)
+}
+
+/// A 30-day cost report by tenant, per day, over a dense ledger: 100 tenants, 10 workers
+/// live the whole month in one pool, and a run of every tenant every hour (72,000 runs,
+/// so 72,000 ledger lines, and 7,200 worker-hours of pool cost for the idle line).
+fn cost_report(criterion: &mut Criterion) {
+    use hodei_domain::cost::HOUR_MS;
+    use hodei_domain::dispatch::Assignment;
+    use hodei_domain::job::{CommandSpec, Job, JobSpec};
+    use hodei_domain::run::{RunOutcome, RunReport};
+    use hodei_node::state::cost_report::{CostGroup, CostQuery};
+    let start = 1_700_000_000_000 / (24 * HOUR_MS) * (24 * HOUR_MS);
+    let quota_of = |_| Quota {
+        cpu_m: 1_000_000,
+        memory_mb: 1_000_000,
+        max_concurrent_jobs: 1_000,
+        max_pending_jobs: 1_000,
+        ..Quota::default()
+    };
+    let (mut state, tenants) = state_with_pool(100, quota_of, QueuePolicy::Fifo, start);
     for hour in 0..720u64 {
         let at = start + hour * HOUR_MS;
         for (index, tenant) in tenants.iter().enumerate() {
@@ -361,75 +375,16 @@ fn cost_report(criterion: &mut Criterion) {
 /// shape, so the cost follows the shapes, not the jobs.
 fn pending_reasons(criterion: &mut Criterion) {
     use hodei_domain::job::{CommandSpec, Job, JobSpec};
-    use hodei_domain::run::WorkerRegistration;
-    let mut state = HodeiState::new(tokio::sync::broadcast::channel(16).0);
     let start = 1_700_000_000_000u64;
-    let tenants: Vec<TenantId> = (0..100)
-        .map(|index| TenantId::parse(&format!("t{index}")).unwrap())
-        .collect();
-    for (index, id) in tenants.iter().enumerate() {
-        let tenant = NewTenant {
-            id: id.clone(),
-            display_name: None,
-            tier: Tier::Standard,
-            weight: None,
-            labels: Default::default(),
-            quota: Quota {
-                // A tenant in ten has a quota that holds back its larger jobs.
-                cpu_m: if index % 10 == 0 { 10_000 } else { 10_000_000 },
-                memory_mb: 10_000_000,
-                max_concurrent_jobs: 1_000,
-                max_pending_jobs: 1_000,
-                ..Quota::default()
-            },
-        }
-        .into_tenant(start)
-        .unwrap();
-        apply_ok(
-            &mut state,
-            CommandV1::CreateTenant(command::CreateTenant { tenant }),
-        );
-    }
-    let pool = hodei_domain::pool::Pool::new(
-        "p",
-        hodei_domain::pool::PoolType::Static,
-        hodei_domain::pool::PoolProvider::Static,
-        Resources::new(16_000, 65_536, 0),
-        0,
-        10,
-        start,
-    );
-    let queue = hodei_domain::queue::Queue {
-        id: "q".into(),
-        pools: vec!["p".into()],
-        policy: QueuePolicy::WeightedFair,
-        created_at_ms: start,
-        updated_at_ms: start,
+    // A tenant in ten has a quota that holds back its larger jobs.
+    let quota_of = |index: usize| Quota {
+        cpu_m: if index.is_multiple_of(10) { 10_000 } else { 10_000_000 },
+        memory_mb: 10_000_000,
+        max_concurrent_jobs: 1_000,
+        max_pending_jobs: 1_000,
+        ..Quota::default()
     };
-    apply_ok(
-        &mut state,
-        CommandV1::EnsureQueuesAndPools(command::EnsureQueuesAndPools {
-            pools: vec![pool],
-            queues: vec![queue],
-        }),
-    );
-    for worker in 0..10 {
-        apply_ok(
-            &mut state,
-            CommandV1::RegisterWorker(command::RegisterWorker {
-                registration: WorkerRegistration {
-                    id: format!("w{worker}"),
-                    pool: "p".into(),
-                    capacity: Resources::new(16_000, 65_536, 0),
-                    labels: Default::default(),
-                    simulated: false,
-                    running: Vec::new(),
-                },
-                at_ms: start,
-                provisioned_at_ms: None,
-            }),
-        );
-    }
+    let (mut state, tenants) = state_with_pool(100, quota_of, QueuePolicy::WeightedFair, start);
     for tenant in &tenants {
         let jobs = (0..1_000u64)
             .map(|index| {

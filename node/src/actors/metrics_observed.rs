@@ -481,17 +481,7 @@ impl MetricsHub {
                         *per_pool.entry(worker.pool.as_str()).or_default() += 1;
                     }
                     per_pool.retain(|pool, _| hodei.pool(pool).is_some_and(|found| found.accepts_work()));
-                    hodei
-                        .queues()
-                        .map(|queue| {
-                            let count = queue
-                                .pools
-                                .iter()
-                                .filter_map(|pool| per_pool.get(pool.as_str()))
-                                .sum();
-                            (queue.id.clone(), count)
-                        })
-                        .collect()
+                    per_queue(hodei, &per_pool)
                 });
                 for (queue, count) in live {
                     observer.observe(count, &[KeyValue::new("queue", queue)]);
@@ -516,17 +506,7 @@ impl MetricsHub {
                             (pool.id.as_str(), u64::from(desired).saturating_sub(live))
                         })
                         .collect();
-                    hodei
-                        .queues()
-                        .map(|queue| {
-                            let count = queue
-                                .pools
-                                .iter()
-                                .filter_map(|pool| per_pool.get(pool.as_str()))
-                                .sum();
-                            (queue.id.clone(), count)
-                        })
-                        .collect()
+                    per_queue(hodei, &per_pool)
                 });
                 for (queue, count) in coming {
                     observer.observe(count, &[KeyValue::new("queue", queue)]);
@@ -884,4 +864,22 @@ impl MetricsHub {
             }
         });
     }
+}
+
+/// A count per pool, summed over each queue's pools.
+fn per_queue(
+    state: &crate::state::HodeiState,
+    per_pool: &BTreeMap<&str, u64>,
+) -> Vec<(String, u64)> {
+    state
+        .queues()
+        .map(|queue| {
+            let count = queue
+                .pools
+                .iter()
+                .filter_map(|pool| per_pool.get(pool.as_str()))
+                .sum();
+            (queue.id.clone(), count)
+        })
+        .collect()
 }

@@ -72,21 +72,12 @@ async fn job_states(node: &NodeProcess, ids: &[String]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforced_limits_hold_a_job_to_its_memory_request() {
     let (_dir, node) = start("  enforce_limits: true\n").await;
-    send(
+    crate::autoscaling::pool_with_queue(
         &node,
-        reqwest::Method::POST,
-        "/api/v1/pools",
         json!({
             "id": "limited", "provider": "process", "min_size": 1, "max_size": 1,
             "worker_shape": { "cpu_m": 2000, "memory_mb": 2048 },
         }),
-    )
-    .await;
-    send(
-        &node,
-        reqwest::Method::POST,
-        "/api/v1/queues",
-        json!({ "id": "limited-q", "pools": ["limited"] }),
     )
     .await;
     wait_processes("limited", 1).await;
@@ -133,21 +124,12 @@ async fn enforced_limits_hold_a_job_to_its_memory_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_sees_none_of_its_nodes_environment() {
     let (_dir, node) = start("").await;
-    send(
+    crate::autoscaling::pool_with_queue(
         &node,
-        reqwest::Method::POST,
-        "/api/v1/pools",
         json!({
             "id": "bare", "provider": "process", "min_size": 1, "max_size": 1,
             "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 },
         }),
-    )
-    .await;
-    send(
-        &node,
-        reqwest::Method::POST,
-        "/api/v1/queues",
-        json!({ "id": "bare-q", "pools": ["bare"] }),
     )
     .await;
     wait_processes("bare", 1).await;

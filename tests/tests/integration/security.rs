@@ -231,44 +231,29 @@ async fn a_tenant_sees_its_own_lines_of_queue_reports_and_no_workers() {
             .map(|line| line[key].as_str().unwrap().to_string())
             .collect()
     };
-    let (_, admin_status) = api.get("/api/v1/queues/default/status").await;
-    assert!(
-        keys(&admin_status, "by_tenant", "key").len() >= 2,
-        "{admin_status}"
-    );
-    let (status, own_status) = api
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/queues/default/status",
-            Some("tenant:alpha"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{own_status}");
-    assert_eq!(
-        keys(&own_status, "by_tenant", "key"),
-        vec!["alpha"],
-        "{own_status}"
-    );
-    let (_, admin_share) = api.get("/api/v1/queues/default/fair-share").await;
-    assert!(
-        keys(&admin_share, "tenants", "tenant").len() >= 2,
-        "{admin_share}"
-    );
-    let (status, own_share) = api
-        .call(
-            reqwest::Method::GET,
+    // The admin sees both tenants' lines; each tenant only its own.
+    for (path, list, key, tenant) in [
+        ("/api/v1/queues/default/status", "by_tenant", "key", "alpha"),
+        (
             "/api/v1/queues/default/fair-share",
-            Some("tenant:beta"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{own_share}");
-    assert_eq!(
-        keys(&own_share, "tenants", "tenant"),
-        vec!["beta"],
-        "{own_share}"
-    );
+            "tenants",
+            "tenant",
+            "beta",
+        ),
+    ] {
+        let (_, all) = api.get(path).await;
+        assert!(keys(&all, list, key).len() >= 2, "{path}: {all}");
+        let (status, own) = api
+            .call(
+                reqwest::Method::GET,
+                path,
+                Some(&format!("tenant:{tenant}")),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{path}: {own}");
+        assert_eq!(keys(&own, list, key), vec![tenant], "{path}: {own}");
+    }
     let (status, refused) = api
         .call(
             reqwest::Method::GET,
