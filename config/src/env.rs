@@ -81,6 +81,8 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("HODEI_GRPC_PORT", "server.grpc_port"),
     var("HODEI_LOG_FORMAT", "server.log_format"),
     var("HODEI_ADMIN_TOKEN", "server.admin_token"),
+    var("HODEI_AUTH", "server.auth"),
+    var("HODEI_INSECURE", "server.insecure"),
     var(
         "HODEI_RATE_LIMIT_REQUESTS_PER_SECOND",
         "server.rate_limit.requests_per_second",

@@ -699,7 +699,75 @@ mod tests {
             .problems();
         assert!(
             problems.iter().any(|problem| problem
-                .starts_with("server.admin_token: this version does not authenticate")),
+                .starts_with("server.admin_token: is checked only with server.auth: token")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn token_authentication_takes_a_long_admin_token_and_a_cluster_secret() {
+        let problems = ConfigLoader::new()
+            .env_vars(env(&[
+                ("HODEI_AUTH", "token"),
+                ("HODEI_ADMIN_TOKEN", "short"),
+            ]))
+            .load()
+            .unwrap_err()
+            .problems();
+        for key in [
+            "server.admin_token: must be at least 32",
+            "cluster.secret: is required with server.auth: token",
+        ] {
+            assert!(
+                problems.iter().any(|problem| problem.starts_with(key)),
+                "{key}: {problems:?}"
+            );
+        }
+        let config = ConfigLoader::new()
+            .env_vars(env(&[
+                ("HODEI_AUTH", "token"),
+                ("HODEI_ADMIN_TOKEN", &"a".repeat(32)),
+                ("HODEI_CLUSTER_SECRET", &"s".repeat(16)),
+                ("HODEI_SERVER_HOST", "0.0.0.0"),
+            ]))
+            .load()
+            .unwrap();
+        assert_eq!(config.server.auth, crate::AuthMode::Token);
+    }
+
+    #[test]
+    fn no_authentication_is_refused_off_loopback_unless_insecure() {
+        let off_loopback = [
+            ("HODEI_SERVER_HOST", "0.0.0.0"),
+            ("HODEI_CLUSTER_SECRET", "ssssssssssssssss"),
+        ];
+        let problems = ConfigLoader::new()
+            .env_vars(env(&off_loopback))
+            .load()
+            .unwrap_err()
+            .problems();
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem
+                    .starts_with("server.auth: is `none` on a non-loopback address")),
+            "{problems:?}"
+        );
+        let insecure = ConfigLoader::new()
+            .env_vars(env(&off_loopback))
+            .flag("server.insecure", "true")
+            .load()
+            .unwrap();
+        assert!(insecure.server.insecure);
+        let problems = ConfigLoader::new()
+            .env_vars(env(&[("HODEI_AUTH", "token"), ("HODEI_INSECURE", "true")]))
+            .load()
+            .unwrap_err()
+            .problems();
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.starts_with("server.insecure: has no effect")),
             "{problems:?}"
         );
     }

@@ -44,6 +44,19 @@ impl Default for Config {
     }
 }
 
+/// How requests are authenticated (`server.auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Each request names its principal in `x-hodei-principal` (or the default applies):
+    /// for a node on a loopback address, or one told `--insecure`.
+    #[default]
+    None,
+    /// Each request presents a bearer token: `server.admin_token`, the admin token
+    /// printed at the cluster's first start, or a tenant's token.
+    Token,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -63,11 +76,17 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a request may wait for a leader before it fails with 503.
     pub leader_wait_ms: u64,
-    /// The principal of a request that names none (`admin` or `tenant:<id>`), until
-    /// token authentication exists.
+    /// The principal of a request that names none (`admin` or `tenant:<id>`), with
+    /// `auth: none`.
     pub default_principal: String,
     pub log_format: LogFormat,
-    /// Token that authenticates admins once authentication is enabled; redacted when printed.
+    /// `none` or `token`.
+    pub auth: AuthMode,
+    /// Serve `auth: none` on a non-loopback address (anyone who reaches the node may act
+    /// as anyone).
+    pub insecure: bool,
+    /// With `auth: token`, a token that authenticates admins (at least 32 characters);
+    /// redacted when printed. Without it, the cluster's first start prints one.
     pub admin_token: Option<String>,
     pub rate_limit: RateLimitConfig,
 }
@@ -106,6 +125,8 @@ impl Default for ServerConfig {
             leader_wait_ms: 5_000,
             default_principal: "admin".to_string(),
             log_format: LogFormat::Text,
+            auth: AuthMode::None,
+            insecure: false,
             admin_token: None,
             rate_limit: RateLimitConfig::default(),
         }

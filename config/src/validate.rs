@@ -120,10 +120,45 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         ),
     );
 
+    let tokens = server.auth == crate::AuthMode::Token;
+    match &server.admin_token {
+        Some(_) if !tokens => problems.rule(
+            false,
+            "server.admin_token",
+            "is checked only with server.auth: token (with `none` each request names its principal): set server.auth: token or remove the token".to_string(),
+        ),
+        Some(token) => problems.rule(
+            token.chars().count() >= 32 && !token.chars().any(char::is_whitespace),
+            "server.admin_token",
+            format!(
+                "must be at least 32 characters without spaces, got {}",
+                token.chars().count()
+            ),
+        ),
+        None => {}
+    }
     problems.rule(
-        server.admin_token.is_none(),
-        "server.admin_token",
-        "this version does not authenticate requests yet (each names its principal in x-hodei-principal): the token would guard nothing; remove it".to_string(),
+        tokens || server.insecure || is_loopback_host(&server.host),
+        "server.auth",
+        format!(
+            "is `none` on a non-loopback address (server.host is `{}`): anyone who reaches the node could act as any tenant or as an admin; set server.auth: token, listen on 127.0.0.1, or pass --insecure",
+            server.host
+        ),
+    );
+    problems.rule(
+        !(tokens && server.insecure),
+        "server.insecure",
+        "has no effect with server.auth: token; remove it".to_string(),
+    );
+    problems.rule(
+        !tokens || server.default_principal == "admin",
+        "server.default_principal",
+        "applies only with server.auth: none (with tokens, the token names the principal); remove it".to_string(),
+    );
+    problems.rule(
+        !tokens || config.cluster.secret.is_some(),
+        "cluster.secret",
+        "is required with server.auth: token: the agents of a node's process pools join with a credential made from it; set HODEI_CLUSTER_SECRET on every member".to_string(),
     );
     let rate = &server.rate_limit;
     problems.at_least(

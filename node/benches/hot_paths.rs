@@ -378,7 +378,11 @@ fn pending_reasons(criterion: &mut Criterion) {
     let start = 1_700_000_000_000u64;
     // A tenant in ten has a quota that holds back its larger jobs.
     let quota_of = |index: usize| Quota {
-        cpu_m: if index.is_multiple_of(10) { 10_000 } else { 10_000_000 },
+        cpu_m: if index.is_multiple_of(10) {
+            10_000
+        } else {
+            10_000_000
+        },
         memory_mb: 10_000_000,
         max_concurrent_jobs: 1_000,
         max_pending_jobs: 1_000,

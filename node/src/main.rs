@@ -48,6 +48,10 @@ fn main() -> ExitCode {
         }
         Commands::Tenant(command) => runtime.block_on(tenant_cmd::run(command)),
         Commands::Health { api } => runtime.block_on(tenant_cmd::health(api)),
+        Commands::Token(command) => runtime.block_on(hodei_node::cli::token_cmd::run(command)),
+        Commands::JoinToken(command) => {
+            runtime.block_on(hodei_node::cli::token_cmd::run_join(command))
+        }
         Commands::Quota(command) => runtime.block_on(limits_cmd::run_quota(command)),
         Commands::Burst(command) => runtime.block_on(limits_cmd::run_burst(command)),
         Commands::Sla(command) => runtime.block_on(job_cmd::run_sla(command)),

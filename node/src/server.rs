@@ -119,9 +119,15 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
             std::env::current_exe().context("cannot find the hodei binary for worker processes")?,
             config.cluster.data_dir.join("workers"),
             config.workers.enforce_limits,
+            config.cluster.secret.clone(),
         ),
         metrics_history: Some(metrics_history.clone()),
         scrapes: scrapes.clone(),
+        secrets: config
+            .cluster
+            .secret
+            .as_deref()
+            .map(|secret| Arc::new(crate::gateway::secrets::Sealer::new(secret))),
     };
     // Everything served stops when `stop` says so.
     let (stop, stopped) = watch::channel(false);
@@ -133,7 +139,23 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     let processes = node_context.processes.clone();
     let worker_hub = node_context.worker_hub.clone();
     hub.observe_node(&node_context);
-    let worker_service = WorkerGrpc::new(node_context.clone(), worker_hub.clone());
+    let default_principal = Principal::parse(&config.server.default_principal)
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let authenticator = crate::actors::authenticator::Authenticator::new(
+        match config.server.auth {
+            hodei_config::AuthMode::None => crate::actors::authenticator::AuthMode::None,
+            hodei_config::AuthMode::Token => crate::actors::authenticator::AuthMode::Token,
+        },
+        config.server.admin_token.as_deref(),
+        default_principal,
+        config.cluster.secret.clone(),
+        node_context.state.clone(),
+    );
+    let worker_service = WorkerGrpc::new(
+        node_context.clone(),
+        worker_hub.clone(),
+        authenticator.clone(),
+    );
     let (root, root_done) = Actor::spawn(None, RootSupervisor, node_context).await?;
     let (actors_stopped_tx, actors_stopped) = watch::channel(false);
     tokio::spawn(async move {
@@ -157,17 +179,15 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     .expect("root answers")
     .map_err(|error| anyhow::anyhow!("cannot start the metrics actor: {error}"))?;
 
-    let default_principal = Principal::parse(&config.server.default_principal)
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
     let metrics_addr = serve_metrics(config, root.clone(), scrapes, stopped.clone()).await?;
     let rest_app = crate::api::rest::router(
         hub.metrics.clone(),
         gateway.clone(),
-        default_principal.clone(),
+        authenticator.clone(),
         config.server.max_body_bytes,
     );
     let rest_server = serve_rest(rest_listener, rest_app, stopped.clone());
-    let grpc_router = api_router(&gateway, &default_principal, worker_service).await?;
+    let grpc_router = api_router(&gateway, &authenticator, worker_service).await?;
     // Raft, forwarded writes and membership changes on their own port: the public
     // ports serve only the API, and the peer service admits only members.
     let peer_router = tonic::transport::Server::builder().add_service(raft.grpc_service());
@@ -301,7 +321,7 @@ async fn serve_metrics(
 /// The public gRPC services, with health and reflection.
 async fn api_router(
     gateway: &GatewayHandle,
-    default_principal: &Principal,
+    authenticator: &crate::actors::authenticator::Authenticator,
     worker_service: WorkerGrpc,
 ) -> anyhow::Result<tonic::transport::server::Router> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -323,30 +343,30 @@ async fn api_router(
         .add_service(reflection)
         .add_service(TenantServiceServer::new(TenantGrpc::new(
             gateway.clone(),
-            default_principal.clone(),
+            authenticator.clone(),
         )))
         .add_service(ClusterServiceServer::new(ClusterGrpc::new(
             gateway.clone(),
-            default_principal.clone(),
+            authenticator.clone(),
         )))
         .add_service(WorkerServiceServer::new(worker_service))
         .add_service(JobServiceServer::new(JobGrpc::new(
             gateway.clone(),
-            default_principal.clone(),
+            authenticator.clone(),
         )))
         .add_service(QueueServiceServer::new(QueueGrpc::new(
             gateway.clone(),
-            default_principal.clone(),
+            authenticator.clone(),
         )))
         .add_service(ResourcePoolServiceServer::new(PoolGrpc::new(
             gateway.clone(),
-            default_principal.clone(),
+            authenticator.clone(),
         )))
         .add_service(CostOptimizationServiceServer::new(
-            crate::api::grpc::CostGrpc::new(gateway.clone(), default_principal.clone()),
+            crate::api::grpc::CostGrpc::new(gateway.clone(), authenticator.clone()),
         ))
         .add_service(ObservabilityServiceServer::new(
-            crate::api::grpc::ObservabilityGrpc::new(gateway.clone(), default_principal.clone()),
+            crate::api::grpc::ObservabilityGrpc::new(gateway.clone(), authenticator.clone()),
         )))
 }
 
@@ -614,6 +634,8 @@ pub fn catalog(config: &Config) -> Catalog {
         queues,
         // Refused at start and by `hodei config check` when invalid (see `catalog_scaling`).
         scaling: catalog_scaling(config).unwrap_or_default(),
+        admin_token_at_first_start: config.server.auth == hodei_config::AuthMode::Token
+            && config.server.admin_token.is_none(),
     }
 }
 

@@ -749,6 +749,8 @@ impl Drop for WorkerProcess {
 pub struct RestApi {
     http: reqwest::Client,
     base: String,
+    /// Sent as `authorization: Bearer <token>` with every call.
+    token: Option<String>,
 }
 
 impl RestApi {
@@ -756,6 +758,15 @@ impl RestApi {
         Self {
             http: reqwest::Client::new(),
             base: node.rest_url(""),
+            token: None,
+        }
+    }
+
+    /// This client, presenting `token` on every call.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            token: Some(token.to_string()),
+            ..self.clone()
         }
     }
 
@@ -770,6 +781,9 @@ impl RestApi {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(principal) = principal {
             request = request.header("x-hodei-principal", principal);
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
         }
         if let Some(body) = body {
             request = request.json(&body);

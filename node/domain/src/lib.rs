@@ -1,5 +1,6 @@
 //! Pure, deterministic rules: no async, no I/O, no clock (time is a parameter).
 
+pub mod access;
 pub mod admission;
 pub mod autoscale;
 pub mod burst;

@@ -256,7 +256,8 @@ async fn reconcile(supervisor: &ActorRef<ControlMsg>, state: &mut ControlState) 
         let catalog = &state.node.catalog;
         let (has_default, has_catalog) = state.node.read(|hodei| {
             (
-                hodei.tenant(&TenantId::default_tenant()).is_some(),
+                hodei.tenant(&TenantId::default_tenant()).is_some()
+                    && (!catalog.admin_token_at_first_start || hodei.admin_token_issued()),
                 catalog
                     .pools
                     .iter()
@@ -302,6 +303,22 @@ async fn propose_bootstrap(node: NodeContext, supervisor: ActorRef<ControlMsg>) 
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             let _ = supervisor.cast(ControlMsg::BootstrapFailed);
             return;
+        }
+    }
+    if node.catalog.admin_token_at_first_start
+        && !node.read(crate::state::HodeiState::admin_token_issued)
+    {
+        match crate::actors::gateway_access::issue_bootstrap_token(&node).await {
+            // Printed, never logged: the one place the secret appears.
+            Ok(Some(token)) => eprintln!(
+                "\nThe cluster's admin token (shown once; store it now):\n\n    {token}\n\nSend it as `authorization: Bearer <token>` or set HODEI_TOKEN for the hodei CLI.\n"
+            ),
+            Ok(None) => {}
+            Err(error) => {
+                warn!(%error, "issuing the first start's admin token failed; will retry");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let _ = supervisor.cast(ControlMsg::BootstrapFailed);
+            }
         }
     }
 }

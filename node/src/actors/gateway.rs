@@ -19,7 +19,6 @@ use crate::gateway::model::{
 use crate::gateway::{Consistency, ErrorCode, GatewayError, Operation, RequestContext};
 use crate::state::{Command, CommandOutcome, CommandV1};
 use hodei_cluster::ClusterError;
-use hodei_domain::DomainError;
 use hodei_domain::tenant::TenantId;
 
 pub type Reply<T> = RpcReplyPort<Result<T, GatewayError>>;
@@ -122,6 +121,13 @@ impl GatewayHandle {
         operation: O,
     ) -> Result<O::Reply, GatewayError> {
         self.limiter.admit(&context.principal)?;
+        crate::gateway::policy::authorize(
+            &context,
+            crate::gateway::policy::Request::Operation {
+                name: O::NAME,
+                access: O::ACCESS,
+            },
+        )?;
         self.ask(move |reply| {
             GatewayMsg::Run(Envelope(Box::new(move |node: NodeContext| {
                 answer_measured(
@@ -135,8 +141,12 @@ impl GatewayHandle {
         .await
     }
 
-    /// The state digests at this node's last applied indexes.
-    pub async fn cluster_digests(&self) -> Result<ClusterDigestsView, GatewayError> {
+    /// The state digests at this node's last applied indexes (admins only).
+    pub async fn cluster_digests(
+        &self,
+        context: &RequestContext,
+    ) -> Result<ClusterDigestsView, GatewayError> {
+        require_admin(context, "cluster_digests")?;
         match self
             .current()
             .call(
@@ -164,8 +174,12 @@ impl GatewayHandle {
         }
     }
 
-    /// This node's view of the cluster.
-    pub async fn cluster_status(&self) -> Result<ClusterStatusView, GatewayError> {
+    /// This node's view of the cluster (admins only).
+    pub async fn cluster_status(
+        &self,
+        context: &RequestContext,
+    ) -> Result<ClusterStatusView, GatewayError> {
+        require_admin(context, "cluster_status")?;
         Ok(self.status_and_stop().await?.0)
     }
 
@@ -282,30 +296,27 @@ where
 }
 
 pub(crate) fn require_admin(context: &RequestContext, action: &str) -> Result<(), GatewayError> {
-    if context.principal.is_admin() {
-        Ok(())
-    } else {
-        Err(DomainError::Forbidden(format!(
-            "{action} requires an admin; this request acts as {}",
-            context.principal
-        ))
-        .into())
-    }
+    crate::gateway::policy::authorize(
+        context,
+        crate::gateway::policy::Request::Operation {
+            name: action,
+            access: crate::gateway::policy::Access::Admin,
+        },
+    )
 }
 
+/// Whether the caller may reach `tenant`'s resources (the policy decides).
 pub(crate) fn require_access(
     context: &RequestContext,
     tenant: &TenantId,
 ) -> Result<(), GatewayError> {
-    if context.principal.may_access(tenant) {
-        Ok(())
-    } else {
-        Err(DomainError::Forbidden(format!(
-            "{} may not access tenant `{tenant}`",
-            context.principal
-        ))
-        .into())
-    }
+    crate::gateway::policy::authorize(
+        context,
+        crate::gateway::policy::Request::TenantResource {
+            owner: tenant,
+            what: "reach the resources",
+        },
+    )
 }
 
 /// Proposes a command of the node's own (a controller's plan, a worker's report) through

@@ -259,6 +259,57 @@ pub fn job_summary_view(job: &Job) -> JobView {
 }
 
 /// Turns an input into a job: defaults, the tenant the principal may use, validation.
+/// The most bytes of one secret variable's value (sealed, it takes about twice as many).
+const MAX_SECRET_VALUE_BYTES: usize = 8 * 1024;
+
+/// `env` with the secret variables added, sealed (`crate::gateway::secrets`).
+fn with_secrets(
+    node: &NodeContext,
+    tenant: &TenantId,
+    mut env: std::collections::BTreeMap<String, String>,
+    secrets: std::collections::BTreeMap<String, String>,
+) -> Result<std::collections::BTreeMap<String, String>, GatewayError> {
+    if let Some((name, _)) = env
+        .iter()
+        .find(|(_, value)| crate::gateway::secrets::is_sealed(value))
+    {
+        return Err(GatewayError::invalid(
+            format!("command.env.{name}"),
+            format!(
+                "values starting `{}` are reserved for sealed secrets: put the value in command.secret_env",
+                crate::gateway::secrets::SEALED_PREFIX
+            ),
+        ));
+    }
+    if secrets.is_empty() {
+        return Ok(env);
+    }
+    let Some(sealer) = &node.secrets else {
+        return Err(GatewayError::invalid(
+            "command.secret_env",
+            "this cluster has no cluster.secret to seal secrets with: set HODEI_CLUSTER_SECRET on every member",
+        ));
+    };
+    for (name, value) in secrets {
+        let field = format!("command.secret_env.{name}");
+        if env.contains_key(&name) {
+            return Err(GatewayError::invalid(
+                field,
+                "is also in command.env: give it once",
+            ));
+        }
+        if value.len() > MAX_SECRET_VALUE_BYTES || value.contains('\0') {
+            return Err(GatewayError::invalid(
+                field,
+                format!("a secret value is at most {MAX_SECRET_VALUE_BYTES} bytes, without NUL"),
+            ));
+        }
+        let sealed = sealer.seal(tenant.as_str(), &name, &value)?;
+        env.insert(name, sealed);
+    }
+    Ok(env)
+}
+
 fn build_job(
     node: &NodeContext,
     context: &RequestContext,
@@ -275,6 +326,7 @@ fn build_job(
         Some(raw) => Priority::parse(raw)?,
     };
     let command = input.command.unwrap_or_default();
+    let env = with_secrets(node, &tenant, command.env, command.secret_env)?;
     let spec = JobSpec {
         tenant,
         queue: input
@@ -288,7 +340,7 @@ fn build_job(
             .unwrap_or(DEFAULT_JOB_RESOURCES),
         command: CommandSpec {
             argv: command.argv,
-            env: command.env,
+            env,
             working_dir: command.working_dir,
             timeout_s: command.timeout_s,
         },

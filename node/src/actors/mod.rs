@@ -9,10 +9,12 @@
 //!     └── PoolActor           one per pool: health, scaling through its provider, drains
 //! ```
 
+pub mod authenticator;
 pub mod autoscaler;
 pub mod control;
 pub mod cost_watch;
 pub mod gateway;
+pub mod gateway_access;
 pub(crate) mod gateway_cost;
 pub mod gateway_jobs;
 pub mod gateway_limits;
@@ -141,6 +143,8 @@ pub struct NodeContext {
     pub metrics_history: Option<Arc<dyn hodei_cluster::Keyspace>>,
     /// How Prometheus has scraped this node.
     pub scrapes: Arc<crate::actors::metrics::ScrapeLog>,
+    /// Seals and opens secret job variables (with `cluster.secret`).
+    pub secrets: Option<Arc<crate::gateway::secrets::Sealer>>,
 }
 
 /// The configured pools and queues, created at bootstrap if missing.
@@ -151,6 +155,9 @@ pub struct Catalog {
     /// Scaling policies and cooldowns for configured pools, given to a pool that has no
     /// autoscaling yet (the API owns them after).
     pub scaling: std::collections::BTreeMap<String, SeededScaling>,
+    /// Whether the cluster issues an admin token at its first start (`server.auth: token`
+    /// without `server.admin_token`), printed once by the node that issued it.
+    pub admin_token_at_first_start: bool,
 }
 
 /// A configured pool's autoscaling.

@@ -13,9 +13,13 @@ pub struct Api {
     /// REST address of any node.
     #[arg(long, env = "HODEI_API", default_value = "http://127.0.0.1:8080")]
     pub api: String,
-    /// Act as `admin` or `tenant:<id>`.
+    /// Act as `admin` or `tenant:<id>` (nodes with `server.auth: none`).
     #[arg(long, env = "HODEI_PRINCIPAL")]
     pub principal: Option<String>,
+    /// The bearer token (nodes with `server.auth: token`). Prefer the variable: arguments
+    /// are visible to `ps`.
+    #[arg(long, env = "HODEI_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(flatten)]
     pub output: Output,
 }
@@ -55,10 +59,7 @@ impl Api {
         path: &str,
         query: &[(&str, Option<String>)],
     ) -> anyhow::Result<String> {
-        let mut request = self.client().get(self.url_with(path, query)?);
-        if let Some(principal) = &self.principal {
-            request = request.header(PRINCIPAL_HEADER, principal);
-        }
+        let request = self.credentials(self.client().get(self.url_with(path, query)?));
         let response = request
             .send()
             .await
@@ -103,12 +104,20 @@ impl Api {
         reqwest::Client::new()
     }
 
+    /// The principal and token this command was given, as headers.
+    fn credentials(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(principal) = &self.principal {
+            request = request.header(PRINCIPAL_HEADER, principal);
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder, path: &str) -> anyhow::Result<Value> {
-        let request = match &self.principal {
-            Some(principal) => request.header(PRINCIPAL_HEADER, principal),
-            None => request,
-        };
-        let response = request
+        let response = self
+            .credentials(request)
             .send()
             .await
             .map_err(|error| anyhow::anyhow!("cannot reach {}: {error}", self.url(path)))?;

@@ -5,6 +5,24 @@
 /// (HTTP method, path template, the `hodei` command that calls it).
 pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/health", "health"),
+    ("post", "/api/v1/tenants/{id}/tokens", "token create"),
+    ("get", "/api/v1/tenants/{id}/tokens", "token list"),
+    (
+        "delete",
+        "/api/v1/tenants/{id}/tokens/{token_id}",
+        "token revoke",
+    ),
+    (
+        "post",
+        "/api/v1/pools/{id}/join-tokens",
+        "join-token create",
+    ),
+    ("get", "/api/v1/pools/{id}/join-tokens", "join-token list"),
+    (
+        "delete",
+        "/api/v1/pools/{id}/join-tokens/{token_id}",
+        "join-token revoke",
+    ),
     ("get", "/api/v1/cluster/status", "cluster status"),
     ("get", "/api/v1/cluster/digests", "cluster digests"),
     ("post", "/api/v1/cluster/init", "cluster init"),

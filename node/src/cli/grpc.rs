@@ -11,9 +11,12 @@ pub struct Connection {
     /// gRPC address of any node.
     #[arg(long, env = "HODEI_ADDR", default_value = "http://127.0.0.1:9090")]
     pub addr: String,
-    /// Act as `admin` or `tenant:<id>`.
+    /// Act as `admin` or `tenant:<id>` (nodes with `server.auth: none`).
     #[arg(long, env = "HODEI_PRINCIPAL")]
     pub principal: Option<String>,
+    /// The bearer token (nodes with `server.auth: token`).
+    #[arg(long, env = "HODEI_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(flatten)]
     pub output: crate::cli::output::Output,
 }
@@ -37,6 +40,11 @@ pub fn request<T>(message: T, connection: &Connection) -> anyhow::Result<tonic::
         request
             .metadata_mut()
             .insert(PRINCIPAL_HEADER, principal.parse()?);
+    }
+    if let Some(token) = &connection.token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
     }
     Ok(request)
 }

@@ -15,6 +15,7 @@ pub mod output;
 pub mod pool_cmd;
 pub mod scaling_cmd;
 pub mod tenant_cmd;
+pub mod token_cmd;
 pub mod worker_cmd;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +54,12 @@ pub enum Commands {
     /// Tenants: create, list, get, update, delete.
     #[command(subcommand)]
     Tenant(tenant_cmd::TenantCommand),
+    /// A tenant's access tokens: create (printed once), list, revoke.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
+    /// A pool's join tokens, which workers present to register: create, list, revoke.
+    #[command(subcommand)]
+    JoinToken(token_cmd::JoinTokenCommand),
     /// A tenant's quota and usage, and what-if admission checks.
     #[command(subcommand)]
     Quota(limits_cmd::QuotaCommand),

@@ -26,6 +26,10 @@ pub struct OverrideFlags {
     /// Log format: text or json (server.log_format).
     #[arg(long, value_parser = ["text", "json"])]
     pub log_format: Option<String>,
+    /// Serve without authentication on a non-loopback address (server.insecure): anyone
+    /// who reaches the node may act as any principal.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl OverrideFlags {
@@ -47,6 +51,9 @@ impl OverrideFlags {
         }
         if let Some(log_format) = &self.log_format {
             loader = loader.flag("server.log_format", log_format.clone());
+        }
+        if self.insecure {
+            loader = loader.flag("server.insecure", "true");
         }
         loader
     }
@@ -137,6 +144,11 @@ fn start_local_workers(
             .arg("--work-dir")
             .arg(&work_dir)
             .args(config.workers.enforce_limits.then_some("--enforce-limits"))
+            .env_clear()
+            .envs(crate::actors::workers::process_provider::agent_environment(
+                config.cluster.secret.as_deref(),
+                &pool,
+            ))
             .kill_on_drop(true)
             .spawn()?;
         children.push(child);

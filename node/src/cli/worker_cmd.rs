@@ -68,6 +68,10 @@ pub struct WorkerArgs {
     /// JVM, Go) need a memory request to match.
     #[arg(long, env = "HODEI_WORKER_ENFORCE_LIMITS")]
     pub enforce_limits: bool,
+    /// The pool's join token (`hodei pool join-token create <pool>`): required by nodes
+    /// with `server.auth: token`. Prefer the variable: arguments are visible to `ps`.
+    #[arg(long, env = "HODEI_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
 }
 
 fn default_id() -> String {
@@ -99,6 +103,7 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         runner: args.runner,
         enforce_limits: args.enforce_limits,
         instance: uuid::Uuid::new_v4().simple().to_string(),
+        join_token: args.join_token,
     };
     hodei_domain::worker::validate_worker_id(&settings.worker_id)
         .map_err(|error| anyhow::anyhow!("--id: {error}"))?;

@@ -5,7 +5,9 @@ use crate::gateway::cost_model::{
     CostBreakdownView, CostReportDefinitionInput, CostReportDefinitionListView,
     CostReportDefinitionView, CostReportView, RecommendationsView,
 };
+use crate::gateway::policy::Access;
 use crate::gateway::{Consistency, Operation};
+use hodei_domain::access::Scope;
 
 /// A cost report over [from_ms, to_ms), grouped and stepped.
 #[derive(Debug, Clone)]
@@ -20,6 +22,7 @@ pub struct GetCostReport {
 impl Operation for GetCostReport {
     type Reply = CostReportView;
     const NAME: &'static str = "cost_report";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 /// Runs a stored report definition over its window, ending now.
@@ -32,6 +35,7 @@ pub struct RunCostReport {
 impl Operation for RunCostReport {
     type Reply = (CostReportDefinitionView, CostReportView);
     const NAME: &'static str = "run_cost_report";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -42,6 +46,7 @@ pub struct CreateCostReport {
 impl Operation for CreateCostReport {
     type Reply = CostReportDefinitionView;
     const NAME: &'static str = "create_cost_report";
+    const ACCESS: Access = Access::Tenant(Scope::AdminOfTenant);
 }
 
 #[derive(Debug)]
@@ -52,6 +57,7 @@ pub struct ListCostReports {
 impl Operation for ListCostReports {
     type Reply = CostReportDefinitionListView;
     const NAME: &'static str = "list_cost_reports";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -62,6 +68,7 @@ pub struct DeleteCostReport {
 impl Operation for DeleteCostReport {
     type Reply = ();
     const NAME: &'static str = "delete_cost_report";
+    const ACCESS: Access = Access::Tenant(Scope::AdminOfTenant);
 }
 
 /// Each pool's cost, used and idle parts, and who used it, over a window.
@@ -75,6 +82,7 @@ pub struct GetCostBreakdown {
 impl Operation for GetCostBreakdown {
     type Reply = CostBreakdownView;
     const NAME: &'static str = "cost_breakdown";
+    const ACCESS: Access = Access::Admin;
 }
 
 /// What could cost less, from the window before now (e.g. `7d`).
@@ -87,4 +95,5 @@ pub struct GetCostRecommendations {
 impl Operation for GetCostRecommendations {
     type Reply = RecommendationsView;
     const NAME: &'static str = "cost_recommendations";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }

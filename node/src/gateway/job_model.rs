@@ -21,6 +21,11 @@ pub struct CommandInput {
     pub argv: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Variables whose values are secret (at most 8 KiB each): stored sealed, given to
+    /// the job in its environment, and shown as `<redacted>` in every answer. Needs
+    /// `cluster.secret`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
     /// Relative paths are taken from the worker's work directory.
     #[serde(default)]
     pub working_dir: Option<String>,
@@ -185,7 +190,20 @@ impl JobView {
             resources: spec.resources.into(),
             command: CommandInput {
                 argv: spec.command.argv.clone(),
-                env: spec.command.env.clone(),
+                env: spec
+                    .command
+                    .env
+                    .iter()
+                    .filter(|(_, value)| !crate::gateway::secrets::is_sealed(value))
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect(),
+                secret_env: spec
+                    .command
+                    .env
+                    .iter()
+                    .filter(|(_, value)| crate::gateway::secrets::is_sealed(value))
+                    .map(|(name, _)| (name.clone(), crate::gateway::secrets::REDACTED.to_string()))
+                    .collect(),
                 working_dir: spec.command.working_dir.clone(),
                 timeout_s: spec.command.timeout_s,
             },

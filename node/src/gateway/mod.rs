@@ -4,18 +4,22 @@
 //! type (`error`). It knows the domain's types and nothing of the wires, Raft or the state
 //! machine: the adapters above it map it to HTTP and gRPC, the actors below implement it.
 
+pub mod access_model;
 pub mod cost_model;
 pub mod cost_operations;
+pub mod credentials;
 pub mod error;
 pub mod job_model;
 pub mod model;
 pub mod observability_model;
 pub mod operations;
+pub mod policy;
 pub mod pricing_model;
 pub mod principal;
 pub mod report_model;
 pub mod scaling_model;
 pub mod scaling_operations;
+pub mod secrets;
 pub mod trace;
 
 pub use error::{ErrorCode, GatewayError};
@@ -27,6 +31,8 @@ pub trait Operation: Send + 'static {
     type Reply: Send + 'static;
     /// Its name in metrics and logs.
     const NAME: &'static str;
+    /// Who may run it ([`policy::authorize`]).
+    const ACCESS: policy::Access;
 }
 
 /// The header (REST) and metadata key (gRPC) of a client's request id.
@@ -41,6 +47,9 @@ pub struct RequestContext {
     /// The client's `x-request-id`, or one the gateway drew. A write proposed with it
     /// applies at most once: a client told `outcome_unknown` retries with this id.
     pub request_id: String,
+    /// What the caller's token allows on its tenant's resources (every scope for an
+    /// admin, and without authentication).
+    pub scopes: hodei_domain::access::Scopes,
 }
 
 impl RequestContext {
@@ -49,7 +58,14 @@ impl RequestContext {
             principal,
             trace_id,
             request_id: uuid::Uuid::now_v7().simple().to_string(),
+            scopes: hodei_domain::access::Scope::ALL.into_iter().collect(),
         }
+    }
+
+    /// Limited to what a token allows.
+    pub fn with_scopes(mut self, scopes: hodei_domain::access::Scopes) -> Self {
+        self.scopes = scopes;
+        self
     }
 
     /// With the client's request id, when it sent one.

@@ -1,6 +1,7 @@
 //! The observability API (US-09.6.4): what this node has switched on and where, the
 //! dashboards it ships, and the alert rules in effect.
 
+use crate::gateway::policy::Access;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -186,6 +187,7 @@ pub struct GetObservabilityHealth {
 impl Operation for GetObservabilityHealth {
     type Reply = ObservabilityHealthView;
     const NAME: &'static str = "observability_health";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -194,6 +196,7 @@ pub struct GetObservabilityConfig;
 impl Operation for GetObservabilityConfig {
     type Reply = ObservabilityConfigView;
     const NAME: &'static str = "observability_config";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -202,6 +205,7 @@ pub struct ListDashboards;
 impl Operation for ListDashboards {
     type Reply = DashboardListView;
     const NAME: &'static str = "list_dashboards";
+    const ACCESS: Access = Access::Admin;
 }
 
 /// One dashboard's Grafana JSON.
@@ -213,6 +217,7 @@ pub struct GetDashboard {
 impl Operation for GetDashboard {
     type Reply = serde_json::Value;
     const NAME: &'static str = "get_dashboard";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -221,6 +226,7 @@ pub struct ListAlertRules;
 impl Operation for ListAlertRules {
     type Reply = AlertRuleListView;
     const NAME: &'static str = "list_alert_rules";
+    const ACCESS: Access = Access::Admin;
 }
 
 /// One series of the historical metrics.
@@ -256,4 +262,5 @@ pub struct GetHistoricalMetrics {
 impl Operation for GetHistoricalMetrics {
     type Reply = HistoricalMetricsView;
     const NAME: &'static str = "historical_metrics";
+    const ACCESS: Access = Access::Admin;
 }

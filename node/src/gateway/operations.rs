@@ -2,6 +2,8 @@
 //! input, its `Reply` the answer. The REST and gRPC adapters build these; the gateway
 //! actor runs them (`crate::actors::gateway::Handler`).
 
+use crate::gateway::policy::Access;
+use hodei_domain::access::Scope;
 use tokio::sync::mpsc;
 
 use crate::gateway::job_model::{
@@ -33,6 +35,7 @@ pub struct CreateTenant {
 impl Operation for CreateTenant {
     type Reply = Tenant;
     const NAME: &'static str = "create_tenant";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -44,6 +47,7 @@ pub struct GetTenant {
 impl Operation for GetTenant {
     type Reply = Tenant;
     const NAME: &'static str = "get_tenant";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -55,6 +59,7 @@ pub struct ListTenants {
 impl Operation for ListTenants {
     type Reply = Page<Tenant>;
     const NAME: &'static str = "list_tenants";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -66,6 +71,7 @@ pub struct UpdateTenant {
 impl Operation for UpdateTenant {
     type Reply = Tenant;
     const NAME: &'static str = "update_tenant";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -78,6 +84,7 @@ pub struct DeleteTenant {
 impl Operation for DeleteTenant {
     type Reply = TenantId;
     const NAME: &'static str = "delete_tenant";
+    const ACCESS: Access = Access::Admin;
 }
 
 // The cluster.
@@ -107,6 +114,7 @@ pub struct ChangeCluster {
 impl Operation for ChangeCluster {
     type Reply = ClusterStatusView;
     const NAME: &'static str = "cluster_admin";
+    const ACCESS: Access = Access::Admin;
 }
 
 // Jobs, queues, workers and pools.
@@ -119,6 +127,7 @@ pub struct SubmitJob {
 impl Operation for SubmitJob {
     type Reply = SubmittedJobView;
     const NAME: &'static str = "submit_job";
+    const ACCESS: Access = Access::Tenant(Scope::Submit);
 }
 
 #[derive(Debug)]
@@ -129,6 +138,7 @@ pub struct SubmitJobs {
 impl Operation for SubmitJobs {
     type Reply = BatchView;
     const NAME: &'static str = "submit_jobs";
+    const ACCESS: Access = Access::Tenant(Scope::Submit);
 }
 
 #[derive(Debug)]
@@ -140,6 +150,7 @@ pub struct GetJob {
 impl Operation for GetJob {
     type Reply = JobView;
     const NAME: &'static str = "get_job";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -152,6 +163,7 @@ pub struct ListJobs {
 impl Operation for ListJobs {
     type Reply = JobPageView;
     const NAME: &'static str = "list_jobs";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -162,6 +174,7 @@ pub struct CancelJob {
 impl Operation for CancelJob {
     type Reply = JobView;
     const NAME: &'static str = "cancel_job";
+    const ACCESS: Access = Access::Tenant(Scope::Submit);
 }
 
 #[derive(Debug)]
@@ -175,6 +188,7 @@ pub struct GetJobLogs {
 impl Operation for GetJobLogs {
     type Reply = JobLogsView;
     const NAME: &'static str = "job_logs";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 /// The job now, then each change until it is final, on the returned channel.
@@ -186,6 +200,7 @@ pub struct WatchJob {
 impl Operation for WatchJob {
     type Reply = mpsc::Receiver<JobView>;
     const NAME: &'static str = "watch_job";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -196,6 +211,7 @@ pub struct CreateQueue {
 impl Operation for CreateQueue {
     type Reply = QueueView;
     const NAME: &'static str = "create_queue";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -207,6 +223,7 @@ pub struct GetQueue {
 impl Operation for GetQueue {
     type Reply = QueueView;
     const NAME: &'static str = "get_queue";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -217,6 +234,7 @@ pub struct ListQueues {
 impl Operation for ListQueues {
     type Reply = QueueListView;
     const NAME: &'static str = "list_queues";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -228,6 +246,7 @@ pub struct UpdateQueue {
 impl Operation for UpdateQueue {
     type Reply = QueueView;
     const NAME: &'static str = "update_queue";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -238,6 +257,7 @@ pub struct DeleteQueue {
 impl Operation for DeleteQueue {
     type Reply = String;
     const NAME: &'static str = "delete_queue";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -248,6 +268,7 @@ pub struct ListPools {
 impl Operation for ListPools {
     type Reply = PoolListView;
     const NAME: &'static str = "list_pools";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -259,6 +280,7 @@ pub struct GetPool {
 impl Operation for GetPool {
     type Reply = PoolView;
     const NAME: &'static str = "get_pool";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -270,6 +292,7 @@ pub struct GetPoolLifecycle {
 impl Operation for GetPoolLifecycle {
     type Reply = PoolLifecycleView;
     const NAME: &'static str = "pool_lifecycle";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -281,6 +304,7 @@ pub struct ChangePoolLifecycle {
 impl Operation for ChangePoolLifecycle {
     type Reply = PoolLifecycleView;
     const NAME: &'static str = "pool_action";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -291,6 +315,7 @@ pub struct CreatePool {
 impl Operation for CreatePool {
     type Reply = PoolView;
     const NAME: &'static str = "create_pool";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -302,6 +327,7 @@ pub struct GetPoolMetrics {
 impl Operation for GetPoolMetrics {
     type Reply = Box<PoolMetricsView>;
     const NAME: &'static str = "pool_metrics";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -313,6 +339,7 @@ pub struct UpdatePool {
 impl Operation for UpdatePool {
     type Reply = PoolView;
     const NAME: &'static str = "update_pool";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -323,6 +350,7 @@ pub struct DeletePool {
 impl Operation for DeletePool {
     type Reply = String;
     const NAME: &'static str = "delete_pool";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -334,6 +362,7 @@ pub struct SetStaticSettings {
 impl Operation for SetStaticSettings {
     type Reply = StaticSettingsView;
     const NAME: &'static str = "set_static_pool";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -345,6 +374,7 @@ pub struct SetDynamicSettings {
 impl Operation for SetDynamicSettings {
     type Reply = DynamicSettingsView;
     const NAME: &'static str = "set_dynamic_pool";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -356,6 +386,7 @@ pub struct GetStaticSettings {
 impl Operation for GetStaticSettings {
     type Reply = StaticSettingsView;
     const NAME: &'static str = "get_static_pool";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -367,6 +398,7 @@ pub struct GetDynamicSettings {
 impl Operation for GetDynamicSettings {
     type Reply = DynamicSettingsView;
     const NAME: &'static str = "get_dynamic_pool";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -379,6 +411,7 @@ pub struct GetFairShare {
 impl Operation for GetFairShare {
     type Reply = FairShareView;
     const NAME: &'static str = "fair_share";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 /// One queue's status.
@@ -391,6 +424,7 @@ pub struct GetQueueStatus {
 impl Operation for GetQueueStatus {
     type Reply = QueueStatusView;
     const NAME: &'static str = "queue_status";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 /// Every queue's status.
@@ -402,6 +436,7 @@ pub struct ListQueueStatus {
 impl Operation for ListQueueStatus {
     type Reply = QueueStatusListView;
     const NAME: &'static str = "list_queue_status";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -413,6 +448,7 @@ pub struct GetJobPosition {
 impl Operation for GetJobPosition {
     type Reply = JobPositionView;
     const NAME: &'static str = "job_position";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -424,6 +460,7 @@ pub struct GetJobSla {
 impl Operation for GetJobSla {
     type Reply = JobSlaView;
     const NAME: &'static str = "job_sla";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -436,6 +473,7 @@ pub struct GetSlaSummary {
 impl Operation for GetSlaSummary {
     type Reply = SlaSummaryView;
     const NAME: &'static str = "sla_summary";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -447,6 +485,7 @@ pub struct ListWorkers {
 impl Operation for ListWorkers {
     type Reply = WorkerListView;
     const NAME: &'static str = "list_workers";
+    const ACCESS: Access = Access::Admin;
 }
 
 // Quotas, enforcement and burst capacity.
@@ -460,6 +499,7 @@ pub struct GetQuota {
 impl Operation for GetQuota {
     type Reply = QuotaView;
     const NAME: &'static str = "get_quota";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -471,6 +511,7 @@ pub struct SetQuota {
 impl Operation for SetQuota {
     type Reply = QuotaView;
     const NAME: &'static str = "set_quota";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -482,6 +523,7 @@ pub struct GetUsage {
 impl Operation for GetUsage {
     type Reply = UsageView;
     const NAME: &'static str = "get_usage";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -492,6 +534,7 @@ pub struct EnforceQuota {
 impl Operation for EnforceQuota {
     type Reply = DecisionView;
     const NAME: &'static str = "enforce_quota";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -503,6 +546,7 @@ pub struct ListViolations {
 impl Operation for ListViolations {
     type Reply = ViolationsView;
     const NAME: &'static str = "list_violations";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -514,6 +558,7 @@ pub struct RequestBurst {
 impl Operation for RequestBurst {
     type Reply = BurstView;
     const NAME: &'static str = "request_burst";
+    const ACCESS: Access = Access::Tenant(Scope::AdminOfTenant);
 }
 
 #[derive(Debug)]
@@ -525,6 +570,7 @@ pub struct GetBursts {
 impl Operation for GetBursts {
     type Reply = BurstListView;
     const NAME: &'static str = "get_burst";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 #[derive(Debug)]
@@ -535,6 +581,7 @@ pub struct EndBurst {
 impl Operation for EndBurst {
     type Reply = BurstView;
     const NAME: &'static str = "end_burst";
+    const ACCESS: Access = Access::Tenant(Scope::AdminOfTenant);
 }
 
 #[derive(Debug)]
@@ -546,4 +593,79 @@ pub struct ApproveBurst {
 impl Operation for ApproveBurst {
     type Reply = BurstView;
     const NAME: &'static str = "approve_burst";
+    const ACCESS: Access = Access::Admin;
+}
+
+// Tokens (issue 21).
+
+#[derive(Debug)]
+pub struct IssueTenantToken {
+    pub tenant: String,
+    pub input: crate::gateway::access_model::TokenInput,
+}
+
+impl Operation for IssueTenantToken {
+    type Reply = crate::gateway::access_model::IssuedTokenView;
+    const NAME: &'static str = "issue_tenant_token";
+    const ACCESS: Access = Access::Tenant(Scope::AdminOfTenant);
+}
+
+#[derive(Debug)]
+pub struct ListTenantTokens {
+    pub tenant: String,
+    pub consistency: Consistency,
+}
+
+impl Operation for ListTenantTokens {
+    type Reply = crate::gateway::access_model::TokenListView;
+    const NAME: &'static str = "list_tenant_tokens";
+    const ACCESS: Access = Access::Tenant(Scope::AdminOfTenant);
+}
+
+#[derive(Debug)]
+pub struct RevokeTenantToken {
+    pub tenant: String,
+    pub id: String,
+}
+
+impl Operation for RevokeTenantToken {
+    type Reply = String;
+    const NAME: &'static str = "revoke_tenant_token";
+    const ACCESS: Access = Access::Tenant(Scope::AdminOfTenant);
+}
+
+#[derive(Debug)]
+pub struct IssueJoinToken {
+    pub pool: String,
+    pub input: crate::gateway::access_model::JoinTokenInput,
+}
+
+impl Operation for IssueJoinToken {
+    type Reply = crate::gateway::access_model::IssuedTokenView;
+    const NAME: &'static str = "issue_join_token";
+    const ACCESS: Access = Access::Admin;
+}
+
+#[derive(Debug)]
+pub struct ListJoinTokens {
+    pub pool: String,
+    pub consistency: Consistency,
+}
+
+impl Operation for ListJoinTokens {
+    type Reply = crate::gateway::access_model::TokenListView;
+    const NAME: &'static str = "list_join_tokens";
+    const ACCESS: Access = Access::Admin;
+}
+
+#[derive(Debug)]
+pub struct RevokeJoinToken {
+    pub pool: String,
+    pub id: String,
+}
+
+impl Operation for RevokeJoinToken {
+    type Reply = String;
+    const NAME: &'static str = "revoke_join_token";
+    const ACCESS: Access = Access::Admin;
 }

@@ -1,12 +1,14 @@
 //! The autoscaling (US-09.4) and pool pricing operations of the gateway contract: each
 //! struct is one operation's input, its `Reply` the answer.
 
+use crate::gateway::policy::Access;
 use crate::gateway::scaling_model::{
     CooldownInput, CooldownView, EvaluationView, FireInput, PolicyInput, PolicyListView,
     PolicyView, ScalingHistoryView, ScalingSwitchInput, ScalingView, TriggerInput, TriggerListView,
     TriggerView,
 };
 use crate::gateway::{Consistency, Operation};
+use hodei_domain::access::Scope;
 
 /// A pool's autoscaling at a glance.
 #[derive(Debug)]
@@ -18,6 +20,7 @@ pub struct GetScaling {
 impl Operation for GetScaling {
     type Reply = ScalingView;
     const NAME: &'static str = "pool_scaling";
+    const ACCESS: Access = Access::Admin;
 }
 
 /// Turn a pool's autoscaling on or off.
@@ -30,6 +33,7 @@ pub struct SetScalingSwitch {
 impl Operation for SetScalingSwitch {
     type Reply = ScalingView;
     const NAME: &'static str = "set_pool_scaling";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -41,6 +45,7 @@ pub struct ListScalingPolicies {
 impl Operation for ListScalingPolicies {
     type Reply = PolicyListView;
     const NAME: &'static str = "list_scaling_policies";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -53,6 +58,7 @@ pub struct GetScalingPolicy {
 impl Operation for GetScalingPolicy {
     type Reply = PolicyView;
     const NAME: &'static str = "get_scaling_policy";
+    const ACCESS: Access = Access::Admin;
 }
 
 /// Create (POST) or replace (PUT) a scaling policy.
@@ -69,6 +75,7 @@ pub struct PutScalingPolicy {
 impl Operation for PutScalingPolicy {
     type Reply = PolicyView;
     const NAME: &'static str = "put_scaling_policy";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -80,6 +87,7 @@ pub struct DeleteScalingPolicy {
 impl Operation for DeleteScalingPolicy {
     type Reply = ();
     const NAME: &'static str = "delete_scaling_policy";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -91,6 +99,7 @@ pub struct ListScalingTriggers {
 impl Operation for ListScalingTriggers {
     type Reply = TriggerListView;
     const NAME: &'static str = "list_scaling_triggers";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -103,6 +112,7 @@ pub struct GetScalingTrigger {
 impl Operation for GetScalingTrigger {
     type Reply = TriggerView;
     const NAME: &'static str = "get_scaling_trigger";
+    const ACCESS: Access = Access::Admin;
 }
 
 /// Create (POST) or replace (PUT) a scaling trigger.
@@ -117,6 +127,7 @@ pub struct PutScalingTrigger {
 impl Operation for PutScalingTrigger {
     type Reply = TriggerView;
     const NAME: &'static str = "put_scaling_trigger";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -128,6 +139,7 @@ pub struct DeleteScalingTrigger {
 impl Operation for DeleteScalingTrigger {
     type Reply = ();
     const NAME: &'static str = "delete_scaling_trigger";
+    const ACCESS: Access = Access::Admin;
 }
 
 /// Fire a trigger now: an evaluation with its proposal, recorded.
@@ -141,6 +153,7 @@ pub struct FireScalingTrigger {
 impl Operation for FireScalingTrigger {
     type Reply = EvaluationView;
     const NAME: &'static str = "fire_scaling_trigger";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -152,6 +165,7 @@ pub struct GetScalingCooldown {
 impl Operation for GetScalingCooldown {
     type Reply = CooldownView;
     const NAME: &'static str = "get_scaling_cooldown";
+    const ACCESS: Access = Access::Admin;
 }
 
 #[derive(Debug)]
@@ -163,6 +177,7 @@ pub struct SetScalingCooldown {
 impl Operation for SetScalingCooldown {
     type Reply = CooldownView;
     const NAME: &'static str = "set_scaling_cooldown";
+    const ACCESS: Access = Access::Admin;
 }
 
 /// A page of a pool's scaling history, newest first.
@@ -179,6 +194,7 @@ pub struct GetScalingHistory {
 impl Operation for GetScalingHistory {
     type Reply = ScalingHistoryView;
     const NAME: &'static str = "scaling_history";
+    const ACCESS: Access = Access::Admin;
 }
 
 /// Evaluate a pool's autoscaling now; a dry run only answers.
@@ -191,6 +207,7 @@ pub struct EvaluateScaling {
 impl Operation for EvaluateScaling {
     type Reply = EvaluationView;
     const NAME: &'static str = "evaluate_scaling";
+    const ACCESS: Access = Access::Admin;
 }
 
 /// A pool's prices, tier percentages and price history.
@@ -203,6 +220,7 @@ pub struct GetPoolPricing {
 impl Operation for GetPoolPricing {
     type Reply = crate::gateway::pricing_model::PricingView;
     const NAME: &'static str = "get_pool_pricing";
+    const ACCESS: Access = Access::Tenant(Scope::Read);
 }
 
 /// Change a pool's prices (from now on) and/or tier percentages.
@@ -215,4 +233,5 @@ pub struct SetPoolPricing {
 impl Operation for SetPoolPricing {
     type Reply = crate::gateway::pricing_model::PricingView;
     const NAME: &'static str = "set_pool_pricing";
+    const ACCESS: Access = Access::Admin;
 }

@@ -68,6 +68,38 @@ pub enum CommandV1 {
     PutCostReport(PutCostReport),
     DeleteCostReport(DeleteCostReport),
     RecordBudgetAlert(RecordBudgetAlert),
+    IssueToken(IssueToken),
+    RevokeToken(RevokeToken),
+    IssueJoinToken(IssueJoinToken),
+    RevokeJoinToken(RevokeJoinToken),
+}
+
+/// Records an access token (its secret's digest). A tenant's needs the tenant; the admin
+/// token of the first start (`bootstrap`) is issued once in the cluster's life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssueToken {
+    pub token: hodei_domain::access::AccessToken,
+    pub bootstrap: bool,
+}
+
+/// Forgets a token: it authenticates no request after this entry. With `tenant`, only
+/// that tenant's token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevokeToken {
+    pub id: String,
+    pub tenant: Option<TenantId>,
+}
+
+/// Records a token that lets a worker join one pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssueJoinToken {
+    pub token: hodei_domain::access::JoinToken,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevokeJoinToken {
+    pub pool: String,
+    pub id: String,
 }
 
 /// The cluster's cost tracking, from the leader's configuration.
@@ -537,6 +569,11 @@ pub enum CommandOutcome {
     /// Whether the alert was new (a level above the one recorded that day).
     BudgetAlert {
         recorded: bool,
+    },
+    Token(Box<hodei_domain::access::AccessToken>),
+    JoinToken(Box<hodei_domain::access::JoinToken>),
+    TokenRevoked {
+        id: String,
     },
 }
 

@@ -121,6 +121,7 @@ struct SnapshotView<'a> {
     prices: Vec<&'a hodei_domain::cost::PoolPrices>,
     cost_ledger: Vec<crate::state::cost_ledger::LedgerEntry>,
     cost_book: Vec<crate::state::cost_book::BookEntry>,
+    access: Vec<crate::state::access_book::AccessEntry>,
 }
 
 /// A snapshot as decoded. Each version of the shape appended fields to the one before, and
@@ -130,6 +131,13 @@ struct SnapshotView<'a> {
 /// same bytes.
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 struct SnapshotData {
+    base: WithBook,
+    access: Vec<crate::state::access_book::AccessEntry>,
+}
+
+/// The snapshot shape before the access tokens.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+struct WithBook {
     base: WithCost,
     cost_book: Vec<crate::state::cost_book::BookEntry>,
 }
@@ -180,16 +188,28 @@ impl SnapshotData {
             Ok(data) => return Ok(data),
             Err(error) => error,
         };
-        if let Ok(base) = decode::<WithCost>(snapshot) {
+        if let Ok(base) = decode::<WithBook>(snapshot) {
             return Ok(SnapshotData {
                 base,
                 ..Default::default()
             });
         }
+        if let Ok(base) = decode::<WithCost>(snapshot) {
+            return Ok(SnapshotData {
+                base: WithBook {
+                    base,
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
+        }
         if let Ok(base) = decode::<WithHistory>(snapshot) {
             return Ok(SnapshotData {
-                base: WithCost {
-                    base,
+                base: WithBook {
+                    base: WithCost {
+                        base,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 ..Default::default()
@@ -204,9 +224,12 @@ impl SnapshotData {
             })
             .map_err(|_| error)?;
         Ok(SnapshotData {
-            base: WithCost {
-                base: WithHistory {
-                    base,
+            base: WithBook {
+                base: WithCost {
+                    base: WithHistory {
+                        base,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 ..Default::default()
@@ -270,6 +293,8 @@ pub struct HodeiState {
     pub(super) workers: BTreeMap<String, Worker>,
     /// Cost settings and what the ledger keeps beside the jobs' lines (`cost_book.rs`).
     pub(super) book: crate::state::cost_book::CostBook,
+    /// The tokens the cluster issued (`access_book.rs`).
+    pub(super) access: crate::state::access_book::AccessBook,
     /// Quota violations recorded by apply (`violations.rs`).
     pub(super) violations: crate::state::violations::ViolationLog,
     /// The last waits (pending to assigned) of jobs assigned in each pool, (at_ms, wait_ms),
@@ -362,6 +387,7 @@ impl HodeiState {
             prices: BTreeMap::new(),
             cost_ledger: BTreeMap::new(),
             book: Default::default(),
+            access: Default::default(),
             workers: BTreeMap::new(),
             violations: Default::default(),
             pool_tally: BTreeMap::new(),
@@ -472,6 +498,13 @@ impl HodeiState {
             "cost book entry",
         )? {
             state.book.insert(entry);
+        }
+        for entry in load_all::<crate::state::access_book::AccessEntry>(
+            keyspace,
+            crate::state::keys::ACCESS_PREFIX,
+            "access entry",
+        )? {
+            state.access.insert(entry);
         }
         state.rebuild_day_spend();
         let logs = keyspace
@@ -592,6 +625,10 @@ impl HodeiState {
             CommandV1::RecordBudgetAlert(command) => {
                 self.apply_record_budget_alert(command, writes)
             }
+            CommandV1::IssueToken(command) => self.apply_issue_token(command, writes),
+            CommandV1::RevokeToken(command) => self.apply_revoke_token(command, writes),
+            CommandV1::IssueJoinToken(command) => self.apply_issue_join_token(command, writes),
+            CommandV1::RevokeJoinToken(command) => self.apply_revoke_join_token(command, writes),
         }
     }
 }
@@ -636,6 +673,7 @@ impl StateMachine for HodeiState {
             prices: self.prices.values().collect(),
             cost_ledger: self.cost_entries(),
             cost_book: self.book.entries(),
+            access: self.access.entries(),
         };
         hodei_cluster::codec::encode(&data)
     }
@@ -643,22 +681,26 @@ impl StateMachine for HodeiState {
     fn restore(&mut self, snapshot: &[u8], writes: &mut WriteBatch) -> Result<(), String> {
         let SnapshotData {
             base:
-                WithCost {
+                WithBook {
                     base:
-                        WithHistory {
+                        WithCost {
                             base:
-                                WithViolations {
-                                    entities: data,
-                                    violations,
+                                WithHistory {
+                                    base:
+                                        WithViolations {
+                                            entities: data,
+                                            violations,
+                                        },
+                                    archived_tally,
+                                    archived_idempotency,
                                 },
-                            archived_tally,
-                            archived_idempotency,
+                            scaling,
+                            prices,
+                            cost_ledger,
                         },
-                    scaling,
-                    prices,
-                    cost_ledger,
+                    cost_book,
                 },
-            cost_book,
+            access,
         } = SnapshotData::decode(snapshot)?;
         self.tenants.clear();
         self.bursts.clear();
@@ -731,6 +773,10 @@ impl StateMachine for HodeiState {
         self.book = Default::default();
         for entry in cost_book {
             self.put_book_entry(entry, writes);
+        }
+        self.access = Default::default();
+        for entry in access {
+            self.put_access_entry(entry, writes);
         }
         self.rebuild_day_spend();
         self.put_violation_log(violations, writes);

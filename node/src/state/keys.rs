@@ -17,6 +17,9 @@ pub const COST_PREFIX: &str = "cost/";
 /// Beside the cost ledger: settings, label lines, pool costs, usage, report definitions,
 /// budget warnings, totals (`cost_book.rs`).
 pub const COST_BOOK_PREFIX: &str = "costbook/";
+/// Access tokens, join tokens and whether the first start's admin token was issued
+/// (`access_book.rs`).
+pub const ACCESS_PREFIX: &str = "access/";
 /// Recent quota violations, by sequence number (`state/violations.rs`).
 pub const VIOLATION_PREFIX: &str = "violation/";
 /// Violation counts, by tenant and reason.

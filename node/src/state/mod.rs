@@ -1,6 +1,7 @@
 //! The replicated state machine: versioned commands, deterministic apply, and the read
 //! view that the gateway and controllers query.
 
+pub mod access_book;
 mod apply;
 pub mod command;
 pub mod cost_book;

@@ -45,6 +45,9 @@ pub struct AgentSettings {
     /// A random id of this agent process, sent with every registration: the leader
     /// gives a session back to the same instance and refuses another one.
     pub instance: String,
+    /// The pool's join token (`--join-token`, `HODEI_JOIN_TOKEN`), sent with every
+    /// registration; a node with `server.auth: token` refuses a worker without one.
+    pub join_token: Option<String>,
 }
 
 /// How the agent runs a job.
@@ -574,6 +577,7 @@ async fn session(
             labels: settings.labels.clone().into_iter().collect(),
             running: shared.running(),
             instance: settings.instance.clone(),
+            join_token: settings.join_token.clone().unwrap_or_default(),
         })),
     };
     let _ = outbound.send(register).await;

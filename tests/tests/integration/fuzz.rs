@@ -17,7 +17,7 @@ const CASES: u64 = 40;
 const CALL_WITHIN: Duration = Duration::from_secs(10);
 /// Cluster membership changes are fuzzed only as a tenant (refused before they act): as
 /// an admin a random one may legitimately take the node out of its own cluster.
-const MEMBERSHIP: [&str; 4] = ["Init", "AddMember", "RemoveMember", "TransferLeader"];
+pub const MEMBERSHIP: [&str; 4] = ["Init", "AddMember", "RemoveMember", "TransferLeader"];
 
 /// Messages as raw bytes, in and out.
 #[derive(Debug, Clone, Copy, Default)]
@@ -147,15 +147,15 @@ fn message(draw: &mut Draw, depth: u32) -> Vec<u8> {
     out
 }
 
-struct Method {
-    path: String,
-    name: String,
-    service: String,
+pub struct Method {
+    pub path: String,
+    pub name: String,
+    pub service: String,
     client_streaming: bool,
     server_streaming: bool,
 }
 
-fn methods() -> Vec<Method> {
+pub fn methods() -> Vec<Method> {
     let set = prost_types::FileDescriptorSet::decode(hodei_proto::FILE_DESCRIPTOR_SET).unwrap();
     let mut found = Vec::new();
     for file in set.file {
@@ -186,26 +186,54 @@ async fn call(
     payload: Vec<u8>,
     principal: &str,
 ) -> Result<(), tonic::Status> {
+    call_with(channel, method, payload, "x-hodei-principal", principal).await
+}
+
+/// Calls `method` presenting `token` as a bearer token (none: no credentials at all).
+pub async fn call_as(
+    channel: tonic::transport::Channel,
+    method: &Method,
+    payload: Vec<u8>,
+    token: Option<&str>,
+) -> Result<(), tonic::Status> {
+    match token {
+        Some(token) => {
+            call_with(
+                channel,
+                method,
+                payload,
+                "authorization",
+                &format!("Bearer {token}"),
+            )
+            .await
+        }
+        None => call_with(channel, method, payload, "x-hodei-nothing", "-").await,
+    }
+}
+
+async fn call_with(
+    channel: tonic::transport::Channel,
+    method: &Method,
+    payload: Vec<u8>,
+    key: &'static str,
+    value: &str,
+) -> Result<(), tonic::Status> {
+    let principal: tonic::metadata::MetadataValue<_> = value.parse().unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await
         .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
     let path = http::uri::PathAndQuery::try_from(method.path.clone()).unwrap();
-    let principal: tonic::metadata::MetadataValue<_> = principal.parse().unwrap();
     if method.client_streaming {
         let mut request = tonic::Request::new(tokio_stream::iter(vec![payload]));
-        request
-            .metadata_mut()
-            .insert("x-hodei-principal", principal);
+        request.metadata_mut().insert(key, principal.clone());
         let mut answers = grpc.streaming(request, path, Raw).await?.into_inner();
         // The first answer (or the end), then the stream is dropped.
         let _ = answers.message().await?;
         return Ok(());
     }
     let mut request = tonic::Request::new(payload);
-    request
-        .metadata_mut()
-        .insert("x-hodei-principal", principal);
+    request.metadata_mut().insert(key, principal);
     if method.server_streaming {
         let mut answers = grpc
             .server_streaming(request, path, Raw)

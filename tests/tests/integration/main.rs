@@ -1,5 +1,6 @@
 //! Integration tests against real `hodei` processes (the heaviest are in `heavy`).
 
+mod auth;
 mod autoscaling;
 mod cluster;
 mod cockpit;

@@ -63,14 +63,42 @@ pub struct WorkerHub {
 
 pub type Outbound = mpsc::Sender<Result<pb::ServerMessage, tonic::Status>>;
 
-fn assignment_message(job: &Job) -> pb::ServerMessage {
+/// A job's variables as its process gets them: sealed secrets opened. One that does not
+/// open (the cluster secret changed since it was sealed) is left out, and said so.
+fn opened_env(
+    job: &Job,
+    sealer: Option<&crate::gateway::secrets::Sealer>,
+) -> Vec<(String, String)> {
+    let tenant = job.spec.tenant.as_str();
+    job.spec
+        .command
+        .env
+        .iter()
+        .filter_map(|(name, value)| {
+            if !crate::gateway::secrets::is_sealed(value) {
+                return Some((name.clone(), value.clone()));
+            }
+            let opened = sealer.and_then(|sealer| sealer.open(tenant, name, value));
+            if opened.is_none() {
+                tracing::error!(job = %job.id, variable = %name, "a secret variable does not open with this cluster's secret: the job runs without it");
+            }
+            opened.map(|value| (name.clone(), value))
+        })
+        .collect()
+}
+
+fn assignment_message(
+    job: &Job,
+    sealer: Option<&crate::gateway::secrets::Sealer>,
+) -> pb::ServerMessage {
     pb::ServerMessage {
         kind: Some(pb::server_message::Kind::Assign(pb::RunAssignment {
             job_id: job.id.clone(),
             attempt: job.attempt,
             command: Some(pb::JobCommand {
                 argv: job.spec.command.argv.clone(),
-                env: job.spec.command.env.clone().into_iter().collect(),
+                env: opened_env(job, sealer).into_iter().collect(),
+                secret_env: Default::default(),
                 working_dir: job.spec.command.working_dir.clone(),
                 timeout_s: job.spec.command.timeout_s,
             }),
@@ -212,7 +240,10 @@ impl WorkerHub {
                 if session.sent.contains(&sent_key) {
                     continue;
                 }
-                match session.outbound.try_send(Ok(assignment_message(&job))) {
+                match session
+                    .outbound
+                    .try_send(Ok(assignment_message(&job, node.secrets.as_deref())))
+                {
                     Ok(()) => {
                         session.sent.insert(sent_key);
                     }

@@ -28,16 +28,44 @@ pub struct ProcessProvider {
     work_root: PathBuf,
     /// `workers.enforce_limits`: the agents run jobs with kernel limits.
     enforce_limits: bool,
+    /// `cluster.secret`: the agents join with a credential made from it.
+    cluster_secret: Option<String>,
+}
+
+/// The environment of an agent a node starts: `PATH`, `HOME`, `LANG` and `RUST_LOG` as
+/// the node has them, and with a cluster secret the join credential of its pool.
+pub fn agent_environment(cluster_secret: Option<&str>, pool: &str) -> Vec<(String, String)> {
+    let mut environment: Vec<(String, String)> = ["PATH", "HOME", "LANG", "RUST_LOG"]
+        .into_iter()
+        .filter_map(|name| {
+            std::env::var(name)
+                .ok()
+                .map(|value| (name.to_string(), value))
+        })
+        .collect();
+    if let Some(secret) = cluster_secret {
+        environment.push((
+            "HODEI_JOIN_TOKEN".to_string(),
+            crate::gateway::credentials::node_join_credential(secret, pool),
+        ));
+    }
+    environment
 }
 
 impl ProcessProvider {
     /// Workers run `program worker ...` with their work directories under `work_root`.
-    pub fn new(program: PathBuf, work_root: PathBuf, enforce_limits: bool) -> Self {
+    pub fn new(
+        program: PathBuf,
+        work_root: PathBuf,
+        enforce_limits: bool,
+        cluster_secret: Option<String>,
+    ) -> Self {
         Self {
             children: Arc::new(Mutex::new(BTreeMap::new())),
             program,
             work_root,
             enforce_limits,
+            cluster_secret,
         }
     }
 
@@ -63,6 +91,10 @@ impl ProcessProvider {
             .arg("--work-dir")
             .arg(&work_dir)
             .args(self.enforce_limits.then_some("--enforce-limits"))
+            // The agent gets none of the node's variables (its admin token, the cluster
+            // secret): only its join credential and what a process needs.
+            .env_clear()
+            .envs(agent_environment(self.cluster_secret.as_deref(), &pool.id))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(work_dir.join("worker.log"))?)

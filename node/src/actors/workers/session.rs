@@ -25,11 +25,21 @@ use hodei_domain::run::{RunOutcome, RunReport, WorkerRegistration};
 pub struct WorkerGrpc {
     node: NodeContext,
     hub: WorkerHub,
+    /// Checks a registration's join token.
+    authenticator: crate::actors::authenticator::Authenticator,
 }
 
 impl WorkerGrpc {
-    pub fn new(node: NodeContext, hub: WorkerHub) -> Self {
-        Self { node, hub }
+    pub fn new(
+        node: NodeContext,
+        hub: WorkerHub,
+        authenticator: crate::actors::authenticator::Authenticator,
+    ) -> Self {
+        Self {
+            node,
+            hub,
+            authenticator,
+        }
     }
 }
 
@@ -142,6 +152,15 @@ impl WorkerService for WorkerGrpc {
                 "the first message must be `register`",
             ));
         };
+        // Before anything else, on every node: a worker without the pool's join token
+        // learns nothing, not even where the leader is.
+        if let Err(error) = self
+            .authenticator
+            .admit_worker(Some(register.join_token.as_str()), &register.pool)
+        {
+            warn!(worker = %register.worker_id, pool = %register.pool, "a worker without a valid join token refused");
+            return Err(error.to_status());
+        }
         let (outbound, receiver) = mpsc::channel(4096);
         if !self.node.raft.is_leader() {
             let _ = outbound

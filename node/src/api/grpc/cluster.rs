@@ -4,7 +4,6 @@ use hodei_proto::v1 as pb;
 use hodei_proto::v1::cluster_service_server::ClusterService;
 
 use crate::actors::gateway::GatewayHandle;
-use crate::gateway::Principal;
 use crate::gateway::model::ClusterStatusView;
 use crate::gateway::operations::{ChangeCluster, ClusterOperation};
 
@@ -13,15 +12,18 @@ use crate::api::grpc::{GrpcGateway, reply, request_context};
 pub struct ClusterGrpc {
     grpc: GrpcGateway,
     gateway: GatewayHandle,
-    default_principal: Principal,
+    authenticator: crate::actors::authenticator::Authenticator,
 }
 
 impl ClusterGrpc {
-    pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
+    pub fn new(
+        gateway: GatewayHandle,
+        authenticator: crate::actors::authenticator::Authenticator,
+    ) -> Self {
         Self {
-            grpc: GrpcGateway::new(gateway.clone(), default_principal.clone()),
+            grpc: GrpcGateway::new(gateway.clone(), authenticator.clone()),
             gateway,
-            default_principal,
+            authenticator,
         }
     }
 
@@ -79,8 +81,8 @@ impl ClusterService for ClusterGrpc {
         &self,
         request: tonic::Request<pb::GetClusterStatusRequest>,
     ) -> StatusReply {
-        let context = request_context(&request, &self.default_principal)?;
-        let result = self.gateway.cluster_status().await;
+        let context = request_context(&request, &self.authenticator)?;
+        let result = self.gateway.cluster_status(&context).await;
         reply(result, &context.trace_id, |status| status_message(&status))
     }
 
@@ -88,8 +90,8 @@ impl ClusterService for ClusterGrpc {
         &self,
         request: tonic::Request<pb::GetDigestsRequest>,
     ) -> Result<tonic::Response<pb::ClusterDigests>, tonic::Status> {
-        let context = request_context(&request, &self.default_principal)?;
-        let result = self.gateway.cluster_digests().await;
+        let context = request_context(&request, &self.authenticator)?;
+        let result = self.gateway.cluster_digests(&context).await;
         reply(result, &context.trace_id, |view| pb::ClusterDigests {
             node_id: view.node_id,
             digests: view

@@ -6,7 +6,6 @@ use hodei_proto::v1::cost_optimization_service_server::CostOptimizationService;
 
 use crate::actors::gateway::GatewayHandle;
 use crate::api::grpc::{GrpcGateway, GrpcResult, consistency, non_empty};
-use crate::gateway::Principal;
 use crate::gateway::cost_model::{
     CostBreakdownView, CostReportDefinitionInput, CostReportDefinitionView, CostReportView,
     RecommendationsView,
@@ -21,9 +20,12 @@ pub struct CostGrpc {
 }
 
 impl CostGrpc {
-    pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
+    pub fn new(
+        gateway: GatewayHandle,
+        authenticator: crate::actors::authenticator::Authenticator,
+    ) -> Self {
         Self {
-            grpc: GrpcGateway::new(gateway, default_principal),
+            grpc: GrpcGateway::new(gateway, authenticator),
         }
     }
 }

@@ -10,7 +10,6 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::actors::gateway::GatewayHandle;
 use crate::api::grpc::{GrpcGateway, GrpcResult, consistency, non_empty};
-use crate::gateway::Principal;
 use crate::gateway::job_model::{
     CommandInput, JobFilter, JobView, SimulationInput, SubmitJobInput,
 };
@@ -34,6 +33,7 @@ pub fn submit_input(spec: pb::JobSpec) -> SubmitJobInput {
         command: Some(CommandInput {
             argv: command.argv,
             env: command.env.into_iter().collect(),
+            secret_env: command.secret_env.into_iter().collect(),
             working_dir: command.working_dir,
             timeout_s: command.timeout_s,
         }),
@@ -69,6 +69,7 @@ pub fn job_message(view: JobView) -> pb::Job {
             command: Some(pb::JobCommand {
                 argv: view.command.argv,
                 env: view.command.env.into_iter().collect(),
+                secret_env: view.command.secret_env.into_iter().collect(),
                 working_dir: view.command.working_dir,
                 timeout_s: view.command.timeout_s,
             }),
@@ -122,9 +123,12 @@ pub struct JobGrpc {
 }
 
 impl JobGrpc {
-    pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
+    pub fn new(
+        gateway: GatewayHandle,
+        authenticator: crate::actors::authenticator::Authenticator,
+    ) -> Self {
         Self {
-            grpc: GrpcGateway::new(gateway, default_principal),
+            grpc: GrpcGateway::new(gateway, authenticator),
         }
     }
 }

@@ -24,7 +24,7 @@ pub use self::tenants::TenantGrpc;
 use crate::actors::gateway::{GatewayHandle, Handler};
 use crate::gateway::principal::PRINCIPAL_HEADER;
 use crate::gateway::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER};
-use crate::gateway::{Consistency, GatewayError, Principal, RequestContext, TraceId};
+use crate::gateway::{Consistency, GatewayError, RequestContext, TraceId};
 
 pub type GrpcResult<T> = Result<tonic::Response<T>, tonic::Status>;
 
@@ -34,14 +34,17 @@ pub type GrpcResult<T> = Result<tonic::Response<T>, tonic::Status>;
 #[derive(Clone)]
 pub struct GrpcGateway {
     gateway: GatewayHandle,
-    default_principal: Principal,
+    authenticator: crate::actors::authenticator::Authenticator,
 }
 
 impl GrpcGateway {
-    pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
+    pub fn new(
+        gateway: GatewayHandle,
+        authenticator: crate::actors::authenticator::Authenticator,
+    ) -> Self {
         Self {
             gateway,
-            default_principal,
+            authenticator,
         }
     }
 
@@ -51,7 +54,7 @@ impl GrpcGateway {
         operation: impl FnOnce(M) -> Result<O, GatewayError>,
         encode: impl FnOnce(O::Reply) -> R,
     ) -> GrpcResult<R> {
-        let context = request_context(&request, &self.default_principal)?;
+        let context = request_context(&request, &self.authenticator)?;
         let trace_id = context.trace_id.clone();
         let operation = operation(request.into_inner())
             .map_err(|error| with_trace_status(&error, &trace_id))?;
@@ -77,23 +80,34 @@ pub fn non_empty(text: String) -> Option<String> {
 /// Reads the principal and trace id of a call.
 pub fn request_context<T>(
     request: &tonic::Request<T>,
-    default_principal: &Principal,
+    authenticator: &crate::actors::authenticator::Authenticator,
 ) -> Result<RequestContext, tonic::Status> {
     let metadata = request.metadata();
     let traceparent = metadata
         .get(TRACEPARENT_HEADER)
         .and_then(|value| value.to_str().ok());
     let trace_id = TraceId::from_header_or_new(traceparent);
-    let principal = match metadata.get(PRINCIPAL_HEADER) {
-        None => default_principal.clone(),
-        Some(value) => {
-            let parsed = value
-                .to_str()
-                .map_err(|_| GatewayError::invalid(PRINCIPAL_HEADER, "must be ASCII"))
-                .and_then(Principal::parse);
-            parsed.map_err(|error| with_trace_status(&error, &trace_id))?
-        }
+    let entry = |name: &str| {
+        metadata
+            .get(name)
+            .map(|value| {
+                value
+                    .to_str()
+                    .map_err(|_| GatewayError::invalid(name.to_string(), "must be ASCII"))
+            })
+            .transpose()
     };
+    let context = entry("authorization")
+        .and_then(|authorization| {
+            authenticator.context(
+                crate::actors::authenticator::Presented {
+                    authorization,
+                    principal: entry(PRINCIPAL_HEADER)?,
+                },
+                trace_id.clone(),
+            )
+        })
+        .map_err(|error| with_trace_status(&error, &trace_id))?;
     let request_id = metadata
         .get(crate::gateway::REQUEST_ID_HEADER)
         .map(|value| {
@@ -103,7 +117,7 @@ pub fn request_context<T>(
         })
         .transpose()
         .map_err(|error| with_trace_status(&error, &trace_id))?;
-    RequestContext::new(principal, trace_id.clone())
+    context
         .with_request_id(request_id)
         .map_err(|error| with_trace_status(&error, &trace_id))
 }

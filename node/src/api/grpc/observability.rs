@@ -6,7 +6,6 @@ use hodei_proto::v1::observability_service_server::ObservabilityService;
 
 use crate::actors::gateway::GatewayHandle;
 use crate::api::grpc::{GrpcGateway, GrpcResult, non_empty};
-use crate::gateway::Principal;
 use crate::gateway::observability_model::{
     ActiveAlertView, AlertRuleListView, GetDashboard, GetHistoricalMetrics, GetObservabilityConfig,
     GetObservabilityHealth, HistoricalMetricsView, ListAlertRules, ListDashboards,
@@ -18,9 +17,12 @@ pub struct ObservabilityGrpc {
 }
 
 impl ObservabilityGrpc {
-    pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
+    pub fn new(
+        gateway: GatewayHandle,
+        authenticator: crate::actors::authenticator::Authenticator,
+    ) -> Self {
         Self {
-            grpc: GrpcGateway::new(gateway, default_principal),
+            grpc: GrpcGateway::new(gateway, authenticator),
         }
     }
 }

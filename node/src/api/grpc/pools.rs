@@ -6,7 +6,6 @@ use hodei_proto::v1::resource_pool_service_server::ResourcePoolService;
 use crate::actors::gateway::GatewayHandle;
 use crate::api::grpc::scaling;
 use crate::api::grpc::{GrpcGateway, GrpcResult, consistency, non_empty};
-use crate::gateway::Principal;
 use crate::gateway::job_model::{
     CreatePoolInput, PoolActionInput, PoolLifecycleView, PoolView, UpdatePoolInput,
 };
@@ -27,9 +26,12 @@ pub struct PoolGrpc {
 }
 
 impl PoolGrpc {
-    pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
+    pub fn new(
+        gateway: GatewayHandle,
+        authenticator: crate::actors::authenticator::Authenticator,
+    ) -> Self {
         Self {
-            grpc: GrpcGateway::new(gateway, default_principal),
+            grpc: GrpcGateway::new(gateway, authenticator),
         }
     }
 }
@@ -358,6 +360,54 @@ impl ResourcePoolService for PoolGrpc {
             })
         };
         self.grpc.call(request, operation, lifecycle_message).await
+    }
+
+    async fn issue_join_token(
+        &self,
+        request: tonic::Request<pb::IssueJoinTokenRequest>,
+    ) -> GrpcResult<pb::IssuedToken> {
+        let operation = |message: pb::IssueJoinTokenRequest| {
+            Ok(crate::gateway::operations::IssueJoinToken {
+                pool: message.pool,
+                input: crate::gateway::access_model::JoinTokenInput {
+                    name: message.name,
+                    expires_in_s: message.expires_in_s,
+                },
+            })
+        };
+        self.grpc
+            .call(request, operation, crate::api::grpc::tenants::issued_token)
+            .await
+    }
+
+    async fn list_join_tokens(
+        &self,
+        request: tonic::Request<pb::GetPoolRequest>,
+    ) -> GrpcResult<pb::ListTokensResponse> {
+        let operation = |message: pb::GetPoolRequest| {
+            Ok(crate::gateway::operations::ListJoinTokens {
+                pool: message.id,
+                consistency: consistency(&message.consistency)?,
+            })
+        };
+        self.grpc
+            .call(request, operation, crate::api::grpc::tenants::token_list)
+            .await
+    }
+
+    async fn revoke_join_token(
+        &self,
+        request: tonic::Request<pb::RevokeJoinTokenRequest>,
+    ) -> GrpcResult<pb::RevokeTokenResponse> {
+        let operation = |message: pb::RevokeJoinTokenRequest| {
+            Ok(crate::gateway::operations::RevokeJoinToken {
+                pool: message.pool,
+                id: message.id,
+            })
+        };
+        self.grpc
+            .call(request, operation, |id| pb::RevokeTokenResponse { id })
+            .await
     }
 }
 

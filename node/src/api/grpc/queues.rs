@@ -5,7 +5,6 @@ use hodei_proto::v1::queue_service_server::QueueService;
 
 use crate::actors::gateway::GatewayHandle;
 use crate::api::grpc::{GrpcGateway, GrpcResult, consistency, non_empty};
-use crate::gateway::Principal;
 use crate::gateway::job_model::{CreateQueueInput, QueueView, UpdateQueueInput};
 use crate::gateway::operations::{
     CreateQueue, DeleteQueue, GetFairShare, GetQueue, GetQueueStatus, ListQueueStatus, ListQueues,
@@ -28,9 +27,12 @@ pub struct QueueGrpc {
 }
 
 impl QueueGrpc {
-    pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
+    pub fn new(
+        gateway: GatewayHandle,
+        authenticator: crate::actors::authenticator::Authenticator,
+    ) -> Self {
         Self {
-            grpc: GrpcGateway::new(gateway, default_principal),
+            grpc: GrpcGateway::new(gateway, authenticator),
         }
     }
 }

@@ -10,7 +10,6 @@ use crate::gateway::operations::{
 };
 
 use crate::api::grpc::{GrpcGateway, GrpcResult, consistency, non_empty};
-use crate::gateway::Principal;
 use crate::gateway::model::{
     BurstInput, BurstView, CreateTenantInput, EnforceInput, PageInput, QuotaInput, QuotaView,
     ResourcesView, UpdateTenantInput,
@@ -22,9 +21,12 @@ pub struct TenantGrpc {
 }
 
 impl TenantGrpc {
-    pub fn new(gateway: GatewayHandle, default_principal: Principal) -> Self {
+    pub fn new(
+        gateway: GatewayHandle,
+        authenticator: crate::actors::authenticator::Authenticator,
+    ) -> Self {
         Self {
-            grpc: GrpcGateway::new(gateway, default_principal),
+            grpc: GrpcGateway::new(gateway, authenticator),
         }
     }
 }
@@ -313,5 +315,76 @@ impl TenantService for TenantGrpc {
                 id: id.to_string(),
             })
             .await
+    }
+    async fn issue_token(
+        &self,
+        request: tonic::Request<pb::IssueTokenRequest>,
+    ) -> GrpcResult<pb::IssuedToken> {
+        let operation = |message: pb::IssueTokenRequest| {
+            Ok(crate::gateway::operations::IssueTenantToken {
+                tenant: message.tenant,
+                input: crate::gateway::access_model::TokenInput {
+                    name: message.name,
+                    scopes: message.scopes,
+                    expires_in_s: message.expires_in_s,
+                },
+            })
+        };
+        self.grpc.call(request, operation, issued_token).await
+    }
+
+    async fn list_tokens(
+        &self,
+        request: tonic::Request<pb::ListTokensRequest>,
+    ) -> GrpcResult<pb::ListTokensResponse> {
+        let operation = |message: pb::ListTokensRequest| {
+            Ok(crate::gateway::operations::ListTenantTokens {
+                tenant: message.tenant,
+                consistency: consistency(&message.consistency)?,
+            })
+        };
+        self.grpc.call(request, operation, token_list).await
+    }
+
+    async fn revoke_token(
+        &self,
+        request: tonic::Request<pb::RevokeTokenRequest>,
+    ) -> GrpcResult<pb::RevokeTokenResponse> {
+        let operation = |message: pb::RevokeTokenRequest| {
+            Ok(crate::gateway::operations::RevokeTenantToken {
+                tenant: message.tenant,
+                id: message.id,
+            })
+        };
+        self.grpc
+            .call(request, operation, |id| pb::RevokeTokenResponse { id })
+            .await
+    }
+}
+
+/// A token's record on the wire.
+pub fn token_record(view: crate::gateway::access_model::TokenView) -> pb::TokenRecord {
+    pb::TokenRecord {
+        id: view.id,
+        tenant: view.tenant.unwrap_or_default(),
+        pool: view.pool.unwrap_or_default(),
+        name: view.name,
+        scopes: view.scopes,
+        created_at_ms: view.created_at_ms,
+        expires_at_ms: view.expires_at_ms,
+        created_by: view.created_by.unwrap_or_default(),
+    }
+}
+
+pub fn issued_token(view: crate::gateway::access_model::IssuedTokenView) -> pb::IssuedToken {
+    pb::IssuedToken {
+        token: view.token,
+        record: Some(token_record(view.record)),
+    }
+}
+
+pub fn token_list(view: crate::gateway::access_model::TokenListView) -> pb::ListTokensResponse {
+    pb::ListTokensResponse {
+        tokens: view.items.into_iter().map(token_record).collect(),
     }
 }

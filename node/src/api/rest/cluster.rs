@@ -6,7 +6,7 @@ use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::rest::{ApiJson, Context, RestState, json_reply};
+use crate::api::rest::{ApiJson, Authorized, Context, RestState, json_reply};
 use crate::gateway::model::{
     AddMemberInput, ClusterDigestsView, ClusterStatusView, HealthView, ProblemView,
     TransferLeaderInput,
@@ -43,9 +43,10 @@ async fn health(
 #[utoipa::path(get, path = "/api/v1/cluster/status", tag = "cluster", responses((status = 200, body = ClusterStatusView)))]
 async fn cluster_status(
     State(state): State<RestState>,
-    Extension(trace_id): Extension<TraceId>,
+    Context(context): Context,
 ) -> Result<Response, GatewayError> {
-    let status = state.gateway.cluster_status().await?;
+    let trace_id = context.trace_id.clone();
+    let status = state.gateway.cluster_status(&context).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &status))
 }
 
@@ -54,9 +55,10 @@ async fn cluster_status(
 #[utoipa::path(get, path = "/api/v1/cluster/digests", tag = "cluster", responses((status = 200, body = ClusterDigestsView)))]
 async fn cluster_digests(
     State(state): State<RestState>,
-    Extension(trace_id): Extension<TraceId>,
+    Context(context): Context,
 ) -> Result<Response, GatewayError> {
-    let body = state.gateway.cluster_digests().await?;
+    let trace_id = context.trace_id.clone();
+    let body = state.gateway.cluster_digests(&context).await?;
     Ok(json_reply(StatusCode::OK, &trace_id, &body))
 }
 
@@ -79,6 +81,7 @@ async fn change(
 async fn init_cluster(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ChangeCluster>,
 ) -> Result<Response, GatewayError> {
     change(&state, context, ClusterOperation::Init).await
 }
@@ -89,6 +92,7 @@ async fn init_cluster(
 async fn add_member(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ChangeCluster>,
     ApiJson(input): ApiJson<AddMemberInput>,
 ) -> Result<Response, GatewayError> {
     let operation = ClusterOperation::AddMember {
@@ -104,6 +108,7 @@ async fn add_member(
 async fn remove_member(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ChangeCluster>,
     Path(node_id): Path<String>,
 ) -> Result<Response, GatewayError> {
     let node_id = node_id.parse().map_err(|_| {
@@ -121,6 +126,7 @@ async fn remove_member(
 async fn transfer_leader(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ChangeCluster>,
     ApiJson(input): ApiJson<TransferLeaderInput>,
 ) -> Result<Response, GatewayError> {
     change(

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::rest::jobs::ask;
-use crate::api::rest::{ApiJson, Context, QueryResult, RestState, json_reply, query};
+use crate::api::rest::{ApiJson, Authorized, Context, QueryResult, RestState, json_reply, query};
 use crate::gateway::cost_model::{
     CostBreakdownView, CostReportDefinitionInput, CostReportDefinitionListView,
     CostReportDefinitionView, CostReportView, RecommendationsView,
@@ -103,6 +103,7 @@ pub struct CostReportParams {
 async fn cost_report(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetCostReport>,
     params: QueryResult<CostReportParams>,
 ) -> Result<Response, GatewayError> {
     let params = query(params)?;
@@ -127,6 +128,7 @@ async fn cost_report(
 async fn create_definition(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<CreateCostReport>,
     ApiJson(input): ApiJson<CostReportDefinitionInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
@@ -150,6 +152,7 @@ pub struct DefinitionParams {
 async fn run_definition(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<RunCostReport>,
     Path(id): Path<String>,
     params: QueryResult<DefinitionParams>,
 ) -> Result<Response, GatewayError> {
@@ -179,6 +182,7 @@ pub struct ListParams {
 async fn list_definitions(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ListCostReports>,
     params: QueryResult<ListParams>,
 ) -> Result<Response, GatewayError> {
     let params = query(params)?;
@@ -196,6 +200,7 @@ async fn list_definitions(
 async fn delete_definition(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<DeleteCostReport>,
     Path(id): Path<String>,
 ) -> Result<Response, GatewayError> {
     ask(&state, context, DeleteCostReport { id }).await?;
@@ -223,6 +228,7 @@ pub struct BreakdownParams {
 async fn breakdown(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetCostBreakdown>,
     params: QueryResult<BreakdownParams>,
 ) -> Result<Response, GatewayError> {
     let params = query(params)?;
@@ -255,6 +261,7 @@ pub struct RecommendationParams {
 async fn recommendations(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetCostRecommendations>,
     params: QueryResult<RecommendationParams>,
 ) -> Result<Response, GatewayError> {
     let params = query(params)?;

@@ -10,8 +10,7 @@ use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
 
 use crate::api::rest::RestState;
-use crate::gateway::principal::PRINCIPAL_HEADER;
-use crate::gateway::{Consistency, ErrorCode, GatewayError, Principal, RequestContext, TraceId};
+use crate::gateway::{Consistency, ErrorCode, GatewayError, RequestContext};
 
 /// A query string, or why it could not be read (an unknown parameter, a wrong type).
 pub type QueryResult<T> = Result<Query<T>, QueryRejection>;
@@ -62,31 +61,65 @@ impl FromRequestParts<RestState> for Context {
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &RestState,
+        _state: &RestState,
     ) -> Result<Self, Self::Rejection> {
-        let trace_id = parts
+        // The authentication middleware put it there; a route it does not cover has
+        // no caller.
+        let authenticated = parts
             .extensions
-            .get::<TraceId>()
+            .get::<RequestContext>()
             .cloned()
-            .unwrap_or_else(TraceId::generate);
-        let principal = match parts.headers.get(PRINCIPAL_HEADER) {
-            None => state.default_principal.clone(),
-            Some(value) => {
-                let raw = value
-                    .to_str()
-                    .map_err(|_| GatewayError::invalid(PRINCIPAL_HEADER, "must be ASCII"))?;
-                Principal::parse(raw)?
-            }
-        };
+            .ok_or_else(|| {
+                GatewayError::new(ErrorCode::Unauthenticated, "this route serves no principal")
+            })?;
         let request_id = match parts.headers.get(crate::gateway::REQUEST_ID_HEADER) {
             None => None,
             Some(value) => Some(value.to_str().map_err(|_| {
                 GatewayError::invalid(crate::gateway::REQUEST_ID_HEADER, "must be ASCII")
             })?),
         };
-        Ok(Context(
-            RequestContext::new(principal, trace_id).with_request_id(request_id)?,
-        ))
+        Ok(Context(authenticated.with_request_id(request_id)?))
+    }
+}
+
+/// The policy's answer for operation `O`, asked before the handler reads the request's
+/// body: a caller who may not run `O`, or (on `/api/v1/tenants/{id}/...`) may not reach
+/// that tenant's resources, is told 403, whatever it sent.
+pub struct Authorized<O>(std::marker::PhantomData<O>);
+
+impl<O: crate::gateway::Operation> FromRequestParts<RestState> for Authorized<O> {
+    type Rejection = GatewayError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &RestState,
+    ) -> Result<Self, Self::Rejection> {
+        let context = parts.extensions.get::<RequestContext>().ok_or_else(|| {
+            GatewayError::new(ErrorCode::Unauthenticated, "this route serves no principal")
+        })?;
+        crate::gateway::policy::authorize(
+            context,
+            crate::gateway::policy::Request::Operation {
+                name: O::NAME,
+                access: O::ACCESS,
+            },
+        )?;
+        let named_tenant = parts
+            .uri
+            .path()
+            .strip_prefix("/api/v1/tenants/")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|id| hodei_domain::tenant::TenantId::parse(id).ok());
+        if let Some(owner) = &named_tenant {
+            crate::gateway::policy::authorize(
+                context,
+                crate::gateway::policy::Request::TenantResource {
+                    owner,
+                    what: O::NAME,
+                },
+            )?;
+        }
+        Ok(Self(std::marker::PhantomData))
     }
 }
 

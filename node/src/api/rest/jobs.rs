@@ -10,8 +10,8 @@ use utoipa_axum::routes;
 
 use crate::actors::gateway::Handler;
 use crate::api::rest::{
-    ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply, page_limit,
-    query,
+    ApiJson, Authorized, Context, QueryResult, ReadParams, RestState, consistency, json_reply,
+    page_limit, query,
 };
 use crate::gateway::job_model::{
     BatchSubmitInput, BatchView, CreateQueueInput, JobFilter, JobLogsView, JobPageView, JobView,
@@ -68,6 +68,7 @@ pub(super) async fn ask<O: Handler>(
 async fn submit_job(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<SubmitJob>,
     ApiJson(input): ApiJson<SubmitJobInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
@@ -98,6 +99,7 @@ async fn submit_job(
 async fn submit_batch(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<SubmitJobs>,
     ApiJson(input): ApiJson<BatchSubmitInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
@@ -132,6 +134,7 @@ pub struct ListJobsParams {
 async fn list_jobs(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ListJobs>,
     params: QueryResult<ListJobsParams>,
 ) -> Result<Response, GatewayError> {
     let params = query(params)?;
@@ -160,6 +163,7 @@ async fn list_jobs(
 async fn get_job(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetJob>,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -178,6 +182,7 @@ async fn get_job(
 async fn cancel_job(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<CancelJob>,
     Path(id): Path<String>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
@@ -202,6 +207,7 @@ pub struct LogsParams {
 async fn job_logs(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetJobLogs>,
     Path(id): Path<String>,
     params: QueryResult<LogsParams>,
 ) -> Result<Response, GatewayError> {
@@ -223,6 +229,7 @@ async fn job_logs(
 async fn create_queue(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<CreateQueue>,
     ApiJson(input): ApiJson<CreateQueueInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
@@ -236,6 +243,7 @@ async fn create_queue(
 async fn list_queues(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ListQueues>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
     let request = ListQueues {
@@ -252,6 +260,7 @@ async fn list_queues(
 async fn get_queue(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetQueue>,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -271,6 +280,7 @@ async fn get_queue(
 async fn update_queue(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<UpdateQueue>,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UpdateQueueInput>,
 ) -> Result<Response, GatewayError> {
@@ -285,6 +295,7 @@ async fn update_queue(
 async fn delete_queue(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<DeleteQueue>,
     Path(id): Path<String>,
 ) -> Result<Response, GatewayError> {
     let _ = ask(&state, context, DeleteQueue { id }).await?;
@@ -309,6 +320,7 @@ pub struct ListWorkersParams {
 async fn list_workers(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ListWorkers>,
     params: QueryResult<ListWorkersParams>,
 ) -> Result<Response, GatewayError> {
     let params = query(params)?;
@@ -339,6 +351,7 @@ pub struct FairShareParams {
 async fn fair_share(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetFairShare>,
     Path(id): Path<String>,
     params: QueryResult<FairShareParams>,
 ) -> Result<Response, GatewayError> {
@@ -371,6 +384,7 @@ async fn fair_share(
 async fn all_queue_status(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ListQueueStatus>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
     let request = ListQueueStatus {
@@ -388,6 +402,7 @@ async fn all_queue_status(
 async fn queue_status(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetQueueStatus>,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -406,6 +421,7 @@ async fn queue_status(
 async fn job_position(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetJobPosition>,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -425,6 +441,7 @@ async fn job_position(
 async fn job_sla(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetJobSla>,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -454,6 +471,7 @@ pub struct SlaSummaryParams {
 async fn sla_summary(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetSlaSummary>,
     params: QueryResult<SlaSummaryParams>,
 ) -> Result<Response, GatewayError> {
     let params = query(params)?;

@@ -10,8 +10,8 @@ use utoipa_axum::routes;
 
 use crate::actors::gateway::Handler;
 use crate::api::rest::{
-    ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply, page_limit,
-    query,
+    ApiJson, Authorized, Context, QueryResult, ReadParams, RestState, consistency, json_reply,
+    page_limit, query,
 };
 use crate::gateway::model::{
     BurstInput, BurstListView, BurstView, DecisionView, EnforceInput, ProblemView, QuotaInput,
@@ -64,6 +64,7 @@ where
 async fn get_quota(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetQuota>,
     Path(tenant): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -87,6 +88,7 @@ async fn get_quota(
 async fn set_quota(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<SetQuota>,
     Path(tenant): Path<String>,
     ApiJson(input): ApiJson<QuotaInput>,
 ) -> Result<Response, GatewayError> {
@@ -99,6 +101,7 @@ async fn set_quota(
 async fn get_usage(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetUsage>,
     Path(tenant): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -122,6 +125,7 @@ async fn get_usage(
 async fn enforce(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<EnforceQuota>,
     ApiJson(input): ApiJson<EnforceInput>,
 ) -> Result<Response, GatewayError> {
     ask(&state, context, EnforceQuota { input }, StatusCode::OK).await
@@ -135,6 +139,7 @@ async fn enforce(
 async fn violations(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ListViolations>,
     params: QueryResult<ViolationParams>,
 ) -> Result<Response, GatewayError> {
     let params = query(params)?;
@@ -158,6 +163,7 @@ async fn violations(
 async fn request_burst(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<RequestBurst>,
     Path(tenant): Path<String>,
     ApiJson(input): ApiJson<BurstInput>,
 ) -> Result<Response, GatewayError> {
@@ -176,6 +182,7 @@ async fn request_burst(
 async fn get_burst(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetBursts>,
     Path(tenant): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -198,6 +205,7 @@ async fn get_burst(
 async fn end_burst(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<EndBurst>,
     Path(tenant): Path<String>,
 ) -> Result<Response, GatewayError> {
     ask(&state, context, EndBurst { tenant }, StatusCode::OK).await
@@ -210,6 +218,7 @@ async fn end_burst(
 async fn approve_burst(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ApproveBurst>,
     Path((tenant, session)): Path<(String, String)>,
 ) -> Result<Response, GatewayError> {
     ask(

@@ -11,6 +11,7 @@ mod observability;
 mod pools;
 mod scaling;
 mod tenants;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -26,12 +27,12 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use self::extract::{
-    ApiJson, Context, QueryResult, ReadParams, consistency, page_limit, query,
+    ApiJson, Authorized, Context, QueryResult, ReadParams, consistency, page_limit, query,
 };
 use crate::actors::gateway::GatewayHandle;
 use crate::gateway::model::ProblemView;
 use crate::gateway::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER};
-use crate::gateway::{ErrorCode, GatewayError, Principal, TraceId};
+use crate::gateway::{ErrorCode, GatewayError, TraceId};
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
@@ -39,7 +40,6 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 #[derive(Clone)]
 pub struct RestState {
     pub gateway: GatewayHandle,
-    pub default_principal: Principal,
     pub openapi_json: Arc<String>,
 }
 
@@ -49,6 +49,7 @@ pub struct RestState {
     tags(
         (name = "tenants", description = "Tenant management (US-09.1.1)"),
         (name = "quotas", description = "Quotas, usage and enforcement (US-09.1.2, US-09.1.3)"),
+        (name = "tokens", description = "Tenants' access tokens and pools' join tokens"),
         (name = "burst", description = "Burst capacity (US-09.1.4)"),
         (name = "jobs", description = "Jobs: submit, read, cancel, logs"),
         (name = "queues", description = "Queues and the pools they dispatch to"),
@@ -65,6 +66,7 @@ struct ApiDoc;
 fn api_routes() -> OpenApiRouter<RestState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::routes())
+        .merge(tokens::routes())
         .merge(limits::routes())
         .merge(cluster::routes())
         .merge(jobs::routes())
@@ -150,7 +152,7 @@ fn declare_common_responses(document: &mut utoipa::openapi::OpenApi) {
 pub fn router(
     metrics: crate::actors::metrics::Metrics,
     gateway: GatewayHandle,
-    default_principal: Principal,
+    authenticator: crate::actors::authenticator::Authenticator,
     max_body_bytes: usize,
 ) -> Router {
     let (routes, mut openapi) = api_routes().split_for_parts();
@@ -162,17 +164,70 @@ pub fn router(
     );
     let state = RestState {
         gateway,
-        default_principal,
         openapi_json,
     };
     routes
         .route("/api/v1/openapi.json", axum::routing::get(openapi_document))
         .route("/api/v1/docs", axum::routing::get(api_docs))
+        .route_layer(middleware::from_fn_with_state(authenticator, authenticate))
         .route_layer(middleware::from_fn_with_state(metrics, record_metrics))
         .fallback(unknown_route)
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(trace_and_problems))
+}
+
+/// The one route served without credentials: liveness and readiness probes.
+pub const UNAUTHENTICATED_ROUTE: &str = "/api/v1/health";
+
+/// Authenticates every routed request but the health probe (`crate::actors::authenticator`):
+/// handlers find the caller's context among the request's extensions; a request that
+/// cannot be authenticated is answered 401 here.
+async fn authenticate(
+    State(authenticator): State<crate::actors::authenticator::Authenticator>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path() == UNAUTHENTICATED_ROUTE {
+        return next.run(request).await;
+    }
+    let trace_id = request
+        .extensions()
+        .get::<TraceId>()
+        .cloned()
+        .unwrap_or_else(TraceId::generate);
+    let context = authenticate_headers(&authenticator, request.headers(), trace_id);
+    match context {
+        Ok(context) => {
+            request.extensions_mut().insert(context);
+            next.run(request).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+fn authenticate_headers(
+    authenticator: &crate::actors::authenticator::Authenticator,
+    headers: &axum::http::HeaderMap,
+    trace_id: TraceId,
+) -> Result<crate::gateway::RequestContext, GatewayError> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .map(|value| {
+                value
+                    .to_str()
+                    .map_err(|_| GatewayError::invalid(name.to_string(), "must be ASCII"))
+            })
+            .transpose()
+    };
+    authenticator.context(
+        crate::actors::authenticator::Presented {
+            authorization: header(header::AUTHORIZATION.as_str())?,
+            principal: header(crate::gateway::principal::PRINCIPAL_HEADER)?,
+        },
+        trace_id,
+    )
 }
 
 /// Counts every routed request by its route template (bounded), method and status.

@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::rest::jobs::ask;
-use crate::api::rest::{Context, RestState, json_reply};
+use crate::api::rest::{Authorized, Context, RestState, json_reply};
 use crate::gateway::GatewayError;
 use crate::gateway::model::ProblemView;
 use crate::gateway::observability_model::{
@@ -54,6 +54,7 @@ pub struct HistoricalParams {
 async fn historical(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetHistoricalMetrics>,
     params: crate::api::rest::QueryResult<HistoricalParams>,
 ) -> Result<Response, GatewayError> {
     let params = crate::api::rest::query(params)?;
@@ -75,6 +76,7 @@ async fn historical(
 async fn config(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetObservabilityConfig>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let reply = ask(&state, context, GetObservabilityConfig).await?;
@@ -87,6 +89,7 @@ async fn config(
 async fn list_dashboards(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ListDashboards>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let reply = ask(&state, context, ListDashboards).await?;
@@ -99,6 +102,7 @@ async fn list_dashboards(
 async fn get_dashboard(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetDashboard>,
     Path(uid): Path<String>,
 ) -> Result<Response, GatewayError> {
     // The body is the dashboard alone, importable as it is: its trace id travels only in
@@ -119,6 +123,7 @@ async fn get_dashboard(
 async fn alerts(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ListAlertRules>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
     let reply = ask(&state, context, ListAlertRules).await?;
@@ -141,6 +146,7 @@ pub struct HealthParams {
 async fn health(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetObservabilityHealth>,
     params: crate::api::rest::QueryResult<HealthParams>,
 ) -> Result<Response, GatewayError> {
     let params = crate::api::rest::query(params)?;

@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::rest::{
-    ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply,
+    ApiJson, Authorized, Context, QueryResult, ReadParams, RestState, consistency, json_reply,
 };
 use crate::gateway::GatewayError;
 use crate::gateway::job_model::{
@@ -41,6 +41,7 @@ pub fn routes() -> OpenApiRouter<RestState> {
 async fn list_pools(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ListPools>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
     let request = ListPools {
@@ -57,6 +58,7 @@ async fn list_pools(
 async fn get_pool(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetPool>,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -76,6 +78,7 @@ async fn get_pool(
 async fn pool_lifecycle(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetPoolLifecycle>,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -96,6 +99,7 @@ async fn pool_lifecycle(
 async fn pool_action(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ChangePoolLifecycle>,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<PoolActionInput>,
 ) -> Result<Response, GatewayError> {
@@ -110,6 +114,7 @@ async fn pool_action(
 async fn create_pool(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<CreatePool>,
     ApiJson(input): ApiJson<CreatePoolInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
@@ -127,6 +132,7 @@ async fn create_pool(
 async fn update_pool(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<UpdatePool>,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UpdatePoolInput>,
 ) -> Result<Response, GatewayError> {
@@ -142,6 +148,7 @@ async fn update_pool(
 async fn delete_pool(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<DeletePool>,
     Path(id): Path<String>,
 ) -> Result<Response, GatewayError> {
     let _ = ask(&state, context, DeletePool { id }).await?;
@@ -156,6 +163,7 @@ async fn delete_pool(
 async fn pool_workers(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ListWorkers>,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -174,6 +182,7 @@ async fn pool_workers(
 async fn get_static(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetStaticSettings>,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -193,6 +202,7 @@ async fn get_static(
 async fn put_static(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<SetStaticSettings>,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<StaticInput>,
 ) -> Result<Response, GatewayError> {
@@ -207,6 +217,7 @@ async fn put_static(
 async fn get_dynamic(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetDynamicSettings>,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -226,6 +237,7 @@ async fn get_dynamic(
 async fn put_dynamic(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<SetDynamicSettings>,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<DynamicInput>,
 ) -> Result<Response, GatewayError> {
@@ -241,6 +253,7 @@ async fn put_dynamic(
 async fn pool_metrics(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetPoolMetrics>,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {

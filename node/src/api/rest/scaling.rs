@@ -11,7 +11,8 @@ use utoipa_axum::routes;
 
 use crate::api::rest::jobs::ask;
 use crate::api::rest::{
-    ApiJson, Context, QueryResult, ReadParams, RestState, consistency, json_reply, query,
+    ApiJson, Authorized, Context, QueryResult, ReadParams, RestState, consistency, json_reply,
+    query,
 };
 use crate::gateway::model::ProblemView;
 use crate::gateway::pricing_model::{PricingInput, PricingView};
@@ -52,6 +53,7 @@ fn no_content() -> Response {
 async fn get_scaling(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetScaling>,
     Path(pool): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -75,6 +77,7 @@ async fn get_scaling(
 async fn put_scaling(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<SetScalingSwitch>,
     Path(pool): Path<String>,
     ApiJson(input): ApiJson<ScalingSwitchInput>,
 ) -> Result<Response, GatewayError> {
@@ -89,6 +92,7 @@ async fn put_scaling(
 async fn list_policies(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ListScalingPolicies>,
     Path(pool): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -112,6 +116,7 @@ async fn list_policies(
 async fn create_policy(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<PutScalingPolicy>,
     Path(pool): Path<String>,
     ApiJson(input): ApiJson<PolicyInput>,
 ) -> Result<Response, GatewayError> {
@@ -136,6 +141,7 @@ async fn create_policy(
 async fn get_policy(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetScalingPolicy>,
     Path((pool, id)): Path<(String, String)>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -160,6 +166,7 @@ async fn get_policy(
 async fn put_policy(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<PutScalingPolicy>,
     Path((pool, id)): Path<(String, String)>,
     ApiJson(input): ApiJson<PolicyInput>,
 ) -> Result<Response, GatewayError> {
@@ -184,6 +191,7 @@ async fn put_policy(
 async fn delete_policy(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<DeleteScalingPolicy>,
     Path((pool, id)): Path<(String, String)>,
 ) -> Result<Response, GatewayError> {
     ask(&state, context, DeleteScalingPolicy { pool, id }).await?;
@@ -196,6 +204,7 @@ async fn delete_policy(
 async fn list_triggers(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ListScalingTriggers>,
     Path(pool): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -219,6 +228,7 @@ async fn list_triggers(
 async fn create_trigger(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<PutScalingTrigger>,
     Path(pool): Path<String>,
     ApiJson(input): ApiJson<TriggerInput>,
 ) -> Result<Response, GatewayError> {
@@ -243,6 +253,7 @@ async fn create_trigger(
 async fn get_trigger(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetScalingTrigger>,
     Path((pool, id)): Path<(String, String)>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -267,6 +278,7 @@ async fn get_trigger(
 async fn put_trigger(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<PutScalingTrigger>,
     Path((pool, id)): Path<(String, String)>,
     ApiJson(input): ApiJson<TriggerInput>,
 ) -> Result<Response, GatewayError> {
@@ -291,6 +303,7 @@ async fn put_trigger(
 async fn delete_trigger(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<DeleteScalingTrigger>,
     Path((pool, id)): Path<(String, String)>,
 ) -> Result<Response, GatewayError> {
     ask(&state, context, DeleteScalingTrigger { pool, id }).await?;
@@ -304,6 +317,7 @@ async fn delete_trigger(
 async fn fire_trigger(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<FireScalingTrigger>,
     Path((pool, id)): Path<(String, String)>,
     ApiJson(input): ApiJson<FireInput>,
 ) -> Result<Response, GatewayError> {
@@ -318,6 +332,7 @@ async fn fire_trigger(
 async fn get_cooldown(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetScalingCooldown>,
     Path(pool): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -341,6 +356,7 @@ async fn get_cooldown(
 async fn put_cooldown(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<SetScalingCooldown>,
     Path(pool): Path<String>,
     ApiJson(input): ApiJson<CooldownInput>,
 ) -> Result<Response, GatewayError> {
@@ -373,6 +389,7 @@ pub struct HistoryParams {
 async fn scaling_history(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetScalingHistory>,
     Path(pool): Path<String>,
     params: QueryResult<HistoryParams>,
 ) -> Result<Response, GatewayError> {
@@ -405,6 +422,7 @@ pub struct EvaluateParams {
 async fn evaluate(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<EvaluateScaling>,
     Path(pool): Path<String>,
     params: QueryResult<EvaluateParams>,
 ) -> Result<Response, GatewayError> {
@@ -425,6 +443,7 @@ async fn evaluate(
 async fn get_pricing(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetPoolPricing>,
     Path(pool): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -449,6 +468,7 @@ async fn get_pricing(
 async fn put_pricing(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<SetPoolPricing>,
     Path(pool): Path<String>,
     ApiJson(input): ApiJson<PricingInput>,
 ) -> Result<Response, GatewayError> {

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::rest::{
-    ApiJson, Context, QueryResult, ReadParams, RestState, json_reply, page_limit, query,
+    ApiJson, Authorized, Context, QueryResult, ReadParams, RestState, json_reply, page_limit, query,
 };
 use crate::gateway::model::{
     CreateTenantInput, PageInput, ProblemView, TenantPageView, TenantView, UpdateTenantInput,
@@ -55,6 +55,7 @@ pub struct DeleteParams {
 async fn create_tenant(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<CreateTenant>,
     ApiJson(input): ApiJson<CreateTenantInput>,
 ) -> Result<Response, GatewayError> {
     let trace_id = context.trace_id.clone();
@@ -72,6 +73,7 @@ async fn create_tenant(
 async fn list_tenants(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<ListTenants>,
     params: QueryResult<ListParams>,
 ) -> Result<Response, GatewayError> {
     let params = query(params)?;
@@ -99,6 +101,7 @@ async fn list_tenants(
 async fn get_tenant(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<GetTenant>,
     Path(id): Path<String>,
     params: QueryResult<ReadParams>,
 ) -> Result<Response, GatewayError> {
@@ -123,6 +126,7 @@ async fn get_tenant(
 async fn update_tenant(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<UpdateTenant>,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UpdateTenantInput>,
 ) -> Result<Response, GatewayError> {
@@ -144,6 +148,7 @@ async fn update_tenant(
 async fn delete_tenant(
     State(state): State<RestState>,
     Context(context): Context,
+    _: Authorized<DeleteTenant>,
     Path(id): Path<String>,
     params: QueryResult<DeleteParams>,
 ) -> Result<Response, GatewayError> {

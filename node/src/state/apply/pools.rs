@@ -158,6 +158,7 @@ impl HodeiState {
             .collect();
         self.drop_scaling(id, writes);
         self.drop_prices(id, writes);
+        self.drop_join_tokens(id, writes);
         for worker in workers {
             self.workers.remove(&worker);
             writes.delete(key(WORKER_PREFIX, &worker));

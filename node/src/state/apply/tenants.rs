@@ -109,6 +109,7 @@ impl HodeiState {
             writes.delete(crate::state::apply::limits::burst_key(&session));
         }
         self.usage.remove(&id);
+        self.drop_tenant_tokens(&id, writes);
         self.emit(DomainEvent::TenantDeleted(id.clone()));
         Ok(CommandOutcome::TenantDeleted { id })
     }
