@@ -226,11 +226,11 @@ impl HodeiState {
         command::RevokeJoinToken { pool, id }: command::RevokeJoinToken,
         writes: &mut WriteBatch,
     ) -> CommandResult {
-        if !self
+        if self
             .access
             .joins
             .get(&id)
-            .is_some_and(|token| token.pool == pool)
+            .is_none_or(|token| token.pool != pool)
         {
             return Err(DomainError::not_found("join token", id));
         }

@@ -1304,6 +1304,60 @@ fn refused_commands() -> Vec<(&'static str, Corruption, CommandV1)> {
             }),
         ),
         (
+            "a token for a tenant that does not exist",
+            untouched,
+            CommandV1::IssueToken(command::IssueToken {
+                token: access_token("t1", Some("ghost"), &[hodei_domain::access::Scope::Read]),
+                bootstrap: false,
+            }),
+        ),
+        (
+            "a tenant token without scopes",
+            untouched,
+            CommandV1::IssueToken(command::IssueToken {
+                token: access_token("t1", Some("acme"), &[]),
+                bootstrap: false,
+            }),
+        ),
+        (
+            "an admin token outside the first start",
+            untouched,
+            CommandV1::IssueToken(command::IssueToken {
+                token: access_token("t1", None, &[]),
+                bootstrap: false,
+            }),
+        ),
+        (
+            "revoking a token that does not exist",
+            untouched,
+            CommandV1::RevokeToken(command::RevokeToken {
+                id: "nope".into(),
+                tenant: None,
+            }),
+        ),
+        (
+            "a join token for a pool that does not exist",
+            untouched,
+            CommandV1::IssueJoinToken(command::IssueJoinToken {
+                token: hodei_domain::access::JoinToken {
+                    id: "j1".into(),
+                    pool: "nope".into(),
+                    name: "n".into(),
+                    digest: [0; 32],
+                    created_at_ms: 30,
+                    expires_at_ms: None,
+                },
+            }),
+        ),
+        (
+            "revoking a join token of another pool",
+            untouched,
+            CommandV1::RevokeJoinToken(command::RevokeJoinToken {
+                pool: "p".into(),
+                id: "nope".into(),
+            }),
+        ),
+        (
             "settling an unknown scaling decision",
             untouched,
             CommandV1::SettleScaling(command::SettleScaling {
@@ -1412,6 +1466,71 @@ fn wholly_refused_batches() -> Vec<(&'static str, Corruption, CommandV1)> {
             }),
         ),
     ]
+}
+
+fn access_token(
+    id: &str,
+    tenant: Option<&str>,
+    scopes: &[hodei_domain::access::Scope],
+) -> hodei_domain::access::AccessToken {
+    hodei_domain::access::AccessToken {
+        id: id.into(),
+        tenant: tenant.map(|tenant| TenantId::parse(tenant).unwrap()),
+        name: "n".into(),
+        scopes: scopes.iter().copied().collect(),
+        digest: [7; 32],
+        created_at_ms: 30,
+        expires_at_ms: None,
+        created_by: "admin".into(),
+    }
+}
+
+#[test]
+fn tokens_go_with_their_tenant_the_first_starts_is_issued_once_and_all_survive_a_snapshot() {
+    let (mut state, _events) = populated();
+    let scopes = [hodei_domain::access::Scope::Submit];
+    let issued = apply(
+        &mut state,
+        CommandV1::IssueToken(command::IssueToken {
+            token: access_token("t1", Some("acme"), &scopes),
+            bootstrap: false,
+        }),
+    );
+    assert!(issued.is_ok(), "{issued:?}");
+    let first = apply(
+        &mut state,
+        CommandV1::IssueToken(command::IssueToken {
+            token: access_token("a1", None, &[]),
+            bootstrap: true,
+        }),
+    );
+    assert!(first.is_ok(), "{first:?}");
+    let again = apply(
+        &mut state,
+        CommandV1::IssueToken(command::IssueToken {
+            token: access_token("a2", None, &[]),
+            bootstrap: true,
+        }),
+    );
+    assert!(again.is_err(), "a second first-start token: {again:?}");
+    // A snapshot carries the tokens and the first start's mark.
+    let mut restored = HodeiState::new(broadcast::channel(4).0);
+    restored
+        .restore(&state.snapshot().unwrap(), &mut WriteBatch::new())
+        .unwrap();
+    assert!(restored.access_token("t1").is_some() && restored.admin_token_issued());
+    // Deleting the tenant drops its tokens: a tenant created again under the id has none.
+    let deleted = apply(
+        &mut state,
+        CommandV1::DeleteTenant(command::DeleteTenant {
+            id: acme(),
+            cascade: true,
+            at_ms: 50,
+        }),
+    );
+    assert!(deleted.is_ok(), "{deleted:?}");
+    assert!(state.access_token("t1").is_none());
+    assert!(state.access_token("a1").is_some());
 }
 
 #[test]
