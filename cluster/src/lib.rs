@@ -28,7 +28,7 @@ pub use error::ClusterError;
 pub use log_store::LogStore;
 pub use network::{
     AdminRequest, GrpcNetworkFactory, NODE_ID_METADATA, NodeInfo, PeerClients, PeerCredentials,
-    SECRET_METADATA,
+    PeerTls, SECRET_METADATA,
 };
 pub use raft_node::{
     ClusterMemberStatus, ClusterSettings, ClusterStatus, CoreStop, RaftNode, STATE_KEYSPACE,

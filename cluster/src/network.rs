@@ -34,6 +34,47 @@ pub const NODE_ID_METADATA: &str = "x-hodei-node-id";
 pub struct PeerCredentials {
     pub node_id: NodeId,
     pub secret: Option<String>,
+    /// With TLS: how this node proves itself to peers and checks them (mTLS).
+    pub tls: Option<PeerTls>,
+}
+
+/// TLS between members: the CA that signed every member's certificate, and this
+/// member's certificate and key (PEM). A member checks each peer's certificate against
+/// the CA and presents its own as a client certificate.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("PeerTls(<key redacted>)")
+    }
+}
+
+impl PeerTls {
+    /// The client side of a call to a peer.
+    pub fn client_config(&self) -> tonic::transport::ClientTlsConfig {
+        tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem))
+            .identity(tonic::transport::Identity::from_pem(
+                &self.cert_pem,
+                &self.key_pem,
+            ))
+    }
+
+    /// The server side of the peer port: this member's certificate, and peers must
+    /// present one the CA signed.
+    pub fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                &self.cert_pem,
+                &self.key_pem,
+            ))
+            .client_ca_root(tonic::transport::Certificate::from_pem(&self.ca_pem))
+    }
 }
 
 impl std::fmt::Debug for PeerCredentials {
@@ -100,15 +141,25 @@ pub struct NodeInfo {
     pub initialized: bool,
 }
 
-fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
-    let url = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
+fn endpoint(
+    addr: &str,
+    connect_timeout: Duration,
+    tls: Option<&PeerTls>,
+) -> Result<Endpoint, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = match addr.split_once("://") {
+        Some((_, rest)) => format!("{scheme}://{rest}"),
+        None => format!("{scheme}://{addr}"),
     };
-    Endpoint::from_shared(url)
+    let endpoint = Endpoint::from_shared(url)
         .map(|endpoint| endpoint.connect_timeout(connect_timeout).tcp_nodelay(true))
-        .map_err(|error| format!("bad address {addr}: {error}"))
+        .map_err(|error| format!("bad address {addr}: {error}"))?;
+    match tls {
+        Some(tls) => endpoint
+            .tls_config(tls.client_config())
+            .map_err(|error| format!("TLS for {addr}: {error}")),
+        None => Ok(endpoint),
+    }
 }
 
 impl PeerClients {
@@ -138,9 +189,11 @@ impl PeerClients {
         if let Some(client) = channels.get(addr) {
             return Ok(client.clone());
         }
-        let client = RaftServiceClient::new(endpoint(addr, self.connect_timeout)?.connect_lazy())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let client = RaftServiceClient::new(
+            endpoint(addr, self.connect_timeout, self.credentials.tls.as_ref())?.connect_lazy(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
         channels.insert(addr.to_string(), client.clone());
         Ok(client)
     }

@@ -48,6 +48,8 @@ pub struct ClusterSettings {
     pub max_commands_per_entry: usize,
     /// How long a request waits for a leader (and for a forwarded call) before it fails.
     pub leader_wait_ms: u64,
+    /// TLS between members (mutual), when configured.
+    pub tls: Option<crate::network::PeerTls>,
 }
 
 /// What a node knows about the cluster right now.
@@ -184,6 +186,7 @@ impl RaftNode {
             PeerCredentials {
                 node_id: settings.node_id,
                 secret: settings.secret.clone(),
+                tls: settings.tls.clone(),
             },
             Duration::from_millis(settings.election_timeout_min_ms),
         );

@@ -736,6 +736,43 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_must_be_readable_pem() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let plain = dir.path().join("key.txt");
+        std::fs::write(&plain, "not pem").unwrap();
+        let problems = ConfigLoader::new()
+            .env_vars(env(&[
+                ("HODEI_TLS_CERT", "/nonexistent/node.pem"),
+                ("HODEI_TLS_KEY", plain.to_str().unwrap()),
+                ("HODEI_TLS_CLIENT_CA", pem.to_str().unwrap()),
+            ]))
+            .load()
+            .unwrap_err()
+            .problems();
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.starts_with("server.tls.cert: cannot read")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.starts_with("server.tls.key: ")
+                    && problem.contains("not a PEM")),
+            "{problems:?}"
+        );
+        assert!(
+            !problems
+                .iter()
+                .any(|problem| problem.starts_with("server.tls.client_ca")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn no_authentication_is_refused_off_loopback_unless_insecure() {
         let off_loopback = [
             ("HODEI_SERVER_HOST", "0.0.0.0"),

@@ -89,6 +89,23 @@ pub struct ServerConfig {
     /// redacted when printed. Without it, the cluster's first start prints one.
     pub admin_token: Option<String>,
     pub rate_limit: RateLimitConfig,
+    /// TLS on the REST, gRPC and peer ports (off without it).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `server.tls`: this node's certificate and key, and the CA that signed every member's
+/// certificate. With it the REST, gRPC and peer ports speak TLS only; members check each
+/// other's certificates against the CA and present their own (mutual TLS on the peer
+/// port), and the agents a node starts trust the CA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate (chain) of this node, valid for the addresses it is reached at.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+    /// PEM certificate of the CA that signed the members' certificates.
+    pub client_ca: PathBuf,
 }
 
 /// Per-principal request rates on this node (REST and gRPC operations alike; worker
@@ -129,6 +146,7 @@ impl Default for ServerConfig {
             insecure: false,
             admin_token: None,
             rate_limit: RateLimitConfig::default(),
+            tls: None,
         }
     }
 }

@@ -160,6 +160,23 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         "cluster.secret",
         "is required with server.auth: token: the agents of a node's process pools join with a credential made from it; set HODEI_CLUSTER_SECRET on every member".to_string(),
     );
+    if let Some(tls) = &server.tls {
+        for (key, path) in [
+            ("server.tls.cert", &tls.cert),
+            ("server.tls.key", &tls.key),
+            ("server.tls.client_ca", &tls.client_ca),
+        ] {
+            let pem = std::fs::read_to_string(path);
+            problems.rule(
+                pem.as_ref().is_ok_and(|text| text.contains("-----BEGIN ")),
+                key,
+                match pem {
+                    Ok(_) => format!("{} is not a PEM file", path.display()),
+                    Err(error) => format!("cannot read {}: {error}", path.display()),
+                },
+            );
+        }
+    }
     let rate = &server.rate_limit;
     problems.at_least(
         "server.rate_limit.requests_per_second",

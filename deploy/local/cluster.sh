@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # A 3-node Hodei cluster on 127.0.0.1, the way to try HA on a laptop.
 #
-#   deploy/local/cluster.sh up [DIR] [--workers N] [--worker-args "ARGS"]
+#   deploy/local/cluster.sh up [DIR] [--workers N] [--worker-args "ARGS"] [--tls]
 #                                         start nodes 1-3 (data and logs under DIR, default
 #                                         ./.hodei/local) and N `hodei worker` agents in
 #                                         pool-default that follow the leader (default 0),
-#                                         each given ARGS too (e.g. "--cpu-m 2000")
+#                                         each given ARGS too (e.g. "--cpu-m 2000"); with
+#                                         --tls, a throwaway CA and node certificates are
+#                                         drawn into DIR/tls (`hodei tls generate`) and
+#                                         every port speaks TLS, the peer port mutual TLS
+#                                         (clients: --ca-cert DIR/tls/ca.pem, https://)
 #   deploy/local/cluster.sh status [DIR]  members, leader, term, match index and lag
 #   deploy/local/cluster.sh down [DIR]    stop them (SIGTERM, then SIGKILL after 10 s)
 #
@@ -22,8 +26,10 @@ shift || true
 dir="./.hodei/local"
 workers=0
 worker_args=""
+tls=0
 while [ "$#" -gt 0 ]; do
   case "$1" in
+    --tls) tls=1; shift ;;
     --workers) workers="${2:?--workers takes a number}"; shift 2 ;;
     --worker-args) worker_args="${2?--worker-args takes the arguments in one word}"; shift 2 ;;
     *) dir="$1"; shift ;;
@@ -33,6 +39,11 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 nodes=(1 2 3)
 
 rest_port() { echo $((8080 + $1)); }
+scheme() { if [ "$tls" = 1 ]; then echo https; else echo http; fi; }
+# curl and the CLI trust the throwaway CA (with --tls).
+tls_args() {
+  if [ "$tls" = 1 ] || [ "$(cat "$dir/scheme" 2>/dev/null)" = https ]; then echo "--ca-cert $dir/tls/ca.pem"; fi
+}
 grpc_port() { echo $((9090 + $1)); }
 metrics_port() { echo $((9190 + $1)); }
 peer_port() { echo $((9290 + $1)); }
@@ -53,12 +64,21 @@ write_config() {
     peers="$peers\"$other@127.0.0.1:$(peer_port "$other")\", "
   done
   mkdir -p "$dir/node$id"
+  local tls_keys=""
+  if [ "$tls" = 1 ]; then
+    # TLS on every port; mutual TLS between members.
+    tls_keys="  tls:
+    cert: $dir/tls/node-$id.pem
+    key: $dir/tls/node-$id.key
+    client_ca: $dir/tls/ca.pem"
+  fi
   cat > "$dir/node$id/config.yaml" <<YAML
 server:
   host: 127.0.0.1
   port: $(rest_port "$id")
   grpc_port: $(grpc_port "$id")
   log_format: json
+$tls_keys
 cluster:
   node_id: $id
   peer_port: $(peer_port "$id")
@@ -76,6 +96,10 @@ up() {
   hodei="$(binary)"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
+  if [ "$tls" = 1 ] && [ ! -s "$dir/tls/ca.pem" ]; then
+    "$hodei" tls generate --out "$dir/tls" --nodes "${#nodes[@]}"
+  fi
+  scheme > "$dir/scheme"
   if [ ! -s "$dir/cluster-secret" ]; then
     (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/cluster-secret")
   fi
@@ -95,12 +119,14 @@ up() {
     write_config "$id"
     HODEI_CLUSTER_SECRET="$(cat "$dir/cluster-secret")" nohup "$hodei" server --config "$dir/node$id/config.yaml" >> "$dir/node$id/node.log" 2>&1 &
     echo $! > "$dir/node$id/pid"
-    echo "node $id: pid $!, REST http://127.0.0.1:$(rest_port "$id")/api/v1, gRPC 127.0.0.1:$(grpc_port "$id"), peers 127.0.0.1:$(peer_port "$id"), metrics http://127.0.0.1:$(metrics_port "$id")/metrics, log $dir/node$id/node.log"
+    echo "node $id: pid $!, REST $(scheme)://127.0.0.1:$(rest_port "$id")/api/v1, gRPC 127.0.0.1:$(grpc_port "$id"), peers 127.0.0.1:$(peer_port "$id"), metrics http://127.0.0.1:$(metrics_port "$id")/metrics, log $dir/node$id/node.log"
   done
+  curl_tls=()
+  if [ "$tls" = 1 ]; then curl_tls=(--cacert "$dir/tls/ca.pem"); fi
   for attempt in $(seq 1 100); do
     ready=0
     for id in "${nodes[@]}"; do
-      if curl -sf "http://127.0.0.1:$(rest_port "$id")/api/v1/health" | grep -q '"ready":true'; then
+      if curl -sf "${curl_tls[@]}" "$(scheme)://127.0.0.1:$(rest_port "$id")/api/v1/health" | grep -q '"ready":true'; then
         ready=$((ready + 1))
       fi
     done
@@ -128,17 +154,19 @@ start_workers() {
     fi
     mkdir -p "$home/work"
     # shellcheck disable=SC2086 # the extra arguments are words
+    # shellcheck disable=SC2046 # tls_args is words
     nohup "$hodei" worker --id "ha-worker-$index" --pool pool-default --servers "${servers%,}" \
-      --work-dir "$home/work" $worker_args >> "$home/worker.log" 2>&1 &
+      --work-dir "$home/work" $(tls_args) $worker_args >> "$home/worker.log" 2>&1 &
     echo $! > "$home/pid"
     echo "worker ha-worker-$index: pid $!, log $home/worker.log"
   done
 }
 
 status() {
-  "$(binary)" cluster status --addr "127.0.0.1:$(grpc_port 1)" 2>/dev/null \
-    || "$(binary)" cluster status --addr "127.0.0.1:$(grpc_port 2)" 2>/dev/null \
-    || "$(binary)" cluster status --addr "127.0.0.1:$(grpc_port 3)"
+  # shellcheck disable=SC2046 # tls_args is words
+  "$(binary)" cluster status --addr "127.0.0.1:$(grpc_port 1)" $(tls_args) 2>/dev/null \
+    || "$(binary)" cluster status --addr "127.0.0.1:$(grpc_port 2)" $(tls_args) 2>/dev/null \
+    || "$(binary)" cluster status --addr "127.0.0.1:$(grpc_port 3)" $(tls_args)
 }
 
 down() {

@@ -18,6 +18,8 @@ fn main() -> ExitCode {
     // CPU under batch submissions, BENCHMARKS.md). Best effort: an old kernel may refuse.
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_thp_disable(true);
+    // Every TLS connection (REST, gRPC, the CLI's) uses rustls with ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
             }
         }
         Commands::Tenant(command) => runtime.block_on(tenant_cmd::run(command)),
+        Commands::Tls(command) => hodei_node::cli::tls_cmd::run(command),
         Commands::Health { api } => runtime.block_on(tenant_cmd::health(api)),
         Commands::Token(command) => runtime.block_on(hodei_node::cli::token_cmd::run(command)),
         Commands::JoinToken(command) => {

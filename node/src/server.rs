@@ -66,6 +66,21 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
         .with_context(|| format!("cannot listen for {what} on {host}:{port}"))
 }
 
+/// The TLS material of `server.tls`, read from its files (none without TLS).
+fn load_tls(config: &Config) -> anyhow::Result<Option<hodei_cluster::PeerTls>> {
+    let Some(tls) = &config.server.tls else {
+        return Ok(None);
+    };
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("{key}: cannot read {}", path.display()))
+    };
+    Ok(Some(hodei_cluster::PeerTls {
+        ca_pem: read("server.tls.client_ca", &tls.client_ca)?,
+        cert_pem: read("server.tls.cert", &tls.cert)?,
+        key_pem: read("server.tls.key", &tls.key)?,
+    }))
+}
+
 /// Starts a node from its configuration. With `cluster.bootstrap: single`, a node that
 /// belongs to no cluster forms a one-node cluster.
 pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
@@ -96,6 +111,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     if let Err(problems) = catalog_problems(config) {
         anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
     }
+    let tls = load_tls(config)?;
     let ((raft, state), metrics_history) = open_raft(config, advertise_addr, api_addr).await?;
     bootstrap(config, &raft).await?;
 
@@ -120,6 +136,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
             config.cluster.data_dir.join("workers"),
             config.workers.enforce_limits,
             config.cluster.secret.clone(),
+            config.server.tls.as_ref().map(|tls| tls.client_ca.clone()),
         ),
         metrics_history: Some(metrics_history.clone()),
         scrapes: scrapes.clone(),
@@ -128,6 +145,14 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
             .secret
             .as_deref()
             .map(|secret| Arc::new(crate::gateway::secrets::Sealer::new(secret))),
+        members: Arc::new(crate::actors::MemberAccess {
+            credential: config
+                .cluster
+                .secret
+                .as_deref()
+                .map(crate::gateway::credentials::member_credential),
+            ca_pem: tls.as_ref().map(|tls| tls.ca_pem.clone()),
+        }),
     };
     // Everything served stops when `stop` says so.
     let (stop, stopped) = watch::channel(false);
@@ -186,11 +211,18 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         authenticator.clone(),
         config.server.max_body_bytes,
     );
-    let rest_server = serve_rest(rest_listener, rest_app, stopped.clone());
-    let grpc_router = api_router(&gateway, &authenticator, worker_service).await?;
+    let rest_server = serve_rest(rest_listener, rest_app, stopped.clone(), tls.clone()).await?;
+    let grpc_router = api_router(&gateway, &authenticator, worker_service, tls.as_ref()).await?;
     // Raft, forwarded writes and membership changes on their own port: the public
-    // ports serve only the API, and the peer service admits only members.
-    let peer_router = tonic::transport::Server::builder().add_service(raft.grpc_service());
+    // ports serve only the API, and the peer service admits only members (with TLS,
+    // only callers with a certificate the cluster's CA signed).
+    let mut peer_builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        peer_builder = peer_builder
+            .tls_config(tls.server_config())
+            .context("server.tls: the peer port's TLS")?;
+    }
+    let peer_router = peer_builder.add_service(raft.grpc_service());
     let peer_server = serve_grpc(peer_router, peer_listener, stopped.clone(), "peer");
     let grpc_server = serve_grpc(grpc_router, grpc_listener, stopped, "gRPC");
 
@@ -244,6 +276,7 @@ async fn open_raft(
         log_entries_kept_after_snapshot: config.cluster.log_entries_kept_after_snapshot,
         max_commands_per_entry: config.cluster.max_commands_per_entry,
         leader_wait_ms: config.server.leader_wait_ms,
+        tls: load_tls(config)?,
     };
     // The longest fair-share window is `retention.finished_in_memory_s`; a minute more.
     let share_horizon =
@@ -323,6 +356,7 @@ async fn api_router(
     gateway: &GatewayHandle,
     authenticator: &crate::actors::authenticator::Authenticator,
     worker_service: WorkerGrpc,
+    tls: Option<&hodei_cluster::PeerTls>,
 ) -> anyhow::Result<tonic::transport::server::Router> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -338,7 +372,15 @@ async fn api_router(
         .register_encoded_file_descriptor_set(hodei_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    Ok(tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(
+                tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+            ))
+            .context("server.tls: the gRPC port's TLS")?;
+    }
+    Ok(builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(TenantServiceServer::new(TenantGrpc::new(
@@ -371,12 +413,34 @@ async fn api_router(
 }
 
 /// Serves the REST API until `stopped`.
-fn serve_rest(
+async fn serve_rest(
     listener: TcpListener,
     app: axum::Router,
     mut stopped: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    tls: Option<hodei_cluster::PeerTls>,
+) -> anyhow::Result<JoinHandle<()>> {
+    if let Some(tls) = tls {
+        let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(
+            tls.cert_pem.clone(),
+            tls.key_pem.clone(),
+        )
+        .await
+        .context("server.tls: the REST port's certificate and key")?;
+        let listener = listener.into_std()?;
+        let handle = axum_server::Handle::new();
+        let stopping = handle.clone();
+        tokio::spawn(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+            stopping.graceful_shutdown(Some(Duration::from_secs(5)));
+        });
+        let server = axum_server::from_tcp_rustls(listener, rustls)?.handle(handle);
+        return Ok(tokio::spawn(async move {
+            if let Err(error) = server.serve(app.into_make_service()).await {
+                tracing::error!(%error, "REST server failed");
+            }
+        }));
+    }
+    Ok(tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
@@ -390,7 +454,7 @@ fn serve_rest(
         {
             tracing::error!(%error, "REST server failed");
         }
-    })
+    }))
 }
 
 /// Serves `router` on `listener` until `stopped`. Raft and forwarded writes are many

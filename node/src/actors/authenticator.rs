@@ -107,6 +107,18 @@ impl Authenticator {
         {
             return Ok(RequestContext::new(Principal::Admin, trace_id));
         }
+        if let Some(secret) = &self.inner.cluster_secret
+            && token.starts_with("hodei_m_")
+        {
+            use subtle::ConstantTimeEq;
+            let expected = credentials::member_credential(secret);
+            if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) {
+                return Ok(RequestContext::new(Principal::Admin, trace_id));
+            }
+            return Err(unauthenticated(
+                "the member credential is not this cluster's",
+            ));
+        }
         let (kind, id, secret) = credentials::parse(token)
             .filter(|(kind, _, _)| *kind != TokenKind::Join)
             .ok_or_else(|| unauthenticated("the token is not one this cluster issued"))?;

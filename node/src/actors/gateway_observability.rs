@@ -190,6 +190,7 @@ impl Handler for GetObservabilityHealth {
         let own_id = local.node_id;
         let asked = node.raft.status().members.into_iter().map(|member| {
             let local = local.clone();
+            let members = node.members.clone();
             async move {
                 if member.node_id == own_id {
                     return MemberMetricsView {
@@ -209,7 +210,7 @@ impl Handler for GetObservabilityHealth {
                         endpoint: None,
                     };
                 };
-                let answer = sources::member_endpoint(&api_addr).await;
+                let answer = sources::member_endpoint(&members, &api_addr).await;
                 MemberMetricsView {
                     node_id: member.node_id,
                     api_addr: Some(api_addr),

@@ -145,6 +145,33 @@ pub struct NodeContext {
     pub scrapes: Arc<crate::actors::metrics::ScrapeLog>,
     /// Seals and opens secret job variables (with `cluster.secret`).
     pub secrets: Option<Arc<crate::gateway::secrets::Sealer>>,
+    /// How this node calls another member's public API.
+    pub members: Arc<MemberAccess>,
+}
+
+/// How a member calls another's public API: the credential it presents (from
+/// `cluster.secret`) and, with TLS, the CA it checks the other's certificate against.
+#[derive(Debug, Clone, Default)]
+pub struct MemberAccess {
+    pub credential: Option<String>,
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl MemberAccess {
+    /// A channel to `api_addr` (`host:port`), over TLS when the cluster uses it.
+    pub fn endpoint(
+        &self,
+        api_addr: &str,
+    ) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
+        match &self.ca_pem {
+            Some(ca) => tonic::transport::Endpoint::from_shared(format!("https://{api_addr}"))?
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+                ),
+            None => tonic::transport::Endpoint::from_shared(format!("http://{api_addr}")),
+        }
+    }
 }
 
 /// The configured pools and queues, created at bootstrap if missing.

@@ -282,9 +282,13 @@ pub async fn prometheus_targets(base: &str) -> Result<Vec<ScrapeTargetView>, Str
 }
 
 /// Another member's own metrics endpoint, asked over its public gRPC address.
-pub async fn member_endpoint(api_addr: &str) -> Result<MetricsEndpointView, String> {
+pub async fn member_endpoint(
+    members: &crate::actors::MemberAccess,
+    api_addr: &str,
+) -> Result<MetricsEndpointView, String> {
     use hodei_proto::v1 as pb;
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{api_addr}"))
+    let endpoint = members
+        .endpoint(api_addr)
         .map_err(|error| error.to_string())?
         .connect_timeout(ANSWER_WITHIN)
         .timeout(ANSWER_WITHIN);
@@ -293,13 +297,18 @@ pub async fn member_endpoint(api_addr: &str) -> Result<MetricsEndpointView, Stri
         .await
         .map_err(|error| format!("cannot reach {api_addr}: {error}"))?;
     let mut client = pb::observability_service_client::ObservabilityServiceClient::new(channel);
-    // Until tokens exist (the security issue), the asking node names the admin the
-    // gateway already checked the caller to be.
+    // The asking node names the admin the gateway already checked the caller to be
+    // (with `auth: none`), and presents the member credential (with `auth: token`).
     let mut request = tonic::Request::new(pb::GetObservabilityHealthRequest { local_only: true });
     request.metadata_mut().insert(
         crate::gateway::principal::PRINCIPAL_HEADER,
         tonic::metadata::MetadataValue::from_static("admin"),
     );
+    if let Some(credential) = &members.credential
+        && let Ok(value) = format!("Bearer {credential}").parse()
+    {
+        request.metadata_mut().insert("authorization", value);
+    }
     let answer = client
         .get_health(request)
         .await

@@ -20,6 +20,10 @@ pub struct Api {
     /// are visible to `ps`.
     #[arg(long, env = "HODEI_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The CA certificate (PEM) a node's TLS certificate is checked against (give
+    /// `--api https://...`).
+    #[arg(long, env = "HODEI_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub output: Output,
 }
@@ -101,7 +105,18 @@ impl Api {
     }
 
     fn client(&self) -> reqwest::Client {
-        reqwest::Client::new()
+        let Some(path) = &self.ca_cert else {
+            return reqwest::Client::new();
+        };
+        // A CA that cannot be read or parsed leaves the client without it: the call then
+        // fails naming the certificate it could not check.
+        let mut builder = reqwest::Client::builder();
+        match std::fs::read(path).map(|pem| reqwest::Certificate::from_pem(&pem)) {
+            Ok(Ok(ca)) => builder = builder.tls_certs_only([ca]),
+            Ok(Err(error)) => eprintln!("--ca-cert {}: {error}", path.display()),
+            Err(error) => eprintln!("--ca-cert {}: {error}", path.display()),
+        }
+        builder.build().unwrap_or_default()
     }
 
     /// The principal and token this command was given, as headers.

@@ -56,20 +56,30 @@ pub enum ClusterCommand {
     },
 }
 
-async fn client(addr: &str) -> anyhow::Result<ClusterServiceClient<Channel>> {
-    Ok(ClusterServiceClient::new(grpc_channel(addr).await?))
+async fn client(
+    addr: &str,
+    connection: &Connection,
+) -> anyhow::Result<ClusterServiceClient<Channel>> {
+    Ok(ClusterServiceClient::new(
+        grpc_channel(addr, connection.ca_cert.as_deref()).await?,
+    ))
 }
 
 /// Whether each member answers on its gRPC address within a second (from here).
-async fn reachability(status: &pb::ClusterStatus) -> std::collections::BTreeMap<u64, bool> {
+async fn reachability(
+    status: &pb::ClusterStatus,
+    connection: &Connection,
+) -> std::collections::BTreeMap<u64, bool> {
     let mut reachable = std::collections::BTreeMap::new();
     for member in &status.members {
         let Some(addr) = &member.api_addr else {
             continue;
         };
         let answered = tokio::time::timeout(std::time::Duration::from_secs(1), async {
-            let mut grpc = client(addr).await.ok()?;
-            grpc.get_status(pb::GetClusterStatusRequest {}).await.ok()
+            let mut grpc = client(addr, connection).await.ok()?;
+            grpc.get_status(request(pb::GetClusterStatusRequest {}, connection).ok()?)
+                .await
+                .ok()
         })
         .await
         .ok()
@@ -140,15 +150,19 @@ fn print_status(status: &pb::ClusterStatus, reachable: &std::collections::BTreeM
 }
 
 impl ClusterCommand {
-    fn output(&self) -> crate::cli::output::Output {
+    fn connection(&self) -> &Connection {
         match self {
             ClusterCommand::Init { connection }
             | ClusterCommand::Join { connection, .. }
             | ClusterCommand::Leave { connection, .. }
             | ClusterCommand::Status { connection }
             | ClusterCommand::Digests { connection, .. }
-            | ClusterCommand::TransferLeader { connection, .. } => connection.output,
+            | ClusterCommand::TransferLeader { connection, .. } => connection,
         }
+    }
+
+    fn output(&self) -> crate::cli::output::Output {
+        self.connection().output
     }
 }
 
@@ -185,9 +199,10 @@ fn status_json(
 
 pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
     let output = command.output();
+    let asking = command.connection().clone();
     let status = match command {
         ClusterCommand::Digests { last, connection } => {
-            let digests = client(&connection.addr)
+            let digests = client(&connection.addr, &connection)
                 .await?
                 .get_digests(request(pb::GetDigestsRequest {}, &connection)?)
                 .await
@@ -212,13 +227,13 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        ClusterCommand::Init { connection } => client(&connection.addr)
+        ClusterCommand::Init { connection } => client(&connection.addr, &connection)
             .await?
             .init(request(pb::InitClusterRequest {}, &connection)?)
             .await
             .map_err(status_error)?,
         ClusterCommand::Join { via, connection } => {
-            let joining = client(&connection.addr)
+            let joining = client(&connection.addr, &connection)
                 .await?
                 .get_status(request(pb::GetClusterStatusRequest {}, &connection)?)
                 .await
@@ -228,14 +243,14 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 node_id: joining.node_id,
                 addr: joining.addr,
             };
-            client(&via)
+            client(&via, &connection)
                 .await?
                 .add_member(request(message, &connection)?)
                 .await
                 .map_err(status_error)?
         }
         ClusterCommand::Leave { node, connection } => {
-            let mut grpc = client(&connection.addr).await?;
+            let mut grpc = client(&connection.addr, &connection).await?;
             let node_id = match node {
                 Some(node_id) => node_id,
                 None => {
@@ -251,7 +266,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 .map_err(status_error)?
         }
         ClusterCommand::Status { connection } => {
-            let local = client(&connection.addr)
+            let local = client(&connection.addr, &connection)
                 .await?
                 .get_status(request(pb::GetClusterStatusRequest {}, &connection)?)
                 .await
@@ -270,7 +285,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 })
                 .and_then(|member| member.api_addr.clone());
             match leader_addr {
-                Some(addr) => match client(&addr).await {
+                Some(addr) => match client(&addr, &connection).await {
                     Ok(mut leader) => leader
                         .get_status(request(pb::GetClusterStatusRequest {}, &connection)?)
                         .await
@@ -280,7 +295,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 None => local,
             }
         }
-        ClusterCommand::TransferLeader { to, connection } => client(&connection.addr)
+        ClusterCommand::TransferLeader { to, connection } => client(&connection.addr, &connection)
             .await?
             .transfer_leader(request(
                 pb::TransferLeaderRequest { node_id: to },
@@ -289,7 +304,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             .await
             .map_err(status_error)?,
     };
-    let reachable = reachability(status.get_ref()).await;
+    let reachable = reachability(status.get_ref(), &asking).await;
     if output.output != crate::cli::output::Format::Table {
         return output.raw(&status_json(status.get_ref(), &reachable));
     }

@@ -15,6 +15,7 @@ pub mod output;
 pub mod pool_cmd;
 pub mod scaling_cmd;
 pub mod tenant_cmd;
+pub mod tls_cmd;
 pub mod token_cmd;
 pub mod worker_cmd;
 
@@ -40,6 +41,9 @@ pub enum Commands {
     /// Check or print configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Throwaway TLS certificates for trying TLS on one machine.
+    #[command(subcommand)]
+    Tls(tls_cmd::TlsCommand),
     /// What Hodei ships for monitoring: write the Grafana dashboards or the alert rules.
     #[command(subcommand)]
     Observability(ObservabilityCommand),

@@ -134,23 +134,29 @@ fn start_local_workers(
             .join("..")
             .join(format!("work-{index}"));
         std::fs::create_dir_all(&work_dir)?;
-        let child = tokio::process::Command::new(&program)
-            .arg("worker")
-            .args(["--pool", &pool])
-            .args(["--servers", &grpc_addr.to_string()])
-            .args(["--id", &format!("dev-worker-{index}")])
-            // Stopping dev should not wait long for jobs: 2 s, then they are killed.
-            .args(["--shutdown-grace-s", "2"])
-            .arg("--work-dir")
-            .arg(&work_dir)
-            .args(config.workers.enforce_limits.then_some("--enforce-limits"))
-            .env_clear()
-            .envs(crate::actors::workers::process_provider::agent_environment(
-                config.cluster.secret.as_deref(),
-                &pool,
-            ))
-            .kill_on_drop(true)
-            .spawn()?;
+        let child =
+            tokio::process::Command::new(&program)
+                .arg("worker")
+                .args(["--pool", &pool])
+                .args(["--servers", &grpc_addr.to_string()])
+                .args(["--id", &format!("dev-worker-{index}")])
+                // Stopping dev should not wait long for jobs: 2 s, then they are killed.
+                .args(["--shutdown-grace-s", "2"])
+                .arg("--work-dir")
+                .arg(&work_dir)
+                .args(config.workers.enforce_limits.then_some("--enforce-limits"))
+                .args(
+                    config.server.tls.iter().flat_map(|tls| {
+                        [std::ffi::OsStr::new("--ca-cert"), tls.client_ca.as_os_str()]
+                    }),
+                )
+                .env_clear()
+                .envs(crate::actors::workers::process_provider::agent_environment(
+                    config.cluster.secret.as_deref(),
+                    &pool,
+                ))
+                .kill_on_drop(true)
+                .spawn()?;
         children.push(child);
     }
     Ok(children)

@@ -72,6 +72,10 @@ pub struct WorkerArgs {
     /// with `server.auth: token`. Prefer the variable: arguments are visible to `ps`.
     #[arg(long, env = "HODEI_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
+    /// The CA certificate (PEM) of nodes that serve TLS (`server.tls`): the agent then
+    /// speaks https and checks their certificates against it.
+    #[arg(long, env = "HODEI_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 fn default_id() -> String {
@@ -104,6 +108,13 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         enforce_limits: args.enforce_limits,
         instance: uuid::Uuid::new_v4().simple().to_string(),
         join_token: args.join_token,
+        ca_pem: match &args.ca_cert {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|error| anyhow::anyhow!("--ca-cert {}: {error}", path.display()))?,
+            ),
+            None => None,
+        },
     };
     hodei_domain::worker::validate_worker_id(&settings.worker_id)
         .map_err(|error| anyhow::anyhow!("--id: {error}"))?;

@@ -95,6 +95,16 @@ pub fn node_join_credential(cluster_secret: &str, pool: &str) -> String {
     format!("hodei_n_{}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The credential one member presents to another's public API (to ask for its metrics
+/// endpoint, say): an HMAC under the cluster secret, which authenticates as an admin. A
+/// holder of the cluster secret can take part in Raft, so it grants nothing more.
+pub fn member_credential(cluster_secret: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(cluster_secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(b"hodei member\0");
+    format!("hodei_m_{}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// Whether `presented` is the node join credential of `pool`, in constant time.
 pub fn is_node_join_credential(presented: &str, cluster_secret: &str, pool: &str) -> bool {
     let expected = node_join_credential(cluster_secret, pool);

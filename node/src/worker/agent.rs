@@ -48,6 +48,9 @@ pub struct AgentSettings {
     /// The pool's join token (`--join-token`, `HODEI_JOIN_TOKEN`), sent with every
     /// registration; a node with `server.auth: token` refuses a worker without one.
     pub join_token: Option<String>,
+    /// With TLS: the CA (PEM) the nodes' certificates are checked against; the agent
+    /// then speaks https to them.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// How the agent runs a job.
@@ -506,11 +509,11 @@ async fn connect_forever(settings: &AgentSettings, shared: &Shared) {
     }
 }
 
-fn endpoint(addr: &str) -> String {
-    if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
+fn endpoint(addr: &str, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    match addr.split_once("://") {
+        Some((_, rest)) => format!("{scheme}://{rest}"),
+        None => format!("{scheme}://{addr}"),
     }
 }
 
@@ -555,11 +558,22 @@ async fn session(
     addr: &str,
     last_contact: &mut Instant,
 ) -> SessionEnd {
-    let channel = match tonic::transport::Endpoint::from_shared(endpoint(addr)) {
-        Ok(endpoint) => endpoint
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true),
-        Err(error) => return SessionEnd::Broken(format!("bad address `{addr}`: {error}")),
+    let channel =
+        match tonic::transport::Endpoint::from_shared(endpoint(addr, settings.ca_pem.is_some())) {
+            Ok(endpoint) => endpoint
+                .connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true),
+            Err(error) => return SessionEnd::Broken(format!("bad address `{addr}`: {error}")),
+        };
+    let channel = match &settings.ca_pem {
+        Some(ca) => match channel.tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+        ) {
+            Ok(channel) => channel,
+            Err(error) => return SessionEnd::Broken(format!("TLS for `{addr}`: {error}")),
+        },
+        None => channel,
     };
     let channel = match channel.connect().await {
         Ok(channel) => channel,

@@ -21,7 +21,7 @@ pub const MEMBERSHIP: [&str; 4] = ["Init", "AddMember", "RemoveMember", "Transfe
 
 /// Messages as raw bytes, in and out.
 #[derive(Debug, Clone, Copy, Default)]
-struct Raw;
+pub struct Raw;
 
 impl Codec for Raw {
     type Encode = Vec<u8>;

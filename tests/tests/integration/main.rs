@@ -18,6 +18,7 @@ mod peers;
 mod pools;
 mod scheduling;
 mod security;
+mod tls;
 mod tour;
 
 /// Tests that load the machine take this lock, so that at most one of them runs at a

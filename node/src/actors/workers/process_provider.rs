@@ -30,6 +30,8 @@ pub struct ProcessProvider {
     enforce_limits: bool,
     /// `cluster.secret`: the agents join with a credential made from it.
     cluster_secret: Option<String>,
+    /// `server.tls.client_ca`: the agents check the nodes' certificates against it.
+    ca_cert: Option<PathBuf>,
 }
 
 /// The environment of an agent a node starts: `PATH`, `HOME`, `LANG` and `RUST_LOG` as
@@ -59,6 +61,7 @@ impl ProcessProvider {
         work_root: PathBuf,
         enforce_limits: bool,
         cluster_secret: Option<String>,
+        ca_cert: Option<PathBuf>,
     ) -> Self {
         Self {
             children: Arc::new(Mutex::new(BTreeMap::new())),
@@ -66,6 +69,7 @@ impl ProcessProvider {
             work_root,
             enforce_limits,
             cluster_secret,
+            ca_cert,
         }
     }
 
@@ -91,6 +95,11 @@ impl ProcessProvider {
             .arg("--work-dir")
             .arg(&work_dir)
             .args(self.enforce_limits.then_some("--enforce-limits"))
+            .args(
+                self.ca_cert
+                    .iter()
+                    .flat_map(|path| [std::ffi::OsStr::new("--ca-cert"), path.as_os_str()]),
+            )
             // The agent gets none of the node's variables (its admin token, the cluster
             // secret): only its join credential and what a process needs.
             .env_clear()
