@@ -149,6 +149,7 @@ fn write_result(result: &serde_json::Value, out: Option<&PathBuf>) -> anyhow::Re
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    hodei_tests::install_tls_provider();
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -1,6 +1,11 @@
 //! Chaos against real processes: kill -9 a node while clients write, restart it, and
 //! check the history: no acknowledged write lost, nothing created that no one asked for.
 
+#[ctor::ctor]
+fn install_tls_provider() {
+    hodei_tests::install_tls_provider();
+}
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;

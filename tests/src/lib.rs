@@ -12,6 +12,12 @@ use anyhow::{Context, bail};
 
 pub mod proxy;
 
+/// Makes ring the process's rustls provider: reqwest (built without a provider of its
+/// own) needs one before any client is built. Each test binary calls it at load.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The `hodei` binary of this build: `$HODEI_BIN`, or `target/<profile>/hodei` next to
 /// the test executable (built on demand if missing).
 pub fn hodei_binary() -> anyhow::Result<PathBuf> {

@@ -2,6 +2,11 @@
 //! up): a test binary of their own, which cargo runs after the others rather than beside
 //! them, and one test at a time within it.
 
+#[ctor::ctor]
+fn install_tls_provider() {
+    hodei_tests::install_tls_provider();
+}
+
 mod durability;
 mod replication;
 

@@ -1,5 +1,10 @@
 //! Integration tests against real `hodei` processes (the heaviest are in `heavy`).
 
+#[ctor::ctor]
+fn install_tls_provider() {
+    hodei_tests::install_tls_provider();
+}
+
 mod auth;
 mod autoscaling;
 mod cluster;
