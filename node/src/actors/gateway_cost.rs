@@ -95,7 +95,8 @@ pub fn parse_window(field: &str, raw: &str) -> Result<u64, GatewayError> {
             ),
         )
     };
-    let split = raw.len().checked_sub(1).ok_or_else(rule)?;
+    // The unit is the last character (of any width: a caller's text is not ASCII).
+    let (split, _) = raw.char_indices().last().ok_or_else(rule)?;
     let (number, unit) = raw.split_at(split);
     let number: u64 = number.parse().map_err(|_| rule())?;
     let scale = match unit {
@@ -718,5 +719,21 @@ impl Handler for GetCostRecommendations {
                 .fold(0, u64::saturating_add),
             items,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_window;
+
+    #[test]
+    fn a_window_of_any_text_is_parsed_or_refused_never_a_panic() {
+        assert_eq!(parse_window("window", "7d").unwrap(), 7 * 86_400);
+        assert_eq!(parse_window("window", "90m").unwrap(), 90 * 60);
+        // Found by schemathesis: a multi-byte last character once panicked the handler.
+        for raw in ["", "d", "ÍõR𱕁¢", "7\u{93}", "1ü", "10000000000000000000000d"] {
+            let error = parse_window("window", raw).unwrap_err();
+            assert_eq!(error.field.as_deref(), Some("window"), "{raw}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod cost;
+mod document;
 mod extract;
 mod jobs;
 mod limits;
@@ -80,7 +81,9 @@ fn api_routes() -> OpenApiRouter<RestState> {
 pub fn api_document() -> utoipa::openapi::OpenApi {
     let mut document = api_routes().split_for_parts().1;
     declare_common_responses(&mut document);
-    document
+    let mut json = serde_json::to_value(&document).unwrap_or_default();
+    document::complete(&mut json);
+    serde_json::from_value(json).unwrap_or(document)
 }
 
 /// What every operation may answer besides its own responses, stated in the document so
@@ -155,10 +158,9 @@ pub fn router(
     authenticator: crate::actors::authenticator::Authenticator,
     max_body_bytes: usize,
 ) -> Router {
-    let (routes, mut openapi) = api_routes().split_for_parts();
-    declare_common_responses(&mut openapi);
+    let routes = api_routes().split_for_parts().0;
     let openapi_json = Arc::new(
-        openapi
+        api_document()
             .to_pretty_json()
             .unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}")),
     );
