@@ -731,7 +731,14 @@ mod tests {
         assert_eq!(parse_window("window", "7d").unwrap(), 7 * 86_400);
         assert_eq!(parse_window("window", "90m").unwrap(), 90 * 60);
         // Found by schemathesis: a multi-byte last character once panicked the handler.
-        for raw in ["", "d", "ÍõR𱕁¢", "7\u{93}", "1ü", "10000000000000000000000d"] {
+        for raw in [
+            "",
+            "d",
+            "ÍõR𱕁¢",
+            "7\u{93}",
+            "1ü",
+            "10000000000000000000000d",
+        ] {
             let error = parse_window("window", raw).unwrap_err();
             assert_eq!(error.field.as_deref(), Some("window"), "{raw}");
         }

@@ -111,9 +111,10 @@ pub enum Consistency {
 }
 
 impl Consistency {
+    /// `linearizable` or `stale`; absent: linearizable. (gRPC's empty field is absent.)
     pub fn parse(raw: Option<&str>) -> Result<Self, GatewayError> {
-        match raw.unwrap_or("") {
-            "" | "linearizable" => Ok(Consistency::Linearizable),
+        match raw.unwrap_or("linearizable") {
+            "linearizable" => Ok(Consistency::Linearizable),
             "stale" => Ok(Consistency::Stale),
             other => Err(GatewayError::invalid(
                 "consistency",

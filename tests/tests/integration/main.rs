@@ -22,6 +22,7 @@ mod observability;
 mod peers;
 mod pools;
 mod scheduling;
+mod schemathesis;
 mod security;
 mod tls;
 mod tour;

@@ -69,7 +69,7 @@ impl GrpcGateway {
 
 /// The consistency a read asks for in its `consistency` field (empty: linearizable).
 pub fn consistency(field: &str) -> Result<Consistency, GatewayError> {
-    Consistency::parse(Some(field))
+    Consistency::parse(Some(field).filter(|field| !field.is_empty()))
 }
 
 /// An empty proto string is an absent value.

@@ -167,8 +167,58 @@ impl<T: DeserializeOwned> FromRequest<RestState> for ApiJson<T> {
     }
 }
 
+/// Rewrites every number written with a fraction of zero (`5.0`) as the integer it is;
+/// whether any was.
+fn normalize(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            let float = number.as_f64().unwrap_or(f64::NAN);
+            let whole = float.fract() == 0.0;
+            let integer = if whole && (0.0..1.8e19).contains(&float) {
+                Some(Value::from(float as u64))
+            } else if whole && (-9.2e18..0.0).contains(&float) {
+                Some(Value::from(float as i64))
+            } else {
+                None
+            };
+            match integer {
+                Some(integer) => {
+                    *value = integer;
+                    true
+                }
+                None => false,
+            }
+        }
+        Value::Array(items) => {
+            // Every item, not only up to the first that changed.
+            let mut changed = false;
+            for item in items {
+                changed |= normalize(item);
+            }
+            changed
+        }
+        Value::Object(fields) => {
+            let mut changed = false;
+            for field in fields.values_mut() {
+                changed |= normalize(field);
+            }
+            changed
+        }
+        _ => false,
+    }
+}
+
 /// Decodes a JSON document, naming the path of the value at fault.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> {
+    // Every body is a JSON object (serde would also read a struct from an array).
+    let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        return Err(GatewayError::new(
+            ErrorCode::Unprocessable,
+            "the body must be a JSON object",
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let decoded: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     let value = match decoded {
@@ -183,7 +233,21 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError>
                     ErrorCode::BadRequest,
                     format!("the body is not valid JSON: {inner}"),
                 ),
-                serde_json::error::Category::Data => data_error(&path, &inner),
+                serde_json::error::Category::Data => {
+                    // JSON has one number type: `5.0` is a whole number, as JSON Schema
+                    // says, and is read as one.
+                    let message = inner.to_string();
+                    if message.contains("floating point")
+                        && let Ok(mut document) = serde_json::from_slice::<serde_json::Value>(bytes)
+                        && normalize(&mut document)
+                    {
+                        return serde_path_to_error::deserialize(document).map_err(|error| {
+                            let path = error.path().to_string();
+                            data_error(&path, &error.into_inner())
+                        });
+                    }
+                    data_error(&path, &inner)
+                }
             });
         }
     };
@@ -253,6 +317,19 @@ fn data_error(path: &str, error: &serde_json::Error) -> GatewayError {
 mod tests {
     use super::*;
     use crate::gateway::model::CreateTenantInput;
+
+    #[test]
+    fn whole_numbers_written_with_a_fraction_of_zero_are_read_as_json_schema_says() {
+        let input: crate::gateway::model::QuotaInput =
+            decode_json(br#"{"cpu_m": 2000.0, "memory_mb": null, "gpu": 1.0}"#).unwrap();
+        assert_eq!(input.cpu_m, Some(2000));
+        assert_eq!(input.memory_mb, None);
+        let error =
+            decode_json::<crate::gateway::model::QuotaInput>(br#"{"cpu_m": 2.5}"#).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("cpu_m"), "{error:?}");
+        let error = decode_json::<crate::gateway::model::QuotaInput>(b"[]").unwrap_err();
+        assert_eq!(error.code, ErrorCode::Unprocessable);
+    }
 
     #[test]
     fn wrong_type_names_the_field() {

@@ -81,9 +81,15 @@ fn api_routes() -> OpenApiRouter<RestState> {
 pub fn api_document() -> utoipa::openapi::OpenApi {
     let mut document = api_routes().split_for_parts().1;
     declare_common_responses(&mut document);
-    let mut json = serde_json::to_value(&document).unwrap_or_default();
+    document
+}
+
+/// The document as served: [`api_document`] with what `document.rs` adds (rules utoipa's
+/// model cannot hold, such as `propertyNames`).
+pub fn api_document_json() -> serde_json::Value {
+    let mut json = serde_json::to_value(api_document()).unwrap_or_default();
     document::complete(&mut json);
-    serde_json::from_value(json).unwrap_or(document)
+    json
 }
 
 /// What every operation may answer besides its own responses, stated in the document so
@@ -160,8 +166,7 @@ pub fn router(
 ) -> Router {
     let routes = api_routes().split_for_parts().0;
     let openapi_json = Arc::new(
-        api_document()
-            .to_pretty_json()
+        serde_json::to_string_pretty(&api_document_json())
             .unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}")),
     );
     let state = RestState {
