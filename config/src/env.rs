@@ -93,6 +93,8 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("HODEI_RATE_LIMIT_BURST", "server.rate_limit.burst"),
     var("HODEI_RATE_LIMIT_ADMIN", "server.rate_limit.limit_admin"),
     var("HODEI_WORKER_ENFORCE_LIMITS", "workers.enforce_limits"),
+    var("HODEI_WORKER_WORK_ROOT", "workers.work_root"),
+    var("HODEI_WORKER_RUN_AS", "workers.run_as"),
     var("HODEI_NODE_ID", "cluster.node_id"),
     var("HODEI_DATA_DIR", "cluster.data_dir"),
     var("HODEI_ADVERTISE_ADDR", "cluster.advertise_addr"),

@@ -242,6 +242,16 @@ pub struct WorkersConfig {
     /// The worker agents this node starts (process pools, `hodei dev`'s) run each job with
     /// kernel limits from its request (`hodei worker --enforce-limits`).
     pub enforce_limits: bool,
+    /// Where the agents this node starts keep their work directories; default: a folder
+    /// `hodei-node-<node id>` in the system's temporary directory, away from the data
+    /// directory.
+    pub work_root: Option<PathBuf>,
+    /// Absolute directories the jobs of those agents may name as their working directory
+    /// (`hodei worker --allowed-dir`); without any, jobs run only in the work directory.
+    pub allowed_dirs: Vec<PathBuf>,
+    /// The user those agents run jobs as (`hodei worker --run-as`; the node must run as
+    /// root); default: the node's own.
+    pub run_as: Option<String>,
 }
 
 impl Default for WorkersConfig {
@@ -250,7 +260,36 @@ impl Default for WorkersConfig {
             heartbeat_interval_ms: 5_000,
             missed_heartbeats: 3,
             enforce_limits: false,
+            work_root: None,
+            allowed_dirs: Vec::new(),
+            run_as: None,
         }
+    }
+}
+
+impl WorkersConfig {
+    /// `work_root`, or its default for node `node_id`.
+    pub fn work_root(&self, node_id: u64) -> PathBuf {
+        self.work_root
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("hodei-node-{node_id}")))
+    }
+
+    /// The `hodei worker` arguments that confine jobs as configured.
+    pub fn agent_arguments(&self) -> Vec<std::ffi::OsString> {
+        let mut arguments = Vec::new();
+        if self.enforce_limits {
+            arguments.push("--enforce-limits".into());
+        }
+        for dir in &self.allowed_dirs {
+            arguments.push("--allowed-dir".into());
+            arguments.push(dir.clone().into_os_string());
+        }
+        if let Some(user) = &self.run_as {
+            arguments.push("--run-as".into());
+            arguments.push(user.into());
+        }
+        arguments
     }
 }
 

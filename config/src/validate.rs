@@ -177,6 +177,20 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
             );
         }
     }
+    for dir in &config.workers.allowed_dirs {
+        problems.rule(
+            dir.is_absolute() && dir.is_dir(),
+            "workers.allowed_dirs",
+            format!("{} must be an absolute path to a directory", dir.display()),
+        );
+    }
+    if let Some(user) = &config.workers.run_as {
+        problems.rule(
+            !user.is_empty() && !user.contains(char::is_whitespace),
+            "workers.run_as",
+            format!("`{user}` is not a user name"),
+        );
+    }
     let rate = &server.rate_limit;
     problems.at_least(
         "server.rate_limit.requests_per_second",

@@ -133,8 +133,8 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         }),
         processes: ProcessProvider::new(
             std::env::current_exe().context("cannot find the hodei binary for worker processes")?,
-            config.cluster.data_dir.join("workers"),
-            config.workers.enforce_limits,
+            config.workers.work_root(config.cluster.node_id),
+            config.workers.agent_arguments(),
             config.cluster.secret.clone(),
             config.server.tls.as_ref().map(|tls| tls.client_ca.clone()),
         ),
@@ -257,6 +257,20 @@ async fn open_raft(
             config.cluster.data_dir.display()
         )
     })?;
+    // The data directory (state, Raft log, snapshots) is the node's user's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            &config.cluster.data_dir,
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .with_context(|| {
+            format!(
+                "cannot make data dir {} private",
+                config.cluster.data_dir.display()
+            )
+        })?;
+    }
     let opening = std::time::Instant::now();
     let storage = SledStorage::open(&config.cluster.data_dir).with_context(|| {
         format!(

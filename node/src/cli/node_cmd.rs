@@ -144,7 +144,7 @@ fn start_local_workers(
                 .args(["--shutdown-grace-s", "2"])
                 .arg("--work-dir")
                 .arg(&work_dir)
-                .args(config.workers.enforce_limits.then_some("--enforce-limits"))
+                .args(config.workers.agent_arguments())
                 .args(
                     config.server.tls.iter().flat_map(|tls| {
                         [std::ffi::OsStr::new("--ca-cert"), tls.client_ca.as_os_str()]

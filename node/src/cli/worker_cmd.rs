@@ -76,6 +76,59 @@ pub struct WorkerArgs {
     /// speaks https and checks their certificates against it.
     #[arg(long, env = "HODEI_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
+    /// A directory jobs may name as their absolute working directory (repeatable);
+    /// without any, jobs run only inside the work directory.
+    #[arg(long = "allowed-dir")]
+    pub allowed_dirs: Vec<PathBuf>,
+    /// Run jobs as this user (and its group) rather than the agent's: the agent must run
+    /// as root. The work directory is given to that user.
+    #[arg(long)]
+    pub run_as: Option<String>,
+}
+
+/// The directories jobs may run in (the work directory and `--allowed-dir`, resolved)
+/// and the user they run as (`--run-as`, who is given the work directory).
+fn confinement(
+    work_dir: &std::path::Path,
+    allowed: &[PathBuf],
+    run_as: Option<&str>,
+) -> anyhow::Result<crate::worker::process::Confinement> {
+    std::fs::create_dir_all(work_dir)
+        .map_err(|error| anyhow::anyhow!("--work-dir {}: {error}", work_dir.display()))?;
+    let mut allowed_dirs = vec![std::fs::canonicalize(work_dir)?];
+    for dir in allowed {
+        if !dir.is_absolute() {
+            anyhow::bail!("--allowed-dir {}: must be an absolute path", dir.display());
+        }
+        allowed_dirs.push(
+            std::fs::canonicalize(dir)
+                .map_err(|error| anyhow::anyhow!("--allowed-dir {}: {error}", dir.display()))?,
+        );
+    }
+    let run_as = match run_as {
+        None => None,
+        Some(name) => {
+            let user = nix::unistd::User::from_name(name)
+                .map_err(|error| anyhow::anyhow!("--run-as {name}: {error}"))?
+                .ok_or_else(|| anyhow::anyhow!("--run-as {name}: no such user"))?;
+            if !nix::unistd::Uid::effective().is_root() {
+                anyhow::bail!(
+                    "--run-as {name}: the agent must run as root to start jobs as another user"
+                );
+            }
+            nix::unistd::chown(work_dir, Some(user.uid), Some(user.gid)).map_err(|error| {
+                anyhow::anyhow!(
+                    "--run-as {name}: cannot give it {}: {error}",
+                    work_dir.display()
+                )
+            })?;
+            Some((user.uid.as_raw(), user.gid.as_raw()))
+        }
+    };
+    Ok(crate::worker::process::Confinement {
+        allowed_dirs,
+        run_as,
+    })
 }
 
 fn default_id() -> String {
@@ -96,6 +149,7 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         Some(dir) => dir,
         None => std::env::current_dir()?,
     };
+    let confinement = confinement(&work_dir, &args.allowed_dirs, args.run_as.as_deref())?;
     let settings = AgentSettings {
         worker_id: args.id.unwrap_or_else(default_id),
         pool: args.pool,
@@ -108,6 +162,7 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         enforce_limits: args.enforce_limits,
         instance: uuid::Uuid::new_v4().simple().to_string(),
         join_token: args.join_token,
+        confinement,
         ca_pem: match &args.ca_cert {
             Some(path) => Some(
                 std::fs::read(path)

@@ -51,6 +51,9 @@ pub struct AgentSettings {
     /// With TLS: the CA (PEM) the nodes' certificates are checked against; the agent
     /// then speaks https to them.
     pub ca_pem: Option<Vec<u8>>,
+    /// Where and as whom jobs run (`--allowed-dir`, `--run-as`); the work directory is
+    /// always allowed.
+    pub confinement: crate::worker::process::Confinement,
 }
 
 /// How the agent runs a job.
@@ -256,6 +259,7 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
         working_dir,
         timeout: command.timeout_s.map(Duration::from_secs),
         limits,
+        confinement: settings.confinement.clone(),
     };
     let shared = shared.clone();
     let job = assignment.job_id;

@@ -25,6 +25,42 @@ pub struct ProcessSpec {
     pub timeout: Option<Duration>,
     /// Kernel limits the job's processes start with (`hodei worker --enforce-limits`).
     pub limits: Option<JobLimits>,
+    /// Where the job may run (`hodei worker --allowed-dir`, and the agent's work
+    /// directory): a working directory elsewhere fails the run before it starts.
+    pub confinement: Confinement,
+}
+
+/// What confines a job on its worker: the directories it may run in and the user it runs
+/// as.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confinement {
+    /// Directories (canonical) a working directory must be inside, the agent's work
+    /// directory among them; empty: anywhere (unit tests of the runner).
+    pub allowed_dirs: Vec<PathBuf>,
+    /// The user and group the job runs as (`hodei worker --run-as`); none: the agent's.
+    pub run_as: Option<(u32, u32)>,
+}
+
+impl Confinement {
+    /// The working directory, if it is inside an allowed directory once symbolic links
+    /// are resolved; else why not.
+    pub fn check(&self, working_dir: &std::path::Path) -> Result<PathBuf, String> {
+        let real = std::fs::canonicalize(working_dir).map_err(|error| {
+            format!(
+                "the working directory {} cannot be used: {error}",
+                working_dir.display()
+            )
+        })?;
+        if self.allowed_dirs.is_empty() || self.allowed_dirs.iter().any(|dir| real.starts_with(dir))
+        {
+            Ok(real)
+        } else {
+            Err(format!(
+                "the working directory {} is outside the directories this worker runs jobs in (its work directory and --allowed-dir)",
+                real.display()
+            ))
+        }
+    }
 }
 
 /// Resource limits set with setrlimit(2) in the job's process before it starts, inherited
@@ -327,13 +363,24 @@ pub async fn run_process(
             usage: None,
         };
     };
+    let working_dir = match spec.confinement.check(&spec.working_dir) {
+        Ok(dir) => dir,
+        Err(reason) => {
+            return ProcessEnd::Finished {
+                outcome: RunOutcome::Failed,
+                exit_code: Some(126),
+                output_tail: format!("{reason}\n"),
+                usage: None,
+            };
+        }
+    };
     let mut command = std::process::Command::new(program);
     command
         .args(arguments)
         .env_clear()
-        .envs(base_env(&spec.working_dir))
+        .envs(base_env(&working_dir))
         .envs(&spec.env)
-        .current_dir(&spec.working_dir)
+        .current_dir(&working_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -341,6 +388,11 @@ pub async fn run_process(
     die_with_parent_std(&mut command);
     if let Some(limits) = spec.limits {
         limit_std(&mut command, limits);
+    }
+    if let Some((uid, gid)) = spec.confinement.run_as {
+        use std::os::unix::process::CommandExt;
+        // Started by root, std drops the supplementary groups before changing user.
+        command.uid(uid).gid(gid);
     }
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -456,6 +508,26 @@ pub async fn run_process(
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_working_directory_must_resolve_inside_an_allowed_one() {
+        let allowed = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let confinement = Confinement {
+            allowed_dirs: vec![std::fs::canonicalize(allowed.path()).unwrap()],
+            run_as: None,
+        };
+        let inner = allowed.path().join("inner");
+        std::fs::create_dir(&inner).unwrap();
+        assert!(confinement.check(&inner).is_ok());
+        assert!(confinement.check(outside.path()).is_err());
+        // A symbolic link inside that leads outside is outside.
+        let link = allowed.path().join("escape");
+        std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+        let refusal = confinement.check(&link).unwrap_err();
+        assert!(refusal.contains("outside the directories"), "{refusal}");
+        assert!(confinement.check(&allowed.path().join("missing")).is_err());
+    }
+
     fn spec(argv: &[&str], timeout_ms: Option<u64>) -> ProcessSpec {
         ProcessSpec {
             argv: argv.iter().map(|arg| arg.to_string()).collect(),
@@ -463,6 +535,7 @@ mod tests {
             working_dir: std::env::temp_dir(),
             timeout: timeout_ms.map(Duration::from_millis),
             limits: None,
+            confinement: Confinement::default(),
         }
     }
 

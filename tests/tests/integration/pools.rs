@@ -165,6 +165,113 @@ async fn a_job_sees_none_of_its_nodes_environment() {
     assert!(!output.contains(hodei_tests::CLUSTER_SECRET), "{output}");
 }
 
+/// Submits a job to `queue` and waits for its end: (state, exit code, output).
+async fn run_to_end(node: &NodeProcess, queue: &str, command: Value) -> (String, Value, String) {
+    let submitted = send(
+        node,
+        reqwest::Method::POST,
+        "/api/v1/jobs",
+        json!({ "queue": queue, "resources": { "cpu_m": 100, "memory_mb": 64 }, "command": command }),
+    )
+    .await;
+    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    let api = RestApi::new(node);
+    eventually(TIMEOUT, "the job's end", || async {
+        let (_, logs) = api
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/jobs/{id}/logs"),
+                None,
+                None,
+            )
+            .await;
+        let (_, job) = api.get(&format!("/api/v1/jobs/{id}")).await;
+        let ended = ["succeeded", "failed"].contains(&job["state"].as_str().unwrap_or(""));
+        Ok(ended.then(|| {
+            (
+                job["state"].as_str().unwrap().to_string(),
+                job["exit_code"].clone(),
+                logs["output_tail"].as_str().unwrap_or("").to_string(),
+            )
+        }))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_as_the_configured_user_only_in_allowed_directories_away_from_the_data_dir() {
+    let allowed = tempfile::tempdir().unwrap();
+    let work_root = tempfile::tempdir().unwrap();
+    // The test runs as root (README): the agents start jobs as `nobody`.
+    let (dir, node) = start(&format!(
+        "  work_root: {}\n  run_as: nobody\n  allowed_dirs: [{}]\n",
+        work_root.path().display(),
+        allowed.path().display()
+    ))
+    .await;
+    crate::autoscaling::pool_with_queue(
+        &node,
+        json!({
+            "id": "confined", "provider": "process", "min_size": 1, "max_size": 1,
+            "worker_shape": { "cpu_m": 1000, "memory_mb": 1024 },
+        }),
+    )
+    .await;
+    wait_processes("confined", 1).await;
+    // In its work directory, as nobody, and not under the data directory.
+    let (state, _, output) = run_to_end(
+        &node,
+        "confined-q",
+        json!({ "argv": ["sh", "-c", "id -u; pwd"] }),
+    )
+    .await;
+    assert_eq!(state, "succeeded", "{output}");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    let mut lines = output.lines();
+    assert_eq!(lines.next(), Some(nobody.to_string().as_str()), "{output}");
+    let pwd = lines.next().unwrap_or_default().to_string();
+    let work_root = std::fs::canonicalize(work_root.path()).unwrap();
+    assert!(pwd.starts_with(work_root.to_str().unwrap()), "{pwd}");
+    assert!(!pwd.starts_with(dir.path().to_str().unwrap()), "{pwd}");
+    // In an allowed directory; anywhere else it fails before it starts.
+    let (state, _, output) = run_to_end(
+        &node,
+        "confined-q",
+        json!({ "argv": ["pwd"], "working_dir": allowed.path().display().to_string() }),
+    )
+    .await;
+    assert_eq!(state, "succeeded", "{output}");
+    for outside in ["/etc", dir.path().to_str().unwrap()] {
+        let (state, exit_code, output) = run_to_end(
+            &node,
+            "confined-q",
+            json!({ "argv": ["cat", "/etc/hostname"], "working_dir": outside }),
+        )
+        .await;
+        assert_eq!(
+            (state.as_str(), exit_code),
+            ("failed", json!(126)),
+            "{output}"
+        );
+        assert!(output.contains("outside the directories"), "{output}");
+    }
+    // As nobody, the node's data is out of reach.
+    let data = dir.path().join("data");
+    let (state, _, output) = run_to_end(
+        &node,
+        "confined-q",
+        json!({ "argv": ["sh", "-c", format!("ls {} || echo refused", data.display())] }),
+    )
+    .await;
+    assert_eq!(state, "succeeded", "{output}");
+    assert!(output.contains("refused"), "{output}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_pool_grows_to_run_parallel_jobs_and_shrinks_back_when_idle() {
     let (_dir, node) = start("").await;

@@ -26,8 +26,8 @@ pub struct ProcessProvider {
     children: Arc<Mutex<BTreeMap<String, Spawned>>>,
     program: PathBuf,
     work_root: PathBuf,
-    /// `workers.enforce_limits`: the agents run jobs with kernel limits.
-    enforce_limits: bool,
+    /// `workers.enforce_limits`, `allowed_dirs` and `run_as`, as agent arguments.
+    agent_arguments: Vec<std::ffi::OsString>,
     /// `cluster.secret`: the agents join with a credential made from it.
     cluster_secret: Option<String>,
     /// `server.tls.client_ca`: the agents check the nodes' certificates against it.
@@ -59,7 +59,7 @@ impl ProcessProvider {
     pub fn new(
         program: PathBuf,
         work_root: PathBuf,
-        enforce_limits: bool,
+        agent_arguments: Vec<std::ffi::OsString>,
         cluster_secret: Option<String>,
         ca_cert: Option<PathBuf>,
     ) -> Self {
@@ -67,7 +67,7 @@ impl ProcessProvider {
             children: Arc::new(Mutex::new(BTreeMap::new())),
             program,
             work_root,
-            enforce_limits,
+            agent_arguments,
             cluster_secret,
             ca_cert,
         }
@@ -94,7 +94,7 @@ impl ProcessProvider {
             .args(["--gpu", &pool.worker_shape.gpu.to_string()])
             .arg("--work-dir")
             .arg(&work_dir)
-            .args(self.enforce_limits.then_some("--enforce-limits"))
+            .args(&self.agent_arguments)
             .args(
                 self.ca_cert
                     .iter()
