@@ -83,6 +83,7 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("HODEI_ADMIN_TOKEN", "server.admin_token"),
     var("HODEI_AUTH", "server.auth"),
     var("HODEI_INSECURE", "server.insecure"),
+    var("HODEI_AUDIT_RETENTION_DAYS", "server.audit_retention_days"),
     var("HODEI_TLS_CERT", "server.tls.cert"),
     var("HODEI_TLS_KEY", "server.tls.key"),
     var("HODEI_TLS_CLIENT_CA", "server.tls.client_ca"),

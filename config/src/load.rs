@@ -728,11 +728,28 @@ mod tests {
                 ("HODEI_AUTH", "token"),
                 ("HODEI_ADMIN_TOKEN", &"a".repeat(32)),
                 ("HODEI_CLUSTER_SECRET", &"s".repeat(16)),
-                ("HODEI_SERVER_HOST", "0.0.0.0"),
+                ("HODEI_WORKER_RUN_AS", "nobody"),
             ]))
             .load()
             .unwrap();
         assert_eq!(config.server.auth, crate::AuthMode::Token);
+        // Off loopback, tokens need TLS.
+        let problems = ConfigLoader::new()
+            .env_vars(env(&[
+                ("HODEI_AUTH", "token"),
+                ("HODEI_CLUSTER_SECRET", &"s".repeat(16)),
+                ("HODEI_WORKER_RUN_AS", "nobody"),
+                ("HODEI_SERVER_HOST", "0.0.0.0"),
+            ]))
+            .load()
+            .unwrap_err()
+            .problems();
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.starts_with("server.tls: is required")),
+            "{problems:?}"
+        );
     }
 
     #[test]

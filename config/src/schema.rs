@@ -91,6 +91,8 @@ pub struct ServerConfig {
     pub rate_limit: RateLimitConfig,
     /// TLS on the REST, gRPC and peer ports (off without it).
     pub tls: Option<TlsConfig>,
+    /// How long a node keeps its audit log of state-changing requests (1 to 3650 days).
+    pub audit_retention_days: u64,
 }
 
 /// `server.tls`: this node's certificate and key, and the CA that signed every member's
@@ -147,6 +149,7 @@ impl Default for ServerConfig {
             admin_token: None,
             rate_limit: RateLimitConfig::default(),
             tls: None,
+            audit_retention_days: 30,
         }
     }
 }

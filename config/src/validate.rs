@@ -146,6 +146,19 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         ),
     );
     problems.rule(
+        !tokens || config.workers.run_as.is_some(),
+        "workers.run_as",
+        "is required with server.auth: token: the jobs of this node's process pools would otherwise run as the node's user, who can read its secrets (configuration, data directory); name an unprivileged user (the node runs as root)".to_string(),
+    );
+    problems.rule(
+        !tokens || server.tls.is_some() || is_loopback_host(&server.host),
+        "server.tls",
+        format!(
+            "is required with server.auth: token on a non-loopback address (server.host is `{}`): tokens, the cluster secret and jobs' secret variables would cross the network in clear",
+            server.host
+        ),
+    );
+    problems.rule(
         !(tokens && server.insecure),
         "server.insecure",
         "has no effect with server.auth: token; remove it".to_string(),
@@ -191,6 +204,16 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
             format!("`{user}` is not a user name"),
         );
     }
+    problems.at_least(
+        "server.audit_retention_days",
+        server.audit_retention_days,
+        1,
+    );
+    problems.at_most(
+        "server.audit_retention_days",
+        server.audit_retention_days,
+        3650,
+    );
     let rate = &server.rate_limit;
     problems.at_least(
         "server.rate_limit.requests_per_second",

@@ -51,6 +51,21 @@ fn main() -> ExitCode {
         Commands::Tenant(command) => runtime.block_on(tenant_cmd::run(command)),
         Commands::Tls(command) => hodei_node::cli::tls_cmd::run(command),
         Commands::Health { api } => runtime.block_on(tenant_cmd::health(api)),
+        Commands::Audit {
+            from,
+            to,
+            principal_filter,
+            limit,
+            local,
+            api,
+        } => runtime.block_on(hodei_node::cli::run_audit(
+            from,
+            to,
+            principal_filter,
+            limit,
+            local,
+            api,
+        )),
         Commands::Token(command) => runtime.block_on(hodei_node::cli::token_cmd::run(command)),
         Commands::JoinToken(command) => {
             runtime.block_on(hodei_node::cli::token_cmd::run_join(command))

@@ -66,6 +66,29 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
         .with_context(|| format!("cannot listen for {what} on {host}:{port}"))
 }
 
+/// The work root of the agents this node starts: created so that only its owner lists or
+/// changes it (0711: a job's user, `workers.run_as`, passes through to its own work
+/// directory), and refused when it exists but belongs to another user (in a shared
+/// temporary directory, another user could have placed it, or links in it).
+fn private_work_root(config: &Config) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = config.workers.work_root(config.cluster.node_id);
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("workers.work_root: cannot create {}", root.display()))?;
+    let metadata = std::fs::symlink_metadata(&root)
+        .with_context(|| format!("workers.work_root: cannot read {}", root.display()))?;
+    if metadata.file_type().is_symlink() || metadata.uid() != nix::unistd::Uid::effective().as_raw()
+    {
+        anyhow::bail!(
+            "workers.work_root: {} is a link or belongs to another user: remove it or choose another",
+            root.display()
+        );
+    }
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711))
+        .with_context(|| format!("workers.work_root: cannot make {} private", root.display()))?;
+    Ok(root)
+}
+
 /// The TLS material of `server.tls`, read from its files (none without TLS).
 fn load_tls(config: &Config) -> anyhow::Result<Option<hodei_cluster::PeerTls>> {
     let Some(tls) = &config.server.tls else {
@@ -84,6 +107,9 @@ fn load_tls(config: &Config) -> anyhow::Result<Option<hodei_cluster::PeerTls>> {
 /// Starts a node from its configuration. With `cluster.bootstrap: single`, a node that
 /// belongs to no cluster forms a one-node cluster.
 pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
+    // Other processes of this user (jobs among them) may not read this one's memory or
+    // environment (its secrets) through /proc or ptrace.
+    let _ = nix::sys::prctl::set_dumpable(false);
     // Before anything serves: a node that answers is one whose rules are in place.
     install_alert_rules(&config.observability.alerting)?;
     install_dashboards(&config.observability.grafana)?;
@@ -112,7 +138,13 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
     }
     let tls = load_tls(config)?;
-    let ((raft, state), metrics_history) = open_raft(config, advertise_addr, api_addr).await?;
+    let ((raft, state), (metrics_history, audit)) =
+        open_raft(config, advertise_addr, api_addr).await?;
+    let audit = Arc::new(crate::actors::audit::AuditLog::new(
+        audit,
+        config.cluster.node_id,
+        config.server.audit_retention_days,
+    ));
     bootstrap(config, &raft).await?;
 
     let leader_wait = Duration::from_millis(config.server.leader_wait_ms);
@@ -133,7 +165,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         }),
         processes: ProcessProvider::new(
             std::env::current_exe().context("cannot find the hodei binary for worker processes")?,
-            config.workers.work_root(config.cluster.node_id),
+            private_work_root(config)?,
             config.workers.agent_arguments(),
             config.cluster.secret.clone(),
             config.server.tls.as_ref().map(|tls| tls.client_ca.clone()),
@@ -145,6 +177,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
             .secret
             .as_deref()
             .map(|secret| Arc::new(crate::gateway::secrets::Sealer::new(secret))),
+        audit: Some(audit.clone()),
         members: Arc::new(crate::actors::MemberAccess {
             credential: config
                 .cluster
@@ -192,6 +225,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         .await?
         .expect("root answers");
     gateway.set_call_timeout(leader_wait + Duration::from_secs(10));
+    gateway.set_audit(audit);
     let control = root
         .call(RootMsg::Control, None)
         .await?
@@ -249,7 +283,10 @@ async fn open_raft(
     api_addr: String,
 ) -> anyhow::Result<(
     (RaftNode, crate::state::SharedState),
-    Arc<dyn hodei_cluster::Keyspace>,
+    (
+        Arc<dyn hodei_cluster::Keyspace>,
+        Arc<dyn hodei_cluster::Keyspace>,
+    ),
 )> {
     std::fs::create_dir_all(&config.cluster.data_dir).with_context(|| {
         format!(
@@ -325,7 +362,10 @@ async fn open_raft(
     // The node's own samples of the state (historical metrics): local, not replicated.
     let history = hodei_cluster::Storage::keyspace(&storage, "metrics_history")
         .context("cannot open the historical metrics")?;
-    Ok((started, history))
+    // Its audit log: local too (each node records the requests it served).
+    let audit =
+        hodei_cluster::Storage::keyspace(&storage, "audit").context("cannot open the audit log")?;
+    Ok((started, (history, audit)))
 }
 
 /// Serves Prometheus' scrape path on its own port, when enabled.

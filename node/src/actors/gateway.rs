@@ -60,6 +60,8 @@ pub struct GatewayHandle {
     /// Per-principal request rates (`server.rate_limit`), checked before an operation
     /// reaches the actor.
     limiter: Arc<crate::actors::rate_limit::RequestLimiter>,
+    /// Where state-changing requests are recorded (once the node opened it).
+    audit: Arc<RwLock<Option<Arc<crate::actors::audit::AuditLog>>>>,
 }
 
 impl GatewayHandle {
@@ -71,6 +73,43 @@ impl GatewayHandle {
             current: Arc::new(RwLock::new(gateway)),
             call_timeout: Arc::new(RwLock::new(Duration::from_secs(30))),
             limiter: Arc::new(crate::actors::rate_limit::RequestLimiter::new(rate_limit)),
+            audit: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// Records state-changing requests in `audit` from now on.
+    pub fn set_audit(&self, audit: Arc<crate::actors::audit::AuditLog>) {
+        *self.audit.write().unwrap_or_else(PoisonError::into_inner) = Some(audit);
+    }
+
+    /// Writes one request of operation `O` to the audit log, if `O` changes the state.
+    pub fn audit<O: crate::gateway::Operation>(
+        &self,
+        context: &RequestContext,
+        outcome: Result<(), &GatewayError>,
+    ) {
+        if !O::CHANGES_STATE {
+            return;
+        }
+        let audit = self
+            .audit
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(audit) = audit {
+            audit.record(crate::actors::audit::AuditRecord {
+                at_ms: crate::clock::now_ms(),
+                node_id: audit.node_id(),
+                principal: context.principal.to_string(),
+                action: O::NAME.to_string(),
+                resource: context.resource.clone(),
+                result: match outcome {
+                    Ok(()) => "ok".to_string(),
+                    Err(error) => error.code.slug().to_string(),
+                },
+                trace_id: context.trace_id.as_str().to_string(),
+                request_id: context.request_id.clone(),
+            });
         }
     }
 
@@ -116,6 +155,17 @@ impl GatewayHandle {
 
     /// Runs one operation of the contract and waits for its answer.
     pub async fn call<O: Handler>(
+        &self,
+        context: RequestContext,
+        operation: O,
+    ) -> Result<O::Reply, GatewayError> {
+        let audited = context.clone();
+        let result = self.run(context, operation).await;
+        self.audit::<O>(&audited, result.as_ref().map(|_| ()));
+        result
+    }
+
+    async fn run<O: Handler>(
         &self,
         context: RequestContext,
         operation: O,

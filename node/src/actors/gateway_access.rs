@@ -50,6 +50,13 @@ impl Handler for IssueTenantToken {
             .map(|raw| Scope::parse(raw))
             .collect::<Result<Scopes, DomainError>>()?;
         check_scopes(&scopes)?;
+        // A tenant's token issues no token that can do more than itself.
+        if let Some(beyond) = scopes.iter().find(|scope| !context.scopes.contains(scope)) {
+            return Err(hodei_domain::DomainError::Forbidden(format!(
+                "this token does not hold the `{beyond}` scope, so it cannot give it"
+            ))
+            .into());
+        }
         let drawn = credentials::draw(TokenKind::Tenant)?;
         let token = AccessToken {
             id: drawn.id.clone(),

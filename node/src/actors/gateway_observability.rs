@@ -355,3 +355,78 @@ impl Handler for GetHistoricalMetrics {
         })
     }
 }
+
+impl Handler for crate::gateway::observability_model::ListAudit {
+    async fn handle(
+        self,
+        node: NodeContext,
+        _context: RequestContext,
+    ) -> Result<crate::gateway::observability_model::AuditView, GatewayError> {
+        let limit = crate::gateway::model::page_size(self.limit)?;
+        let to_ms = self.to_ms.unwrap_or(u64::MAX);
+        let from_ms = self.from_ms.unwrap_or(0);
+        if from_ms > to_ms {
+            return Err(GatewayError::invalid(
+                "from",
+                format!("must not be after to ({to_ms}), got {from_ms}"),
+            ));
+        }
+        let principal = self.principal.filter(|principal| !principal.is_empty());
+        if let Some(principal) = &principal {
+            crate::gateway::Principal::parse(principal).map_err(|_| {
+                GatewayError::invalid("principal", "must be `admin` or `tenant:<tenant id>`")
+            })?;
+        }
+        let mut items = node
+            .audit
+            .as_ref()
+            .map(|audit| audit.query(from_ms, to_ms, principal.as_deref(), limit + 1))
+            .unwrap_or_default();
+        let mut unreachable = Vec::new();
+        if !self.local_only {
+            let own_id = node.raft.status().node_id;
+            let asked = node
+                .raft
+                .status()
+                .members
+                .into_iter()
+                .filter(|member| member.node_id != own_id)
+                .map(|member| {
+                    let members = node.members.clone();
+                    let principal = principal.clone();
+                    async move {
+                        let Some(api_addr) = member.api_addr else {
+                            return Err(format!(
+                                "node {}: its public address is not known here yet",
+                                member.node_id
+                            ));
+                        };
+                        sources::member_audit(
+                            &members,
+                            &api_addr,
+                            from_ms,
+                            to_ms,
+                            principal,
+                            limit + 1,
+                        )
+                        .await
+                        .map_err(|error| format!("node {}: {error}", member.node_id))
+                    }
+                });
+            for answer in futures::future::join_all(asked).await {
+                match answer {
+                    Ok(records) => items.extend(records),
+                    Err(why) => unreachable.push(why),
+                }
+            }
+        }
+        items.sort_by_key(|record| (record.at_ms, record.node_id));
+        let truncated = items.len() > limit;
+        items.truncate(limit);
+        Ok(crate::gateway::observability_model::AuditView {
+            items,
+            truncated,
+            unreachable,
+        })
+    }
+}

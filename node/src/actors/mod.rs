@@ -9,6 +9,7 @@
 //!     └── PoolActor           one per pool: health, scaling through its provider, drains
 //! ```
 
+pub mod audit;
 pub mod authenticator;
 pub mod autoscaler;
 pub mod control;
@@ -147,6 +148,8 @@ pub struct NodeContext {
     pub secrets: Option<Arc<crate::gateway::secrets::Sealer>>,
     /// How this node calls another member's public API.
     pub members: Arc<MemberAccess>,
+    /// The requests this node served that changed the state.
+    pub audit: Option<Arc<crate::actors::audit::AuditLog>>,
 }
 
 /// How a member calls another's public API: the credential it presents (from

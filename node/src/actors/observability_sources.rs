@@ -340,3 +340,65 @@ pub fn endpoint_view(endpoint: hodei_proto::v1::MetricsEndpoint) -> MetricsEndpo
         last_scrape_bytes: endpoint.last_scrape_bytes,
     }
 }
+
+/// Another member's audit records, asked over its public gRPC address.
+pub async fn member_audit(
+    members: &crate::actors::MemberAccess,
+    api_addr: &str,
+    from_ms: u64,
+    to_ms: u64,
+    principal: Option<String>,
+    limit: usize,
+) -> Result<Vec<crate::actors::audit::AuditRecord>, String> {
+    use hodei_proto::v1 as pb;
+    let channel = members
+        .endpoint(api_addr)
+        .map_err(|error| error.to_string())?
+        .connect_timeout(ANSWER_WITHIN)
+        .timeout(ANSWER_WITHIN)
+        .connect()
+        .await
+        .map_err(|error| format!("cannot reach {api_addr}: {error}"))?;
+    let mut client = pb::observability_service_client::ObservabilityServiceClient::new(channel);
+    let mut request = tonic::Request::new(pb::ListAuditRequest {
+        from_ms: Some(from_ms),
+        to_ms: Some(to_ms),
+        principal: principal.unwrap_or_default(),
+        limit: Some(limit.min(1_000) as u32),
+        local_only: true,
+    });
+    request.metadata_mut().insert(
+        crate::gateway::principal::PRINCIPAL_HEADER,
+        tonic::metadata::MetadataValue::from_static("admin"),
+    );
+    if let Some(credential) = &members.credential
+        && let Ok(value) = format!("Bearer {credential}").parse()
+    {
+        request.metadata_mut().insert("authorization", value);
+    }
+    let answer = client
+        .list_audit(request)
+        .await
+        .map_err(|status| {
+            format!(
+                "{api_addr} answered {:?}: {}",
+                status.code(),
+                status.message()
+            )
+        })?
+        .into_inner();
+    Ok(answer
+        .items
+        .into_iter()
+        .map(|record| crate::actors::audit::AuditRecord {
+            at_ms: record.at_ms,
+            node_id: record.node_id,
+            principal: record.principal,
+            action: record.action,
+            resource: record.resource,
+            result: record.result,
+            trace_id: record.trace_id,
+            request_id: record.request_id,
+        })
+        .collect())
+}

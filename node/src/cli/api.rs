@@ -29,11 +29,18 @@ pub struct Api {
 }
 
 impl Api {
+    /// The URL of `path`: https when a CA is given (a token never goes out in clear to
+    /// a node that speaks TLS).
     fn url(&self, path: &str) -> String {
-        let base = if self.api.contains("://") {
-            self.api.trim_end_matches('/').to_string()
+        let api = self.api.trim_end_matches('/');
+        let scheme = if self.ca_cert.is_some() {
+            "https"
         } else {
-            format!("http://{}", self.api.trim_end_matches('/'))
+            "http"
+        };
+        let base = match api.split_once("://") {
+            Some((_, rest)) => format!("{scheme}://{rest}"),
+            None => format!("{scheme}://{api}"),
         };
         format!("{base}{path}")
     }
@@ -108,14 +115,20 @@ impl Api {
         let Some(path) = &self.ca_cert else {
             return reqwest::Client::new();
         };
-        // A CA that cannot be read or parsed leaves the client without it: the call then
-        // fails naming the certificate it could not check.
-        let mut builder = reqwest::Client::builder();
-        match std::fs::read(path).map(|pem| reqwest::Certificate::from_pem(&pem)) {
-            Ok(Ok(ca)) => builder = builder.tls_certs_only([ca]),
-            Ok(Err(error)) => eprintln!("--ca-cert {}: {error}", path.display()),
-            Err(error) => eprintln!("--ca-cert {}: {error}", path.display()),
-        }
+        // A CA that cannot be read or parsed leaves the client trusting nothing: the call
+        // then fails rather than trusting the system's roots.
+        let ca = std::fs::read(path)
+            .map_err(|error| error.to_string())
+            .and_then(|pem| {
+                reqwest::Certificate::from_pem(&pem).map_err(|error| error.to_string())
+            });
+        let builder = match ca {
+            Ok(ca) => reqwest::Client::builder().tls_certs_only([ca]),
+            Err(error) => {
+                eprintln!("--ca-cert {}: {error}", path.display());
+                reqwest::Client::builder().tls_certs_only([])
+            }
+        };
         builder.build().unwrap_or_default()
     }
 

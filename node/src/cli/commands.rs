@@ -5,6 +5,7 @@
 /// (HTTP method, path template, the `hodei` command that calls it).
 pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/health", "health"),
+    ("get", "/api/v1/audit", "audit"),
     ("post", "/api/v1/tenants/{id}/tokens", "token create"),
     ("get", "/api/v1/tenants/{id}/tokens", "token list"),
     (

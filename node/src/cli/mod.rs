@@ -50,6 +50,27 @@ pub enum Commands {
     /// Cluster membership: init, join, leave, status, digests, transfer-leader (gRPC).
     #[command(subcommand)]
     Cluster(cluster_cmd::ClusterCommand),
+    /// The audit log (admin): state-changing requests, with principal, action,
+    /// resource, result and trace id, oldest first.
+    Audit {
+        /// From this time (ms since the epoch).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Until this time (ms since the epoch).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Only this principal's (`admin` or `tenant:<id>`).
+        #[arg(long = "of")]
+        principal_filter: Option<String>,
+        /// At most this many records (1-1000).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Only the asked node's records.
+        #[arg(long)]
+        local: bool,
+        #[command(flatten)]
+        api: api::Api,
+    },
     /// Is the node up, ready, and who leads?
     Health {
         #[command(flatten)]
@@ -342,4 +363,45 @@ pub async fn run_observability(command: ObservabilityCommand) -> anyhow::Result<
             Ok(())
         }
     }
+}
+
+/// `hodei audit`.
+pub async fn run_audit(
+    from: Option<u64>,
+    to: Option<u64>,
+    principal: Option<String>,
+    limit: Option<u32>,
+    local: bool,
+    api: api::Api,
+) -> anyhow::Result<()> {
+    let answer = api
+        .get(
+            "/api/v1/audit",
+            &[
+                ("from", from.map(|value| value.to_string())),
+                ("to", to.map(|value| value.to_string())),
+                ("principal", principal),
+                ("limit", limit.map(|value| value.to_string())),
+                ("local", local.then(|| "true".to_string())),
+            ],
+        )
+        .await?;
+    use crate::cli::output::{Show, col};
+    api.output.list(
+        &answer,
+        "/items",
+        &[
+            col("AT", "/at_ms", Show::Time),
+            col("NODE", "/node_id", Show::Text),
+            col("PRINCIPAL", "/principal", Show::Text),
+            col("ACTION", "/action", Show::Text),
+            col("RESOURCE", "/resource", Show::Text),
+            col("RESULT", "/result", Show::Text),
+            col("TRACE", "/trace_id", Show::Text),
+        ],
+    )?;
+    for why in answer["unreachable"].as_array().into_iter().flatten() {
+        eprintln!("missing: {}", why.as_str().unwrap_or_default());
+    }
+    Ok(())
 }

@@ -142,6 +142,8 @@ fn default_id() -> String {
 
 pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     crate::cli::node_cmd::init_logging(hodei_config::LogFormat::Text);
+    // Jobs may not read the agent's memory or environment (its join credential).
+    let _ = nix::sys::prctl::set_dumpable(false);
     if args.servers.is_empty() {
         anyhow::bail!("--servers: give at least one node address");
     }

@@ -47,6 +47,7 @@ impl Operation for CreateCostReport {
     type Reply = CostReportDefinitionView;
     const NAME: &'static str = "create_cost_report";
     const ACCESS: Access = Access::Tenant(Scope::AdminOfTenant);
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -69,6 +70,7 @@ impl Operation for DeleteCostReport {
     type Reply = ();
     const NAME: &'static str = "delete_cost_report";
     const ACCESS: Access = Access::Tenant(Scope::AdminOfTenant);
+    const CHANGES_STATE: bool = true;
 }
 
 /// Each pool's cost, used and idle parts, and who used it, over a window.
@@ -95,5 +97,5 @@ pub struct GetCostRecommendations {
 impl Operation for GetCostRecommendations {
     type Reply = RecommendationsView;
     const NAME: &'static str = "cost_recommendations";
-    const ACCESS: Access = Access::Tenant(Scope::Read);
+    const ACCESS: Access = Access::Admin;
 }

@@ -33,6 +33,8 @@ pub trait Operation: Send + 'static {
     const NAME: &'static str;
     /// Who may run it ([`policy::authorize`]).
     const ACCESS: policy::Access;
+    /// Whether it changes the state (and so is written to the audit log).
+    const CHANGES_STATE: bool = false;
 }
 
 /// The header (REST) and metadata key (gRPC) of a client's request id.
@@ -50,6 +52,9 @@ pub struct RequestContext {
     /// What the caller's token allows on its tenant's resources (every scope for an
     /// admin, and without authentication).
     pub scopes: hodei_domain::access::Scopes,
+    /// What the request named, for the audit log: its REST method and path, or its gRPC
+    /// method.
+    pub resource: String,
 }
 
 impl RequestContext {
@@ -59,7 +64,14 @@ impl RequestContext {
             trace_id,
             request_id: uuid::Uuid::now_v7().simple().to_string(),
             scopes: hodei_domain::access::Scope::ALL.into_iter().collect(),
+            resource: String::new(),
         }
+    }
+
+    /// Naming what the request named (the audit log's `resource`).
+    pub fn with_resource(mut self, resource: String) -> Self {
+        self.resource = resource;
+        self
     }
 
     /// Limited to what a token allows.

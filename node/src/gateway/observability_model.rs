@@ -264,3 +264,47 @@ impl Operation for GetHistoricalMetrics {
     const NAME: &'static str = "historical_metrics";
     const ACCESS: Access = Access::Admin;
 }
+
+/// The audit log: state-changing requests, of every member unless `local_only`.
+#[derive(Debug)]
+pub struct ListAudit {
+    pub from_ms: Option<u64>,
+    pub to_ms: Option<u64>,
+    pub principal: Option<String>,
+    pub limit: Option<u32>,
+    pub local_only: bool,
+}
+
+impl Operation for ListAudit {
+    type Reply = AuditView;
+    const NAME: &'static str = "list_audit";
+    const ACCESS: Access = Access::Admin;
+}
+
+/// Audit records, oldest first, and the members that could not be asked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AuditView {
+    pub items: Vec<AuditRecord>,
+    /// Whether more records matched than `limit` (ask again from the last one's time).
+    pub truncated: bool,
+    /// Members whose records are missing, and why.
+    pub unreachable: Vec<String>,
+}
+
+/// One state-changing request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AuditRecord {
+    pub at_ms: u64,
+    /// The node that served it.
+    pub node_id: u64,
+    /// `admin` or `tenant:<id>`.
+    pub principal: String,
+    /// The operation (`create_tenant`, `submit_job`, ...).
+    pub action: String,
+    /// What it named: the REST method and path, or the gRPC method.
+    pub resource: String,
+    /// `ok`, or the refusal's type (`forbidden`, `invalid-field`, ...).
+    pub result: String,
+    pub trace_id: String,
+    pub request_id: String,
+}

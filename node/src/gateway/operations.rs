@@ -36,6 +36,7 @@ impl Operation for CreateTenant {
     type Reply = Tenant;
     const NAME: &'static str = "create_tenant";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -72,6 +73,7 @@ impl Operation for UpdateTenant {
     type Reply = Tenant;
     const NAME: &'static str = "update_tenant";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -85,6 +87,7 @@ impl Operation for DeleteTenant {
     type Reply = TenantId;
     const NAME: &'static str = "delete_tenant";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 // The cluster.
@@ -115,6 +118,7 @@ impl Operation for ChangeCluster {
     type Reply = ClusterStatusView;
     const NAME: &'static str = "cluster_admin";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 // Jobs, queues, workers and pools.
@@ -128,6 +132,7 @@ impl Operation for SubmitJob {
     type Reply = SubmittedJobView;
     const NAME: &'static str = "submit_job";
     const ACCESS: Access = Access::Tenant(Scope::Submit);
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -139,6 +144,7 @@ impl Operation for SubmitJobs {
     type Reply = BatchView;
     const NAME: &'static str = "submit_jobs";
     const ACCESS: Access = Access::Tenant(Scope::Submit);
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -175,6 +181,7 @@ impl Operation for CancelJob {
     type Reply = JobView;
     const NAME: &'static str = "cancel_job";
     const ACCESS: Access = Access::Tenant(Scope::Submit);
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -212,6 +219,7 @@ impl Operation for CreateQueue {
     type Reply = QueueView;
     const NAME: &'static str = "create_queue";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -247,6 +255,7 @@ impl Operation for UpdateQueue {
     type Reply = QueueView;
     const NAME: &'static str = "update_queue";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -258,6 +267,7 @@ impl Operation for DeleteQueue {
     type Reply = String;
     const NAME: &'static str = "delete_queue";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -293,6 +303,7 @@ impl Operation for GetPoolLifecycle {
     type Reply = PoolLifecycleView;
     const NAME: &'static str = "pool_lifecycle";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -305,6 +316,7 @@ impl Operation for ChangePoolLifecycle {
     type Reply = PoolLifecycleView;
     const NAME: &'static str = "pool_action";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -316,6 +328,7 @@ impl Operation for CreatePool {
     type Reply = PoolView;
     const NAME: &'static str = "create_pool";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -340,6 +353,7 @@ impl Operation for UpdatePool {
     type Reply = PoolView;
     const NAME: &'static str = "update_pool";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -351,6 +365,7 @@ impl Operation for DeletePool {
     type Reply = String;
     const NAME: &'static str = "delete_pool";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -363,6 +378,7 @@ impl Operation for SetStaticSettings {
     type Reply = StaticSettingsView;
     const NAME: &'static str = "set_static_pool";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -375,6 +391,7 @@ impl Operation for SetDynamicSettings {
     type Reply = DynamicSettingsView;
     const NAME: &'static str = "set_dynamic_pool";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -512,6 +529,7 @@ impl Operation for SetQuota {
     type Reply = QuotaView;
     const NAME: &'static str = "set_quota";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -559,6 +577,7 @@ impl Operation for RequestBurst {
     type Reply = BurstView;
     const NAME: &'static str = "request_burst";
     const ACCESS: Access = Access::Tenant(Scope::AdminOfTenant);
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -582,6 +601,7 @@ impl Operation for EndBurst {
     type Reply = BurstView;
     const NAME: &'static str = "end_burst";
     const ACCESS: Access = Access::Tenant(Scope::AdminOfTenant);
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -594,6 +614,7 @@ impl Operation for ApproveBurst {
     type Reply = BurstView;
     const NAME: &'static str = "approve_burst";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 // Tokens (issue 21).
@@ -608,6 +629,7 @@ impl Operation for IssueTenantToken {
     type Reply = crate::gateway::access_model::IssuedTokenView;
     const NAME: &'static str = "issue_tenant_token";
     const ACCESS: Access = Access::Tenant(Scope::AdminOfTenant);
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -632,6 +654,7 @@ impl Operation for RevokeTenantToken {
     type Reply = String;
     const NAME: &'static str = "revoke_tenant_token";
     const ACCESS: Access = Access::Tenant(Scope::AdminOfTenant);
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -644,6 +667,7 @@ impl Operation for IssueJoinToken {
     type Reply = crate::gateway::access_model::IssuedTokenView;
     const NAME: &'static str = "issue_join_token";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -668,4 +692,5 @@ impl Operation for RevokeJoinToken {
     type Reply = String;
     const NAME: &'static str = "revoke_join_token";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }

@@ -34,6 +34,7 @@ impl Operation for SetScalingSwitch {
     type Reply = ScalingView;
     const NAME: &'static str = "set_pool_scaling";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -76,6 +77,7 @@ impl Operation for PutScalingPolicy {
     type Reply = PolicyView;
     const NAME: &'static str = "put_scaling_policy";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -88,6 +90,7 @@ impl Operation for DeleteScalingPolicy {
     type Reply = ();
     const NAME: &'static str = "delete_scaling_policy";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -128,6 +131,7 @@ impl Operation for PutScalingTrigger {
     type Reply = TriggerView;
     const NAME: &'static str = "put_scaling_trigger";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -140,6 +144,7 @@ impl Operation for DeleteScalingTrigger {
     type Reply = ();
     const NAME: &'static str = "delete_scaling_trigger";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 /// Fire a trigger now: an evaluation with its proposal, recorded.
@@ -154,6 +159,7 @@ impl Operation for FireScalingTrigger {
     type Reply = EvaluationView;
     const NAME: &'static str = "fire_scaling_trigger";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 #[derive(Debug)]
@@ -178,6 +184,7 @@ impl Operation for SetScalingCooldown {
     type Reply = CooldownView;
     const NAME: &'static str = "set_scaling_cooldown";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 /// A page of a pool's scaling history, newest first.
@@ -208,6 +215,7 @@ impl Operation for EvaluateScaling {
     type Reply = EvaluationView;
     const NAME: &'static str = "evaluate_scaling";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }
 
 /// A pool's prices, tier percentages and price history.
@@ -234,4 +242,5 @@ impl Operation for SetPoolPricing {
     type Reply = crate::gateway::pricing_model::PricingView;
     const NAME: &'static str = "set_pool_pricing";
     const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
 }

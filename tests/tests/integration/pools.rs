@@ -186,7 +186,8 @@ async fn run_to_end(node: &NodeProcess, queue: &str, command: Value) -> (String,
             )
             .await;
         let (_, job) = api.get(&format!("/api/v1/jobs/{id}")).await;
-        let ended = ["succeeded", "failed"].contains(&job["state"].as_str().unwrap_or(""));
+        // The logs' own state: their tail is complete once it is final.
+        let ended = ["succeeded", "failed"].contains(&logs["state"].as_str().unwrap_or(""));
         Ok(ended.then(|| {
             (
                 job["state"].as_str().unwrap().to_string(),

@@ -34,6 +34,7 @@ async fn schemathesis_finds_nothing_wrong_with_the_api_or_its_document() {
     spec.server_extra.push("auth: token".to_string());
     spec.server_extra
         .push(format!("admin_token: {ADMIN_TOKEN}"));
+    spec.extra_yaml = "workers:\n  run_as: nobody\n".to_string();
     let mut node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
     node.wait_ready(Duration::from_secs(60)).await.unwrap();
     let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemathesis/schemathesis.toml");

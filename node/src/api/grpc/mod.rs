@@ -117,7 +117,13 @@ pub fn request_context<T>(
         })
         .transpose()
         .map_err(|error| with_trace_status(&error, &trace_id))?;
+    let resource = request
+        .extensions()
+        .get::<tonic::GrpcMethod>()
+        .map(|method| format!("{}/{}", method.service(), method.method()))
+        .unwrap_or_default();
     context
+        .with_resource(resource)
         .with_request_id(request_id)
         .map_err(|error| with_trace_status(&error, &trace_id))
 }

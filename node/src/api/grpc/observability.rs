@@ -259,4 +259,39 @@ impl ObservabilityService for ObservabilityGrpc {
         };
         self.grpc.call(request, operation, historical_message).await
     }
+
+    async fn list_audit(
+        &self,
+        request: tonic::Request<pb::ListAuditRequest>,
+    ) -> GrpcResult<pb::AuditRecords> {
+        let operation = |message: pb::ListAuditRequest| {
+            Ok(crate::gateway::observability_model::ListAudit {
+                from_ms: message.from_ms,
+                to_ms: message.to_ms,
+                principal: non_empty(message.principal),
+                limit: message.limit,
+                local_only: message.local_only,
+            })
+        };
+        self.grpc
+            .call(request, operation, |view| pb::AuditRecords {
+                items: view
+                    .items
+                    .into_iter()
+                    .map(|record| pb::AuditRecord {
+                        at_ms: record.at_ms,
+                        node_id: record.node_id,
+                        principal: record.principal,
+                        action: record.action,
+                        resource: record.resource,
+                        result: record.result,
+                        trace_id: record.trace_id,
+                        request_id: record.request_id,
+                    })
+                    .collect(),
+                truncated: view.truncated,
+                unreachable: view.unreachable,
+            })
+            .await
+    }
 }

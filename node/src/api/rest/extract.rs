@@ -92,11 +92,21 @@ impl<O: crate::gateway::Operation> FromRequestParts<RestState> for Authorized<O>
 
     async fn from_request_parts(
         parts: &mut Parts,
-        _state: &RestState,
+        state: &RestState,
     ) -> Result<Self, Self::Rejection> {
         let context = parts.extensions.get::<RequestContext>().ok_or_else(|| {
             GatewayError::new(ErrorCode::Unauthenticated, "this route serves no principal")
         })?;
+        let refused = Self::check(parts, context);
+        if let Err(error) = &refused {
+            state.gateway.audit::<O>(context, Err(error));
+        }
+        refused
+    }
+}
+
+impl<O: crate::gateway::Operation> Authorized<O> {
+    fn check(parts: &Parts, context: &RequestContext) -> Result<Self, GatewayError> {
         crate::gateway::policy::authorize(
             context,
             crate::gateway::policy::Request::Operation {
@@ -175,9 +185,12 @@ fn normalize(value: &mut serde_json::Value) -> bool {
         Value::Number(number) if number.is_f64() => {
             let float = number.as_f64().unwrap_or(f64::NAN);
             let whole = float.fract() == 0.0;
-            let integer = if whole && (0.0..1.8e19).contains(&float) {
+            // Only where a float holds every integer exactly (2^53): a larger one may
+            // not be the integer its writer meant, and stays a float (refused).
+            let exact = 9_007_199_254_740_992.0;
+            let integer = if whole && (0.0..=exact).contains(&float) {
                 Some(Value::from(float as u64))
-            } else if whole && (-9.2e18..0.0).contains(&float) {
+            } else if whole && (-exact..0.0).contains(&float) {
                 Some(Value::from(float as i64))
             } else {
                 None

@@ -203,7 +203,9 @@ async fn authenticate(
         .get::<TraceId>()
         .cloned()
         .unwrap_or_else(TraceId::generate);
-    let context = authenticate_headers(&authenticator, request.headers(), trace_id);
+    let resource = format!("{} {}", request.method(), request.uri().path());
+    let context = authenticate_headers(&authenticator, request.headers(), trace_id)
+        .map(|context| context.with_resource(resource));
     match context {
         Ok(context) => {
             request.extensions_mut().insert(context);

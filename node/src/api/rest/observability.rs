@@ -25,6 +25,7 @@ pub fn routes() -> OpenApiRouter<RestState> {
         .routes(routes!(alerts))
         .routes(routes!(health))
         .routes(routes!(historical))
+        .routes(routes!(audit))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -152,6 +153,46 @@ async fn health(
     let params = crate::api::rest::query(params)?;
     let trace_id = context.trace_id.clone();
     let request = GetObservabilityHealth {
+        local_only: params.local.unwrap_or(false),
+    };
+    let reply = ask(&state, context, request).await?;
+    Ok(json_reply(StatusCode::OK, &trace_id, &reply))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    /// From this time (ms since the epoch; default: the oldest kept).
+    from: Option<u64>,
+    /// Until this time, excluded (default: now).
+    to: Option<u64>,
+    /// Only this principal's requests (`admin` or `tenant:<id>`).
+    principal: Option<String>,
+    /// At most this many records, 1-1000 (default 100), oldest first.
+    limit: Option<u32>,
+    /// Only this node's records, without asking the other members.
+    local: Option<bool>,
+}
+
+/// The audit log (admin): every state-changing request each member served, with its
+/// principal, action, resource, result and trace id, oldest first; kept
+/// `server.audit_retention_days` on each node.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "observability", params(AuditParams),
+    responses((status = 200, body = crate::gateway::observability_model::AuditView), (status = 403, body = ProblemView), (status = 422, body = ProblemView)))]
+async fn audit(
+    State(state): State<RestState>,
+    Context(context): Context,
+    _: Authorized<crate::gateway::observability_model::ListAudit>,
+    params: crate::api::rest::QueryResult<AuditParams>,
+) -> Result<Response, GatewayError> {
+    let params = crate::api::rest::query(params)?;
+    let trace_id = context.trace_id.clone();
+    let request = crate::gateway::observability_model::ListAudit {
+        from_ms: params.from,
+        to_ms: params.to,
+        principal: params.principal,
+        limit: params.limit,
         local_only: params.local.unwrap_or(false),
     };
     let reply = ask(&state, context, request).await?;
