@@ -138,8 +138,10 @@ impl Authenticator {
         match (kind, record.tenant) {
             (TokenKind::Admin, None) => Ok(RequestContext::new(Principal::Admin, trace_id)),
             (TokenKind::Tenant, Some(tenant)) => {
-                Ok(RequestContext::new(Principal::Tenant(tenant), trace_id)
-                    .with_scopes(record.scopes))
+                let mut context = RequestContext::new(Principal::Tenant(tenant), trace_id)
+                    .with_scopes(record.scopes);
+                context.token_expires_at_ms = record.expires_at_ms;
+                Ok(context)
             }
             _ => Err(unauthenticated("the token is unknown or was revoked")),
         }

@@ -8,8 +8,8 @@ use crate::actors::{NodeContext, now_ms};
 use crate::gateway::access_model::{IssuedTokenView, TokenListView, TokenView};
 use crate::gateway::credentials::{self, TokenKind};
 use crate::gateway::operations::{
-    IssueJoinToken, IssueTenantToken, ListJoinTokens, ListTenantTokens, RevokeJoinToken,
-    RevokeTenantToken,
+    IssueJoinToken, IssueTenantToken, ListJoinTokens, ListTenantTokens, RevokeAnyToken,
+    RevokeJoinToken, RevokeTenantToken,
 };
 use crate::gateway::{ErrorCode, GatewayError, Principal, RequestContext};
 use crate::state::{CommandOutcome, CommandV1, command};
@@ -56,6 +56,17 @@ impl Handler for IssueTenantToken {
                 "this token does not hold the `{beyond}` scope, so it cannot give it"
             ))
             .into());
+        }
+        // Nor one that outlives it.
+        if let Some(limit) = context.token_expires_at_ms
+            && expires_at_ms.is_none_or(|expires| expires > limit)
+        {
+            return Err(GatewayError::invalid(
+                "expires_in_s",
+                format!(
+                    "this token expires at {limit} ms: a token it issues must expire by then (give expires_in_s)"
+                ),
+            ));
         }
         let drawn = credentials::draw(TokenKind::Tenant)?;
         let token = AccessToken {
@@ -119,6 +130,26 @@ impl Handler for RevokeTenantToken {
         let command = CommandV1::RevokeToken(command::RevokeToken {
             id: self.id,
             tenant: Some(tenant),
+        });
+        match propose_for(&node, &context, command).await? {
+            CommandOutcome::TokenRevoked { id } => {
+                info!(token = %id, principal = %context.principal, "token revoked");
+                Ok(id)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Handler for RevokeAnyToken {
+    async fn handle(
+        self,
+        node: NodeContext,
+        context: RequestContext,
+    ) -> Result<String, GatewayError> {
+        let command = CommandV1::RevokeToken(command::RevokeToken {
+            id: self.id,
+            tenant: None,
         });
         match propose_for(&node, &context, command).await? {
             CommandOutcome::TokenRevoked { id } => {

@@ -13,6 +13,7 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
         "/api/v1/tenants/{id}/tokens/{token_id}",
         "token revoke",
     ),
+    ("delete", "/api/v1/tokens/{token_id}", "token delete"),
     (
         "post",
         "/api/v1/pools/{id}/join-tokens",

@@ -32,6 +32,14 @@ pub enum TokenCommand {
         #[command(flatten)]
         api: Api,
     },
+    /// Revoke any token by id (admin), the first start's admin token too (its id is the
+    /// part after `hodei_a_`).
+    Delete {
+        /// The token's id.
+        id: String,
+        #[command(flatten)]
+        api: Api,
+    },
     /// Revoke a tenant's token.
     Revoke {
         /// The tenant.
@@ -119,6 +127,12 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
                 .get(&format!("/api/v1/tenants/{}/tokens", segment(&tenant)), &[])
                 .await?;
             api.output.list(&list, "/items", TOKEN)
+        }
+        TokenCommand::Delete { id, api } => {
+            let revoked = api
+                .delete(&format!("/api/v1/tokens/{}", segment(&id)), &[])
+                .await?;
+            api.output.object(&revoked, REVOKED)
         }
         TokenCommand::Revoke { tenant, id, api } => {
             let revoked = api

@@ -55,6 +55,8 @@ pub struct RequestContext {
     /// What the request named, for the audit log: its REST method and path, or its gRPC
     /// method.
     pub resource: String,
+    /// When the caller's token expires (a token it issues may not outlive it).
+    pub token_expires_at_ms: Option<u64>,
 }
 
 impl RequestContext {
@@ -65,6 +67,7 @@ impl RequestContext {
             request_id: uuid::Uuid::now_v7().simple().to_string(),
             scopes: hodei_domain::access::Scope::ALL.into_iter().collect(),
             resource: String::new(),
+            token_expires_at_ms: None,
         }
     }
 

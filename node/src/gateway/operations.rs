@@ -694,3 +694,16 @@ impl Operation for RevokeJoinToken {
     const ACCESS: Access = Access::Admin;
     const CHANGES_STATE: bool = true;
 }
+
+/// Revokes any token by id, the first start's admin token too (admin).
+#[derive(Debug)]
+pub struct RevokeAnyToken {
+    pub id: String,
+}
+
+impl Operation for RevokeAnyToken {
+    type Reply = String;
+    const NAME: &'static str = "revoke_token";
+    const ACCESS: Access = Access::Admin;
+    const CHANGES_STATE: bool = true;
+}

@@ -334,6 +334,34 @@ async fn every_route_and_method_answers_as_the_policy_says() {
     assert_eq!(status, 200);
     let (status, _) = reader_api.get(&format!("/api/v1/jobs/{alpha_job}")).await;
     assert_eq!(status, 401);
+    // A token issues no token with a scope it lacks, nor one that outlives it.
+    let (hourly, _) = issue(&alpha, "alpha", &["read", "admin-of-tenant"], Some(3_600)).await;
+    let hourly_api = RestApi::new(&node).with_token(&hourly);
+    let (status, body) = hourly_api
+        .post(
+            "/api/v1/tenants/alpha/tokens",
+            json!({ "name": "wider", "scopes": ["submit"], "expires_in_s": 60 }),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = hourly_api
+        .post(
+            "/api/v1/tenants/alpha/tokens",
+            json!({ "name": "forever", "scopes": ["read"] }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("expires_in_s")),
+        "{body}"
+    );
+    let (status, body) = hourly_api
+        .post(
+            "/api/v1/tenants/alpha/tokens",
+            json!({ "name": "minute", "scopes": ["read"], "expires_in_s": 60 }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     // An expiring token stops working when it expires.
     let (brief, _) = issue(&alpha, "alpha", &["read"], Some(1)).await;
     let brief_api = RestApi::new(&node).with_token(&brief);
@@ -613,6 +641,14 @@ async fn workers_join_with_a_join_token_and_the_first_start_prints_an_admin_toke
         !restarted.contains("hodei_a_"),
         "a second admin token was printed"
     );
+    // It can be revoked like any token (its id follows `hodei_a_`).
+    let id = admin_token.split('_').nth(2).unwrap();
+    let (status, body) = admin
+        .call(Method::DELETE, &format!("/api/v1/tokens/{id}"), None, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = admin.get("/api/v1/tenants").await;
+    assert_eq!(status, 401);
 }
 
 /// Every file under `dir` (recursively) that holds `needle`.

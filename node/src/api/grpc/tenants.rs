@@ -350,6 +350,16 @@ impl TenantService for TenantGrpc {
         &self,
         request: tonic::Request<pb::RevokeTokenRequest>,
     ) -> GrpcResult<pb::RevokeTokenResponse> {
+        // Without a tenant: any token (an admin's revocation).
+        if request.get_ref().tenant.is_empty() {
+            let operation = |message: pb::RevokeTokenRequest| {
+                Ok(crate::gateway::operations::RevokeAnyToken { id: message.id })
+            };
+            return self
+                .grpc
+                .call(request, operation, |id| pb::RevokeTokenResponse { id })
+                .await;
+        }
         let operation = |message: pb::RevokeTokenRequest| {
             Ok(crate::gateway::operations::RevokeTenantToken {
                 tenant: message.tenant,

@@ -14,14 +14,15 @@ use crate::gateway::GatewayError;
 use crate::gateway::access_model::{IssuedTokenView, JoinTokenInput, TokenInput, TokenListView};
 use crate::gateway::model::ProblemView;
 use crate::gateway::operations::{
-    IssueJoinToken, IssueTenantToken, ListJoinTokens, ListTenantTokens, RevokeJoinToken,
-    RevokeTenantToken,
+    IssueJoinToken, IssueTenantToken, ListJoinTokens, ListTenantTokens, RevokeAnyToken,
+    RevokeJoinToken, RevokeTenantToken,
 };
 
 pub fn routes() -> OpenApiRouter<RestState> {
     OpenApiRouter::new()
         .routes(routes!(issue_tenant_token, list_tenant_tokens))
         .routes(routes!(revoke_tenant_token))
+        .routes(routes!(revoke_any_token))
         .routes(routes!(issue_join_token, list_join_tokens))
         .routes(routes!(revoke_join_token))
 }
@@ -172,6 +173,29 @@ async fn revoke_join_token(
         .gateway
         .call(context, RevokeJoinToken { pool, id })
         .await?;
+    Ok(json_reply(
+        StatusCode::OK,
+        &trace_id,
+        &serde_json::json!({ "id": id, "revoked": true }),
+    ))
+}
+
+/// Revoke any token by id (admin), the admin token of the cluster's first start too (its
+/// id is the part after `hodei_a_`).
+#[utoipa::path(delete, path = "/api/v1/tokens/{token_id}", tag = "tokens",
+    params(("token_id" = String, Path, description = "Token id")),
+    responses(
+        (status = 200, description = "Revoked"),
+        (status = 404, description = "No such token", body = ProblemView),
+    ))]
+async fn revoke_any_token(
+    State(state): State<RestState>,
+    Context(context): Context,
+    _: Authorized<RevokeAnyToken>,
+    Path(id): Path<String>,
+) -> Result<Response, GatewayError> {
+    let trace_id = context.trace_id.clone();
+    let id = state.gateway.call(context, RevokeAnyToken { id }).await?;
     Ok(json_reply(
         StatusCode::OK,
         &trace_id,
