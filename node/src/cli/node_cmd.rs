@@ -197,6 +197,7 @@ pub async fn run_node(config: Config, announce: bool, local_workers: usize) -> a
                 let _ = worker.start_kill();
             }
             tracing::error!("the node's actors gave up restarting a failed actor: exiting");
+            exit_within(std::time::Duration::from_secs(10), 1);
             let _ = tokio::time::timeout(std::time::Duration::from_secs(3), node.shutdown()).await;
             anyhow::bail!("the node's actors gave up restarting a failed actor");
         }
@@ -213,6 +214,7 @@ pub async fn run_node(config: Config, announce: bool, local_workers: usize) -> a
         Some(hodei_cluster::CoreStop::Failed(reason)) => {
             kill_local_workers(&mut workers);
             tracing::error!(%reason, "the raft core stopped: exiting");
+            exit_within(std::time::Duration::from_secs(10), 1);
             let _ = tokio::time::timeout(std::time::Duration::from_secs(3), node.shutdown()).await;
             anyhow::bail!("the raft core stopped: {reason}")
         }
@@ -223,6 +225,17 @@ pub async fn run_node(config: Config, announce: bool, local_workers: usize) -> a
             Ok(())
         }
     }
+}
+
+/// Makes sure the process ends within `deadline` with `code`, whatever the shutdown does:
+/// a storage call blocked on a full disk must not keep a failed node alive (its
+/// supervisor restarts it from what is stored).
+fn exit_within(deadline: std::time::Duration, code: i32) {
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline);
+        eprintln!("error: the node did not stop within {deadline:?} of its failure: exiting");
+        std::process::exit(code);
+    });
 }
 
 /// Asks the local workers to stop (SIGTERM: they leave their pool, recorded `terminated`
