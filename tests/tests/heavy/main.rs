@@ -9,6 +9,7 @@ fn install_tls_provider() {
 
 mod durability;
 mod replication;
+mod schemathesis;
 
 /// Held by each test here: one at a time.
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -22,7 +22,6 @@ mod observability;
 mod peers;
 mod pools;
 mod scheduling;
-mod schemathesis;
 mod security;
 mod tls;
 mod tour;

@@ -23,6 +23,9 @@ fn schemathesis() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_nothing_wrong_with_the_api_or_its_document() {
+    // Thousands of requests from a Python process: it loads the machine, so it runs with
+    // the heavy tests, one at a time.
+    let _heavy = crate::HEAVY.lock().await;
     let st = schemathesis();
     assert!(
         st.exists(),
