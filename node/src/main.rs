@@ -89,9 +89,6 @@ fn main() -> ExitCode {
             Err(error) => Err(error),
         },
     };
-    // Tasks still running (a storage call blocked on a full disk, say) get a few seconds,
-    // not forever.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
