@@ -139,7 +139,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     }
     let tls = load_tls(config)?;
     let ((raft, state), (metrics_history, audit)) =
-        open_raft(config, advertise_addr, api_addr).await?;
+        open_raft(config, advertise_addr, api_addr, tls.clone()).await?;
     let audit = Arc::new(crate::actors::audit::AuditLog::new(
         audit,
         config.cluster.node_id,
@@ -281,6 +281,7 @@ async fn open_raft(
     config: &Config,
     advertise_addr: String,
     api_addr: String,
+    tls: Option<hodei_cluster::PeerTls>,
 ) -> anyhow::Result<(
     (RaftNode, crate::state::SharedState),
     (
@@ -327,7 +328,7 @@ async fn open_raft(
         log_entries_kept_after_snapshot: config.cluster.log_entries_kept_after_snapshot,
         max_commands_per_entry: config.cluster.max_commands_per_entry,
         leader_wait_ms: config.server.leader_wait_ms,
-        tls: load_tls(config)?,
+        tls,
     };
     // The longest fair-share window is `retention.finished_in_memory_s`; a minute more.
     let share_horizon =

@@ -43,6 +43,8 @@ struct Inner {
     default_principal: Principal,
     /// `cluster.secret`: the key of the join credentials of a node's own agents.
     cluster_secret: Option<String>,
+    /// The credential members present to each other (derived from the secret, once).
+    member: Option<String>,
     state: SharedState,
 }
 
@@ -59,6 +61,9 @@ impl Authenticator {
                 mode,
                 admin: admin_token.map(credentials::digest),
                 default_principal,
+                member: cluster_secret
+                    .as_deref()
+                    .map(credentials::member_credential),
                 cluster_secret,
                 state,
             }),
@@ -107,12 +112,10 @@ impl Authenticator {
         {
             return Ok(RequestContext::new(Principal::Admin, trace_id));
         }
-        if let Some(secret) = &self.inner.cluster_secret
+        if let Some(member) = &self.inner.member
             && token.starts_with("hodei_m_")
         {
-            use subtle::ConstantTimeEq;
-            let expected = credentials::member_credential(secret);
-            if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) {
+            if credentials::same(token, member) {
                 return Ok(RequestContext::new(Principal::Admin, trace_id));
             }
             return Err(unauthenticated(
@@ -160,7 +163,7 @@ impl Authenticator {
             )));
         };
         if let Some(secret) = &self.inner.cluster_secret
-            && credentials::is_node_join_credential(presented, secret, pool)
+            && credentials::same(presented, &credentials::node_join_credential(secret, pool))
         {
             return Ok(());
         }

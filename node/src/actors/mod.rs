@@ -161,19 +161,47 @@ pub struct MemberAccess {
 }
 
 impl MemberAccess {
-    /// A channel to `api_addr` (`host:port`), over TLS when the cluster uses it.
-    pub fn endpoint(
+    /// A channel to `api_addr` (`host:port`), over TLS when the cluster uses it, that
+    /// answers within `within`.
+    pub async fn channel(
         &self,
         api_addr: &str,
-    ) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
-        match &self.ca_pem {
-            Some(ca) => tonic::transport::Endpoint::from_shared(format!("https://{api_addr}"))?
-                .tls_config(
-                    tonic::transport::ClientTlsConfig::new()
-                        .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
-                ),
+        within: std::time::Duration,
+    ) -> Result<tonic::transport::Channel, String> {
+        let endpoint = match &self.ca_pem {
+            Some(ca) => tonic::transport::Endpoint::from_shared(format!("https://{api_addr}"))
+                .and_then(|endpoint| {
+                    endpoint.tls_config(
+                        tonic::transport::ClientTlsConfig::new()
+                            .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+                    )
+                }),
             None => tonic::transport::Endpoint::from_shared(format!("http://{api_addr}")),
         }
+        .map_err(|error| error.to_string())?;
+        endpoint
+            .connect_timeout(within)
+            .timeout(within)
+            .connect()
+            .await
+            .map_err(|error| format!("cannot reach {api_addr}: {error}"))
+    }
+
+    /// `message` as this member asks another: as the admin the gateway already checked
+    /// the caller to be (with `auth: none`), with the member credential (with
+    /// `auth: token`).
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            crate::gateway::principal::PRINCIPAL_HEADER,
+            tonic::metadata::MetadataValue::from_static("admin"),
+        );
+        if let Some(credential) = &self.credential
+            && let Ok(value) = format!("Bearer {credential}").parse()
+        {
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
     }
 }
 

@@ -287,43 +287,27 @@ pub async fn member_endpoint(
     api_addr: &str,
 ) -> Result<MetricsEndpointView, String> {
     use hodei_proto::v1 as pb;
-    let endpoint = members
-        .endpoint(api_addr)
-        .map_err(|error| error.to_string())?
-        .connect_timeout(ANSWER_WITHIN)
-        .timeout(ANSWER_WITHIN);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|error| format!("cannot reach {api_addr}: {error}"))?;
+    let channel = members.channel(api_addr, ANSWER_WITHIN).await?;
     let mut client = pb::observability_service_client::ObservabilityServiceClient::new(channel);
-    // The asking node names the admin the gateway already checked the caller to be
-    // (with `auth: none`), and presents the member credential (with `auth: token`).
-    let mut request = tonic::Request::new(pb::GetObservabilityHealthRequest { local_only: true });
-    request.metadata_mut().insert(
-        crate::gateway::principal::PRINCIPAL_HEADER,
-        tonic::metadata::MetadataValue::from_static("admin"),
-    );
-    if let Some(credential) = &members.credential
-        && let Ok(value) = format!("Bearer {credential}").parse()
-    {
-        request.metadata_mut().insert("authorization", value);
-    }
+    let request = members.request(pb::GetObservabilityHealthRequest { local_only: true });
     let answer = client
         .get_health(request)
         .await
-        .map_err(|status| {
-            format!(
-                "{api_addr} answered {:?}: {}",
-                status.code(),
-                status.message()
-            )
-        })?
+        .map_err(|status| answered(api_addr, &status))?
         .into_inner();
     answer
         .node
         .map(endpoint_view)
         .ok_or_else(|| format!("{api_addr} described no metrics endpoint"))
+}
+
+/// What a member's refusal says, for the caller.
+fn answered(api_addr: &str, status: &tonic::Status) -> String {
+    format!(
+        "{api_addr} answered {:?}: {}",
+        status.code(),
+        status.message()
+    )
 }
 
 /// A metrics endpoint from its wire form.
@@ -351,41 +335,19 @@ pub async fn member_audit(
     limit: usize,
 ) -> Result<Vec<crate::actors::audit::AuditRecord>, String> {
     use hodei_proto::v1 as pb;
-    let channel = members
-        .endpoint(api_addr)
-        .map_err(|error| error.to_string())?
-        .connect_timeout(ANSWER_WITHIN)
-        .timeout(ANSWER_WITHIN)
-        .connect()
-        .await
-        .map_err(|error| format!("cannot reach {api_addr}: {error}"))?;
+    let channel = members.channel(api_addr, ANSWER_WITHIN).await?;
     let mut client = pb::observability_service_client::ObservabilityServiceClient::new(channel);
-    let mut request = tonic::Request::new(pb::ListAuditRequest {
+    let request = members.request(pb::ListAuditRequest {
         from_ms: Some(from_ms),
         to_ms: Some(to_ms),
         principal: principal.unwrap_or_default(),
         limit: Some(limit.min(1_000) as u32),
         local_only: true,
     });
-    request.metadata_mut().insert(
-        crate::gateway::principal::PRINCIPAL_HEADER,
-        tonic::metadata::MetadataValue::from_static("admin"),
-    );
-    if let Some(credential) = &members.credential
-        && let Ok(value) = format!("Bearer {credential}").parse()
-    {
-        request.metadata_mut().insert("authorization", value);
-    }
     let answer = client
         .list_audit(request)
         .await
-        .map_err(|status| {
-            format!(
-                "{api_addr} answered {:?}: {}",
-                status.code(),
-                status.message()
-            )
-        })?
+        .map_err(|status| answered(api_addr, &status))?
         .into_inner();
     Ok(answer
         .items

@@ -88,26 +88,34 @@ pub fn matches(secret: &str, stored: &SecretDigest) -> bool {
 /// an HMAC of the pool's id under the cluster secret, which every member can check and no
 /// one without the secret can make.
 pub fn node_join_credential(cluster_secret: &str, pool: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(cluster_secret.as_bytes())
-        .expect("HMAC takes a key of any length");
-    mac.update(b"hodei worker join\0");
-    mac.update(pool.as_bytes());
-    format!("hodei_n_{}", hex::encode(mac.finalize().into_bytes()))
+    let label = [b"hodei worker join\0".as_slice(), pool.as_bytes()].concat();
+    format!(
+        "hodei_n_{}",
+        hex::encode(derived_key(cluster_secret, &label))
+    )
 }
 
 /// The credential one member presents to another's public API (to ask for its metrics
 /// endpoint, say): an HMAC under the cluster secret, which authenticates as an admin. A
 /// holder of the cluster secret can take part in Raft, so it grants nothing more.
 pub fn member_credential(cluster_secret: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(cluster_secret.as_bytes())
-        .expect("HMAC takes a key of any length");
-    mac.update(b"hodei member\0");
-    format!("hodei_m_{}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "hodei_m_{}",
+        hex::encode(derived_key(cluster_secret, b"hodei member\0"))
+    )
 }
 
-/// Whether `presented` is the node join credential of `pool`, in constant time.
-pub fn is_node_join_credential(presented: &str, cluster_secret: &str, pool: &str) -> bool {
-    let expected = node_join_credential(cluster_secret, pool);
+/// A key for one purpose (`label`) derived from the cluster secret: HMAC-SHA256, so that
+/// no derived key reveals the secret or another purpose's key.
+pub fn derived_key(cluster_secret: &str, label: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(cluster_secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(label);
+    mac.finalize().into_bytes().into()
+}
+
+/// Whether a presented credential is the expected one, in constant time.
+pub fn same(presented: &str, expected: &str) -> bool {
     presented.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
@@ -145,8 +153,8 @@ mod tests {
     #[test]
     fn a_node_join_credential_is_bound_to_its_pool_and_secret() {
         let credential = node_join_credential("secret", "batch");
-        assert!(is_node_join_credential(&credential, "secret", "batch"));
-        assert!(!is_node_join_credential(&credential, "secret", "gpu"));
-        assert!(!is_node_join_credential(&credential, "other", "batch"));
+        assert!(same(&credential, &node_join_credential("secret", "batch")));
+        assert!(!same(&credential, &node_join_credential("secret", "gpu")));
+        assert!(!same(&credential, &node_join_credential("other", "batch")));
     }
 }

@@ -9,8 +9,6 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use crate::gateway::{ErrorCode, GatewayError};
 
@@ -37,10 +35,10 @@ fn associated(tenant: &str, name: &str) -> Vec<u8> {
 impl Sealer {
     /// The sealer of a cluster whose members share `cluster_secret`.
     pub fn new(cluster_secret: &str) -> Self {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(cluster_secret.as_bytes())
-            .expect("HMAC takes a key of any length");
-        mac.update(b"hodei secret job variables v1");
-        let key: [u8; 32] = mac.finalize().into_bytes().into();
+        let key = crate::gateway::credentials::derived_key(
+            cluster_secret,
+            b"hodei secret job variables v1",
+        );
         Self {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
         }

@@ -453,6 +453,43 @@ async fn every_route_and_method_answers_as_the_policy_says() {
     assert_eq!(denied.unwrap_err().code(), tonic::Code::PermissionDenied);
 }
 
+/// A `hodei worker` with id `id` in `pool`, talking to `node`, with `join_token` if any;
+/// its directory is `root/<name>`.
+fn agent(
+    root: &std::path::Path,
+    node: &NodeProcess,
+    name: &str,
+    id: &str,
+    pool: &str,
+    join_token: Option<&str>,
+) -> WorkerProcess {
+    let extra: Vec<&str> = join_token
+        .map(|token| vec!["--join-token", token])
+        .unwrap_or_default();
+    WorkerProcess::start_with(
+        &root.join(name),
+        id,
+        pool,
+        &[node.grpc_addr()],
+        2000,
+        2048,
+        &extra,
+    )
+    .unwrap()
+}
+
+/// Waits until `agent`'s log says it was refused with `words`, then stops it.
+async fn refused(mut agent: WorkerProcess, words: &str) {
+    let log = agent.dir.join("worker-1.log");
+    eventually(TIMEOUT, &format!("an agent refused: {words}"), || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        Ok(text.contains(words).then_some(()))
+    })
+    .await
+    .unwrap();
+    agent.kill9();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_join_with_a_join_token_and_the_first_start_prints_an_admin_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -474,27 +511,8 @@ async fn workers_join_with_a_join_token_and_the_first_start_prints_an_admin_toke
     assert_eq!(status, 200);
 
     // A worker without a join token is refused, and so is one with another pool's.
-    let mut rogue = WorkerProcess::start(
-        &dir.path().join("rogue"),
-        "rogue",
-        "pool-default",
-        &[node.grpc_addr()],
-        2000,
-        2048,
-    )
-    .unwrap();
-    let rogue_log = dir.path().join("rogue").join("worker-1.log");
-    eventually(
-        TIMEOUT,
-        "the worker without a join token refused",
-        || async {
-            let text = std::fs::read_to_string(&rogue_log).unwrap_or_default();
-            Ok(text.contains("needs a join token").then_some(()))
-        },
-    )
-    .await
-    .unwrap();
-    rogue.kill9();
+    let rogue = agent(dir.path(), &node, "rogue", "rogue", "pool-default", None);
+    refused(rogue, "needs a join token").await;
     let issued = admin
         .ok(
             Method::POST,
@@ -503,16 +521,23 @@ async fn workers_join_with_a_join_token_and_the_first_start_prints_an_admin_toke
         )
         .await;
     let join_token = issued["token"].as_str().unwrap().to_string();
-    let mut real = WorkerProcess::start_with(
-        &dir.path().join("real"),
+    let elsewhere = agent(
+        dir.path(),
+        &node,
+        "elsewhere",
+        "elsewhere",
+        "gpu",
+        Some(&join_token),
+    );
+    refused(elsewhere, "does not admit workers to pool `gpu`").await;
+    let mut real = agent(
+        dir.path(),
+        &node,
+        "real",
         "w1",
         "pool-default",
-        &[node.grpc_addr()],
-        2000,
-        2048,
-        &["--join-token", &join_token],
-    )
-    .unwrap();
+        Some(&join_token),
+    );
     eventually(
         TIMEOUT,
         "the worker with the join token registered",
@@ -548,24 +573,15 @@ async fn workers_join_with_a_join_token_and_the_first_start_prints_an_admin_toke
     })
     .await
     .unwrap();
-    let mut twin = WorkerProcess::start_with(
-        &dir.path().join("twin"),
+    let twin = agent(
+        dir.path(),
+        &node,
+        "twin",
         "w1",
         "pool-default",
-        &[node.grpc_addr()],
-        2000,
-        2048,
-        &["--join-token", &join_token],
-    )
-    .unwrap();
-    let twin_log = dir.path().join("twin").join("worker-1.log");
-    eventually(TIMEOUT, "the twin refused", || async {
-        let text = std::fs::read_to_string(&twin_log).unwrap_or_default();
-        Ok(text.contains("never a takeover").then_some(()))
-    })
-    .await
-    .unwrap();
-    twin.kill9();
+        Some(&join_token),
+    );
+    refused(twin, "never a takeover").await;
     std::fs::write(&marker, "").unwrap();
     eventually(TIMEOUT, "the job to succeed on w1", || async {
         let (_, view) = admin.get(&format!("/api/v1/jobs/{job}")).await;
@@ -582,28 +598,15 @@ async fn workers_join_with_a_join_token_and_the_first_start_prints_an_admin_toke
             None,
         )
         .await;
-    let mut late = WorkerProcess::start_with(
-        &dir.path().join("late"),
+    let late = agent(
+        dir.path(),
+        &node,
+        "late",
         "w2",
         "pool-default",
-        &[node.grpc_addr()],
-        2000,
-        2048,
-        &["--join-token", &join_token],
-    )
-    .unwrap();
-    let late_log = dir.path().join("late").join("worker-1.log");
-    eventually(
-        TIMEOUT,
-        "the worker with a revoked join token refused",
-        || async {
-            let text = std::fs::read_to_string(&late_log).unwrap_or_default();
-            Ok(text.contains("does not admit workers").then_some(()))
-        },
-    )
-    .await
-    .unwrap();
-    late.kill9();
+        Some(&join_token),
+    );
+    refused(late, "does not admit workers").await;
     // The node's own process pools join with the credential it gives them.
     admin
         .ok(

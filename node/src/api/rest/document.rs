@@ -1,8 +1,10 @@
 //! What the OpenAPI document states beyond each operation's own annotations, written once
-//! for all operations so that generated clients are right: the errors any operation may
-//! answer (authentication, the policy, the rate limit, a missing leader, a malformed or
-//! refused request, and for bodies their size and type) and the rules of the parameters
-//! that recur across routes (ids, consistency, page sizes).
+//! for all operations so that generated clients are right: errors come as
+//! `application/problem+json` (RFC 9457); the errors any operation may answer
+//! (authentication, the policy, the principal's rate limit with `Retry-After`, a missing
+//! leader, a malformed or refused request, and for bodies their size and type); and the
+//! rules of the parameters and fields that recur across routes (ids, consistency, page
+//! sizes).
 
 use serde_json::{Value, json};
 
@@ -32,6 +34,9 @@ const COMMON_ERRORS: &[(&str, &str)] = &[
         "No answer in time, or a write's outcome is unknown (retry with the same x-request-id)",
     ),
 ];
+
+/// Why any operation may be answered 429.
+const RATE_LIMITED: &str = "too many requests from this principal to this node (server.rate_limit): retry after the seconds in Retry-After";
 
 /// The errors of an operation that takes a body.
 const BODY_ERRORS: &[(&str, &str)] = &[
@@ -412,7 +417,6 @@ pub fn complete(document: &mut Value) {
                 continue;
             }
             let has_body = operation.get("requestBody").is_some();
-            let has_path_parameter = path.contains('{');
             if let Some(parameters) = operation
                 .get_mut("parameters")
                 .and_then(Value::as_array_mut)
@@ -431,6 +435,42 @@ pub fn complete(document: &mut Value) {
             else {
                 continue;
             };
+            for (status, response) in responses.iter_mut() {
+                let is_error = status.parse::<u16>().is_ok_and(|code| code >= 400);
+                if let (true, Some(content)) = (
+                    is_error,
+                    response.get_mut("content").and_then(Value::as_object_mut),
+                ) && let Some(json) = content.remove("application/json")
+                {
+                    content.insert("application/problem+json".to_string(), json);
+                }
+            }
+            // Any operation may meet the principal's rate limit; an operation's own 429 (a
+            // full backlog) may also be the limit's.
+            let retry_after = json!({ "schema": { "type": "integer" } });
+            match responses.get_mut("429").and_then(Value::as_object_mut) {
+                Some(own) => {
+                    let description = own
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    own.insert(
+                        "description".to_string(),
+                        json!(format!("{description}; {RATE_LIMITED}")),
+                    );
+                    if let Value::Object(headers) =
+                        own.entry("headers").or_insert_with(|| json!({}))
+                    {
+                        headers.entry("Retry-After").or_insert(retry_after);
+                    }
+                }
+                None => {
+                    let mut too_many = problem(RATE_LIMITED);
+                    too_many["headers"] = json!({ "Retry-After": retry_after });
+                    responses.insert("429".to_string(), too_many);
+                }
+            }
             let mut add = |status: &str, description: &str| {
                 responses
                     .entry(status.to_string())
@@ -444,7 +484,6 @@ pub fn complete(document: &mut Value) {
                     add(status, description);
                 }
             }
-            let _ = has_path_parameter;
         }
     }
 }

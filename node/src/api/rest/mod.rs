@@ -79,9 +79,7 @@ fn api_routes() -> OpenApiRouter<RestState> {
 
 /// The OpenAPI document of every REST operation (what `/api/v1/openapi.json` serves).
 pub fn api_document() -> utoipa::openapi::OpenApi {
-    let mut document = api_routes().split_for_parts().1;
-    declare_common_responses(&mut document);
-    document
+    api_routes().split_for_parts().1
 }
 
 /// The document as served: [`api_document`] with what `document.rs` adds (rules utoipa's
@@ -90,71 +88,6 @@ pub fn api_document_json() -> serde_json::Value {
     let mut json = serde_json::to_value(api_document()).unwrap_or_default();
     document::complete(&mut json);
     json
-}
-
-/// What every operation may answer besides its own responses, stated in the document so
-/// that generated clients know it: errors come as `application/problem+json` (RFC 9457),
-/// and any operation may be refused with 429 and `Retry-After` by the principal's rate
-/// limit (`server.rate_limit`).
-fn declare_common_responses(document: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::schema::{ObjectBuilder, Type};
-    use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder, header::Header};
-    let too_many: RefOr<utoipa::openapi::Response> = ResponseBuilder::new()
-        .description(
-            "Too many requests from this principal to this node (server.rate_limit): retry after the seconds in Retry-After",
-        )
-        .content(
-            PROBLEM_CONTENT_TYPE,
-            Content::new(Some(Ref::from_schema_name("ProblemView"))),
-        )
-        .header(
-            "Retry-After",
-            Header::new(ObjectBuilder::new().schema_type(Type::Integer)),
-        )
-        .build()
-        .into();
-    for item in document.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-            &mut item.head,
-            &mut item.options,
-        ];
-        for operation in operations.into_iter().flatten() {
-            for (status, response) in operation.responses.responses.iter_mut() {
-                let is_error = status.parse::<u16>().is_ok_and(|code| code >= 400);
-                if let (true, RefOr::T(response)) = (is_error, response)
-                    && let Some(content) = response.content.shift_remove("application/json")
-                {
-                    response
-                        .content
-                        .insert(PROBLEM_CONTENT_TYPE.to_string(), content);
-                }
-            }
-            match operation.responses.responses.get_mut("429") {
-                // An operation's own 429 (a full backlog) may also be the rate limit's.
-                Some(RefOr::T(own)) => {
-                    own.description
-                        .push_str("; or too many requests from this principal (server.rate_limit): retry after the seconds in Retry-After");
-                    own.headers
-                        .entry("Retry-After".to_string())
-                        .or_insert_with(|| {
-                            Header::new(ObjectBuilder::new().schema_type(Type::Integer)).into()
-                        });
-                }
-                Some(RefOr::Ref(_)) => {}
-                None => {
-                    operation
-                        .responses
-                        .responses
-                        .insert("429".to_string(), too_many.clone());
-                }
-            }
-        }
-    }
 }
 
 /// Every REST route and the OpenAPI document that describes exactly them.
