@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use opentelemetry::KeyValue;
 
 use crate::actors::NodeContext;
-use crate::state::DomainEvent;
 use hodei_domain::burst::BurstStatus;
 use hodei_domain::resources::Resources;
 use hodei_domain::tenant::TenantStatus;
@@ -18,6 +17,7 @@ impl MetricsHub {
     pub fn observe_node(&mut self, node: &NodeContext) {
         self.node = Some(node.clone());
         self.observe_jobs(node);
+        self.observe_job_ends(node);
         let raft = node.raft.clone();
         self.meter
             .u64_observable_gauge("hodei_raft_term")
@@ -846,23 +846,18 @@ impl MetricsHub {
                 }
             })
             .build();
+    }
+
+    /// The wait and run time histograms, fed from apply with every job end (not from the
+    /// event stream, which a slow reader overflows).
+    fn observe_job_ends(&self, node: &NodeContext) {
         let metrics = self.metrics.clone();
-        let mut events = node.read(|hodei| hodei.subscribe());
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(DomainEvent::JobEnded {
-                        queue,
-                        state,
-                        wait_ms,
-                        run_ms,
-                        ..
-                    }) => metrics.job_ended(&queue, state.as_str(), wait_ms, run_ms),
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
+        node.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .observe_job_ends(std::sync::Arc::new(move |end| {
+                metrics.job_ended(&end.queue, end.state.as_str(), end.wait_ms, end.run_ms);
+            }));
     }
 }
 

@@ -77,17 +77,24 @@ pub enum DomainEvent {
     WorkerStopped {
         worker: String,
     },
-    /// A job reached a final state: what the metrics of wait and run time need.
-    JobEnded {
-        queue: String,
-        tenant: TenantId,
-        state: hodei_domain::job::JobState,
-        /// From submission to the start of its last run, if it ran.
-        wait_ms: Option<u64>,
-        /// The last run's duration, if it ran.
-        run_ms: Option<u64>,
-    },
 }
+
+/// A job that reached a final state: what the metrics of wait and run time need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEnd {
+    pub queue: String,
+    pub tenant: TenantId,
+    pub state: hodei_domain::job::JobState,
+    /// From submission to the start of its last run, if it ran.
+    pub wait_ms: Option<u64>,
+    /// The last run's duration, if it ran.
+    pub run_ms: Option<u64>,
+}
+
+/// Told of each job end as apply makes it, on the applying thread: unlike the event
+/// stream, whose slow readers lose what overflows it, it misses none (the run and wait
+/// histograms count every job). Must be quick and must not touch the state.
+pub type JobEndObserver = Arc<dyn Fn(&JobEnd) + Send + Sync>;
 
 impl DomainEvent {
     /// Per-job chatter: for watchers, the worker hub and the metrics, not for the
@@ -96,7 +103,6 @@ impl DomainEvent {
         matches!(
             self,
             DomainEvent::JobChanged(_)
-                | DomainEvent::JobEnded { .. }
                 | DomainEvent::JobsAssigned(_)
                 | DomainEvent::WorkerStopped { .. }
                 | DomainEvent::JobCancelled { .. }
@@ -322,6 +328,7 @@ pub struct HodeiState {
     /// The log index of the entry being applied (history records are tagged with it).
     pub(super) applying_index: u64,
     events: broadcast::Sender<DomainEvent>,
+    job_ends: Option<JobEndObserver>,
 }
 
 pub type SharedState = Arc<RwLock<HodeiState>>;
@@ -400,6 +407,7 @@ impl HodeiState {
             history: None,
             applying_index: 0,
             events,
+            job_ends: None,
         }
     }
 
@@ -557,6 +565,17 @@ impl HodeiState {
     pub(super) fn emit(&self, event: DomainEvent) {
         // No receiver is fine: followers run no controllers.
         let _ = self.events.send(event);
+    }
+
+    /// Tells `observer` of every job end applied from now on.
+    pub fn observe_job_ends(&mut self, observer: JobEndObserver) {
+        self.job_ends = Some(observer);
+    }
+
+    pub(super) fn job_ended(&self, end: &JobEnd) {
+        if let Some(observer) = &self.job_ends {
+            observer(end);
+        }
     }
 
     pub(super) fn put_tenant(&mut self, tenant: Tenant, writes: &mut WriteBatch) {

@@ -39,7 +39,7 @@ impl HodeiState {
                 .last()
                 .map(|step| step.at_ms)
                 .unwrap_or_default();
-            self.emit(DomainEvent::JobEnded {
+            self.job_ended(&crate::state::hodei_state::JobEnd {
                 queue: job.spec.queue.clone(),
                 tenant: job.spec.tenant.clone(),
                 state: job.state,

@@ -707,3 +707,41 @@ fn a_run_that_fails_with_its_lost_worker_is_billed_on_the_job_and_in_the_ledger(
         .sum();
     assert_eq!(ledger, cost);
 }
+
+#[test]
+fn every_job_end_reaches_the_observer_once_with_its_wait_and_run() {
+    let mut state = setup(Quota::default(), 1);
+    let ends = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = ends.clone();
+    state.observe_job_ends(std::sync::Arc::new(move |end| {
+        seen.lock().unwrap().push(end.clone());
+    }));
+    submit(&mut state, vec![job("a", 100, 0), job("b", 100, 0)]);
+    assert_eq!(assign(&mut state, &[("a", "w0"), ("b", "w0")]), (2, 0));
+    for id in ["a", "b"] {
+        let started = apply(
+            &mut state,
+            CommandV1::JobStarted(command::JobStarted {
+                job: id.into(),
+                attempt: 1,
+                worker: "w0".into(),
+                at_ms: 4,
+            }),
+        );
+        assert_eq!(started, Ok(CommandOutcome::RunReported { applied: true }));
+        assert!(finish(&mut state, id, "w0", 1));
+        assert!(
+            !finish(&mut state, id, "w0", 1),
+            "a repeated report ends nothing"
+        );
+    }
+    let ends = ends.lock().unwrap();
+    assert_eq!(ends.len(), 2, "{ends:?}");
+    for end in ends.iter() {
+        assert_eq!(
+            (end.queue.as_str(), end.state, end.wait_ms, end.run_ms),
+            ("q", JobState::Succeeded, Some(2), Some(5)),
+            "submitted at 2, started at 4, ended at 9"
+        );
+    }
+}

@@ -418,23 +418,24 @@ async fn submit_simulated(node: &NodeProcess, count: usize, failing_every: usize
     }
 }
 
+/// Scrapes until `total` jobs have finished and the run-time histogram has observed each of
+/// their runs (the histogram is fed by the node's job events, a moment after the state
+/// the counters read).
 async fn wait_finished(metrics_port: u16, total: f64) -> String {
     eventually(
         Duration::from_secs(120),
-        "every job to finish",
+        "every job to finish and its run to be observed",
         || async move {
             let text = scrape(metrics_port).await;
-            let finished: f64 = ["succeeded", "failed"]
-                .iter()
-                .filter_map(|state| {
-                    sample(
-                        &text,
-                        "hodei_jobs_finished_total",
-                        &[&format!("state=\"{state}\"")],
-                    )
-                })
-                .sum();
-            Ok((finished >= total).then_some(text))
+            let summed = |name: &str| -> f64 {
+                ["succeeded", "failed"]
+                    .iter()
+                    .filter_map(|state| sample(&text, name, &[&format!("state=\"{state}\"")]))
+                    .sum()
+            };
+            let finished = summed("hodei_jobs_finished_total");
+            let observed = summed("hodei_job_run_seconds_count");
+            Ok((finished >= total && observed >= total).then_some(text))
         },
     )
     .await
