@@ -93,6 +93,16 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     ),
     var("HODEI_RATE_LIMIT_BURST", "server.rate_limit.burst"),
     var("HODEI_RATE_LIMIT_ADMIN", "server.rate_limit.limit_admin"),
+    var("HODEI_MAX_CONNECTIONS", "server.limits.max_connections"),
+    var("HODEI_MAX_IN_FLIGHT", "server.limits.max_in_flight"),
+    var(
+        "HODEI_REQUEST_TIMEOUT_MS",
+        "server.limits.request_timeout_ms",
+    ),
+    var(
+        "HODEI_HEADER_READ_TIMEOUT_MS",
+        "server.limits.header_read_timeout_ms",
+    ),
     var("HODEI_WORKER_ENFORCE_LIMITS", "workers.enforce_limits"),
     var("HODEI_WORKER_WORK_ROOT", "workers.work_root"),
     var("HODEI_WORKER_RUN_AS", "workers.run_as"),

@@ -519,6 +519,51 @@ mod tests {
     }
 
     #[test]
+    fn server_limits_are_bounded_and_the_request_timeout_outlasts_the_leader_wait() {
+        let problems = |yaml: &str| -> Vec<String> {
+            let file = yaml_file(yaml);
+            ConfigLoader::new()
+                .file(file.path())
+                .load()
+                .unwrap_err()
+                .problems()
+        };
+        let found = problems(
+            "server:\n  leader_wait_ms: 5000\n  limits:\n    request_timeout_ms: 5000\n    max_connections: 0\n    max_in_flight: 0\n    header_read_timeout_ms: 10\n",
+        );
+        for key in [
+            "server.limits.request_timeout_ms: must be more than server.leader_wait_ms (5000)",
+            "server.limits.max_connections",
+            "server.limits.max_in_flight",
+            "server.limits.header_read_timeout_ms",
+        ] {
+            assert!(
+                found.iter().any(|problem| problem.starts_with(key)),
+                "{key}: {found:?}"
+            );
+        }
+        let config = ConfigLoader::new()
+            .env_vars(env(&[
+                ("HODEI_MAX_CONNECTIONS", "64"),
+                ("HODEI_MAX_IN_FLIGHT", "32"),
+                ("HODEI_REQUEST_TIMEOUT_MS", "9000"),
+                ("HODEI_HEADER_READ_TIMEOUT_MS", "2000"),
+            ]))
+            .load()
+            .unwrap();
+        let limits = &config.server.limits;
+        assert_eq!(
+            (
+                limits.max_connections,
+                limits.max_in_flight,
+                limits.request_timeout_ms,
+                limits.header_read_timeout_ms
+            ),
+            (64, 32, 9000, 2000)
+        );
+    }
+
+    #[test]
     fn observability_urls_must_be_http_base_addresses() {
         let file = yaml_file(
             "observability:\n  prometheus_url: \"localhost:9090\"\n  alertmanager_url: \"http://127.0.0.1:9093/?x=1\"\n",

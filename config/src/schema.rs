@@ -89,6 +89,8 @@ pub struct ServerConfig {
     /// redacted when printed. Without it, the cluster's first start prints one.
     pub admin_token: Option<String>,
     pub rate_limit: RateLimitConfig,
+    /// Connections, requests in flight and time limits of the API ports.
+    pub limits: ServerLimits,
     /// TLS on the REST, gRPC and peer ports (off without it).
     pub tls: Option<TlsConfig>,
     /// How long a node keeps its audit log of state-changing requests (1 to 3650 days).
@@ -124,6 +126,37 @@ pub struct RateLimitConfig {
     pub limit_admin: bool,
 }
 
+/// `server.limits`: what one node serves at once, and for how long it waits on a client
+/// or on itself. Each holds whatever the callers do; none is per principal (that is
+/// `rate_limit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerLimits {
+    /// Open connections on each port (REST, gRPC, peer; worker agents' streams count on
+    /// the gRPC port). A connection over it is closed as soon as it is accepted.
+    pub max_connections: u32,
+    /// Operations being answered at once on this node (REST and gRPC); one more gets 503
+    /// (UNAVAILABLE) with Retry-After.
+    pub max_in_flight: u32,
+    /// The longest an operation may take inside the node; a read over it answers 504, a
+    /// write 504 with outcome unknown (it may still apply). More than `leader_wait_ms`.
+    pub request_timeout_ms: u64,
+    /// How long a REST client has to send a request's headers (on a new connection, and
+    /// between requests on a kept-alive one) before its connection is closed.
+    pub header_read_timeout_ms: u64,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1_024,
+            max_in_flight: 1_024,
+            request_timeout_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+        }
+    }
+}
+
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
@@ -148,6 +181,7 @@ impl Default for ServerConfig {
             insecure: false,
             admin_token: None,
             rate_limit: RateLimitConfig::default(),
+            limits: ServerLimits::default(),
             tls: None,
             audit_retention_days: 30,
         }

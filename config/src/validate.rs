@@ -214,6 +214,37 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
         server.audit_retention_days,
         3650,
     );
+    let limits = &server.limits;
+    for (key, value) in [
+        ("server.limits.max_connections", limits.max_connections),
+        ("server.limits.max_in_flight", limits.max_in_flight),
+    ] {
+        problems.at_least(key, u64::from(value), 1);
+        problems.at_most(key, u64::from(value), 1_000_000);
+    }
+    problems.rule(
+        limits.request_timeout_ms > server.leader_wait_ms,
+        "server.limits.request_timeout_ms",
+        format!(
+            "must be more than server.leader_wait_ms ({}), got {}",
+            server.leader_wait_ms, limits.request_timeout_ms
+        ),
+    );
+    problems.at_most(
+        "server.limits.request_timeout_ms",
+        limits.request_timeout_ms,
+        3_600_000,
+    );
+    problems.at_least(
+        "server.limits.header_read_timeout_ms",
+        limits.header_read_timeout_ms,
+        100,
+    );
+    problems.at_most(
+        "server.limits.header_read_timeout_ms",
+        limits.header_read_timeout_ms,
+        600_000,
+    );
     let rate = &server.rate_limit;
     problems.at_least(
         "server.rate_limit.requests_per_second",

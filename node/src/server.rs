@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt;
 use hodei_cluster::{ClusterSettings, RaftNode, SledStorage};
 use hodei_config::{BootstrapMode, Config, PoolProviderConfig};
 use hodei_proto::v1::cluster_service_server::ClusterServiceServer;
@@ -18,7 +17,7 @@ use hodei_proto::v1::resource_pool_service_server::ResourcePoolServiceServer;
 use hodei_proto::v1::tenant_service_server::TenantServiceServer;
 use hodei_proto::v1::worker_service_server::WorkerServiceServer;
 use ractor::{Actor, ActorRef};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
@@ -33,6 +32,7 @@ use crate::actors::workers::hub::{HeartbeatSettings, WorkerHub};
 use crate::actors::workers::process_provider::ProcessProvider;
 use crate::actors::workers::session::WorkerGrpc;
 use crate::actors::{Catalog, LimitSettings, NodeContext};
+use crate::api::connections::{ConnectionLimit, LimitedAcceptor};
 use crate::api::grpc::{ClusterGrpc, JobGrpc, PoolGrpc, QueueGrpc, TenantGrpc};
 use crate::gateway::Principal;
 use crate::state::HodeiState;
@@ -224,7 +224,10 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         .call(RootMsg::Gateway, None)
         .await?
         .expect("root answers");
-    gateway.set_call_timeout(leader_wait + Duration::from_secs(10));
+    gateway.set_call_timeout(Duration::from_millis(
+        config.server.limits.request_timeout_ms,
+    ));
+    gateway.set_in_flight_limit(config.server.limits.max_in_flight as usize);
     gateway.set_audit(audit);
     let control = root
         .call(RootMsg::Control, None)
@@ -245,7 +248,18 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         authenticator.clone(),
         config.server.max_body_bytes,
     );
-    let rest_server = serve_rest(rest_listener, rest_app, stopped.clone(), tls.clone()).await?;
+    let limits = &config.server.limits;
+    let connections =
+        |port| ConnectionLimit::new(limits.max_connections as usize, port, hub.metrics.clone());
+    let rest_server = serve_rest(
+        rest_listener,
+        rest_app,
+        stopped.clone(),
+        tls.clone(),
+        limits,
+        connections("rest"),
+    )
+    .await?;
     let grpc_router = api_router(&gateway, &authenticator, worker_service, tls.as_ref()).await?;
     // Raft, forwarded writes and membership changes on their own port: the public
     // ports serve only the API, and the peer service admits only members (with TLS,
@@ -257,8 +271,20 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
             .context("server.tls: the peer port's TLS")?;
     }
     let peer_router = peer_builder.add_service(raft.grpc_service());
-    let peer_server = serve_grpc(peer_router, peer_listener, stopped.clone(), "peer");
-    let grpc_server = serve_grpc(grpc_router, grpc_listener, stopped, "gRPC");
+    let peer_server = serve_grpc(
+        peer_router,
+        peer_listener,
+        stopped.clone(),
+        "peer",
+        connections("peer"),
+    );
+    let grpc_server = serve_grpc(
+        grpc_router,
+        grpc_listener,
+        stopped,
+        "gRPC",
+        connections("grpc"),
+    );
 
     info!(rest = %rest_addr, grpc = %grpc_addr, peers = %peer_addr, node_id = config.cluster.node_id, "node started");
     Ok(NodeHandle {
@@ -467,49 +493,75 @@ async fn api_router(
         )))
 }
 
-/// Serves the REST API until `stopped`.
+/// Serves the REST API until `stopped`: at most `server.limits.max_connections`
+/// connections, each given `header_read_timeout_ms` to send a request's headers (a client
+/// that trickles them holds no connection for long).
 async fn serve_rest(
     listener: TcpListener,
     app: axum::Router,
     mut stopped: watch::Receiver<bool>,
     tls: Option<hodei_cluster::PeerTls>,
+    limits: &hodei_config::ServerLimits,
+    connections: ConnectionLimit,
 ) -> anyhow::Result<JoinHandle<()>> {
-    if let Some(tls) = tls {
-        let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(
-            tls.cert_pem.clone(),
-            tls.key_pem.clone(),
-        )
-        .await
-        .context("server.tls: the REST port's certificate and key")?;
-        let listener = listener.into_std()?;
-        let handle = axum_server::Handle::new();
-        let stopping = handle.clone();
-        tokio::spawn(async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-            stopping.graceful_shutdown(Some(Duration::from_secs(5)));
-        });
-        let server = axum_server::from_tcp_rustls(listener, rustls)?.handle(handle);
-        return Ok(tokio::spawn(async move {
-            if let Err(error) = server.serve(app.into_make_service()).await {
-                tracing::error!(%error, "REST server failed");
-            }
-        }));
-    }
-    Ok(tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        // Small request/response exchanges: Nagle's algorithm would hold replies back.
-        let listener = listener.tap_io(|stream| {
-            let _ = stream.set_nodelay(true);
-        });
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+        stopping.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    let server = axum_server::from_tcp(listener.into_std()?)?.handle(handle);
+    let header_timeout = Duration::from_millis(limits.header_read_timeout_ms);
+    Ok(match tls {
+        Some(tls) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(
+                tls.cert_pem.clone(),
+                tls.key_pem.clone(),
+            )
             .await
-        {
+            .context("server.tls: the REST port's certificate and key")?;
+            spawn_rest(
+                server.acceptor(LimitedAcceptor::new(
+                    connections,
+                    axum_server::tls_rustls::RustlsAcceptor::new(rustls),
+                )),
+                app,
+                header_timeout,
+            )
+        }
+        None => spawn_rest(
+            server.acceptor(LimitedAcceptor::new(
+                connections,
+                axum_server::accept::DefaultAcceptor::new(),
+            )),
+            app,
+            header_timeout,
+        ),
+    })
+}
+
+fn spawn_rest<A>(
+    mut server: axum_server::Server<SocketAddr, A>,
+    app: axum::Router,
+    header_timeout: Duration,
+) -> JoinHandle<()>
+where
+    A: axum_server::accept::Accept<TcpStream, axum::Router> + Clone + Send + Sync + 'static,
+    A::Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    A::Service:
+        axum_server::service::SendService<axum::http::Request<hyper::body::Incoming>> + Send,
+    A::Future: Send,
+{
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    tokio::spawn(async move {
+        if let Err(error) = server.serve(app.into_make_service()).await {
             tracing::error!(%error, "REST server failed");
         }
-    }))
+    })
 }
 
 /// Serves `router` on `listener` until `stopped`. Raft and forwarded writes are many
@@ -520,11 +572,12 @@ fn serve_grpc(
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
     what: &'static str,
+    connections: ConnectionLimit,
 ) -> JoinHandle<()> {
-    let incoming = TcpListenerStream::new(listener).map(|stream| {
-        stream.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
+    // A connection over the limit is dropped here (closed); accept errors pass on.
+    let incoming = TcpListenerStream::new(listener).filter_map(move |accepted| match accepted {
+        Ok(stream) => connections.admit(stream).map(Ok),
+        Err(error) => Some(Err(error)),
     });
     tokio::spawn(async move {
         let shutdown = async move {

@@ -51,12 +51,42 @@ pub trait Handler: Operation {
 
 pub struct GatewayActor;
 
+/// The permits of the operations in flight on this node.
+struct InFlight {
+    permits: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// A permit held while the operation runs, or 503 when all are taken.
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, GatewayError> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            GatewayError::unavailable(
+                format!(
+                    "this node is answering its limit of {} operations at once (server.limits.max_in_flight)",
+                    self.limit
+                ),
+                1,
+            )
+        })
+    }
+}
+
 /// How the API adapters reach the gateway. It follows a restart of the gateway actor, so
 /// adapters never hold a dead reference.
 #[derive(Clone)]
 pub struct GatewayHandle {
     current: Arc<RwLock<ActorRef<GatewayMsg>>>,
     call_timeout: Arc<RwLock<Duration>>,
+    /// Operations being answered at once (`server.limits.max_in_flight`): a permit each.
+    in_flight: Arc<RwLock<InFlight>>,
     /// Per-principal request rates (`server.rate_limit`), checked before an operation
     /// reaches the actor.
     limiter: Arc<crate::actors::rate_limit::RequestLimiter>,
@@ -72,6 +102,7 @@ impl GatewayHandle {
         Self {
             current: Arc::new(RwLock::new(gateway)),
             call_timeout: Arc::new(RwLock::new(Duration::from_secs(30))),
+            in_flight: Arc::new(RwLock::new(InFlight::new(1_024))),
             limiter: Arc::new(crate::actors::rate_limit::RequestLimiter::new(rate_limit)),
             audit: Arc::new(RwLock::new(None)),
         }
@@ -132,6 +163,14 @@ impl GatewayHandle {
             .unwrap_or_else(PoisonError::into_inner) = timeout;
     }
 
+    /// At most `limit` operations are answered at once; one more is refused (503).
+    pub fn set_in_flight_limit(&self, limit: usize) {
+        *self
+            .in_flight
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = InFlight::new(limit);
+    }
+
     /// Sends one request and waits for its answer.
     pub async fn ask<T: Send + 'static>(
         &self,
@@ -161,7 +200,19 @@ impl GatewayHandle {
     ) -> Result<O::Reply, GatewayError> {
         // Reads are not audited: only a state change pays for the copy of its context.
         let audited = O::CHANGES_STATE.then(|| context.clone());
-        let result = self.run(context, operation).await;
+        let result = match self.run(context, operation).await {
+            // The operation goes on inside the node: a change may still apply.
+            Err(error) if O::CHANGES_STATE && error.code == ErrorCode::Timeout => {
+                Err(GatewayError::new(
+                    ErrorCode::OutcomeUnknown,
+                    format!(
+                        "{}; the change may still apply: read it back, or retry with the same request id",
+                        error.detail
+                    ),
+                ))
+            }
+            result => result,
+        };
         if let Some(audited) = &audited {
             self.audit::<O>(audited, result.as_ref().map(|_| ()));
         }
@@ -181,6 +232,11 @@ impl GatewayHandle {
                 access: O::ACCESS,
             },
         )?;
+        let _permit = self
+            .in_flight
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit()?;
         self.ask(move |reply| {
             GatewayMsg::Run(Envelope(Box::new(move |node: NodeContext| {
                 answer_measured(
@@ -517,5 +573,112 @@ mod cluster_error_tests {
         });
         assert_eq!(error.code, ErrorCode::Unavailable);
         assert_eq!(error.retry_after_s, Some(1));
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use crate::gateway::operations::{DeleteTenant, GetTenant};
+    use crate::gateway::{Principal, TraceId};
+
+    /// A gateway that keeps every message and answers none.
+    struct Silent;
+
+    impl Actor for Silent {
+        type Msg = GatewayMsg;
+        type State = Vec<GatewayMsg>;
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<GatewayMsg>,
+            _: (),
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(Vec::new())
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<GatewayMsg>,
+            message: GatewayMsg,
+            kept: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            kept.push(message);
+            Ok(())
+        }
+    }
+
+    fn admin() -> RequestContext {
+        RequestContext::new(Principal::Admin, TraceId::generate())
+    }
+
+    fn read() -> GetTenant {
+        GetTenant {
+            id: "acme".into(),
+            consistency: Consistency::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_write_is_unknown_and_operations_over_the_limit_are_refused() {
+        let (silent, _) = Actor::spawn(None, Silent, ()).await.unwrap();
+        let gateway = GatewayHandle::new(
+            silent,
+            crate::actors::rate_limit::RateLimitSettings::default(),
+        );
+        gateway.set_call_timeout(Duration::from_millis(100));
+        let write = DeleteTenant {
+            id: "acme".into(),
+            cascade: false,
+        };
+        let error = gateway.call(admin(), write).await.unwrap_err();
+        assert_eq!(error.code, ErrorCode::OutcomeUnknown, "{error}");
+        assert!(error.detail.contains("may still apply"), "{error}");
+        let error = gateway.call(admin(), read()).await.unwrap_err();
+        assert_eq!(
+            error.code,
+            ErrorCode::Timeout,
+            "a read is a plain timeout: {error}"
+        );
+
+        gateway.set_call_timeout(Duration::from_secs(600));
+        gateway.set_in_flight_limit(1);
+        let hold = || {
+            let gateway = gateway.clone();
+            tokio::spawn(async move { gateway.call(admin(), read()).await })
+        };
+        // Until the held call has its permit, a second one may take it (the held call is
+        // then refused and started again; the second is dropped, freeing its permit).
+        let mut held = hold();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let refused = loop {
+            assert!(tokio::time::Instant::now() < deadline, "never refused");
+            if held.is_finished() {
+                held = hold();
+            }
+            tokio::task::yield_now().await;
+            if let Ok(Err(error)) =
+                tokio::time::timeout(Duration::from_millis(50), gateway.call(admin(), read())).await
+                && error.code == ErrorCode::Unavailable
+            {
+                break error;
+            }
+        };
+        assert!(
+            refused.detail.contains("server.limits.max_in_flight"),
+            "{refused}"
+        );
+        assert_eq!(refused.retry_after_s, Some(1));
+        held.abort();
+        let _ = held.await;
+        // The aborted call gave its permit back.
+        let error = tokio::time::timeout(Duration::from_millis(200), gateway.call(admin(), read()))
+            .await
+            .err();
+        assert!(
+            error.is_some(),
+            "the freed permit admits a call, which waits"
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! job or request id.
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder, TextEncoder};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -31,7 +31,12 @@ pub struct Metrics {
     workers_lost: Counter<u64>,
     pool_provisioning: Counter<u64>,
     scaling_decisions: Counter<u64>,
+    connections_refused: Counter<u64>,
+    connections_open: UpDownCounter<i64>,
 }
+
+/// The ports whose connections are limited (`server.limits.max_connections`).
+const PORTS: [&str; 3] = ["rest", "grpc", "peer"];
 
 /// The kinds an actor restart is counted under (root children, controllers, loops).
 const ACTOR_KINDS: [&str; 7] = [
@@ -141,6 +146,14 @@ impl Metrics {
                 .u64_counter("hodei_workers_lost")
                 .with_description("Workers declared lost after missed heartbeats, by pool (leader)")
                 .build(),
+            connections_refused: meter
+                .u64_counter("hodei_connections_refused")
+                .with_description("Connections closed on accept because the port held server.limits.max_connections, by port (rest, grpc, peer)")
+                .build(),
+            connections_open: meter
+                .i64_up_down_counter("hodei_connections_open")
+                .with_description("Connections open on each port (rest, grpc, peer), of server.limits.max_connections")
+                .build(),
         }
     }
 
@@ -243,6 +256,11 @@ impl Metrics {
         for actor in ACTOR_KINDS {
             self.actor_restarts.add(0, &[KeyValue::new("actor", actor)]);
         }
+        for port in PORTS {
+            self.connections_refused
+                .add(0, &[KeyValue::new("port", port)]);
+            self.connections_open.add(0, &[KeyValue::new("port", port)]);
+        }
         for tenant in &tenants {
             let tenant = KeyValue::new("tenant", tenant.clone());
             for rule in hodei_domain::burst::BurstRule::ALL {
@@ -260,6 +278,17 @@ impl Metrics {
                 .add(0, &[KeyValue::new("pool", pool.clone())]);
             self.pool_provisioning_declared(&pool);
         }
+    }
+
+    /// A connection on `port` opened (`1`) or closed (`-1`).
+    pub fn connection_open(&self, port: &'static str, change: i64) {
+        self.connections_open
+            .add(change, &[KeyValue::new("port", port)]);
+    }
+
+    pub fn connection_refused(&self, port: &'static str) {
+        self.connections_refused
+            .add(1, &[KeyValue::new("port", port)]);
     }
 
     pub fn worker_lost(&self, pool: &str) {

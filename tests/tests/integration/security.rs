@@ -265,3 +265,199 @@ async fn a_tenant_sees_its_own_lines_of_queue_reports_and_no_workers() {
     assert_eq!(status, 403, "{refused}");
     assert_eq!(api.get("/api/v1/pools/pool-default/workers").await.0, 200);
 }
+
+/// Reads from `stream` until it ends (or `TIMEOUT`): what the server sent before closing.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut received)).await;
+    assert!(read.is_ok(), "the server kept the connection open");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// A fresh HTTP client that keeps no idle connection (each request's connection closes).
+fn one_shot_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// `server.limits`: a port at `max_connections` closes one more connection as soon as it
+/// is accepted (REST and gRPC) and serves again once one closes; a client trickling its
+/// headers loses its connection after `header_read_timeout_ms`; an operation over
+/// `max_in_flight` gets 503 with Retry-After, naming the limit. The node is one founding
+/// member of three started alone: without a leader, each write waits `leader_wait_ms`,
+/// which holds operations in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_operations_in_flight_and_slow_headers_are_bounded() {
+    use tokio::io::AsyncWriteExt;
+    use tonic_health::pb::health_client::HealthClient;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = hodei_tests::free_port();
+    let spec = NodeSpec {
+        server_extra: vec![
+            "limits:\n    max_connections: 4\n    max_in_flight: 2\n    header_read_timeout_ms: 8000"
+                .to_string(),
+        ],
+        metrics_port: Some(metrics_port),
+        ..NodeSpec::cluster(3).remove(0)
+    };
+    let node = NodeProcess::start_spec(dir.path(), &spec).unwrap();
+    let health = node.rest_url("/api/v1/health");
+    hodei_tests::eventually(TIMEOUT, "the REST port to answer", || async {
+        Ok(one_shot_client().get(&health).send().await.ok().map(|_| ()))
+    })
+    .await
+    .unwrap();
+
+    // REST: four clients trickle their headers and hold the four places.
+    let rest_addr = node.rest_url("").trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut stream = tokio::net::TcpStream::connect(&rest_addr).await.unwrap();
+        stream
+            .write_all(b"GET /api/v1/health HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    wait_open(metrics_port, "rest", 4.0).await;
+    let mut fifth = tokio::net::TcpStream::connect(&rest_addr).await.unwrap();
+    let _ = fifth
+        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+        .await;
+    let answer = read_until_closed(&mut fifth).await;
+    assert!(answer.is_empty(), "a fifth connection was served: {answer}");
+    // The trickling clients are cut off by the header read timeout, without an answer
+    // the server could not form (at most a 408).
+    for stream in &mut slow {
+        let answer = read_until_closed(stream).await;
+        assert!(answer.is_empty() || answer.contains(" 408 "), "{answer}");
+    }
+    hodei_tests::eventually(TIMEOUT, "a new connection to be served", || async {
+        Ok(one_shot_client().get(&health).send().await.ok().map(|_| ()))
+    })
+    .await
+    .unwrap();
+
+    // gRPC: four idle connections hold the places; a health check on a fifth fails, and
+    // passes once they close.
+    let grpc_addr = node.grpc_addr();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(&grpc_addr).await.unwrap());
+    }
+    let check = || async {
+        let channel = tonic::transport::Endpoint::from_shared(node.grpc_url())
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .map_err(|error| error.to_string())?;
+        HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .map(|_| ())
+            .map_err(|status| status.to_string())
+    };
+    wait_open(metrics_port, "grpc", 4.0).await;
+    assert!(check().await.is_err(), "a fifth gRPC connection was served");
+    drop(idle);
+    hodei_tests::eventually(TIMEOUT, "a gRPC connection to be served", || async {
+        Ok(check().await.ok())
+    })
+    .await
+    .unwrap();
+    for port in ["rest", "grpc"] {
+        let refused = port_sample(metrics_port, "hodei_connections_refused_total", port).await;
+        assert!(
+            refused >= 1.0,
+            "{port}: {refused} refused connections counted"
+        );
+    }
+
+    // Operations: writes wait for a leader that does not come; with two in flight, one
+    // more is refused at once.
+    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let tenants = node.rest_url("/api/v1/tenants");
+    let refused = hodei_tests::eventually(
+        Duration::from_secs(90),
+        "a write over max_in_flight",
+        || {
+            let answers = answers.clone();
+            let tenants = tenants.clone();
+            tokio::spawn(async move {
+                let id = format!("held-{}", next_number());
+                if let Ok(response) = one_shot_client()
+                    .post(&tenants)
+                    .json(&json!({ "id": id }))
+                    .send()
+                    .await
+                {
+                    let retry_after = response.headers().get("retry-after").cloned();
+                    let status = response.status().as_u16();
+                    let body: serde_json::Value = response.json().await.unwrap_or_default();
+                    let _ = answers.send((status, retry_after, body));
+                }
+            });
+            let mut found = None;
+            while let Ok(answer) = answered.try_recv() {
+                if answer.0 == 503
+                    && answer.2["detail"]
+                        .as_str()
+                        .is_some_and(|detail| detail.contains("server.limits.max_in_flight"))
+                {
+                    found = Some(answer);
+                }
+            }
+            async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok(found)
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(refused.1.is_some(), "no Retry-After: {:?}", refused.2);
+}
+
+/// The value of `name{port="<port>"}` on the node's metrics endpoint (0 when absent).
+async fn port_sample(metrics_port: u16, name: &str, port: &str) -> f64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|line| {
+            line.starts_with(&format!("{name}{{")) && line.contains(&format!("port=\"{port}\""))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until `port` holds exactly `open` connections.
+async fn wait_open(metrics_port: u16, port: &str, open: f64) {
+    hodei_tests::eventually(
+        TIMEOUT,
+        &format!("{open} open {port} connections"),
+        || async {
+            Ok(
+                (port_sample(metrics_port, "hodei_connections_open", port).await == open)
+                    .then_some(()),
+            )
+        },
+    )
+    .await
+    .unwrap();
+}
+
+fn next_number() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
