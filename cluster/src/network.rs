@@ -397,6 +397,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
             target,
             addr: node.addr.clone(),
             clients: self.clients.clone(),
+            append_budget: Arc::default(),
         }
     }
 }
@@ -406,6 +407,83 @@ pub struct GrpcPeer {
     target: NodeId,
     addr: String,
     clients: PeerClients,
+    /// How many entries one AppendEntries to this peer may carry.
+    append_budget: Arc<Mutex<AppendBudget>>,
+}
+
+/// How many entries one `AppendEntries` to a peer may carry, learned from the calls that
+/// did not finish in time. openraft gives every `AppendEntries` one heartbeat interval
+/// (`cluster.heartbeat_ms`) and drops the call past it; a follower that fell behind is sent
+/// up to [`MAX_APPEND_BYTES`] at once, which a loaded machine may not move, decode and
+/// store in that time. Without a smaller call the follower never catches up, and the
+/// leader never hears its answers either (a restarted follower that started elections
+/// keeps a higher term the leader never learns of). So a call that did not finish halves
+/// the next calls' entries (openraft's own `PayloadTooLarge` hint, retried at once), and
+/// calls that finish at the limit raise it again, doubling after [`REGROW_AFTER`] of them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AppendBudget {
+    /// At most this many entries per call (no limit when `None`).
+    limit: Option<u64>,
+    /// Calls finished at the limit since it was last changed.
+    finished_at_limit: u32,
+}
+
+/// Finished calls at the limit before it doubles.
+const REGROW_AFTER: u32 = 8;
+
+impl AppendBudget {
+    /// `Err(hint)` when a call of `entries` entries is over the limit.
+    pub fn admit(&self, entries: u64) -> Result<(), u64> {
+        match self.limit {
+            Some(limit) if entries > limit => Err(limit),
+            _ => Ok(()),
+        }
+    }
+
+    /// A call of `entries` entries did not finish in time: the next carry half as many
+    /// (one entry cannot be split).
+    pub fn unfinished(&mut self, entries: u64) {
+        if entries > 1 {
+            self.limit = Some((entries / 2).max(1));
+            self.finished_at_limit = 0;
+        }
+    }
+
+    /// A call of `entries` entries finished.
+    pub fn finished(&mut self, entries: u64) {
+        let Some(limit) = self.limit else {
+            return;
+        };
+        if entries < limit {
+            return;
+        }
+        self.finished_at_limit += 1;
+        if self.finished_at_limit >= REGROW_AFTER {
+            self.finished_at_limit = 0;
+            let doubled = limit.saturating_mul(2);
+            // Past any slice the log store hands out: no limit.
+            self.limit = (doubled < MAX_APPEND_BYTES as u64).then_some(doubled);
+        }
+    }
+}
+
+/// Marks an `AppendEntries` unfinished unless disarmed: dropped with the call's future when
+/// openraft's timeout cancels it.
+struct AppendInFlight {
+    budget: Arc<Mutex<AppendBudget>>,
+    entries: u64,
+    finished: bool,
+}
+
+impl Drop for AppendInFlight {
+    fn drop(&mut self) {
+        let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.finished {
+            budget.finished(self.entries);
+        } else {
+            budget.unfinished(self.entries);
+        }
+    }
 }
 
 type PeerError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
@@ -494,8 +572,37 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, PeerError> {
         // The log store hands openraft at most about MAX_APPEND_BYTES of entries per call
-        // (`LogStore::limited_get_log_entries`), so one call carries one bounded slice.
-        self.call(RaftMethod::AppendEntries, &rpc, &option).await
+        // (`LogStore::limited_get_log_entries`), so one call carries one bounded slice,
+        // and fewer entries while calls to this peer do not finish in time.
+        let entries = rpc.entries.len() as u64;
+        if let Err(hint) = self
+            .append_budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(entries)
+        {
+            return Err(RPCError::PayloadTooLarge(
+                openraft::error::PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
+        let mut in_flight = AppendInFlight {
+            budget: self.append_budget.clone(),
+            entries,
+            finished: false,
+        };
+        let result = self.call(RaftMethod::AppendEntries, &rpc, &option).await;
+        match &result {
+            Ok(_) | Err(RPCError::RemoteError(_)) => in_flight.finished = true,
+            // An unreachable peer says nothing of the size of a call.
+            Err(RPCError::Unreachable(_)) => {
+                in_flight.finished = true;
+                in_flight.entries = 0;
+            }
+            // Cut at the peer's deadline (the gRPC deadline is the same interval), or lost
+            // on the way: as if openraft had dropped it.
+            Err(_) => {}
+        }
+        result
     }
 
     async fn install_snapshot(
@@ -512,5 +619,47 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, PeerError> {
         self.call(RaftMethod::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod append_budget_tests {
+    use super::*;
+
+    #[test]
+    fn an_unfinished_call_halves_the_next_and_finished_calls_at_the_limit_regrow_it() {
+        let mut budget = AppendBudget::default();
+        assert_eq!(budget.admit(10_000), Ok(()), "no limit until a call is cut");
+        budget.unfinished(40);
+        assert_eq!(budget.admit(21), Err(20));
+        assert_eq!(budget.admit(20), Ok(()));
+        budget.unfinished(20);
+        assert_eq!(budget.admit(11), Err(10));
+        // Calls under the limit (the follower caught up) leave it as it is.
+        for _ in 0..REGROW_AFTER {
+            budget.finished(3);
+        }
+        assert_eq!(budget.admit(11), Err(10));
+        for _ in 0..REGROW_AFTER {
+            budget.finished(10);
+        }
+        assert_eq!(
+            budget.admit(21),
+            Err(20),
+            "doubled after {REGROW_AFTER} at the limit"
+        );
+        // One entry cannot be split: a cut call of one entry changes nothing.
+        budget.unfinished(1);
+        assert_eq!(budget.admit(20), Ok(()));
+        let mut budget = AppendBudget::default();
+        budget.unfinished(2);
+        assert_eq!(budget.admit(2), Err(1));
+        assert_eq!(budget.admit(1), Ok(()));
+        // Regrown past what the log store ever hands out: no limit again.
+        budget.limit = Some(MAX_APPEND_BYTES as u64 / 2 + 1);
+        for _ in 0..REGROW_AFTER {
+            budget.finished(MAX_APPEND_BYTES as u64);
+        }
+        assert_eq!(budget, AppendBudget::default());
     }
 }

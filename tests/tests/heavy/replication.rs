@@ -1,12 +1,14 @@
 //! Bounded replication: a follower that was down while batch submissions went on catches
 //! up while they continue, by snapshot (sent binary, in chunks) and by the log (sent in
-//! pieces below the transport's limit), and ends with the same state as the others.
+//! pieces below the transport's limit), and ends with the same state as the others; a
+//! follower behind a slow link catches up in calls small enough for the heartbeat interval.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use hodei_tests::{ProcessCluster, eventually};
+use hodei_tests::proxy::FaultProxy;
+use hodei_tests::{NodeSpec, ProcessCluster, eventually};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -144,4 +146,106 @@ async fn a_follower_restarted_during_batch_submits_catches_up_and_agrees() {
     background.await.unwrap();
     cluster.wait_caught_up(TIMEOUT).await.unwrap();
     cluster.assert_digests_agree(TIMEOUT).await.unwrap();
+}
+
+/// A follower behind a slow link catches up. openraft gives every AppendEntries one
+/// heartbeat interval (100 ms here) and a follower that fell behind is sent up to 2 MiB at
+/// once, which this link (2 MB/s) carries in a second: every such call would be cut, the
+/// follower would never catch up, and the leader would never hear its answers. The calls
+/// that are cut make the next ones smaller until they fit (`AppendBudget`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_a_slow_link_catches_up_in_calls_that_fit_the_heartbeat() {
+    let _heavy = crate::HEAVY.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut specs = NodeSpec::cluster(3);
+    // The others reach node 3 only through the proxy.
+    let proxy = FaultProxy::start(specs[2].peer_addr()).await.unwrap();
+    let addresses: Vec<String> = specs.iter().map(NodeSpec::peer_addr).collect();
+    for index in 0..2 {
+        let own = specs[index].node_id;
+        specs[index].peers = (1..=3u64)
+            .filter(|id| *id != own)
+            .map(|id| match id {
+                3 => format!("3@{}", proxy.addr()),
+                _ => format!("{id}@{}", addresses[id as usize - 1]),
+            })
+            .collect();
+    }
+    specs[2].cluster_extra = vec![format!("advertise_addr: \"{}\"", proxy.addr())];
+    for spec in &mut specs {
+        spec.extra_yaml =
+            "multi_tenancy:\n  default_tenant_quota:\n    max_pending_jobs: 1000000\n".to_string();
+    }
+    let mut cluster = ProcessCluster::start_specs(dir.path(), specs)
+        .await
+        .unwrap();
+    let mut leader = cluster.wait_bootstrapped(TIMEOUT).await.unwrap();
+    if leader == 3 {
+        let response = reqwest::Client::new()
+            .post(cluster.nodes[&3].rest_url("/api/v1/cluster/transfer-leader"))
+            .json(&json!({"node_id": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        leader = cluster.wait_caught_up(TIMEOUT).await.unwrap();
+    }
+    assert_ne!(leader, 3);
+    cluster.node(3).kill9();
+
+    // About 2.5 MB of log while it is down: 80 entries of about 30 KB.
+    let url = cluster.nodes[&leader].rest_url("/api/v1/jobs/batch");
+    for round in 0..80 {
+        let padding = "z".repeat(500);
+        let body = json!({
+            "jobs": (0..50)
+                .map(|index| json!({
+                    "command": {"argv": ["echo", format!("{round}-{index}-{padding}")]},
+                    "resources": {"cpu_m": 1, "memory_mb": 1},
+                }))
+                .collect::<Vec<_>>()
+        });
+        let response = reqwest::Client::new()
+            .post(&url)
+            .json(&body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "batch {round}: {}",
+            response.status()
+        );
+    }
+    proxy.set_rate(2_000_000);
+    cluster.node(3).restart().unwrap();
+    let target = cluster.nodes[&leader]
+        .status()
+        .await
+        .and_then(|status| status["last_log_index"].as_u64())
+        .unwrap();
+    let nodes = &cluster.nodes;
+    let caught_up = eventually(
+        Duration::from_secs(120),
+        "node 3 to apply the leader's log through the slow link",
+        || async {
+            let applied = nodes[&3]
+                .status()
+                .await
+                .and_then(|status| status["last_applied_index"].as_u64());
+            Ok(applied
+                .is_some_and(|applied| applied >= target)
+                .then_some(()))
+        },
+    )
+    .await;
+    if let Err(error) = caught_up {
+        panic!(
+            "{error:#}\nnode 3: {:?}\nleader: {:?}\nnode 3 log:\n{}",
+            cluster.nodes[&3].status().await,
+            cluster.nodes[&leader].status().await,
+            cluster.nodes[&3].log_tail()
+        );
+    }
 }
