@@ -66,8 +66,7 @@ impl FaultProxy {
                                 break;
                             }
                             let rate = rate.load(Ordering::SeqCst);
-                            if rate > 0 {
-                                let nanos = read as u64 * 1_000_000_000 / rate;
+                            if let Some(nanos) = (read as u64 * 1_000_000_000).checked_div(rate) {
                                 tokio::time::sleep(Duration::from_nanos(nanos)).await;
                             }
                         }
