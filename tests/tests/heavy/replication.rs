@@ -161,9 +161,9 @@ async fn a_follower_behind_a_slow_link_catches_up_in_calls_that_fit_the_heartbea
     // The others reach node 3 only through the proxy.
     let proxy = FaultProxy::start(specs[2].peer_addr()).await.unwrap();
     let addresses: Vec<String> = specs.iter().map(NodeSpec::peer_addr).collect();
-    for index in 0..2 {
-        let own = specs[index].node_id;
-        specs[index].peers = (1..=3u64)
+    for spec in specs.iter_mut().take(2) {
+        let own = spec.node_id;
+        spec.peers = (1..=3u64)
             .filter(|id| *id != own)
             .map(|id| match id {
                 3 => format!("3@{}", proxy.addr()),
