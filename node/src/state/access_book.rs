@@ -1,7 +1,9 @@
 //! The tokens the cluster issued (issue 21): tenants' access tokens, the admin token of
 //! the first start, and pools' join tokens. Each is kept as a digest of its secret, so
 //! that any node can check a token and none can show one again. Apply keeps them; a
-//! tenant's tokens go with the tenant, a pool's join tokens with the pool.
+//! tenant's tokens go with the tenant, a pool's join tokens with the pool. Beside them, the
+//! agent each worker id is bound to (a digest of the agent's instance id): a live worker's
+//! id is not taken by another agent on any leader.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +25,11 @@ pub enum AccessEntry {
     Join(JoinToken),
     /// The admin token of the first start was issued (never again, even once revoked).
     Bootstrapped,
+    /// Worker `worker` registered from the agent whose instance id has this digest.
+    WorkerAgent {
+        worker: String,
+        agent: String,
+    },
 }
 
 impl AccessEntry {
@@ -31,6 +38,7 @@ impl AccessEntry {
             AccessEntry::Token(token) => token_key(&token.id),
             AccessEntry::Join(token) => join_key(&token.id),
             AccessEntry::Bootstrapped => format!("{ACCESS_PREFIX}bootstrapped").into_bytes(),
+            AccessEntry::WorkerAgent { worker, .. } => agent_key(worker),
         }
     }
 }
@@ -43,11 +51,17 @@ fn join_key(id: &str) -> Vec<u8> {
     format!("{ACCESS_PREFIX}join/{id}").into_bytes()
 }
 
+fn agent_key(worker: &str) -> Vec<u8> {
+    format!("{ACCESS_PREFIX}agent/{worker}").into_bytes()
+}
+
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct AccessBook {
     tokens: BTreeMap<String, AccessToken>,
     joins: BTreeMap<String, JoinToken>,
     bootstrapped: bool,
+    /// Worker id -> digest of its agent's instance id.
+    agents: BTreeMap<String, String>,
 }
 
 impl AccessBook {
@@ -60,6 +74,9 @@ impl AccessBook {
                 self.joins.insert(token.id.clone(), token);
             }
             AccessEntry::Bootstrapped => self.bootstrapped = true,
+            AccessEntry::WorkerAgent { worker, agent } => {
+                self.agents.insert(worker, agent);
+            }
         }
     }
 
@@ -70,6 +87,14 @@ impl AccessBook {
             .cloned()
             .map(AccessEntry::Token)
             .chain(self.joins.values().cloned().map(AccessEntry::Join))
+            .chain(
+                self.agents
+                    .iter()
+                    .map(|(worker, agent)| AccessEntry::WorkerAgent {
+                        worker: worker.clone(),
+                        agent: agent.clone(),
+                    }),
+            )
             .collect();
         if self.bootstrapped {
             entries.push(AccessEntry::Bootstrapped);
@@ -102,6 +127,19 @@ impl HodeiState {
             .filter(|token| token.tenant.as_ref() == Some(tenant))
             .cloned()
             .collect()
+    }
+
+    /// The digest of the instance id of the agent worker `id` registered from, if an
+    /// agent registered it.
+    pub fn worker_agent(&self, id: &str) -> Option<&str> {
+        self.access.agents.get(id).map(String::as_str)
+    }
+
+    /// Forgets the agent of a worker that left the state.
+    pub(in crate::state) fn drop_worker_agent(&mut self, worker: &str, writes: &mut WriteBatch) {
+        if self.access.agents.remove(worker).is_some() {
+            writes.delete(agent_key(worker));
+        }
     }
 
     /// A join token by id.

@@ -72,6 +72,7 @@ pub enum CommandV1 {
     RevokeToken(RevokeToken),
     IssueJoinToken(IssueJoinToken),
     RevokeJoinToken(RevokeJoinToken),
+    RegisterAgentWorker(RegisterAgentWorker),
 }
 
 /// Records an access token (its secret's digest). A tenant's needs the tenant; the admin
@@ -371,6 +372,16 @@ pub struct RegisterWorker {
     /// its pool pays for it from then, not from its registration.
     #[serde(default)]
     pub provisioned_at_ms: Option<u64>,
+}
+
+/// A worker's registration by an agent: refused while the worker is live under another
+/// agent (whichever node leads; the leader's sessions alone are lost with it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterAgentWorker {
+    pub register: RegisterWorker,
+    /// The digest (SHA-256, hex) of the agent's instance id: the id itself, which the
+    /// agent alone knows, is never stored.
+    pub agent: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -256,6 +256,7 @@ impl HodeiState {
         for id in &gone {
             self.workers.remove(id);
             writes.delete(key(WORKER_PREFIX, id));
+            self.drop_worker_agent(id, writes);
         }
         gone.len()
     }

@@ -619,6 +619,9 @@ impl HodeiState {
             CommandV1::RunReports(command) => self.apply_run_reports(command, writes),
             CommandV1::CancelJob(command) => self.apply_cancel_job(command, writes),
             CommandV1::RegisterWorker(command) => self.apply_register_worker(command, writes),
+            CommandV1::RegisterAgentWorker(command) => {
+                self.apply_register_agent_worker(command, writes)
+            }
             CommandV1::WorkerLost(command) => self.apply_worker_lost(command, writes),
             CommandV1::WorkerLeft(command) => self.apply_worker_left(command, writes),
             CommandV1::RunOutput(command) => self.apply_run_output(command, writes),

@@ -745,3 +745,62 @@ fn every_job_end_reaches_the_observer_once_with_its_wait_and_run() {
         );
     }
 }
+
+#[test]
+fn a_live_workers_id_is_bound_to_its_agent_until_it_is_lost() {
+    let mut state = setup(Quota::default(), 0);
+    let register = |agent: &str| {
+        CommandV1::RegisterAgentWorker(command::RegisterAgentWorker {
+            register: command::RegisterWorker {
+                registration: WorkerRegistration {
+                    id: "w1".into(),
+                    pool: "p".into(),
+                    capacity: Resources::new(1_000, 1_000, 0),
+                    labels: Labels::new(),
+                    simulated: false,
+                    running: Vec::new(),
+                },
+                at_ms: 1,
+                provisioned_at_ms: None,
+            },
+            agent: agent.into(),
+        })
+    };
+    assert!(apply(&mut state, register("agent-a")).is_ok());
+    assert_eq!(state.worker_agent("w1"), Some("agent-a"));
+    submit(&mut state, vec![job("j", 100, 0)]);
+    assert_eq!(assign(&mut state, &[("j", "w1")]), (1, 0));
+    let before = state.worker("w1").cloned();
+    let refused = apply(&mut state, register("agent-b"));
+    assert!(
+        matches!(&refused, Err(DomainError::Conflict(rule)) if rule.contains("never a takeover")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        state.worker("w1").cloned(),
+        before,
+        "a refusal changes nothing"
+    );
+    assert_eq!(state.worker_agent("w1"), Some("agent-a"));
+    // Its own agent reconnecting (after a leader change) keeps the worker and its job.
+    assert!(apply(&mut state, register("agent-a")).is_ok());
+    assert_eq!(state.job("j").unwrap().worker.as_deref(), Some("w1"));
+    // Once lost, another agent may take the id.
+    apply(
+        &mut state,
+        CommandV1::WorkerLost(command::WorkerLost {
+            worker: "w1".into(),
+            reason: "missed heartbeats".into(),
+            at_ms: 5,
+        }),
+    )
+    .unwrap();
+    assert!(apply(&mut state, register("agent-b")).is_ok());
+    assert_eq!(state.worker_agent("w1"), Some("agent-b"));
+    // The binding is replicated state: a snapshot carries it.
+    let snapshot = StateMachine::snapshot(&state).unwrap();
+    let mut restored = HodeiState::new(broadcast::channel(4).0);
+    let mut writes = WriteBatch::new();
+    StateMachine::restore(&mut restored, &snapshot, &mut writes).unwrap();
+    assert_eq!(restored.worker_agent("w1"), Some("agent-b"));
+}

@@ -193,8 +193,39 @@ async fn a_second_agent_under_a_live_workers_id_is_refused() {
         real_log.contains(&id),
         "the real agent ran the job: {real_log}"
     );
-    rogue.kill9();
+    // The real agent dies: its session ends, but the worker's id stays bound to it in
+    // the replicated state until the worker is declared lost; only then does the
+    // other agent (still retrying) get the id.
     real.kill9();
+    let w1_state = || async {
+        let (_, workers) = api.get("/api/v1/pools/pool-default/workers").await;
+        workers["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|worker| worker["id"] == "w1"))
+            .and_then(|worker| worker["state"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let rogue_registered = || {
+        std::fs::read_to_string(&rogue_log)
+            .unwrap_or_default()
+            .contains("registered with the leader")
+    };
+    hodei_tests::eventually(TIMEOUT, "w1 declared lost", || async {
+        assert!(
+            !rogue_registered(),
+            "the other agent took w1 before it was declared lost"
+        );
+        Ok((w1_state().await == "lost").then_some(()))
+    })
+    .await
+    .unwrap();
+    hodei_tests::eventually(TIMEOUT, "the other agent registered as w1", || async {
+        Ok((rogue_registered() && w1_state().await == "idle").then_some(()))
+    })
+    .await
+    .unwrap();
+    rogue.kill9();
 }
 
 /// A tenant sees its own line of a queue's status and fair share, and no worker (workers

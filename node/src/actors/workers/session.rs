@@ -179,6 +179,13 @@ impl WorkerService for WorkerGrpc {
         let labels = Labels::from_iter(register.labels);
         hodei_domain::labels::validate_labels("labels", &labels)
             .map_err(|error| GatewayError::from(error).to_status())?;
+        if instance.is_empty() {
+            return Err(GatewayError::invalid(
+                "instance",
+                "an agent names its instance: a random id it keeps for its life (it binds the worker id to the agent)",
+            )
+            .to_status());
+        }
         if !self.hub.reserve(&worker_id, &instance) {
             warn!(worker = %worker_id, "a second registration of a connected worker refused");
             return Err(tonic::Status::already_exists(format!(
@@ -193,11 +200,14 @@ impl WorkerService for WorkerGrpc {
             simulated: false,
             running: register.running,
         };
-        let command = CommandV1::RegisterWorker(command::RegisterWorker {
-            registration,
-            at_ms: now_ms(),
-            // A process this leader started: paid for from its start.
-            provisioned_at_ms: self.node.processes.started_at_ms(&worker_id),
+        let command = CommandV1::RegisterAgentWorker(command::RegisterAgentWorker {
+            register: command::RegisterWorker {
+                registration,
+                at_ms: now_ms(),
+                // A process this leader started: paid for from its start.
+                provisioned_at_ms: self.node.processes.started_at_ms(&worker_id),
+            },
+            agent: hex::encode(crate::gateway::credentials::digest(&instance)),
         });
         let keep = match propose(&self.node, command).await {
             Ok(CommandOutcome::WorkerRegistered {

@@ -162,6 +162,7 @@ impl HodeiState {
         for worker in workers {
             self.workers.remove(&worker);
             writes.delete(key(WORKER_PREFIX, &worker));
+            self.drop_worker_agent(&worker, writes);
         }
         self.pools.remove(id);
         writes.delete(key(POOL_PREFIX, id));
@@ -376,6 +377,7 @@ impl HodeiState {
             for worker in gone {
                 self.workers.remove(&worker);
                 writes.delete(key(WORKER_PREFIX, &worker));
+                self.drop_worker_agent(&worker, writes);
             }
         }
         self.put_pool(pool.clone(), writes);

@@ -18,6 +18,30 @@ use hodei_domain::worker::{Worker, WorkerState, validate_worker_id};
 pub const MAX_PROVISIONING_MS: u64 = 10 * 60 * 1_000;
 
 impl HodeiState {
+    /// Registers a worker from an agent, binding its id to that agent: while the worker is
+    /// live, another agent under its id is refused (a second registration is never a
+    /// takeover, whichever node leads); once it is lost or stopped, another agent may take
+    /// its id.
+    pub(in crate::state) fn apply_register_agent_worker(
+        &mut self,
+        command::RegisterAgentWorker { register, agent }: command::RegisterAgentWorker,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let id = register.registration.id.clone();
+        let live = self.workers.get(&id).is_some_and(Worker::is_live);
+        if live && self.worker_agent(&id).is_some_and(|bound| bound != agent) {
+            return Err(DomainError::Conflict(format!(
+                "worker `{id}` is live under another agent: a second agent under its id is refused, never a takeover (stop the other agent, or wait until it misses its heartbeats)"
+            )));
+        }
+        let outcome = self.apply_register_worker(register, writes)?;
+        self.put_access_entry(
+            crate::state::access_book::AccessEntry::WorkerAgent { worker: id, agent },
+            writes,
+        );
+        Ok(outcome)
+    }
+
     /// Registers a new worker, or a known one again after a restart or a reconnect: its
     /// running jobs that it no longer reports are lost (another attempt, or failed);
     /// assigned jobs it has not started stay assigned and are sent to it again.
