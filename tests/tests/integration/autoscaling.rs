@@ -207,12 +207,20 @@ async fn a_utilization_policy_grows_a_process_pool_under_a_backlog_and_brings_it
         (Some(1), Some("succeeded")),
         "{last}"
     );
-    let grown = records
+    let (index, grown) = records
         .iter()
-        .find(|record| record["to"] == 6)
+        .enumerate()
+        .find(|(_, record)| record["to"] == 6)
         .expect("the step to 6");
-    assert_eq!(grown["outcome"], "succeeded", "{grown}");
-    assert!(grown["reached_at_ms"].as_u64().unwrap() >= grown["at_ms"].as_u64().unwrap());
+    if grown["outcome"] == "succeeded" {
+        assert!(grown["reached_at_ms"].as_u64().unwrap() >= grown["at_ms"].as_u64().unwrap());
+    } else {
+        // On a loaded machine the sixth worker may register after the backlog shrank:
+        // the next decision then replaces the step, and starts from the six it reached.
+        assert_eq!(grown["outcome"], "cancelled", "{grown}");
+        assert!(index > 0, "a later decision replaced it: {grown}");
+        assert_eq!(records[index - 1]["from"], 6, "{}", records[index - 1]);
+    }
     assert!(
         grown["metrics"]["utilization"].as_f64().unwrap() > 0.6,
         "{grown}"
