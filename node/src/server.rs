@@ -20,8 +20,6 @@ use ractor::{Actor, ActorRef};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
 use crate::actors::control::ControlMsg;
@@ -264,12 +262,13 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
     // Raft, forwarded writes and membership changes on their own port: the public
     // ports serve only the API, and the peer service admits only members (with TLS,
     // only callers with a certificate the cluster's CA signed).
-    let mut peer_builder = tonic::transport::Server::builder();
+    let mut peer_builder = grpc_builder();
     if let Some(tls) = &tls {
         peer_builder = peer_builder
-            .tls_config(tls.server_config())
+            .tls_config(tls.server_config().timeout(TLS_HANDSHAKE_TIMEOUT))
             .context("server.tls: the peer port's TLS")?;
     }
+    let first_bytes_within = Duration::from_millis(limits.header_read_timeout_ms);
     let peer_router = peer_builder.add_service(raft.grpc_service());
     let peer_server = serve_grpc(
         peer_router,
@@ -277,6 +276,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         stopped.clone(),
         "peer",
         connections("peer"),
+        first_bytes_within,
     );
     let grpc_server = serve_grpc(
         grpc_router,
@@ -284,6 +284,7 @@ pub async fn start(config: &Config) -> anyhow::Result<NodeHandle> {
         stopped,
         "gRPC",
         connections("grpc"),
+        first_bytes_within,
     );
 
     info!(rest = %rest_addr, grpc = %grpc_addr, peers = %peer_addr, node_id = config.cluster.node_id, "node started");
@@ -453,12 +454,17 @@ async fn api_router(
         .register_encoded_file_descriptor_set(hodei_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = grpc_builder();
     if let Some(tls) = tls {
         builder = builder
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(
-                tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
-            ))
+            .tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(
+                        &tls.cert_pem,
+                        &tls.key_pem,
+                    ))
+                    .timeout(TLS_HANDSHAKE_TIMEOUT),
+            )
             .context("server.tls: the gRPC port's TLS")?;
     }
     Ok(builder
@@ -493,6 +499,21 @@ async fn api_router(
         )))
 }
 
+/// How often a connection that is otherwise quiet is pinged (HTTP/2), and how long its
+/// answer may take before the connection is closed: a vanished client gives its place
+/// back (`server.limits.max_connections`).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest TLS handshake on the gRPC and peer ports.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A gRPC server that pings quiet connections.
+fn grpc_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+}
+
 /// Serves the REST API until `stopped`: at most `server.limits.max_connections`
 /// connections, each given `header_read_timeout_ms` to send a request's headers (a client
 /// that trickles them holds no connection for long).
@@ -523,6 +544,7 @@ async fn serve_rest(
             spawn_rest(
                 server.acceptor(LimitedAcceptor::new(
                     connections,
+                    header_timeout,
                     axum_server::tls_rustls::RustlsAcceptor::new(rustls),
                 )),
                 app,
@@ -532,6 +554,7 @@ async fn serve_rest(
         None => spawn_rest(
             server.acceptor(LimitedAcceptor::new(
                 connections,
+                header_timeout,
                 axum_server::accept::DefaultAcceptor::new(),
             )),
             app,
@@ -552,11 +575,17 @@ where
         axum_server::service::SendService<axum::http::Request<hyper::body::Incoming>> + Send,
     A::Future: Send,
 {
-    server
-        .http_builder()
+    let builder = server.http_builder();
+    builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout);
+    // An HTTP/2 client that stopped answering pings gives its connection back.
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
     tokio::spawn(async move {
         if let Err(error) = server.serve(app.into_make_service()).await {
             tracing::error!(%error, "REST server failed");
@@ -573,12 +602,9 @@ fn serve_grpc(
     mut stopped: watch::Receiver<bool>,
     what: &'static str,
     connections: ConnectionLimit,
+    first_bytes_within: Duration,
 ) -> JoinHandle<()> {
-    // A connection over the limit is dropped here (closed); accept errors pass on.
-    let incoming = TcpListenerStream::new(listener).filter_map(move |accepted| match accepted {
-        Ok(stream) => connections.admit(stream).map(Ok),
-        Err(error) => Some(Err(error)),
-    });
+    let incoming = crate::api::connections::incoming(listener, connections, first_bytes_within);
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;

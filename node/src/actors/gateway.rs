@@ -224,6 +224,13 @@ impl GatewayHandle {
         context: RequestContext,
         operation: O,
     ) -> Result<O::Reply, GatewayError> {
+        // The permit goes with the work, which runs to its end even when its caller stops
+        // waiting (timed out, or gone): the limit counts work in the node, not callers.
+        let permit = self
+            .in_flight
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit()?;
         self.limiter.admit(&context.principal)?;
         crate::gateway::policy::authorize(
             &context,
@@ -232,19 +239,13 @@ impl GatewayHandle {
                 access: O::ACCESS,
             },
         )?;
-        let _permit = self
-            .in_flight
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .admit()?;
         self.ask(move |reply| {
             GatewayMsg::Run(Envelope(Box::new(move |node: NodeContext| {
-                answer_measured(
-                    &node.clone(),
-                    O::NAME,
-                    reply,
-                    operation.handle(node, context),
-                );
+                let work = operation.handle(node.clone(), context);
+                answer_measured(&node, O::NAME, reply, async move {
+                    let _permit = permit;
+                    work.await
+                });
             })))
         })
         .await
@@ -670,15 +671,25 @@ mod limit_tests {
             "{refused}"
         );
         assert_eq!(refused.retry_after_s, Some(1));
+        // The caller going away does not free the permit: the work still holds it.
         held.abort();
         let _ = held.await;
-        // The aborted call gave its permit back.
-        let error = tokio::time::timeout(Duration::from_millis(200), gateway.call(admin(), read()))
-            .await
-            .err();
-        assert!(
-            error.is_some(),
-            "the freed permit admits a call, which waits"
-        );
+        let still = gateway.call(admin(), read()).await.unwrap_err();
+        assert!(still.detail.contains("max_in_flight"), "{still}");
+        // The work ending (here: dropped with the stopped actor's messages) frees it.
+        let silent = gateway.current();
+        silent.stop(None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the permits never came back"
+            );
+            let error = gateway.call(admin(), read()).await.unwrap_err();
+            if !error.detail.contains("max_in_flight") {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }

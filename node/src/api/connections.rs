@@ -1,17 +1,20 @@
 //! `server.limits.max_connections`: each API port holds at most so many connections. One
 //! over the limit is closed as soon as it is accepted (its client sees the connection end
 //! before any answer, and retries later); a held connection gives its place back when it
-//! closes. Requests on held connections are limited by the gateway
-//! (`server.limits.max_in_flight`).
+//! closes. A connection must send its first bytes within `header_read_timeout_ms` (a TLS
+//! hello, an HTTP/2 preface, a request line) or it is closed: a client that connects and
+//! says nothing holds no place for long. Requests on held connections are limited by the
+//! gateway (`server.limits.max_in_flight`).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use futures::future::Either;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::actors::metrics::Metrics;
@@ -60,12 +63,64 @@ impl ConnectionLimit {
     }
 }
 
+/// The connections of a gRPC port (API or peer): each accepted connection is admitted and
+/// given `within` to send its first bytes, on a task of its own, so that one silent client
+/// does not hold up the others.
+pub fn incoming(
+    listener: TcpListener,
+    limit: ConnectionLimit,
+    within: Duration,
+) -> tokio_stream::wrappers::ReceiverStream<io::Result<Limited<TcpStream>>> {
+    let (admitted, receiver) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                // The server stopped.
+                () = admitted.closed() => return,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    let Some(limited) = limit.admit(stream) else {
+                        continue;
+                    };
+                    let admitted = admitted.clone();
+                    tokio::spawn(async move {
+                        if limited.speaks_within(within).await {
+                            let _ = admitted.send(Ok(limited)).await;
+                        }
+                    });
+                }
+                Err(error) => {
+                    // Out of file descriptors, most likely: accepting again at once
+                    // would spin.
+                    tracing::warn!(%error, port = limit.port, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
 /// A connection holding its place until it is dropped.
 pub struct Limited<S> {
     stream: S,
     _place: OwnedSemaphorePermit,
     /// Where the connection is counted open.
     open: (Metrics, &'static str),
+}
+
+impl Limited<TcpStream> {
+    /// Whether the client sends its first bytes within `within` (read without taking
+    /// them).
+    async fn speaks_within(&self, within: Duration) -> bool {
+        let mut first = [0u8; 1];
+        matches!(
+            tokio::time::timeout(within, self.stream.peek(&mut first)).await,
+            Ok(Ok(read)) if read > 0
+        )
+    }
 }
 
 impl<S> Drop for Limited<S> {
@@ -123,34 +178,53 @@ impl tonic::transport::server::Connected for Limited<TcpStream> {
     }
 }
 
-/// The REST port's acceptor: admits a connection, then hands it to `inner` (TLS, or
-/// nothing).
+/// The REST port's acceptor: admits a connection, waits up to `within` for its first
+/// bytes, then hands it to `inner` (TLS, or nothing).
 #[derive(Clone)]
 pub struct LimitedAcceptor<A> {
     limit: ConnectionLimit,
+    within: Duration,
     inner: A,
 }
 
 impl<A> LimitedAcceptor<A> {
-    pub fn new(limit: ConnectionLimit, inner: A) -> Self {
-        Self { limit, inner }
+    pub fn new(limit: ConnectionLimit, within: Duration, inner: A) -> Self {
+        Self {
+            limit,
+            within,
+            inner,
+        }
     }
 }
 
+type Accepted<A, S> = io::Result<(
+    <A as axum_server::accept::Accept<Limited<TcpStream>, S>>::Stream,
+    <A as axum_server::accept::Accept<Limited<TcpStream>, S>>::Service,
+)>;
+
 impl<A, S> axum_server::accept::Accept<TcpStream, S> for LimitedAcceptor<A>
 where
-    A: axum_server::accept::Accept<Limited<TcpStream>, S>,
+    A: axum_server::accept::Accept<Limited<TcpStream>, S> + Clone + Send + 'static,
+    A::Future: Send,
+    S: Send + 'static,
 {
     type Stream = A::Stream;
     type Service = A::Service;
-    type Future = Either<A::Future, std::future::Ready<io::Result<(A::Stream, A::Service)>>>;
+    type Future = Pin<Box<dyn Future<Output = Accepted<A, S>> + Send>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        match self.limit.admit(stream) {
-            Some(limited) => Either::Left(self.inner.accept(limited, service)),
-            None => Either::Right(std::future::ready(Err(io::Error::other(
-                "over server.limits.max_connections",
-            )))),
-        }
+        let admitted = self.limit.admit(stream);
+        let (inner, within) = (self.inner.clone(), self.within);
+        Box::pin(async move {
+            let Some(limited) = admitted else {
+                return Err(io::Error::other("over server.limits.max_connections"));
+            };
+            if !limited.speaks_within(within).await {
+                return Err(io::Error::other(
+                    "nothing sent within server.limits.header_read_timeout_ms",
+                ));
+            }
+            inner.accept(limited, service).await
+        })
     }
 }

@@ -314,9 +314,9 @@ fn one_shot_client() -> reqwest::Client {
         .unwrap()
 }
 
-/// `server.limits`: a port at `max_connections` closes one more connection as soon as it
-/// is accepted (REST and gRPC) and serves again once one closes; a client trickling its
-/// headers loses its connection after `header_read_timeout_ms`; an operation over
+/// `server.limits`: a client that sends nothing, or trickles its headers, loses its
+/// connection after `header_read_timeout_ms`; a port at `max_connections` closes one more
+/// connection as soon as it is accepted (REST and gRPC) and serves again once one closes; an operation over
 /// `max_in_flight` gets 503 with Retry-After, naming the limit. The node is one founding
 /// member of three started alone: without a leader, each write waits `leader_wait_ms`,
 /// which holds operations in flight.
@@ -342,8 +342,16 @@ async fn connections_operations_in_flight_and_slow_headers_are_bounded() {
     .await
     .unwrap();
 
-    // REST: four clients trickle their headers and hold the four places.
+    // A client that connects and sends nothing is closed on either port, unanswered.
     let rest_addr = node.rest_url("").trim_start_matches("http://").to_string();
+    let grpc_addr = node.grpc_addr();
+    for addr in [&rest_addr, &grpc_addr] {
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let answer = read_until_closed(&mut silent).await;
+        assert!(answer.is_empty(), "{addr}: {answer}");
+    }
+
+    // REST: four clients trickle their headers and hold the four places.
     let mut slow = Vec::new();
     for _ in 0..4 {
         let mut stream = tokio::net::TcpStream::connect(&rest_addr).await.unwrap();
@@ -372,12 +380,16 @@ async fn connections_operations_in_flight_and_slow_headers_are_bounded() {
     .await
     .unwrap();
 
-    // gRPC: four idle connections hold the places; a health check on a fifth fails, and
-    // passes once they close.
-    let grpc_addr = node.grpc_addr();
+    // gRPC: four connections that sent the HTTP/2 preface and nothing more hold the
+    // places; a health check on a fifth fails, and passes once they close.
     let mut idle = Vec::new();
     for _ in 0..4 {
-        idle.push(tokio::net::TcpStream::connect(&grpc_addr).await.unwrap());
+        let mut stream = tokio::net::TcpStream::connect(&grpc_addr).await.unwrap();
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        idle.push(stream);
     }
     let check = || async {
         let channel = tonic::transport::Endpoint::from_shared(node.grpc_url())
