@@ -14,6 +14,8 @@ use hodei_cluster::{Keyspace, WriteBatch};
 pub const MAX_RECORDS: u64 = 1_000_000;
 /// Records written between two purges.
 const PURGE_EVERY: u64 = 1_000;
+/// Records read at once by a purge.
+const PURGE_PAGE: usize = 1_000;
 
 /// A node's audit log.
 #[derive(Debug)]
@@ -77,13 +79,23 @@ impl AuditLog {
             .sequence
             .load(Ordering::Relaxed)
             .saturating_sub(MAX_RECORDS);
+        // A page at a time from the oldest, until the first record kept: a purge that
+        // finds nothing to delete reads one record, not the log.
+        while self.purge_page(horizon, oldest_kept) {}
+    }
+
+    /// Deletes the expired records among the oldest [`PURGE_PAGE`]; whether the whole
+    /// page went (there may be more).
+    fn purge_page(&self, horizon: u64, oldest_kept: u64) -> bool {
         let Ok(oldest) = self
             .keyspace
-            .range(Bound::Unbounded, Bound::Unbounded, 100_000)
+            .range(Bound::Unbounded, Bound::Unbounded, PURGE_PAGE)
         else {
-            return;
+            return false;
         };
+        let whole_page = oldest.len() == PURGE_PAGE;
         let mut batch = WriteBatch::new();
+        let mut kept_one = false;
         for (key, _) in oldest {
             let at_ms = key
                 .get(..8)
@@ -95,16 +107,20 @@ impl AuditLog {
                 .map(u64::from_be_bytes);
             match (at_ms, sequence) {
                 (Some(at_ms), Some(sequence)) if at_ms >= horizon && sequence >= oldest_kept => {
+                    kept_one = true;
                     break;
                 }
                 _ => batch.delete(key),
             }
         }
-        if !batch.is_empty()
-            && let Err(error) = self.keyspace.write(batch)
-        {
-            tracing::warn!(%error, "old audit records could not be deleted");
+        if batch.is_empty() {
+            return false;
         }
+        if let Err(error) = self.keyspace.write(batch) {
+            tracing::warn!(%error, "old audit records could not be deleted");
+            return false;
+        }
+        whole_page && !kept_one
     }
 
     /// Records with `from_ms <= at_ms < to_ms`, of `principal` when given, oldest first,

@@ -198,9 +198,20 @@ impl GatewayHandle {
         context: RequestContext,
         operation: O,
     ) -> Result<O::Reply, GatewayError> {
+        // The node's limits first. Their refusals are counted (the API metrics, by
+        // status), not audited one by one: a flood of refused calls would otherwise write
+        // a record each and push the audit trail out. The permit goes with the work, which
+        // runs to its end even when its caller stops waiting (timed out, or gone): the
+        // limit counts work in the node, not callers.
+        let permit = self
+            .in_flight
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit()?;
+        self.limiter.admit(&context.principal)?;
         // Reads are not audited: only a state change pays for the copy of its context.
         let audited = O::CHANGES_STATE.then(|| context.clone());
-        let result = match self.run(context, operation).await {
+        let result = match self.run(context, operation, permit).await {
             // The operation goes on inside the node: a change may still apply.
             Err(error) if O::CHANGES_STATE && error.code == ErrorCode::Timeout => {
                 Err(GatewayError::new(
@@ -223,15 +234,8 @@ impl GatewayHandle {
         &self,
         context: RequestContext,
         operation: O,
+        permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<O::Reply, GatewayError> {
-        // The permit goes with the work, which runs to its end even when its caller stops
-        // waiting (timed out, or gone): the limit counts work in the node, not callers.
-        let permit = self
-            .in_flight
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .admit()?;
-        self.limiter.admit(&context.principal)?;
         crate::gateway::policy::authorize(
             &context,
             crate::gateway::policy::Request::Operation {

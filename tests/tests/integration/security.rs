@@ -110,6 +110,37 @@ async fn a_flooding_tenant_is_refused_with_retry_after_and_others_are_served() {
     })
     .await
     .unwrap();
+    // Submissions over the limit are refused and counted, not written to the audit log
+    // one by one (a flood would push the trail out); the accepted ones are recorded.
+    let mut submitted = Vec::new();
+    for _ in 0..15 {
+        let response = http
+            .post(node.rest_url("/api/v1/jobs"))
+            .header("x-hodei-principal", "tenant:flood")
+            .json(&json!({ "command": { "argv": ["true"] } }))
+            .send()
+            .await
+            .unwrap();
+        submitted.push(response.status().as_u16());
+    }
+    assert!(submitted.contains(&429), "{submitted:?}");
+    let (_, audit) = api
+        .get("/api/v1/audit?principal=tenant:flood&limit=1000")
+        .await;
+    let results: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|record| record["action"] == "submit_job")
+        .filter_map(|record| record["result"].as_str())
+        .collect();
+    let accepted = submitted.iter().filter(|status| **status < 300).count();
+    assert_eq!(
+        results.iter().filter(|result| **result == "ok").count(),
+        accepted,
+        "{results:?} for {submitted:?}"
+    );
+    assert!(!results.contains(&"too-many-requests"), "{results:?}");
 }
 
 /// A second agent under the id of a connected worker is refused, never a takeover: the
