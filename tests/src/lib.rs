@@ -12,6 +12,28 @@ use anyhow::{Context, bail};
 
 pub mod proxy;
 
+/// The Prometheus exposition a node serves on `port`.
+pub async fn scrape_metrics(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("the metrics endpoint answers")
+        .text()
+        .await
+        .expect("a text exposition")
+}
+
+/// The value of the one sample of `name` whose labels include every `label="value"`.
+pub fn metric_sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
 /// Makes ring the process's rustls provider: reqwest (built without a provider of its
 /// own) needs one before any client is built. Each test binary calls it at load.
 pub fn install_tls_provider() {
@@ -180,6 +202,29 @@ impl NodeSpec {
     /// The address members reach this node's peer port at.
     pub fn peer_addr(&self) -> String {
         format!("127.0.0.1:{}", self.peer_port)
+    }
+
+    /// Makes the other members of `specs` reach node `node_id` only at `addr` (a proxy in
+    /// front of its peer port), which it also advertises.
+    pub fn reach_through(specs: &mut [NodeSpec], node_id: u64, addr: &str) {
+        let addresses: Vec<(u64, String)> = specs
+            .iter()
+            .map(|spec| match spec.node_id == node_id {
+                true => (spec.node_id, addr.to_string()),
+                false => (spec.node_id, spec.peer_addr()),
+            })
+            .collect();
+        for spec in specs.iter_mut() {
+            spec.peers = addresses
+                .iter()
+                .filter(|(other, _)| *other != spec.node_id)
+                .map(|(other, addr)| format!("{other}@{addr}"))
+                .collect();
+            if spec.node_id == node_id {
+                spec.cluster_extra
+                    .push(format!("advertise_addr: \"{addr}\""));
+            }
+        }
     }
 }
 
@@ -467,6 +512,31 @@ impl ProcessCluster {
         })
         .await?;
         self.wait_caught_up(timeout).await
+    }
+
+    /// Moves the leadership to `node_id` (if another node leads) and waits until every
+    /// running node follows it and has caught up.
+    pub async fn make_leader(&mut self, node_id: u64, timeout: Duration) -> anyhow::Result<()> {
+        let leader = self.leader(timeout).await?;
+        if leader != node_id {
+            let response = reqwest::Client::new()
+                .post(self.nodes[&leader].rest_url("/api/v1/cluster/transfer-leader"))
+                .json(&serde_json::json!({ "node_id": node_id }))
+                .send()
+                .await?;
+            let status = response.status();
+            if !status.is_success() {
+                bail!(
+                    "transfer to node {node_id}: {status} {}",
+                    response.text().await?
+                );
+            }
+        }
+        let leader = self.wait_caught_up(timeout).await?;
+        if leader != node_id {
+            bail!("node {leader} leads, not node {node_id}");
+        }
+        Ok(())
     }
 
     /// Waits until the cluster is in a steady state: one leader known to every running

@@ -77,22 +77,27 @@ pub(crate) fn setup(quota: Quota, workers: usize) -> HodeiState {
     for index in 0..workers {
         apply(
             &mut state,
-            CommandV1::RegisterWorker(command::RegisterWorker {
-                registration: WorkerRegistration {
-                    id: format!("w{index}"),
-                    pool: "p".into(),
-                    capacity: Resources::new(1_000, 1_000, 0),
-                    labels: Labels::new(),
-                    simulated: false,
-                    running: Vec::new(),
-                },
-                at_ms: 1,
-                provisioned_at_ms: None,
-            }),
+            CommandV1::RegisterWorker(register(&format!("w{index}"))),
         )
         .unwrap();
     }
     state
+}
+
+/// Worker `id`'s registration in pool `p` (1000 m, 1000 MiB) at time 1.
+fn register(id: &str) -> command::RegisterWorker {
+    command::RegisterWorker {
+        registration: WorkerRegistration {
+            id: id.into(),
+            pool: "p".into(),
+            capacity: Resources::new(1_000, 1_000, 0),
+            labels: Labels::new(),
+            simulated: false,
+            running: Vec::new(),
+        },
+        at_ms: 1,
+        provisioned_at_ms: None,
+    }
 }
 
 pub(crate) fn job(id: &str, cpu_m: u64, max_retries: u32) -> Job {
@@ -749,29 +754,18 @@ fn every_job_end_reaches_the_observer_once_with_its_wait_and_run() {
 #[test]
 fn a_live_workers_id_is_bound_to_its_agent_until_it_is_lost() {
     let mut state = setup(Quota::default(), 0);
-    let register = |agent: &str| {
+    let register_from = |agent: &str| {
         CommandV1::RegisterAgentWorker(command::RegisterAgentWorker {
-            register: command::RegisterWorker {
-                registration: WorkerRegistration {
-                    id: "w1".into(),
-                    pool: "p".into(),
-                    capacity: Resources::new(1_000, 1_000, 0),
-                    labels: Labels::new(),
-                    simulated: false,
-                    running: Vec::new(),
-                },
-                at_ms: 1,
-                provisioned_at_ms: None,
-            },
+            register: register("w1"),
             agent: agent.into(),
         })
     };
-    assert!(apply(&mut state, register("agent-a")).is_ok());
+    assert!(apply(&mut state, register_from("agent-a")).is_ok());
     assert_eq!(state.worker_agent("w1"), Some("agent-a"));
     submit(&mut state, vec![job("j", 100, 0)]);
     assert_eq!(assign(&mut state, &[("j", "w1")]), (1, 0));
     let before = state.worker("w1").cloned();
-    let refused = apply(&mut state, register("agent-b"));
+    let refused = apply(&mut state, register_from("agent-b"));
     assert!(
         matches!(&refused, Err(DomainError::Conflict(rule)) if rule.contains("never a takeover")),
         "{refused:?}"
@@ -783,7 +777,7 @@ fn a_live_workers_id_is_bound_to_its_agent_until_it_is_lost() {
     );
     assert_eq!(state.worker_agent("w1"), Some("agent-a"));
     // Its own agent reconnecting (after a leader change) keeps the worker and its job.
-    assert!(apply(&mut state, register("agent-a")).is_ok());
+    assert!(apply(&mut state, register_from("agent-a")).is_ok());
     assert_eq!(state.job("j").unwrap().worker.as_deref(), Some("w1"));
     // Once lost, another agent may take the id.
     apply(
@@ -795,7 +789,7 @@ fn a_live_workers_id_is_bound_to_its_agent_until_it_is_lost() {
         }),
     )
     .unwrap();
-    assert!(apply(&mut state, register("agent-b")).is_ok());
+    assert!(apply(&mut state, register_from("agent-b")).is_ok());
     assert_eq!(state.worker_agent("w1"), Some("agent-b"));
     // The binding is replicated state: a snapshot carries it.
     let snapshot = StateMachine::snapshot(&state).unwrap();

@@ -160,18 +160,7 @@ async fn a_follower_behind_a_slow_link_catches_up_in_calls_that_fit_the_heartbea
     let mut specs = NodeSpec::cluster(3);
     // The others reach node 3 only through the proxy.
     let proxy = FaultProxy::start(specs[2].peer_addr()).await.unwrap();
-    let addresses: Vec<String> = specs.iter().map(NodeSpec::peer_addr).collect();
-    for spec in specs.iter_mut().take(2) {
-        let own = spec.node_id;
-        spec.peers = (1..=3u64)
-            .filter(|id| *id != own)
-            .map(|id| match id {
-                3 => format!("3@{}", proxy.addr()),
-                _ => format!("{id}@{}", addresses[id as usize - 1]),
-            })
-            .collect();
-    }
-    specs[2].cluster_extra = vec![format!("advertise_addr: \"{}\"", proxy.addr())];
+    NodeSpec::reach_through(&mut specs, 3, &proxy.addr());
     for spec in &mut specs {
         spec.extra_yaml =
             "multi_tenancy:\n  default_tenant_quota:\n    max_pending_jobs: 1000000\n".to_string();
@@ -179,18 +168,9 @@ async fn a_follower_behind_a_slow_link_catches_up_in_calls_that_fit_the_heartbea
     let mut cluster = ProcessCluster::start_specs(dir.path(), specs)
         .await
         .unwrap();
-    let mut leader = cluster.wait_bootstrapped(TIMEOUT).await.unwrap();
-    if leader == 3 {
-        let response = reqwest::Client::new()
-            .post(cluster.nodes[&3].rest_url("/api/v1/cluster/transfer-leader"))
-            .json(&json!({"node_id": 1}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-        leader = cluster.wait_caught_up(TIMEOUT).await.unwrap();
-    }
-    assert_ne!(leader, 3);
+    cluster.wait_bootstrapped(TIMEOUT).await.unwrap();
+    cluster.make_leader(1, TIMEOUT).await.unwrap();
+    let leader = 1;
     cluster.node(3).kill9();
 
     // About 2.5 MB of log while it is down: 80 entries of about 30 KB.

@@ -64,38 +64,12 @@ async fn lost_replies_of_forwarded_writes_while_the_leader_dies_apply_exactly_on
     let mut specs: Vec<NodeSpec> = (1..=3).map(NodeSpec::new).collect();
     // Node 1 is reached by the others only through the proxy.
     let proxy = FaultProxy::start(specs[0].peer_addr()).await.unwrap();
-    let addresses: Vec<String> = specs
-        .iter()
-        .map(|spec| match spec.node_id {
-            1 => proxy.addr(),
-            _ => spec.peer_addr(),
-        })
-        .collect();
-    for index in 0..specs.len() {
-        let node_id = specs[index].node_id;
-        specs[index].peers = specs
-            .iter()
-            .zip(&addresses)
-            .filter(|(other, _)| other.node_id != node_id)
-            .map(|(other, addr)| format!("{}@{addr}", other.node_id))
-            .collect();
-    }
-    specs[0].cluster_extra = vec![format!("advertise_addr: \"{}\"", proxy.addr())];
+    NodeSpec::reach_through(&mut specs, 1, &proxy.addr());
     let mut cluster = ProcessCluster::start_specs(dir.path(), specs)
         .await
         .unwrap();
-    let mut leader = cluster.wait_bootstrapped(TIMEOUT).await.unwrap();
-    if leader != 1 {
-        let response = reqwest::Client::new()
-            .post(cluster.nodes[&leader].rest_url("/api/v1/cluster/transfer-leader"))
-            .json(&json!({"node_id": 1}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-        leader = cluster.wait_caught_up(TIMEOUT).await.unwrap();
-    }
-    assert_eq!(leader, 1);
+    cluster.wait_bootstrapped(TIMEOUT).await.unwrap();
+    cluster.make_leader(1, TIMEOUT).await.unwrap();
 
     // Writes through node 2 while the replies get through.
     let mut outcomes: BTreeMap<String, (u16, Value)> = BTreeMap::new();

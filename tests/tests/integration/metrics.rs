@@ -5,31 +5,12 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hodei_tests::{NodeProcess, NodeSpec, eventually, free_port};
+use hodei_tests::{
+    NodeProcess, NodeSpec, eventually, free_port, metric_sample as sample, scrape_metrics as scrape,
+};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn scrape(port: u16) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The value of the one sample of `name` whose labels include every `label="value"`.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter(|line| {
-            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
-        })
-        .find(|line| labels.iter().all(|label| line.contains(label)))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
 
 fn series(text: &str) -> BTreeSet<String> {
     text.lines()

@@ -337,6 +337,18 @@ async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
     String::from_utf8_lossy(&received).into_owned()
 }
 
+/// Four connections to `addr`, each having sent `first_bytes` and nothing more.
+async fn open_connections(addr: &str, first_bytes: &[u8]) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(first_bytes).await.unwrap();
+        streams.push(stream);
+    }
+    streams
+}
+
 /// A fresh HTTP client that keeps no idle connection (each request's connection closes).
 fn one_shot_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -383,15 +395,7 @@ async fn connections_operations_in_flight_and_slow_headers_are_bounded() {
     }
 
     // REST: four clients trickle their headers and hold the four places.
-    let mut slow = Vec::new();
-    for _ in 0..4 {
-        let mut stream = tokio::net::TcpStream::connect(&rest_addr).await.unwrap();
-        stream
-            .write_all(b"GET /api/v1/health HTTP/1.1\r\n")
-            .await
-            .unwrap();
-        slow.push(stream);
-    }
+    let mut slow = open_connections(&rest_addr, b"GET /api/v1/health HTTP/1.1\r\n").await;
     wait_open(metrics_port, "rest", 4.0).await;
     let mut fifth = tokio::net::TcpStream::connect(&rest_addr).await.unwrap();
     let _ = fifth
@@ -413,15 +417,7 @@ async fn connections_operations_in_flight_and_slow_headers_are_bounded() {
 
     // gRPC: four connections that sent the HTTP/2 preface and nothing more hold the
     // places; a health check on a fifth fails, and passes once they close.
-    let mut idle = Vec::new();
-    for _ in 0..4 {
-        let mut stream = tokio::net::TcpStream::connect(&grpc_addr).await.unwrap();
-        stream
-            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-            .await
-            .unwrap();
-        idle.push(stream);
-    }
+    let idle = open_connections(&grpc_addr, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
     let check = || async {
         let channel = tonic::transport::Endpoint::from_shared(node.grpc_url())
             .unwrap()
@@ -499,19 +495,8 @@ async fn connections_operations_in_flight_and_slow_headers_are_bounded() {
 
 /// The value of `name{port="<port>"}` on the node's metrics endpoint (0 when absent).
 async fn port_sample(metrics_port: u16, name: &str, port: &str) -> f64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|line| {
-            line.starts_with(&format!("{name}{{")) && line.contains(&format!("port=\"{port}\""))
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0)
+    let text = hodei_tests::scrape_metrics(metrics_port).await;
+    hodei_tests::metric_sample(&text, name, &[&format!("port=\"{port}\"")]).unwrap_or(0.0)
 }
 
 /// Waits until `port` holds exactly `open` connections.
