@@ -251,11 +251,20 @@ async fn a_second_agent_under_a_live_workers_id_is_refused() {
     })
     .await
     .unwrap();
-    hodei_tests::eventually(TIMEOUT, "the other agent registered as w1", || async {
+    let admitted = hodei_tests::eventually(TIMEOUT, "the other agent registered as w1", || async {
         Ok((rogue_registered() && w1_state().await == "idle").then_some(()))
     })
-    .await
-    .unwrap();
+    .await;
+    if let Err(error) = admitted {
+        let rogue = std::fs::read_to_string(&rogue_log).unwrap_or_default();
+        let tail: Vec<&str> = rogue.lines().rev().take(20).collect();
+        panic!(
+            "{error:#}\nw1: {}\nrogue log, newest first:\n{}\nnode log:\n{}",
+            w1_state().await,
+            tail.join("\n"),
+            node.log_tail()
+        );
+    }
     rogue.kill9();
 }
 
