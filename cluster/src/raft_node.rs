@@ -591,6 +591,11 @@ impl RaftNode {
             })
     }
 
+    /// Whether a quorum confirms, now, that this node leads (a read-index round).
+    pub async fn confirm_leadership(&self) -> bool {
+        self.read_index_here().await.is_ok()
+    }
+
     /// The read index of this node, which must lead.
     pub(crate) async fn read_index_here(&self) -> Result<Option<u64>, ClusterError> {
         match self.raft.get_read_log_id().await {

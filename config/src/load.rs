@@ -519,6 +519,30 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_may_miss_one_beat_before_its_lease_ends() {
+        for (missed, refused) in [(1, true), (2, true), (3, false), (5, false)] {
+            let file = yaml_file(&format!("workers:\n  missed_heartbeats: {missed}\n"));
+            let outcome = ConfigLoader::new().file(file.path()).load();
+            match outcome {
+                Ok(config) => {
+                    assert!(!refused, "{missed} accepted");
+                    assert_eq!(config.workers.missed_heartbeats, missed);
+                }
+                Err(error) => {
+                    assert!(refused, "{missed} refused: {error}");
+                    let problems = error.problems();
+                    assert!(
+                        problems.iter().any(|problem| problem
+                            .starts_with("workers.missed_heartbeats: must be >= 3")
+                            && problem.contains("one beat fewer")),
+                        "{problems:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn server_limits_are_bounded_and_the_request_timeout_outlasts_the_leader_wait() {
         let problems = |yaml: &str| -> Vec<String> {
             let file = yaml_file(yaml);

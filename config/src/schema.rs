@@ -269,8 +269,9 @@ impl Default for QueueConfig {
     }
 }
 
-/// Worker agents' liveness: a worker that misses `missed_heartbeats` beats in a row is
-/// declared lost and its jobs re-queued.
+/// Worker agents' liveness: a worker that misses `missed_heartbeats` beats in a row (at
+/// least 3) is declared lost and its jobs re-queued; a worker stops its own jobs one beat
+/// sooner (its lease), so they have ended before they run elsewhere.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersConfig {

@@ -527,11 +527,17 @@ pub(crate) fn validate(config: &Config) -> Vec<ValidationError> {
     ] {
         problems.at_least(&format!("scheduling.sla_targets_s.{level}"), seconds, 1);
     }
-    problems.at_least(
-        "workers.missed_heartbeats",
-        u64::from(config.workers.missed_heartbeats),
-        1,
-    );
+    // A worker stops its jobs one beat before the leader declares it lost (fencing), and
+    // must be able to miss one beat without stopping them: three beats at least.
+    if config.workers.missed_heartbeats < 3 {
+        problems.0.push(ValidationError::new(
+            "workers.missed_heartbeats",
+            format!(
+                "must be >= 3, got {}: a worker stops its jobs after one beat fewer than the leader waits (so they never run twice at once), and may miss one beat without stopping them",
+                config.workers.missed_heartbeats
+            ),
+        ));
+    }
 
     let quota = &config.multi_tenancy.default_tenant_quota;
     problems.at_least("multi_tenancy.default_tenant_quota.cpu_m", quota.cpu_m, 1);

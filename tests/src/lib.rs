@@ -805,6 +805,24 @@ impl WorkerProcess {
         }
     }
 
+    /// The agent's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`) to the agent alone: not to its jobs or its
+    /// fence, as a debugger, a swapping machine or a long pause of the process would.
+    pub fn pause(&self, stopped: bool) -> anyhow::Result<()> {
+        let pid = self.pid().context("the worker is not running")?;
+        let signal = if stopped {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)?;
+        Ok(())
+    }
+
     pub fn log_tail(&self) -> String {
         let path = self.dir.join(format!("worker-{}.log", self.starts));
         let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -50,14 +50,18 @@ pub struct ControlObservableState {
 pub struct ControlSupervisor;
 
 /// The loops every node runs under this supervisor: the worker hub (delivery and lost
-/// workers), the simulator of `simulated` pools, the retention of finished jobs, the
-/// autoscaler and the cost watch (settings and budget warnings). They
-/// act only while the node leads.
-fn leader_loops() -> [LoopSpec; 5] {
+/// workers) and its leadership check (which workers' leases wait on), the simulator of
+/// `simulated` pools, the retention of finished jobs, the autoscaler and the cost watch
+/// (settings and budget warnings). They act only while the node leads.
+fn leader_loops() -> [LoopSpec; 6] {
     [
         LoopSpec::new("worker_hub", |node: NodeContext| {
             let hub = node.worker_hub.clone();
             hub.run(node)
+        }),
+        LoopSpec::new("leadership_check", |node: NodeContext| {
+            let hub = node.worker_hub.clone();
+            hub.confirm_leadership(node)
         }),
         LoopSpec::new("simulator", crate::actors::workers::simulated::run),
         LoopSpec::new("retention", crate::actors::retention::run),

@@ -206,6 +206,10 @@ pub enum WorkerCommand {
         #[command(flatten)]
         api: Api,
     },
+    /// The job fence a worker agent starts (`hodei worker` runs it itself): kills its
+    /// jobs' process groups when the agent's lease ends or the agent is gone.
+    #[command(hide = true)]
+    Fence,
 }
 
 #[derive(Debug, Subcommand)]
@@ -575,6 +579,7 @@ pub async fn run_worker(command: WorkerCommand) -> anyhow::Result<()> {
             let workers = api.get("/api/v1/workers", &[("pool", pool)]).await?;
             api.output.list(&workers, "/items", WORKER)
         }
+        WorkerCommand::Fence => crate::worker::fence::serve(),
     }
 }
 

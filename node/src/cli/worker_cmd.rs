@@ -176,6 +176,22 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     hodei_domain::worker::validate_worker_id(&settings.worker_id)
         .map_err(|error| anyhow::anyhow!("--id: {error}"))?;
     tracing::info!(worker = %settings.worker_id, pool = %settings.pool, "worker starting");
-    run(settings, crate::cli::node_cmd::wait_for_signal()).await;
+    // A job's process group is killed by the fence (this binary, `hodei worker fence`)
+    // when this agent's lease ends and it cannot stop the job itself, or dies.
+    let program = std::env::current_exe().map_err(|error| {
+        anyhow::anyhow!("cannot find this program to start the job fence: {error}")
+    })?;
+    let fence = crate::worker::fence::Fence::start(&program).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot start the job fence ({}): {error}",
+            program.display()
+        )
+    })?;
+    run(
+        settings,
+        Some(fence),
+        crate::cli::node_cmd::wait_for_signal(),
+    )
+    .await;
     Ok(())
 }

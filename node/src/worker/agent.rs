@@ -3,9 +3,15 @@
 //! reports its start and end. Reports wait in an outbox until the leader acknowledges
 //! that they are committed, so none is lost across a failover.
 //!
-//! Fencing: a worker that has not reached a leader for longer than the heartbeat timeout
-//! has been declared lost and its jobs re-queued, so it stops them (silently: the control
-//! plane already gave them another attempt). A job therefore never runs twice at once.
+//! Fencing: the agent holds a lease on its jobs. It runs for `Registered.lease_ms` (one
+//! beat fewer than the leader waits before declaring the worker lost) from when the agent
+//! sent a heartbeat that the leader echoed, and the leader echoes a beat only while a
+//! quorum has confirmed its leadership within half a beat. When the lease ends the agent
+//! stops every run (silently: the control plane re-queues them once it declares the
+//! worker lost, or when the agent registers again without them), and the fence process
+//! (`worker::fence`) kills their process groups at the same deadline if the agent cannot
+//! (stopped, killed). So a job's run has ended before the leader gives it to another
+//! worker: a job never runs twice at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -19,6 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
 
 use crate::clock::now_ms;
+use crate::worker::fence::Fence;
 use crate::worker::process::{OutputSnapshot, OutputTail};
 use crate::worker::process::{ProcessEnd, ProcessSpec, run_process};
 use hodei_domain::labels::Labels;
@@ -90,6 +97,9 @@ struct Run {
     cancel: Option<oneshot::Sender<()>>,
     /// The leader cancelled the job: its end (and output) is reported as `cancelled`.
     cancelled_by_leader: bool,
+    /// Stopped when the lease ended: its end is not reported and it is no longer listed
+    /// as running (the leader re-queues it).
+    fenced: bool,
 }
 
 #[derive(Default)]
@@ -106,7 +116,18 @@ struct AgentState {
     started_index: std::collections::HashSet<(String, u32)>,
     /// Shutting down: no new run starts.
     leaving: bool,
+    /// How long runs may go on after a beat (or registration) the leader answered was sent.
+    lease: Duration,
+    /// When the lease ends (none before the first registration).
+    lease_until: Option<Instant>,
+    /// Beats sent and not yet echoed: their number and when they were sent.
+    beats: std::collections::VecDeque<(u64, Instant)>,
+    next_beat: u64,
 }
+
+/// Beats remembered while their echo is awaited (older ones cannot renew the lease
+/// further than a newer echo would).
+const BEATS_REMEMBERED: usize = 64;
 
 /// How often a running job's output is reported while it changes.
 const OUTPUT_INTERVAL: Duration = Duration::from_secs(2);
@@ -119,6 +140,8 @@ struct Shared {
     state: Arc<Mutex<AgentState>>,
     /// Rung when the outbox grows.
     reports: Arc<Notify>,
+    /// The process that kills the runs' groups when the lease ends and the agent cannot.
+    fence: Option<Fence>,
 }
 
 impl Shared {
@@ -168,12 +191,55 @@ impl Shared {
         self.reports.notify_one();
     }
 
+    /// The lease runs on to `sent` plus its length: something sent then was answered by
+    /// a leader that a quorum confirmed.
+    fn renew(&self, sent: Instant) {
+        let mut state = self.lock();
+        let until = sent + state.lease;
+        if state.lease_until.is_some_and(|current| current >= until) {
+            return;
+        }
+        state.lease_until = Some(until);
+        drop(state);
+        if let Some(fence) = &self.fence {
+            fence.renew(until);
+        }
+    }
+
+    fn lease_ended(&self) -> bool {
+        self.lock()
+            .lease_until
+            .is_none_or(|until| Instant::now() >= until)
+    }
+
+    /// Stops every run because the lease ended: their ends are not reported and they are
+    /// no longer listed as running.
+    fn fence_runs(&self) -> usize {
+        let mut state = self.lock();
+        let mut stopped = 0;
+        for run in state.runs.values_mut() {
+            if !run.fenced {
+                run.fenced = true;
+                stopped += 1;
+            }
+            if let Some(cancel) = run.cancel.take() {
+                let _ = cancel.send(());
+            }
+        }
+        stopped
+    }
+
     /// The jobs this worker answers for: runs in progress, and finished runs whose end
     /// the leader has not acknowledged yet (their report is still to be committed; the
     /// leader must not take them for lost).
     fn running(&self) -> Vec<String> {
         let state = self.lock();
-        let mut jobs: BTreeSet<String> = state.runs.keys().cloned().collect();
+        let mut jobs: BTreeSet<String> = state
+            .runs
+            .iter()
+            .filter(|(_, run)| !run.fenced)
+            .map(|(job, _)| job.clone())
+            .collect();
         for report in state.outbox.values() {
             if let Some(pb::worker_message::Kind::Finished(finished)) = &report.kind {
                 jobs.insert(finished.job_id.clone());
@@ -210,11 +276,16 @@ fn outcome_name(outcome: RunOutcome) -> &'static str {
 fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssignment) {
     let mut state = shared.lock();
     let run_key = (assignment.job_id.clone(), assignment.attempt);
+    let lease_ended = state
+        .lease_until
+        .is_none_or(|until| Instant::now() >= until);
     if state.leaving
+        || lease_ended
         || state.runs.contains_key(&assignment.job_id)
         || state.started_index.contains(&run_key)
     {
-        // Leaving: the job is re-queued when the departure is recorded.
+        // Leaving: the job is re-queued when the departure is recorded; out of lease:
+        // when this worker registers again (without it) or is declared lost.
         return;
     }
     state.started.push_back(run_key.clone());
@@ -231,6 +302,7 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
             attempt: assignment.attempt,
             cancel: Some(cancel),
             cancelled_by_leader: false,
+            fenced: false,
         },
     );
     drop(state);
@@ -261,6 +333,7 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
         limits,
         confinement: settings.confinement.clone(),
     };
+    let fence = shared.fence.clone();
     let shared = shared.clone();
     let job = assignment.job_id;
     let attempt = assignment.attempt;
@@ -292,7 +365,7 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
             stop_reporting,
         ));
         let end = match runner {
-            Runner::Process => run_process(spec, cancelled, on_start, tail).await,
+            Runner::Process => run_process(spec, cancelled, on_start, tail, fence).await,
             Runner::Simulated(run_for) => simulated_process(run_for, cancelled, on_start).await,
         };
         let _ = ended.send(());
@@ -301,7 +374,7 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
             .lock()
             .runs
             .remove(&job)
-            .filter(|run| run.attempt == attempt)
+            .filter(|run| run.attempt == attempt && !run.fenced)
             .map_or((false, false), |run| (true, run.cancelled_by_leader));
         let end = match end {
             // Cancelled by the leader: its output is reported, the job stays cancelled.
@@ -399,14 +472,21 @@ enum SessionEnd {
     Stopped(String),
 }
 
-/// Runs the agent until `shutdown` resolves; then stops every run.
-pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Output = ()>) {
+/// Runs the agent until `shutdown` resolves; then stops every run. With a `fence`, the
+/// runs' process groups are also killed by it when the lease ends or the agent dies.
+pub async fn run(
+    settings: AgentSettings,
+    fence: Option<Fence>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let shared = Shared {
         state: Arc::new(Mutex::new(AgentState {
             heartbeat_interval: Duration::from_secs(5),
+            lease: Duration::from_secs(10),
             ..AgentState::default()
         })),
         reports: Arc::new(Notify::new()),
+        fence,
     };
     let connection = connect_forever(&settings, &shared);
     tokio::pin!(connection);
@@ -472,7 +552,6 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 async fn connect_forever(settings: &AgentSettings, shared: &Shared) {
     let mut next_server = 0usize;
     let mut hint: Option<String> = None;
-    let mut last_contact = Instant::now();
     let mut backoff = Duration::from_millis(100);
     loop {
         let addr = match hint.take() {
@@ -483,7 +562,7 @@ async fn connect_forever(settings: &AgentSettings, shared: &Shared) {
                 addr
             }
         };
-        let end = session(settings, shared, &addr, &mut last_contact).await;
+        let end = session(settings, shared, &addr).await;
         match end {
             SessionEnd::Redirect(leader) => {
                 hint = leader;
@@ -499,13 +578,12 @@ async fn connect_forever(settings: &AgentSettings, shared: &Shared) {
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
-        let lost_after = shared.lock().heartbeat_interval * 3;
-        if last_contact.elapsed() > lost_after {
-            let stopped = shared.stop_runs(|_| false);
+        if shared.lease_ended() {
+            let stopped = shared.fence_runs();
             if stopped > 0 {
                 warn!(
                     stopped,
-                    "no leader reached within the heartbeat timeout: stopped every run (the control plane re-queues them)"
+                    "no leader answered within the lease: stopped every run (the control plane re-queues them)"
                 );
             }
         }
@@ -543,6 +621,21 @@ fn serve(
         Some(pb::server_message::Kind::Ack(report_id)) => {
             shared.lock().outbox.remove(&report_id);
         }
+        Some(pb::server_message::Kind::Beat(seq)) => {
+            let sent = {
+                let mut state = shared.lock();
+                let sent = state
+                    .beats
+                    .iter()
+                    .find(|(beat, _)| *beat == seq)
+                    .map(|(_, sent)| *sent);
+                state.beats.retain(|(beat, _)| *beat > seq);
+                sent
+            };
+            if let Some(sent) = sent {
+                shared.renew(sent);
+            }
+        }
         Some(pb::server_message::Kind::NotLeader(not_leader)) => {
             return Some(SessionEnd::Redirect(not_leader.leader_addr));
         }
@@ -556,12 +649,7 @@ fn serve(
 
 /// One session: register, then serve assignments and send reports until the stream
 /// breaks or the node turns out not to lead.
-async fn session(
-    settings: &AgentSettings,
-    shared: &Shared,
-    addr: &str,
-    last_contact: &mut Instant,
-) -> SessionEnd {
+async fn session(settings: &AgentSettings, shared: &Shared, addr: &str) -> SessionEnd {
     let channel =
         match tonic::transport::Endpoint::from_shared(endpoint(addr, settings.ca_pem.is_some())) {
             Ok(endpoint) => endpoint
@@ -598,6 +686,7 @@ async fn session(
             join_token: settings.join_token.clone().unwrap_or_default(),
         })),
     };
+    let register_sent = Instant::now();
     let _ = outbound.send(register).await;
     let mut inbound = match client.session(ReceiverStream::new(receiver)).await {
         Ok(response) => response.into_inner(),
@@ -610,7 +699,6 @@ async fn session(
     };
     match first.kind {
         Some(pb::server_message::Kind::Registered(registered)) => {
-            *last_contact = Instant::now();
             let keep: BTreeSet<String> = registered.keep.into_iter().collect();
             let stopped = shared.stop_runs(|job| keep.contains(job));
             if stopped > 0 {
@@ -619,8 +707,19 @@ async fn session(
                     "the leader no longer gives this worker some runs; stopped them"
                 );
             }
-            shared.lock().heartbeat_interval =
-                Duration::from_millis(registered.heartbeat_interval_ms.max(100));
+            {
+                let mut state = shared.lock();
+                state.heartbeat_interval =
+                    Duration::from_millis(registered.heartbeat_interval_ms.max(100));
+                // A leader that names no lease: two beats (it declares a worker lost at
+                // three by default).
+                state.lease = match registered.lease_ms {
+                    0 => state.heartbeat_interval * 2,
+                    lease_ms => Duration::from_millis(lease_ms),
+                };
+            }
+            // The registration was committed: the lease runs from when it was sent.
+            shared.renew(register_sent);
             info!(server = %addr, worker = %settings.worker_id, pool = %settings.pool, "registered with the leader");
         }
         Some(pb::server_message::Kind::NotLeader(not_leader)) => {
@@ -633,6 +732,7 @@ async fn session(
     let heartbeat_interval = shared.lock().heartbeat_interval;
     let mut heartbeat = tokio::time::interval(heartbeat_interval);
     loop {
+        let lease_until = shared.lock().lease_until;
         // Send every report not sent on this session yet (all of them after a reconnect).
         let pending: Vec<(u64, pb::WorkerMessage)> = shared
             .lock()
@@ -649,7 +749,6 @@ async fn session(
         tokio::select! {
             message = inbound.message() => match message {
                 Ok(Some(message)) => {
-                    *last_contact = Instant::now();
                     if let Some(end) = serve(shared, settings, message.kind) {
                         return end;
                     }
@@ -657,13 +756,38 @@ async fn session(
                 Ok(None) => return SessionEnd::Broken("the leader closed the stream".to_string()),
                 Err(status) => return SessionEnd::Broken(status.message().to_string()),
             },
-            _ = heartbeat.tick() => {
-                if last_contact.elapsed() > heartbeat_interval * 2 {
-                    return SessionEnd::Broken("the leader stopped answering heartbeats".to_string());
+            _ = async {
+                match lease_until {
+                    Some(until) => tokio::time::sleep_until(until.into()).await,
+                    None => std::future::pending().await,
                 }
+            } => {
+                if shared.lease_ended() {
+                    let stopped = shared.fence_runs();
+                    let lease = shared.lock().lease;
+                    if stopped > 0 {
+                        warn!(stopped, ?lease, "no heartbeat answered by a confirmed leader within the lease: stopped every run (the control plane re-queues them)");
+                    }
+                    return SessionEnd::Broken(format!(
+                        "no heartbeat answered by a confirmed leader within the lease ({lease:?})"
+                    ));
+                }
+            }
+            _ = heartbeat.tick() => {
+                let seq = {
+                    let mut state = shared.lock();
+                    state.next_beat += 1;
+                    let seq = state.next_beat;
+                    state.beats.push_back((seq, Instant::now()));
+                    if state.beats.len() > BEATS_REMEMBERED {
+                        state.beats.pop_front();
+                    }
+                    seq
+                };
                 let beat = pb::WorkerMessage {
                     kind: Some(pb::worker_message::Kind::Heartbeat(pb::WorkerHeartbeat {
                         running: shared.running(),
+                        seq,
                     })),
                 };
                 if outbound.send(beat).await.is_err() {

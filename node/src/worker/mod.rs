@@ -3,4 +3,5 @@
 //! domain only; the leader's side of the stream lives in `actors::workers`.
 
 pub mod agent;
+pub mod fence;
 pub mod process;

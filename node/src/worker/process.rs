@@ -348,12 +348,14 @@ fn pipe_reader(
 }
 
 /// Runs the process to its end, its timeout, or `cancel`. `on_start` is called once the
-/// process exists; what it writes goes to `tail` as it comes.
+/// process exists; what it writes goes to `tail` as it comes. With a `fence`, the
+/// process's group is guarded by it from its start until the agent has killed it whole.
 pub async fn run_process(
     spec: ProcessSpec,
     cancel: oneshot::Receiver<()>,
     on_start: impl FnOnce(),
     tail: OutputTail,
+    fence: Option<crate::worker::fence::Fence>,
 ) -> ProcessEnd {
     let Some((program, arguments)) = spec.argv.split_first() else {
         return ProcessEnd::Finished {
@@ -418,6 +420,9 @@ pub async fn run_process(
             usage: None,
         };
     };
+    if let Some(fence) = &fence {
+        fence.guard(pid);
+    }
     let mut guard = GroupGuard { pid, reaped: false };
     let readers = [
         pipe_reader(child.stdout.take())
@@ -451,6 +456,10 @@ pub async fn run_process(
     // The leader exited (not yet reaped), timed out or was cancelled: anything left in its
     // group goes too, while the group is still its own.
     kill_group(Some(pid as u32));
+    // Killed whole and not yet reaped (its id cannot be reused): the fence lets it go.
+    if let Some(fence) = &fence {
+        fence.release(pid);
+    }
     let exited = match exited {
         Some(exited) => exited,
         None => joined(waiter.await),
@@ -591,7 +600,7 @@ mod tests {
 
     async fn run(spec: ProcessSpec) -> ProcessEnd {
         let (_cancel, cancelled) = oneshot::channel();
-        run_process(spec, cancelled, || {}, OutputTail::default()).await
+        run_process(spec, cancelled, || {}, OutputTail::default(), None).await
     }
 
     #[tokio::test]
@@ -669,7 +678,7 @@ mod tests {
         let tail = OutputTail::default();
         let (_cancel, cancelled) = oneshot::channel();
         let script = spec(&["sh", "-c", "echo one; echo two >&2; echo three"], None);
-        run_process(script, cancelled, || {}, tail.clone()).await;
+        run_process(script, cancelled, || {}, tail.clone(), None).await;
         let output = tail.snapshot();
         assert_eq!(output.stdout, "one\nthree\n");
         assert_eq!(output.stderr, "two\n");

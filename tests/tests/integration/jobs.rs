@@ -1,7 +1,7 @@
 //! Jobs on real workers (issue: jobs run on workers): real `hodei worker` processes run
 //! real shell commands; failures are real kill -9s of nodes and workers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -664,6 +664,200 @@ async fn a_killed_worker_has_its_running_jobs_requeued_and_finished_elsewhere() 
         .find(|worker| worker["id"] == "w1")
         .unwrap();
     assert_eq!(lost["state"], "lost");
+    Ok(())
+}
+
+/// The runs in a marks file written by [`MARKING_JOB`]: for each run (its shell's pid),
+/// the first and last wall-clock nanoseconds any of its processes wrote.
+fn runs_in(marks: &Path) -> BTreeMap<String, (u128, u128)> {
+    let mut runs: BTreeMap<String, (u128, u128)> = BTreeMap::new();
+    for line in std::fs::read_to_string(marks).unwrap_or_default().lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(run), Some(_), Some(at)) = (fields.next(), fields.next(), fields.next()) else {
+            continue;
+        };
+        let Ok(at) = at.parse::<u128>() else { continue };
+        let span = runs.entry(run.to_string()).or_insert((at, at));
+        span.0 = span.0.min(at);
+        span.1 = span.1.max(at);
+    }
+    runs
+}
+
+/// A job that writes "<run> main|child <ns>" lines to the file named by its first
+/// argument every 50 ms for `SECONDS_TO_RUN` seconds, from its shell and from a child in
+/// the background (a grandchild of the agent, which PR_SET_PDEATHSIG does not reach).
+/// Both carry the file's path on their command line.
+const MARKING_JOB: &str = r#"MARKS="$1"; run=$$
+( while :; do echo "$run child $(date +%s%N)" >> "$MARKS"; sleep 0.05; done ) &
+end=$(( $(date +%s) + SECONDS_TO_RUN ))
+while [ "$(date +%s)" -lt "$end" ]; do echo "$run main $(date +%s%N)" >> "$MARKS"; sleep 0.05; done
+kill $!"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_workers_job_has_ended_before_its_rerun_and_a_killed_workers_job_tree_dies_with_it()
+-> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cluster = ProcessCluster::start_with(root.path(), 1, &[], JOB_YAML).await?;
+    let servers = vec![cluster.nodes[&1].grpc_addr()];
+    let leader = cluster.leader(TIMEOUT).await?;
+    let node = &cluster.nodes[&leader];
+    let mut workers = BTreeMap::new();
+    workers.insert(
+        "w1",
+        WorkerProcess::start(
+            &root.path().join("w1"),
+            "w1",
+            "pool-default",
+            &servers,
+            4000,
+            8192,
+        )?,
+    );
+    wait_for_workers(node, 1).await?;
+
+    // 1. The job runs on w1; w2 joins; w1 is paused (SIGSTOP) for 10 s. Its fence kills
+    // the job's processes when w1's lease ends (2 beats), before the leader declares w1
+    // lost (3 beats) and the job runs again on w2.
+    let marks = root.path().join("marks");
+    let script = MARKING_JOB.replace("SECONDS_TO_RUN", "4");
+    let (status, submitted) = post(
+        node,
+        "/api/v1/jobs",
+        json!({ "max_retries": 2, "resources": { "cpu_m": 1000, "memory_mb": 64 },
+                "command": { "argv": ["sh", "-c", script, "marking-job", marks.display().to_string()] } }),
+    )
+    .await;
+    assert_eq!(status, 202, "{submitted}");
+    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    eventually(
+        TIMEOUT,
+        "the job to write its first marks on w1",
+        || async {
+            let (_, job) = get(node, &format!("/api/v1/jobs/{id}")).await;
+            Ok((job["worker"] == "w1" && !runs_in(&marks).is_empty()).then_some(()))
+        },
+    )
+    .await?;
+    workers.insert(
+        "w2",
+        WorkerProcess::start(
+            &root.path().join("w2"),
+            "w2",
+            "pool-default",
+            &servers,
+            4000,
+            8192,
+        )?,
+    );
+    wait_for_workers(node, 2).await?;
+    workers["w1"].pause(true)?;
+    let paused = std::time::Instant::now();
+    let job = wait_final(node, &id).await?;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["worker"], "w2", "{job}");
+    assert_eq!(job["attempt"], 2, "{job}");
+    // Resumed after 10 s at least; its lease has long ended, so it starts nothing old.
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(paused.elapsed())).await;
+    workers["w1"].pause(false)?;
+    eventually(TIMEOUT, "w1 to register again", || async {
+        let (_, listed) = get(node, "/api/v1/workers").await;
+        let w1 = listed["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|worker| worker["id"] == "w1").cloned());
+        Ok(w1.filter(|worker| worker["state"] == "idle").map(|_| ()))
+    })
+    .await?;
+    let runs = runs_in(&marks);
+    assert_eq!(runs.len(), 2, "two runs wrote marks: {runs:?}");
+    let mut spans: Vec<(u128, u128)> = runs.values().copied().collect();
+    spans.sort();
+    assert!(
+        spans[0].1 < spans[1].0,
+        "the paused worker's run (last mark at {} ns) overlapped the re-run (first mark at {} ns): {runs:?}\nw1's log:\n{}",
+        spans[0].1,
+        spans[1].0,
+        workers["w1"].log_tail()
+    );
+    // Nothing of the first run writes after the second ended: its tree is gone.
+    let before = std::fs::metadata(&marks)?.len();
+    let marker_gone = eventually(TIMEOUT, "no process of either run left", || async {
+        Ok((!process_running(&marks.display().to_string())).then_some(()))
+    })
+    .await;
+    assert!(marker_gone.is_ok(), "{marker_gone:?}");
+    assert_eq!(
+        std::fs::metadata(&marks)?.len(),
+        before,
+        "a run wrote after both ended"
+    );
+
+    // 2. A worker killed -9 mid-run: the fence kills the job's whole process group,
+    // the background child too, before the job runs again elsewhere.
+    let marks = root.path().join("marks-killed");
+    let script = MARKING_JOB.replace("SECONDS_TO_RUN", "600");
+    let (status, submitted) = post(
+        node,
+        "/api/v1/jobs",
+        json!({ "max_retries": 2, "resources": { "cpu_m": 1000, "memory_mb": 64 },
+                "command": { "argv": ["sh", "-c", script, "marking-job", marks.display().to_string()] } }),
+    )
+    .await;
+    assert_eq!(status, 202, "{submitted}");
+    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    let running_on = eventually(TIMEOUT, "the long job to write its first marks", || async {
+        let (_, job) = get(node, &format!("/api/v1/jobs/{id}")).await;
+        let worker = job["worker"].as_str().map(str::to_string);
+        Ok(worker.filter(|_| job["state"] == "running" && !runs_in(&marks).is_empty()))
+    })
+    .await?;
+    let doomed = if running_on == "w1" { "w1" } else { "w2" };
+    let survivor = if doomed == "w1" { "w2" } else { "w1" };
+    let first_run = runs_in(&marks).into_keys().next().unwrap_or_default();
+    let matching = |path: &Path| -> BTreeSet<String> {
+        std::process::Command::new("pgrep")
+            .args(["-f", &path.display().to_string()])
+            .output()
+            .map(|output| {
+                String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .map(|pid| pid.trim().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The first run's shell and its background child (the re-run has not begun).
+    let first_processes = matching(&marks);
+    assert!(first_processes.len() >= 2, "{first_processes:?}");
+    workers.get_mut(doomed).unwrap().kill9();
+    eventually(
+        TIMEOUT,
+        "every process of the killed worker's run to be gone",
+        || async { Ok(matching(&marks).is_disjoint(&first_processes).then_some(())) },
+    )
+    .await?;
+    // The background child of the first run writes no more once the re-run is going.
+    eventually(TIMEOUT, "the job to run again on the survivor", || async {
+        let (_, job) = get(node, &format!("/api/v1/jobs/{id}")).await;
+        Ok(
+            (job["worker"] == survivor && job["attempt"] == 2 && runs_in(&marks).len() == 2)
+                .then_some(()),
+        )
+    })
+    .await?;
+    let runs = runs_in(&marks);
+    let second_start = runs
+        .iter()
+        .filter(|(run, _)| **run != first_run)
+        .map(|(_, span)| span.0)
+        .min()
+        .unwrap_or(0);
+    assert!(
+        runs[&first_run].1 < second_start,
+        "the killed worker's job (its background child) wrote after the re-run began: {runs:?}"
+    );
+    let (status, _) = post(node, &format!("/api/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(status, 200);
     Ok(())
 }
 

@@ -30,6 +30,21 @@ impl HeartbeatSettings {
     pub fn lost_after(&self) -> Duration {
         self.interval * self.missed_beats
     }
+
+    /// How long a worker's jobs may run after it sent a beat this leader echoed: one beat
+    /// fewer than the leader waits before declaring it lost (`missed_heartbeats` is at
+    /// least 3), so its runs have ended before they are re-queued.
+    pub fn lease(&self) -> Duration {
+        self.interval * self.missed_beats.saturating_sub(1).max(1)
+    }
+
+    /// A beat is echoed only if a quorum confirmed this node's leadership at most this
+    /// long before. A newer leader was elected after that confirmation, so it declares
+    /// the worker lost no sooner than `lost_after` past it: with the lease one beat
+    /// shorter, half a beat is left for the runs to be killed.
+    pub fn confirmation_age(&self) -> Duration {
+        self.interval / 2
+    }
 }
 
 struct Session {
@@ -53,6 +68,8 @@ struct HubState {
     losing: BTreeSet<String>,
     /// Registrations being proposed: the worker, the agent instance and since when.
     registering: HashMap<String, (String, Instant)>,
+    /// When the last check of this node's leadership that a quorum confirmed began.
+    confirmed_at: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -212,6 +229,41 @@ impl WorkerHub {
         }
     }
 
+    /// Whether a quorum confirmed this node's leadership within `confirmation_age`: only
+    /// then are workers' beats echoed (which renews their lease).
+    pub fn leadership_confirmed(&self) -> bool {
+        self.lock()
+            .confirmed_at
+            .is_some_and(|at| at.elapsed() < self.heartbeat.confirmation_age())
+    }
+
+    /// Confirms this node's leadership with a quorum (a Raft read-index round) four
+    /// times per `confirmation_age`, for as long as the node runs.
+    pub async fn confirm_leadership(self, node: NodeContext) {
+        let every = (self.heartbeat.confirmation_age() / 4).max(Duration::from_millis(20));
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if !node.raft.is_leader() {
+                continue;
+            }
+            let began = Instant::now();
+            let confirmed = tokio::time::timeout(
+                self.heartbeat.confirmation_age(),
+                node.raft.confirm_leadership(),
+            )
+            .await
+            .unwrap_or(false);
+            if confirmed {
+                let mut hub = self.lock();
+                if hub.confirmed_at.is_none_or(|at| at < began) {
+                    hub.confirmed_at = Some(began);
+                }
+            }
+        }
+    }
+
     pub fn connected(&self) -> usize {
         self.lock().sessions.len()
     }
@@ -289,6 +341,7 @@ impl WorkerHub {
         hub.sessions.clear();
         hub.leading_since = None;
         hub.losing.clear();
+        hub.confirmed_at = None;
     }
 
     /// Workers to declare lost now: registered real workers not seen for the timeout.

@@ -236,6 +236,7 @@ impl WorkerService for WorkerGrpc {
                     worker_id: worker_id.clone(),
                     keep,
                     heartbeat_interval_ms: self.hub.heartbeat.interval.as_millis() as u64,
+                    lease_ms: self.hub.heartbeat.lease().as_millis() as u64,
                 },
             )))
             .await;
@@ -289,8 +290,12 @@ fn follow_session(
                     for job in stale {
                         let _ = outbound.try_send(Ok(cancel_message(&job)));
                     }
-                    // Ack 0 answers a heartbeat: the worker knows the leader is alive.
-                    let _ = outbound.try_send(message(pb::server_message::Kind::Ack(0)));
+                    // The beat is echoed while a quorum confirms this node leads: the
+                    // worker's lease runs on from when it sent it (fencing, `hub.rs`).
+                    if hub.leadership_confirmed() {
+                        let _ =
+                            outbound.try_send(message(pb::server_message::Kind::Beat(beat.seq)));
+                    }
                 }
                 Some(pb::worker_message::Kind::Started(started)) => in_flight.push(report(
                     &node,
