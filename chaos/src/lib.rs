@@ -7,6 +7,10 @@ use std::collections::BTreeSet;
 pub mod bench;
 mod bench_flood;
 mod bench_history;
+pub mod checker;
+pub mod firewall;
+pub mod nemesis;
+pub mod runner;
 pub mod scaling_reaction;
 pub mod stats;
 

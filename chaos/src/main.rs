@@ -11,6 +11,10 @@
 //! - `bench`: drives a running cluster (`submit`, `read`, `mixed`, `soak`); see
 //!   `hodei_chaos::bench` and `deploy/local/bench.sh`.
 //!
+//! - `nemesis`: a seeded random schedule of process, network and worker faults against a
+//!   cluster running real jobs, checked for lost, duplicated and overlapping work
+//!   (`hodei_chaos::nemesis`, CHAOS.md); `runner` is the job it runs.
+//!
 //! All print a progress line while they run and a JSON result at the end.
 
 use std::path::PathBuf;
@@ -117,6 +121,27 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Faults at random (seeded) against a cluster running real jobs; checks the history,
+    /// the jobs' journal and the final state. Needs root (a private network namespace
+    /// and iptables). Exits 1 when a rule was broken.
+    Nemesis {
+        #[command(flatten)]
+        settings: hodei_chaos::nemesis::NemesisSettings,
+        /// Where to write the JSON report.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The nemesis's job: journals its start, a tick every 100 ms and its end, from
+    /// itself and from a child of its own.
+    #[command(hide = true)]
+    Runner {
+        #[arg(long)]
+        journal: PathBuf,
+        #[arg(long)]
+        ms: u64,
+        #[arg(long)]
+        child_of: Option<u32>,
+    },
     /// Autoscaling's reaction against a running node (e.g. `hodei dev`): backlog appears ->
     /// first new worker registered, and backlog gone -> pool back at its min.
     ScalingReaction {
@@ -147,10 +172,32 @@ fn write_result(result: &serde_json::Value, out: Option<&PathBuf>) -> anyhow::Re
     Ok(())
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::process::ExitCode {
-    hodei_tests::install_tls_provider();
-    match run(Cli::parse()).await {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        // A job: no runtime, no network.
+        Command::Runner {
+            journal,
+            ms,
+            child_of,
+        } => hodei_chaos::runner::run(&journal, ms, child_of),
+        command => {
+            // The nemesis's cluster lives in a network namespace of its own, entered
+            // before any thread starts (the runtime's included).
+            let entered = match &command {
+                Command::Nemesis { .. } => hodei_chaos::firewall::enter_private_network(),
+                _ => Ok(()),
+            };
+            entered.and_then(|()| {
+                hodei_tests::install_tls_provider();
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(run(command))
+            })
+        }
+    };
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -159,8 +206,21 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Nemesis { settings, out } => {
+            let (report, held) = hodei_chaos::nemesis::run(settings).await?;
+            write_result(&report, out.as_ref())?;
+            if !held {
+                bail!(
+                    "{} violations (in the report's `violations`)",
+                    report["violations"].as_array().map_or(0, Vec::len)
+                );
+            }
+            eprintln!("nemesis: every rule held");
+            Ok(())
+        }
+        Command::Runner { .. } => Ok(()),
         Command::Failover { kills, out, dir } => failover(kills, out.as_ref(), dir).await,
         Command::RaftThroughput {
             writers,

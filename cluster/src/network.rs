@@ -36,6 +36,9 @@ pub struct PeerCredentials {
     pub secret: Option<String>,
     /// With TLS: how this node proves itself to peers and checks them (mTLS).
     pub tls: Option<PeerTls>,
+    /// The local address this node's connections to its peers leave from (`None`: the
+    /// system's choice).
+    pub source_addr: Option<std::net::IpAddr>,
 }
 
 /// TLS between members: the CA that signed every member's certificate, and this
@@ -83,6 +86,7 @@ impl std::fmt::Debug for PeerCredentials {
             .debug_struct("PeerCredentials")
             .field("node_id", &self.node_id)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("source_addr", &self.source_addr)
             .finish()
     }
 }
@@ -145,6 +149,7 @@ fn endpoint(
     addr: &str,
     connect_timeout: Duration,
     tls: Option<&PeerTls>,
+    source_addr: Option<std::net::IpAddr>,
 ) -> Result<Endpoint, String> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = match addr.split_once("://") {
@@ -152,7 +157,12 @@ fn endpoint(
         None => format!("{scheme}://{addr}"),
     };
     let endpoint = Endpoint::from_shared(url)
-        .map(|endpoint| endpoint.connect_timeout(connect_timeout).tcp_nodelay(true))
+        .map(|endpoint| {
+            endpoint
+                .connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .local_address(source_addr)
+        })
         .map_err(|error| format!("bad address {addr}: {error}"))?;
     match tls {
         Some(tls) => endpoint
@@ -190,7 +200,13 @@ impl PeerClients {
             return Ok(client.clone());
         }
         let client = RaftServiceClient::new(
-            endpoint(addr, self.connect_timeout, self.credentials.tls.as_ref())?.connect_lazy(),
+            endpoint(
+                addr,
+                self.connect_timeout,
+                self.credentials.tls.as_ref(),
+                self.credentials.source_addr,
+            )?
+            .connect_lazy(),
         )
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

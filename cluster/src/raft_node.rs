@@ -50,6 +50,8 @@ pub struct ClusterSettings {
     pub leader_wait_ms: u64,
     /// TLS between members (mutual), when configured.
     pub tls: Option<crate::network::PeerTls>,
+    /// The local address connections to peers leave from (`cluster.source_addr`).
+    pub source_addr: Option<std::net::IpAddr>,
 }
 
 /// What a node knows about the cluster right now.
@@ -187,6 +189,7 @@ impl RaftNode {
                 node_id: settings.node_id,
                 secret: settings.secret.clone(),
                 tls: settings.tls.clone(),
+                source_addr: settings.source_addr,
             },
             Duration::from_millis(settings.election_timeout_min_ms),
         );

@@ -201,6 +201,9 @@ pub struct ClusterConfig {
     /// The address other nodes reach this one's peer listener at; defaults to
     /// `server.host:peer_port`.
     pub advertise_addr: Option<String>,
+    /// The local address this node's connections to its peers leave from, on a host with
+    /// several (an IP address of this host); default: the system's choice.
+    pub source_addr: Option<std::net::IpAddr>,
     /// The secret every member presents on the peer port (at least 16 characters; set it
     /// with `HODEI_CLUSTER_SECRET` rather than in a file). Required when the node listens
     /// on a non-loopback address.
@@ -229,6 +232,7 @@ impl Default for ClusterConfig {
             data_dir: PathBuf::from("./.hodei/data"),
             peer_port: 9190,
             advertise_addr: None,
+            source_addr: None,
             secret: None,
             peers: Vec::new(),
             bootstrap: BootstrapMode::Single,

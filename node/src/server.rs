@@ -356,6 +356,7 @@ async fn open_raft(
         max_commands_per_entry: config.cluster.max_commands_per_entry,
         leader_wait_ms: config.server.leader_wait_ms,
         tls,
+        source_addr: config.cluster.source_addr,
     };
     // The longest fair-share window is `retention.finished_in_memory_s`; a minute more.
     let share_horizon =

@@ -378,6 +378,12 @@ impl NodeProcess {
         self.spawn()
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): the node freezes as a long GC pause or a
+    /// swapping machine would, its connections open and silent.
+    pub fn pause(&self, stopped: bool) -> anyhow::Result<()> {
+        signal_pause(self.pid(), stopped)
+    }
+
     /// How the process ended, once it has (`None` while it runs).
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.child
@@ -711,6 +717,18 @@ impl Drop for ProcessCluster {
     }
 }
 
+/// SIGSTOP or SIGCONT to one process.
+fn signal_pause(pid: Option<u32>, stopped: bool) -> anyhow::Result<()> {
+    let pid = pid.context("the process is not running")?;
+    let signal = if stopped {
+        nix::sys::signal::Signal::SIGSTOP
+    } else {
+        nix::sys::signal::Signal::SIGCONT
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)?;
+    Ok(())
+}
+
 /// One `hodei worker` agent process.
 pub struct WorkerProcess {
     pub id: String,
@@ -813,14 +831,13 @@ impl WorkerProcess {
     /// SIGSTOP (`true`) or SIGCONT (`false`) to the agent alone: not to its jobs or its
     /// fence, as a debugger, a swapping machine or a long pause of the process would.
     pub fn pause(&self, stopped: bool) -> anyhow::Result<()> {
-        let pid = self.pid().context("the worker is not running")?;
-        let signal = if stopped {
-            nix::sys::signal::Signal::SIGSTOP
-        } else {
-            nix::sys::signal::Signal::SIGCONT
-        };
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)?;
-        Ok(())
+        signal_pause(self.pid(), stopped)
+    }
+
+    /// Starts the agent again (after `kill9`), with the same id and arguments.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.spawn()
     }
 
     pub fn log_tail(&self) -> String {

@@ -57,6 +57,10 @@ pub struct WorkerArgs {
     /// killed (and re-queued, as for a lost worker).
     #[arg(long, default_value_t = 10)]
     pub shutdown_grace_s: u64,
+    /// The local address this agent's connections to the nodes leave from, on a host with
+    /// several (an IP address of this host); default: the system's choice.
+    #[arg(long)]
+    pub source_addr: Option<std::net::IpAddr>,
     /// How jobs run: `process` (their command, as a child process), or for benchmarks of
     /// the scheduler alone `instant` (no process: started and succeeded at once) or
     /// `sleep:MS` (no process: succeeded after MS milliseconds).
@@ -163,6 +167,7 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         runner: args.runner,
         enforce_limits: args.enforce_limits,
         instance: uuid::Uuid::new_v4().simple().to_string(),
+        source_addr: args.source_addr,
         join_token: args.join_token,
         confinement,
         ca_pem: match &args.ca_cert {

@@ -61,6 +61,8 @@ pub struct AgentSettings {
     /// Where and as whom jobs run (`--allowed-dir`, `--run-as`); the work directory is
     /// always allowed.
     pub confinement: crate::worker::process::Confinement,
+    /// The local address connections to the nodes leave from (`--source-addr`).
+    pub source_addr: Option<std::net::IpAddr>,
 }
 
 /// How the agent runs a job.
@@ -325,9 +327,17 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
                 command.timeout_s,
             )
         });
+    // The job learns which run it is (its own variables cannot override these).
+    let mut env: BTreeMap<String, String> = command.env.into_iter().collect();
+    env.insert("HODEI_JOB_ID".to_string(), assignment.job_id.clone());
+    env.insert(
+        "HODEI_JOB_ATTEMPT".to_string(),
+        assignment.attempt.to_string(),
+    );
+    env.insert("HODEI_WORKER_ID".to_string(), settings.worker_id.clone());
     let spec = ProcessSpec {
         argv: command.argv,
-        env: command.env.into_iter().collect(),
+        env,
         working_dir,
         timeout: command.timeout_s.map(Duration::from_secs),
         limits,
@@ -370,11 +380,15 @@ fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssig
         };
         let _ = ended.send(());
         let _ = reporter.await;
+        // Ended once the lease had: killed by the fence (perhaps before the agent saw
+        // its lease end) or fenced by the agent. Its end is not reported: the leader
+        // re-queues the job, as it would have had the agent not come back.
+        let out_of_lease = shared.lease_ended();
         let (still_ours, cancelled_by_leader) = shared
             .lock()
             .runs
             .remove(&job)
-            .filter(|run| run.attempt == attempt && !run.fenced)
+            .filter(|run| run.attempt == attempt && !run.fenced && !out_of_lease)
             .map_or((false, false), |run| (true, run.cancelled_by_leader));
         let end = match end {
             // Cancelled by the leader: its output is reported, the job stays cancelled.
@@ -654,7 +668,8 @@ async fn session(settings: &AgentSettings, shared: &Shared, addr: &str) -> Sessi
         match tonic::transport::Endpoint::from_shared(endpoint(addr, settings.ca_pem.is_some())) {
             Ok(endpoint) => endpoint
                 .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true),
+                .tcp_nodelay(true)
+                .local_address(settings.source_addr),
             Err(error) => return SessionEnd::Broken(format!("bad address `{addr}`: {error}")),
         };
     let channel = match &settings.ca_pem {

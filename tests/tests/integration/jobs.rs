@@ -689,9 +689,9 @@ fn runs_in(marks: &Path) -> BTreeMap<String, (u128, u128)> {
 /// the background (a grandchild of the agent, which PR_SET_PDEATHSIG does not reach).
 /// Both carry the file's path on their command line.
 const MARKING_JOB: &str = r#"MARKS="$1"; run=$$
-( while :; do echo "$run child $(date +%s%N)" >> "$MARKS"; sleep 0.05; done ) &
+( while :; do echo "$run child $(date +%s%N) $HODEI_WORKER_ID $HODEI_JOB_ATTEMPT" >> "$MARKS"; sleep 0.05; done ) &
 end=$(( $(date +%s) + SECONDS_TO_RUN ))
-while [ "$(date +%s)" -lt "$end" ]; do echo "$run main $(date +%s%N)" >> "$MARKS"; sleep 0.05; done
+while [ "$(date +%s)" -lt "$end" ]; do echo "$run main $(date +%s%N) $HODEI_WORKER_ID $HODEI_JOB_ATTEMPT" >> "$MARKS"; sleep 0.05; done
 kill $!"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -770,6 +770,10 @@ async fn a_paused_workers_job_has_ended_before_its_rerun_and_a_killed_workers_jo
     .await?;
     let runs = runs_in(&marks);
     assert_eq!(runs.len(), 2, "two runs wrote marks: {runs:?}");
+    // Each run knows which it is: HODEI_WORKER_ID and HODEI_JOB_ATTEMPT.
+    let text = std::fs::read_to_string(&marks)?;
+    assert!(text.lines().any(|line| line.ends_with(" w1 1")), "{text}");
+    assert!(text.lines().any(|line| line.ends_with(" w2 2")), "{text}");
     let mut spans: Vec<(u128, u128)> = runs.values().copied().collect();
     spans.sort();
     assert!(
