@@ -125,6 +125,10 @@ pub struct NemesisSettings {
     /// Concurrent clients.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub clients: u32,
+    /// Percent of the jobs that run 3-6 s (the others 0.2-1.5 s): long enough to be
+    /// running through a worker's loss.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub long_jobs: u8,
     /// Seconds the cluster has, once the faults stop, to take a write with every node
     /// caught up.
     #[arg(long, default_value_t = 60)]
@@ -494,6 +498,7 @@ async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
 async fn client(
     number: u32,
     seed: u64,
+    long_jobs: u8,
     rest: Vec<String>,
     runner: PathBuf,
     journal: PathBuf,
@@ -521,7 +526,11 @@ async fn client(
                     }
                     let n = shared.next.fetch_add(1, Ordering::Relaxed);
                     let key = rng.random_bool(0.5).then(|| format!("k-{number}-{n}"));
-                    (key, rng.random_range(200..1500))
+                    let millis = match rng.random_range(0..100) < long_jobs {
+                        true => rng.random_range(3_000..6_000),
+                        false => rng.random_range(200..1_500),
+                    };
+                    (key, millis)
                 }
             };
             let mut body = json!({
@@ -689,6 +698,7 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
             tokio::spawn(client(
                 number,
                 settings.seed,
+                settings.long_jobs,
                 rest.clone(),
                 runner.clone(),
                 journal.clone(),
@@ -702,6 +712,8 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
     let mut timeline: Vec<FaultEvent> = Vec::new();
     let mut damage = Damage::default();
     let end = Duration::from_secs(settings.duration);
+    // The first fault finds jobs running.
+    tokio::time::sleep((end / 4).min(Duration::from_secs(5))).await;
     while shared.started.elapsed() < end {
         let kind = *settings.faults.0.choose(&mut rng).context("a fault kind")?;
         let hold = Duration::from_millis(rng.random_range(2_000..8_000))
@@ -766,7 +778,7 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
         }));
     }
 
-    // Every acknowledged job reaches a final state (they run 0.2-1.5 s each).
+    // Every acknowledged job reaches a final state.
     let acknowledged: BTreeSet<String> = shared
         .acknowledged
         .lock()

@@ -6,6 +6,7 @@ pub mod actors;
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod defects;
 pub mod gateway;
 pub mod observability;
 pub mod server;

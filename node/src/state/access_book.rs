@@ -30,6 +30,12 @@ pub enum AccessEntry {
         worker: String,
         agent: String,
     },
+    /// Worker `worker`'s last registration by an agent was proposed at this time (the
+    /// leader's clock): a loss judged for an earlier one does not apply.
+    WorkerSession {
+        worker: String,
+        registered_at_ms: u64,
+    },
 }
 
 impl AccessEntry {
@@ -39,6 +45,7 @@ impl AccessEntry {
             AccessEntry::Join(token) => join_key(&token.id),
             AccessEntry::Bootstrapped => format!("{ACCESS_PREFIX}bootstrapped").into_bytes(),
             AccessEntry::WorkerAgent { worker, .. } => agent_key(worker),
+            AccessEntry::WorkerSession { worker, .. } => session_key(worker),
         }
     }
 }
@@ -55,6 +62,10 @@ fn agent_key(worker: &str) -> Vec<u8> {
     format!("{ACCESS_PREFIX}agent/{worker}").into_bytes()
 }
 
+fn session_key(worker: &str) -> Vec<u8> {
+    format!("{ACCESS_PREFIX}session/{worker}").into_bytes()
+}
+
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct AccessBook {
     tokens: BTreeMap<String, AccessToken>,
@@ -62,6 +73,8 @@ pub struct AccessBook {
     bootstrapped: bool,
     /// Worker id -> digest of its agent's instance id.
     agents: BTreeMap<String, String>,
+    /// Worker id -> when its last registration by an agent was proposed.
+    sessions: BTreeMap<String, u64>,
 }
 
 impl AccessBook {
@@ -76,6 +89,12 @@ impl AccessBook {
             AccessEntry::Bootstrapped => self.bootstrapped = true,
             AccessEntry::WorkerAgent { worker, agent } => {
                 self.agents.insert(worker, agent);
+            }
+            AccessEntry::WorkerSession {
+                worker,
+                registered_at_ms,
+            } => {
+                self.sessions.insert(worker, registered_at_ms);
             }
         }
     }
@@ -95,6 +114,12 @@ impl AccessBook {
                         agent: agent.clone(),
                     }),
             )
+            .chain(self.sessions.iter().map(|(worker, registered_at_ms)| {
+                AccessEntry::WorkerSession {
+                    worker: worker.clone(),
+                    registered_at_ms: *registered_at_ms,
+                }
+            }))
             .collect();
         if self.bootstrapped {
             entries.push(AccessEntry::Bootstrapped);
@@ -135,10 +160,18 @@ impl HodeiState {
         self.access.agents.get(id).map(String::as_str)
     }
 
+    /// When worker `id`'s last registration by an agent was proposed.
+    pub fn worker_session(&self, id: &str) -> Option<u64> {
+        self.access.sessions.get(id).copied()
+    }
+
     /// Forgets the agent of a worker that left the state.
     pub(in crate::state) fn drop_worker_agent(&mut self, worker: &str, writes: &mut WriteBatch) {
         if self.access.agents.remove(worker).is_some() {
             writes.delete(agent_key(worker));
+        }
+        if self.access.sessions.remove(worker).is_some() {
+            writes.delete(session_key(worker));
         }
     }
 

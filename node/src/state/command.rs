@@ -73,6 +73,7 @@ pub enum CommandV1 {
     IssueJoinToken(IssueJoinToken),
     RevokeJoinToken(RevokeJoinToken),
     RegisterAgentWorker(RegisterAgentWorker),
+    WorkerLostSince(WorkerLostSince),
 }
 
 /// Records an access token (its secret's digest). A tenant's needs the tenant; the admin
@@ -372,6 +373,16 @@ pub struct RegisterWorker {
     /// its pool pays for it from then, not from its registration.
     #[serde(default)]
     pub provisioned_at_ms: Option<u64>,
+}
+
+/// A worker the leader found silent, lost only if it has not registered since the
+/// leader judged it: `session_ms` is the time of the registration it judged. A loss
+/// decided before a registration and committed after it (a slow commit under faults)
+/// would otherwise take the jobs given to the worker since.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerLostSince {
+    pub lost: WorkerLost,
+    pub session_ms: u64,
 }
 
 /// A worker's registration by an agent: refused while the worker is live under another

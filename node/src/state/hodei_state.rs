@@ -623,6 +623,7 @@ impl HodeiState {
                 self.apply_register_agent_worker(command, writes)
             }
             CommandV1::WorkerLost(command) => self.apply_worker_lost(command, writes),
+            CommandV1::WorkerLostSince(command) => self.apply_worker_lost_since(command, writes),
             CommandV1::WorkerLeft(command) => self.apply_worker_left(command, writes),
             CommandV1::RunOutput(command) => self.apply_run_output(command, writes),
             CommandV1::RecordSla(command) => self.apply_record_sla(command.changes, writes),

@@ -798,3 +798,54 @@ fn a_live_workers_id_is_bound_to_its_agent_until_it_is_lost() {
     StateMachine::restore(&mut restored, &snapshot, &mut writes).unwrap();
     assert_eq!(restored.worker_agent("w1"), Some("agent-b"));
 }
+
+#[test]
+fn a_loss_judged_before_a_registration_does_not_take_what_the_worker_got_since() {
+    let mut state = setup(Quota::default(), 0);
+    let register_at = |at_ms: u64| {
+        let mut register = register("w1");
+        register.at_ms = at_ms;
+        CommandV1::RegisterAgentWorker(command::RegisterAgentWorker {
+            register,
+            agent: "agent-a".into(),
+        })
+    };
+    let lost_since = |session_ms: u64| {
+        CommandV1::WorkerLostSince(command::WorkerLostSince {
+            lost: command::WorkerLost {
+                worker: "w1".into(),
+                reason: "missed heartbeats".into(),
+                at_ms: 30,
+            },
+            session_ms,
+        })
+    };
+    assert!(apply(&mut state, register_at(10)).is_ok());
+    assert_eq!(state.worker_session("w1"), Some(10));
+    // The leader judges the registration of 10 silent; before its loss commits, the
+    // agent registers again (at 20) and is given a job.
+    assert!(apply(&mut state, register_at(20)).is_ok());
+    submit(&mut state, vec![job("j", 100, 3)]);
+    assert_eq!(assign(&mut state, &[("j", "w1")]), (1, 0));
+    let before = (state.worker("w1").cloned(), state.job("j").cloned());
+    let refused = apply(&mut state, lost_since(10));
+    assert!(
+        matches!(&refused, Err(DomainError::Conflict(rule)) if rule.contains("registered again")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        (state.worker("w1").cloned(), state.job("j").cloned()),
+        before,
+        "a refused loss changes nothing"
+    );
+    // A loss judged for the current registration applies: the job goes back.
+    assert!(apply(&mut state, lost_since(20)).is_ok());
+    assert!(!state.worker("w1").unwrap().is_live());
+    assert_eq!(state.job("j").unwrap().state, JobState::Pending);
+    // A snapshot carries the registration's time.
+    let snapshot = StateMachine::snapshot(&state).unwrap();
+    let mut restored = HodeiState::new(broadcast::channel(4).0);
+    let mut writes = WriteBatch::new();
+    StateMachine::restore(&mut restored, &snapshot, &mut writes).unwrap();
+    assert_eq!(restored.worker_session("w1"), Some(20));
+}

@@ -344,29 +344,30 @@ impl WorkerHub {
         hub.confirmed_at = None;
     }
 
-    /// Workers to declare lost now: registered real workers not seen for the timeout.
-    fn overdue(&self, node: &NodeContext) -> Vec<String> {
+    /// Workers to declare lost now: registered real workers not seen for the timeout,
+    /// each with the time of the registration judged (if an agent registered it).
+    fn overdue(&self, node: &NodeContext) -> Vec<(String, Option<u64>)> {
         let lost_after = self.heartbeat.lost_after();
         let mut hub = self.lock();
         let leading_since = *hub.leading_since.get_or_insert_with(Instant::now);
         if leading_since.elapsed() < lost_after {
             return Vec::new();
         }
-        let live: Vec<String> = node.read(|state| {
+        let live: Vec<(String, Option<u64>)> = node.read(|state| {
             state
                 .workers()
                 .filter(|worker| worker.is_live() && !worker.simulated)
-                .map(|worker| worker.id.clone())
+                .map(|worker| (worker.id.clone(), state.worker_session(&worker.id)))
                 .collect()
         });
         let mut overdue = Vec::new();
-        for worker in live {
+        for (worker, session) in live {
             let silent = hub
                 .sessions
                 .get(&worker)
                 .is_none_or(|session| session.last_seen.elapsed() >= lost_after);
             if silent && hub.losing.insert(worker.clone()) {
-                overdue.push(worker);
+                overdue.push((worker, session));
             }
         }
         overdue
@@ -402,17 +403,22 @@ impl WorkerHub {
                         self.drop_all();
                         continue;
                     }
-                    for worker in self.overdue(&node) {
+                    for (worker, session) in self.overdue(&node) {
                         let node = node.clone();
                         let hub = self.clone();
                         tokio::spawn(async move {
                             let missed = hub.heartbeat.missed_beats;
                             warn!(%worker, missed, "worker missed its heartbeats; declaring it lost");
-                            let command = CommandV1::WorkerLost(command::WorkerLost {
+                            let lost = command::WorkerLost {
                                 worker: worker.clone(),
                                 reason: format!("worker missed {missed} heartbeats"),
                                 at_ms: now_ms(),
-                            });
+                            };
+                            // Lost only if it has not registered since it was judged.
+                            let command = match session {
+                                Some(session_ms) => CommandV1::WorkerLostSince(command::WorkerLostSince { lost, session_ms }),
+                                None => CommandV1::WorkerLost(lost),
+                            };
                             match crate::actors::gateway::propose(&node, command).await {
                                 Ok(_) => {
                                     let pool = node.read(|state| state.worker(&worker).map(|found| found.pool.clone()));

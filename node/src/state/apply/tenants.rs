@@ -37,9 +37,16 @@ impl HodeiState {
         if self.tenants.contains_key(&tenant.id) {
             return Err(DomainError::already_exists("tenant", tenant.id.to_string()));
         }
+        use crate::defects::{Defect, active};
         let id = tenant.id.clone();
+        if active(Defect::DropAcknowledgedTenant) && id.as_str().ends_with(['3', '7']) {
+            return Ok(CommandOutcome::Tenant(tenant));
+        }
         self.put_tenant(tenant.clone(), writes);
-        self.emit(DomainEvent::TenantCreated(id));
+        self.emit(DomainEvent::TenantCreated(id.clone()));
+        if active(Defect::ApplyRefusedTenant) && id.as_str().ends_with('5') {
+            return Err(DomainError::already_exists("tenant", id.to_string()));
+        }
         Ok(CommandOutcome::Tenant(tenant))
     }
 

@@ -34,12 +34,41 @@ impl HodeiState {
                 "worker `{id}` is live under another agent: a second agent under its id is refused, never a takeover (stop the other agent, or wait until it misses its heartbeats)"
             )));
         }
+        let registered_at_ms = register.at_ms;
         let outcome = self.apply_register_worker(register, writes)?;
         self.put_access_entry(
-            crate::state::access_book::AccessEntry::WorkerAgent { worker: id, agent },
+            crate::state::access_book::AccessEntry::WorkerAgent {
+                worker: id.clone(),
+                agent,
+            },
+            writes,
+        );
+        self.put_access_entry(
+            crate::state::access_book::AccessEntry::WorkerSession {
+                worker: id,
+                registered_at_ms,
+            },
             writes,
         );
         Ok(outcome)
+    }
+
+    /// A loss the leader decided for the registration of `session_ms`: refused, changing
+    /// nothing, if the worker registered again since.
+    pub(in crate::state) fn apply_worker_lost_since(
+        &mut self,
+        command::WorkerLostSince { lost, session_ms }: command::WorkerLostSince,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        if let Some(current) = self.worker_session(&lost.worker)
+            && current != session_ms
+        {
+            return Err(DomainError::Conflict(format!(
+                "worker `{}` registered again after it was judged silent: not lost",
+                lost.worker
+            )));
+        }
+        self.apply_worker_lost(lost, writes)
     }
 
     /// Registers a new worker, or a known one again after a restart or a reconnect: its
