@@ -161,7 +161,19 @@ async fn a_job_sees_none_of_its_nodes_environment() {
         output.contains("MINE=yes") && output.contains("PATH="),
         "{output}"
     );
-    assert!(!output.contains("HODEI_"), "{output}");
+    // The node's own HODEI_* variables stay with it; the job learns only which run it is.
+    let mut hodei: Vec<&str> = output
+        .lines()
+        .filter(|line| line.starts_with("HODEI_"))
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+        .collect();
+    hodei.sort_unstable();
+    assert_eq!(
+        hodei,
+        ["HODEI_JOB_ATTEMPT", "HODEI_JOB_ID", "HODEI_WORKER_ID"],
+        "{output}"
+    );
+    assert!(output.contains(&format!("HODEI_JOB_ID={id}")), "{output}");
     assert!(!output.contains(hodei_tests::CLUSTER_SECRET), "{output}");
 }
 
