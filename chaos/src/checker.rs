@@ -79,6 +79,12 @@ pub enum Violation {
         second: String,
         overlap_ms: f64,
     },
+    /// A job recorded `succeeded` without a run of its last attempt that ended on its
+    /// own in the journal.
+    SucceededWithoutItsRun {
+        job: String,
+        attempt: u32,
+    },
     AttemptRanTwice {
         job: String,
         attempt: u32,
@@ -230,6 +236,17 @@ pub fn check_jobs(history: &[Op], runs: &[Run], jobs: &[FinalJob]) -> Vec<Violat
                 job: job.to_string(),
                 attempt: *highest,
                 recorded,
+            });
+        }
+    }
+    for job in jobs.iter().filter(|job| job.state == "succeeded") {
+        let ran = runs
+            .iter()
+            .any(|run| run.job == job.id && run.attempt == job.attempt && run.ended);
+        if !ran {
+            violations.push(Violation::SucceededWithoutItsRun {
+                job: job.id.clone(),
+                attempt: job.attempt,
             });
         }
     }
@@ -426,10 +443,19 @@ mod tests {
             attempt: 3,
             recorded: 2
         }));
-        // Back to back, each attempt once: nothing.
-        let clean =
-            "start j 1 w1 10 main 1000\ntick j 1 w1 10 main 2000\nstart j 2 w2 20 main 2001\n";
+        // Back to back, each attempt once, the last one ended: nothing.
+        let clean = "start j 1 w1 10 main 1000\ntick j 1 w1 10 main 2000\n\
+                     start j 2 w2 20 main 2001\nend j 2 w2 20 main 3000\n";
         assert!(check_jobs(&[], &runs_of(clean), &jobs).is_empty());
+        // Recorded succeeded, but its last attempt never ended on its own in the journal.
+        let unfinished = "start j 1 w1 10 main 1000\nstart j 2 w2 20 main 2001\n";
+        assert_eq!(
+            check_jobs(&[], &runs_of(unfinished), &jobs),
+            vec![Violation::SucceededWithoutItsRun {
+                job: "j".into(),
+                attempt: 2
+            }]
+        );
     }
 
     #[test]

@@ -83,18 +83,27 @@ impl Firewall {
         Ok(())
     }
 
-    /// Drops `probability` of the packets `endpoint` sends and of those sent to it.
-    pub fn lose(&self, endpoint: &Endpoint, probability: f64) -> anyhow::Result<()> {
+    /// Drops `probability` of the packets of every connection of a node: those it opened
+    /// (from its source address, and the answers to it) and those opened to its `ports`
+    /// (its peer and gRPC ports: what reaches them, and what they answer).
+    pub fn lose(&self, source: &str, ports: &[u16], probability: f64) -> anyhow::Result<()> {
         let probability = format!("{probability:.3}");
-        let statistic = ["-m", "statistic", "--mode", "random", "--probability"];
-        let mut outgoing = vec!["-p", "tcp", "-s", &endpoint.source];
-        outgoing.extend_from_slice(&statistic);
-        outgoing.push(&probability);
-        self.append(&outgoing)?;
-        let mut incoming = vec!["-p", "tcp", "-d", &endpoint.source];
-        incoming.extend_from_slice(&statistic);
-        incoming.push(&probability);
-        self.append(&incoming)
+        let mut matches: Vec<Vec<String>> = vec![
+            vec!["-s".to_string(), source.to_string()],
+            vec!["-d".to_string(), source.to_string()],
+        ];
+        for port in ports {
+            matches.push(vec!["--dport".to_string(), port.to_string()]);
+            matches.push(vec!["--sport".to_string(), port.to_string()]);
+        }
+        for matched in matches {
+            let mut rule: Vec<&str> = vec!["-p", "tcp"];
+            rule.extend(matched.iter().map(String::as_str));
+            rule.extend_from_slice(&["-m", "statistic", "--mode", "random", "--probability"]);
+            rule.push(&probability);
+            self.append(&rule)?;
+        }
+        Ok(())
     }
 
     /// Removes every rule: the network is whole again.

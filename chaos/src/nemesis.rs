@@ -382,7 +382,12 @@ impl Stage {
                 damage.links_cut = true;
                 let node = *ids.choose(rng).context("a node")?;
                 let probability = rng.random_range(0.2..0.4);
-                self.firewall.lose(&self.peers[&node], probability)?;
+                let ports: Vec<u16> = [&self.peers[&node], &self.grpc[&node]]
+                    .iter()
+                    .filter_map(|endpoint| endpoint.port)
+                    .collect();
+                self.firewall
+                    .lose(&self.peers[&node].source, &ports, probability)?;
                 Ok(format!(
                     "node {node} loses {:.0}% of its packets",
                     probability * 100.0
@@ -663,6 +668,10 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
         .clone()
         .unwrap_or_else(|| temporary.path().to_path_buf());
     std::fs::create_dir_all(&root)?;
+    // The jobs write the journal from their own working directories: an absolute path.
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", root.display()))?;
     let journal = root.join("journal");
     let runner = std::env::current_exe()?;
     let mut stage = Stage::start(&root, &settings).await?;
@@ -827,7 +836,15 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    let runs = checker::runs_of(&std::fs::read_to_string(&journal).unwrap_or_default());
+    let journaled = std::fs::read_to_string(&journal);
+    if journaled.is_err() && !acknowledged.is_empty() {
+        violations.push(json!({
+            "rule": "journal_missing",
+            "journal": journal.display().to_string(),
+            "acknowledged": acknowledged.len(),
+        }));
+    }
+    let runs = checker::runs_of(&journaled.unwrap_or_default());
     let mut found: Vec<Violation> = checker::check_jobs(&history, &runs, &final_jobs);
     found.extend(checker::check_outcomes(&final_jobs));
     found.extend(checker::check_tenants(

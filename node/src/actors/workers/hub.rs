@@ -218,14 +218,20 @@ impl WorkerHub {
         }
     }
 
-    pub fn seen(&self, worker: &str, number: u64) {
-        if let Some(session) = self
+    /// Records that session `number` of `worker` was heard from; false if it is no
+    /// longer the worker's attached session (replaced, or closed when leadership went).
+    pub fn seen(&self, worker: &str, number: u64) -> bool {
+        match self
             .lock()
             .sessions
             .get_mut(worker)
             .filter(|session| session.number == number)
         {
-            session.last_seen = Instant::now();
+            Some(session) => {
+                session.last_seen = Instant::now();
+                true
+            }
+            None => false,
         }
     }
 
@@ -329,14 +335,24 @@ impl WorkerHub {
         }
     }
 
-    /// Closes every session: this node no longer leads, so workers must find the leader.
-    fn drop_all(&self) {
+    /// Closes every session: this node no longer leads, so workers must find the leader
+    /// (`leader`, when known): each is told at once, and re-registers there within its
+    /// lease, keeping its runs. A detached session's stream echoes nothing more
+    /// (`seen` answers false) and ends at the worker's next message.
+    fn drop_all(&self, leader: Option<String>) {
         let mut hub = self.lock();
         if !hub.sessions.is_empty() {
             info!(
                 sessions = hub.sessions.len(),
                 "not leading: closing worker sessions"
             );
+        }
+        for session in hub.sessions.values() {
+            let _ = session.outbound.try_send(Ok(pb::ServerMessage {
+                kind: Some(pb::server_message::Kind::NotLeader(pb::NotLeader {
+                    leader_addr: leader.clone(),
+                })),
+            }));
         }
         hub.sessions.clear();
         hub.leading_since = None;
@@ -362,6 +378,15 @@ impl WorkerHub {
         });
         let mut overdue = Vec::new();
         for (worker, session) in live {
+            // A registration in flight or just committed (not attached yet) is not
+            // judged on the session it replaces.
+            if hub
+                .registering
+                .get(&worker)
+                .is_some_and(|(_, since)| since.elapsed() < lost_after)
+            {
+                continue;
+            }
             let silent = hub
                 .sessions
                 .get(&worker)
@@ -400,7 +425,7 @@ impl WorkerHub {
                 },
                 _ = ticker.tick() => {
                     if !node.raft.is_leader() {
-                        self.drop_all();
+                        self.drop_all(node.raft.leader_api_addr());
                         continue;
                     }
                     for (worker, session) in self.overdue(&node) {
@@ -448,6 +473,30 @@ mod reservation_tests {
             interval: Duration::from_secs(5),
             missed_beats: 3,
         })
+    }
+
+    #[test]
+    fn sessions_closed_with_the_leadership_are_sent_to_the_leader_and_echo_no_more() {
+        let hub = hub();
+        let (outbound, mut receiver) = mpsc::channel(4);
+        let number = hub.attach("w1", "agent-a", outbound);
+        assert!(hub.seen("w1", number), "the attached session");
+        hub.drop_all(Some("127.0.0.1:9090".to_string()));
+        let told = receiver
+            .try_recv()
+            .expect("a message")
+            .expect("not an error");
+        assert_eq!(
+            told.kind,
+            Some(pb::server_message::Kind::NotLeader(pb::NotLeader {
+                leader_addr: Some("127.0.0.1:9090".to_string())
+            }))
+        );
+        assert!(
+            !hub.seen("w1", number),
+            "a detached session's beats are not echoed"
+        );
+        assert!(!hub.leadership_confirmed());
     }
 
     #[test]

@@ -281,8 +281,18 @@ fn follow_session(
                     break;
                 }
             };
-            hub.seen(&worker_id, number);
+            let attached = hub.seen(&worker_id, number);
             match next.kind {
+                // A detached session (this node stopped leading, or the worker has a
+                // newer session): nothing echoed; the worker is sent to the leader.
+                Some(pb::worker_message::Kind::Heartbeat(_)) if !attached => {
+                    let _ = outbound.try_send(message(pb::server_message::Kind::NotLeader(
+                        pb::NotLeader {
+                            leader_addr: leader_addr(&node),
+                        },
+                    )));
+                    break;
+                }
                 Some(pb::worker_message::Kind::Heartbeat(beat)) => {
                     // Runs the state no longer gives this worker (cancelled, or
                     // re-queued while it was away) are stopped.
