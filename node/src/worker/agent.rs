@@ -131,6 +131,22 @@ struct AgentState {
 /// further than a newer echo would).
 const BEATS_REMEMBERED: usize = 64;
 
+impl AgentState {
+    /// When the lease ends as the agent counts it: a tenth of the lease (at most 100 ms)
+    /// before the fence does, so that a renewal the agent still accepts reaches the fence
+    /// in time, and a run the fence kills is one the agent already counts as out of its
+    /// lease (never reported as the job's own end). None before the first registration.
+    fn lease_end(&self) -> Option<Instant> {
+        let margin = (self.lease / 10).min(Duration::from_millis(100));
+        self.lease_until
+            .map(|until| until.checked_sub(margin).unwrap_or(until))
+    }
+
+    fn lease_ended(&self) -> bool {
+        self.lease_end().is_none_or(|end| Instant::now() >= end)
+    }
+}
+
 /// How often a running job's output is reported while it changes.
 const OUTPUT_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -211,16 +227,9 @@ impl Shared {
         }
     }
 
-    /// Whether the lease has ended, as the agent counts it: a tenth of the lease (at most
-    /// 100 ms) before the fence does, so that a renewal the agent still accepts reaches
-    /// the fence in time, and a run the fence kills is one the agent already counts as
-    /// out of its lease (never reported as the job's own end).
+    /// Whether the lease has ended, as the agent counts it (`AgentState::lease_end`).
     fn lease_ended(&self) -> bool {
-        let state = self.lock();
-        let margin = (state.lease / 10).min(Duration::from_millis(100));
-        state
-            .lease_until
-            .is_none_or(|until| Instant::now() + margin >= until)
+        self.lock().lease_ended()
     }
 
     /// Stops every run because the lease ended: their ends are not reported and they are
@@ -287,12 +296,8 @@ fn outcome_name(outcome: RunOutcome) -> &'static str {
 fn start_run(shared: &Shared, settings: &AgentSettings, assignment: pb::RunAssignment) {
     let mut state = shared.lock();
     let run_key = (assignment.job_id.clone(), assignment.attempt);
-    let margin = (state.lease / 10).min(Duration::from_millis(100));
-    let lease_ended = state
-        .lease_until
-        .is_none_or(|until| Instant::now() + margin >= until);
     if state.leaving
-        || lease_ended
+        || state.lease_ended()
         || state.runs.contains_key(&assignment.job_id)
         || state.started_index.contains(&run_key)
     {
@@ -761,14 +766,7 @@ async fn session(settings: &AgentSettings, shared: &Shared, addr: &str) -> Sessi
     let heartbeat_interval = shared.lock().heartbeat_interval;
     let mut heartbeat = tokio::time::interval(heartbeat_interval);
     loop {
-        // When the agent counts its lease ended (see `Shared::lease_ended`).
-        let lease_until = {
-            let state = shared.lock();
-            let margin = (state.lease / 10).min(Duration::from_millis(100));
-            state
-                .lease_until
-                .map(|until| until.checked_sub(margin).unwrap_or(until))
-        };
+        let lease_until = shared.lock().lease_end();
         // Send every report not sent on this session yet (all of them after a reconnect).
         let pending: Vec<(u64, pb::WorkerMessage)> = shared
             .lock()

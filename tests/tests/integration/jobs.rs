@@ -694,6 +694,20 @@ end=$(( $(date +%s) + SECONDS_TO_RUN ))
 while [ "$(date +%s)" -lt "$end" ]; do echo "$run main $(date +%s%N) $HODEI_WORKER_ID $HODEI_JOB_ATTEMPT" >> "$MARKS"; sleep 0.05; done
 kill $!"#;
 
+/// Submits [`MARKING_JOB`] writing to `marks` for `seconds`; its id.
+async fn submit_marking_job(node: &NodeProcess, marks: &Path, seconds: u32) -> String {
+    let script = MARKING_JOB.replace("SECONDS_TO_RUN", &seconds.to_string());
+    let (status, submitted) = post(
+        node,
+        "/api/v1/jobs",
+        json!({ "max_retries": 2, "resources": { "cpu_m": 1000, "memory_mb": 64 },
+                "command": { "argv": ["sh", "-c", script, "marking-job", marks.display().to_string()] } }),
+    )
+    .await;
+    assert_eq!(status, 202, "{submitted}");
+    submitted["job"]["id"].as_str().unwrap().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_workers_job_has_ended_before_its_rerun_and_a_killed_workers_job_tree_dies_with_it()
 -> anyhow::Result<()> {
@@ -720,16 +734,7 @@ async fn a_paused_workers_job_has_ended_before_its_rerun_and_a_killed_workers_jo
     // the job's processes when w1's lease ends (2 beats), before the leader declares w1
     // lost (3 beats) and the job runs again on w2.
     let marks = root.path().join("marks");
-    let script = MARKING_JOB.replace("SECONDS_TO_RUN", "4");
-    let (status, submitted) = post(
-        node,
-        "/api/v1/jobs",
-        json!({ "max_retries": 2, "resources": { "cpu_m": 1000, "memory_mb": 64 },
-                "command": { "argv": ["sh", "-c", script, "marking-job", marks.display().to_string()] } }),
-    )
-    .await;
-    assert_eq!(status, 202, "{submitted}");
-    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    let id = submit_marking_job(node, &marks, 4).await;
     eventually(
         TIMEOUT,
         "the job to write its first marks on w1",
@@ -799,16 +804,7 @@ async fn a_paused_workers_job_has_ended_before_its_rerun_and_a_killed_workers_jo
     // 2. A worker killed -9 mid-run: the fence kills the job's whole process group,
     // the background child too, before the job runs again elsewhere.
     let marks = root.path().join("marks-killed");
-    let script = MARKING_JOB.replace("SECONDS_TO_RUN", "600");
-    let (status, submitted) = post(
-        node,
-        "/api/v1/jobs",
-        json!({ "max_retries": 2, "resources": { "cpu_m": 1000, "memory_mb": 64 },
-                "command": { "argv": ["sh", "-c", script, "marking-job", marks.display().to_string()] } }),
-    )
-    .await;
-    assert_eq!(status, 202, "{submitted}");
-    let id = submitted["job"]["id"].as_str().unwrap().to_string();
+    let id = submit_marking_job(node, &marks, 600).await;
     let running_on = eventually(TIMEOUT, "the long job to write its first marks", || async {
         let (_, job) = get(node, &format!("/api/v1/jobs/{id}")).await;
         let worker = job["worker"].as_str().map(str::to_string);
