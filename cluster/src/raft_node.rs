@@ -234,7 +234,7 @@ impl RaftNode {
         let mut metrics = self.raft.metrics();
         let mut was_member = false;
         loop {
-            let (members, state) = {
+            let (members, state, committed) = {
                 let current = metrics.borrow_and_update();
                 let members: BTreeMap<NodeId, String> = current
                     .membership_config
@@ -242,7 +242,14 @@ impl RaftNode {
                     .nodes()
                     .map(|(id, node)| (*id, node.addr.clone()))
                     .collect();
-                (members, current.state)
+                // The membership in effect is the last one appended; it binds once
+                // applied (committed) here.
+                let committed = match (current.membership_config.log_id(), current.last_applied) {
+                    (Some(config), Some(applied)) => config.index <= applied.index,
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                };
+                (members, current.state, committed)
             };
             if state == ServerState::Shutdown {
                 return;
@@ -250,7 +257,10 @@ impl RaftNode {
             let is_member = members.contains_key(&self.settings.node_id);
             if is_member {
                 was_member = true;
-            } else if was_member && !members.is_empty() {
+            } else if was_member && !members.is_empty() && committed {
+                // Only once the change that removes it has committed: a leader removing
+                // itself that stopped when it appended the change could leave the others
+                // without it, in the joint membership that still names this node.
                 tracing::warn!(
                     node_id = self.settings.node_id,
                     "this node was removed from the cluster: stopping its raft core"
@@ -466,14 +476,24 @@ impl RaftNode {
         Some((leader_id, addr))
     }
 
-    /// Waits (up to `timeout`) until some node is known as leader.
+    /// Waits (up to `timeout`) until a leader is known that this node can reach: one in
+    /// its membership. A leader just removed from the cluster stays `current_leader` in
+    /// the followers' metrics until they elect another; it has no address here.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, ClusterError> {
         let metrics = self
             .raft
             .wait(Some(timeout))
             .metrics(
-                |metrics| metrics.current_leader.is_some(),
-                "a leader is known",
+                |metrics| {
+                    metrics.current_leader.is_some_and(|leader| {
+                        metrics
+                            .membership_config
+                            .membership()
+                            .get_node(&leader)
+                            .is_some()
+                    })
+                },
+                "a leader in the membership is known",
             )
             .await
             .map_err(|_| {
@@ -506,7 +526,14 @@ impl RaftNode {
                 Some((leader_id, _)) if leader_id == self.settings.node_id => attempt(None).await,
                 Some((_, addr)) => attempt(Some(addr)).await,
                 None => {
-                    // No leader known: wait for one, then try again.
+                    // No leader known (or the known one left the membership): wait for
+                    // one, then try again; never past the deadline.
+                    if remaining.is_zero() {
+                        return Err(ClusterError::Unavailable(format!(
+                            "no leader elected within {} ms",
+                            self.leader_wait().as_millis()
+                        )));
+                    }
                     self.wait_for_leader(remaining).await?;
                     continue;
                 }
@@ -743,10 +770,15 @@ impl RaftNode {
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
         };
-        self.raft
-            .change_membership(change, false)
-            .await
-            .map_err(write_error)?;
+        let changed = self.raft.change_membership(change, false).await;
+        match changed {
+            Ok(_) => {}
+            // This leader removed itself: its core stopped once the change committed.
+            Err(_)
+                if node_id == self.settings.node_id
+                    && self.removed.load(std::sync::atomic::Ordering::SeqCst) => {}
+            Err(error) => return Err(write_error(error)),
+        }
         tracing::info!(node_id, "node left the cluster");
         Ok(())
     }

@@ -440,3 +440,65 @@ async fn cluster_status_marks_an_unreachable_member() {
     assert!(row(down).contains("UNREACHABLE"), "{table}");
     assert!(row(leader).contains("yes"), "{table}");
 }
+
+/// The leader removed: until the others elect a new one, they still name it as leader
+/// though it is no longer in their membership. A write to them then waits for the new
+/// leader (it once spun on the removed one, starving the node until it could not vote).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_takes_writes_again_after_its_leader_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ProcessCluster::start(dir.path(), 3, &[]).await.unwrap();
+    let leader = cluster.leader(TIMEOUT).await.unwrap();
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    // Writes land on the followers, four at a time, while the removal commits and for
+    // two seconds after: some arrive while they still name the removed leader.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let urls: Vec<String> = followers
+        .iter()
+        .map(|id| cluster.nodes[id].rest_url("/api/v1/tenants"))
+        .collect();
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let (stop, urls) = (stop.clone(), urls.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut index = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = http
+                        .post(&urls[(writer + index) % urls.len()])
+                        .json(&json!({ "id": format!("during-removal-{writer}-{index}") }))
+                        .timeout(Duration::from_secs(10))
+                        .send()
+                        .await;
+                    index += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut client = cluster_client(&cluster.nodes[&followers[0]]).await;
+    let left = tokio::time::timeout(
+        TIMEOUT,
+        client.remove_member(pb::RemoveMemberRequest { node_id: leader }),
+    )
+    .await
+    .expect("the removal answered")
+    .unwrap()
+    .into_inner();
+    assert!(left.members.iter().all(|member| member.node_id != leader));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    for (index, follower) in followers.iter().enumerate() {
+        let node = &cluster.nodes[follower];
+        eventually(TIMEOUT, "a write after the leader left", || async {
+            let status = create_tenant(node, &format!("after-removal-{index}")).await;
+            // 409: an earlier try whose answer was lost took effect.
+            Ok(matches!(status.as_u16(), 201 | 409).then_some(()))
+        })
+        .await
+        .unwrap();
+    }
+}
