@@ -290,7 +290,7 @@ fn snapshot(
                 active: tenant.status == TenantStatus::Active
                     && !state.budget_exhausted(&job.tenant, now),
                 burst_percent: state
-                    .active_burst(&job.tenant)
+                    .active_burst_at(&job.tenant, now)
                     .map(|session| session.ceiling_percentage),
                 weight: tenant.weight,
                 running_in_pools,

@@ -74,6 +74,7 @@ pub enum CommandV1 {
     RevokeJoinToken(RevokeJoinToken),
     RegisterAgentWorker(RegisterAgentWorker),
     WorkerLostSince(WorkerLostSince),
+    RunsVanished(RunsVanished),
 }
 
 /// Records an access token (its secret's digest). A tenant's needs the tenant; the admin
@@ -383,6 +384,21 @@ pub struct RegisterWorker {
 pub struct WorkerLostSince {
     pub lost: WorkerLost,
     pub session_ms: u64,
+}
+
+/// Runs the state gives a live worker that its heartbeats stopped listing: the agent no
+/// longer runs them (it ended them out of its lease, or its report of their start came
+/// after it registered without them). Each is lost as with a lost worker (another
+/// attempt, or failed once its retries are spent), if it is still that attempt on that
+/// worker and the worker has not registered again since `session_ms` (its registration
+/// then says itself what it runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunsVanished {
+    pub worker: String,
+    pub session_ms: u64,
+    /// (job, attempt)
+    pub runs: Vec<(String, u32)>,
+    pub at_ms: u64,
 }
 
 /// A worker's registration by an agent: refused while the worker is live under another

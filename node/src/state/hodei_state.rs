@@ -624,6 +624,7 @@ impl HodeiState {
             }
             CommandV1::WorkerLost(command) => self.apply_worker_lost(command, writes),
             CommandV1::WorkerLostSince(command) => self.apply_worker_lost_since(command, writes),
+            CommandV1::RunsVanished(command) => self.apply_runs_vanished(command, writes),
             CommandV1::WorkerLeft(command) => self.apply_worker_left(command, writes),
             CommandV1::RunOutput(command) => self.apply_run_output(command, writes),
             CommandV1::RecordSla(command) => self.apply_record_sla(command.changes, writes),
@@ -669,7 +670,13 @@ impl StateMachine for HodeiState {
     fn apply(&mut self, index: u64, command: &[u8], writes: &mut WriteBatch) -> Vec<u8> {
         self.applying_index = index;
         let result: CommandResult = match Command::decode(command) {
-            Ok(command) => self.apply_command(command, writes),
+            Ok(command) => {
+                let Command::V1(decoded) = &command;
+                let watch = crate::state::audit::Watch::before(self, decoded);
+                let result = self.apply_command(command, writes);
+                watch.after(self, index);
+                result
+            }
             // A command this version cannot read is refused identically on every node.
             Err(error) => Err(DomainError::invalid(
                 "command",

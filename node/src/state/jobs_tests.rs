@@ -849,3 +849,69 @@ fn a_loss_judged_before_a_registration_does_not_take_what_the_worker_got_since()
     StateMachine::restore(&mut restored, &snapshot, &mut writes).unwrap();
     assert_eq!(restored.worker_session("w1"), Some(20));
 }
+
+#[test]
+fn a_run_its_live_worker_no_longer_lists_is_lost_only_for_that_attempt_and_registration() {
+    let mut state = setup(Quota::default(), 0);
+    let mut register = register("w1");
+    register.at_ms = 10;
+    apply(
+        &mut state,
+        CommandV1::RegisterAgentWorker(command::RegisterAgentWorker {
+            register,
+            agent: "agent-a".into(),
+        }),
+    )
+    .unwrap();
+    submit(&mut state, vec![job("j", 100, 3), job("k", 100, 3)]);
+    assert_eq!(assign(&mut state, &[("j", "w1"), ("k", "w1")]), (2, 0));
+    for id in ["j", "k"] {
+        apply(
+            &mut state,
+            CommandV1::JobStarted(command::JobStarted {
+                job: id.into(),
+                attempt: 1,
+                worker: "w1".into(),
+                at_ms: 12,
+            }),
+        )
+        .unwrap();
+    }
+    let vanished = |session_ms: u64, runs: Vec<(&str, u32)>| {
+        CommandV1::RunsVanished(command::RunsVanished {
+            worker: "w1".into(),
+            session_ms,
+            runs: runs
+                .into_iter()
+                .map(|(job, attempt)| (job.to_string(), attempt))
+                .collect(),
+            at_ms: 20,
+        })
+    };
+    // Judged on an older registration: refused, nothing changes.
+    let before = (state.worker("w1").cloned(), state.job("j").cloned());
+    let refused = apply(&mut state, vanished(9, vec![("j", 1)]));
+    assert!(
+        matches!(&refused, Err(DomainError::Conflict(rule)) if rule.contains("registered again")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        (state.worker("w1").cloned(), state.job("j").cloned()),
+        before
+    );
+    // Another attempt than the current one: skipped.
+    apply(&mut state, vanished(10, vec![("j", 2)])).unwrap();
+    assert_eq!(state.job("j").unwrap().state, JobState::Running);
+    // The current run: lost, re-queued as attempt 2; the worker stays live with k.
+    apply(&mut state, vanished(10, vec![("j", 1)])).unwrap();
+    let lost = state.job("j").unwrap();
+    assert_eq!(
+        (lost.state, lost.attempt, lost.worker.clone()),
+        (JobState::Pending, 2, None)
+    );
+    let worker = state.worker("w1").unwrap();
+    assert!(worker.is_live());
+    assert_eq!(worker.jobs.iter().collect::<Vec<_>>(), ["k"]);
+    assert_eq!(state.job("k").unwrap().state, JobState::Running);
+    assert_eq!(state.usage(&acme()).running_jobs, 1);
+}

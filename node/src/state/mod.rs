@@ -3,6 +3,7 @@
 
 pub mod access_book;
 mod apply;
+mod audit;
 pub mod command;
 pub mod cost_book;
 pub mod cost_ledger;

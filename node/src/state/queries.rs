@@ -238,6 +238,14 @@ impl HodeiState {
             .find(|session| session.status == BurstStatus::Active)
     }
 
+    /// The tenant's active session if it has not reached its end time by `at_ms`: a
+    /// session's expiry commits a little after its end (or later, with no leader), and
+    /// admits nothing in between.
+    pub fn active_burst_at(&self, tenant: &TenantId, at_ms: u64) -> Option<&BurstSession> {
+        self.active_burst(tenant)
+            .filter(|session| session.ends_at_ms.is_none_or(|end| at_ms < end))
+    }
+
     /// The summed overage of every active session except `excluded`'s.
     pub fn active_overage(&self, excluded: Option<&TenantId>) -> Resources {
         self.bursts

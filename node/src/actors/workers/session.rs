@@ -18,6 +18,9 @@ use crate::actors::{NodeContext, now_ms};
 use crate::gateway::GatewayError;
 use crate::state::command;
 use crate::state::{CommandOutcome, CommandV1};
+use std::collections::{BTreeMap, BTreeSet};
+
+use hodei_domain::job::JobState;
 use hodei_domain::labels::Labels;
 use hodei_domain::resources::Resources;
 use hodei_domain::run::{RunOutcome, RunReport, WorkerRegistration};
@@ -271,6 +274,8 @@ fn follow_session(
         // Report proposals not yet done: a departure is proposed after them, so that no
         // end the worker reported before leaving commits after its jobs were re-queued.
         let mut in_flight: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+        // Running jobs of this worker its beats left out, and in how many beats in a row.
+        let mut missing: BTreeMap<(String, u32), u32> = BTreeMap::new();
         loop {
             in_flight.retain(|proposal| !proposal.is_finished());
             let next = match inbound.message().await {
@@ -299,6 +304,14 @@ fn follow_session(
                     let stale = stale_runs(&node, &worker_id, &beat.running);
                     for job in stale {
                         let _ = outbound.try_send(Ok(cancel_message(&job)));
+                    }
+                    // And runs the state gives it that it no longer runs are lost.
+                    let vanished = vanished_runs(&node, &worker_id, &beat.running, &mut missing);
+                    if !vanished.is_empty()
+                        && let Some(session_ms) =
+                            node.read(|state| state.worker_session(&worker_id))
+                    {
+                        in_flight.push(lose_vanished(&node, &worker_id, session_ms, vanished));
                     }
                     // The beat is echoed while a quorum confirms this node leads: the
                     // worker's lease runs on from when it sent it (fencing, `hub.rs`).
@@ -372,6 +385,74 @@ fn follow_session(
         }
         hub.detach(&worker_id, number);
     });
+}
+
+/// Beats in a row that must leave out a running job before its run counts as vanished
+/// (a beat lists every run the agent has not fenced and every end not yet acknowledged,
+/// so one beat would do; three ride out a beat composed just before a change).
+const BEATS_TO_VANISH: u32 = 3;
+
+/// The runs the state gives this worker as running that its last `BEATS_TO_VANISH`
+/// beats left out (`missing` counts, per run, the beats in a row).
+fn vanished_runs(
+    node: &NodeContext,
+    worker_id: &str,
+    running: &[String],
+    missing: &mut BTreeMap<(String, u32), u32>,
+) -> Vec<(String, u32)> {
+    let listed: BTreeSet<&str> = running.iter().map(String::as_str).collect();
+    let unlisted: Vec<(String, u32)> = node.read(|state| {
+        state
+            .worker(worker_id)
+            .into_iter()
+            .flat_map(|worker| worker.jobs.iter())
+            .filter_map(|id| state.job(id))
+            .filter(|job| {
+                job.state == JobState::Running
+                    && job.worker.as_deref() == Some(worker_id)
+                    && !listed.contains(job.id.as_str())
+            })
+            .map(|job| (job.id.clone(), job.attempt))
+            .collect()
+    });
+    missing.retain(|run, _| unlisted.contains(run));
+    let mut vanished = Vec::new();
+    for run in unlisted {
+        let beats = missing.entry(run.clone()).or_default();
+        *beats += 1;
+        if *beats >= BEATS_TO_VANISH {
+            vanished.push(run);
+        }
+    }
+    for run in &vanished {
+        missing.remove(run);
+    }
+    vanished
+}
+
+/// Proposes that the worker's vanished runs are lost (re-queued or failed).
+fn lose_vanished(
+    node: &NodeContext,
+    worker_id: &str,
+    session_ms: u64,
+    runs: Vec<(String, u32)>,
+) -> tokio::task::JoinHandle<()> {
+    let node = node.clone();
+    let worker = worker_id.to_string();
+    tokio::spawn(async move {
+        let command = CommandV1::RunsVanished(command::RunsVanished {
+            worker: worker.clone(),
+            session_ms,
+            runs: runs.clone(),
+            at_ms: now_ms(),
+        });
+        match propose(&node, command).await {
+            Ok(outcome) => {
+                warn!(%worker, ?runs, ?outcome, "runs the worker no longer lists were lost")
+            }
+            Err(error) => info!(%worker, ?runs, %error, "vanished runs not lost"),
+        }
+    })
 }
 
 /// The runs a worker reports that the state no longer gives it (cancelled, ended, or

@@ -167,7 +167,7 @@ impl HodeiState {
             usage: &usage,
             tenant_active: tenant.status == TenantStatus::Active,
             active_burst_percent: self
-                .active_burst(&job.spec.tenant)
+                .active_burst_at(&job.spec.tenant, at_ms)
                 .map(|session| session.ceiling_percentage),
             max_burst_percent: None,
             largest_worker: None,

@@ -71,6 +71,52 @@ impl HodeiState {
         self.apply_worker_lost(lost, writes)
     }
 
+    /// Runs a live worker no longer lists: each still its attempt on that worker is lost
+    /// (re-queued, or failed once its retries are spent); refused, changing nothing, if
+    /// the worker registered again since the leader judged it.
+    pub(in crate::state) fn apply_runs_vanished(
+        &mut self,
+        command::RunsVanished {
+            worker,
+            session_ms,
+            runs,
+            at_ms,
+        }: command::RunsVanished,
+        writes: &mut WriteBatch,
+    ) -> CommandResult {
+        let Some(held_by) = self.workers.get(&worker).filter(|found| found.is_live()) else {
+            return Err(DomainError::Conflict(format!(
+                "worker `{worker}` is not live: its runs went with it"
+            )));
+        };
+        if self.worker_session(&worker) != Some(session_ms) {
+            return Err(DomainError::Conflict(format!(
+                "worker `{worker}` registered again after its runs were judged vanished"
+            )));
+        }
+        let mut release = Release::default();
+        let mut lost = Vec::new();
+        for (job_id, attempt) in &runs {
+            let Some(job) = self.job(job_id).filter(|job| {
+                job.attempt == *attempt
+                    && job.worker.as_deref() == Some(worker.as_str())
+                    && held_by.jobs.contains(job_id)
+                    && matches!(job.state, JobState::Assigned | JobState::Running)
+            }) else {
+                continue;
+            };
+            lost.push(self.plan_lost_run(
+                &mut release,
+                job,
+                "its worker no longer ran it",
+                at_ms,
+            )?);
+        }
+        // Everything is checked: from here on nothing refuses.
+        let requeued = self.commit_lost_runs(release, lost, writes);
+        Ok(CommandOutcome::WorkerLost { requeued })
+    }
+
     /// Registers a new worker, or a known one again after a restart or a reconnect: its
     /// running jobs that it no longer reports are lost (another attempt, or failed);
     /// assigned jobs it has not started stay assigned and are sent to it again.
