@@ -22,21 +22,31 @@ pub struct Endpoint {
     pub port: Option<u16>,
 }
 
-/// Enters a network namespace of this process's own, with its loopback up. Must run
-/// before any thread is started (a namespace is per thread).
+/// Enters a network namespace of this process's own, with its loopback up, and a mount
+/// namespace (for the nodes' small data disks). Must run before any thread is started
+/// (a namespace is per thread).
 pub fn enter_private_network() -> anyhow::Result<()> {
     if !nix::unistd::Uid::effective().is_root() {
         bail!(
             "the nemesis needs root: it runs the cluster in a network namespace of its own and cuts links there with iptables"
         );
     }
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .context("cannot make a network namespace")?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET | nix::sched::CloneFlags::CLONE_NEWNS)
+        .context("cannot make a network and mount namespace")?;
+    // The nodes' tmpfs data dirs (disk faults) stay in the namespace and go with it.
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("cannot make the mounts private")?;
     run("ip", &["link", "set", "lo", "up"])?;
     Ok(())
 }
 
-fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     let output = Command::new(program)
         .args(args)
         .output()

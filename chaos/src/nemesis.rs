@@ -22,7 +22,17 @@ use serde_json::{Value, json};
 
 use crate::checker::{self, FinalJob, Op, Told, Violation};
 use crate::firewall::{Endpoint, Firewall};
-use hodei_tests::{NodeSpec, ProcessCluster, WorkerProcess};
+use crate::latency::LatencyProxy;
+use crate::limits::{self, BurstRead, BurstRequest, SessionSeen};
+use crate::linearizable::{self, Action, KeyOp, Outcome};
+use hodei_proto::v1 as pb;
+use hodei_proto::v1::cluster_service_client::ClusterServiceClient;
+use hodei_tests::{NodeProcess, NodeSpec, ProcessCluster, WorkerProcess};
+
+/// The address members reach a node's peer port at.
+fn member_peer_addr(node: &NodeProcess) -> String {
+    format!("127.0.0.1:{}", node.peer_port)
+}
 
 /// The kinds of fault the nemesis injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -45,10 +55,23 @@ pub enum FaultKind {
     WorkerPartition,
     /// Move the leadership to another node.
     LeaderTransfer,
+    /// Move one node's wall clock (the leader half the time): skewed up to a minute
+    /// either way, or jumped ten minutes; its monotonic clock runs on (libfaketime).
+    Clock,
+    /// Fill one node's disk (its data dir is a small tmpfs) until the fault ends; a node
+    /// that stopped on it is started again then.
+    DiskFull,
+    /// Make one node's fsyncs take 50-500 ms.
+    SlowDisk,
+    /// Delay what one node sends and what is sent to it by 50-400 ms.
+    Latency,
+    /// Remove a node from the cluster while another node loses 5-20% of its packets,
+    /// then wipe it and add it back (it catches up by snapshot).
+    Membership,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
@@ -57,6 +80,11 @@ impl FaultKind {
         FaultKind::WorkerPause,
         FaultKind::WorkerPartition,
         FaultKind::LeaderTransfer,
+        FaultKind::Clock,
+        FaultKind::DiskFull,
+        FaultKind::SlowDisk,
+        FaultKind::Latency,
+        FaultKind::Membership,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +97,11 @@ impl FaultKind {
             FaultKind::WorkerPause => "worker-pause",
             FaultKind::WorkerPartition => "worker-partition",
             FaultKind::LeaderTransfer => "leader-transfer",
+            FaultKind::Clock => "clock",
+            FaultKind::DiskFull => "disk-full",
+            FaultKind::SlowDisk => "slow-disk",
+            FaultKind::Latency => "latency",
+            FaultKind::Membership => "membership",
         }
     }
 
@@ -113,7 +146,8 @@ pub struct NemesisSettings {
     #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(5..=86_400))]
     pub duration: u64,
     /// The faults to draw from: `all` or a list (kill, pause, partition, loss,
-    /// worker-kill, worker-pause, worker-partition, leader-transfer).
+    /// worker-kill, worker-pause, worker-partition, leader-transfer, clock, disk-full,
+    /// slow-disk, latency, membership).
     #[arg(long, default_value = "all", value_parser = FaultKind::parse_list)]
     pub faults: FaultList,
     /// Nodes in the cluster: 3 or 5.
@@ -156,6 +190,12 @@ struct Damage {
     workers_killed: Vec<usize>,
     workers_paused: Vec<usize>,
     links_cut: bool,
+    clocks_moved: Vec<u64>,
+    disks_filled: Vec<u64>,
+    disks_slowed: Vec<u64>,
+    slowed: bool,
+    /// A node removed from the cluster, to add back.
+    removed: Option<u64>,
 }
 
 /// The cluster the nemesis works on.
@@ -168,9 +208,43 @@ struct Stage {
     grpc: BTreeMap<u64, Endpoint>,
     worker_endpoints: Vec<Endpoint>,
     http: reqwest::Client,
+    /// Every cluster connection passes through it when latency is a fault.
+    latency: Option<LatencyProxy>,
+    /// Per node: the file libfaketime reads its clock offset from, the file the slow-disk
+    /// library reads its delay from, and its data dir (a tmpfs when disks fill).
+    clock_files: BTreeMap<u64, PathBuf>,
+    slow_disk_files: BTreeMap<u64, PathBuf>,
+    data_dirs: BTreeMap<u64, PathBuf>,
+    /// Membership changes that did not complete (the node could not be added back).
+    membership_failures: Vec<String>,
 }
 
-const YAML: &str = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 1000000\n    memory_mb: 1000000\n    max_concurrent_jobs: 10000\n    max_pending_jobs: 100000\nworkers:\n  heartbeat_interval_ms: 500\n  missed_heartbeats: 3\n";
+/// Where Debian's `faketime` puts libfaketime.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+/// The size of each node's data dir when disks fill (a 3-minute run stores about 5 MB).
+const DATA_DIR_SIZE: &str = "size=64m";
+
+/// The slow-disk library (`chaos/slowdisk`) beside the `hodei` binary, built if missing.
+fn slow_disk_library() -> anyhow::Result<PathBuf> {
+    let hodei = hodei_tests::hodei_binary()?;
+    let library = hodei
+        .parent()
+        .context("the hodei binary's folder")?
+        .join("libhodei_slowdisk.so");
+    if !library.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "hodei-slowdisk"])
+            .status()
+            .context("cannot run cargo build for the slow-disk library")?;
+        if !status.success() || !library.exists() {
+            bail!("no slow-disk library at {}", library.display());
+        }
+    }
+    Ok(library)
+}
+
+const YAML: &str = "multi_tenancy:\n  default_tenant_quota:\n    cpu_m: 1000000\n    memory_mb: 1000000\n    max_concurrent_jobs: 10000\n    max_pending_jobs: 100000\nworkers:\n  heartbeat_interval_ms: 500\n  missed_heartbeats: 3\nburst_capacity:\n  max_overage_percentage: 200\n  cooldown_minutes: 0\n  max_sessions_per_day: 100000\n  global_pool_percentage: 100\n  auto_approve_up_to_percentage: 200\n";
 
 fn node_source(node: u64) -> String {
     format!("127.0.0.{}", 10 + node)
@@ -183,19 +257,82 @@ fn worker_source(index: usize) -> String {
 impl Stage {
     async fn start(root: &Path, settings: &NemesisSettings) -> anyhow::Result<Self> {
         let firewall = Firewall::install()?;
-        let specs: Vec<NodeSpec> = NodeSpec::cluster(settings.nodes)
-            .into_iter()
-            .map(|mut spec| {
-                spec.cluster_extra.extend([
-                    format!("source_addr: \"{}\"", node_source(spec.node_id)),
-                    // Snapshots and log compaction all the time, faults or not.
-                    "snapshot_every_entries: 200".to_string(),
-                    "log_entries_kept_after_snapshot: 50".to_string(),
+        let faults = &settings.faults.0;
+        let mut preload: Vec<String> = Vec::new();
+        if faults.contains(&FaultKind::Clock) {
+            if !Path::new(LIBFAKETIME).exists() {
+                bail!("the clock fault needs libfaketime at {LIBFAKETIME} (Debian's `faketime`)");
+            }
+            preload.push(LIBFAKETIME.to_string());
+        }
+        if faults.contains(&FaultKind::SlowDisk) {
+            preload.push(slow_disk_library()?.display().to_string());
+        }
+        let mut clock_files = BTreeMap::new();
+        let mut slow_disk_files = BTreeMap::new();
+        let mut data_dirs = BTreeMap::new();
+        let mut specs: Vec<NodeSpec> = Vec::new();
+        for mut spec in NodeSpec::cluster(settings.nodes) {
+            spec.cluster_extra.extend([
+                format!("source_addr: \"{}\"", node_source(spec.node_id)),
+                // Snapshots and log compaction all the time, faults or not.
+                "snapshot_every_entries: 200".to_string(),
+                "log_entries_kept_after_snapshot: 50".to_string(),
+            ]);
+            spec.extra_yaml = YAML.to_string();
+            let dir = root.join(format!("node{}", spec.node_id));
+            let data = dir.join("data");
+            std::fs::create_dir_all(&data)?;
+            if faults.contains(&FaultKind::DiskFull) {
+                nix::mount::mount(
+                    Some("tmpfs"),
+                    &data,
+                    Some("tmpfs"),
+                    nix::mount::MsFlags::empty(),
+                    Some(DATA_DIR_SIZE),
+                )
+                .with_context(|| format!("cannot mount a tmpfs at {}", data.display()))?;
+            }
+            data_dirs.insert(spec.node_id, data);
+            if !preload.is_empty() {
+                spec.env.push(("LD_PRELOAD".to_string(), preload.join(":")));
+            }
+            if faults.contains(&FaultKind::Clock) {
+                let file = dir.join("clock-offset");
+                std::fs::write(&file, "+0s\n")?;
+                spec.env.extend([
+                    (
+                        "FAKETIME_TIMESTAMP_FILE".to_string(),
+                        file.display().to_string(),
+                    ),
+                    // Only the wall clock moves: leases and timers use the monotonic one.
+                    ("FAKETIME_DONT_FAKE_MONOTONIC".to_string(), "1".to_string()),
+                    ("FAKETIME_CACHE_DURATION".to_string(), "1".to_string()),
                 ]);
-                spec.extra_yaml = YAML.to_string();
-                spec
-            })
-            .collect();
+                clock_files.insert(spec.node_id, file);
+            }
+            if faults.contains(&FaultKind::SlowDisk) {
+                let file = dir.join("fsync-delay-ms");
+                std::fs::write(&file, "0\n")?;
+                spec.env.push((
+                    "HODEI_SLOW_DISK_FILE".to_string(),
+                    file.display().to_string(),
+                ));
+                slow_disk_files.insert(spec.node_id, file);
+            }
+            specs.push(spec);
+        }
+        let latency = match faults.contains(&FaultKind::Latency) {
+            true => {
+                let sources: Vec<String> = specs
+                    .iter()
+                    .map(|spec| node_source(spec.node_id))
+                    .chain((0..settings.workers as usize).map(worker_source))
+                    .collect();
+                Some(LatencyProxy::install(&sources).await?)
+            }
+            false => None,
+        };
         let peers = specs
             .iter()
             .map(|spec| {
@@ -252,7 +389,136 @@ impl Stage {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()?,
+            latency,
+            clock_files,
+            slow_disk_files,
+            data_dirs,
+            membership_failures: Vec::new(),
         })
+    }
+
+    /// One node: the leader half the time.
+    fn one_node(&self, rng: &mut ChaCha8Rng, leader: Option<u64>) -> anyhow::Result<u64> {
+        let ids: Vec<u64> = self.cluster.nodes.keys().copied().collect();
+        match leader {
+            Some(leader) if rng.random_bool(0.5) => Ok(leader),
+            _ => ids.choose(rng).copied().context("a node"),
+        }
+    }
+
+    /// Fills the node's data dir until the disk refuses more.
+    fn fill_disk(&self, node: u64) -> anyhow::Result<u64> {
+        use std::io::Write as _;
+        let path = self.data_dirs[&node].join("ballast");
+        let mut file = std::fs::File::create(&path)?;
+        let chunk = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(count) => written += count as u64,
+                Err(error) if error.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(error) => return Err(error.into()),
+            }
+            if written > 1 << 30 {
+                bail!("{} never filled: is it a tmpfs?", path.display());
+            }
+        }
+        Ok(written)
+    }
+
+    /// The cluster's voters, as a node that answers says.
+    async fn voters(&self) -> Option<BTreeSet<u64>> {
+        for node in self.cluster.nodes.values() {
+            if let Some(status) = node.status().await
+                && let Some(members) = status["members"].as_array()
+            {
+                let voters: BTreeSet<u64> = members
+                    .iter()
+                    .filter(|member| member["role"].as_str() == Some("voter"))
+                    .filter_map(|member| member["node_id"].as_u64())
+                    .collect();
+                if !voters.is_empty() {
+                    return Some(voters);
+                }
+            }
+        }
+        None
+    }
+
+    /// Asks the members to change the membership: `add` the node back (at its peer
+    /// address) or remove it; retried on other nodes until `deadline`.
+    async fn change_membership(
+        &self,
+        node: u64,
+        add: bool,
+        deadline: Duration,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut last = String::new();
+        while started.elapsed() < deadline {
+            for (id, member) in &self.cluster.nodes {
+                if *id == node {
+                    continue;
+                }
+                let attempt = async {
+                    let mut client = ClusterServiceClient::connect(member.grpc_url()).await?;
+                    match add {
+                        true => client
+                            .add_member(pb::AddMemberRequest {
+                                node_id: node,
+                                addr: member_peer_addr(&self.cluster.nodes[&node]),
+                            })
+                            .await
+                            .map(|_| ()),
+                        false => client
+                            .remove_member(pb::RemoveMemberRequest { node_id: node })
+                            .await
+                            .map(|_| ()),
+                    }
+                    .map_err(anyhow::Error::from)
+                };
+                match tokio::time::timeout(Duration::from_secs(20), attempt).await {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(error)) => last = format!("{error:#}"),
+                    Err(_) => last = "no answer in 20 s".to_string(),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        bail!(
+            "{} node {node} failed for {deadline:?}: {last}",
+            if add { "adding" } else { "removing" }
+        )
+    }
+
+    /// Creates the small-quota tenants (before any fault).
+    async fn make_quota_tenants(&self, rest: &[String]) -> anyhow::Result<()> {
+        for tenant in QUOTA_TENANTS {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let (created, _) = call(
+                    self.http
+                        .post(format!("{}/api/v1/tenants", rest[0]))
+                        .json(&json!({ "id": tenant })),
+                )
+                .await;
+                let (quota, answer) = call(
+                    self.http
+                        .put(format!("{}/api/v1/tenants/{tenant}/quotas", rest[0]))
+                        .json(&quota_body(INITIAL_PENDING)),
+                )
+                .await;
+                if matches!(created, 201 | 409) && quota == 200 {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("cannot make tenant {tenant}: {created}, then {quota} {answer}");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
     }
 
     /// The leader some answering node names (none while there is no leader).
@@ -291,6 +557,26 @@ impl Stage {
         others.shuffle(rng);
         chosen.extend(others.into_iter().take(count.saturating_sub(chosen.len())));
         chosen
+    }
+
+    fn loss_on(&self, rng: &mut ChaCha8Rng, node: u64) -> anyhow::Result<f64> {
+        self.loss_between(rng, node, 0.2..0.4)
+    }
+
+    fn loss_between(
+        &self,
+        rng: &mut ChaCha8Rng,
+        node: u64,
+        range: std::ops::Range<f64>,
+    ) -> anyhow::Result<f64> {
+        let probability = rng.random_range(range);
+        let ports: Vec<u16> = [&self.peers[&node], &self.grpc[&node]]
+            .iter()
+            .filter_map(|endpoint| endpoint.port)
+            .collect();
+        self.firewall
+            .lose(&self.peers[&node].source, &ports, probability)?;
+        Ok(probability)
     }
 
     fn cut_both(&self, a: u64, b: u64) -> anyhow::Result<()> {
@@ -381,13 +667,7 @@ impl Stage {
             FaultKind::Loss => {
                 damage.links_cut = true;
                 let node = *ids.choose(rng).context("a node")?;
-                let probability = rng.random_range(0.2..0.4);
-                let ports: Vec<u16> = [&self.peers[&node], &self.grpc[&node]]
-                    .iter()
-                    .filter_map(|endpoint| endpoint.port)
-                    .collect();
-                self.firewall
-                    .lose(&self.peers[&node].source, &ports, probability)?;
+                let probability = self.loss_on(rng, node)?;
                 Ok(format!(
                     "node {node} loses {:.0}% of its packets",
                     probability * 100.0
@@ -433,14 +713,127 @@ impl Stage {
                     .map(|response| response.status().as_u16());
                 Ok(format!("leadership {leader} -> {target}: {answer:?}"))
             }
+            FaultKind::Clock => {
+                let node = self.one_node(rng, leader)?;
+                let offset_s: i64 = match rng.random_range(0..4) {
+                    0 => 600,
+                    1 => -600,
+                    _ => rng.random_range(2..60) * if rng.random_bool(0.5) { 1 } else { -1 },
+                };
+                std::fs::write(&self.clock_files[&node], format!("{offset_s:+}s\n"))?;
+                damage.clocks_moved.push(node);
+                Ok(format!(
+                    "node {node}'s clock moved {offset_s:+} s (leader {leader:?})"
+                ))
+            }
+            FaultKind::DiskFull => {
+                let node = self.one_node(rng, leader)?;
+                let written = self.fill_disk(node)?;
+                damage.disks_filled.push(node);
+                Ok(format!(
+                    "node {node}'s disk filled ({} MiB of ballast; leader {leader:?})",
+                    written >> 20
+                ))
+            }
+            FaultKind::SlowDisk => {
+                let node = self.one_node(rng, leader)?;
+                let delay_ms = rng.random_range(50..500);
+                std::fs::write(&self.slow_disk_files[&node], format!("{delay_ms}\n"))?;
+                damage.disks_slowed.push(node);
+                Ok(format!(
+                    "node {node}'s fsyncs take {delay_ms} ms (leader {leader:?})"
+                ))
+            }
+            FaultKind::Latency => {
+                let node = self.one_node(rng, leader)?;
+                let delay = Duration::from_millis(rng.random_range(50..400));
+                let ports: Vec<u16> = [&self.peers[&node], &self.grpc[&node]]
+                    .iter()
+                    .filter_map(|endpoint| endpoint.port)
+                    .collect();
+                self.latency.as_ref().context("the latency proxy")?.slow(
+                    &node_source(node),
+                    &ports,
+                    delay,
+                )?;
+                damage.slowed = true;
+                Ok(format!(
+                    "node {node}'s links delayed {delay:?} (leader {leader:?})"
+                ))
+            }
+            FaultKind::Membership => {
+                if self.voters().await.map(|voters| voters.len()) != Some(ids.len()) {
+                    return Ok("skipped: not every node is a voter".to_string());
+                }
+                let node = match (leader, rng.random_range(0..3)) {
+                    (Some(leader), 0) => leader,
+                    _ => *ids.choose(rng).context("a node")?,
+                };
+                let lossy = *ids
+                    .iter()
+                    .filter(|id| **id != node)
+                    .collect::<Vec<_>>()
+                    .choose(rng)
+                    .context("another node")?;
+                damage.links_cut = true;
+                // Lossy enough to slow the change, not to stop every commit.
+                let probability = self.loss_between(rng, *lossy, 0.05..0.2)?;
+                let removed = self
+                    .change_membership(node, false, Duration::from_secs(30))
+                    .await;
+                // Only a node the cluster let go is wiped: wiping a member would lose
+                // what it promised to keep.
+                if removed.is_ok() {
+                    damage.removed = Some(node);
+                }
+                Ok(format!(
+                    "node {node} removed (leader {leader:?}) while node {lossy} loses {:.0}% of its packets: {}",
+                    probability * 100.0,
+                    match &removed {
+                        Ok(()) => "done".to_string(),
+                        Err(error) => format!("{error:#}"),
+                    }
+                ))
+            }
         }
     }
 
     /// Undoes every fault in place.
-    fn heal(&mut self, damage: &mut Damage) -> anyhow::Result<()> {
+    async fn heal(&mut self, damage: &mut Damage) -> anyhow::Result<()> {
         if damage.links_cut {
             self.firewall.heal()?;
             damage.links_cut = false;
+        }
+        if damage.slowed {
+            if let Some(proxy) = &self.latency {
+                proxy.heal();
+            }
+            damage.slowed = false;
+        }
+        for id in damage.clocks_moved.drain(..) {
+            std::fs::write(&self.clock_files[&id], "+0s\n")?;
+        }
+        for id in damage.disks_slowed.drain(..) {
+            std::fs::write(&self.slow_disk_files[&id], "0\n")?;
+        }
+        for id in damage.disks_filled.drain(..) {
+            std::fs::remove_file(self.data_dirs[&id].join("ballast"))?;
+            // A node that could not store stopped (fail-stop): its supervisor, here,
+            // starts it again.
+            let node = self.cluster.node(id);
+            if node.exit_status().is_some() {
+                node.restart()?;
+            }
+        }
+        if let Some(id) = damage.removed.take() {
+            // A removed node stops itself; it comes back empty and is added again.
+            self.cluster.node(id).restart_empty_to_join()?;
+            if let Err(error) = self
+                .change_membership(id, true, Duration::from_secs(60))
+                .await
+            {
+                self.membership_failures.push(format!("{error:#}"));
+            }
         }
         for id in damage.paused.drain(..) {
             self.cluster.nodes[&id].pause(false)?;
@@ -463,6 +856,10 @@ struct Clients {
     started: Instant,
     history: Mutex<Vec<Op>>,
     acknowledged: Mutex<Vec<String>>,
+    /// Tenant and quota operations, for the linearizability check.
+    key_ops: Mutex<Vec<KeyOp>>,
+    burst_reads: Mutex<Vec<BurstRead>>,
+    burst_requests: Mutex<Vec<BurstRequest>>,
     stop: AtomicBool,
     next: AtomicU64,
 }
@@ -477,6 +874,207 @@ impl Clients {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(op);
+    }
+
+    fn record_key_op(&self, op: KeyOp) {
+        self.key_ops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(op);
+    }
+}
+
+/// Tenants the workload creates, updates, deletes and reads as registers (no jobs).
+const REGISTER_TENANTS: [&str; 3] = ["r0", "r1", "r2"];
+/// Tenants with a small quota (`QUOTA_JOBS` jobs at once) and burst sessions, running a
+/// share of the jobs; their `max_pending_jobs` is a register too.
+const QUOTA_TENANTS: [&str; 2] = ["q0", "q1"];
+const QUOTA_JOBS: u64 = 2;
+/// The largest burst ceiling the workload asks for (and the config allows).
+const BURST_PERCENT: u64 = 200;
+const INITIAL_PENDING: u64 = 100_000;
+
+fn quota_body(max_pending_jobs: u64) -> Value {
+    // Each job asks 1000 m and 64 MiB: the CPU quota holds the same two jobs (and the
+    // burst overage stays within the global burst pool).
+    json!({
+        "cpu_m": QUOTA_JOBS * 1_000,
+        "memory_mb": 10_000,
+        "max_concurrent_jobs": QUOTA_JOBS,
+        "max_pending_jobs": max_pending_jobs,
+    })
+}
+
+/// A key operation's outcome from an HTTP status: `None` for a refusal that says nothing
+/// of the key (validation, rate limit), which never took effect.
+fn key_outcome(status: u16, read: Option<String>) -> Option<Outcome> {
+    match status {
+        200 | 201 => Some(read.map_or(Outcome::Ok, Outcome::Saw)),
+        404 => Some(Outcome::Absent),
+        409 => Some(Outcome::Exists),
+        400..=499 if status != 408 => None,
+        _ => Some(Outcome::Unknown),
+    }
+}
+
+fn record_key(
+    shared: &Clients,
+    number: u32,
+    key: &str,
+    action: Action,
+    outcome: Option<Outcome>,
+    invoked: u64,
+) {
+    let Some(outcome) = outcome else {
+        return;
+    };
+    // A read with no answer says nothing.
+    if action == Action::Read && outcome == Outcome::Unknown {
+        return;
+    }
+    shared.record_key_op(KeyOp {
+        key: key.to_string(),
+        client: number,
+        action,
+        outcome,
+        invoked_ms: invoked,
+        completed_ms: shared.now_ms(),
+    });
+}
+
+/// One operation on a register tenant: create, update, delete or read.
+async fn register_op(
+    number: u32,
+    rng: &mut ChaCha8Rng,
+    http: &reqwest::Client,
+    base: &str,
+    shared: &Clients,
+) {
+    let tenant = *REGISTER_TENANTS.choose(rng).expect("a tenant");
+    let value = format!("v-{number}-{}", shared.next.fetch_add(1, Ordering::Relaxed));
+    let url = format!("{base}/api/v1/tenants/{tenant}");
+    let invoked = shared.now_ms();
+    let (action, request) = match rng.random_range(0..10) {
+        0..=1 => (
+            Action::Create {
+                value: value.clone(),
+            },
+            http.post(format!("{base}/api/v1/tenants"))
+                .json(&json!({ "id": tenant, "display_name": value })),
+        ),
+        2..=4 => (
+            Action::Update {
+                value: value.clone(),
+            },
+            http.patch(&url).json(&json!({ "display_name": value })),
+        ),
+        5 => (Action::Delete, http.delete(&url)),
+        _ => (Action::Read, http.get(&url)),
+    };
+    let (status, answer) = call(request).await;
+    let read = match action {
+        Action::Read => answer["display_name"].as_str().map(str::to_string),
+        _ => None,
+    };
+    record_key(
+        shared,
+        number,
+        tenant,
+        action,
+        key_outcome(status, read),
+        invoked,
+    );
+}
+
+/// Sets or reads a quota tenant's `max_pending_jobs`.
+async fn quota_op(
+    number: u32,
+    rng: &mut ChaCha8Rng,
+    http: &reqwest::Client,
+    base: &str,
+    shared: &Clients,
+) {
+    let tenant = *QUOTA_TENANTS.choose(rng).expect("a tenant");
+    let url = format!("{base}/api/v1/tenants/{tenant}/quotas");
+    let invoked = shared.now_ms();
+    let key = format!("quota/{tenant}");
+    if rng.random_bool(0.4) {
+        let value = INITIAL_PENDING + 1 + shared.next.fetch_add(1, Ordering::Relaxed);
+        let (status, _) = call(http.put(&url).json(&quota_body(value))).await;
+        let action = Action::Update {
+            value: value.to_string(),
+        };
+        record_key(
+            shared,
+            number,
+            &key,
+            action,
+            key_outcome(status, None),
+            invoked,
+        );
+    } else {
+        let (status, answer) = call(http.get(&url)).await;
+        let read = answer["max_pending_jobs"]
+            .as_u64()
+            .map(|value| value.to_string());
+        record_key(
+            shared,
+            number,
+            &key,
+            Action::Read,
+            key_outcome(status, read),
+            invoked,
+        );
+    }
+}
+
+/// Asks for a short burst session for a quota tenant, or reads its sessions.
+async fn burst_op(rng: &mut ChaCha8Rng, http: &reqwest::Client, base: &str, shared: &Clients) {
+    let tenant = *QUOTA_TENANTS.choose(rng).expect("a tenant");
+    let url = format!("{base}/api/v1/tenants/{tenant}/burst");
+    let invoked = shared.now_ms();
+    if rng.random_bool(0.4) {
+        let percent = *[150u64, BURST_PERCENT].choose(rng).expect("a ceiling");
+        let body = json!({
+            "ceiling_percentage": percent,
+            "duration_seconds": rng.random_range(2..8),
+            "reason": "nemesis",
+        });
+        let (status, answer) = call(http.post(&url).json(&body)).await;
+        let request = BurstRequest {
+            tenant: tenant.to_string(),
+            acknowledged: match status {
+                200..=299 => SessionSeen::from_view(&answer),
+                _ => None,
+            },
+            unknown: told(status) == Told::Unknown,
+        };
+        shared
+            .burst_requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(request);
+    } else {
+        let (status, answer) = call(http.get(&url)).await;
+        if status != 200 {
+            return;
+        }
+        let sessions = answer["history"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(SessionSeen::from_view)
+            .collect();
+        shared
+            .burst_reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(BurstRead {
+                tenant: tenant.to_string(),
+                invoked_ms: invoked,
+                completed_ms: shared.now_ms(),
+                sessions,
+            });
     }
 }
 
@@ -515,16 +1113,16 @@ async fn client(
         .build()
         .expect("an HTTP client");
     // Keys whose submission had no known outcome: tried again, with the same key.
-    let mut unsettled: Vec<(String, u64)> = Vec::new();
+    let mut unsettled: Vec<(String, u64, &str)> = Vec::new();
     while !shared.stop.load(Ordering::Relaxed) {
         // About three operations a second per client: the workers keep up with the jobs.
         tokio::time::sleep(Duration::from_millis(rng.random_range(150..400))).await;
         let base = rest.choose(&mut rng).expect("a node").clone();
         let roll = rng.random_range(0..100);
         let invoked = shared.now_ms();
-        if roll < 55 {
-            let (key, millis) = match unsettled.pop() {
-                Some((key, millis)) if rng.random_bool(0.7) => (Some(key), millis),
+        if roll < 50 {
+            let (key, millis, tenant) = match unsettled.pop() {
+                Some((key, millis, tenant)) if rng.random_bool(0.7) => (Some(key), millis, tenant),
                 other => {
                     if let Some(back) = other {
                         unsettled.push(back);
@@ -535,10 +1133,16 @@ async fn client(
                         true => rng.random_range(3_000..6_000),
                         false => rng.random_range(200..1_500),
                     };
-                    (key, millis)
+                    // A third of the jobs go to the small-quota tenants.
+                    let tenant = match rng.random_range(0..3) {
+                        0 => *QUOTA_TENANTS.choose(&mut rng).expect("a tenant"),
+                        _ => "default",
+                    };
+                    (key, millis, tenant)
                 }
             };
             let mut body = json!({
+                "tenant": tenant,
                 "max_retries": 20,
                 "resources": { "cpu_m": 1000, "memory_mb": 64 },
                 "command": { "argv": [runner.display().to_string(), "runner", "--journal", journal.display().to_string(), "--ms", millis.to_string()] },
@@ -561,7 +1165,7 @@ async fn client(
             if outcome == Told::Unknown
                 && let Some(key) = &key
             {
-                unsettled.push((key.clone(), millis));
+                unsettled.push((key.clone(), millis, tenant));
             }
             shared.record(Op {
                 client: number,
@@ -573,7 +1177,7 @@ async fn client(
                 told: outcome,
                 status,
             });
-        } else if roll < 80 {
+        } else if roll < 68 {
             let known = shared
                 .acknowledged
                 .lock()
@@ -584,7 +1188,7 @@ async fn client(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            let cancel = roll >= 75;
+            let cancel = roll >= 64;
             let (kind, request) = if cancel {
                 (
                     "cancel",
@@ -605,6 +1209,12 @@ async fn client(
                 told: told(status),
                 status,
             });
+        } else if roll < 80 {
+            register_op(number, &mut rng, &http, &base, &shared).await;
+        } else if roll < 88 {
+            quota_op(number, &mut rng, &http, &base, &shared).await;
+        } else if roll < 95 {
+            burst_op(&mut rng, &http, &base, &shared).await;
         } else {
             let n = shared.next.fetch_add(1, Ordering::Relaxed);
             let id = format!("t-{number}-{n}");
@@ -681,6 +1291,7 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
         .values()
         .map(|node| node.rest_url(""))
         .collect();
+    stage.make_quota_tenants(&rest).await?;
     eprintln!(
         "nemesis: seed {}, {} s, {} nodes, {} workers, faults {:?}",
         settings.seed,
@@ -699,6 +1310,9 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
         started: Instant::now(),
         history: Mutex::new(Vec::new()),
         acknowledged: Mutex::new(Vec::new()),
+        key_ops: Mutex::new(Vec::new()),
+        burst_reads: Mutex::new(Vec::new()),
+        burst_requests: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
         next: AtomicU64::new(0),
     });
@@ -737,7 +1351,7 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
         if kind != FaultKind::Partition || !detail.contains("flapping") {
             tokio::time::sleep(hold).await;
         }
-        stage.heal(&mut damage)?;
+        stage.heal(&mut damage).await?;
         timeline.push(FaultEvent {
             kind,
             detail,
@@ -825,6 +1439,60 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
             key: job["idempotency_key"].as_str().map(str::to_string),
         })
         .collect();
+    // The registers' and the bursts' final state, read after every client stopped.
+    for key in REGISTER_TENANTS {
+        let invoked = shared.now_ms();
+        let (status, answer) =
+            call(stage.http.get(format!("{}/api/v1/tenants/{key}", rest[0]))).await;
+        let read = answer["display_name"].as_str().map(str::to_string);
+        record_key(
+            &shared,
+            u32::MAX,
+            key,
+            Action::Read,
+            key_outcome(status, read),
+            invoked,
+        );
+    }
+    let mut final_bursts: BTreeMap<String, Vec<SessionSeen>> = BTreeMap::new();
+    for tenant in QUOTA_TENANTS {
+        let invoked = shared.now_ms();
+        let (status, answer) = call(
+            stage
+                .http
+                .get(format!("{}/api/v1/tenants/{tenant}/quotas", rest[0])),
+        )
+        .await;
+        let read = answer["max_pending_jobs"]
+            .as_u64()
+            .map(|value| value.to_string());
+        record_key(
+            &shared,
+            u32::MAX,
+            &format!("quota/{tenant}"),
+            Action::Read,
+            key_outcome(status, read),
+            invoked,
+        );
+        let (status, answer) = call(
+            stage
+                .http
+                .get(format!("{}/api/v1/tenants/{tenant}/burst", rest[0])),
+        )
+        .await;
+        if status != 200 {
+            bail!("the final read of {tenant}'s burst sessions failed: {status}");
+        }
+        final_bursts.insert(
+            tenant.to_string(),
+            answer["history"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(SessionSeen::from_view)
+                .collect(),
+        );
+    }
     let tenants: BTreeSet<String> = list_all(&stage.http, &rest, "/api/v1/tenants")
         .await?
         .iter()
@@ -847,12 +1515,90 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
     let runs = checker::runs_of(&journaled.unwrap_or_default());
     let mut found: Vec<Violation> = checker::check_jobs(&history, &runs, &final_jobs);
     found.extend(checker::check_outcomes(&final_jobs));
-    found.extend(checker::check_tenants(
-        &history,
-        &tenants,
-        &BTreeSet::from(["default".to_string()]),
+    let system: BTreeSet<String> = ["default"]
+        .into_iter()
+        .chain(REGISTER_TENANTS)
+        .chain(QUOTA_TENANTS)
+        .map(str::to_string)
+        .collect();
+    found.extend(checker::check_tenants(&history, &tenants, &system));
+    for violation in &found {
+        let mut entry = json!(violation);
+        // An unfinished job comes with all the cluster says of it (its transitions, its
+        // worker), and that worker's view.
+        if let Violation::JobNotFinished { job, .. } = violation {
+            let (_, detail) = call(stage.http.get(format!("{}/api/v1/jobs/{job}", rest[0]))).await;
+            if let Some(worker) = detail["worker"].as_str() {
+                let (_, workers) =
+                    call(stage.http.get(format!("{}/api/v1/workers", rest[0]))).await;
+                entry["worker_detail"] = workers["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|view| view["id"].as_str() == Some(worker))
+                    .cloned()
+                    .unwrap_or_default();
+            }
+            entry["detail"] = detail;
+        }
+        violations.push(entry);
+    }
+
+    // Tenants and quotas are linearizable registers.
+    let key_ops = shared
+        .key_ops
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let initial: BTreeMap<String, String> = QUOTA_TENANTS
+        .iter()
+        .map(|tenant| (format!("quota/{tenant}"), INITIAL_PENDING.to_string()))
+        .collect();
+    let linearizability = linearizable::check(&key_ops, &initial);
+    violations.extend(linearizability.violations.iter().map(|violation| {
+        json!({ "rule": "not_linearizable", "key": violation.key, "operations": violation.operations, "stuck_at": violation.stuck_at })
+    }));
+    if !linearizability.inconclusive.is_empty() {
+        violations.push(
+            json!({ "rule": "linearizability_inconclusive", "keys": linearizability.inconclusive }),
+        );
+    }
+
+    // Quotas held, burst sessions expired once; and what the nodes saw themselves.
+    let tenant_of: BTreeMap<String, String> = jobs
+        .iter()
+        .filter_map(|job| {
+            Some((
+                job["id"].as_str()?.to_string(),
+                job["tenant"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let ceilings: BTreeMap<String, u64> = QUOTA_TENANTS
+        .iter()
+        .map(|tenant| (tenant.to_string(), QUOTA_JOBS * BURST_PERCENT / 100))
+        .collect();
+    let burst_reads = shared
+        .burst_reads
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let burst_requests = shared
+        .burst_requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let mut limit_violations = limits::check_quota(&runs, &tenant_of, &ceilings);
+    limit_violations.extend(limits::check_bursts(
+        &burst_reads,
+        &burst_requests,
+        &final_bursts,
     ));
-    violations.extend(found.iter().map(|violation| json!(violation)));
+    limit_violations.extend(limits::audit_breaches(&root));
+    violations.extend(limit_violations.iter().map(|violation| json!(violation)));
+    for failure in &stage.membership_failures {
+        violations.push(json!({ "rule": "membership_not_restored", "error": failure }));
+    }
     let digests = stage.cluster.check_digests(Duration::from_secs(60)).await;
     if let Err(error) = &digests {
         violations.push(json!({ "rule": "digests_agree", "error": format!("{error:#}") }));
@@ -899,6 +1645,18 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
             "runs_killed": killed_runs,
         },
         "tenants_at_end": tenants.len(),
+        "linearizability": {
+            "keys": linearizability.keys,
+            "operations": linearizability.operations,
+            "inconclusive": linearizability.inconclusive,
+        },
+        "bursts": {
+            "requested": burst_requests.len(),
+            "acknowledged": burst_requests.iter().filter(|request| request.acknowledged.is_some()).count(),
+            "reads": burst_reads.len(),
+            "sessions_at_end": final_bursts.values().map(Vec::len).sum::<usize>(),
+        },
+        "quota_tenant_runs": runs.iter().filter(|run| tenant_of.get(&run.job).is_some_and(|tenant| ceilings.contains_key(tenant))).count(),
         "recovery": {
             "first_write_s": first_write_s,
             "caught_up_s": recovered_s,

@@ -139,6 +139,8 @@ pub struct NodeProcess {
     pub dir: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// Extra environment of every start (e.g. `LD_PRELOAD` for a fault library).
+    env: Vec<(String, String)>,
 }
 
 /// How to start one node.
@@ -160,6 +162,8 @@ pub struct NodeSpec {
     pub extra_yaml: String,
     /// Serve Prometheus metrics on this port (off when `None`).
     pub metrics_port: Option<u16>,
+    /// Extra environment of the process, at every start.
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeSpec {
@@ -192,6 +196,7 @@ impl NodeSpec {
             server_extra: Vec::new(),
             extra_yaml: String::new(),
             metrics_port: None,
+            env: Vec::new(),
         }
     }
 
@@ -274,6 +279,7 @@ impl NodeProcess {
             dir: dir.to_path_buf(),
             child: None,
             starts: 0,
+            env: spec.env.clone(),
         };
         node.spawn()?;
         Ok(node)
@@ -288,6 +294,7 @@ impl NodeProcess {
             .arg(self.dir.join("config.yaml"))
             .env("RUST_LOG", "info,openraft=info")
             .env("HODEI_CLUSTER_SECRET", CLUSTER_SECRET)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -375,6 +382,34 @@ impl NodeProcess {
     /// Starts the process again on the same data dir and ports.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill9();
+        self.spawn()
+    }
+
+    /// Stops the process, empties its data dir and starts it again waiting to be added
+    /// to a cluster (`bootstrap: join`), on the same ports: a node replaced after it
+    /// left. The data dir itself stays (it may be a mount point).
+    pub fn restart_empty_to_join(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        let data = self.dir.join("data");
+        if let Ok(entries) = std::fs::read_dir(&data) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match path.is_dir() {
+                    true => std::fs::remove_dir_all(&path)?,
+                    false => std::fs::remove_file(&path)?,
+                }
+            }
+        }
+        let config_path = self.dir.join("config.yaml");
+        let config = std::fs::read_to_string(&config_path)?;
+        let joining: Vec<String> = config
+            .lines()
+            .map(|line| match line.trim_start().starts_with("bootstrap:") {
+                true => "  bootstrap: join".to_string(),
+                false => line.to_string(),
+            })
+            .collect();
+        std::fs::write(&config_path, joining.join("\n") + "\n")?;
         self.spawn()
     }
 
