@@ -380,9 +380,15 @@ fn status_error(addr: &str, status: tonic::Status) -> ClusterError {
         tonic::Code::Unavailable => {
             ClusterError::Unavailable(format!("node at {addr} unreachable: {}", status.message()))
         }
-        tonic::Code::FailedPrecondition
-        | tonic::Code::Unauthenticated
-        | tonic::Code::PermissionDenied => ClusterError::Refused(status.message().to_string()),
+        tonic::Code::FailedPrecondition | tonic::Code::Unauthenticated => {
+            ClusterError::Refused(status.message().to_string())
+        }
+        // The leader no longer counts this node as a member (it was just removed): the
+        // request was not carried out, and another member can take it.
+        tonic::Code::PermissionDenied => ClusterError::Unavailable(format!(
+            "node at {addr} refused this node: {}; ask another member",
+            status.message()
+        )),
         _ => ClusterError::Unavailable(format!("node at {addr}: {}", status.message())),
     }
 }

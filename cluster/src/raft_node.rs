@@ -233,6 +233,8 @@ impl RaftNode {
     async fn watch_membership(self) {
         let mut metrics = self.raft.metrics();
         let mut was_member = false;
+        // When this node, leading, first saw a membership without itself.
+        let mut dropped_at: Option<Instant> = None;
         loop {
             let (members, state, committed) = {
                 let current = metrics.borrow_and_update();
@@ -255,12 +257,23 @@ impl RaftNode {
                 return;
             }
             let is_member = members.contains_key(&self.settings.node_id);
+            let removed = was_member && !is_member && !members.is_empty();
             if is_member {
                 was_member = true;
-            } else if was_member && !members.is_empty() && committed {
-                // Only once the change that removes it has committed: a leader removing
-                // itself that stopped when it appended the change could leave the others
-                // without it, in the joint membership that still names this node.
+                dropped_at = None;
+            }
+            if removed && state == ServerState::Leader {
+                dropped_at.get_or_insert_with(Instant::now);
+            }
+            // A leader removing itself goes on until the change has committed (stopped
+            // when it appended it, it could leave the others without it, in the joint
+            // membership that still names this node). The others may refuse it as soon as
+            // they hold the change, so it may never hear of that commit: it stops at the
+            // latest a leader-wait after it appended the change. A follower stops on
+            // receiving it.
+            let leader_done =
+                committed || dropped_at.is_some_and(|since| since.elapsed() >= self.leader_wait());
+            if removed && (state != ServerState::Leader || leader_done) {
                 tracing::warn!(
                     node_id = self.settings.node_id,
                     "this node was removed from the cluster: stopping its raft core"
@@ -305,9 +318,14 @@ impl RaftNode {
                     .nodes()
                     .any(|(id, _)| !known.contains_key(id))
             };
-            let changed = if still_unknown {
-                // Ask again in a while: the member may not be up yet.
-                tokio::time::timeout(Duration::from_secs(1), metrics.changed())
+            let changed = if still_unknown || dropped_at.is_some() {
+                // Ask again in a while: the member may not be up yet, or this removed
+                // leader's time may run out without any change.
+                let wait = match dropped_at {
+                    Some(_) => Duration::from_millis(200),
+                    None => Duration::from_secs(1),
+                };
+                tokio::time::timeout(wait, metrics.changed())
                     .await
                     .unwrap_or(Ok(()))
             } else {

@@ -491,6 +491,14 @@ async fn the_cluster_takes_writes_again_after_its_leader_is_removed() {
     for writer in writers {
         writer.await.unwrap();
     }
+    // The removed leader stops (it exits, having no cluster).
+    let removed = cluster.node(leader);
+    eventually(TIMEOUT, "the removed leader to exit", || {
+        let exited = removed.exit_status().is_some();
+        async move { Ok(exited.then_some(())) }
+    })
+    .await
+    .unwrap();
     for (index, follower) in followers.iter().enumerate() {
         let node = &cluster.nodes[follower];
         eventually(TIMEOUT, "a write after the leader left", || async {
