@@ -44,9 +44,17 @@ impl Watch {
         let mut watch = Self::default();
         match command {
             CommandV1::AssignJobs(command) => {
+                // Only jobs still pending can be assigned: the others are refused, and a
+                // refused assignment proves nothing of the tenant's usage.
                 watch.assigned = command
                     .assignments
                     .iter()
+                    .filter(|assignment| {
+                        state
+                            .jobs
+                            .get(&assignment.job)
+                            .is_some_and(|job| job.state == hodei_domain::job::JobState::Pending)
+                    })
                     .map(|assignment| assignment.job.clone())
                     .collect();
                 watch.assigned_at_ms = command.at_ms;
@@ -79,10 +87,12 @@ impl Watch {
             return Vec::new();
         }
         let mut breaches = Vec::new();
+        // The jobs the command did assign: pending before, held by a worker now.
         let mut tenants: Vec<TenantId> = self
             .assigned
             .iter()
             .filter_map(|job| state.jobs.get(job))
+            .filter(|job| job.state != hodei_domain::job::JobState::Pending && job.worker.is_some())
             .map(|job| job.spec.tenant.clone())
             .collect();
         tenants.sort();
@@ -188,19 +198,26 @@ mod tests {
             "one job of one is within"
         );
         // An apply that broke the rule would leave this: b held by w1 beside a.
+        let watch = Watch::before(&state, &assign_b);
         let mut b = state.jobs["b"].as_ref().clone();
         b.state = JobState::Assigned;
+        b.worker = Some("w1".into());
         state.jobs.insert("b".into(), Box::new(b));
         let mut w1 = state.workers["w1"].clone();
         w1.hold("b", Resources::new(100, 0, 0), 5);
         state.workers.insert("w1".into(), w1);
-        let breaches = Watch::before(&state, &assign_b).after(&state, 8);
+        let breaches = watch.after(&state, 8);
         assert_eq!(breaches.len(), 1, "{breaches:?}");
         assert_eq!(breaches[0].rule, "quota_ceiling");
         assert!(breaches[0].detail.contains("runs 2 jobs"), "{breaches:?}");
         assert!(
             state.usage(&acme()).running_jobs <= 1,
             "the ledger never saw b"
+        );
+        // An assignment of a job that was no longer pending was refused: not judged.
+        assert_eq!(
+            Watch::before(&state, &assign_b).after(&state, 9),
+            Vec::new()
         );
     }
 
