@@ -147,11 +147,17 @@ pub fn check_quota(
     violations
 }
 
-/// Burst sessions against the reads, the requests and each tenant's final sessions.
+/// How long after its end time a session may still be open at the final read (its
+/// expiry is decided by the leader's clock once a second, then committed).
+const EXPIRY_GRACE_MS: u64 = 5_000;
+
+/// Burst sessions against the reads, the requests and each tenant's final sessions, read
+/// at `finals_read_at_ms` (wall clock).
 pub fn check_bursts(
     reads: &[BurstRead],
     requests: &[BurstRequest],
     finals: &BTreeMap<String, Vec<SessionSeen>>,
+    finals_read_at_ms: u64,
 ) -> Vec<LimitViolation> {
     let mut violations = Vec::new();
     // Once seen ended, ended the same way by every read that began later.
@@ -202,7 +208,11 @@ pub fn check_bursts(
             });
             continue;
         };
-        if found.status != "ended" || found.end_reason.as_deref() != Some("expired") {
+        let due = found
+            .ends_at_ms
+            .is_none_or(|end| end.saturating_add(EXPIRY_GRACE_MS) < finals_read_at_ms);
+        let expired = found.status == "ended" && found.end_reason.as_deref() == Some("expired");
+        if !expired && (found.status == "ended" || due) {
             violations.push(LimitViolation::BurstNotExpired {
                 tenant: request.tenant.clone(),
                 session: made.id.clone(),
@@ -287,6 +297,9 @@ fn breaches_in(log: &str, text: &str) -> Vec<LimitViolation> {
 mod tests {
     use super::*;
 
+    /// A final read long after every session's end time.
+    const LATER: u64 = 1_000_000;
+
     fn run(job: &str, first: u128, last: u128) -> Run {
         Run {
             job: job.into(),
@@ -362,7 +375,7 @@ mod tests {
             read(1_200, ended.clone()),
         ];
         assert_eq!(
-            check_bursts(&fine, std::slice::from_ref(&request), &finals),
+            check_bursts(&fine, std::slice::from_ref(&request), &finals, LATER),
             Vec::new()
         );
         let reopened = [
@@ -370,7 +383,7 @@ mod tests {
             read(1_200, session("s", "active", 1_000, None, None)),
         ];
         assert!(matches!(
-            check_bursts(&reopened, std::slice::from_ref(&request), &finals)[..],
+            check_bursts(&reopened, std::slice::from_ref(&request), &finals, LATER)[..],
             [LimitViolation::BurstReopened { .. }]
         ));
         let ended_twice = [
@@ -381,7 +394,7 @@ mod tests {
             ),
         ];
         assert_eq!(
-            check_bursts(&ended_twice, std::slice::from_ref(&request), &finals).len(),
+            check_bursts(&ended_twice, std::slice::from_ref(&request), &finals, LATER).len(),
             1
         );
     }
@@ -401,10 +414,18 @@ mod tests {
                 session("ghost", "ended", 1_000, Some(1_000), Some("expired")),
             ],
         )]);
+        // Read long after the end time, the open session should have expired; read
+        // before it (made on a node whose clock ran ahead), it may be open.
+        assert!(
+            check_bursts(&[], &[request("open")], &finals, 1_000)
+                .iter()
+                .all(|violation| !matches!(violation, LimitViolation::BurstNotExpired { .. }))
+        );
         let found = check_bursts(
             &[],
             &[request("lost"), request("open"), request("early")],
             &finals,
+            LATER,
         );
         assert!(
             matches!(found[0], LimitViolation::BurstSessionLost { .. }),
@@ -421,7 +442,7 @@ mod tests {
         // Three sessions, three acknowledged requests (one lost): none phantom. One
         // more session than requests is.
         assert_eq!(found.len(), 3, "{found:?}");
-        let found = check_bursts(&[], &[request("open"), request("early")], &finals);
+        let found = check_bursts(&[], &[request("open"), request("early")], &finals, LATER);
         assert!(found.iter().any(|violation| matches!(
             violation,
             LimitViolation::PhantomBurstSessions { sessions: 3, .. }

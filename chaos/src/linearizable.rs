@@ -116,7 +116,6 @@ enum Search {
 /// The key's next value if `op` takes effect now on `value` and answers what its client
 /// was told; `None` if it could not have.
 fn step(value: &Option<String>, op: &KeyOp) -> Option<Option<String>> {
-    let unknown = op.outcome == Outcome::Unknown;
     match (&op.action, &op.outcome, value) {
         (Action::Create { value: new }, Outcome::Ok, None) => Some(Some(new.clone())),
         (Action::Create { value: new }, Outcome::Unknown, None) => Some(Some(new.clone())),
@@ -128,8 +127,8 @@ fn step(value: &Option<String>, op: &KeyOp) -> Option<Option<String>> {
         (Action::Delete, Outcome::Unknown, Some(_)) => Some(None),
         (Action::Read, Outcome::Saw(seen), Some(current)) if seen == current => Some(value.clone()),
         (Action::Read, Outcome::Absent, None) => Some(None),
-        // An unknown operation that would have been refused here changed nothing.
-        _ if unknown => Some(value.clone()),
+        // An unknown operation that would have been refused here changed nothing: the
+        // same as leaving it unplaced, which the search already tries.
         _ => None,
     }
 }

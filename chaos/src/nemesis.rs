@@ -397,6 +397,19 @@ impl Stage {
         })
     }
 
+    /// Starts again every node that stopped by itself (a fail-stop on a full disk can
+    /// come seconds after the fault): the nemesis is the nodes' supervisor.
+    fn restart_stopped(&mut self) -> anyhow::Result<()> {
+        let ids: Vec<u64> = self.cluster.nodes.keys().copied().collect();
+        for id in ids {
+            let node = self.cluster.node(id);
+            if node.exit_status().is_some() {
+                node.restart()?;
+            }
+        }
+        Ok(())
+    }
+
     /// One node: the leader half the time.
     fn one_node(&self, rng: &mut ChaCha8Rng, leader: Option<u64>) -> anyhow::Result<u64> {
         let ids: Vec<u64> = self.cluster.nodes.keys().copied().collect();
@@ -480,6 +493,18 @@ impl Stage {
                 };
                 match tokio::time::timeout(Duration::from_secs(20), attempt).await {
                     Ok(Ok(())) => return Ok(()),
+                    // An earlier try whose answer was lost took effect: done.
+                    Ok(Err(error))
+                        if error.downcast_ref::<tonic::Status>().is_some_and(|status| {
+                            status.code()
+                                == match add {
+                                    true => tonic::Code::AlreadyExists,
+                                    false => tonic::Code::NotFound,
+                                }
+                        }) =>
+                    {
+                        return Ok(());
+                    }
                     Ok(Err(error)) => last = format!("{error:#}"),
                     Err(_) => last = "no answer in 20 s".to_string(),
                 }
@@ -847,7 +872,7 @@ impl Stage {
         for index in damage.workers_killed.drain(..) {
             self.workers[index].restart()?;
         }
-        Ok(())
+        self.restart_stopped()
     }
 }
 
@@ -928,8 +953,8 @@ fn record_key(
     let Some(outcome) = outcome else {
         return;
     };
-    // A read with no answer says nothing.
-    if action == Action::Read && outcome == Outcome::Unknown {
+    // A read with no answer (or a body that could not be read) says nothing.
+    if action == Action::Read && matches!(outcome, Outcome::Unknown | Outcome::Ok) {
         return;
     }
     shared.record_key_op(KeyOp {
@@ -1041,13 +1066,16 @@ async fn burst_op(rng: &mut ChaCha8Rng, http: &reqwest::Client, base: &str, shar
             "reason": "nemesis",
         });
         let (status, answer) = call(http.post(&url).json(&body)).await;
+        let acknowledged = match status {
+            200..=299 => SessionSeen::from_view(&answer),
+            _ => None,
+        };
         let request = BurstRequest {
             tenant: tenant.to_string(),
-            acknowledged: match status {
-                200..=299 => SessionSeen::from_view(&answer),
-                _ => None,
-            },
-            unknown: told(status) == Told::Unknown,
+            // A 2xx whose body was lost made a session we cannot name.
+            unknown: told(status) == Told::Unknown
+                || ((200..300).contains(&status) && acknowledged.is_none()),
+            acknowledged,
         };
         shared
             .burst_requests
@@ -1361,6 +1389,18 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
         let calm = Duration::from_millis(rng.random_range(1_000..3_000));
         tokio::time::sleep(calm.min(end.saturating_sub(shared.started.elapsed()))).await;
     }
+    // A node that stops on a full disk does so within seconds (it exits within 10 s of
+    // its failed write): watch for it after the last fault too.
+    if timeline
+        .last()
+        .is_some_and(|event| event.kind == FaultKind::DiskFull)
+    {
+        let watching = Instant::now();
+        while watching.elapsed() < Duration::from_secs(12) {
+            stage.restart_stopped()?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
     shared.stop.store(true, Ordering::Relaxed);
     for client in clients {
         let _ = client.await;
@@ -1455,6 +1495,13 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
         );
     }
     let mut final_bursts: BTreeMap<String, Vec<SessionSeen>> = BTreeMap::new();
+    // The wall-clock time of the final reads (every node's clock is right again by now):
+    // a session whose end time is later may rightly still be open (made on a node whose
+    // clock ran ahead).
+    let finals_read_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_millis() as u64)
+        .unwrap_or_default();
     for tenant in QUOTA_TENANTS {
         let invoked = shared.now_ms();
         let (status, answer) = call(
@@ -1564,9 +1611,12 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
         );
     }
 
-    // Quotas held, burst sessions expired once; and what the nodes saw themselves.
+    // Quotas held, burst sessions expired once; and what the nodes saw themselves. A
+    // cancelled job frees its quota when the cancel commits, while its process runs on
+    // until its worker kills it: its runs are left out.
     let tenant_of: BTreeMap<String, String> = jobs
         .iter()
+        .filter(|job| job["state"].as_str() != Some("cancelled"))
         .filter_map(|job| {
             Some((
                 job["id"].as_str()?.to_string(),
@@ -1593,6 +1643,7 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
         &burst_reads,
         &burst_requests,
         &final_bursts,
+        finals_read_at_ms,
     ));
     limit_violations.extend(limits::audit_breaches(&root));
     violations.extend(limit_violations.iter().map(|violation| json!(violation)));
