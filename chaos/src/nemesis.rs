@@ -196,6 +196,8 @@ struct Damage {
     slowed: bool,
     /// A node removed from the cluster, to add back.
     removed: Option<u64>,
+    /// The node a membership fault tried to remove (the removal may commit late).
+    membership_target: Option<u64>,
 }
 
 /// The cluster the nemesis works on.
@@ -399,13 +401,57 @@ impl Stage {
 
     /// Starts again every node that stopped by itself (a fail-stop on a full disk can
     /// come seconds after the fault): the nemesis is the nodes' supervisor.
-    fn restart_stopped(&mut self) -> anyhow::Result<()> {
+    /// A node that stopped because the cluster removed it (a change that committed after
+    /// the nemesis gave up on it) is wiped and added back instead: started on its data it
+    /// would be a member of nothing.
+    async fn restart_stopped(&mut self) -> anyhow::Result<()> {
         let ids: Vec<u64> = self.cluster.nodes.keys().copied().collect();
         for id in ids {
-            let node = self.cluster.node(id);
-            if node.exit_status().is_some() {
-                node.restart()?;
+            if self.cluster.node(id).exit_status().is_none() {
+                continue;
             }
+            if self.removed_by_others(id).await {
+                self.rejoin(id).await?;
+            } else {
+                self.cluster.node(id).restart()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every other node that answers leaves `node` out of its voters.
+    async fn removed_by_others(&self, node: u64) -> bool {
+        let mut answered = 0;
+        for (id, other) in &self.cluster.nodes {
+            if *id == node {
+                continue;
+            }
+            let Some(members) = other
+                .status()
+                .await
+                .and_then(|status| status["members"].as_array().cloned())
+            else {
+                continue;
+            };
+            answered += 1;
+            let voter = members.iter().any(|member| {
+                member["node_id"].as_u64() == Some(node) && member["role"].as_str() == Some("voter")
+            });
+            if voter {
+                return false;
+            }
+        }
+        answered > 0
+    }
+
+    /// Wipes a removed node and adds it back.
+    async fn rejoin(&mut self, id: u64) -> anyhow::Result<()> {
+        self.cluster.node(id).restart_empty_to_join()?;
+        if let Err(error) = self
+            .change_membership(id, true, Duration::from_secs(60))
+            .await
+        {
+            self.membership_failures.push(format!("{error:#}"));
         }
         Ok(())
     }
@@ -808,6 +854,7 @@ impl Stage {
                     .await;
                 // Only a node the cluster let go is wiped: wiping a member would lose
                 // what it promised to keep.
+                damage.membership_target = Some(node);
                 if removed.is_ok() {
                     damage.removed = Some(node);
                 }
@@ -850,15 +897,16 @@ impl Stage {
                 node.restart()?;
             }
         }
-        if let Some(id) = damage.removed.take() {
+        // A removal the nemesis gave up on may have committed since: the voters say.
+        let target = damage.membership_target.take();
+        let removed = match (damage.removed.take(), target) {
+            (Some(id), _) => Some(id),
+            (None, Some(id)) if self.removed_by_others(id).await => Some(id),
+            _ => None,
+        };
+        if let Some(id) = removed {
             // A removed node stops itself; it comes back empty and is added again.
-            self.cluster.node(id).restart_empty_to_join()?;
-            if let Err(error) = self
-                .change_membership(id, true, Duration::from_secs(60))
-                .await
-            {
-                self.membership_failures.push(format!("{error:#}"));
-            }
+            self.rejoin(id).await?;
         }
         for id in damage.paused.drain(..) {
             self.cluster.nodes[&id].pause(false)?;
@@ -872,7 +920,7 @@ impl Stage {
         for index in damage.workers_killed.drain(..) {
             self.workers[index].restart()?;
         }
-        self.restart_stopped()
+        self.restart_stopped().await
     }
 }
 
@@ -1397,7 +1445,7 @@ pub async fn run(settings: NemesisSettings) -> anyhow::Result<(Value, bool)> {
     {
         let watching = Instant::now();
         while watching.elapsed() < Duration::from_secs(12) {
-            stage.restart_stopped()?;
+            stage.restart_stopped().await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
