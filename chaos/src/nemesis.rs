@@ -29,6 +29,19 @@ use hodei_proto::v1 as pb;
 use hodei_proto::v1::cluster_service_client::ClusterServiceClient;
 use hodei_tests::{NodeProcess, NodeSpec, ProcessCluster, WorkerProcess};
 
+/// The voters a node names in its status (`None` if it does not answer).
+async fn voters_named_by(node: &NodeProcess) -> Option<BTreeSet<u64>> {
+    let status = node.status().await?;
+    Some(
+        status["members"]
+            .as_array()?
+            .iter()
+            .filter(|member| member["role"].as_str() == Some("voter"))
+            .filter_map(|member| member["node_id"].as_u64())
+            .collect(),
+    )
+}
+
 /// The address members reach a node's peer port at.
 fn member_peer_addr(node: &NodeProcess) -> String {
     format!("127.0.0.1:{}", node.peer_port)
@@ -426,18 +439,11 @@ impl Stage {
             if *id == node {
                 continue;
             }
-            let Some(members) = other
-                .status()
-                .await
-                .and_then(|status| status["members"].as_array().cloned())
-            else {
+            let Some(voters) = voters_named_by(other).await else {
                 continue;
             };
             answered += 1;
-            let voter = members.iter().any(|member| {
-                member["node_id"].as_u64() == Some(node) && member["role"].as_str() == Some("voter")
-            });
-            if voter {
+            if voters.contains(&node) {
                 return false;
             }
         }
@@ -489,20 +495,21 @@ impl Stage {
     /// The cluster's voters, as a node that answers says.
     async fn voters(&self) -> Option<BTreeSet<u64>> {
         for node in self.cluster.nodes.values() {
-            if let Some(status) = node.status().await
-                && let Some(members) = status["members"].as_array()
+            if let Some(voters) = voters_named_by(node).await
+                && !voters.is_empty()
             {
-                let voters: BTreeSet<u64> = members
-                    .iter()
-                    .filter(|member| member["role"].as_str() == Some("voter"))
-                    .filter_map(|member| member["node_id"].as_u64())
-                    .collect();
-                if !voters.is_empty() {
-                    return Some(voters);
-                }
+                return Some(voters);
             }
         }
         None
+    }
+
+    /// A node's peer and gRPC ports: what a fault on its links names.
+    fn ports_of(&self, node: u64) -> Vec<u16> {
+        [&self.peers[&node], &self.grpc[&node]]
+            .iter()
+            .filter_map(|endpoint| endpoint.port)
+            .collect()
     }
 
     /// Asks the members to change the membership: `add` the node back (at its peer
@@ -641,12 +648,8 @@ impl Stage {
         range: std::ops::Range<f64>,
     ) -> anyhow::Result<f64> {
         let probability = rng.random_range(range);
-        let ports: Vec<u16> = [&self.peers[&node], &self.grpc[&node]]
-            .iter()
-            .filter_map(|endpoint| endpoint.port)
-            .collect();
         self.firewall
-            .lose(&self.peers[&node].source, &ports, probability)?;
+            .lose(&self.peers[&node].source, &self.ports_of(node), probability)?;
         Ok(probability)
     }
 
@@ -818,10 +821,7 @@ impl Stage {
             FaultKind::Latency => {
                 let node = self.one_node(rng, leader)?;
                 let delay = Duration::from_millis(rng.random_range(50..400));
-                let ports: Vec<u16> = [&self.peers[&node], &self.grpc[&node]]
-                    .iter()
-                    .filter_map(|endpoint| endpoint.port)
-                    .collect();
+                let ports = self.ports_of(node);
                 self.latency.as_ref().context("the latency proxy")?.slow(
                     &node_source(node),
                     &ports,
